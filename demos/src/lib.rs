@@ -1,0 +1,1 @@
+//! fox-demos (skeleton; filled by its issue).

@@ -1,0 +1,1 @@
+//! fox-mqtt-proto (skeleton; filled by its issue).

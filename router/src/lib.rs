@@ -1,0 +1,1 @@
+//! fox-router (skeleton; filled by its issue).

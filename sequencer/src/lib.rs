@@ -1,0 +1,1 @@
+//! fox-sequencer (skeleton; filled by its issue).

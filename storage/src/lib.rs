@@ -1,0 +1,1 @@
+//! fox-storage (skeleton; filled by its issue).

@@ -1,0 +1,1 @@
+//! fox-wamp-proto (skeleton; filled by its issue).
