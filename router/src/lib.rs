@@ -1,1 +1,27 @@
-//! fox-router (skeleton; filled by its issue).
+//! foxrouter: a WAMP v2 + MQTT message router whose every published message gets a
+//! permanent, monotonic ID before the publisher is acknowledged.
+//!
+//! # Layout
+//! - [`server`]: listeners and connection limits; hands each connection to its gate.
+//! - [`wamp`]: the WAMP gate (session state machine, WebSocket and RawSocket transports).
+//! - [`mqtt`]: the MQTT gate.
+//! - [`router`]: realms by name, configuration, shutdown signal.
+//! - [`realm`]: broker, dealer, meta APIs; the one internal message form.
+//! - [`topic`]: internal topic form shared by WAMP and MQTT, and the pattern trie.
+//! - [`engine`]: how a publish is ordered (the local permanent-ID sequencer).
+//! - [`auth`], [`config`]: authentication, roles, configuration file.
+//!
+//! # Calling order
+//! `Router::new(config)`, bind [`server::Listener`]s, `server::run`; `Router::shut_down`
+//! makes every session say GOODBYE and `run` return.
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod mqtt;
+pub mod realm;
+pub mod router;
+pub mod server;
+pub mod topic;
+pub mod util;
+pub mod wamp;

@@ -1,0 +1,408 @@
+//! Authentication (anonymous, ticket, WAMP-CRA; MQTT username/password) and authorization
+//! (roles with URI permissions).
+//!
+//! Calling order for WAMP: [`Authenticator::hello`] with the HELLO's realm and details gives
+//! a [`HelloOutcome`]: welcome at once, challenge, or abort. After a challenge,
+//! [`Authenticator::authenticate`] checks the signature against the [`Pending`] state.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+
+use fox_wamp_proto::{Dict, Value};
+
+use crate::config::{Config, PermissionMatch, User};
+
+/// Who a session is once authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// `authid`.
+    pub authid: String,
+    /// `authrole`.
+    pub authrole: String,
+    /// `authmethod` that succeeded.
+    pub authmethod: String,
+    /// `authprovider`.
+    pub authprovider: String,
+}
+
+/// What HELLO leads to.
+#[derive(Debug)]
+pub enum HelloOutcome {
+    /// Authenticated without a challenge.
+    Welcome(Identity),
+    /// Send CHALLENGE(method, extra) and keep `Pending` for AUTHENTICATE.
+    Challenge {
+        /// The method.
+        method: String,
+        /// CHALLENGE.Extra.
+        extra: Dict,
+        /// State to check the answer against.
+        pending: Pending,
+    },
+    /// Send ABORT(reason) with a message.
+    Abort {
+        /// The ABORT reason URI.
+        reason: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+/// A challenge waiting for its AUTHENTICATE.
+#[derive(Debug)]
+pub struct Pending {
+    identity: Identity,
+    expected: Expected,
+}
+
+#[derive(Debug)]
+enum Expected {
+    Ticket(String),
+    Signature(String),
+}
+
+/// Authentication against the configured users.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    config: Arc<Config>,
+}
+
+impl Authenticator {
+    /// An authenticator over this configuration.
+    pub fn new(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+
+    /// Decides on a HELLO. `session` is the session ID the router will assign, `nonce` a
+    /// random string and `timestamp` an ISO-8601 time (both used in WAMP-CRA challenges).
+    pub fn hello(
+        &self,
+        realm: &str,
+        details: &Dict,
+        session: u64,
+        nonce: &str,
+        timestamp: &str,
+    ) -> HelloOutcome {
+        let methods: Vec<&str> = match details.get("authmethods").and_then(Value::as_list) {
+            Some(list) => list.iter().filter_map(Value::as_str).collect(),
+            None => vec!["anonymous"],
+        };
+        let authid = details.get("authid").and_then(Value::as_str);
+        for method in methods {
+            match method {
+                "anonymous" if self.config.auth.anonymous => {
+                    return HelloOutcome::Welcome(Identity {
+                        authid: authid
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| format!("anonymous-{session}")),
+                        authrole: self.config.auth.anonymous_role.clone(),
+                        authmethod: "anonymous".to_owned(),
+                        authprovider: "static".to_owned(),
+                    });
+                }
+                "ticket" | "wampcra" => return self.challenge(method, realm, authid, session, nonce, timestamp),
+                _ => {}
+            }
+        }
+        HelloOutcome::Abort {
+            reason: "wamp.error.no_auth_method",
+            message: "none of the offered authentication methods is available".to_owned(),
+        }
+    }
+
+    fn challenge(
+        &self,
+        method: &str,
+        realm: &str,
+        authid: Option<&str>,
+        session: u64,
+        nonce: &str,
+        timestamp: &str,
+    ) -> HelloOutcome {
+        let user = match authid.and_then(|a| self.config.user(a)) {
+            Some(user) if user_may_join(user, realm) => user,
+            _ => {
+                return HelloOutcome::Abort {
+                    reason: "wamp.error.not_authorized",
+                    message: "unknown authid, or not allowed on this realm".to_owned(),
+                }
+            }
+        };
+        let identity = Identity {
+            authid: user.authid.clone(),
+            authrole: user.role.clone(),
+            authmethod: method.to_owned(),
+            authprovider: "static".to_owned(),
+        };
+        if method == "ticket" {
+            return HelloOutcome::Challenge {
+                method: method.to_owned(),
+                extra: Dict::new(),
+                pending: Pending {
+                    identity,
+                    expected: Expected::Ticket(user.secret.clone()),
+                },
+            };
+        }
+        let challenge = serde_json::json!({
+            "authid": user.authid, "authrole": user.role, "authmethod": "wampcra",
+            "authprovider": "static", "nonce": nonce, "timestamp": timestamp, "session": session,
+        })
+        .to_string();
+        let mut extra = Dict::new();
+        extra.insert("challenge".into(), Value::Str(challenge.clone()));
+        if let Some(salt) = &user.salt {
+            extra.insert("salt".into(), Value::Str(salt.clone()));
+            extra.insert("iterations".into(), Value::from(u64::from(iterations(user))));
+            extra.insert("keylen".into(), Value::from(u64::from(keylen(user))));
+        }
+        HelloOutcome::Challenge {
+            method: method.to_owned(),
+            extra,
+            pending: Pending {
+                identity,
+                expected: Expected::Signature(wampcra_signature(&cra_key(user), &challenge)),
+            },
+        }
+    }
+
+    /// Checks AUTHENTICATE's signature; the identity on success.
+    pub fn authenticate(&self, pending: Pending, signature: &str) -> Option<Identity> {
+        let ok = match &pending.expected {
+            Expected::Ticket(t) => constant_time_eq(t.as_bytes(), signature.as_bytes()),
+            Expected::Signature(s) => constant_time_eq(s.as_bytes(), signature.as_bytes()),
+        };
+        ok.then_some(pending.identity)
+    }
+
+    /// MQTT: checks a username (`user` or `user@realm`) and password. Returns the identity
+    /// and realm, or `None` when refused. No username means anonymous (if allowed).
+    pub fn mqtt_login(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        client_id: &str,
+    ) -> Option<(Identity, String)> {
+        let default_realm = self.config.router.mqtt_default_realm.clone();
+        let Some(username) = username else {
+            return self.config.auth.anonymous.then(|| {
+                let identity = Identity {
+                    authid: client_id.to_owned(),
+                    authrole: self.config.auth.anonymous_role.clone(),
+                    authmethod: "anonymous".to_owned(),
+                    authprovider: "static".to_owned(),
+                };
+                (identity, default_realm)
+            });
+        };
+        let (authid, realm) = match username.rsplit_once('@') {
+            Some((authid, realm)) if !realm.is_empty() => (authid, realm.to_owned()),
+            _ => (username, default_realm),
+        };
+        let user = self.config.user(authid)?;
+        let password = password?;
+        if !constant_time_eq(user.secret.as_bytes(), password) || !user_may_join(user, &realm) {
+            return None;
+        }
+        let identity = Identity {
+            authid: user.authid.clone(),
+            authrole: user.role.clone(),
+            authmethod: "password".to_owned(),
+            authprovider: "static".to_owned(),
+        };
+        Some((identity, realm))
+    }
+}
+
+fn user_may_join(user: &User, realm: &str) -> bool {
+    user.realms.is_empty() || user.realms.iter().any(|r| r == realm)
+}
+
+fn iterations(user: &User) -> u32 {
+    user.iterations.unwrap_or(1000)
+}
+
+fn keylen(user: &User) -> u32 {
+    user.keylen.unwrap_or(32)
+}
+
+/// The WAMP-CRA key: the secret, or with a salt the base64 of its PBKDF2-HMAC-SHA256
+/// derivation (as autobahn's `derive_key` computes it).
+fn cra_key(user: &User) -> Vec<u8> {
+    let Some(salt) = &user.salt else {
+        return user.secret.as_bytes().to_vec();
+    };
+    let mut derived = vec![0u8; keylen(user) as usize];
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        user.secret.as_bytes(),
+        salt.as_bytes(),
+        iterations(user),
+        &mut derived,
+    );
+    base64::engine::general_purpose::STANDARD
+        .encode(derived)
+        .into_bytes()
+}
+
+/// base64(HMAC-SHA256(key, challenge)).
+pub fn wampcra_signature(key: &[u8], challenge: &str) -> String {
+    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(challenge.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a session wants to do to a URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// PUBLISH.
+    Publish,
+    /// SUBSCRIBE.
+    Subscribe,
+    /// CALL.
+    Call,
+    /// REGISTER.
+    Register,
+}
+
+/// Role-based permissions.
+#[derive(Clone, Debug)]
+pub struct Authorizer {
+    config: Arc<Config>,
+}
+
+impl Authorizer {
+    /// An authorizer over this configuration.
+    pub fn new(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+
+    /// Whether `role` may do `action` on `uri`. The most specific rule decides: an exact
+    /// rule, else the longest matching prefix. An unconfigured role named as the anonymous
+    /// role permits everything (the embedded default); any other unknown role nothing.
+    pub fn permits(&self, role: &str, action: Action, uri: &str) -> bool {
+        if role.starts_with("foxrouter.") {
+            return true;
+        }
+        let Some(role_config) = self.config.role(role) else {
+            return role == self.config.auth.anonymous_role;
+        };
+        let rule = role_config
+            .permissions
+            .iter()
+            .filter(|p| match p.match_policy {
+                PermissionMatch::Exact => p.uri == uri,
+                PermissionMatch::Prefix => uri.starts_with(p.uri.as_str()),
+            })
+            .max_by_key(|p| (p.match_policy == PermissionMatch::Exact, p.uri.len()));
+        rule.is_some_and(|p| match action {
+            Action::Publish => p.publish,
+            Action::Subscribe => p.subscribe,
+            Action::Call => p.call,
+            Action::Register => p.register,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Arc<Config> {
+        Arc::new(
+            Config::parse(
+                r#"
+[auth]
+anonymous = false
+[[role]]
+name = "r"
+permissions = [
+  { uri = "com.", match = "prefix", publish = true, subscribe = true },
+  { uri = "com.secret", call = false },
+  { uri = "com.secret.", match = "prefix" },
+]
+[[user]]
+authid = "joe"
+secret = "pw"
+role = "r"
+[[user]]
+authid = "salty"
+secret = "pw"
+salt = "salt123"
+iterations = 100
+keylen = 32
+role = "r"
+realms = ["only"]
+"#,
+                "t",
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn longest_prefix_decides() {
+        let a = Authorizer::new(config());
+        assert!(a.permits("r", Action::Publish, "com.x"));
+        assert!(!a.permits("r", Action::Publish, "com.secret.x"));
+        assert!(!a.permits("r", Action::Call, "com.x"));
+        assert!(!a.permits("nobody", Action::Publish, "com.x"));
+    }
+
+    #[test]
+    fn ticket_round() {
+        let auth = Authenticator::new(config());
+        let mut details = Dict::new();
+        details.insert("authmethods".into(), Value::List(vec!["ticket".into()]));
+        details.insert("authid".into(), "joe".into());
+        let HelloOutcome::Challenge { pending, .. } = auth.hello("realm1", &details, 1, "n", "t")
+        else {
+            panic!("expected a challenge")
+        };
+        assert_eq!(auth.authenticate(pending, "pw").unwrap().authrole, "r");
+    }
+
+    #[test]
+    fn salted_wampcra_matches_autobahn_derivation() {
+        let user = config().user("salty").unwrap().clone();
+        // autobahn.wamp.auth.derive_key("pw", "salt123", 100, 32)
+        let key = cra_key(&user);
+        let expected = {
+            let mut d = [0u8; 32];
+            pbkdf2::pbkdf2_hmac::<Sha256>(b"pw", b"salt123", 100, &mut d);
+            base64::engine::general_purpose::STANDARD.encode(d)
+        };
+        assert_eq!(key, expected.into_bytes());
+    }
+
+    #[test]
+    fn realm_restriction_and_anonymous_off() {
+        let auth = Authenticator::new(config());
+        let mut details = Dict::new();
+        details.insert("authmethods".into(), Value::List(vec!["wampcra".into()]));
+        details.insert("authid".into(), "salty".into());
+        assert!(matches!(
+            auth.hello("other", &details, 1, "n", "t"),
+            HelloOutcome::Abort { .. }
+        ));
+        assert!(matches!(
+            auth.hello("only", &details, 1, "n", "t"),
+            HelloOutcome::Challenge { .. }
+        ));
+        assert!(matches!(
+            auth.hello("only", &Dict::new(), 1, "n", "t"),
+            HelloOutcome::Abort { reason: "wamp.error.no_auth_method", .. }
+        ));
+        assert!(auth.mqtt_login(None, None, "c").is_none());
+        assert_eq!(auth.mqtt_login(Some("joe@r2"), Some(b"pw"), "c").unwrap().1, "r2");
+        assert!(auth.mqtt_login(Some("joe"), Some(b"bad"), "c").is_none());
+    }
+}

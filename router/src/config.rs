@@ -1,0 +1,366 @@
+//! Configuration: listeners, limits, realms, roles and users.
+//!
+//! Everything has a default, so `foxrouter serve` needs no file. A TOML file (`--config`)
+//! carries the same settings; unknown keys are errors, and a bad file is refused with the
+//! line and the reason. Command-line flags override the file.
+//!
+//! ```toml
+//! [listen]
+//! ws = "127.0.0.1:8080"          # WAMP at /ws, MQTT at /mqtt
+//! rawsocket = "127.0.0.1:8081"
+//! mqtt = "127.0.0.1:1883"
+//!
+//! [limits]
+//! message_size_max_bytes = 1048576
+//! session_queue_max = 4096
+//!
+//! [router]
+//! auto_create_realms = true
+//! realms = ["realm1"]
+//! mqtt_default_realm = "realm1"
+//!
+//! [auth]
+//! anonymous = true
+//! anonymous_role = "anonymous"
+//!
+//! [[role]]
+//! name = "backend"
+//! permissions = [ { uri = "com.example.", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
+//!
+//! [[user]]
+//! authid = "joe"
+//! secret = "s3cret"              # ticket, wampcra and MQTT password
+//! role = "backend"
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has an unknown or mistyped key (the message names the line).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// The settings contradict each other.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Size and queue limits.
+    pub limits: Limits,
+    /// Realm handling.
+    pub router: RouterSettings,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// Roles and their permissions.
+    #[serde(rename = "role")]
+    pub roles: Vec<Role>,
+    /// Users.
+    #[serde(rename = "user")]
+    pub users: Vec<User>,
+}
+
+/// Listen addresses; `None` turns a listener off (only from a file: `ws = ""`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// WebSocket: WAMP at `/ws`, MQTT at `/mqtt`.
+    #[serde(deserialize_with = "optional_addr")]
+    pub ws: Option<SocketAddr>,
+    /// WAMP RawSocket.
+    #[serde(deserialize_with = "optional_addr")]
+    pub rawsocket: Option<SocketAddr>,
+    /// MQTT over TCP.
+    #[serde(deserialize_with = "optional_addr")]
+    pub mqtt: Option<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            ws: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            rawsocket: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            mqtt: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+        }
+    }
+}
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Limits, with units in their names. Defaults are documented on each field.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WAMP message or MQTT packet accepted, in bytes. Default 1 MiB.
+    pub message_size_max_bytes: usize,
+    /// Messages queued toward one session before the slow-consumer policy applies.
+    /// Default 4096. Events past it are dropped and counted; a session whose queue is
+    /// still full for a non-event message (RESULT, INVOCATION, ERROR) is closed.
+    pub session_queue_max: usize,
+    /// Longest call timeout a caller may ask for, in milliseconds. Default 10 minutes.
+    pub call_timeout_max_ms: u64,
+    /// Time a client has to finish HELLO / authentication, in milliseconds. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Most concurrent client connections. Default 100,000.
+    pub connections_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            message_size_max_bytes: 1 << 20,
+            session_queue_max: 4096,
+            call_timeout_max_ms: 600_000,
+            handshake_timeout_ms: 10_000,
+            connections_max: 100_000,
+        }
+    }
+}
+
+/// Realm handling.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSettings {
+    /// Create a realm when a client first joins it. Default true.
+    pub auto_create_realms: bool,
+    /// Realms that exist from the start.
+    pub realms: Vec<String>,
+    /// Realm of MQTT clients whose username does not name one (`user@realm`).
+    pub mqtt_default_realm: String,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            auto_create_realms: true,
+            realms: vec!["realm1".to_owned()],
+            mqtt_default_realm: "realm1".to_owned(),
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Allow anonymous sessions. Default true.
+    pub anonymous: bool,
+    /// Role of anonymous sessions. Default `anonymous`; a role of that name that is not
+    /// configured permits everything.
+    pub anonymous_role: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            anonymous: true,
+            anonymous_role: "anonymous".to_owned(),
+        }
+    }
+}
+
+/// A role: permissions on URI patterns.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// The role's name (`authrole`).
+    pub name: String,
+    /// Permissions; the most specific matching rule decides, none matching denies.
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
+}
+
+/// One permission rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permission {
+    /// The URI, or URI prefix with `match = "prefix"`. Empty prefix matches all.
+    pub uri: String,
+    /// `exact` (default) or `prefix`.
+    #[serde(default, rename = "match")]
+    pub match_policy: PermissionMatch,
+    /// May publish.
+    #[serde(default)]
+    pub publish: bool,
+    /// May subscribe.
+    #[serde(default)]
+    pub subscribe: bool,
+    /// May call.
+    #[serde(default)]
+    pub call: bool,
+    /// May register.
+    #[serde(default)]
+    pub register: bool,
+}
+
+/// How a permission's URI matches.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionMatch {
+    /// The URI exactly.
+    #[default]
+    Exact,
+    /// Any URI starting with it.
+    Prefix,
+}
+
+/// A user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The user's authid (MQTT username without `@realm`).
+    pub authid: String,
+    /// The shared secret: the ticket, the WAMP-CRA key (before salting) and the MQTT
+    /// password.
+    pub secret: String,
+    /// The user's role.
+    pub role: String,
+    /// WAMP-CRA salt; with it the key is PBKDF2-HMAC-SHA256(secret, salt, iterations, keylen).
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// PBKDF2 iterations (default 1000).
+    #[serde(default)]
+    pub iterations: Option<u32>,
+    /// PBKDF2 key length in bytes (default 32).
+    #[serde(default)]
+    pub keylen: Option<u32>,
+    /// Realms this user may join; empty means any.
+    #[serde(default)]
+    pub realms: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// Parses and validates TOML text; `name` is used in messages.
+    pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: name.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut roles = HashMap::new();
+        for role in &self.roles {
+            if roles.insert(role.name.as_str(), role).is_some() {
+                return Err(format!("role '{}' is defined twice", role.name));
+            }
+        }
+        let mut users = HashMap::new();
+        for user in &self.users {
+            if users.insert(user.authid.as_str(), user).is_some() {
+                return Err(format!("user '{}' is defined twice", user.authid));
+            }
+            if !roles.contains_key(user.role.as_str()) && user.role != self.auth.anonymous_role {
+                return Err(format!(
+                    "user '{}' has role '{}', which no [[role]] defines",
+                    user.authid, user.role
+                ));
+            }
+        }
+        if self.limits.message_size_max_bytes < 512 {
+            return Err("limits.message_size_max_bytes must be at least 512".to_owned());
+        }
+        if self.limits.session_queue_max == 0 {
+            return Err("limits.session_queue_max must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The user with this authid.
+    pub fn user(&self, authid: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.authid == authid)
+    }
+
+    /// The role with this name.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("", "t").unwrap();
+        assert_eq!(c.listen.ws, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(c.router.auto_create_realms);
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = Config::parse("[limits]\nsession_queue_max = 3\nbogus = 1\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn undefined_role_is_refused() {
+        let err = Config::parse(
+            "[[user]]\nauthid = \"a\"\nsecret = \"s\"\nrole = \"nope\"\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("role 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn listener_can_be_turned_off() {
+        let c = Config::parse("[listen]\nmqtt = \"\"\n", "t").unwrap();
+        assert_eq!(c.listen.mqtt, None);
+    }
+}

@@ -1,0 +1,117 @@
+//! The `foxrouter` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fox_router::config::Config;
+use fox_router::router::Router;
+use fox_router::server::{self, Gate, Listener};
+
+/// foxrouter: WAMP v2 + MQTT router with permanent, monotonic message IDs.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a single-node router (embedded in-memory store unless --data is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Parser, Debug)]
+struct ServeArgs {
+    /// WebSocket listen address: WAMP at /ws, MQTT at /mqtt. [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    ws: Option<SocketAddr>,
+    /// WAMP RawSocket listen address. [default: 127.0.0.1:8081]
+    #[arg(long, value_name = "ADDR")]
+    rawsocket: Option<SocketAddr>,
+    /// MQTT (TCP) listen address. [default: 127.0.0.1:1883]
+    #[arg(long, value_name = "ADDR")]
+    mqtt: Option<SocketAddr>,
+    /// Directory for durable storage (RocksDB). Without it everything is kept in memory.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (listeners, limits, realms, roles, users); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `fox_router=debug` (also RUST_LOG).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if args.ws.is_some() {
+        config.listen.ws = args.ws;
+    }
+    if args.rawsocket.is_some() {
+        config.listen.rawsocket = args.rawsocket;
+    }
+    if args.mqtt.is_some() {
+        config.listen.mqtt = args.mqtt;
+    }
+    if args.data.is_some() {
+        anyhow::bail!("--data (RocksDB storage) is not available in this build yet; run without it for the in-memory store");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let gates = [
+            (Gate::WebSocket, config.listen.ws),
+            (Gate::RawSocket, config.listen.rawsocket),
+            (Gate::Mqtt, config.listen.mqtt),
+        ];
+        let mut listeners = Vec::new();
+        for (gate, addr) in gates {
+            if let Some(addr) = addr {
+                listeners.push(Listener::bind(gate, addr).await?);
+            }
+        }
+        let router = Router::new(config, 0);
+        let signals = {
+            let router = router.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                router.shut_down();
+            })
+        };
+        server::run(router, listeners).await;
+        signals.abort();
+        anyhow::Ok(())
+    })
+    .context("router failed")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,325 @@
+//! The broker: subscriptions in a pattern trie, and fan-out of publications.
+//!
+//! Sessions subscribing to the same pattern share one subscription (and its ID), as the WAMP
+//! spec asks. Fan-out applies publisher exclusion, black/white listing and MQTT no-local,
+//! and picks one member per MQTT shared-subscription group (round robin).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use fox_wamp_proto::{Dict, Value};
+
+use super::session::Delivery;
+use super::{Publication, SessionHandle, SessionId, SessionInfo};
+use crate::topic::{MatchPolicy, Pattern, Topic, Trie};
+use crate::util::iso8601;
+
+/// Options of a publish that the broker applies.
+#[derive(Clone, Debug)]
+pub struct PublishOptions {
+    /// Do not deliver to the publisher itself (WAMP default true; MQTT false).
+    pub exclude_me: bool,
+    /// Disclose the publisher's identity to subscribers.
+    pub disclose_me: bool,
+    /// Never deliver to these sessions.
+    pub exclude: Vec<SessionId>,
+    /// Never deliver to sessions with these authids.
+    pub exclude_authid: Vec<String>,
+    /// Never deliver to sessions with these authroles.
+    pub exclude_authrole: Vec<String>,
+    /// Only deliver to these sessions.
+    pub eligible: Option<Vec<SessionId>>,
+    /// Only deliver to sessions with these authids.
+    pub eligible_authid: Option<Vec<String>>,
+    /// Only deliver to sessions with these authroles.
+    pub eligible_authrole: Option<Vec<String>>,
+    /// MQTT QoS of the publish.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self {
+            exclude_me: true,
+            disclose_me: false,
+            exclude: Vec::new(),
+            exclude_authid: Vec::new(),
+            exclude_authrole: Vec::new(),
+            eligible: None,
+            eligible_authid: None,
+            eligible_authrole: None,
+            qos: 0,
+            retain: false,
+        }
+    }
+}
+
+impl PublishOptions {
+    fn admits(&self, subscriber: &SessionInfo, publisher: Option<SessionId>) -> bool {
+        let id = subscriber.id;
+        let authid = &subscriber.identity.authid;
+        let authrole = &subscriber.identity.authrole;
+        if self.exclude_me && publisher == Some(id) {
+            return false;
+        }
+        if self.exclude.contains(&id)
+            || self.exclude_authid.contains(authid)
+            || self.exclude_authrole.contains(authrole)
+        {
+            return false;
+        }
+        self.eligible.as_ref().is_none_or(|e| e.contains(&id))
+            && self
+                .eligible_authid
+                .as_ref()
+                .is_none_or(|e| e.contains(authid))
+            && self
+                .eligible_authrole
+                .as_ref()
+                .is_none_or(|e| e.contains(authrole))
+    }
+}
+
+/// Options of one session's subscription.
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    /// MQTT: maximum QoS granted.
+    pub qos: u8,
+    /// MQTT: do not deliver the session's own publications.
+    pub no_local: bool,
+    /// MQTT: shared subscription group.
+    pub share_group: Option<String>,
+}
+
+/// One subscriber of a subscription.
+#[derive(Clone, Debug)]
+pub struct Subscriber {
+    /// Its session.
+    pub handle: SessionHandle,
+    /// Its options.
+    pub options: SubscribeOptions,
+}
+
+/// A subscription: one pattern, its subscribers.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Subscription ID.
+    pub id: u64,
+    /// Pattern.
+    pub pattern: Pattern,
+    /// When it was created (ISO 8601).
+    pub created: String,
+    /// Subscribers by session.
+    pub subscribers: HashMap<SessionId, Subscriber>,
+    next_in_group: AtomicUsize,
+}
+
+impl Subscription {
+    /// Meta API details: id, created, uri, match.
+    pub fn details(&self) -> Dict {
+        let (uri, policy) = self.pattern.to_wamp();
+        let mut d = Dict::new();
+        d.insert("id".into(), Value::from(self.id));
+        d.insert("created".into(), Value::from(self.created.as_str()));
+        d.insert("uri".into(), Value::from(uri));
+        d.insert("match".into(), Value::from(policy.name()));
+        d
+    }
+}
+
+/// All subscriptions of a realm.
+#[derive(Debug, Default)]
+pub struct Broker {
+    subscriptions: HashMap<u64, Subscription>,
+    by_pattern: HashMap<Pattern, u64>,
+    trie: Trie<u64>,
+    by_session: HashMap<SessionId, HashSet<u64>>,
+    next_id: u64,
+}
+
+impl Broker {
+    /// Adds a session to the subscription of `pattern`; returns (ID, created).
+    pub fn subscribe(
+        &mut self,
+        handle: &SessionHandle,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> (u64, bool) {
+        let (id, created) = match self.by_pattern.get(&pattern) {
+            Some(id) => (*id, false),
+            None => {
+                self.next_id += 1;
+                let id = self.next_id;
+                self.trie.insert(&pattern, id);
+                self.by_pattern.insert(pattern.clone(), id);
+                let sub = Subscription {
+                    id,
+                    pattern,
+                    created: iso8601(crate::engine::unix_ms()),
+                    subscribers: HashMap::new(),
+                    next_in_group: AtomicUsize::new(0),
+                };
+                self.subscriptions.insert(id, sub);
+                (id, true)
+            }
+        };
+        let session = handle.info.id;
+        if let Some(sub) = self.subscriptions.get_mut(&id) {
+            let subscriber = Subscriber {
+                handle: handle.clone(),
+                options,
+            };
+            sub.subscribers.insert(session, subscriber);
+        }
+        self.by_session.entry(session).or_default().insert(id);
+        (id, created)
+    }
+
+    /// Removes a session from a subscription: `None` if it was not subscribed, else whether
+    /// the subscription was deleted (no subscriber left).
+    pub fn unsubscribe(&mut self, session: SessionId, id: u64) -> Option<bool> {
+        let sub = self.subscriptions.get_mut(&id)?;
+        sub.subscribers.remove(&session)?;
+        if let Some(ids) = self.by_session.get_mut(&session) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+        if !sub.subscribers.is_empty() {
+            return Some(false);
+        }
+        if let Some(sub) = self.subscriptions.remove(&id) {
+            self.trie.remove(&sub.pattern, &id);
+            self.by_pattern.remove(&sub.pattern);
+        }
+        Some(true)
+    }
+
+    /// Removes a session from all its subscriptions: (ID, deleted) for each.
+    pub fn remove_session(&mut self, session: SessionId) -> Vec<(u64, bool)> {
+        let ids: Vec<u64> = self
+            .by_session
+            .get(&session)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.unsubscribe(session, id).map(|deleted| (id, deleted)))
+            .collect()
+    }
+
+    /// Delivers a publication to every admitted subscriber of every matching subscription.
+    pub fn fan_out(
+        &self,
+        publication: &Arc<Publication>,
+        publisher: Option<&SessionInfo>,
+        options: &PublishOptions,
+    ) {
+        let publisher_id = publisher.map(|p| p.id);
+        let dollar = publication
+            .topic
+            .levels()
+            .first()
+            .is_some_and(|l| l.starts_with('$'));
+        self.trie.matches(&publication.topic, |id| {
+            let Some(sub) = self.subscriptions.get(id) else {
+                return;
+            };
+            // MQTT 4.7.2: wildcards at the first level do not match `$` topics.
+            if dollar && !sub.pattern.first_level_is_literal() {
+                return;
+            }
+            self.deliver(sub, publication, publisher_id, options);
+        });
+    }
+
+    fn deliver(
+        &self,
+        sub: &Subscription,
+        publication: &Arc<Publication>,
+        publisher: Option<SessionId>,
+        options: &PublishOptions,
+    ) {
+        let pattern_based = !matches!(sub.pattern, Pattern::Exact(_));
+        let mut groups: HashMap<&str, Vec<&Subscriber>> = HashMap::new();
+        for subscriber in sub.subscribers.values() {
+            let info = &subscriber.handle.info;
+            if !options.admits(info, publisher)
+                || (subscriber.options.no_local && publisher == Some(info.id))
+            {
+                continue;
+            }
+            if let Some(group) = &subscriber.options.share_group {
+                groups.entry(group.as_str()).or_default().push(subscriber);
+                continue;
+            }
+            subscriber.handle.deliver(Delivery {
+                subscription: sub.id,
+                pattern_based,
+                publication: publication.clone(),
+                qos: subscriber.options.qos.min(publication.qos),
+                retained: false,
+            });
+        }
+        for (_, mut members) in groups {
+            members.sort_by_key(|m| m.handle.info.id);
+            let turn = sub.next_in_group.fetch_add(1, Ordering::Relaxed);
+            let chosen = members[turn % members.len()];
+            chosen.handle.deliver(Delivery {
+                subscription: sub.id,
+                pattern_based,
+                publication: publication.clone(),
+                qos: chosen.options.qos.min(publication.qos),
+                retained: false,
+            });
+        }
+    }
+
+    /// Meta API: the subscription's details.
+    pub fn details(&self, id: u64) -> Option<Dict> {
+        self.subscriptions.get(&id).map(Subscription::details)
+    }
+
+    /// Meta API: IDs by match policy (`exact`, `prefix`, `wildcard`).
+    pub fn list(&self) -> Dict {
+        let mut lists: [Vec<Value>; 3] = Default::default();
+        for sub in self.subscriptions.values() {
+            let index = match sub.pattern.to_wamp().1 {
+                MatchPolicy::Exact => 0,
+                MatchPolicy::Prefix => 1,
+                MatchPolicy::Wildcard => 2,
+            };
+            lists[index].push(Value::from(sub.id));
+        }
+        let [exact, prefix, wildcard] = lists;
+        let mut d = Dict::new();
+        d.insert("exact".into(), Value::List(exact));
+        d.insert("prefix".into(), Value::List(prefix));
+        d.insert("wildcard".into(), Value::List(wildcard));
+        d
+    }
+
+    /// Meta API: the subscription ID of a pattern.
+    pub fn lookup(&self, pattern: &Pattern) -> Option<u64> {
+        self.by_pattern.get(pattern).copied()
+    }
+
+    /// Meta API: IDs of subscriptions matching a topic.
+    pub fn matching(&self, topic: &Topic) -> Vec<u64> {
+        let mut ids = Vec::new();
+        self.trie.matches(topic, |id| ids.push(*id));
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Meta API: the sessions subscribed.
+    pub fn subscribers(&self, id: u64) -> Option<Vec<SessionId>> {
+        let sub = self.subscriptions.get(&id)?;
+        let mut ids: Vec<SessionId> = sub.subscribers.keys().copied().collect();
+        ids.sort_unstable();
+        Some(ids)
+    }
+}

@@ -1,0 +1,450 @@
+//! Realms: sessions, the broker (subscriptions), the dealer (registrations) and meta APIs.
+//!
+//! A realm is shared by every session task of the process; gates call into it directly and
+//! it answers the caller synchronously, while messages for *other* sessions go to their
+//! bounded outbound queues ([`SessionHandle`]). Locks are short and never held across an
+//! await. Publishing takes the realm's order lock around "assign ID, fan out", so every
+//! subscriber sees events in permanent-ID order.
+//!
+//! ```text
+//! gate task --publish/subscribe/call--> Realm --try_send--> other sessions' queues
+//!                                        |-- Broker (RwLock): trie of subscriptions
+//!                                        |-- Dealer (Mutex): registrations, pending calls
+//!                                        '-- meta events published back into the realm
+//! ```
+
+pub mod broker;
+pub mod dealer;
+pub mod meta;
+mod session;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use fox_wamp_proto::{Dict, Message, Value};
+
+use crate::auth::Authorizer;
+use crate::config::Limits;
+use crate::engine::{unix_ms, LocalSequencer};
+use crate::topic::{Pattern, Topic};
+
+pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
+pub use dealer::Dealer;
+pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
+
+/// A session's ID: random in [1, 2^53].
+pub type SessionId = u64;
+
+/// What a message carries, in the form its publisher gave it. Each gate converts on
+/// delivery (see [`Payload::to_wamp`] and [`Payload::to_mqtt`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    /// WAMP arguments.
+    Wamp {
+        /// Positional arguments.
+        args: Option<Vec<Value>>,
+        /// Keyword arguments.
+        kwargs: Option<Dict>,
+    },
+    /// Raw bytes (an MQTT payload).
+    Raw(Bytes),
+}
+
+impl Payload {
+    /// Whether there is nothing in it (clears a retained topic).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Raw(bytes) => bytes.is_empty(),
+            Self::Wamp { args, kwargs } => {
+                args.as_ref().is_none_or(Vec::is_empty) && kwargs.as_ref().is_none_or(Dict::is_empty)
+            }
+        }
+    }
+
+    /// WAMP arguments: an MQTT payload becomes `args = [value]`, where value is the decoded
+    /// JSON when the payload is valid UTF-8 JSON and the raw bytes otherwise.
+    pub fn to_wamp(&self) -> (Option<Vec<Value>>, Option<Dict>) {
+        match self {
+            Self::Wamp { args, kwargs } => (args.clone(), kwargs.clone()),
+            Self::Raw(bytes) => {
+                let value = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .map(Value::from_json)
+                    .unwrap_or_else(|_| Value::Bytes(bytes.to_vec()));
+                (Some(vec![value]), None)
+            }
+        }
+    }
+
+    /// MQTT payload: the JSON of `args[0]` when it is the only argument and there are no
+    /// kwargs (its raw bytes when it is binary); no arguments at all is an empty payload;
+    /// otherwise the JSON object `{"args": [...], "kwargs": {...}}`.
+    pub fn to_mqtt(&self) -> Bytes {
+        let (args, kwargs) = match self {
+            Self::Raw(bytes) => return bytes.clone(),
+            Self::Wamp { args, kwargs } => (args, kwargs),
+        };
+        let no_kwargs = kwargs.as_ref().is_none_or(|k| k.is_empty());
+        match args.as_deref() {
+            None | Some([]) if no_kwargs => Bytes::new(),
+            Some([Value::Bytes(b)]) if no_kwargs => Bytes::from(b.clone()),
+            Some([single]) if no_kwargs => Bytes::from(single.to_json().to_string()),
+            _ => {
+                let mut object = serde_json::Map::new();
+                let list = args.iter().flatten().map(Value::to_json).collect();
+                object.insert("args".into(), serde_json::Value::Array(list));
+                let dict = kwargs
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect();
+                object.insert("kwargs".into(), serde_json::Value::Object(dict));
+                Bytes::from(serde_json::Value::Object(object).to_string())
+            }
+        }
+    }
+}
+
+/// A published message, shared by every delivery of it.
+#[derive(Debug)]
+pub struct Publication {
+    /// Permanent ID.
+    pub id: u64,
+    /// Topic.
+    pub topic: Topic,
+    /// Payload.
+    pub payload: Payload,
+    /// Publisher's session (0 for the router itself).
+    pub publisher: SessionId,
+    /// Publisher identity, when disclosed: (session, authid, authrole).
+    pub disclosed: Option<(SessionId, String, String)>,
+    /// MQTT QoS the publisher used (0 for WAMP).
+    pub qos: u8,
+    /// Whether the publisher asked to retain it.
+    pub retain: bool,
+}
+
+/// Process-wide services every realm uses.
+#[derive(Debug)]
+pub struct Shared {
+    /// Permanent IDs.
+    pub sequencer: LocalSequencer,
+    /// Permissions.
+    pub authorizer: Authorizer,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// One realm.
+#[derive(Debug)]
+pub struct Realm {
+    /// The realm's name.
+    pub name: String,
+    shared: Arc<Shared>,
+    sessions: RwLock<HashMap<SessionId, SessionHandle>>,
+    broker: RwLock<Broker>,
+    order: Mutex<()>,
+    dealer: Mutex<Dealer>,
+    testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
+    retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
+}
+
+/// A message published for a session when it leaves (testament meta API).
+#[derive(Clone, Debug)]
+pub struct Testament {
+    /// Topic URI.
+    pub topic: String,
+    /// Payload.
+    pub payload: Payload,
+    /// Publish options.
+    pub options: PublishOptions,
+}
+
+/// Locks are poisoned only if a thread panicked while holding one; every critical section
+/// here is panic-free, so recovering the inner value keeps serving the other sessions.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Realm {
+    /// A new, empty realm.
+    pub fn new(name: String, shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            shared,
+            sessions: RwLock::new(HashMap::new()),
+            broker: RwLock::new(Broker::default()),
+            order: Mutex::new(()),
+            dealer: Mutex::new(Dealer::default()),
+            testaments: Mutex::new(HashMap::new()),
+            retained: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// Process-wide services.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Adds a session and announces it (`wamp.session.on_join`).
+    pub fn join(&self, handle: SessionHandle) {
+        let details = handle.info.details();
+        write(&self.sessions).insert(handle.info.id, handle);
+        self.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
+    }
+
+    /// Removes a session: its subscriptions, registrations and pending calls; publishes its
+    /// testaments and the meta events. Safe to call twice.
+    pub fn leave(&self, session: SessionId) {
+        let Some(handle) = write(&self.sessions).remove(&session) else {
+            return;
+        };
+        let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
+        for t in testaments {
+            self.publish(None, &Topic::from_wamp(&t.topic), t.payload, &t.options);
+        }
+        let removed = write(&self.broker).remove_session(session);
+        for (sub_id, deleted) in removed {
+            self.subscription_meta(session, sub_id, None, deleted, false);
+        }
+        let events = lock(&self.dealer).remove_session(session);
+        for e in events {
+            self.registration_meta(session, e.registration, None, e.deleted, false);
+        }
+        let info = &handle.info;
+        self.publish_meta(
+            "wamp.session.on_leave",
+            vec![
+                Value::from(info.id),
+                Value::from(info.identity.authid.as_str()),
+                Value::from(info.identity.authrole.as_str()),
+            ],
+        );
+    }
+
+    /// The session with this ID.
+    pub fn session(&self, id: SessionId) -> Option<SessionHandle> {
+        read(&self.sessions).get(&id).cloned()
+    }
+
+    /// Every session (a snapshot).
+    pub fn sessions(&self) -> Vec<SessionHandle> {
+        read(&self.sessions).values().cloned().collect()
+    }
+
+    /// Publishes a message; returns its permanent ID. The caller checked permissions.
+    pub fn publish(
+        &self,
+        publisher: Option<&SessionInfo>,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+    ) -> u64 {
+        let _order = lock(&self.order);
+        let id = self.shared.sequencer.next(unix_ms());
+        let disclosed = publisher
+            .filter(|_| options.disclose_me)
+            .map(|p| (p.id, p.identity.authid.clone(), p.identity.authrole.clone()));
+        let publication = Arc::new(Publication {
+            id,
+            topic: topic.clone(),
+            payload,
+            publisher: publisher.map_or(0, |p| p.id),
+            disclosed,
+            qos: options.qos,
+            retain: options.retain,
+        });
+        if options.retain {
+            let mut retained = write(&self.retained);
+            if publication.payload.is_empty() {
+                retained.remove(topic);
+            } else {
+                retained.insert(topic.clone(), publication.clone());
+            }
+        }
+        read(&self.broker).fan_out(&publication, publisher, options);
+        id
+    }
+
+    /// Retained messages whose topic matches `pattern`, in topic order. MQTT and WAMP share
+    /// this one store: a publish with `retain` replaces the topic's message, and an empty
+    /// payload (MQTT zero bytes, WAMP no arguments) clears it.
+    pub fn retained_matching(&self, pattern: &Pattern) -> Vec<Arc<Publication>> {
+        let dollar_ok = pattern.first_level_is_literal();
+        read(&self.retained)
+            .iter()
+            .filter(|(topic, _)| {
+                pattern.matches(topic)
+                    && (dollar_ok || !topic.levels().first().is_some_and(|l| l.starts_with('$')))
+            })
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// How many topics have a retained message.
+    pub fn retained_count(&self) -> usize {
+        read(&self.retained).len()
+    }
+
+    /// Publishes a router-originated meta event with positional arguments.
+    pub fn publish_meta(&self, topic: &str, args: Vec<Value>) {
+        let payload = Payload::Wamp {
+            args: Some(args),
+            kwargs: None,
+        };
+        self.publish(None, &Topic::from_wamp(topic), payload, &PublishOptions::default());
+    }
+
+    /// Subscribes a session; returns the subscription ID.
+    pub fn subscribe(
+        &self,
+        handle: &SessionHandle,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> u64 {
+        let (sub_id, created) = write(&self.broker).subscribe(handle, pattern, options);
+        self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
+        sub_id
+    }
+
+    /// Unsubscribes a session; `false` if it had no such subscription.
+    pub fn unsubscribe(&self, session: SessionId, subscription: u64) -> bool {
+        let result = write(&self.broker).unsubscribe(session, subscription);
+        match result {
+            Some(deleted) => {
+                self.subscription_meta(session, subscription, None, deleted, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn subscription_meta(
+        &self,
+        session: SessionId,
+        sub_id: u64,
+        created: Option<bool>,
+        deleted: bool,
+        joined: bool,
+    ) {
+        if created == Some(true) {
+            let details = read(&self.broker).details(sub_id).unwrap_or_default();
+            self.publish_meta(
+                "wamp.subscription.on_create",
+                vec![Value::from(session), Value::Dict(details)],
+            );
+        }
+        let args = || vec![Value::from(session), Value::from(sub_id)];
+        if joined {
+            self.publish_meta("wamp.subscription.on_subscribe", args());
+            return;
+        }
+        self.publish_meta("wamp.subscription.on_unsubscribe", args());
+        if deleted {
+            self.publish_meta("wamp.subscription.on_delete", args());
+        }
+    }
+
+    fn registration_meta(
+        &self,
+        session: SessionId,
+        reg_id: u64,
+        created: Option<Dict>,
+        deleted: bool,
+        joined: bool,
+    ) {
+        if let Some(details) = created {
+            self.publish_meta(
+                "wamp.registration.on_create",
+                vec![Value::from(session), Value::Dict(details)],
+            );
+        }
+        let args = || vec![Value::from(session), Value::from(reg_id)];
+        if joined {
+            self.publish_meta("wamp.registration.on_register", args());
+            return;
+        }
+        self.publish_meta("wamp.registration.on_unregister", args());
+        if deleted {
+            self.publish_meta("wamp.registration.on_delete", args());
+        }
+    }
+
+    /// Stores a testament for a session (published when it leaves).
+    pub fn add_testament(&self, session: SessionId, testament: Testament) {
+        lock(&self.testaments)
+            .entry(session)
+            .or_default()
+            .push(testament);
+    }
+
+    /// Drops a session's testaments; how many there were.
+    pub fn flush_testaments(&self, session: SessionId) -> usize {
+        lock(&self.testaments)
+            .remove(&session)
+            .map_or(0, |t| t.len())
+    }
+
+    /// Sends a WAMP message to a session; `false` if it is gone or was closed as a slow
+    /// consumer.
+    pub fn send_to(&self, session: SessionId, message: Message) -> bool {
+        self.session(session)
+            .is_some_and(|h| h.send(Outbound::Wamp(message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Payload {
+        Payload::Raw(Bytes::from(s.to_owned()))
+    }
+
+    #[test]
+    fn mqtt_json_payload_becomes_one_argument() {
+        let (args, kwargs) = raw(r#"{"a":1}"#).to_wamp();
+        let mut d = Dict::new();
+        d.insert("a".into(), Value::Int(1));
+        assert_eq!(args, Some(vec![Value::Dict(d)]));
+        assert_eq!(kwargs, None);
+        let (args, _) = raw("not json").to_wamp();
+        assert_eq!(args, Some(vec![Value::Bytes(b"not json".to_vec())]));
+    }
+
+    #[test]
+    fn wamp_arguments_become_mqtt_payload() {
+        let one = Payload::Wamp {
+            args: Some(vec![Value::from("hi")]),
+            kwargs: None,
+        };
+        assert_eq!(one.to_mqtt(), Bytes::from_static(b"\"hi\""));
+        let bin = Payload::Wamp {
+            args: Some(vec![Value::Bytes(vec![0, 1])]),
+            kwargs: None,
+        };
+        assert_eq!(bin.to_mqtt(), Bytes::from_static(&[0, 1]));
+        let mut kw = Dict::new();
+        kw.insert("k".into(), Value::Bool(true));
+        let both = Payload::Wamp {
+            args: Some(vec![Value::Int(1), Value::Int(2)]),
+            kwargs: Some(kw),
+        };
+        assert_eq!(
+            both.to_mqtt(),
+            Bytes::from_static(br#"{"args":[1,2],"kwargs":{"k":true}}"#)
+        );
+        let mqtt = raw("[1,2]");
+        let (args, _) = mqtt.to_wamp();
+        let back = Payload::Wamp { args, kwargs: None }.to_mqtt();
+        assert_eq!(back, Bytes::from_static(b"[1,2]"));
+    }
+}

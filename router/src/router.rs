@@ -1,0 +1,97 @@
+//! The router: configuration, realms by name, and the shutdown signal every session obeys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::auth::{Authenticator, Authorizer};
+use crate::config::Config;
+use crate::engine::LocalSequencer;
+use crate::realm::{Realm, Shared};
+
+/// Everything a gate needs: shared by all connections.
+#[derive(Debug)]
+pub struct Router {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Authentication.
+    pub authenticator: Authenticator,
+    shared: Arc<Shared>,
+    realms: RwLock<HashMap<String, Arc<Realm>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Router {
+    /// A router with the configured realms, resuming IDs after `last_id`.
+    pub fn new(config: Config, last_id: u64) -> Arc<Self> {
+        let config = Arc::new(config);
+        let shared = Arc::new(Shared {
+            sequencer: LocalSequencer::resume_after(last_id),
+            authorizer: Authorizer::new(config.clone()),
+            limits: config.limits.clone(),
+        });
+        let realms = config
+            .router
+            .realms
+            .iter()
+            .map(|name| (name.clone(), Realm::new(name.clone(), shared.clone())))
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Self {
+            authenticator: Authenticator::new(config.clone()),
+            config,
+            shared,
+            realms: RwLock::new(realms),
+            shutdown,
+        })
+    }
+
+    /// The realm of this name; created on first use if the configuration allows it.
+    pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
+        if let Some(realm) = self
+            .realms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+        {
+            return Some(realm.clone());
+        }
+        if !self.config.router.auto_create_realms {
+            return None;
+        }
+        let mut realms = self
+            .realms
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let realm = realms
+            .entry(name.to_owned())
+            .or_insert_with(|| Realm::new(name.to_owned(), self.shared.clone()));
+        Some(realm.clone())
+    }
+
+    /// Process-wide services.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A receiver that turns true when the router shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells every session to close.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Sessions in all realms.
+    pub fn session_count(&self) -> usize {
+        self.realms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|r| r.sessions().len())
+            .sum()
+    }
+}

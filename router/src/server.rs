@@ -1,0 +1,113 @@
+//! Listeners: accept loops for each gate, a connection limit, and graceful shutdown.
+//!
+//! Each bound address is printed to stdout as `LISTEN <gate> <addr>` (so tests and scripts
+//! can start the router on port 0 and read the real port).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::router::Router;
+
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// WebSocket (WAMP at /ws, MQTT at /mqtt).
+    WebSocket,
+    /// WAMP RawSocket.
+    RawSocket,
+    /// MQTT over TCP.
+    Mqtt,
+}
+
+impl Gate {
+    fn name(self) -> &'static str {
+        match self {
+            Self::WebSocket => "ws",
+            Self::RawSocket => "rawsocket",
+            Self::Mqtt => "mqtt",
+        }
+    }
+}
+
+/// A bound listener.
+pub struct Listener {
+    gate: Gate,
+    listener: TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr` for `gate`.
+    pub async fn bind(gate: Gate, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", gate.name()))
+        })?;
+        Ok(Self { gate, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+async fn serve_connection(router: Arc<Router>, gate: Gate, stream: TcpStream, peer: SocketAddr) {
+    let peer = peer.to_string();
+    match gate {
+        Gate::WebSocket => crate::wamp::ws::serve(router, stream, peer).await,
+        Gate::RawSocket => crate::wamp::rawsocket::serve(router, stream, peer).await,
+        Gate::Mqtt => crate::mqtt::serve_tcp(router, stream, peer).await,
+    }
+}
+
+async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semaphore>) {
+    let mut shutdown = router.shutdown_signal();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    continue;
+                };
+                let router = router.clone();
+                connections.spawn(async move {
+                    serve_connection(router, listener.gate, stream, peer).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Sessions see the same shutdown signal and say GOODBYE; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Serves on the given listeners until [`Router::shut_down`]; returns once sessions closed.
+pub async fn run(router: Arc<Router>, listeners: Vec<Listener>) {
+    let permits = Arc::new(Semaphore::new(router.config.limits.connections_max));
+    let mut tasks = JoinSet::new();
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            println!("LISTEN {} {addr}", listener.gate.name());
+        }
+        tasks.spawn(accept_loop(router.clone(), listener, permits.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,172 @@
+//! The connection task shared by both WAMP transports: frames in, the session state
+//! machine, frames out.
+//!
+//! Each transport spawns a reader that turns its framing into [`Incoming`] values on a small
+//! bounded channel (so a peer that floods us is slowed by TCP, not buffered), and hands this
+//! task a [`FrameWriter`]. This task decodes, drives [`WampSession`], encodes, and also
+//! drains the session's outbound queue, writing in batches with one flush per batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_wamp_proto::{Message, Serializer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::session::{event_message, Flow, WampSession};
+use crate::realm::{Outbound, SessionStats};
+use crate::router::Router;
+
+/// How many queued outbound messages are written before one flush.
+const OUTBOUND_BATCH_MAX: usize = 256;
+/// How long we wait for the peer's GOODBYE after ours.
+const GOODBYE_WAIT_MS: u64 = 1_000;
+
+/// What a transport's reader hands the connection task.
+#[derive(Debug)]
+pub enum Incoming {
+    /// One WAMP message's bytes.
+    Frame(Vec<u8>),
+    /// A RawSocket PING with its payload (answer with PONG).
+    Ping(Vec<u8>),
+    /// The transport saw a violation (oversized or malformed frame): ABORT and close.
+    Violation(String),
+}
+
+/// The writing half of a transport.
+pub trait FrameWriter: Send {
+    /// Queues one message's bytes.
+    fn feed(&mut self, bytes: Vec<u8>) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Answers a RawSocket PING (no-op on WebSocket, which answers pings itself).
+    fn pong(&mut self, payload: Vec<u8>) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Writes everything queued.
+    fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Closes the transport.
+    fn close(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+async fn write_all<W: FrameWriter>(writer: &mut W, serializer: Serializer, messages: &mut Vec<Message>) -> std::io::Result<()> {
+    for message in messages.drain(..) {
+        writer.feed(serializer.encode(&message)).await?;
+    }
+    writer.flush().await
+}
+
+async fn overflowed(stats: &Option<Arc<SessionStats>>) {
+    match stats {
+        Some(stats) => stats.overflow.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_outbound(rx: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<Message>) {
+    match out {
+        Outbound::Event(delivery) => replies.push(event_message(&delivery)),
+        Outbound::Wamp(message) => replies.push(message),
+        Outbound::Close { reason, message } => session.goodbye(&reason, &message, replies),
+    }
+}
+
+/// Runs one WAMP connection to its end.
+pub async fn drive<W: FrameWriter>(
+    router: Arc<Router>,
+    serializer: Serializer,
+    mut writer: W,
+    mut incoming: mpsc::Receiver<Incoming>,
+    transport: &'static str,
+    peer: String,
+) {
+    let limits = router.config.limits.clone();
+    let mut session = WampSession::new(router.clone(), transport, peer.clone());
+    let mut shutdown = router.shutdown_signal();
+    let mut shutting_down = *shutdown.borrow_and_update();
+    if shutting_down {
+        writer.close().await;
+        return;
+    }
+    let mut deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+    let mut outbound: Option<mpsc::Receiver<Outbound>> = None;
+    let mut stats: Option<Arc<SessionStats>> = None;
+    let mut replies: Vec<Message> = Vec::new();
+    loop {
+        let timed = session.is_handshaking() || session.is_closing();
+        let flow = tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                if session.is_handshaking() {
+                    break;
+                }
+                session.goodbye("wamp.close.system_shutdown", "the router is shutting down", &mut replies);
+                Flow::Continue
+            }
+            _ = overflowed(&stats) => {
+                session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut replies);
+                stats = None;
+                Flow::Continue
+            }
+            _ = tokio::time::sleep_until(deadline), if timed => {
+                if session.is_handshaking() {
+                    tracing::info!(%peer, "handshake timed out");
+                }
+                break;
+            }
+            frame = incoming.recv() => match frame {
+                Some(Incoming::Frame(bytes)) => match serializer.decode(&bytes, limits.message_size_max_bytes) {
+                    Ok(message) => session.handle_message(message, &mut replies),
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
+                        session.protocol_violation(&e.to_string(), &mut replies);
+                        Flow::Close
+                    }
+                },
+                Some(Incoming::Ping(payload)) => {
+                    if writer.pong(payload).await.is_err() {
+                        break;
+                    }
+                    Flow::Continue
+                }
+                Some(Incoming::Violation(reason)) => {
+                    tracing::info!(%peer, %reason, "protocol violation on the transport");
+                    session.protocol_violation(&reason, &mut replies);
+                    Flow::Close
+                }
+                None => break,
+            },
+            Some(out) = next_outbound(&mut outbound) => {
+                outbound_message(&mut session, out, &mut replies);
+                if let Some(rx) = outbound.as_mut() {
+                    for _ in 0..OUTBOUND_BATCH_MAX {
+                        let Ok(out) = rx.try_recv() else { break };
+                        outbound_message(&mut session, out, &mut replies);
+                    }
+                }
+                Flow::Continue
+            }
+        };
+        if outbound.is_none() {
+            if let Some(rx) = session.take_outbound() {
+                outbound = Some(rx);
+                stats = session.handle().map(|h| h.stats.clone());
+                if shutting_down {
+                    session.goodbye("wamp.close.system_shutdown", "", &mut replies);
+                }
+            }
+        }
+        if session.is_closing() && !timed {
+            deadline = Instant::now() + Duration::from_millis(GOODBYE_WAIT_MS);
+        }
+        if write_all(&mut writer, serializer, &mut replies).await.is_err() || flow == Flow::Close {
+            break;
+        }
+    }
+    session.finish();
+    writer.close().await;
+}

@@ -1,0 +1,146 @@
+//! WAMP over RawSocket (TCP): the 4-byte handshake, then length-prefixed frames.
+//!
+//! The handshake picks the serializer (1 JSON, 2 MsgPack, 3 CBOR) and each side announces
+//! the longest message it accepts (`2^(9 + exponent)` bytes). Ours comes from
+//! `limits.message_size_max_bytes`. PING frames are answered with PONG; a frame longer than
+//! our limit, reserved bits or an unknown frame type end the connection with ABORT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_wamp_proto::rawsocket::{self, error_code, FrameDecoder, FrameKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::conn::{drive, FrameWriter, Incoming};
+use crate::router::Router;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Frames buffered between the reader and the connection task.
+const INCOMING_QUEUE_MAX: usize = 64;
+
+/// The largest exponent whose length `2^(9+e)` does not exceed `limit_bytes`.
+pub fn length_exponent(limit_bytes: usize) -> u8 {
+    (0..=rawsocket::MAX_LEN_EXP_MAX)
+        .rev()
+        .find(|e| rawsocket::max_len_bytes(*e) <= limit_bytes)
+        .unwrap_or(0)
+}
+
+struct RawWriter {
+    inner: BufWriter<OwnedWriteHalf>,
+    peer_max_bytes: usize,
+}
+
+impl FrameWriter for RawWriter {
+    async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        if bytes.len() > self.peer_max_bytes {
+            // The peer said it cannot take this message; sending it would make it drop the
+            // connection. Closing is the honest outcome.
+            return Err(std::io::Error::other("message exceeds the peer's RawSocket limit"));
+        }
+        self.inner
+            .write_all(&rawsocket::encode_frame_header(FrameKind::Message, bytes.len()))
+            .await?;
+        self.inner.write_all(&bytes).await
+    }
+
+    async fn pong(&mut self, payload: Vec<u8>) -> std::io::Result<()> {
+        self.inner
+            .write_all(&rawsocket::encode_frame(FrameKind::Pong, &payload))
+            .await?;
+        self.inner.flush().await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.inner.flush().await;
+        let _ = self.inner.shutdown().await;
+    }
+}
+
+async fn read_frames(mut reader: OwnedReadHalf, mut decoder: FrameDecoder, tx: mpsc::Sender<Incoming>) {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        loop {
+            let incoming = match decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(frame)) => match frame.kind {
+                    FrameKind::Message => Incoming::Frame(frame.payload),
+                    FrameKind::Ping => Incoming::Ping(frame.payload),
+                    FrameKind::Pong => continue,
+                },
+                Err(e) => {
+                    let _ = tx.send(Incoming::Violation(e.to_string())).await;
+                    return;
+                }
+            };
+            if tx.send(incoming).await.is_err() {
+                return;
+            }
+        }
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => decoder.push(&buf[..n]),
+        }
+    }
+}
+
+/// Serves one RawSocket connection.
+pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
+    let mut hello = [0u8; 4];
+    let timeout = Duration::from_millis(router.config.limits.handshake_timeout_ms);
+    match tokio::time::timeout(timeout, stream.read_exact(&mut hello)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let handshake = match rawsocket::parse_client_handshake(hello) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "RawSocket handshake refused");
+            if let Some(code) = e.reply_code() {
+                let _ = stream.write_all(&rawsocket::server_handshake_error(code)).await;
+            }
+            return;
+        }
+    };
+    let Some(serializer) = handshake.serializer() else {
+        tracing::info!(%peer, id = handshake.serializer_id, "RawSocket serializer unsupported");
+        let reply = rawsocket::server_handshake_error(error_code::SERIALIZER_UNSUPPORTED);
+        let _ = stream.write_all(&reply).await;
+        return;
+    };
+    let exponent = length_exponent(router.config.limits.message_size_max_bytes);
+    let reply = rawsocket::server_handshake_reply(exponent, handshake.serializer_id);
+    if stream.write_all(&reply).await.is_err() {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel(INCOMING_QUEUE_MAX);
+    let decoder = FrameDecoder::new(rawsocket::max_len_bytes(exponent));
+    let read_task = tokio::spawn(read_frames(reader, decoder, tx));
+    let writer = RawWriter {
+        inner: BufWriter::new(writer),
+        peer_max_bytes: handshake.max_len_bytes(),
+    };
+    drive(router, serializer, writer, rx, "rawsocket", peer).await;
+    read_task.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exponent_fits_the_limit() {
+        assert_eq!(super::length_exponent(512), 0);
+        assert_eq!(super::length_exponent(1 << 20), 11);
+        assert_eq!(super::length_exponent(usize::MAX), 15);
+        assert_eq!(super::length_exponent(100), 0);
+    }
+}

@@ -1,0 +1,461 @@
+//! The WAMP session state machine: HELLO, authentication, then the established session's
+//! requests, then GOODBYE.
+//!
+//! States are named for what they expect. Each call to [`WampSession::handle`] takes one
+//! decoded message and pushes the replies for this peer into `out`; it returns whether the
+//! connection should close after they are written. Messages for other sessions travel
+//! through the realm. No I/O and no timers here: the connection task owns those.
+
+use std::sync::Arc;
+
+use fox_wamp_proto::{code, Dict, Id, Message, Value};
+use tokio::sync::mpsc;
+
+use crate::auth::{Action, HelloOutcome, Identity, Pending};
+use crate::engine::unix_ms;
+use crate::realm::dealer::{CallRequest, InvokePolicy};
+use crate::realm::{Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo, SubscribeOptions};
+use crate::router::Router;
+use crate::topic::{MatchPolicy, Pattern, Topic};
+use crate::util::iso8601;
+
+/// Whether the connection goes on after the replies are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Close after writing the replies.
+    Close,
+}
+
+enum State {
+    ExpectHello,
+    ExpectAuthenticate {
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+        pending: Pending,
+    },
+    Established {
+        realm: Arc<Realm>,
+        handle: SessionHandle,
+    },
+    /// We sent GOODBYE and wait for the peer's.
+    Closing {
+        realm: Arc<Realm>,
+        session: u64,
+    },
+    Closed,
+}
+
+/// One WAMP session on one connection.
+pub struct WampSession {
+    state: State,
+    router: Arc<Router>,
+    transport: &'static str,
+    peer: String,
+    outbound: Option<mpsc::Receiver<Outbound>>,
+}
+
+fn abort(reason: &str, message: &str) -> Message {
+    let mut details = Dict::new();
+    details.insert("message".into(), Value::from(message));
+    Message::Abort {
+        details,
+        reason: reason.to_owned(),
+    }
+}
+
+fn error(request_type: u64, request: Id, uri: &str, message: &str) -> Message {
+    Message::Error {
+        request_type,
+        request,
+        details: Dict::new(),
+        error: uri.to_owned(),
+        args: Some(vec![Value::from(message)]),
+        kwargs: None,
+    }
+}
+
+/// A URI as WAMP's loose rules allow: non-empty, no whitespace or `#`; empty components only
+/// where a pattern allows them.
+fn valid_uri(uri: &str, empty_components: bool) -> bool {
+    !uri.is_empty()
+        && !uri.contains(|c: char| c.is_whitespace() || c == '#')
+        && (empty_components || uri.split('.').all(|c| !c.is_empty()))
+}
+
+fn option_bool(options: &Dict, key: &str) -> Option<bool> {
+    options.get(key).and_then(Value::as_bool)
+}
+
+fn id_list(options: &Dict, key: &str) -> Option<Vec<u64>> {
+    options
+        .get(key)
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_u64).collect())
+}
+
+fn str_list(options: &Dict, key: &str) -> Option<Vec<String>> {
+    options
+        .get(key)
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+}
+
+fn welcome_details(identity: &Identity, realm: &str) -> Dict {
+    let features = |names: &[&str]| {
+        let mut f = Dict::new();
+        for name in names {
+            f.insert((*name).to_owned(), Value::Bool(true));
+        }
+        let mut role = Dict::new();
+        role.insert("features".into(), Value::Dict(f));
+        Value::Dict(role)
+    };
+    let mut roles = Dict::new();
+    roles.insert(
+        "broker".into(),
+        features(&[
+            "pattern_based_subscription",
+            "publisher_identification",
+            "publisher_exclusion",
+            "subscriber_blackwhite_listing",
+            "session_meta_api",
+            "subscription_meta_api",
+        ]),
+    );
+    roles.insert(
+        "dealer".into(),
+        features(&[
+            "pattern_based_registration",
+            "shared_registration",
+            "progressive_call_results",
+            "call_canceling",
+            "call_timeout",
+            "caller_identification",
+            "session_meta_api",
+            "registration_meta_api",
+            "testament_meta_api",
+        ]),
+    );
+    let mut d = Dict::new();
+    d.insert("roles".into(), Value::Dict(roles));
+    d.insert("realm".into(), Value::from(realm));
+    d.insert("authid".into(), Value::from(identity.authid.as_str()));
+    d.insert("authrole".into(), Value::from(identity.authrole.as_str()));
+    d.insert("authmethod".into(), Value::from(identity.authmethod.as_str()));
+    d.insert("authprovider".into(), Value::from(identity.authprovider.as_str()));
+    d.insert("agent".into(), Value::from(concat!("foxrouter-", env!("CARGO_PKG_VERSION"))));
+    d
+}
+
+impl WampSession {
+    /// A session waiting for HELLO.
+    pub fn new(router: Arc<Router>, transport: &'static str, peer: String) -> Self {
+        Self {
+            state: State::ExpectHello,
+            router,
+            transport,
+            peer,
+            outbound: None,
+        }
+    }
+
+    /// The queue of messages other sessions and the realm send this one; available once,
+    /// right after the session is established.
+    pub fn take_outbound(&mut self) -> Option<mpsc::Receiver<Outbound>> {
+        self.outbound.take()
+    }
+
+    /// The established session's handle (for the slow-consumer signal).
+    pub fn handle(&self) -> Option<&SessionHandle> {
+        match &self.state {
+            State::Established { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// Whether HELLO (and authentication) are still to come.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::ExpectHello | State::ExpectAuthenticate { .. })
+    }
+
+    /// Whether we said GOODBYE and wait for the peer's.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing { .. })
+    }
+
+    /// Handles one message from the peer.
+    pub fn handle_message(&mut self, message: Message, out: &mut Vec<Message>) -> Flow {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let (next, flow) = match state {
+            State::ExpectHello => self.expect_hello(message, out),
+            State::ExpectAuthenticate { realm, session, roles, pending } => {
+                self.expect_authenticate(realm, session, roles, pending, message, out)
+            }
+            State::Established { realm, handle } => {
+                let flow = self.established(&realm, &handle, message, out);
+                if flow == Flow::Close {
+                    realm.leave(handle.info.id);
+                    (State::Closed, flow)
+                } else {
+                    (State::Established { realm, handle }, flow)
+                }
+            }
+            State::Closing { realm, session } => {
+                realm.leave(session);
+                (State::Closed, Flow::Close)
+            }
+            State::Closed => (State::Closed, Flow::Close),
+        };
+        self.state = next;
+        flow
+    }
+
+    /// A protocol violation detected outside the state machine (undecodable input): ABORT.
+    pub fn protocol_violation(&mut self, reason: &str, out: &mut Vec<Message>) {
+        out.push(abort("wamp.error.protocol_violation", reason));
+        self.finish();
+    }
+
+    /// The router closes the session (shutdown, kill, slow consumer): GOODBYE, then wait
+    /// for the peer's GOODBYE.
+    pub fn goodbye(&mut self, reason: &str, message: &str, out: &mut Vec<Message>) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = match state {
+            State::Established { realm, handle } => {
+                let mut details = Dict::new();
+                if !message.is_empty() {
+                    details.insert("message".into(), Value::from(message));
+                }
+                out.push(Message::Goodbye { details, reason: reason.to_owned() });
+                State::Closing { realm, session: handle.info.id }
+            }
+            other => other,
+        };
+    }
+
+    /// The connection is gone: leave the realm. Idempotent.
+    pub fn finish(&mut self) {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Established { realm, handle } => realm.leave(handle.info.id),
+            State::Closing { realm, session } => realm.leave(session),
+            _ => {}
+        }
+    }
+
+    fn expect_hello(&mut self, message: Message, out: &mut Vec<Message>) -> (State, Flow) {
+        let Message::Hello { realm, details } = message else {
+            out.push(abort("wamp.error.protocol_violation", "expected HELLO"));
+            return (State::Closed, Flow::Close);
+        };
+        if !valid_uri(&realm, false) {
+            out.push(abort("wamp.error.invalid_uri", "invalid realm URI"));
+            return (State::Closed, Flow::Close);
+        }
+        let Some(realm_ref) = self.router.realm(&realm) else {
+            out.push(abort("wamp.error.no_such_realm", "no such realm"));
+            return (State::Closed, Flow::Close);
+        };
+        let roles = details.get("roles").and_then(Value::as_dict).cloned().unwrap_or_default();
+        let session = rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1;
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        let outcome = self.router.authenticator.hello(&realm, &details, session, &nonce, &iso8601(unix_ms()));
+        match outcome {
+            HelloOutcome::Welcome(identity) => self.establish(realm_ref, session, roles, identity, out),
+            HelloOutcome::Challenge { method, extra, pending } => {
+                out.push(Message::Challenge { authmethod: method, extra });
+                (State::ExpectAuthenticate { realm: realm_ref, session, roles, pending }, Flow::Continue)
+            }
+            HelloOutcome::Abort { reason, message } => {
+                tracing::info!(peer = %self.peer, %realm, reason, "HELLO refused");
+                out.push(abort(reason, &message));
+                (State::Closed, Flow::Close)
+            }
+        }
+    }
+
+    fn expect_authenticate(
+        &mut self,
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+        pending: Pending,
+        message: Message,
+        out: &mut Vec<Message>,
+    ) -> (State, Flow) {
+        let Message::Authenticate { signature, .. } = message else {
+            out.push(abort("wamp.error.protocol_violation", "expected AUTHENTICATE"));
+            return (State::Closed, Flow::Close);
+        };
+        match self.router.authenticator.authenticate(pending, &signature) {
+            Some(identity) => self.establish(realm, session, roles, identity, out),
+            None => {
+                tracing::info!(peer = %self.peer, realm = %realm.name, "authentication failed");
+                out.push(abort("wamp.error.not_authorized", "authentication failed"));
+                (State::Closed, Flow::Close)
+            }
+        }
+    }
+
+    fn establish(
+        &mut self,
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+        identity: Identity,
+        out: &mut Vec<Message>,
+    ) -> (State, Flow) {
+        out.push(Message::Welcome { session, details: welcome_details(&identity, &realm.name) });
+        let info = SessionInfo {
+            id: session,
+            realm: realm.name.clone(),
+            identity,
+            transport: self.transport,
+            peer: self.peer.clone(),
+            roles,
+        };
+        let (handle, rx) = SessionHandle::new(info, self.router.config.limits.session_queue_max);
+        self.outbound = Some(rx);
+        realm.join(handle.clone());
+        (State::Established { realm, handle }, Flow::Continue)
+    }
+
+    fn permits(&self, handle: &SessionHandle, action: Action, uri: &str) -> bool {
+        self.router.shared().authorizer.permits(&handle.info.identity.authrole, action, uri)
+    }
+
+    fn established(&mut self, realm: &Arc<Realm>, handle: &SessionHandle, message: Message, out: &mut Vec<Message>) -> Flow {
+        match message {
+            Message::Publish { request, options, topic, args, kwargs } => {
+                self.publish(realm, handle, request, &options, topic, Payload::Wamp { args, kwargs }, out);
+            }
+            Message::Subscribe { request, options, topic } => self.subscribe(realm, handle, request, &options, &topic, out),
+            Message::Unsubscribe { request, subscription } => {
+                if realm.unsubscribe(handle.info.id, subscription) {
+                    out.push(Message::Unsubscribed { request, details: None });
+                } else {
+                    out.push(error(code::UNSUBSCRIBE, request, "wamp.error.no_such_subscription", "not subscribed"));
+                }
+            }
+            Message::Register { request, options, procedure } => self.register(realm, handle, request, &options, &procedure, out),
+            Message::Unregister { request, registration } => {
+                if realm.unregister(handle.info.id, registration) {
+                    out.push(Message::Unregistered { request, details: None });
+                } else {
+                    out.push(error(code::UNREGISTER, request, "wamp.error.no_such_registration", "not registered"));
+                }
+            }
+            Message::Call { request, options, procedure, args, kwargs } => {
+                if !valid_uri(&procedure, false) {
+                    out.push(error(code::CALL, request, "wamp.error.invalid_uri", "invalid procedure URI"));
+                } else if !self.permits(handle, Action::Call, &procedure) {
+                    out.push(error(code::CALL, request, "wamp.error.not_authorized", "not authorized to call"));
+                } else if let Some(reply) = realm.call(handle, CallRequest { request, options, procedure, args, kwargs }) {
+                    out.push(reply);
+                }
+            }
+            Message::Cancel { request, options } => out.extend(realm.cancel(handle.info.id, request, &options)),
+            Message::Yield { request, options, args, kwargs } => realm.yield_result(handle.info.id, request, &options, args, kwargs),
+            Message::Error { request_type: code::INVOCATION, request, error, args, kwargs, .. } => {
+                realm.invocation_error(handle.info.id, request, error, args, kwargs)
+            }
+            Message::Goodbye { .. } => {
+                out.push(Message::Goodbye { details: Dict::new(), reason: "wamp.close.goodbye_and_out".to_owned() });
+                return Flow::Close;
+            }
+            other => {
+                tracing::info!(session = handle.info.id, code = other.code(), "protocol violation: unexpected message");
+                out.push(abort("wamp.error.protocol_violation", "message not allowed in an established session"));
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: String, payload: Payload, out: &mut Vec<Message>) {
+        let acknowledge = option_bool(options, "acknowledge") == Some(true);
+        let refuse = |out: &mut Vec<Message>, uri: &str, message: &str| {
+            if acknowledge {
+                out.push(error(code::PUBLISH, request, uri, message));
+            }
+        };
+        if !valid_uri(&topic, false) {
+            return refuse(out, "wamp.error.invalid_uri", "invalid topic URI");
+        }
+        if topic.starts_with("wamp.") || !self.permits(handle, Action::Publish, &topic) {
+            return refuse(out, "wamp.error.not_authorized", "not authorized to publish");
+        }
+        let publish_options = PublishOptions {
+            exclude_me: option_bool(options, "exclude_me").unwrap_or(true),
+            disclose_me: option_bool(options, "disclose_me").unwrap_or(false),
+            exclude: id_list(options, "exclude").unwrap_or_default(),
+            exclude_authid: str_list(options, "exclude_authid").unwrap_or_default(),
+            exclude_authrole: str_list(options, "exclude_authrole").unwrap_or_default(),
+            eligible: id_list(options, "eligible"),
+            eligible_authid: str_list(options, "eligible_authid"),
+            eligible_authrole: str_list(options, "eligible_authrole"),
+            qos: 0,
+            retain: option_bool(options, "retain").unwrap_or(false),
+        };
+        let id = realm.publish(Some(&handle.info), &Topic::from_wamp(&topic), payload, &publish_options);
+        if acknowledge {
+            out.push(Message::Published { request, publication: id });
+        }
+    }
+
+    fn subscribe(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: &str, out: &mut Vec<Message>) {
+        let Some(policy) = MatchPolicy::parse(options.get("match").and_then(Value::as_str)) else {
+            return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_argument", "unknown match policy"));
+        };
+        let empty_ok = policy != MatchPolicy::Exact;
+        if !valid_uri(topic, empty_ok) && !(policy == MatchPolicy::Prefix && topic.is_empty()) {
+            return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_uri", "invalid topic URI"));
+        }
+        if !self.permits(handle, Action::Subscribe, topic) {
+            return out.push(error(code::SUBSCRIBE, request, "wamp.error.not_authorized", "not authorized to subscribe"));
+        }
+        let id = realm.subscribe(handle, Pattern::from_wamp(topic, policy), SubscribeOptions::default());
+        out.push(Message::Subscribed { request, subscription: id });
+    }
+
+    fn register(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, procedure: &str, out: &mut Vec<Message>) {
+        let policy = MatchPolicy::parse(options.get("match").and_then(Value::as_str));
+        let invoke = InvokePolicy::parse(options.get("invoke").and_then(Value::as_str));
+        let (Some(policy), Some(invoke)) = (policy, invoke) else {
+            return out.push(error(code::REGISTER, request, "wamp.error.invalid_argument", "unknown match or invoke policy"));
+        };
+        if !valid_uri(procedure, policy != MatchPolicy::Exact) {
+            return out.push(error(code::REGISTER, request, "wamp.error.invalid_uri", "invalid procedure URI"));
+        }
+        if procedure.starts_with("wamp.") || !self.permits(handle, Action::Register, procedure) {
+            return out.push(error(code::REGISTER, request, "wamp.error.not_authorized", "not authorized to register"));
+        }
+        match realm.register(handle, Pattern::from_wamp(procedure, policy), invoke) {
+            Ok(id) => out.push(Message::Registered { request, registration: id }),
+            Err(uri) => out.push(error(code::REGISTER, request, uri, "registration refused")),
+        }
+    }
+}
+
+/// The EVENT for a delivery.
+pub fn event_message(delivery: &crate::realm::Delivery) -> Message {
+    let publication = &delivery.publication;
+    let mut details = Dict::new();
+    if delivery.pattern_based {
+        details.insert("topic".into(), Value::from(publication.topic.to_wamp()));
+    }
+    if let Some((session, authid, authrole)) = &publication.disclosed {
+        details.insert("publisher".into(), Value::from(*session));
+        details.insert("publisher_authid".into(), Value::from(authid.as_str()));
+        details.insert("publisher_authrole".into(), Value::from(authrole.as_str()));
+    }
+    if delivery.retained {
+        details.insert("retained".into(), Value::Bool(true));
+    }
+    let (args, kwargs) = publication.payload.to_wamp();
+    Message::Event { subscription: delivery.subscription, publication: publication.id, details, args, kwargs }
+}

@@ -1,0 +1,159 @@
+//! WAMP over WebSocket at path `/ws`, with subprotocol negotiation (`wamp.2.json`,
+//! `wamp.2.msgpack`, `wamp.2.cbor`, in the client's order of preference). The same port
+//! serves MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`) once the MQTT gate takes it.
+//!
+//! JSON travels in text frames, MsgPack and CBOR in binary frames. Messages past
+//! `limits.message_size_max_bytes` are refused by the WebSocket layer and end the session
+//! with ABORT.
+
+use std::sync::Arc;
+
+use fox_wamp_proto::Serializer;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+
+use super::conn::{drive, FrameWriter, Incoming};
+use crate::router::Router;
+
+const INCOMING_QUEUE_MAX: usize = 64;
+
+/// What an upgraded WebSocket connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Wamp(Serializer),
+    Mqtt,
+}
+
+fn refuse(status: StatusCode, text: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(text.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Picks the route from the request path and the offered subprotocols.
+fn choose(request: &Request, mut response: Response) -> Result<(Route, Response), ErrorResponse> {
+    let offered: Vec<String> = request
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let route = match request.uri().path() {
+        "/ws" => {
+            let chosen = offered.iter().find_map(|p| Serializer::from_subprotocol(p));
+            match chosen {
+                Some(s) => Route::Wamp(s),
+                None if offered.is_empty() => Route::Wamp(Serializer::Json),
+                None => return Err(refuse(StatusCode::BAD_REQUEST, "no supported WAMP subprotocol offered")),
+            }
+        }
+        "/mqtt" => {
+            return Err(refuse(StatusCode::NOT_FOUND, "MQTT over WebSocket is not served by this build"));
+        }
+        _ => return Err(refuse(StatusCode::NOT_FOUND, "unknown path; WAMP is at /ws")),
+    };
+    let protocol = match route {
+        Route::Wamp(s) if !offered.is_empty() => Some(s.subprotocol()),
+        Route::Mqtt => Some("mqtt"),
+        Route::Wamp(_) => None,
+    };
+    if let Some(p) = protocol {
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(p));
+    }
+    Ok((route, response))
+}
+
+struct WsWriter {
+    sink: futures_util::stream::SplitSink<WebSocketStream<TcpStream>, WsMessage>,
+    text: bool,
+}
+
+impl FrameWriter for WsWriter {
+    async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        let message = match (self.text, String::from_utf8(bytes)) {
+            (true, Ok(text)) => WsMessage::Text(text.into()),
+            (_, Ok(text)) => WsMessage::Binary(text.into_bytes().into()),
+            (_, Err(e)) => WsMessage::Binary(e.into_bytes().into()),
+        };
+        self.sink.feed(message).await.map_err(std::io::Error::other)
+    }
+
+    async fn pong(&mut self, _payload: Vec<u8>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush().await.map_err(std::io::Error::other)
+    }
+
+    async fn close(&mut self) {
+        let _ = self.sink.close().await;
+    }
+}
+
+async fn read_messages(mut stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>, tx: mpsc::Sender<Incoming>) {
+    while let Some(item) = stream.next().await {
+        let incoming = match item {
+            Ok(WsMessage::Text(text)) => Incoming::Frame(text.as_bytes().to_vec()),
+            Ok(WsMessage::Binary(bytes)) => Incoming::Frame(bytes.to_vec()),
+            Ok(WsMessage::Close(_)) => return,
+            Ok(_) => continue,
+            Err(WsError::Capacity(e)) => Incoming::Violation(format!("message too large: {e}")),
+            Err(_) => return,
+        };
+        let last = matches!(incoming, Incoming::Violation(_));
+        if tx.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Serves one WebSocket connection.
+pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
+    let limit = router.config.limits.message_size_max_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let mut route = None;
+    let callback = |request: &Request, response: Response| {
+        let (chosen, response) = choose(request, response)?;
+        route = Some(chosen);
+        Ok(response)
+    };
+    let _ = stream.set_nodelay(true);
+    let timeout = std::time::Duration::from_millis(router.config.limits.handshake_timeout_ms);
+    let accepted = tokio::time::timeout(
+        timeout,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)),
+    )
+    .await;
+    let ws = match accepted {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    match route {
+        Some(Route::Wamp(serializer)) => {
+            let (sink, stream) = ws.split();
+            let (tx, rx) = mpsc::channel(INCOMING_QUEUE_MAX);
+            let read_task = tokio::spawn(read_messages(stream, tx));
+            let writer = WsWriter { sink, text: !serializer.is_binary() };
+            drive(router, serializer, writer, rx, "websocket", peer).await;
+            read_task.abort();
+        }
+        Some(Route::Mqtt) | None => {}
+    }
+}

@@ -1,0 +1,518 @@
+//! Codec unit tests: one wire sample per message kind plus the error paths.
+
+use super::*;
+use crate::message::{code, ID_MAX};
+use crate::value::Dict;
+
+const SIZE_MAX_BYTES: usize = 1 << 16;
+
+fn dict(pairs: &[(&str, Value)]) -> Dict {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), value.clone()))
+        .collect()
+}
+
+fn text(value: &str) -> String {
+    value.to_owned()
+}
+
+/// Checks the JSON wire form exactly, then round-trips through every serializer.
+fn check(message: Message, json: &str) {
+    assert_eq!(
+        String::from_utf8(Serializer::Json.encode(&message)).unwrap(),
+        json
+    );
+    assert_eq!(
+        Serializer::Json.decode(json.as_bytes(), SIZE_MAX_BYTES),
+        Ok(message.clone())
+    );
+    for serializer in Serializer::ALL {
+        let bytes = serializer.encode(&message);
+        assert_eq!(
+            serializer.decode(&bytes, SIZE_MAX_BYTES),
+            Ok(message.clone()),
+            "{serializer:?}"
+        );
+    }
+}
+
+fn json_error(json: &str) -> DecodeError {
+    Serializer::Json
+        .decode(json.as_bytes(), SIZE_MAX_BYTES)
+        .unwrap_err()
+}
+
+#[test]
+fn session_messages() {
+    let roles = dict(&[(
+        "roles",
+        Value::Dict(dict(&[("caller", Value::Dict(Dict::new()))])),
+    )]);
+    check(
+        Message::Hello {
+            realm: text("realm1"),
+            details: roles.clone(),
+        },
+        r#"[1,"realm1",{"roles":{"caller":{}}}]"#,
+    );
+    check(
+        Message::Welcome {
+            session: 9129137332,
+            details: roles,
+        },
+        r#"[2,9129137332,{"roles":{"caller":{}}}]"#,
+    );
+    check(
+        Message::Abort {
+            details: Dict::new(),
+            reason: text("wamp.error.no_such_realm"),
+        },
+        r#"[3,{},"wamp.error.no_such_realm"]"#,
+    );
+    check(
+        Message::Challenge {
+            authmethod: text("wampcra"),
+            extra: Dict::new(),
+        },
+        r#"[4,"wampcra",{}]"#,
+    );
+    check(
+        Message::Authenticate {
+            signature: text("sig"),
+            extra: Dict::new(),
+        },
+        r#"[5,"sig",{}]"#,
+    );
+    check(
+        Message::Goodbye {
+            details: Dict::new(),
+            reason: text("wamp.close.normal"),
+        },
+        r#"[6,{},"wamp.close.normal"]"#,
+    );
+}
+
+#[test]
+fn error_message() {
+    check(
+        Message::Error {
+            request_type: code::CALL,
+            request: 7,
+            details: Dict::new(),
+            error: text("com.myapp.error"),
+            args: Some(vec![Value::Int(1)]),
+            kwargs: Some(dict(&[("a", Value::Bool(true))])),
+        },
+        r#"[8,48,7,{},"com.myapp.error",[1],{"a":true}]"#,
+    );
+}
+
+#[test]
+fn pubsub_messages() {
+    check(
+        Message::Publish {
+            request: 1,
+            options: Dict::new(),
+            topic: text("t"),
+            args: None,
+            kwargs: None,
+        },
+        r#"[16,1,{},"t"]"#,
+    );
+    check(
+        Message::Published {
+            request: 1,
+            publication: 2,
+        },
+        "[17,1,2]",
+    );
+    check(
+        Message::Subscribe {
+            request: 1,
+            options: Dict::new(),
+            topic: text("t"),
+        },
+        r#"[32,1,{},"t"]"#,
+    );
+    check(
+        Message::Subscribed {
+            request: 1,
+            subscription: 2,
+        },
+        "[33,1,2]",
+    );
+    check(
+        Message::Unsubscribe {
+            request: 1,
+            subscription: 2,
+        },
+        "[34,1,2]",
+    );
+    check(
+        Message::Unsubscribed {
+            request: 1,
+            details: None,
+        },
+        "[35,1]",
+    );
+    check(
+        Message::Unsubscribed {
+            request: 0,
+            details: Some(dict(&[("reason", Value::from("x"))])),
+        },
+        r#"[35,0,{"reason":"x"}]"#,
+    );
+    check(
+        Message::Event {
+            subscription: 1,
+            publication: 2,
+            details: Dict::new(),
+            args: Some(vec![Value::from("hi")]),
+            kwargs: None,
+        },
+        r#"[36,1,2,{},["hi"]]"#,
+    );
+}
+
+#[test]
+fn rpc_messages() {
+    check(
+        Message::Call {
+            request: 1,
+            options: Dict::new(),
+            procedure: text("p"),
+            args: Some(vec![]),
+            kwargs: None,
+        },
+        r#"[48,1,{},"p",[]]"#,
+    );
+    check(
+        Message::Cancel {
+            request: 1,
+            options: dict(&[("mode", Value::from("kill"))]),
+        },
+        r#"[49,1,{"mode":"kill"}]"#,
+    );
+    check(
+        Message::Result {
+            request: 1,
+            details: Dict::new(),
+            args: Some(vec![Value::Float(1.5)]),
+            kwargs: None,
+        },
+        "[50,1,{},[1.5]]",
+    );
+    check(
+        Message::Register {
+            request: 1,
+            options: Dict::new(),
+            procedure: text("p"),
+        },
+        r#"[64,1,{},"p"]"#,
+    );
+    check(
+        Message::Registered {
+            request: 1,
+            registration: 2,
+        },
+        "[65,1,2]",
+    );
+    check(
+        Message::Unregister {
+            request: 1,
+            registration: 2,
+        },
+        "[66,1,2]",
+    );
+    check(
+        Message::Unregistered {
+            request: 1,
+            details: None,
+        },
+        "[67,1]",
+    );
+    check(
+        Message::Invocation {
+            request: 1,
+            registration: 2,
+            details: Dict::new(),
+            args: None,
+            kwargs: None,
+        },
+        "[68,1,2,{}]",
+    );
+    check(
+        Message::Interrupt {
+            request: 1,
+            options: Dict::new(),
+        },
+        "[69,1,{}]",
+    );
+    check(
+        Message::Yield {
+            request: 1,
+            options: Dict::new(),
+            args: Some(vec![Value::Null]),
+            kwargs: Some(Dict::new()),
+        },
+        "[70,1,{},[null],{}]",
+    );
+}
+
+#[test]
+fn kwargs_without_args_emits_empty_args() {
+    let message = Message::Yield {
+        request: 1,
+        options: Dict::new(),
+        args: None,
+        kwargs: Some(dict(&[("k", Value::Int(1))])),
+    };
+    let bytes = Serializer::Json.encode(&message);
+    assert_eq!(bytes, br#"[70,1,{},[],{"k":1}]"#);
+    let Ok(Message::Yield { args, kwargs, .. }) = Serializer::Json.decode(&bytes, SIZE_MAX_BYTES)
+    else {
+        panic!("YIELD expected");
+    };
+    assert_eq!(args, Some(vec![]));
+    assert_eq!(kwargs, Some(dict(&[("k", Value::Int(1))])));
+}
+
+#[test]
+fn bytes_use_native_binary_or_json_convention() {
+    let message = Message::Event {
+        subscription: 1,
+        publication: 2,
+        details: Dict::new(),
+        args: Some(vec![Value::Bytes(vec![0xDE, 0xAD])]),
+        kwargs: None,
+    };
+    check(message.clone(), r#"[36,1,2,{},["\u00003q0="]]"#);
+    let msgpack = Serializer::MsgPack.encode(&message);
+    assert!(
+        msgpack
+            .windows(4)
+            .any(|window| window == [0xC4, 2, 0xDE, 0xAD]),
+        "MsgPack bin 8"
+    );
+    let cbor = Serializer::Cbor.encode(&message);
+    assert!(
+        cbor.windows(3).any(|window| window == [0x42, 0xDE, 0xAD]),
+        "CBOR byte string"
+    );
+}
+
+#[test]
+fn serializer_negotiation_names() {
+    for serializer in Serializer::ALL {
+        assert_eq!(
+            Serializer::from_subprotocol(serializer.subprotocol()),
+            Some(serializer)
+        );
+        assert_eq!(
+            Serializer::from_rawsocket_id(serializer.rawsocket_id()),
+            Some(serializer)
+        );
+    }
+    assert_eq!(Serializer::from_subprotocol("wamp.2.ubjson"), None);
+    assert_eq!(Serializer::from_rawsocket_id(0), None);
+    assert!(!Serializer::Json.is_binary());
+    assert!(Serializer::Cbor.is_binary() && Serializer::MsgPack.is_binary());
+}
+
+#[test]
+fn ids_above_2_pow_53_are_rejected() {
+    assert!(Serializer::Json
+        .decode(format!("[17,1,{ID_MAX}]").as_bytes(), SIZE_MAX_BYTES)
+        .is_ok());
+    let error = json_error(&format!("[17,1,{}]", ID_MAX + 1));
+    assert!(
+        matches!(
+            error,
+            DecodeError::Invalid {
+                code: code::PUBLISHED,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(matches!(
+        json_error("[17,-1,1]"),
+        DecodeError::Invalid { .. }
+    ));
+    assert!(matches!(
+        json_error("[17,1.0,1]"),
+        DecodeError::Invalid { .. }
+    ));
+    assert!(matches!(
+        json_error("[17,18446744073709551615,1]"),
+        DecodeError::Invalid { .. }
+    ));
+    let msgpack = [0x93, 17, 1, 0xCF, 0, 0x20, 0, 0, 0, 0, 0, 1]; // [17, 1, 2^53 + 1]
+    assert!(matches!(
+        Serializer::MsgPack.decode(&msgpack, 64),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn malformed_inputs_map_to_their_error() {
+    assert_eq!(
+        Serializer::Json.decode(b"[17,1,2]", 4),
+        Err(DecodeError::TooLarge { size: 8, max: 4 })
+    );
+    assert!(matches!(json_error("[17,1,"), DecodeError::Syntax(_)));
+    assert!(matches!(json_error("[17,1,2] x"), DecodeError::Syntax(_)));
+    assert_eq!(json_error(r#"{"a":1}"#), DecodeError::NotAnArray);
+    assert_eq!(json_error("[]"), DecodeError::NotAnArray);
+    assert_eq!(json_error("[999,1]"), DecodeError::UnknownType(999));
+    assert!(matches!(
+        json_error(r#"["x",1]"#),
+        DecodeError::Invalid { .. }
+    ));
+    assert!(
+        matches!(json_error("[17,1]"), DecodeError::Invalid { .. }),
+        "too few"
+    );
+    assert!(
+        matches!(json_error("[17,1,2,3]"), DecodeError::Invalid { .. }),
+        "too many"
+    );
+    assert!(
+        matches!(json_error("[32,1,{},7]"), DecodeError::Invalid { .. }),
+        "non-string URI"
+    );
+    assert!(
+        matches!(json_error(r#"[32,1,[],"t"]"#), DecodeError::Invalid { .. }),
+        "options not a dict"
+    );
+    assert!(
+        matches!(
+            json_error(r#"[16,1,{},"t",{}]"#),
+            DecodeError::Invalid { .. }
+        ),
+        "args not a list"
+    );
+    assert!(
+        matches!(
+            json_error(r#"[16,1,{},"t",[],[]]"#),
+            DecodeError::Invalid { .. }
+        ),
+        "kwargs not a dict"
+    );
+    assert!(
+        matches!(
+            json_error(r#"[16,1,{},"t",["\u0000!!"]]"#),
+            DecodeError::Syntax(_)
+        ),
+        "bad base64"
+    );
+    let msgpack = Serializer::MsgPack.encode(&Message::Published {
+        request: 1,
+        publication: 2,
+    });
+    let mut trailing = msgpack.clone();
+    trailing.push(0xC0);
+    assert!(matches!(
+        Serializer::MsgPack.decode(&trailing, 64),
+        Err(DecodeError::Syntax(_))
+    ));
+    let mut trailing = Serializer::Cbor.encode(&Message::Published {
+        request: 1,
+        publication: 2,
+    });
+    trailing.push(0xF6);
+    assert!(matches!(
+        Serializer::Cbor.decode(&trailing, 64),
+        Err(DecodeError::Syntax(_))
+    ));
+    assert!(matches!(
+        Serializer::Cbor.decode(&[0x5B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64),
+        Err(_)
+    ));
+    assert!(matches!(
+        Serializer::MsgPack.decode(&[0xC6, 0xFF, 0xFF, 0xFF, 0xFF], 64),
+        Err(_)
+    ));
+    assert!(matches!(
+        Serializer::Cbor.decode(&[0x9B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64),
+        Err(_)
+    ));
+    assert!(matches!(
+        Serializer::MsgPack.decode(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF], 64),
+        Err(_)
+    ));
+}
+
+/// `[1,"r",{"k": [[...[]...]]}]` with `lists` nested lists: nesting depth `lists + 2`.
+fn nested_hello_json(lists: usize) -> String {
+    format!(
+        r#"[1,"r",{{"k":{}{}}}]"#,
+        "[".repeat(lists),
+        "]".repeat(lists)
+    )
+}
+
+#[test]
+fn nesting_limit_is_exact() {
+    let at_limit = nested_hello_json(NESTING_DEPTH_MAX - 2);
+    let message = Serializer::Json
+        .decode(at_limit.as_bytes(), 1 << 20)
+        .expect("at the limit");
+    for serializer in Serializer::ALL {
+        assert_eq!(
+            serializer.decode(&serializer.encode(&message), 1 << 20),
+            Ok(message.clone())
+        );
+    }
+    assert_eq!(
+        json_error(&nested_hello_json(NESTING_DEPTH_MAX - 1)),
+        DecodeError::TooDeep {
+            max_depth: NESTING_DEPTH_MAX
+        }
+    );
+}
+
+#[test]
+fn hostile_nesting_does_not_overflow_the_stack() {
+    let depth = 200_000;
+    let json = "[".repeat(depth);
+    let msgpack = vec![0x91; depth];
+    let cbor = vec![0x81; depth];
+    let map_nesting: Vec<u8> = std::iter::repeat([0xA1, 0x61, b'k'])
+        .take(depth)
+        .flatten()
+        .collect();
+    let too_deep = DecodeError::TooDeep {
+        max_depth: NESTING_DEPTH_MAX,
+    };
+    assert_eq!(
+        Serializer::Json.decode(json.as_bytes(), usize::MAX),
+        Err(too_deep.clone())
+    );
+    assert_eq!(
+        Serializer::MsgPack.decode(&msgpack, usize::MAX),
+        Err(too_deep.clone())
+    );
+    assert_eq!(
+        Serializer::Cbor.decode(&cbor, usize::MAX),
+        Err(too_deep.clone())
+    );
+    assert_eq!(
+        Serializer::Cbor.decode(&map_nesting, usize::MAX),
+        Err(too_deep)
+    );
+}
+
+#[test]
+fn validation_runs_on_decode() {
+    let error = json_error(r#"[16,1,{"acknowledge":"yes"},"t"]"#);
+    assert!(
+        matches!(&error, DecodeError::Invalid { reason, .. } if reason.contains("acknowledge")),
+        "{error}"
+    );
+    assert!(matches!(
+        json_error(r#"[32,1,{"match":"regex"},"t"]"#),
+        DecodeError::Invalid { .. }
+    ));
+}
