@@ -46,6 +46,7 @@ class Router:
         while len(self.addr) < 3:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
+                self.kill9()
                 raise RuntimeError(f"router did not start: {self.logs()}")
             try:
                 line = lines.get(timeout=min(left, 0.2))
@@ -107,9 +108,9 @@ def router_factory():
     started = []
 
     def start(config: str = "", args=()):
-        r = Router(config, args).start()
+        r = Router(config, args)
         started.append(r)
-        return r
+        return r.start()
 
     yield start
     for r in started:

@@ -515,17 +515,21 @@ impl super::Realm {
         let Some(call) = self.forget_call((callee, request)) else {
             return;
         };
-        if matches!(call.cancel, Some(CancelMode::Skip | CancelMode::KillNoWait)) {
-            return;
-        }
-        call.caller.send(super::Outbound::Wamp(Message::Error {
-            request_type: code::CALL,
-            request: call.caller_request,
-            details: Dict::new(),
-            error,
-            args,
-            kwargs,
-        }));
+        let reply = match call.cancel {
+            Some(CancelMode::Skip | CancelMode::KillNoWait) => return,
+            // The callee answered our INTERRUPT: the caller learns its call was canceled,
+            // whatever error the callee's runtime chose to report.
+            Some(CancelMode::Kill) => call_error(call.caller_request, "wamp.error.canceled", "the call was canceled"),
+            None => Message::Error {
+                request_type: code::CALL,
+                request: call.caller_request,
+                details: Dict::new(),
+                error,
+                args,
+                kwargs,
+            },
+        };
+        call.caller.send(super::Outbound::Wamp(reply));
     }
 
     /// A caller's CANCEL. Returns an ERROR to send the caller now, if any.

@@ -17,6 +17,8 @@ pub mod broker;
 pub mod dealer;
 pub mod meta;
 mod session;
+#[cfg(test)]
+mod scenarios;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -122,6 +124,26 @@ pub struct Publication {
     pub qos: u8,
     /// Whether the publisher asked to retain it.
     pub retain: bool,
+    /// Message properties carried end to end (MQTT 5 properties; empty for WAMP).
+    pub properties: MessageProperties,
+}
+
+/// Properties of a message that travel with it unchanged, whichever gate delivers it
+/// (MQTT 5 passes them through; WAMP ignores them). All empty by default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageProperties {
+    /// When the message expires (Unix ms): not delivered, nor replayed as retained, after.
+    pub expires_at_ms: Option<u64>,
+    /// MQTT payload format indicator: the payload is UTF-8 text.
+    pub payload_utf8: Option<bool>,
+    /// MQTT content type.
+    pub content_type: Option<String>,
+    /// MQTT response topic (MQTT spelling, as the publisher gave it).
+    pub response_topic: Option<String>,
+    /// MQTT correlation data.
+    pub correlation_data: Option<Bytes>,
+    /// MQTT user properties, in order.
+    pub user_properties: Vec<(String, String)>,
 }
 
 /// Process-wide services every realm uses.
@@ -147,6 +169,8 @@ pub struct Realm {
     dealer: Mutex<Dealer>,
     testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
     retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
+    /// MQTT client sessions of this realm (live and persistent), and MQTT statistics.
+    pub mqtt: crate::mqtt::Registry,
 }
 
 /// A message published for a session when it leaves (testament meta API).
@@ -186,6 +210,7 @@ impl Realm {
             dealer: Mutex::new(Dealer::default()),
             testaments: Mutex::new(HashMap::new()),
             retained: RwLock::new(BTreeMap::new()),
+            mqtt: crate::mqtt::Registry::default(),
         })
     }
 
@@ -248,6 +273,18 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
     ) -> u64 {
+        self.publish_with(publisher, topic, payload, options, MessageProperties::default())
+    }
+
+    /// [`Realm::publish`] with message properties (MQTT 5) that travel with the message.
+    pub fn publish_with(
+        &self,
+        publisher: Option<&SessionInfo>,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+        properties: MessageProperties,
+    ) -> u64 {
         let _order = lock(&self.order);
         let id = self.shared.sequencer.next(unix_ms());
         let disclosed = publisher
@@ -261,6 +298,7 @@ impl Realm {
             disclosed,
             qos: options.qos,
             retain: options.retain,
+            properties,
         });
         if options.retain {
             let mut retained = write(&self.retained);

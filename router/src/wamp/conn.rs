@@ -163,7 +163,16 @@ pub async fn drive<W: FrameWriter>(
         if session.is_closing() && !timed {
             deadline = Instant::now() + Duration::from_millis(GOODBYE_WAIT_MS);
         }
-        if write_all(&mut writer, serializer, &mut replies).await.is_err() || flow == Flow::Close {
+        // A peer that stops reading blocks this write; its queue then fills and the realm
+        // signals overflow, which must still end the session (and its registrations).
+        let written = tokio::select! {
+            result = write_all(&mut writer, serializer, &mut replies) => result.is_ok(),
+            _ = overflowed(&stats) => {
+                tracing::info!(%peer, "closing a session that stopped reading");
+                false
+            }
+        };
+        if !written || flow == Flow::Close {
             break;
         }
     }

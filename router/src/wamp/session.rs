@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::auth::{Action, HelloOutcome, Identity, Pending};
 use crate::engine::unix_ms;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
-use crate::realm::{Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo, SubscribeOptions};
+use crate::realm::{Delivery, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo, SubscribeOptions};
 use crate::router::Router;
 use crate::topic::{MatchPolicy, Pattern, Topic};
 use crate::util::iso8601;
@@ -119,6 +119,7 @@ fn welcome_details(identity: &Identity, realm: &str) -> Dict {
         "broker".into(),
         features(&[
             "pattern_based_subscription",
+            "event_retention",
             "publisher_identification",
             "publisher_exclusion",
             "subscriber_blackwhite_listing",
@@ -418,8 +419,16 @@ impl WampSession {
         if !self.permits(handle, Action::Subscribe, topic) {
             return out.push(error(code::SUBSCRIBE, request, "wamp.error.not_authorized", "not authorized to subscribe"));
         }
-        let id = realm.subscribe(handle, Pattern::from_wamp(topic, policy), SubscribeOptions::default());
+        let pattern = Pattern::from_wamp(topic, policy);
+        let replay = option_bool(options, "get_retained") == Some(true) || option_bool(options, "retained") == Some(true);
+        let retained = if replay { realm.retained_matching(&pattern) } else { Vec::new() };
+        let pattern_based = policy != MatchPolicy::Exact;
+        let id = realm.subscribe(handle, pattern, SubscribeOptions::default());
         out.push(Message::Subscribed { request, subscription: id });
+        for publication in retained {
+            let delivery = Delivery { subscription: id, pattern_based, publication, qos: 0, retained: true };
+            out.push(event_message(&delivery));
+        }
     }
 
     fn register(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, procedure: &str, out: &mut Vec<Message>) {
@@ -442,7 +451,7 @@ impl WampSession {
 }
 
 /// The EVENT for a delivery.
-pub fn event_message(delivery: &crate::realm::Delivery) -> Message {
+pub fn event_message(delivery: &Delivery) -> Message {
     let publication = &delivery.publication;
     let mut details = Dict::new();
     if delivery.pattern_based {

@@ -18,7 +18,11 @@ pub(crate) fn message_from_elements(elements: Vec<Value>) -> Result<Message, Dec
             reason: "message type must be a non-negative integer".to_owned(),
         })?,
     };
-    let mut fields = Fields { code, elements, transparent_payload: false };
+    let mut fields = Fields {
+        code,
+        elements,
+        transparent_payload: false,
+    };
     let message = fields.message()?;
     let transparent_payload = fields.transparent_payload;
     fields.finish()?;

@@ -426,22 +426,18 @@ fn malformed_inputs_map_to_their_error() {
         Serializer::Cbor.decode(&trailing, 64),
         Err(DecodeError::Syntax(_))
     ));
-    assert!(matches!(
-        Serializer::Cbor.decode(&[0x5B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64),
-        Err(_)
-    ));
-    assert!(matches!(
-        Serializer::MsgPack.decode(&[0xC6, 0xFF, 0xFF, 0xFF, 0xFF], 64),
-        Err(_)
-    ));
-    assert!(matches!(
-        Serializer::Cbor.decode(&[0x9B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64),
-        Err(_)
-    ));
-    assert!(matches!(
-        Serializer::MsgPack.decode(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF], 64),
-        Err(_)
-    ));
+    assert!(Serializer::Cbor
+        .decode(&[0x5B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64)
+        .is_err());
+    assert!(Serializer::MsgPack
+        .decode(&[0xC6, 0xFF, 0xFF, 0xFF, 0xFF], 64)
+        .is_err());
+    assert!(Serializer::Cbor
+        .decode(&[0x9B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 64)
+        .is_err());
+    assert!(Serializer::MsgPack
+        .decode(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF], 64)
+        .is_err());
 }
 
 /// `[1,"r",{"k": [[...[]...]]}]` with `lists` nested lists: nesting depth `lists + 2`.
@@ -479,8 +475,7 @@ fn hostile_nesting_does_not_overflow_the_stack() {
     let json = "[".repeat(depth);
     let msgpack = vec![0x91; depth];
     let cbor = vec![0x81; depth];
-    let map_nesting: Vec<u8> = std::iter::repeat([0xA1, 0x61, b'k'])
-        .take(depth)
+    let map_nesting: Vec<u8> = std::iter::repeat_n([0xA1, 0x61, b'k'], depth)
         .flatten()
         .collect();
     let too_deep = DecodeError::TooDeep {
