@@ -10,6 +10,7 @@
 //! - [`topic`]: internal topic form shared by WAMP and MQTT, and the pattern trie.
 //! - [`engine`]: how a publish is ordered (the local permanent-ID sequencer).
 //! - [`auth`], [`config`]: authentication, roles, configuration file.
+//! - [`durable`]: `--data` durability (RocksDB through the group committer).
 //!
 //! # Calling order
 //! `Router::new(config)`, bind [`server::Listener`]s, `server::run`; `Router::shut_down`
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod durable;
 pub mod engine;
 pub mod mqtt;
 pub mod realm;

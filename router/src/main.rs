@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use fox_router::config::Config;
+use fox_router::durable::Durable;
+use fox_router::realm::{Publication, MessageProperties};
+use fox_storage::SyncMode;
 use fox_router::router::Router;
 use fox_router::server::{self, Gate, Listener};
 
@@ -40,6 +45,10 @@ struct ServeArgs {
     /// TOML configuration file (listeners, limits, realms, roles, users); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// With --data: do not wait for fsync before acknowledging (benchmarks only: a power
+    /// loss can then lose acknowledged messages; a crash of the process cannot).
+    #[arg(long)]
+    no_fsync: bool,
     /// Log filter, e.g. `info` or `fox_router=debug` (also RUST_LOG).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -69,9 +78,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.mqtt.is_some() {
         config.listen.mqtt = args.mqtt;
     }
-    if args.data.is_some() {
-        anyhow::bail!("--data (RocksDB storage) is not available in this build yet; run without it for the in-memory store");
-    }
+    let durable = match &args.data {
+        Some(dir) => {
+            let sync = if args.no_fsync { SyncMode::None } else { SyncMode::Fsync };
+            let durable = Durable::open(dir, sync).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Some(Arc::new(durable))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let gates = [
@@ -85,7 +99,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 listeners.push(Listener::bind(gate, addr).await?);
             }
         }
-        let router = Router::new(config, 0);
+        let router = start_router(config, durable)?;
         let signals = {
             let router = router.clone();
             tokio::spawn(async move {
@@ -100,6 +114,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
     .context("router failed")?;
     Ok(())
+}
+
+/// Builds the router; with a store, resumes IDs after the last stored one and reloads the
+/// retained messages.
+fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result<Arc<Router>> {
+    let Some(durable) = durable else {
+        return Ok(Router::new(config));
+    };
+    let last_id = durable.last_id()?;
+    let restored = durable.retained()?;
+    let router = Router::with_store(config, last_id, Some(durable));
+    let count = restored.len();
+    for r in restored {
+        let Some(realm) = router.realm(&r.realm) else {
+            tracing::warn!(realm = %r.realm, "retained message of a realm that is not configured");
+            continue;
+        };
+        realm.restore_retained(Publication {
+            id: r.id,
+            topic: r.topic,
+            payload: r.payload,
+            publisher: 0,
+            disclosed: None,
+            qos: r.qos,
+            retain: true,
+            properties: MessageProperties::default(),
+        });
+    }
+    tracing::info!(last_id, retained = count, "store opened");
+    Ok(router)
 }
 
 async fn wait_for_signal() {

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::auth::{Authenticator, Authorizer};
 use crate::config::Config;
+use crate::durable::Durable;
 use crate::engine::LocalSequencer;
 use crate::realm::{Realm, Shared};
 
@@ -23,13 +24,19 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router with the configured realms, resuming IDs after `last_id`.
-    pub fn new(config: Config, last_id: u64) -> Arc<Self> {
+    /// A router with the configured realms and the in-memory default.
+    pub fn new(config: Config) -> Arc<Self> {
+        Self::with_store(config, 0, None)
+    }
+
+    /// A router resuming IDs after `last_id`, writing through `durable` (`--data`).
+    pub fn with_store(config: Config, last_id: u64, durable: Option<Arc<Durable>>) -> Arc<Self> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
             sequencer: LocalSequencer::resume_after(last_id),
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
+            durable,
         });
         let realms = config
             .router

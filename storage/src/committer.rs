@@ -153,6 +153,18 @@ impl Committer {
         Ok(pending)
     }
 
+    /// Queues `batch` without waiting for room. `Ok(Err(batch))` hands the batch back when
+    /// the queue is full. Safe to call from async code that cannot await (inside a lock).
+    pub fn try_submit(&self, batch: Batch) -> Result<Result<Pending, Batch>, StoreError> {
+        let (request, pending) = request(batch);
+        let queue = self.queue.as_ref().ok_or(StoreError::CommitterStopped)?;
+        match queue.try_send(request) {
+            Ok(()) => Ok(Ok(pending)),
+            Err(mpsc::error::TrySendError::Full(request)) => Ok(Err(request.batch)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::CommitterStopped),
+        }
+    }
+
     /// Queues `batch` and waits until it is durable (per the store's [`SyncMode`](crate::SyncMode)).
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.submit(batch).await?.wait().await

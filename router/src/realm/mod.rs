@@ -155,6 +155,8 @@ pub struct Shared {
     pub authorizer: Authorizer,
     /// Limits.
     pub limits: Limits,
+    /// The durable store (`--data`), if any.
+    pub durable: Option<Arc<crate::durable::Durable>>,
 }
 
 /// One realm.
@@ -285,6 +287,22 @@ impl Realm {
         options: &PublishOptions,
         properties: MessageProperties,
     ) -> u64 {
+        // Without a waiter the write still happens, in order; nobody needs its answer.
+        self.publish_durable(publisher, topic, payload, options, properties).0
+    }
+
+    /// Publishes and, with `--data`, queues the durable write: returns the permanent ID and
+    /// the write's answer (`None`: nothing to store), which an acknowledgement must wait
+    /// for; `Some(Err)` means the write could not even be queued. Router-originated
+    /// messages (meta events) are not stored.
+    pub fn publish_durable(
+        &self,
+        publisher: Option<&SessionInfo>,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+        properties: MessageProperties,
+    ) -> (u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>) {
         let _order = lock(&self.order);
         let id = self.shared.sequencer.next(unix_ms());
         let disclosed = publisher
@@ -308,8 +326,17 @@ impl Realm {
                 retained.insert(topic.clone(), publication.clone());
             }
         }
+        let pending = match (&self.shared.durable, publisher) {
+            (Some(durable), Some(_)) => Some(durable.record(&self.name, &publication, options.retain, unix_ms())),
+            _ => None,
+        };
         read(&self.broker).fan_out(&publication, publisher, options);
-        id
+        (id, pending)
+    }
+
+    /// Puts a retained message read back from the store (at start).
+    pub fn restore_retained(&self, publication: Publication) {
+        write(&self.retained).insert(publication.topic.clone(), Arc::new(publication));
     }
 
     /// Retained messages whose topic matches `pattern`, in topic order. MQTT and WAMP share

@@ -49,6 +49,7 @@ fn realm() -> Arc<Realm> {
         sequencer: crate::engine::LocalSequencer::default(),
         authorizer: Authorizer::new(config.clone()),
         limits: config.limits.clone(),
+        durable: None,
     });
     Realm::new("realm1".into(), shared)
 }

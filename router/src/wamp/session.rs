@@ -402,10 +402,31 @@ impl WampSession {
             qos: 0,
             retain: option_bool(options, "retain").unwrap_or(false),
         };
-        let id = realm.publish(Some(&handle.info), &Topic::from_wamp(&topic), payload, &publish_options);
-        if acknowledge {
-            out.push(Message::Published { request, publication: id });
+        let topic = Topic::from_wamp(&topic);
+        let properties = Default::default();
+        let (id, durable) = realm.publish_durable(Some(&handle.info), &topic, payload, &publish_options, properties);
+        if !acknowledge {
+            return;
         }
+        let Some(pending) = durable else {
+            return out.push(Message::Published { request, publication: id });
+        };
+        // With a store, the ack waits for the fsync of the group the write went into.
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let written = match pending {
+                Ok(pending) => pending.wait().await,
+                Err(e) => Err(e),
+            };
+            let reply = match written {
+                Ok(()) => Message::Published { request, publication: id },
+                Err(e) => {
+                    tracing::error!(error = %e, "store write failed; publish not acknowledged");
+                    error(code::PUBLISH, request, "wamp.error.storage_failed", "the message could not be stored")
+                }
+            };
+            handle.send(Outbound::Wamp(reply));
+        });
     }
 
     fn subscribe(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: &str, out: &mut Vec<Message>) {
@@ -413,7 +434,8 @@ impl WampSession {
             return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_argument", "unknown match policy"));
         };
         let empty_ok = policy != MatchPolicy::Exact;
-        if !valid_uri(topic, empty_ok) && !(policy == MatchPolicy::Prefix && topic.is_empty()) {
+        let prefix_of_everything = policy == MatchPolicy::Prefix && topic.is_empty();
+        if !(valid_uri(topic, empty_ok) || prefix_of_everything) {
             return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_uri", "invalid topic URI"));
         }
         if !self.permits(handle, Action::Subscribe, topic) {

@@ -1,6 +1,6 @@
 //! WAMP over WebSocket at path `/ws`, with subprotocol negotiation (`wamp.2.json`,
 //! `wamp.2.msgpack`, `wamp.2.cbor`, in the client's order of preference). The same port
-//! serves MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`) once the MQTT gate takes it.
+//! serves MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`), handed to [`crate::mqtt`].
 //!
 //! JSON travels in text frames, MsgPack and CBOR in binary frames. Messages past
 //! `limits.message_size_max_bytes` are refused by the WebSocket layer and end the session
@@ -27,7 +27,8 @@ const INCOMING_QUEUE_MAX: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
     Wamp(Serializer),
-    Mqtt,
+    /// MQTT, with the subprotocol chosen (`mqtt`, or `mqttv3.1` for old MQTT 3.1 clients).
+    Mqtt(&'static str),
 }
 
 fn refuse(status: StatusCode, text: &str) -> ErrorResponse {
@@ -36,7 +37,9 @@ fn refuse(status: StatusCode, text: &str) -> ErrorResponse {
     response
 }
 
-/// Picks the route from the request path and the offered subprotocols.
+/// Picks the route from the request path and the offered subprotocols. (The large error
+/// type is tungstenite's handshake callback contract.)
+#[allow(clippy::result_large_err)]
 fn choose(request: &Request, mut response: Response) -> Result<(Route, Response), ErrorResponse> {
     let offered: Vec<String> = request
         .headers()
@@ -55,14 +58,16 @@ fn choose(request: &Request, mut response: Response) -> Result<(Route, Response)
                 None => return Err(refuse(StatusCode::BAD_REQUEST, "no supported WAMP subprotocol offered")),
             }
         }
-        "/mqtt" => {
-            return Err(refuse(StatusCode::NOT_FOUND, "MQTT over WebSocket is not served by this build"));
-        }
+        "/mqtt" => match offered.iter().find(|p| p.as_str() == "mqtt" || p.as_str() == "mqttv3.1") {
+            Some(p) if p == "mqtt" => Route::Mqtt("mqtt"),
+            Some(_) => Route::Mqtt("mqttv3.1"),
+            None => return Err(refuse(StatusCode::BAD_REQUEST, "subprotocol mqtt not offered")),
+        },
         _ => return Err(refuse(StatusCode::NOT_FOUND, "unknown path; WAMP is at /ws")),
     };
     let protocol = match route {
         Route::Wamp(s) if !offered.is_empty() => Some(s.subprotocol()),
-        Route::Mqtt => Some("mqtt"),
+        Route::Mqtt(p) => Some(p),
         Route::Wamp(_) => None,
     };
     if let Some(p) = protocol {
@@ -109,6 +114,8 @@ async fn read_messages(mut stream: futures_util::stream::SplitStream<WebSocketSt
             Ok(WsMessage::Close(_)) => return,
             Ok(_) => continue,
             Err(WsError::Capacity(e)) => Incoming::Violation(format!("message too large: {e}")),
+            Err(WsError::Utf8(e)) => Incoming::Violation(format!("text frame is not valid UTF-8: {e}")),
+            Err(WsError::Protocol(e)) => Incoming::Violation(format!("WebSocket protocol violation: {e}")),
             Err(_) => return,
         };
         let last = matches!(incoming, Incoming::Violation(_));
@@ -119,6 +126,7 @@ async fn read_messages(mut stream: futures_util::stream::SplitStream<WebSocketSt
 }
 
 /// Serves one WebSocket connection.
+#[allow(clippy::result_large_err)]
 pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
     let limit = router.config.limits.message_size_max_bytes;
     let config = WebSocketConfig::default()
@@ -154,6 +162,7 @@ pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
             drive(router, serializer, writer, rx, "websocket", peer).await;
             read_task.abort();
         }
-        Some(Route::Mqtt) | None => {}
+        Some(Route::Mqtt(_)) => crate::mqtt::serve_websocket(router, ws, peer).await,
+        None => {}
     }
 }

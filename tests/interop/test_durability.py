@@ -1,0 +1,72 @@
+"""--data durability: everything acknowledged survives kill -9 and a restart on the same
+directory, and permanent IDs keep increasing across restarts."""
+
+import asyncio
+
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+
+from wamp_client import connect, run, wait_for
+
+ACK_RETAIN = PublishOptions(acknowledge=True, retain=True)
+
+
+async def retained_under(router, prefix):
+    s = await connect(router)
+    got = {}
+    await s.subscribe(lambda v, details=None: got.__setitem__(details.topic, (v, details.publication)),
+                      prefix, options=SubscribeOptions(match="prefix", get_retained=True, details=True))
+    await asyncio.sleep(0.3)  # retained events arrive right after SUBSCRIBED
+    s.leave()
+    return got
+
+
+def test_acknowledged_retained_survive_kill9(router_factory, tmp_path):
+    data = str(tmp_path / "data")
+    first = router_factory(args=["--data", data])
+
+    async def publish_until_killed():
+        s = await connect(first)
+        acked = {}
+        for i in range(300):
+            pub = await s.publish(f"dur.k{i}", i, options=ACK_RETAIN)
+            acked[f"dur.k{i}"] = (i, pub.id)
+        # keep publishing without waiting while the process dies
+        for i in range(300, 400):
+            s.publish(f"dur.k{i}", i, options=PublishOptions(retain=True))
+        first.kill9()
+        return acked
+
+    acked = run(publish_until_killed())
+    ids = [pid for _, pid in acked.values()]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+
+    second = router_factory(args=["--data", data])
+
+    async def check():
+        got = await retained_under(second, "dur.")
+        for topic, (value, pid) in acked.items():
+            assert topic in got, f"acknowledged retained {topic} lost"
+            assert got[topic] == (value, pid)
+        s = await connect(second)
+        pub = await s.publish("dur.after", 1, options=ACK_RETAIN)
+        assert pub.id > max(ids), "IDs went backwards after a restart"
+        s.leave()
+
+    run(check())
+
+
+def test_clearing_a_retained_key_is_durable(router_factory, tmp_path):
+    data = str(tmp_path / "data")
+    first = router_factory(args=["--data", data])
+
+    async def write():
+        s = await connect(first)
+        await s.publish("clr.a", "x", options=ACK_RETAIN)
+        await s.publish("clr.b", "y", options=ACK_RETAIN)
+        await s.publish("clr.a", options=ACK_RETAIN)  # no arguments: clears the key
+        first.kill9()
+
+    run(write())
+    second = router_factory(args=["--data", data])
+    got = run(retained_under(second, "clr."))
+    assert set(got) == {"clr.b"}
