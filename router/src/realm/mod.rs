@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod dealer;
 pub mod meta;
+pub mod sync;
 mod session;
 #[cfg(test)]
 mod scenarios;
@@ -171,6 +172,7 @@ pub struct Realm {
     dealer: Mutex<Dealer>,
     testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
     retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
+    kv: Mutex<sync::KvState>,
     /// MQTT client sessions of this realm (live and persistent), and MQTT statistics.
     pub mqtt: crate::mqtt::Registry,
 }
@@ -212,6 +214,7 @@ impl Realm {
             dealer: Mutex::new(Dealer::default()),
             testaments: Mutex::new(HashMap::new()),
             retained: RwLock::new(BTreeMap::new()),
+            kv: Mutex::new(sync::KvState::default()),
             mqtt: crate::mqtt::Registry::default(),
         })
     }
@@ -228,12 +231,23 @@ impl Realm {
         self.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
     }
 
-    /// Removes a session: its subscriptions, registrations and pending calls; publishes its
-    /// testaments and the meta events. Safe to call twice.
+    /// Removes a session that closed normally (GOODBYE): its subscriptions, registrations
+    /// and pending calls; publishes its testaments and the meta events. Safe to call twice.
     pub fn leave(&self, session: SessionId) {
+        self.end_session(session, false);
+    }
+
+    /// Removes a session whose connection dropped (no GOODBYE): as [`Realm::leave`], and its
+    /// retained-key wills are applied.
+    pub fn leave_abnormally(&self, session: SessionId) {
+        self.end_session(session, true);
+    }
+
+    fn end_session(&self, session: SessionId, abnormal: bool) {
         let Some(handle) = write(&self.sessions).remove(&session) else {
             return;
         };
+        self.kv_session_ended(session, abnormal);
         let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
         for t in testaments {
             self.publish(None, &Topic::from_wamp(&t.topic), t.payload, &t.options);
@@ -288,7 +302,11 @@ impl Realm {
         properties: MessageProperties,
     ) -> u64 {
         // Without a waiter the write still happens, in order; nobody needs its answer.
-        self.publish_durable(publisher, topic, payload, options, properties).0
+        let id = self.publish_durable(publisher, topic, payload, options, properties).0;
+        if options.retain {
+            self.kv_written(topic);
+        }
+        id
     }
 
     /// Publishes and, with `--data`, queues the durable write: returns the permanent ID and

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::auth::{Action, HelloOutcome, Identity, Pending};
 use crate::engine::unix_ms;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
+use crate::realm::sync::{acknowledge_later, kv_options, KvOutcome};
 use crate::realm::{Delivery, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo, SubscribeOptions};
 use crate::router::Router;
 use crate::topic::{MatchPolicy, Pattern, Topic};
@@ -238,10 +239,11 @@ impl WampSession {
         };
     }
 
-    /// The connection is gone: leave the realm. Idempotent.
+    /// The connection is gone: leave the realm (abnormally, unless GOODBYE was exchanged or
+    /// the router was closing the session). Idempotent.
     pub fn finish(&mut self) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::Established { realm, handle } => realm.leave(handle.info.id),
+            State::Established { realm, handle } => realm.leave_abnormally(handle.info.id),
             State::Closing { realm, session } => realm.leave(session),
             _ => {}
         }
@@ -403,30 +405,22 @@ impl WampSession {
             retain: option_bool(options, "retain").unwrap_or(false),
         };
         let topic = Topic::from_wamp(&topic);
+        if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
+            return match realm.publish_kv(handle, request, acknowledge, &topic, payload, &publish_options, write) {
+                KvOutcome::Applied(id, pending) if acknowledge => acknowledge_later(handle.clone(), request, id, pending),
+                KvOutcome::Refused => refuse(out, "wamp.error.invalid_argument", "not accepted: the when condition does not hold"),
+                KvOutcome::Applied(..) | KvOutcome::Parked => {}
+            };
+        }
         let properties = Default::default();
         let (id, durable) = realm.publish_durable(Some(&handle.info), &topic, payload, &publish_options, properties);
-        if !acknowledge {
-            return;
+        if publish_options.retain {
+            realm.kv_written(&topic);
         }
-        let Some(pending) = durable else {
-            return out.push(Message::Published { request, publication: id });
-        };
-        // With a store, the ack waits for the fsync of the group the write went into.
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let written = match pending {
-                Ok(pending) => pending.wait().await,
-                Err(e) => Err(e),
-            };
-            let reply = match written {
-                Ok(()) => Message::Published { request, publication: id },
-                Err(e) => {
-                    tracing::error!(error = %e, "store write failed; publish not acknowledged");
-                    error(code::PUBLISH, request, "wamp.error.storage_failed", "the message could not be stored")
-                }
-            };
-            handle.send(Outbound::Wamp(reply));
-        });
+        if acknowledge {
+            // With a store, the ack waits for the fsync of the group the write went into.
+            acknowledge_later(handle.clone(), request, id, durable);
+        }
     }
 
     fn subscribe(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: &str, out: &mut Vec<Message>) {

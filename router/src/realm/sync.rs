@@ -1,0 +1,303 @@
+//! The retained-key sync service: conditional writes (`when`), parked writes (`watch`) and
+//! wills on retained keys, with fox-wamp's option names, so a mutex is
+//! `publish(key, holder, retain, when: null, watch: true, will: null)` and is released by
+//! publishing no arguments.
+//!
+//! - The *value* of a key is its retained payload seen as one value: the kwargs when there
+//!   are any, else the single positional argument, else the argument list; no payload (or an
+//!   empty one) means the key is absent.
+//! - `when: null` holds when the key is absent; `when: {..}` holds when the value is a dict
+//!   containing every given key with an equal value (a subset match, recursive for dicts);
+//!   any other `when` holds on equality.
+//! - A write whose `when` does not hold is refused with `wamp.error.invalid_argument`
+//!   ("not accepted"), never delivered; with `watch: true` it is parked instead, first come
+//!   first served per key, and applied (then acknowledged and delivered) as soon as its
+//!   condition holds after a later write.
+//! - `will`: the value written to the key when the writer's session ends abnormally (the
+//!   connection dropped without GOODBYE); `will: null` clears the key. Any later write to
+//!   the key cancels the will (replacing it with the new writer's, if any).
+
+use std::collections::{HashMap, VecDeque};
+
+use fox_wamp_proto::{code, Dict, Id, Message, Value};
+
+use super::{lock, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionId};
+use crate::topic::Topic;
+
+/// Parked writes per key at most; more are refused (bounded queues everywhere).
+const PARKED_PER_KEY_MAX: usize = 10_000;
+
+/// A conditional write to a retained key.
+#[derive(Clone, Debug)]
+pub struct KvWrite {
+    /// The condition (`None`: unconditional). `Some(Value::Null)` means "key absent".
+    pub when: Option<Value>,
+    /// Park the write until `when` holds.
+    pub watch: bool,
+    /// The will: `Some(payload)` to write when the writer dies (an empty payload clears).
+    pub will: Option<Payload>,
+}
+
+/// What became of a write.
+#[derive(Debug)]
+pub enum KvOutcome {
+    /// Applied now with this permanent ID; the durable write's answer when stored.
+    Applied(u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>),
+    /// `when` does not hold and `watch` was not asked: refused, not delivered.
+    Refused,
+    /// Parked until `when` holds; acknowledged then.
+    Parked,
+}
+
+#[derive(Debug)]
+struct Parked {
+    writer: SessionHandle,
+    request: Id,
+    acknowledge: bool,
+    payload: Payload,
+    options: PublishOptions,
+    write: KvWrite,
+}
+
+/// Sync-service state of a realm.
+#[derive(Debug, Default)]
+pub struct KvState {
+    parked: HashMap<Topic, VecDeque<Parked>>,
+    wills: HashMap<Topic, (SessionId, Payload)>,
+}
+
+/// The value a condition is checked against.
+pub fn key_value(payload: Option<&Payload>) -> Value {
+    let Some(payload) = payload.filter(|p| !p.is_empty()) else {
+        return Value::Null;
+    };
+    let (args, kwargs) = payload.to_wamp();
+    match (args, kwargs) {
+        (_, Some(kwargs)) if !kwargs.is_empty() => Value::Dict(kwargs),
+        (Some(mut args), _) if args.len() == 1 => args.pop().unwrap_or(Value::Null),
+        (Some(args), _) => Value::List(args),
+        (None, _) => Value::Null,
+    }
+}
+
+/// Whether `value` satisfies `when`.
+pub fn fits(when: &Value, value: &Value) -> bool {
+    match (when, value) {
+        (Value::Null, value) => value.is_null(),
+        (Value::Dict(want), Value::Dict(have)) => want
+            .iter()
+            .all(|(k, w)| have.get(k).is_some_and(|h| fits_inner(w, h))),
+        (when, value) => when == value,
+    }
+}
+
+fn fits_inner(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Dict(_), Value::Dict(_)) => fits(want, have),
+        _ => want == have,
+    }
+}
+
+impl Realm {
+    fn current_value(&self, topic: &Topic) -> Value {
+        let retained = super::read(&self.retained);
+        key_value(retained.get(topic).map(|p| &p.payload))
+    }
+
+    /// A conditional write to a retained key (the publish carries `retain`).
+    pub fn publish_kv(
+        &self,
+        writer: &SessionHandle,
+        request: Id,
+        acknowledge: bool,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+        write: KvWrite,
+    ) -> KvOutcome {
+        let mut kv = lock(&self.kv);
+        if let Some(when) = &write.when {
+            if !fits(when, &self.current_value(topic)) {
+                if !write.watch {
+                    return KvOutcome::Refused;
+                }
+                let queue = kv.parked.entry(topic.clone()).or_default();
+                if queue.len() >= PARKED_PER_KEY_MAX {
+                    return KvOutcome::Refused;
+                }
+                queue.push_back(Parked {
+                    writer: writer.clone(),
+                    request,
+                    acknowledge,
+                    payload,
+                    options: options.clone(),
+                    write,
+                });
+                return KvOutcome::Parked;
+            }
+        }
+        let (id, pending) = self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
+        self.wake_parked(&mut kv, topic);
+        KvOutcome::Applied(id, pending)
+    }
+
+    fn apply_kv(
+        &self,
+        kv: &mut KvState,
+        writer: Option<&SessionHandle>,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+        will: Option<Payload>,
+    ) -> (u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>) {
+        match (writer, will) {
+            (Some(w), Some(will)) => {
+                kv.wills.insert(topic.clone(), (w.info.id, will));
+            }
+            _ => {
+                kv.wills.remove(topic);
+            }
+        }
+        let mut options = options.clone();
+        options.retain = true;
+        let info = writer.map(|w| &*w.info);
+        self.publish_durable(info, topic, payload, &options, MessageProperties::default())
+    }
+
+    /// After a write to `topic`: applies parked writes whose condition now holds, oldest
+    /// first, each acknowledged to its writer.
+    fn wake_parked(&self, kv: &mut KvState, topic: &Topic) {
+        loop {
+            let value = self.current_value(topic);
+            let Some(queue) = kv.parked.get_mut(topic) else {
+                return;
+            };
+            let position = queue
+                .iter()
+                .position(|p| p.write.when.as_ref().is_none_or(|w| fits(w, &value)));
+            let Some(parked) = position.and_then(|i| queue.remove(i)) else {
+                return;
+            };
+            if queue.is_empty() {
+                kv.parked.remove(topic);
+            }
+            let Parked { writer, request, acknowledge, payload, options, write } = parked;
+            let (id, pending) = self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
+            if acknowledge {
+                acknowledge_later(writer, request, id, pending);
+            }
+        }
+    }
+
+    /// A session ended: drop its parked writes; if `abnormal`, apply its wills.
+    pub(super) fn kv_session_ended(&self, session: SessionId, abnormal: bool) {
+        let mut kv = lock(&self.kv);
+        for queue in kv.parked.values_mut() {
+            queue.retain(|p| p.writer.info.id != session);
+        }
+        kv.parked.retain(|_, q| !q.is_empty());
+        let mine: Vec<Topic> = kv
+            .wills
+            .iter()
+            .filter(|(_, (s, _))| *s == session)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in mine {
+            let Some((_, will)) = kv.wills.remove(&topic) else {
+                continue;
+            };
+            if abnormal {
+                let options = PublishOptions { retain: true, ..Default::default() };
+                // The router writes the will; it is stored like any client write.
+                let (_, pending) = self.publish_durable(None, &topic, will, &options, MessageProperties::default());
+                drop(pending);
+                self.wake_parked(&mut kv, &topic);
+            }
+        }
+    }
+
+    /// Any retained write that did not go through [`Realm::publish_kv`] (plain retained
+    /// publish, MQTT retain) cancels the key's will and may wake parked writes.
+    pub fn kv_written(&self, topic: &Topic) {
+        let mut kv = lock(&self.kv);
+        kv.wills.remove(topic);
+        self.wake_parked(&mut kv, topic);
+    }
+}
+
+/// Sends PUBLISHED once the write is durable (at once without a store).
+pub fn acknowledge_later(
+    writer: SessionHandle,
+    request: Id,
+    id: u64,
+    pending: Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+) {
+    let Some(pending) = pending else {
+        writer.send(Outbound::Wamp(Message::Published { request, publication: id }));
+        return;
+    };
+    tokio::spawn(async move {
+        let written = match pending {
+            Ok(p) => p.wait().await,
+            Err(e) => Err(e),
+        };
+        let reply = match written {
+            Ok(()) => Message::Published { request, publication: id },
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed; publish not acknowledged");
+                Message::Error {
+                    request_type: code::PUBLISH,
+                    request,
+                    details: Dict::new(),
+                    error: "wamp.error.storage_failed".into(),
+                    args: Some(vec![Value::from("the message could not be stored")]),
+                    kwargs: None,
+                }
+            }
+        };
+        writer.send(Outbound::Wamp(reply));
+    });
+}
+
+/// Parses fox-wamp's options from a PUBLISH; `None` when none of them is present.
+pub fn kv_options(options: &Dict) -> Option<KvWrite> {
+    let when = options.get("when").cloned();
+    let will = options.get("will").map(|w| match w {
+        Value::Null => Payload::Wamp { args: None, kwargs: None },
+        other => Payload::Wamp { args: Some(vec![other.clone()]), kwargs: None },
+    });
+    let watch = options.get("watch").and_then(Value::as_bool).unwrap_or(false);
+    (when.is_some() || will.is_some() || watch).then_some(KvWrite { when, watch, will })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict(pairs: &[(&str, Value)]) -> Value {
+        Value::Dict(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+    }
+
+    #[test]
+    fn null_means_absent_and_dicts_match_subsets() {
+        assert!(fits(&Value::Null, &Value::Null));
+        assert!(!fits(&Value::Null, &Value::from("x")));
+        let have = dict(&[("owner", Value::from("a")), ("n", Value::Int(1))]);
+        assert!(fits(&dict(&[("owner", Value::from("a"))]), &have));
+        assert!(!fits(&dict(&[("owner", Value::from("b"))]), &have));
+        assert!(!fits(&dict(&[("missing", Value::Null)]), &have));
+        assert!(fits(&Value::from("a"), &Value::from("a")));
+    }
+
+    #[test]
+    fn key_value_prefers_kwargs_then_single_argument() {
+        let mut kw = Dict::new();
+        kw.insert("k".into(), Value::Int(1));
+        let p = Payload::Wamp { args: Some(vec![Value::Int(5)]), kwargs: Some(kw.clone()) };
+        assert_eq!(key_value(Some(&p)), Value::Dict(kw));
+        let p = Payload::Wamp { args: Some(vec![Value::Int(5)]), kwargs: None };
+        assert_eq!(key_value(Some(&p)), Value::Int(5));
+        assert_eq!(key_value(Some(&Payload::Wamp { args: None, kwargs: None })), Value::Null);
+        assert_eq!(key_value(None), Value::Null);
+    }
+}
