@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fox_storage::{StoreError, Batch, Committer, CommitterConfig, HistoryRecord, Pending, RocksStore, Store, SyncMode};
+use fox_storage::{StoreError, Table, Batch, Committer, CommitterConfig, HistoryRecord, Pending, RocksStore, Store, SyncMode};
 use fox_wamp_proto::{Dict, Value};
 
 use crate::realm::{Payload, Publication};
@@ -152,6 +152,33 @@ impl Durable {
             tracing::error!(error = %e, "cannot queue a write to the store");
         }
         submitted
+    }
+
+    /// Records (or with `None` forgets) the will on a retained key. Queued in order with the
+    /// key's writes; nobody waits for it.
+    pub fn record_will(&self, realm: &str, topic: &Topic, will: Option<&Payload>) {
+        let mut batch = Batch::new();
+        let k = key(realm, topic);
+        match will {
+            Some(payload) => batch.put_will(k, encode(&payload_value(payload))),
+            None => batch.delete_will(k),
+        };
+        if let Err(e) = self.committer.try_submit(batch) {
+            tracing::error!(error = %e, "cannot queue a will to the store");
+        }
+    }
+
+    /// Wills left by sessions that died with the previous process: (realm, key, value).
+    pub fn wills(&self) -> anyhow::Result<Vec<(String, Topic, Payload)>> {
+        let mut wills = Vec::new();
+        for (k, bytes) in self.store.scan(Table::Wills, "", RETAINED_LOAD_MAX)? {
+            let decoded: Option<Payload> = rmp_serde::from_slice(&bytes).ok().and_then(payload_from);
+            match (k.split_once('\0'), decoded) {
+                (Some((realm, uri)), Some(payload)) => wills.push((realm.to_owned(), Topic::from_wamp(uri), payload)),
+                _ => tracing::warn!(key = %k.escape_debug(), "skipping a malformed will"),
+            }
+        }
+        Ok(wills)
     }
 
     /// Every stored retained message.

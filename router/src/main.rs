@@ -142,7 +142,15 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
             properties: MessageProperties::default(),
         });
     }
-    tracing::info!(last_id, retained = count, "store opened");
+    let wills = router.shared().durable.as_ref().map(|d| d.wills()).transpose()?.unwrap_or_default();
+    let will_count = wills.len();
+    for (realm, topic, will) in wills {
+        // Their sessions died with the previous process: abnormal ends, so the wills apply.
+        if let Some(realm) = router.realm(&realm) {
+            realm.apply_orphan_will(&topic, will);
+        }
+    }
+    tracing::info!(last_id, retained = count, wills = will_count, "store opened");
     Ok(router)
 }
 

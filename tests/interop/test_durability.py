@@ -70,3 +70,31 @@ def test_clearing_a_retained_key_is_durable(router_factory, tmp_path):
     second = router_factory(args=["--data", data])
     got = run(retained_under(second, "clr."))
     assert set(got) == {"clr.b"}
+
+
+def test_wills_of_sessions_that_died_with_the_process_apply_at_restart(router_factory, tmp_path):
+    from autobahn.wamp import message as wamp_message
+
+    data = str(tmp_path / "data")
+    first = router_factory(args=["--data", data])
+
+    async def take_lock():
+        s = await connect(first)
+        s.extra_options[wamp_message.Publish] = {"when": None, "watch": True, "will": None}
+        await s.publish("res.lock", "holder", options=ACK_RETAIN)
+        s.extra_options[wamp_message.Publish] = {"will": "orphaned"}
+        await s.publish("res.other", "held", options=ACK_RETAIN)
+        first.kill9()
+
+    run(take_lock())
+    second = router_factory(args=["--data", data])
+    got = run(retained_under(second, "res."))
+    assert "res.lock" not in got, "a will of null clears the key at restart"
+    assert got["res.other"][0] == "orphaned"
+
+    async def relock():
+        s = await connect(second)
+        s.extra_options[wamp_message.Publish] = {"when": None}
+        await s.publish("res.lock", "new-holder", options=ACK_RETAIN)
+
+    run(relock())

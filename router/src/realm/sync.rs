@@ -150,12 +150,20 @@ impl Realm {
         options: &PublishOptions,
         will: Option<Payload>,
     ) -> (u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>) {
+        let durable = self.shared.durable.as_ref();
         match (writer, will) {
             (Some(w), Some(will)) => {
+                if let Some(d) = durable {
+                    d.record_will(&self.name, topic, Some(&will));
+                }
                 kv.wills.insert(topic.clone(), (w.info.id, will));
             }
             _ => {
-                kv.wills.remove(topic);
+                if kv.wills.remove(topic).is_some() {
+                    if let Some(d) = durable {
+                        d.record_will(&self.name, topic, None);
+                    }
+                }
             }
         }
         let mut options = options.clone();
@@ -206,6 +214,9 @@ impl Realm {
             let Some((_, will)) = kv.wills.remove(&topic) else {
                 continue;
             };
+            if let Some(d) = &self.shared.durable {
+                d.record_will(&self.name, &topic, None);
+            }
             if abnormal {
                 let options = PublishOptions { retain: true, ..Default::default() };
                 // The router writes the will; it is stored like any client write.
@@ -220,8 +231,24 @@ impl Realm {
     /// publish, MQTT retain) cancels the key's will and may wake parked writes.
     pub fn kv_written(&self, topic: &Topic) {
         let mut kv = lock(&self.kv);
-        kv.wills.remove(topic);
+        if kv.wills.remove(topic).is_some() {
+            if let Some(d) = &self.shared.durable {
+                d.record_will(&self.name, topic, None);
+            }
+        }
         self.wake_parked(&mut kv, topic);
+    }
+}
+
+impl Realm {
+    /// At start: applies a will left by a session that died with the previous process.
+    pub fn apply_orphan_will(&self, topic: &Topic, will: Payload) {
+        let options = PublishOptions { retain: true, ..Default::default() };
+        let (_, pending) = self.publish_durable(None, topic, will, &options, MessageProperties::default());
+        drop(pending);
+        if let Some(d) = &self.shared.durable {
+            d.record_will(&self.name, topic, None);
+        }
     }
 }
 
