@@ -1,1 +1,79 @@
-//! fox-sequencer (skeleton; filled by its issue).
+//! # fox-sequencer
+//!
+//! Gives every published message a permanent, cluster-wide, monotonic ID before its
+//! publisher is acknowledged. Entry routers cut traffic into segments with nearly random
+//! IDs (UUIDv7), ndb storage nodes keep that temporary history durably, and the sync tier
+//! votes each closed segment a permanent range through a Raft log (raft-rs). Only then are
+//! publishers acked, and every entry delivers events in permanent-ID order.
+//!
+//! ```text
+//! client -> Entry --KEEP(seg, msgs)--------------> Ndb x N   (temp history, group-commit fsync)
+//!           Entry <--STORED(seg, count, digest)--- Ndb       (fsynced; quorum => segment closed)
+//!           Entry --SEGMENT_OVER(seg, count, digest)--> Sync (any; forwarded to the leader)
+//!                   stage one: the leader drafts a batch {floor = now_ms << 12, items}
+//!                   stage two: Raft commits the draft (quorum vote); applying it sets
+//!                              base = max(previous_end + 1, floor) per segment, in order
+//!           Sync --RESOLVED(index, seg -> base | aborted)--> owner Entry, every Ndb
+//!           Ndb: applies resolutions in index order, temp -> permanent log (FETCH from a
+//!                peer ndb when it lacks the data); Entry: acks publishers base + offset
+//!           Entry --READ(after)--> Ndb --LOG(records)--> Entry: delivers to subscribers
+//! ```
+//!
+//! Recovery: an entry keeps no durable state. An ndb asks sync to ABORT a temporary
+//! segment nobody resolved within `abort_after_ms`; the first committed decision for a
+//! segment wins, so a late SEGMENT_OVER of an aborted segment is answered "aborted" and its
+//! publishers are rejected, never acked. An ndb rebuilds from its fsynced records; a sync
+//! node from its Raft log and hard state, then replays the committed votes and rejoins.
+//!
+//! Beyond DESIGN.md's messages: KEEP carries a whole sealed segment (offsets `0..n`);
+//! ABORT (ndb -> sync) resolves orphaned segments; PULL_RESOLUTIONS lets a lagging ndb
+//! fill gaps in the resolution log; FETCH / SEGMENT_DATA let an ndb that missed a KEEP
+//! copy the segment from a peer; READ / LOG is how entries tail the permanent log.
+//!
+//! Ordering: an entry keeps one segment in flight and one filling (`publish` answers
+//! `Busy` beyond), so one publisher's messages commit in publish order; the sync leader
+//! keeps one proposal in flight, so concurrent SEGMENT_OVERs batch into the next vote.
+//!
+//! ## Layout
+//!
+//! - [`id`]: `PermanentId`, `SegmentId`, `AdvanceId`, `NodeId`, `Publication`, digest, seeded RNG.
+//! - [`message`]: the protocol messages; [`wire`]: handshake and frames (format documented there).
+//! - [`entry`], [`ndb`], [`sync`]: the sans-IO state machines; [`ready`]: their output batch.
+//! - [`config`]: membership, timings and limits, with units in their names.
+//! - [`sim`]: the deterministic cluster simulation and its invariant checker; the
+//!   `fox-sim` binary runs it over many seeds.
+//!
+//! ## Calling order (all three state machines)
+//!
+//! 1. Feed inputs: `handle_message(from, message, now_ms)`, `handle_timeout(now_ms)`
+//!    (and `Entry::publish` / `Entry::subscribe`), with a non-decreasing `now_ms`.
+//! 2. Take `ready()` and carry it out in order: append `writes` to the node's disk, fsync
+//!    if `fsync` is set, then send `messages`, then hand `events` to clients.
+//! 3. Sleep until `poll_timeout()` or the next input.
+//!
+//! No state machine reads a clock, touches a socket, or draws from an unseeded RNG.
+//!
+//! ## Wire format
+//!
+//! See [`wire`]: a handshake (`"FOXS"`, version u16, node u32, cluster name, shared secret
+//! compared in constant time) then frames of a u32 big-endian length and a postcard payload.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod entry;
+pub mod id;
+pub mod message;
+pub mod ndb;
+pub mod ready;
+pub mod sim;
+pub mod sync;
+pub mod wire;
+
+pub use config::{EntryConfig, Membership, NdbConfig, SyncConfig};
+pub use entry::{Entry, EntryEvent, PublishError};
+pub use id::{AdvanceId, NodeId, PermanentId, Publication, SegmentId};
+pub use message::{LogRecord, Message, Outcome, Resolution};
+pub use ndb::{Ndb, NdbWrite};
+pub use ready::Ready;
+pub use sync::{Sync, SyncEvent, SyncWrite};

@@ -1,0 +1,176 @@
+//! Cluster membership, timings and limits, in one place with units in their names.
+
+use crate::id::NodeId;
+
+/// Who is in the cluster (static membership; a later issue adds changes).
+#[derive(Clone, Debug)]
+pub struct Membership {
+    /// Entry routers.
+    pub entries: Vec<NodeId>,
+    /// ndb storage nodes.
+    pub ndbs: Vec<NodeId>,
+    /// sync voters.
+    pub syncs: Vec<NodeId>,
+}
+
+impl Membership {
+    /// Majority of the ndb tier.
+    pub fn ndb_quorum(&self) -> usize {
+        self.ndbs.len() / 2 + 1
+    }
+}
+
+/// Deliberate bugs, for the checker's self-tests only. `None` in every real deployment.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mutation {
+    /// Correct behaviour.
+    #[default]
+    None,
+    /// Entry acks publishers as soon as a quorum of ndb stored the segment, before the vote,
+    /// with a guessed ID.
+    AckBeforeVote,
+    /// Sync assigns `base = floor` and forgets `previous_end + 1`.
+    BaseIgnoresPreviousEnd,
+    /// Entry closes a segment after the first STORED instead of a quorum.
+    StoredQuorumOfOne,
+}
+
+/// Timings and limits of an entry. Defaults suit a LAN; the simulator uses them as they are.
+#[derive(Clone, Debug)]
+pub struct EntryConfig {
+    /// This entry.
+    pub id: NodeId,
+    /// The cluster.
+    pub membership: Membership,
+    /// Seed of the entry's RNG (segment IDs); the caller draws it, from the OS in production.
+    pub seed: u64,
+    /// How long a segment stays open to gather messages, in ms.
+    pub segment_window_ms: u64,
+    /// Messages per segment at most (must not exceed ndb's); at most two segments wait
+    /// for their ack, one in flight and one filling; beyond, `publish` answers `Busy`.
+    pub segment_messages_max: usize,
+    /// Resend KEEP / SEGMENT_OVER to silent peers after this long, in ms.
+    pub retry_ms: u64,
+    /// Poll the permanent log this often, in ms.
+    pub tail_poll_ms: u64,
+    /// Deliveries buffered per subscriber at most; beyond, the subscriber lags and refills.
+    pub log_cache_records_max: usize,
+    /// Self-test only.
+    #[doc(hidden)]
+    pub mutation: Mutation,
+}
+
+impl EntryConfig {
+    /// Defaults for entry `id` in `membership`.
+    pub fn new(id: NodeId, membership: Membership, seed: u64) -> EntryConfig {
+        EntryConfig {
+            id,
+            membership,
+            seed,
+            segment_window_ms: 2,
+            segment_messages_max: 1024,
+            retry_ms: 20,
+            tail_poll_ms: 5,
+            log_cache_records_max: 1 << 20,
+            mutation: Mutation::None,
+        }
+    }
+}
+
+/// Timings and limits of an ndb node.
+#[derive(Clone, Debug)]
+pub struct NdbConfig {
+    /// This ndb.
+    pub id: NodeId,
+    /// The cluster.
+    pub membership: Membership,
+    /// Group commit: fsync at most this often, in ms.
+    pub group_commit_ms: u64,
+    /// Ask sync for resolutions this often, in ms.
+    pub pull_ms: u64,
+    /// Ask sync to abort a temporary segment nobody resolved after this long, in ms.
+    pub abort_after_ms: u64,
+    /// Resend FETCH / ABORT after this long, in ms.
+    pub retry_ms: u64,
+    /// Records per LOG answer at most.
+    pub read_records_max: usize,
+    /// Messages per KEEP accepted at most.
+    pub segment_messages_max: usize,
+    /// Resolutions buffered ahead of the applied index at most.
+    pub pending_resolutions_max: usize,
+}
+
+impl NdbConfig {
+    /// Defaults for ndb `id` in `membership`.
+    pub fn new(id: NodeId, membership: Membership) -> NdbConfig {
+        NdbConfig {
+            id,
+            membership,
+            group_commit_ms: 1,
+            pull_ms: 10,
+            abort_after_ms: 300,
+            retry_ms: 20,
+            read_records_max: 4096,
+            segment_messages_max: 1024,
+            pending_resolutions_max: 65_536,
+        }
+    }
+}
+
+/// Timings and limits of a sync node.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// This sync node.
+    pub id: NodeId,
+    /// The cluster.
+    pub membership: Membership,
+    /// Seed of the tick jitter (Raft's own election timeout is fixed, see `Sync`).
+    pub seed: u64,
+    /// Raft tick period, in ms; each tick is jittered by up to half of it.
+    pub tick_ms: u64,
+    /// Election timeout, in ticks.
+    pub election_ticks: usize,
+    /// Heartbeat period, in ticks.
+    pub heartbeat_ticks: usize,
+    /// Segment decisions per proposal at most ("one vote decides many segments").
+    pub batch_items_max: usize,
+    /// Decisions waiting for a proposal at most; beyond, SEGMENT_OVERs are dropped (entries retry).
+    pub queue_items_max: usize,
+    /// Resolutions per RESOLVED answer at most.
+    pub resolved_batch_max: usize,
+    /// Self-test only.
+    #[doc(hidden)]
+    pub mutation: Mutation,
+}
+
+impl SyncConfig {
+    /// Defaults for sync node `id` in `membership`.
+    pub fn new(id: NodeId, membership: Membership, seed: u64) -> SyncConfig {
+        SyncConfig {
+            id,
+            membership,
+            seed,
+            tick_ms: 2,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            batch_items_max: 512,
+            queue_items_max: 8192,
+            resolved_batch_max: 512,
+            mutation: Mutation::None,
+        }
+    }
+}
+
+/// Wire limits.
+pub mod wire_limits {
+    /// Largest frame payload accepted, in bytes (16 MiB).
+    pub const FRAME_SIZE_MAX_BYTES: usize = 16 << 20;
+    /// Longest cluster name, in bytes.
+    pub const CLUSTER_NAME_MAX_BYTES: usize = 64;
+    /// Longest shared secret, in bytes.
+    pub const SECRET_MAX_BYTES: usize = 128;
+    const _: () = assert!(CLUSTER_NAME_MAX_BYTES <= u8::MAX as usize);
+    const _: () = assert!(SECRET_MAX_BYTES <= u8::MAX as usize);
+    const _: () = assert!(FRAME_SIZE_MAX_BYTES <= u32::MAX as usize);
+}

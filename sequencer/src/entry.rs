@@ -1,0 +1,446 @@
+//! The entry: cuts client publishes into segments, stores them on ndb, has sync vote them,
+//! acks publishers with permanent IDs, and tails the permanent log for its subscribers.
+
+use crate::config::{EntryConfig, Mutation};
+use crate::id::{
+    segment_digest, AdvanceId, NodeId, PermanentId, Publication, SeededRng, SegmentId,
+};
+use crate::message::{LogRecord, Message, Outcome, Resolution};
+use crate::ready::Ready;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What an entry tells its clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryEvent {
+    /// The publish is durable on a quorum of ndb and has its permanent ID.
+    Acked {
+        /// Where it sat before.
+        advance: AdvanceId,
+        /// Its publisher.
+        publisher: u64,
+        /// Its per-publisher sequence.
+        sequence: u64,
+        /// Its permanent ID.
+        id: PermanentId,
+    },
+    /// The segment was aborted: the publish is not and will never be in the log.
+    Rejected {
+        /// Where it sat.
+        advance: AdvanceId,
+        /// Its publisher.
+        publisher: u64,
+        /// Its per-publisher sequence.
+        sequence: u64,
+    },
+    /// A record of the permanent log for a local subscriber, in permanent-ID order.
+    Deliver {
+        /// The subscriber.
+        subscriber: u64,
+        /// The record.
+        record: LogRecord,
+    },
+}
+
+/// Why a publish was refused at once.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The open segment is full while the previous one is still in flight.
+    #[error("entry busy: too many publishes wait for their ack")]
+    Busy,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    id: SegmentId,
+    opened_ms: u64,
+    messages: Vec<Publication>,
+}
+
+/// A segment cut and sent to ndb: `ExpectStored` until a quorum stored it, then `ExpectResolved`.
+#[derive(Debug)]
+struct SealedSegment {
+    id: SegmentId,
+    messages: Vec<Publication>,
+    digest: u64,
+    stored_by: BTreeSet<NodeId>,
+    expect_resolved: bool,
+    acked_early: bool,
+    retry_at_ms: u64,
+    sync_target: usize,
+}
+
+/// An entry router's sequencing core (sans-IO).
+///
+/// Calling order: `publish` / `subscribe` / `handle_message` / `handle_timeout` in any
+/// order with a non-decreasing `now_ms`, then `ready()` and carry it out (the entry writes
+/// nothing to disk, so: send, then hand events to clients), then sleep until `poll_timeout()`.
+#[derive(Debug)]
+pub struct Entry {
+    config: EntryConfig,
+    rng: SeededRng,
+    open: Option<OpenSegment>,
+    sealed: Option<SealedSegment>,
+    log: Vec<LogRecord>,
+    read_at_ms: u64,
+    read_target: usize,
+    subscribers: BTreeMap<u64, u64>,
+    out: Ready<(), EntryEvent>,
+}
+
+impl Entry {
+    /// A fresh entry (also after a restart: an entry keeps no durable state).
+    pub fn new(config: EntryConfig, now_ms: u64) -> Entry {
+        assert!(
+            !config.membership.ndbs.is_empty(),
+            "an entry needs ndb nodes"
+        );
+        assert!(
+            !config.membership.syncs.is_empty(),
+            "an entry needs sync nodes"
+        );
+        let rng = SeededRng::new(config.seed);
+        Entry {
+            config,
+            rng,
+            open: None,
+            sealed: None,
+            log: Vec::new(),
+            read_at_ms: now_ms,
+            read_target: 0,
+            subscribers: BTreeMap::new(),
+            out: Ready::default(),
+        }
+    }
+
+    /// This entry's node ID.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Accept a publish into the open segment; its ack or rejection comes as an event.
+    pub fn publish(
+        &mut self,
+        publication: Publication,
+        now_ms: u64,
+    ) -> Result<AdvanceId, PublishError> {
+        // Backpressure: one segment in flight and one filling, each at most
+        // `segment_messages_max` (ndb refuses larger KEEPs); beyond, the client waits.
+        let open_count = self.open.as_ref().map_or(0, |o| o.messages.len());
+        if open_count >= self.config.segment_messages_max {
+            return Err(PublishError::Busy);
+        }
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => {
+                let mut random_bytes = [0u8; 10];
+                random_bytes[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+                random_bytes[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes()[..2]);
+                let id = SegmentId::new_v7(now_ms, random_bytes);
+                self.open.insert(OpenSegment {
+                    id,
+                    opened_ms: now_ms,
+                    messages: Vec::new(),
+                })
+            }
+        };
+        let offset = u32::try_from(open.messages.len()).map_err(|_| PublishError::Busy)?;
+        open.messages.push(publication);
+        let advance = AdvanceId {
+            owner: self.config.id,
+            segment: open.id,
+            offset,
+        };
+        self.maybe_seal(now_ms);
+        Ok(advance)
+    }
+
+    /// Deliver the permanent log to `subscriber` from the first record after `after`
+    /// (0: from the start). Resuming with the last ID seen gives no gap and no duplicate.
+    pub fn subscribe(&mut self, subscriber: u64, after: PermanentId) {
+        self.subscribers.insert(subscriber, after.0);
+        self.deliver();
+    }
+
+    /// Stop delivering to `subscriber`.
+    pub fn unsubscribe(&mut self, subscriber: u64) {
+        self.subscribers.remove(&subscriber);
+    }
+
+    /// One message from `from`. Messages that make no sense here are ignored.
+    pub fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        match message {
+            Message::Stored {
+                segment,
+                count,
+                digest,
+            } => self.on_stored(from, segment, count, digest, now_ms),
+            Message::Resolved { resolutions } => {
+                for resolution in resolutions {
+                    self.on_resolution(&resolution, now_ms);
+                }
+            }
+            Message::Log { after, records } => self.on_log(after, records, now_ms),
+            _ => {}
+        }
+    }
+
+    /// Timers: seal the open segment, retry silent peers, poll the permanent log.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.maybe_seal(now_ms);
+        self.retry(now_ms);
+        if now_ms >= self.read_at_ms {
+            self.read_log(now_ms);
+        }
+    }
+
+    /// When to call `handle_timeout` next.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut deadline = self.read_at_ms;
+        if let Some(sealed) = &self.sealed {
+            deadline = deadline.min(sealed.retry_at_ms);
+        } else if let Some(open) = &self.open {
+            deadline = deadline.min(open.opened_ms + self.config.segment_window_ms);
+        }
+        deadline
+    }
+
+    /// The batch of outputs accumulated since the last call.
+    pub fn ready(&mut self) -> Ready<(), EntryEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Permanent log records cached so far (for checks).
+    pub fn log(&self) -> &[LogRecord] {
+        &self.log
+    }
+
+    /// Whether a segment waits for ndb or sync.
+    pub fn has_segment_in_flight(&self) -> bool {
+        self.sealed.is_some() || self.open.is_some()
+    }
+
+    fn maybe_seal(&mut self, now_ms: u64) {
+        if self.sealed.is_some() {
+            return;
+        }
+        let Some(open) = &self.open else { return };
+        let full = open.messages.len() >= self.config.segment_messages_max;
+        if !full && now_ms < open.opened_ms + self.config.segment_window_ms {
+            return;
+        }
+        let Some(open) = self.open.take() else { return };
+        let digest = segment_digest(&open.messages);
+        for ndb in &self.config.membership.ndbs {
+            let keep = Message::Keep {
+                segment: open.id,
+                owner: self.config.id,
+                messages: open.messages.clone(),
+            };
+            self.out.messages.push((*ndb, keep));
+        }
+        let sync_target =
+            (self.rng.next_u64() % self.config.membership.syncs.len() as u64) as usize;
+        self.sealed = Some(SealedSegment {
+            id: open.id,
+            messages: open.messages,
+            digest,
+            stored_by: BTreeSet::new(),
+            expect_resolved: false,
+            acked_early: false,
+            retry_at_ms: now_ms + self.config.retry_ms,
+            sync_target,
+        });
+    }
+
+    fn on_stored(
+        &mut self,
+        from: NodeId,
+        segment: SegmentId,
+        count: u32,
+        digest: u64,
+        now_ms: u64,
+    ) {
+        let quorum = match self.config.mutation {
+            Mutation::StoredQuorumOfOne => 1,
+            _ => self.config.membership.ndb_quorum(),
+        };
+        let is_ndb = self.config.membership.ndbs.contains(&from);
+        let Some(sealed) = &mut self.sealed else {
+            return;
+        };
+        if !is_ndb
+            || sealed.id != segment
+            || sealed.digest != digest
+            || sealed.messages.len() != count as usize
+        {
+            return;
+        }
+        sealed.stored_by.insert(from);
+        if sealed.expect_resolved || sealed.stored_by.len() < quorum {
+            return;
+        }
+        sealed.expect_resolved = true;
+        sealed.retry_at_ms = now_ms + self.config.retry_ms;
+        if self.config.mutation == Mutation::AckBeforeVote {
+            self.ack_early(now_ms);
+        }
+        self.send_segment_over();
+    }
+
+    fn send_segment_over(&mut self) {
+        let Some(sealed) = &self.sealed else { return };
+        let syncs = &self.config.membership.syncs;
+        let target = syncs[sealed.sync_target % syncs.len()];
+        let count = u32::try_from(sealed.messages.len()).unwrap_or(u32::MAX);
+        let over = Message::SegmentOver {
+            segment: sealed.id,
+            owner: self.config.id,
+            count,
+            digest: sealed.digest,
+        };
+        self.out.messages.push((target, over));
+    }
+
+    fn ack_early(&mut self, now_ms: u64) {
+        let Some(sealed) = &mut self.sealed else {
+            return;
+        };
+        sealed.acked_early = true;
+        let base = PermanentId::floor_at(now_ms).0;
+        for (offset, message) in sealed.messages.iter().enumerate() {
+            let advance = AdvanceId {
+                owner: self.config.id,
+                segment: sealed.id,
+                offset: offset as u32,
+            };
+            let id = PermanentId(base + offset as u64);
+            let (publisher, sequence) = (message.publisher, message.sequence);
+            self.out.events.push(EntryEvent::Acked {
+                advance,
+                publisher,
+                sequence,
+                id,
+            });
+        }
+    }
+
+    fn retry(&mut self, now_ms: u64) {
+        let Some(sealed) = &mut self.sealed else {
+            return;
+        };
+        if now_ms < sealed.retry_at_ms {
+            return;
+        }
+        sealed.retry_at_ms = now_ms + self.config.retry_ms;
+        if sealed.expect_resolved {
+            sealed.sync_target += 1;
+            self.send_segment_over();
+            return;
+        }
+        for ndb in &self.config.membership.ndbs {
+            if !sealed.stored_by.contains(ndb) {
+                let keep = Message::Keep {
+                    segment: sealed.id,
+                    owner: self.config.id,
+                    messages: sealed.messages.clone(),
+                };
+                self.out.messages.push((*ndb, keep));
+            }
+        }
+    }
+
+    fn on_resolution(&mut self, resolution: &Resolution, now_ms: u64) {
+        if resolution.owner != self.config.id {
+            return;
+        }
+        let Some(sealed) = &self.sealed else { return };
+        if sealed.id != resolution.segment || !sealed.expect_resolved {
+            return;
+        }
+        let Some(sealed) = self.sealed.take() else {
+            return;
+        };
+        let agreed = match resolution.outcome {
+            Outcome::Permanent {
+                base,
+                count,
+                digest,
+            } => {
+                (count as usize == sealed.messages.len() && digest == sealed.digest).then_some(base)
+            }
+            Outcome::Aborted => None,
+        };
+        for (offset, message) in sealed.messages.into_iter().enumerate() {
+            let advance = AdvanceId {
+                owner: self.config.id,
+                segment: sealed.id,
+                offset: offset as u32,
+            };
+            let (publisher, sequence) = (message.publisher, message.sequence);
+            let event = match agreed {
+                Some(_) if sealed.acked_early => continue,
+                Some(base) => EntryEvent::Acked {
+                    advance,
+                    publisher,
+                    sequence,
+                    id: PermanentId(base.0 + offset as u64),
+                },
+                None => EntryEvent::Rejected {
+                    advance,
+                    publisher,
+                    sequence,
+                },
+            };
+            self.out.events.push(event);
+        }
+        self.maybe_seal(now_ms);
+    }
+
+    fn read_log(&mut self, now_ms: u64) {
+        self.read_at_ms = now_ms + self.config.tail_poll_ms;
+        if self.log.len() >= self.config.log_cache_records_max {
+            return;
+        }
+        let ndbs = &self.config.membership.ndbs;
+        self.read_target = (self.read_target + 1) % ndbs.len();
+        let after = self.log.last().map_or(0, |record| record.id.0);
+        self.out
+            .messages
+            .push((ndbs[self.read_target], Message::Read { after }));
+    }
+
+    fn on_log(&mut self, after: u64, records: Vec<LogRecord>, now_ms: u64) {
+        let last = self.log.last().map_or(0, |record| record.id.0);
+        if after != last || records.is_empty() {
+            return;
+        }
+        let mut previous = last;
+        for record in records {
+            if record.id.0 <= previous || !record.id.is_valid() {
+                break;
+            }
+            previous = record.id.0;
+            self.log.push(record);
+        }
+        self.deliver();
+        // More may be waiting: read again at once.
+        self.read_log(now_ms);
+    }
+
+    fn deliver(&mut self) {
+        for (subscriber, cursor) in &mut self.subscribers {
+            let start = self.log.partition_point(|record| record.id.0 <= *cursor);
+            for record in &self.log[start..] {
+                let event = EntryEvent::Deliver {
+                    subscriber: *subscriber,
+                    record: record.clone(),
+                };
+                self.out.events.push(event);
+            }
+            if let Some(last) = self.log.last() {
+                *cursor = (*cursor).max(last.id.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The node-to-node protocol messages (the payload of one wire frame).
+
+use crate::id::{NodeId, PermanentId, Publication, SegmentId};
+use protobuf::Message as _;
+use raft::eraftpb;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One protocol message between cluster nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// entry -> ndb: store a sealed segment (offsets `0..messages.len()`) durably.
+    Keep {
+        /// The segment.
+        segment: SegmentId,
+        /// The entry that cut it.
+        owner: NodeId,
+        /// Its messages, in offset order.
+        messages: Vec<Publication>,
+    },
+    /// ndb -> entry: the segment is on this ndb's disk (fsynced), with this count and digest.
+    Stored {
+        /// The segment.
+        segment: SegmentId,
+        /// Messages stored.
+        count: u32,
+        /// Digest of what was stored.
+        digest: u64,
+    },
+    /// entry -> sync: a quorum of ndb holds the segment; give it a permanent range.
+    SegmentOver {
+        /// The segment.
+        segment: SegmentId,
+        /// The entry that cut it.
+        owner: NodeId,
+        /// Messages in it.
+        count: u32,
+        /// Digest of its messages.
+        digest: u64,
+    },
+    /// ndb or entry -> sync: give up on a segment nobody closed (its entry died).
+    Abort {
+        /// The segment.
+        segment: SegmentId,
+        /// The entry that cut it.
+        owner: NodeId,
+    },
+    /// ndb -> sync: send me resolutions from this log index on.
+    PullResolutions {
+        /// First resolution index wanted (from 1).
+        from_index: u64,
+    },
+    /// sync -> entry / ndb: final decisions, in resolution-log order.
+    Resolved {
+        /// Decisions, each carrying its index.
+        resolutions: Vec<Resolution>,
+    },
+    /// ndb -> ndb: send me a segment's messages (I must promote it and lack them).
+    Fetch {
+        /// The segment.
+        segment: SegmentId,
+    },
+    /// ndb -> ndb: a segment's messages.
+    SegmentData {
+        /// The segment.
+        segment: SegmentId,
+        /// The entry that cut it.
+        owner: NodeId,
+        /// Its messages, in offset order.
+        messages: Vec<Publication>,
+    },
+    /// entry -> ndb: permanent log records with IDs greater than `after`.
+    Read {
+        /// Last ID the reader has (0 for the start of the log).
+        after: u64,
+    },
+    /// ndb -> entry: consecutive permanent log records following `after`.
+    Log {
+        /// The `after` of the request this answers.
+        after: u64,
+        /// Records in permanent-ID order, with no gap in the log.
+        records: Vec<LogRecord>,
+    },
+    /// sync <-> sync: one Raft message.
+    Raft(RaftMessage),
+}
+
+impl Message {
+    /// A short name for traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Keep { .. } => "KEEP",
+            Message::Stored { .. } => "STORED",
+            Message::SegmentOver { .. } => "SEGMENT_OVER",
+            Message::Abort { .. } => "ABORT",
+            Message::PullResolutions { .. } => "PULL_RESOLUTIONS",
+            Message::Resolved { .. } => "RESOLVED",
+            Message::Fetch { .. } => "FETCH",
+            Message::SegmentData { .. } => "SEGMENT_DATA",
+            Message::Read { .. } => "READ",
+            Message::Log { .. } => "LOG",
+            Message::Raft(_) => "RAFT",
+        }
+    }
+
+    /// The 1-byte tag used in trace hashes.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Message::Keep { .. } => 1,
+            Message::Stored { .. } => 2,
+            Message::SegmentOver { .. } => 3,
+            Message::Abort { .. } => 4,
+            Message::PullResolutions { .. } => 5,
+            Message::Resolved { .. } => 6,
+            Message::Fetch { .. } => 7,
+            Message::SegmentData { .. } => 8,
+            Message::Read { .. } => 9,
+            Message::Log { .. } => 10,
+            Message::Raft(_) => 11,
+        }
+    }
+}
+
+/// The final fate of a segment, decided by a committed sync vote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Messages `offset` get permanent IDs `base + offset`.
+    Permanent {
+        /// ID of offset 0.
+        base: PermanentId,
+        /// Messages in the segment.
+        count: u32,
+        /// Digest of its messages.
+        digest: u64,
+    },
+    /// The segment is dropped; none of its publishers were or will be acknowledged.
+    Aborted,
+}
+
+/// One entry of the resolution log that every sync node derives from committed Raft entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Position in the resolution log, dense from 1.
+    pub index: u64,
+    /// The segment.
+    pub segment: SegmentId,
+    /// The entry that cut it.
+    pub owner: NodeId,
+    /// What was decided.
+    pub outcome: Outcome,
+    /// Raft index of the entry that decided it.
+    pub raft_index: u64,
+    /// Raft term of that entry (with the index, names the entry uniquely).
+    pub raft_term: u64,
+}
+
+/// One record of the permanent log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Its permanent ID.
+    pub id: PermanentId,
+    /// The message.
+    pub publication: Publication,
+}
+
+/// A Raft message; on the wire, its protobuf bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RaftMessage(pub eraftpb::Message);
+
+impl Serialize for RaftMessage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.0.write_to_bytes().map_err(serde::ser::Error::custom)?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for RaftMessage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(deserializer)?;
+        let message =
+            eraftpb::Message::parse_from_bytes(bytes).map_err(serde::de::Error::custom)?;
+        Ok(RaftMessage(message))
+    }
+}

@@ -1,0 +1,563 @@
+//! The ndb storage node: keeps the temporary history of open segments durably, then moves
+//! each segment into the permanent log in the order sync resolved them.
+
+use crate::config::NdbConfig;
+use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
+use crate::message::{LogRecord, Message, Outcome, Resolution};
+use crate::ready::Ready;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One record of an ndb's durable log. Recovery replays them in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NdbWrite {
+    /// A segment entered the temporary history.
+    Temp {
+        /// The segment.
+        segment: SegmentId,
+        /// Its entry.
+        owner: NodeId,
+        /// Its messages.
+        messages: Vec<Publication>,
+    },
+    /// Resolution `resolution.index` was applied: for a permanent segment, `messages` were
+    /// appended to the permanent log with IDs `base + offset`.
+    Applied {
+        /// The resolution.
+        resolution: Resolution,
+        /// The segment's messages (empty when aborted).
+        messages: Vec<Publication>,
+    },
+}
+
+/// ndb has no client-facing events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NdbEvent {}
+
+#[derive(Debug)]
+struct TempSegment {
+    owner: NodeId,
+    messages: Vec<Publication>,
+    digest: u64,
+    abort_at_ms: u64,
+}
+
+/// Where a decided segment went: `Some((first log position, count))`, or `None` if aborted.
+type Decided = Option<(usize, usize)>;
+
+/// An ndb storage node's core (sans-IO).
+///
+/// Calling order: `handle_message` / `handle_timeout` with non-decreasing `now_ms`, then
+/// `ready()`: append its writes to the disk, fsync if it says so, then send its messages
+/// (STORED is only ever released in a batch that fsyncs). After a crash, build it again
+/// with `recover` from the records that reached the disk before the last fsync.
+#[derive(Debug)]
+pub struct Ndb {
+    config: NdbConfig,
+    temp: BTreeMap<SegmentId, TempSegment>,
+    unsynced: BTreeSet<SegmentId>,
+    decided: BTreeMap<SegmentId, Decided>,
+    log: Vec<LogRecord>,
+    applied_index: u64,
+    pending: BTreeMap<u64, Resolution>,
+    held: Vec<(NodeId, Message)>,
+    commit_at_ms: Option<u64>,
+    pull_at_ms: u64,
+    pull_target: usize,
+    fetch_at_ms: u64,
+    fetch_target: usize,
+    abort_target: usize,
+    out: Ready<NdbWrite, NdbEvent>,
+}
+
+impl Ndb {
+    /// A new, empty ndb.
+    pub fn new(config: NdbConfig, now_ms: u64) -> Ndb {
+        assert!(
+            !config.membership.syncs.is_empty(),
+            "an ndb needs sync nodes"
+        );
+        Ndb {
+            config,
+            temp: BTreeMap::new(),
+            unsynced: BTreeSet::new(),
+            decided: BTreeMap::new(),
+            log: Vec::new(),
+            applied_index: 0,
+            pending: BTreeMap::new(),
+            held: Vec::new(),
+            commit_at_ms: None,
+            pull_at_ms: now_ms,
+            pull_target: 0,
+            fetch_at_ms: now_ms,
+            fetch_target: 0,
+            abort_target: 0,
+            out: Ready::default(),
+        }
+    }
+
+    /// Rebuild from the durable records (those fsynced before a crash), in write order.
+    pub fn recover<'a>(
+        config: NdbConfig,
+        records: impl IntoIterator<Item = &'a NdbWrite>,
+        now_ms: u64,
+    ) -> Ndb {
+        let mut ndb = Ndb::new(config, now_ms);
+        for record in records {
+            match record {
+                NdbWrite::Temp {
+                    segment,
+                    owner,
+                    messages,
+                } => ndb.insert_temp(*segment, *owner, messages.clone(), now_ms),
+                NdbWrite::Applied {
+                    resolution,
+                    messages,
+                } => {
+                    if resolution.index != ndb.applied_index + 1 {
+                        // A hole means a damaged disk; stop here and re-learn the rest from sync.
+                        break;
+                    }
+                    ndb.apply(resolution, messages.clone());
+                }
+            }
+        }
+        let decided = &ndb.decided;
+        ndb.temp.retain(|segment, _| !decided.contains_key(segment));
+        ndb
+    }
+
+    /// One message from `from`. Messages that make no sense here are ignored.
+    pub fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        match message {
+            Message::Keep {
+                segment,
+                owner,
+                messages,
+            } => self.on_keep(from, segment, owner, messages, now_ms),
+            Message::Resolved { resolutions } => self.on_resolved(resolutions, now_ms),
+            Message::Fetch { segment } => self.on_fetch(from, segment),
+            Message::SegmentData {
+                segment,
+                owner,
+                messages,
+            } => self.on_segment_data(segment, owner, messages, now_ms),
+            Message::Read { after } => self.on_read(from, after),
+            _ => {}
+        }
+    }
+
+    /// Timers: group commit, pulling resolutions, fetching, aborting orphaned segments.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.commit_at_ms.is_some_and(|at| now_ms >= at) {
+            self.commit_at_ms = None;
+            self.out.fsync = true;
+            self.unsynced.clear();
+            self.out.messages.append(&mut self.held);
+        }
+        if now_ms >= self.pull_at_ms {
+            self.pull(now_ms);
+        }
+        if now_ms >= self.fetch_at_ms {
+            self.try_apply(now_ms);
+        }
+        self.request_aborts(now_ms);
+    }
+
+    /// When to call `handle_timeout` next.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut deadline = self.pull_at_ms;
+        if let Some(at) = self.commit_at_ms {
+            deadline = deadline.min(at);
+        }
+        if self.pending.contains_key(&(self.applied_index + 1)) {
+            deadline = deadline.min(self.fetch_at_ms);
+        }
+        // Bounded by the number of temporary segments, which KEEP admission bounds.
+        let abort_at = self.temp.values().map(|temp| temp.abort_at_ms).min();
+        abort_at.map_or(deadline, |at| deadline.min(at))
+    }
+
+    /// The batch of outputs accumulated since the last call.
+    pub fn ready(&mut self) -> Ready<NdbWrite, NdbEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The permanent log (for checks and catch-up).
+    pub fn log(&self) -> &[LogRecord] {
+        &self.log
+    }
+
+    /// Resolutions applied so far.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Segments in the temporary history, not yet resolved.
+    pub fn temp_segments(&self) -> Vec<SegmentId> {
+        self.temp.keys().copied().collect()
+    }
+
+    fn write(&mut self, record: NdbWrite, now_ms: u64) {
+        self.out.writes.push(record);
+        if self.commit_at_ms.is_none() {
+            self.commit_at_ms = Some(now_ms + self.config.group_commit_ms);
+        }
+    }
+
+    /// Send now if nothing unsynced could be announced by it, else after the next fsync.
+    fn reply_durable(&mut self, to: NodeId, message: Message) {
+        if self.commit_at_ms.is_some() {
+            self.held.push((to, message));
+        } else {
+            self.out.messages.push((to, message));
+        }
+    }
+
+    fn insert_temp(
+        &mut self,
+        segment: SegmentId,
+        owner: NodeId,
+        messages: Vec<Publication>,
+        now_ms: u64,
+    ) {
+        let digest = segment_digest(&messages);
+        let abort_at_ms = now_ms + self.config.abort_after_ms;
+        self.temp.insert(
+            segment,
+            TempSegment {
+                owner,
+                messages,
+                digest,
+                abort_at_ms,
+            },
+        );
+    }
+
+    fn on_keep(
+        &mut self,
+        from: NodeId,
+        segment: SegmentId,
+        owner: NodeId,
+        messages: Vec<Publication>,
+        now_ms: u64,
+    ) {
+        if from != owner || messages.is_empty() || messages.len() > self.config.segment_messages_max
+        {
+            return;
+        }
+        if let Some(decided) = self.decided.get(&segment) {
+            if let Some((start, count)) = *decided {
+                let stored = &self.log[start..start + count];
+                let publications: Vec<Publication> =
+                    stored.iter().map(|r| r.publication.clone()).collect();
+                let reply = Message::Stored {
+                    segment,
+                    count: count as u32,
+                    digest: segment_digest(&publications),
+                };
+                self.reply_durable(from, reply);
+            }
+            return;
+        }
+        if !self.temp.contains_key(&segment) {
+            self.write(
+                NdbWrite::Temp {
+                    segment,
+                    owner,
+                    messages: messages.clone(),
+                },
+                now_ms,
+            );
+            self.insert_temp(segment, owner, messages, now_ms);
+            self.unsynced.insert(segment);
+        }
+        let Some(temp) = self.temp.get(&segment) else {
+            return;
+        };
+        let reply = Message::Stored {
+            segment,
+            count: temp.messages.len() as u32,
+            digest: temp.digest,
+        };
+        if self.unsynced.contains(&segment) {
+            self.held.push((from, reply));
+        } else {
+            self.out.messages.push((from, reply));
+        }
+    }
+
+    fn on_resolved(&mut self, resolutions: Vec<Resolution>, now_ms: u64) {
+        for resolution in resolutions {
+            if resolution.index <= self.applied_index
+                || self.pending.len() >= self.config.pending_resolutions_max
+            {
+                continue;
+            }
+            self.pending.entry(resolution.index).or_insert(resolution);
+        }
+        self.try_apply(now_ms);
+    }
+
+    fn try_apply(&mut self, now_ms: u64) {
+        // Each turn applies one resolution or stops; bounded by the pending map.
+        for _ in 0..=self.pending.len() {
+            let next = self.applied_index + 1;
+            let Some(resolution) = self.pending.get(&next) else {
+                return;
+            };
+            let messages = match &resolution.outcome {
+                Outcome::Aborted => Vec::new(),
+                Outcome::Permanent { count, digest, .. } => {
+                    match self.temp.get(&resolution.segment) {
+                        Some(temp)
+                            if temp.digest == *digest && temp.messages.len() == *count as usize =>
+                        {
+                            temp.messages.clone()
+                        }
+                        _ => {
+                            let segment = resolution.segment;
+                            self.fetch(segment, now_ms);
+                            return;
+                        }
+                    }
+                }
+            };
+            let Some(resolution) = self.pending.remove(&next) else {
+                return;
+            };
+            self.apply(&resolution, messages.clone());
+            self.write(
+                NdbWrite::Applied {
+                    resolution,
+                    messages,
+                },
+                now_ms,
+            );
+        }
+    }
+
+    fn apply(&mut self, resolution: &Resolution, messages: Vec<Publication>) {
+        assert_eq!(
+            resolution.index,
+            self.applied_index + 1,
+            "resolutions apply in order"
+        );
+        self.applied_index = resolution.index;
+        self.temp.remove(&resolution.segment);
+        self.pending.remove(&resolution.index);
+        let Outcome::Permanent { base, .. } = resolution.outcome else {
+            self.decided.insert(resolution.segment, None);
+            return;
+        };
+        let start = self.log.len();
+        let count = messages.len();
+        for (offset, publication) in messages.into_iter().enumerate() {
+            let id = PermanentId(base.0 + offset as u64);
+            self.log.push(LogRecord { id, publication });
+        }
+        self.decided
+            .insert(resolution.segment, Some((start, count)));
+    }
+
+    fn fetch(&mut self, segment: SegmentId, now_ms: u64) {
+        if now_ms < self.fetch_at_ms {
+            return;
+        }
+        self.fetch_at_ms = now_ms + self.config.retry_ms;
+        let peers: Vec<NodeId> = self
+            .config
+            .membership
+            .ndbs
+            .iter()
+            .copied()
+            .filter(|n| *n != self.config.id)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        self.fetch_target = (self.fetch_target + 1) % peers.len();
+        self.out
+            .messages
+            .push((peers[self.fetch_target], Message::Fetch { segment }));
+    }
+
+    fn on_fetch(&mut self, from: NodeId, segment: SegmentId) {
+        if let Some(temp) = self.temp.get(&segment) {
+            let data = Message::SegmentData {
+                segment,
+                owner: temp.owner,
+                messages: temp.messages.clone(),
+            };
+            self.out.messages.push((from, data));
+            return;
+        }
+        let Some(Some((start, count))) = self.decided.get(&segment).copied() else {
+            return;
+        };
+        let messages = self.log[start..start + count]
+            .iter()
+            .map(|r| r.publication.clone())
+            .collect();
+        // The owner is not kept for permanent segments; the receiver checks count and digest.
+        let owner = self.config.id;
+        self.out.messages.push((
+            from,
+            Message::SegmentData {
+                segment,
+                owner,
+                messages,
+            },
+        ));
+    }
+
+    fn on_segment_data(
+        &mut self,
+        segment: SegmentId,
+        owner: NodeId,
+        messages: Vec<Publication>,
+        now_ms: u64,
+    ) {
+        let Some(resolution) = self.pending.get(&(self.applied_index + 1)) else {
+            return;
+        };
+        if resolution.segment != segment || self.temp.contains_key(&segment) {
+            return;
+        }
+        let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
+            return;
+        };
+        if messages.len() != count as usize || segment_digest(&messages) != digest {
+            return;
+        }
+        let owner = if owner == self.config.id {
+            resolution.owner
+        } else {
+            owner
+        };
+        self.write(
+            NdbWrite::Temp {
+                segment,
+                owner,
+                messages: messages.clone(),
+            },
+            now_ms,
+        );
+        self.insert_temp(segment, owner, messages, now_ms);
+        self.fetch_at_ms = now_ms;
+        self.try_apply(now_ms);
+    }
+
+    fn on_read(&mut self, from: NodeId, after: u64) {
+        let start = self.log.partition_point(|record| record.id.0 <= after);
+        let end = (start + self.config.read_records_max).min(self.log.len());
+        let records = self.log[start..end].to_vec();
+        self.out
+            .messages
+            .push((from, Message::Log { after, records }));
+    }
+
+    fn pull(&mut self, now_ms: u64) {
+        self.pull_at_ms = now_ms + self.config.pull_ms;
+        let syncs = &self.config.membership.syncs;
+        self.pull_target = (self.pull_target + 1) % syncs.len();
+        let from_index = self.applied_index + 1;
+        self.out.messages.push((
+            syncs[self.pull_target],
+            Message::PullResolutions { from_index },
+        ));
+    }
+
+    fn request_aborts(&mut self, now_ms: u64) {
+        let syncs = &self.config.membership.syncs;
+        for (segment, temp) in &mut self.temp {
+            if now_ms < temp.abort_at_ms {
+                continue;
+            }
+            temp.abort_at_ms = now_ms + self.config.retry_ms;
+            // Its own rotation: sharing the pull's could land on the same down node forever.
+            self.abort_target = (self.abort_target + 1) % syncs.len();
+            let abort = Message::Abort {
+                segment: *segment,
+                owner: temp.owner,
+            };
+            self.out.messages.push((syncs[self.abort_target], abort));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Membership;
+
+    fn ndb() -> Ndb {
+        let membership = Membership {
+            entries: vec![NodeId(0)],
+            ndbs: vec![NodeId(1), NodeId(2)],
+            syncs: vec![NodeId(3)],
+        };
+        Ndb::new(NdbConfig::new(NodeId(1), membership), 1_000)
+    }
+
+    fn keep() -> Message {
+        let messages = vec![Publication {
+            publisher: 1,
+            sequence: 1,
+            payload: vec![1],
+        }];
+        Message::Keep {
+            segment: SegmentId::new_v7(1_000, [1; 10]),
+            owner: NodeId(0),
+            messages,
+        }
+    }
+
+    #[test]
+    fn stored_is_released_only_in_the_batch_that_fsyncs() {
+        let mut ndb = ndb();
+        let _ = ndb.ready();
+        ndb.handle_message(NodeId(0), keep(), 1_000);
+        let first = ndb.ready();
+        assert_eq!(first.writes.len(), 1);
+        assert!(!first.fsync);
+        assert!(first
+            .messages
+            .iter()
+            .all(|(_, m)| !matches!(m, Message::Stored { .. })));
+        // The group commit fires `group_commit_ms` after the first unsynced write.
+        ndb.handle_timeout(1_000 + ndb.config.group_commit_ms);
+        let second = ndb.ready();
+        assert!(second.fsync);
+        assert!(second
+            .messages
+            .iter()
+            .any(|(to, m)| *to == NodeId(0) && matches!(m, Message::Stored { count: 1, .. })));
+    }
+
+    #[test]
+    fn recovery_keeps_what_was_synced_and_answers_stored_at_once() {
+        let mut ndb = ndb();
+        ndb.handle_message(NodeId(0), keep(), 1_000);
+        let writes = ndb.ready().writes;
+        let config = ndb.config.clone();
+        let mut recovered = Ndb::recover(config, &writes, 2_000);
+        assert_eq!(recovered.temp_segments().len(), 1);
+        recovered.handle_message(NodeId(0), keep(), 2_000);
+        let ready = recovered.ready();
+        assert!(
+            ready.writes.is_empty(),
+            "already durable: nothing to write again"
+        );
+        assert!(ready
+            .messages
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Stored { .. })));
+    }
+
+    #[test]
+    fn keep_from_someone_else_than_the_owner_is_ignored() {
+        let mut ndb = ndb();
+        ndb.handle_message(NodeId(2), keep(), 1_000);
+        assert!(ndb.ready().writes.is_empty());
+    }
+}

@@ -1,0 +1,376 @@
+//! The history checker: the invariants of DESIGN.md, asserted as events happen and at the end.
+
+use crate::id::{NodeId, PermanentId, SegmentId};
+use crate::message::{LogRecord, Outcome, Resolution};
+use std::collections::BTreeMap;
+
+/// A message identity: `(publisher, sequence)`.
+pub type MessageKey = (u64, u64);
+
+/// What the cluster's tiers hold durably, for the quorum checks at ack time.
+pub trait DurableView {
+    /// ndb nodes whose fsynced records hold `segment`.
+    fn ndbs_holding(&self, segment: SegmentId) -> usize;
+    /// sync nodes whose fsynced Raft log has term `raft_term` at `raft_index`.
+    fn syncs_holding(&self, raft_index: u64, raft_term: u64) -> usize;
+}
+
+/// Records invariant violations; a run passes when there are none.
+#[derive(Default)]
+pub struct Checker {
+    /// Violations found, each a sentence with the time.
+    pub violations: Vec<String>,
+    ndb_quorum: usize,
+    sync_quorum: usize,
+    published: BTreeMap<(SegmentId, u32), (MessageKey, u64)>,
+    resolutions: Vec<Resolution>,
+    by_segment: BTreeMap<SegmentId, usize>,
+    /// The reference permanent log, from committed resolutions: `(id, key)` in order.
+    reference: Vec<(u64, MessageKey)>,
+    id_of_key: BTreeMap<MessageKey, u64>,
+    acked: BTreeMap<MessageKey, (u64, u64)>,
+    acked_by_publisher: BTreeMap<u64, BTreeMap<u64, u64>>,
+    rejected: BTreeMap<MessageKey, SegmentId>,
+}
+
+const VIOLATIONS_MAX: usize = 20;
+
+impl Checker {
+    /// A checker for quorums of this size.
+    pub fn new(ndb_quorum: usize, sync_quorum: usize) -> Checker {
+        Checker {
+            ndb_quorum,
+            sync_quorum,
+            ..Checker::default()
+        }
+    }
+
+    fn fail(&mut self, now_ms: u64, text: String) {
+        if self.violations.len() < VIOLATIONS_MAX {
+            self.violations.push(format!("t={now_ms}ms: {text}"));
+        }
+    }
+
+    /// An entry accepted a publish at `now_ms`.
+    pub fn on_publish(&mut self, segment: SegmentId, offset: u32, key: MessageKey, now_ms: u64) {
+        if self
+            .published
+            .insert((segment, offset), (key, now_ms))
+            .is_some()
+        {
+            self.fail(now_ms, format!("advance id {segment}/{offset} given twice"));
+        }
+    }
+
+    /// A sync node applied a resolution (invariant 2: all sync nodes agree; IDs increase).
+    pub fn on_resolution(&mut self, node: NodeId, resolution: &Resolution, now_ms: u64) {
+        let position = resolution.index as usize;
+        if position == 0 || position > self.resolutions.len() + 1 {
+            return self.fail(
+                now_ms,
+                format!(
+                    "{node} applied resolution {} out of order",
+                    resolution.index
+                ),
+            );
+        }
+        if position <= self.resolutions.len() {
+            if self.resolutions[position - 1] != *resolution {
+                self.fail(
+                    now_ms,
+                    format!("{node} disagrees on resolution {}", resolution.index),
+                );
+            }
+            return;
+        }
+        if self
+            .by_segment
+            .insert(resolution.segment, position - 1)
+            .is_some()
+        {
+            self.fail(
+                now_ms,
+                format!("segment {} resolved twice", resolution.segment),
+            );
+        }
+        self.resolutions.push(resolution.clone());
+        let Outcome::Permanent { base, count, .. } = resolution.outcome else {
+            return;
+        };
+        let previous_end = self.reference.last().map_or(0, |(id, _)| *id);
+        if base.0 <= previous_end || !base.is_valid() {
+            self.fail(
+                now_ms,
+                format!("base {} not above previous end {previous_end}", base.0),
+            );
+        }
+        for offset in 0..count {
+            let id = base.0 + u64::from(offset);
+            let Some((key, _)) = self.published.get(&(resolution.segment, offset)).copied() else {
+                self.fail(
+                    now_ms,
+                    format!("id {id} names unpublished {}/{offset}", resolution.segment),
+                );
+                continue;
+            };
+            if let Some(other) = self.id_of_key.insert(key, id) {
+                self.fail(
+                    now_ms,
+                    format!("message {key:?} has two ids {other} and {id}"),
+                );
+            }
+            self.reference.push((id, key));
+        }
+    }
+
+    fn reference_key(&self, id: u64) -> Option<MessageKey> {
+        let position = self.reference.partition_point(|(known, _)| *known < id);
+        self.reference
+            .get(position)
+            .filter(|(known, _)| *known == id)
+            .map(|(_, key)| *key)
+    }
+
+    /// An entry acked a publish (invariants 1, 2, 4, 5).
+    pub fn on_ack(
+        &mut self,
+        view: &dyn DurableView,
+        segment: SegmentId,
+        offset: u32,
+        key: MessageKey,
+        id: u64,
+        now_ms: u64,
+    ) {
+        if self.published.get(&(segment, offset)).map(|(k, _)| *k) != Some(key) {
+            self.fail(
+                now_ms,
+                format!("ack for {key:?} names the wrong advance id"),
+            );
+        }
+        let Some(position) = self.by_segment.get(&segment).copied() else {
+            return self.fail(
+                now_ms,
+                format!("ack of {key:?} as {id} before its segment was voted"),
+            );
+        };
+        let resolution = self.resolutions[position].clone();
+        if self.reference_key(id) != Some(key) {
+            self.fail(
+                now_ms,
+                format!("ack of {key:?} as {id}, but the vote gave it another id"),
+            );
+        }
+        let ndbs = view.ndbs_holding(segment);
+        if ndbs < self.ndb_quorum {
+            self.fail(
+                now_ms,
+                format!("ack of {key:?} while only {ndbs} ndb hold it durably"),
+            );
+        }
+        let syncs = view.syncs_holding(resolution.raft_index, resolution.raft_term);
+        if syncs < self.sync_quorum {
+            self.fail(
+                now_ms,
+                format!("ack of {key:?} while only {syncs} sync nodes hold the vote"),
+            );
+        }
+        if self.acked.insert(key, (id, now_ms)).is_some() {
+            self.fail(now_ms, format!("message {key:?} acked twice"));
+        }
+        self.check_publisher_order(key, id, now_ms);
+    }
+
+    /// Invariant 4: a publisher's acked messages have IDs in publish order.
+    fn check_publisher_order(&mut self, key: MessageKey, id: u64, now_ms: u64) {
+        let (publisher, sequence) = key;
+        let acked = self.acked_by_publisher.entry(publisher).or_default();
+        let before = acked.range(..sequence).next_back().map(|(_, id)| *id);
+        let after = acked.range(sequence + 1..).next().map(|(_, id)| *id);
+        acked.insert(sequence, id);
+        if before.is_some_and(|earlier| earlier >= id) || after.is_some_and(|later| later <= id) {
+            self.fail(
+                now_ms,
+                format!("publisher {publisher}: message {sequence} out of publish order"),
+            );
+        }
+    }
+
+    /// An entry rejected a publish: its segment must have been aborted.
+    pub fn on_reject(&mut self, segment: SegmentId, key: MessageKey, now_ms: u64) {
+        let aborted = self
+            .by_segment
+            .get(&segment)
+            .is_some_and(|position| self.resolutions[*position].outcome == Outcome::Aborted);
+        if !aborted {
+            self.fail(
+                now_ms,
+                format!("reject of {key:?} but its segment was not aborted"),
+            );
+        }
+        self.rejected.insert(key, segment);
+    }
+
+    /// An ndb appended records to its permanent log (invariant 2: ndb agree with the vote).
+    pub fn on_ndb_append(
+        &mut self,
+        node: NodeId,
+        resolution: &Resolution,
+        keys: &[MessageKey],
+        now_ms: u64,
+    ) {
+        let Outcome::Permanent { base, .. } = resolution.outcome else {
+            return;
+        };
+        for (offset, key) in keys.iter().enumerate() {
+            let id = base.0 + offset as u64;
+            if self.reference_key(id) != Some(*key) {
+                self.fail(
+                    now_ms,
+                    format!("{node} stores {key:?} as {id}, which the vote did not decide"),
+                );
+            }
+        }
+    }
+
+    /// A subscriber got a record (invariants 2 and 6: the next one after its last, no gap).
+    pub fn on_delivery(
+        &mut self,
+        subscriber: u64,
+        last_seen: u64,
+        record: &LogRecord,
+        now_ms: u64,
+    ) {
+        let key = (record.publication.publisher, record.publication.sequence);
+        let position = self.reference.partition_point(|(id, _)| *id <= last_seen);
+        let expected = self.reference.get(position).copied();
+        if expected != Some((record.id.0, key)) {
+            self.fail(now_ms, format!("subscriber {subscriber} after {last_seen} got {} {key:?}, expected {expected:?}", record.id));
+        }
+    }
+
+    /// The reference log's last ID (0 if empty).
+    pub fn last_id(&self) -> u64 {
+        self.reference.last().map_or(0, |(id, _)| *id)
+    }
+
+    /// A random-ish ID from the reference log for resuming subscribers.
+    pub fn id_at(&self, position: usize) -> PermanentId {
+        if self.reference.is_empty() {
+            return PermanentId(0);
+        }
+        PermanentId(self.reference[position % self.reference.len()].0)
+    }
+
+    /// Committed votes (distinct Raft entries) that decided at least one segment.
+    pub fn votes_with_decisions(&self) -> u64 {
+        let entries: std::collections::BTreeSet<(u64, u64)> = self
+            .resolutions
+            .iter()
+            .map(|r| (r.raft_index, r.raft_term))
+            .collect();
+        entries.len() as u64
+    }
+
+    /// A segment's fate, in words.
+    pub fn fate(&self, segment: SegmentId) -> String {
+        match self.by_segment.get(&segment) {
+            Some(position) => format!("{:?}", self.resolutions[*position]),
+            None => "undecided".to_owned(),
+        }
+    }
+
+    /// Segments aborted so far.
+    pub fn aborted_count(&self) -> u64 {
+        self.resolutions
+            .iter()
+            .filter(|r| r.outcome == Outcome::Aborted)
+            .count() as u64
+    }
+
+    /// Resolutions decided so far.
+    pub fn resolution_count(&self) -> u64 {
+        self.resolutions.len() as u64
+    }
+
+    /// Messages acked so far.
+    pub fn acked_count(&self) -> u64 {
+        self.acked.len() as u64
+    }
+
+    /// Messages rejected so far.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected.len() as u64
+    }
+
+    /// Whether a message was acked.
+    pub fn is_acked(&self, key: MessageKey) -> bool {
+        self.acked.contains_key(&key)
+    }
+
+    /// Whether a message got an answer (ack or reject).
+    pub fn is_answered(&self, key: MessageKey) -> bool {
+        self.acked.contains_key(&key) || self.rejected.contains_key(&key)
+    }
+
+    /// End of run: real-time order (invariant 3) over every committed message.
+    pub fn check_real_time_order(&mut self) {
+        let mut acks: Vec<(u64, u64)> = self.acked.values().map(|(id, at)| (*at, *id)).collect();
+        acks.sort_unstable();
+        let mut max_id_acked_by: Vec<(u64, u64)> = Vec::with_capacity(acks.len());
+        let mut running_max = 0;
+        for (at, id) in acks {
+            running_max = running_max.max(id);
+            max_id_acked_by.push((at, running_max));
+        }
+        let mut found = Vec::new();
+        for ((segment, _), (key, received_ms)) in &self.published {
+            let Some(id) = self.id_of_key.get(key).copied() else {
+                continue;
+            };
+            let _ = segment;
+            // Acks strictly before the message was received.
+            let position = max_id_acked_by.partition_point(|(at, _)| *at < *received_ms);
+            if position > 0 && max_id_acked_by[position - 1].1 >= id {
+                found.push(format!("real-time order: {key:?} received at {received_ms} got {id}, below an earlier ack"));
+            }
+        }
+        for text in found.into_iter().take(3) {
+            self.fail(0, text);
+        }
+    }
+
+    /// End of run: a node's log equals the reference (invariants 1 and 2, and liveness).
+    pub fn check_log_complete(&mut self, what: &str, log: &[LogRecord]) {
+        let matches = log.len() == self.reference.len()
+            && log.iter().zip(&self.reference).all(|(record, (id, key))| {
+                record.id.0 == *id
+                    && (record.publication.publisher, record.publication.sequence) == *key
+            });
+        if !matches {
+            let text = format!(
+                "{what} log has {} records, reference {} (or they differ)",
+                log.len(),
+                self.reference.len()
+            );
+            self.fail(0, text);
+        }
+    }
+
+    /// End of run: every acked message is in the reference log with its acked ID.
+    pub fn check_acked_are_committed(&mut self) {
+        let mut found = Vec::new();
+        for (key, (id, _)) in &self.acked {
+            if self.id_of_key.get(key) != Some(id) {
+                found.push(format!("acked {key:?} as {id} is not in the permanent log"));
+            }
+        }
+        for text in found.into_iter().take(3) {
+            self.fail(0, text);
+        }
+    }
+
+    /// Record a liveness failure found by the driver.
+    pub fn liveness_failure(&mut self, text: String) {
+        self.fail(0, format!("liveness: {text}"));
+    }
+}

@@ -1,0 +1,645 @@
+//! The simulation driver: nodes, disks, faults, workload and the main loop.
+
+mod effects;
+mod finish;
+
+use super::checker::{Checker, DurableView, MessageKey};
+use super::network::{Network, NetworkFaults};
+use crate::config::{EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
+use crate::entry::{Entry, EntryEvent};
+use crate::id::{NodeId, PermanentId, Publication, SeededRng, SegmentId};
+use crate::message::{Message, Outcome};
+use crate::ndb::{Ndb, NdbWrite};
+use crate::sync::{Sync, SyncEvent, SyncWrite};
+use std::collections::BTreeSet;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed; the same seed gives the same run and trace hash.
+    pub seed: u64,
+    /// Entry nodes.
+    pub entries: usize,
+    /// ndb nodes.
+    pub ndbs: usize,
+    /// sync nodes.
+    pub syncs: usize,
+    /// Inject network and crash faults.
+    pub faults: bool,
+    /// Length of the safety phase, in simulated ms.
+    pub safety_ms: u64,
+    /// Length of the liveness phase, in simulated ms.
+    pub liveness_ms: u64,
+    /// Publishers per entry.
+    pub publishers_per_entry: usize,
+    /// Messages per publisher in the safety phase (plus 2 in the liveness phase).
+    pub messages_per_publisher: u64,
+    /// Deliberate bug, for checker self-tests.
+    pub mutation: Mutation,
+    /// Pass every message through the wire codec (slower; checks the codec under load).
+    pub wire_roundtrip: bool,
+    /// ndb nodes down for the whole run (to show that nothing is acked without a quorum).
+    pub ndbs_down: usize,
+    /// sync nodes down for the whole run.
+    pub syncs_down: usize,
+}
+
+impl SimConfig {
+    /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            entries: 3,
+            ndbs: 3,
+            syncs: 3,
+            faults: true,
+            safety_ms: 300,
+            liveness_ms: 600,
+            publishers_per_entry: 2,
+            messages_per_publisher: 10,
+            mutation: Mutation::None,
+            wire_roundtrip: seed % 16 == 0,
+            ndbs_down: 0,
+            syncs_down: 0,
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Invariant violations; empty when the run passed.
+    pub violations: Vec<String>,
+    /// Hash of the whole trace (deliveries, acks, faults), equal for equal seeds.
+    pub trace_hash: u64,
+    /// Publishes accepted by entries.
+    pub published: u64,
+    /// Publishes acked.
+    pub acked: u64,
+    /// Publishes rejected (aborted segments).
+    pub rejected: u64,
+    /// Committed sync votes that decided at least one segment.
+    pub votes: u64,
+    /// Segments decided.
+    pub resolutions: u64,
+    /// Segments aborted (their entry died or stalled before the vote).
+    pub aborted_segments: u64,
+    /// Simulated time, in ms.
+    pub simulated_ms: u64,
+    /// Network messages sent.
+    pub messages_sent: u64,
+    /// Network messages lost (loss rate or partition).
+    pub messages_dropped: u64,
+    /// Node crashes (including the minority kept down in the liveness phase).
+    pub crashes: u64,
+    /// Network partitions.
+    pub partitions: u64,
+}
+
+impl SimReport {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Run one simulation.
+pub fn run(config: &SimConfig) -> SimReport {
+    Sim::new(config.clone()).run()
+}
+
+enum Node {
+    Entry(Entry),
+    Ndb(Ndb),
+    Sync(Box<Sync>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Entry,
+    Ndb,
+    Sync,
+}
+
+#[derive(Default)]
+struct Disk {
+    ndb_synced: Vec<NdbWrite>,
+    ndb_pending: Vec<NdbWrite>,
+    ndb_segments: BTreeSet<SegmentId>,
+    sync_records: Vec<SyncWrite>,
+    /// Term of each durable Raft index (position = index - 1).
+    sync_terms: Vec<u64>,
+}
+
+struct Slot {
+    id: NodeId,
+    role: Role,
+    node: Option<Node>,
+    incarnation: u64,
+    skew_ms: u64,
+    restart_at_ms: Option<u64>,
+    keep_down: bool,
+    disk: Disk,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+}
+
+struct Publisher {
+    id: u64,
+    entry: usize,
+    next_sequence: u64,
+    next_at_ms: u64,
+    quota: u64,
+    /// `(sequence, entry incarnation, phase)` of publishes not yet answered.
+    outstanding: Vec<(u64, u64, Phase)>,
+}
+
+struct Subscriber {
+    id: u64,
+    entry: usize,
+    last_seen: u64,
+    join_at_ms: u64,
+    joined: bool,
+}
+
+struct SlotsView<'a>(&'a [Slot]);
+
+impl DurableView for SlotsView<'_> {
+    fn ndbs_holding(&self, segment: SegmentId) -> usize {
+        self.0
+            .iter()
+            .filter(|slot| slot.disk.ndb_segments.contains(&segment))
+            .count()
+    }
+
+    fn syncs_holding(&self, raft_index: u64, raft_term: u64) -> usize {
+        let position = raft_index.saturating_sub(1) as usize;
+        self.0
+            .iter()
+            .filter(|slot| {
+                slot.role == Role::Sync && slot.disk.sync_terms.get(position) == Some(&raft_term)
+            })
+            .count()
+    }
+}
+
+struct Sim {
+    config: SimConfig,
+    membership: Membership,
+    rng: SeededRng,
+    network: Network,
+    slots: Vec<Slot>,
+    publishers: Vec<Publisher>,
+    subscribers: Vec<Subscriber>,
+    checker: Checker,
+    start_ms: u64,
+    heal_at_ms: Option<u64>,
+    trace_hash: u64,
+    published: u64,
+    crashes: u64,
+    partitions: u64,
+}
+
+const START_UNIX_MS: u64 = 1_767_225_600_000;
+
+impl Sim {
+    fn new(config: SimConfig) -> Sim {
+        assert!(
+            config.entries >= 1 && config.ndbs >= 1 && config.syncs >= 1,
+            "every tier needs a node"
+        );
+        let mut rng = SeededRng::new(config.seed);
+        let count = config.entries + config.ndbs + config.syncs;
+        let ids: Vec<NodeId> = (0..count as u32).map(NodeId).collect();
+        let membership = Membership {
+            entries: ids[..config.entries].to_vec(),
+            ndbs: ids[config.entries..config.entries + config.ndbs].to_vec(),
+            syncs: ids[config.entries + config.ndbs..].to_vec(),
+        };
+        let faults = Self::draw_faults(&mut rng, config.faults);
+        let start_ms = START_UNIX_MS + rng.range(0, 1 << 20);
+        let mut sim = Sim {
+            network: Network::new(count, faults),
+            slots: Vec::new(),
+            publishers: Vec::new(),
+            subscribers: Vec::new(),
+            checker: Checker::new(membership.ndb_quorum(), config.syncs / 2 + 1),
+            membership,
+            start_ms,
+            heal_at_ms: None,
+            trace_hash: 0xcbf2_9ce4_8422_2325,
+            published: 0,
+            crashes: 0,
+            partitions: 0,
+            rng,
+            config,
+        };
+        sim.build(&ids);
+        sim
+    }
+
+    fn draw_faults(rng: &mut SeededRng, faults: bool) -> NetworkFaults {
+        if !faults {
+            return NetworkFaults {
+                delay_ms_min: 1,
+                delay_ms_max: 2,
+                loss_ppm: 0,
+                duplicate_ppm: 0,
+            };
+        }
+        let delay_ms_max = rng.range(2, 12);
+        NetworkFaults {
+            delay_ms_min: 1,
+            delay_ms_max,
+            loss_ppm: rng.range(0, 50_000) as u32,
+            duplicate_ppm: rng.range(0, 30_000) as u32,
+        }
+    }
+
+    fn build(&mut self, ids: &[NodeId]) {
+        for id in ids {
+            let role = if self.membership.entries.contains(id) {
+                Role::Entry
+            } else if self.membership.ndbs.contains(id) {
+                Role::Ndb
+            } else {
+                Role::Sync
+            };
+            let skew_ms = if self.config.faults {
+                self.rng.range(0, 40)
+            } else {
+                0
+            };
+            let slot = Slot {
+                id: *id,
+                role,
+                node: None,
+                incarnation: 0,
+                skew_ms,
+                restart_at_ms: None,
+                keep_down: false,
+                disk: Disk::default(),
+            };
+            self.slots.push(slot);
+        }
+        for entry in 0..self.config.entries {
+            for publisher in 0..self.config.publishers_per_entry {
+                let next_at_ms = self.start_ms + self.rng.range(1, 20);
+                let id = (entry * 100 + publisher + 1) as u64;
+                let quota = self.config.messages_per_publisher;
+                self.publishers.push(Publisher {
+                    id,
+                    entry,
+                    next_sequence: 1,
+                    next_at_ms,
+                    quota,
+                    outstanding: Vec::new(),
+                });
+            }
+            self.subscribers.push(Subscriber {
+                id: 1000 + entry as u64,
+                entry,
+                last_seen: 0,
+                join_at_ms: self.start_ms,
+                joined: false,
+            });
+            let join_at_ms = self.start_ms + self.rng.range(1, self.config.safety_ms.max(2));
+            self.subscribers.push(Subscriber {
+                id: 2000 + entry as u64,
+                entry,
+                last_seen: 0,
+                join_at_ms,
+                joined: false,
+            });
+        }
+        for index in 0..self.slots.len() {
+            self.start_node(index, self.start_ms);
+        }
+        let (ndbs_down, syncs_down) = (self.config.ndbs_down, self.config.syncs_down);
+        for (role, down) in [(Role::Ndb, ndbs_down), (Role::Sync, syncs_down)] {
+            let members: Vec<usize> = (0..self.slots.len())
+                .filter(|i| self.slots[*i].role == role)
+                .collect();
+            for index in members.into_iter().take(down) {
+                self.crash(index, self.start_ms, None);
+            }
+        }
+    }
+
+    fn node_seed(&self, index: usize) -> u64 {
+        let mut rng = SeededRng::new(
+            self.config.seed ^ ((index as u64) << 40) ^ (self.slots[index].incarnation << 20),
+        );
+        rng.next_u64()
+    }
+
+    fn start_node(&mut self, index: usize, now_ms: u64) {
+        let seed = self.node_seed(index);
+        let slot = &self.slots[index];
+        let local_ms = now_ms + slot.skew_ms;
+        let membership = self.membership.clone();
+        let node = match slot.role {
+            Role::Entry => {
+                let mut config = EntryConfig::new(slot.id, membership, seed);
+                config.mutation = self.config.mutation;
+                Node::Entry(Entry::new(config, local_ms))
+            }
+            Role::Ndb => Node::Ndb(Ndb::recover(
+                NdbConfig::new(slot.id, membership),
+                &slot.disk.ndb_synced,
+                local_ms,
+            )),
+            Role::Sync => {
+                let mut config = SyncConfig::new(slot.id, membership, seed);
+                config.mutation = self.config.mutation;
+                Node::Sync(Box::new(Sync::recover(
+                    config,
+                    &slot.disk.sync_records,
+                    local_ms,
+                )))
+            }
+        };
+        self.slots[index].node = Some(node);
+        self.slots[index].restart_at_ms = None;
+        self.trace(&[3, now_ms, index as u64]);
+        if self.slots[index].role == Role::Entry {
+            for subscriber in &mut self.subscribers {
+                if subscriber.entry == index {
+                    subscriber.joined = false;
+                }
+            }
+        }
+        self.process(index, now_ms);
+    }
+
+    fn crash(&mut self, index: usize, now_ms: u64, restart_at_ms: Option<u64>) {
+        let slot = &mut self.slots[index];
+        if slot.node.take().is_none() {
+            return;
+        }
+        slot.disk.ndb_pending.clear();
+        slot.incarnation += 1;
+        slot.restart_at_ms = restart_at_ms;
+        slot.keep_down = restart_at_ms.is_none();
+        self.crashes += 1;
+        self.trace(&[4, now_ms, index as u64]);
+    }
+
+    fn trace(&mut self, values: &[u64]) {
+        for value in values {
+            for byte in value.to_le_bytes() {
+                self.trace_hash ^= u64::from(byte);
+                self.trace_hash = self.trace_hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    fn run(mut self) -> SimReport {
+        let total_ms = self.config.safety_ms + self.config.liveness_ms;
+        for step in 0..=total_ms {
+            let now_ms = self.start_ms + step;
+            if step == self.config.safety_ms {
+                self.begin_liveness(now_ms);
+            }
+            if self.config.faults && step < self.config.safety_ms {
+                self.inject_faults(now_ms);
+            }
+            self.restart_due(now_ms);
+            self.workload(now_ms);
+            self.deliver_due(now_ms);
+            self.fire_timers(now_ms);
+        }
+        self.final_checks();
+        self.report(total_ms)
+    }
+
+    fn inject_faults(&mut self, now_ms: u64) {
+        if self.heal_at_ms.is_some_and(|at| now_ms >= at) {
+            self.network.heal();
+            self.heal_at_ms = None;
+        }
+        if self.rng.chance_ppm(5_000) {
+            let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
+            let restart_at_ms = now_ms + self.rng.range(5, 150);
+            self.crash(index, now_ms, Some(restart_at_ms));
+        }
+        if self.heal_at_ms.is_none() && self.rng.chance_ppm(4_000) {
+            let groups = (0..self.slots.len())
+                .map(|_| self.rng.range(0, 1) as u8)
+                .collect();
+            self.network.partition(groups);
+            self.heal_at_ms = Some(now_ms + self.rng.range(5, 100));
+            self.trace(&[5, now_ms]);
+            self.partitions += 1;
+        }
+    }
+
+    fn begin_liveness(&mut self, now_ms: u64) {
+        self.network.heal();
+        self.heal_at_ms = None;
+        for index in 0..self.slots.len() {
+            if self.slots[index].node.is_none() && !self.slots[index].keep_down {
+                self.start_node(index, now_ms);
+            }
+        }
+        if self.config.faults {
+            self.crash_minority(Role::Ndb, self.config.ndbs, now_ms);
+            self.crash_minority(Role::Sync, self.config.syncs, now_ms);
+        }
+        for publisher in &mut self.publishers {
+            publisher.quota = 2;
+            publisher.next_at_ms = now_ms + self.rng.range(1, 50);
+        }
+    }
+
+    fn crash_minority(&mut self, role: Role, size: usize, now_ms: u64) {
+        let down = self.rng.range(0, (size as u64).saturating_sub(1) / 2);
+        let members: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].role == role)
+            .collect();
+        for _ in 0..down {
+            let index = members[self.rng.range(0, members.len() as u64 - 1) as usize];
+            self.crash(index, now_ms, None);
+        }
+    }
+
+    fn restart_due(&mut self, now_ms: u64) {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if slot.node.is_none()
+                && !slot.keep_down
+                && slot.restart_at_ms.is_some_and(|at| now_ms >= at)
+            {
+                self.start_node(index, now_ms);
+            }
+        }
+    }
+
+    fn phase(&self, now_ms: u64) -> Phase {
+        if now_ms >= self.start_ms + self.config.safety_ms {
+            Phase::Liveness
+        } else {
+            Phase::Safety
+        }
+    }
+
+    fn workload(&mut self, now_ms: u64) {
+        let spacing_ms =
+            (2 * self.config.safety_ms / self.config.messages_per_publisher.max(1)).max(2);
+        for position in 0..self.publishers.len() {
+            let publisher = &self.publishers[position];
+            if publisher.quota == 0 || now_ms < publisher.next_at_ms {
+                continue;
+            }
+            let entry = publisher.entry;
+            let delay_ms = self.rng.range(1, spacing_ms);
+            self.publishers[position].next_at_ms = now_ms + delay_ms;
+            self.publish(position, entry, now_ms);
+        }
+        for position in 0..self.subscribers.len() {
+            let subscriber = &self.subscribers[position];
+            let entry = subscriber.entry;
+            if subscriber.joined
+                || now_ms < subscriber.join_at_ms
+                || self.slots[entry].node.is_none()
+            {
+                continue;
+            }
+            // A late joiner starts from some ID already in the log; a rejoiner resumes.
+            let after = if subscriber.id >= 2000 && subscriber.last_seen == 0 {
+                let pick = self.rng.range(0, 1 << 16) as usize;
+                self.checker.id_at(pick)
+            } else {
+                PermanentId(subscriber.last_seen)
+            };
+            self.subscribers[position].joined = true;
+            self.subscribers[position].last_seen = after.0;
+            let id = self.subscribers[position].id;
+            if let Some(Node::Entry(node)) = &mut self.slots[entry].node {
+                node.subscribe(id, after);
+            }
+            self.process(entry, now_ms);
+        }
+    }
+
+    fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
+        let local_ms = now_ms + self.slots[entry].skew_ms;
+        let incarnation = self.slots[entry].incarnation;
+        let phase = self.phase(now_ms);
+        let publisher = &self.publishers[position];
+        let (id, sequence) = (publisher.id, publisher.next_sequence);
+        let Some(Node::Entry(node)) = &mut self.slots[entry].node else {
+            return;
+        };
+        let payload = sequence.to_le_bytes().to_vec();
+        let Ok(advance) = node.publish(
+            Publication {
+                publisher: id,
+                sequence,
+                payload,
+            },
+            local_ms,
+        ) else {
+            return;
+        };
+        let publisher = &mut self.publishers[position];
+        publisher.next_sequence += 1;
+        publisher.quota -= 1;
+        publisher.outstanding.push((sequence, incarnation, phase));
+        self.published += 1;
+        self.checker
+            .on_publish(advance.segment, advance.offset, (id, sequence), now_ms);
+        self.trace(&[6, now_ms, id, sequence]);
+        self.process(entry, now_ms);
+    }
+
+    fn deliver_due(&mut self, now_ms: u64) {
+        // Bounded: each turn consumes one queued message, and nodes only send in reply
+        // with a delay of at least 1 ms, so nothing new becomes due within this step.
+        while let Some((from, to, message)) = self.network.next_due(now_ms) {
+            let index = to.0 as usize;
+            let local_ms = now_ms + self.slots[index].skew_ms;
+            self.trace(&[
+                7,
+                now_ms,
+                u64::from(from.0),
+                u64::from(to.0),
+                u64::from(message.tag()),
+            ]);
+            match &mut self.slots[index].node {
+                Some(Node::Entry(node)) => node.handle_message(from, message, local_ms),
+                Some(Node::Ndb(node)) => node.handle_message(from, message, local_ms),
+                Some(Node::Sync(node)) => node.handle_message(from, message, local_ms),
+                None => continue,
+            }
+            self.process(index, now_ms);
+        }
+    }
+
+    fn fire_timers(&mut self, now_ms: u64) {
+        for index in 0..self.slots.len() {
+            let local_ms = now_ms + self.slots[index].skew_ms;
+            let fired = match &mut self.slots[index].node {
+                Some(Node::Entry(node)) if node.poll_timeout() <= local_ms => {
+                    node.handle_timeout(local_ms);
+                    true
+                }
+                Some(Node::Ndb(node)) if node.poll_timeout() <= local_ms => {
+                    node.handle_timeout(local_ms);
+                    true
+                }
+                Some(Node::Sync(node)) if node.poll_timeout() <= local_ms => {
+                    node.handle_timeout(local_ms);
+                    true
+                }
+                _ => false,
+            };
+            if fired {
+                self.process(index, now_ms);
+            }
+        }
+    }
+
+    /// Carry out a node's ready batch: persist (and fsync), then send, then client events.
+    fn process(&mut self, index: usize, now_ms: u64) {
+        let from = self.slots[index].id;
+        let messages = match &mut self.slots[index].node {
+            Some(Node::Entry(node)) => {
+                let ready = node.ready();
+                for event in ready.events {
+                    self.on_entry_event(index, event, now_ms);
+                }
+                ready.messages
+            }
+            Some(Node::Ndb(node)) => {
+                let ready = node.ready();
+                self.persist_ndb(index, ready.writes, ready.fsync, now_ms);
+                ready.messages
+            }
+            Some(Node::Sync(node)) => {
+                let ready = node.ready();
+                assert!(
+                    ready.writes.is_empty() || ready.fsync,
+                    "sync writes are always fsynced"
+                );
+                self.persist_sync(index, ready.writes);
+                for event in ready.events {
+                    if let SyncEvent::Applied(resolution) = event {
+                        self.checker.on_resolution(from, &resolution, now_ms);
+                    }
+                }
+                ready.messages
+            }
+            None => return,
+        };
+        for (to, message) in messages {
+            self.send(now_ms, from, to, message);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! End of a run: liveness checks and the report.
+
+use super::{Node, Phase, Sim, SimReport};
+
+impl Sim {
+    pub(super) fn final_checks(&mut self) {
+        self.checker.check_real_time_order();
+        self.checker.check_acked_are_committed();
+        let mut failures = Vec::new();
+        for publisher in &self.publishers {
+            let incarnation = self.slots[publisher.entry].incarnation;
+            for (sequence, published_in, phase) in &publisher.outstanding {
+                // Publishes to an entry incarnation that died are lost to their client.
+                if *published_in == incarnation {
+                    failures.push(format!(
+                        "publisher {} message {sequence} ({:?}) never answered",
+                        publisher.id,
+                        *phase == Phase::Liveness
+                    ));
+                }
+            }
+        }
+        for slot in &self.slots {
+            match &slot.node {
+                Some(Node::Entry(node)) => {
+                    self.checker
+                        .check_log_complete(&format!("entry {}", slot.id), node.log());
+                    if node.has_segment_in_flight() {
+                        failures.push(format!("entry {} still has a segment in flight", slot.id));
+                    }
+                }
+                Some(Node::Ndb(node)) => {
+                    self.checker
+                        .check_log_complete(&format!("ndb {}", slot.id), node.log());
+                    for segment in node.temp_segments().into_iter().take(2) {
+                        let fate = self.checker.fate(segment);
+                        failures.push(format!(
+                            "ndb {} has segment {segment} stuck in temp (applied {}, {fate})",
+                            slot.id,
+                            node.applied_index()
+                        ));
+                    }
+                }
+                Some(Node::Sync(node))
+                    if node.resolutions().len() as u64 != self.checker.resolution_count() =>
+                {
+                    failures.push(format!(
+                        "sync {} applied {} of {} resolutions",
+                        slot.id,
+                        node.resolutions().len(),
+                        self.checker.resolution_count()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let last_id = self.checker.last_id();
+        for subscriber in &self.subscribers {
+            if self.slots[subscriber.entry].node.is_some() && subscriber.last_seen < last_id {
+                failures.push(format!(
+                    "subscriber {} stopped at {} of {last_id}",
+                    subscriber.id, subscriber.last_seen
+                ));
+            }
+        }
+        for text in failures.into_iter().take(5) {
+            self.checker.liveness_failure(text);
+        }
+    }
+
+    pub(super) fn report(self, total_ms: u64) -> SimReport {
+        let votes = self.checker.votes_with_decisions();
+        SimReport {
+            seed: self.config.seed,
+            violations: self.checker.violations.clone(),
+            trace_hash: self.trace_hash,
+            published: self.published,
+            acked: self.checker.acked_count(),
+            rejected: self.checker.rejected_count(),
+            votes,
+            resolutions: self.checker.resolution_count(),
+            simulated_ms: total_ms,
+            messages_sent: self.network.sent,
+            messages_dropped: self.network.dropped,
+            aborted_segments: self.checker.aborted_count(),
+            crashes: self.crashes,
+            partitions: self.partitions,
+        }
+    }
+}

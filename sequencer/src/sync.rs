@@ -1,0 +1,478 @@
+//! The sync node: drafts permanent ranges for closed segments (stage one) and has the
+//! Raft quorum vote them final (stage two). The resolution log is derived only from
+//! committed Raft entries, so every sync node holds the same one.
+
+use crate::config::{Mutation, SyncConfig};
+use crate::id::{NodeId, PermanentId, SeededRng, SegmentId};
+use crate::message::{Message, Outcome, RaftMessage, Resolution};
+use crate::ready::Ready;
+use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One record of a sync node's durable log (the Raft log and hard state).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SyncWrite {
+    /// Raft entries to append; an entry at an existing index replaces it and all after it.
+    Entries(Vec<RaftEntry>),
+    /// The latest Raft hard state (term, vote, commit).
+    HardState(HardState),
+}
+
+/// What a sync node reports to its observer (metrics; the simulator's checker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// A resolution became final and was applied here.
+    Applied(Resolution),
+    /// One committed vote was applied, deciding `decided` segments.
+    VoteApplied {
+        /// Segments the vote decided (duplicates of earlier decisions excluded).
+        decided: usize,
+    },
+}
+
+/// One decision proposed to the vote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Item {
+    Over {
+        segment: SegmentId,
+        owner: NodeId,
+        count: u32,
+        digest: u64,
+    },
+    Abort {
+        segment: SegmentId,
+        owner: NodeId,
+    },
+}
+
+impl Item {
+    fn segment(&self) -> SegmentId {
+        match self {
+            Item::Over { segment, .. } | Item::Abort { segment, .. } => *segment,
+        }
+    }
+}
+
+/// Stage one: the leader's draft, the payload of one Raft entry. Applying it is
+/// deterministic: the base of each segment is `max(previous_end + 1, floor)`, where
+/// `floor` was computed once from the proposer's clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Draft {
+    floor: u64,
+    items: Vec<Item>,
+}
+
+/// A sync node's core (sans-IO) around a raft-rs `RawNode`.
+///
+/// Calling order: `handle_message` / `handle_timeout` with non-decreasing `now_ms`, then
+/// `ready()`: append its writes and fsync (Raft needs them durable before the messages
+/// go), then send its messages, then read its events. After a crash, build it again with
+/// `recover` from the records on disk; it replays the committed log and rejoins.
+///
+/// Determinism: raft-rs draws its randomized election timeout from an unseeded RNG. The
+/// range is made one value wide (`max_election_tick = min + 1`); the randomness that
+/// breaks split votes comes instead from jittering each tick with the seeded RNG.
+pub struct Sync {
+    config: SyncConfig,
+    raft: RawNode<MemStorage>,
+    rng: SeededRng,
+    resolutions: Vec<Resolution>,
+    by_segment: BTreeMap<SegmentId, u64>,
+    end: u64,
+    queue: Vec<Item>,
+    queued: BTreeSet<SegmentId>,
+    inflight: Option<(u64, u64)>,
+    tick_at_ms: u64,
+    out: Ready<SyncWrite, SyncEvent>,
+}
+
+impl std::fmt::Debug for Sync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sync")
+            .field("id", &self.config.id)
+            .field("resolutions", &self.resolutions.len())
+            .finish()
+    }
+}
+
+impl Sync {
+    /// A new sync node with an empty log.
+    pub fn new(config: SyncConfig, now_ms: u64) -> Sync {
+        Self::recover(config, &[], now_ms)
+    }
+
+    /// Rebuild from the durable records, in write order.
+    pub fn recover(config: SyncConfig, records: &[SyncWrite], now_ms: u64) -> Sync {
+        let voters: Vec<u64> = config
+            .membership
+            .syncs
+            .iter()
+            .map(|n| raft_id(*n))
+            .collect();
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        for record in records {
+            let mut core = storage.wl();
+            match record {
+                // Our own writes, replayed in order; they are consistent by construction.
+                SyncWrite::Entries(entries) => core
+                    .append(entries)
+                    .expect("replayed raft entries are contiguous"),
+                SyncWrite::HardState(state) => core.set_hardstate(state.clone()),
+            }
+        }
+        let raft_config = raft::Config {
+            id: raft_id(config.id),
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            min_election_tick: config.election_ticks,
+            max_election_tick: config.election_ticks + 1,
+            check_quorum: true,
+            pre_vote: true,
+            applied: 0,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        // The configuration above is valid by construction (ticks > 0, range of one).
+        let raft = RawNode::new(&raft_config, storage, &logger).expect("valid raft config");
+        let mut rng = SeededRng::new(config.seed);
+        let tick_at_ms = now_ms + rng.range(1, config.tick_ms);
+        let mut sync = Sync {
+            config,
+            raft,
+            rng,
+            resolutions: Vec::new(),
+            by_segment: BTreeMap::new(),
+            end: 0,
+            queue: Vec::new(),
+            queued: BTreeSet::new(),
+            inflight: None,
+            tick_at_ms,
+            out: Ready::default(),
+        };
+        sync.process_ready();
+        sync
+    }
+
+    /// One message from `from`. Messages that make no sense here are ignored.
+    pub fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        match message {
+            Message::Raft(RaftMessage(raft_message))
+                if self.config.membership.syncs.contains(&from) =>
+            {
+                // A step error is a stale or foreign message; Raft ignores it safely.
+                let _ = self.raft.step(raft_message);
+            }
+            Message::SegmentOver {
+                segment,
+                owner,
+                count,
+                digest,
+            } if count > 0 => {
+                self.on_item(
+                    from,
+                    Item::Over {
+                        segment,
+                        owner,
+                        count,
+                        digest,
+                    },
+                );
+            }
+            Message::Abort { segment, owner } => self.on_item(from, Item::Abort { segment, owner }),
+            Message::PullResolutions { from_index } => self.on_pull(from, from_index),
+            _ => {}
+        }
+        self.propose(now_ms);
+        self.process_ready();
+    }
+
+    /// Timers: Raft ticks (jittered) and proposals.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        // Catch up on missed ticks, at most a few per call.
+        for _ in 0..8 {
+            if now_ms < self.tick_at_ms {
+                break;
+            }
+            self.raft.tick();
+            let half = self.config.tick_ms / 2;
+            self.tick_at_ms += half.max(1) + self.rng.range(0, self.config.tick_ms);
+        }
+        if self.tick_at_ms <= now_ms {
+            // Fell far behind (a long pause): skip the missed ticks rather than burst them.
+            self.tick_at_ms = now_ms + 1;
+        }
+        self.propose(now_ms);
+        self.process_ready();
+    }
+
+    /// When to call `handle_timeout` next.
+    pub fn poll_timeout(&self) -> u64 {
+        self.tick_at_ms
+    }
+
+    /// The batch of outputs accumulated since the last call.
+    pub fn ready(&mut self) -> Ready<SyncWrite, SyncEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The final resolutions applied here, in order.
+    pub fn resolutions(&self) -> &[Resolution] {
+        &self.resolutions
+    }
+
+    /// Whether this node leads the vote now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.raft.state == StateRole::Leader
+    }
+
+    fn on_item(&mut self, from: NodeId, item: Item) {
+        let segment = item.segment();
+        if let Some(index) = self.by_segment.get(&segment) {
+            let resolution = self.resolutions[(*index - 1) as usize].clone();
+            self.out.messages.push((
+                from,
+                Message::Resolved {
+                    resolutions: vec![resolution],
+                },
+            ));
+            return;
+        }
+        if self.is_leader() {
+            if self.queue.len() < self.config.queue_items_max && self.queued.insert(segment) {
+                self.queue.push(item);
+            }
+            return;
+        }
+        let leader = self.raft.raft.leader_id;
+        if leader == raft::INVALID_ID || leader == raft_id(self.config.id) {
+            return;
+        }
+        let message = match item {
+            Item::Over {
+                segment,
+                owner,
+                count,
+                digest,
+            } => Message::SegmentOver {
+                segment,
+                owner,
+                count,
+                digest,
+            },
+            Item::Abort { segment, owner } => Message::Abort { segment, owner },
+        };
+        self.out.messages.push((node_id(leader), message));
+    }
+
+    fn on_pull(&mut self, from: NodeId, from_index: u64) {
+        let start = from_index.max(1) as usize - 1;
+        if start >= self.resolutions.len() {
+            return;
+        }
+        let end = (start + self.config.resolved_batch_max).min(self.resolutions.len());
+        let resolutions = self.resolutions[start..end].to_vec();
+        self.out
+            .messages
+            .push((from, Message::Resolved { resolutions }));
+    }
+
+    /// Stage one: draft the next batch, if leading and no vote is in flight.
+    fn propose(&mut self, now_ms: u64) {
+        if !self.is_leader() || self.queue.is_empty() {
+            return;
+        }
+        if let Some((_, expires_ms)) = self.inflight {
+            if now_ms < expires_ms {
+                return;
+            }
+        }
+        let take = self.queue.len().min(self.config.batch_items_max);
+        let items: Vec<Item> = self.queue.drain(..take).collect();
+        for item in &items {
+            self.queued.remove(&item.segment());
+        }
+        let draft = Draft {
+            floor: PermanentId::floor_at(now_ms).0,
+            items,
+        };
+        // Encoding a Vec of plain structs into a Vec cannot fail.
+        let data = postcard::to_allocvec(&draft).expect("draft encodes");
+        if self.raft.propose(Vec::new(), data).is_ok() {
+            let index = self.raft.raft.raft_log.last_index();
+            let expires_ms = now_ms + 4 * self.config.tick_ms * self.config.election_ticks as u64;
+            self.inflight = Some((index, expires_ms));
+        }
+    }
+
+    fn process_ready(&mut self) {
+        // Each turn consumes one Raft ready; Raft produces a bounded number per input.
+        for _ in 0..8 {
+            if !self.raft.has_ready() {
+                break;
+            }
+            self.process_one_ready();
+        }
+        if !self.is_leader() {
+            // Not (or no longer) leading: entries and ndb retry elsewhere.
+            self.queue.clear();
+            self.queued.clear();
+            self.inflight = None;
+        }
+    }
+
+    fn process_one_ready(&mut self) {
+        let mut ready = self.raft.ready();
+        if !ready.entries().is_empty() {
+            let entries = ready.take_entries();
+            // raft-rs hands entries that follow the persisted log; MemStorage accepts them.
+            self.raft
+                .mut_store()
+                .wl()
+                .append(&entries)
+                .expect("raft entries follow the log");
+            self.out.writes.push(SyncWrite::Entries(entries));
+            self.out.fsync = true;
+        }
+        if let Some(state) = ready.hs() {
+            self.raft.mut_store().wl().set_hardstate(state.clone());
+            self.out.writes.push(SyncWrite::HardState(state.clone()));
+            self.out.fsync = true;
+        }
+        self.send_raft(ready.take_messages());
+        self.send_raft(ready.take_persisted_messages());
+        self.apply(ready.take_committed_entries());
+        let mut light = self.raft.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut store = self.raft.mut_store().wl();
+            store.mut_hard_state().commit = commit;
+            self.out
+                .writes
+                .push(SyncWrite::HardState(store.hard_state().clone()));
+            self.out.fsync = true;
+        }
+        self.send_raft(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raft.advance_apply();
+    }
+
+    fn send_raft(&mut self, messages: Vec<raft::eraftpb::Message>) {
+        for message in messages {
+            self.out
+                .messages
+                .push((node_id(message.to), Message::Raft(RaftMessage(message))));
+        }
+    }
+
+    /// Stage two done: apply committed votes, in log order, on every node alike.
+    fn apply(&mut self, entries: Vec<RaftEntry>) {
+        for entry in entries {
+            if let Some((index, _)) = self.inflight {
+                if entry.index >= index {
+                    self.inflight = None;
+                }
+            }
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue;
+            }
+            // Only our own proposals are in the log; a draft that does not decode is skipped
+            // on every node alike, so agreement holds.
+            let Ok(draft) = postcard::from_bytes::<Draft>(&entry.data) else {
+                continue;
+            };
+            let first = self.resolutions.len();
+            self.apply_draft(draft, entry.index, entry.term);
+            let decided = self.resolutions.len() - first;
+            self.out.events.push(SyncEvent::VoteApplied { decided });
+            if self.is_leader() && decided > 0 {
+                self.announce(first);
+            }
+        }
+    }
+
+    fn apply_draft(&mut self, draft: Draft, raft_index: u64, raft_term: u64) {
+        for item in draft.items {
+            let segment = item.segment();
+            if self.by_segment.contains_key(&segment) {
+                continue;
+            }
+            let (owner, outcome) = match item {
+                Item::Abort { owner, .. } => (owner, Outcome::Aborted),
+                Item::Over {
+                    owner,
+                    count,
+                    digest,
+                    ..
+                } => {
+                    let base = match self.config.mutation {
+                        Mutation::BaseIgnoresPreviousEnd => draft.floor,
+                        _ => (self.end + 1).max(draft.floor),
+                    };
+                    let end = base + u64::from(count) - 1;
+                    assert!(end <= PermanentId::MAX.0, "permanent IDs exhausted");
+                    self.end = self.end.max(end);
+                    (
+                        owner,
+                        Outcome::Permanent {
+                            base: PermanentId(base),
+                            count,
+                            digest,
+                        },
+                    )
+                }
+            };
+            let index = self.resolutions.len() as u64 + 1;
+            let resolution = Resolution {
+                index,
+                segment,
+                owner,
+                outcome,
+                raft_index,
+                raft_term,
+            };
+            self.by_segment.insert(segment, index);
+            self.out.events.push(SyncEvent::Applied(resolution.clone()));
+            self.resolutions.push(resolution);
+        }
+    }
+
+    /// The leader pushes fresh resolutions: each to its entry, all to every ndb.
+    fn announce(&mut self, first: usize) {
+        let fresh = &self.resolutions[first..];
+        for ndb in &self.config.membership.ndbs {
+            self.out.messages.push((
+                *ndb,
+                Message::Resolved {
+                    resolutions: fresh.to_vec(),
+                },
+            ));
+        }
+        let mut by_owner: BTreeMap<NodeId, Vec<Resolution>> = BTreeMap::new();
+        for resolution in fresh {
+            by_owner
+                .entry(resolution.owner)
+                .or_default()
+                .push(resolution.clone());
+        }
+        for (owner, resolutions) in by_owner {
+            if self.config.membership.entries.contains(&owner) {
+                self.out
+                    .messages
+                    .push((owner, Message::Resolved { resolutions }));
+            }
+        }
+    }
+}
+
+/// Raft IDs start at 1; node IDs at 0.
+fn raft_id(node: NodeId) -> u64 {
+    u64::from(node.0) + 1
+}
+
+fn node_id(raft_id: u64) -> NodeId {
+    NodeId(raft_id.saturating_sub(1) as u32)
+}

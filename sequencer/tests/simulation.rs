@@ -1,0 +1,167 @@
+//! Whole-cluster simulation over many seeds, plus checks of the checker itself.
+
+use fox_sequencer::config::Mutation;
+use fox_sequencer::sim::{run, SimConfig};
+
+fn run_seeds(seeds: std::ops::Range<u64>) {
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let report = run(&SimConfig::new(seed));
+        if !report.passed() {
+            failures.push(format!(
+                "seed {seed}: {:?} (reproduce: fox-sim --seeds 1 --seed {seed} --verbose)",
+                report.violations
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+// 1,000 seeds with faults, split so the test harness runs them on both cores.
+#[test]
+fn seeds_0000_0249_with_faults() {
+    run_seeds(0..250);
+}
+
+#[test]
+fn seeds_0250_0499_with_faults() {
+    run_seeds(250..500);
+}
+
+#[test]
+fn seeds_0500_0749_with_faults() {
+    run_seeds(500..750);
+}
+
+#[test]
+fn seeds_0750_0999_with_faults() {
+    run_seeds(750..1000);
+}
+
+#[test]
+fn other_cluster_sizes_hold_too() {
+    for (seed, (entries, ndbs, syncs)) in (5000..).zip([(1, 1, 1), (2, 5, 3), (4, 3, 5), (1, 5, 5)])
+    {
+        for offset in 0..20 {
+            let mut config = SimConfig::new(seed * 100 + offset);
+            (config.entries, config.ndbs, config.syncs) = (entries, ndbs, syncs);
+            let report = run(&config);
+            assert!(
+                report.passed(),
+                "sizes {entries},{ndbs},{syncs} seed {}: {:?}",
+                config.seed,
+                report.violations
+            );
+        }
+    }
+}
+
+#[test]
+fn without_faults_every_publish_is_acked() {
+    for seed in 0..20 {
+        let mut config = SimConfig::new(seed);
+        config.faults = false;
+        let report = run(&config);
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+        assert_eq!(report.acked, report.published, "seed {seed}");
+        assert_eq!(report.rejected, 0, "seed {seed}");
+        assert!(
+            report.votes > 0 && report.votes <= report.resolutions,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_gives_same_trace_hash_in_process() {
+    for seed in [3, 77, 1234] {
+        let first = run(&SimConfig::new(seed));
+        let second = run(&SimConfig::new(seed));
+        assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}");
+        assert_eq!(first.acked, second.acked, "seed {seed}");
+    }
+    assert_ne!(
+        run(&SimConfig::new(1)).trace_hash,
+        run(&SimConfig::new(2)).trace_hash
+    );
+}
+
+#[test]
+fn same_seed_gives_same_trace_hash_across_processes() {
+    // Another process has other HashMap seeds and another thread_rng: nothing may leak in.
+    let binary = env!("CARGO_BIN_EXE_fox-sim");
+    let output = || {
+        let out = std::process::Command::new(binary)
+            .args(["--seeds", "5", "--seed", "40", "--verbose"])
+            .output()
+            .expect("fox-sim runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter(|line| line.starts_with("seed "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let first = output();
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert_eq!(first, output());
+}
+
+#[test]
+fn checker_catches_ack_before_vote() {
+    for seed in 0..20 {
+        let mut config = SimConfig::new(seed);
+        config.mutation = Mutation::AckBeforeVote;
+        let report = run(&config);
+        assert!(!report.passed(), "seed {seed}: the mutation went unnoticed");
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("before its segment was voted")),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}
+
+#[test]
+fn checker_catches_ids_that_ignore_the_previous_end() {
+    let caught = (0..40)
+        .filter(|seed| {
+            let mut config = SimConfig::new(*seed);
+            config.mutation = Mutation::BaseIgnoresPreviousEnd;
+            let report = run(&config);
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("not above previous end"))
+        })
+        .count();
+    assert!(caught >= 20, "caught in only {caught} of 40 seeds");
+}
+
+#[test]
+fn no_ack_without_a_sync_quorum_or_an_ndb_quorum() {
+    for seed in 0..10 {
+        let mut config = SimConfig::new(seed);
+        config.faults = false;
+        config.syncs_down = 2;
+        let report = run(&config);
+        assert_eq!(
+            report.acked, 0,
+            "seed {seed}: acked with 2 of 3 sync nodes down"
+        );
+        assert!(report.published > 0);
+
+        let mut config = SimConfig::new(seed);
+        config.faults = false;
+        config.ndbs_down = 2;
+        let report = run(&config);
+        assert_eq!(report.acked, 0, "seed {seed}: acked with 2 of 3 ndb down");
+    }
+}
