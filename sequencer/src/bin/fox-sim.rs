@@ -33,9 +33,12 @@ struct Args {
     /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end, stored-quorum-of-one.
     #[arg(long, default_value = "none")]
     mutation: String,
-    /// Print one line per seed (seed, hash) even when it passes.
+    /// Also print every violation of a failing seed (not only the first).
     #[arg(long)]
     verbose: bool,
+    /// Print only failing seeds and the summary, not one line per passing seed.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         simulated_ms += report.simulated_ms;
         if report.passed() {
             passed += 1;
-            if args.verbose {
+            if !args.quiet {
                 println!(
                     "seed {seed} ok hash {:016x} acked {} votes {}",
                     report.trace_hash, report.acked, report.votes
@@ -96,13 +99,14 @@ fn main() -> anyhow::Result<()> {
             failed += 1;
             let first = report.violations.first().cloned().unwrap_or_default();
             println!(
-                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {} --messages {} --publishers {} --safety-ms {}{}",
+                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {} --messages {} --publishers {} --safety-ms {}{}{}",
                 report.trace_hash,
                 args.nodes,
                 args.messages,
                 args.publishers,
                 args.safety_ms,
-                if args.no_faults { " --no-faults" } else { "" }
+                if args.no_faults { " --no-faults" } else { "" },
+                if args.mutation == "none" { String::new() } else { format!(" --mutation {}", args.mutation) }
             );
             if args.verbose {
                 for violation in &report.violations {
