@@ -138,6 +138,23 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
+    /// MQTT: outbound QoS 1/2 messages in flight per client (further capped by the
+    /// client's Receive Maximum). Default 32.
+    pub mqtt_inflight_max: u16,
+    /// MQTT: inbound QoS 2 messages in flight per client (our Receive Maximum). Default 64.
+    pub mqtt_receive_max: u16,
+    /// MQTT 5: topic aliases a client may define (our Topic Alias Maximum). Default 64.
+    pub mqtt_topic_alias_max: u16,
+    /// MQTT: longest keep alive granted, in seconds; a client asking for more (or for 0)
+    /// gets this as Server Keep Alive (5.0). Default 65,535 (no cap; 0 stays allowed).
+    pub mqtt_keep_alive_max_secs: u16,
+    /// MQTT: longest a persistent session is kept while its client is away, in seconds.
+    /// Caps MQTT 5 Session Expiry Interval and is the expiry of MQTT 3.x clean-session-0
+    /// sessions. Default 7 days.
+    pub mqtt_session_expiry_max_secs: u32,
+    /// MQTT: how often `$SYS/broker/...` statistics are published, in milliseconds
+    /// (Mosquitto's `sys_interval`). 0 disables them. Default 10 s.
+    pub mqtt_sys_interval_ms: u64,
 }
 
 impl Default for Limits {
@@ -148,6 +165,12 @@ impl Default for Limits {
             call_timeout_max_ms: 600_000,
             handshake_timeout_ms: 10_000,
             connections_max: 100_000,
+            mqtt_inflight_max: 32,
+            mqtt_receive_max: 64,
+            mqtt_topic_alias_max: 64,
+            mqtt_keep_alive_max_secs: u16::MAX,
+            mqtt_session_expiry_max_secs: 7 * 24 * 3600,
+            mqtt_sys_interval_ms: 10_000,
         }
     }
 }

@@ -110,13 +110,14 @@ class Client:
 
     def kill(self):
         """Drops the connection without DISCONNECT (as a crashed device would)."""
-        self.c.loop_stop()
         sock = self.c.socket()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
+            except (OSError, AttributeError):
                 pass
+        self.c.loop_stop()
+        if sock is not None:
             sock.close()
 
 

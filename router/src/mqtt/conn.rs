@@ -1,0 +1,382 @@
+//! The connection task: bytes in, the CONNECT step, then the sans-IO [`Session`] driven
+//! by socket reads, the realm queue, the keep alive timer, takeover requests and the
+//! shutdown signal; bytes out. WebSocket connections are bridged to the same task
+//! through an in-memory duplex pipe (MQTT over WebSocket is a byte stream in binary
+//! frames; a packet may span frames).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fox_mqtt_proto::{decode, encode, ConnAck, Connect, Error, Packet, Protocol, ReasonCode};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use super::connect::{accept, Accepted};
+use super::registry::Registry;
+use super::session::{End, Flow, Parked, Session};
+use super::sys::Stats;
+use crate::engine::unix_ms;
+use crate::realm::Outbound;
+use crate::router::Router;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Realm messages taken in one go before writing.
+const OUTBOUND_BATCH_MAX: usize = 256;
+/// Size of the WebSocket bridge pipe.
+const BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
+/// Longest a write may block on a client that does not read before it is dropped.
+const WRITE_TIMEOUT_MS: u64 = 30_000;
+
+/// Why the loop stopped.
+struct Exit {
+    end: End,
+    disconnect: Option<ReasonCode>,
+    kick: Option<oneshot::Sender<Option<Parked>>>,
+}
+
+impl Exit {
+    fn new(end: End, disconnect: Option<ReasonCode>) -> Self {
+        Self {
+            end,
+            disconnect,
+            kick: None,
+        }
+    }
+}
+
+/// Serves one MQTT connection over any byte stream.
+pub async fn run<S>(router: Arc<Router>, stream: S, transport: &'static str, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let max_in = router.config.limits.message_size_max_bytes;
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
+    let first =
+        tokio::time::timeout(handshake, read_connect(&mut reader, &mut input, max_in)).await;
+    let connect = match first {
+        Ok(Ok(Some(connect))) => connect,
+        Ok(Err((error, guess))) => {
+            tracing::info!(%peer, %error, "bad MQTT CONNECT");
+            refuse(&mut writer, guess, error.reason_code()).await;
+            return;
+        }
+        Ok(Ok(None)) | Err(_) => return,
+    };
+    let protocol = connect.protocol;
+    let accepted = match accept(&router, connect, transport, &peer, unix_ms()).await {
+        Ok(accepted) => accepted,
+        Err(connack) => {
+            refuse(&mut writer, Some(protocol), connack.reason).await;
+            return;
+        }
+    };
+    established(router, accepted, reader, writer, input, peer).await;
+}
+
+/// Reads until the first packet, which must be CONNECT. `Ok(None)`: the peer went away.
+async fn read_connect<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    input: &mut BytesMut,
+    max_in: usize,
+) -> Result<Option<Connect>, (Error, Option<Protocol>)> {
+    loop {
+        let guess = guess_protocol(input);
+        match decode(input, None, max_in) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(Some(*connect)),
+            Ok(Some(_)) => {
+                return Err((Error::ProtocolError("first packet is not CONNECT"), guess))
+            }
+            Ok(None) => {}
+            Err(error) => return Err((error, guess)),
+        }
+        input.reserve(READ_CHUNK_BYTES);
+        match reader.read_buf(input).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The protocol a (possibly bad) CONNECT asks for, from its level byte, so a refusal can
+/// be answered in it.
+fn guess_protocol(input: &[u8]) -> Option<Protocol> {
+    let header_len = 1 + input.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let name_len = usize::from(u16::from_be_bytes([
+        *input.get(header_len)?,
+        *input.get(header_len + 1)?,
+    ]));
+    let level = *input.get(header_len + 2 + name_len)?;
+    match level {
+        3 => Some(Protocol::V3_1),
+        4 => Some(Protocol::V3_1_1),
+        5 => Some(Protocol::V5),
+        _ => None,
+    }
+}
+
+/// Answers a refused or bad CONNECT with a CONNACK where the protocol has a code for the
+/// reason (an unknown protocol level gets the 3.1.1 "unacceptable protocol version"),
+/// then closes.
+async fn refuse<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    protocol: Option<Protocol>,
+    reason: ReasonCode,
+) {
+    let protocol = match protocol {
+        Some(p) => p,
+        None if reason == ReasonCode::UnsupportedProtocolVersion => Protocol::V3_1_1,
+        None => return,
+    };
+    let connack = Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason,
+        properties: Default::default(),
+    });
+    let mut out = BytesMut::new();
+    if encode(&connack, protocol, &mut out).is_ok() {
+        let _ = writer.write_all(&out).await;
+        let _ = writer.flush().await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn write_packets<W: AsyncWrite + Unpin>(
+    session: &mut Session,
+    writer: &mut W,
+    out: &mut BytesMut,
+    stats: &Stats,
+) -> std::io::Result<()> {
+    let protocol = session.protocol();
+    while let Some(packet) = session.poll_packet() {
+        let before = out.len();
+        match encode(&packet, protocol, out) {
+            Ok(()) => stats.count_packet_sent(out.len() - before),
+            Err(error) => tracing::warn!(%error, "MQTT packet not encodable; skipped"),
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        writer.write_all(out).await?;
+        writer.flush().await
+    };
+    let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
+    let written = tokio::time::timeout(timeout, write).await;
+    out.clear();
+    written.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
+}
+
+async fn sleep_until_ms(deadline_ms: Option<u64>) {
+    match deadline_ms {
+        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[allow(clippy::too_many_lines)] // One select loop; its arms call out to short helpers.
+async fn established<R, W>(
+    router: Arc<Router>,
+    accepted: Accepted,
+    mut reader: R,
+    mut writer: W,
+    mut input: BytesMut,
+    peer: String,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Accepted {
+        mut session,
+        mut rx,
+        mut kicks,
+        generation,
+        realm,
+    } = accepted;
+    let client_id = session.client_id().to_owned();
+    let protocol = session.protocol();
+    let max_in = router.config.limits.message_size_max_bytes;
+    let mut shutdown = router.shutdown_signal();
+    let mut out = BytesMut::new();
+    let stats = &realm.mqtt.stats;
+    let session_stats = session.handle().stats.clone();
+    tracing::debug!(%peer, client = %client_id, "MQTT session established");
+    let exit = loop {
+        if write_packets(&mut session, &mut writer, &mut out, stats)
+            .await
+            .is_err()
+        {
+            break Exit::new(End::Abnormal, None);
+        }
+        input.reserve(READ_CHUNK_BYTES);
+        let deadline = session.poll_timeout();
+        let wants = session.wants_deliveries();
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
+            _ = session_stats.overflow.notified() => {
+                tracing::info!(%peer, client = %client_id, "MQTT session closed: queue full for a close request");
+                break Exit::new(End::Abnormal, Some(ReasonCode::AdministrativeAction));
+            }
+            Some(reply) = kicks.recv() => {
+                break Exit { end: End::Abnormal, disconnect: Some(ReasonCode::SessionTakenOver), kick: Some(reply) };
+            }
+            _ = sleep_until_ms(deadline) => {
+                if let Err(v) = session.handle_timeout(unix_ms()) {
+                    tracing::info!(%peer, client = %client_id, "MQTT {}", v.message);
+                    break Exit::new(End::Abnormal, Some(v.reason));
+                }
+            }
+            read = reader.read_buf(&mut input) => {
+                match read {
+                    Ok(0) | Err(_) => break Exit::new(End::Abnormal, None),
+                    Ok(_) => {}
+                }
+                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer) {
+                    break exit;
+                }
+            }
+            Some(message) = rx.recv(), if wants => {
+                if let Some(exit) = handle_outbound(&mut session, &mut rx, message, &peer) {
+                    break exit;
+                }
+            }
+        }
+    };
+    if let Some(packet) = exit
+        .disconnect
+        .and_then(|reason| session.disconnect_packet(reason))
+    {
+        session.queue(packet);
+    }
+    let _ = write_packets(&mut session, &mut writer, &mut out, stats).await;
+    let _ = writer.shutdown().await;
+    let parked = session.end(rx, exit.end);
+    match (exit.kick, parked) {
+        (Some(reply), parked) => {
+            // The new connection gave up waiting: nobody resumes this session.
+            if let Err(Some(parked)) = reply.send(parked) {
+                realm.leave(parked.handle.info.id);
+            }
+        }
+        (None, Some(parked)) => {
+            if let Err(parked) = Registry::park(&realm, &client_id, generation, Box::new(parked)) {
+                realm.leave(parked.handle.info.id);
+            }
+        }
+        (None, None) => {
+            if let Some(stale) = realm.mqtt.release(&client_id, generation) {
+                realm.leave(stale.handle.info.id);
+            }
+        }
+    }
+}
+
+/// Decodes and handles every complete packet in `input`.
+fn handle_input(
+    session: &mut Session,
+    input: &mut BytesMut,
+    protocol: Protocol,
+    max_in: usize,
+    stats: &Stats,
+    peer: &str,
+) -> Option<Exit> {
+    loop {
+        let before = input.len();
+        let packet = match decode(input, Some(protocol), max_in) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::info!(%peer, client = %session.client_id(), %error, "MQTT protocol violation");
+                return Some(Exit::new(End::Abnormal, Some(error.reason_code())));
+            }
+        };
+        stats.count_packet_received(before - input.len());
+        match session.handle_packet(packet, unix_ms()) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Disconnected) => return Some(Exit::new(End::Normal, None)),
+            Err(v) => {
+                tracing::info!(%peer, client = %session.client_id(), reason = ?v.reason, "MQTT protocol violation: {}", v.message);
+                return Some(Exit::new(End::Abnormal, Some(v.reason)));
+            }
+        }
+    }
+}
+
+/// Handles one realm message and then more, up to a batch, while the session wants them.
+fn handle_outbound(
+    session: &mut Session,
+    rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    first: Outbound,
+    peer: &str,
+) -> Option<Exit> {
+    let mut next = Some(first);
+    for _ in 0..OUTBOUND_BATCH_MAX {
+        let message = next.take()?;
+        if let Err(v) = session.handle_outbound(message, unix_ms()) {
+            tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: {}", v.message);
+            return Some(Exit::new(End::Abnormal, Some(v.reason)));
+        }
+        if !session.wants_deliveries() {
+            return None;
+        }
+        next = rx.try_recv().ok();
+    }
+    None
+}
+
+/// Serves MQTT over a TCP connection.
+pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
+    let _ = stream.set_nodelay(true);
+    run(router, stream, "mqtt", peer).await;
+}
+
+/// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
+/// byte stream; a text frame closes the connection (MQTT over WebSocket, spec 6.0).
+pub async fn serve_websocket(router: Arc<Router>, ws: WebSocketStream<TcpStream>, peer: String) {
+    let (near, far) = tokio::io::duplex(BRIDGE_BUFFER_BYTES);
+    let (mut far_read, mut far_write) = tokio::io::split(far);
+    let (mut sink, mut stream) = ws.split();
+    let inbound = tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            let done = match message {
+                WsMessage::Binary(bytes) => far_write.write_all(&bytes).await.is_err(),
+                WsMessage::Text(_) | WsMessage::Close(_) => true,
+                _ => false,
+            };
+            if done {
+                break;
+            }
+        }
+        let _ = far_write.shutdown().await;
+    });
+    let outbound = tokio::spawn(async move {
+        let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+        loop {
+            match far_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink
+                        .send(WsMessage::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+    run(router, near, "mqtt-websocket", peer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
+    inbound.abort();
+}

@@ -1,0 +1,251 @@
+//! CONNECT: authentication (`user@realm` picks the realm), will permission, session
+//! expiry, the takeover of an existing session with the same client identifier, and
+//! the CONNACK with what we negotiated.
+//!
+//! This is the one async step of the gate: a takeover waits (bounded) for the old
+//! connection to hand its session state over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_mqtt_proto::{ConnAck, Connect, LastWill, Properties, Protocol, ReasonCode};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use super::inbound::message_properties;
+use super::registry::Previous;
+use super::session::{Negotiated, Parked, Session, SessionState, Will};
+use crate::auth::{Action, Identity};
+use crate::realm::{Outbound, Realm, SessionHandle, SessionInfo};
+use crate::router::Router;
+use crate::topic::Topic;
+
+/// How long a new connection waits for the one it takes over to hand its session over.
+const TAKEOVER_WAIT_MS: u64 = 5_000;
+
+/// An accepted connection: its session, realm queue and takeover channel.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The session (CONNACK queued).
+    pub session: Session,
+    /// The realm queue of the session.
+    pub rx: mpsc::Receiver<Outbound>,
+    /// Requests from a newer connection with the same client identifier.
+    pub kicks: mpsc::Receiver<oneshot::Sender<Option<Parked>>>,
+    /// This connection's generation in the registry.
+    pub generation: u64,
+    /// The realm.
+    pub realm: Arc<Realm>,
+}
+
+fn refusal(reason: ReasonCode) -> ConnAck {
+    ConnAck {
+        session_present: false,
+        reason,
+        properties: Properties::default(),
+    }
+}
+
+/// A random session ID in [1, 2^53].
+fn session_id() -> u64 {
+    rand::thread_rng().gen_range(1..=1u64 << 53)
+}
+
+fn will_of(will: &LastWill, now_ms: u64) -> Will {
+    Will {
+        topic: Topic::from_mqtt(&will.topic),
+        payload: will.payload.clone(),
+        qos: will.qos.value(),
+        retain: will.retain,
+        properties: message_properties(&will.properties, now_ms),
+        delay_secs: will.properties.will_delay_interval_secs.unwrap_or(0),
+    }
+}
+
+/// Checks CONNECT and establishes the session, or gives the refusing CONNACK.
+pub async fn accept(
+    router: &Arc<Router>,
+    connect: Connect,
+    transport: &'static str,
+    peer: &str,
+    now_ms: u64,
+) -> Result<Accepted, ConnAck> {
+    if connect.properties.authentication_method.is_some() {
+        return Err(refusal(ReasonCode::BadAuthenticationMethod));
+    }
+    let assigned = connect.client_id.is_empty();
+    let client_id = if assigned {
+        format!("fox-{:016x}", rand::random::<u64>())
+    } else {
+        connect.client_id.clone()
+    };
+    let username = connect.username.as_deref();
+    let login = router
+        .authenticator
+        .mqtt_login(username, connect.password.as_deref(), &client_id);
+    let Some((identity, realm_name)) = login else {
+        tracing::info!(%peer, ?username, "MQTT login refused");
+        let reason = match username {
+            Some(_) => ReasonCode::BadUserNameOrPassword,
+            None => ReasonCode::NotAuthorized,
+        };
+        return Err(refusal(reason));
+    };
+    let Some(realm) = router.realm(&realm_name) else {
+        return Err(refusal(ReasonCode::NotAuthorized));
+    };
+    let will = connect.will.as_ref().map(|w| will_of(w, now_ms));
+    if let Some(will) = &will {
+        if !will_permitted(&realm, &identity, will) {
+            return Err(refusal(ReasonCode::NotAuthorized));
+        }
+    }
+    let settings = negotiate(router, &connect, client_id);
+    let info = SessionInfo {
+        id: session_id(),
+        realm: realm.name.clone(),
+        identity,
+        transport,
+        peer: peer.to_owned(),
+        roles: fox_wamp_proto::Dict::new(),
+    };
+    let (kick, kicks) = mpsc::channel(1);
+    let (generation, previous) = realm.mqtt.claim(&settings.client_id, kick);
+    let previous = match previous {
+        Previous::None => None,
+        Previous::Parked(parked) => Some(*parked),
+        Previous::Live(kick, stale) => {
+            if let Some(stale) = stale {
+                realm.leave(stale.handle.info.id);
+            }
+            match take_over(kick).await {
+                Some(parked) => Some(parked),
+                // The old connection ended before it could answer: it left its state here.
+                None => realm
+                    .mqtt
+                    .take_handoff(&settings.client_id, generation)
+                    .map(|p| *p),
+            }
+        }
+    };
+    let previous = previous.and_then(|p| resume_or_discard(&realm, p, connect.clean_start));
+    let session_present = previous.is_some();
+    let (handle, rx, state) = match previous {
+        Some(parked) => (parked.handle, parked.rx, parked.state),
+        None => {
+            let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
+            realm.join(handle.clone());
+            (handle, rx, SessionState::default())
+        }
+    };
+    super::sys::ensure_started(router, &realm);
+    let connack = connack(&connect, &settings, session_present, assigned, router);
+    let session = Session::new(
+        realm.clone(),
+        handle,
+        settings,
+        state,
+        will,
+        connack,
+        now_ms,
+    );
+    Ok(Accepted {
+        session,
+        rx,
+        kicks,
+        generation,
+        realm,
+    })
+}
+
+fn will_permitted(realm: &Realm, identity: &Identity, will: &Will) -> bool {
+    let uri = will.topic.to_wamp();
+    !will
+        .topic
+        .levels()
+        .first()
+        .is_some_and(|l| l.starts_with('$'))
+        && realm
+            .shared()
+            .authorizer
+            .permits(&identity.authrole, Action::Publish, &uri)
+}
+
+/// Asks the live connection to give up its session; `None` if it ended meanwhile.
+async fn take_over(kick: super::registry::Kick) -> Option<Parked> {
+    let (reply, answer) = oneshot::channel();
+    kick.send(reply).await.ok()?;
+    let waited = tokio::time::timeout(Duration::from_millis(TAKEOVER_WAIT_MS), answer).await;
+    waited.ok()?.ok()?
+}
+
+/// A previous session is resumed unless the client asked for a clean start; a discarded
+/// one leaves the realm (and its pending delayed will is published: its session ended).
+/// A resumed session's pending will is cancelled: the client came back in time.
+fn resume_or_discard(realm: &Realm, mut parked: Parked, clean_start: bool) -> Option<Parked> {
+    let will = parked.will.take();
+    if !clean_start {
+        return Some(parked);
+    }
+    if let Some(will) = will {
+        will.publish(realm, &parked.handle);
+    }
+    realm.leave(parked.handle.info.id);
+    None
+}
+
+fn negotiate(router: &Router, connect: &Connect, client_id: String) -> Negotiated {
+    let limits = &router.config.limits;
+    let mut settings = Negotiated::from_limits(limits, connect.protocol, client_id);
+    let properties = &connect.properties;
+    settings.keep_alive_secs = match connect.keep_alive_secs {
+        0 if limits.mqtt_keep_alive_max_secs < u16::MAX => limits.mqtt_keep_alive_max_secs,
+        asked => asked.min(limits.mqtt_keep_alive_max_secs),
+    };
+    settings.expiry_secs = if connect.protocol.is_v5() {
+        properties.session_expiry_interval_secs.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    }
+    .min(limits.mqtt_session_expiry_max_secs);
+    if let Some(receive_max) = properties.receive_maximum {
+        settings.inflight_max = settings.inflight_max.min(receive_max.max(1));
+    }
+    if let Some(max) = properties.maximum_packet_size_bytes {
+        settings.client_packet_max_bytes = max as usize;
+    }
+    settings.client_topic_alias_max = properties.topic_alias_maximum.unwrap_or(0);
+    settings
+}
+
+fn connack(
+    connect: &Connect,
+    settings: &Negotiated,
+    session_present: bool,
+    assigned: bool,
+    router: &Router,
+) -> ConnAck {
+    let mut properties = Properties::default();
+    if connect.protocol == Protocol::V5 {
+        let limits = &router.config.limits;
+        properties.receive_maximum = Some(settings.receive_max);
+        properties.topic_alias_maximum = Some(settings.topic_alias_max);
+        properties.maximum_packet_size_bytes = u32::try_from(limits.message_size_max_bytes).ok();
+        if connect.properties.session_expiry_interval_secs.unwrap_or(0) != settings.expiry_secs {
+            properties.session_expiry_interval_secs = Some(settings.expiry_secs);
+        }
+        if settings.keep_alive_secs != connect.keep_alive_secs {
+            properties.server_keep_alive_secs = Some(settings.keep_alive_secs);
+        }
+        if assigned {
+            properties.assigned_client_identifier = Some(settings.client_id.clone());
+        }
+    }
+    ConnAck {
+        session_present,
+        reason: ReasonCode::Success,
+        properties,
+    }
+}

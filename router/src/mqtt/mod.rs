@@ -1,0 +1,73 @@
+//! The MQTT gate: MQTT 3.1, 3.1.1 and 5.0 over TCP and over WebSocket (path `/mqtt`,
+//! subprotocol `mqtt`), on the strict codec `fox-mqtt-proto`, into the realm's one topic
+//! space shared with WAMP.
+//!
+//! # Layout
+//!
+//! ```text
+//! conn.rs       tokio edge: socket / WebSocket bridge, select loop, timers, writes
+//! connect.rs    CONNECT: login (user@realm), will permission, takeover, CONNACK
+//! session.rs    sans-IO session core: handle_packet / handle_outbound / handle_timeout,
+//!               poll_packet, poll_timeout, end
+//! inbound.rs    PUBLISH from the client: aliases, permission, QoS 0/1/2 (exactly once)
+//! outbound.rs   deliveries to the client: inflight window, DUP retransmission, acks
+//! inflight.rs   the window and packet-ID allocation
+//! subscribe.rs  SUBSCRIBE / UNSUBSCRIBE, shared subscriptions, retain handling
+//! registry.rs   sessions by client id per realm: live, parked (persistent), expiry
+//! sys.rs        $SYS/broker/... statistics
+//! ```
+//!
+//! # One topic space with WAMP
+//!
+//! MQTT `a/b/c` is WAMP `a.b.c`. A `.` inside an MQTT level is a `/` inside the WAMP
+//! component and the reverse (`x.y/z` is WAMP `x/y.z`), so no two distinct topics collide
+//! and every topic round-trips (see [`crate::topic`]). MQTT `+` is a WAMP wildcard
+//! component (`a/+/c` = `a..c`, match `wildcard`), MQTT `a/#` matches `a` and everything
+//! below, like the WAMP prefix `a.`. Permissions are checked on the WAMP spelling.
+//! Payloads: an MQTT payload reaches WAMP as `args = [json]` (or `[bytes]` when it is
+//! not JSON); a WAMP event reaches MQTT as the JSON of its only argument, or
+//! `{"args": [...], "kwargs": {...}}` ([`crate::realm::Payload`]). Retained messages
+//! are one store (an empty payload clears a topic); a will is published like a WAMP
+//! testament. Every message has one permanent ID, which MQTT 5 subscribers receive as
+//! the user property `fox-id`.
+//!
+//! # Sessions
+//!
+//! A session with expiry > 0 (3.x clean session 0: `limits.mqtt_session_expiry_max_secs`;
+//! 5.0: Session Expiry Interval, capped by it) stays registered in the realm while its
+//! client is away: its subscriptions keep matching and its realm queue
+//! (`limits.session_queue_max`) holds the messages; when full, the newest are dropped and
+//! counted. Reconnecting with the same client id in the same realm resumes it (session
+//! present), retransmitting unacknowledged messages with DUP. A second connection with
+//! the same client id takes the session over; the first gets DISCONNECT 0x8E (5.0).
+//!
+//! Outbound QoS 1/2 messages are limited by an inflight window of
+//! min(client Receive Maximum, `limits.mqtt_inflight_max`); while it is full the
+//! connection stops taking from the realm queue (backpressure into the bounded queue).
+//!
+//! Bad input (decode errors, protocol violations) ends the connection with DISCONNECT
+//! and the reason code in 5.0 (CONNACK before the session exists), a plain close in 3.x;
+//! each is logged once, and the will is published.
+//!
+//! Known limits: no enhanced authentication (AUTH); a session subscribing the same
+//! filter both plain and as `$share/...` shares one broker subscription; QoS 0 messages
+//! are queued for offline sessions too (the spec allows it).
+
+mod conn;
+mod connect;
+mod inbound;
+mod inflight;
+mod outbound;
+mod registry;
+mod session;
+mod subscribe;
+mod sys;
+
+pub use conn::{run, serve_tcp, serve_websocket};
+pub use outbound::FOX_ID_PROPERTY;
+pub use registry::Registry;
+pub use session::{End, Flow, Negotiated, Parked, Session, SessionState, Violation, Will};
+pub use sys::Stats;
+
+#[cfg(test)]
+mod tests;

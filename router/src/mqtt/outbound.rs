@@ -1,0 +1,236 @@
+//! Deliveries to the client: a realm delivery becomes a PUBLISH (QoS downgraded to the
+//! subscription's, expired messages dropped, properties passed through, the permanent ID
+//! as user property `fox-id` in MQTT 5, topic aliases when the client allows them), QoS 1
+//! and 2 go through the inflight window, and the client's acknowledgements retire them.
+//!
+//! Flow control: the connection takes from the realm queue only while
+//! [`Session::wants_deliveries`], so a client that does not acknowledge leaves messages in
+//! its bounded realm queue (whose policy, when full, is to drop the newest and count them).
+
+use fox_mqtt_proto::{
+    encoded_len, Packet, PayloadFormat, Properties, PubRel, Publish, QoS, ReasonCode,
+};
+
+use super::inflight::{Entry, Phase};
+use super::session::{Flow, Session, Violation};
+use crate::realm::{Delivery, Outbound};
+
+/// The user property carrying a message's permanent ID to MQTT 5 subscribers.
+pub const FOX_ID_PROPERTY: &str = "fox-id";
+
+impl Session {
+    /// Whether the connection should take more messages from the realm queue: nothing
+    /// pending and room in the inflight window.
+    pub fn wants_deliveries(&self) -> bool {
+        self.state.pending.is_empty() && self.window_open()
+    }
+
+    fn window_open(&self) -> bool {
+        self.state.inflight.len() < usize::from(self.settings.inflight_max)
+    }
+
+    /// One message from the realm queue.
+    pub fn handle_outbound(&mut self, outbound: Outbound, now_ms: u64) -> Result<(), Violation> {
+        match outbound {
+            Outbound::Event(delivery) => {
+                self.state.pending.push_back(delivery);
+                self.drain_pending(now_ms);
+                Ok(())
+            }
+            Outbound::Wamp(_) => Ok(()),
+            Outbound::Close { .. } => Err(Violation::new(
+                ReasonCode::AdministrativeAction,
+                "session closed by the router",
+            )),
+        }
+    }
+
+    /// Queues a delivery that did not come through the realm queue (retained replay);
+    /// past the pending bound it is dropped and counted.
+    pub(super) fn enqueue(&mut self, delivery: Delivery) {
+        if self.state.pending.len() >= self.settings.pending_max {
+            self.realm.mqtt.stats.count_dropped();
+            return;
+        }
+        self.state.pending.push_back(delivery);
+    }
+
+    /// Sends pending deliveries while the inflight window has room.
+    pub(super) fn drain_pending(&mut self, now_ms: u64) {
+        while self.window_open() {
+            let Some(delivery) = self.state.pending.pop_front() else {
+                return;
+            };
+            self.send_delivery(&delivery, now_ms);
+        }
+    }
+
+    fn send_delivery(&mut self, delivery: &Delivery, now_ms: u64) {
+        let Some(publish) = self.publish_for(delivery, now_ms) else {
+            return;
+        };
+        if publish.qos == QoS::AtMostOnce {
+            self.send_publish(publish);
+            return;
+        }
+        let packet_id = self.state.inflight.allocate();
+        let publish = Publish {
+            packet_id: Some(packet_id),
+            ..publish
+        };
+        let phase = match publish.qos {
+            QoS::ExactlyOnce => Phase::AwaitPubRec,
+            _ => Phase::AwaitPubAck,
+        };
+        self.state.inflight.push(Entry {
+            packet_id,
+            publish: publish.clone(),
+            phase,
+        });
+        self.send_publish(publish);
+    }
+
+    /// The PUBLISH for a delivery (without packet ID), or `None` when it is not to be sent:
+    /// unknown subscription, expired, or larger than the client's maximum packet size.
+    fn publish_for(&self, delivery: &Delivery, now_ms: u64) -> Option<Publish> {
+        let filter = self.state.by_broker_id.get(&delivery.subscription)?;
+        let record = self.state.subscriptions.get(filter)?;
+        let publication = &delivery.publication;
+        let message = &publication.properties;
+        let remaining_secs = match message.expires_at_ms {
+            Some(at) if at <= now_ms => return None,
+            Some(at) => Some(u32::try_from((at - now_ms).div_ceil(1000)).unwrap_or(u32::MAX)),
+            None => None,
+        };
+        let qos = delivery.qos.min(record.qos).min(publication.qos);
+        let retain = delivery.retained || (record.retain_as_published && publication.retain);
+        let mut properties = Properties {
+            message_expiry_interval_secs: remaining_secs,
+            payload_format_indicator: message.payload_utf8.map(|utf8| {
+                if utf8 {
+                    PayloadFormat::Utf8
+                } else {
+                    PayloadFormat::Unspecified
+                }
+            }),
+            content_type: message.content_type.clone(),
+            response_topic: message.response_topic.clone(),
+            correlation_data: message.correlation_data.clone(),
+            subscription_identifiers: record.identifier.into_iter().collect(),
+            user_properties: message.user_properties.clone(),
+            ..Properties::default()
+        };
+        properties
+            .user_properties
+            .push((FOX_ID_PROPERTY.to_owned(), publication.id.to_string()));
+        let publish = Publish {
+            dup: false,
+            qos: QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce),
+            retain,
+            topic: publication.topic.to_mqtt(),
+            packet_id: (qos > 0).then_some(1),
+            payload: publication.payload.to_mqtt(),
+            properties,
+        };
+        let size = encoded_len(&Packet::Publish(publish.clone()), self.settings.protocol);
+        match size {
+            Ok(bytes) if bytes <= self.settings.client_packet_max_bytes => Some(publish),
+            _ => {
+                // MQTT-3.1.2-25: a packet the client cannot take is discarded.
+                self.realm.mqtt.stats.count_dropped();
+                None
+            }
+        }
+    }
+
+    /// Writes a PUBLISH, replacing its topic by an alias when the client allows them.
+    fn send_publish(&mut self, mut publish: Publish) {
+        if self.settings.client_topic_alias_max > 0 {
+            match self.outbound_aliases.get(&publish.topic) {
+                Some(alias) => {
+                    publish.properties.topic_alias = Some(*alias);
+                    publish.topic.clear();
+                }
+                None if self.outbound_aliases.len()
+                    < usize::from(self.settings.client_topic_alias_max) =>
+                {
+                    let alias = self.outbound_aliases.len() as u16 + 1;
+                    self.outbound_aliases.insert(publish.topic.clone(), alias);
+                    publish.properties.topic_alias = Some(alias);
+                }
+                None => {}
+            }
+        }
+        self.realm.mqtt.stats.count_publish_sent();
+        self.out.push_back(Packet::Publish(publish));
+    }
+
+    /// Retransmits everything in flight, in order, after a session resumed: PUBLISH with
+    /// DUP set, or PUBREL for exchanges past PUBREC (MQTT-4.4.0-1).
+    pub(super) fn retransmit(&mut self) {
+        let entries: Vec<Entry> = self.state.inflight.iter().cloned().collect();
+        for entry in entries {
+            match entry.phase {
+                Phase::AwaitPubAck | Phase::AwaitPubRec => {
+                    let publish = Publish {
+                        dup: true,
+                        ..entry.publish
+                    };
+                    self.send_publish(publish);
+                }
+                Phase::AwaitPubComp => self
+                    .out
+                    .push_back(pubrel(entry.packet_id, ReasonCode::Success)),
+            }
+        }
+    }
+
+    pub(super) fn handle_puback(&mut self, packet_id: u16) -> Result<Flow, Violation> {
+        // An unknown packet ID is ignored: it may be a late ack of a retransmission.
+        self.state.inflight.complete(packet_id, Phase::AwaitPubAck);
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn handle_pubrec(
+        &mut self,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> Result<Flow, Violation> {
+        if reason.is_error() {
+            // MQTT 5: a failure PUBREC ends the exchange.
+            self.state.inflight.complete(packet_id, Phase::AwaitPubRec);
+            return Ok(Flow::Continue);
+        }
+        let known = match self.state.inflight.get_mut(packet_id, Phase::AwaitPubRec) {
+            Some(entry) => {
+                entry.phase = Phase::AwaitPubComp;
+                true
+            }
+            None => self
+                .state
+                .inflight
+                .get_mut(packet_id, Phase::AwaitPubComp)
+                .is_some(),
+        };
+        let reason = if known || !self.settings.protocol.is_v5() {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        self.out.push_back(pubrel(packet_id, reason));
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn handle_pubcomp(&mut self, packet_id: u16) -> Result<Flow, Violation> {
+        self.state.inflight.complete(packet_id, Phase::AwaitPubComp);
+        Ok(Flow::Continue)
+    }
+}
+
+fn pubrel(packet_id: u16, reason: ReasonCode) -> Packet {
+    Packet::PubRel(PubRel {
+        packet_id,
+        reason,
+        properties: Properties::default(),
+    })
+}

@@ -1,0 +1,237 @@
+//! Client sessions by client identifier, per realm: the live connection of each, or the
+//! parked state of a persistent session whose client is away.
+//!
+//! ```text
+//! CONNECT(id) --claim--> previous slot:  none   -> new session
+//!                                        parked -> resume (unless clean start)
+//!                                        live   -> kick: the old connection sends
+//!                                                  DISCONNECT 0x8E and hands its state back
+//! connection ends --park--> Parked (expiry > 0; an expiry task publishes a delayed will
+//!                                   and, after the session expiry, leaves the realm)
+//!                 --release--> removed (expiry 0)
+//! ```
+//!
+//! Every claim gets a new generation; park and release act only if the slot still holds
+//! their generation, so a connection that was superseded never overwrites its successor.
+//! While parked, the realm keeps the session's handle: its subscriptions keep matching and
+//! its bounded queue fills (when full, the newest events are dropped and counted in
+//! `SessionStats::events_dropped`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::session::Parked;
+use super::sys::Stats;
+use crate::engine::unix_ms;
+use crate::realm::Realm;
+
+/// How a live connection is asked to give up its session.
+pub type Kick = mpsc::Sender<oneshot::Sender<Option<Parked>>>;
+
+#[derive(Debug)]
+enum Slot {
+    /// A connection holds the session. `handoff`: the state of the connection it
+    /// superseded, when that one ended before it could answer the kick.
+    Live {
+        generation: u64,
+        kick: Kick,
+        handoff: Option<Box<Parked>>,
+    },
+    Parked {
+        generation: u64,
+        parked: Box<Parked>,
+    },
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Previous {
+    /// No session with this client identifier.
+    None,
+    /// A parked session.
+    Parked(Box<Parked>),
+    /// A live connection: kick it to get its state. A stale handoff found there (a
+    /// session nobody resumed) is for the caller to end.
+    Live(Kick, Option<Box<Parked>>),
+}
+
+/// The MQTT side of a realm.
+#[derive(Debug, Default)]
+pub struct Registry {
+    clients: Mutex<HashMap<String, Slot>>,
+    next_generation: AtomicU64,
+    /// MQTT statistics of the realm (`$SYS`).
+    pub stats: Stats,
+    sys_started: AtomicBool,
+}
+
+impl Registry {
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        // Poisoned only if a holder panicked; every critical section here is panic-free.
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new live connection for `client_id`: its generation and what was there.
+    pub fn claim(&self, client_id: &str, kick: Kick) -> (u64, Previous) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = Slot::Live {
+            generation,
+            kick,
+            handoff: None,
+        };
+        let previous = self.clients().insert(client_id.to_owned(), slot);
+        let previous = match previous {
+            None => Previous::None,
+            Some(Slot::Parked { parked, .. }) => Previous::Parked(parked),
+            Some(Slot::Live { kick, handoff, .. }) => Previous::Live(kick, handoff),
+        };
+        (generation, previous)
+    }
+
+    /// Parks a session whose connection ended. If another connection has claimed the
+    /// client identifier meanwhile, the state is left there for it to take over
+    /// ([`Registry::take_handoff`]); it is given back only if that is impossible (the
+    /// caller then ends the session).
+    pub fn park(
+        realm: &Arc<Realm>,
+        client_id: &str,
+        generation: u64,
+        parked: Box<Parked>,
+    ) -> Result<(), Box<Parked>> {
+        let registry = &realm.mqtt;
+        let expiry_ms = u64::from(parked.expiry_secs) * 1000;
+        let will_delay_ms = parked.will.as_ref().map(|w| u64::from(w.delay_secs) * 1000);
+        {
+            let mut clients = registry.clients();
+            match clients.get_mut(client_id) {
+                Some(Slot::Live { generation: g, .. }) if *g == generation => {}
+                Some(Slot::Live { handoff, .. }) if handoff.is_none() => {
+                    *handoff = Some(parked);
+                    return Ok(());
+                }
+                _ => return Err(parked),
+            }
+            clients.insert(client_id.to_owned(), Slot::Parked { generation, parked });
+        }
+        let realm = Arc::downgrade(realm);
+        tokio::spawn(expire(
+            realm,
+            client_id.to_owned(),
+            generation,
+            will_delay_ms,
+            expiry_ms,
+        ));
+        Ok(())
+    }
+
+    /// Removes the slot of a connection whose session ended with it; a handoff still
+    /// there (never taken) is returned for the caller to end.
+    pub fn release(&self, client_id: &str, generation: u64) -> Option<Box<Parked>> {
+        let mut clients = self.clients();
+        let own = matches!(clients.get(client_id), Some(Slot::Live { generation: g, .. }) if *g == generation);
+        if !own {
+            return None;
+        }
+        match clients.remove(client_id) {
+            Some(Slot::Live { handoff, .. }) => handoff,
+            _ => None,
+        }
+    }
+
+    /// The state a superseded connection left for this one (see [`Registry::park`]).
+    pub fn take_handoff(&self, client_id: &str, generation: u64) -> Option<Box<Parked>> {
+        match self.clients().get_mut(client_id) {
+            Some(Slot::Live {
+                generation: g,
+                handoff,
+                ..
+            }) if *g == generation => handoff.take(),
+            _ => None,
+        }
+    }
+
+    /// Clients known: (connected, parked).
+    pub fn counts(&self) -> (usize, usize) {
+        let clients = self.clients();
+        let parked = clients
+            .values()
+            .filter(|s| matches!(s, Slot::Parked { .. }))
+            .count();
+        (clients.len() - parked, parked)
+    }
+
+    /// Whether the `$SYS` publisher of this realm still has to be started (true once).
+    pub fn start_sys(&self) -> bool {
+        !self.sys_started.swap(true, Ordering::AcqRel)
+    }
+
+    fn take_parked(&self, client_id: &str, generation: u64) -> Option<Box<Parked>> {
+        let mut clients = self.clients();
+        match clients.get(client_id) {
+            Some(Slot::Parked { generation: g, .. }) if *g == generation => {}
+            _ => return None,
+        }
+        match clients.remove(client_id) {
+            Some(Slot::Parked { parked, .. }) => Some(parked),
+            _ => None,
+        }
+    }
+
+    fn take_will(
+        &self,
+        client_id: &str,
+        generation: u64,
+    ) -> Option<(super::session::Will, crate::realm::SessionHandle)> {
+        let mut clients = self.clients();
+        match clients.get_mut(client_id) {
+            Some(Slot::Parked {
+                generation: g,
+                parked,
+            }) if *g == generation => parked.will.take().map(|w| (w, parked.handle.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Publishes a parked session's delayed will when its delay passes, and ends the session
+/// when it expires, unless the client came back (the generation changed).
+async fn expire(
+    realm: Weak<Realm>,
+    client_id: String,
+    generation: u64,
+    will_delay_ms: Option<u64>,
+    expiry_ms: u64,
+) {
+    let started_ms = unix_ms();
+    if let Some(delay_ms) = will_delay_ms.filter(|d| *d < expiry_ms) {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let Some(realm) = realm.upgrade() else { return };
+        match realm.mqtt.take_will(&client_id, generation) {
+            Some((will, handle)) => will.publish(&realm, &handle),
+            None if !realm.mqtt.is_parked(&client_id, generation) => return,
+            None => {}
+        }
+    }
+    let elapsed_ms = unix_ms().saturating_sub(started_ms);
+    tokio::time::sleep(Duration::from_millis(expiry_ms.saturating_sub(elapsed_ms))).await;
+    let Some(realm) = realm.upgrade() else { return };
+    if let Some(parked) = realm.mqtt.take_parked(&client_id, generation) {
+        tracing::debug!(client = %client_id, "persistent session expired");
+        if let Some(will) = parked.will {
+            will.publish(&realm, &parked.handle);
+        }
+        realm.leave(parked.handle.info.id);
+    }
+}
+
+impl Registry {
+    fn is_parked(&self, client_id: &str, generation: u64) -> bool {
+        matches!(self.clients().get(client_id), Some(Slot::Parked { generation: g, .. }) if *g == generation)
+    }
+}

@@ -1,0 +1,365 @@
+//! The sans-IO MQTT session of one established connection: packets and deliveries in,
+//! packets out, time passed in as Unix milliseconds. No socket, no clock, no task.
+//!
+//! Calling order (the connection task in `conn.rs` follows it):
+//! 1. [`Session::new`] after CONNECT was accepted (`connect.rs`); the CONNACK and, for a
+//!    resumed session, the retransmissions (PUBLISH with DUP, PUBREL) are queued first.
+//! 2. [`Session::handle_packet`] for each decoded packet, [`Session::handle_outbound`]
+//!    for each message from the realm, but only while [`Session::wants_deliveries`],
+//!    [`Session::handle_timeout`] when [`Session::poll_timeout`] passes.
+//! 3. After each, drain [`Session::poll_packet`] and write.
+//! 4. [`Session::end`] once: publishes the will if due, and returns the state to park
+//!    when the session outlives the connection.
+//!
+//! Inbound PUBLISH handling is in `inbound.rs`, outbound delivery and the inflight window
+//! in `outbound.rs`, SUBSCRIBE / UNSUBSCRIBE in `subscribe.rs`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fox_mqtt_proto::{ConnAck, Disconnect, Packet, Properties, Protocol, ReasonCode};
+use tokio::sync::mpsc;
+
+use super::inflight::Inflight;
+use crate::config::Limits;
+use crate::realm::{
+    Delivery, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle,
+};
+use crate::topic::Topic;
+
+/// A will message (MQTT) = a testament (WAMP): published when the connection ends
+/// abnormally, after its delay.
+#[derive(Clone, Debug)]
+pub struct Will {
+    /// Topic.
+    pub topic: Topic,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// MQTT 5 properties passed through.
+    pub properties: MessageProperties,
+    /// MQTT 5 will delay, in seconds.
+    pub delay_secs: u32,
+}
+
+impl Will {
+    /// Publishes the will into the realm.
+    pub fn publish(self, realm: &Realm, publisher: &SessionHandle) {
+        let options = PublishOptions {
+            exclude_me: false,
+            qos: self.qos,
+            retain: self.retain,
+            ..PublishOptions::default()
+        };
+        let payload = Payload::Raw(self.payload);
+        realm.publish_with(
+            Some(&publisher.info),
+            &self.topic,
+            payload,
+            &options,
+            self.properties,
+        );
+    }
+}
+
+/// One MQTT subscription of a session, as the client asked for it.
+#[derive(Clone, Debug)]
+pub struct SubscriptionRecord {
+    /// The broker's subscription ID.
+    pub broker_id: u64,
+    /// Granted QoS.
+    pub qos: u8,
+    /// MQTT 5 retain as published.
+    pub retain_as_published: bool,
+    /// MQTT 5 subscription identifier.
+    pub identifier: Option<u32>,
+}
+
+/// What of a session outlives its connection (clean session 0 / session expiry > 0).
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// Subscriptions by topic filter, as the client wrote it.
+    pub subscriptions: HashMap<String, SubscriptionRecord>,
+    /// Topic filter by broker subscription ID. A session subscribing `a/b` and
+    /// `$share/g/a/b` shares one broker subscription; the later filter wins.
+    pub by_broker_id: HashMap<u64, String>,
+    /// Outbound QoS 1 / 2 messages not yet acknowledged.
+    pub inflight: Inflight,
+    /// Inbound QoS 2 packet IDs: PUBREC sent, PUBREL awaited (exactly once).
+    pub inbound_qos2: HashSet<u16>,
+    /// Deliveries waiting for the inflight window (retained replays, mostly).
+    pub pending: VecDeque<Delivery>,
+}
+
+/// A session waiting for its client to come back.
+#[derive(Debug)]
+pub struct Parked {
+    /// The realm's handle: still registered, so subscriptions keep matching.
+    pub handle: SessionHandle,
+    /// Its queue: fills while the client is away (bounded; newest dropped when full).
+    pub rx: mpsc::Receiver<Outbound>,
+    /// Subscriptions, inflight messages, inbound QoS 2 state.
+    pub state: SessionState,
+    /// Session expiry interval in seconds (> 0).
+    pub expiry_secs: u32,
+    /// A will waiting for its delay.
+    pub will: Option<Will>,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client sent DISCONNECT (or the router shut down): no will.
+    Normal,
+    /// Network error, keep alive timeout, protocol violation, kill: the will is due.
+    Abnormal,
+}
+
+/// What the connection does after a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The client sent DISCONNECT: close after writing what is queued.
+    Disconnected,
+}
+
+/// A protocol violation or a reason to close from our side: DISCONNECT with `reason`
+/// (MQTT 5) or close (3.x), and the will is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The reason code.
+    pub reason: ReasonCode,
+    /// For the log.
+    pub message: &'static str,
+}
+
+impl Violation {
+    /// A violation with this reason.
+    pub fn new(reason: ReasonCode, message: &'static str) -> Self {
+        Self { reason, message }
+    }
+}
+
+/// Settings fixed at CONNECT: ours from the limits, the client's from its CONNECT.
+#[derive(Clone, Debug)]
+pub struct Negotiated {
+    /// The connection's protocol.
+    pub protocol: Protocol,
+    /// Client identifier.
+    pub client_id: String,
+    /// Keep alive in force, seconds (0: none).
+    pub keep_alive_secs: u16,
+    /// Outbound QoS 1/2 window: min(client's Receive Maximum, our inflight max).
+    pub inflight_max: u16,
+    /// Largest packet the client accepts.
+    pub client_packet_max_bytes: usize,
+    /// Topic aliases the client accepts from us.
+    pub client_topic_alias_max: u16,
+    /// Inbound QoS 2 window we announced.
+    pub receive_max: u16,
+    /// Topic aliases we accept.
+    pub topic_alias_max: u16,
+    /// Session expiry in seconds (0: ends with the connection).
+    pub expiry_secs: u32,
+    /// Largest queue of pending deliveries.
+    pub pending_max: usize,
+}
+
+impl Negotiated {
+    /// Our side's settings from the limits, for a client of `protocol`.
+    pub fn from_limits(limits: &Limits, protocol: Protocol, client_id: String) -> Self {
+        Self {
+            protocol,
+            client_id,
+            keep_alive_secs: 0,
+            inflight_max: limits.mqtt_inflight_max.max(1),
+            client_packet_max_bytes: usize::MAX,
+            client_topic_alias_max: 0,
+            receive_max: limits.mqtt_receive_max.max(1),
+            topic_alias_max: limits.mqtt_topic_alias_max,
+            expiry_secs: 0,
+            pending_max: limits.session_queue_max.max(1),
+        }
+    }
+}
+
+/// One established MQTT session on one connection.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) realm: Arc<Realm>,
+    pub(super) handle: SessionHandle,
+    pub(super) settings: Negotiated,
+    pub(super) state: SessionState,
+    pub(super) will: Option<Will>,
+    pub(super) last_packet_ms: u64,
+    pub(super) inbound_aliases: HashMap<u16, String>,
+    pub(super) outbound_aliases: HashMap<String, u16>,
+    pub(super) out: VecDeque<Packet>,
+}
+
+impl Session {
+    /// An established session: queues `connack`, then retransmits what `state` holds in
+    /// flight (PUBLISH with DUP, PUBREL), in order.
+    pub fn new(
+        realm: Arc<Realm>,
+        handle: SessionHandle,
+        settings: Negotiated,
+        state: SessionState,
+        will: Option<Will>,
+        connack: ConnAck,
+        now_ms: u64,
+    ) -> Self {
+        let mut session = Self {
+            realm,
+            handle,
+            settings,
+            state,
+            will,
+            last_packet_ms: now_ms,
+            inbound_aliases: HashMap::new(),
+            outbound_aliases: HashMap::new(),
+            out: VecDeque::new(),
+        };
+        session.out.push_back(Packet::ConnAck(connack));
+        session.retransmit();
+        session.drain_pending(now_ms);
+        session
+    }
+
+    /// The realm's handle on this session.
+    pub fn handle(&self) -> &SessionHandle {
+        &self.handle
+    }
+
+    /// The connection's protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.settings.protocol
+    }
+
+    /// The client identifier (assigned by us when the client sent an empty one).
+    pub fn client_id(&self) -> &str {
+        &self.settings.client_id
+    }
+
+    /// Queues a packet to write (the connection's own DISCONNECT).
+    pub fn queue(&mut self, packet: Packet) {
+        self.out.push_back(packet);
+    }
+
+    /// The next packet to write.
+    #[must_use]
+    pub fn poll_packet(&mut self) -> Option<Packet> {
+        self.out.pop_front()
+    }
+
+    /// When the keep alive runs out (1.5 x keep alive after the last packet), Unix ms.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let keep_alive_ms = u64::from(self.settings.keep_alive_secs) * 1000;
+        (keep_alive_ms > 0).then(|| self.last_packet_ms + keep_alive_ms * 3 / 2)
+    }
+
+    /// Checks the keep alive.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), Violation> {
+        match self.poll_timeout() {
+            Some(deadline) if now_ms >= deadline => Err(Violation::new(
+                ReasonCode::KeepAliveTimeout,
+                "keep alive timeout",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One decoded packet from the client.
+    pub fn handle_packet(&mut self, packet: Packet, now_ms: u64) -> Result<Flow, Violation> {
+        self.last_packet_ms = now_ms;
+        let flow = match packet {
+            Packet::Publish(publish) => self
+                .handle_publish(publish, now_ms)
+                .map(|()| Flow::Continue),
+            Packet::PubAck(ack) => self.handle_puback(ack.packet_id),
+            Packet::PubRec(rec) => self.handle_pubrec(rec.packet_id, rec.reason),
+            Packet::PubRel(rel) => self.handle_pubrel(rel.packet_id),
+            Packet::PubComp(comp) => self.handle_pubcomp(comp.packet_id),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now_ms),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
+            Packet::PingReq => {
+                self.out.push_back(Packet::PingResp);
+                Ok(Flow::Continue)
+            }
+            Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect),
+            Packet::Connect(_) => Err(Violation::new(ReasonCode::ProtocolError, "second CONNECT")),
+            Packet::Auth(_) => Err(Violation::new(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Violation::new(
+                    ReasonCode::ProtocolError,
+                    "server-to-client packet from the client",
+                ))
+            }
+        }?;
+        self.drain_pending(now_ms);
+        Ok(flow)
+    }
+
+    fn handle_disconnect(&mut self, disconnect: Disconnect) -> Result<Flow, Violation> {
+        if let Some(expiry_secs) = disconnect.properties.session_expiry_interval_secs {
+            // MQTT-3.14.2-2: a session that was to end cannot be made to persist.
+            if self.settings.expiry_secs == 0 && expiry_secs != 0 {
+                return Err(Violation::new(
+                    ReasonCode::ProtocolError,
+                    "session expiry set on DISCONNECT after 0 on CONNECT",
+                ));
+            }
+            self.settings.expiry_secs = expiry_secs;
+        }
+        let will = self.will.take();
+        if disconnect.reason == ReasonCode::DisconnectWithWillMessage {
+            if let Some(will) = will {
+                will.publish(&self.realm, &self.handle);
+            }
+        }
+        Ok(Flow::Disconnected)
+    }
+
+    /// The DISCONNECT we send before closing (MQTT 5 only; 3.x just closes).
+    pub fn disconnect_packet(&self, reason: ReasonCode) -> Option<Packet> {
+        self.settings.protocol.is_v5().then(|| {
+            Packet::Disconnect(Disconnect {
+                reason,
+                properties: Properties::default(),
+            })
+        })
+    }
+
+    /// Ends the connection: publishes the will if it is due now, then either parks the
+    /// session (expiry > 0) or removes it from the realm. A will with a delay is parked
+    /// with the session and published by the registry when the delay passes, unless the
+    /// client comes back first.
+    pub fn end(mut self, rx: mpsc::Receiver<Outbound>, how: End) -> Option<Parked> {
+        let mut will = self.will.take().filter(|_| how == End::Abnormal);
+        let expiry_secs = self.settings.expiry_secs;
+        if let Some(w) = will.take_if(|w| w.delay_secs == 0 || expiry_secs == 0) {
+            w.publish(&self.realm, &self.handle);
+        }
+        if expiry_secs == 0 {
+            self.realm.leave(self.handle.info.id);
+            return None;
+        }
+        Some(Parked {
+            handle: self.handle,
+            rx,
+            state: self.state,
+            expiry_secs,
+            will,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! SUBSCRIBE and UNSUBSCRIBE: permission per filter, shared subscriptions
+//! (`$share/GROUP/FILTER`: the broker picks one member per group), subscription
+//! identifiers, no local, retain handling (0: send retained messages, 1: only for a new
+//! subscription, 2: never; never for a shared subscription, spec 4.8.2).
+
+use fox_mqtt_proto::{
+    parse_shared, Packet, Properties, ReasonCode, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+
+use super::session::{Flow, Session, SubscriptionRecord, Violation};
+use crate::auth::Action;
+use crate::realm::{Delivery, SubscribeOptions};
+use crate::topic::Pattern;
+
+impl Session {
+    pub(super) fn handle_subscribe(
+        &mut self,
+        subscribe: Subscribe,
+        now_ms: u64,
+    ) -> Result<Flow, Violation> {
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut replays = Vec::new();
+        for (filter, options) in &subscribe.filters {
+            let (reason, replay) = self.subscribe_one(filter, options, identifier)?;
+            reasons.push(reason);
+            replays.extend(replay);
+        }
+        self.out.push_back(Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        }));
+        for delivery in replays {
+            self.enqueue(delivery);
+        }
+        self.drain_pending(now_ms);
+        Ok(Flow::Continue)
+    }
+
+    /// Subscribes one filter: its SUBACK reason code and the retained messages to replay.
+    fn subscribe_one(
+        &mut self,
+        filter: &str,
+        options: &SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> Result<(ReasonCode, Vec<Delivery>), Violation> {
+        let (group, inner) = match parse_shared(filter) {
+            Some((group, inner)) => (Some(group.to_owned()), inner),
+            None => (None, filter),
+        };
+        if group.is_some() && options.no_local {
+            return Err(Violation::new(
+                ReasonCode::ProtocolError,
+                "no local on a shared subscription",
+            ));
+        }
+        let pattern = Pattern::from_mqtt_filter(inner);
+        if !self.may_subscribe(&pattern) {
+            tracing::debug!(client = %self.settings.client_id, %filter, "subscribe not authorized");
+            return Ok((ReasonCode::NotAuthorized, Vec::new()));
+        }
+        let qos = options.qos.value();
+        let is_new = !self.state.subscriptions.contains_key(filter);
+        let shared = group.is_some();
+        let subscribe_options = SubscribeOptions {
+            qos,
+            no_local: options.no_local,
+            share_group: group,
+        };
+        let broker_id = self
+            .realm
+            .subscribe(&self.handle, pattern.clone(), subscribe_options);
+        let record = SubscriptionRecord {
+            broker_id,
+            qos,
+            retain_as_published: options.retain_as_published,
+            identifier,
+        };
+        self.state.subscriptions.insert(filter.to_owned(), record);
+        self.state.by_broker_id.insert(broker_id, filter.to_owned());
+        let replay = match options.retain_handling {
+            _ if shared => false,
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendAtSubscribeIfNew => is_new,
+            RetainHandling::DoNotSend => false,
+        };
+        let deliveries = if replay {
+            self.retained_deliveries(&pattern, broker_id, qos)
+        } else {
+            Vec::new()
+        };
+        let reason = ReasonCode::from_u8(qos).unwrap_or(ReasonCode::Success);
+        Ok((reason, deliveries))
+    }
+
+    fn retained_deliveries(&self, pattern: &Pattern, broker_id: u64, qos: u8) -> Vec<Delivery> {
+        self.realm
+            .retained_matching(pattern)
+            .into_iter()
+            .map(|publication| Delivery {
+                subscription: broker_id,
+                pattern_based: !matches!(pattern, Pattern::Exact(_)),
+                qos: qos.min(publication.qos),
+                publication,
+                retained: true,
+            })
+            .collect()
+    }
+
+    /// The role's subscribe permission on the WAMP spelling of the pattern (`a/+/c` is
+    /// `a..c`, `a/#` is the prefix `a.`).
+    fn may_subscribe(&self, pattern: &Pattern) -> bool {
+        let (uri, _) = pattern.to_wamp();
+        let role = &self.handle.info.identity.authrole;
+        self.realm
+            .shared()
+            .authorizer
+            .permits(role, Action::Subscribe, &uri)
+    }
+
+    pub(super) fn handle_unsubscribe(
+        &mut self,
+        unsubscribe: Unsubscribe,
+    ) -> Result<Flow, Violation> {
+        let reasons = unsubscribe
+            .filters
+            .iter()
+            .map(|filter| self.unsubscribe_one(filter))
+            .collect();
+        self.out.push_back(Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        }));
+        Ok(Flow::Continue)
+    }
+
+    fn unsubscribe_one(&mut self, filter: &str) -> ReasonCode {
+        let Some(record) = self.state.subscriptions.remove(filter) else {
+            return ReasonCode::NoSubscriptionExisted;
+        };
+        let shares_broker_id = self
+            .state
+            .subscriptions
+            .values()
+            .any(|r| r.broker_id == record.broker_id);
+        if !shares_broker_id {
+            self.state.by_broker_id.remove(&record.broker_id);
+            self.realm
+                .unsubscribe(self.handle.info.id, record.broker_id);
+        }
+        ReasonCode::Success
+    }
+}

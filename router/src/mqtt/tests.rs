@@ -1,0 +1,357 @@
+//! Scenario tests of the sans-IO session with virtual time (no sockets), and a property
+//! test feeding arbitrary bytes to the connection task over an in-memory pipe.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fox_mqtt_proto::{
+    ConnAck, Disconnect, Packet, Properties, Protocol, PubAck, PubComp, PubRec, PubRel, Publish,
+    QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe,
+};
+use tokio::sync::mpsc;
+
+use super::session::{End, Flow, Negotiated, Session, SessionState};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::realm::{Outbound, Realm, SessionHandle, SessionInfo};
+use crate::router::Router;
+
+const T0: u64 = 1_000_000;
+
+fn realm() -> Arc<Realm> {
+    let router = Router::new(Config::default());
+    router.realm("realm1").expect("default realm")
+}
+
+fn handle(id: u64) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+    let identity = Identity {
+        authid: format!("c{id}"),
+        authrole: "anonymous".into(),
+        authmethod: "anonymous".into(),
+        authprovider: "static".into(),
+    };
+    let info = SessionInfo {
+        id,
+        realm: "realm1".into(),
+        identity,
+        transport: "mqtt",
+        peer: "test".into(),
+        roles: fox_wamp_proto::Dict::new(),
+    };
+    SessionHandle::new(info, 16)
+}
+
+struct Peer {
+    session: Session,
+    rx: mpsc::Receiver<Outbound>,
+}
+
+impl Peer {
+    fn new(realm: &Arc<Realm>, id: u64, protocol: Protocol, state: SessionState) -> Self {
+        let (handle, rx) = handle(id);
+        realm.join(handle.clone());
+        let mut settings =
+            Negotiated::from_limits(&realm.shared().limits, protocol, format!("c{id}"));
+        settings.keep_alive_secs = 10;
+        settings.inflight_max = 2;
+        settings.receive_max = 2;
+        let mut session = Session::new(
+            realm.clone(),
+            handle,
+            settings,
+            state,
+            None,
+            ConnAck::default(),
+            T0,
+        );
+        assert!(matches!(session.poll_packet(), Some(Packet::ConnAck(_))));
+        Self { session, rx }
+    }
+
+    fn send(&mut self, packet: Packet) -> Flow {
+        self.session.handle_packet(packet, T0).expect("accepted")
+    }
+
+    fn out(&mut self) -> Vec<Packet> {
+        std::iter::from_fn(|| self.session.poll_packet()).collect()
+    }
+
+    /// Moves realm deliveries into the session while it wants them.
+    fn pump(&mut self) {
+        while self.session.wants_deliveries() {
+            let Ok(message) = self.rx.try_recv() else {
+                return;
+            };
+            self.session
+                .handle_outbound(message, T0)
+                .expect("delivered");
+        }
+    }
+}
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(
+            filter.into(),
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: Properties::default(),
+    })
+}
+
+fn publish(topic: &str, payload: &'static [u8], qos: QoS, packet_id: Option<u16>) -> Packet {
+    Packet::Publish(Publish {
+        qos,
+        packet_id,
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        ..Publish::default()
+    })
+}
+
+fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn qos1_window_holds_back_until_puback() {
+    let realm = realm();
+    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let _ = sub.send(subscribe("w/x", QoS::AtLeastOnce));
+    assert!(matches!(sub.out()[..], [Packet::SubAck(_)]));
+    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    for payload in [&b"0"[..], b"1", b"2"] {
+        let _ = publisher.send(publish("w/x", payload, QoS::AtLeastOnce, Some(7)));
+    }
+    assert_eq!(publisher.out().len(), 3, "three PUBACKs");
+    sub.pump();
+    let sent = sub.out();
+    let ids: Vec<Option<u16>> = publishes(&sent).iter().map(|p| p.packet_id).collect();
+    assert_eq!(ids, vec![Some(1), Some(2)], "window of 2");
+    assert!(!sub.session.wants_deliveries());
+    let _ = sub.send(Packet::PubAck(PubAck {
+        packet_id: 1,
+        ..Default::default()
+    }));
+    sub.pump();
+    let sent = sub.out();
+    let third = publishes(&sent);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].payload, Bytes::from_static(b"2"));
+    let fox_id = third[0]
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == "fox-id");
+    assert!(fox_id.is_some(), "permanent ID as a user property");
+}
+
+#[test]
+fn qos2_inbound_is_exactly_once() {
+    let realm = realm();
+    let mut sub = Peer::new(&realm, 1, Protocol::V3_1_1, SessionState::default());
+    let _ = sub.send(subscribe("q2/x", QoS::ExactlyOnce));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let _ = publisher.send(publish("q2/x", b"once", QoS::ExactlyOnce, Some(5)));
+    let mut dup = publish("q2/x", b"once", QoS::ExactlyOnce, Some(5));
+    if let Packet::Publish(p) = &mut dup {
+        p.dup = true;
+    }
+    let _ = publisher.send(dup);
+    let acks = publisher.out();
+    assert!(matches!(acks[..], [Packet::PubRec(_), Packet::PubRec(_)]));
+    let _ = publisher.send(Packet::PubRel(PubRel {
+        packet_id: 5,
+        ..Default::default()
+    }));
+    assert!(matches!(
+        publisher.out()[..],
+        [Packet::PubComp(PubComp { packet_id: 5, .. })]
+    ));
+    sub.pump();
+    assert_eq!(publishes(&sub.out()).len(), 1, "published once");
+}
+
+#[test]
+fn qos2_outbound_flow_and_retransmission_after_resume() {
+    let realm = realm();
+    let mut sub = Peer::new(&realm, 1, Protocol::V3_1_1, SessionState::default());
+    let _ = sub.send(subscribe("rt/+", QoS::ExactlyOnce));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let _ = publisher.send(publish("rt/a", b"a", QoS::ExactlyOnce, Some(1)));
+    let _ = publisher.send(publish("rt/b", b"b", QoS::AtLeastOnce, Some(2)));
+    sub.pump();
+    let sent = sub.out();
+    let first_id = publishes(&sent)[0].packet_id.expect("QoS 2");
+    let _ = sub.send(Packet::PubRec(PubRec {
+        packet_id: first_id,
+        ..Default::default()
+    }));
+    assert!(matches!(sub.out()[..], [Packet::PubRel(_)]));
+    // The connection drops: park, then resume on a new connection.
+    let Peer { session, rx } = sub;
+    let parked = {
+        let mut session = session;
+        session_with_expiry(&mut session);
+        session.end(rx, End::Abnormal).expect("persistent")
+    };
+    let mut settings =
+        Negotiated::from_limits(&realm.shared().limits, Protocol::V3_1_1, "c1".into());
+    settings.inflight_max = 2;
+    let mut resumed = Session::new(
+        realm.clone(),
+        parked.handle,
+        settings,
+        parked.state,
+        None,
+        ConnAck::default(),
+        T0,
+    );
+    let packets: Vec<Packet> = std::iter::from_fn(|| resumed.poll_packet()).collect();
+    assert!(matches!(packets[0], Packet::ConnAck(_)));
+    assert!(
+        matches!(packets[1], Packet::PubRel(PubRel { packet_id, .. }) if packet_id == first_id)
+    );
+    let Packet::Publish(again) = &packets[2] else {
+        panic!("PUBLISH resent")
+    };
+    assert!(again.dup);
+    assert_eq!(again.payload, Bytes::from_static(b"b"));
+}
+
+fn session_with_expiry(session: &mut Session) {
+    session.settings.expiry_secs = 60;
+}
+
+#[test]
+fn keep_alive_times_out_at_one_and_a_half() {
+    let realm = realm();
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    assert_eq!(peer.session.poll_timeout(), Some(T0 + 15_000));
+    assert!(peer.session.handle_timeout(T0 + 14_999).is_ok());
+    let _ = peer.session.handle_packet(Packet::PingReq, T0 + 10_000);
+    assert!(matches!(peer.out()[..], [Packet::PingResp]));
+    assert!(peer.session.handle_timeout(T0 + 24_999).is_ok());
+    let error = peer
+        .session
+        .handle_timeout(T0 + 25_000)
+        .expect_err("timed out");
+    assert_eq!(error.reason, ReasonCode::KeepAliveTimeout);
+}
+
+#[test]
+fn unknown_topic_alias_is_a_protocol_error() {
+    let realm = realm();
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mut packet = Publish {
+        topic: String::new(),
+        ..Publish::default()
+    };
+    packet.properties.topic_alias = Some(1);
+    let error = peer
+        .session
+        .handle_packet(Packet::Publish(packet.clone()), T0)
+        .expect_err("unknown alias");
+    assert_eq!(error.reason, ReasonCode::ProtocolError);
+    packet.properties.topic_alias = Some(1000);
+    let error = peer
+        .session
+        .handle_packet(Packet::Publish(packet), T0)
+        .expect_err("alias out of range");
+    assert_eq!(error.reason, ReasonCode::TopicAliasInvalid);
+}
+
+#[test]
+fn unsubscribe_reports_missing_subscriptions() {
+    let realm = realm();
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let _ = peer.send(subscribe("u/x", QoS::AtMostOnce));
+    let _ = peer.out();
+    let _ = peer.send(Packet::Unsubscribe(Unsubscribe {
+        packet_id: 2,
+        filters: vec!["u/x".into(), "u/y".into()],
+        properties: Properties::default(),
+    }));
+    let Some(Packet::UnsubAck(ack)) = peer.out().pop() else {
+        panic!("UNSUBACK")
+    };
+    assert_eq!(
+        ack.reasons,
+        vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted]
+    );
+}
+
+#[test]
+fn disconnect_cannot_turn_on_session_expiry() {
+    let realm = realm();
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mut disconnect = Disconnect::default();
+    disconnect.properties.session_expiry_interval_secs = Some(30);
+    let error = peer
+        .session
+        .handle_packet(Packet::Disconnect(disconnect), T0)
+        .expect_err("MQTT-3.14.2-2");
+    assert_eq!(error.reason, ReasonCode::ProtocolError);
+}
+
+#[test]
+fn qos2_receive_maximum_enforced() {
+    let realm = realm();
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let _ = peer.send(publish("rm/x", b"1", QoS::ExactlyOnce, Some(1)));
+    let _ = peer.send(publish("rm/x", b"2", QoS::ExactlyOnce, Some(2)));
+    let error = peer
+        .session
+        .handle_packet(publish("rm/x", b"3", QoS::ExactlyOnce, Some(3)), T0)
+        .expect_err("receive maximum 2");
+    assert_eq!(error.reason, ReasonCode::ReceiveMaximumExceeded);
+}
+
+mod arbitrary_bytes {
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::config::Config;
+    use crate::router::Router;
+
+    fn connect_v5() -> Vec<u8> {
+        vec![
+            0x10, 0x0E, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 1, b'c',
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives, the connection task ends without panicking.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), after_connect in any::<bool>()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let router = Router::new(Config::default());
+                let (mut near, far) = tokio::io::duplex(4096);
+                let task = tokio::spawn(crate::mqtt::run(router, far, "mqtt", "test".into()));
+                let mut input = if after_connect { connect_v5() } else { Vec::new() };
+                input.extend_from_slice(&bytes);
+                let _ = near.write_all(&input).await;
+                let _ = near.shutdown().await;
+                let mut sink = Vec::new();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), near.read_to_end(&mut sink)).await;
+                let joined = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+                assert!(matches!(joined, Ok(Ok(()))), "connection task ended cleanly");
+            });
+        }
+    }
+}

@@ -1,0 +1,162 @@
+"""One topic space: autobahn-python (WAMP) and paho-mqtt together on one router. MQTT to
+WAMP, WAMP to MQTT, wildcards across the boundary, retained state and wills shared,
+one permanent ID, and the `.` / `/` escaping."""
+
+import asyncio
+
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+
+from mqtt_client import Client, new_id
+from wamp_client import connect, run, wait_for
+
+
+def mqtt_client(router, version=5):
+    c = Client(router, new_id(), version)
+    c.connect()
+    return c
+
+
+async def get_async(client, timeout=5.0):
+    return await asyncio.get_event_loop().run_in_executor(None, client.get, timeout)
+
+
+def test_mqtt_to_wamp_payload_mapping(router):
+    async def main():
+        w = await connect(router)
+        got = []
+        await w.subscribe(lambda *a, **kw: got.append((a, kw)), "x2w.sensor.temp")
+        m = mqtt_client(router)
+        m.publish("x2w/sensor/temp", b'{"c": 21.5}', qos=1)
+        m.publish("x2w/sensor/temp", b"\xff\x00binary", qos=1)
+        await wait_for(lambda: len(got) == 2)
+        assert got[0] == (({"c": 21.5},), {})
+        assert got[1] == ((b"\xff\x00binary",), {})
+        w.leave()
+
+    run(main())
+
+
+def test_wamp_to_mqtt_payload_mapping(router):
+    async def main():
+        m = mqtt_client(router, 4)
+        m.subscribe("w2x/#", qos=1)
+        w = await connect(router)
+        ack = PublishOptions(acknowledge=True)
+        await w.publish("w2x.one", "hi", options=ack)
+        await w.publish("w2x.many", 1, 2, k=True, options=ack)
+        await w.publish("w2x.bin", b"\x00\x01", options=ack)
+        first, second, third = [await get_async(m) for _ in range(3)]
+        assert (first.topic, first.payload) == ("w2x/one", b'"hi"')
+        assert second.topic == "w2x/many"
+        assert __import__("json").loads(second.payload) == {"args": [1, 2], "kwargs": {"k": True}}
+        assert third.payload == b"\x00\x01"
+        w.leave()
+
+    run(main())
+
+
+def test_wildcards_across_the_boundary(router):
+    async def main():
+        w = await connect(router)
+        wild, prefix = [], []
+        await w.subscribe(lambda *a: wild.append(a), "wc..temp", options=SubscribeOptions(match="wildcard"))
+        await w.subscribe(lambda *a: prefix.append(a), "wc.", options=SubscribeOptions(match="prefix"))
+        m = mqtt_client(router)
+        m.subscribe("wc/+/temp", qos=1)
+        m.publish("wc/kitchen/temp", b"1", qos=1)
+        m.publish("wc/kitchen/hum", b"2", qos=1)
+        await wait_for(lambda: len(wild) == 1 and len(prefix) == 2)
+        assert wild == [(1,)]
+        got = await get_async(m)
+        assert (got.topic, got.payload) == ("wc/kitchen/temp", b"1")
+        await w.publish("wc.hall.temp", 3, options=PublishOptions(acknowledge=True))
+        got = await get_async(m)
+        assert (got.topic, got.payload) == ("wc/hall/temp", b"3")
+        w.leave()
+
+    run(main())
+
+
+def test_dot_and_slash_are_swapped_not_collided(router):
+    async def main():
+        w = await connect(router)
+        got = []
+        await w.subscribe(lambda *a, details=None: got.append(details.topic), "esc.",
+                          options=SubscribeOptions(match="prefix", details_arg="details"))
+        m = mqtt_client(router)
+        m.publish("esc/v1.2/x", b"1", qos=1)
+        m.publish("esc/v1/2/x", b"2", qos=1)
+        await wait_for(lambda: len(got) == 2)
+        assert got == ["esc.v1/2.x", "esc.v1.2.x"]
+        m.subscribe("esc/#", qos=1)
+        await w.publish("esc.a/b", 1, options=PublishOptions(acknowledge=True))
+        assert (await get_async(m)).topic == "esc/a.b"
+        w.leave()
+
+    run(main())
+
+
+def test_retained_across_the_boundary(router):
+    async def main():
+        m = mqtt_client(router)
+        m.publish("rx/from_mqtt", b"42", qos=1, retain=True)
+        w = await connect(router)
+        await w.publish("rx.from_wamp", "w", options=PublishOptions(retain=True, acknowledge=True))
+        got = []
+        await w.subscribe(lambda *a: got.append(a), "rx.from_mqtt", options=SubscribeOptions(get_retained=True))
+        await wait_for(lambda: got == [(42,)])
+        late = mqtt_client(router)
+        late.subscribe("rx/from_wamp", qos=1)
+        msg = await get_async(late)
+        assert (msg.payload, msg.retain) == (b'"w"', True)
+        w.leave()
+
+    run(main())
+
+
+def test_one_permanent_id_both_sides(router):
+    async def main():
+        m = mqtt_client(router)
+        m.subscribe("pid/x", qos=1)
+        w = await connect(router)
+        pub = await w.publish("pid.x", 1, options=PublishOptions(acknowledge=True))
+        msg = await get_async(m)
+        assert dict(msg.properties.UserProperty)["fox-id"] == str(pub.id)
+        ids = []
+        await w.subscribe(lambda *a, details=None: ids.append(details.publication), "pid.y",
+                          options=SubscribeOptions(details_arg="details"))
+        m.subscribe("pid/y", qos=1)
+        m.publish("pid/y", b"1", qos=1)
+        await wait_for(lambda: ids)
+        echo = await get_async(m)
+        assert dict(echo.properties.UserProperty)["fox-id"] == str(ids[0])
+        w.leave()
+
+    run(main())
+
+
+def test_mqtt_will_reaches_wamp(router):
+    async def main():
+        w = await connect(router)
+        got = []
+        await w.subscribe(lambda *a: got.append(a), "xwill.dev1")
+        dying = Client(router, new_id(), 4)
+        dying.connect(will={"topic": "xwill/dev1", "payload": b'"offline"', "qos": 1})
+        dying.kill()
+        await wait_for(lambda: got == [("offline",)])
+        w.leave()
+
+    run(main())
+
+
+def test_mqtt_over_websocket_and_wamp_share_the_port(router):
+    async def main():
+        m = Client(router, new_id(), 4, transport="ws")
+        m.connect()
+        m.subscribe("wsport/x", qos=1)
+        w = await connect(router)
+        await w.publish("wsport.x", "via ws", options=PublishOptions(acknowledge=True))
+        assert (await get_async(m)).payload == b'"via ws"'
+        w.leave()
+
+    run(main())
