@@ -27,6 +27,6 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho
   echo "setup: creating Python venv at $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    'autobahn[serialization]>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pytest pytest-timeout >/dev/null
+    'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pytest pytest-timeout >/dev/null
 fi
 echo "setup: ok"

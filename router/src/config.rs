@@ -138,6 +138,17 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
+    /// Recent messages each realm keeps in memory for `after` replay and event history.
+    /// Default 10,000. Older ones come from the store with `--data`.
+    pub history_max_messages: usize,
+    /// With `--data`: keep at most this many messages of history (default: no limit).
+    pub history_retention_count: Option<u64>,
+    /// With `--data`: drop history older than this many milliseconds (default: no limit).
+    pub history_retention_age_ms: Option<u64>,
+    /// With `--data`: keep at most this many bytes of history (default: no limit).
+    pub history_retention_bytes: Option<u64>,
+    /// With `--data`: how often retention runs, in milliseconds. Default 10 s.
+    pub history_compaction_interval_ms: u64,
     /// MQTT: outbound QoS 1/2 messages in flight per client (further capped by the
     /// client's Receive Maximum). Default 32.
     pub mqtt_inflight_max: u16,
@@ -165,6 +176,11 @@ impl Default for Limits {
             call_timeout_max_ms: 600_000,
             handshake_timeout_ms: 10_000,
             connections_max: 100_000,
+            history_max_messages: 10_000,
+            history_retention_count: None,
+            history_retention_age_ms: None,
+            history_retention_bytes: None,
+            history_compaction_interval_ms: 10_000,
             mqtt_inflight_max: 32,
             mqtt_receive_max: 64,
             mqtt_topic_alias_max: 64,

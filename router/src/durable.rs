@@ -17,11 +17,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fox_storage::{StoreError, Table, Batch, Committer, CommitterConfig, HistoryRecord, Pending, RocksStore, Store, SyncMode};
+use fox_storage::{RetentionPolicy, StoreError, Table, Batch, Committer, CommitterConfig, HistoryRecord, Pending, RocksStore, Store, SyncMode};
 use fox_wamp_proto::{Dict, Value};
 
 use crate::realm::{Payload, Publication};
-use crate::topic::Topic;
+use crate::topic::{Pattern, Topic};
+
+/// Messages one `after` replay reads from the store at most.
+pub const HISTORY_READ_MAX: usize = 100_000;
+const HISTORY_PAGE: usize = 1_000;
 
 /// Retained messages loaded at most at start (the store caps one scan at this).
 const RETAINED_LOAD_MAX: usize = 100_000;
@@ -179,6 +183,66 @@ impl Durable {
             }
         }
         Ok(wills)
+    }
+
+    /// Stored messages of `realm` with `after < id < before` matching `pattern`, in ID order
+    /// (at most [`HISTORY_READ_MAX`] of them).
+    pub fn history_between(&self, realm: &str, after: u64, before: u64, pattern: &Pattern) -> Vec<Arc<Publication>> {
+        let prefix = format!("{realm}\0");
+        let mut found = Vec::new();
+        let mut cursor = after;
+        while found.len() < HISTORY_READ_MAX {
+            let page = match self.store.history_after(cursor, HISTORY_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read history");
+                    break;
+                }
+            };
+            let Some(last) = page.last().map(|r| r.id) else {
+                break;
+            };
+            for record in page {
+                if record.id >= before {
+                    return found;
+                }
+                let Some(uri) = record.topic.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let topic = Topic::from_wamp(uri);
+                if !pattern.matches(&topic) {
+                    continue;
+                }
+                let payload = rmp_serde::from_slice::<Value>(&record.payload).ok().and_then(payload_from);
+                let Some(payload) = payload else {
+                    tracing::warn!(id = record.id, "skipping a malformed history record");
+                    continue;
+                };
+                found.push(Arc::new(Publication {
+                    id: record.id,
+                    topic,
+                    payload,
+                    publisher: 0,
+                    disclosed: None,
+                    qos: 0,
+                    retain: false,
+                    properties: Default::default(),
+                }));
+            }
+            cursor = last;
+        }
+        found
+    }
+
+    /// Applies the retention limits to the stored history; how many records went.
+    pub fn compact(&self, policy: &RetentionPolicy, now_ms: u64) -> u64 {
+        match self.store.compact_history(policy, now_ms) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "history compaction failed");
+                0
+            }
+        }
     }
 
     /// Every stored retained message.

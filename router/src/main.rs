@@ -151,7 +151,37 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
         }
     }
     tracing::info!(last_id, retained = count, wills = will_count, "store opened");
+    spawn_compaction(&router);
     Ok(router)
+}
+
+/// Runs history retention every `history_compaction_interval_ms` (with a store).
+fn spawn_compaction(router: &Arc<Router>) {
+    let limits = &router.config.limits;
+    let policy = fox_storage::RetentionPolicy {
+        max_count: limits.history_retention_count,
+        max_age_ms: limits.history_retention_age_ms,
+        max_bytes: limits.history_retention_bytes,
+    };
+    if policy == fox_storage::RetentionPolicy::default() {
+        return;
+    }
+    let Some(durable) = router.shared().durable.clone() else {
+        return;
+    };
+    let interval = std::time::Duration::from_millis(limits.history_compaction_interval_ms.max(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let durable = durable.clone();
+            let removed = tokio::task::spawn_blocking(move || durable.compact(&policy, fox_router::engine::unix_ms()))
+                .await
+                .unwrap_or(0);
+            if removed > 0 {
+                tracing::info!(removed, "history compacted");
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -92,6 +92,14 @@ pub struct SubscribeOptions {
     pub no_local: bool,
     /// MQTT: shared subscription group.
     pub share_group: Option<String>,
+    /// fox-wamp `filter`: deliver only events whose value (see `realm::sync::key_value`)
+    /// is a superset of this.
+    pub filter: Option<fox_wamp_proto::Value>,
+}
+
+/// Whether a publication passes a subscriber's `filter` (none passes everything).
+pub fn admits_filter(filter: Option<&fox_wamp_proto::Value>, publication: &Publication) -> bool {
+    filter.is_none_or(|f| super::sync::fits(f, &super::sync::key_value(Some(&publication.payload))))
 }
 
 /// One subscriber of a subscription.
@@ -249,6 +257,7 @@ impl Broker {
             let info = &subscriber.handle.info;
             if !options.admits(info, publisher)
                 || (subscriber.options.no_local && publisher == Some(info.id))
+                || !admits_filter(subscriber.options.filter.as_ref(), publication)
             {
                 continue;
             }
@@ -300,6 +309,11 @@ impl Broker {
         d.insert("prefix".into(), Value::List(prefix));
         d.insert("wildcard".into(), Value::List(wildcard));
         d
+    }
+
+    /// The pattern of a subscription.
+    pub fn pattern(&self, id: u64) -> Option<Pattern> {
+        self.subscriptions.get(&id).map(|s| s.pattern.clone())
     }
 
     /// Meta API: the subscription ID of a pattern.

@@ -49,6 +49,12 @@ pub(super) fn call(realm: &Arc<Realm>, caller: &SessionHandle, call: &CallReques
             let ids = read(&realm.broker).subscribers(id).ok_or(no_such_subscription())?;
             Ok(vec![Value::from(ids.len() as u64)])
         }),
+        "wamp.subscription.get_events" => id_arg(args).and_then(|id| {
+            let pattern = read(&realm.broker).pattern(id).ok_or(no_such_subscription())?;
+            let limit = args.get(1).and_then(Value::as_u64).unwrap_or(10).min(1_000) as usize;
+            let events = realm.recent_events(&pattern, limit).iter().map(|p| Value::Dict(event_dict(p))).collect();
+            Ok(vec![Value::List(events)])
+        }),
         "wamp.registration.list" => Ok(vec![Value::Dict(realm.with_dealer(|d| d.list()))]),
         "wamp.registration.lookup" => lookup(args, |p| realm.with_dealer(|d| d.lookup(p))),
         "wamp.registration.match" => uri_arg(args)
@@ -77,6 +83,17 @@ pub(super) fn call(realm: &Arc<Realm>, caller: &SessionHandle, call: &CallReques
             kwargs: None,
         },
     })
+}
+
+/// One event of `wamp.subscription.get_events`: publication, topic, timestamp-free.
+fn event_dict(p: &super::Publication) -> Dict {
+    let (args, kwargs) = p.payload.to_wamp();
+    let mut d = Dict::new();
+    d.insert("publication".into(), Value::from(p.id));
+    d.insert("topic".into(), Value::from(p.topic.to_wamp()));
+    d.insert("args".into(), Value::List(args.unwrap_or_default()));
+    d.insert("kwargs".into(), Value::Dict(kwargs.unwrap_or_default()));
+    d
 }
 
 fn invalid(message: &str) -> (&'static str, String) {

@@ -173,6 +173,7 @@ pub struct Realm {
     testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
     retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
     kv: Mutex<sync::KvState>,
+    history: Mutex<std::collections::VecDeque<Arc<Publication>>>,
     /// MQTT client sessions of this realm (live and persistent), and MQTT statistics.
     pub mqtt: crate::mqtt::Registry,
 }
@@ -215,6 +216,7 @@ impl Realm {
             testaments: Mutex::new(HashMap::new()),
             retained: RwLock::new(BTreeMap::new()),
             kv: Mutex::new(sync::KvState::default()),
+            history: Mutex::new(std::collections::VecDeque::new()),
             mqtt: crate::mqtt::Registry::default(),
         })
     }
@@ -344,6 +346,15 @@ impl Realm {
                 retained.insert(topic.clone(), publication.clone());
             }
         }
+        if publisher.is_some() {
+            let mut history = lock(&self.history);
+            if history.len() >= self.shared.limits.history_max_messages {
+                history.pop_front();
+            }
+            if self.shared.limits.history_max_messages > 0 {
+                history.push_back(publication.clone());
+            }
+        }
         let pending = match (&self.shared.durable, publisher) {
             (Some(durable), Some(_)) => Some(durable.record(&self.name, &publication, options.retain, unix_ms())),
             _ => None,
@@ -355,6 +366,57 @@ impl Realm {
     /// Puts a retained message read back from the store (at start).
     pub fn restore_retained(&self, publication: Publication) {
         write(&self.retained).insert(publication.topic.clone(), Arc::new(publication));
+    }
+
+    /// Subscribes and returns the messages after `after` that match, with no gap and no
+    /// duplicate against the live events that follow: the subscription starts under the
+    /// order lock, at the same cut as the in-memory history it copies; anything older than
+    /// that history comes from the store (`--data`).
+    pub fn subscribe_after(
+        &self,
+        handle: &SessionHandle,
+        pattern: Pattern,
+        options: SubscribeOptions,
+        after: u64,
+    ) -> (u64, Vec<Arc<Publication>>) {
+        let filter = options.filter.clone();
+        let (sub_id, recent, oldest) = {
+            let _order = lock(&self.order);
+            let history = lock(&self.history);
+            let oldest = history.front().map(|p| p.id);
+            let recent: Vec<Arc<Publication>> = history
+                .iter()
+                .filter(|p| p.id > after && pattern.matches(&p.topic))
+                .cloned()
+                .collect();
+            drop(history);
+            let (sub_id, created) = write(&self.broker).subscribe(handle, pattern.clone(), options);
+            drop(_order);
+            self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
+            (sub_id, recent, oldest)
+        };
+        let mut replay = match (&self.shared.durable, oldest) {
+            (Some(durable), Some(oldest)) if oldest > after + 1 => durable.history_between(&self.name, after, oldest, &pattern),
+            (Some(durable), None) => durable.history_between(&self.name, after, u64::MAX, &pattern),
+            _ => Vec::new(),
+        };
+        replay.extend(recent);
+        replay.retain(|p| broker::admits_filter(filter.as_ref(), p));
+        (sub_id, replay)
+    }
+
+    /// The last `limit` messages matching `pattern` (event history), oldest first.
+    pub fn recent_events(&self, pattern: &Pattern, limit: usize) -> Vec<Arc<Publication>> {
+        let history = lock(&self.history);
+        let mut found: Vec<Arc<Publication>> = history
+            .iter()
+            .rev()
+            .filter(|p| pattern.matches(&p.topic))
+            .take(limit)
+            .cloned()
+            .collect();
+        found.reverse();
+        found
     }
 
     /// Retained messages whose topic matches `pattern`, in topic order. MQTT and WAMP share

@@ -121,6 +121,8 @@ fn welcome_details(identity: &Identity, realm: &str) -> Dict {
         features(&[
             "pattern_based_subscription",
             "event_retention",
+            "event_history",
+            "subscription_revocation",
             "publisher_identification",
             "publisher_exclusion",
             "subscriber_blackwhite_listing",
@@ -436,14 +438,33 @@ impl WampSession {
             return out.push(error(code::SUBSCRIBE, request, "wamp.error.not_authorized", "not authorized to subscribe"));
         }
         let pattern = Pattern::from_wamp(topic, policy);
-        let replay = option_bool(options, "get_retained") == Some(true) || option_bool(options, "retained") == Some(true);
-        let retained = if replay { realm.retained_matching(&pattern) } else { Vec::new() };
+        let replay_retained = option_bool(options, "get_retained") == Some(true) || option_bool(options, "retained") == Some(true);
+        let filter = options.get("filter").cloned();
+        let admitted = |p: &Arc<crate::realm::Publication>| crate::realm::broker::admits_filter(filter.as_ref(), p);
+        let retained: Vec<_> = if replay_retained {
+            realm.retained_matching(&pattern).into_iter().filter(admitted).collect()
+        } else {
+            Vec::new()
+        };
         let pattern_based = policy != MatchPolicy::Exact;
-        let id = realm.subscribe(handle, pattern, SubscribeOptions::default());
+        let subscribe_options = SubscribeOptions { filter: filter.clone(), ..SubscribeOptions::default() };
+        let after = options.get("after").and_then(Value::as_u64);
+        let (id, history) = match after {
+            Some(after) => realm.subscribe_after(handle, pattern, subscribe_options, after),
+            None => (realm.subscribe(handle, pattern, subscribe_options), Vec::new()),
+        };
         out.push(Message::Subscribed { request, subscription: id });
-        for publication in retained {
-            let delivery = Delivery { subscription: id, pattern_based, publication, qos: 0, retained: true };
+        for (publication, retained) in retained.into_iter().map(|p| (p, true)).chain(history.into_iter().map(|p| (p, false))) {
+            let delivery = Delivery { subscription: id, pattern_based, publication, qos: 0, retained };
             out.push(event_message(&delivery));
+        }
+        if option_bool(options, "snapshot") == Some(true) {
+            // A snapshot ends after the replay: the router revokes the subscription.
+            realm.unsubscribe(handle.info.id, id);
+            let mut details = Dict::new();
+            details.insert("subscription".into(), Value::from(id));
+            details.insert("reason".into(), Value::from("wamp.subscription.snapshot_done"));
+            out.push(Message::Unsubscribed { request: 0, details: Some(details) });
         }
     }
 
