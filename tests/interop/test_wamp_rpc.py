@@ -527,3 +527,36 @@ def test_many_concurrent_calls_are_matched_to_their_results(router):
         assert await asyncio.gather(*calls) == [i * 2 for i in range(200)]
 
     run(main())
+
+
+def test_register_concurrency_queues_excess_calls_in_order(router):
+    """fox-wamp `concurrency`: at most N invocations in flight per callee; excess calls
+    queue first in, first out, and run as slots free up."""
+    import asyncio as _asyncio
+    from autobahn.wamp import message as _m
+    from autobahn.wamp.types import RegisterOptions as _RegisterOptions
+
+    async def main():
+        callee = await connect(router)
+        caller = await connect(router)
+        running = []
+        peak = [0]
+        order = []
+
+        async def work(n):
+            running.append(n)
+            peak[0] = max(peak[0], len(running))
+            order.append(n)
+            await _asyncio.sleep(0.05)
+            running.remove(n)
+            return n
+
+        callee.extra_options[_m.Register] = {"concurrency": 2}
+        await callee.register(work, "com.conc.work", options=_RegisterOptions())
+        callee.extra_options.pop(_m.Register)
+        results = await _asyncio.gather(*[caller.call("com.conc.work", i) for i in range(8)])
+        assert results == list(range(8))
+        assert peak[0] == 2, f"at most 2 in flight, saw {peak[0]}"
+        assert order == list(range(8)), "queued calls run first in, first out"
+
+    run(main())

@@ -355,3 +355,55 @@ mod arbitrary_bytes {
         }
     }
 }
+
+mod registry {
+    use super::*;
+    use crate::mqtt::registry::Previous;
+
+    fn parked(realm: &Arc<Realm>, id: u64) -> Box<crate::mqtt::Parked> {
+        let (handle, rx) = handle(id);
+        realm.join(handle.clone());
+        Box::new(crate::mqtt::Parked {
+            handle,
+            rx,
+            state: SessionState::default(),
+            expiry_secs: 60,
+            will: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn park_then_claim_resumes() {
+        let realm = realm();
+        let (kick, _kicks) = mpsc::channel(1);
+        let (generation, previous) = realm.mqtt.claim("c", kick);
+        assert!(matches!(previous, Previous::None));
+        let parked = parked(&realm, 1);
+        assert!(crate::mqtt::Registry::park(&realm, "c", generation, parked).is_ok());
+        assert_eq!(realm.mqtt.counts(), (0, 1));
+        let (kick, _kicks) = mpsc::channel(1);
+        let (_, previous) = realm.mqtt.claim("c", kick);
+        assert!(matches!(previous, Previous::Parked(p) if p.handle.info.id == 1));
+        assert_eq!(realm.mqtt.counts(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn superseded_connection_hands_its_state_over() {
+        let realm = realm();
+        let (kick, _old_kicks) = mpsc::channel(1);
+        let (old, _) = realm.mqtt.claim("c", kick);
+        let (kick, _kicks) = mpsc::channel(1);
+        let (new, previous) = realm.mqtt.claim("c", kick);
+        assert!(matches!(previous, Previous::Live(_, None)));
+        // The old connection ends before it sees the kick: its state waits for the new one.
+        assert!(crate::mqtt::Registry::park(&realm, "c", old, parked(&realm, 1)).is_ok());
+        assert!(
+            realm.mqtt.take_handoff("c", old).is_none(),
+            "not the old generation's"
+        );
+        let handed = realm.mqtt.take_handoff("c", new).expect("handed over");
+        assert_eq!(handed.handle.info.id, 1);
+        assert!(realm.mqtt.release("c", new).is_none());
+        assert_eq!(realm.mqtt.counts(), (0, 0));
+    }
+}

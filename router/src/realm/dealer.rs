@@ -6,13 +6,11 @@
 //! the router-enforced timeout, or either side leaving. A callee that leaves or drops its
 //! connection fails every pending call at once with `wamp.error.canceled`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
-use super::{lock, SessionHandle, SessionId};
+use super::{SessionHandle, SessionId};
 use crate::topic::{Pattern, Topic, Trie};
 use crate::util::iso8601;
 
@@ -70,7 +68,25 @@ pub struct Registration {
     /// Callees, oldest first.
     pub callees: Vec<SessionHandle>,
     next: usize,
+    /// fox-wamp `concurrency`: invocations a callee takes at once, when it set a limit.
+    limits: HashMap<SessionId, u32>,
+    /// Invocations in flight per callee.
+    in_flight: HashMap<SessionId, u32>,
+    /// Calls waiting for a callee with room, first in first out.
+    queue: VecDeque<QueuedCall>,
 }
+
+/// A call waiting for a callee under its `concurrency` limit.
+#[derive(Debug)]
+struct QueuedCall {
+    caller: SessionHandle,
+    call: CallRequest,
+    timeout_ms: Option<u64>,
+    queued_at: tokio::time::Instant,
+}
+
+/// Calls one registration queues at most; more are refused.
+const QUEUED_CALLS_MAX: usize = 10_000;
 
 impl Registration {
     /// Meta API details.
@@ -85,19 +101,39 @@ impl Registration {
         d
     }
 
+    fn has_room(&self, callee: SessionId) -> bool {
+        let busy = self.in_flight.get(&callee).copied().unwrap_or(0);
+        self.limits.get(&callee).is_none_or(|limit| busy < *limit)
+    }
+
+    /// The callee for the next invocation by the invocation policy, among callees under
+    /// their concurrency limit; `None` when all are busy (the call then queues).
     fn pick(&mut self) -> Option<SessionHandle> {
-        let n = self.callees.len();
+        let ready: Vec<usize> = (0..self.callees.len())
+            .filter(|i| self.has_room(self.callees[*i].info.id))
+            .collect();
         let index = match self.invoke {
-            _ if n == 0 => return None,
-            InvokePolicy::Single | InvokePolicy::First => 0,
-            InvokePolicy::Last => n - 1,
-            InvokePolicy::Random => rand::random::<u64>() as usize % n,
+            _ if ready.is_empty() => return None,
+            InvokePolicy::Single | InvokePolicy::First => ready[0],
+            InvokePolicy::Last => ready[ready.len() - 1],
+            InvokePolicy::Random => ready[rand::random::<u64>() as usize % ready.len()],
             InvokePolicy::RoundRobin => {
-                self.next = self.next.wrapping_add(1);
-                (self.next - 1) % n
+                let n = self.callees.len();
+                let start = self.next % n;
+                let chosen = (0..n).map(|k| (start + k) % n).find(|i| ready.contains(i))?;
+                self.next = chosen + 1;
+                chosen
             }
         };
-        self.callees.get(index).cloned()
+        let callee = self.callees.get(index).cloned()?;
+        *self.in_flight.entry(callee.info.id).or_default() += 1;
+        Some(callee)
+    }
+
+    fn release(&mut self, callee: SessionId) {
+        if let Some(busy) = self.in_flight.get_mut(&callee) {
+            *busy = busy.saturating_sub(1);
+        }
     }
 }
 
@@ -111,6 +147,7 @@ enum CancelMode {
 
 #[derive(Debug)]
 struct PendingCall {
+    registration: u64,
     caller: SessionHandle,
     caller_request: Id,
     callee: SessionHandle,
@@ -152,6 +189,7 @@ impl Dealer {
         handle: &SessionHandle,
         pattern: Pattern,
         invoke: InvokePolicy,
+        concurrency: Option<u32>,
     ) -> Result<(u64, Option<Dict>), RegisterError> {
         let session = handle.info.id;
         if let Some(id) = self.by_pattern.get(&pattern).copied() {
@@ -168,6 +206,9 @@ impl Dealer {
                 return Err("wamp.error.procedure_exists_with_different_invocation_policy");
             }
             reg.callees.push(handle.clone());
+            if let Some(limit) = concurrency {
+                reg.limits.insert(session, limit);
+            }
             self.by_session.entry(session).or_default().insert(id);
             return Ok((id, None));
         }
@@ -180,6 +221,9 @@ impl Dealer {
             invoke,
             callees: vec![handle.clone()],
             next: 0,
+            limits: concurrency.map(|l| (session, l)).into_iter().collect(),
+            in_flight: HashMap::new(),
+            queue: VecDeque::new(),
         };
         let details = reg.details();
         self.trie.insert(&pattern, id);
@@ -198,6 +242,8 @@ impl Dealer {
         if reg.callees.len() == before {
             return None;
         }
+        reg.limits.remove(&session);
+        reg.in_flight.remove(&session);
         if let Some(ids) = self.by_session.get_mut(&session) {
             ids.remove(&id);
         }
@@ -207,6 +253,13 @@ impl Dealer {
         if let Some(reg) = self.registrations.remove(&id) {
             self.trie.remove(&reg.pattern, &id);
             self.by_pattern.remove(&reg.pattern);
+            for queued in reg.queue {
+                queued.caller.send(super::Outbound::Wamp(call_error(
+                    queued.call.request,
+                    "wamp.error.canceled",
+                    "the last callee left before the call could be invoked",
+                )));
+            }
         }
         Some(true)
     }
@@ -285,10 +338,16 @@ impl Dealer {
             .filter(|(k, p)| k.0 == session || p.caller.info.id == session)
             .map(|(k, _)| *k)
             .collect();
+        for reg in self.registrations.values_mut() {
+            reg.queue.retain(|q| q.caller.info.id != session);
+        }
         for key in keys {
             let Some(call) = self.pending.remove(&key) else {
                 continue;
             };
+            if let Some(reg) = self.registrations.get_mut(&call.registration) {
+                reg.release(key.0);
+            }
             self.by_caller
                 .remove(&(call.caller.info.id, call.caller_request));
             if key.0 == session {
@@ -342,230 +401,4 @@ pub struct CallRequest {
     pub kwargs: Option<Dict>,
 }
 
-impl super::Realm {
-    /// Registers a callee. Returns the registration ID or the ERROR URI.
-    pub fn register(
-        &self,
-        handle: &SessionHandle,
-        pattern: Pattern,
-        invoke: InvokePolicy,
-    ) -> Result<u64, RegisterError> {
-        let (id, created) = lock(&self.dealer).register(handle, pattern, invoke)?;
-        self.registration_meta(handle.info.id, id, created, false, true);
-        Ok(id)
-    }
-
-    /// Unregisters a callee; `false` if it had no such registration.
-    pub fn unregister(&self, session: SessionId, id: u64) -> bool {
-        let result = lock(&self.dealer).unregister(session, id);
-        if let Some(deleted) = result {
-            self.registration_meta(session, id, None, deleted, false);
-        }
-        result.is_some()
-    }
-
-    /// Routes a CALL. Returns the reply to send the caller now (RESULT or ERROR), or `None`
-    /// when an INVOCATION went to a callee.
-    pub fn call(self: &Arc<Self>, caller: &SessionHandle, call: CallRequest) -> Option<Message> {
-        if let Some(reply) = super::meta::call(self, caller, &call) {
-            return Some(reply);
-        }
-        let timeout_ms = call
-            .options
-            .get("timeout")
-            .and_then(Value::as_u64)
-            .filter(|t| *t > 0)
-            .map(|t| t.min(self.shared.limits.call_timeout_max_ms));
-        let mut dealer = lock(&self.dealer);
-        let Some(reg_id) = dealer.route(&call.procedure) else {
-            return Some(call_error(
-                call.request,
-                "wamp.error.no_such_procedure",
-                "no callee registered for this procedure",
-            ));
-        };
-        let reg = dealer.registrations.get_mut(&reg_id)?;
-        let callee = reg.pick()?;
-        let pattern_based = !matches!(reg.pattern, Pattern::Exact(_));
-        let receive_progress = call.options.get("receive_progress").and_then(Value::as_bool) == Some(true);
-        let mut details = Dict::new();
-        if pattern_based {
-            details.insert("procedure".into(), Value::from(call.procedure.as_str()));
-        }
-        if receive_progress {
-            details.insert("receive_progress".into(), Value::Bool(true));
-        }
-        if call.options.get("disclose_me").and_then(Value::as_bool) == Some(true) {
-            let who = &caller.info;
-            details.insert("caller".into(), Value::from(who.id));
-            details.insert("caller_authid".into(), Value::from(who.identity.authid.as_str()));
-            details.insert("caller_authrole".into(), Value::from(who.identity.authrole.as_str()));
-        }
-        if let Some(t) = timeout_ms {
-            details.insert("timeout".into(), Value::from(t));
-        }
-        dealer.next_invocation += 1;
-        let invocation = dealer.next_invocation;
-        let key = (callee.info.id, invocation);
-        dealer.pending.insert(
-            key,
-            PendingCall {
-                caller: caller.clone(),
-                caller_request: call.request,
-                callee: callee.clone(),
-                receive_progress,
-                cancel: None,
-            },
-        );
-        dealer.by_caller.insert((caller.info.id, call.request), key);
-        drop(dealer);
-        let sent = callee.send(super::Outbound::Wamp(Message::Invocation {
-            request: invocation,
-            registration: reg_id,
-            details,
-            args: call.args,
-            kwargs: call.kwargs,
-        }));
-        if !sent {
-            self.forget_call(key);
-            return Some(call_error(call.request, "wamp.error.canceled", "the callee is unavailable"));
-        }
-        if let Some(t) = timeout_ms {
-            let realm = Arc::clone(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(t)).await;
-                realm.call_timed_out(key);
-            });
-        }
-        None
-    }
-
-    fn forget_call(&self, key: (SessionId, Id)) -> Option<PendingCall> {
-        let mut dealer = lock(&self.dealer);
-        let call = dealer.pending.remove(&key)?;
-        dealer
-            .by_caller
-            .remove(&(call.caller.info.id, call.caller_request));
-        Some(call)
-    }
-
-    fn call_timed_out(&self, key: (SessionId, Id)) {
-        let Some(call) = self.forget_call(key) else {
-            return;
-        };
-        if call.callee.info.has_feature("callee", "call_canceling") {
-            call.callee.send(super::Outbound::Wamp(interrupt(key.1, "killnowait", Some("wamp.error.timeout"))));
-        }
-        if call.cancel.is_none() {
-            call.caller.send(super::Outbound::Wamp(call_error(
-                call.caller_request,
-                "wamp.error.timeout",
-                "the call timed out",
-            )));
-        }
-    }
-
-    /// A callee's YIELD: forwards RESULT to the caller.
-    pub fn yield_result(
-        &self,
-        callee: SessionId,
-        request: Id,
-        options: &Dict,
-        args: Option<Vec<Value>>,
-        kwargs: Option<Dict>,
-    ) {
-        let key = (callee, request);
-        let progress = options.get("progress").and_then(Value::as_bool) == Some(true);
-        let mut dealer = lock(&self.dealer);
-        let Some(call) = dealer.pending.get(&key) else {
-            return;
-        };
-        if progress {
-            if call.receive_progress && call.cancel.is_none() {
-                let mut details = Dict::new();
-                details.insert("progress".into(), Value::Bool(true));
-                let (caller, request) = (call.caller.clone(), call.caller_request);
-                drop(dealer);
-                caller.send(super::Outbound::Wamp(Message::Result { request, details, args, kwargs }));
-            }
-            return;
-        }
-        let Some(call) = dealer.pending.remove(&key) else {
-            return;
-        };
-        dealer.by_caller.remove(&(call.caller.info.id, call.caller_request));
-        drop(dealer);
-        let reply = match call.cancel {
-            None => Message::Result { request: call.caller_request, details: Dict::new(), args, kwargs },
-            Some(CancelMode::Kill) => call_error(call.caller_request, "wamp.error.canceled", "the call was canceled"),
-            Some(_) => return,
-        };
-        call.caller.send(super::Outbound::Wamp(reply));
-    }
-
-    /// A callee's ERROR for an INVOCATION: forwarded to the caller unchanged.
-    pub fn invocation_error(
-        &self,
-        callee: SessionId,
-        request: Id,
-        error: String,
-        args: Option<Vec<Value>>,
-        kwargs: Option<Dict>,
-    ) {
-        let Some(call) = self.forget_call((callee, request)) else {
-            return;
-        };
-        let reply = match call.cancel {
-            Some(CancelMode::Skip | CancelMode::KillNoWait) => return,
-            // The callee answered our INTERRUPT: the caller learns its call was canceled,
-            // whatever error the callee's runtime chose to report.
-            Some(CancelMode::Kill) => call_error(call.caller_request, "wamp.error.canceled", "the call was canceled"),
-            None => Message::Error {
-                request_type: code::CALL,
-                request: call.caller_request,
-                details: Dict::new(),
-                error,
-                args,
-                kwargs,
-            },
-        };
-        call.caller.send(super::Outbound::Wamp(reply));
-    }
-
-    /// A caller's CANCEL. Returns an ERROR to send the caller now, if any.
-    pub fn cancel(&self, caller: SessionId, request: Id, options: &Dict) -> Option<Message> {
-        let requested = match options.get("mode").and_then(Value::as_str) {
-            None | Some("kill") => CancelMode::Kill,
-            Some("skip") => CancelMode::Skip,
-            Some("killnowait") => CancelMode::KillNoWait,
-            Some(_) => return None,
-        };
-        let mut dealer = lock(&self.dealer);
-        let key = *dealer.by_caller.get(&(caller, request))?;
-        let call = dealer.pending.get_mut(&key)?;
-        if call.cancel.is_some() {
-            return None;
-        }
-        let can_interrupt = call.callee.info.has_feature("callee", "call_canceling");
-        let mode = if can_interrupt { requested } else { CancelMode::Skip };
-        call.cancel = Some(mode);
-        let callee = call.callee.clone();
-        if mode != CancelMode::Kill {
-            // skip and killnowait answer the caller now and forget the call; a late YIELD
-            // or ERROR from the callee finds nothing and is dropped.
-            dealer.pending.remove(&key);
-            dealer.by_caller.remove(&(caller, request));
-        }
-        drop(dealer);
-        if mode != CancelMode::Skip {
-            let name = if mode == CancelMode::Kill { "kill" } else { "killnowait" };
-            callee.send(super::Outbound::Wamp(interrupt(key.1, name, Some("wamp.error.canceled"))));
-        }
-        (mode != CancelMode::Kill).then(|| call_error(request, "wamp.error.canceled", "the call was canceled"))
-    }
-
-    /// Meta API access to the dealer.
-    pub(super) fn with_dealer<T>(&self, f: impl FnOnce(&Dealer) -> T) -> T {
-        f(&lock(&self.dealer))
-    }
-}
+mod calls;

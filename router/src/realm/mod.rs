@@ -165,6 +165,8 @@ pub struct Shared {
 pub struct Realm {
     /// The realm's name.
     pub name: String,
+    /// This realm itself, for timers that outlive a call into it.
+    me: std::sync::Weak<Realm>,
     shared: Arc<Shared>,
     sessions: RwLock<HashMap<SessionId, SessionHandle>>,
     broker: RwLock<Broker>,
@@ -206,7 +208,8 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Realm {
     /// A new, empty realm.
     pub fn new(name: String, shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             name,
             shared,
             sessions: RwLock::new(HashMap::new()),
@@ -259,6 +262,7 @@ impl Realm {
             self.subscription_meta(session, sub_id, None, deleted, false);
         }
         let events = lock(&self.dealer).remove_session(session);
+        self.drain_all();
         for e in events {
             self.registration_meta(session, e.registration, None, e.deleted, false);
         }

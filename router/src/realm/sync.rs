@@ -52,8 +52,7 @@ pub enum KvOutcome {
 #[derive(Debug)]
 struct Parked {
     writer: SessionHandle,
-    request: Id,
-    acknowledge: bool,
+    ack: Option<Id>,
     payload: Payload,
     options: PublishOptions,
     write: KvWrite,
@@ -105,11 +104,12 @@ impl Realm {
     }
 
     /// A conditional write to a retained key (the publish carries `retain`).
+    /// `ack` is the PUBLISH request to acknowledge once applied, if acknowledgement was
+    /// asked for.
     pub fn publish_kv(
         &self,
         writer: &SessionHandle,
-        request: Id,
-        acknowledge: bool,
+        ack: Option<Id>,
         topic: &Topic,
         payload: Payload,
         options: &PublishOptions,
@@ -127,8 +127,7 @@ impl Realm {
                 }
                 queue.push_back(Parked {
                     writer: writer.clone(),
-                    request,
-                    acknowledge,
+                    ack,
                     payload,
                     options: options.clone(),
                     write,
@@ -189,9 +188,9 @@ impl Realm {
             if queue.is_empty() {
                 kv.parked.remove(topic);
             }
-            let Parked { writer, request, acknowledge, payload, options, write } = parked;
+            let Parked { writer, ack, payload, options, write } = parked;
             let (id, pending) = self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
-            if acknowledge {
+            if let Some(request) = ack {
                 acknowledge_later(writer, request, id, pending);
             }
         }

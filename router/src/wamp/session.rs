@@ -408,7 +408,8 @@ impl WampSession {
         };
         let topic = Topic::from_wamp(&topic);
         if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
-            return match realm.publish_kv(handle, request, acknowledge, &topic, payload, &publish_options, write) {
+            let ack = acknowledge.then_some(request);
+            return match realm.publish_kv(handle, ack, &topic, payload, &publish_options, write) {
                 KvOutcome::Applied(id, pending) if acknowledge => acknowledge_later(handle.clone(), request, id, pending),
                 KvOutcome::Refused => refuse(out, "wamp.error.invalid_argument", "not accepted: the when condition does not hold"),
                 KvOutcome::Applied(..) | KvOutcome::Parked => {}
@@ -480,7 +481,8 @@ impl WampSession {
         if procedure.starts_with("wamp.") || !self.permits(handle, Action::Register, procedure) {
             return out.push(error(code::REGISTER, request, "wamp.error.not_authorized", "not authorized to register"));
         }
-        match realm.register(handle, Pattern::from_wamp(procedure, policy), invoke) {
+        let concurrency = options.get("concurrency").and_then(Value::as_u64).map(|c| c.clamp(1, u64::from(u32::MAX)) as u32);
+        match realm.register_with(handle, Pattern::from_wamp(procedure, policy), invoke, concurrency) {
             Ok(id) => out.push(Message::Registered { request, registration: id }),
             Err(uri) => out.push(error(code::REGISTER, request, uri, "registration refused")),
         }
