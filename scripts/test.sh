@@ -13,5 +13,6 @@ cargo build --workspace --all-targets
 echo "== cargo test"
 cargo test --workspace
 echo "== end-to-end tests"
-export FOXROUTER_BIN="$root/target/debug/foxrouter"
-.venv/bin/python -m pytest -q -p no:cacheprovider --timeout 120 tests/interop
+export FOXROUTER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/foxrouter"
+[ -x "$FOXROUTER_BIN" ] || { echo "test.sh: $FOXROUTER_BIN was not built" >&2; exit 1; }
+.venv/bin/python -m pytest -q -p no:cacheprovider --timeout 120 --tb=short -rfE tests/interop
