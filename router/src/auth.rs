@@ -102,7 +102,9 @@ impl Authenticator {
                         authprovider: "static".to_owned(),
                     });
                 }
-                "ticket" | "wampcra" => return self.challenge(method, realm, authid, session, nonce, timestamp),
+                "ticket" | "wampcra" => {
+                    return self.challenge(method, realm, authid, session, nonce, timestamp)
+                }
                 _ => {}
             }
         }
@@ -155,7 +157,10 @@ impl Authenticator {
         extra.insert("challenge".into(), Value::Str(challenge.clone()));
         if let Some(salt) = &user.salt {
             extra.insert("salt".into(), Value::Str(salt.clone()));
-            extra.insert("iterations".into(), Value::from(u64::from(iterations(user))));
+            extra.insert(
+                "iterations".into(),
+                Value::from(u64::from(iterations(user))),
+            );
             extra.insert("keylen".into(), Value::from(u64::from(keylen(user))));
         }
         HelloOutcome::Challenge {
@@ -399,10 +404,16 @@ realms = ["only"]
         ));
         assert!(matches!(
             auth.hello("only", &Dict::new(), 1, "n", "t"),
-            HelloOutcome::Abort { reason: "wamp.error.no_auth_method", .. }
+            HelloOutcome::Abort {
+                reason: "wamp.error.no_auth_method",
+                ..
+            }
         ));
         assert!(auth.mqtt_login(None, None, "c").is_none());
-        assert_eq!(auth.mqtt_login(Some("joe@r2"), Some(b"pw"), "c").unwrap().1, "r2");
+        assert_eq!(
+            auth.mqtt_login(Some("joe@r2"), Some(b"pw"), "c").unwrap().1,
+            "r2"
+        );
         assert!(auth.mqtt_login(Some("joe"), Some(b"bad"), "c").is_none());
     }
 }

@@ -17,7 +17,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fox_storage::{RetentionPolicy, StoreError, Table, Batch, Committer, CommitterConfig, HistoryRecord, Pending, RocksStore, Store, SyncMode};
+use fox_storage::{
+    Batch, Committer, CommitterConfig, HistoryRecord, Pending, RetentionPolicy, RocksStore, Store,
+    StoreError, SyncMode, Table,
+};
 use fox_wamp_proto::{Dict, Value};
 
 use crate::realm::{Payload, Publication};
@@ -117,7 +120,13 @@ impl Durable {
 
     /// Queues the writes of one publication; the returned `Pending` answers when durable.
     /// Call in permanent-ID order.
-    pub fn record(&self, realm: &str, publication: &Publication, retain: bool, now_ms: u64) -> Result<Pending, StoreError> {
+    pub fn record(
+        &self,
+        realm: &str,
+        publication: &Publication,
+        retain: bool,
+        now_ms: u64,
+    ) -> Result<Pending, StoreError> {
         let k = key(realm, &publication.topic);
         let payload = payload_value(&publication.payload);
         let mut batch = Batch::new();
@@ -176,9 +185,12 @@ impl Durable {
     pub fn wills(&self) -> anyhow::Result<Vec<(String, Topic, Payload)>> {
         let mut wills = Vec::new();
         for (k, bytes) in self.store.scan(Table::Wills, "", RETAINED_LOAD_MAX)? {
-            let decoded: Option<Payload> = rmp_serde::from_slice(&bytes).ok().and_then(payload_from);
+            let decoded: Option<Payload> =
+                rmp_serde::from_slice(&bytes).ok().and_then(payload_from);
             match (k.split_once('\0'), decoded) {
-                (Some((realm, uri)), Some(payload)) => wills.push((realm.to_owned(), Topic::from_wamp(uri), payload)),
+                (Some((realm, uri)), Some(payload)) => {
+                    wills.push((realm.to_owned(), Topic::from_wamp(uri), payload))
+                }
                 _ => tracing::warn!(key = %k.escape_debug(), "skipping a malformed will"),
             }
         }
@@ -187,7 +199,13 @@ impl Durable {
 
     /// Stored messages of `realm` with `after < id < before` matching `pattern`, in ID order
     /// (at most [`HISTORY_READ_MAX`] of them).
-    pub fn history_between(&self, realm: &str, after: u64, before: u64, pattern: &Pattern) -> Vec<Arc<Publication>> {
+    pub fn history_between(
+        &self,
+        realm: &str,
+        after: u64,
+        before: u64,
+        pattern: &Pattern,
+    ) -> Vec<Arc<Publication>> {
         let prefix = format!("{realm}\0");
         let mut found = Vec::new();
         let mut cursor = after;
@@ -213,7 +231,9 @@ impl Durable {
                 if !pattern.matches(&topic) {
                     continue;
                 }
-                let payload = rmp_serde::from_slice::<Value>(&record.payload).ok().and_then(payload_from);
+                let payload = rmp_serde::from_slice::<Value>(&record.payload)
+                    .ok()
+                    .and_then(payload_from);
                 let Some(payload) = payload else {
                     tracing::warn!(id = record.id, "skipping a malformed history record");
                     continue;
@@ -289,8 +309,14 @@ mod tests {
         kw.insert("x".into(), Value::Bytes(vec![1, 2]));
         for payload in [
             Payload::Raw(Bytes::from_static(b"\x00raw")),
-            Payload::Wamp { args: Some(vec![Value::Int(-3), Value::from("s")]), kwargs: Some(kw) },
-            Payload::Wamp { args: None, kwargs: None },
+            Payload::Wamp {
+                args: Some(vec![Value::Int(-3), Value::from("s")]),
+                kwargs: Some(kw),
+            },
+            Payload::Wamp {
+                args: None,
+                kwargs: None,
+            },
         ] {
             let bytes = encode(&payload_value(&payload));
             let back: Value = rmp_serde::from_slice(&bytes).unwrap();

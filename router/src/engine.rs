@@ -67,7 +67,11 @@ mod tests {
         let a = s.next(1000);
         assert_eq!(a, 1000 << 12);
         assert_eq!(s.next(1000), a + 1);
-        assert_eq!(s.next(999), a + 2, "a clock going back does not move IDs back");
+        assert_eq!(
+            s.next(999),
+            a + 2,
+            "a clock going back does not move IDs back"
+        );
         assert_eq!(s.next(2000), 2000 << 12);
     }
 
@@ -86,7 +90,10 @@ mod tests {
                 std::thread::spawn(move || (0..10_000).map(|_| s.next(7)).collect::<Vec<_>>())
             })
             .collect();
-        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 40_000);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use fox_router::config::Config;
 use fox_router::durable::Durable;
-use fox_router::realm::{Publication, MessageProperties};
-use fox_storage::SyncMode;
+use fox_router::realm::{MessageProperties, Publication};
 use fox_router::router::Router;
 use fox_router::server::{self, Gate, Listener};
+use fox_storage::SyncMode;
 
 /// foxrouter: WAMP v2 + MQTT router with permanent, monotonic message IDs.
 #[derive(Parser, Debug)]
@@ -64,7 +64,10 @@ fn main() -> anyhow::Result<()> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -80,39 +83,47 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let durable = match &args.data {
         Some(dir) => {
-            let sync = if args.no_fsync { SyncMode::None } else { SyncMode::Fsync };
-            let durable = Durable::open(dir, sync).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let sync = if args.no_fsync {
+                SyncMode::None
+            } else {
+                SyncMode::Fsync
+            };
+            let durable = Durable::open(dir, sync)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
             Some(Arc::new(durable))
         }
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let gates = [
-            (Gate::WebSocket, config.listen.ws),
-            (Gate::RawSocket, config.listen.rawsocket),
-            (Gate::Mqtt, config.listen.mqtt),
-        ];
-        let mut listeners = Vec::new();
-        for (gate, addr) in gates {
-            if let Some(addr) = addr {
-                listeners.push(Listener::bind(gate, addr).await?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(async move {
+            let gates = [
+                (Gate::WebSocket, config.listen.ws),
+                (Gate::RawSocket, config.listen.rawsocket),
+                (Gate::Mqtt, config.listen.mqtt),
+            ];
+            let mut listeners = Vec::new();
+            for (gate, addr) in gates {
+                if let Some(addr) = addr {
+                    listeners.push(Listener::bind(gate, addr).await?);
+                }
             }
-        }
-        let router = start_router(config, durable)?;
-        let signals = {
-            let router = router.clone();
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                tracing::info!("shutting down");
-                router.shut_down();
-            })
-        };
-        server::run(router, listeners).await;
-        signals.abort();
-        anyhow::Ok(())
-    })
-    .context("router failed")?;
+            let router = start_router(config, durable)?;
+            let signals = {
+                let router = router.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("shutting down");
+                    router.shut_down();
+                })
+            };
+            server::run(router, listeners).await;
+            signals.abort();
+            anyhow::Ok(())
+        })
+        .context("router failed")?;
     Ok(())
 }
 
@@ -142,7 +153,13 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
             properties: MessageProperties::default(),
         });
     }
-    let wills = router.shared().durable.as_ref().map(|d| d.wills()).transpose()?.unwrap_or_default();
+    let wills = router
+        .shared()
+        .durable
+        .as_ref()
+        .map(|d| d.wills())
+        .transpose()?
+        .unwrap_or_default();
     let will_count = wills.len();
     for (realm, topic, will) in wills {
         // Their sessions died with the previous process: abnormal ends, so the wills apply.
@@ -150,7 +167,12 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
             realm.apply_orphan_will(&topic, will);
         }
     }
-    tracing::info!(last_id, retained = count, wills = will_count, "store opened");
+    tracing::info!(
+        last_id,
+        retained = count,
+        wills = will_count,
+        "store opened"
+    );
     spawn_compaction(&router);
     Ok(router)
 }
@@ -174,9 +196,11 @@ fn spawn_compaction(router: &Arc<Router>) {
         loop {
             tokio::time::sleep(interval).await;
             let durable = durable.clone();
-            let removed = tokio::task::spawn_blocking(move || durable.compact(&policy, fox_router::engine::unix_ms()))
-                .await
-                .unwrap_or(0);
+            let removed = tokio::task::spawn_blocking(move || {
+                durable.compact(&policy, fox_router::engine::unix_ms())
+            })
+            .await
+            .unwrap_or(0);
             if removed > 0 {
                 tracing::info!(removed, "history compacted");
             }

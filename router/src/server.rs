@@ -44,7 +44,10 @@ impl Listener {
     /// Binds `addr` for `gate`.
     pub async fn bind(gate: Gate, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", gate.name()))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} ({}): {e}", gate.name()),
+            )
         })?;
         Ok(Self { gate, listener })
     }

@@ -34,7 +34,10 @@ impl Topic {
     /// A topic from an MQTT topic name (`a/b/c`); `.` inside a level becomes `/`.
     pub fn from_mqtt(name: &str) -> Self {
         Self {
-            levels: name.split('/').map(|level| level.replace('.', "/")).collect(),
+            levels: name
+                .split('/')
+                .map(|level| level.replace('.', "/"))
+                .collect(),
         }
     }
 

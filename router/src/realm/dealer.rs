@@ -120,7 +120,9 @@ impl Registration {
             InvokePolicy::RoundRobin => {
                 let n = self.callees.len();
                 let start = self.next % n;
-                let chosen = (0..n).map(|k| (start + k) % n).find(|i| ready.contains(i))?;
+                let chosen = (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|i| ready.contains(i))?;
                 self.next = chosen + 1;
                 chosen
             }
@@ -329,7 +331,10 @@ impl Dealer {
             .into_iter()
             .filter_map(|id| {
                 self.unregister(session, id)
-                    .map(|deleted| RegistrationLeft { registration: id, deleted })
+                    .map(|deleted| RegistrationLeft {
+                        registration: id,
+                        deleted,
+                    })
             })
             .collect();
         let keys: Vec<(SessionId, Id)> = self
@@ -351,7 +356,9 @@ impl Dealer {
             self.by_caller
                 .remove(&(call.caller.info.id, call.caller_request));
             if key.0 == session {
-                if call.cancel != Some(CancelMode::Skip) && call.cancel != Some(CancelMode::KillNoWait) {
+                if call.cancel != Some(CancelMode::Skip)
+                    && call.cancel != Some(CancelMode::KillNoWait)
+                {
                     call.caller.send(super::Outbound::Wamp(call_error(
                         call.caller_request,
                         "wamp.error.canceled",
@@ -359,7 +366,8 @@ impl Dealer {
                     )));
                 }
             } else if call.callee.info.has_feature("callee", "call_canceling") {
-                call.callee.send(super::Outbound::Wamp(interrupt(key.1, "killnowait", None)));
+                call.callee
+                    .send(super::Outbound::Wamp(interrupt(key.1, "killnowait", None)));
             }
         }
         left

@@ -15,65 +15,114 @@ use crate::topic::{MatchPolicy, Pattern, Topic};
 type Reply = Result<Vec<Value>, (&'static str, String)>;
 
 /// Answers a meta procedure; `None` when `call` is not one.
-pub(super) fn call(realm: &Arc<Realm>, caller: &SessionHandle, call: &CallRequest) -> Option<Message> {
+pub(super) fn call(
+    realm: &Arc<Realm>,
+    caller: &SessionHandle,
+    call: &CallRequest,
+) -> Option<Message> {
     let args = call.args.as_deref().unwrap_or(&[]);
     let empty = Dict::new();
     let kwargs = call.kwargs.as_ref().unwrap_or(&empty);
     let reply: Reply = match call.procedure.as_str() {
-        "wamp.session.count" => Ok(vec![Value::from(filtered_sessions(realm, args).len() as u64)]),
+        "wamp.session.count" => Ok(vec![Value::from(
+            filtered_sessions(realm, args).len() as u64
+        )]),
         "wamp.session.list" => Ok(vec![Value::List(
-            filtered_sessions(realm, args).into_iter().map(Value::from).collect(),
+            filtered_sessions(realm, args)
+                .into_iter()
+                .map(Value::from)
+                .collect(),
         )]),
         "wamp.session.get" => session_get(realm, args),
         "wamp.session.kill" => kill_one(realm, caller, args, kwargs),
-        "wamp.session.kill_by_authid" => kill_where(realm, caller, args, kwargs, |h, a| h.info.identity.authid == a),
-        "wamp.session.kill_by_authrole" => kill_where(realm, caller, args, kwargs, |h, a| h.info.identity.authrole == a),
+        "wamp.session.kill_by_authid" => kill_where(realm, caller, args, kwargs, |h, a| {
+            h.info.identity.authid == a
+        }),
+        "wamp.session.kill_by_authrole" => kill_where(realm, caller, args, kwargs, |h, a| {
+            h.info.identity.authrole == a
+        }),
         "wamp.session.add_testament" => add_testament(realm, caller, args, kwargs),
-        "wamp.session.flush_testaments" => Ok(vec![Value::from(realm.flush_testaments(caller.info.id) as u64)]),
+        "wamp.session.flush_testaments" => Ok(vec![Value::from(
+            realm.flush_testaments(caller.info.id) as u64,
+        )]),
         "wamp.subscription.list" => Ok(vec![Value::Dict(read(&realm.broker).list())]),
-        "wamp.subscription.lookup" => {
-            lookup(args, |p| read(&realm.broker).lookup(p))
-        }
+        "wamp.subscription.lookup" => lookup(args, |p| read(&realm.broker).lookup(p)),
         "wamp.subscription.match" => uri_arg(args).map(|topic| {
             let ids = read(&realm.broker).matching(&Topic::from_wamp(topic));
-            vec![if ids.is_empty() { Value::Null } else { Value::List(ids.into_iter().map(Value::from).collect()) }]
+            vec![if ids.is_empty() {
+                Value::Null
+            } else {
+                Value::List(ids.into_iter().map(Value::from).collect())
+            }]
         }),
         "wamp.subscription.get" => id_arg(args).and_then(|id| {
-            read(&realm.broker).details(id).map(|d| vec![Value::Dict(d)]).ok_or(no_such_subscription())
+            read(&realm.broker)
+                .details(id)
+                .map(|d| vec![Value::Dict(d)])
+                .ok_or(no_such_subscription())
         }),
         "wamp.subscription.list_subscribers" => id_arg(args).and_then(|id| {
-            let ids = read(&realm.broker).subscribers(id).ok_or(no_such_subscription())?;
-            Ok(vec![Value::List(ids.into_iter().map(Value::from).collect())])
+            let ids = read(&realm.broker)
+                .subscribers(id)
+                .ok_or(no_such_subscription())?;
+            Ok(vec![Value::List(
+                ids.into_iter().map(Value::from).collect(),
+            )])
         }),
         "wamp.subscription.count_subscribers" => id_arg(args).and_then(|id| {
-            let ids = read(&realm.broker).subscribers(id).ok_or(no_such_subscription())?;
+            let ids = read(&realm.broker)
+                .subscribers(id)
+                .ok_or(no_such_subscription())?;
             Ok(vec![Value::from(ids.len() as u64)])
         }),
         "wamp.subscription.get_events" => id_arg(args).and_then(|id| {
-            let pattern = read(&realm.broker).pattern(id).ok_or(no_such_subscription())?;
+            let pattern = read(&realm.broker)
+                .pattern(id)
+                .ok_or(no_such_subscription())?;
             let limit = args.get(1).and_then(Value::as_u64).unwrap_or(10).min(1_000) as usize;
-            let events = realm.recent_events(&pattern, limit).iter().map(|p| Value::Dict(event_dict(p))).collect();
+            let events = realm
+                .recent_events(&pattern, limit)
+                .iter()
+                .map(|p| Value::Dict(event_dict(p)))
+                .collect();
             Ok(vec![Value::List(events)])
         }),
         "wamp.registration.list" => Ok(vec![Value::Dict(realm.with_dealer(|d| d.list()))]),
         "wamp.registration.lookup" => lookup(args, |p| realm.with_dealer(|d| d.lookup(p))),
-        "wamp.registration.match" => uri_arg(args)
-            .map(|procedure| vec![realm.with_dealer(|d| d.route(procedure)).map_or(Value::Null, Value::from)]),
+        "wamp.registration.match" => uri_arg(args).map(|procedure| {
+            vec![realm
+                .with_dealer(|d| d.route(procedure))
+                .map_or(Value::Null, Value::from)]
+        }),
         "wamp.registration.get" => id_arg(args).and_then(|id| {
-            realm.with_dealer(|d| d.details(id)).map(|d| vec![Value::Dict(d)]).ok_or(no_such_registration())
+            realm
+                .with_dealer(|d| d.details(id))
+                .map(|d| vec![Value::Dict(d)])
+                .ok_or(no_such_registration())
         }),
         "wamp.registration.list_callees" => id_arg(args).and_then(|id| {
-            let ids = realm.with_dealer(|d| d.callees(id)).ok_or(no_such_registration())?;
-            Ok(vec![Value::List(ids.into_iter().map(Value::from).collect())])
+            let ids = realm
+                .with_dealer(|d| d.callees(id))
+                .ok_or(no_such_registration())?;
+            Ok(vec![Value::List(
+                ids.into_iter().map(Value::from).collect(),
+            )])
         }),
         "wamp.registration.count_callees" => id_arg(args).and_then(|id| {
-            let ids = realm.with_dealer(|d| d.callees(id)).ok_or(no_such_registration())?;
+            let ids = realm
+                .with_dealer(|d| d.callees(id))
+                .ok_or(no_such_registration())?;
             Ok(vec![Value::from(ids.len() as u64)])
         }),
         _ => return None,
     };
     Some(match reply {
-        Ok(args) => Message::Result { request: call.request, details: Dict::new(), args: Some(args), kwargs: None },
+        Ok(args) => Message::Result {
+            request: call.request,
+            details: Dict::new(),
+            args: Some(args),
+            kwargs: None,
+        },
         Err((error, message)) => Message::Error {
             request_type: code::CALL,
             request: call.request,
@@ -101,34 +150,56 @@ fn invalid(message: &str) -> (&'static str, String) {
 }
 
 fn no_such_subscription() -> (&'static str, String) {
-    ("wamp.error.no_such_subscription", "no subscription with this ID".to_owned())
+    (
+        "wamp.error.no_such_subscription",
+        "no subscription with this ID".to_owned(),
+    )
 }
 
 fn no_such_registration() -> (&'static str, String) {
-    ("wamp.error.no_such_registration", "no registration with this ID".to_owned())
+    (
+        "wamp.error.no_such_registration",
+        "no registration with this ID".to_owned(),
+    )
 }
 
 fn id_arg(args: &[Value]) -> Result<u64, (&'static str, String)> {
-    args.first().and_then(Value::as_u64).ok_or_else(|| invalid("expected an ID as first argument"))
+    args.first()
+        .and_then(Value::as_u64)
+        .ok_or_else(|| invalid("expected an ID as first argument"))
 }
 
 fn uri_arg(args: &[Value]) -> Result<&str, (&'static str, String)> {
-    args.first().and_then(Value::as_str).ok_or_else(|| invalid("expected a URI as first argument"))
+    args.first()
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("expected a URI as first argument"))
 }
 
 fn lookup(args: &[Value], find: impl FnOnce(&Pattern) -> Option<u64>) -> Reply {
     let uri = uri_arg(args)?;
-    let policy = args.get(1).and_then(|o| o.get("match")).and_then(Value::as_str);
+    let policy = args
+        .get(1)
+        .and_then(|o| o.get("match"))
+        .and_then(Value::as_str);
     let policy = MatchPolicy::parse(policy).ok_or_else(|| invalid("unknown match policy"))?;
-    Ok(vec![find(&Pattern::from_wamp(uri, policy)).map_or(Value::Null, Value::from)])
+    Ok(vec![
+        find(&Pattern::from_wamp(uri, policy)).map_or(Value::Null, Value::from)
+    ])
 }
 
 fn filtered_sessions(realm: &Realm, args: &[Value]) -> Vec<u64> {
-    let roles: Option<Vec<&str>> = args.first().and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_str).collect());
+    let roles: Option<Vec<&str>> = args
+        .first()
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_str).collect());
     let mut ids: Vec<u64> = realm
         .sessions()
         .iter()
-        .filter(|h| roles.as_ref().is_none_or(|r| r.contains(&h.info.identity.authrole.as_str())))
+        .filter(|h| {
+            roles
+                .as_ref()
+                .is_none_or(|r| r.contains(&h.info.identity.authrole.as_str()))
+        })
         .map(|h| h.info.id)
         .collect();
     ids.sort_unstable();
@@ -137,16 +208,25 @@ fn filtered_sessions(realm: &Realm, args: &[Value]) -> Vec<u64> {
 
 fn session_get(realm: &Realm, args: &[Value]) -> Reply {
     let id = id_arg(args)?;
-    let handle = realm
-        .session(id)
-        .ok_or(("wamp.error.no_such_session", "no session with this ID".to_owned()))?;
+    let handle = realm.session(id).ok_or((
+        "wamp.error.no_such_session",
+        "no session with this ID".to_owned(),
+    ))?;
     Ok(vec![Value::Dict(handle.info.details())])
 }
 
 fn close_message(kwargs: &Dict) -> Outbound {
     Outbound::Close {
-        reason: kwargs.get("reason").and_then(Value::as_str).unwrap_or("wamp.close.killed").to_owned(),
-        message: kwargs.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+        reason: kwargs
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("wamp.close.killed")
+            .to_owned(),
+        message: kwargs
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
     }
 }
 
@@ -155,9 +235,10 @@ fn kill_one(realm: &Realm, caller: &SessionHandle, args: &[Value], kwargs: &Dict
     if id == caller.info.id {
         return Err(invalid("a session cannot kill itself"));
     }
-    let handle = realm
-        .session(id)
-        .ok_or(("wamp.error.no_such_session", "no session with this ID".to_owned()))?;
+    let handle = realm.session(id).ok_or((
+        "wamp.error.no_such_session",
+        "no session with this ID".to_owned(),
+    ))?;
     handle.send(close_message(kwargs));
     Ok(Vec::new())
 }
@@ -178,7 +259,9 @@ fn kill_where(
         }
     }
     killed.sort_unstable();
-    Ok(vec![Value::List(killed.into_iter().map(Value::from).collect())])
+    Ok(vec![Value::List(
+        killed.into_iter().map(Value::from).collect(),
+    )])
 }
 
 fn add_testament(realm: &Realm, caller: &SessionHandle, args: &[Value], kwargs: &Dict) -> Reply {
@@ -189,13 +272,29 @@ fn add_testament(realm: &Realm, caller: &SessionHandle, args: &[Value], kwargs: 
     let mut options = PublishOptions::default();
     if let Some(p) = publish {
         options.exclude_me = p.get("exclude_me").and_then(Value::as_bool).unwrap_or(true);
-        options.disclose_me = p.get("disclose_me").and_then(Value::as_bool).unwrap_or(false);
+        options.disclose_me = p
+            .get("disclose_me")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     }
-    let scope = kwargs.get("scope").and_then(Value::as_str).unwrap_or("destroyed");
+    let scope = kwargs
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("destroyed");
     if scope != "destroyed" && scope != "detached" {
         return Err(invalid("scope must be 'destroyed' or 'detached'"));
     }
-    let payload = Payload::Wamp { args: t_args, kwargs: t_kwargs };
-    realm.add_testament(caller.info.id, Testament { topic, payload, options });
+    let payload = Payload::Wamp {
+        args: t_args,
+        kwargs: t_kwargs,
+    };
+    realm.add_testament(
+        caller.info.id,
+        Testament {
+            topic,
+            payload,
+            options,
+        },
+    );
     Ok(Vec::new())
 }

@@ -16,10 +16,10 @@
 pub mod broker;
 pub mod dealer;
 pub mod meta;
-pub mod sync;
-mod session;
 #[cfg(test)]
 mod scenarios;
+mod session;
+pub mod sync;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,7 +60,8 @@ impl Payload {
         match self {
             Self::Raw(bytes) => bytes.is_empty(),
             Self::Wamp { args, kwargs } => {
-                args.as_ref().is_none_or(Vec::is_empty) && kwargs.as_ref().is_none_or(Dict::is_empty)
+                args.as_ref().is_none_or(Vec::is_empty)
+                    && kwargs.as_ref().is_none_or(Dict::is_empty)
             }
         }
     }
@@ -295,7 +296,13 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
     ) -> u64 {
-        self.publish_with(publisher, topic, payload, options, MessageProperties::default())
+        self.publish_with(
+            publisher,
+            topic,
+            payload,
+            options,
+            MessageProperties::default(),
+        )
     }
 
     /// [`Realm::publish`] with message properties (MQTT 5) that travel with the message.
@@ -308,7 +315,9 @@ impl Realm {
         properties: MessageProperties,
     ) -> u64 {
         // Without a waiter the write still happens, in order; nobody needs its answer.
-        let id = self.publish_durable(publisher, topic, payload, options, properties).0;
+        let id = self
+            .publish_durable(publisher, topic, payload, options, properties)
+            .0;
         if options.retain {
             self.kv_written(topic);
         }
@@ -326,7 +335,10 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> (u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>) {
+    ) -> (
+        u64,
+        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    ) {
         let _order = lock(&self.order);
         let id = self.shared.sequencer.next(unix_ms());
         let disclosed = publisher
@@ -360,7 +372,9 @@ impl Realm {
             }
         }
         let pending = match (&self.shared.durable, publisher) {
-            (Some(durable), Some(_)) => Some(durable.record(&self.name, &publication, options.retain, unix_ms())),
+            (Some(durable), Some(_)) => {
+                Some(durable.record(&self.name, &publication, options.retain, unix_ms()))
+            }
             _ => None,
         };
         read(&self.broker).fan_out(&publication, publisher, options);
@@ -400,7 +414,9 @@ impl Realm {
             (sub_id, recent, oldest)
         };
         let mut replay = match (&self.shared.durable, oldest) {
-            (Some(durable), Some(oldest)) if oldest > after + 1 => durable.history_between(&self.name, after, oldest, &pattern),
+            (Some(durable), Some(oldest)) if oldest > after + 1 => {
+                durable.history_between(&self.name, after, oldest, &pattern)
+            }
             (Some(durable), None) => durable.history_between(&self.name, after, u64::MAX, &pattern),
             _ => Vec::new(),
         };
@@ -449,7 +465,12 @@ impl Realm {
             args: Some(args),
             kwargs: None,
         };
-        self.publish(None, &Topic::from_wamp(topic), payload, &PublishOptions::default());
+        self.publish(
+            None,
+            &Topic::from_wamp(topic),
+            payload,
+            &PublishOptions::default(),
+        );
     }
 
     /// Subscribes a session; returns the subscription ID.

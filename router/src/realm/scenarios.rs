@@ -82,8 +82,16 @@ fn peer(realm: &Realm, id: u64, authrole: &str, canceling: bool) -> Peer {
 }
 
 fn publish(realm: &Realm, from: &Peer, topic: &str, options: PublishOptions) -> u64 {
-    let payload = Payload::Wamp { args: Some(vec![Value::from(topic)]), kwargs: None };
-    realm.publish(Some(&from.handle.info), &Topic::from_wamp(topic), payload, &options)
+    let payload = Payload::Wamp {
+        args: Some(vec![Value::from(topic)]),
+        kwargs: None,
+    };
+    realm.publish(
+        Some(&from.handle.info),
+        &Topic::from_wamp(topic),
+        payload,
+        &options,
+    )
 }
 
 #[test]
@@ -91,13 +99,31 @@ fn events_arrive_in_id_order_and_skip_the_publisher() {
     let realm = realm();
     let mut a = peer(&realm, 1, "r", false);
     let mut b = peer(&realm, 2, "r", false);
-    realm.subscribe(&a.handle, Pattern::from_wamp("t", MatchPolicy::Exact), SubscribeOptions::default());
-    realm.subscribe(&b.handle, Pattern::from_wamp("t", MatchPolicy::Exact), SubscribeOptions::default());
-    let ids: Vec<u64> = (0..5).map(|_| publish(&realm, &a, "t", PublishOptions::default())).collect();
+    realm.subscribe(
+        &a.handle,
+        Pattern::from_wamp("t", MatchPolicy::Exact),
+        SubscribeOptions::default(),
+    );
+    realm.subscribe(
+        &b.handle,
+        Pattern::from_wamp("t", MatchPolicy::Exact),
+        SubscribeOptions::default(),
+    );
+    let ids: Vec<u64> = (0..5)
+        .map(|_| publish(&realm, &a, "t", PublishOptions::default()))
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(b.events(), ids);
     assert!(a.events().is_empty(), "exclude_me defaults to true");
-    let own = publish(&realm, &a, "t", PublishOptions { exclude_me: false, ..Default::default() });
+    let own = publish(
+        &realm,
+        &a,
+        "t",
+        PublishOptions {
+            exclude_me: false,
+            ..Default::default()
+        },
+    );
     assert_eq!(a.events(), vec![own]);
 }
 
@@ -108,13 +134,42 @@ fn black_and_white_lists() {
     let mut x = peer(&realm, 2, "admin", false);
     let mut y = peer(&realm, 3, "user", false);
     for s in [&x, &y] {
-        realm.subscribe(&s.handle, Pattern::from_wamp("t", MatchPolicy::Exact), SubscribeOptions::default());
+        realm.subscribe(
+            &s.handle,
+            Pattern::from_wamp("t", MatchPolicy::Exact),
+            SubscribeOptions::default(),
+        );
     }
-    publish(&realm, &p, "t", PublishOptions { exclude_authrole: vec!["admin".into()], ..Default::default() });
+    publish(
+        &realm,
+        &p,
+        "t",
+        PublishOptions {
+            exclude_authrole: vec!["admin".into()],
+            ..Default::default()
+        },
+    );
     assert_eq!((x.events().len(), y.events().len()), (0, 1));
-    publish(&realm, &p, "t", PublishOptions { eligible: Some(vec![2]), ..Default::default() });
+    publish(
+        &realm,
+        &p,
+        "t",
+        PublishOptions {
+            eligible: Some(vec![2]),
+            ..Default::default()
+        },
+    );
     assert_eq!((x.events().len(), y.events().len()), (1, 0));
-    publish(&realm, &p, "t", PublishOptions { eligible_authid: Some(vec!["user3".into()]), exclude: vec![3], ..Default::default() });
+    publish(
+        &realm,
+        &p,
+        "t",
+        PublishOptions {
+            eligible_authid: Some(vec!["user3".into()]),
+            exclude: vec![3],
+            ..Default::default()
+        },
+    );
     assert_eq!((x.events().len(), y.events().len()), (0, 0));
 }
 
@@ -123,13 +178,27 @@ fn one_subscription_per_pattern_and_meta_counts() {
     let realm = realm();
     let a = peer(&realm, 1, "r", false);
     let b = peer(&realm, 2, "r", false);
-    let s1 = realm.subscribe(&a.handle, Pattern::from_wamp("a.b", MatchPolicy::Prefix), SubscribeOptions::default());
-    let s2 = realm.subscribe(&b.handle, Pattern::from_wamp("a.b", MatchPolicy::Prefix), SubscribeOptions::default());
+    let s1 = realm.subscribe(
+        &a.handle,
+        Pattern::from_wamp("a.b", MatchPolicy::Prefix),
+        SubscribeOptions::default(),
+    );
+    let s2 = realm.subscribe(
+        &b.handle,
+        Pattern::from_wamp("a.b", MatchPolicy::Prefix),
+        SubscribeOptions::default(),
+    );
     assert_eq!(s1, s2);
     assert!(realm.unsubscribe(1, s1));
-    assert!(!realm.unsubscribe(1, s1), "a second unsubscribe is an error");
+    assert!(
+        !realm.unsubscribe(1, s1),
+        "a second unsubscribe is an error"
+    );
     realm.leave(2);
-    assert!(read(&realm.broker).details(s1).is_none(), "the last subscriber leaving deletes it");
+    assert!(
+        read(&realm.broker).details(s1).is_none(),
+        "the last subscriber leaving deletes it"
+    );
 }
 
 #[test]
@@ -138,7 +207,10 @@ fn shared_subscription_delivers_to_one_member_in_turn() {
     let p = peer(&realm, 9, "r", false);
     let mut members: Vec<Peer> = (1..=3).map(|i| peer(&realm, i, "r", false)).collect();
     for m in &members {
-        let options = SubscribeOptions { share_group: Some("g".into()), ..Default::default() };
+        let options = SubscribeOptions {
+            share_group: Some("g".into()),
+            ..Default::default()
+        };
         realm.subscribe(&m.handle, Pattern::from_mqtt_filter("s/#"), options);
     }
     for _ in 0..6 {
@@ -152,7 +224,10 @@ fn shared_subscription_delivers_to_one_member_in_turn() {
 fn retained_store_replaces_and_clears() {
     let realm = realm();
     let p = peer(&realm, 1, "r", false);
-    let retain = PublishOptions { retain: true, ..Default::default() };
+    let retain = PublishOptions {
+        retain: true,
+        ..Default::default()
+    };
     publish(&realm, &p, "k.a", retain.clone());
     let second = publish(&realm, &p, "k.a", retain.clone());
     publish(&realm, &p, "k.b", retain.clone());
@@ -160,12 +235,32 @@ fn retained_store_replaces_and_clears() {
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].id, second);
     let empty = Payload::Raw(bytes::Bytes::new());
-    realm.publish(Some(&p.handle.info), &Topic::from_wamp("k.a"), empty, &retain);
+    realm.publish(
+        Some(&p.handle.info),
+        &Topic::from_wamp("k.a"),
+        empty,
+        &retain,
+    );
     assert_eq!(realm.retained_count(), 1);
 }
 
-fn call(realm: &Arc<Realm>, caller: &Peer, request: u64, procedure: &str, options: Dict) -> Option<Message> {
-    realm.call(&caller.handle, CallRequest { request, options, procedure: procedure.into(), args: None, kwargs: None })
+fn call(
+    realm: &Arc<Realm>,
+    caller: &Peer,
+    request: u64,
+    procedure: &str,
+    options: Dict,
+) -> Option<Message> {
+    realm.call(
+        &caller.handle,
+        CallRequest {
+            request,
+            options,
+            procedure: procedure.into(),
+            args: None,
+            kwargs: None,
+        },
+    )
 }
 
 fn invocation_id(messages: &[Message]) -> u64 {
@@ -182,9 +277,27 @@ fn exact_beats_prefix_beats_wildcard() {
     let mut exact = peer(&realm, 2, "r", false);
     let mut prefix = peer(&realm, 3, "r", false);
     let mut wild = peer(&realm, 4, "r", false);
-    realm.register(&wild.handle, Pattern::from_wamp("a..c", MatchPolicy::Wildcard), InvokePolicy::Single).unwrap();
-    realm.register(&prefix.handle, Pattern::from_wamp("a.b", MatchPolicy::Prefix), InvokePolicy::Single).unwrap();
-    realm.register(&exact.handle, Pattern::from_wamp("a.b.c", MatchPolicy::Exact), InvokePolicy::Single).unwrap();
+    realm
+        .register(
+            &wild.handle,
+            Pattern::from_wamp("a..c", MatchPolicy::Wildcard),
+            InvokePolicy::Single,
+        )
+        .unwrap();
+    realm
+        .register(
+            &prefix.handle,
+            Pattern::from_wamp("a.b", MatchPolicy::Prefix),
+            InvokePolicy::Single,
+        )
+        .unwrap();
+    realm
+        .register(
+            &exact.handle,
+            Pattern::from_wamp("a.b.c", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
     assert!(call(&realm, &caller, 1, "a.b.c", Dict::new()).is_none());
     assert_eq!(exact.wamp().len(), 1);
     assert!(call(&realm, &caller, 2, "a.bx.c", Dict::new()).is_none());
@@ -200,7 +313,9 @@ fn roundrobin_and_policy_conflicts() {
     let mut callees: Vec<Peer> = (2..=3).map(|i| peer(&realm, i, "r", false)).collect();
     let pattern = Pattern::from_wamp("p", MatchPolicy::Exact);
     for c in &callees {
-        realm.register(&c.handle, pattern.clone(), InvokePolicy::RoundRobin).unwrap();
+        realm
+            .register(&c.handle, pattern.clone(), InvokePolicy::RoundRobin)
+            .unwrap();
     }
     let other = peer(&realm, 4, "r", false);
     assert_eq!(
@@ -219,14 +334,28 @@ fn callee_leaving_fails_pending_calls() {
     let realm = realm();
     let mut caller = peer(&realm, 1, "r", false);
     let callee = peer(&realm, 2, "r", false);
-    realm.register(&callee.handle, Pattern::from_wamp("p", MatchPolicy::Exact), InvokePolicy::Single).unwrap();
+    realm
+        .register(
+            &callee.handle,
+            Pattern::from_wamp("p", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
     assert!(call(&realm, &caller, 7, "p", Dict::new()).is_none());
     realm.leave(2);
     match caller.wamp().as_slice() {
-        [Message::Error { request_type: code::CALL, request: 7, error, .. }] => assert_eq!(error, "wamp.error.canceled"),
+        [Message::Error {
+            request_type: code::CALL,
+            request: 7,
+            error,
+            ..
+        }] => assert_eq!(error, "wamp.error.canceled"),
         other => panic!("expected ERROR, got {other:?}"),
     }
-    assert!(matches!(call(&realm, &caller, 8, "p", Dict::new()), Some(Message::Error { .. })));
+    assert!(matches!(
+        call(&realm, &caller, 8, "p", Dict::new()),
+        Some(Message::Error { .. })
+    ));
 }
 
 #[test]
@@ -234,7 +363,13 @@ fn progressive_results_then_final() {
     let realm = realm();
     let mut caller = peer(&realm, 1, "r", false);
     let mut callee = peer(&realm, 2, "r", false);
-    realm.register(&callee.handle, Pattern::from_wamp("p", MatchPolicy::Exact), InvokePolicy::Single).unwrap();
+    realm
+        .register(
+            &callee.handle,
+            Pattern::from_wamp("p", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
     let mut options = Dict::new();
     options.insert("receive_progress".into(), Value::Bool(true));
     call(&realm, &caller, 1, "p", options);
@@ -245,8 +380,14 @@ fn progressive_results_then_final() {
     realm.yield_result(2, inv, &Dict::new(), Some(vec![Value::Int(2)]), None);
     realm.yield_result(2, inv, &Dict::new(), Some(vec![Value::Int(3)]), None);
     let results = caller.wamp();
-    assert_eq!(results.len(), 2, "one progressive, one final; the late YIELD is dropped");
-    assert!(matches!(&results[0], Message::Result { details, .. } if details.contains_key("progress")));
+    assert_eq!(
+        results.len(),
+        2,
+        "one progressive, one final; the late YIELD is dropped"
+    );
+    assert!(
+        matches!(&results[0], Message::Result { details, .. } if details.contains_key("progress"))
+    );
     assert!(matches!(&results[1], Message::Result { details, .. } if details.is_empty()));
 }
 
@@ -255,7 +396,13 @@ fn cancel_modes() {
     let realm = realm();
     let mut caller = peer(&realm, 1, "r", false);
     let mut callee = peer(&realm, 2, "r", true);
-    realm.register(&callee.handle, Pattern::from_wamp("p", MatchPolicy::Exact), InvokePolicy::Single).unwrap();
+    realm
+        .register(
+            &callee.handle,
+            Pattern::from_wamp("p", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
     let mode = |m: &str| {
         let mut d = Dict::new();
         d.insert("mode".into(), Value::from(m));
@@ -265,14 +412,26 @@ fn cancel_modes() {
     call(&realm, &caller, 1, "p", Dict::new());
     let inv = invocation_id(&callee.wamp());
     assert!(realm.cancel(1, 1, &mode("kill")).is_none());
-    assert!(matches!(callee.wamp().as_slice(), [Message::Interrupt { .. }]));
+    assert!(matches!(
+        callee.wamp().as_slice(),
+        [Message::Interrupt { .. }]
+    ));
     realm.invocation_error(2, inv, "wamp.error.canceled".into(), None, None);
-    assert!(matches!(caller.wamp().as_slice(), [Message::Error { request: 1, .. }]));
+    assert!(matches!(
+        caller.wamp().as_slice(),
+        [Message::Error { request: 1, .. }]
+    ));
     // killnowait: INTERRUPT and an immediate ERROR; the callee's late answer is dropped.
     call(&realm, &caller, 2, "p", Dict::new());
     let inv = invocation_id(&callee.wamp());
-    assert!(matches!(realm.cancel(1, 2, &mode("killnowait")), Some(Message::Error { request: 2, .. })));
-    assert!(matches!(callee.wamp().as_slice(), [Message::Interrupt { .. }]));
+    assert!(matches!(
+        realm.cancel(1, 2, &mode("killnowait")),
+        Some(Message::Error { request: 2, .. })
+    ));
+    assert!(matches!(
+        callee.wamp().as_slice(),
+        [Message::Interrupt { .. }]
+    ));
     realm.yield_result(2, inv, &Dict::new(), None, None);
     assert!(caller.wamp().is_empty());
     // skip: no INTERRUPT.

@@ -42,7 +42,10 @@ impl SessionInfo {
         d.insert("session".into(), Value::from(self.id));
         d.insert("realm".into(), Value::from(self.realm.as_str()));
         d.insert("authid".into(), Value::from(self.identity.authid.as_str()));
-        d.insert("authrole".into(), Value::from(self.identity.authrole.as_str()));
+        d.insert(
+            "authrole".into(),
+            Value::from(self.identity.authrole.as_str()),
+        );
         d.insert(
             "authmethod".into(),
             Value::from(self.identity.authmethod.as_str()),

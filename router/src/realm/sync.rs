@@ -21,7 +21,9 @@ use std::collections::{HashMap, VecDeque};
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
-use super::{lock, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionId};
+use super::{
+    lock, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionId,
+};
 use crate::topic::Topic;
 
 /// Parked writes per key at most; more are refused (bounded queues everywhere).
@@ -42,7 +44,10 @@ pub struct KvWrite {
 #[derive(Debug)]
 pub enum KvOutcome {
     /// Applied now with this permanent ID; the durable write's answer when stored.
-    Applied(u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>),
+    Applied(
+        u64,
+        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    ),
     /// `when` does not hold and `watch` was not asked: refused, not delivered.
     Refused,
     /// Parked until `when` holds; acknowledged then.
@@ -135,7 +140,8 @@ impl Realm {
                 return KvOutcome::Parked;
             }
         }
-        let (id, pending) = self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
+        let (id, pending) =
+            self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
         self.wake_parked(&mut kv, topic);
         KvOutcome::Applied(id, pending)
     }
@@ -148,7 +154,10 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         will: Option<Payload>,
-    ) -> (u64, Option<Result<fox_storage::Pending, fox_storage::StoreError>>) {
+    ) -> (
+        u64,
+        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    ) {
         let durable = self.shared.durable.as_ref();
         match (writer, will) {
             (Some(w), Some(will)) => {
@@ -188,8 +197,15 @@ impl Realm {
             if queue.is_empty() {
                 kv.parked.remove(topic);
             }
-            let Parked { writer, ack, payload, options, write } = parked;
-            let (id, pending) = self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
+            let Parked {
+                writer,
+                ack,
+                payload,
+                options,
+                write,
+            } = parked;
+            let (id, pending) =
+                self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
             if let Some(request) = ack {
                 acknowledge_later(writer, request, id, pending);
             }
@@ -217,9 +233,18 @@ impl Realm {
                 d.record_will(&self.name, &topic, None);
             }
             if abnormal {
-                let options = PublishOptions { retain: true, ..Default::default() };
+                let options = PublishOptions {
+                    retain: true,
+                    ..Default::default()
+                };
                 // The router writes the will; it is stored like any client write.
-                let (_, pending) = self.publish_durable(None, &topic, will, &options, MessageProperties::default());
+                let (_, pending) = self.publish_durable(
+                    None,
+                    &topic,
+                    will,
+                    &options,
+                    MessageProperties::default(),
+                );
                 drop(pending);
                 self.wake_parked(&mut kv, &topic);
             }
@@ -242,8 +267,12 @@ impl Realm {
 impl Realm {
     /// At start: applies a will left by a session that died with the previous process.
     pub fn apply_orphan_will(&self, topic: &Topic, will: Payload) {
-        let options = PublishOptions { retain: true, ..Default::default() };
-        let (_, pending) = self.publish_durable(None, topic, will, &options, MessageProperties::default());
+        let options = PublishOptions {
+            retain: true,
+            ..Default::default()
+        };
+        let (_, pending) =
+            self.publish_durable(None, topic, will, &options, MessageProperties::default());
         drop(pending);
         if let Some(d) = &self.shared.durable {
             d.record_will(&self.name, topic, None);
@@ -259,7 +288,10 @@ pub fn acknowledge_later(
     pending: Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
 ) {
     let Some(pending) = pending else {
-        writer.send(Outbound::Wamp(Message::Published { request, publication: id }));
+        writer.send(Outbound::Wamp(Message::Published {
+            request,
+            publication: id,
+        }));
         return;
     };
     tokio::spawn(async move {
@@ -268,7 +300,10 @@ pub fn acknowledge_later(
             Err(e) => Err(e),
         };
         let reply = match written {
-            Ok(()) => Message::Published { request, publication: id },
+            Ok(()) => Message::Published {
+                request,
+                publication: id,
+            },
             Err(e) => {
                 tracing::error!(error = %e, "store write failed; publish not acknowledged");
                 Message::Error {
@@ -289,10 +324,19 @@ pub fn acknowledge_later(
 pub fn kv_options(options: &Dict) -> Option<KvWrite> {
     let when = options.get("when").cloned();
     let will = options.get("will").map(|w| match w {
-        Value::Null => Payload::Wamp { args: None, kwargs: None },
-        other => Payload::Wamp { args: Some(vec![other.clone()]), kwargs: None },
+        Value::Null => Payload::Wamp {
+            args: None,
+            kwargs: None,
+        },
+        other => Payload::Wamp {
+            args: Some(vec![other.clone()]),
+            kwargs: None,
+        },
     });
-    let watch = options.get("watch").and_then(Value::as_bool).unwrap_or(false);
+    let watch = options
+        .get("watch")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     (when.is_some() || will.is_some() || watch).then_some(KvWrite { when, watch, will })
 }
 
@@ -301,7 +345,12 @@ mod tests {
     use super::*;
 
     fn dict(pairs: &[(&str, Value)]) -> Value {
-        Value::Dict(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+        Value::Dict(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -319,11 +368,23 @@ mod tests {
     fn key_value_prefers_kwargs_then_single_argument() {
         let mut kw = Dict::new();
         kw.insert("k".into(), Value::Int(1));
-        let p = Payload::Wamp { args: Some(vec![Value::Int(5)]), kwargs: Some(kw.clone()) };
+        let p = Payload::Wamp {
+            args: Some(vec![Value::Int(5)]),
+            kwargs: Some(kw.clone()),
+        };
         assert_eq!(key_value(Some(&p)), Value::Dict(kw));
-        let p = Payload::Wamp { args: Some(vec![Value::Int(5)]), kwargs: None };
+        let p = Payload::Wamp {
+            args: Some(vec![Value::Int(5)]),
+            kwargs: None,
+        };
         assert_eq!(key_value(Some(&p)), Value::Int(5));
-        assert_eq!(key_value(Some(&Payload::Wamp { args: None, kwargs: None })), Value::Null);
+        assert_eq!(
+            key_value(Some(&Payload::Wamp {
+                args: None,
+                kwargs: None
+            })),
+            Value::Null
+        );
         assert_eq!(key_value(None), Value::Null);
     }
 }

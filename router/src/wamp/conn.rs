@@ -36,16 +36,26 @@ pub enum Incoming {
 /// The writing half of a transport.
 pub trait FrameWriter: Send {
     /// Queues one message's bytes.
-    fn feed(&mut self, bytes: Vec<u8>) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    fn feed(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
     /// Answers a RawSocket PING (no-op on WebSocket, which answers pings itself).
-    fn pong(&mut self, payload: Vec<u8>) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    fn pong(
+        &mut self,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
     /// Writes everything queued.
     fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
     /// Closes the transport.
     fn close(&mut self) -> impl std::future::Future<Output = ()> + Send;
 }
 
-async fn write_all<W: FrameWriter>(writer: &mut W, serializer: Serializer, messages: &mut Vec<Message>) -> std::io::Result<()> {
+async fn write_all<W: FrameWriter>(
+    writer: &mut W,
+    serializer: Serializer,
+    messages: &mut Vec<Message>,
+) -> std::io::Result<()> {
     for message in messages.drain(..) {
         writer.feed(serializer.encode(&message)).await?;
     }

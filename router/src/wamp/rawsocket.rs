@@ -40,10 +40,15 @@ impl FrameWriter for RawWriter {
         if bytes.len() > self.peer_max_bytes {
             // The peer said it cannot take this message; sending it would make it drop the
             // connection. Closing is the honest outcome.
-            return Err(std::io::Error::other("message exceeds the peer's RawSocket limit"));
+            return Err(std::io::Error::other(
+                "message exceeds the peer's RawSocket limit",
+            ));
         }
         self.inner
-            .write_all(&rawsocket::encode_frame_header(FrameKind::Message, bytes.len()))
+            .write_all(&rawsocket::encode_frame_header(
+                FrameKind::Message,
+                bytes.len(),
+            ))
             .await?;
         self.inner.write_all(&bytes).await
     }
@@ -65,7 +70,11 @@ impl FrameWriter for RawWriter {
     }
 }
 
-async fn read_frames(mut reader: OwnedReadHalf, mut decoder: FrameDecoder, tx: mpsc::Sender<Incoming>) {
+async fn read_frames(
+    mut reader: OwnedReadHalf,
+    mut decoder: FrameDecoder,
+    tx: mpsc::Sender<Incoming>,
+) {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     loop {
         loop {
@@ -105,7 +114,9 @@ pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
         Err(e) => {
             tracing::info!(%peer, error = %e, "RawSocket handshake refused");
             if let Some(code) = e.reply_code() {
-                let _ = stream.write_all(&rawsocket::server_handshake_error(code)).await;
+                let _ = stream
+                    .write_all(&rawsocket::server_handshake_error(code))
+                    .await;
             }
             return;
         }

@@ -15,7 +15,10 @@ use crate::auth::{Action, HelloOutcome, Identity, Pending};
 use crate::engine::unix_ms;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
 use crate::realm::sync::{acknowledge_later, kv_options, KvOutcome};
-use crate::realm::{Delivery, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo, SubscribeOptions};
+use crate::realm::{
+    Delivery, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo,
+    SubscribeOptions,
+};
 use crate::router::Router;
 use crate::topic::{MatchPolicy, Pattern, Topic};
 use crate::util::iso8601;
@@ -99,10 +102,12 @@ fn id_list(options: &Dict, key: &str) -> Option<Vec<u64>> {
 }
 
 fn str_list(options: &Dict, key: &str) -> Option<Vec<String>> {
-    options
-        .get(key)
-        .and_then(Value::as_list)
-        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+    options.get(key).and_then(Value::as_list).map(|l| {
+        l.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 fn welcome_details(identity: &Identity, realm: &str) -> Dict {
@@ -149,9 +154,18 @@ fn welcome_details(identity: &Identity, realm: &str) -> Dict {
     d.insert("realm".into(), Value::from(realm));
     d.insert("authid".into(), Value::from(identity.authid.as_str()));
     d.insert("authrole".into(), Value::from(identity.authrole.as_str()));
-    d.insert("authmethod".into(), Value::from(identity.authmethod.as_str()));
-    d.insert("authprovider".into(), Value::from(identity.authprovider.as_str()));
-    d.insert("agent".into(), Value::from(concat!("foxrouter-", env!("CARGO_PKG_VERSION"))));
+    d.insert(
+        "authmethod".into(),
+        Value::from(identity.authmethod.as_str()),
+    );
+    d.insert(
+        "authprovider".into(),
+        Value::from(identity.authprovider.as_str()),
+    );
+    d.insert(
+        "agent".into(),
+        Value::from(concat!("foxrouter-", env!("CARGO_PKG_VERSION"))),
+    );
     d
 }
 
@@ -183,7 +197,10 @@ impl WampSession {
 
     /// Whether HELLO (and authentication) are still to come.
     pub fn is_handshaking(&self) -> bool {
-        matches!(self.state, State::ExpectHello | State::ExpectAuthenticate { .. })
+        matches!(
+            self.state,
+            State::ExpectHello | State::ExpectAuthenticate { .. }
+        )
     }
 
     /// Whether we said GOODBYE and wait for the peer's.
@@ -196,9 +213,12 @@ impl WampSession {
         let state = std::mem::replace(&mut self.state, State::Closed);
         let (next, flow) = match state {
             State::ExpectHello => self.expect_hello(message, out),
-            State::ExpectAuthenticate { realm, session, roles, pending } => {
-                self.expect_authenticate(realm, session, roles, pending, message, out)
-            }
+            State::ExpectAuthenticate {
+                realm,
+                session,
+                roles,
+                pending,
+            } => self.expect_authenticate(realm, session, roles, pending, message, out),
             State::Established { realm, handle } => {
                 let flow = self.established(&realm, &handle, message, out);
                 if flow == Flow::Close {
@@ -234,8 +254,14 @@ impl WampSession {
                 if !message.is_empty() {
                     details.insert("message".into(), Value::from(message));
                 }
-                out.push(Message::Goodbye { details, reason: reason.to_owned() });
-                State::Closing { realm, session: handle.info.id }
+                out.push(Message::Goodbye {
+                    details,
+                    reason: reason.to_owned(),
+                });
+                State::Closing {
+                    realm,
+                    session: handle.info.id,
+                }
             }
             other => other,
         };
@@ -264,15 +290,39 @@ impl WampSession {
             out.push(abort("wamp.error.no_such_realm", "no such realm"));
             return (State::Closed, Flow::Close);
         };
-        let roles = details.get("roles").and_then(Value::as_dict).cloned().unwrap_or_default();
+        let roles = details
+            .get("roles")
+            .and_then(Value::as_dict)
+            .cloned()
+            .unwrap_or_default();
         let session = rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1;
         let nonce = format!("{:032x}", rand::random::<u128>());
-        let outcome = self.router.authenticator.hello(&realm, &details, session, &nonce, &iso8601(unix_ms()));
+        let outcome =
+            self.router
+                .authenticator
+                .hello(&realm, &details, session, &nonce, &iso8601(unix_ms()));
         match outcome {
-            HelloOutcome::Welcome(identity) => self.establish(realm_ref, session, roles, identity, out),
-            HelloOutcome::Challenge { method, extra, pending } => {
-                out.push(Message::Challenge { authmethod: method, extra });
-                (State::ExpectAuthenticate { realm: realm_ref, session, roles, pending }, Flow::Continue)
+            HelloOutcome::Welcome(identity) => {
+                self.establish(realm_ref, session, roles, identity, out)
+            }
+            HelloOutcome::Challenge {
+                method,
+                extra,
+                pending,
+            } => {
+                out.push(Message::Challenge {
+                    authmethod: method,
+                    extra,
+                });
+                (
+                    State::ExpectAuthenticate {
+                        realm: realm_ref,
+                        session,
+                        roles,
+                        pending,
+                    },
+                    Flow::Continue,
+                )
             }
             HelloOutcome::Abort { reason, message } => {
                 tracing::info!(peer = %self.peer, %realm, reason, "HELLO refused");
@@ -292,7 +342,10 @@ impl WampSession {
         out: &mut Vec<Message>,
     ) -> (State, Flow) {
         let Message::Authenticate { signature, .. } = message else {
-            out.push(abort("wamp.error.protocol_violation", "expected AUTHENTICATE"));
+            out.push(abort(
+                "wamp.error.protocol_violation",
+                "expected AUTHENTICATE",
+            ));
             return (State::Closed, Flow::Close);
         };
         match self.router.authenticator.authenticate(pending, &signature) {
@@ -313,7 +366,10 @@ impl WampSession {
         identity: Identity,
         out: &mut Vec<Message>,
     ) -> (State, Flow) {
-        out.push(Message::Welcome { session, details: welcome_details(&identity, &realm.name) });
+        out.push(Message::Welcome {
+            session,
+            details: welcome_details(&identity, &realm.name),
+        });
         let info = SessionInfo {
             id: session,
             realm: realm.name.clone(),
@@ -329,51 +385,151 @@ impl WampSession {
     }
 
     fn permits(&self, handle: &SessionHandle, action: Action, uri: &str) -> bool {
-        self.router.shared().authorizer.permits(&handle.info.identity.authrole, action, uri)
+        self.router
+            .shared()
+            .authorizer
+            .permits(&handle.info.identity.authrole, action, uri)
     }
 
-    fn established(&mut self, realm: &Arc<Realm>, handle: &SessionHandle, message: Message, out: &mut Vec<Message>) -> Flow {
+    fn established(
+        &mut self,
+        realm: &Arc<Realm>,
+        handle: &SessionHandle,
+        message: Message,
+        out: &mut Vec<Message>,
+    ) -> Flow {
         match message {
-            Message::Publish { request, options, topic, args, kwargs } => {
-                self.publish(realm, handle, request, &options, topic, Payload::Wamp { args, kwargs }, out);
+            Message::Publish {
+                request,
+                options,
+                topic,
+                args,
+                kwargs,
+            } => {
+                self.publish(
+                    realm,
+                    handle,
+                    request,
+                    &options,
+                    topic,
+                    Payload::Wamp { args, kwargs },
+                    out,
+                );
             }
-            Message::Subscribe { request, options, topic } => self.subscribe(realm, handle, request, &options, &topic, out),
-            Message::Unsubscribe { request, subscription } => {
+            Message::Subscribe {
+                request,
+                options,
+                topic,
+            } => self.subscribe(realm, handle, request, &options, &topic, out),
+            Message::Unsubscribe {
+                request,
+                subscription,
+            } => {
                 if realm.unsubscribe(handle.info.id, subscription) {
-                    out.push(Message::Unsubscribed { request, details: None });
+                    out.push(Message::Unsubscribed {
+                        request,
+                        details: None,
+                    });
                 } else {
-                    out.push(error(code::UNSUBSCRIBE, request, "wamp.error.no_such_subscription", "not subscribed"));
+                    out.push(error(
+                        code::UNSUBSCRIBE,
+                        request,
+                        "wamp.error.no_such_subscription",
+                        "not subscribed",
+                    ));
                 }
             }
-            Message::Register { request, options, procedure } => self.register(realm, handle, request, &options, &procedure, out),
-            Message::Unregister { request, registration } => {
+            Message::Register {
+                request,
+                options,
+                procedure,
+            } => self.register(realm, handle, request, &options, &procedure, out),
+            Message::Unregister {
+                request,
+                registration,
+            } => {
                 if realm.unregister(handle.info.id, registration) {
-                    out.push(Message::Unregistered { request, details: None });
+                    out.push(Message::Unregistered {
+                        request,
+                        details: None,
+                    });
                 } else {
-                    out.push(error(code::UNREGISTER, request, "wamp.error.no_such_registration", "not registered"));
+                    out.push(error(
+                        code::UNREGISTER,
+                        request,
+                        "wamp.error.no_such_registration",
+                        "not registered",
+                    ));
                 }
             }
-            Message::Call { request, options, procedure, args, kwargs } => {
+            Message::Call {
+                request,
+                options,
+                procedure,
+                args,
+                kwargs,
+            } => {
                 if !valid_uri(&procedure, false) {
-                    out.push(error(code::CALL, request, "wamp.error.invalid_uri", "invalid procedure URI"));
+                    out.push(error(
+                        code::CALL,
+                        request,
+                        "wamp.error.invalid_uri",
+                        "invalid procedure URI",
+                    ));
                 } else if !self.permits(handle, Action::Call, &procedure) {
-                    out.push(error(code::CALL, request, "wamp.error.not_authorized", "not authorized to call"));
-                } else if let Some(reply) = realm.call(handle, CallRequest { request, options, procedure, args, kwargs }) {
+                    out.push(error(
+                        code::CALL,
+                        request,
+                        "wamp.error.not_authorized",
+                        "not authorized to call",
+                    ));
+                } else if let Some(reply) = realm.call(
+                    handle,
+                    CallRequest {
+                        request,
+                        options,
+                        procedure,
+                        args,
+                        kwargs,
+                    },
+                ) {
                     out.push(reply);
                 }
             }
-            Message::Cancel { request, options } => out.extend(realm.cancel(handle.info.id, request, &options)),
-            Message::Yield { request, options, args, kwargs } => realm.yield_result(handle.info.id, request, &options, args, kwargs),
-            Message::Error { request_type: code::INVOCATION, request, error, args, kwargs, .. } => {
-                realm.invocation_error(handle.info.id, request, error, args, kwargs)
+            Message::Cancel { request, options } => {
+                out.extend(realm.cancel(handle.info.id, request, &options))
             }
+            Message::Yield {
+                request,
+                options,
+                args,
+                kwargs,
+            } => realm.yield_result(handle.info.id, request, &options, args, kwargs),
+            Message::Error {
+                request_type: code::INVOCATION,
+                request,
+                error,
+                args,
+                kwargs,
+                ..
+            } => realm.invocation_error(handle.info.id, request, error, args, kwargs),
             Message::Goodbye { .. } => {
-                out.push(Message::Goodbye { details: Dict::new(), reason: "wamp.close.goodbye_and_out".to_owned() });
+                out.push(Message::Goodbye {
+                    details: Dict::new(),
+                    reason: "wamp.close.goodbye_and_out".to_owned(),
+                });
                 return Flow::Close;
             }
             other => {
-                tracing::info!(session = handle.info.id, code = other.code(), "protocol violation: unexpected message");
-                out.push(abort("wamp.error.protocol_violation", "message not allowed in an established session"));
+                tracing::info!(
+                    session = handle.info.id,
+                    code = other.code(),
+                    "protocol violation: unexpected message"
+                );
+                out.push(abort(
+                    "wamp.error.protocol_violation",
+                    "message not allowed in an established session",
+                ));
                 return Flow::Close;
             }
         }
@@ -381,7 +537,16 @@ impl WampSession {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn publish(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: String, payload: Payload, out: &mut Vec<Message>) {
+    fn publish(
+        &self,
+        realm: &Realm,
+        handle: &SessionHandle,
+        request: Id,
+        options: &Dict,
+        topic: String,
+        payload: Payload,
+        out: &mut Vec<Message>,
+    ) {
         let acknowledge = option_bool(options, "acknowledge") == Some(true);
         let refuse = |out: &mut Vec<Message>, uri: &str, message: &str| {
             if acknowledge {
@@ -392,7 +557,11 @@ impl WampSession {
             return refuse(out, "wamp.error.invalid_uri", "invalid topic URI");
         }
         if topic.starts_with("wamp.") || !self.permits(handle, Action::Publish, &topic) {
-            return refuse(out, "wamp.error.not_authorized", "not authorized to publish");
+            return refuse(
+                out,
+                "wamp.error.not_authorized",
+                "not authorized to publish",
+            );
         }
         let publish_options = PublishOptions {
             exclude_me: option_bool(options, "exclude_me").unwrap_or(true),
@@ -410,13 +579,25 @@ impl WampSession {
         if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
             let ack = acknowledge.then_some(request);
             return match realm.publish_kv(handle, ack, &topic, payload, &publish_options, write) {
-                KvOutcome::Applied(id, pending) if acknowledge => acknowledge_later(handle.clone(), request, id, pending),
-                KvOutcome::Refused => refuse(out, "wamp.error.invalid_argument", "not accepted: the when condition does not hold"),
+                KvOutcome::Applied(id, pending) if acknowledge => {
+                    acknowledge_later(handle.clone(), request, id, pending)
+                }
+                KvOutcome::Refused => refuse(
+                    out,
+                    "wamp.error.invalid_argument",
+                    "not accepted: the when condition does not hold",
+                ),
                 KvOutcome::Applied(..) | KvOutcome::Parked => {}
             };
         }
         let properties = Default::default();
-        let (id, durable) = realm.publish_durable(Some(&handle.info), &topic, payload, &publish_options, properties);
+        let (id, durable) = realm.publish_durable(
+            Some(&handle.info),
+            &topic,
+            payload,
+            &publish_options,
+            properties,
+        );
         if publish_options.retain {
             realm.kv_written(&topic);
         }
@@ -426,37 +607,86 @@ impl WampSession {
         }
     }
 
-    fn subscribe(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, topic: &str, out: &mut Vec<Message>) {
+    fn subscribe(
+        &self,
+        realm: &Realm,
+        handle: &SessionHandle,
+        request: Id,
+        options: &Dict,
+        topic: &str,
+        out: &mut Vec<Message>,
+    ) {
         let Some(policy) = MatchPolicy::parse(options.get("match").and_then(Value::as_str)) else {
-            return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_argument", "unknown match policy"));
+            return out.push(error(
+                code::SUBSCRIBE,
+                request,
+                "wamp.error.invalid_argument",
+                "unknown match policy",
+            ));
         };
         let empty_ok = policy != MatchPolicy::Exact;
         let prefix_of_everything = policy == MatchPolicy::Prefix && topic.is_empty();
         if !(valid_uri(topic, empty_ok) || prefix_of_everything) {
-            return out.push(error(code::SUBSCRIBE, request, "wamp.error.invalid_uri", "invalid topic URI"));
+            return out.push(error(
+                code::SUBSCRIBE,
+                request,
+                "wamp.error.invalid_uri",
+                "invalid topic URI",
+            ));
         }
         if !self.permits(handle, Action::Subscribe, topic) {
-            return out.push(error(code::SUBSCRIBE, request, "wamp.error.not_authorized", "not authorized to subscribe"));
+            return out.push(error(
+                code::SUBSCRIBE,
+                request,
+                "wamp.error.not_authorized",
+                "not authorized to subscribe",
+            ));
         }
         let pattern = Pattern::from_wamp(topic, policy);
-        let replay_retained = option_bool(options, "get_retained") == Some(true) || option_bool(options, "retained") == Some(true);
+        let replay_retained = option_bool(options, "get_retained") == Some(true)
+            || option_bool(options, "retained") == Some(true);
         let filter = options.get("filter").cloned();
-        let admitted = |p: &Arc<crate::realm::Publication>| crate::realm::broker::admits_filter(filter.as_ref(), p);
+        let admitted = |p: &Arc<crate::realm::Publication>| {
+            crate::realm::broker::admits_filter(filter.as_ref(), p)
+        };
         let retained: Vec<_> = if replay_retained {
-            realm.retained_matching(&pattern).into_iter().filter(admitted).collect()
+            realm
+                .retained_matching(&pattern)
+                .into_iter()
+                .filter(admitted)
+                .collect()
         } else {
             Vec::new()
         };
         let pattern_based = policy != MatchPolicy::Exact;
-        let subscribe_options = SubscribeOptions { filter: filter.clone(), ..SubscribeOptions::default() };
+        let subscribe_options = SubscribeOptions {
+            filter: filter.clone(),
+            ..SubscribeOptions::default()
+        };
         let after = options.get("after").and_then(Value::as_u64);
         let (id, history) = match after {
             Some(after) => realm.subscribe_after(handle, pattern, subscribe_options, after),
-            None => (realm.subscribe(handle, pattern, subscribe_options), Vec::new()),
+            None => (
+                realm.subscribe(handle, pattern, subscribe_options),
+                Vec::new(),
+            ),
         };
-        out.push(Message::Subscribed { request, subscription: id });
-        for (publication, retained) in retained.into_iter().map(|p| (p, true)).chain(history.into_iter().map(|p| (p, false))) {
-            let delivery = Delivery { subscription: id, pattern_based, publication, qos: 0, retained };
+        out.push(Message::Subscribed {
+            request,
+            subscription: id,
+        });
+        for (publication, retained) in retained
+            .into_iter()
+            .map(|p| (p, true))
+            .chain(history.into_iter().map(|p| (p, false)))
+        {
+            let delivery = Delivery {
+                subscription: id,
+                pattern_based,
+                publication,
+                qos: 0,
+                retained,
+            };
             out.push(event_message(&delivery));
         }
         if option_bool(options, "snapshot") == Some(true) {
@@ -464,26 +694,66 @@ impl WampSession {
             realm.unsubscribe(handle.info.id, id);
             let mut details = Dict::new();
             details.insert("subscription".into(), Value::from(id));
-            details.insert("reason".into(), Value::from("wamp.subscription.snapshot_done"));
-            out.push(Message::Unsubscribed { request: 0, details: Some(details) });
+            details.insert(
+                "reason".into(),
+                Value::from("wamp.subscription.snapshot_done"),
+            );
+            out.push(Message::Unsubscribed {
+                request: 0,
+                details: Some(details),
+            });
         }
     }
 
-    fn register(&self, realm: &Realm, handle: &SessionHandle, request: Id, options: &Dict, procedure: &str, out: &mut Vec<Message>) {
+    fn register(
+        &self,
+        realm: &Realm,
+        handle: &SessionHandle,
+        request: Id,
+        options: &Dict,
+        procedure: &str,
+        out: &mut Vec<Message>,
+    ) {
         let policy = MatchPolicy::parse(options.get("match").and_then(Value::as_str));
         let invoke = InvokePolicy::parse(options.get("invoke").and_then(Value::as_str));
         let (Some(policy), Some(invoke)) = (policy, invoke) else {
-            return out.push(error(code::REGISTER, request, "wamp.error.invalid_argument", "unknown match or invoke policy"));
+            return out.push(error(
+                code::REGISTER,
+                request,
+                "wamp.error.invalid_argument",
+                "unknown match or invoke policy",
+            ));
         };
         if !valid_uri(procedure, policy != MatchPolicy::Exact) {
-            return out.push(error(code::REGISTER, request, "wamp.error.invalid_uri", "invalid procedure URI"));
+            return out.push(error(
+                code::REGISTER,
+                request,
+                "wamp.error.invalid_uri",
+                "invalid procedure URI",
+            ));
         }
         if procedure.starts_with("wamp.") || !self.permits(handle, Action::Register, procedure) {
-            return out.push(error(code::REGISTER, request, "wamp.error.not_authorized", "not authorized to register"));
+            return out.push(error(
+                code::REGISTER,
+                request,
+                "wamp.error.not_authorized",
+                "not authorized to register",
+            ));
         }
-        let concurrency = options.get("concurrency").and_then(Value::as_u64).map(|c| c.clamp(1, u64::from(u32::MAX)) as u32);
-        match realm.register_with(handle, Pattern::from_wamp(procedure, policy), invoke, concurrency) {
-            Ok(id) => out.push(Message::Registered { request, registration: id }),
+        let concurrency = options
+            .get("concurrency")
+            .and_then(Value::as_u64)
+            .map(|c| c.clamp(1, u64::from(u32::MAX)) as u32);
+        match realm.register_with(
+            handle,
+            Pattern::from_wamp(procedure, policy),
+            invoke,
+            concurrency,
+        ) {
+            Ok(id) => out.push(Message::Registered {
+                request,
+                registration: id,
+            }),
             Err(uri) => out.push(error(code::REGISTER, request, uri, "registration refused")),
         }
     }
@@ -505,5 +775,11 @@ pub fn event_message(delivery: &Delivery) -> Message {
         details.insert("retained".into(), Value::Bool(true));
     }
     let (args, kwargs) = publication.payload.to_wamp();
-    Message::Event { subscription: delivery.subscription, publication: publication.id, details, args, kwargs }
+    Message::Event {
+        subscription: delivery.subscription,
+        publication: publication.id,
+        details,
+        args,
+        kwargs,
+    }
 }

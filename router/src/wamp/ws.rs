@@ -55,15 +55,33 @@ fn choose(request: &Request, mut response: Response) -> Result<(Route, Response)
             match chosen {
                 Some(s) => Route::Wamp(s),
                 None if offered.is_empty() => Route::Wamp(Serializer::Json),
-                None => return Err(refuse(StatusCode::BAD_REQUEST, "no supported WAMP subprotocol offered")),
+                None => {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "no supported WAMP subprotocol offered",
+                    ))
+                }
             }
         }
-        "/mqtt" => match offered.iter().find(|p| p.as_str() == "mqtt" || p.as_str() == "mqttv3.1") {
+        "/mqtt" => match offered
+            .iter()
+            .find(|p| p.as_str() == "mqtt" || p.as_str() == "mqttv3.1")
+        {
             Some(p) if p == "mqtt" => Route::Mqtt("mqtt"),
             Some(_) => Route::Mqtt("mqttv3.1"),
-            None => return Err(refuse(StatusCode::BAD_REQUEST, "subprotocol mqtt not offered")),
+            None => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "subprotocol mqtt not offered",
+                ))
+            }
         },
-        _ => return Err(refuse(StatusCode::NOT_FOUND, "unknown path; WAMP is at /ws")),
+        _ => {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "unknown path; WAMP is at /ws",
+            ))
+        }
     };
     let protocol = match route {
         Route::Wamp(s) if !offered.is_empty() => Some(s.subprotocol()),
@@ -106,7 +124,10 @@ impl FrameWriter for WsWriter {
     }
 }
 
-async fn read_messages(mut stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>, tx: mpsc::Sender<Incoming>) {
+async fn read_messages(
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+    tx: mpsc::Sender<Incoming>,
+) {
     while let Some(item) = stream.next().await {
         let incoming = match item {
             Ok(WsMessage::Text(text)) => Incoming::Frame(text.as_bytes().to_vec()),
@@ -114,8 +135,12 @@ async fn read_messages(mut stream: futures_util::stream::SplitStream<WebSocketSt
             Ok(WsMessage::Close(_)) => return,
             Ok(_) => continue,
             Err(WsError::Capacity(e)) => Incoming::Violation(format!("message too large: {e}")),
-            Err(WsError::Utf8(e)) => Incoming::Violation(format!("text frame is not valid UTF-8: {e}")),
-            Err(WsError::Protocol(e)) => Incoming::Violation(format!("WebSocket protocol violation: {e}")),
+            Err(WsError::Utf8(e)) => {
+                Incoming::Violation(format!("text frame is not valid UTF-8: {e}"))
+            }
+            Err(WsError::Protocol(e)) => {
+                Incoming::Violation(format!("WebSocket protocol violation: {e}"))
+            }
             Err(_) => return,
         };
         let last = matches!(incoming, Incoming::Violation(_));
@@ -158,7 +183,10 @@ pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
             let (sink, stream) = ws.split();
             let (tx, rx) = mpsc::channel(INCOMING_QUEUE_MAX);
             let read_task = tokio::spawn(read_messages(stream, tx));
-            let writer = WsWriter { sink, text: !serializer.is_binary() };
+            let writer = WsWriter {
+                sink,
+                text: !serializer.is_binary(),
+            };
             drive(router, serializer, writer, rx, "websocket", peer).await;
             read_task.abort();
         }

@@ -19,7 +19,12 @@ use crate::topic::Pattern;
 
 impl Realm {
     /// Registers a callee without a concurrency limit.
-    pub fn register(&self, handle: &SessionHandle, pattern: Pattern, invoke: InvokePolicy) -> Result<u64, RegisterError> {
+    pub fn register(
+        &self,
+        handle: &SessionHandle,
+        pattern: Pattern,
+        invoke: InvokePolicy,
+    ) -> Result<u64, RegisterError> {
         self.register_with(handle, pattern, invoke, None)
     }
 
@@ -60,22 +65,48 @@ impl Realm {
             .map(|t| t.min(self.shared.limits.call_timeout_max_ms));
         let dealer = lock(&self.dealer);
         let Some(reg_id) = dealer.route(&call.procedure) else {
-            return Some(call_error(call.request, "wamp.error.no_such_procedure", "no callee registered for this procedure"));
+            return Some(call_error(
+                call.request,
+                "wamp.error.no_such_procedure",
+                "no callee registered for this procedure",
+            ));
         };
-        let queued = QueuedCall { caller: caller.clone(), call, timeout_ms, queued_at: tokio::time::Instant::now() };
+        let queued = QueuedCall {
+            caller: caller.clone(),
+            call,
+            timeout_ms,
+            queued_at: tokio::time::Instant::now(),
+        };
         self.dispatch(dealer, reg_id, queued)
     }
 
     /// Invokes a callee of `reg_id` with room for the call, or queues the call.
-    fn dispatch(&self, mut dealer: MutexGuard<'_, Dealer>, reg_id: u64, queued: QueuedCall) -> Option<Message> {
+    fn dispatch(
+        &self,
+        mut dealer: MutexGuard<'_, Dealer>,
+        reg_id: u64,
+        queued: QueuedCall,
+    ) -> Option<Message> {
         let Some(reg) = dealer.registrations.get_mut(&reg_id) else {
-            return Some(call_error(queued.call.request, "wamp.error.no_such_procedure", "the registration is gone"));
+            return Some(call_error(
+                queued.call.request,
+                "wamp.error.no_such_procedure",
+                "the registration is gone",
+            ));
         };
         let Some(callee) = reg.pick() else {
             if reg.queue.len() >= QUEUED_CALLS_MAX {
-                return Some(call_error(queued.call.request, "wamp.error.canceled", "too many calls queued for this procedure"));
+                return Some(call_error(
+                    queued.call.request,
+                    "wamp.error.canceled",
+                    "too many calls queued for this procedure",
+                ));
             }
-            let (caller, request, timeout_ms) = (queued.caller.info.id, queued.call.request, queued.timeout_ms);
+            let (caller, request, timeout_ms) = (
+                queued.caller.info.id,
+                queued.call.request,
+                queued.timeout_ms,
+            );
             reg.queue.push_back(queued);
             drop(dealer);
             if let (Some(t), Some(realm)) = (timeout_ms, self.me.upgrade()) {
@@ -86,11 +117,29 @@ impl Realm {
             }
             return None;
         };
-        let QueuedCall { caller, call, timeout_ms, queued_at } = queued;
+        let QueuedCall {
+            caller,
+            call,
+            timeout_ms,
+            queued_at,
+        } = queued;
         let pattern_based = !matches!(reg.pattern, Pattern::Exact(_));
-        let receive_progress = call.options.get("receive_progress").and_then(Value::as_bool) == Some(true);
-        let remaining_ms = timeout_ms.map(|t| t.saturating_sub(queued_at.elapsed().as_millis() as u64).max(1));
-        let details = invocation_details(&call, &caller, pattern_based, receive_progress, remaining_ms);
+        let receive_progress = call
+            .options
+            .get("receive_progress")
+            .and_then(Value::as_bool)
+            == Some(true);
+        let remaining_ms = timeout_ms.map(|t| {
+            t.saturating_sub(queued_at.elapsed().as_millis() as u64)
+                .max(1)
+        });
+        let details = invocation_details(
+            &call,
+            &caller,
+            pattern_based,
+            receive_progress,
+            remaining_ms,
+        );
         dealer.next_invocation += 1;
         let invocation = dealer.next_invocation;
         let key = (callee.info.id, invocation);
@@ -105,10 +154,20 @@ impl Realm {
         dealer.pending.insert(key, pending);
         dealer.by_caller.insert((caller.info.id, call.request), key);
         drop(dealer);
-        let message = Message::Invocation { request: invocation, registration: reg_id, details, args: call.args, kwargs: call.kwargs };
+        let message = Message::Invocation {
+            request: invocation,
+            registration: reg_id,
+            details,
+            args: call.args,
+            kwargs: call.kwargs,
+        };
         if !callee.send(Outbound::Wamp(message)) {
             self.forget_call(key);
-            return Some(call_error(call.request, "wamp.error.canceled", "the callee is unavailable"));
+            return Some(call_error(
+                call.request,
+                "wamp.error.canceled",
+                "the callee is unavailable",
+            ));
         }
         if let (Some(t), Some(realm)) = (remaining_ms, self.me.upgrade()) {
             tokio::spawn(async move {
@@ -122,7 +181,9 @@ impl Realm {
     /// Removes a pending call and frees its callee's slot (the caller drains the queue).
     fn take_call(dealer: &mut Dealer, key: (SessionId, Id)) -> Option<PendingCall> {
         let call = dealer.pending.remove(&key)?;
-        dealer.by_caller.remove(&(call.caller.info.id, call.caller_request));
+        dealer
+            .by_caller
+            .remove(&(call.caller.info.id, call.caller_request));
         if let Some(reg) = dealer.registrations.get_mut(&call.registration) {
             reg.release(key.0);
         }
@@ -175,12 +236,20 @@ impl Realm {
         let Some(reg) = dealer.registrations.get_mut(&reg_id) else {
             return;
         };
-        let Some(position) = reg.queue.iter().position(|q| q.caller.info.id == caller && q.call.request == request) else {
+        let Some(position) = reg
+            .queue
+            .iter()
+            .position(|q| q.caller.info.id == caller && q.call.request == request)
+        else {
             return;
         };
         if let Some(queued) = reg.queue.remove(position) {
             drop(dealer);
-            queued.caller.send(Outbound::Wamp(call_error(request, "wamp.error.timeout", "the call timed out while queued")));
+            queued.caller.send(Outbound::Wamp(call_error(
+                request,
+                "wamp.error.timeout",
+                "the call timed out while queued",
+            )));
         }
     }
 
@@ -189,15 +258,30 @@ impl Realm {
             return;
         };
         if call.callee.info.has_feature("callee", "call_canceling") {
-            call.callee.send(Outbound::Wamp(interrupt(key.1, "killnowait", Some("wamp.error.timeout"))));
+            call.callee.send(Outbound::Wamp(interrupt(
+                key.1,
+                "killnowait",
+                Some("wamp.error.timeout"),
+            )));
         }
         if call.cancel.is_none() {
-            call.caller.send(Outbound::Wamp(call_error(call.caller_request, "wamp.error.timeout", "the call timed out")));
+            call.caller.send(Outbound::Wamp(call_error(
+                call.caller_request,
+                "wamp.error.timeout",
+                "the call timed out",
+            )));
         }
     }
 
     /// A callee's YIELD: forwards RESULT to the caller.
-    pub fn yield_result(&self, callee: SessionId, request: Id, options: &Dict, args: Option<Vec<Value>>, kwargs: Option<Dict>) {
+    pub fn yield_result(
+        &self,
+        callee: SessionId,
+        request: Id,
+        options: &Dict,
+        args: Option<Vec<Value>>,
+        kwargs: Option<Dict>,
+    ) {
         let key = (callee, request);
         let progress = options.get("progress").and_then(Value::as_bool) == Some(true);
         let mut dealer = lock(&self.dealer);
@@ -210,7 +294,12 @@ impl Realm {
                 details.insert("progress".into(), Value::Bool(true));
                 let (caller, request) = (call.caller.clone(), call.caller_request);
                 drop(dealer);
-                caller.send(Outbound::Wamp(Message::Result { request, details, args, kwargs }));
+                caller.send(Outbound::Wamp(Message::Result {
+                    request,
+                    details,
+                    args,
+                    kwargs,
+                }));
             }
             return;
         }
@@ -220,15 +309,31 @@ impl Realm {
         drop(dealer);
         self.drain(call.registration);
         let reply = match call.cancel {
-            None => Message::Result { request: call.caller_request, details: Dict::new(), args, kwargs },
-            Some(CancelMode::Kill) => call_error(call.caller_request, "wamp.error.canceled", "the call was canceled"),
+            None => Message::Result {
+                request: call.caller_request,
+                details: Dict::new(),
+                args,
+                kwargs,
+            },
+            Some(CancelMode::Kill) => call_error(
+                call.caller_request,
+                "wamp.error.canceled",
+                "the call was canceled",
+            ),
             Some(_) => return,
         };
         call.caller.send(Outbound::Wamp(reply));
     }
 
     /// A callee's ERROR for an INVOCATION: forwarded to the caller unchanged.
-    pub fn invocation_error(&self, callee: SessionId, request: Id, error: String, args: Option<Vec<Value>>, kwargs: Option<Dict>) {
+    pub fn invocation_error(
+        &self,
+        callee: SessionId,
+        request: Id,
+        error: String,
+        args: Option<Vec<Value>>,
+        kwargs: Option<Dict>,
+    ) {
         let Some(call) = self.forget_call((callee, request)) else {
             return;
         };
@@ -236,8 +341,19 @@ impl Realm {
             Some(CancelMode::Skip | CancelMode::KillNoWait) => return,
             // The callee answered our INTERRUPT: the caller learns its call was canceled,
             // whatever error the callee's runtime chose to report.
-            Some(CancelMode::Kill) => call_error(call.caller_request, "wamp.error.canceled", "the call was canceled"),
-            None => Message::Error { request_type: code::CALL, request: call.caller_request, details: Dict::new(), error, args, kwargs },
+            Some(CancelMode::Kill) => call_error(
+                call.caller_request,
+                "wamp.error.canceled",
+                "the call was canceled",
+            ),
+            None => Message::Error {
+                request_type: code::CALL,
+                request: call.caller_request,
+                details: Dict::new(),
+                error,
+                args,
+                kwargs,
+            },
         };
         call.caller.send(Outbound::Wamp(reply));
     }
@@ -254,17 +370,25 @@ impl Realm {
         let Some(key) = dealer.by_caller.get(&(caller, request)).copied() else {
             // Not invoked yet: a queued call is simply dropped.
             let found = dealer.registrations.values_mut().find_map(|reg| {
-                let position = reg.queue.iter().position(|q| q.caller.info.id == caller && q.call.request == request)?;
+                let position = reg
+                    .queue
+                    .iter()
+                    .position(|q| q.caller.info.id == caller && q.call.request == request)?;
                 reg.queue.remove(position)
             });
-            return found.map(|_| call_error(request, "wamp.error.canceled", "the call was canceled"));
+            return found
+                .map(|_| call_error(request, "wamp.error.canceled", "the call was canceled"));
         };
         let call = dealer.pending.get_mut(&key)?;
         if call.cancel.is_some() {
             return None;
         }
         let can_interrupt = call.callee.info.has_feature("callee", "call_canceling");
-        let mode = if can_interrupt { requested } else { CancelMode::Skip };
+        let mode = if can_interrupt {
+            requested
+        } else {
+            CancelMode::Skip
+        };
         call.cancel = Some(mode);
         let callee = call.callee.clone();
         let mut freed = None;
@@ -278,10 +402,19 @@ impl Realm {
             self.drain(reg_id);
         }
         if mode != CancelMode::Skip {
-            let name = if mode == CancelMode::Kill { "kill" } else { "killnowait" };
-            callee.send(Outbound::Wamp(interrupt(key.1, name, Some("wamp.error.canceled"))));
+            let name = if mode == CancelMode::Kill {
+                "kill"
+            } else {
+                "killnowait"
+            };
+            callee.send(Outbound::Wamp(interrupt(
+                key.1,
+                name,
+                Some("wamp.error.canceled"),
+            )));
         }
-        (mode != CancelMode::Kill).then(|| call_error(request, "wamp.error.canceled", "the call was canceled"))
+        (mode != CancelMode::Kill)
+            .then(|| call_error(request, "wamp.error.canceled", "the call was canceled"))
     }
 
     /// Meta API access to the dealer.
@@ -290,7 +423,13 @@ impl Realm {
     }
 }
 
-fn invocation_details(call: &CallRequest, caller: &SessionHandle, pattern_based: bool, receive_progress: bool, timeout_ms: Option<u64>) -> Dict {
+fn invocation_details(
+    call: &CallRequest,
+    caller: &SessionHandle,
+    pattern_based: bool,
+    receive_progress: bool,
+    timeout_ms: Option<u64>,
+) -> Dict {
     let mut details = Dict::new();
     if pattern_based {
         details.insert("procedure".into(), Value::from(call.procedure.as_str()));
@@ -301,8 +440,14 @@ fn invocation_details(call: &CallRequest, caller: &SessionHandle, pattern_based:
     if call.options.get("disclose_me").and_then(Value::as_bool) == Some(true) {
         let who = &caller.info;
         details.insert("caller".into(), Value::from(who.id));
-        details.insert("caller_authid".into(), Value::from(who.identity.authid.as_str()));
-        details.insert("caller_authrole".into(), Value::from(who.identity.authrole.as_str()));
+        details.insert(
+            "caller_authid".into(),
+            Value::from(who.identity.authid.as_str()),
+        );
+        details.insert(
+            "caller_authrole".into(),
+            Value::from(who.identity.authrole.as_str()),
+        );
     }
     if let Some(t) = timeout_ms {
         details.insert("timeout".into(), Value::from(t));
