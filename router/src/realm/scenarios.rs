@@ -440,3 +440,146 @@ fn cancel_modes() {
     assert!(realm.cancel(1, 3, &mode("skip")).is_some());
     assert!(callee.wamp().is_empty());
 }
+
+/// The sync service against a reference model: random writes with when / watch / will and
+/// random session ends, on one key; after every step the key's value, the acknowledgements
+/// and the delivered events agree with the model.
+mod sync_model {
+    use super::*;
+    use crate::realm::sync::{key_value, KvOutcome, KvWrite};
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write {
+            session: usize,
+            value: Option<i64>,
+            when: Option<Option<i64>>,
+            watch: bool,
+            will: Option<Option<i64>>,
+        },
+        End {
+            session: usize,
+            abnormal: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let value = prop::option::of(0i64..3);
+        prop_oneof![
+            4 => (0usize..3, value.clone(), prop::option::of(value.clone()), any::<bool>(), prop::option::of(value))
+                .prop_map(|(session, value, when, watch, will)| Op::Write { session, value, when, watch, will }),
+            1 => (0usize..3, any::<bool>()).prop_map(|(session, abnormal)| Op::End { session, abnormal }),
+        ]
+    }
+
+    fn payload(value: Option<i64>) -> Payload {
+        Payload::Wamp {
+            args: value.map(|v| vec![Value::Int(v)]),
+            kwargs: None,
+        }
+    }
+
+    #[derive(Default)]
+    struct Model {
+        value: Option<i64>,
+        parked: VecDeque<(usize, Option<i64>, Option<i64>, Option<Option<i64>>, u64)>,
+        will: Option<(usize, Option<i64>)>,
+        /// Requests of parked writes that were applied later.
+        acked: Vec<u64>,
+    }
+
+    impl Model {
+        fn fits(&self, when: Option<i64>) -> bool {
+            self.value == when
+        }
+
+        fn apply(&mut self, session: Option<usize>, value: Option<i64>, will: Option<Option<i64>>) {
+            self.value = value;
+            self.will = match (session, will) {
+                (Some(s), Some(w)) => Some((s, w)),
+                _ => None,
+            };
+        }
+
+        fn wake(&mut self) {
+            while let Some(i) = self.parked.iter().position(|p| self.value == p.2) {
+                let Some((s, value, _, will, request)) = self.parked.remove(i) else {
+                    break;
+                };
+                self.apply(Some(s), value, will);
+                self.acked.push(request);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn sync_service_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+            let realm = realm();
+            let mut peers: Vec<Option<Peer>> = (1..=3).map(|i| Some(peer(&realm, i, "r", false))).collect();
+            let topic = Topic::from_wamp("kv.key");
+            let mut model = Model::default();
+            let mut acked: Vec<u64> = Vec::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                let request = step as u64 + 1;
+                match op {
+                    Op::Write { session, value, when, watch, will } => {
+                        let Some(p) = peers[session].as_ref() else { continue };
+                        let write = KvWrite {
+                            when: when.map(|w| w.map_or(Value::Null, Value::Int)),
+                            watch,
+                            will: will.map(payload),
+                        };
+                        let options = PublishOptions { retain: true, ..Default::default() };
+                        let outcome = realm.publish_kv(&p.handle, Some(request), &topic, payload(value), &options, write);
+                        let fits = when.is_none_or(|w| model.fits(w));
+                        match outcome {
+                            KvOutcome::Applied(..) => {
+                                prop_assert!(fits, "applied although when does not hold");
+                                model.apply(Some(session), value, will);
+                                model.wake();
+                            }
+                            KvOutcome::Refused => prop_assert!(!fits && !watch),
+                            KvOutcome::Parked => {
+                                prop_assert!(!fits && watch);
+                                model.parked.push_back((session, value, when.flatten(), will, request));
+                            }
+                        }
+                    }
+                    Op::End { session, abnormal } => {
+                        if peers[session].take().is_none() { continue };
+                        if abnormal { realm.leave_abnormally(session as u64 + 1) } else { realm.leave(session as u64 + 1) }
+                        model.parked.retain(|p| p.0 != session);
+                        if let Some((holder, will)) = model.will {
+                            if holder == session {
+                                model.will = None;
+                                if abnormal {
+                                    model.value = will;
+                                    model.wake();
+                                }
+                            }
+                        }
+                    }
+                }
+                for p in peers.iter_mut().flatten() {
+                    for m in p.wamp() {
+                        if let Message::Published { request, .. } = m {
+                            acked.push(request);
+                        }
+                    }
+                }
+                let value = key_value(realm.retained_matching(&Pattern::Exact(topic.clone())).first().map(|p| &p.payload));
+                prop_assert_eq!(value, model.value.map_or(Value::Null, Value::Int), "step {}", step);
+            }
+            // A write applied at once is acknowledged by the gate from the returned outcome;
+            // a parked write is acknowledged through its session's queue when it applies.
+            let mut want: Vec<u64> = model.acked.clone();
+            want.sort_unstable();
+            acked.sort_unstable();
+            prop_assert_eq!(acked, want);
+        }
+    }
+}
