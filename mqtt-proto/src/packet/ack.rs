@@ -85,6 +85,49 @@ pub(crate) fn encode(
 }
 
 /// Shared unit tests for the four packets: `first_byte` is the type and flags.
+/// Defines one of PUBACK / PUBREC / PUBREL / PUBCOMP: the struct and its codec glue over
+/// this module's shared fields. Each packet keeps its own file (and tests).
+macro_rules! ack_packet {
+    ($(#[$doc:meta])* $name:ident, $reasons:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct $name {
+            /// Packet Identifier of the exchange (non-zero).
+            pub packet_id: u16,
+            /// Reason code (5.0); 3.x knows only success.
+            pub reason: $crate::reason::ReasonCode,
+            /// Properties (5.0): reason string and user properties.
+            pub properties: $crate::properties::Properties,
+        }
+
+        impl $name {
+            pub(crate) fn decode(
+                reader: &mut $crate::wire::Reader,
+                protocol: $crate::protocol::Protocol,
+            ) -> Result<$name, $crate::error::Error> {
+                let fields = super::ack::decode(reader, protocol, $reasons)?;
+                Ok($name {
+                    packet_id: fields.packet_id,
+                    reason: fields.reason,
+                    properties: fields.properties,
+                })
+            }
+
+            pub(crate) fn body_len(
+                &self,
+                protocol: $crate::protocol::Protocol,
+            ) -> Result<usize, &'static str> {
+                super::ack::body_len(self.packet_id, self.reason, &self.properties, protocol, $reasons)
+            }
+
+            pub(crate) fn encode_body(&self, protocol: $crate::protocol::Protocol, buf: &mut bytes::BytesMut) {
+                super::ack::encode(self.packet_id, self.reason, &self.properties, protocol, buf);
+            }
+        }
+    };
+}
+pub(crate) use ack_packet;
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use bytes::BytesMut;

@@ -1,54 +1,20 @@
 //! PUBACK (spec 3.4): acknowledges a QoS 1 PUBLISH.
 
-use bytes::BytesMut;
+use super::ack::ack_packet;
+use crate::reason;
 
-use super::ack;
-use crate::error::Error;
-use crate::properties::Properties;
-use crate::protocol::Protocol;
-use crate::reason::{self, ReasonCode};
-use crate::wire::Reader;
-
-/// PUBACK: acknowledges a QoS 1 PUBLISH.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PubAck {
-    /// Packet Identifier of the exchange (non-zero).
-    pub packet_id: u16,
-    /// Reason code (5.0); 3.x knows only success.
-    pub reason: ReasonCode,
-    /// Properties (5.0): reason string and user properties.
-    pub properties: Properties,
-}
-
-impl PubAck {
-    pub(crate) fn decode(reader: &mut Reader, protocol: Protocol) -> Result<PubAck, Error> {
-        let fields = ack::decode(reader, protocol, reason::PUBACK_PUBREC)?;
-        Ok(PubAck {
-            packet_id: fields.packet_id,
-            reason: fields.reason,
-            properties: fields.properties,
-        })
-    }
-
-    pub(crate) fn body_len(&self, protocol: Protocol) -> Result<usize, &'static str> {
-        ack::body_len(
-            self.packet_id,
-            self.reason,
-            &self.properties,
-            protocol,
-            reason::PUBACK_PUBREC,
-        )
-    }
-
-    pub(crate) fn encode_body(&self, protocol: Protocol, buf: &mut BytesMut) {
-        ack::encode(self.packet_id, self.reason, &self.properties, protocol, buf);
-    }
-}
+ack_packet!(
+    /// PUBACK: acknowledges a QoS 1 PUBLISH.
+    PubAck,
+    reason::PUBACK_PUBREC
+);
 
 #[cfg(test)]
 mod tests {
     use super::super::ack::test_support::{check_standard_cases, round_trip};
     use super::*;
+    use crate::protocol::Protocol;
+    use crate::reason::ReasonCode;
     use crate::Packet;
 
     #[test]

@@ -1,54 +1,20 @@
 //! PUBREC (spec 3.5): acknowledges receipt of a QoS 2 PUBLISH.
 
-use bytes::BytesMut;
+use super::ack::ack_packet;
+use crate::reason;
 
-use super::ack;
-use crate::error::Error;
-use crate::properties::Properties;
-use crate::protocol::Protocol;
-use crate::reason::{self, ReasonCode};
-use crate::wire::Reader;
-
-/// PUBREC: acknowledges receipt of a QoS 2 PUBLISH.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PubRec {
-    /// Packet Identifier of the exchange (non-zero).
-    pub packet_id: u16,
-    /// Reason code (5.0); 3.x knows only success.
-    pub reason: ReasonCode,
-    /// Properties (5.0): reason string and user properties.
-    pub properties: Properties,
-}
-
-impl PubRec {
-    pub(crate) fn decode(reader: &mut Reader, protocol: Protocol) -> Result<PubRec, Error> {
-        let fields = ack::decode(reader, protocol, reason::PUBACK_PUBREC)?;
-        Ok(PubRec {
-            packet_id: fields.packet_id,
-            reason: fields.reason,
-            properties: fields.properties,
-        })
-    }
-
-    pub(crate) fn body_len(&self, protocol: Protocol) -> Result<usize, &'static str> {
-        ack::body_len(
-            self.packet_id,
-            self.reason,
-            &self.properties,
-            protocol,
-            reason::PUBACK_PUBREC,
-        )
-    }
-
-    pub(crate) fn encode_body(&self, protocol: Protocol, buf: &mut BytesMut) {
-        ack::encode(self.packet_id, self.reason, &self.properties, protocol, buf);
-    }
-}
+ack_packet!(
+    /// PUBREC: acknowledges receipt of a QoS 2 PUBLISH.
+    PubRec,
+    reason::PUBACK_PUBREC
+);
 
 #[cfg(test)]
 mod tests {
     use super::super::ack::test_support::{check_standard_cases, round_trip};
     use super::*;
+    use crate::protocol::Protocol;
+    use crate::reason::ReasonCode;
     use crate::Packet;
 
     #[test]

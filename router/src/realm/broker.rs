@@ -128,13 +128,7 @@ pub struct Subscription {
 impl Subscription {
     /// Meta API details: id, created, uri, match.
     pub fn details(&self) -> Dict {
-        let (uri, policy) = self.pattern.to_wamp();
-        let mut d = Dict::new();
-        d.insert("id".into(), Value::from(self.id));
-        d.insert("created".into(), Value::from(self.created.as_str()));
-        d.insert("uri".into(), Value::from(uri));
-        d.insert("match".into(), Value::from(policy.name()));
-        d
+        super::meta_details(self.id, &self.created, &self.pattern)
     }
 }
 

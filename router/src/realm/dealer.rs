@@ -91,12 +91,7 @@ const QUEUED_CALLS_MAX: usize = 10_000;
 impl Registration {
     /// Meta API details.
     pub fn details(&self) -> Dict {
-        let (uri, policy) = self.pattern.to_wamp();
-        let mut d = Dict::new();
-        d.insert("id".into(), Value::from(self.id));
-        d.insert("created".into(), Value::from(self.created.as_str()));
-        d.insert("uri".into(), Value::from(uri));
-        d.insert("match".into(), Value::from(policy.name()));
+        let mut d = super::meta_details(self.id, &self.created, &self.pattern);
         d.insert("invoke".into(), Value::from(self.invoke.name()));
         d
     }

@@ -192,6 +192,17 @@ pub struct Testament {
     pub options: PublishOptions,
 }
 
+/// The meta API's details of a subscription or registration: id, created, uri, match.
+fn meta_details(id: u64, created: &str, pattern: &Pattern) -> Dict {
+    let (uri, policy) = pattern.to_wamp();
+    let mut d = Dict::new();
+    d.insert("id".into(), Value::from(id));
+    d.insert("created".into(), Value::from(created));
+    d.insert("uri".into(), Value::from(uri));
+    d.insert("match".into(), Value::from(policy.name()));
+    d
+}
+
 /// Locks are poisoned only if a thread panicked while holding one; every critical section
 /// here is panic-free, so recovering the inner value keeps serving the other sessions.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -481,10 +481,13 @@ mod sync_model {
         }
     }
 
+    /// A parked write in the model: (session, value, the value `when` waits for, will, request).
+    type ParkedWrite = (usize, Option<i64>, Option<i64>, Option<Option<i64>>, u64);
+
     #[derive(Default)]
     struct Model {
         value: Option<i64>,
-        parked: VecDeque<(usize, Option<i64>, Option<i64>, Option<Option<i64>>, u64)>,
+        parked: VecDeque<ParkedWrite>,
         will: Option<(usize, Option<i64>)>,
         /// Requests of parked writes that were applied later.
         acked: Vec<u64>,
