@@ -422,3 +422,23 @@ def test_mosquitto_tools(router):
     out = subprocess.run(["mosquitto_sub", "-h", host, "-p", str(port), "-t", "tools/ret", "-C", "1", "-v"],
                          capture_output=True, text=True, timeout=10).stdout
     assert out.strip() == "tools/ret kept"
+
+
+def test_packets_pipelined_behind_connect_are_handled(router):
+    """A client may send SUBSCRIBE right behind CONNECT without waiting for CONNACK (paho
+    does); both must be answered even when they arrive in one TCP segment."""
+    import socket
+    import time
+
+    s = socket.create_connection(router.mqtt)
+    connect = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 1]) + b"c"
+    subscribe = bytes([0x82, 8, 0, 1, 0, 3]) + b"a/b" + bytes([0])
+    s.sendall(connect + subscribe)
+    s.settimeout(2)
+    data = b""
+    deadline = time.monotonic() + 2
+    while len(data) < 9 and time.monotonic() < deadline:
+        data += s.recv(100)
+    s.close()
+    assert data[:4] == bytes([0x20, 2, 0, 0]), "CONNACK"
+    assert data[4:9] == bytes([0x90, 3, 0, 1, 0]), "SUBACK for the pipelined SUBSCRIBE"

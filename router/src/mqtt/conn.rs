@@ -154,6 +154,17 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     out: &mut BytesMut,
     stats: &Stats,
 ) -> std::io::Result<()> {
+    // Acknowledgements of received publishes go out only once those are durable.
+    for pending in session.take_durability() {
+        let written = match pending {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "store write failed; closing without acknowledging");
+            return Err(std::io::Error::other("store write failed"));
+        }
+    }
     let protocol = session.protocol();
     while let Some(packet) = session.poll_packet() {
         let before = out.len();
@@ -209,7 +220,17 @@ async fn established<R, W>(
     let stats = &realm.mqtt.stats;
     let session_stats = session.handle().stats.clone();
     tracing::debug!(%peer, client = %client_id, "MQTT session established");
+    // Packets that arrived in the same read as CONNECT (a client that pipelines SUBSCRIBE or
+    // PUBLISH behind it, as paho does) are already in `input`.
+    let mut leftover = !input.is_empty();
     let exit = loop {
+        if std::mem::take(&mut leftover) {
+            if let Some(exit) =
+                handle_input(&mut session, &mut input, protocol, max_in, stats, &peer)
+            {
+                break exit;
+            }
+        }
         if write_packets(&mut session, &mut writer, &mut out, stats)
             .await
             .is_err()

@@ -136,7 +136,7 @@ impl Session {
             .permits(role, Action::Publish, &uri)
     }
 
-    fn publish_to_realm(&self, topic: &str, publish: &Publish, now_ms: u64) {
+    fn publish_to_realm(&mut self, topic: &str, publish: &Publish, now_ms: u64) {
         let options = PublishOptions {
             exclude_me: false,
             qos: publish.qos.value(),
@@ -145,13 +145,21 @@ impl Session {
         };
         let properties = message_properties(&publish.properties, now_ms);
         let payload = Payload::Raw(publish.payload.clone());
-        self.realm.publish_with(
+        let topic = Topic::from_mqtt(topic);
+        let (_, pending) = self.realm.publish_durable(
             Some(&self.handle.info),
-            &Topic::from_mqtt(topic),
+            &topic,
             payload,
             &options,
             properties,
         );
+        if options.retain {
+            self.realm.kv_written(&topic);
+        }
+        // QoS 0 is never acknowledged, so nothing waits for its write.
+        if publish.qos != QoS::AtMostOnce {
+            self.durability.extend(pending);
+        }
     }
 
     pub(super) fn handle_pubrel(&mut self, packet_id: u16) -> Result<Flow, Violation> {

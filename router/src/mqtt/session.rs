@@ -201,6 +201,9 @@ pub struct Session {
     pub(super) inbound_aliases: HashMap<u16, String>,
     pub(super) outbound_aliases: HashMap<String, u16>,
     pub(super) out: VecDeque<Packet>,
+    /// With `--data`: store writes of publishes this session received that must be durable
+    /// before any packet queued after them (PUBACK, PUBREC) is written.
+    pub(super) durability: Vec<Result<fox_storage::Pending, fox_storage::StoreError>>,
 }
 
 impl Session {
@@ -225,6 +228,7 @@ impl Session {
             inbound_aliases: HashMap::new(),
             outbound_aliases: HashMap::new(),
             out: VecDeque::new(),
+            durability: Vec::new(),
         };
         session.out.push_back(Packet::ConnAck(connack));
         session.retransmit();
@@ -250,6 +254,13 @@ impl Session {
     /// Queues a packet to write (the connection's own DISCONNECT).
     pub fn queue(&mut self, packet: Packet) {
         self.out.push_back(packet);
+    }
+
+    /// Store writes to wait for before writing the queued packets (see `durability`).
+    pub fn take_durability(
+        &mut self,
+    ) -> Vec<Result<fox_storage::Pending, fox_storage::StoreError>> {
+        std::mem::take(&mut self.durability)
     }
 
     /// The next packet to write.
