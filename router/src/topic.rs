@@ -41,6 +41,14 @@ impl Topic {
         }
     }
 
+    /// A system topic: `$...` (MQTT `$SYS` and the like) or the router's `wamp.*` meta
+    /// events. Patterns whose first level is a wildcard or prefix do not match these.
+    pub fn is_system(&self) -> bool {
+        self.levels
+            .first()
+            .is_some_and(|l| l.starts_with('$') || l == "wamp")
+    }
+
     /// The levels in WAMP spelling.
     pub fn levels(&self) -> &[String] {
         &self.levels

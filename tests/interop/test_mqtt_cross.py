@@ -160,3 +160,37 @@ def test_mqtt_over_websocket_and_wamp_share_the_port(router):
         w.leave()
 
     run(main())
+
+
+def test_mqtt_hash_does_not_see_wamp_meta_events(router):
+    """`#` matches neither `$` topics nor the router's `wamp.*` meta events (a WAMP session
+    joining publishes wamp.session.on_join); a literal `wamp/...` subscription does."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from wamp_client import connect, run
+
+    got = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hash-watcher")
+    c.on_message = lambda _c, _u, m: got.append(m.topic)
+    host, port = router.mqtt
+    c.connect(host, port)
+    c.subscribe([("#", 0), ("wamp/session/on_join", 0)])
+    c.loop_start()
+    time.sleep(0.3)
+
+    async def join_and_publish():
+        s = await connect(router)
+        s.publish("plain.topic", 1)
+        import asyncio
+        await asyncio.sleep(0.3)
+
+    run(join_and_publish())
+    deadline = time.monotonic() + 3
+    while "plain/topic" not in got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.loop_stop()
+    assert "plain/topic" in got
+    assert got.count("wamp/session/on_join") == 1, got
+    assert all(t in ("plain/topic", "wamp/session/on_join") for t in got), got

@@ -221,16 +221,13 @@ impl Broker {
         options: &PublishOptions,
     ) {
         let publisher_id = publisher.map(|p| p.id);
-        let dollar = publication
-            .topic
-            .levels()
-            .first()
-            .is_some_and(|l| l.starts_with('$'));
+        let dollar = publication.topic.is_system();
         self.trie.matches(&publication.topic, |id| {
             let Some(sub) = self.subscriptions.get(id) else {
                 return;
             };
-            // MQTT 4.7.2: wildcards at the first level do not match `$` topics.
+            // MQTT 4.7.2: wildcards at the first level do not match `$` topics; the router's
+            // own `wamp.*` meta events are kept out of them the same way.
             if dollar && !sub.pattern.first_level_is_literal() {
                 return;
             }

@@ -457,10 +457,7 @@ impl Realm {
         let dollar_ok = pattern.first_level_is_literal();
         read(&self.retained)
             .iter()
-            .filter(|(topic, _)| {
-                pattern.matches(topic)
-                    && (dollar_ok || !topic.levels().first().is_some_and(|l| l.starts_with('$')))
-            })
+            .filter(|(topic, _)| pattern.matches(topic) && (dollar_ok || !topic.is_system()))
             .map(|(_, p)| p.clone())
             .collect()
     }
