@@ -1,1 +1,21 @@
-//! fox-demos (skeleton; filled by its issue).
+//! `fox-demos`: a small async Rust client library for WAMP and MQTT, and the programs
+//! built on it — the `fox-bench` load generator first.
+//!
+//! # Layout
+//! ```text
+//! wamp/          WampClient: WebSocket (JSON, MsgPack, CBOR) and RawSocket transports,
+//!                HELLO with ticket / wampcra, publish, subscribe, call, register
+//! mqtt.rs        MqttClient: MQTT 3.1.1 / 5.0, QoS 0/1/2 with many publishes in flight
+//! bench/         fox-bench: scenarios, latency histograms, router /proc statistics, report
+//! bin/fox-bench  the load generator's command line
+//! ```
+//!
+//! Both clients use the project's own codecs (`fox-wamp-proto`, `fox-mqtt-proto`). Each
+//! connection has one reader task and one writer task; callers encode on their own task
+//! and hand bytes to the writer through a bounded channel, and the writer coalesces
+//! whatever is queued into one socket write.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod mqtt;
+pub mod wamp;

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: foxrouter against Mosquitto, rumqttd (MQTT) and Crossbar (WAMP).
+#
+#   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
+#                    [--idle N] [--only all|load|idle] [--out DIR]
+#   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
+#
+# Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
+# bench/.peers/rumqttd, Crossbar with pip into bench/.peers/crossbar-venv), builds fox-bench
+# and foxrouter in release mode, starts every router on loopback with the same queue limits,
+# runs the same fox-bench scenarios against each, stops everything and prints one table per
+# scenario with `RATIO <scenario> <peer> <foxrouter / peer>` lines. A peer that cannot be
+# installed or started, or a scenario that fails, shows as an ERROR row (never a made-up number).
+#
+# --quick: one 2-second run per scenario, a reduced scenario list; finishes within 3 minutes.
+# --idle N: idle MQTT connections for the memory row (0: skip). --only idle: just that row.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PEERS="$ROOT/bench/.peers"
+QUICK=0
+RUNS=3
+DURATION=10
+WARMUP=1
+INSTALL=1
+BUILD=1
+IDLE_CONNECTIONS=10000
+ONLY=all
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --runs) RUNS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --no-install) INSTALL=0 ;;
+    --no-build) BUILD=0 ;;
+    --idle) IDLE_CONNECTIONS=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then RUNS=1; DURATION=2; WARMUP=0.5; IDLE_CONNECTIONS=0; fi
+
+# Same queue limit for every broker: messages queued toward one session.
+QUEUE_MAX=4096
+# Requests in flight per connection (QoS 1/2, acked, rpc). Below Mosquitto's default
+# max_inflight_messages (20): on MQTT 3.1.1 Mosquitto silently drops QoS 2 publishes past it.
+INFLIGHT=16
+
+mkdir -p "$PEERS"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fox-compare.XXXXXX")
+OUT=${OUT:-$WORK}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ "$OUT" = "$WORK" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "[compare] $*" >&2; }
+
+# ---------------------------------------------------------------- install
+MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
+RUMQTTD="$PEERS/rumqttd/bin/rumqttd"
+CROSSBAR="$PEERS/crossbar-venv/bin/crossbar"
+if [ "$INSTALL" = 1 ]; then
+  if [ -z "$MOSQUITTO" ]; then
+    log "installing mosquitto"
+    (apt-get install -y mosquitto >&2 || sudo apt-get install -y mosquitto >&2) || log "mosquitto install failed"
+    MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
+  fi
+  if [ ! -x "$RUMQTTD" ]; then
+    log "installing rumqttd (several minutes; no --locked: its lock file does not build here)"
+    cargo install rumqttd --root "$PEERS/rumqttd" -j 2 >&2 || log "rumqttd install failed"
+  fi
+  if [ ! -x "$CROSSBAR" ]; then
+    log "installing crossbar into $PEERS/crossbar-venv"
+    (python3 -m venv "$PEERS/crossbar-venv" && "$PEERS/crossbar-venv/bin/pip" install -q crossbar >&2) \
+      || log "crossbar install failed"
+  fi
+fi
+
+if [ "$BUILD" = 1 ]; then
+  log "building fox-bench and foxrouter (release)"
+  (cd "$ROOT" && cargo build --release -j 2 -p fox-demos -p fox-router >&2)
+fi
+BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}
+FOXROUTER=${FOXROUTER_BIN:-$ROOT/target/release/foxrouter}
+
+# ---------------------------------------------------------------- helpers
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() { # port seconds
+  local deadline=$((SECONDS + $2))
+  while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+error_row() { # label scenario-key message
+  printf '{"label":"%s","key":"%s","scenario":"%s","error":"%s"}\n' "$1" "$2" "${2%%-*}" "$3" >> "$RESULTS"
+}
+
+# bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
+bench() {
+  local label=$1 pid=$2 target=$3; shift 3
+  local i line
+  for ((i = 0; i < RUNS; i++)); do
+    line=$(timeout 300 "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
+      --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" | tail -1) || true
+    if [ -n "$line" ]; then echo "$line" >> "$RESULTS"; else error_row "$label" "$*" "fox-bench failed"; fi
+    echo "$line" | sed 's/^/  /' >&2
+  done
+}
+
+# ---------------------------------------------------------------- scenarios
+mqtt_scenarios() { # label pid addr_v4 addr_v5
+  local label=$1 pid=$2 v4=$3 v5=$4
+  if [ "$PHASE" = load ]; then
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 0 --connections 1
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 1
+  bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 1 --connections 10
+  bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 1 --connections 10
+  if [ "$QUICK" = 0 ]; then
+    bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 0 --connections 10
+    bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 0 --connections 10
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 1
+    bench "$label" "$pid" "mqtt://$v5" --scenario pairs --qos 1 --connections 1 --mqtt-version 5
+    bench "$label" "$pid" "mqtt://$v4" --scenario acked --qos 1 --connections 4
+    # Latency under the same fixed load on every broker.
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 0 --connections 1 --rate 20000
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 1 --rate 20000
+  fi
+  fi
+  if [ "$PHASE" = idle ]; then
+    # Idle holds its connections for a fixed settle time; --duration does not apply.
+    bench "$label" "$pid" "mqtt://$v4" --scenario idle --connections "$IDLE_CONNECTIONS"
+  fi
+}
+
+wamp_scenarios() { # label pid ws_addr rs_addr
+  local label=$1 pid=$2 ws=$3 rs=$4
+  [ "$PHASE" = load ] || return 0
+  bench "$label" "$pid" "ws+json://$ws/ws" --scenario rpc --connections 4
+  bench "$label" "$pid" "rs+msgpack://$rs" --scenario pairs --connections 1
+  if [ "$QUICK" = 0 ]; then
+    bench "$label" "$pid" "ws+msgpack://$ws/ws" --scenario rpc --connections 4
+    bench "$label" "$pid" "rs+msgpack://$rs" --scenario rpc --connections 4
+    bench "$label" "$pid" "ws+json://$ws/ws" --scenario fanout --connections 10
+    bench "$label" "$pid" "ws+msgpack://$ws/ws" --scenario acked --connections 4
+    bench "$label" "$pid" "ws+json://$ws/ws" --scenario rpc --connections 1 --rate 2000
+  fi
+}
+
+# ---------------------------------------------------------------- peers
+run_foxrouter() {
+  local ws rs mqtt cfg
+  ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
+  printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$cfg"
+  "$FOXROUTER" serve --config "$cfg" --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
+    --log warn > "$WORK/foxrouter.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  if ! wait_port "$mqtt" 20; then log "foxrouter did not start"; return; fi
+  log "foxrouter pid $pid"
+  mqtt_scenarios foxrouter "$pid" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
+  wamp_scenarios foxrouter "$pid" "127.0.0.1:$ws" "127.0.0.1:$rs"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_mosquitto() {
+  # A missing peer still gets every row, as errors (connection refused on port 1).
+  [ -n "$MOSQUITTO" ] || { log "mosquitto not installed"; mqtt_scenarios mosquitto "" 127.0.0.1:1 127.0.0.1:1; return; }
+  local port; port=$(free_port)
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_connections -1\n' \
+    "$port" "$QUEUE_MAX" > "$WORK/mosquitto.conf"
+  "$MOSQUITTO" -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  if ! wait_port "$port" 10; then log "mosquitto did not start"; return; fi
+  log "mosquitto pid $pid"
+  mqtt_scenarios mosquitto "$pid" "127.0.0.1:$port" "127.0.0.1:$port"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_rumqttd() {
+  [ -x "$RUMQTTD" ] || { log "rumqttd not installed"; mqtt_scenarios rumqttd "" 127.0.0.1:1 127.0.0.1:1; return; }
+  local v4 v5; v4=$(free_port); v5=$(free_port)
+  cat > "$WORK/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 20000
+max_outgoing_packet_count = $QUEUE_MAX
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$v4"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:$v5"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+EOF
+  "$RUMQTTD" --config "$WORK/rumqttd.toml" > "$WORK/rumqttd.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  if ! wait_port "$v4" 10; then log "rumqttd did not start (see $WORK/rumqttd.log)"; return; fi
+  log "rumqttd pid $pid"
+  mqtt_scenarios rumqttd "$pid" "127.0.0.1:$v4" "127.0.0.1:$v5"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_crossbar() {
+  [ -x "$CROSSBAR" ] || { log "crossbar not installed"; wamp_scenarios crossbar "" 127.0.0.1:1 127.0.0.1:1; return; }
+  local ws rs dir; ws=$(free_port); rs=$(free_port); dir="$WORK/crossbar/.crossbar"
+  mkdir -p "$dir"
+  cat > "$dir/config.json" <<EOF
+{
+  "version": 2,
+  "controller": {},
+  "workers": [{
+    "type": "router",
+    "realms": [{"name": "realm1", "roles": [{"name": "anonymous", "permissions": [{
+      "uri": "", "match": "prefix",
+      "allow": {"call": true, "register": true, "publish": true, "subscribe": true},
+      "disclose": {"caller": false, "publisher": false}, "cache": true}]}]}],
+    "transports": [
+      {"type": "web", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": $ws},
+       "paths": {"ws": {"type": "websocket", "serializers": ["json", "msgpack", "cbor"],
+                        "options": {"max_message_size": 1048576}}}},
+      {"type": "rawsocket", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": $rs},
+       "serializers": ["msgpack", "json", "cbor"]}
+    ]
+  }]
+}
+EOF
+  "$CROSSBAR" start --cbdir "$dir" > "$WORK/crossbar.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  if ! wait_port "$ws" 60; then log "crossbar did not start (see $WORK/crossbar.log)"; return; fi
+  # The router runs in a worker process, a child of the controller: measure that one.
+  local worker; worker=$(pgrep -P "$pid" | head -1 || true)
+  log "crossbar controller $pid, router worker ${worker:-?}"
+  wamp_scenarios crossbar "${worker:-$pid}" "127.0.0.1:$ws" "127.0.0.1:$rs"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+START=$SECONDS
+# Idle memory is measured on freshly started routers: after the load scenarios their heaps
+# hold freed memory that new connections reuse, which would hide the per-connection cost.
+PHASES=()
+[ "$ONLY" = idle ] || PHASES+=(load)
+[ "$ONLY" = load ] || [ "$IDLE_CONNECTIONS" -le 0 ] || PHASES+=(idle)
+for PHASE in "${PHASES[@]}"; do
+  run_foxrouter
+  run_mosquitto
+  run_rumqttd
+  [ "$PHASE" = idle ] || run_crossbar
+done
+log "done in $((SECONDS - START)) s; raw results: $RESULTS"
+
+echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT queue=$QUEUE_MAX"
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+"$BENCH" report "$RESULTS"

@@ -1,0 +1,329 @@
+//! fox-bench: drives one scenario against one router over real sockets and reports
+//! delivered messages per second, end-to-end latency and the router's CPU and memory.
+//!
+//! Calling order: build a [`Config`], [`run`] it (bounded by `duration` plus a setup
+//! deadline), print the [`Outcome`] as a table row or a JSON line; [`report`] turns the
+//! JSON lines of several routers into one table per scenario with `RATIO` lines.
+//!
+//! Latency is end to end: every payload starts with the send time (nanoseconds of the
+//! process-wide [`stats::Clock`]) and the receiving task subtracts it from its own clock
+//! reading. In fixed-rate mode the send time is the *scheduled* one, so a stalled sender
+//! does not hide the stall (no coordinated omission).
+
+pub mod mqtt_load;
+pub mod report;
+pub mod stats;
+pub mod wamp_load;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use stats::{Clock, Recorder, RouterProbe, RouterUsage, Window};
+
+/// Time allowed for connecting, subscribing and registering before the load starts.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed after the end of the window for tasks to stop.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// N publishers, one subscriber.
+    Fanin,
+    /// One publisher, N subscribers.
+    Fanout,
+    /// N independent publisher/subscriber pairs.
+    Pairs,
+    /// N callers, K calls in flight each, `callees` callees (WAMP only).
+    Rpc,
+    /// N publishers with acknowledgement (WAMP acknowledge, MQTT QoS 1/2), K in flight each.
+    Acked,
+    /// N idle connections: router RSS per connection (MQTT only).
+    Idle,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// MQTT over TCP.
+    Mqtt(SocketAddr),
+    /// WAMP (URL as given, transport and serializer).
+    Wamp(String, crate::wamp::Transport),
+}
+
+impl Target {
+    /// Parses `mqtt://HOST:PORT`, `ws+json://HOST:PORT/ws`, `ws+msgpack://…`, `ws+cbor://…`,
+    /// `rs+msgpack://HOST:PORT`, `rs+json://…`, `rs+cbor://…`.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        use crate::wamp::Transport;
+        use fox_wamp_proto::Serializer;
+        let (scheme, rest) = text.split_once("://").ok_or("target needs a scheme://")?;
+        if scheme == "mqtt" {
+            let addr = rest
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|e| format!("{rest}: {e}"))?;
+            return Ok(Target::Mqtt(addr));
+        }
+        let (transport, serializer) = scheme
+            .split_once('+')
+            .ok_or("scheme is mqtt, ws+SER or rs+SER")?;
+        let serializer = match serializer {
+            "json" => Serializer::Json,
+            "msgpack" => Serializer::MsgPack,
+            "cbor" => Serializer::Cbor,
+            other => return Err(format!("unknown serializer {other}")),
+        };
+        match transport {
+            "ws" => Ok(Target::Wamp(
+                format!("ws://{rest}"),
+                Transport::WebSocket(serializer),
+            )),
+            "rs" => Ok(Target::Wamp(
+                rest.to_owned(),
+                Transport::RawSocket(serializer),
+            )),
+            other => Err(format!("unknown transport {other}")),
+        }
+    }
+}
+
+/// One run's parameters.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Router to drive.
+    pub target: Target,
+    /// Name in reports (`foxrouter`, `mosquitto`, …).
+    pub label: String,
+    /// What to measure.
+    pub scenario: Scenario,
+    /// Load duration after warm-up.
+    pub duration: Duration,
+    /// Warm-up before counting starts.
+    pub warmup: Duration,
+    /// N: publishers, subscribers, pairs, callers or idle connections.
+    pub connections: usize,
+    /// K: requests in flight per connection (acked, rpc, MQTT QoS 1/2).
+    pub inflight: usize,
+    /// Payload size in bytes (at least 8: the timestamp).
+    pub payload_bytes: usize,
+    /// Fixed total send rate in messages per second; `None`: as fast as possible.
+    pub rate: Option<u64>,
+    /// MQTT QoS of publishes and subscriptions.
+    pub qos: fox_mqtt_proto::QoS,
+    /// MQTT protocol version.
+    pub mqtt_protocol: fox_mqtt_proto::Protocol,
+    /// WAMP realm.
+    pub realm: String,
+    /// Callees in the rpc scenario.
+    pub callees: usize,
+    /// Router PID for CPU and memory figures.
+    pub router_pid: Option<u32>,
+    /// Source addresses 127.0.0.2 .. 127.0.0.(1 + source_ips) for idle connections.
+    pub source_ips: u8,
+}
+
+impl Config {
+    /// Transport label for reports, e.g. `mqtt5-qos1` or `ws-msgpack`.
+    pub fn transport_label(&self) -> String {
+        use crate::wamp::Transport;
+        match &self.target {
+            Target::Mqtt(_) => {
+                let version = if self.mqtt_protocol.is_v5() {
+                    "mqtt5"
+                } else {
+                    "mqtt3"
+                };
+                format!("{version}-qos{}", self.qos as u8)
+            }
+            Target::Wamp(_, Transport::WebSocket(s)) => format!("ws-{}", serializer_name(*s)),
+            Target::Wamp(_, Transport::RawSocket(s)) => format!("rs-{}", serializer_name(*s)),
+        }
+    }
+
+    /// The row key shared by every router measured with the same load.
+    pub fn scenario_key(&self) -> String {
+        let rate = self.rate.map_or(String::new(), |r| format!("-rate{r}"));
+        format!(
+            "{}-{}-n{}-k{}-p{}{}",
+            scenario_name(self.scenario),
+            self.transport_label(),
+            self.connections,
+            self.inflight,
+            self.payload_bytes,
+            rate
+        )
+    }
+}
+
+fn serializer_name(serializer: fox_wamp_proto::Serializer) -> &'static str {
+    match serializer {
+        fox_wamp_proto::Serializer::Json => "json",
+        fox_wamp_proto::Serializer::MsgPack => "msgpack",
+        fox_wamp_proto::Serializer::Cbor => "cbor",
+    }
+}
+
+/// Lower-case scenario name.
+pub fn scenario_name(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Fanin => "fanin",
+        Scenario::Fanout => "fanout",
+        Scenario::Pairs => "pairs",
+        Scenario::Rpc => "rpc",
+        Scenario::Acked => "acked",
+        Scenario::Idle => "idle",
+    }
+}
+
+/// What a scenario measured, before the router figures are added.
+#[derive(Default)]
+pub struct Measured {
+    /// Deliveries (or acks, or call results) and their latency.
+    pub recorder: Option<Recorder>,
+    /// Window length in seconds.
+    pub seconds: f64,
+    /// Idle scenario: router RSS growth per connection, in bytes.
+    pub idle_bytes_per_connection: Option<f64>,
+    /// Idle scenario: connections established.
+    pub connected: usize,
+}
+
+/// The result row of one run.
+pub struct Outcome {
+    /// The configuration that ran.
+    pub config: Config,
+    /// The measurement, or why the scenario failed.
+    pub measured: Result<Measured, String>,
+    /// The router's usage, when its PID was given.
+    pub router: Option<RouterUsage>,
+}
+
+/// Runs `config` and never takes longer than setup + warm-up + duration + grace.
+pub async fn run(config: Config) -> Outcome {
+    let probe = config
+        .router_pid
+        .and_then(|pid| RouterProbe::start(pid).ok());
+    let limit = SETUP_TIMEOUT + config.warmup + config.duration + STOP_GRACE * 2;
+    let measured = match tokio::time::timeout(limit, run_scenario(&config)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("scenario did not finish within {limit:?}")),
+    };
+    let router = probe.and_then(|p| p.usage().ok());
+    Outcome {
+        config,
+        measured,
+        router,
+    }
+}
+
+async fn run_scenario(config: &Config) -> Result<Measured, String> {
+    match &config.target {
+        Target::Mqtt(addr) => mqtt_load::run(config, *addr).await,
+        Target::Wamp(url, transport) => wamp_load::run(config, url, *transport).await,
+    }
+}
+
+/// The window of a run whose load starts now on `clock`.
+pub fn window(clock: &Clock, config: &Config) -> Window {
+    let from_ns = clock.now_ns() + config.warmup.as_nanos() as u64;
+    Window {
+        from_ns,
+        until_ns: from_ns + config.duration.as_nanos() as u64,
+    }
+}
+
+/// Paces one sender: `None` for as fast as possible, else the schedule of its sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    interval_ns: u64,
+    next_ns: u64,
+}
+
+impl Pace {
+    /// A sender's share of `rate` split over `senders` senders, or `None` without a rate.
+    pub fn new(rate: Option<u64>, senders: usize, start_ns: u64) -> Option<Pace> {
+        let rate = rate?.max(1);
+        let interval_ns = (1_000_000_000u64 * senders.max(1) as u64) / rate;
+        Some(Pace {
+            interval_ns: interval_ns.max(1),
+            next_ns: start_ns,
+        })
+    }
+
+    /// Waits for the next scheduled send and returns its scheduled time.
+    pub async fn wait(&mut self, clock: &Clock) -> u64 {
+        let scheduled = self.next_ns;
+        self.next_ns += self.interval_ns;
+        if clock.now_ns() < scheduled {
+            tokio::time::sleep_until(clock.instant_at(scheduled).into()).await;
+        }
+        scheduled
+    }
+}
+
+/// Merges recorders; an empty list gives an empty recorder.
+pub fn merge(window: Window, recorders: &[Recorder]) -> Recorder {
+    let mut total = Recorder::new(window);
+    for recorder in recorders {
+        total.merge(recorder);
+    }
+    total
+}
+
+impl Outcome {
+    /// Messages per second (0 for failures and idle runs).
+    pub fn messages_per_second(&self) -> f64 {
+        match &self.measured {
+            Ok(m) => m
+                .recorder
+                .as_ref()
+                .map_or(0.0, |r| r.count as f64 / m.seconds.max(1e-9)),
+            Err(_) => 0.0,
+        }
+    }
+
+    /// One JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.config;
+        let mut value = json!({
+            "label": c.label,
+            "scenario": scenario_name(c.scenario),
+            "key": c.scenario_key(),
+            "transport": c.transport_label(),
+            "connections": c.connections,
+            "inflight": c.inflight,
+            "payload_bytes": c.payload_bytes,
+            "rate": c.rate,
+            "duration_s": c.duration.as_secs_f64(),
+        });
+        let fields = value.as_object_mut().expect("json! object literal");
+        match &self.measured {
+            Ok(m) => {
+                if let Some(r) = &m.recorder {
+                    fields.insert("messages_per_s".into(), json!(self.messages_per_second()));
+                    fields.insert("messages".into(), json!(r.count));
+                    let us = |q: f64| r.latency_ns.value_at_quantile(q) as f64 / 1000.0;
+                    fields.insert("p50_us".into(), json!(us(0.5)));
+                    fields.insert("p99_us".into(), json!(us(0.99)));
+                    fields.insert("p999_us".into(), json!(us(0.999)));
+                    fields.insert("max_us".into(), json!(r.latency_ns.max() as f64 / 1000.0));
+                }
+                if let Some(b) = m.idle_bytes_per_connection {
+                    fields.insert("idle_bytes_per_connection".into(), json!(b));
+                    fields.insert("connected".into(), json!(m.connected));
+                }
+            }
+            Err(error) => {
+                fields.insert("error".into(), json!(error));
+            }
+        }
+        if let Some(u) = &self.router {
+            fields.insert("router_cpu_s".into(), json!(u.cpu_seconds));
+            fields.insert("router_peak_rss_kib".into(), json!(u.peak_rss_kib));
+        }
+        value
+    }
+}

@@ -1,0 +1,176 @@
+//! fox-bench: load generator for foxrouter and its peers (Mosquitto, rumqttd, Crossbar).
+//!
+//! ```text
+//! fox-bench run --target mqtt://127.0.0.1:1883 --scenario pairs --qos 1 --connections 1
+//! fox-bench run --target ws+msgpack://127.0.0.1:8080/ws --scenario rpc --inflight 16
+//! fox-bench report results.jsonl        # one table per scenario, RATIO lines
+//! ```
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use fox_demos::bench::{self, report, Config, Scenario, Target};
+use fox_mqtt_proto::{Protocol, QoS};
+
+#[derive(Parser)]
+#[command(name = "fox-bench", about = "WAMP / MQTT load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario against one router and print its row.
+    Run(RunArgs),
+    /// Print tables and RATIO lines from JSON lines written by `run --json`.
+    Report {
+        /// JSON-lines files.
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// mqtt://HOST:PORT, ws+json://HOST:PORT/ws, ws+msgpack://…, rs+msgpack://HOST:PORT.
+    #[arg(long)]
+    target: String,
+    /// Scenario.
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Router name in reports.
+    #[arg(long, default_value = "router")]
+    label: String,
+    /// Seconds of measured load (after warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before counting starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// N: publishers (fanin), subscribers (fanout), pairs, callers (rpc), connections (acked, idle).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// K: requests in flight per connection (acked, rpc, MQTT QoS 1/2).
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Payload bytes (at least 8).
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Fixed total send rate, messages per second (latency under load); default: flat out.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// MQTT QoS (0, 1, 2).
+    #[arg(long, default_value_t = 0)]
+    qos: u8,
+    /// MQTT version: 3.1.1 or 5.
+    #[arg(long, default_value = "3.1.1")]
+    mqtt_version: String,
+    /// WAMP realm.
+    #[arg(long, default_value = "realm1")]
+    realm: String,
+    /// Callees registering the rpc procedure (round robin when more than one).
+    #[arg(long, default_value_t = 1)]
+    callees: usize,
+    /// Router process ID: adds its CPU seconds and peak RSS.
+    #[arg(long)]
+    router_pid: Option<u32>,
+    /// Idle scenario: spread connections over 127.0.0.2 .. 127.0.0.(1+N).
+    #[arg(long, default_value_t = 8)]
+    source_ips: u8,
+    /// Runtime worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print one JSON object instead of a table row.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Report { files } => print_report(&files),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let outcome = runtime.block_on(bench::run(config));
+    let json = outcome.to_json();
+    if args.json {
+        println!("{json}");
+    } else {
+        println!(
+            "== {}\n{}\n{}",
+            outcome.config.scenario_key(),
+            report::HEADER,
+            report::row(&json, 1)
+        );
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn config(args: &RunArgs) -> anyhow::Result<Config> {
+    let qos = match args.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        2 => QoS::ExactlyOnce,
+        other => anyhow::bail!("--qos {other}: expected 0, 1 or 2"),
+    };
+    let mqtt_protocol = match args.mqtt_version.as_str() {
+        "3.1.1" | "3" | "4" => Protocol::V3_1_1,
+        "5" | "5.0" => Protocol::V5,
+        other => anyhow::bail!("--mqtt-version {other}: expected 3.1.1 or 5"),
+    };
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration <= 3600.0,
+        "--duration must be in (0, 3600]"
+    );
+    anyhow::ensure!(
+        args.warmup >= 0.0 && args.warmup <= 600.0,
+        "--warmup must be in [0, 600]"
+    );
+    Ok(Config {
+        target: Target::parse(&args.target).map_err(anyhow::Error::msg)?,
+        label: args.label.clone(),
+        scenario: args.scenario,
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        connections: args.connections,
+        inflight: args.inflight,
+        payload_bytes: args.payload,
+        rate: args.rate,
+        qos,
+        mqtt_protocol,
+        realm: args.realm.clone(),
+        callees: args.callees,
+        router_pid: args.router_pid,
+        source_ips: args.source_ips,
+    })
+}
+
+fn print_report(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    for path in files {
+        let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line?;
+            if line.trim_start().starts_with('{') {
+                lines.push(
+                    serde_json::from_str(&line)
+                        .with_context(|| format!("{}: {line}", path.display()))?,
+                );
+            }
+        }
+    }
+    print!("{}", report::render(&lines));
+    Ok(())
+}
