@@ -10,9 +10,9 @@ bash scripts/setup.sh
 export CARGO_TERM_COLOR=never
 echo "== cargo build"
 cargo build --workspace --all-targets
+export FOXROUTER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/foxrouter"
 echo "== cargo test"
 cargo test --workspace
 echo "== end-to-end tests"
-export FOXROUTER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/foxrouter"
 [ -x "$FOXROUTER_BIN" ] || { echo "test.sh: $FOXROUTER_BIN was not built" >&2; exit 1; }
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 120 --tb=short -rfE tests/interop

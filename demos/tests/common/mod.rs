@@ -31,12 +31,18 @@ impl Drop for Router {
     }
 }
 
-/// The foxrouter binary: $FOXROUTER_BIN or ../target/debug/foxrouter.
+/// The foxrouter binary: $FOXROUTER_BIN, else next to this test's own build
+/// (`<target>/debug/deps/<test>` -> `<target>/debug/foxrouter`, whatever the target dir).
 pub fn foxrouter_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("FOXROUTER_BIN") {
         return PathBuf::from(path);
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/foxrouter");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("foxrouter")));
+    let path = beside.unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/foxrouter")
+    });
     assert!(
         path.exists(),
         "foxrouter binary not found at {}: run `cargo build -p fox-router` first or set FOXROUTER_BIN",
