@@ -194,3 +194,38 @@ def test_mqtt_hash_does_not_see_wamp_meta_events(router):
     assert "plain/topic" in got
     assert got.count("wamp/session/on_join") == 1, got
     assert all(t in ("plain/topic", "wamp/session/on_join") for t in got), got
+
+
+def test_expired_mqtt5_retained_message_is_not_replayed_to_wamp(router):
+    """An MQTT 5 retained message with a message expiry interval is not replayed by WAMP
+    get_retained once it expired (one retained store, one rule)."""
+    import time
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from autobahn.wamp.types import SubscribeOptions
+
+    from wamp_client import connect, run
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="expiring", protocol=mqtt.MQTTv5)
+    host, port = router.mqtt
+    c.connect(host, port)
+    c.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 1
+    c.publish("exp/short", "soon gone", qos=1, retain=True, properties=props).wait_for_publish(5)
+    c.publish("exp/long", "stays", qos=1, retain=True).wait_for_publish(5)
+    c.loop_stop()
+    time.sleep(1.6)
+
+    async def replay():
+        s = await connect(router)
+        got = []
+        await s.subscribe(lambda *a, details=None: got.append(details.topic), "exp.",
+                          options=SubscribeOptions(match="prefix", get_retained=True, details=True))
+        import asyncio
+        await asyncio.sleep(0.3)
+        return got
+
+    assert run(replay()) == ["exp.long"]

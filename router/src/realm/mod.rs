@@ -455,9 +455,12 @@ impl Realm {
     /// payload (MQTT zero bytes, WAMP no arguments) clears it.
     pub fn retained_matching(&self, pattern: &Pattern) -> Vec<Arc<Publication>> {
         let dollar_ok = pattern.first_level_is_literal();
+        let now_ms = unix_ms();
         read(&self.retained)
             .iter()
             .filter(|(topic, _)| pattern.matches(topic) && (dollar_ok || !topic.is_system()))
+            // An MQTT 5 message past its expiry is not replayed, whichever gate asks.
+            .filter(|(_, p)| p.properties.expires_at_ms.is_none_or(|t| t > now_ms))
             .map(|(_, p)| p.clone())
             .collect()
     }
