@@ -153,9 +153,6 @@ impl Session {
             &options,
             properties,
         );
-        if options.retain {
-            self.realm.kv_written(&topic);
-        }
         // QoS 0 is never acknowledged, so nothing waits for its write.
         if publish.qos != QoS::AtMostOnce {
             self.durability.extend(pending);

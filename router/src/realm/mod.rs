@@ -326,20 +326,36 @@ impl Realm {
         properties: MessageProperties,
     ) -> u64 {
         // Without a waiter the write still happens, in order; nobody needs its answer.
-        let id = self
-            .publish_durable(publisher, topic, payload, options, properties)
-            .0;
-        if options.retain {
-            self.kv_written(topic);
-        }
-        id
+        self.publish_durable(publisher, topic, payload, options, properties)
+            .0
     }
 
     /// Publishes and, with `--data`, queues the durable write: returns the permanent ID and
     /// the write's answer (`None`: nothing to store), which an acknowledgement must wait
-    /// for; `Some(Err)` means the write could not even be queued. Router-originated
-    /// messages (meta events) are not stored.
+    /// for; `Some(Err)` means the write could not even be queued. A retained write also
+    /// cancels the key's will and wakes writes parked on it (the sync service).
     pub fn publish_durable(
+        &self,
+        publisher: Option<&SessionInfo>,
+        topic: &Topic,
+        payload: Payload,
+        options: &PublishOptions,
+        properties: MessageProperties,
+    ) -> (
+        u64,
+        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    ) {
+        let published = self.publish_ordered(publisher, topic, payload, options, properties);
+        if options.retain {
+            self.kv_written(topic);
+        }
+        published
+    }
+
+    /// The publish itself: ID, in-memory state, durable write and fan-out under the order
+    /// lock. Router-originated messages (meta events, wills) are not stored. The sync
+    /// service calls this directly, holding its own lock.
+    fn publish_ordered(
         &self,
         publisher: Option<&SessionInfo>,
         topic: &Topic,

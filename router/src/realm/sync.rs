@@ -177,7 +177,7 @@ impl Realm {
         let mut options = options.clone();
         options.retain = true;
         let info = writer.map(|w| &*w.info);
-        self.publish_durable(info, topic, payload, &options, MessageProperties::default())
+        self.publish_ordered(info, topic, payload, &options, MessageProperties::default())
     }
 
     /// After a write to `topic`: applies parked writes whose condition now holds, oldest
@@ -238,7 +238,7 @@ impl Realm {
                     ..Default::default()
                 };
                 // The router writes the will; it is stored like any client write.
-                let (_, pending) = self.publish_durable(
+                let (_, pending) = self.publish_ordered(
                     None,
                     &topic,
                     will,
@@ -272,7 +272,7 @@ impl Realm {
             ..Default::default()
         };
         let (_, pending) =
-            self.publish_durable(None, topic, will, &options, MessageProperties::default());
+            self.publish_ordered(None, topic, will, &options, MessageProperties::default());
         drop(pending);
         if let Some(d) = &self.shared.durable {
             d.record_will(&self.name, topic, None);

@@ -598,9 +598,6 @@ impl WampSession {
             &publish_options,
             properties,
         );
-        if publish_options.retain {
-            realm.kv_written(&topic);
-        }
         if acknowledge {
             // With a store, the ack waits for the fsync of the group the write went into.
             acknowledge_later(handle.clone(), request, id, durable);
