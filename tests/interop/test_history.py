@@ -4,6 +4,7 @@
 import asyncio
 
 from autobahn.wamp import message as wamp_message
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from wamp_client import connect, received_of, run, wait_until
@@ -89,6 +90,84 @@ def test_filter_and_snapshot(router):
         await pub.publish("h.f", owner="z", options=ACK)
         await asyncio.sleep(0.2)
         assert seen == ["a", "b", "a", "b", "a"], "snapshot replays, then no live events"
+
+    run(main())
+
+
+def test_retained_state_replays_values_then_every_live_event(router):
+    """fox-wamp `retainedState`: the stored values first (details.retained), then every live
+    event, retained or not."""
+    async def main():
+        pub = await connect(router)
+        await pub.publish("rs.a", "a1", options=PublishOptions(acknowledge=True, retain=True))
+        await pub.publish("rs.b", "b1", options=PublishOptions(acknowledge=True, retain=True))
+        await pub.publish("rs.a", "plain", options=ACK)  # not retained: not part of the state
+        sub = await connect(router)
+        got = []
+        await subscribe_with(sub, lambda v, details=None: got.append((details.topic, v, bool(details.retained))),
+                             "rs", match="prefix", retainedState=True)
+        await wait_until(lambda: len(got) == 2, what="the retained state")
+        await pub.publish("rs.a", "live", options=ACK)
+        await pub.publish("rs.b", "b2", options=PublishOptions(acknowledge=True, retain=True))
+        await wait_until(lambda: len(got) == 4, what="live events")
+        assert got == [("rs.a", "a1", True), ("rs.b", "b1", True),
+                       ("rs.a", "live", False), ("rs.b", "b2", False)]
+
+    run(main())
+
+
+def test_retained_replays_values_then_only_state_changes(router):
+    """fox-wamp `retained`: the stored values, then only live publishes that change the
+    state (retained ones); plain events on the same topics are not delivered."""
+    async def main():
+        pub = await connect(router)
+        await pub.publish("rt.a", "a1", options=PublishOptions(acknowledge=True, retain=True))
+        sub = await connect(router)
+        got = []
+        await subscribe_with(sub, lambda *v, details=None: got.append((v, bool(details.retained))),
+                             "rt", match="prefix", retained=True)
+        await wait_until(lambda: len(got) == 1, what="the retained state")
+        await pub.publish("rt.a", "plain", options=ACK)
+        await pub.publish("rt.a", "a2", options=PublishOptions(acknowledge=True, retain=True))
+        await pub.publish("rt.a", options=PublishOptions(acknowledge=True, retain=True))  # clears it
+        await wait_until(lambda: len(got) == 3, what="state changes")
+        await asyncio.sleep(0.1)
+        assert got == [(("a1",), True), (("a2",), False), ((), False)]
+
+    run(main())
+
+
+def test_after_then_retained_state_in_that_order(router):
+    """`after` with `retainedState`: the history after the ID, then the state as of the
+    subscription's start (so applying them in order ends at the current state), then live.
+    fox-wamp's event IDs are strings: a decimal string is accepted for `after`."""
+    async def main():
+        pub = await connect(router)
+        first = (await pub.publish("ra.k", 1, options=PublishOptions(acknowledge=True, retain=True))).id
+        await pub.publish("ra.k", 2, options=PublishOptions(acknowledge=True, retain=True))
+        await pub.publish("ra.k", 3, options=PublishOptions(acknowledge=True, retain=True))
+        sub = await connect(router)
+        got = []
+        await subscribe_with(sub, lambda v, details=None: got.append((v, bool(details.retained))),
+                             "ra.k", after=str(first), retainedState=True)
+        await wait_until(lambda: len(got) == 3, what="history then state")
+        await pub.publish("ra.k", 4, options=ACK)
+        await wait_until(lambda: len(got) == 4, what="live event")
+        assert got == [(2, False), (3, False), (3, True), (4, False)]
+
+    run(main())
+
+
+def test_bad_after_is_refused(router):
+    async def main():
+        sub = await connect(router)
+        for bad in ["yesterday", -5, 1.5]:
+            try:
+                await subscribe_with(sub, lambda *a: None, "h.bad", after=bad)
+            except ApplicationError as e:
+                assert e.error == "wamp.error.invalid_argument", e
+            else:
+                raise AssertionError(f"after={bad!r} was accepted")
 
     run(main())
 

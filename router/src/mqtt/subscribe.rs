@@ -72,7 +72,7 @@ impl Session {
             qos,
             no_local: options.no_local,
             share_group: group,
-            filter: None,
+            ..SubscribeOptions::default()
         };
         let broker_id = self
             .realm

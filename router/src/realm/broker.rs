@@ -95,6 +95,8 @@ pub struct SubscribeOptions {
     /// fox-wamp `filter`: deliver only events whose value (see `realm::sync::key_value`)
     /// is a superset of this.
     pub filter: Option<fox_wamp_proto::Value>,
+    /// fox-wamp `retained`: live events only for retained publishes (state changes).
+    pub retained_only: bool,
 }
 
 /// Whether a publication passes a subscriber's `filter` (none passes everything).
@@ -249,6 +251,7 @@ impl Broker {
             if !options.admits(info, publisher)
                 || (subscriber.options.no_local && publisher == Some(info.id))
                 || !admits_filter(subscriber.options.filter.as_ref(), publication)
+                || (subscriber.options.retained_only && !publication.retain)
             {
                 continue;
             }

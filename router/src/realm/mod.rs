@@ -181,6 +181,16 @@ pub struct Realm {
     pub mqtt: crate::mqtt::Registry,
 }
 
+/// What a new subscription replays before its live events (see
+/// [`Realm::subscribe_replay`]).
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Messages after the requested ID, in ID order.
+    pub history: Vec<Arc<Publication>>,
+    /// Retained messages as of the subscription's start, in topic order.
+    pub retained: Vec<Arc<Publication>>,
+}
+
 /// A message published for a session when it leaves (testament meta API).
 #[derive(Clone, Debug)]
 pub struct Testament {
@@ -413,43 +423,59 @@ impl Realm {
         write(&self.retained).insert(publication.topic.clone(), Arc::new(publication));
     }
 
-    /// Subscribes and returns the messages after `after` that match, with no gap and no
-    /// duplicate against the live events that follow: the subscription starts under the
-    /// order lock, at the same cut as the in-memory history it copies; anything older than
-    /// that history comes from the store (`--data`).
-    pub fn subscribe_after(
+    /// Subscribes and returns what the subscriber asked to see first, with no gap and no
+    /// duplicate against the live events that follow: the messages after `after` that match
+    /// (history) and, with `retained`, the retained messages that match as of the same cut.
+    /// The subscription starts under the order lock, at the cut where the in-memory history
+    /// and the retained table are copied; history older than the in-memory copy comes from
+    /// the store (`--data`).
+    pub fn subscribe_replay(
         &self,
         handle: &SessionHandle,
         pattern: Pattern,
         options: SubscribeOptions,
-        after: u64,
-    ) -> (u64, Vec<Arc<Publication>>) {
+        after: Option<u64>,
+        retained: bool,
+    ) -> (u64, Replay) {
         let filter = options.filter.clone();
-        let (sub_id, recent, oldest) = {
+        let (sub_id, recent, oldest, retained) = {
             let _order = lock(&self.order);
-            let history = lock(&self.history);
-            let oldest = history.front().map(|p| p.id);
-            let recent: Vec<Arc<Publication>> = history
-                .iter()
-                .filter(|p| p.id > after && pattern.matches(&p.topic))
-                .cloned()
-                .collect();
-            drop(history);
+            let (recent, oldest) = match after {
+                Some(after) => {
+                    let history = lock(&self.history);
+                    let recent: Vec<Arc<Publication>> = history
+                        .iter()
+                        .filter(|p| p.id > after && pattern.matches(&p.topic))
+                        .cloned()
+                        .collect();
+                    (recent, history.front().map(|p| p.id))
+                }
+                None => (Vec::new(), None),
+            };
+            let retained = if retained {
+                self.retained_matching(&pattern)
+            } else {
+                Vec::new()
+            };
             let (sub_id, created) = write(&self.broker).subscribe(handle, pattern.clone(), options);
             drop(_order);
             self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
-            (sub_id, recent, oldest)
+            (sub_id, recent, oldest, retained)
         };
-        let mut replay = match (&self.shared.durable, oldest) {
-            (Some(durable), Some(oldest)) if oldest > after + 1 => {
+        let mut history = match (after, &self.shared.durable, oldest) {
+            (Some(after), Some(durable), Some(oldest)) if oldest > after + 1 => {
                 durable.history_between(&self.name, after, oldest, &pattern)
             }
-            (Some(durable), None) => durable.history_between(&self.name, after, u64::MAX, &pattern),
+            (Some(after), Some(durable), None) => {
+                durable.history_between(&self.name, after, u64::MAX, &pattern)
+            }
             _ => Vec::new(),
         };
-        replay.extend(recent);
-        replay.retain(|p| broker::admits_filter(filter.as_ref(), p));
-        (sub_id, replay)
+        history.extend(recent);
+        history.retain(|p| broker::admits_filter(filter.as_ref(), p));
+        let mut retained = retained;
+        retained.retain(|p| broker::admits_filter(filter.as_ref(), p));
+        (sub_id, Replay { history, retained })
     }
 
     /// The last `limit` messages matching `pattern` (event history), oldest first.

@@ -55,6 +55,10 @@ fn realm() -> Arc<Realm> {
 }
 
 fn peer(realm: &Realm, id: u64, authrole: &str, canceling: bool) -> Peer {
+    peer_with_queue(realm, id, authrole, canceling, 64)
+}
+
+fn peer_with_queue(realm: &Realm, id: u64, authrole: &str, canceling: bool, queue: usize) -> Peer {
     let mut roles = Dict::new();
     if canceling {
         let mut features = Dict::new();
@@ -76,7 +80,7 @@ fn peer(realm: &Realm, id: u64, authrole: &str, canceling: bool) -> Peer {
         peer: "test".into(),
         roles,
     };
-    let (handle, rx) = SessionHandle::new(info, 64);
+    let (handle, rx) = SessionHandle::new(info, queue);
     realm.join(handle.clone());
     Peer { handle, rx }
 }
@@ -242,6 +246,63 @@ fn retained_store_replaces_and_clears() {
         &retain,
     );
     assert_eq!(realm.retained_count(), 1);
+}
+
+/// A subscriber that asks for the retained state while another thread keeps rewriting the
+/// key sees the state at one cut and then every later write: no write after the cut is
+/// missing or repeated, so the value it ends with is the last one written.
+#[test]
+fn retained_replay_and_live_events_meet_without_gap_or_duplicate() {
+    let realm = realm();
+    let writer = peer(&realm, 1, "r", false);
+    let Peer { handle, mut rx } = peer_with_queue(&realm, 2, "r", false, 100_000);
+    let retain = PublishOptions {
+        retain: true,
+        ..Default::default()
+    };
+    let (ids, replay) = std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| {
+            (0..20_000)
+                .map(|_| {
+                    realm.publish(
+                        Some(&writer.handle.info),
+                        &Topic::from_wamp("k.x"),
+                        Payload::Raw(bytes::Bytes::from_static(b"v")),
+                        &retain,
+                    )
+                })
+                .collect::<Vec<u64>>()
+        });
+        // Subscribe while the writer runs.
+        while realm.retained_count() == 0 {
+            std::hint::spin_loop();
+        }
+        let (_, replay) = realm.subscribe_replay(
+            &handle,
+            Pattern::from_wamp("k.x", MatchPolicy::Exact),
+            SubscribeOptions::default(),
+            None,
+            true,
+        );
+        (publisher.join().unwrap(), replay)
+    });
+    assert_eq!(replay.retained.len(), 1);
+    let cut = replay.retained[0].id;
+    assert!(
+        cut < *ids.last().unwrap(),
+        "the subscription started mid-way"
+    );
+    let live: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+        .filter_map(|o| match o {
+            Outbound::Event(d) => Some(d.publication.id),
+            _ => None,
+        })
+        .collect();
+    let after_cut: Vec<u64> = ids.iter().copied().filter(|id| *id > cut).collect();
+    assert_eq!(
+        live, after_cut,
+        "live events are exactly the writes after the cut"
+    );
 }
 
 fn call(

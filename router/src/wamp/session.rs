@@ -640,42 +640,47 @@ impl WampSession {
             ));
         }
         let pattern = Pattern::from_wamp(topic, policy);
-        let replay_retained = option_bool(options, "get_retained") == Some(true)
-            || option_bool(options, "retained") == Some(true);
-        let filter = options.get("filter").cloned();
-        let admitted = |p: &Arc<crate::realm::Publication>| {
-            crate::realm::broker::admits_filter(filter.as_ref(), p)
-        };
-        let retained: Vec<_> = if replay_retained {
-            realm
-                .retained_matching(&pattern)
-                .into_iter()
-                .filter(admitted)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Retained values first: the spec's `get_retained`, and fox-wamp's `retainedState`
+        // (then every live event) and `retained` (then only live retained publishes, i.e.
+        // state changes).
+        let retained_only = option_bool(options, "retained") == Some(true);
+        let replay_retained = retained_only
+            || option_bool(options, "get_retained") == Some(true)
+            || option_bool(options, "retainedState") == Some(true);
         let pattern_based = policy != MatchPolicy::Exact;
         let subscribe_options = SubscribeOptions {
-            filter: filter.clone(),
+            filter: options.get("filter").cloned(),
+            retained_only,
             ..SubscribeOptions::default()
         };
-        let after = options.get("after").and_then(Value::as_u64);
-        let (id, history) = match after {
-            Some(after) => realm.subscribe_after(handle, pattern, subscribe_options, after),
-            None => (
-                realm.subscribe(handle, pattern, subscribe_options),
-                Vec::new(),
-            ),
+        // `after`: a publication ID, as an integer or (fox-wamp's event IDs are strings) a
+        // decimal string.
+        let after = match options.get("after") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Str(s)) => s.parse::<u64>().map(Some).map_err(|_| ()),
+            Some(v) => v.as_u64().map(Some).ok_or(()),
         };
+        let Ok(after) = after else {
+            return out.push(error(
+                code::SUBSCRIBE,
+                request,
+                "wamp.error.invalid_argument",
+                "after must be a publication ID",
+            ));
+        };
+        let (id, replay) =
+            realm.subscribe_replay(handle, pattern, subscribe_options, after, replay_retained);
         out.push(Message::Subscribed {
             request,
             subscription: id,
         });
-        for (publication, retained) in retained
+        // History after `after` up to the subscription's start, then the retained state as
+        // of that same start, then live events.
+        for (publication, retained) in replay
+            .history
             .into_iter()
-            .map(|p| (p, true))
-            .chain(history.into_iter().map(|p| (p, false)))
+            .map(|p| (p, false))
+            .chain(replay.retained.into_iter().map(|p| (p, true)))
         {
             let delivery = Delivery {
                 subscription: id,
