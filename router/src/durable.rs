@@ -9,7 +9,10 @@
 //!
 //! Record formats (MessagePack of a [`Value`]):
 //! - retained key `"<realm>\0<topic URI>"` → `[id, qos, payload]`
-//! - history topic `"<realm>\0<topic URI>"`, payload `payload`
+//! - history topic `"<realm>\0<topic URI>"`, payload `[payload, qos, publisher, properties]`
+//!   (publisher: the session ID in the process that stored it; properties: `nil` or a map
+//!   of the MQTT 5 message properties that were set)
+//! - MQTT session `"<realm>\0<client id>"` → the record of `mqtt/persist.rs`
 //!
 //! where `payload` is `{"a": args, "k": kwargs}` for WAMP arguments or bytes for MQTT.
 
@@ -23,7 +26,7 @@ use fox_storage::{
 };
 use fox_wamp_proto::{Dict, Value};
 
-use crate::realm::{Payload, Publication};
+use crate::realm::{MessageProperties, Payload, Publication};
 use crate::topic::{Pattern, Topic};
 
 /// Messages one `after` replay reads from the store at most.
@@ -100,6 +103,115 @@ fn payload_from(value: Value) -> Option<Payload> {
     }
 }
 
+fn properties_value(p: &MessageProperties) -> Value {
+    if *p == MessageProperties::default() {
+        return Value::Null;
+    }
+    let mut d = Dict::new();
+    if let Some(t) = p.expires_at_ms {
+        d.insert("e".into(), Value::from(t));
+    }
+    if let Some(u) = p.payload_utf8 {
+        d.insert("u".into(), Value::Bool(u));
+    }
+    if let Some(c) = &p.content_type {
+        d.insert("c".into(), Value::from(c.as_str()));
+    }
+    if let Some(r) = &p.response_topic {
+        d.insert("r".into(), Value::from(r.as_str()));
+    }
+    if let Some(c) = &p.correlation_data {
+        d.insert("d".into(), Value::Bytes(c.to_vec()));
+    }
+    if !p.user_properties.is_empty() {
+        let list = p
+            .user_properties
+            .iter()
+            .map(|(k, v)| Value::List(vec![Value::from(k.as_str()), Value::from(v.as_str())]))
+            .collect();
+        d.insert("p".into(), Value::List(list));
+    }
+    Value::Dict(d)
+}
+
+fn properties_from(value: Value) -> MessageProperties {
+    let Value::Dict(mut d) = value else {
+        return MessageProperties::default();
+    };
+    let text = |v: Option<Value>| match v {
+        Some(Value::Str(s)) => Some(s),
+        _ => None,
+    };
+    MessageProperties {
+        expires_at_ms: d.remove("e").and_then(|v| v.as_u64()),
+        payload_utf8: match d.remove("u") {
+            Some(Value::Bool(b)) => Some(b),
+            _ => None,
+        },
+        content_type: text(d.remove("c")),
+        response_topic: text(d.remove("r")),
+        correlation_data: match d.remove("d") {
+            Some(Value::Bytes(b)) => Some(Bytes::from(b)),
+            _ => None,
+        },
+        user_properties: match d.remove("p") {
+            Some(Value::List(list)) => list
+                .into_iter()
+                .filter_map(|pair| match pair {
+                    Value::List(kv) => match <[Value; 2]>::try_from(kv) {
+                        Ok([Value::Str(k), Value::Str(v)]) => Some((k, v)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// A history record's value: the payload with the publication's QoS, publisher and
+/// properties.
+fn history_value(publication: &Publication) -> Value {
+    Value::List(vec![
+        payload_value(&publication.payload),
+        Value::from(u64::from(publication.qos)),
+        Value::from(publication.publisher),
+        properties_value(&publication.properties),
+    ])
+}
+
+/// Decodes a history record back into a publication (`None`: malformed).
+fn history_publication(id: u64, topic: Topic, value: Value) -> Option<Publication> {
+    let (payload, qos, publisher, properties) = match value {
+        Value::List(parts) => {
+            let [payload, qos, publisher, properties] = <[Value; 4]>::try_from(parts).ok()?;
+            (
+                payload_from(payload)?,
+                qos.as_u64()?.min(2) as u8,
+                publisher.as_u64()?,
+                properties_from(properties),
+            )
+        }
+        // Payload alone (records written before QoS and publisher were kept).
+        other => (payload_from(other)?, 0, 0, MessageProperties::default()),
+    };
+    Some(Publication {
+        id,
+        topic,
+        payload,
+        publisher,
+        disclosed: None,
+        qos,
+        retain: false,
+        properties,
+    })
+}
+
+fn session_key(realm: &str, client_id: &str) -> String {
+    format!("{realm}\0{client_id}")
+}
+
 fn encode(value: &Value) -> Vec<u8> {
     // Serializing a Value into a Vec cannot fail: no I/O, every variant is representable.
     rmp_serde::to_vec(value).unwrap_or_default()
@@ -146,8 +258,13 @@ impl Durable {
             id: publication.id,
             timestamp_ms: now_ms,
             topic: k,
-            payload: encode(&payload),
+            payload: encode(&history_value(publication)),
         });
+        self.submit(batch)
+    }
+
+    /// Queues a batch: waits for room when the writer is behind (backpressure).
+    fn submit(&self, batch: Batch) -> Result<Pending, StoreError> {
         let submitted = match self.committer.try_submit(batch) {
             // The writer is behind: wait for room (backpressure on publishers). Inside the
             // multi-threaded runtime, block_in_place first moves this worker's other tasks.
@@ -181,6 +298,33 @@ impl Durable {
         }
     }
 
+    /// Stores (or with `None` deletes) the record of an MQTT session. Queued in order with
+    /// every other write; nobody waits for it.
+    pub fn record_session(&self, realm: &str, client_id: &str, record: Option<Vec<u8>>) {
+        let mut batch = Batch::new();
+        let k = session_key(realm, client_id);
+        match record {
+            Some(bytes) => batch.put_session(k, bytes),
+            None => batch.delete_session(k),
+        };
+        // An error is logged by submit; the record is advisory until the next write.
+        let _ = self.submit(batch);
+    }
+
+    /// Every stored MQTT session record: (realm, client id, record).
+    pub fn sessions(&self) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+        let mut sessions = Vec::new();
+        for (k, bytes) in self.store.scan(Table::Sessions, "", RETAINED_LOAD_MAX)? {
+            match k.split_once('\0') {
+                Some((realm, client)) => {
+                    sessions.push((realm.to_owned(), client.to_owned(), bytes))
+                }
+                None => tracing::warn!(key = %k.escape_debug(), "skipping a malformed session key"),
+            }
+        }
+        Ok(sessions)
+    }
+
     /// Wills left by sessions that died with the previous process: (realm, key, value).
     pub fn wills(&self) -> anyhow::Result<Vec<(String, Topic, Payload)>> {
         let mut wills = Vec::new();
@@ -206,6 +350,18 @@ impl Durable {
         before: u64,
         pattern: &Pattern,
     ) -> Vec<Arc<Publication>> {
+        self.history_where(realm, after, before, |topic| pattern.matches(topic))
+    }
+
+    /// Stored messages of `realm` with `after < id < before` whose topic passes `wanted`,
+    /// in ID order (at most [`HISTORY_READ_MAX`] of them).
+    pub fn history_where(
+        &self,
+        realm: &str,
+        after: u64,
+        before: u64,
+        wanted: impl Fn(&Topic) -> bool,
+    ) -> Vec<Arc<Publication>> {
         let prefix = format!("{realm}\0");
         let mut found = Vec::new();
         let mut cursor = after;
@@ -228,26 +384,17 @@ impl Durable {
                     continue;
                 };
                 let topic = Topic::from_wamp(uri);
-                if !pattern.matches(&topic) {
+                if !wanted(&topic) {
                     continue;
                 }
-                let payload = rmp_serde::from_slice::<Value>(&record.payload)
+                let publication = rmp_serde::from_slice::<Value>(&record.payload)
                     .ok()
-                    .and_then(payload_from);
-                let Some(payload) = payload else {
+                    .and_then(|v| history_publication(record.id, topic, v));
+                let Some(publication) = publication else {
                     tracing::warn!(id = record.id, "skipping a malformed history record");
                     continue;
                 };
-                found.push(Arc::new(Publication {
-                    id: record.id,
-                    topic,
-                    payload,
-                    publisher: 0,
-                    disclosed: None,
-                    qos: 0,
-                    retain: false,
-                    properties: Default::default(),
-                }));
+                found.push(Arc::new(publication));
             }
             cursor = last;
         }
@@ -302,6 +449,39 @@ impl Durable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_records_keep_qos_publisher_and_properties() {
+        let publication = Publication {
+            id: 7,
+            topic: Topic::from_wamp("a.b"),
+            payload: Payload::Raw(Bytes::from_static(b"x")),
+            publisher: 42,
+            disclosed: None,
+            qos: 2,
+            retain: false,
+            properties: MessageProperties {
+                expires_at_ms: Some(99),
+                payload_utf8: Some(true),
+                content_type: Some("text/plain".into()),
+                response_topic: Some("r/t".into()),
+                correlation_data: Some(Bytes::from_static(b"\x01")),
+                user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+            },
+        };
+        let bytes = encode(&history_value(&publication));
+        let value: Value = rmp_serde::from_slice(&bytes).unwrap();
+        let back = history_publication(7, Topic::from_wamp("a.b"), value).unwrap();
+        assert_eq!(back.qos, 2);
+        assert_eq!(back.publisher, 42);
+        assert_eq!(back.payload, publication.payload);
+        assert_eq!(back.properties, publication.properties);
+        // The older form (payload only) still reads.
+        let old = encode(&payload_value(&publication.payload));
+        let value: Value = rmp_serde::from_slice(&old).unwrap();
+        let back = history_publication(7, Topic::from_wamp("a.b"), value).unwrap();
+        assert_eq!((back.qos, back.publisher), (0, 0));
+    }
 
     #[test]
     fn payloads_round_trip_through_their_stored_form() {

@@ -167,10 +167,12 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
             realm.apply_orphan_will(&topic, will);
         }
     }
+    let mqtt_sessions = fox_router::mqtt::restore(&router)?;
     tracing::info!(
         last_id,
         retained = count,
         wills = will_count,
+        mqtt_sessions,
         "store opened"
     );
     spawn_compaction(&router);

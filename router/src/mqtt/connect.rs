@@ -135,12 +135,17 @@ pub async fn accept(
         None => {
             let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
             realm.join(handle.clone());
-            (handle, rx, SessionState::default())
+            // Nothing before now is owed to a new session (durable watermark, persist.rs).
+            let state = SessionState {
+                received_through: realm.fanned_out_through(),
+                ..SessionState::default()
+            };
+            (handle, rx, state)
         }
     };
     super::sys::ensure_started(router, &realm);
     let connack = connack(&connect, &settings, session_present, assigned, router);
-    let session = Session::new(
+    let mut session = Session::new(
         realm.clone(),
         handle,
         settings,
@@ -149,6 +154,7 @@ pub async fn accept(
         connack,
         now_ms,
     );
+    session.persist(now_ms);
     Ok(Accepted {
         session,
         rx,

@@ -29,6 +29,9 @@ pub struct Entry {
     pub publish: Publish,
     /// Where the exchange stands.
     pub phase: Phase,
+    /// The permanent ID of the live message (0 for a retained replay): what a durable
+    /// session has not yet had acknowledged (see `persist.rs`).
+    pub id: u64,
 }
 
 /// The window.
@@ -102,6 +105,7 @@ mod tests {
             packet_id,
             publish: Publish::default(),
             phase,
+            id: 0,
         }
     }
 

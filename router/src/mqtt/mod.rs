@@ -14,6 +14,7 @@
 //! inflight.rs   the window and packet-ID allocation
 //! subscribe.rs  SUBSCRIBE / UNSUBSCRIBE, shared subscriptions, retain handling
 //! registry.rs   sessions by client id per realm: live, parked (persistent), expiry
+//! persist.rs    with --data: session records in the store, restored at start
 //! sys.rs        $SYS/broker/... statistics
 //! ```
 //!
@@ -58,6 +59,7 @@ mod connect;
 mod inbound;
 mod inflight;
 mod outbound;
+mod persist;
 mod registry;
 mod session;
 mod subscribe;
@@ -65,6 +67,7 @@ mod sys;
 
 pub use conn::{run, serve_tcp, serve_websocket};
 pub use outbound::FOX_ID_PROPERTY;
+pub use persist::restore;
 pub use registry::Registry;
 pub use session::{End, Flow, Negotiated, Parked, Session, SessionState, Violation, Will};
 pub use sys::Stats;

@@ -33,6 +33,9 @@ impl Session {
     pub fn handle_outbound(&mut self, outbound: Outbound, now_ms: u64) -> Result<(), Violation> {
         match outbound {
             Outbound::Event(delivery) => {
+                // Live deliveries come in ID order (retained replays never come this way).
+                self.state.received_through =
+                    self.state.received_through.max(delivery.publication.id);
                 self.state.pending.push_back(delivery);
                 self.drain_pending(now_ms);
                 Ok(())
@@ -86,6 +89,11 @@ impl Session {
             packet_id,
             publish: publish.clone(),
             phase,
+            id: if delivery.retained {
+                0
+            } else {
+                delivery.publication.id
+            },
         });
         self.send_publish(publish);
     }

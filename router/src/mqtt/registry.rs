@@ -102,11 +102,13 @@ impl Registry {
         realm: &Arc<Realm>,
         client_id: &str,
         generation: u64,
-        parked: Box<Parked>,
+        mut parked: Box<Parked>,
     ) -> Result<(), Box<Parked>> {
         let registry = &realm.mqtt;
         let expiry_ms = u64::from(parked.expiry_secs) * 1000;
         let will_delay_ms = parked.will.as_ref().map(|w| u64::from(w.delay_secs) * 1000);
+        parked.parked_ms = unix_ms();
+        super::persist::persist_parked(realm, client_id, &parked);
         {
             let mut clients = registry.clients();
             match clients.get_mut(client_id) {
@@ -128,6 +130,30 @@ impl Registry {
             expiry_ms,
         ));
         Ok(())
+    }
+
+    /// Parks a session restored from the store at start (`persist.rs`): its will waits
+    /// `will_delay_ms` more, the session `expiry_ms` more.
+    pub fn restore(
+        realm: &Arc<Realm>,
+        client_id: &str,
+        parked: Box<Parked>,
+        will_delay_ms: Option<u64>,
+        expiry_ms: u64,
+    ) {
+        let registry = &realm.mqtt;
+        let generation = registry.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        registry
+            .clients()
+            .insert(client_id.to_owned(), Slot::Parked { generation, parked });
+        let realm = Arc::downgrade(realm);
+        tokio::spawn(expire(
+            realm,
+            client_id.to_owned(),
+            generation,
+            will_delay_ms,
+            expiry_ms,
+        ));
     }
 
     /// Removes the slot of a connection whose session ended with it; a handoff still
@@ -213,7 +239,10 @@ async fn expire(
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let Some(realm) = realm.upgrade() else { return };
         match realm.mqtt.take_will(&client_id, generation) {
-            Some((will, handle)) => will.publish(&realm, &handle),
+            Some((will, handle)) => {
+                will.publish(&realm, &handle);
+                realm.mqtt.persist_parked(&realm, &client_id, generation);
+            }
             None if !realm.mqtt.is_parked(&client_id, generation) => return,
             None => {}
         }
@@ -223,6 +252,7 @@ async fn expire(
     let Some(realm) = realm.upgrade() else { return };
     if let Some(parked) = realm.mqtt.take_parked(&client_id, generation) {
         tracing::debug!(client = %client_id, "persistent session expired");
+        super::persist::forget(&realm, &client_id);
         if let Some(will) = parked.will {
             will.publish(&realm, &parked.handle);
         }
@@ -231,6 +261,19 @@ async fn expire(
 }
 
 impl Registry {
+    /// Rewrites the stored record of a parked session (its will was published).
+    fn persist_parked(&self, realm: &Realm, client_id: &str, generation: u64) {
+        if let Some(Slot::Parked {
+            generation: g,
+            parked,
+        }) = self.clients().get(client_id)
+        {
+            if *g == generation {
+                super::persist::persist_parked(realm, client_id, parked);
+            }
+        }
+    }
+
     fn is_parked(&self, client_id: &str, generation: u64) -> bool {
         matches!(self.clients().get(client_id), Some(Slot::Parked { generation: g, .. }) if *g == generation)
     }

@@ -77,6 +77,10 @@ pub struct SubscriptionRecord {
     pub retain_as_published: bool,
     /// MQTT 5 subscription identifier.
     pub identifier: Option<u32>,
+    /// MQTT 5 no local.
+    pub no_local: bool,
+    /// The last ID before the subscription started (it is owed only later messages).
+    pub since: u64,
 }
 
 /// What of a session outlives its connection (clean session 0 / session expiry > 0).
@@ -93,6 +97,9 @@ pub struct SessionState {
     pub inbound_qos2: HashSet<u16>,
     /// Deliveries waiting for the inflight window (retained replays, mostly).
     pub pending: VecDeque<Delivery>,
+    /// The highest permanent ID taken from the realm queue (live deliveries arrive in ID
+    /// order, so everything at or below it not in `inflight` or `pending` is done).
+    pub received_through: u64,
 }
 
 /// A session waiting for its client to come back.
@@ -108,6 +115,8 @@ pub struct Parked {
     pub expiry_secs: u32,
     /// A will waiting for its delay.
     pub will: Option<Will>,
+    /// When the connection ended, Unix ms (set when parked).
+    pub parked_ms: u64,
 }
 
 /// How a connection ended.
@@ -204,6 +213,8 @@ pub struct Session {
     /// With `--data`: store writes of publishes this session received that must be durable
     /// before any packet queued after them (PUBACK, PUBREC) is written.
     pub(super) durability: Vec<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    /// When this session's durable record was last written, Unix ms (`persist.rs`).
+    pub(super) persisted_ms: u64,
 }
 
 impl Session {
@@ -229,6 +240,7 @@ impl Session {
             outbound_aliases: HashMap::new(),
             out: VecDeque::new(),
             durability: Vec::new(),
+            persisted_ms: 0,
         };
         session.out.push_back(Packet::ConnAck(connack));
         session.retransmit();
@@ -294,12 +306,20 @@ impl Session {
             Packet::Publish(publish) => self
                 .handle_publish(publish, now_ms)
                 .map(|()| Flow::Continue),
-            Packet::PubAck(ack) => self.handle_puback(ack.packet_id),
+            Packet::PubAck(ack) => {
+                let flow = self.handle_puback(ack.packet_id);
+                self.persist_progress(now_ms);
+                flow
+            }
             Packet::PubRec(rec) => self.handle_pubrec(rec.packet_id, rec.reason),
             Packet::PubRel(rel) => self.handle_pubrel(rel.packet_id),
-            Packet::PubComp(comp) => self.handle_pubcomp(comp.packet_id),
+            Packet::PubComp(comp) => {
+                let flow = self.handle_pubcomp(comp.packet_id);
+                self.persist_progress(now_ms);
+                flow
+            }
             Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now_ms),
-            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe, now_ms),
             Packet::PingReq => {
                 self.out.push_back(Packet::PingResp);
                 Ok(Flow::Continue)
@@ -362,6 +382,7 @@ impl Session {
             w.publish(&self.realm, &self.handle);
         }
         if expiry_secs == 0 {
+            self.forget();
             self.realm.leave(self.handle.info.id);
             return None;
         }
@@ -371,6 +392,7 @@ impl Session {
             state: self.state,
             expiry_secs,
             will,
+            parked_ms: 0,
         })
     }
 }

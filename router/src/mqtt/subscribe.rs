@@ -40,6 +40,7 @@ impl Session {
             self.enqueue(delivery);
         }
         self.drain_pending(now_ms);
+        self.persist(now_ms);
         Ok(Flow::Continue)
     }
 
@@ -74,14 +75,27 @@ impl Session {
             share_group: group,
             ..SubscribeOptions::default()
         };
-        let broker_id = self
-            .realm
-            .subscribe(&self.handle, pattern.clone(), subscribe_options);
+        let (broker_id, started) = self.realm.subscribe_replay(
+            &self.handle,
+            pattern.clone(),
+            subscribe_options,
+            None,
+            false,
+        );
+        // A subscription that replaces one keeps its start: what the old one was sent is
+        // still owed (durable sessions, see persist.rs).
+        let since = self
+            .state
+            .subscriptions
+            .get(filter)
+            .map_or(started.cut, |old| old.since);
         let record = SubscriptionRecord {
             broker_id,
             qos,
             retain_as_published: options.retain_as_published,
             identifier,
+            no_local: options.no_local,
+            since,
         };
         self.state.subscriptions.insert(filter.to_owned(), record);
         self.state.by_broker_id.insert(broker_id, filter.to_owned());
@@ -128,6 +142,7 @@ impl Session {
     pub(super) fn handle_unsubscribe(
         &mut self,
         unsubscribe: Unsubscribe,
+        now_ms: u64,
     ) -> Result<Flow, Violation> {
         let reasons = unsubscribe
             .filters
@@ -139,6 +154,7 @@ impl Session {
             reasons,
             properties: Properties::default(),
         }));
+        self.persist(now_ms);
         Ok(Flow::Continue)
     }
 

@@ -369,6 +369,7 @@ mod registry {
             state: SessionState::default(),
             expiry_secs: 60,
             will: None,
+            parked_ms: 0,
         })
     }
 

@@ -189,6 +189,9 @@ pub struct Replay {
     pub history: Vec<Arc<Publication>>,
     /// Retained messages as of the subscription's start, in topic order.
     pub retained: Vec<Arc<Publication>>,
+    /// The subscription's start: the last ID fanned out before it (every later message
+    /// that matches reaches the subscriber live).
+    pub cut: u64,
 }
 
 /// A message published for a session when it leaves (testament meta API).
@@ -438,8 +441,9 @@ impl Realm {
         retained: bool,
     ) -> (u64, Replay) {
         let filter = options.filter.clone();
-        let (sub_id, recent, oldest, retained) = {
+        let (sub_id, recent, oldest, retained, cut) = {
             let _order = lock(&self.order);
+            let cut = self.shared.sequencer.last();
             let (recent, oldest) = match after {
                 Some(after) => {
                     let history = lock(&self.history);
@@ -460,7 +464,7 @@ impl Realm {
             let (sub_id, created) = write(&self.broker).subscribe(handle, pattern.clone(), options);
             drop(_order);
             self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
-            (sub_id, recent, oldest, retained)
+            (sub_id, recent, oldest, retained, cut)
         };
         let mut history = match (after, &self.shared.durable, oldest) {
             (Some(after), Some(durable), Some(oldest)) if oldest > after + 1 => {
@@ -475,7 +479,21 @@ impl Realm {
         history.retain(|p| broker::admits_filter(filter.as_ref(), p));
         let mut retained = retained;
         retained.retain(|p| broker::admits_filter(filter.as_ref(), p));
-        (sub_id, Replay { history, retained })
+        (
+            sub_id,
+            Replay {
+                history,
+                retained,
+                cut,
+            },
+        )
+    }
+
+    /// The last ID whose fan-out is complete: every later message that matches a
+    /// subscription made now reaches it live.
+    pub fn fanned_out_through(&self) -> u64 {
+        let _order = lock(&self.order);
+        self.shared.sequencer.last()
     }
 
     /// The last `limit` messages matching `pattern` (event history), oldest first.
