@@ -41,6 +41,7 @@
 //! counted. Reconnecting with the same client id in the same realm resumes it (session
 //! present), retransmitting unacknowledged messages with DUP. A second connection with
 //! the same client id takes the session over; the first gets DISCONNECT 0x8E (5.0).
+//! With `--data`, sessions and wills also survive a restart (`persist.rs`).
 //!
 //! Outbound QoS 1/2 messages are limited by an inflight window of
 //! min(client Receive Maximum, `limits.mqtt_inflight_max`); while it is full the
