@@ -488,3 +488,117 @@ fn queue_owed(realm: &Realm, durable: &crate::durable::Durable, sessions: &[Rest
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::durable::Durable;
+    use crate::mqtt::registry::Previous;
+    use crate::realm::{Outbound, Payload, Publication};
+
+    fn publication(id: u64, topic: &str, qos: u8, publisher: u64) -> Publication {
+        Publication {
+            id,
+            topic: Topic::from_mqtt(topic),
+            payload: Payload::Raw(Bytes::from(format!("m{id}"))),
+            publisher,
+            disclosed: None,
+            qos,
+            retain: false,
+            properties: MessageProperties::default(),
+        }
+    }
+
+    fn stored(filter: &str, qos: u8, no_local: bool, since: u64) -> StoredSubscription {
+        StoredSubscription {
+            filter: filter.into(),
+            qos,
+            no_local,
+            retain_as_published: false,
+            identifier: None,
+            since,
+        }
+    }
+
+    /// A restart brings back a stored session with exactly what it is owed (after its
+    /// watermark and each subscription's start, QoS > 0, not its own messages under no
+    /// local), and drops a malformed record with a warning instead of failing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn restore_queues_what_is_owed_and_skips_malformed_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let durable = Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap();
+            let now = unix_ms();
+            for p in [
+                publication(10, "a/x", 1, 1),   // at the watermark: dealt with
+                publication(11, "a/x", 1, 1),   // owed
+                publication(12, "a/x", 0, 1),   // QoS 0: not kept
+                publication(13, "b/y", 2, 1),   // before the b/# subscription started
+                publication(14, "b/y", 2, 1),   // owed, QoS min(2, 1) = 1
+                publication(15, "own/t", 1, 5), // its own, under no local
+                publication(16, "c/z", 1, 1),   // not subscribed
+            ] {
+                // Durable once the store is dropped below (its writer drains).
+                let _pending = durable.record("realm1", &p, false, now).unwrap();
+            }
+            let record = SessionRecord {
+                sid: 5,
+                authid: "dev".into(),
+                authrole: "anonymous".into(),
+                authmethod: "anonymous".into(),
+                authprovider: "static".into(),
+                expiry_secs: 600,
+                subscriptions: vec![
+                    stored("a/+", 2, false, 0),
+                    stored("b/#", 1, false, 13),
+                    stored("own/t", 1, true, 0),
+                ],
+                will: None,
+                through: 10,
+                parked_ms: Some(now),
+            };
+            durable.record_session(
+                "realm1",
+                "good",
+                Some(rmp_serde::to_vec_named(&record).unwrap()),
+            );
+            durable.record_session("realm1", "bad", Some(b"\xc1 not a record".to_vec()));
+        } // dropping the store drains its writer
+        let durable = Arc::new(Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap());
+        let router = Router::with_store(Config::default(), 16, Some(durable.clone()));
+        assert_eq!(restore(&router).unwrap(), 1);
+        let realm = router.realm("realm1").unwrap();
+        let (kick, _kicks) = tokio::sync::mpsc::channel(1);
+        let Previous::Parked(mut parked) = realm.mqtt.claim("good", kick).1 else {
+            panic!("the stored session is parked again");
+        };
+        let owed: Vec<(u64, u8)> = std::iter::from_fn(|| parked.rx.try_recv().ok())
+            .filter_map(|o| match o {
+                Outbound::Event(d) => Some((d.publication.id, d.qos)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(owed, vec![(11, 1), (14, 1)]);
+        assert_eq!(parked.state.subscriptions.len(), 3);
+        let (_, previous) = realm.mqtt.claim("bad", tokio::sync::mpsc::channel(1).0);
+        assert!(
+            matches!(previous, Previous::None),
+            "the malformed record is gone"
+        );
+        // Writes apply in order: once a later one is durable, the deletion is too.
+        durable
+            .record("realm1", &publication(17, "c/z", 0, 1), false, unix_ms())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let left: Vec<String> = durable
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(|(_, c, _)| c)
+            .collect();
+        assert!(!left.contains(&"bad".to_string()), "{left:?}");
+    }
+}
