@@ -7,7 +7,18 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from mqtt_client import (Client, Raw, ack_packet, connect_packet, new_id, props, publish_fields,
-                         subscribe_packet)
+                         publish_packet, subscribe_packet)
+
+
+def store_barrier(router):
+    """Waits until what the router has queued for the store so far is durable: writes apply
+    in order, and a QoS 1 PUBACK waits for the fsync of its message (the short pause lets
+    the router finish handling what the other connections just did)."""
+    time.sleep(0.2)
+    c = Client(router, new_id("barrier"), 4)
+    c.connect()
+    c.publish("barrier/x", b"b", qos=1)
+    c.disconnect()
 
 
 def persistent(router, cid, version):
@@ -33,6 +44,7 @@ def test_offline_session_and_its_queue_survive_kill9(router_factory, tmp_path, v
     pub.publish("dur2/x", b"two", qos=2)
     pub.publish("dur/q0", b"zero", qos=0)
     pub.publish("other/t", b"not subscribed", qos=1)
+    store_barrier(first)
     first.kill9()
 
     second = router_factory(args=["--data", data])
@@ -73,7 +85,10 @@ def test_unacknowledged_messages_of_a_connected_session_come_back(router_factory
     assert [g[2] for g in got] == [b"0", b"1", b"2"]
     time.sleep(1.1)  # the watermark is written at most once a second
     raw.send(ack_packet("puback", got[0][1]))
-    time.sleep(0.5)  # let the group commit write it
+    # a QoS 1 publish on the same connection is handled after that PUBACK, and acknowledged
+    # once a later write is durable: so is the watermark the PUBACK moved
+    raw.send(publish_packet("side/x", b"s", qos=1, packet_id=77))
+    raw.expect(4)
     first.kill9()
     raw.close()
 
@@ -100,7 +115,7 @@ def test_will_of_a_client_connected_at_the_crash_is_published_at_restart(router_
     clean = Client(first, new_id("clean"), 4)
     clean.connect(will={"topic": topic + "/clean", "payload": b"no", "qos": 1, "retain": True})
     clean.disconnect()  # a clean DISCONNECT: its will is not due, now or after a restart
-    time.sleep(0.3)
+    store_barrier(first)
     first.kill9()
 
     second = router_factory(args=["--data", data])
@@ -123,7 +138,7 @@ def test_delayed_will_of_a_parked_session_survives_and_fires(router_factory, tmp
               will={"topic": topic, "payload": b"late", "qos": 1, "retain": True,
                     "properties": will_props})
     c.kill()  # abnormal end: the will waits 2 s
-    time.sleep(0.3)
+    store_barrier(first)
     first.kill9()
 
     second = router_factory(args=["--data", data])
@@ -142,7 +157,7 @@ def test_expired_session_is_not_restored(router_factory, tmp_path):
     c.connect(properties=props(SessionExpiryInterval=1))
     c.subscribe("short/t", qos=1)
     c.disconnect()
-    time.sleep(0.3)
+    store_barrier(first)
     first.kill9()
     time.sleep(1.0)
 
