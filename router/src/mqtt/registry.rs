@@ -108,7 +108,6 @@ impl Registry {
         let expiry_ms = u64::from(parked.expiry_secs) * 1000;
         let will_delay_ms = parked.will.as_ref().map(|w| u64::from(w.delay_secs) * 1000);
         parked.parked_ms = unix_ms();
-        super::persist::persist_parked(realm, client_id, &parked);
         {
             let mut clients = registry.clients();
             match clients.get_mut(client_id) {
@@ -119,16 +118,10 @@ impl Registry {
                 }
                 _ => return Err(parked),
             }
+            super::persist::persist_parked(realm, client_id, &parked);
             clients.insert(client_id.to_owned(), Slot::Parked { generation, parked });
         }
-        let realm = Arc::downgrade(realm);
-        tokio::spawn(expire(
-            realm,
-            client_id.to_owned(),
-            generation,
-            will_delay_ms,
-            expiry_ms,
-        ));
+        arm_expiry(realm, client_id, generation, will_delay_ms, expiry_ms);
         Ok(())
     }
 
@@ -146,14 +139,7 @@ impl Registry {
         registry
             .clients()
             .insert(client_id.to_owned(), Slot::Parked { generation, parked });
-        let realm = Arc::downgrade(realm);
-        tokio::spawn(expire(
-            realm,
-            client_id.to_owned(),
-            generation,
-            will_delay_ms,
-            expiry_ms,
-        ));
+        arm_expiry(realm, client_id, generation, will_delay_ms, expiry_ms);
     }
 
     /// Removes the slot of a connection whose session ended with it; a handoff still
@@ -223,6 +209,22 @@ impl Registry {
             _ => None,
         }
     }
+}
+
+fn arm_expiry(
+    realm: &Arc<Realm>,
+    client_id: &str,
+    generation: u64,
+    will_delay_ms: Option<u64>,
+    expiry_ms: u64,
+) {
+    tokio::spawn(expire(
+        Arc::downgrade(realm),
+        client_id.to_owned(),
+        generation,
+        will_delay_ms,
+        expiry_ms,
+    ));
 }
 
 /// Publishes a parked session's delayed will when its delay passes, and ends the session
