@@ -271,13 +271,23 @@ pub(super) fn persist_parked(realm: &Realm, client_id: &str, parked: &Parked) {
     if realm.shared().durable.is_none() {
         return;
     }
-    let record = record(
+    // Read the cut before looking at the queue: every message at or below it that was for
+    // this session is in the queue by then. Nothing waiting anywhere means nothing up to
+    // the cut is owed, so a restart need not read the history below it.
+    let cut = realm.fanned_out_through();
+    let idle = parked.state.inflight.is_empty()
+        && parked.state.pending.iter().all(|d| d.retained)
+        && parked.rx.is_empty();
+    let mut record = record(
         &parked.handle,
         &parked.state,
         parked.expiry_secs,
         parked.will.as_ref(),
         Some(parked.parked_ms),
     );
+    if idle {
+        record.through = record.through.max(cut);
+    }
     write(realm, client_id, Some(&record));
 }
 
