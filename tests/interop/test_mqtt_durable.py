@@ -166,3 +166,65 @@ def test_expired_session_is_not_restored(router_factory, tmp_path):
     present, rc, _ = c2.connect(properties=props(SessionExpiryInterval=1))
     assert (present, rc) == (False, 0), "the session had expired"
     c2.disconnect()
+
+
+def test_acknowledged_messages_reach_a_persistent_subscriber_across_crashes(router_factory, tmp_path):
+    """Rounds of: a QoS 1 publisher running flat out, a persistent subscriber connected,
+    kill -9 at a random moment, restart on the same directory. In the end the subscriber has
+    every message whose PUBACK the publisher got (at least once)."""
+    import random
+    import threading
+
+    data = str(tmp_path / "data")
+    sub_id = new_id("soak-sub")
+    acked, received = set(), []
+    rng = random.Random(7)
+    seq = 0
+    for round_no in range(4):
+        router = router_factory(args=["--data", data])
+        sub, properties = persistent(router, sub_id, 5)
+        sub.connect(properties=properties)
+        if round_no == 0:
+            sub.subscribe("soak/#", qos=1)
+        pub = Client(router, new_id("soak-pub"), 5)
+        pub.connect()
+        stop = threading.Event()
+
+        def publish():
+            nonlocal seq
+            while not stop.is_set():
+                seq += 1
+                try:
+                    info = pub.c.publish(f"soak/{seq % 3}", str(seq).encode(), qos=1)
+                    info.wait_for_publish(2.0)
+                except (RuntimeError, ValueError):
+                    return
+                if not info.is_published():
+                    return
+                acked.add(seq)
+
+        worker = threading.Thread(target=publish, daemon=True)
+        worker.start()
+        time.sleep(rng.uniform(0.2, 0.6))
+        router.kill9()
+        stop.set()
+        worker.join(5.0)
+        pub.kill()
+        sub.kill()
+        while not sub.messages.empty():
+            received.append(int(sub.messages.get().payload))
+
+    assert len(acked) > 50, "the publisher got acknowledgements"
+    router = router_factory(args=["--data", data])
+    sub, properties = persistent(router, sub_id, 5)
+    present, rc, _ = sub.connect(properties=properties)
+    assert (present, rc) == (True, 0)
+    deadline = time.monotonic() + 10.0
+    while not acked <= set(received) and time.monotonic() < deadline:
+        try:
+            received.append(int(sub.get(timeout=0.5).payload))
+        except Exception:
+            pass
+    missing = sorted(acked - set(received))
+    assert not missing, f"{len(missing)} acknowledged messages never delivered, e.g. {missing[:10]}"
+    sub.disconnect()
