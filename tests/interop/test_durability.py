@@ -3,6 +3,7 @@ directory, and permanent IDs keep increasing across restarts."""
 
 import asyncio
 
+from autobahn.wamp import message as wamp_message
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from wamp_client import connect, run, wait_for
@@ -136,3 +137,51 @@ def test_mqtt_puback_means_durable(router_factory, tmp_path):
     s.loop_stop()
     missing = [i for i in acked if got.get(f"mq/k{i}") != f"v{i}"]
     assert not missing, f"acknowledged but lost: {missing[:10]}"
+
+
+def test_acknowledged_history_survives_kill9_in_order(router_factory, tmp_path):
+    """Publishes with acknowledge from two sessions, some still in flight when the process
+    dies; after a restart SUBSCRIBE after=0 replays every acknowledged one, in ID order, with
+    the same IDs, and new IDs are above them."""
+    data = str(tmp_path / "data")
+    first = router_factory(args=["--data", data])
+
+    async def publish_until_killed():
+        a, b = await connect(first), await connect(first)
+        acked = {}
+
+        async def flood(session, name):
+            for i in range(10_000):
+                try:
+                    pub = await session.publish("dur.h", f"{name}{i}", options=PublishOptions(acknowledge=True))
+                except Exception:
+                    return
+                acked[f"{name}{i}"] = pub.id
+
+        tasks = [asyncio.ensure_future(flood(a, "a")), asyncio.ensure_future(flood(b, "b"))]
+        await asyncio.sleep(0.8)
+        first.kill9()
+        await asyncio.wait(tasks, timeout=5)
+        return acked
+
+    acked = run(publish_until_killed())
+    assert len(acked) > 20
+    second = router_factory(args=["--data", data])
+
+    async def check():
+        s = await connect(second)
+        got = []
+        s.extra_options[wamp_message.Subscribe] = {"after": 0}
+        await s.subscribe(lambda v, details=None: got.append((v, details.publication)), "dur.h",
+                          options=SubscribeOptions(details=True))
+        s.extra_options.pop(wamp_message.Subscribe, None)
+        await wait_for(lambda: len(got) >= len(acked))
+        ids = [pid for _, pid in got]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), "replayed in ID order, once"
+        replayed = dict(got)
+        for value, pid in acked.items():
+            assert replayed.get(value) == pid, f"acknowledged {value} (ID {pid}) missing after restart"
+        pub = await s.publish("dur.h", "after", options=PublishOptions(acknowledge=True))
+        assert pub.id > max(ids)
+
+    run(check())
