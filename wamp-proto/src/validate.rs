@@ -118,7 +118,11 @@ fn check(
     rules: &[(&str, Rule)],
 ) -> Result<(), DecodeError> {
     for &(key, rule) in rules {
-        let Some(value) = dict.get(key) else { continue };
+        // An explicit null is an option left unset (JavaScript clients send their
+        // `undefined` / `null` options as nil).
+        let Some(value) = dict.get(key).filter(|v| !matches!(v, Value::Null)) else {
+            continue;
+        };
         if !matches(rule, value) {
             let name = Message::name_of(code).unwrap_or("message");
             return Err(DecodeError::Invalid {

@@ -226,6 +226,31 @@ impl<'de> Visitor<'de> for ValueSeed {
         Ok(Value::List(list))
     }
 
+    /// CBOR tags (ciborium presents a tagged item as an enum): the tag is dropped and the
+    /// item kept, as RFC 8949 section 3.4 allows a generic decoder. What clients send is
+    /// tag 64 (RFC 8746, uint8 typed array) around a byte string: a browser's `Uint8Array`
+    /// from node-cbor or cbor-x, which is WAMP binary.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (_, item) = data.variant::<de::IgnoredAny>()?;
+        de::VariantAccess::newtype_variant_seed(item, self.child()?)
+    }
+
+    /// MessagePack extension types (rmp-serde presents one as a newtype of `(type, data)`).
+    /// Only msgpackr's `undefined` (type 0, data `[0]`, what wampy.js sends for an unset
+    /// option) is read, as null; any other extension is refused.
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Value, D::Error> {
+        let Extension(kind, data) = Extension::deserialize(deserializer)?;
+        if kind == 0 && data == [0] {
+            return Ok(Value::Null);
+        }
+        Err(de::Error::custom(format_args!(
+            "unsupported MessagePack extension type {kind}"
+        )))
+    }
+
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let child = self.child()?;
         let mut dict = Dict::new();
@@ -234,5 +259,61 @@ impl<'de> Visitor<'de> for ValueSeed {
             dict.insert(key, value);
         }
         Ok(Value::Dict(dict))
+    }
+}
+
+/// A MessagePack extension: its type and data.
+struct Extension(i8, Vec<u8>);
+
+impl<'de> Deserialize<'de> for Extension {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExtensionVisitor;
+
+        impl<'de> Visitor<'de> for ExtensionVisitor {
+            type Value = Extension;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a MessagePack extension (type, data)")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Extension, A::Error> {
+                let kind: i8 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let data: ExtensionData = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                Ok(Extension(kind, data.0))
+            }
+        }
+
+        deserializer.deserialize_tuple(2, ExtensionVisitor)
+    }
+}
+
+/// The data of a MessagePack extension, read as bytes.
+struct ExtensionData(Vec<u8>);
+
+impl<'de> Deserialize<'de> for ExtensionData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DataVisitor;
+
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = ExtensionData;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("extension data")
+            }
+
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<ExtensionData, E> {
+                Ok(ExtensionData(bytes.to_vec()))
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<ExtensionData, E> {
+                Ok(ExtensionData(bytes))
+            }
+        }
+
+        deserializer.deserialize_bytes(DataVisitor)
     }
 }

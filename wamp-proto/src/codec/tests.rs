@@ -511,3 +511,48 @@ fn validation_runs_on_decode() {
         DecodeError::Invalid { .. }
     ));
 }
+
+/// What JavaScript clients send: CBOR tag 64 (a `Uint8Array`) around a byte string is WAMP
+/// binary; an explicit null / CBOR undefined / msgpackr's `undefined` extension for an
+/// option is an unset option; any other MessagePack extension is refused.
+#[test]
+fn javascript_encodings_of_binary_and_unset_options() {
+    // [16, 1, {"acknowledge": true}, "x.y", [tag64(h'09080700ff')]]
+    let mut cbor = vec![0x85, 0x10, 0x01, 0xA1, 0x6B];
+    cbor.extend_from_slice(b"acknowledge");
+    cbor.extend_from_slice(&[0xF5, 0x63, b'x', b'.', b'y', 0x81, 0xD8, 0x40, 0x45]);
+    cbor.extend_from_slice(&[0x09, 0x08, 0x07, 0x00, 0xFF]);
+    match Serializer::Cbor.decode(&cbor, usize::MAX) {
+        Ok(Message::Publish { args, .. }) => {
+            assert_eq!(args, Some(vec![Value::Bytes(vec![9, 8, 7, 0, 0xFF])]))
+        }
+        other => panic!("{other:?}"),
+    }
+    // [32, 1, {"get_retained": undefined}, "t"] in CBOR (0xF7 = undefined)
+    let mut cbor = vec![0x84, 0x18, 0x20, 0x01, 0xA1, 0x6C];
+    cbor.extend_from_slice(b"get_retained");
+    cbor.extend_from_slice(&[0xF7, 0x61, b't']);
+    assert!(matches!(
+        Serializer::Cbor.decode(&cbor, usize::MAX),
+        Ok(Message::Subscribe { .. })
+    ));
+    // the same in MessagePack with msgpackr's undefined (fixext 1, type 0, data 0)
+    let mut msgpack = vec![0x94, 0x20, 0x01, 0x81, 0xAC];
+    msgpack.extend_from_slice(b"get_retained");
+    msgpack.extend_from_slice(&[0xD4, 0x00, 0x00, 0xA1, b't']);
+    match Serializer::MsgPack.decode(&msgpack, usize::MAX) {
+        Ok(Message::Subscribe { options, .. }) => {
+            assert_eq!(options.get("get_retained"), Some(&Value::Null))
+        }
+        other => panic!("{other:?}"),
+    }
+    // another extension type is refused
+    let last = msgpack.len() - 4;
+    msgpack[last] = 0x05;
+    assert!(Serializer::MsgPack.decode(&msgpack, usize::MAX).is_err());
+    // JSON null for an option is an unset option too
+    assert!(matches!(
+        Serializer::Json.decode(br#"[16,1,{"acknowledge":null},"t"]"#, usize::MAX),
+        Ok(Message::Publish { .. })
+    ));
+}
