@@ -2,6 +2,8 @@
 # Installs what foxrouter's build and tests need beyond Rust, gcc, Python 3.11 and pip:
 #   - libclang (RocksDB's bindgen), mosquitto + clients, supervisor (Debian packages)
 #   - a Python venv at .venv with autobahn (WAMP client), paho-mqtt, cbor2, msgpack
+#   - node and npm (Debian packages nodejs, npm) and the JavaScript clients of tests/js
+#     (autobahn-js, wampy.js, MQTT.js) at the exact versions of tests/js/package-lock.json
 # Idempotent: does nothing that is already done. Safe to run on every test run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,6 +11,8 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang-*.so.1' >/dev/null || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -28,5 +32,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pytest pytest-timeout >/dev/null
+fi
+# npm ci when node_modules is missing or older than the lock file (npm writes
+# node_modules/.package-lock.json on every install, so its age is the install's age).
+js="$root/tests/js"
+if [ ! -f "$js/node_modules/.package-lock.json" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+  echo "setup: installing the JavaScript test clients (npm ci in tests/js)"
+  npm ci --prefix "$js" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 echo "setup: ok"

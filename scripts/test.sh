@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of foxrouter: installs what the tests need (scripts/setup.sh), builds,
 # runs the Rust unit/property/simulation tests, then the end-to-end tests that start the
-# real binary and drive it with third-party clients (autobahn-python, paho-mqtt, mosquitto).
+# real binary and drive it with third-party clients (autobahn-python, paho-mqtt, mosquitto,
+# and autobahn-js, wampy.js, MQTT.js from tests/js).
 # Exits non-zero when any test fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
