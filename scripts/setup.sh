@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what foxrouter's build and tests need beyond Rust, gcc, Python 3.11 and pip:
 #   - libclang (RocksDB's bindgen), mosquitto + clients, supervisor (Debian packages)
-#   - a Python venv at .venv with autobahn (WAMP client), paho-mqtt, cbor2, msgpack
+#   - a Python venv at .venv with autobahn (WAMP client, with what its cryptosign needs),
+#     paho-mqtt, cbor2, msgpack
 #   - node and npm (Debian packages nodejs, npm) and the JavaScript clients of tests/js
 #     (autobahn-js, wampy.js, MQTT.js) at the exact versions of tests/js/package-lock.json
 # Idempotent: does nothing that is already done. Safe to run on every test run.
@@ -27,11 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 venv="$root/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho.mqtt, cbor2, msgpack' 2>/dev/null; then
+# pynacl, base58 and ecdsa: what autobahn's WAMP-Cryptosign client (autobahn.wamp.cryptosign) imports
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho.mqtt, cbor2, msgpack, nacl, base58, ecdsa' 2>/dev/null; then
   echo "setup: creating Python venv at $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pytest pytest-timeout >/dev/null
+    'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pynacl base58 ecdsa pytest pytest-timeout >/dev/null
 fi
 # npm ci when node_modules is missing or older than the lock file (npm writes
 # node_modules/.package-lock.json on every install, so its age is the install's age).

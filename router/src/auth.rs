@@ -1,4 +1,5 @@
-//! Authentication (anonymous, ticket, WAMP-CRA; MQTT username/password) and authorization
+//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign; MQTT username/password) and
+//! authorization
 //! (roles with URI permissions).
 //!
 //! Calling order for WAMP: [`Authenticator::hello`] with the HELLO's realm and details gives
@@ -61,6 +62,11 @@ pub struct Pending {
 enum Expected {
     Ticket(String),
     Signature(String),
+    /// WAMP-Cryptosign: a signature of `challenge` by one of `keys`.
+    Cryptosign {
+        keys: Vec<ed25519_dalek::VerifyingKey>,
+        challenge: [u8; crate::cryptosign::CHALLENGE_BYTES],
+    },
 }
 
 /// Authentication against the configured users.
@@ -103,7 +109,18 @@ impl Authenticator {
                     });
                 }
                 "ticket" | "wampcra" => {
-                    return self.challenge(method, realm, authid, session, nonce, timestamp)
+                    // A user with no secret (cryptosign only) cannot use these: try the next.
+                    let secretless = authid
+                        .and_then(|a| self.config.user(a))
+                        .is_some_and(|u| u.secret.is_empty());
+                    if !secretless {
+                        return self.challenge(method, realm, authid, session, nonce, timestamp);
+                    }
+                }
+                "cryptosign" => {
+                    if let Some(outcome) = self.cryptosign(realm, authid, details) {
+                        return outcome;
+                    }
                 }
                 _ => {}
             }
@@ -173,11 +190,98 @@ impl Authenticator {
         }
     }
 
+    /// WAMP-Cryptosign: the user is the HELLO's authid, or without one the user whose
+    /// key the HELLO's `authextra.pubkey` names. `None` when this user cannot use the method
+    /// (no keys, or not the offered one), so the next offered method is tried.
+    fn cryptosign(
+        &self,
+        realm: &str,
+        authid: Option<&str>,
+        details: &Dict,
+    ) -> Option<HelloOutcome> {
+        let extra = details.get("authextra").and_then(Value::as_dict);
+        let offered = extra
+            .and_then(|e| e.get("pubkey"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        if extra
+            .and_then(|e| e.get("channel_binding"))
+            .is_some_and(|b| !matches!(b, Value::Null))
+        {
+            // Channel binding needs TLS, which this router does not terminate.
+            return Some(HelloOutcome::Abort {
+                reason: "wamp.error.invalid_argument",
+                message: "cryptosign channel binding is not supported (no TLS)".to_owned(),
+            });
+        }
+        let has_offered = |u: &User| {
+            offered
+                .as_deref()
+                .is_none_or(|k| u.pubkeys.iter().any(|p| p.eq_ignore_ascii_case(k)))
+        };
+        let refused = |message: &str| {
+            Some(HelloOutcome::Abort {
+                reason: "wamp.error.not_authorized",
+                message: message.to_owned(),
+            })
+        };
+        let user = match authid {
+            Some(a) => match self.config.user(a) {
+                None => return refused("unknown authid"),
+                // No keys: this user authenticates otherwise; try the next offered method.
+                Some(u) if u.pubkeys.is_empty() => return None,
+                Some(u) => u,
+            },
+            None => match offered {
+                Some(_) => match self.config.users.iter().find(|u| has_offered(u)) {
+                    Some(u) => u,
+                    None => return refused("unknown public key"),
+                },
+                None => return refused("cryptosign needs an authid or authextra.pubkey"),
+            },
+        };
+        if !has_offered(user) {
+            return refused("the public key is not one of this user's");
+        }
+        if !user_may_join(user, realm) {
+            return refused("not allowed on this realm");
+        }
+        let keys = user
+            .pubkeys
+            .iter()
+            .filter(|p| offered.as_deref().is_none_or(|k| p.eq_ignore_ascii_case(k)))
+            .filter_map(|p| crate::cryptosign::public_key(p))
+            .collect();
+        let challenge: [u8; crate::cryptosign::CHALLENGE_BYTES] = rand::random();
+        let mut extra = Dict::new();
+        extra.insert(
+            "challenge".into(),
+            Value::Str(crate::cryptosign::hex_encode(&challenge)),
+        );
+        extra.insert("channel_binding".into(), Value::Null);
+        Some(HelloOutcome::Challenge {
+            method: "cryptosign".to_owned(),
+            extra,
+            pending: Pending {
+                identity: Identity {
+                    authid: user.authid.clone(),
+                    authrole: user.role.clone(),
+                    authmethod: "cryptosign".to_owned(),
+                    authprovider: "static".to_owned(),
+                },
+                expected: Expected::Cryptosign { keys, challenge },
+            },
+        })
+    }
+
     /// Checks AUTHENTICATE's signature; the identity on success.
     pub fn authenticate(&self, pending: Pending, signature: &str) -> Option<Identity> {
         let ok = match &pending.expected {
             Expected::Ticket(t) => constant_time_eq(t.as_bytes(), signature.as_bytes()),
             Expected::Signature(s) => constant_time_eq(s.as_bytes(), signature.as_bytes()),
+            Expected::Cryptosign { keys, challenge } => keys
+                .iter()
+                .any(|k| crate::cryptosign::verify(k, challenge, signature)),
         };
         ok.then_some(pending.identity)
     }
@@ -206,7 +310,7 @@ impl Authenticator {
             Some((authid, realm)) if !realm.is_empty() => (authid, realm.to_owned()),
             _ => (username, default_realm),
         };
-        let user = self.config.user(authid)?;
+        let user = self.config.user(authid).filter(|u| !u.secret.is_empty())?;
         let password = password?;
         if !constant_time_eq(user.secret.as_bytes(), password) || !user_may_join(user, &realm) {
             return None;
@@ -346,6 +450,10 @@ iterations = 100
 keylen = 32
 role = "r"
 realms = ["only"]
+[[user]]
+authid = "keyonly"
+pubkeys = ["3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"]
+role = "r"
 "#,
                 "t",
             )
@@ -415,5 +523,29 @@ realms = ["only"]
             "r2"
         );
         assert!(auth.mqtt_login(Some("joe"), Some(b"bad"), "c").is_none());
+    }
+
+    /// A user with only public keys has no password: ticket, WAMP-CRA and MQTT logins are
+    /// refused for it (an empty password must not match an empty secret).
+    #[test]
+    fn key_only_users_have_no_password() {
+        let auth = Authenticator::new(config());
+        assert!(auth.mqtt_login(Some("keyonly"), Some(b""), "c").is_none());
+        for method in ["ticket", "wampcra"] {
+            let mut details = Dict::new();
+            details.insert("authmethods".into(), Value::List(vec![method.into()]));
+            details.insert("authid".into(), Value::from("keyonly"));
+            let outcome = auth.hello("realm1", &details, 1, "n", "t");
+            assert!(
+                matches!(
+                    outcome,
+                    HelloOutcome::Abort {
+                        reason: "wamp.error.no_auth_method",
+                        ..
+                    }
+                ),
+                "{method}: {outcome:?}"
+            );
+        }
     }
 }

@@ -31,6 +31,11 @@
 //! authid = "joe"
 //! secret = "s3cret"              # ticket, wampcra and MQTT password
 //! role = "backend"
+//!
+//! [[user]]
+//! authid = "worker"
+//! pubkeys = ["<64 hex digits>"]  # WAMP-Cryptosign (Ed25519) public keys
+//! role = "backend"
 //! ```
 
 use std::collections::HashMap;
@@ -285,8 +290,12 @@ pub struct User {
     /// The user's authid (MQTT username without `@realm`).
     pub authid: String,
     /// The shared secret: the ticket, the WAMP-CRA key (before salting) and the MQTT
-    /// password.
+    /// password. Empty (or absent): those methods are refused for this user.
+    #[serde(default)]
     pub secret: String,
+    /// WAMP-Cryptosign: the user's Ed25519 public keys, hex.
+    #[serde(default)]
+    pub pubkeys: Vec<String>,
     /// The user's role.
     pub role: String,
     /// WAMP-CRA salt; with it the key is PBKDF2-HMAC-SHA256(secret, salt, iterations, keylen).
@@ -339,6 +348,22 @@ impl Config {
             if users.insert(user.authid.as_str(), user).is_some() {
                 return Err(format!("user '{}' is defined twice", user.authid));
             }
+            if user.secret.is_empty() && user.pubkeys.is_empty() {
+                return Err(format!(
+                    "user '{}' has neither a secret nor pubkeys",
+                    user.authid
+                ));
+            }
+            if let Some(bad) = user
+                .pubkeys
+                .iter()
+                .find(|k| crate::cryptosign::public_key(k).is_none())
+            {
+                return Err(format!(
+                    "user '{}': pubkey '{bad}' is not an Ed25519 public key (64 hex digits)",
+                    user.authid
+                ));
+            }
             if !roles.contains_key(user.role.as_str()) && user.role != self.auth.anonymous_role {
                 return Err(format!(
                     "user '{}' has role '{}', which no [[role]] defines",
@@ -384,6 +409,20 @@ mod tests {
             .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn users_need_a_secret_or_valid_pubkeys() {
+        let anonymous_role = "[[user]]\nauthid = \"a\"\nrole = \"anonymous\"\n";
+        let err = Config::parse(anonymous_role, "f").unwrap_err().to_string();
+        assert!(err.contains("neither a secret nor pubkeys"), "{err}");
+        let bad_key = format!("{anonymous_role}pubkeys = [\"{}\"]\n", "ab".repeat(31));
+        let err = Config::parse(&bad_key, "f").unwrap_err().to_string();
+        assert!(err.contains("not an Ed25519 public key"), "{err}");
+        let key = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+        let good = format!("{anonymous_role}pubkeys = [\"{key}\"]\n");
+        let config = Config::parse(&good, "f").unwrap();
+        assert_eq!(config.user("a").map(|u| u.secret.as_str()), Some(""));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cryptosign;
 pub mod durable;
 pub mod engine;
 pub mod mqtt;

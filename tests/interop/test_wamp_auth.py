@@ -1,7 +1,8 @@
-"""Authentication (anonymous, ticket, WAMP-CRA plain and salted, realm restriction, realm
-existence) and role permissions, through autobahn-python."""
+"""Authentication (anonymous, ticket, WAMP-CRA plain and salted, WAMP-Cryptosign, realm
+restriction, realm existence) and role permissions, through autobahn-python."""
 
 import pytest
+from autobahn.wamp.cryptosign import CryptosignKey
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
@@ -47,7 +48,12 @@ authid = "restricted"
 secret = "pw"
 role = "frontend"
 realms = ["realm2"]
-"""
+
+[[user]]
+authid = "signer"
+pubkeys = ["%s"]
+role = "backend"
+""" % CryptosignKey.from_bytes(bytes(range(32))).public_key()
 
 
 @pytest.fixture
@@ -261,3 +267,36 @@ def test_wampcra_challenge_by_hand(auth_router):
     assert welcome[0] == 2, welcome
     assert welcome[1] == fields["session"]
     assert welcome[2]["authid"] == "salty" and welcome[2]["authrole"] == "backend"
+
+
+@pytest.mark.parametrize("transport,serializer", [("websocket", "json"), ("rawsocket", "msgpack")])
+def test_cryptosign(auth_router, transport, serializer):
+    """WAMP-Cryptosign (Ed25519): by authid, or by public key alone; a wrong key, a user with
+    no keys and a secret-only method for a key-only user are refused."""
+    key = CryptosignKey.from_bytes(bytes(range(32)))
+    other = CryptosignKey.from_bytes(bytes(32))
+
+    async def main():
+        s = await connect(auth_router, transport=transport, serializer=serializer, authid="signer",
+                          authmethods=["cryptosign"], key=key, authextra={"pubkey": key.public_key()})
+        assert (s.details.authid, s.details.authrole, s.details.authmethod) == ("signer", "backend", "cryptosign")
+        await s.publish("com.allowed.x", 1, options=ACK)  # the role's permissions apply
+        s.leave()
+        by_key = await connect(auth_router, authmethods=["cryptosign"], key=key,
+                               authextra={"pubkey": key.public_key()})
+        assert by_key.details.authid == "signer"
+        by_key.leave()
+        # a key that is not the user's: refused at HELLO; one that signs wrongly: at AUTHENTICATE
+        assert await join_fails(auth_router, authid="signer", authmethods=["cryptosign"], key=other,
+                                authextra={"pubkey": other.public_key()}) == "wamp.error.not_authorized"
+        assert await join_fails(auth_router, authid="signer", authmethods=["cryptosign"], key=other,
+                                authextra={"pubkey": key.public_key()}) == "wamp.error.not_authorized"
+        assert await join_fails(auth_router, authmethods=["cryptosign"], key=other,
+                                authextra={"pubkey": other.public_key()}) == "wamp.error.not_authorized"
+        # the key-only user has no ticket; joe has no key
+        assert await join_fails(auth_router, authid="signer", authmethods=["ticket"],
+                                secret="") == "wamp.error.no_auth_method"
+        assert await join_fails(auth_router, authid="joe", authmethods=["cryptosign"], key=key,
+                                authextra={"pubkey": key.public_key()}) == "wamp.error.no_auth_method"
+
+    run(main())

@@ -28,7 +28,8 @@ class JoinFailed(Exception):
 class Session(ApplicationSession):
     """An ApplicationSession that reports join, leave and disconnect through futures."""
 
-    def __init__(self, config, authid=None, authmethods=None, secret=None, salted=None):
+    def __init__(self, config, authid=None, authmethods=None, secret=None, salted=None,
+                 key=None, authextra=None):
         super().__init__(config)
         loop = asyncio.get_event_loop()
         self.joined = loop.create_future()
@@ -37,9 +38,12 @@ class Session(ApplicationSession):
         self._authid = authid
         self._authmethods = authmethods
         self._secret = secret
+        self._key = key
+        self._authextra = authextra
 
     def onConnect(self):
-        self.join(self.config.realm, authmethods=self._authmethods, authid=self._authid)
+        self.join(self.config.realm, authmethods=self._authmethods, authid=self._authid,
+                  authextra=self._authextra)
 
     def onChallenge(self, challenge):
         if challenge.method == "ticket":
@@ -50,6 +54,8 @@ class Session(ApplicationSession):
                 key = auth.derive_key(self._secret, challenge.extra["salt"],
                                       challenge.extra["iterations"], challenge.extra["keylen"])
             return auth.compute_wcs(key, challenge.extra["challenge"])
+        if challenge.method == "cryptosign":
+            return self._key.sign_challenge(challenge)
         raise Exception(f"unexpected challenge {challenge.method}")
 
     def onJoin(self, details):
@@ -72,10 +78,12 @@ class Session(ApplicationSession):
 
 
 async def connect(router, realm="realm1", transport="websocket", serializer="json",
-                  authid=None, authmethods=None, secret=None, timeout=5.0):
-    """Opens a session on `router` (a conftest.Router); raises JoinFailed on ABORT."""
+                  authid=None, authmethods=None, secret=None, key=None, authextra=None, timeout=5.0):
+    """Opens a session on `router` (a conftest.Router); raises JoinFailed on ABORT. `key`: an
+    autobahn CryptosignKey for WAMP-Cryptosign."""
     loop = asyncio.get_event_loop()
-    session = Session(ComponentConfig(realm), authid=authid, authmethods=authmethods, secret=secret)
+    session = Session(ComponentConfig(realm), authid=authid, authmethods=authmethods, secret=secret,
+                      key=key, authextra=authextra)
     ser = SERIALIZERS[serializer]()
     if transport == "websocket":
         factory = WampWebSocketClientFactory(lambda: session, url=router.ws_url, serializers=[ser])
