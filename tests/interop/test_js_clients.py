@@ -51,6 +51,11 @@ salt = "salt123"
 iterations = 100
 keylen = 32
 role = "backend"
+
+[[user]]
+authid = "signer"
+pubkeys = ["03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"]  # Ed25519 key from the seed bytes 0..31 (autobahn_auth.js)
+role = "backend"
 """
 
 

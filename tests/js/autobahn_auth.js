@@ -4,13 +4,15 @@
 //
 //   node tests/js/autobahn_auth.js --url ws://127.0.0.1:PORT/ws --serializer json|msgpack|cbor
 //
-// Ticket, WAMP-CRA and salted WAMP-CRA joins (authid/authrole/authmethod in WELCOME), wrong
+// Ticket, WAMP-CRA, salted WAMP-CRA and cryptosign joins (authid/authrole/authmethod in WELCOME), wrong
 // ticket, wrong CRA secret, unknown user and anonymous are refused with the expected ABORT
 // reason, and the role's permissions apply to the authenticated session.
 
+import { createRequire } from 'node:module';
 import { assert, main, option, rejects, step, unique } from './lib.js';
 import { autobahn, JoinFailed, leave, open } from './autobahn_session.js';
 
+const require = createRequire(import.meta.url);
 const url = option('url');
 const serializerName = option('serializer', 'json');
 const WAIT_MS = 5000;
@@ -92,6 +94,34 @@ main(async () => {
     assert.equal(await refused('wrong wampcra secret', login(['wampcra'], 'joe', 's3cre')), 'wamp.error.not_authorized');
     assert.equal(await refused('wrong salted secret', login(['wampcra'], 'salty', 'salt')), 'wamp.error.not_authorized');
     assert.equal(await refused('unknown user', login(['ticket'], 'nobody', 's3cret')), 'wamp.error.not_authorized');
+  });
+
+  await step('cryptosign (Ed25519, tweetnacl): by authid, by public key, wrong key refused', async () => {
+    const nacl = require('tweetnacl'); // autobahn-js's own Ed25519 dependency
+    const key = nacl.sign.keyPair.fromSeed(Uint8Array.from({ length: 32 }, (_, i) => i));
+    const pubkey = autobahn.auth_cryptosign.public_key(key);
+    const seen = [];
+    const sign = (session, method, extra) => {
+      seen.push(method);
+      assert.equal(method, 'cryptosign');
+      assert.match(extra.challenge, /^[0-9a-f]{64}$/, 'a 32-byte hex challenge');
+      return autobahn.auth_cryptosign.sign_challenge(key, extra);
+    };
+    const s = await open(url, serializerName, { authmethods: ['cryptosign'], authid: 'signer',
+      authextra: { pubkey }, onchallenge: sign });
+    assert.deepEqual(seen, ['cryptosign']);
+    assert.equal(s.details.authid, 'signer');
+    assert.equal(s.details.authmethod, 'cryptosign');
+    await leave(s);
+    const byKey = await open(url, serializerName, { authmethods: ['cryptosign'], authextra: { pubkey },
+      onchallenge: sign });
+    assert.equal(byKey.details.authid, 'signer');
+    await leave(byKey);
+    const other = nacl.sign.keyPair.fromSeed(new Uint8Array(32));
+    const wrongSigner = (session, method, extra) => autobahn.auth_cryptosign.sign_challenge(other, extra);
+    assert.equal(await refused('signature by another key', open(url, serializerName, {
+      authmethods: ['cryptosign'], authid: 'signer', authextra: { pubkey }, onchallenge: wrongSigner })),
+    'wamp.error.not_authorized');
   });
 
   await step('anonymous is refused when the config turns it off', async () => {
