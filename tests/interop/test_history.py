@@ -199,3 +199,23 @@ def test_after_reads_older_history_from_the_store(router_factory, tmp_path):
         assert got == list(range(3, 30))
 
     run(main())
+
+
+def test_numeric_retain_from_fox_wamp_clients(router):
+    """fox-wamp's engines test `retain` for truthiness: a number other than 0 retains, 0 does
+    not (the spec's form is a bool)."""
+    async def main():
+        pub = await connect(router)
+        for topic, value in [("nr.yes", 100), ("nr.no", 0)]:
+            pub.extra_options[wamp_message.Publish] = {"retain": value}
+            await pub.publish(topic, value, options=ACK)
+        pub.extra_options.pop(wamp_message.Publish, None)
+        sub = await connect(router)
+        got = []
+        await sub.subscribe(lambda v, details=None: got.append((details.topic, v)), "nr.",
+                            options=SubscribeOptions(match="prefix", get_retained=True, details=True))
+        await wait_until(lambda: got, what="the retained value")
+        await asyncio.sleep(0.2)
+        assert got == [("nr.yes", 100)]
+
+    run(main())

@@ -15,6 +15,8 @@ use crate::value::{Dict, Value};
 #[derive(Debug, Clone, Copy)]
 enum Rule {
     Bool,
+    /// A bool, or (fox-wamp's `retain`) an integer read as true unless 0.
+    Flag,
     Text,
     Integer,
     Id,
@@ -46,7 +48,7 @@ const PUBLISH_OPTIONS: &[(&str, Rule)] = &[
     ("eligible_authid", Rule::TextList),
     ("eligible_authrole", Rule::TextList),
     ("disclose_me", Rule::Bool),
-    ("retain", Rule::Bool),
+    ("retain", Rule::Flag),
     ("transaction_hash", Rule::Text),
     ("forward_for", Rule::DictList),
     ("enc_algo", ENC_ALGO),
@@ -141,6 +143,7 @@ fn is_id(value: &Value) -> bool {
 fn matches(rule: Rule, value: &Value) -> bool {
     match rule {
         Rule::Bool => value.as_bool().is_some(),
+        Rule::Flag => value.as_bool().is_some() || value.as_i64().is_some(),
         Rule::Text => value.as_str().is_some(),
         Rule::Integer => value.as_u64().is_some(),
         Rule::Id => is_id(value),
@@ -158,6 +161,7 @@ fn matches(rule: Rule, value: &Value) -> bool {
 fn describe(rule: Rule) -> String {
     match rule {
         Rule::Bool => "a bool".to_owned(),
+        Rule::Flag => "a bool or an integer".to_owned(),
         Rule::Text => "a string".to_owned(),
         Rule::Integer => "a non-negative integer".to_owned(),
         Rule::Id => "an ID".to_owned(),
@@ -189,6 +193,9 @@ mod tests {
         assert!(message(&publish_with("acknowledge", Value::Bool(true))).is_ok());
         assert!(message(&publish_with("exclude", Value::List(vec![Value::Int(3)]))).is_ok());
         assert!(message(&publish_with("x_custom", Value::Int(3))).is_ok());
+        // fox-wamp's retain may be a number
+        assert!(message(&publish_with("retain", Value::Int(100))).is_ok());
+        assert!(message(&publish_with("retain", Value::from("yes"))).is_err());
     }
 
     #[test]

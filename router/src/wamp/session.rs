@@ -573,7 +573,12 @@ impl WampSession {
             eligible_authid: str_list(options, "eligible_authid"),
             eligible_authrole: str_list(options, "eligible_authrole"),
             qos: 0,
-            retain: option_bool(options, "retain").unwrap_or(false),
+            // fox-wamp clients may send a number (its engines test truthiness).
+            retain: match options.get("retain") {
+                Some(Value::Bool(flag)) => *flag,
+                Some(other) => other.as_i64().is_some_and(|n| n != 0),
+                None => false,
+            },
         };
         let topic = Topic::from_wamp(&topic);
         if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
