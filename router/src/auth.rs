@@ -398,11 +398,23 @@ impl Authorizer {
     /// rule, else the longest matching prefix. An unconfigured role named as the anonymous
     /// role permits everything (the embedded default); any other unknown role nothing.
     pub fn permits(&self, role: &str, action: Action, uri: &str) -> bool {
-        if role.starts_with("foxrouter.") {
+        if self.permits_everything(role) {
             return true;
         }
+        self.permits_by_rule(role, action, uri)
+    }
+
+    /// Whether `role` may do anything on any URI: the router's own roles, and an
+    /// unconfigured anonymous role. Lets a hot path skip building the URI.
+    pub fn permits_everything(&self, role: &str) -> bool {
+        role.starts_with("foxrouter.")
+            || (role == self.config.auth.anonymous_role && self.config.role(role).is_none())
+    }
+
+    fn permits_by_rule(&self, role: &str, action: Action, uri: &str) -> bool {
+        // An unknown role that is not the anonymous one was refused by `permits_everything`.
         let Some(role_config) = self.config.role(role) else {
-            return role == self.config.auth.anonymous_role;
+            return false;
         };
         let rule = role_config
             .permissions
@@ -468,6 +480,19 @@ role = "r"
         assert!(!a.permits("r", Action::Publish, "com.secret.x"));
         assert!(!a.permits("r", Action::Call, "com.x"));
         assert!(!a.permits("nobody", Action::Publish, "com.x"));
+    }
+
+    #[test]
+    fn only_router_roles_and_an_unconfigured_anonymous_role_permit_everything() {
+        let a = Authorizer::new(config());
+        assert!(a.permits_everything("foxrouter.trusted"));
+        assert!(!a.permits_everything("r"), "a configured role has rules");
+        assert!(!a.permits_everything("nobody"));
+        let open = Authorizer::new(Arc::new(Config::parse("", "t").unwrap()));
+        assert!(open.permits_everything("anonymous"));
+        assert!(open.permits("anonymous", Action::Publish, "any.uri"));
+        assert!(!open.permits_everything("r"));
+        assert!(!open.permits("r", Action::Publish, "any.uri"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! recorded (`resume_after`), so IDs never repeat or go backwards.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::realm::SessionStats;
 
 /// The largest permanent ID (a valid WAMP ID).
 pub const PERMANENT_ID_MAX: u64 = 1 << 53;
@@ -44,6 +47,83 @@ impl LocalSequencer {
             {
                 Ok(_) => return id,
                 Err(actual) => last = actual,
+            }
+        }
+    }
+}
+
+/// Longest a publisher waits for one congested queue. A session that does not drain in
+/// that time is not waited for during [`BACKPRESSURE_IGNORE_MS`]: a stuck or very slow
+/// subscriber costs each publisher at most this once per such period, and its queue then
+/// drops the newest messages when full, as without backpressure.
+pub const BACKPRESSURE_WAIT_MAX_MS: u64 = 20;
+/// How long a session that did not drain in time is not waited for.
+pub const BACKPRESSURE_IGNORE_MS: u64 = 1_000;
+
+std::thread_local! {
+    /// The congested queue the publishes of the current call ran into. Publishing is
+    /// synchronous, so the publisher's task takes it right after, on the same thread.
+    static CONGESTED: std::cell::RefCell<Option<Arc<SessionStats>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Backpressure from subscribers to publishers: a publish that leaves a live subscriber's
+/// queue past its high-water mark with acknowledged messages (QoS 1 / 2) makes the
+/// publisher's connection stop reading its socket (its client then waits for
+/// acknowledgements, and TCP holds the rest) until that queue is back under low water.
+/// Without it a fast publisher fills a slower subscriber's queue to its limit: latency
+/// becomes a full queue's, and acknowledged messages are dropped past it.
+///
+/// Calling order, in a publisher's connection task: [`Backpressure::clear`], handle the
+/// input (publishes record congestion), [`Backpressure::take`]; if `Some`, do not read
+/// until [`Backpressure::drained`] completes (keep serving the session's own queue).
+#[derive(Debug)]
+pub struct Backpressure {
+    stats: Arc<SessionStats>,
+    deadline: tokio::time::Instant,
+}
+
+impl Backpressure {
+    /// Records that a publish congested the queue of the session with these stats.
+    pub fn record(stats: Arc<SessionStats>) {
+        CONGESTED.with(|c| *c.borrow_mut() = Some(stats));
+    }
+
+    /// Forgets any congestion recorded on this thread (call before handling input).
+    pub fn clear() {
+        CONGESTED.with(|c| c.borrow_mut().take());
+    }
+
+    /// The congestion recorded since [`Backpressure::clear`], if any, unless it is the
+    /// publisher's own queue (`own`): the publisher's connection drains that one, and it
+    /// may need to read acknowledgements from its client to do so.
+    pub fn take(own: &Arc<SessionStats>) -> Option<Self> {
+        let stats = CONGESTED.with(|c| c.borrow_mut().take())?;
+        if Arc::ptr_eq(&stats, own) {
+            return None;
+        }
+        let wait = std::time::Duration::from_millis(BACKPRESSURE_WAIT_MAX_MS);
+        Some(Self {
+            stats,
+            deadline: tokio::time::Instant::now() + wait,
+        })
+    }
+
+    /// Waits until the queue is back under low water (`true`) or the wait limit passed
+    /// (`false`: the session is then not waited for during [`BACKPRESSURE_IGNORE_MS`]).
+    /// Cancel safe.
+    pub async fn drained(&self) -> bool {
+        let notified = self.stats.drained();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.stats.is_congested() {
+            return true;
+        }
+        tokio::select! {
+            () = notified => true,
+            () = tokio::time::sleep_until(self.deadline) => {
+                self.stats.ignore_until(unix_ms() + BACKPRESSURE_IGNORE_MS);
+                false
             }
         }
     }

@@ -60,10 +60,12 @@ impl Listener {
 
 async fn serve_connection(router: Arc<Router>, gate: Gate, stream: TcpStream, peer: SocketAddr) {
     let peer = peer.to_string();
+    // Each gate's future is boxed: the task then holds only the one it runs, not space for
+    // the largest of the three (an idle MQTT connection would pay for a WebSocket's).
     match gate {
-        Gate::WebSocket => crate::wamp::ws::serve(router, stream, peer).await,
-        Gate::RawSocket => crate::wamp::rawsocket::serve(router, stream, peer).await,
-        Gate::Mqtt => crate::mqtt::serve_tcp(router, stream, peer).await,
+        Gate::WebSocket => Box::pin(crate::wamp::ws::serve(router, stream, peer)).await,
+        Gate::RawSocket => Box::pin(crate::wamp::rawsocket::serve(router, stream, peer)).await,
+        Gate::Mqtt => Box::pin(crate::mqtt::serve_tcp(router, stream, peer)).await,
     }
 }
 

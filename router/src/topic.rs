@@ -15,54 +15,142 @@
 //! - `Wildcard`: WAMP wildcard (`a..c`, an empty component matches any one level) = MQTT `+`.
 //! - `Tail`: MQTT `a/b/#`: the topic `a/b` itself and everything below it.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// A topic in internal form: levels in WAMP spelling.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Cheap to clone (one shared allocation), and each protocol's spelling is computed at most
+/// once and then shared by every clone: a publication's topic is converted once per
+/// publish, not once per delivery. Equality, order and hash are those of the levels.
+#[derive(Clone)]
 pub struct Topic {
+    inner: Arc<Spellings>,
+}
+
+struct Spellings {
     levels: Vec<String>,
+    /// `a.b.c`, filled on first use (or at parse, when parsed from WAMP).
+    wamp: OnceLock<String>,
+    /// `a/b/c`, filled on first use (or at parse, when parsed from MQTT).
+    mqtt: OnceLock<String>,
 }
 
 impl Topic {
+    fn from_levels(levels: Vec<String>) -> Self {
+        Self {
+            inner: Arc::new(Spellings {
+                levels,
+                wamp: OnceLock::new(),
+                mqtt: OnceLock::new(),
+            }),
+        }
+    }
+
     /// A topic from a WAMP URI (`a.b.c`). Empty components are kept as empty levels.
     pub fn from_wamp(uri: &str) -> Self {
-        Self {
-            levels: uri.split('.').map(str::to_owned).collect(),
-        }
+        let topic = Self::from_levels(uri.split('.').map(str::to_owned).collect());
+        let _ = topic.inner.wamp.set(uri.to_owned());
+        topic
     }
 
     /// A topic from an MQTT topic name (`a/b/c`); `.` inside a level becomes `/`.
     pub fn from_mqtt(name: &str) -> Self {
-        Self {
-            levels: name
-                .split('/')
-                .map(|level| level.replace('.', "/"))
-                .collect(),
-        }
+        Self::from_mqtt_owned(name.to_owned())
+    }
+
+    /// [`Topic::from_mqtt`] keeping `name` as the topic's MQTT spelling (no copy).
+    pub fn from_mqtt_owned(name: String) -> Self {
+        let topic = Self::from_levels(name.split('/').map(|l| swap(l, '.', '/')).collect());
+        let _ = topic.inner.mqtt.set(name);
+        topic
     }
 
     /// A system topic: `$...` (MQTT `$SYS` and the like) or the router's `wamp.*` meta
     /// events. Patterns whose first level is a wildcard or prefix do not match these.
     pub fn is_system(&self) -> bool {
-        self.levels
+        self.inner
+            .levels
             .first()
             .is_some_and(|l| l.starts_with('$') || l == "wamp")
     }
 
     /// The levels in WAMP spelling.
     pub fn levels(&self) -> &[String] {
-        &self.levels
+        &self.inner.levels
+    }
+
+    /// The WAMP URI of this topic, computed once.
+    pub fn wamp_uri(&self) -> &str {
+        self.inner.wamp.get_or_init(|| self.inner.levels.join("."))
+    }
+
+    /// The MQTT topic name of this topic, computed once.
+    pub fn mqtt_name(&self) -> &str {
+        self.inner.mqtt.get_or_init(|| {
+            let swapped: Vec<String> = self
+                .inner
+                .levels
+                .iter()
+                .map(|l| swap(l, '/', '.'))
+                .collect();
+            swapped.join("/")
+        })
     }
 
     /// The WAMP URI of this topic.
     pub fn to_wamp(&self) -> String {
-        self.levels.join(".")
+        self.wamp_uri().to_owned()
     }
 
     /// The MQTT topic name of this topic.
     pub fn to_mqtt(&self) -> String {
-        let swapped: Vec<String> = self.levels.iter().map(|l| l.replace('/', ".")).collect();
-        swapped.join("/")
+        self.mqtt_name().to_owned()
+    }
+}
+
+/// `level` with `from` replaced by `to`, copied once (no scan-and-rebuild when absent).
+fn swap(level: &str, from: char, to: char) -> String {
+    if level.contains(from) {
+        level.replace(from, to.encode_utf8(&mut [0; 4]))
+    } else {
+        level.to_owned()
+    }
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic")
+            .field("levels", &self.inner.levels)
+            .finish()
+    }
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.levels == other.inner.levels
+    }
+}
+
+impl Eq for Topic {}
+
+impl Hash for Topic {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.levels.hash(state);
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.inner.levels.cmp(&other.inner.levels)
     }
 }
 
@@ -146,7 +234,7 @@ impl Pattern {
         }
         if levels.iter().all(Option::is_some) {
             let exact = levels.into_iter().flatten().collect();
-            return Self::Exact(Topic { levels: exact });
+            return Self::Exact(Topic::from_levels(exact));
         }
         Self::Wildcard(levels)
     }
@@ -414,6 +502,28 @@ mod tests {
     }
 
     #[test]
+    fn spellings_are_kept_and_shared_by_clones() {
+        let t = Topic::from_mqtt_owned("x.y/z".to_owned());
+        assert_eq!(t.mqtt_name(), "x.y/z");
+        let clone = t.clone();
+        assert_eq!(clone.wamp_uri(), "x/y.z");
+        assert!(
+            std::ptr::eq(t.wamp_uri(), clone.wamp_uri()),
+            "computed once"
+        );
+        // Equality, order and hash are the levels', whichever spellings are cached.
+        let w = Topic::from_wamp("x/y.z");
+        assert_eq!(t, w);
+        assert_eq!(t.cmp(&w), std::cmp::Ordering::Equal);
+        let hash = |t: &Topic| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            t.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&t), hash(&w));
+    }
+
+    #[test]
     fn prefix_is_a_string_prefix() {
         let p = Pattern::from_wamp("com.myapp", MatchPolicy::Prefix);
         assert!(p.matches(&Topic::from_wamp("com.myapp")));
@@ -455,7 +565,7 @@ mod tests {
     }
 
     fn topic() -> impl Strategy<Value = Topic> {
-        prop::collection::vec(level(), 1..5).prop_map(|levels| Topic { levels })
+        prop::collection::vec(level(), 1..5).prop_map(Topic::from_levels)
     }
 
     fn pattern() -> impl Strategy<Value = Pattern> {

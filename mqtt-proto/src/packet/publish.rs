@@ -69,6 +69,24 @@ impl Publish {
         })
     }
 
+    /// The number of bytes [`crate::encode`] appends for this PUBLISH in `protocol`, as
+    /// [`crate::encoded_len`] gives it, without wrapping (and so cloning) it in a packet.
+    pub fn encoded_len(&self, protocol: Protocol) -> Result<usize, Error> {
+        let unencodable = |reason| Error::Unencodable {
+            packet: super::PacketType::Publish,
+            protocol,
+            reason,
+        };
+        let body_len = self.body_len(protocol).map_err(unencodable)?;
+        if body_len > crate::REMAINING_LENGTH_MAX_BYTES {
+            return Err(unencodable(
+                "packet longer than the largest remaining length",
+            ));
+        }
+        // Fits: bounded by the largest remaining length just above.
+        Ok(1 + wire::varint_len(body_len as u32) + body_len)
+    }
+
     pub(crate) fn flags(&self) -> u8 {
         let mut flags = self.qos.value() << 1;
         if self.dup {
@@ -144,6 +162,33 @@ mod tests {
         let mut buf = BytesMut::new();
         encode(&Packet::Publish(publish.clone()), protocol, &mut buf).expect("encodes");
         buf.to_vec()
+    }
+
+    #[test]
+    fn publish_encoded_len_agrees_with_the_packet() {
+        let publish = Publish {
+            qos: QoS::AtLeastOnce,
+            packet_id: Some(3),
+            topic: "a/b".into(),
+            payload: Bytes::from_static(&[7; 200]),
+            ..Publish::default()
+        };
+        for protocol in [Protocol::V3_1_1, Protocol::V5] {
+            let packet = Packet::Publish(publish.clone());
+            assert_eq!(
+                publish.encoded_len(protocol),
+                crate::encoded_len(&packet, protocol)
+            );
+            assert_eq!(
+                publish.encoded_len(protocol),
+                Ok(encoded(&publish, protocol).len())
+            );
+        }
+        let bad = Publish {
+            topic: "a/+".into(),
+            ..Publish::default()
+        };
+        assert!(bad.encoded_len(Protocol::V3_1_1).is_err());
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! through an in-memory duplex pipe (MQTT over WebSocket is a byte stream in binary
 //! frames; a packet may span frames).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use fox_mqtt_proto::{decode, encode, ConnAck, Connect, Error, Packet, Protocol, ReasonCode};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -20,16 +22,22 @@ use super::connect::{accept, Accepted};
 use super::registry::Registry;
 use super::session::{End, Flow, Parked, Session};
 use super::sys::Stats;
-use crate::engine::unix_ms;
+use crate::engine::{unix_ms, Backpressure};
 use crate::realm::Outbound;
 use crate::router::Router;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
+/// A read of at most this many bytes into an empty buffer is copied out of the read chunk.
+const SMALL_READ_MAX_BYTES: usize = 1024;
 /// Realm messages taken in one go before writing.
 const OUTBOUND_BATCH_MAX: usize = 256;
 /// Size of the WebSocket bridge pipe.
 const BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
+/// A packet queue this small is freed once written (see `write_packets`).
+const OUT_QUEUE_FREED_MAX_PACKETS: usize = 8;
+/// Write buffer capacity kept between writes; a larger one (after a burst) is freed.
+const OUT_RETAINED_MAX_BYTES: usize = 64 * 1024;
 /// Longest a write may block on a client that does not read before it is dropped.
 const WRITE_TIMEOUT_MS: u64 = 30_000;
 
@@ -55,9 +63,75 @@ pub async fn run<S>(router: Arc<Router>, stream: S, transport: &'static str, pee
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
+    serve(router, reader, writer, transport, peer).await;
+}
+
+/// The reading half of a connection.
+trait Source: AsyncRead + Unpin + Send {
+    /// Reads at least one byte into `input`, reserving room only once data is there (so an
+    /// idle connection holds no read buffer); `Ok(0)` at the end of the stream. Cancel safe.
+    fn read_some(
+        &mut self,
+        input: &mut BytesMut,
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+}
+
+impl Source for OwnedReadHalf {
+    async fn read_some(&mut self, input: &mut BytesMut) -> std::io::Result<usize> {
+        loop {
+            self.readable().await?;
+            // `try_read_buf` spends no task budget (`read_buf` does): without this a
+            // publisher that always has input never yields, and the subscriber tasks it
+            // wakes wait behind it on the same worker.
+            tokio::task::coop::consume_budget().await;
+            let was_empty = input.is_empty();
+            input.reserve(READ_CHUNK_BYTES);
+            match self.try_read_buf(input) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Stale readiness: wait again without holding the chunk.
+                    if was_empty {
+                        *input = BytesMut::new();
+                    }
+                }
+                Ok(read) => {
+                    compact_small_read(input, was_empty, read);
+                    return Ok(read);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Send> Source for ReadHalf<T> {
+    async fn read_some(&mut self, input: &mut BytesMut) -> std::io::Result<usize> {
+        let was_empty = input.is_empty();
+        input.reserve(READ_CHUNK_BYTES);
+        let read = self.read_buf(input).await?;
+        compact_small_read(input, was_empty, read);
+        Ok(read)
+    }
+}
+
+/// After a small read into an empty buffer, moves the bytes into an allocation of their
+/// size: decoded payloads share the buffer and may live on (retained, history), and a
+/// trickle of small messages should not each keep a whole read chunk alive.
+fn compact_small_read(input: &mut BytesMut, was_empty: bool, read: usize) {
+    if was_empty && read > 0 && read <= SMALL_READ_MAX_BYTES {
+        *input = BytesMut::from(&input[..]);
+    }
+}
+
+async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
+    router: Arc<Router>,
+    mut reader: R,
+    mut writer: W,
+    transport: &'static str,
+    peer: String,
+) {
     let max_in = router.config.limits.message_size_max_bytes;
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut input = BytesMut::new();
     let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
     let first =
         tokio::time::timeout(handshake, read_connect(&mut reader, &mut input, max_in)).await;
@@ -82,7 +156,7 @@ where
 }
 
 /// Reads until the first packet, which must be CONNECT. `Ok(None)`: the peer went away.
-async fn read_connect<R: AsyncRead + Unpin>(
+async fn read_connect<R: Source>(
     reader: &mut R,
     input: &mut BytesMut,
     max_in: usize,
@@ -97,8 +171,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(error) => return Err((error, guess)),
         }
-        input.reserve(READ_CHUNK_BYTES);
-        match reader.read_buf(input).await {
+        match reader.read_some(input).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
@@ -173,6 +246,12 @@ async fn write_packets<W: AsyncWrite + Unpin>(
             Err(error) => tracing::warn!(%error, "MQTT packet not encodable; skipped"),
         }
     }
+    // The packet queue is empty now. Its slots are 400 bytes each: a connection that only
+    // ever queues a few packets at a time (an idle one: just its CONNACK) gives them back;
+    // a busy one keeps its grown queue rather than regrow it on every wake-up.
+    if session.out.capacity() <= OUT_QUEUE_FREED_MAX_PACKETS {
+        session.out = std::collections::VecDeque::new();
+    }
     if out.is_empty() {
         return Ok(());
     }
@@ -183,14 +262,11 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
     let written = tokio::time::timeout(timeout, write).await;
     out.clear();
-    written.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
-}
-
-async fn sleep_until_ms(deadline_ms: Option<u64>) {
-    match deadline_ms {
-        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await,
-        None => std::future::pending().await,
+    if out.capacity() > OUT_RETAINED_MAX_BYTES {
+        // A burst grew the buffer: give the memory back rather than keep it per connection.
+        *out = BytesMut::new();
     }
+    written.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
 }
 
 #[allow(clippy::too_many_lines)] // One select loop; its arms call out to short helpers.
@@ -202,7 +278,7 @@ async fn established<R, W>(
     mut input: BytesMut,
     peer: String,
 ) where
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
     let Accepted {
@@ -223,13 +299,30 @@ async fn established<R, W>(
     // Packets that arrived in the same read as CONNECT (a client that pipelines SUBSCRIBE or
     // PUBLISH behind it, as paho does) are already in `input`.
     let mut leftover = !input.is_empty();
+    // The keep alive timer is armed at the deadline known when it is armed; deadlines only
+    // move later, so when it fires the session checks the real one and it is re-armed.
+    let keep_alive = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(keep_alive);
+    let mut keep_alive_armed = false;
+    // Set while a subscriber queue our publishes filled is draining: no reads meanwhile.
+    let mut backpressure: Option<Backpressure> = None;
+    session_stats.live.store(true, Ordering::Relaxed);
     let exit = loop {
         if std::mem::take(&mut leftover) {
-            if let Some(exit) =
-                handle_input(&mut session, &mut input, protocol, max_in, stats, &peer)
-            {
+            Backpressure::clear();
+            let now_ms = unix_ms();
+            if let Some(exit) = handle_input(
+                &mut session,
+                &mut input,
+                protocol,
+                max_in,
+                stats,
+                &peer,
+                now_ms,
+            ) {
                 break exit;
             }
+            backpressure = Backpressure::take(&session_stats);
         }
         if write_packets(&mut session, &mut writer, &mut out, stats)
             .await
@@ -237,8 +330,20 @@ async fn established<R, W>(
         {
             break Exit::new(End::Abnormal, None);
         }
-        input.reserve(READ_CHUNK_BYTES);
-        let deadline = session.poll_timeout();
+        if input.is_empty() {
+            // Nothing partial is buffered: let the read buffer go while waiting (decoded
+            // payloads keep their own share of it alive as long as they need it).
+            input = BytesMut::new();
+        }
+        if !keep_alive_armed {
+            if let Some(deadline_ms) = session.poll_timeout() {
+                let wait = Duration::from_millis(deadline_ms.saturating_sub(unix_ms()));
+                keep_alive
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + wait);
+                keep_alive_armed = true;
+            }
+        }
         let wants = session.wants_deliveries();
         tokio::select! {
             biased;
@@ -250,28 +355,36 @@ async fn established<R, W>(
             Some(reply) = kicks.recv() => {
                 break Exit { end: End::Abnormal, disconnect: Some(ReasonCode::SessionTakenOver), kick: Some(reply) };
             }
-            _ = sleep_until_ms(deadline) => {
+            () = &mut keep_alive, if keep_alive_armed => {
+                keep_alive_armed = false;
                 if let Err(v) = session.handle_timeout(unix_ms()) {
                     tracing::info!(%peer, client = %client_id, "MQTT {}", v.message);
                     break Exit::new(End::Abnormal, Some(v.reason));
                 }
             }
-            read = reader.read_buf(&mut input) => {
+            read = reader.read_some(&mut input), if backpressure.is_none() => {
                 match read {
                     Ok(0) | Err(_) => break Exit::new(End::Abnormal, None),
                     Ok(_) => {}
                 }
-                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer) {
+                Backpressure::clear();
+                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer, unix_ms()) {
                     break exit;
                 }
+                backpressure = Backpressure::take(&session_stats);
             }
             Some(message) = rx.recv(), if wants => {
-                if let Some(exit) = handle_outbound(&mut session, &mut rx, message, &peer) {
+                if let Some(exit) = handle_outbound(&mut session, &mut rx, message, &peer, unix_ms()) {
                     break exit;
                 }
+                session_stats.drained_to(rx.len(), rx.max_capacity());
             }
+            _ = drained(backpressure.as_ref()), if backpressure.is_some() => backpressure = None,
         }
     };
+    session_stats.live.store(false, Ordering::Relaxed);
+    // Nobody drains the queue now: publishers paused on it go on.
+    session_stats.drained_to(0, rx.max_capacity());
     if let Some(packet) = exit
         .disconnect
         .and_then(|reason| session.disconnect_packet(reason))
@@ -301,7 +414,16 @@ async fn established<R, W>(
     }
 }
 
-/// Decodes and handles every complete packet in `input`.
+/// Completes when the congested queue drained (or the wait limit passed).
+async fn drained(backpressure: Option<&Backpressure>) -> bool {
+    match backpressure {
+        Some(backpressure) => backpressure.drained().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes and handles every complete packet in `input`, all at `now_ms` (the clock is
+/// read once per wake-up, not once per packet).
 fn handle_input(
     session: &mut Session,
     input: &mut BytesMut,
@@ -309,6 +431,7 @@ fn handle_input(
     max_in: usize,
     stats: &Stats,
     peer: &str,
+    now_ms: u64,
 ) -> Option<Exit> {
     loop {
         let before = input.len();
@@ -321,7 +444,7 @@ fn handle_input(
             }
         };
         stats.count_packet_received(before - input.len());
-        match session.handle_packet(packet, unix_ms()) {
+        match session.handle_packet(packet, now_ms) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Disconnected) => return Some(Exit::new(End::Normal, None)),
             Err(v) => {
@@ -338,11 +461,12 @@ fn handle_outbound(
     rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
     first: Outbound,
     peer: &str,
+    now_ms: u64,
 ) -> Option<Exit> {
     let mut next = Some(first);
     for _ in 0..OUTBOUND_BATCH_MAX {
         let message = next.take()?;
-        if let Err(v) = session.handle_outbound(message, unix_ms()) {
+        if let Err(v) = session.handle_outbound(message, now_ms) {
             tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: {}", v.message);
             return Some(Exit::new(End::Abnormal, Some(v.reason)));
         }
@@ -357,7 +481,8 @@ fn handle_outbound(
 /// Serves MQTT over a TCP connection.
 pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
     let _ = stream.set_nodelay(true);
-    run(router, stream, "mqtt", peer).await;
+    let (reader, writer) = stream.into_split();
+    serve(router, reader, writer, "mqtt", peer).await;
 }
 
 /// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the

@@ -33,7 +33,7 @@ impl Session {
         mut publish: Publish,
         now_ms: u64,
     ) -> Result<(), Violation> {
-        let topic = self.resolve_alias(&mut publish)?;
+        let name = self.resolve_alias(&mut publish)?;
         let qos2_duplicate = match (publish.qos, publish.packet_id) {
             (QoS::ExactlyOnce, Some(id)) => self.check_qos2_window(id)?,
             _ => false,
@@ -42,12 +42,16 @@ impl Session {
         stats.count_publish_received();
         let reason = if qos2_duplicate {
             ReasonCode::Success
-        } else if !self.may_publish(&topic) {
-            tracing::debug!(client = %self.settings.client_id, %topic, "publish not authorized");
-            ReasonCode::NotAuthorized
         } else {
-            self.publish_to_realm(&topic, &publish, now_ms);
-            ReasonCode::Success
+            // Parsed once: the topic keeps `name` as its MQTT spelling for every delivery.
+            let topic = Topic::from_mqtt_owned(name);
+            if self.may_publish(&topic) {
+                self.publish_to_realm(&topic, &publish, now_ms);
+                ReasonCode::Success
+            } else {
+                tracing::debug!(client = %self.settings.client_id, topic = topic.mqtt_name(), "publish not authorized");
+                ReasonCode::NotAuthorized
+            }
         };
         let packet_id = publish.packet_id.unwrap_or_default();
         match publish.qos {
@@ -124,19 +128,17 @@ impl Session {
 
     /// Clients may not publish to `$` topics (`$SYS` is the router's); otherwise the
     /// role's publish permission on the WAMP spelling of the topic decides.
-    fn may_publish(&self, topic: &str) -> bool {
-        if topic.starts_with('$') {
+    fn may_publish(&self, topic: &Topic) -> bool {
+        if topic.levels().first().is_some_and(|l| l.starts_with('$')) {
             return false;
         }
-        let uri = Topic::from_mqtt(topic).to_wamp();
         let role = &self.handle.info.identity.authrole;
-        self.realm
-            .shared()
-            .authorizer
-            .permits(role, Action::Publish, &uri)
+        let authorizer = &self.realm.shared().authorizer;
+        authorizer.permits_everything(role)
+            || authorizer.permits(role, Action::Publish, topic.wamp_uri())
     }
 
-    fn publish_to_realm(&mut self, topic: &str, publish: &Publish, now_ms: u64) {
+    fn publish_to_realm(&mut self, topic: &Topic, publish: &Publish, now_ms: u64) {
         let options = PublishOptions {
             exclude_me: false,
             qos: publish.qos.value(),
@@ -145,10 +147,9 @@ impl Session {
         };
         let properties = message_properties(&publish.properties, now_ms);
         let payload = Payload::Raw(publish.payload.clone());
-        let topic = Topic::from_mqtt(topic);
         let (_, pending) = self.realm.publish_durable(
             Some(&self.handle.info),
-            &topic,
+            topic,
             payload,
             &options,
             properties,

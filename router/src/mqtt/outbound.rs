@@ -7,13 +7,11 @@
 //! [`Session::wants_deliveries`], so a client that does not acknowledge leaves messages in
 //! its bounded realm queue (whose policy, when full, is to drop the newest and count them).
 
-use fox_mqtt_proto::{
-    encoded_len, Packet, PayloadFormat, Properties, PubRel, Publish, QoS, ReasonCode,
-};
+use fox_mqtt_proto::{Packet, PayloadFormat, Properties, PubRel, Publish, QoS, ReasonCode};
 
 use super::inflight::{Entry, Phase};
 use super::session::{Flow, Session, Violation};
-use crate::realm::{Delivery, Outbound};
+use crate::realm::{Delivery, Outbound, Publication};
 
 /// The user property carrying a message's permanent ID to MQTT 5 subscribers.
 pub const FOX_ID_PROPERTY: &str = "fox-id";
@@ -104,44 +102,30 @@ impl Session {
         let filter = self.state.by_broker_id.get(&delivery.subscription)?;
         let record = self.state.subscriptions.get(filter)?;
         let publication = &delivery.publication;
-        let message = &publication.properties;
-        let remaining_secs = match message.expires_at_ms {
+        let remaining_secs = match publication.properties.expires_at_ms {
             Some(at) if at <= now_ms => return None,
             Some(at) => Some(u32::try_from((at - now_ms).div_ceil(1000)).unwrap_or(u32::MAX)),
             None => None,
         };
         let qos = delivery.qos.min(record.qos).min(publication.qos);
         let retain = delivery.retained || (record.retain_as_published && publication.retain);
-        let mut properties = Properties {
-            message_expiry_interval_secs: remaining_secs,
-            payload_format_indicator: message.payload_utf8.map(|utf8| {
-                if utf8 {
-                    PayloadFormat::Utf8
-                } else {
-                    PayloadFormat::Unspecified
-                }
-            }),
-            content_type: message.content_type.clone(),
-            response_topic: message.response_topic.clone(),
-            correlation_data: message.correlation_data.clone(),
-            subscription_identifiers: record.identifier.into_iter().collect(),
-            user_properties: message.user_properties.clone(),
-            ..Properties::default()
+        let properties = if self.settings.protocol.is_v5() {
+            v5_properties(publication, record.identifier, remaining_secs)
+        } else {
+            // 3.x has no properties: building them would be thrown away by the encoder.
+            Properties::default()
         };
-        properties
-            .user_properties
-            .push((FOX_ID_PROPERTY.to_owned(), publication.id.to_string()));
         let publish = Publish {
             dup: false,
             qos: QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce),
             retain,
-            topic: publication.topic.to_mqtt(),
+            // The topic's MQTT spelling is computed once per publication, not per delivery.
+            topic: publication.topic.mqtt_name().to_owned(),
             packet_id: (qos > 0).then_some(1),
             payload: publication.payload.to_mqtt(),
             properties,
         };
-        let size = encoded_len(&Packet::Publish(publish.clone()), self.settings.protocol);
-        match size {
+        match publish.encoded_len(self.settings.protocol) {
             Ok(bytes) if bytes <= self.settings.client_packet_max_bytes => Some(publish),
             _ => {
                 // MQTT-3.1.2-25: a packet the client cannot take is discarded.
@@ -233,6 +217,36 @@ impl Session {
         self.state.inflight.complete(packet_id, Phase::AwaitPubComp);
         Ok(Flow::Continue)
     }
+}
+
+/// The MQTT 5 properties of a delivery: the message's own, the remaining expiry, the
+/// subscription identifier and the permanent ID as user property `fox-id`.
+fn v5_properties(
+    publication: &Publication,
+    identifier: Option<u32>,
+    remaining_secs: Option<u32>,
+) -> Properties {
+    let message = &publication.properties;
+    let mut properties = Properties {
+        message_expiry_interval_secs: remaining_secs,
+        payload_format_indicator: message.payload_utf8.map(|utf8| {
+            if utf8 {
+                PayloadFormat::Utf8
+            } else {
+                PayloadFormat::Unspecified
+            }
+        }),
+        content_type: message.content_type.clone(),
+        response_topic: message.response_topic.clone(),
+        correlation_data: message.correlation_data.clone(),
+        subscription_identifiers: identifier.into_iter().collect(),
+        user_properties: message.user_properties.clone(),
+        ..Properties::default()
+    };
+    properties
+        .user_properties
+        .push((FOX_ID_PROPERTY.to_owned(), publication.id.to_string()));
+    properties
 }
 
 fn pubrel(packet_id: u16, reason: ReasonCode) -> Packet {

@@ -379,8 +379,10 @@ impl Realm {
         u64,
         Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
     ) {
+        // One clock read per publish, outside the lock: the ID only needs ms granularity.
+        let now_ms = unix_ms();
         let _order = lock(&self.order);
-        let id = self.shared.sequencer.next(unix_ms());
+        let id = self.shared.sequencer.next(now_ms);
         let disclosed = publisher
             .filter(|_| options.disclose_me)
             .map(|p| (p.id, p.identity.authid.clone(), p.identity.authrole.clone()));
@@ -413,7 +415,7 @@ impl Realm {
         }
         let pending = match (&self.shared.durable, publisher) {
             (Some(durable), Some(_)) => {
-                Some(durable.record(&self.name, &publication, options.retain, unix_ms()))
+                Some(durable.record(&self.name, &publication, options.retain, now_ms))
             }
             _ => None,
         };

@@ -110,6 +110,53 @@ pub struct SessionStats {
     pub overflowed: AtomicBool,
     /// Wakes the session task when `overflowed` is set.
     pub overflow: Notify,
+    /// Backpressure: whether a connection is draining the queue now (a parked MQTT
+    /// session's queue only fills, so nobody waits for it).
+    pub live: AtomicBool,
+    /// Backpressure: the queue went past its high-water mark with acknowledged messages.
+    congested: AtomicBool,
+    /// Backpressure: wakes paused publishers once the queue is back under low water.
+    drained: Notify,
+    /// Backpressure: Unix ms before which publishers do not wait for this session (it did
+    /// not drain in time; see `engine::Backpressure`).
+    ignored_until_ms: AtomicU64,
+}
+
+/// Backpressure: a live session's queue past `capacity / BACKPRESSURE_HIGH_WATER_DIVISOR`
+/// messages of QoS 1 or 2 pauses the publishers into it (see [`crate::engine::Backpressure`])
+/// until it is back under half that mark.
+pub const BACKPRESSURE_HIGH_WATER_DIVISOR: usize = 16;
+/// The smallest high-water mark, in messages.
+pub const BACKPRESSURE_HIGH_WATER_MIN: usize = 16;
+
+fn high_water(capacity: usize) -> usize {
+    (capacity / BACKPRESSURE_HIGH_WATER_DIVISOR).max(BACKPRESSURE_HIGH_WATER_MIN)
+}
+
+impl SessionStats {
+    /// Called by the connection that drains the queue, with the queue's length and
+    /// capacity after taking from it: wakes the publishers paused on it once it is under
+    /// the low-water mark (half the high-water mark).
+    pub fn drained_to(&self, queue_len: usize, capacity: usize) {
+        if queue_len <= high_water(capacity) / 2 && self.congested.swap(false, Ordering::AcqRel) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Whether the queue is past its high-water mark (backpressure).
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
+    }
+
+    /// Completes when [`SessionStats::drained_to`] finds the queue under low water.
+    pub fn drained(&self) -> tokio::sync::futures::Notified<'_> {
+        self.drained.notified()
+    }
+
+    /// Publishers do not wait for this session before `until_ms` (Unix ms).
+    pub fn ignore_until(&self, until_ms: u64) {
+        self.ignored_until_ms.store(until_ms, Ordering::Relaxed);
+    }
 }
 
 /// The realm's handle on a session: cheap to clone.
@@ -134,15 +181,39 @@ impl SessionHandle {
         (handle, rx)
     }
 
-    /// Queues an event; drops and counts it when the queue is full.
+    /// Queues an event; drops and counts it when the queue is full. An acknowledged
+    /// message (QoS 1 or 2) that takes a live queue past its high-water mark records
+    /// backpressure for the publisher (see [`crate::engine::Backpressure`]).
     pub fn deliver(&self, delivery: Delivery) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Event(delivery))
-        {
-            let dropped = self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-            if dropped == 0 {
-                tracing::warn!(session = self.info.id, "slow consumer: dropping events");
+        let acknowledged = delivery.qos > 0;
+        match self.tx.try_send(Outbound::Event(delivery)) {
+            Ok(()) => {
+                if acknowledged {
+                    self.check_congestion();
+                }
             }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped == 0 {
+                    tracing::warn!(session = self.info.id, "slow consumer: dropping events");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    fn check_congestion(&self) {
+        let capacity = self.tx.max_capacity();
+        let queued = capacity - self.tx.capacity();
+        if queued <= high_water(capacity) || !self.stats.live.load(Ordering::Relaxed) {
+            return;
+        }
+        let ignored_until_ms = self.stats.ignored_until_ms.load(Ordering::Relaxed);
+        if ignored_until_ms != 0 && crate::engine::unix_ms() < ignored_until_ms {
+            return;
+        }
+        self.stats.congested.store(true, Ordering::Release);
+        crate::engine::Backpressure::record(self.stats.clone());
     }
 
     /// Queues a message that must not be dropped; on a full queue the session is told to
@@ -159,5 +230,132 @@ impl SessionHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Backpressure, BACKPRESSURE_WAIT_MAX_MS};
+    use crate::realm::{MessageProperties, Payload, Publication};
+    use crate::topic::Topic;
+
+    fn session(queue_max: usize) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let info = SessionInfo {
+            id: 7,
+            realm: "r".into(),
+            identity: Identity {
+                authid: "a".into(),
+                authrole: "anonymous".into(),
+                authmethod: "anonymous".into(),
+                authprovider: "static".into(),
+            },
+            transport: "mqtt",
+            peer: "test".into(),
+            roles: Dict::new(),
+        };
+        let (handle, rx) = SessionHandle::new(info, queue_max);
+        handle.stats.live.store(true, Ordering::Relaxed);
+        (handle, rx)
+    }
+
+    fn delivery(qos: u8) -> Delivery {
+        let publication = Publication {
+            id: 1,
+            topic: Topic::from_mqtt("a/b"),
+            payload: Payload::Raw(bytes::Bytes::from_static(b"x")),
+            publisher: 1,
+            disclosed: None,
+            qos,
+            retain: false,
+            properties: MessageProperties::default(),
+        };
+        Delivery {
+            subscription: 1,
+            pattern_based: false,
+            publication: Arc::new(publication),
+            qos,
+            retained: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledged_deliveries_past_high_water_pause_the_publisher_until_drained() {
+        // 64 / 32 is below the minimum mark of 16.
+        let (handle, mut rx) = session(64);
+        let other = Arc::new(SessionStats::default());
+        Backpressure::clear();
+        for _ in 0..BACKPRESSURE_HIGH_WATER_MIN {
+            handle.deliver(delivery(1));
+        }
+        assert!(
+            Backpressure::take(&other).is_none(),
+            "at the mark, not past it"
+        );
+        handle.deliver(delivery(1));
+        let pause = Backpressure::take(&other).expect("past the mark");
+        assert!(handle.stats.is_congested());
+        // 17 queued; low water is 8.
+        for _ in 0..8 {
+            rx.try_recv().expect("queued");
+            handle.stats.drained_to(rx.len(), rx.max_capacity());
+        }
+        assert!(handle.stats.is_congested(), "9 left: above low water");
+        rx.try_recv().expect("queued");
+        handle.stats.drained_to(rx.len(), rx.max_capacity());
+        assert!(!handle.stats.is_congested());
+        assert!(pause.drained().await, "drained, not timed out");
+    }
+
+    #[test]
+    fn qos0_and_parked_sessions_never_pause_publishers() {
+        let (handle, _rx) = session(64);
+        let other = Arc::new(SessionStats::default());
+        Backpressure::clear();
+        for _ in 0..40 {
+            handle.deliver(delivery(0));
+        }
+        assert!(
+            Backpressure::take(&other).is_none(),
+            "QoS 0 may be dropped instead"
+        );
+        let (parked, _rx) = session(64);
+        parked.stats.live.store(false, Ordering::Relaxed);
+        for _ in 0..40 {
+            parked.deliver(delivery(1));
+        }
+        assert!(
+            Backpressure::take(&other).is_none(),
+            "nobody drains a parked queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_does_not_drain_is_waited_for_once_then_ignored() {
+        let (handle, _rx) = session(64);
+        let other = Arc::new(SessionStats::default());
+        Backpressure::clear();
+        for _ in 0..20 {
+            handle.deliver(delivery(1));
+        }
+        let pause = Backpressure::take(&other).expect("past the mark");
+        let started = std::time::Instant::now();
+        assert!(!pause.drained().await, "timed out");
+        assert!(started.elapsed().as_millis() >= u128::from(BACKPRESSURE_WAIT_MAX_MS));
+        handle.deliver(delivery(1));
+        assert!(
+            Backpressure::take(&other).is_none(),
+            "a stuck subscriber is not waited for again at once"
+        );
+    }
+
+    #[test]
+    fn a_publisher_is_not_paused_by_its_own_queue() {
+        let (handle, _rx) = session(64);
+        Backpressure::clear();
+        for _ in 0..20 {
+            handle.deliver(delivery(1));
+        }
+        assert!(Backpressure::take(&handle.stats).is_none());
     }
 }

@@ -19,6 +19,8 @@ use crate::router::Router;
 
 /// How many queued outbound messages are written before one flush.
 const OUTBOUND_BATCH_MAX: usize = 256;
+/// How many more waiting incoming frames are handled before writing the answers.
+const INCOMING_BATCH_MAX: usize = 64;
 /// How long we wait for the peer's GOODBYE after ours.
 const GOODBYE_WAIT_MS: u64 = 1_000;
 
@@ -84,6 +86,34 @@ fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<
     }
 }
 
+/// Handles one frame from the transport; `None` when the connection is to end at once.
+async fn handle_incoming<W: FrameWriter>(
+    session: &mut WampSession,
+    writer: &mut W,
+    serializer: Serializer,
+    message_size_max_bytes: usize,
+    peer: &str,
+    frame: Incoming,
+    replies: &mut Vec<Message>,
+) -> Option<Flow> {
+    match frame {
+        Incoming::Frame(bytes) => match serializer.decode(&bytes, message_size_max_bytes) {
+            Ok(message) => Some(session.handle_message(message, replies)),
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
+                session.protocol_violation(&e.to_string(), replies);
+                Some(Flow::Close)
+            }
+        },
+        Incoming::Ping(payload) => writer.pong(payload).await.is_ok().then_some(Flow::Continue),
+        Incoming::Violation(reason) => {
+            tracing::info!(%peer, %reason, "protocol violation on the transport");
+            session.protocol_violation(&reason, replies);
+            Some(Flow::Close)
+        }
+    }
+}
+
 /// Runs one WAMP connection to its end.
 pub async fn drive<W: FrameWriter>(
     router: Arc<Router>,
@@ -105,7 +135,8 @@ pub async fn drive<W: FrameWriter>(
     let mut outbound: Option<mpsc::Receiver<Outbound>> = None;
     let mut stats: Option<Arc<SessionStats>> = None;
     let mut replies: Vec<Message> = Vec::new();
-    loop {
+    let limit = limits.message_size_max_bytes;
+    'session: loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
             biased;
@@ -128,28 +159,25 @@ pub async fn drive<W: FrameWriter>(
                 }
                 break;
             }
-            frame = incoming.recv() => match frame {
-                Some(Incoming::Frame(bytes)) => match serializer.decode(&bytes, limits.message_size_max_bytes) {
-                    Ok(message) => session.handle_message(message, &mut replies),
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
-                        session.protocol_violation(&e.to_string(), &mut replies);
-                        Flow::Close
-                    }
-                },
-                Some(Incoming::Ping(payload)) => {
-                    if writer.pong(payload).await.is_err() {
+            frame = incoming.recv() => {
+                let Some(frame) = frame else { break };
+                let Some(mut flow) = handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await else {
+                    break;
+                };
+                // Frames already waiting are handled before writing, so their answers go
+                // out in one flush.
+                for _ in 0..INCOMING_BATCH_MAX {
+                    if flow != Flow::Continue {
                         break;
                     }
-                    Flow::Continue
+                    let Ok(frame) = incoming.try_recv() else { break };
+                    match handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await {
+                        Some(next) => flow = next,
+                        None => break 'session,
+                    }
                 }
-                Some(Incoming::Violation(reason)) => {
-                    tracing::info!(%peer, %reason, "protocol violation on the transport");
-                    session.protocol_violation(&reason, &mut replies);
-                    Flow::Close
-                }
-                None => break,
-            },
+                flow
+            }
             Some(out) = next_outbound(&mut outbound) => {
                 outbound_message(&mut session, out, &mut replies);
                 if let Some(rx) = outbound.as_mut() {
