@@ -3,6 +3,7 @@
 #
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
+#                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
@@ -14,6 +15,8 @@
 #
 # --quick: one 2-second run per scenario, a reduced scenario list; finishes within 3 minutes.
 # --idle N: idle MQTT connections for the memory row (0: skip). --only idle: just that row.
+# --routers / --protocols: run a subset (comma-separated), e.g. foxrouter alone before and
+# after a change, or only the MQTT scenarios.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +30,8 @@ BUILD=1
 IDLE_CONNECTIONS=10000
 ONLY=all
 OUT=""
+ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
+PROTOCOLS=mqtt,wamp
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -37,7 +42,9 @@ while [ $# -gt 0 ]; do
     --idle) IDLE_CONNECTIONS=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    --routers) ROUTERS=$2; shift ;;
+    --protocols) PROTOCOLS=$2; shift ;;
+    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -123,8 +130,13 @@ bench() {
 }
 
 # ---------------------------------------------------------------- scenarios
+wanted() { # list item: whether item is in the comma-separated list
+  [[ ",$1," == *",$2,"* ]]
+}
+
 mqtt_scenarios() { # label pid addr_v4 addr_v5
   local label=$1 pid=$2 v4=$3 v5=$4
+  wanted "$PROTOCOLS" mqtt || return 0
   if [ "$PHASE" = load ]; then
   bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 0 --connections 1
   bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 1
@@ -150,6 +162,7 @@ mqtt_scenarios() { # label pid addr_v4 addr_v5
 wamp_scenarios() { # label pid ws_addr rs_addr
   local label=$1 pid=$2 ws=$3 rs=$4
   [ "$PHASE" = load ] || return 0
+  wanted "$PROTOCOLS" wamp || return 0
   bench "$label" "$pid" "ws+json://$ws/ws" --scenario rpc --connections 4
   bench "$label" "$pid" "rs+msgpack://$rs" --scenario pairs --connections 1
   if [ "$QUICK" = 0 ]; then
@@ -269,10 +282,10 @@ PHASES=()
 [ "$ONLY" = idle ] || PHASES+=(load)
 [ "$ONLY" = load ] || [ "$IDLE_CONNECTIONS" -le 0 ] || PHASES+=(idle)
 for PHASE in "${PHASES[@]}"; do
-  run_foxrouter
-  run_mosquitto
-  run_rumqttd
-  [ "$PHASE" = idle ] || run_crossbar
+  if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+  if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
+  if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
+  if [ "$PHASE" = load ] && wanted "$PROTOCOLS" wamp && wanted "$ROUTERS" crossbar; then run_crossbar; fi
 done
 log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
