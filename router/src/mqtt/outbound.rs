@@ -39,7 +39,7 @@ impl Session {
                 Ok(())
             }
             Outbound::Wamp(_) => Ok(()),
-            Outbound::Close { .. } => Err(Violation::new(
+            Outbound::Close(_) => Err(Violation::new(
                 ReasonCode::AdministrativeAction,
                 "session closed by the router",
             )),

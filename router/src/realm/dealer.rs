@@ -251,7 +251,7 @@ impl Dealer {
             self.trie.remove(&reg.pattern, &id);
             self.by_pattern.remove(&reg.pattern);
             for queued in reg.queue {
-                queued.caller.send(super::Outbound::Wamp(call_error(
+                queued.caller.send(super::Outbound::wamp(call_error(
                     queued.call.request,
                     "wamp.error.canceled",
                     "the last callee left before the call could be invoked",
@@ -354,7 +354,7 @@ impl Dealer {
                 if call.cancel != Some(CancelMode::Skip)
                     && call.cancel != Some(CancelMode::KillNoWait)
                 {
-                    call.caller.send(super::Outbound::Wamp(call_error(
+                    call.caller.send(super::Outbound::wamp(call_error(
                         call.caller_request,
                         "wamp.error.canceled",
                         "the callee left before answering",
@@ -362,7 +362,7 @@ impl Dealer {
                 }
             } else if call.callee.info.has_feature("callee", "call_canceling") {
                 call.callee
-                    .send(super::Outbound::Wamp(interrupt(key.1, "killnowait", None)));
+                    .send(super::Outbound::wamp(interrupt(key.1, "killnowait", None)));
             }
         }
         left

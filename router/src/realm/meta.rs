@@ -216,7 +216,7 @@ fn session_get(realm: &Realm, args: &[Value]) -> Reply {
 }
 
 fn close_message(kwargs: &Dict) -> Outbound {
-    Outbound::Close {
+    Outbound::Close(Box::new(super::session::Close {
         reason: kwargs
             .get("reason")
             .and_then(Value::as_str)
@@ -227,7 +227,7 @@ fn close_message(kwargs: &Dict) -> Outbound {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned(),
-    }
+    }))
 }
 
 fn kill_one(realm: &Realm, caller: &SessionHandle, args: &[Value], kwargs: &Dict) -> Reply {

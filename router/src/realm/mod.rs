@@ -640,7 +640,7 @@ impl Realm {
     /// consumer.
     pub fn send_to(&self, session: SessionId, message: Message) -> bool {
         self.session(session)
-            .is_some_and(|h| h.send(Outbound::Wamp(message)))
+            .is_some_and(|h| h.send(Outbound::wamp(message)))
     }
 }
 

@@ -36,7 +36,7 @@ impl Peer {
         self.drain()
             .into_iter()
             .filter_map(|o| match o {
-                Outbound::Wamp(m) => Some(m),
+                Outbound::Wamp(m) => Some(*m),
                 _ => None,
             })
             .collect()

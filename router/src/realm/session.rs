@@ -86,18 +86,32 @@ pub struct Delivery {
 
 /// What the realm sends to a session's gate.
 #[derive(Debug)]
+///
+/// Events are what fills queues, so they are stored inline; the rarer variants are boxed to
+/// keep every queue slot small (tokio's channel allocates slots 32 at a time, per session).
 pub enum Outbound {
     /// An event.
     Event(Delivery),
     /// A WAMP message (RPC traffic).
-    Wamp(Message),
+    Wamp(Box<Message>),
     /// Close the session (meta API kill, slow consumer): GOODBYE with this reason.
-    Close {
-        /// The reason URI.
-        reason: String,
-        /// A message for the peer.
-        message: String,
-    },
+    Close(Box<Close>),
+}
+
+/// Why the router closes a session.
+#[derive(Debug)]
+pub struct Close {
+    /// The reason URI.
+    pub reason: String,
+    /// A message for the peer.
+    pub message: String,
+}
+
+impl Outbound {
+    /// A WAMP message for the session.
+    pub fn wamp(message: Message) -> Self {
+        Self::Wamp(Box::new(message))
+    }
 }
 
 /// Counters of one session.
@@ -357,5 +371,15 @@ mod tests {
             handle.deliver(delivery(1));
         }
         assert!(Backpressure::take(&handle.stats).is_none());
+    }
+
+    /// Every session's queue allocates its slots 32 at a time: a slot is one `Outbound`.
+    #[test]
+    fn queue_slots_stay_small() {
+        assert!(
+            std::mem::size_of::<Outbound>() <= 32,
+            "{} bytes",
+            std::mem::size_of::<Outbound>()
+        );
     }
 }

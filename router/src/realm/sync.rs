@@ -288,7 +288,7 @@ pub fn acknowledge_later(
     pending: Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
 ) {
     let Some(pending) = pending else {
-        writer.send(Outbound::Wamp(Message::Published {
+        writer.send(Outbound::wamp(Message::Published {
             request,
             publication: id,
         }));
@@ -316,7 +316,7 @@ pub fn acknowledge_later(
                 }
             }
         };
-        writer.send(Outbound::Wamp(reply));
+        writer.send(Outbound::wamp(reply));
     });
 }
 

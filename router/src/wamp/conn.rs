@@ -81,8 +81,8 @@ async fn next_outbound(rx: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outb
 fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<Message>) {
     match out {
         Outbound::Event(delivery) => replies.push(event_message(&delivery)),
-        Outbound::Wamp(message) => replies.push(message),
-        Outbound::Close { reason, message } => session.goodbye(&reason, &message, replies),
+        Outbound::Wamp(message) => replies.push(*message),
+        Outbound::Close(close) => session.goodbye(&close.reason, &close.message, replies),
     }
 }
 

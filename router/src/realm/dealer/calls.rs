@@ -161,7 +161,7 @@ impl Realm {
             args: call.args,
             kwargs: call.kwargs,
         };
-        if !callee.send(Outbound::Wamp(message)) {
+        if !callee.send(Outbound::wamp(message)) {
             self.forget_call(key);
             return Some(call_error(
                 call.request,
@@ -207,7 +207,7 @@ impl Realm {
             };
             let caller = next.caller.clone();
             if let Some(reply) = self.dispatch(dealer, reg_id, next) {
-                caller.send(Outbound::Wamp(reply));
+                caller.send(Outbound::wamp(reply));
             }
         }
     }
@@ -245,7 +245,7 @@ impl Realm {
         };
         if let Some(queued) = reg.queue.remove(position) {
             drop(dealer);
-            queued.caller.send(Outbound::Wamp(call_error(
+            queued.caller.send(Outbound::wamp(call_error(
                 request,
                 "wamp.error.timeout",
                 "the call timed out while queued",
@@ -258,14 +258,14 @@ impl Realm {
             return;
         };
         if call.callee.info.has_feature("callee", "call_canceling") {
-            call.callee.send(Outbound::Wamp(interrupt(
+            call.callee.send(Outbound::wamp(interrupt(
                 key.1,
                 "killnowait",
                 Some("wamp.error.timeout"),
             )));
         }
         if call.cancel.is_none() {
-            call.caller.send(Outbound::Wamp(call_error(
+            call.caller.send(Outbound::wamp(call_error(
                 call.caller_request,
                 "wamp.error.timeout",
                 "the call timed out",
@@ -294,7 +294,7 @@ impl Realm {
                 details.insert("progress".into(), Value::Bool(true));
                 let (caller, request) = (call.caller.clone(), call.caller_request);
                 drop(dealer);
-                caller.send(Outbound::Wamp(Message::Result {
+                caller.send(Outbound::wamp(Message::Result {
                     request,
                     details,
                     args,
@@ -322,7 +322,7 @@ impl Realm {
             ),
             Some(_) => return,
         };
-        call.caller.send(Outbound::Wamp(reply));
+        call.caller.send(Outbound::wamp(reply));
     }
 
     /// A callee's ERROR for an INVOCATION: forwarded to the caller unchanged.
@@ -355,7 +355,7 @@ impl Realm {
                 kwargs,
             },
         };
-        call.caller.send(Outbound::Wamp(reply));
+        call.caller.send(Outbound::wamp(reply));
     }
 
     /// A caller's CANCEL. Returns an ERROR to send the caller now, if any.
@@ -407,7 +407,7 @@ impl Realm {
             } else {
                 "killnowait"
             };
-            callee.send(Outbound::Wamp(interrupt(
+            callee.send(Outbound::wamp(interrupt(
                 key.1,
                 name,
                 Some("wamp.error.canceled"),
