@@ -284,10 +284,11 @@ async fn established<R, W>(
     let Accepted {
         mut session,
         mut rx,
-        mut kicks,
+        kicks,
         generation,
         realm,
     } = accepted;
+    let mut kicks = Some(kicks);
     let client_id = session.client_id().to_owned();
     let protocol = session.protocol();
     let max_in = router.config.limits.message_size_max_bytes;
@@ -352,7 +353,7 @@ async fn established<R, W>(
                 tracing::info!(%peer, client = %client_id, "MQTT session closed: queue full for a close request");
                 break Exit::new(End::Abnormal, Some(ReasonCode::AdministrativeAction));
             }
-            Some(reply) = kicks.recv() => {
+            reply = kicked(&mut kicks) => {
                 break Exit { end: End::Abnormal, disconnect: Some(ReasonCode::SessionTakenOver), kick: Some(reply) };
             }
             () = &mut keep_alive, if keep_alive_armed => {
@@ -525,4 +526,17 @@ pub async fn serve_websocket(router: Arc<Router>, ws: WebSocketStream<TcpStream>
     run(router, near, "mqtt-websocket", peer).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
     inbound.abort();
+}
+
+/// The takeover request of a newer connection with the same client identifier; never
+/// completes once the sender is gone (the slot was taken without a kick). Cancel safe.
+async fn kicked(kicks: &mut Option<super::registry::Kicks>) -> oneshot::Sender<Option<Parked>> {
+    if let Some(rx) = kicks.as_mut() {
+        let answer = rx.await;
+        *kicks = None;
+        if let Ok(reply) = answer {
+            return reply;
+        }
+    }
+    std::future::pending().await
 }

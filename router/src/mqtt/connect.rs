@@ -31,7 +31,7 @@ pub struct Accepted {
     /// The realm queue of the session.
     pub rx: mpsc::Receiver<Outbound>,
     /// Requests from a newer connection with the same client identifier.
-    pub kicks: mpsc::Receiver<oneshot::Sender<Option<Parked>>>,
+    pub kicks: super::registry::Kicks,
     /// This connection's generation in the registry.
     pub generation: u64,
     /// The realm.
@@ -109,7 +109,7 @@ pub async fn accept(
         peer: peer.to_owned(),
         roles: fox_wamp_proto::Dict::new(),
     };
-    let (kick, kicks) = mpsc::channel(1);
+    let (kick, kicks) = oneshot::channel();
     let (generation, previous) = realm.mqtt.claim(&settings.client_id, kick);
     let previous = match previous {
         Previous::None => None,
@@ -180,7 +180,7 @@ fn will_permitted(realm: &Realm, identity: &Identity, will: &Will) -> bool {
 /// Asks the live connection to give up its session; `None` if it ended meanwhile.
 async fn take_over(kick: super::registry::Kick) -> Option<Parked> {
     let (reply, answer) = oneshot::channel();
-    kick.send(reply).await.ok()?;
+    kick.send(reply).ok()?;
     let waited = tokio::time::timeout(Duration::from_millis(TAKEOVER_WAIT_MS), answer).await;
     waited.ok()?.ok()?
 }

@@ -579,7 +579,7 @@ mod tests {
         let router = Router::with_store(Config::default(), 16, Some(durable.clone()));
         assert_eq!(restore(&router).unwrap(), 1);
         let realm = router.realm("realm1").unwrap();
-        let (kick, _kicks) = tokio::sync::mpsc::channel(1);
+        let (kick, _kicks) = tokio::sync::oneshot::channel();
         let Previous::Parked(mut parked) = realm.mqtt.claim("good", kick).1 else {
             panic!("the stored session is parked again");
         };
@@ -591,7 +591,7 @@ mod tests {
             .collect();
         assert_eq!(owed, vec![(11, 1), (14, 1)]);
         assert_eq!(parked.state.subscriptions.len(), 3);
-        let (_, previous) = realm.mqtt.claim("bad", tokio::sync::mpsc::channel(1).0);
+        let (_, previous) = realm.mqtt.claim("bad", tokio::sync::oneshot::channel().0);
         assert!(
             matches!(previous, Previous::None),
             "the malformed record is gone"

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::session::Parked;
 use super::sys::Stats;
@@ -30,7 +30,11 @@ use crate::engine::unix_ms;
 use crate::realm::Realm;
 
 /// How a live connection is asked to give up its session.
-pub type Kick = mpsc::Sender<oneshot::Sender<Option<Parked>>>;
+/// (A connection is kicked at most once: it ends then, so a oneshot is enough.)
+pub type Kick = oneshot::Sender<oneshot::Sender<Option<Parked>>>;
+
+/// The connection's end of its [`Kick`].
+pub type Kicks = oneshot::Receiver<oneshot::Sender<Option<Parked>>>;
 
 #[derive(Debug)]
 enum Slot {

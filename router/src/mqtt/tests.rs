@@ -376,13 +376,13 @@ mod registry {
     #[tokio::test]
     async fn park_then_claim_resumes() {
         let realm = realm();
-        let (kick, _kicks) = mpsc::channel(1);
+        let (kick, _kicks) = tokio::sync::oneshot::channel();
         let (generation, previous) = realm.mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::None));
         let parked = parked(&realm, 1);
         assert!(crate::mqtt::Registry::park(&realm, "c", generation, parked).is_ok());
         assert_eq!(realm.mqtt.counts(), (0, 1));
-        let (kick, _kicks) = mpsc::channel(1);
+        let (kick, _kicks) = tokio::sync::oneshot::channel();
         let (_, previous) = realm.mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::Parked(p) if p.handle.info.id == 1));
         assert_eq!(realm.mqtt.counts(), (1, 0));
@@ -391,9 +391,9 @@ mod registry {
     #[tokio::test]
     async fn superseded_connection_hands_its_state_over() {
         let realm = realm();
-        let (kick, _old_kicks) = mpsc::channel(1);
+        let (kick, _old_kicks) = tokio::sync::oneshot::channel();
         let (old, _) = realm.mqtt.claim("c", kick);
-        let (kick, _kicks) = mpsc::channel(1);
+        let (kick, _kicks) = tokio::sync::oneshot::channel();
         let (new, previous) = realm.mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::Live(_, None)));
         // The old connection ends before it sees the kick: its state waits for the new one.
