@@ -145,7 +145,10 @@ async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
         Ok(Ok(None)) | Err(_) => return,
     };
     let protocol = connect.protocol;
-    let accepted = match accept(&router, connect, transport, &peer, unix_ms()).await {
+    // Boxed: its state (the CONNECT packet, the takeover) would otherwise stay part of
+    // every connection's future for its whole life, idle or not.
+    let accepting = Box::pin(accept(&router, connect, transport, &peer, unix_ms()));
+    let accepted = match accepting.await {
         Ok(accepted) => accepted,
         Err(connack) => {
             refuse(&mut writer, Some(protocol), connack.reason).await;
