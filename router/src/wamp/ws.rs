@@ -150,11 +150,18 @@ async fn read_messages(
     }
 }
 
+/// Bytes tungstenite reads from the socket at a time (its buffer's initial capacity).
+const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Serves one WebSocket connection.
 #[allow(clippy::result_large_err)]
 pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
     let limit = router.config.limits.message_size_max_bytes;
+    // tungstenite's default read buffer is 128 KiB: allocated per connection, and zero-filled
+    // on every read (up to that size). 8 KiB reads keep both small; larger frames take more
+    // reads.
     let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let mut route = None;
