@@ -97,6 +97,7 @@ fi
 
 if [ "$BUILD" = 1 ]; then
   log "building fox-bench and foxrouter (release)"
+  bash "$ROOT/scripts/setup.sh" --build-only >&2
   (cd "$ROOT" && cargo build --release -j 2 -p fox-demos -p fox-router >&2)
 fi
 BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}

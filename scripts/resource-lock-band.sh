@@ -6,6 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v supervisord >/dev/null || bash scripts/setup.sh
+bash scripts/setup.sh --build-only
 cargo build -p fox-router -p fox-demos --bins
 export FOX_BIN_DIR="${FOX_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}"
 export FOX_LOG_DIR="${FOX_LOG_DIR:-$root/target/band}"

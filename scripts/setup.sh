@@ -6,14 +6,19 @@
 #   - node and npm (Debian packages nodejs, npm) and the JavaScript clients of tests/js
 #     (autobahn-js, wampy.js, MQTT.js) at the exact versions of tests/js/package-lock.json
 # Idempotent: does nothing that is already done. Safe to run on every test run.
+# `--build-only`: just what building the router needs (libclang), for scripts/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+build_only=0
+[ "${1:-}" = "--build-only" ] && build_only=1
 need=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
-command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
-command -v node >/dev/null 2>&1 || need+=(nodejs)
-command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ "$build_only" = 0 ]; then
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+  command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+  command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang-*.so.1' >/dev/null || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -26,6 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
     (command -v systemctl >/dev/null && $SUDO systemctl stop mosquitto) >/dev/null 2>&1 || true
     (command -v service >/dev/null && $SUDO service mosquitto stop) >/dev/null 2>&1 || true
   fi
+fi
+if [ "$build_only" = 1 ]; then
+  exit 0
 fi
 venv="$root/.venv"
 # pynacl, base58 and ecdsa: what autobahn's WAMP-Cryptosign client (autobahn.wamp.cryptosign) imports
