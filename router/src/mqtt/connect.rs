@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fox_mqtt_proto::{ConnAck, Connect, LastWill, Properties, Protocol, ReasonCode};
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::inbound::message_properties;
@@ -44,11 +43,6 @@ fn refusal(reason: ReasonCode) -> ConnAck {
         reason,
         properties: Properties::default(),
     }
-}
-
-/// A random session ID in [1, 2^53].
-fn session_id() -> u64 {
-    rand::thread_rng().gen_range(1..=1u64 << 53)
 }
 
 fn will_of(will: &LastWill, now_ms: u64) -> Will {
@@ -102,7 +96,7 @@ pub async fn accept(
     }
     let settings = negotiate(router, &connect, client_id);
     let info = SessionInfo {
-        id: session_id(),
+        id: crate::realm::new_session_id(),
         realm: realm.name.clone(),
         identity,
         transport,

@@ -371,7 +371,7 @@ fn revive(
         authprovider: record.authprovider,
     };
     let info = SessionInfo {
-        id: rand::random::<u64>() % (1u64 << 53) + 1,
+        id: crate::realm::new_session_id(),
         realm: realm.name.clone(),
         identity,
         transport: "mqtt",

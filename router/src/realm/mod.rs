@@ -39,6 +39,11 @@ pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
 /// A session's ID: random in [1, 2^53].
 pub type SessionId = u64;
 
+/// A new session ID: random in [1, 2^53], as WAMP requires (both gates use it).
+pub fn new_session_id() -> SessionId {
+    rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1
+}
+
 /// What a message carries, in the form its publisher gave it. Each gate converts on
 /// delivery (see [`Payload::to_wamp`] and [`Payload::to_mqtt`]).
 #[derive(Clone, Debug, PartialEq)]

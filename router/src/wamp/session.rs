@@ -295,7 +295,7 @@ impl WampSession {
             .and_then(Value::as_dict)
             .cloned()
             .unwrap_or_default();
-        let session = rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1;
+        let session = crate::realm::new_session_id();
         let nonce = format!("{:032x}", rand::random::<u128>());
         let outcome =
             self.router
