@@ -105,6 +105,8 @@ pub async fn accept(
     };
     let (kick, kicks) = oneshot::channel();
     let (generation, previous) = realm.mqtt.claim(&settings.client_id, kick);
+    // With a store, a client id seen before may have a stored record (persist.rs).
+    let maybe_stored = !matches!(previous, Previous::None);
     let previous = match previous {
         Previous::None => None,
         Previous::Parked(parked) => Some(*parked),
@@ -129,9 +131,14 @@ pub async fn accept(
         None => {
             let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
             realm.join(handle.clone());
-            // Nothing before now is owed to a new session (durable watermark, persist.rs).
+            // Nothing before now is owed to a new session (durable watermark, persist.rs);
+            // only a store needs that cut, which costs the realm's order lock.
+            let received_through = match realm.shared().durable {
+                Some(_) => realm.fanned_out_through(),
+                None => 0,
+            };
             let state = SessionState {
-                received_through: realm.fanned_out_through(),
+                received_through,
                 ..SessionState::default()
             };
             (handle, rx, state)
@@ -148,6 +155,7 @@ pub async fn accept(
         connack,
         now_ms,
     );
+    session.stored = maybe_stored;
     session.persist(now_ms);
     Ok(Accepted {
         session,

@@ -238,7 +238,7 @@ impl Session {
         }
         self.persisted_ms = now_ms;
         if self.settings.expiry_secs == 0 && self.will.is_none() {
-            write(&self.realm, &self.settings.client_id, None);
+            self.forget();
             return;
         }
         let record = record(
@@ -249,6 +249,7 @@ impl Session {
             None,
         );
         write(&self.realm, &self.settings.client_id, Some(&record));
+        self.stored = true;
     }
 
     /// After an acknowledgement: moves the stored watermark, at most once a second.
@@ -260,9 +261,11 @@ impl Session {
         }
     }
 
-    /// Deletes this session's record: it ends with its connection.
-    pub(super) fn forget(&self) {
-        write(&self.realm, &self.settings.client_id, None);
+    /// Deletes this session's record, if it may have one: it ends with its connection.
+    pub(super) fn forget(&mut self) {
+        if std::mem::take(&mut self.stored) {
+            write(&self.realm, &self.settings.client_id, None);
+        }
     }
 }
 

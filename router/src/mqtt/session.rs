@@ -215,6 +215,8 @@ pub struct Session {
     pub(super) durability: Vec<Result<fox_storage::Pending, fox_storage::StoreError>>,
     /// When this session's durable record was last written, Unix ms (`persist.rs`).
     pub(super) persisted_ms: u64,
+    /// Whether the store may hold a record for this client id: nothing to delete otherwise.
+    pub(super) stored: bool,
 }
 
 impl Session {
@@ -241,6 +243,7 @@ impl Session {
             out: VecDeque::new(),
             durability: Vec::new(),
             persisted_ms: 0,
+            stored: false,
         };
         session.out.push_back(Packet::ConnAck(connack));
         session.retransmit();
