@@ -213,6 +213,25 @@ impl Ndb {
         }
     }
 
+    /// Writes a segment to temporary history (durable) and holds it in memory.
+    fn keep_temp(
+        &mut self,
+        segment: SegmentId,
+        owner: NodeId,
+        messages: Vec<Publication>,
+        now_ms: u64,
+    ) {
+        self.write(
+            NdbWrite::Temp {
+                segment,
+                owner,
+                messages: messages.clone(),
+            },
+            now_ms,
+        );
+        self.insert_temp(segment, owner, messages, now_ms);
+    }
+
     fn insert_temp(
         &mut self,
         segment: SegmentId,
@@ -260,15 +279,7 @@ impl Ndb {
             return;
         }
         if !self.temp.contains_key(&segment) {
-            self.write(
-                NdbWrite::Temp {
-                    segment,
-                    owner,
-                    messages: messages.clone(),
-                },
-                now_ms,
-            );
-            self.insert_temp(segment, owner, messages, now_ms);
+            self.keep_temp(segment, owner, messages, now_ms);
             self.unsynced.insert(segment);
         }
         let Some(temp) = self.temp.get(&segment) else {
@@ -434,15 +445,7 @@ impl Ndb {
         } else {
             owner
         };
-        self.write(
-            NdbWrite::Temp {
-                segment,
-                owner,
-                messages: messages.clone(),
-            },
-            now_ms,
-        );
-        self.insert_temp(segment, owner, messages, now_ms);
+        self.keep_temp(segment, owner, messages, now_ms);
         self.fetch_at_ms = now_ms;
         self.try_apply(now_ms);
     }
