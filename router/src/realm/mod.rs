@@ -39,6 +39,10 @@ pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
 /// A session's ID: random in [1, 2^53].
 pub type SessionId = u64;
 
+/// A durable write queued with `--data`: the answer to wait for before acknowledging, or
+/// why it could not even be queued.
+pub type StoreWrite = Result<fox_storage::Pending, fox_storage::StoreError>;
+
 /// A new session ID: random in [1, 2^53], as WAMP requires (both gates use it).
 pub fn new_session_id() -> SessionId {
     rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1
@@ -359,10 +363,7 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> (
-        u64,
-        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
-    ) {
+    ) -> (u64, Option<StoreWrite>) {
         let published = self.publish_ordered(publisher, topic, payload, options, properties);
         if options.retain {
             self.kv_written(topic);
@@ -380,10 +381,7 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> (
-        u64,
-        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
-    ) {
+    ) -> (u64, Option<StoreWrite>) {
         // One clock read per publish, outside the lock: the ID only needs ms granularity.
         let now_ms = unix_ms();
         let _order = lock(&self.order);

@@ -44,10 +44,7 @@ pub struct KvWrite {
 #[derive(Debug)]
 pub enum KvOutcome {
     /// Applied now with this permanent ID; the durable write's answer when stored.
-    Applied(
-        u64,
-        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
-    ),
+    Applied(u64, Option<crate::realm::StoreWrite>),
     /// `when` does not hold and `watch` was not asked: refused, not delivered.
     Refused,
     /// Parked until `when` holds; acknowledged then.
@@ -154,10 +151,7 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         will: Option<Payload>,
-    ) -> (
-        u64,
-        Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
-    ) {
+    ) -> (u64, Option<crate::realm::StoreWrite>) {
         let durable = self.shared.durable.as_ref();
         match (writer, will) {
             (Some(w), Some(will)) => {
@@ -285,7 +279,7 @@ pub fn acknowledge_later(
     writer: SessionHandle,
     request: Id,
     id: u64,
-    pending: Option<Result<fox_storage::Pending, fox_storage::StoreError>>,
+    pending: Option<crate::realm::StoreWrite>,
 ) {
     let Some(pending) = pending else {
         writer.send(Outbound::wamp(Message::Published {
