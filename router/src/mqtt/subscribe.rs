@@ -75,12 +75,20 @@ impl Session {
             share_group: group,
             ..SubscribeOptions::default()
         };
+        let replay = match options.retain_handling {
+            _ if shared => false,
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendAtSubscribeIfNew => is_new,
+            RetainHandling::DoNotSend => false,
+        };
+        // The retained messages are read at the subscription's start, like WAMP's: none is
+        // missed or also delivered live.
         let (broker_id, started) = self.realm.subscribe_replay(
             &self.handle,
             pattern.clone(),
             subscribe_options,
             None,
-            false,
+            replay,
         );
         // A subscription that replaces one keeps its start: what the old one was sent is
         // still owed (durable sessions, see persist.rs).
@@ -99,33 +107,20 @@ impl Session {
         };
         self.state.subscriptions.insert(filter.to_owned(), record);
         self.state.by_broker_id.insert(broker_id, filter.to_owned());
-        let replay = match options.retain_handling {
-            _ if shared => false,
-            RetainHandling::SendAtSubscribe => true,
-            RetainHandling::SendAtSubscribeIfNew => is_new,
-            RetainHandling::DoNotSend => false,
-        };
-        let deliveries = if replay {
-            self.retained_deliveries(&pattern, broker_id, qos)
-        } else {
-            Vec::new()
-        };
-        let reason = ReasonCode::from_u8(qos).unwrap_or(ReasonCode::Success);
-        Ok((reason, deliveries))
-    }
-
-    fn retained_deliveries(&self, pattern: &Pattern, broker_id: u64, qos: u8) -> Vec<Delivery> {
-        self.realm
-            .retained_matching(pattern)
+        let pattern_based = !matches!(pattern, Pattern::Exact(_));
+        let deliveries = started
+            .retained
             .into_iter()
             .map(|publication| Delivery {
                 subscription: broker_id,
-                pattern_based: !matches!(pattern, Pattern::Exact(_)),
+                pattern_based,
                 qos: qos.min(publication.qos),
                 publication,
                 retained: true,
             })
-            .collect()
+            .collect();
+        let reason = ReasonCode::from_u8(qos).unwrap_or(ReasonCode::Success);
+        Ok((reason, deliveries))
     }
 
     /// The role's subscribe permission on the WAMP spelling of the pattern (`a/+/c` is
