@@ -102,7 +102,7 @@ pub use packet::{
     Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PacketType, PubAck, PubComp, PubRec,
     PubRel, Publish, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
-pub use properties::{PayloadFormat, Properties};
+pub use properties::{PayloadFormat, Properties, PropertyFields};
 pub use protocol::{Protocol, QoS};
 pub use reason::ReasonCode;
 pub use topic::{parse_shared, validate_topic_filter, validate_topic_name};

@@ -236,7 +236,7 @@ mod tests {
 
     use super::*;
     use crate::error::Error;
-    use crate::properties::PayloadFormat;
+    use crate::properties::{PayloadFormat, PropertyFields};
     use crate::wire::Reader;
 
     fn decode(bytes: &'static [u8], context: PropertyContext) -> Result<Properties, Error> {
@@ -268,8 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn properties_are_allocated_only_when_written_and_keep_packets_small() {
+        let mut properties = Properties::default();
+        assert!(properties.0.is_none() && properties.is_empty());
+        assert_eq!(properties.content_type, None, "reads see no property");
+        assert_eq!(properties.clone().0, None);
+        properties.topic_alias = Some(2);
+        assert!(properties.0.is_some() && !properties.is_empty());
+        properties.topic_alias = None;
+        assert!(properties.is_empty());
+        assert_eq!(properties, Properties::default(), "equal by content");
+        // A PUBLISH moves by value through the router several times per delivery.
+        let size = std::mem::size_of::<crate::Packet>();
+        assert!(size <= 128, "a packet is {size} bytes");
+    }
+
+    #[test]
     fn every_connack_property_round_trips() {
-        let properties = Properties {
+        let properties = Properties::from(PropertyFields {
             session_expiry_interval_secs: Some(10),
             assigned_client_identifier: Some("id".into()),
             server_keep_alive_secs: Some(30),
@@ -287,8 +303,8 @@ mod tests {
             wildcard_subscription_available: Some(true),
             subscription_identifier_available: Some(false),
             shared_subscription_available: Some(true),
-            ..Properties::default()
-        };
+            ..PropertyFields::default()
+        });
         assert_eq!(
             round_trip(&properties, PropertyContext::ConnAck),
             properties
@@ -297,7 +313,7 @@ mod tests {
 
     #[test]
     fn publish_properties_round_trip_with_many_subscription_identifiers() {
-        let properties = Properties {
+        let properties = Properties::from(PropertyFields {
             payload_format_indicator: Some(PayloadFormat::Utf8),
             message_expiry_interval_secs: Some(60),
             content_type: Some("text/plain".into()),
@@ -305,8 +321,8 @@ mod tests {
             correlation_data: Some(Bytes::from_static(b"c")),
             subscription_identifiers: vec![1, 268_435_455, 1],
             topic_alias: Some(3),
-            ..Properties::default()
-        };
+            ..PropertyFields::default()
+        });
         assert_eq!(
             round_trip(&properties, PropertyContext::Publish),
             properties
@@ -315,15 +331,15 @@ mod tests {
 
     #[test]
     fn encode_rejects_properties_not_valid_for_the_packet() {
-        let properties = Properties {
+        let properties = Properties::from(PropertyFields {
             topic_alias: Some(1),
-            ..Properties::default()
-        };
+            ..PropertyFields::default()
+        });
         assert!(properties.encoded_len(PropertyContext::Connect).is_err());
-        let properties = Properties {
+        let properties = Properties::from(PropertyFields {
             receive_maximum: Some(0),
-            ..Properties::default()
-        };
+            ..PropertyFields::default()
+        });
         assert!(properties.encoded_len(PropertyContext::Connect).is_err());
     }
 }

@@ -22,11 +22,63 @@ pub enum PayloadFormat {
 /// The properties of an MQTT 5.0 packet (or of a will). Empty by default; always empty
 /// when decoded from MQTT 3.x and ignored when encoding for MQTT 3.x.
 ///
+/// The fields are read and written through `Deref`/`DerefMut` to [`PropertyFields`]. They
+/// are boxed, and allocated only when one is written: most packets carry none, and inline
+/// (over 300 bytes) they made every packet that size, copied each time a packet moved.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyFields>>);
+
+/// No properties: what an unallocated [`Properties`] reads as.
+static EMPTY: PropertyFields = PropertyFields::EMPTY;
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyFields;
+
+    fn deref(&self) -> &PropertyFields {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyFields {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Properties {
+    /// The fields, by value.
+    pub fn into_fields(self) -> PropertyFields {
+        self.0.map(|fields| *fields).unwrap_or_default()
+    }
+}
+
+impl From<PropertyFields> for Properties {
+    fn from(fields: PropertyFields) -> Self {
+        Self(Some(Box::new(fields)))
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+/// Every MQTT 5.0 property as a typed optional field (see [`Properties`]).
+///
 /// Time intervals are in seconds, as on the wire. `user_properties` keeps order and
 /// duplicates. `subscription_identifiers` holds many values on PUBLISH and at most one
 /// on SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Properties {
+pub struct PropertyFields {
     /// 0x01 Payload Format Indicator (PUBLISH, will).
     pub payload_format_indicator: Option<PayloadFormat>,
     /// 0x02 Message Expiry Interval in seconds (PUBLISH, will).
@@ -81,6 +133,39 @@ pub struct Properties {
     pub subscription_identifier_available: Option<bool>,
     /// 0x2A Shared Subscription Available (CONNACK).
     pub shared_subscription_available: Option<bool>,
+}
+
+impl PropertyFields {
+    /// No property set.
+    pub const EMPTY: Self = Self {
+        payload_format_indicator: None,
+        message_expiry_interval_secs: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval_secs: None,
+        assigned_client_identifier: None,
+        server_keep_alive_secs: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval_secs: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size_bytes: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
 }
 
 /// Where a property list appears; decides which properties are allowed (spec 2.2.2.2).
@@ -194,7 +279,7 @@ fn decode_non_zero_u16(value: u16, what: &'static str) -> Result<u16, Error> {
 impl Properties {
     /// True if no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        self.0.as_deref().is_none_or(|fields| *fields == EMPTY)
     }
 
     /// Reads a property length and that many bytes of properties.

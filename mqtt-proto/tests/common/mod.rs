@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use fox_mqtt_proto::{
-    Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PayloadFormat, Properties, Protocol,
-    PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    SubscriptionOptions, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PayloadFormat, Properties,
+    PropertyFields, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -114,34 +114,36 @@ fn any_properties() -> impl Strategy<Value = Properties> {
         option::of(any::<bool>()),
         option::of(any::<bool>()),
     );
-    (publish, connection, limits).prop_map(|(publish, connection, limits)| Properties {
-        payload_format_indicator: publish.0,
-        message_expiry_interval_secs: publish.1,
-        content_type: publish.2,
-        response_topic: publish.3,
-        correlation_data: publish.4,
-        subscription_identifiers: publish.5,
-        topic_alias: publish.6,
-        session_expiry_interval_secs: connection.0,
-        assigned_client_identifier: connection.1,
-        server_keep_alive_secs: connection.2,
-        authentication_method: connection.3,
-        authentication_data: connection.4,
-        request_problem_information: connection.5,
-        will_delay_interval_secs: connection.6,
-        request_response_information: connection.7,
-        response_information: connection.8,
-        server_reference: connection.9,
-        reason_string: connection.10,
-        receive_maximum: limits.0,
-        topic_alias_maximum: limits.1,
-        maximum_qos: limits.2,
-        retain_available: limits.3,
-        user_properties: limits.4,
-        maximum_packet_size_bytes: limits.5,
-        wildcard_subscription_available: limits.6,
-        subscription_identifier_available: limits.7,
-        shared_subscription_available: limits.8,
+    (publish, connection, limits).prop_map(|(publish, connection, limits)| {
+        Properties::from(PropertyFields {
+            payload_format_indicator: publish.0,
+            message_expiry_interval_secs: publish.1,
+            content_type: publish.2,
+            response_topic: publish.3,
+            correlation_data: publish.4,
+            subscription_identifiers: publish.5,
+            topic_alias: publish.6,
+            session_expiry_interval_secs: connection.0,
+            assigned_client_identifier: connection.1,
+            server_keep_alive_secs: connection.2,
+            authentication_method: connection.3,
+            authentication_data: connection.4,
+            request_problem_information: connection.5,
+            will_delay_interval_secs: connection.6,
+            request_response_information: connection.7,
+            response_information: connection.8,
+            server_reference: connection.9,
+            reason_string: connection.10,
+            receive_maximum: limits.0,
+            topic_alias_maximum: limits.1,
+            maximum_qos: limits.2,
+            retain_available: limits.3,
+            user_properties: limits.4,
+            maximum_packet_size_bytes: limits.5,
+            wildcard_subscription_available: limits.6,
+            subscription_identifier_available: limits.7,
+            shared_subscription_available: limits.8,
+        })
     })
 }
 
@@ -166,10 +168,11 @@ pub fn restrict(p: Properties, context: Context) -> Properties {
     use Context as C;
     let is = |contexts: &[Context]| contexts.contains(&context);
     let keep = |value: bool| value;
-    let mut out = Properties {
+    let p = p.into_fields();
+    let mut out = Properties::from(PropertyFields {
         user_properties: p.user_properties,
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     if is(&[C::Publish, C::Will]) {
         out.payload_format_indicator = p.payload_format_indicator;
         out.message_expiry_interval_secs = p.message_expiry_interval_secs;

@@ -7,7 +7,9 @@
 //! [`Session::wants_deliveries`], so a client that does not acknowledge leaves messages in
 //! its bounded realm queue (whose policy, when full, is to drop the newest and count them).
 
-use fox_mqtt_proto::{Packet, PayloadFormat, Properties, PubRel, Publish, QoS, ReasonCode};
+use fox_mqtt_proto::{
+    Packet, PayloadFormat, Properties, PropertyFields, PubRel, Publish, QoS, ReasonCode,
+};
 
 use super::inflight::{Entry, Phase};
 use super::session::{Flow, Session, Violation};
@@ -227,7 +229,7 @@ fn v5_properties(
     remaining_secs: Option<u32>,
 ) -> Properties {
     let message = &publication.properties;
-    let mut properties = Properties {
+    let mut properties = Properties::from(PropertyFields {
         message_expiry_interval_secs: remaining_secs,
         payload_format_indicator: message.payload_utf8.map(|utf8| {
             if utf8 {
@@ -241,8 +243,8 @@ fn v5_properties(
         correlation_data: message.correlation_data.clone(),
         subscription_identifiers: identifier.into_iter().collect(),
         user_properties: message.user_properties.clone(),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     properties
         .user_properties
         .push((FOX_ID_PROPERTY.to_owned(), publication.id.to_string()));
