@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fox_mqtt_proto::{ConnAck, Connect, LastWill, Properties, Protocol, ReasonCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::inbound::message_properties;
 use super::registry::Previous;
 use super::session::{Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::{Action, Identity};
-use crate::realm::{Outbound, Realm, SessionHandle, SessionInfo};
+use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 use crate::topic::Topic;
 
@@ -25,10 +25,11 @@ const TAKEOVER_WAIT_MS: u64 = 5_000;
 /// An accepted connection: its session, realm queue and takeover channel.
 #[derive(Debug)]
 pub struct Accepted {
-    /// The session (CONNACK queued).
-    pub session: Session,
+    /// The session (CONNACK queued), boxed: the connection task moves it in and out of
+    /// futures, and an inline one would be copied into each of them.
+    pub session: Box<Session>,
     /// The realm queue of the session.
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboundQueue,
     /// Requests from a newer connection with the same client identifier.
     pub kicks: super::registry::Kicks,
     /// This connection's generation in the registry.
@@ -158,7 +159,7 @@ pub async fn accept(
     session.stored = maybe_stored;
     session.persist(now_ms);
     Ok(Accepted {
-        session,
+        session: Box::new(session),
         rx,
         kicks,
         generation,

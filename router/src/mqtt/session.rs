@@ -19,12 +19,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fox_mqtt_proto::{ConnAck, Disconnect, Packet, Properties, Protocol, ReasonCode};
-use tokio::sync::mpsc;
 
 use super::inflight::Inflight;
 use crate::config::Limits;
 use crate::realm::{
-    Delivery, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle,
+    Delivery, MessageProperties, OutboundQueue, Payload, PublishOptions, Realm, SessionHandle,
 };
 use crate::topic::Topic;
 
@@ -108,7 +107,7 @@ pub struct Parked {
     /// The realm's handle: still registered, so subscriptions keep matching.
     pub handle: SessionHandle,
     /// Its queue: fills while the client is away (bounded; newest dropped when full).
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboundQueue,
     /// Subscriptions, inflight messages, inbound QoS 2 state.
     pub state: SessionState,
     /// Session expiry interval in seconds (> 0).
@@ -376,7 +375,7 @@ impl Session {
     /// session (expiry > 0) or removes it from the realm. A will with a delay is parked
     /// with the session and published by the registry when the delay passes, unless the
     /// client comes back first.
-    pub fn end(mut self, rx: mpsc::Receiver<Outbound>, how: End) -> Option<Parked> {
+    pub fn end(mut self, rx: OutboundQueue, how: End) -> Option<Parked> {
         let mut will = self.will.take().filter(|_| how == End::Abnormal);
         let expiry_secs = self.settings.expiry_secs;
         if let Some(w) = will.take_if(|w| w.delay_secs == 0 || expiry_secs == 0) {

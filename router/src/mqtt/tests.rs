@@ -8,12 +8,11 @@ use fox_mqtt_proto::{
     ConnAck, Disconnect, Packet, Properties, Protocol, PubAck, PubComp, PubRec, PubRel, Publish,
     QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe,
 };
-use tokio::sync::mpsc;
 
 use super::session::{End, Flow, Negotiated, Session, SessionState};
 use crate::auth::Identity;
 use crate::config::Config;
-use crate::realm::{Outbound, Realm, SessionHandle, SessionInfo};
+use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 
 const T0: u64 = 1_000_000;
@@ -23,7 +22,7 @@ fn realm() -> Arc<Realm> {
     router.realm("realm1").expect("default realm")
 }
 
-fn handle(id: u64) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+fn handle(id: u64) -> (SessionHandle, OutboundQueue) {
     let identity = Identity {
         authid: format!("c{id}"),
         authrole: "anonymous".into(),
@@ -43,7 +42,7 @@ fn handle(id: u64) -> (SessionHandle, mpsc::Receiver<Outbound>) {
 
 struct Peer {
     session: Session,
-    rx: mpsc::Receiver<Outbound>,
+    rx: OutboundQueue,
 }
 
 impl Peer {

@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod dealer;
 pub mod meta;
+pub mod queue;
 #[cfg(test)]
 mod scenarios;
 mod session;
@@ -35,6 +36,9 @@ use crate::topic::{Pattern, Topic};
 pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
 pub use dealer::Dealer;
 pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
+
+/// The receiving end of a session's outbound queue.
+pub type OutboundQueue = queue::Receiver<Outbound>;
 
 /// A session's ID: random in [1, 2^53].
 pub type SessionId = u64;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Message, Value};
-use tokio::sync::mpsc;
 
 use super::dealer::{CallRequest, InvokePolicy};
 use super::*;
@@ -14,7 +13,7 @@ use crate::topic::MatchPolicy;
 
 struct Peer {
     handle: SessionHandle,
-    rx: mpsc::Receiver<Outbound>,
+    rx: OutboundQueue,
 }
 
 impl Peer {

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fox_wamp_proto::{Dict, Message, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+use super::queue;
 use super::{Publication, SessionId};
 use crate::auth::Identity;
 
@@ -88,7 +89,7 @@ pub struct Delivery {
 #[derive(Debug)]
 ///
 /// Events are what fills queues, so they are stored inline; the rarer variants are boxed to
-/// keep every queue slot small (tokio's channel allocates slots 32 at a time, per session).
+/// keep every queue slot small.
 pub enum Outbound {
     /// An event.
     Event(Delivery),
@@ -178,15 +179,15 @@ impl SessionStats {
 pub struct SessionHandle {
     /// Who it is.
     pub info: Arc<SessionInfo>,
-    tx: mpsc::Sender<Outbound>,
+    tx: queue::Sender<Outbound>,
     /// Counters.
     pub stats: Arc<SessionStats>,
 }
 
 impl SessionHandle {
     /// A handle and the receiving end of its queue (capacity `queue_max`).
-    pub fn new(info: SessionInfo, queue_max: usize) -> (Self, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue_max.max(1));
+    pub fn new(info: SessionInfo, queue_max: usize) -> (Self, queue::Receiver<Outbound>) {
+        let (tx, rx) = queue::channel(queue_max);
         let handle = Self {
             info: Arc::new(info),
             tx,
@@ -206,13 +207,13 @@ impl SessionHandle {
                     self.check_congestion();
                 }
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::TrySendError::Full(_)) => {
                 let dropped = self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
                 if dropped == 0 {
                     tracing::warn!(session = self.info.id, "slow consumer: dropping events");
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(queue::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -235,14 +236,14 @@ impl SessionHandle {
     pub fn send(&self, message: Outbound) -> bool {
         match self.tx.try_send(message) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::TrySendError::Full(_)) => {
                 if !self.stats.overflowed.swap(true, Ordering::AcqRel) {
                     tracing::warn!(session = self.info.id, "slow consumer: closing session");
                 }
                 self.stats.overflow.notify_one();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(queue::TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -254,7 +255,7 @@ mod tests {
     use crate::realm::{MessageProperties, Payload, Publication};
     use crate::topic::Topic;
 
-    fn session(queue_max: usize) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+    fn session(queue_max: usize) -> (SessionHandle, queue::Receiver<Outbound>) {
         let info = SessionInfo {
             id: 7,
             realm: "r".into(),
@@ -373,7 +374,7 @@ mod tests {
         assert!(Backpressure::take(&handle.stats).is_none());
     }
 
-    /// Every session's queue allocates its slots 32 at a time: a slot is one `Outbound`.
+    /// A busy session's queue holds thousands of slots: a slot is one `Outbound`.
     #[test]
     fn queue_slots_stay_small() {
         assert!(

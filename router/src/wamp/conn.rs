@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
-use crate::realm::{Outbound, SessionStats};
+use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
 
 /// How many queued outbound messages are written before one flush.
@@ -71,7 +71,7 @@ async fn overflowed(stats: &Option<Arc<SessionStats>>) {
     }
 }
 
-async fn next_outbound(rx: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+async fn next_outbound(rx: &mut Option<OutboundQueue>) -> Option<Outbound> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -132,7 +132,7 @@ pub async fn drive<W: FrameWriter>(
         return;
     }
     let mut deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    let mut outbound: Option<mpsc::Receiver<Outbound>> = None;
+    let mut outbound: Option<OutboundQueue> = None;
     let mut stats: Option<Arc<SessionStats>> = None;
     let mut replies: Vec<Message> = Vec::new();
     let limit = limits.message_size_max_bytes;

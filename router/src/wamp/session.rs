@@ -9,14 +9,13 @@
 use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
-use tokio::sync::mpsc;
 
 use crate::auth::{Action, HelloOutcome, Identity, Pending};
 use crate::engine::unix_ms;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
 use crate::realm::sync::{acknowledge_later, kv_options, KvOutcome};
 use crate::realm::{
-    Delivery, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionInfo,
+    Delivery, OutboundQueue, Payload, PublishOptions, Realm, SessionHandle, SessionInfo,
     SubscribeOptions,
 };
 use crate::router::Router;
@@ -59,7 +58,7 @@ pub struct WampSession {
     router: Arc<Router>,
     transport: &'static str,
     peer: String,
-    outbound: Option<mpsc::Receiver<Outbound>>,
+    outbound: Option<OutboundQueue>,
 }
 
 fn abort(reason: &str, message: &str) -> Message {
@@ -183,7 +182,7 @@ impl WampSession {
 
     /// The queue of messages other sessions and the realm send this one; available once,
     /// right after the session is established.
-    pub fn take_outbound(&mut self) -> Option<mpsc::Receiver<Outbound>> {
+    pub fn take_outbound(&mut self) -> Option<OutboundQueue> {
         self.outbound.take()
     }
 
