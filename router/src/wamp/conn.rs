@@ -1,16 +1,18 @@
 //! The connection task shared by both WAMP transports: frames in, the session state
 //! machine, frames out.
 //!
-//! Each transport spawns a reader that turns its framing into [`Incoming`] values on a small
-//! bounded channel (so a peer that floods us is slowed by TCP, not buffered), and hands this
-//! task a [`FrameWriter`]. This task decodes, drives [`WampSession`], encodes, and also
-//! drains the session's outbound queue, writing in batches with one flush per batch.
+//! Each transport hands this task a [`FrameReader`] that turns its framing into [`Incoming`]
+//! values and a [`FrameWriter`]. This task reads (only when it is ready for more, so a peer
+//! that floods us is slowed by TCP, not buffered), decodes, drives [`WampSession`], encodes,
+//! and also drains the session's outbound queue, writing in batches with one flush per
+//! batch. Reading in this task, rather than in a reader task of its own, saves a task
+//! wake-up per received message.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fox_wamp_proto::{Message, Serializer};
-use tokio::sync::mpsc;
+use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
@@ -33,6 +35,18 @@ pub enum Incoming {
     Ping(Vec<u8>),
     /// The transport saw a violation (oversized or malformed frame): ABORT and close.
     Violation(String),
+}
+
+/// The reading half of a transport.
+pub trait FrameReader: Send {
+    /// The next frame; `None` once the stream has ended. Cancel safe: a frame is never
+    /// lost when the future is dropped before it completes.
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<Incoming>> + Send;
+
+    /// The next frame if it can be had without waiting (already read or readable now).
+    fn ready_frame(&mut self) -> Option<Incoming> {
+        self.next_frame().now_or_never().flatten()
+    }
 }
 
 /// The writing half of a transport.
@@ -115,11 +129,11 @@ async fn handle_incoming<W: FrameWriter>(
 }
 
 /// Runs one WAMP connection to its end.
-pub async fn drive<W: FrameWriter>(
+pub async fn drive<R: FrameReader, W: FrameWriter>(
     router: Arc<Router>,
     serializer: Serializer,
     mut writer: W,
-    mut incoming: mpsc::Receiver<Incoming>,
+    mut incoming: R,
     transport: &'static str,
     peer: String,
 ) {
@@ -159,7 +173,7 @@ pub async fn drive<W: FrameWriter>(
                 }
                 break;
             }
-            frame = incoming.recv() => {
+            frame = incoming.next_frame() => {
                 let Some(frame) = frame else { break };
                 let Some(mut flow) = handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await else {
                     break;
@@ -170,7 +184,7 @@ pub async fn drive<W: FrameWriter>(
                     if flow != Flow::Continue {
                         break;
                     }
-                    let Ok(frame) = incoming.try_recv() else { break };
+                    let Some(frame) = incoming.ready_frame() else { break };
                     match handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await {
                         Some(next) => flow = next,
                         None => break 'session,

@@ -12,15 +12,12 @@ use fox_wamp_proto::rawsocket::{self, error_code, FrameDecoder, FrameKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-use super::conn::{drive, FrameWriter, Incoming};
+use super::conn::{drive, FrameReader, FrameWriter, Incoming};
 use crate::router::Router;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Frames buffered between the reader and the connection task.
-const INCOMING_QUEUE_MAX: usize = 64;
 
 /// The largest exponent whose length `2^(9+e)` does not exceed `limit_bytes`.
 pub fn length_exponent(limit_bytes: usize) -> u8 {
@@ -70,33 +67,41 @@ impl FrameWriter for RawWriter {
     }
 }
 
-async fn read_frames(
-    mut reader: OwnedReadHalf,
-    mut decoder: FrameDecoder,
-    tx: mpsc::Sender<Incoming>,
-) {
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
-    loop {
+/// Frames from the socket, read by the connection task.
+struct RawReader {
+    reader: OwnedReadHalf,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    /// The stream ended or broke a rule: no more frames.
+    done: bool,
+}
+
+impl FrameReader for RawReader {
+    async fn next_frame(&mut self) -> Option<Incoming> {
         loop {
-            let incoming = match decoder.next_frame() {
-                Ok(None) => break,
+            if self.done {
+                return None;
+            }
+            match self.decoder.next_frame() {
                 Ok(Some(frame)) => match frame.kind {
-                    FrameKind::Message => Incoming::Frame(frame.payload),
-                    FrameKind::Ping => Incoming::Ping(frame.payload),
+                    FrameKind::Message => return Some(Incoming::Frame(frame.payload)),
+                    FrameKind::Ping => return Some(Incoming::Ping(frame.payload)),
                     FrameKind::Pong => continue,
                 },
                 Err(e) => {
-                    let _ = tx.send(Incoming::Violation(e.to_string())).await;
-                    return;
+                    self.done = true;
+                    return Some(Incoming::Violation(e.to_string()));
                 }
-            };
-            if tx.send(incoming).await.is_err() {
-                return;
+                Ok(None) => {}
             }
-        }
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => decoder.push(&buf[..n]),
+            if self.buf.is_empty() {
+                self.buf = vec![0u8; READ_CHUNK_BYTES];
+            }
+            // Cancel safe: nothing is read unless this completes.
+            match self.reader.read(&mut self.buf).await {
+                Ok(0) | Err(_) => self.done = true,
+                Ok(n) => self.decoder.push(&self.buf[..n]),
+            }
         }
     }
 }
@@ -134,15 +139,17 @@ pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
     }
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel(INCOMING_QUEUE_MAX);
-    let decoder = FrameDecoder::new(rawsocket::max_len_bytes(exponent));
-    let read_task = tokio::spawn(read_frames(reader, decoder, tx));
+    let reader = RawReader {
+        reader,
+        decoder: FrameDecoder::new(rawsocket::max_len_bytes(exponent)),
+        buf: Vec::new(),
+        done: false,
+    };
     let writer = RawWriter {
         inner: BufWriter::new(writer),
         peer_max_bytes: handshake.max_len_bytes(),
     };
-    drive(router, serializer, writer, rx, "rawsocket", peer).await;
-    read_task.abort();
+    drive(router, serializer, writer, reader, "rawsocket", peer).await;
 }
 
 #[cfg(test)]

@@ -11,17 +11,14 @@ use std::sync::Arc;
 use fox_wamp_proto::Serializer;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
-use super::conn::{drive, FrameWriter, Incoming};
+use super::conn::{drive, FrameReader, FrameWriter, Incoming};
 use crate::router::Router;
-
-const INCOMING_QUEUE_MAX: usize = 64;
 
 /// What an upgraded WebSocket connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,29 +121,44 @@ impl FrameWriter for WsWriter {
     }
 }
 
-async fn read_messages(
-    mut stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
-    tx: mpsc::Sender<Incoming>,
-) {
-    while let Some(item) = stream.next().await {
-        let incoming = match item {
-            Ok(WsMessage::Text(text)) => Incoming::Frame(text.as_bytes().to_vec()),
-            Ok(WsMessage::Binary(bytes)) => Incoming::Frame(bytes.to_vec()),
-            Ok(WsMessage::Close(_)) => return,
-            Ok(_) => continue,
-            Err(WsError::Capacity(e)) => Incoming::Violation(format!("message too large: {e}")),
-            Err(WsError::Utf8(e)) => {
-                Incoming::Violation(format!("text frame is not valid UTF-8: {e}"))
-            }
-            Err(WsError::Protocol(e)) => {
-                Incoming::Violation(format!("WebSocket protocol violation: {e}"))
-            }
-            Err(_) => return,
-        };
-        let last = matches!(incoming, Incoming::Violation(_));
-        if tx.send(incoming).await.is_err() || last {
-            return;
+/// Messages from the WebSocket, read by the connection task.
+struct WsReader {
+    stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+    /// The stream ended or broke a rule: no more frames.
+    done: bool,
+}
+
+impl FrameReader for WsReader {
+    async fn next_frame(&mut self) -> Option<Incoming> {
+        while !self.done {
+            // Cancel safe: the stream keeps its state between polls.
+            let Some(item) = self.stream.next().await else {
+                break;
+            };
+            let incoming = match item {
+                Ok(WsMessage::Text(text)) => Incoming::Frame(text.as_bytes().to_vec()),
+                Ok(WsMessage::Binary(bytes)) => Incoming::Frame(bytes.to_vec()),
+                Ok(WsMessage::Close(_)) | Err(_) => {
+                    self.done = true;
+                    match item {
+                        Err(WsError::Capacity(e)) => {
+                            Incoming::Violation(format!("message too large: {e}"))
+                        }
+                        Err(WsError::Utf8(e)) => {
+                            Incoming::Violation(format!("text frame is not valid UTF-8: {e}"))
+                        }
+                        Err(WsError::Protocol(e)) => {
+                            Incoming::Violation(format!("WebSocket protocol violation: {e}"))
+                        }
+                        _ => break,
+                    }
+                }
+                Ok(_) => continue,
+            };
+            return Some(incoming);
         }
+        self.done = true;
+        None
     }
 }
 
@@ -188,14 +200,15 @@ pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
     match route {
         Some(Route::Wamp(serializer)) => {
             let (sink, stream) = ws.split();
-            let (tx, rx) = mpsc::channel(INCOMING_QUEUE_MAX);
-            let read_task = tokio::spawn(read_messages(stream, tx));
+            let reader = WsReader {
+                stream,
+                done: false,
+            };
             let writer = WsWriter {
                 sink,
                 text: !serializer.is_binary(),
             };
-            drive(router, serializer, writer, rx, "websocket", peer).await;
-            read_task.abort();
+            drive(router, serializer, writer, reader, "websocket", peer).await;
         }
         Some(Route::Mqtt(_)) => crate::mqtt::serve_websocket(router, ws, peer).await,
         None => {}
