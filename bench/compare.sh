@@ -4,6 +4,7 @@
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
 #                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
+#                    [--fox-workers N]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
@@ -17,6 +18,9 @@
 # --idle N: idle MQTT connections for the memory row (0: skip). --only idle: just that row.
 # --routers / --protocols: run a subset (comma-separated), e.g. foxrouter alone before and
 # after a change, or only the MQTT scenarios.
+# --fox-workers N: foxrouter's runtime worker threads. Default: one per core less the one
+# the load generator (fox-bench, one thread) runs on, at least 1. 0: foxrouter's own
+# default (one per core). The table header prints the value.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +36,7 @@ ONLY=all
 OUT=""
 ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
 PROTOCOLS=mqtt,wamp
+FOX_WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --routers) ROUTERS=$2; shift ;;
     --protocols) PROTOCOLS=$2; shift ;;
+    --fox-workers) FOX_WORKERS=$2; shift ;;
     -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -181,7 +187,7 @@ run_foxrouter() {
   ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
   printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$cfg"
   "$FOXROUTER" serve --config "$cfg" --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
-    --log warn > "$WORK/foxrouter.log" 2>&1 &
+    --workers "$FOX_WORKERS" --log warn > "$WORK/foxrouter.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   if ! wait_port "$mqtt" 20; then log "foxrouter did not start"; return; fi
   log "foxrouter pid $pid"
@@ -292,4 +298,5 @@ log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
 echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT queue=$QUEUE_MAX"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "# foxrouter --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
 "$BENCH" report "$RESULTS"

@@ -18,6 +18,7 @@
 //! auto_create_realms = true
 //! realms = ["realm1"]
 //! mqtt_default_realm = "realm1"
+//! workers = 0                    # runtime worker threads; 0: one per CPU core
 //!
 //! [auth]
 //! anonymous = true
@@ -206,6 +207,8 @@ pub struct RouterSettings {
     pub realms: Vec<String>,
     /// Realm of MQTT clients whose username does not name one (`user@realm`).
     pub mqtt_default_realm: String,
+    /// Runtime worker threads; 0 (the default) is one per CPU core.
+    pub workers: usize,
 }
 
 impl Default for RouterSettings {
@@ -214,6 +217,7 @@ impl Default for RouterSettings {
             auto_create_realms: true,
             realms: vec!["realm1".to_owned()],
             mqtt_default_realm: "realm1".to_owned(),
+            workers: 0,
         }
     }
 }
@@ -400,6 +404,9 @@ mod tests {
         let c = Config::parse("", "t").unwrap();
         assert_eq!(c.listen.ws, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(c.router.auto_create_realms);
+        assert_eq!(c.router.workers, 0, "one worker per core");
+        let c = Config::parse("[router]\nworkers = 1\n", "t").unwrap();
+        assert_eq!(c.router.workers, 1);
     }
 
     #[test]
