@@ -31,7 +31,7 @@ const READ_CHUNK_BYTES: usize = 8 * 1024;
 /// A read of at most this many bytes into an empty buffer is copied out of the read chunk.
 const SMALL_READ_MAX_BYTES: usize = 1024;
 /// Realm messages taken in one go before writing.
-const OUTBOUND_BATCH_MAX: usize = 256;
+pub(super) const OUTBOUND_BATCH_MAX: usize = 256;
 /// Size of the WebSocket bridge pipe.
 const BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
 /// A packet queue this small is freed once written (see `write_packets`).
@@ -42,7 +42,7 @@ const OUT_RETAINED_MAX_BYTES: usize = 64 * 1024;
 const WRITE_TIMEOUT_MS: u64 = 30_000;
 
 /// Why the loop stopped.
-struct Exit {
+pub(super) struct Exit {
     end: End,
     disconnect: Option<ReasonCode>,
     kick: Option<oneshot::Sender<Option<Parked>>>,
@@ -505,26 +505,28 @@ fn handle_input(
 }
 
 /// Handles one realm message and then more, up to a batch, while the session wants them.
-fn handle_outbound(
+/// A message is taken from the queue only to be handled: one taken past the batch's end
+/// would be lost.
+pub(super) fn handle_outbound(
     session: &mut Session,
     rx: &mut crate::realm::OutboundQueue,
     first: Outbound,
     peer: &str,
     now_ms: u64,
 ) -> Option<Exit> {
-    let mut next = Some(first);
-    for _ in 0..OUTBOUND_BATCH_MAX {
-        let message = next.take()?;
+    let mut message = first;
+    let mut handled = 0;
+    loop {
         if let Err(v) = session.handle_outbound(message, now_ms) {
             tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: {}", v.message);
             return Some(Exit::new(End::Abnormal, Some(v.reason)));
         }
-        if !session.wants_deliveries() {
+        handled += 1;
+        if handled >= OUTBOUND_BATCH_MAX || !session.wants_deliveries() {
             return None;
         }
-        next = rx.try_recv().ok();
+        message = rx.try_recv().ok()?;
     }
-    None
 }
 
 /// Serves MQTT over a TCP connection.

@@ -22,7 +22,7 @@ fn realm() -> Arc<Realm> {
     router.realm("realm1").expect("default realm")
 }
 
-fn handle(id: u64) -> (SessionHandle, OutboundQueue) {
+fn handle(id: u64, queue_max: usize) -> (SessionHandle, OutboundQueue) {
     let identity = Identity {
         authid: format!("c{id}"),
         authrole: "anonymous".into(),
@@ -37,7 +37,7 @@ fn handle(id: u64) -> (SessionHandle, OutboundQueue) {
         peer: "test".into(),
         roles: fox_wamp_proto::Dict::new(),
     };
-    SessionHandle::new(info, 16)
+    SessionHandle::new(info, queue_max)
 }
 
 struct Peer {
@@ -47,7 +47,17 @@ struct Peer {
 
 impl Peer {
     fn new(realm: &Arc<Realm>, id: u64, protocol: Protocol, state: SessionState) -> Self {
-        let (handle, rx) = handle(id);
+        Self::with_queue(realm, id, protocol, state, 16)
+    }
+
+    fn with_queue(
+        realm: &Arc<Realm>,
+        id: u64,
+        protocol: Protocol,
+        state: SessionState,
+        queue_max: usize,
+    ) -> Self {
+        let (handle, rx) = handle(id, queue_max);
         realm.join(handle.clone());
         let mut settings =
             Negotiated::from_limits(&realm.shared().limits, protocol, format!("c{id}"));
@@ -120,6 +130,28 @@ fn publishes(packets: &[Packet]) -> Vec<&Publish> {
             _ => None,
         })
         .collect()
+}
+
+/// The connection takes realm messages in batches; none may fall between two batches.
+#[test]
+fn outbound_batches_lose_no_message() {
+    let realm = realm();
+    let total = 3 * super::conn::OUTBOUND_BATCH_MAX + 5;
+    let mut sub = Peer::with_queue(&realm, 1, Protocol::V3_1_1, SessionState::default(), total);
+    let _ = sub.send(subscribe("b/x", QoS::AtMostOnce));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    for _ in 0..total {
+        let _ = publisher.send(publish("b/x", b"m", QoS::AtMostOnce, None));
+    }
+    let mut delivered = 0;
+    while let Ok(first) = sub.rx.try_recv() {
+        assert!(
+            super::conn::handle_outbound(&mut sub.session, &mut sub.rx, first, "t", T0).is_none()
+        );
+        delivered += publishes(&sub.out()).len();
+    }
+    assert_eq!(delivered, total);
 }
 
 #[test]
@@ -360,7 +392,7 @@ mod registry {
     use crate::mqtt::registry::Previous;
 
     fn parked(realm: &Arc<Realm>, id: u64) -> Box<crate::mqtt::Parked> {
-        let (handle, rx) = handle(id);
+        let (handle, rx) = handle(id, 16);
         realm.join(handle.clone());
         Box::new(crate::mqtt::Parked {
             handle,
