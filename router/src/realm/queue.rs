@@ -87,9 +87,10 @@ impl<T> Shared<T> {
 }
 
 impl<T> Sender<T> {
-    /// Queues `item` unless the queue is full or the receiver gone.
-    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        let waker = {
+    /// Queues `item` unless the queue is full or the receiver gone; `Ok` with the number
+    /// of items queued now, this one included.
+    pub fn try_send(&self, item: T) -> Result<usize, TrySendError<T>> {
+        let (waker, queued) = {
             let mut state = self.shared.lock();
             if !state.receiver_alive {
                 return Err(TrySendError::Closed(item));
@@ -98,12 +99,12 @@ impl<T> Sender<T> {
                 return Err(TrySendError::Full(item));
             }
             state.items.push_back(item);
-            state.waker.take()
+            (state.waker.take(), state.items.len())
         };
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// Free slots now.
@@ -232,12 +233,12 @@ mod tests {
     #[test]
     fn bounded_fifo_with_full_and_closed() {
         let (tx, mut rx) = channel(2);
-        assert_eq!(tx.try_send(1), Ok(()));
-        assert_eq!(tx.try_send(2), Ok(()));
+        assert_eq!(tx.try_send(1), Ok(1));
+        assert_eq!(tx.try_send(2), Ok(2));
         assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
         assert_eq!((rx.len(), tx.capacity(), rx.max_capacity()), (2, 0, 2));
         assert_eq!(rx.try_recv(), Ok(1));
-        assert_eq!(tx.try_send(4), Ok(()));
+        assert_eq!(tx.try_send(4), Ok(2));
         assert_eq!(rx.try_recv(), Ok(2));
         assert_eq!(rx.try_recv(), Ok(4));
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));

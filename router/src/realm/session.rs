@@ -138,14 +138,20 @@ pub struct SessionStats {
 }
 
 /// Backpressure: a live session's queue past `capacity / BACKPRESSURE_HIGH_WATER_DIVISOR`
-/// messages of QoS 1 or 2 pauses the publishers into it (see [`crate::engine::Backpressure`])
-/// until it is back under half that mark.
+/// messages of QoS 1 or 2 (or past half its capacity with other messages) pauses the
+/// publishers into it (see [`crate::engine::Backpressure`]) until it is back under half
+/// that first mark.
 pub const BACKPRESSURE_HIGH_WATER_DIVISOR: usize = 16;
 /// The smallest high-water mark, in messages.
 pub const BACKPRESSURE_HIGH_WATER_MIN: usize = 16;
 
 fn high_water(capacity: usize) -> usize {
     (capacity / BACKPRESSURE_HIGH_WATER_DIVISOR).max(BACKPRESSURE_HIGH_WATER_MIN)
+}
+
+/// The high-water mark for messages that are not acknowledged (QoS 0, WAMP events).
+fn unacknowledged_high_water(capacity: usize) -> usize {
+    (capacity / 2).max(BACKPRESSURE_HIGH_WATER_MIN)
 }
 
 impl SessionStats {
@@ -196,15 +202,22 @@ impl SessionHandle {
         (handle, rx)
     }
 
-    /// Queues an event; drops and counts it when the queue is full. An acknowledged
-    /// message (QoS 1 or 2) that takes a live queue past its high-water mark records
-    /// backpressure for the publisher (see [`crate::engine::Backpressure`]).
+    /// Queues an event; drops and counts it when the queue is full. An event that takes a
+    /// live queue past its high-water mark records backpressure for the publisher (see
+    /// [`crate::engine::Backpressure`]). The mark is low for acknowledged messages (QoS 1
+    /// or 2: latency) and half the queue for the others (QoS 0, WAMP events: pause the
+    /// publisher rather than drop what it sends once the queue is full).
     pub fn deliver(&self, delivery: Delivery) {
-        let acknowledged = delivery.qos > 0;
+        let capacity = self.tx.max_capacity();
+        let mark = if delivery.qos > 0 {
+            high_water(capacity)
+        } else {
+            unacknowledged_high_water(capacity)
+        };
         match self.tx.try_send(Outbound::Event(delivery)) {
-            Ok(()) => {
-                if acknowledged {
-                    self.check_congestion();
+            Ok(queued) => {
+                if queued > mark {
+                    self.congested();
                 }
             }
             Err(queue::TrySendError::Full(_)) => {
@@ -217,10 +230,8 @@ impl SessionHandle {
         }
     }
 
-    fn check_congestion(&self) {
-        let capacity = self.tx.max_capacity();
-        let queued = capacity - self.tx.capacity();
-        if queued <= high_water(capacity) || !self.stats.live.load(Ordering::Relaxed) {
+    fn congested(&self) {
+        if !self.stats.live.load(Ordering::Relaxed) {
             return;
         }
         let ignored_until_ms = self.stats.ignored_until_ms.load(Ordering::Relaxed);
@@ -235,7 +246,7 @@ impl SessionHandle {
     /// close. Returns whether it was queued.
     pub fn send(&self, message: Outbound) -> bool {
         match self.tx.try_send(message) {
-            Ok(()) => true,
+            Ok(_) => true,
             Err(queue::TrySendError::Full(_)) => {
                 if !self.stats.overflowed.swap(true, Ordering::AcqRel) {
                     tracing::warn!(session = self.info.id, "slow consumer: closing session");
@@ -323,20 +334,25 @@ mod tests {
     }
 
     #[test]
-    fn qos0_and_parked_sessions_never_pause_publishers() {
+    fn qos0_pauses_publishers_only_past_half_the_queue_and_parked_sessions_never() {
         let (handle, _rx) = session(64);
         let other = Arc::new(SessionStats::default());
         Backpressure::clear();
-        for _ in 0..40 {
+        for _ in 0..32 {
             handle.deliver(delivery(0));
         }
         assert!(
             Backpressure::take(&other).is_none(),
-            "QoS 0 may be dropped instead"
+            "QoS 0 is not held to the low mark of acknowledged messages"
+        );
+        handle.deliver(delivery(0));
+        assert!(
+            Backpressure::take(&other).is_some(),
+            "past half the queue: pause rather than drop"
         );
         let (parked, _rx) = session(64);
         parked.stats.live.store(false, Ordering::Relaxed);
-        for _ in 0..40 {
+        for _ in 0..64 {
             parked.deliver(delivery(1));
         }
         assert!(
