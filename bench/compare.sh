@@ -18,9 +18,8 @@
 # --idle N: idle MQTT connections for the memory row (0: skip). --only idle: just that row.
 # --routers / --protocols: run a subset (comma-separated), e.g. foxrouter alone before and
 # after a change, or only the MQTT scenarios.
-# --fox-workers N: foxrouter's runtime worker threads. Default: one per core less the one
-# the load generator (fox-bench, one thread) runs on, at least 1. 0: foxrouter's own
-# default (one per core). The table header prints the value.
+# --fox-workers N: foxrouter's runtime worker threads (default 0: foxrouter's own default,
+# one per core). The table header prints the value.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +35,7 @@ ONLY=all
 OUT=""
 ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
 PROTOCOLS=mqtt,wamp
-FOX_WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
+FOX_WORKERS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
