@@ -129,6 +129,25 @@ impl Backpressure {
     }
 }
 
+/// A connection's wait for a congested queue to drain ([`Backpressure::drained`]). Boxed:
+/// it holds a timer, and inline it would make every connection's future larger for a state
+/// few connections are ever in.
+pub type Draining = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// The wait for the congestion recorded by [`Backpressure::take`], if any.
+pub fn draining(backpressure: Option<Backpressure>) -> Option<Draining> {
+    backpressure.map(|b| Box::pin(async move { b.drained().await }) as Draining)
+}
+
+/// Completes when the congested queue drained or the wait limit passed; never without a
+/// wait. Cancel safe.
+pub async fn drained(draining: &mut Option<Draining>) -> bool {
+    match draining {
+        Some(draining) => draining.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Milliseconds since the Unix epoch (edge code only; cores take time as an argument).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -22,7 +22,7 @@ use super::connect::{accept, Accepted};
 use super::registry::Registry;
 use super::session::{End, Flow, Parked, Session};
 use super::sys::Stats;
-use crate::engine::{unix_ms, Backpressure};
+use crate::engine::{drained, draining, unix_ms, Backpressure, Draining};
 use crate::realm::Outbound;
 use crate::router::Router;
 
@@ -452,22 +452,6 @@ where
                 realm.leave(stale.handle.info.id);
             }
         }
-    }
-}
-
-/// The wait for a congested queue to drain. Boxed: it holds a timer, and inline it would
-/// make every connection's future larger for a state few connections are ever in.
-type Draining = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
-
-fn draining(backpressure: Option<Backpressure>) -> Option<Draining> {
-    backpressure.map(|b| Box::pin(async move { b.drained().await }) as Draining)
-}
-
-/// Completes when the congested queue drained (or the wait limit passed).
-async fn drained(draining: &mut Option<Draining>) -> bool {
-    match draining {
-        Some(draining) => draining.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
+use crate::engine::{drained, draining, Backpressure, Draining};
 use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
 
@@ -150,6 +151,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let mut stats: Option<Arc<SessionStats>> = None;
     let mut replies: Vec<Message> = Vec::new();
     let limit = limits.message_size_max_bytes;
+    // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
+    // (see `engine::Backpressure`).
+    let mut backpressure: Option<Draining> = None;
     'session: loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
@@ -173,8 +177,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 }
                 break;
             }
-            frame = incoming.next_frame() => {
+            frame = incoming.next_frame(), if backpressure.is_none() => {
                 let Some(frame) = frame else { break };
+                Backpressure::clear();
                 let Some(mut flow) = handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await else {
                     break;
                 };
@@ -190,7 +195,14 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                         None => break 'session,
                     }
                 }
+                if let Some(own) = &stats {
+                    backpressure = draining(Backpressure::take(own));
+                }
                 flow
+            }
+            _ = drained(&mut backpressure), if backpressure.is_some() => {
+                backpressure = None;
+                Flow::Continue
             }
             Some(out) = next_outbound(&mut outbound) => {
                 outbound_message(&mut session, out, &mut replies);
@@ -198,6 +210,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     for _ in 0..OUTBOUND_BATCH_MAX {
                         let Ok(out) = rx.try_recv() else { break };
                         outbound_message(&mut session, out, &mut replies);
+                    }
+                    if let Some(stats) = &stats {
+                        stats.drained_to(rx.len(), rx.max_capacity());
                     }
                 }
                 Flow::Continue
@@ -207,6 +222,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             if let Some(rx) = session.take_outbound() {
                 outbound = Some(rx);
                 stats = session.handle().map(|h| h.stats.clone());
+                if let Some(stats) = &stats {
+                    stats.live.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if shutting_down {
                     session.goodbye("wamp.close.system_shutdown", "", &mut replies);
                 }
@@ -227,6 +245,13 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         if !written || flow == Flow::Close {
             break;
         }
+    }
+    if let (Some(stats), Some(rx)) = (session.handle().map(|h| h.stats.clone()), &outbound) {
+        // Nobody drains the queue now: publishers paused on it go on.
+        stats
+            .live
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        stats.drained_to(0, rx.max_capacity());
     }
     session.finish();
     writer.close().await;
