@@ -89,6 +89,12 @@ impl Backpressure {
         CONGESTED.with(|c| *c.borrow_mut() = Some(stats));
     }
 
+    /// Whether a publish since [`Backpressure::clear`] recorded congestion (stop taking
+    /// more input: a batch of publishes could overshoot the queue).
+    pub fn is_recorded() -> bool {
+        CONGESTED.with(|c| c.borrow().is_some())
+    }
+
     /// Forgets any congestion recorded on this thread (call before handling input).
     pub fn clear() {
         CONGESTED.with(|c| c.borrow_mut().take());

@@ -186,7 +186,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 // Frames already waiting are handled before writing, so their answers go
                 // out in one flush.
                 for _ in 0..INCOMING_BATCH_MAX {
-                    if flow != Flow::Continue {
+                    if flow != Flow::Continue || Backpressure::is_recorded() {
                         break;
                     }
                     let Some(frame) = incoming.ready_frame() else { break };
@@ -255,4 +255,107 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     }
     session.finish();
     writer.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The test's end of a transport: frames in through a channel.
+    struct ChannelReader(mpsc::UnboundedReceiver<Vec<u8>>);
+
+    impl FrameReader for ChannelReader {
+        async fn next_frame(&mut self) -> Option<Incoming> {
+            self.0.recv().await.map(Incoming::Frame)
+        }
+    }
+
+    /// The test's end of a transport: frames out through a channel (never blocks).
+    struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
+
+    impl FrameWriter for ChannelWriter {
+        async fn feed(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+            self.0.send(bytes).map_err(|_| io::Error::other("closed"))
+        }
+
+        async fn pong(&mut self, _payload: Vec<u8>) -> io::Result<()> {
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        async fn close(&mut self) {}
+    }
+
+    struct Peer {
+        to_router: mpsc::UnboundedSender<Vec<u8>>,
+        from_router: mpsc::UnboundedReceiver<Vec<u8>>,
+    }
+
+    impl Peer {
+        /// A JSON session on its own connection task, joined to realm1.
+        async fn join(router: &Arc<Router>, name: &str) -> Self {
+            let (to_router, incoming) = mpsc::unbounded_channel();
+            let (outgoing, from_router) = mpsc::unbounded_channel();
+            tokio::spawn(drive(
+                router.clone(),
+                Serializer::Json,
+                ChannelWriter(outgoing),
+                ChannelReader(incoming),
+                "websocket",
+                name.to_owned(),
+            ));
+            let mut peer = Self {
+                to_router,
+                from_router,
+            };
+            peer.send(r#"[1,"realm1",{"roles":{"publisher":{},"subscriber":{}}}]"#);
+            assert_eq!(peer.recv().await[0], 2, "WELCOME");
+            peer
+        }
+
+        fn send(&self, json: &str) {
+            self.to_router.send(json.as_bytes().to_vec()).expect("open");
+        }
+
+        async fn recv(&mut self) -> serde_json::Value {
+            let wait = Duration::from_secs(10);
+            let frame = tokio::time::timeout(wait, self.from_router.recv())
+                .await
+                .expect("a message in time")
+                .expect("open");
+            serde_json::from_slice(&frame).expect("JSON")
+        }
+    }
+
+    /// Backpressure on WAMP: a publisher that sends faster than its subscriber drains
+    /// is paused (its frames wait) instead of having its events dropped at the full queue.
+    #[tokio::test]
+    async fn a_flat_out_publisher_waits_for_its_subscriber_instead_of_losing_events() {
+        const COUNT: u64 = 3_000;
+        let mut config = Config::default();
+        config.limits.session_queue_max = 64;
+        let router = Router::new(config);
+        let mut subscriber = Peer::join(&router, "subscriber").await;
+        subscriber.send(r#"[32,1,{},"com.flood"]"#);
+        assert_eq!(subscriber.recv().await[0], 33, "SUBSCRIBED");
+        let publisher = Peer::join(&router, "publisher").await;
+        for i in 0..COUNT {
+            publisher.send(&format!(r#"[16,{},{{}},"com.flood",[{i}]]"#, i + 1));
+        }
+        let mut got = Vec::new();
+        while got.len() < COUNT as usize {
+            let event = subscriber.recv().await;
+            assert_eq!(event[0], 36, "EVENT: {event}");
+            got.push(event[4][0].as_u64().expect("argument"));
+        }
+        assert_eq!(got, (0..COUNT).collect::<Vec<_>>(), "every event, in order");
+    }
 }
