@@ -95,6 +95,12 @@ impl Backpressure {
         CONGESTED.with(|c| c.borrow().is_some())
     }
 
+    /// Whether a publish since [`Backpressure::clear`] congested a queue other than `own`
+    /// (what [`Backpressure::take`] would return).
+    pub fn is_recorded_for(own: &Arc<SessionStats>) -> bool {
+        CONGESTED.with(|c| c.borrow().as_ref().is_some_and(|s| !Arc::ptr_eq(s, own)))
+    }
+
     /// Forgets any congestion recorded on this thread (call before handling input).
     pub fn clear() {
         CONGESTED.with(|c| c.borrow_mut().take());

@@ -349,7 +349,7 @@ where
     let mut backpressure: Option<Draining> = None;
     session_stats.live.store(true, Ordering::Relaxed);
     let exit = loop {
-        if std::mem::take(&mut leftover) {
+        if backpressure.is_none() && std::mem::take(&mut leftover) {
             Backpressure::clear();
             let now_ms = unix_ms();
             if let Some(exit) = handle_input(
@@ -364,6 +364,7 @@ where
                 break exit;
             }
             backpressure = draining(Backpressure::take(&session_stats));
+            leftover = backpressure.is_some() && !input.is_empty();
         }
         if write_packets(&mut session, &mut writer, &mut out, stats)
             .await
@@ -413,6 +414,8 @@ where
                     break exit;
                 }
                 backpressure = draining(Backpressure::take(&session_stats));
+                // Packets after the one that congested a queue wait until it has drained.
+                leftover = backpressure.is_some() && !input.is_empty();
             }
             Some(message) = rx.recv(), if wants => {
                 if let Some(exit) = handle_outbound(&mut session, &mut rx, message, &peer, unix_ms()) {
@@ -456,8 +459,9 @@ where
 }
 
 /// Decodes and handles every complete packet in `input`, all at `now_ms` (the clock is
-/// read once per wake-up, not once per packet).
-fn handle_input(
+/// read once per wake-up, not once per packet), stopping after a publish that congests a
+/// subscriber's queue (backpressure: the rest stays in `input` until it drains).
+pub(super) fn handle_input(
     session: &mut Session,
     input: &mut BytesMut,
     protocol: Protocol,
@@ -478,6 +482,9 @@ fn handle_input(
         };
         stats.count_packet_received(before - input.len());
         match session.handle_packet(packet, now_ms) {
+            Ok(Flow::Continue) if Backpressure::is_recorded_for(&session.handle().stats) => {
+                return None
+            }
             Ok(Flow::Continue) => {}
             Ok(Flow::Disconnected) => return Some(Exit::new(End::Normal, None)),
             Err(v) => {

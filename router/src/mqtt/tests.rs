@@ -154,6 +154,52 @@ fn outbound_batches_lose_no_message() {
     assert_eq!(delivered, total);
 }
 
+/// Backpressure inside one read: the packets after a publish that congests a subscriber's
+/// queue stay in the input until that queue drains, so one read of many publishes cannot
+/// overflow a small queue.
+#[test]
+fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
+    use crate::engine::Backpressure;
+    let realm = realm();
+    let mut sub = Peer::with_queue(&realm, 1, Protocol::V3_1_1, SessionState::default(), 40);
+    sub.session
+        .handle()
+        .stats
+        .live
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sub.send(subscribe("c/x", QoS::AtMostOnce));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut input = bytes::BytesMut::new();
+    for _ in 0..100 {
+        let packet = publish("c/x", b"m", QoS::AtMostOnce, None);
+        fox_mqtt_proto::encode(&packet, Protocol::V3_1_1, &mut input).expect("encodable");
+    }
+    Backpressure::clear();
+    let stats = &realm.mqtt.stats;
+    let exit = super::conn::handle_input(
+        &mut publisher.session,
+        &mut input,
+        Protocol::V3_1_1,
+        1 << 20,
+        stats,
+        "t",
+        T0,
+    );
+    assert!(exit.is_none());
+    assert_eq!(sub.rx.len(), 21, "one past the QoS 0 mark (half of 40)");
+    assert!(!input.is_empty(), "the rest waits");
+    assert!(Backpressure::take(&publisher.session.handle().stats).is_some());
+    assert_eq!(
+        sub.session
+            .handle()
+            .stats
+            .events_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
 #[test]
 fn qos1_window_holds_back_until_puback() {
     let realm = realm();
