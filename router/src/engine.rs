@@ -68,11 +68,11 @@ std::thread_local! {
 }
 
 /// Backpressure from subscribers to publishers: a publish that leaves a live subscriber's
-/// queue past its high-water mark with acknowledged messages (QoS 1 / 2) makes the
-/// publisher's connection stop reading its socket (its client then waits for
-/// acknowledgements, and TCP holds the rest) until that queue is back under low water.
-/// Without it a fast publisher fills a slower subscriber's queue to its limit: latency
-/// becomes a full queue's, and acknowledged messages are dropped past it.
+/// queue past its high-water mark (low for QoS 1 / 2, half the queue otherwise; see
+/// `realm::session`) makes the publisher's connection stop reading its socket (its client
+/// then waits for acknowledgements, and TCP holds the rest) until that queue is back under
+/// low water. Without it a fast publisher fills a slower subscriber's queue to its limit:
+/// latency becomes a full queue's, and messages are dropped past it.
 ///
 /// Calling order, in a publisher's connection task: [`Backpressure::clear`], handle the
 /// input (publishes record congestion), [`Backpressure::take`]; if `Some`, do not read
@@ -89,14 +89,9 @@ impl Backpressure {
         CONGESTED.with(|c| *c.borrow_mut() = Some(stats));
     }
 
-    /// Whether a publish since [`Backpressure::clear`] recorded congestion (stop taking
-    /// more input: a batch of publishes could overshoot the queue).
-    pub fn is_recorded() -> bool {
-        CONGESTED.with(|c| c.borrow().is_some())
-    }
-
     /// Whether a publish since [`Backpressure::clear`] congested a queue other than `own`
-    /// (what [`Backpressure::take`] would return).
+    /// (what [`Backpressure::take`] would return): stop taking more input, a batch of
+    /// publishes could overshoot the queue.
     pub fn is_recorded_for(own: &Arc<SessionStats>) -> bool {
         CONGESTED.with(|c| c.borrow().as_ref().is_some_and(|s| !Arc::ptr_eq(s, own)))
     }

@@ -596,7 +596,6 @@ mod tests {
         let (reader, writer) = tokio::io::split(stream);
         let serve = super::serve(router, reader, writer, "mqtt", String::new());
         let size = std::mem::size_of_val(&serve);
-        println!("the MQTT connection future: {size} bytes");
         assert!(size <= 1_200, "the MQTT connection future is {size} bytes");
     }
 }

@@ -107,11 +107,6 @@ impl<T> Sender<T> {
         Ok(queued)
     }
 
-    /// Free slots now.
-    pub fn capacity(&self) -> usize {
-        self.shared.capacity - self.shared.lock().items.len()
-    }
-
     /// The queue's capacity.
     pub fn max_capacity(&self) -> usize {
         self.shared.capacity
@@ -236,7 +231,7 @@ mod tests {
         assert_eq!(tx.try_send(1), Ok(1));
         assert_eq!(tx.try_send(2), Ok(2));
         assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
-        assert_eq!((rx.len(), tx.capacity(), rx.max_capacity()), (2, 0, 2));
+        assert_eq!((rx.len(), rx.max_capacity()), (2, 2));
         assert_eq!(rx.try_recv(), Ok(1));
         assert_eq!(tx.try_send(4), Ok(2));
         assert_eq!(rx.try_recv(), Ok(2));

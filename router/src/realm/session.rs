@@ -86,10 +86,10 @@ pub struct Delivery {
 }
 
 /// What the realm sends to a session's gate.
-#[derive(Debug)]
 ///
 /// Events are what fills queues, so they are stored inline; the rarer variants are boxed to
 /// keep every queue slot small.
+#[derive(Debug)]
 pub enum Outbound {
     /// An event.
     Event(Delivery),
@@ -128,7 +128,7 @@ pub struct SessionStats {
     /// Backpressure: whether a connection is draining the queue now (a parked MQTT
     /// session's queue only fills, so nobody waits for it).
     pub live: AtomicBool,
-    /// Backpressure: the queue went past its high-water mark with acknowledged messages.
+    /// Backpressure: the queue went past its high-water mark.
     congested: AtomicBool,
     /// Backpressure: wakes paused publishers once the queue is back under low water.
     drained: Notify,

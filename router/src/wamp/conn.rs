@@ -186,7 +186,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 // Frames already waiting are handled before writing, so their answers go
                 // out in one flush.
                 for _ in 0..INCOMING_BATCH_MAX {
-                    if flow != Flow::Continue || Backpressure::is_recorded() {
+                    if flow != Flow::Continue
+                        || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
+                    {
                         break;
                     }
                     let Some(frame) = incoming.ready_frame() else { break };

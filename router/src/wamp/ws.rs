@@ -138,23 +138,19 @@ impl FrameReader for WsReader {
             let incoming = match item {
                 Ok(WsMessage::Text(text)) => Incoming::Frame(text.as_bytes().to_vec()),
                 Ok(WsMessage::Binary(bytes)) => Incoming::Frame(bytes.to_vec()),
-                Ok(WsMessage::Close(_)) | Err(_) => {
-                    self.done = true;
-                    match item {
-                        Err(WsError::Capacity(e)) => {
-                            Incoming::Violation(format!("message too large: {e}"))
-                        }
-                        Err(WsError::Utf8(e)) => {
-                            Incoming::Violation(format!("text frame is not valid UTF-8: {e}"))
-                        }
-                        Err(WsError::Protocol(e)) => {
-                            Incoming::Violation(format!("WebSocket protocol violation: {e}"))
-                        }
-                        _ => break,
-                    }
-                }
+                Ok(WsMessage::Close(_)) => break,
                 Ok(_) => continue,
+                Err(WsError::Capacity(e)) => Incoming::Violation(format!("message too large: {e}")),
+                Err(WsError::Utf8(e)) => {
+                    Incoming::Violation(format!("text frame is not valid UTF-8: {e}"))
+                }
+                Err(WsError::Protocol(e)) => {
+                    Incoming::Violation(format!("WebSocket protocol violation: {e}"))
+                }
+                Err(_) => break,
             };
+            // A violation is the last frame.
+            self.done = matches!(incoming, Incoming::Violation(_));
             return Some(incoming);
         }
         self.done = true;
