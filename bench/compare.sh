@@ -4,7 +4,7 @@
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
 #                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
-#                    [--fox-workers N]
+#                    [--fox-workers N] [--pin]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
@@ -20,6 +20,9 @@
 # after a change, or only the MQTT scenarios.
 # --fox-workers N: foxrouter's runtime worker threads (default 0: foxrouter's own default,
 # one per core). The table header prints the value.
+# --pin: every router (foxrouter and each peer alike) runs on CPU 0 and fox-bench on the
+# others (taskset), so the router under test and the load generator do not compete for a
+# core. foxrouter's default worker count follows its CPU set (one here).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +39,7 @@ OUT=""
 ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
 PROTOCOLS=mqtt,wamp
 FOX_WORKERS=0
+PIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --routers) ROUTERS=$2; shift ;;
     --protocols) PROTOCOLS=$2; shift ;;
     --fox-workers) FOX_WORKERS=$2; shift ;;
+    --pin) PIN=1 ;;
     -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -106,6 +111,18 @@ if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release -j 2 -p fox-demos -p fox-router >&2)
 fi
 BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}
+# Command prefixes placing the routers and the load generator on CPUs (--pin).
+ROUTER_CPUS=()
+BENCH_CPUS=()
+if [ "$PIN" = 1 ]; then
+  if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
+    ROUTER_CPUS=(taskset -c 0)
+    BENCH_CPUS=(taskset -c "1-$(($(nproc) - 1))")
+  else
+    log "--pin needs taskset and at least 2 CPUs: running unpinned"
+    PIN=0
+  fi
+fi
 FOXROUTER=${FOXROUTER_BIN:-$ROOT/target/release/foxrouter}
 
 # ---------------------------------------------------------------- helpers
@@ -128,7 +145,7 @@ bench() {
   local label=$1 pid=$2 target=$3; shift 3
   local i line
   for ((i = 0; i < RUNS; i++)); do
-    line=$(timeout 300 "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
+    line=$(timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
       --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" | tail -1) || true
     if [ -n "$line" ]; then echo "$line" >> "$RESULTS"; else error_row "$label" "$*" "fox-bench failed"; fi
     echo "$line" | sed 's/^/  /' >&2
@@ -185,7 +202,7 @@ run_foxrouter() {
   local ws rs mqtt cfg
   ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
   printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$cfg"
-  "$FOXROUTER" serve --config "$cfg" --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
+  "${ROUTER_CPUS[@]}" "$FOXROUTER" serve --config "$cfg" --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
     --workers "$FOX_WORKERS" --log warn > "$WORK/foxrouter.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   if ! wait_port "$mqtt" 20; then log "foxrouter did not start"; return; fi
@@ -201,7 +218,7 @@ run_mosquitto() {
   local port; port=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_connections -1\n' \
     "$port" "$QUEUE_MAX" > "$WORK/mosquitto.conf"
-  "$MOSQUITTO" -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+  "${ROUTER_CPUS[@]}" "$MOSQUITTO" -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   if ! wait_port "$port" 10; then log "mosquitto did not start"; return; fi
   log "mosquitto pid $pid"
@@ -238,7 +255,7 @@ next_connection_delay_ms = 0
     max_payload_size = 20480
     max_inflight_count = 100
 EOF
-  "$RUMQTTD" --config "$WORK/rumqttd.toml" > "$WORK/rumqttd.log" 2>&1 &
+  "${ROUTER_CPUS[@]}" "$RUMQTTD" --config "$WORK/rumqttd.toml" > "$WORK/rumqttd.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   if ! wait_port "$v4" 10; then log "rumqttd did not start (see $WORK/rumqttd.log)"; return; fi
   log "rumqttd pid $pid"
@@ -270,7 +287,7 @@ run_crossbar() {
   }]
 }
 EOF
-  "$CROSSBAR" start --cbdir "$dir" > "$WORK/crossbar.log" 2>&1 &
+  "${ROUTER_CPUS[@]}" "$CROSSBAR" start --cbdir "$dir" > "$WORK/crossbar.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   if ! wait_port "$ws" 60; then log "crossbar did not start (see $WORK/crossbar.log)"; return; fi
   # The router runs in a worker process, a child of the controller: measure that one.
@@ -298,4 +315,7 @@ log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT queue=$QUEUE_MAX"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "# foxrouter --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
+if [ "$PIN" = 1 ]; then
+  echo "# pinned: every router on CPU 0 (${ROUTER_CPUS[*]}), fox-bench on ${BENCH_CPUS[*]}"
+fi
 "$BENCH" report "$RESULTS"

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use stats::{Clock, Recorder, RouterProbe, RouterUsage, Window};
+use stats::{Clock, Recorder, RouterProbe, RouterUsage, StealProbe, Window};
 
 /// Time allowed for connecting, subscribing and registering before the load starts.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,6 +199,8 @@ pub struct Outcome {
     pub measured: Result<Measured, String>,
     /// The router's usage, when its PID was given.
     pub router: Option<RouterUsage>,
+    /// CPU time stolen from this (virtual) machine during the run, percent.
+    pub steal_percent: Option<f64>,
 }
 
 /// Runs `config` and never takes longer than setup + warm-up + duration + grace.
@@ -206,6 +208,7 @@ pub async fn run(config: Config) -> Outcome {
     let probe = config
         .router_pid
         .and_then(|pid| RouterProbe::start(pid).ok());
+    let steal = StealProbe::start();
     let limit = SETUP_TIMEOUT + config.warmup + config.duration + STOP_GRACE * 2;
     let measured = match tokio::time::timeout(limit, run_scenario(&config)).await {
         Ok(result) => result,
@@ -216,6 +219,7 @@ pub async fn run(config: Config) -> Outcome {
         config,
         measured,
         router,
+        steal_percent: steal.and_then(|s| s.percent()),
     }
 }
 
@@ -323,6 +327,9 @@ impl Outcome {
         if let Some(u) = &self.router {
             fields.insert("router_cpu_s".into(), json!(u.cpu_seconds));
             fields.insert("router_peak_rss_kib".into(), json!(u.peak_rss_kib));
+        }
+        if let Some(steal) = self.steal_percent {
+            fields.insert("steal_pct".into(), json!(steal));
         }
         value
     }

@@ -19,6 +19,9 @@ pub const REFERENCE_LABEL: &str = "foxrouter";
 pub const HEADER: &str =
     "router        msgs/s       p50_us    p99_us   p99.9_us     max_us  cpu_s  peak_rss_MiB  note";
 
+/// Machine CPU steal below this share of a run is left out of its row.
+const STEAL_SHOWN_MIN_PCT: f64 = 2.0;
+
 /// Renders every scenario found in `lines` (JSON objects as written by `fox-bench --json`).
 pub fn render(lines: &[Value]) -> String {
     let mut order: Vec<String> = Vec::new();
@@ -87,6 +90,13 @@ pub fn row(run: &Value, runs: usize) -> String {
     if let Some(bytes) = number("idle_bytes_per_connection") {
         let connected = number("connected").unwrap_or(0.0);
         note = format!("{bytes:.0} B/conn over {connected:.0} conns {note}");
+    }
+    // Worth a look only when the hypervisor took a noticeable share (shared VMs).
+    if let Some(steal) = number("steal_pct").filter(|s| *s >= STEAL_SHOWN_MIN_PCT) {
+        note = format!(
+            "{note}{}steal {steal:.0}%",
+            if note.is_empty() { "" } else { ", " }
+        );
     }
     format!(
         "{label:<12} {} {} {} {} {} {cpu} {rss}  {note}",

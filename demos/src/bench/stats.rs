@@ -155,6 +155,51 @@ impl RouterProbe {
     }
 }
 
+/// The machine's CPU time stolen by the hypervisor (other guests) during a run, from the
+/// `cpu` line of `/proc/stat`. On a shared VM this is what makes one run disagree with the
+/// next: a run with much steal measured the neighbours as well as the router.
+#[derive(Debug, Clone, Copy)]
+pub struct StealProbe {
+    steal_start: u64,
+    total_start: u64,
+}
+
+impl StealProbe {
+    /// Starts counting; `None` where `/proc/stat` has no steal field.
+    pub fn start() -> Option<Self> {
+        let (steal_start, total_start) = steal_and_total()?;
+        Some(Self {
+            steal_start,
+            total_start,
+        })
+    }
+
+    /// Stolen time since [`start`](Self::start), in percent of all CPU time.
+    pub fn percent(&self) -> Option<f64> {
+        let (steal, total) = steal_and_total()?;
+        let total = total.checked_sub(self.total_start).filter(|t| *t > 0)?;
+        Some(steal.saturating_sub(self.steal_start) as f64 * 100.0 / total as f64)
+    }
+}
+
+/// (steal, user + nice + system + idle + iowait + irq + softirq + steal) from /proc/stat.
+fn steal_and_total() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(stat.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields.take(8).map_while(|f| f.parse().ok()).collect();
+    if ticks.len() < 8 {
+        return None;
+    }
+    Some((ticks[7], ticks.iter().sum()))
+}
+
 /// utime + stime of `pid`, in clock ticks (fields 14 and 15 of /proc/PID/stat).
 fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -221,6 +266,17 @@ mod tests {
         recorder.record(250, 100);
         assert_eq!(recorder.count, 1);
         assert_eq!(recorder.latency_ns.len(), 1);
+    }
+
+    #[test]
+    fn steal_is_the_eighth_field_of_the_cpu_line() {
+        let line = "cpu  100 5 50 800 10 1 2 32 0 0";
+        assert_eq!(parse_cpu_line(line), Some((32, 1000)));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_line("cpu 1 2 3"), None);
+        let probe = StealProbe::start().expect("Linux /proc/stat has a steal field");
+        let percent = probe.percent().unwrap_or(0.0);
+        assert!((0.0..=100.0).contains(&percent), "{percent}");
     }
 
     #[test]
