@@ -470,6 +470,8 @@ pub(super) fn handle_input(
     peer: &str,
     now_ms: u64,
 ) -> Option<Exit> {
+    // Subscribers' connections are woken once, after the whole read is handled.
+    let _wakes = crate::realm::queue::WakeBatch::begin();
     loop {
         let before = input.len();
         let packet = match decode(input, Some(protocol), max_in) {

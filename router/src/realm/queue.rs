@@ -10,9 +10,17 @@
 //! A push wakes the consumer only when it is waiting (its waker is taken), so a burst of
 //! pushes costs one wake-up; the consumer then takes what is there with [`Receiver::try_recv`]
 //! without waiting again.
+//!
+//! Inside a [`WakeBatch`] (a connection task handling one read's worth of input), those
+//! wake-ups wait until the batch ends. Otherwise the first push wakes the consumer at once,
+//! another worker thread runs it while this one is still pushing, and it writes one message
+//! per socket write: a whole read's worth of answers then costs a write each instead of one.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
@@ -31,6 +39,9 @@ pub struct Receiver<T> {
 
 struct Shared<T> {
     capacity: usize,
+    /// Live senders. Outside the lock: a session's handle is cloned for every call it
+    /// takes part in, and a clone must not contend with the producers.
+    senders: AtomicUsize,
     state: Mutex<State<T>>,
 }
 
@@ -38,7 +49,6 @@ struct State<T> {
     items: VecDeque<T>,
     /// The consumer, while it waits for an item.
     waker: Option<Waker>,
-    senders: usize,
     receiver_alive: bool,
 }
 
@@ -64,10 +74,10 @@ pub enum TryRecvError {
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         capacity: capacity.max(1),
+        senders: AtomicUsize::new(1),
         state: Mutex::new(State {
             items: VecDeque::new(),
             waker: None,
-            senders: 1,
             receiver_alive: true,
         }),
     });
@@ -102,7 +112,7 @@ impl<T> Sender<T> {
             (state.waker.take(), state.items.len())
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake_now_or_after_batch(waker);
         }
         Ok(queued)
     }
@@ -113,9 +123,67 @@ impl<T> Sender<T> {
     }
 }
 
+std::thread_local! {
+    /// The consumers to wake when this thread's [`WakeBatch`] ends; `None` outside one.
+    static DEFERRED: RefCell<Option<Vec<Waker>>> = const { RefCell::new(None) };
+}
+
+fn wake_now_or_after_batch(waker: Waker) {
+    let waker = DEFERRED.with(|deferred| match deferred.borrow_mut().as_mut() {
+        Some(wakers) => {
+            wakers.push(waker);
+            None
+        }
+        None => Some(waker),
+    });
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Holds back the consumer wake-ups of pushes made on this thread until it is dropped, so
+/// consumers find everything a batch of input queued for them at once. Synchronous code
+/// only: it is not `Send`, so it cannot be held across an `.await` in a spawned task (the
+/// task could move to another thread). Nested batches end with the outermost.
+#[must_use = "wake-ups are held only while the batch is alive"]
+pub struct WakeBatch {
+    outermost: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl WakeBatch {
+    /// Starts holding back wake-ups on this thread.
+    pub fn begin() -> Self {
+        let outermost = DEFERRED.with(|deferred| {
+            let mut deferred = deferred.borrow_mut();
+            if deferred.is_some() {
+                return false;
+            }
+            *deferred = Some(Vec::new());
+            true
+        });
+        Self {
+            outermost,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        let wakers = DEFERRED.with(|deferred| deferred.borrow_mut().take());
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        self.shared.lock().senders += 1;
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: self.shared.clone(),
         }
@@ -124,14 +192,12 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let waker = {
-            let mut state = self.shared.lock();
-            state.senders -= 1;
-            if state.senders > 0 {
-                return;
-            }
-            state.waker.take()
-        };
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last sender: a consumer that saw a sender alive under the lock registered its
+        // waker before we could take the lock, so it is woken here and sees none.
+        let waker = self.shared.lock().waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -153,7 +219,7 @@ impl<T> Receiver<T> {
             let mut state = self.shared.lock();
             match Self::take(&mut state) {
                 Some(item) => Poll::Ready(Some(item)),
-                None if state.senders == 0 => Poll::Ready(None),
+                None if self.shared.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
                 None => {
                     match &mut state.waker {
                         Some(waker) => waker.clone_from(cx.waker()),
@@ -171,7 +237,9 @@ impl<T> Receiver<T> {
         let mut state = self.shared.lock();
         match Self::take(&mut state) {
             Some(item) => Ok(item),
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None if self.shared.senders.load(Ordering::Acquire) == 0 => {
+                Err(TryRecvError::Disconnected)
+            }
             None => Err(TryRecvError::Empty),
         }
     }
@@ -285,6 +353,74 @@ mod tests {
         }
         producer.await.unwrap();
         assert_eq!(got, (0..1_000).collect::<Vec<_>>());
+    }
+
+    /// Counts its wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A consumer waiting on `rx`, and how often it has been woken.
+    fn waiting_consumer(rx: &mut Receiver<u32>) -> Arc<CountingWaker> {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut recv = std::pin::pin!(rx.recv());
+        assert!(
+            std::future::Future::poll(recv.as_mut(), &mut cx).is_pending(),
+            "nothing queued yet"
+        );
+        counter
+    }
+
+    #[test]
+    fn a_wake_batch_wakes_each_waiting_consumer_once_when_it_ends() {
+        let (tx_a, mut rx_a) = channel(16);
+        let (tx_b, mut rx_b) = channel(16);
+        let (a, b) = (waiting_consumer(&mut rx_a), waiting_consumer(&mut rx_b));
+        let batch = WakeBatch::begin();
+        for i in 0..3 {
+            tx_a.try_send(i).unwrap();
+            tx_b.try_send(i).unwrap();
+        }
+        {
+            let _nested = WakeBatch::begin();
+            tx_a.try_send(3).unwrap();
+        }
+        let woken = |c: &Arc<CountingWaker>| c.0.load(Ordering::SeqCst);
+        assert_eq!((woken(&a), woken(&b)), (0, 0), "held while the batch lives");
+        drop(batch);
+        assert_eq!(
+            (woken(&a), woken(&b)),
+            (1, 1),
+            "one wake-up each at its end"
+        );
+        assert_eq!((rx_a.len(), rx_b.len()), (4, 3));
+        // Without a batch, a push wakes a waiting consumer at once.
+        while rx_a.try_recv().is_ok() {}
+        let c = waiting_consumer(&mut rx_a);
+        tx_a.try_send(9).unwrap();
+        assert_eq!(woken(&c), 1);
+    }
+
+    #[test]
+    fn the_last_sender_leaving_wakes_the_waiting_consumer() {
+        let (tx, mut rx) = channel::<u32>(4);
+        let tx2 = tx.clone();
+        let counter = waiting_consumer(&mut rx);
+        drop(tx);
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            0,
+            "a sender is still alive"
+        );
+        drop(tx2);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

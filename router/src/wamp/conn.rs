@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
 use crate::engine::{drained, draining, Backpressure, Draining};
+use crate::realm::queue::WakeBatch;
 use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
 
@@ -71,8 +72,12 @@ pub trait FrameWriter: Send {
 async fn write_all<W: FrameWriter>(
     writer: &mut W,
     serializer: Serializer,
+    pongs: &mut Vec<Vec<u8>>,
     messages: &mut Vec<Message>,
 ) -> std::io::Result<()> {
+    for payload in pongs.drain(..) {
+        writer.pong(payload).await?;
+    }
     for message in messages.drain(..) {
         writer.feed(serializer.encode(&message)).await?;
     }
@@ -101,30 +106,42 @@ fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<
     }
 }
 
-/// Handles one frame from the transport; `None` when the connection is to end at once.
-async fn handle_incoming<W: FrameWriter>(
+/// What the connection task writes after handling a batch of incoming frames.
+#[derive(Default)]
+struct Answers {
+    /// RawSocket PONG payloads, written first.
+    pongs: Vec<Vec<u8>>,
+    /// WAMP messages for this session's peer.
+    replies: Vec<Message>,
+}
+
+/// Handles one frame from the transport. Synchronous, so that a whole batch of frames runs
+/// inside one [`WakeBatch`].
+fn handle_incoming(
     session: &mut WampSession,
-    writer: &mut W,
     serializer: Serializer,
     message_size_max_bytes: usize,
     peer: &str,
     frame: Incoming,
-    replies: &mut Vec<Message>,
-) -> Option<Flow> {
+    answers: &mut Answers,
+) -> Flow {
     match frame {
         Incoming::Frame(bytes) => match serializer.decode(&bytes, message_size_max_bytes) {
-            Ok(message) => Some(session.handle_message(message, replies)),
+            Ok(message) => session.handle_message(message, &mut answers.replies),
             Err(e) => {
                 tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
-                session.protocol_violation(&e.to_string(), replies);
-                Some(Flow::Close)
+                session.protocol_violation(&e.to_string(), &mut answers.replies);
+                Flow::Close
             }
         },
-        Incoming::Ping(payload) => writer.pong(payload).await.is_ok().then_some(Flow::Continue),
+        Incoming::Ping(payload) => {
+            answers.pongs.push(payload);
+            Flow::Continue
+        }
         Incoming::Violation(reason) => {
             tracing::info!(%peer, %reason, "protocol violation on the transport");
-            session.protocol_violation(&reason, replies);
-            Some(Flow::Close)
+            session.protocol_violation(&reason, &mut answers.replies);
+            Flow::Close
         }
     }
 }
@@ -149,12 +166,12 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let mut deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let mut outbound: Option<OutboundQueue> = None;
     let mut stats: Option<Arc<SessionStats>> = None;
-    let mut replies: Vec<Message> = Vec::new();
+    let mut answers = Answers::default();
     let limit = limits.message_size_max_bytes;
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     // (see `engine::Backpressure`).
     let mut backpressure: Option<Draining> = None;
-    'session: loop {
+    loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
             biased;
@@ -163,11 +180,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 if session.is_handshaking() {
                     break;
                 }
-                session.goodbye("wamp.close.system_shutdown", "the router is shutting down", &mut replies);
+                session.goodbye("wamp.close.system_shutdown", "the router is shutting down", &mut answers.replies);
                 Flow::Continue
             }
             _ = overflowed(&stats) => {
-                session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut replies);
+                session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut answers.replies);
                 stats = None;
                 Flow::Continue
             }
@@ -180,9 +197,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             frame = incoming.next_frame(), if backpressure.is_none() => {
                 let Some(frame) = frame else { break };
                 Backpressure::clear();
-                let Some(mut flow) = handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await else {
-                    break;
-                };
+                // Other sessions' connections are woken once, after the whole batch.
+                let wakes = WakeBatch::begin();
+                let mut flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
                 // Frames already waiting are handled before writing, so their answers go
                 // out in one flush.
                 for _ in 0..INCOMING_BATCH_MAX {
@@ -192,11 +209,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                         break;
                     }
                     let Some(frame) = incoming.ready_frame() else { break };
-                    match handle_incoming(&mut session, &mut writer, serializer, limit, &peer, frame, &mut replies).await {
-                        Some(next) => flow = next,
-                        None => break 'session,
-                    }
+                    flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
                 }
+                drop(wakes);
                 if let Some(own) = &stats {
                     backpressure = draining(Backpressure::take(own));
                 }
@@ -207,11 +222,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Flow::Continue
             }
             Some(out) = next_outbound(&mut outbound) => {
-                outbound_message(&mut session, out, &mut replies);
+                outbound_message(&mut session, out, &mut answers.replies);
                 if let Some(rx) = outbound.as_mut() {
                     for _ in 0..OUTBOUND_BATCH_MAX {
                         let Ok(out) = rx.try_recv() else { break };
-                        outbound_message(&mut session, out, &mut replies);
+                        outbound_message(&mut session, out, &mut answers.replies);
                     }
                     if let Some(stats) = &stats {
                         stats.drained_to(rx.len(), rx.max_capacity());
@@ -228,7 +243,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     stats.live.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 if shutting_down {
-                    session.goodbye("wamp.close.system_shutdown", "", &mut replies);
+                    session.goodbye("wamp.close.system_shutdown", "", &mut answers.replies);
                 }
             }
         }
@@ -238,7 +253,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         // A peer that stops reading blocks this write; its queue then fills and the realm
         // signals overflow, which must still end the session (and its registrations).
         let written = tokio::select! {
-            result = write_all(&mut writer, serializer, &mut replies) => result.is_ok(),
+            result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies) => result.is_ok(),
             _ = overflowed(&stats) => {
                 tracing::info!(%peer, "closing a session that stopped reading");
                 false
