@@ -166,6 +166,9 @@ pub struct RegistrationLeft {
 pub struct Dealer {
     registrations: HashMap<u64, Registration>,
     by_pattern: HashMap<Pattern, u64>,
+    /// Exact registrations by their URI: a CALL to one is routed without parsing its URI
+    /// into levels or walking the trie (an exact match outranks every pattern).
+    exact_uris: HashMap<String, u64>,
     trie: Trie<u64>,
     by_session: HashMap<SessionId, HashSet<u64>>,
     /// Keyed by (callee, invocation request ID).
@@ -224,6 +227,9 @@ impl Dealer {
         };
         let details = reg.details();
         self.trie.insert(&pattern, id);
+        if let Pattern::Exact(topic) = &pattern {
+            self.exact_uris.insert(topic.to_wamp(), id);
+        }
         self.by_pattern.insert(pattern, id);
         self.registrations.insert(id, reg);
         self.by_session.entry(session).or_default().insert(id);
@@ -249,6 +255,9 @@ impl Dealer {
         }
         if let Some(reg) = self.registrations.remove(&id) {
             self.trie.remove(&reg.pattern, &id);
+            if let Pattern::Exact(topic) = &reg.pattern {
+                self.exact_uris.remove(topic.wamp_uri());
+            }
             self.by_pattern.remove(&reg.pattern);
             for queued in reg.queue {
                 queued.caller.send(super::Outbound::wamp(call_error(
@@ -263,6 +272,10 @@ impl Dealer {
 
     /// The registration a call to `procedure` goes to.
     pub fn route(&self, procedure: &str) -> Option<u64> {
+        // A topic's levels hold no '.', so the URI names the same levels as the pattern.
+        if let Some(id) = self.exact_uris.get(procedure) {
+            return Some(*id);
+        }
         let topic = Topic::from_wamp(procedure);
         let mut best: Option<((u8, usize), u64)> = None;
         self.trie.matches(&topic, |id| {

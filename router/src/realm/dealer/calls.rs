@@ -143,16 +143,16 @@ impl Realm {
         dealer.next_invocation += 1;
         let invocation = dealer.next_invocation;
         let key = (callee.info.id, invocation);
+        dealer.by_caller.insert((caller.info.id, call.request), key);
         let pending = PendingCall {
             registration: reg_id,
-            caller: caller.clone(),
+            caller,
             caller_request: call.request,
             callee: callee.clone(),
             receive_progress,
             cancel: None,
         };
         dealer.pending.insert(key, pending);
-        dealer.by_caller.insert((caller.info.id, call.request), key);
         drop(dealer);
         let message = Message::Invocation {
             request: invocation,
