@@ -82,22 +82,19 @@ pub fn row(run: &Value, runs: usize) -> String {
     let rss = number("router_peak_rss_kib").map_or("            -".to_owned(), |v| {
         format!("{:>13.1}", v / 1024.0)
     });
-    let mut note = if runs > 1 {
-        format!("median of {runs}")
-    } else {
-        String::new()
-    };
+    let mut notes = Vec::new();
     if let Some(bytes) = number("idle_bytes_per_connection") {
         let connected = number("connected").unwrap_or(0.0);
-        note = format!("{bytes:.0} B/conn over {connected:.0} conns {note}");
+        notes.push(format!("{bytes:.0} B/conn over {connected:.0} conns"));
+    }
+    if runs > 1 {
+        notes.push(format!("median of {runs}"));
     }
     // Worth a look only when the hypervisor took a noticeable share (shared VMs).
     if let Some(steal) = number("steal_pct").filter(|s| *s >= STEAL_SHOWN_MIN_PCT) {
-        note = format!(
-            "{note}{}steal {steal:.0}%",
-            if note.is_empty() { "" } else { ", " }
-        );
+        notes.push(format!("steal {steal:.0}%"));
     }
+    let note = notes.join(", ");
     format!(
         "{label:<12} {} {} {} {} {} {cpu} {rss}  {note}",
         cell("messages_per_s", 10),
@@ -178,6 +175,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("median of 3"), "{text}");
+    }
+
+    #[test]
+    fn notes_name_idle_bytes_runs_and_noticeable_steal() {
+        let idle = json!({"label": "foxrouter", "idle_bytes_per_connection": 3624.0,
+            "connected": 10000.0, "steal_pct": 12.4});
+        assert!(
+            row(&idle, 1).ends_with("  3624 B/conn over 10000 conns, steal 12%"),
+            "{}",
+            row(&idle, 1)
+        );
+        let quiet = json!({"label": "foxrouter", "messages_per_s": 5.0, "steal_pct": 0.4});
+        assert!(row(&quiet, 3).ends_with("  median of 3"), "{}", row(&quiet, 3));
+        assert!(!row(&quiet, 1).contains("steal"), "{}", row(&quiet, 1));
     }
 
     #[test]
