@@ -4,7 +4,7 @@
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
 #                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
-#                    [--fox-workers N] [--pin]
+#                    [--fox-workers N] [--no-pin]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
@@ -20,9 +20,11 @@
 # after a change, or only the MQTT scenarios.
 # --fox-workers N: foxrouter's runtime worker threads (default 0: foxrouter's own default,
 # one per core). The table header prints the value.
-# --pin: every router (foxrouter and each peer alike) runs on CPU 0 and fox-bench on the
-# others (taskset), so the router under test and the load generator do not compete for a
-# core. foxrouter's default worker count follows its CPU set (one here).
+# Pinned by default: every router (foxrouter and each peer alike) runs on CPU 0 and
+# fox-bench on the others (taskset), so the router under test and the load generator do not
+# compete for a core and runs repeat. foxrouter's default worker count follows its CPU set
+# (one worker when pinned). --no-pin runs everything unpinned (rounds 2 and 3 of
+# BENCHMARKS.md); --pin is accepted for the default. Needs taskset and 2 CPUs, else unpinned.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,7 +41,7 @@ OUT=""
 ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
 PROTOCOLS=mqtt,wamp
 FOX_WORKERS=0
-PIN=0
+PIN=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -54,7 +56,8 @@ while [ $# -gt 0 ]; do
     --protocols) PROTOCOLS=$2; shift ;;
     --fox-workers) FOX_WORKERS=$2; shift ;;
     --pin) PIN=1 ;;
-    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    --no-pin) PIN=0 ;;
+    -h|--help) sed -n "2,/^set -euo/p" "$0" | sed "$ d"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -119,7 +122,7 @@ if [ "$PIN" = 1 ]; then
     ROUTER_CPUS=(taskset -c 0)
     BENCH_CPUS=(taskset -c "1-$(($(nproc) - 1))")
   else
-    log "--pin needs taskset and at least 2 CPUs: running unpinned"
+    log "pinning needs taskset and at least 2 CPUs: running unpinned"
     PIN=0
   fi
 fi
