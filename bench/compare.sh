@@ -143,23 +143,49 @@ error_row() { # label scenario-key message
   printf '{"label":"%s","key":"%s","scenario":"%s","error":"%s"}\n' "$1" "$2" "${2%%-*}" "$3" >> "$RESULTS"
 }
 
-# The router under test, when it can be restarted: its PID and a function that restarts it
-# on the same ports and sets PEER_PID (see restart_after_failure).
+# The router under test (started by start_peer): how to start it again after a failed run.
 PEER_PID=""
-RESTART_PEER=""
+PEER_LABEL=""
+PEER_PORT=""
+PEER_LOG=""
+PEER_CMD=()
 RESTARTS=()
 
-# A run failed (the router crashed, hung or refused): the next scenario gets a freshly
-# started router, so one failure does not turn every later row into an error. rumqttd's
-# router thread panics in the flat-out QoS 0 fan-out and the process then hangs. Every
-# router is treated alike; the table header lists the restarts.
+# start_peer LABEL PORT LOG COMMAND...: starts a router (on the routers' CPUs), waits for
+# PORT, and remembers the command for restart_after_failure.
+start_peer() {
+  PEER_LABEL=$1; PEER_PORT=$2; PEER_LOG=$3; shift 3
+  PEER_CMD=("$@")
+  launch_peer
+}
+
+launch_peer() {
+  "${ROUTER_CPUS[@]}" "${PEER_CMD[@]}" >> "$PEER_LOG" 2>&1 &
+  PEER_PID=$!; PIDS+=("$PEER_PID")
+  if wait_port "$PEER_PORT" 20; then log "$PEER_LABEL pid $PEER_PID"; return 0; fi
+  log "$PEER_LABEL did not start (see $PEER_LOG)"
+  stop_peer
+  return 1
+}
+
+# Stops the router started last and forgets it.
+stop_peer() {
+  if [ -n "$PEER_PID" ]; then kill "$PEER_PID" 2>/dev/null || true; wait "$PEER_PID" 2>/dev/null || true; fi
+  PEER_PID=""
+  PEER_CMD=()
+}
+
+# A run failed (the router crashed, hung or refused): the next runs get a freshly started
+# router on the same ports, so one failure does not turn every later row into an error.
+# rumqttd's router thread panics in the flat-out QoS 0 fan-out and the process then hangs.
+# Every router is treated alike; the table header lists the restarts.
 restart_after_failure() { # label
-  [ -n "$RESTART_PEER" ] || return 0
+  [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
   log "$1: a run failed; restarting it for the next runs"
   kill "$PEER_PID" 2>/dev/null || true
   wait "$PEER_PID" 2>/dev/null || true
   RESTARTS+=("$1")
-  "$RESTART_PEER" || { log "$1 did not restart"; RESTART_PEER=""; }
+  launch_peer || true
 }
 
 # bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
@@ -226,55 +252,31 @@ wamp_scenarios() { # label pid ws_addr rs_addr
 
 # ---------------------------------------------------------------- peers
 run_foxrouter() {
-  # Ports in globals: the start functions also run from inside the scenario functions,
-  # whose locals (ws, rs, v4, ...) would shadow a caller's locals.
-  FOX_WS=$(free_port); FOX_RS=$(free_port); FOX_MQTT=$(free_port); FOX_CFG="$WORK/foxrouter.toml"
-  printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$FOX_CFG"
-  if ! start_foxrouter; then log "foxrouter did not start"; return; fi
-  log "foxrouter pid $PEER_PID"
-  RESTART_PEER=start_foxrouter
-  mqtt_scenarios foxrouter "$PEER_PID" "127.0.0.1:$FOX_MQTT" "127.0.0.1:$FOX_MQTT"
-  wamp_scenarios foxrouter "$PEER_PID" "127.0.0.1:$FOX_WS" "127.0.0.1:$FOX_RS"
+  local ws rs mqtt cfg
+  ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
+  printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$cfg"
+  start_peer foxrouter "$mqtt" "$WORK/foxrouter.log" "$FOXROUTER" serve --config "$cfg" \
+    --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
+    --workers "$FOX_WORKERS" --log warn || return 0
+  mqtt_scenarios foxrouter "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
+  wamp_scenarios foxrouter "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
   stop_peer
-}
-
-start_foxrouter() {
-  "${ROUTER_CPUS[@]}" "$FOXROUTER" serve --config "$FOX_CFG" --ws "127.0.0.1:$FOX_WS" --rawsocket "127.0.0.1:$FOX_RS" \
-    --mqtt "127.0.0.1:$FOX_MQTT" --workers "$FOX_WORKERS" --log warn >> "$WORK/foxrouter.log" 2>&1 &
-  PEER_PID=$!; PIDS+=("$PEER_PID")
-  wait_port "$FOX_MQTT" 20
-}
-
-# Stops the router started last and forgets it.
-stop_peer() {
-  [ -n "$PEER_PID" ] && { kill "$PEER_PID" 2>/dev/null || true; wait "$PEER_PID" 2>/dev/null || true; }
-  PEER_PID=""
-  RESTART_PEER=""
 }
 
 run_mosquitto() {
   # A missing peer still gets every row, as errors (connection refused on port 1).
   [ -n "$MOSQUITTO" ] || { log "mosquitto not installed"; mqtt_scenarios mosquitto "" 127.0.0.1:1 127.0.0.1:1; return; }
-  MOSQUITTO_PORT=$(free_port)
+  local port; port=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_connections -1\n' \
-    "$MOSQUITTO_PORT" "$QUEUE_MAX" > "$WORK/mosquitto.conf"
-  if ! start_mosquitto; then log "mosquitto did not start"; return; fi
-  log "mosquitto pid $PEER_PID"
-  RESTART_PEER=start_mosquitto
-  mqtt_scenarios mosquitto "$PEER_PID" "127.0.0.1:$MOSQUITTO_PORT" "127.0.0.1:$MOSQUITTO_PORT"
+    "$port" "$QUEUE_MAX" > "$WORK/mosquitto.conf"
+  start_peer mosquitto "$port" "$WORK/mosquitto.log" "$MOSQUITTO" -c "$WORK/mosquitto.conf" || return 0
+  mqtt_scenarios mosquitto "$PEER_PID" "127.0.0.1:$port" "127.0.0.1:$port"
   stop_peer
-}
-
-start_mosquitto() {
-  "${ROUTER_CPUS[@]}" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >> "$WORK/mosquitto.log" 2>&1 &
-  PEER_PID=$!; PIDS+=("$PEER_PID")
-  wait_port "$MOSQUITTO_PORT" 10
 }
 
 run_rumqttd() {
   [ -x "$RUMQTTD" ] || { log "rumqttd not installed"; mqtt_scenarios rumqttd "" 127.0.0.1:1 127.0.0.1:1; return; }
   local v4 v5; v4=$(free_port); v5=$(free_port)
-  RUMQTTD_PORT=$v4
   cat > "$WORK/rumqttd.toml" <<EOF
 id = 0
 [router]
@@ -301,17 +303,9 @@ next_connection_delay_ms = 0
     max_payload_size = 20480
     max_inflight_count = 100
 EOF
-  if ! start_rumqttd; then log "rumqttd did not start (see $WORK/rumqttd.log)"; return; fi
-  log "rumqttd pid $PEER_PID"
-  RESTART_PEER=start_rumqttd
+  start_peer rumqttd "$v4" "$WORK/rumqttd.log" "$RUMQTTD" --config "$WORK/rumqttd.toml" || return 0
   mqtt_scenarios rumqttd "$PEER_PID" "127.0.0.1:$v4" "127.0.0.1:$v5"
   stop_peer
-}
-
-start_rumqttd() {
-  "${ROUTER_CPUS[@]}" "$RUMQTTD" --config "$WORK/rumqttd.toml" >> "$WORK/rumqttd.log" 2>&1 &
-  PEER_PID=$!; PIDS+=("$PEER_PID")
-  wait_port "$RUMQTTD_PORT" 10
 }
 
 run_crossbar() {
