@@ -187,7 +187,11 @@ mod tests {
             row(&idle, 1)
         );
         let quiet = json!({"label": "foxrouter", "messages_per_s": 5.0, "steal_pct": 0.4});
-        assert!(row(&quiet, 3).ends_with("  median of 3"), "{}", row(&quiet, 3));
+        assert!(
+            row(&quiet, 3).ends_with("  median of 3"),
+            "{}",
+            row(&quiet, 3)
+        );
         assert!(!row(&quiet, 1).contains("steal"), "{}", row(&quiet, 1));
     }
 

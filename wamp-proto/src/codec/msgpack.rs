@@ -60,12 +60,14 @@ impl<'a> Reader<'a> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u16(&mut self) -> Result<usize, DecodeError> {
-        Ok(u16::from_be_bytes(self.array()?) as usize)
-    }
-
-    fn u32(&mut self) -> Result<usize, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?) as usize)
+    /// A length of 1, 2 or 4 big-endian bytes (`size`: 0, 1, 2), as the 8/16/32 variants
+    /// of a marker family carry it.
+    fn length(&mut self, size: u8) -> Result<usize, DecodeError> {
+        Ok(match size {
+            0 => usize::from(self.byte()?),
+            1 => usize::from(u16::from_be_bytes(self.array()?)),
+            _ => u32::from_be_bytes(self.array()?) as usize,
+        })
     }
 
     /// One value; `depth` is how many containers may still be opened here and below.
@@ -79,28 +81,12 @@ impl<'a> Reader<'a> {
             0xc0 => Value::Null,
             0xc2 => Value::Bool(false),
             0xc3 => Value::Bool(true),
-            0xc4 => {
-                let len = usize::from(self.byte()?);
+            0xc4..=0xc6 => {
+                let len = self.length(marker - 0xc4)?;
                 Value::Bytes(self.take(len)?.to_vec())
             }
-            0xc5 => {
-                let len = self.u16()?;
-                Value::Bytes(self.take(len)?.to_vec())
-            }
-            0xc6 => {
-                let len = self.u32()?;
-                Value::Bytes(self.take(len)?.to_vec())
-            }
-            0xc7 => {
-                let len = usize::from(self.byte()?);
-                self.extension(len)?
-            }
-            0xc8 => {
-                let len = self.u16()?;
-                self.extension(len)?
-            }
-            0xc9 => {
-                let len = self.u32()?;
+            0xc7..=0xc9 => {
+                let len = self.length(marker - 0xc7)?;
                 self.extension(len)?
             }
             0xca => Value::Float(f64::from(f32::from_be_bytes(self.array()?))),
@@ -118,32 +104,16 @@ impl<'a> Reader<'a> {
             0xd6 => self.extension(4)?,
             0xd7 => self.extension(8)?,
             0xd8 => self.extension(16)?,
-            0xd9 => {
-                let len = usize::from(self.byte()?);
+            0xd9..=0xdb => {
+                let len = self.length(marker - 0xd9)?;
                 self.text(len)?
             }
-            0xda => {
-                let len = self.u16()?;
-                self.text(len)?
-            }
-            0xdb => {
-                let len = self.u32()?;
-                self.text(len)?
-            }
-            0xdc => {
-                let len = self.u16()?;
+            0xdc..=0xdd => {
+                let len = self.length(marker - 0xdb)?;
                 self.list(len, depth)?
             }
-            0xdd => {
-                let len = self.u32()?;
-                self.list(len, depth)?
-            }
-            0xde => {
-                let len = self.u16()?;
-                self.map(len, depth)?
-            }
-            0xdf => {
-                let len = self.u32()?;
+            0xde..=0xdf => {
+                let len = self.length(marker - 0xdd)?;
                 self.map(len, depth)?
             }
             0xe0..=0xff => Value::Int(i64::from(marker as i8)),
@@ -185,9 +155,8 @@ impl<'a> Reader<'a> {
         let marker = self.byte()?;
         let len = match marker {
             0xa0..=0xbf => usize::from(marker & 0x1f),
-            0xd9 | 0xc4 => usize::from(self.byte()?),
-            0xda | 0xc5 => self.u16()?,
-            0xdb | 0xc6 => self.u32()?,
+            0xd9..=0xdb => self.length(marker - 0xd9)?,
+            0xc4..=0xc6 => self.length(marker - 0xc4)?,
             _ => return Err(syntax("invalid type: a map key must be a string")),
         };
         let raw = self.take(len)?;
