@@ -314,6 +314,8 @@ mod tests {
     struct Peer {
         to_router: mpsc::UnboundedSender<Vec<u8>>,
         from_router: mpsc::UnboundedReceiver<Vec<u8>>,
+        /// The session ID from WELCOME.
+        id: u64,
     }
 
     impl Peer {
@@ -332,9 +334,12 @@ mod tests {
             let mut peer = Self {
                 to_router,
                 from_router,
+                id: 0,
             };
-            peer.send(r#"[1,"realm1",{"roles":{"publisher":{},"subscriber":{}}}]"#);
-            assert_eq!(peer.recv().await[0], 2, "WELCOME");
+            peer.send(r#"[1,"realm1",{"roles":{"publisher":{},"subscriber":{},"caller":{}}}]"#);
+            let welcome = peer.recv().await;
+            assert_eq!(welcome[0], 2, "WELCOME");
+            peer.id = welcome[1].as_u64().expect("session ID");
             peer
         }
 
@@ -350,6 +355,32 @@ mod tests {
                 .expect("open");
             serde_json::from_slice(&frame).expect("JSON")
         }
+    }
+
+    /// A session the router closes (here: killed) leaves the realm when the router sends
+    /// GOODBYE, not when the peer's GOODBYE reply arrives: a client that saw the GOODBYE (or
+    /// closed its transport right after replying) must not find it listed any more.
+    #[tokio::test]
+    async fn a_killed_session_is_gone_from_the_realm_when_its_goodbye_is_sent() {
+        let router = Router::new(Config::default());
+        let mut admin = Peer::join(&router, "admin").await;
+        let mut victim = Peer::join(&router, "victim").await;
+        admin.send(&format!(
+            r#"[48,1,{{}},"wamp.session.kill",[{}]]"#,
+            victim.id
+        ));
+        let goodbye = victim.recv().await;
+        assert_eq!(goodbye[0], 6, "GOODBYE: {goodbye}");
+        assert_eq!(admin.recv().await[0], 50, "RESULT of the kill");
+        // The victim has not answered the GOODBYE yet.
+        admin.send(r#"[48,2,{},"wamp.session.list",[]]"#);
+        let list = admin.recv().await;
+        assert_eq!(list[0], 50, "RESULT: {list}");
+        assert_eq!(
+            list[3],
+            serde_json::json!([[admin.id]]),
+            "only the admin is left: {list}"
+        );
     }
 
     /// Backpressure on WAMP: a publisher that sends faster than its subscriber drains

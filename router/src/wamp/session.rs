@@ -243,8 +243,9 @@ impl WampSession {
         self.finish();
     }
 
-    /// The router closes the session (shutdown, kill, slow consumer): GOODBYE, then wait
-    /// for the peer's GOODBYE.
+    /// The router closes the session (shutdown, kill, slow consumer): GOODBYE, and the
+    /// session leaves its realm at once; the connection then waits a while for the peer's
+    /// GOODBYE.
     pub fn goodbye(&mut self, reason: &str, message: &str, out: &mut Vec<Message>) {
         let state = std::mem::replace(&mut self.state, State::Closed);
         self.state = match state {
@@ -257,6 +258,11 @@ impl WampSession {
                     details,
                     reason: reason.to_owned(),
                 });
+                // The session ends now: it may send nothing but the GOODBYE reply, which is
+                // only awaited for a clean close. A peer that saw our GOODBYE (or its
+                // transport close) must not still find the session in the realm's lists,
+                // its registrations or its subscriptions.
+                realm.leave(handle.info.id);
                 State::Closing {
                     realm,
                     session: handle.info.id,
