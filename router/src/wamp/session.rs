@@ -44,11 +44,8 @@ enum State {
         realm: Arc<Realm>,
         handle: SessionHandle,
     },
-    /// We sent GOODBYE and wait for the peer's.
-    Closing {
-        realm: Arc<Realm>,
-        session: u64,
-    },
+    /// We sent GOODBYE (the session already left its realm) and wait for the peer's.
+    Closing,
     Closed,
 }
 
@@ -204,7 +201,7 @@ impl WampSession {
 
     /// Whether we said GOODBYE and wait for the peer's.
     pub fn is_closing(&self) -> bool {
-        matches!(self.state, State::Closing { .. })
+        matches!(self.state, State::Closing)
     }
 
     /// Handles one message from the peer.
@@ -227,10 +224,7 @@ impl WampSession {
                     (State::Established { realm, handle }, flow)
                 }
             }
-            State::Closing { realm, session } => {
-                realm.leave(session);
-                (State::Closed, Flow::Close)
-            }
+            State::Closing => (State::Closed, Flow::Close),
             State::Closed => (State::Closed, Flow::Close),
         };
         self.state = next;
@@ -263,22 +257,19 @@ impl WampSession {
                 // transport close) must not still find the session in the realm's lists,
                 // its registrations or its subscriptions.
                 realm.leave(handle.info.id);
-                State::Closing {
-                    realm,
-                    session: handle.info.id,
-                }
+                State::Closing
             }
             other => other,
         };
     }
 
-    /// The connection is gone: leave the realm (abnormally, unless GOODBYE was exchanged or
-    /// the router was closing the session). Idempotent.
+    /// The connection is gone: an established session leaves its realm abnormally (a
+    /// closing one already left, when GOODBYE was sent or exchanged). Idempotent.
     pub fn finish(&mut self) {
-        match std::mem::replace(&mut self.state, State::Closed) {
-            State::Established { realm, handle } => realm.leave_abnormally(handle.info.id),
-            State::Closing { realm, session } => realm.leave(session),
-            _ => {}
+        if let State::Established { realm, handle } =
+            std::mem::replace(&mut self.state, State::Closed)
+        {
+            realm.leave_abnormally(handle.info.id);
         }
     }
 
