@@ -166,6 +166,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let mut deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let mut outbound: Option<OutboundQueue> = None;
     let mut stats: Option<Arc<SessionStats>> = None;
+    // The same stats, kept to the end even after an overflow dropped `stats`: publishers
+    // paused on our queue are released when the connection ends, however it ends.
+    let mut queue_stats: Option<Arc<SessionStats>> = None;
     let mut answers = Answers::default();
     let limit = limits.message_size_max_bytes;
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
@@ -242,6 +245,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 if let Some(stats) = &stats {
                     stats.live.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
+                queue_stats = stats.clone();
                 if shutting_down {
                     session.goodbye("wamp.close.system_shutdown", "", &mut answers.replies);
                 }
@@ -263,7 +267,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             break;
         }
     }
-    if let (Some(stats), Some(rx)) = (session.handle().map(|h| h.stats.clone()), &outbound) {
+    if let (Some(stats), Some(rx)) = (&queue_stats, &outbound) {
         // Nobody drains the queue now: publishers paused on it go on.
         stats
             .live
