@@ -320,8 +320,7 @@ async fn open(addr: SocketAddr, local_ip: Option<IpAddr>) -> Result<TcpStream, E
 async fn write_loop(mut write: OwnedWriteHalf, mut out: mpsc::Receiver<Bytes>) {
     let mut batch = Vec::with_capacity(16 * 1024);
     while let Some(first) = out.recv().await {
-        // Lets the tasks ready to run queue their packets first (see the WAMP writer).
-        tokio::task::yield_now().await;
+        crate::let_others_queue().await;
         let mut is_disconnect = first.first() == Some(&DISCONNECT_FIRST_BYTE);
         batch.extend_from_slice(&first);
         while batch.len() < WRITE_BATCH_BYTES_MAX && !is_disconnect {

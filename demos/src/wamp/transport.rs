@@ -251,22 +251,13 @@ fn ws_error(error: tokio_tungstenite::tungstenite::Error) -> Error {
     Error::WebSocket(Box::new(error))
 }
 
-/// Lets the tasks that are ready to run queue their frames before the writer takes what is
-/// queued. The first frame's push wakes the writer, and tokio runs a task woken by the
-/// running one next (its LIFO slot): without this, a reader that hands 16 results to 16
-/// callers gets 16 writes of one call each, and the load generator spends its CPU on
-/// system calls instead of load.
-async fn let_others_queue() {
-    tokio::task::yield_now().await;
-}
-
 async fn write_ws(
     mut sink: SplitSink<WsStream, WsMessage>,
     serializer: Serializer,
     mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
     while let Some(first) = outgoing.recv().await {
-        let_others_queue().await;
+        crate::let_others_queue().await;
         let mut next = Some(first);
         let mut frames = 0;
         while let Some(item) = next.take() {
@@ -294,7 +285,7 @@ async fn write_ws(
 async fn write_raw(mut write: OwnedWriteHalf, mut outgoing: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
     while let Some(first) = outgoing.recv().await {
-        let_others_queue().await;
+        crate::let_others_queue().await;
         let mut next = Some(first);
         let mut frames = 0;
         while let Some(item) = next.take() {
