@@ -9,6 +9,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 export CARGO_TERM_COLOR=never
+# A cold build takes about 2.5 GB (RocksDB included). Say so up front when the disk is
+# nearly full, rather than let the C++ archiver fail deep in RocksDB's build output.
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+free_kib=$(df -Pk "$(dirname "$target_dir")" 2>/dev/null | awk 'NR == 2 {print $4}')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((3 * 1024 * 1024)) ]; then
+  echo "test.sh: warning: only $((free_kib / 1024)) MiB free for $target_dir; a cold build needs about 2.5 GB" >&2
+fi
 echo "== cargo build"
 cargo build --workspace --all-targets
 export FOXROUTER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/foxrouter"
