@@ -123,6 +123,8 @@ pub struct Config {
     pub router_pid: Option<u32>,
     /// Source addresses 127.0.0.2 .. 127.0.0.(1 + source_ips) for idle connections.
     pub source_ips: u8,
+    /// Runtime worker threads of the load generator (what its CPU use is measured against).
+    pub threads: usize,
 }
 
 impl Config {
@@ -201,6 +203,20 @@ pub struct Outcome {
     pub router: Option<RouterUsage>,
     /// CPU time stolen from this (virtual) machine during the run, percent.
     pub steal_percent: Option<f64>,
+    /// The load generator's own CPU use during the run.
+    pub load_generator: Option<LoadGeneratorUsage>,
+}
+
+/// How busy the load generator itself was. A run whose load generator used all the CPU it
+/// had measured the load generator, not the router: its figure is a lower bound.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadGeneratorUsage {
+    /// User + system CPU seconds of this process during the run.
+    pub cpu_seconds: f64,
+    /// Cores it could use: its runtime threads, at most the CPUs it may run on.
+    pub cores: usize,
+    /// CPU seconds over (wall seconds x cores), percent.
+    pub busy_percent: f64,
 }
 
 /// Runs `config` and never takes longer than setup + warm-up + duration + grace.
@@ -209,17 +225,29 @@ pub async fn run(config: Config) -> Outcome {
         .router_pid
         .and_then(|pid| RouterProbe::start(pid).ok());
     let steal = StealProbe::start();
+    let own = RouterProbe::start(std::process::id()).ok();
+    let began = std::time::Instant::now();
     let limit = SETUP_TIMEOUT + config.warmup + config.duration + STOP_GRACE * 2;
     let measured = match tokio::time::timeout(limit, run_scenario(&config)).await {
         Ok(result) => result,
         Err(_) => Err(format!("scenario did not finish within {limit:?}")),
     };
     let router = probe.and_then(|p| p.usage().ok());
+    let wall_seconds = began.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(config.threads.max(1));
+    let load_generator = own.and_then(|p| p.usage().ok()).map(|u| LoadGeneratorUsage {
+        cpu_seconds: u.cpu_seconds,
+        cores,
+        busy_percent: u.cpu_seconds * 100.0 / (wall_seconds * cores as f64).max(f64::EPSILON),
+    });
     Outcome {
         config,
         measured,
         router,
         steal_percent: steal.and_then(|s| s.percent()),
+        load_generator,
     }
 }
 
@@ -330,6 +358,11 @@ impl Outcome {
         }
         if let Some(steal) = self.steal_percent {
             fields.insert("steal_pct".into(), json!(steal));
+        }
+        if let Some(g) = &self.load_generator {
+            fields.insert("bench_cpu_s".into(), json!(g.cpu_seconds));
+            fields.insert("bench_cores".into(), json!(g.cores));
+            fields.insert("bench_busy_pct".into(), json!(g.busy_percent));
         }
         value
     }

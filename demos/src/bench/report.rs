@@ -22,6 +22,10 @@ pub const HEADER: &str =
 /// Machine CPU steal below this share of a run is left out of its row.
 const STEAL_SHOWN_MIN_PCT: f64 = 2.0;
 
+/// A load generator this busy (of the cores it had, over the whole run with its warm-up)
+/// may have been the bottleneck: its row says so, since the figure is then a lower bound.
+const BENCH_BUSY_SHOWN_MIN_PCT: f64 = 85.0;
+
 /// Renders every scenario found in `lines` (JSON objects as written by `fox-bench --json`).
 pub fn render(lines: &[Value]) -> String {
     let mut order: Vec<String> = Vec::new();
@@ -93,6 +97,9 @@ pub fn row(run: &Value, runs: usize) -> String {
     // Worth a look only when the hypervisor took a noticeable share (shared VMs).
     if let Some(steal) = number("steal_pct").filter(|s| *s >= STEAL_SHOWN_MIN_PCT) {
         notes.push(format!("steal {steal:.0}%"));
+    }
+    if let Some(busy) = number("bench_busy_pct").filter(|b| *b >= BENCH_BUSY_SHOWN_MIN_PCT) {
+        notes.push(format!("load generator busy {busy:.0}%"));
     }
     let note = notes.join(", ");
     format!(
@@ -193,6 +200,18 @@ mod tests {
             row(&quiet, 3)
         );
         assert!(!row(&quiet, 1).contains("steal"), "{}", row(&quiet, 1));
+    }
+
+    #[test]
+    fn a_saturated_load_generator_is_named_in_the_row() {
+        let capped = json!({"label": "rumqttd", "messages_per_s": 5.0, "bench_busy_pct": 97.2});
+        assert!(
+            row(&capped, 1).ends_with("  load generator busy 97%"),
+            "{}",
+            row(&capped, 1)
+        );
+        let spare = json!({"label": "rumqttd", "messages_per_s": 5.0, "bench_busy_pct": 41.0});
+        assert!(!row(&spare, 1).contains("busy"), "{}", row(&spare, 1));
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn config(args: &RunArgs) -> anyhow::Result<Config> {
         callees: args.callees,
         router_pid: args.router_pid,
         source_ips: args.source_ips,
+        threads: args.threads.max(1),
     })
 }
 
