@@ -4,7 +4,7 @@
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
 #                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
-#                    [--fox-workers N] [--no-pin]
+#                    [--fox-workers N] [--no-pin] [--no-fresh]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
@@ -25,6 +25,10 @@
 # compete for a core and runs repeat. foxrouter's default worker count follows its CPU set
 # (one worker when pinned). --no-pin runs everything unpinned (rounds 2 and 3 of
 # BENCHMARKS.md); --pin is accepted for the default. Needs taskset and 2 CPUs, else unpinned.
+# Fresh by default: foxrouter, Mosquitto and rumqttd are restarted before every scenario, so
+# no row inherits the heap, queues or backlog of the rows before it (rumqttd's memory grows
+# from row to row and its rates fall with it). --no-fresh runs every scenario of a router on
+# one process, in table order (rounds 2 to 4). Crossbar runs on one process either way.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +46,7 @@ ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
 PROTOCOLS=mqtt,wamp
 FOX_WORKERS=0
 PIN=1
+FRESH=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -57,6 +62,8 @@ while [ $# -gt 0 ]; do
     --fox-workers) FOX_WORKERS=$2; shift ;;
     --pin) PIN=1 ;;
     --no-pin) PIN=0 ;;
+    --fresh) FRESH=1 ;;
+    --no-fresh) FRESH=0 ;;
     -h|--help) sed -n "2,/^set -euo/p" "$0" | sed "$ d"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -69,6 +76,11 @@ QUEUE_MAX=4096
 # Requests in flight per connection (QoS 1/2, acked, rpc). Below Mosquitto's default
 # max_inflight_messages (20): on MQTT 3.1.1 Mosquitto silently drops QoS 2 publishes past it.
 INFLIGHT=16
+# Same outbound window for every broker: QoS 1/2 messages sent to one client and not yet
+# acknowledged (foxrouter mqtt_inflight_max, Mosquitto max_inflight_messages, rumqttd
+# max_inflight_count). 100 is the value of rumqttd's shipped config; with one subscriber
+# it bounds fan-in throughput (window / round trip), so unequal windows decide that row.
+WINDOW=100
 
 mkdir -p "$PEERS"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fox-compare.XXXXXX")
@@ -149,6 +161,7 @@ PEER_LABEL=""
 PEER_PORT=""
 PEER_LOG=""
 PEER_CMD=()
+PEER_USED=0
 RESTARTS=()
 
 # start_peer LABEL PORT LOG COMMAND...: starts a router (on the routers' CPUs), waits for
@@ -161,7 +174,7 @@ start_peer() {
 
 launch_peer() {
   "${ROUTER_CPUS[@]}" "${PEER_CMD[@]}" >> "$PEER_LOG" 2>&1 &
-  PEER_PID=$!; PIDS+=("$PEER_PID")
+  PEER_PID=$!; PIDS+=("$PEER_PID"); PEER_USED=0
   if wait_port "$PEER_PORT" 20; then log "$PEER_LABEL pid $PEER_PID"; return 0; fi
   log "$PEER_LABEL did not start (see $PEER_LOG)"
   stop_peer
@@ -188,10 +201,23 @@ restart_after_failure() { # label
   launch_peer || true
 }
 
+# --fresh: the router that already ran a scenario is started again for the next one.
+refresh_peer() {
+  [ "$FRESH" = 1 ] && [ "$PEER_USED" = 1 ] && [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
+  kill "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+  # The old process may hold its ports for a moment after exit.
+  local deadline=$((SECONDS + 10))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$PEER_PORT") 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  launch_peer || true
+}
+
 # bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
 bench() {
   local label=$1 pid=$2 target=$3; shift 3
   local i line
+  refresh_peer
+  PEER_USED=1
   for ((i = 0; i < RUNS; i++)); do
     pid=${PEER_PID:-$pid}
     line=$(timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
@@ -254,7 +280,8 @@ wamp_scenarios() { # label pid ws_addr rs_addr
 run_foxrouter() {
   local ws rs mqtt cfg
   ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
-  printf '[limits]\nsession_queue_max = %s\nconnections_max = 100000\n' "$QUEUE_MAX" > "$cfg"
+  printf '[limits]\nsession_queue_max = %s\nmqtt_inflight_max = %s\nconnections_max = 100000\n' \
+    "$QUEUE_MAX" "$WINDOW" > "$cfg"
   start_peer foxrouter "$mqtt" "$WORK/foxrouter.log" "$FOXROUTER" serve --config "$cfg" \
     --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
     --workers "$FOX_WORKERS" --log warn || return 0
@@ -267,8 +294,8 @@ run_mosquitto() {
   # A missing peer still gets every row, as errors (connection refused on port 1).
   [ -n "$MOSQUITTO" ] || { log "mosquitto not installed"; mqtt_scenarios mosquitto "" 127.0.0.1:1 127.0.0.1:1; return; }
   local port; port=$(free_port)
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_connections -1\n' \
-    "$port" "$QUEUE_MAX" > "$WORK/mosquitto.conf"
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_inflight_messages %s\nmax_connections -1\n' \
+    "$port" "$QUEUE_MAX" "$WINDOW" > "$WORK/mosquitto.conf"
   start_peer mosquitto "$port" "$WORK/mosquitto.log" "$MOSQUITTO" -c "$WORK/mosquitto.conf" || return 0
   mqtt_scenarios mosquitto "$PEER_PID" "127.0.0.1:$port" "127.0.0.1:$port"
   stop_peer
@@ -292,7 +319,7 @@ next_connection_delay_ms = 0
     [v4.1.connections]
     connection_timeout_ms = 60000
     max_payload_size = 20480
-    max_inflight_count = 100
+    max_inflight_count = $WINDOW
     dynamic_filters = true
 [v5.1]
 name = "v5-1"
@@ -301,7 +328,7 @@ next_connection_delay_ms = 0
     [v5.1.connections]
     connection_timeout_ms = 60000
     max_payload_size = 20480
-    max_inflight_count = 100
+    max_inflight_count = $WINDOW
 EOF
   start_peer rumqttd "$v4" "$WORK/rumqttd.log" "$RUMQTTD" --config "$WORK/rumqttd.toml" || return 0
   mqtt_scenarios rumqttd "$PEER_PID" "127.0.0.1:$v4" "127.0.0.1:$v5"
@@ -357,11 +384,16 @@ for PHASE in "${PHASES[@]}"; do
 done
 log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
-echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT queue=$QUEUE_MAX"
+echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT window=$WINDOW queue=$QUEUE_MAX"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "# foxrouter --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
 if [ "$PIN" = 1 ]; then
   echo "# pinned: every router on CPU 0 (${ROUTER_CPUS[*]}), fox-bench on ${BENCH_CPUS[*]}"
+fi
+if [ "$FRESH" = 1 ]; then
+  echo "# fresh: foxrouter, mosquitto and rumqttd restarted before every scenario (crossbar: one process)"
+else
+  echo "# one process per router for all its scenarios, in table order (--no-fresh)"
 fi
 if [ "${#RESTARTS[@]}" -gt 0 ]; then
   echo "# restarted after a failed run (the failed run is an ERROR row): ${RESTARTS[*]}"
