@@ -92,7 +92,7 @@ impl Source for OwnedReadHalf {
             let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             let was_empty = input.is_empty();
             input.reserve(READ_CHUNK_BYTES);
-            match self.try_read_buf(input) {
+            match read_draining(self, input) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Stale readiness (now cleared): wait again without holding the chunk.
                     if was_empty {
@@ -117,6 +117,34 @@ impl<T: AsyncRead + Send> Source for ReadHalf<T> {
         let read = self.read_buf(input).await?;
         compact_small_read(input, was_empty, read);
         Ok(read)
+    }
+}
+
+/// Reads into `input`'s spare room. A read that did not fill it emptied the socket's
+/// receive buffer, so the socket's read readiness is cleared as well: the next wait then
+/// sleeps until new data, where it would otherwise find the old readiness, read, and get
+/// `WouldBlock` (one wasted `recvfrom` per wake-up, a quarter of a busy connection's
+/// system calls). tokio's own `poll_read` does the same; `try_read_buf` does not.
+///
+/// The readiness is cleared by the outer `try_io`, which took its snapshot of the
+/// readiness before the read: data that arrives after the read marks the socket ready
+/// again with a newer tick, which that clear leaves alone.
+fn read_draining(half: &OwnedReadHalf, input: &mut BytesMut) -> std::io::Result<usize> {
+    let room = input.capacity() - input.len();
+    let mut read = None;
+    let cleared = AsRef::<TcpStream>::as_ref(half).try_io(tokio::io::Interest::READABLE, || {
+        let n = half.try_read_buf(input)?;
+        read = Some(n);
+        if n > 0 && n < room {
+            // Drained: report WouldBlock so that try_io clears the readiness it saw.
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (cleared, read) {
+        (_, Some(n)) => Ok(n),
+        (result, None) => result,
     }
 }
 
@@ -599,5 +627,56 @@ mod tests {
         let serve = super::serve(router, reader, writer, "mqtt", String::new());
         let size = std::mem::size_of_val(&serve);
         assert!(size <= 1_200, "the MQTT connection future is {size} bytes");
+    }
+
+    /// `read_some` clears the socket's readiness after a read that drained it. Bytes that
+    /// arrive afterwards must still wake the next `read_some`: a lost wake-up stalls this
+    /// stream and the test times out. Both sides run on a multi-threaded runtime, so
+    /// arrivals race the reads. (The narrowest window, bytes that land between the read
+    /// and the clear, is closed by the readiness tick `try_io` snapshots before the read;
+    /// this test cannot force that window, it only makes it possible.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_that_drain_the_socket_miss_no_later_bytes() {
+        use super::Source;
+        use tokio::io::AsyncWriteExt;
+        const CHUNKS: usize = 2_000;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            for i in 0..CHUNKS {
+                // 1 to 7 bytes, now and then after a pause: many reads drain the socket.
+                let chunk = vec![(i % 251) as u8; 1 + i % 7];
+                stream.write_all(&chunk).await.unwrap();
+                if i % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                if i % 97 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let (mut reader, _write) = stream.into_split();
+        let expected: usize = (0..CHUNKS).map(|i| 1 + i % 7).sum();
+        let mut input = bytes::BytesMut::new();
+        let mut total = 0;
+        let mut reads = 0;
+        while total < expected {
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                reader.read_some(&mut input),
+            )
+            .await
+            .expect("a read after a draining read must be woken by new bytes")
+            .unwrap();
+            assert!(read > 0, "end of stream after {total} of {expected} bytes");
+            total += read;
+            reads += 1;
+            input.clear();
+        }
+        assert_eq!(total, expected);
+        assert!(reads > 1, "the bytes came in more than one read");
+        writer.await.unwrap();
     }
 }
