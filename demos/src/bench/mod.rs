@@ -237,11 +237,13 @@ pub async fn run(config: Config) -> Outcome {
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(config.threads.max(1));
-    let load_generator = own.and_then(|p| p.usage().ok()).map(|u| LoadGeneratorUsage {
-        cpu_seconds: u.cpu_seconds,
-        cores,
-        busy_percent: u.cpu_seconds * 100.0 / (wall_seconds * cores as f64).max(f64::EPSILON),
-    });
+    let load_generator = own
+        .and_then(|p| p.usage().ok())
+        .map(|u| LoadGeneratorUsage {
+            cpu_seconds: u.cpu_seconds,
+            cores,
+            busy_percent: u.cpu_seconds * 100.0 / (wall_seconds * cores as f64).max(f64::EPSILON),
+        });
     Outcome {
         config,
         measured,
