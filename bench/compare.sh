@@ -25,10 +25,13 @@
 # compete for a core and runs repeat. foxrouter's default worker count follows its CPU set
 # (one worker when pinned). --no-pin runs everything unpinned (rounds 2 and 3 of
 # BENCHMARKS.md); --pin is accepted for the default. Needs taskset and 2 CPUs, else unpinned.
-# Fresh by default: foxrouter, Mosquitto and rumqttd are restarted before every scenario, so
-# no row inherits the heap, queues or backlog of the rows before it (rumqttd's memory grows
-# from row to row and its rates fall with it). --no-fresh runs every scenario of a router on
-# one process, in table order (rounds 2 to 4). Crossbar runs on one process either way.
+# Fresh and interleaved by default: every run of every scenario gets a newly started router,
+# and the routers take turns run by run (scenario 1: foxrouter, mosquitto, rumqttd, then
+# again for run 2, ...). No row inherits the heap, queues or backlog of the rows before it
+# (rumqttd's memory grows from row to row and its rates fall with it), and a shift in the
+# machine's load (CPU steal comes and goes within minutes here) falls on every router
+# alike instead of on whichever ran during it. --no-fresh runs all scenarios of one router
+# on one process, then the next router (rounds 2 to 4).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -201,7 +204,8 @@ restart_after_failure() { # label
   launch_peer || true
 }
 
-# --fresh: the router that already ran a scenario is started again for the next one.
+# --no-fresh with a router restarted after a failure: PEER_USED tells whether the process
+# has run a scenario. (Fresh runs start a router per run and never get here with one used.)
 refresh_peer() {
   [ "$FRESH" = 1 ] && [ "$PEER_USED" = 1 ] && [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
   kill "$PEER_PID" 2>/dev/null || true
@@ -212,10 +216,21 @@ refresh_peer() {
   launch_peer || true
 }
 
+# Interleaved runs: PICK is the one scenario bench runs (its number in the MQTT list, then
+# the WAMP list, as counted in BENCH_INDEX); 0 runs them all. DRY=1 only counts.
+PICK=0
+BENCH_INDEX=0
+DRY=0
+MQTT_COUNT=0
+WAMP_COUNT=0
+
 # bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
 bench() {
   local label=$1 pid=$2 target=$3; shift 3
   local i line
+  BENCH_INDEX=$((BENCH_INDEX + 1))
+  [ "$DRY" = 0 ] || return 0
+  [ "$PICK" = 0 ] || [ "$PICK" = "$BENCH_INDEX" ] || return 0
   refresh_peer
   PEER_USED=1
   for ((i = 0; i < RUNS; i++)); do
@@ -224,7 +239,8 @@ bench() {
       --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" | tail -1) || true
     if [ -n "$line" ]; then echo "$line" >> "$RESULTS"; else error_row "$label" "$*" "fox-bench failed"; fi
     echo "$line" | sed 's/^/  /' >&2
-    if [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; then restart_after_failure "$label"; fi
+    # (Interleaved runs stop the router right after: the next run starts a new one anyway.)
+    if [ "$PICK" = 0 ] && { [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; }; then restart_after_failure "$label"; fi
   done
 }
 
@@ -235,6 +251,7 @@ wanted() { # list item: whether item is in the comma-separated list
 
 mqtt_scenarios() { # label pid addr_v4 addr_v5
   local label=$1 pid=$2 v4=$3 v5=$4
+  BENCH_INDEX=0
   wanted "$PROTOCOLS" mqtt || return 0
   if [ "$PHASE" = load ]; then
   bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 0 --connections 1
@@ -263,6 +280,7 @@ mqtt_scenarios() { # label pid addr_v4 addr_v5
 
 wamp_scenarios() { # label pid ws_addr rs_addr
   local label=$1 pid=$2 ws=$3 rs=$4
+  BENCH_INDEX=$MQTT_COUNT
   [ "$PHASE" = load ] || return 0
   wanted "$PROTOCOLS" wamp || return 0
   bench "$label" "$pid" "ws+json://$ws/ws" --scenario rpc --connections 4
@@ -376,7 +394,36 @@ START=$SECONDS
 PHASES=()
 [ "$ONLY" = idle ] || PHASES+=(load)
 [ "$ONLY" = load ] || [ "$IDLE_CONNECTIONS" -le 0 ] || PHASES+=(idle)
+# How many load scenarios each list has (for PICK).
+count_scenarios() {
+  local PROTOCOLS=mqtt,wamp DRY=1 PHASE=load
+  mqtt_scenarios count "" - -
+  MQTT_COUNT=$BENCH_INDEX
+  wamp_scenarios count "" - -
+  WAMP_COUNT=$((BENCH_INDEX - MQTT_COUNT))
+}
+count_scenarios
 for PHASE in "${PHASES[@]}"; do
+  if [ "$PHASE" = load ] && [ "$FRESH" = 1 ]; then
+    # One run per started router, the routers taking turns (see --no-fresh above).
+    runs=$RUNS; RUNS=1
+    for ((PICK = 1; PICK <= MQTT_COUNT + WAMP_COUNT; PICK++)); do
+      for ((run = 0; run < runs; run++)); do
+        if [ "$PICK" -le "$MQTT_COUNT" ]; then
+          wanted "$PROTOCOLS" mqtt || break
+          if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+          if wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
+          if wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
+        else
+          wanted "$PROTOCOLS" wamp || break
+          if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+          if wanted "$ROUTERS" crossbar; then run_crossbar; fi
+        fi
+      done
+    done
+    PICK=0; RUNS=$runs
+    continue
+  fi
   if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
   if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
@@ -391,7 +438,7 @@ if [ "$PIN" = 1 ]; then
   echo "# pinned: every router on CPU 0 (${ROUTER_CPUS[*]}), fox-bench on ${BENCH_CPUS[*]}"
 fi
 if [ "$FRESH" = 1 ]; then
-  echo "# fresh: foxrouter, mosquitto and rumqttd restarted before every scenario (crossbar: one process)"
+  echo "# fresh, interleaved: every run on a newly started router, the routers taking turns run by run"
 else
   echo "# one process per router for all its scenarios, in table order (--no-fresh)"
 fi
