@@ -164,7 +164,6 @@ PEER_LABEL=""
 PEER_PORT=""
 PEER_LOG=""
 PEER_CMD=()
-PEER_USED=0
 RESTARTS=()
 
 # start_peer LABEL PORT LOG COMMAND...: starts a router (on the routers' CPUs), waits for
@@ -177,7 +176,7 @@ start_peer() {
 
 launch_peer() {
   "${ROUTER_CPUS[@]}" "${PEER_CMD[@]}" >> "$PEER_LOG" 2>&1 &
-  PEER_PID=$!; PIDS+=("$PEER_PID"); PEER_USED=0
+  PEER_PID=$!; PIDS+=("$PEER_PID")
   if wait_port "$PEER_PORT" 20; then log "$PEER_LABEL pid $PEER_PID"; return 0; fi
   log "$PEER_LABEL did not start (see $PEER_LOG)"
   stop_peer
@@ -204,18 +203,6 @@ restart_after_failure() { # label
   launch_peer || true
 }
 
-# --no-fresh with a router restarted after a failure: PEER_USED tells whether the process
-# has run a scenario. (Fresh runs start a router per run and never get here with one used.)
-refresh_peer() {
-  [ "$FRESH" = 1 ] && [ "$PEER_USED" = 1 ] && [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
-  kill "$PEER_PID" 2>/dev/null || true
-  wait "$PEER_PID" 2>/dev/null || true
-  # The old process may hold its ports for a moment after exit.
-  local deadline=$((SECONDS + 10))
-  while (exec 3<>"/dev/tcp/127.0.0.1/$PEER_PORT") 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-  launch_peer || true
-}
-
 # Interleaved runs: PICK is the one scenario bench runs (its number in the MQTT list, then
 # the WAMP list, as counted in BENCH_INDEX); 0 runs them all. DRY=1 only counts.
 PICK=0
@@ -231,8 +218,6 @@ bench() {
   BENCH_INDEX=$((BENCH_INDEX + 1))
   [ "$DRY" = 0 ] || return 0
   [ "$PICK" = 0 ] || [ "$PICK" = "$BENCH_INDEX" ] || return 0
-  refresh_peer
-  PEER_USED=1
   for ((i = 0; i < RUNS; i++)); do
     pid=${PEER_PID:-$pid}
     line=$(timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
