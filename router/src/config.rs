@@ -156,7 +156,8 @@ pub struct Limits {
     /// With `--data`: how often retention runs, in milliseconds. Default 10 s.
     pub history_compaction_interval_ms: u64,
     /// MQTT: outbound QoS 1/2 messages in flight per client (further capped by the
-    /// client's Receive Maximum). Default 32.
+    /// client's Receive Maximum). Default 100, as rumqttd's shipped config: one
+    /// subscriber receives at most this many messages per round trip to it.
     pub mqtt_inflight_max: u16,
     /// MQTT: inbound QoS 2 messages in flight per client (our Receive Maximum). Default 64.
     pub mqtt_receive_max: u16,
@@ -187,7 +188,7 @@ impl Default for Limits {
             history_retention_age_ms: None,
             history_retention_bytes: None,
             history_compaction_interval_ms: 10_000,
-            mqtt_inflight_max: 32,
+            mqtt_inflight_max: 100,
             mqtt_receive_max: 64,
             mqtt_topic_alias_max: 64,
             mqtt_keep_alive_max_secs: u16::MAX,
