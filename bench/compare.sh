@@ -388,31 +388,29 @@ count_scenarios() {
   WAMP_COUNT=$((BENCH_INDEX - MQTT_COUNT))
 }
 count_scenarios
+
+# Runs the wanted routers that have something to run in this phase (and for PICK).
+run_routers() {
+  local mqtt=0 wamp=0
+  if wanted "$PROTOCOLS" mqtt && { [ "$PICK" = 0 ] || [ "$PICK" -le "$MQTT_COUNT" ]; }; then mqtt=1; fi
+  if [ "$PHASE" = load ] && wanted "$PROTOCOLS" wamp && { [ "$PICK" = 0 ] || [ "$PICK" -gt "$MQTT_COUNT" ]; }; then wamp=1; fi
+  if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+  if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
+  if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
+  if [ "$wamp" = 1 ] && wanted "$ROUTERS" crossbar; then run_crossbar; fi
+}
+
 for PHASE in "${PHASES[@]}"; do
   if [ "$PHASE" = load ] && [ "$FRESH" = 1 ]; then
     # One run per started router, the routers taking turns (see --no-fresh above).
     runs=$RUNS; RUNS=1
     for ((PICK = 1; PICK <= MQTT_COUNT + WAMP_COUNT; PICK++)); do
-      for ((run = 0; run < runs; run++)); do
-        if [ "$PICK" -le "$MQTT_COUNT" ]; then
-          wanted "$PROTOCOLS" mqtt || break
-          if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
-          if wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
-          if wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
-        else
-          wanted "$PROTOCOLS" wamp || break
-          if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
-          if wanted "$ROUTERS" crossbar; then run_crossbar; fi
-        fi
-      done
+      for ((run = 0; run < runs; run++)); do run_routers; done
     done
     PICK=0; RUNS=$runs
-    continue
+  else
+    run_routers
   fi
-  if wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
-  if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
-  if wanted "$PROTOCOLS" mqtt && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
-  if [ "$PHASE" = load ] && wanted "$PROTOCOLS" wamp && wanted "$ROUTERS" crossbar; then run_crossbar; fi
 done
 log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
