@@ -18,7 +18,7 @@ if [ -n "$free_kib" ] && [ "$free_kib" -lt $((3 * 1024 * 1024)) ]; then
 fi
 echo "== cargo build"
 cargo build --workspace --all-targets
-export FOXROUTER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/foxrouter"
+export FOXROUTER_BIN="$target_dir/debug/foxrouter"
 echo "== cargo test"
 cargo test --workspace
 echo "== end-to-end tests"
