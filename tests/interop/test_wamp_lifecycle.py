@@ -185,13 +185,17 @@ def test_stuck_callee_is_closed_when_an_invocation_finds_its_queue_full(router_f
         left = []
         await observer.subscribe(lambda sid, *rest: left.append(sid), "wamp.session.on_leave")
         publisher = await connect(router, transport="rawsocket", serializer="msgpack")
-        blob = "y" * 32 * 1024
-        # paced bursts of 4 (under the 8-slot queue): the router writes ~10 MB toward the stuck
-        # client, more than the socket buffers hold, so its writer blocks for good
+        blob = "y" * 64 * 1024
+        # paced bursts of 4 (under the 8-slot queue): the router writes ~20 MB toward the stuck
+        # client, more than the socket buffers hold (4 MB send, a few KB receive), so its
+        # writer blocks for good. The short pause after each burst lets the writer keep up
+        # while it can: events it drops (a busy machine) are bytes that never fill the
+        # buffers, and a writer that never blocks would take the INVOCATIONs below.
         for i in range(320):
             publisher.publish("com.test.flood", i, blob)
             if i % 4 == 3:
                 await publisher.publish("com.test.flood.tick", options=ACK)
+                await asyncio.sleep(0.001)
         # then the queue fills and stays full
         for i in range(40):
             publisher.publish("com.test.flood", "more", blob)
