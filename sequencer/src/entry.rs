@@ -307,7 +307,7 @@ impl Entry {
             return;
         };
         sealed.acked_early = true;
-        let base = PermanentId::floor_at(now_ms).0;
+        let base = PermanentId::floor_at_unix_ms(now_ms).0;
         for (offset, message) in sealed.messages.iter().enumerate() {
             let advance = AdvanceId {
                 owner: self.config.id,

@@ -17,26 +17,49 @@ impl fmt::Display for NodeId {
 /// Permanent ID: an integer in `[1, 2^53]`, a valid WAMP publication ID, strictly
 /// increasing in the order the cluster commits messages.
 ///
-/// A segment's base is `max(previous_end + 1, unix_ms << 12)`, so IDs also read as time
-/// (until 2^53 >> 12 ms, in the year 2039; past that the floor saturates and IDs stay
-/// monotonic but stop reading as time).
+/// A segment's base is `max(previous_end + 1, floor)` where the floor is
+/// [`PermanentId::floor_at_unix_ms`]: `epoch_ms << 12`, `epoch_ms` counting milliseconds
+/// since [`PermanentId::EPOCH_UNIX_MS`] (2020-01-01T00:00:00Z). IDs thus also read as time
+/// until 2^41 ms after the epoch (September 2089); past that the floor saturates and IDs
+/// stay unique and increasing but stop reading as time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PermanentId(pub u64);
 
 impl PermanentId {
-    /// The largest permanent ID, 2^53 (the largest WAMP ID).
+    /// The largest permanent ID, 2^53 (the largest WAMP ID). The one definition: engines,
+    /// the sync tier and the router all use this constant.
     pub const MAX: PermanentId = PermanentId(1 << 53);
     /// Bits of sub-millisecond sequence under the time floor.
     pub const TIME_SHIFT_BITS: u32 = 12;
-
-    /// IDs kept free above the highest floor, so that a saturated clock still leaves room.
+    /// The ID epoch, 2020-01-01T00:00:00Z, in Unix milliseconds.
+    pub const EPOCH_UNIX_MS: u64 = 1_577_836_800_000;
+    /// IDs kept free above the highest floor: once the clock has run past the space (after
+    /// 2089), bases keep `previous_end + 1` and these 2^32 IDs are what is left to hand out.
     pub const FLOOR_HEADROOM: u64 = 1 << 32;
+    /// The highest floor, `MAX - FLOOR_HEADROOM`.
+    pub const FLOOR_MAX: PermanentId = PermanentId(Self::MAX.0 - Self::FLOOR_HEADROOM);
 
-    /// The time floor for a base proposed at `unix_ms`: `unix_ms << 12`, capped at
-    /// `MAX - FLOOR_HEADROOM`.
-    pub fn floor_at(unix_ms: u64) -> PermanentId {
-        let floor = unix_ms.saturating_mul(1 << Self::TIME_SHIFT_BITS);
-        PermanentId(floor.clamp(1, Self::MAX.0 - Self::FLOOR_HEADROOM))
+    /// The time floor for IDs handed out at `unix_ms` (milliseconds since 1970): `epoch_ms << 12`
+    /// with `epoch_ms = unix_ms - EPOCH_UNIX_MS`, clamped to `[1, FLOOR_MAX]` (a clock before
+    /// 2020 gives 1). Both engines compute their floor here, the local sequencer of a single
+    /// node and the sync leader of a cluster; the next base is `max(previous_end + 1, floor)`.
+    ///
+    /// Compatibility: a store written with the older `unix_ms << 12` floor keeps working.
+    /// Its IDs lie above this floor (until about 2075), so the next IDs are `previous + 1`:
+    /// still unique and increasing, they only stop reading as time until the floor catches up.
+    pub fn floor_at_unix_ms(unix_ms: u64) -> PermanentId {
+        let epoch_ms = unix_ms.saturating_sub(Self::EPOCH_UNIX_MS);
+        let floor = epoch_ms.saturating_mul(1 << Self::TIME_SHIFT_BITS);
+        PermanentId(floor.clamp(1, Self::FLOOR_MAX.0))
+    }
+
+    /// The next base after `previous_end` at `unix_ms`: `max(previous_end + 1, floor)`, or
+    /// `None` when `count` IDs from there would pass [`PermanentId::MAX`] (the space is
+    /// exhausted; the caller refuses the batch instead of handing out invalid IDs).
+    pub fn next_base(previous_end: u64, floor: PermanentId, count: u64) -> Option<PermanentId> {
+        let base = previous_end.checked_add(1)?.max(floor.0);
+        let end = base.checked_add(count.checked_sub(1)?)?;
+        (end <= Self::MAX.0).then_some(PermanentId(base))
     }
 
     /// Whether the ID lies in `[1, 2^53]`.
@@ -155,13 +178,72 @@ impl SeededRng {
 mod tests {
     use super::*;
 
+    const YEAR_2089_UNIX_MS: u64 = 3_755_376_000_000; // 2089-01-01T00:00:00Z
+
     #[test]
-    fn floor_reads_as_time_and_stays_in_wamp_range() {
-        let floor = PermanentId::floor_at(1_700_000_000_000);
-        assert_eq!(floor.0 >> 12, 1_700_000_000_000);
+    fn floor_counts_from_2020() {
+        let epoch = PermanentId::EPOCH_UNIX_MS;
+        assert_eq!(
+            PermanentId::floor_at_unix_ms(epoch).0,
+            1,
+            "clamped to the first ID"
+        );
+        assert_eq!(PermanentId::floor_at_unix_ms(epoch + 1).0, 1 << 12);
+        let floor = PermanentId::floor_at_unix_ms(1_767_225_600_000); // 2026-01-01
+        assert_eq!(floor.0 >> 12, 1_767_225_600_000 - epoch);
+        assert!(floor.0 < 1 << 50, "small: 2026 uses a tenth of the space");
+    }
+
+    #[test]
+    fn floor_before_the_epoch_clamps_to_one() {
+        assert_eq!(PermanentId::floor_at_unix_ms(0).0, 1);
+        assert_eq!(PermanentId::floor_at_unix_ms(1_000_000_000_000).0, 1); // 2001
+    }
+
+    #[test]
+    fn floor_reads_as_time_through_2089_and_saturates_below_max() {
+        let floor = PermanentId::floor_at_unix_ms(YEAR_2089_UNIX_MS);
+        assert_eq!(
+            floor.0 >> 12,
+            YEAR_2089_UNIX_MS - PermanentId::EPOCH_UNIX_MS
+        );
         assert!(floor.is_valid());
-        assert!(PermanentId::floor_at(u64::MAX).is_valid());
-        assert!(PermanentId::floor_at(0).is_valid());
+        assert!(floor < PermanentId::FLOOR_MAX);
+        let saturated = PermanentId::floor_at_unix_ms(u64::MAX);
+        assert_eq!(saturated, PermanentId::FLOOR_MAX);
+        assert!(saturated.is_valid());
+        assert_eq!(
+            PermanentId::MAX.0 - saturated.0,
+            PermanentId::FLOOR_HEADROOM
+        );
+    }
+
+    #[test]
+    fn an_old_unix_floor_store_keeps_increasing() {
+        // A store written with `unix_ms << 12` (2026) is far above the new floor.
+        let previous_end = 1_767_225_600_000u64 << 12;
+        let floor = PermanentId::floor_at_unix_ms(1_767_225_600_001);
+        let base = PermanentId::next_base(previous_end, floor, 10).map(|id| id.0);
+        assert_eq!(base, Some(previous_end + 1));
+    }
+
+    #[test]
+    fn next_base_refuses_to_pass_max() {
+        let floor = PermanentId::FLOOR_MAX;
+        assert_eq!(PermanentId::next_base(0, floor, 1), Some(floor));
+        let last = PermanentId::MAX.0;
+        assert_eq!(
+            PermanentId::next_base(last - 2, floor, 2),
+            Some(PermanentId(last - 1))
+        );
+        assert_eq!(PermanentId::next_base(last - 2, floor, 3), None);
+        assert_eq!(PermanentId::next_base(last, floor, 1), None);
+        assert_eq!(PermanentId::next_base(u64::MAX, floor, 1), None);
+        assert_eq!(
+            PermanentId::next_base(0, floor, 0),
+            None,
+            "an empty range has no base"
+        );
     }
 
     #[test]

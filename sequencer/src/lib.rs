@@ -10,7 +10,8 @@
 //! client -> Entry --KEEP(seg, msgs)--------------> Ndb x N   (temp history, group-commit fsync)
 //!           Entry <--STORED(seg, count, digest)--- Ndb       (fsynced; quorum => segment closed)
 //!           Entry --SEGMENT_OVER(seg, count, digest)--> Sync (any; forwarded to the leader)
-//!                   stage one: the leader drafts a batch {floor = now_ms << 12, items}
+//!                   stage one: the leader drafts a batch {floor, items}, where
+//!                              floor = (now_ms - 2020-01-01) << 12 (`PermanentId::floor_at_unix_ms`)
 //!                   stage two: Raft commits the draft (quorum vote); applying it sets
 //!                              base = max(previous_end + 1, floor) per segment, in order
 //!           Sync --RESOLVED(index, seg -> base | aborted)--> owner Entry, every Ndb

@@ -297,7 +297,7 @@ impl Sync {
             self.queued.remove(&item.segment());
         }
         let draft = Draft {
-            floor: PermanentId::floor_at(now_ms).0,
+            floor: PermanentId::floor_at_unix_ms(now_ms).0,
             items,
         };
         // Encoding a Vec of plain structs into a Vec cannot fail.
