@@ -355,7 +355,15 @@ impl Entry {
             return;
         }
         let Some(sealed) = &self.sealed else { return };
-        if sealed.id != resolution.segment || !sealed.expect_resolved {
+        if sealed.id != resolution.segment {
+            return;
+        }
+        // An abort ends the segment in either state: one decided before a quorum stored it
+        // (an ndb asked for it) would otherwise wedge the entry, since ndbs never answer a
+        // KEEP of an aborted segment with STORED. A permanent range only follows our
+        // SEGMENT_OVER, so before it a "permanent" answer is not ours to act on.
+        let aborted = resolution.outcome == Outcome::Aborted;
+        if !sealed.expect_resolved && !aborted {
             return;
         }
         let Some(sealed) = self.sealed.take() else {

@@ -23,7 +23,10 @@
 //! Recovery: an entry keeps no durable state. An ndb asks sync to ABORT a temporary
 //! segment nobody resolved within `abort_after_ms`; the first committed decision for a
 //! segment wins, so a late SEGMENT_OVER of an aborted segment is answered "aborted" and its
-//! publishers are rejected, never acked. An ndb rebuilds from its fsynced records; a sync
+//! publishers are rejected, never acked. This holds also for a segment aborted before a
+//! quorum stored it: the entry acts on RESOLVED(aborted) whether or not it sent
+//! SEGMENT_OVER, and an ndb answers a KEEP of an aborted segment with that RESOLVED (an
+//! entry that missed the leader's message learns it from its own KEEP retries). An ndb rebuilds from its fsynced records; a sync
 //! node from its Raft log and hard state, then replays the committed votes and rejoins.
 //!
 //! Beyond DESIGN.md's messages: KEEP carries a whole sealed segment (offsets `0..n`);

@@ -41,8 +41,15 @@ struct TempSegment {
     abort_at_ms: u64,
 }
 
-/// Where a decided segment went: `Some((first log position, count))`, or `None` if aborted.
-type Decided = Option<(usize, usize)>;
+/// Where a decided segment went.
+#[derive(Debug)]
+enum Decided {
+    /// Into the permanent log: `count` records from log position `start`.
+    Permanent { start: usize, count: usize },
+    /// Dropped by this resolution, kept to answer its owner's late KEEP (else an entry
+    /// that missed the RESOLVED would resend it forever).
+    Aborted(Resolution),
+}
 
 /// An ndb storage node's core (sans-IO).
 ///
@@ -264,8 +271,9 @@ impl Ndb {
         {
             return;
         }
-        if let Some(decided) = self.decided.get(&segment) {
-            if let Some((start, count)) = *decided {
+        match self.decided.get(&segment) {
+            Some(Decided::Permanent { start, count }) => {
+                let (start, count) = (*start, *count);
                 let stored = &self.log[start..start + count];
                 let publications: Vec<Publication> =
                     stored.iter().map(|r| r.publication.clone()).collect();
@@ -275,8 +283,17 @@ impl Ndb {
                     digest: segment_digest(&publications),
                 };
                 self.reply_durable(from, reply);
+                return;
             }
-            return;
+            Some(Decided::Aborted(resolution)) => {
+                // Committed by the sync quorum: final whether or not this ndb fsynced it.
+                let resolutions = vec![resolution.clone()];
+                self.out
+                    .messages
+                    .push((from, Message::Resolved { resolutions }));
+                return;
+            }
+            None => {}
         }
         if !self.temp.contains_key(&segment) {
             self.keep_temp(segment, owner, messages, now_ms);
@@ -357,7 +374,8 @@ impl Ndb {
         self.temp.remove(&resolution.segment);
         self.pending.remove(&resolution.index);
         let Outcome::Permanent { base, .. } = resolution.outcome else {
-            self.decided.insert(resolution.segment, None);
+            let aborted = Decided::Aborted(resolution.clone());
+            self.decided.insert(resolution.segment, aborted);
             return;
         };
         let start = self.log.len();
@@ -367,7 +385,7 @@ impl Ndb {
             self.log.push(LogRecord { id, publication });
         }
         self.decided
-            .insert(resolution.segment, Some((start, count)));
+            .insert(resolution.segment, Decided::Permanent { start, count });
     }
 
     fn fetch(&mut self, segment: SegmentId, now_ms: u64) {
@@ -402,9 +420,10 @@ impl Ndb {
             self.out.messages.push((from, data));
             return;
         }
-        let Some(Some((start, count))) = self.decided.get(&segment).copied() else {
+        let Some(Decided::Permanent { start, count }) = self.decided.get(&segment) else {
             return;
         };
+        let (start, count) = (*start, *count);
         let messages = self.log[start..start + count]
             .iter()
             .map(|r| r.publication.clone())

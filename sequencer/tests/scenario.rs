@@ -211,3 +211,68 @@ fn a_segment_stalled_past_the_abort_deadline_is_rejected_never_acked() {
     );
     assert_eq!(cluster.ndb_logs(), vec![1, 1, 1]);
 }
+
+#[test]
+fn a_segment_aborted_before_a_stored_quorum_rejects_its_publishers_and_the_entry_goes_on() {
+    let mut cluster = Cluster::new();
+    cluster.run_ms(200);
+    // Only n1 gets the KEEP: one STORED, no quorum, so no SEGMENT_OVER. n1 asks sync to
+    // abort the orphan after `abort_after_ms`; the leader tells the entry.
+    cluster.blocked = |from, to| from.0 == 0 && (to.0 == 2 || to.0 == 3);
+    cluster.publish(1);
+    cluster.run_ms(600);
+    assert!(
+        matches!(
+            cluster.events.as_slice(),
+            [EntryEvent::Rejected { sequence: 1, .. }]
+        ),
+        "{:?}",
+        cluster.events
+    );
+    cluster.blocked = |_, _| false;
+    cluster.publish(2);
+    cluster.run_ms(100);
+    assert!(
+        matches!(
+            cluster.events.last(),
+            Some(EntryEvent::Acked { sequence: 2, .. })
+        ),
+        "{:?}",
+        cluster.events
+    );
+    assert_eq!(cluster.ndb_logs(), vec![1, 1, 1]);
+}
+
+#[test]
+fn an_entry_that_missed_the_abort_learns_it_from_the_ndb_it_retries() {
+    let mut cluster = Cluster::new();
+    cluster.run_ms(200);
+    // As above, and the leader's RESOLVED(aborted) to the entry is lost as well.
+    cluster.blocked =
+        |from, to| (from.0 == 0 && (to.0 == 2 || to.0 == 3)) || (from.0 >= 4 && to.0 == 0);
+    cluster.publish(1);
+    cluster.run_ms(600);
+    assert!(cluster.events.is_empty(), "{:?}", cluster.events);
+    // The KEEP retries now reach n2 and n3, which applied the abort: they say so.
+    cluster.blocked = |from, to| from.0 >= 4 && to.0 == 0;
+    cluster.run_ms(100);
+    assert!(
+        matches!(
+            cluster.events.as_slice(),
+            [EntryEvent::Rejected { sequence: 1, .. }]
+        ),
+        "{:?}",
+        cluster.events
+    );
+    cluster.blocked = |_, _| false;
+    cluster.publish(2);
+    cluster.run_ms(100);
+    assert!(
+        matches!(
+            cluster.events.last(),
+            Some(EntryEvent::Acked { sequence: 2, .. })
+        ),
+        "{:?}",
+        cluster.events
+    );
+}
