@@ -34,6 +34,12 @@
 //! fill gaps in the resolution log; FETCH / SEGMENT_DATA let an ndb that missed a KEEP
 //! copy the segment from a peer; READ / LOG is how entries tail the permanent log.
 //!
+//! ID exhaustion is refused when proposing: the leader drafts a segment whose range would
+//! pass `PermanentId::MAX` (2^53) as an abort, so its SEGMENT_OVER is answered "aborted" and
+//! its publishers are rejected. Applying a committed vote never asserts (a range that does
+//! not fit there anyway is aborted alike on every replica), so replay cannot crash a node;
+//! damaged durable Raft records make `Sync::recover` return a `SyncError`.
+//!
 //! Ordering: an entry keeps one segment in flight and one filling (`publish` answers
 //! `Busy` beyond), so one publisher's messages commit in publish order; the sync leader
 //! keeps one proposal in flight, so concurrent SEGMENT_OVERs batch into the next vote.
@@ -80,4 +86,4 @@ pub use id::{AdvanceId, NodeId, PermanentId, Publication, SegmentId};
 pub use message::{LogRecord, Message, Outcome, Resolution};
 pub use ndb::{Ndb, NdbWrite};
 pub use ready::Ready;
-pub use sync::{Sync, SyncEvent, SyncWrite};
+pub use sync::{Sync, SyncError, SyncEvent, SyncWrite};

@@ -33,6 +33,35 @@ pub enum SyncEvent {
     },
 }
 
+/// Why a sync node could not be built.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// raft-rs refused the configuration (timings from `SyncConfig`).
+    #[error("raft configuration refused: {0}")]
+    Config(#[source] raft::Error),
+    /// The durable Raft records do not form one log (a damaged or foreign disk).
+    #[error(
+        "durable raft log damaged: entry {index} does not follow the log (last index {last_index})"
+    )]
+    LogNotContiguous {
+        /// Index of the entry that does not fit.
+        index: u64,
+        /// Last index of the log replayed so far.
+        last_index: u64,
+    },
+    /// The durable hard state commits entries the durable log does not have.
+    #[error(
+        "durable raft state damaged: commit index {commit} beyond the last entry {last_index}"
+    )]
+    CommitBeyondLog {
+        /// The hard state's commit index.
+        commit: u64,
+        /// Last index of the replayed log.
+        last_index: u64,
+    },
+}
+
 /// One decision proposed to the vote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Item {
@@ -85,6 +114,9 @@ pub struct Sync {
     queue: Vec<Item>,
     queued: BTreeSet<SegmentId>,
     inflight: Option<(u64, u64)>,
+    /// While leading: the end of the ranges drafted so far, committed or not (so that a
+    /// draft never holds a segment that would pass `PermanentId::MAX`).
+    proposed_end: u64,
     tick_at_ms: u64,
     out: Ready<SyncWrite, SyncEvent>,
 }
@@ -100,12 +132,17 @@ impl std::fmt::Debug for Sync {
 
 impl Sync {
     /// A new sync node with an empty log.
-    pub fn new(config: SyncConfig, now_ms: u64) -> Sync {
+    pub fn new(config: SyncConfig, now_ms: u64) -> Result<Sync, SyncError> {
         Self::recover(config, &[], now_ms)
     }
 
-    /// Rebuild from the durable records, in write order.
-    pub fn recover(config: SyncConfig, records: &[SyncWrite], now_ms: u64) -> Sync {
+    /// Rebuild from the durable records, in write order. Records that do not form one
+    /// Raft log (a damaged disk) are an error, never a panic.
+    pub fn recover(
+        config: SyncConfig,
+        records: &[SyncWrite],
+        now_ms: u64,
+    ) -> Result<Sync, SyncError> {
         let voters: Vec<u64> = config
             .membership
             .syncs
@@ -113,16 +150,7 @@ impl Sync {
             .map(|n| raft_id(*n))
             .collect();
         let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
-        for record in records {
-            let mut core = storage.wl();
-            match record {
-                // Our own writes, replayed in order; they are consistent by construction.
-                SyncWrite::Entries(entries) => core
-                    .append(entries)
-                    .expect("replayed raft entries are contiguous"),
-                SyncWrite::HardState(state) => core.set_hardstate(state.clone()),
-            }
-        }
+        replay(&storage, records)?;
         let raft_config = raft::Config {
             id: raft_id(config.id),
             election_tick: config.election_ticks,
@@ -137,8 +165,7 @@ impl Sync {
             ..Default::default()
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        // The configuration above is valid by construction (ticks > 0, range of one).
-        let raft = RawNode::new(&raft_config, storage, &logger).expect("valid raft config");
+        let raft = RawNode::new(&raft_config, storage, &logger).map_err(SyncError::Config)?;
         let mut rng = SeededRng::new(config.seed);
         let tick_at_ms = now_ms + rng.range(1, config.tick_ms);
         let mut sync = Sync {
@@ -151,11 +178,12 @@ impl Sync {
             queue: Vec::new(),
             queued: BTreeSet::new(),
             inflight: None,
+            proposed_end: 0,
             tick_at_ms,
             out: Ready::default(),
         };
         sync.process_ready();
-        sync
+        Ok(sync)
     }
 
     /// One message from `from`. Messages that make no sense here are ignored.
@@ -296,9 +324,10 @@ impl Sync {
         for item in &items {
             self.queued.remove(&item.segment());
         }
+        let floor = PermanentId::floor_at_unix_ms(now_ms);
         let draft = Draft {
-            floor: PermanentId::floor_at_unix_ms(now_ms).0,
-            items,
+            floor: floor.0,
+            items: self.refuse_what_does_not_fit(items, floor),
         };
         // Encoding a Vec of plain structs into a Vec cannot fail.
         let data = postcard::to_allocvec(&draft).expect("draft encodes");
@@ -307,6 +336,33 @@ impl Sync {
             let expires_ms = now_ms + 4 * self.config.tick_ms * self.config.election_ticks as u64;
             self.inflight = Some((index, expires_ms));
         }
+    }
+
+    /// Exhaustion is refused here, at proposal time: a segment whose range would pass
+    /// `PermanentId::MAX` is drafted as an abort, so its entry rejects its publishers.
+    /// Applying the draft then never meets an impossible range on any replica.
+    fn refuse_what_does_not_fit(&mut self, items: Vec<Item>, floor: PermanentId) -> Vec<Item> {
+        let mut end = self.end.max(self.proposed_end);
+        let items = items
+            .into_iter()
+            .map(|item| match item {
+                Item::Over {
+                    segment,
+                    owner,
+                    count,
+                    ..
+                } => match PermanentId::next_base(end, floor, u64::from(count)) {
+                    Some(base) => {
+                        end = base.0 + u64::from(count) - 1;
+                        item
+                    }
+                    None => Item::Abort { segment, owner },
+                },
+                abort => abort,
+            })
+            .collect();
+        self.proposed_end = end;
+        items
     }
 
     fn process_ready(&mut self) {
@@ -322,6 +378,7 @@ impl Sync {
             self.queue.clear();
             self.queued.clear();
             self.inflight = None;
+            self.proposed_end = 0;
         }
     }
 
@@ -407,23 +464,7 @@ impl Sync {
                     count,
                     digest,
                     ..
-                } => {
-                    let base = match self.config.mutation {
-                        Mutation::BaseIgnoresPreviousEnd => draft.floor,
-                        _ => (self.end + 1).max(draft.floor),
-                    };
-                    let end = base + u64::from(count) - 1;
-                    assert!(end <= PermanentId::MAX.0, "permanent IDs exhausted");
-                    self.end = self.end.max(end);
-                    (
-                        owner,
-                        Outcome::Permanent {
-                            base: PermanentId(base),
-                            count,
-                            digest,
-                        },
-                    )
-                }
+                } => (owner, self.assign_range(draft.floor, count, digest)),
             };
             let index = self.resolutions.len() as u64 + 1;
             let resolution = Resolution {
@@ -437,6 +478,26 @@ impl Sync {
             self.by_segment.insert(segment, index);
             self.out.events.push(SyncEvent::Applied(resolution.clone()));
             self.resolutions.push(resolution);
+        }
+    }
+
+    /// `base = max(previous_end + 1, floor)`. A range past `PermanentId::MAX` is refused
+    /// at proposal time; one met here anyway (drafted by an earlier leader whose view of
+    /// the end was behind) is aborted, the same on every replica, and never asserted on.
+    fn assign_range(&mut self, floor: u64, count: u32, digest: u64) -> Outcome {
+        let previous_end = match self.config.mutation {
+            Mutation::BaseIgnoresPreviousEnd => 0,
+            _ => self.end,
+        };
+        let Some(base) = PermanentId::next_base(previous_end, PermanentId(floor), count.into())
+        else {
+            return Outcome::Aborted;
+        };
+        self.end = self.end.max(base.0 + u64::from(count) - 1);
+        Outcome::Permanent {
+            base,
+            count,
+            digest,
         }
     }
 
@@ -468,6 +529,47 @@ impl Sync {
     }
 }
 
+/// Replays durable records into `storage`, checking what MemStorage would panic on.
+fn replay(storage: &MemStorage, records: &[SyncWrite]) -> Result<(), SyncError> {
+    let mut core = storage.wl();
+    // A new MemStorage holds no entry; an append replaces everything from its first index.
+    let mut last_index = 0;
+    for record in records {
+        match record {
+            SyncWrite::Entries(entries) => {
+                let Some(first) = entries.first() else {
+                    continue;
+                };
+                let mut expected = first.index;
+                if expected == 0 || expected > last_index + 1 {
+                    let index = expected;
+                    return Err(SyncError::LogNotContiguous { index, last_index });
+                }
+                for entry in entries {
+                    if entry.index != expected {
+                        let index = entry.index;
+                        return Err(SyncError::LogNotContiguous { index, last_index });
+                    }
+                    expected += 1;
+                }
+                // Checked above: the first index lies in [1, last + 1], the rest follow it.
+                core.append(entries)
+                    .map_err(|_| SyncError::LogNotContiguous {
+                        index: first.index,
+                        last_index,
+                    })?;
+                last_index = expected - 1;
+            }
+            SyncWrite::HardState(state) => core.set_hardstate(state.clone()),
+        }
+    }
+    let commit = core.hard_state().commit;
+    if commit > last_index {
+        return Err(SyncError::CommitBeyondLog { commit, last_index });
+    }
+    Ok(())
+}
+
 /// Raft IDs start at 1; node IDs at 0.
 fn raft_id(node: NodeId) -> u64 {
     u64::from(node.0) + 1
@@ -475,4 +577,149 @@ fn raft_id(node: NodeId) -> u64 {
 
 fn node_id(raft_id: u64) -> NodeId {
     NodeId(raft_id.saturating_sub(1) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Membership;
+
+    /// 2096: the floor is saturated at `FLOOR_MAX`, 2^32 IDs below the end of the space.
+    const LATE_UNIX_MS: u64 = 4_000_000_000_000;
+
+    fn config() -> SyncConfig {
+        let membership = Membership {
+            entries: vec![NodeId(0)],
+            ndbs: vec![NodeId(1)],
+            syncs: vec![NodeId(2)],
+        };
+        SyncConfig::new(NodeId(2), membership, 7)
+    }
+
+    /// A one-voter sync node that leads, with every write it made so far.
+    fn leader(now_ms: &mut u64) -> (Sync, Vec<SyncWrite>) {
+        let mut sync = Sync::new(config(), *now_ms).expect("valid config");
+        let mut writes = sync.ready().writes;
+        for _ in 0..200 {
+            if sync.is_leader() {
+                return (sync, writes);
+            }
+            *now_ms += 1;
+            sync.handle_timeout(*now_ms);
+            writes.extend(sync.ready().writes);
+        }
+        panic!("a single voter elects itself");
+    }
+
+    fn over(seed: u8, count: u32) -> Message {
+        Message::SegmentOver {
+            segment: SegmentId::new_v7(1, [seed; 10]),
+            owner: NodeId(0),
+            count,
+            digest: 0,
+        }
+    }
+
+    #[test]
+    fn exhaustion_is_refused_when_proposing_and_replay_does_not_crash() {
+        let mut now_ms = LATE_UNIX_MS;
+        let (mut sync, mut writes) = leader(&mut now_ms);
+        // Two segments of 2^32 - 1 messages each: the first fits under 2^53, the second not.
+        for seed in [1, 2] {
+            now_ms += 1;
+            sync.handle_message(NodeId(0), over(seed, u32::MAX), now_ms);
+            writes.extend(sync.ready().writes);
+            for _ in 0..10 {
+                now_ms += 1;
+                sync.handle_timeout(now_ms);
+                writes.extend(sync.ready().writes);
+            }
+        }
+        let outcomes: Vec<Outcome> = sync
+            .resolutions()
+            .iter()
+            .map(|r| r.outcome.clone())
+            .collect();
+        let first = Outcome::Permanent {
+            base: PermanentId::FLOOR_MAX,
+            count: u32::MAX,
+            digest: 0,
+        };
+        assert_eq!(outcomes, vec![first, Outcome::Aborted]);
+        // The segment refused is answered "aborted" to its entry, so its publishers learn it.
+        sync.handle_message(NodeId(0), over(2, u32::MAX), now_ms);
+        let answered = sync.ready().messages.into_iter().any(|(to, message)| {
+            to == NodeId(0)
+                && matches!(message, Message::Resolved { resolutions }
+                    if resolutions[0].outcome == Outcome::Aborted)
+        });
+        assert!(answered);
+        // A restarted replica replays the same log to the same resolutions.
+        let replayed = Sync::recover(config(), &writes, now_ms).expect("own writes replay");
+        assert_eq!(replayed.resolutions(), sync.resolutions());
+    }
+
+    #[test]
+    fn a_range_past_max_met_when_applying_is_aborted_not_asserted() {
+        let mut now_ms = LATE_UNIX_MS;
+        let (mut sync, _) = leader(&mut now_ms);
+        // As if drafted by a leader whose view of the end was behind: both Overs in one draft.
+        let items = [1u8, 2].map(|seed| Item::Over {
+            segment: SegmentId::new_v7(1, [seed; 10]),
+            owner: NodeId(0),
+            count: u32::MAX,
+            digest: 0,
+        });
+        let draft = Draft {
+            floor: PermanentId::FLOOR_MAX.0,
+            items: items.to_vec(),
+        };
+        sync.apply_draft(draft, 9, 1);
+        let outcomes: Vec<bool> = sync
+            .resolutions()
+            .iter()
+            .map(|r| r.outcome == Outcome::Aborted)
+            .collect();
+        assert_eq!(outcomes, vec![false, true]);
+        assert!(sync.end <= PermanentId::MAX.0);
+    }
+
+    #[test]
+    fn a_damaged_raft_log_is_an_error_not_a_panic() {
+        let entry = |index: u64| RaftEntry {
+            index,
+            term: 1,
+            ..RaftEntry::default()
+        };
+        let gap = [
+            SyncWrite::Entries(vec![entry(1)]),
+            SyncWrite::Entries(vec![entry(3)]),
+        ];
+        assert!(matches!(
+            Sync::recover(config(), &gap, 0),
+            Err(SyncError::LogNotContiguous {
+                index: 3,
+                last_index: 1
+            })
+        ));
+        let commit = HardState {
+            term: 1,
+            commit: 5,
+            ..HardState::default()
+        };
+        let ahead = [
+            SyncWrite::Entries(vec![entry(1)]),
+            SyncWrite::HardState(commit),
+        ];
+        assert!(matches!(
+            Sync::recover(config(), &ahead, 0),
+            Err(SyncError::CommitBeyondLog {
+                commit: 5,
+                last_index: 1
+            })
+        ));
+        let mut bad = config();
+        bad.heartbeat_ticks = 0;
+        assert!(matches!(Sync::new(bad, 0), Err(SyncError::Config(_))));
+    }
 }

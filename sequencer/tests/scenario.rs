@@ -40,7 +40,8 @@ impl Cluster {
         }
         for id in &ids[4..] {
             let config = SyncConfig::new(*id, membership.clone(), u64::from(id.0));
-            nodes.push(Node::Sync(Box::new(Sync::new(config, now_ms))));
+            let sync = Sync::new(config, now_ms).expect("valid sync config");
+            nodes.push(Node::Sync(Box::new(sync)));
         }
         Cluster {
             nodes,

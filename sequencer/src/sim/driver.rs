@@ -358,11 +358,15 @@ impl Sim {
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
-                Node::Sync(Box::new(Sync::recover(
-                    config,
-                    &slot.disk.sync_records,
-                    local_ms,
-                )))
+                match Sync::recover(config, &slot.disk.sync_records, local_ms) {
+                    Ok(sync) => Node::Sync(Box::new(sync)),
+                    Err(error) => {
+                        // The simulated disk holds only the node's own writes: a bug.
+                        let text = format!("sync {} does not recover: {error}", slot.id);
+                        self.checker.liveness_failure(text);
+                        return;
+                    }
+                }
             }
         };
         self.slots[index].node = Some(node);
