@@ -54,7 +54,9 @@ pub struct EntryConfig {
     pub retry_ms: u64,
     /// Poll the permanent log this often, in ms.
     pub tail_poll_ms: u64,
-    /// Deliveries buffered per subscriber at most; beyond, the subscriber lags and refills.
+    /// Permanent-log records kept in memory at most, the newest ones. Live subscribers are
+    /// served from them; one that resumes from before them (or `subscribe`s there) lags and
+    /// refills from ndb (READ / LOG from its position) until it reaches them.
     pub log_cache_records_max: usize,
     /// Self-test only.
     #[doc(hidden)]

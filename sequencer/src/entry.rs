@@ -7,7 +7,7 @@ use crate::id::{
 };
 use crate::message::{LogRecord, Message, Outcome, Resolution};
 use crate::ready::Ready;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// What an entry tells its clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +81,19 @@ pub struct Entry {
     rng: SeededRng,
     open: Option<OpenSegment>,
     sealed: Option<SealedSegment>,
-    log: Vec<LogRecord>,
+    /// The newest part of the permanent log: every record with an ID in
+    /// `(cache_after, tail_end]`, at most `log_cache_records_max` of them.
+    cache: VecDeque<LogRecord>,
+    cache_after: u64,
+    /// The last ID the tail read from ndb (0: none yet).
+    tail_end: u64,
     read_at_ms: u64,
-    read_target: usize,
+    /// Rotations over ndb, one for the tail and one for refills: a shared one could send
+    /// every tail READ to the same down ndb (with two laggers and three ndb, say).
+    tail_target: usize,
+    refill_target: usize,
+    /// Each subscriber's cursor: the last ID it was handed. A cursor below `cache_after`
+    /// lags: it refills from ndb (READ from the cursor) until it reaches the cache.
     subscribers: BTreeMap<u64, u64>,
     out: Ready<(), EntryEvent>,
 }
@@ -105,9 +115,12 @@ impl Entry {
             rng,
             open: None,
             sealed: None,
-            log: Vec::new(),
+            cache: VecDeque::new(),
+            cache_after: 0,
+            tail_end: 0,
             read_at_ms: now_ms,
-            read_target: 0,
+            tail_target: 0,
+            refill_target: 0,
             subscribers: BTreeMap::new(),
             out: Ready::default(),
         }
@@ -157,8 +170,12 @@ impl Entry {
 
     /// Deliver the permanent log to `subscriber` from the first record after `after`
     /// (0: from the start). Resuming with the last ID seen gives no gap and no duplicate.
+    /// From before the records cached here, the subscriber is first served from ndb.
     pub fn subscribe(&mut self, subscriber: u64, after: PermanentId) {
         self.subscribers.insert(subscriber, after.0);
+        if after.0 < self.cache_after {
+            self.send_refill_read(after.0);
+        }
         self.deliver();
     }
 
@@ -180,7 +197,7 @@ impl Entry {
                     self.on_resolution(&resolution, now_ms);
                 }
             }
-            Message::Log { after, records } => self.on_log(after, records, now_ms),
+            Message::Log { after, records } => self.on_log(after, records),
             _ => {}
         }
     }
@@ -210,9 +227,10 @@ impl Entry {
         std::mem::take(&mut self.out)
     }
 
-    /// Permanent log records cached so far (for checks).
-    pub fn log(&self) -> &[LogRecord] {
-        &self.log
+    /// The permanent log records held in memory (for checks): every record with an ID
+    /// above the first value, up to the newest this entry has read, oldest first.
+    pub fn log_cache(&self) -> (PermanentId, impl Iterator<Item = &LogRecord> + '_) {
+        (PermanentId(self.cache_after), self.cache.iter())
     }
 
     /// Whether a segment waits for ndb or sync.
@@ -405,50 +423,118 @@ impl Entry {
         self.maybe_seal(now_ms);
     }
 
+    /// The poll: the tail reads on from its end, and each lagging subscriber position
+    /// reads from there (also the retry when a READ or LOG was lost).
     fn read_log(&mut self, now_ms: u64) {
         self.read_at_ms = now_ms + self.config.tail_poll_ms;
-        if self.log.len() >= self.config.log_cache_records_max {
-            return;
+        self.send_tail_read();
+        let cache_after = self.cache_after;
+        let lagging: BTreeSet<u64> = self
+            .subscribers
+            .values()
+            .copied()
+            .filter(|cursor| *cursor < cache_after)
+            .collect();
+        // One READ per distinct position: bounded by the number of subscribers.
+        for cursor in lagging {
+            self.send_refill_read(cursor);
         }
+    }
+
+    fn send_tail_read(&mut self) {
         let ndbs = &self.config.membership.ndbs;
-        self.read_target = (self.read_target + 1) % ndbs.len();
-        let after = self.log.last().map_or(0, |record| record.id.0);
+        self.tail_target = (self.tail_target + 1) % ndbs.len();
+        let after = self.tail_end;
         self.out
             .messages
-            .push((ndbs[self.read_target], Message::Read { after }));
+            .push((ndbs[self.tail_target], Message::Read { after }));
     }
 
-    fn on_log(&mut self, after: u64, records: Vec<LogRecord>, now_ms: u64) {
-        let last = self.log.last().map_or(0, |record| record.id.0);
-        if after != last || records.is_empty() {
+    fn send_refill_read(&mut self, after: u64) {
+        let ndbs = &self.config.membership.ndbs;
+        self.refill_target = (self.refill_target + 1) % ndbs.len();
+        self.out
+            .messages
+            .push((ndbs[self.refill_target], Message::Read { after }));
+    }
+
+    fn on_log(&mut self, after: u64, mut records: Vec<LogRecord>) {
+        // Keep the run of valid, increasing IDs above `after`; an ndb answers no other.
+        let mut previous = after;
+        let valid = records
+            .iter()
+            .take_while(|record| {
+                let fits = record.id.0 > previous && record.id.is_valid();
+                previous = record.id.0;
+                fits
+            })
+            .count();
+        records.truncate(valid);
+        let Some(last) = records.last().map(|record| record.id.0) else {
             return;
-        }
-        let mut previous = last;
-        for record in records {
-            if record.id.0 <= previous || !record.id.is_valid() {
-                break;
+        };
+        if after == self.tail_end {
+            self.append_to_cache(records);
+            // More may be waiting: read on at once (the poll stays as it is, as the retry).
+            self.send_tail_read();
+        } else if after < self.cache_after && self.subscribers.values().any(|c| *c == after) {
+            self.refill(after, &records);
+            if last < self.cache_after {
+                self.send_refill_read(last);
             }
-            previous = record.id.0;
-            self.log.push(record);
+        }
+    }
+
+    /// The tail read on: cache, deliver to the live subscribers, then trim the cache to its
+    /// cap, oldest first (every live subscriber has had what is trimmed).
+    fn append_to_cache(&mut self, records: Vec<LogRecord>) {
+        for record in records {
+            self.tail_end = record.id.0;
+            self.cache.push_back(record);
         }
         self.deliver();
-        // More may be waiting: read again at once.
-        self.read_log(now_ms);
+        while self.cache.len() > self.config.log_cache_records_max {
+            let Some(oldest) = self.cache.pop_front() else {
+                break;
+            };
+            self.cache_after = oldest.id.0;
+        }
     }
 
+    /// Records read from `after` for the subscribers lagging there.
+    fn refill(&mut self, after: u64, records: &[LogRecord]) {
+        for (subscriber, cursor) in &mut self.subscribers {
+            if *cursor != after {
+                continue;
+            }
+            for record in records {
+                let event = EntryEvent::Deliver {
+                    subscriber: *subscriber,
+                    record: record.clone(),
+                };
+                self.out.events.push(event);
+                *cursor = record.id.0;
+            }
+        }
+        // Those that reached the cache go on from it.
+        self.deliver();
+    }
+
+    /// Hand every live subscriber the cached records after its cursor.
     fn deliver(&mut self) {
         for (subscriber, cursor) in &mut self.subscribers {
-            let start = self.log.partition_point(|record| record.id.0 <= *cursor);
-            for record in &self.log[start..] {
+            if *cursor < self.cache_after {
+                continue;
+            }
+            let start = self.cache.partition_point(|record| record.id.0 <= *cursor);
+            for record in self.cache.range(start..) {
                 let event = EntryEvent::Deliver {
                     subscriber: *subscriber,
                     record: record.clone(),
                 };
                 self.out.events.push(event);
             }
-            if let Some(last) = self.log.last() {
-                *cursor = (*cursor).max(last.id.0);
-            }
+            *cursor = (*cursor).max(self.tail_end);
         }
     }
 }

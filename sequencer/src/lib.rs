@@ -20,6 +20,11 @@
 //!           Entry --READ(after)--> Ndb --LOG(records)--> Entry: delivers to subscribers
 //! ```
 //!
+//! Tailing: an entry keeps the newest `log_cache_records_max` records of the permanent log
+//! and trims the oldest as its live subscribers consume them. A subscriber that resumes
+//! from before the cache refills from ndb (READ from its own position, LOG pages of at
+//! most `read_records_max` records) until it reaches the cache, then goes on live.
+//!
 //! Recovery: an entry keeps no durable state. An ndb asks sync to ABORT a temporary
 //! segment nobody resolved within `abort_after_ms`; the first committed decision for a
 //! segment wins, so a late SEGMENT_OVER of an aborted segment is answered "aborted" and its

@@ -21,6 +21,11 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with(|_| {}, |_| {})
+    }
+
+    /// A cluster whose entry and ndb configurations are adjusted first.
+    fn with(entry: fn(&mut EntryConfig), ndb: fn(&mut NdbConfig)) -> Cluster {
         let ids: Vec<NodeId> = (0..7).map(NodeId).collect();
         let membership = Membership {
             entries: ids[..1].to_vec(),
@@ -28,15 +33,13 @@ impl Cluster {
             syncs: ids[4..].to_vec(),
         };
         let now_ms = 1_767_225_600_000;
-        let mut nodes = vec![Node::Entry(Entry::new(
-            EntryConfig::new(ids[0], membership.clone(), 1),
-            now_ms,
-        ))];
+        let mut entry_config = EntryConfig::new(ids[0], membership.clone(), 1);
+        entry(&mut entry_config);
+        let mut nodes = vec![Node::Entry(Entry::new(entry_config, now_ms))];
         for id in &ids[1..4] {
-            nodes.push(Node::Ndb(Ndb::new(
-                NdbConfig::new(*id, membership.clone()),
-                now_ms,
-            )));
+            let mut ndb_config = NdbConfig::new(*id, membership.clone());
+            ndb(&mut ndb_config);
+            nodes.push(Node::Ndb(Ndb::new(ndb_config, now_ms)));
         }
         for id in &ids[4..] {
             let config = SyncConfig::new(*id, membership.clone(), u64::from(id.0));
@@ -276,4 +279,68 @@ fn an_entry_that_missed_the_abort_learns_it_from_the_ndb_it_retries() {
         "{:?}",
         cluster.events
     );
+}
+
+/// The IDs delivered to `subscriber`, in delivery order.
+fn delivered(events: &[EntryEvent], subscriber: u64) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            EntryEvent::Deliver {
+                subscriber: s,
+                record,
+            } if *s == subscriber => Some(record.id.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn delivery_goes_on_past_the_log_cache_and_lagging_subscribers_refill_from_ndb() {
+    // A cache of 8 records and LOG answers of 7: 100 messages pass the cache many times over.
+    let mut cluster = Cluster::with(
+        |entry| entry.log_cache_records_max = 8,
+        |ndb| ndb.read_records_max = 7,
+    );
+    cluster.run_ms(200);
+    cluster.entry().subscribe(1, PermanentId(0));
+    for round in 0..20 {
+        for sequence in 1..=5 {
+            cluster.publish(round * 5 + sequence);
+        }
+        cluster.run_ms(5);
+    }
+    cluster.run_ms(200);
+    let mut acked: Vec<u64> = cluster
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            EntryEvent::Acked { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked.len(), 100);
+    acked.sort_unstable();
+    assert_eq!(delivered(&cluster.events, 1), acked, "the live subscriber");
+    // Late subscribers from before the cache: from the start, and from the 50th ID.
+    cluster.entry().subscribe(2, PermanentId(0));
+    cluster.entry().subscribe(3, PermanentId(acked[49]));
+    cluster.collect(0);
+    cluster.run_ms(100);
+    assert_eq!(
+        delivered(&cluster.events, 2),
+        acked,
+        "resumed from the start"
+    );
+    assert_eq!(
+        delivered(&cluster.events, 3),
+        acked[50..],
+        "resumed after the 50th"
+    );
+    // And all of them go on live.
+    cluster.publish(101);
+    cluster.run_ms(100);
+    for (subscriber, count) in [(1, 101), (2, 101), (3, 51)] {
+        assert_eq!(delivered(&cluster.events, subscriber).len(), count);
+    }
 }

@@ -356,6 +356,31 @@ impl Checker {
         }
     }
 
+    /// End of run: an entry's cached window of the log is the reference from just after
+    /// `after` (0 or an ID of the log) to its end.
+    pub fn check_log_window<'a>(
+        &mut self,
+        what: &str,
+        after: PermanentId,
+        records: impl Iterator<Item = &'a LogRecord>,
+    ) {
+        let start = self.reference.partition_point(|(id, _)| *id <= after.0);
+        let starts_on_a_record = after.0 == 0 || self.reference_key(after.0).is_some();
+        let mut expected = self.reference[start..].iter();
+        let same = records.zip(expected.by_ref()).all(|(record, (id, key))| {
+            record.id.0 == *id
+                && (record.publication.publisher, record.publication.sequence) == *key
+        });
+        if !starts_on_a_record || !same || expected.next().is_some() {
+            let text = format!(
+                "{what} log cache after {} differs from the reference ({} records)",
+                after.0,
+                self.reference.len()
+            );
+            self.fail(0, text);
+        }
+    }
+
     /// End of run: every acked message is in the reference log with its acked ID.
     pub fn check_acked_are_committed(&mut self) {
         let mut found = Vec::new();

@@ -42,12 +42,33 @@ pub struct SimConfig {
     pub ndbs_down: usize,
     /// sync nodes down for the whole run.
     pub syncs_down: usize,
+    /// Each entry's `log_cache_records_max` (small, so that lagging subscribers refill).
+    pub log_cache_records_max: usize,
+    /// Each ndb's `read_records_max` (small, so that reads take many LOG answers).
+    pub read_records_max: usize,
 }
 
 impl SimConfig {
-    /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload.
+    /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload;
+    /// odd seeds give entries a log cache of at most 24 records and ndb reads of 8 to 32.
     pub fn new(seed: u64) -> SimConfig {
+        // Drawn from their own generator: the run's RNG stream stays as it was.
+        let mut limits = SeededRng::new(seed ^ 0x1111_cafe_f00d);
+        let small = seed % 2 == 1;
+        let log_cache_records_max = if small {
+            limits.range(0, 24) as usize
+        } else {
+            1 << 20
+        };
+        let read_records_max = if small {
+            // Small enough to page, large enough for one READ per round trip to keep up.
+            limits.range(8, 32) as usize
+        } else {
+            4096
+        };
         SimConfig {
+            log_cache_records_max,
+            read_records_max,
             seed,
             entries: 3,
             ndbs: 3,
@@ -348,13 +369,14 @@ impl Sim {
             Role::Entry => {
                 let mut config = EntryConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
+                config.log_cache_records_max = self.config.log_cache_records_max;
                 Node::Entry(Entry::new(config, local_ms))
             }
-            Role::Ndb => Node::Ndb(Ndb::recover(
-                NdbConfig::new(slot.id, membership),
-                &slot.disk.ndb_synced,
-                local_ms,
-            )),
+            Role::Ndb => {
+                let mut config = NdbConfig::new(slot.id, membership);
+                config.read_records_max = self.config.read_records_max;
+                Node::Ndb(Ndb::recover(config, &slot.disk.ndb_synced, local_ms))
+            }
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
