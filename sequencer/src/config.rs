@@ -1,5 +1,6 @@
 //! Cluster membership, timings and limits, in one place with units in their names.
 
+use crate::config::wire_limits::{LOG_READ_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::id::NodeId;
 
 /// Who is in the cluster (static membership; a later issue adds changes).
@@ -50,6 +51,10 @@ pub struct EntryConfig {
     /// Messages per segment at most (must not exceed ndb's); at most two segments wait
     /// for their ack, one in flight and one filling; beyond, `publish` answers `Busy`.
     pub segment_messages_max: usize,
+    /// Encoded bytes per segment at most (`Publication::encoded_bytes_max` summed), so
+    /// that its KEEP fits in a frame; at most `wire_limits::FRAME_CONTENT_BYTES_MAX` and
+    /// not above ndb's. A single publication above it is refused at `publish` (`TooLarge`).
+    pub segment_bytes_max: usize,
     /// Resend KEEP / SEGMENT_OVER to silent peers after this long, in ms.
     pub retry_ms: u64,
     /// Poll the permanent log this often, in ms.
@@ -72,6 +77,7 @@ impl EntryConfig {
             seed,
             segment_window_ms: 2,
             segment_messages_max: 1024,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             retry_ms: 20,
             tail_poll_ms: 5,
             log_cache_records_max: 1 << 20,
@@ -97,8 +103,14 @@ pub struct NdbConfig {
     pub retry_ms: u64,
     /// Records per LOG answer at most.
     pub read_records_max: usize,
+    /// Encoded bytes per LOG answer at most (`LogRecord::encoded_bytes_max` summed; one
+    /// record is always sent, and a record is never above `segment_bytes_max`); at most
+    /// `wire_limits::FRAME_CONTENT_BYTES_MAX`, so that the answer fits in a frame.
+    pub log_read_bytes_max: usize,
     /// Messages per KEEP accepted at most.
     pub segment_messages_max: usize,
+    /// Encoded bytes per KEEP accepted at most (as the entry's `segment_bytes_max`).
+    pub segment_bytes_max: usize,
     /// Resolutions buffered ahead of the applied index at most.
     pub pending_resolutions_max: usize,
 }
@@ -114,7 +126,9 @@ impl NdbConfig {
             abort_after_ms: 300,
             retry_ms: 20,
             read_records_max: 4096,
+            log_read_bytes_max: LOG_READ_BYTES_MAX_DEFAULT,
             segment_messages_max: 1024,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             pending_resolutions_max: 65_536,
         }
     }
@@ -168,6 +182,17 @@ impl SyncConfig {
 pub mod wire_limits {
     /// Largest frame payload accepted, in bytes (16 MiB).
     pub const FRAME_SIZE_MAX_BYTES: usize = 16 << 20;
+    /// Most bytes a KEEP, SEGMENT_DATA or LOG adds around its publications or records
+    /// (kind tag, segment ID, owner, `after`, list length), rounded up.
+    pub const ENVELOPE_BYTES_MAX: usize = 64;
+    /// The most a byte limit on the content of one frame may be set to.
+    pub const FRAME_CONTENT_BYTES_MAX: usize = FRAME_SIZE_MAX_BYTES - ENVELOPE_BYTES_MAX;
+    /// Default `segment_bytes_max` of entries and ndb (8 MiB).
+    pub const SEGMENT_BYTES_MAX_DEFAULT: usize = 8 << 20;
+    /// Default `log_read_bytes_max` of ndb (8 MiB).
+    pub const LOG_READ_BYTES_MAX_DEFAULT: usize = 8 << 20;
+    const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= FRAME_CONTENT_BYTES_MAX);
+    const _: () = assert!(LOG_READ_BYTES_MAX_DEFAULT <= FRAME_CONTENT_BYTES_MAX);
     /// Longest cluster name, in bytes.
     pub const CLUSTER_NAME_MAX_BYTES: usize = 64;
     /// Longest shared secret, in bytes.

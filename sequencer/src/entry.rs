@@ -1,6 +1,7 @@
 //! The entry: cuts client publishes into segments, stores them on ndb, has sync vote them,
 //! acks publishers with permanent IDs, and tails the permanent log for its subscribers.
 
+use crate::config::wire_limits::FRAME_CONTENT_BYTES_MAX;
 use crate::config::{EntryConfig, Mutation};
 use crate::id::{
     segment_digest, AdvanceId, NodeId, PermanentId, Publication, SeededRng, SegmentId,
@@ -48,6 +49,15 @@ pub enum PublishError {
     /// The open segment is full while the previous one is still in flight.
     #[error("entry busy: too many publishes wait for their ack")]
     Busy,
+    /// The publication alone is larger than a segment may be (its KEEP would not fit in a
+    /// frame); it is refused for good, never queued.
+    #[error("publication of {bytes} bytes exceeds the segment limit of {bytes_max} bytes")]
+    TooLarge {
+        /// Its encoded size (upper bound), in bytes.
+        bytes: usize,
+        /// `segment_bytes_max`.
+        bytes_max: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -55,6 +65,8 @@ struct OpenSegment {
     id: SegmentId,
     opened_ms: u64,
     messages: Vec<Publication>,
+    /// `Publication::encoded_bytes_max` summed over `messages`.
+    bytes: usize,
 }
 
 /// A segment cut and sent to ndb: `ExpectStored` until a quorum stored it, then `ExpectResolved`.
@@ -109,6 +121,10 @@ impl Entry {
             !config.membership.syncs.is_empty(),
             "an entry needs sync nodes"
         );
+        assert!(
+            config.segment_bytes_max <= FRAME_CONTENT_BYTES_MAX,
+            "segment_bytes_max must leave a KEEP within the frame limit"
+        );
         let rng = SeededRng::new(config.seed);
         Entry {
             config,
@@ -137,11 +153,20 @@ impl Entry {
         publication: Publication,
         now_ms: u64,
     ) -> Result<AdvanceId, PublishError> {
+        let bytes = publication.encoded_bytes_max();
+        let bytes_max = self.config.segment_bytes_max;
+        if bytes > bytes_max {
+            return Err(PublishError::TooLarge { bytes, bytes_max });
+        }
         // Backpressure: one segment in flight and one filling, each at most
-        // `segment_messages_max` (ndb refuses larger KEEPs); beyond, the client waits.
-        let open_count = self.open.as_ref().map_or(0, |o| o.messages.len());
-        if open_count >= self.config.segment_messages_max {
-            return Err(PublishError::Busy);
+        // `segment_messages_max` and `segment_bytes_max` (ndb refuses larger KEEPs, and a
+        // frame could not carry them); beyond, the client waits.
+        if !self.open_fits(bytes) {
+            // Cut the open segment here if nothing is in flight; it is full for this one.
+            self.seal(now_ms);
+            if !self.open_fits(bytes) {
+                return Err(PublishError::Busy);
+            }
         }
         let open = match &mut self.open {
             Some(open) => open,
@@ -154,11 +179,13 @@ impl Entry {
                     id,
                     opened_ms: now_ms,
                     messages: Vec::new(),
+                    bytes: 0,
                 })
             }
         };
         let offset = u32::try_from(open.messages.len()).map_err(|_| PublishError::Busy)?;
         open.messages.push(publication);
+        open.bytes += bytes;
         let advance = AdvanceId {
             owner: self.config.id,
             segment: open.id,
@@ -238,13 +265,27 @@ impl Entry {
         self.sealed.is_some() || self.open.is_some()
     }
 
+    /// Whether the open segment (or a new one) can take a publication of `bytes`.
+    fn open_fits(&self, bytes: usize) -> bool {
+        self.open.as_ref().is_none_or(|open| {
+            open.messages.len() < self.config.segment_messages_max
+                && open.bytes + bytes <= self.config.segment_bytes_max
+        })
+    }
+
     fn maybe_seal(&mut self, now_ms: u64) {
-        if self.sealed.is_some() {
+        let Some(open) = &self.open else { return };
+        let full = open.messages.len() >= self.config.segment_messages_max
+            || open.bytes >= self.config.segment_bytes_max;
+        if !full && now_ms < open.opened_ms + self.config.segment_window_ms {
             return;
         }
-        let Some(open) = &self.open else { return };
-        let full = open.messages.len() >= self.config.segment_messages_max;
-        if !full && now_ms < open.opened_ms + self.config.segment_window_ms {
+        self.seal(now_ms);
+    }
+
+    /// Seal the open segment and send it to ndb, unless one is in flight already.
+    fn seal(&mut self, now_ms: u64) {
+        if self.sealed.is_some() {
             return;
         }
         let Some(open) = self.open.take() else { return };
@@ -535,6 +576,70 @@ impl Entry {
                 self.out.events.push(event);
             }
             *cursor = (*cursor).max(self.tail_end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{wire_limits::FRAME_SIZE_MAX_BYTES, Membership};
+    use crate::wire;
+
+    fn entry() -> Entry {
+        let membership = Membership {
+            entries: vec![NodeId(0)],
+            ndbs: vec![NodeId(1), NodeId(2), NodeId(3)],
+            syncs: vec![NodeId(4)],
+        };
+        Entry::new(EntryConfig::new(NodeId(0), membership, 1), 1_000)
+    }
+
+    fn publication(sequence: u64, payload_bytes: usize) -> Publication {
+        Publication {
+            publisher: 1,
+            sequence,
+            payload: vec![7; payload_bytes],
+        }
+    }
+
+    #[test]
+    fn a_publication_larger_than_a_frame_is_refused_at_publish() {
+        let mut entry = entry();
+        let refused = entry.publish(publication(1, FRAME_SIZE_MAX_BYTES), 1_000);
+        assert!(
+            matches!(refused, Err(PublishError::TooLarge { .. })),
+            "{refused:?}"
+        );
+        assert!(!entry.has_segment_in_flight());
+        // The entry is not stuck: a normal publish goes on.
+        assert!(entry.publish(publication(2, 10), 1_000).is_ok());
+    }
+
+    #[test]
+    fn segments_are_cut_in_bytes_so_every_keep_fits_in_a_frame() {
+        let mut entry = entry();
+        let six_mib = 6 << 20;
+        assert!(entry.publish(publication(1, six_mib), 1_000).is_ok());
+        // The second does not fit beside the first: the first is sealed and sent alone.
+        assert!(entry.publish(publication(2, six_mib), 1_000).is_ok());
+        // One in flight and one filling: the third waits.
+        assert_eq!(
+            entry.publish(publication(3, six_mib), 1_000),
+            Err(PublishError::Busy)
+        );
+        entry.handle_timeout(1_000 + entry.config.segment_window_ms);
+        let keeps: Vec<Message> = entry
+            .ready()
+            .messages
+            .into_iter()
+            .map(|(_, message)| message)
+            .filter(|message| matches!(message, Message::Keep { .. }))
+            .collect();
+        assert_eq!(keeps.len(), 3, "one KEEP per ndb");
+        for keep in &keeps {
+            let frame = wire::encode_frame(keep, FRAME_SIZE_MAX_BYTES);
+            assert!(frame.is_ok(), "{:?}", frame.err());
         }
     }
 }

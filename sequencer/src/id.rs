@@ -116,6 +116,19 @@ pub struct Publication {
     pub payload: Vec<u8>,
 }
 
+impl Publication {
+    /// Most bytes the wire encoding adds to a payload: three varints (publisher, sequence,
+    /// payload length) of at most 10 bytes each.
+    pub const ENCODING_OVERHEAD_BYTES_MAX: usize = 30;
+
+    /// An upper bound of its encoded size, in bytes; segments and reads are capped on it.
+    pub fn encoded_bytes_max(&self) -> usize {
+        self.payload
+            .len()
+            .saturating_add(Self::ENCODING_OVERHEAD_BYTES_MAX)
+    }
+}
+
 /// FNV-1a 64 over the messages of a segment: carried in SEGMENT_OVER and checked by ndb
 /// before it moves a segment to the permanent log. Not cryptographic; it catches
 /// divergent replicas, not an attacker (the link is authenticated by the handshake).

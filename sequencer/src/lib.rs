@@ -45,6 +45,12 @@
 //! not fit there anyway is aborted alike on every replica), so replay cannot crash a node;
 //! damaged durable Raft records make `Sync::recover` return a `SyncError`.
 //!
+//! Frame sizes: a KEEP, SEGMENT_DATA or LOG must fit in one frame
+//! (`wire_limits::FRAME_SIZE_MAX_BYTES`, 16 MiB), so segments are capped in bytes as well
+//! as in messages (`segment_bytes_max`, 8 MiB) and LOG answers as well as in records
+//! (`log_read_bytes_max`, 8 MiB), both asserted below the frame limit less an envelope. A
+//! publication larger than a segment may be is refused at once (`PublishError::TooLarge`).
+//!
 //! Ordering: an entry keeps one segment in flight and one filling (`publish` answers
 //! `Busy` beyond), so one publisher's messages commit in publish order; the sync leader
 //! keeps one proposal in flight, so concurrent SEGMENT_OVERs batch into the next vote.

@@ -162,6 +162,13 @@ pub struct LogRecord {
     pub publication: Publication,
 }
 
+impl LogRecord {
+    /// An upper bound of its encoded size, in bytes: the publication's and a 10-byte ID varint.
+    pub fn encoded_bytes_max(&self) -> usize {
+        self.publication.encoded_bytes_max().saturating_add(10)
+    }
+}
+
 /// A Raft message; on the wire, its protobuf bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaftMessage(pub eraftpb::Message);
@@ -179,5 +186,48 @@ impl<'de> Deserialize<'de> for RaftMessage {
         let message =
             eraftpb::Message::parse_from_bytes(bytes).map_err(serde::de::Error::custom)?;
         Ok(RaftMessage(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::wire_limits::ENVELOPE_BYTES_MAX;
+    use proptest::prelude::*;
+
+    fn encoded_len(message: &Message) -> usize {
+        postcard::to_allocvec(message).map_or(usize::MAX, |bytes| bytes.len())
+    }
+
+    proptest! {
+        #[test]
+        fn byte_bounds_cover_the_encoding(
+            fields in proptest::collection::vec((any::<u64>(), any::<u64>(), 0usize..300), 0..20),
+            after in any::<u64>(),
+            owner in any::<u32>(),
+        ) {
+            let publications: Vec<Publication> = fields
+                .iter()
+                .map(|(publisher, sequence, length)| Publication {
+                    publisher: *publisher,
+                    sequence: *sequence,
+                    payload: vec![0xa5; *length],
+                })
+                .collect();
+            let segment = SegmentId::new_v7(after, [7; 10]);
+            let keep = Message::Keep { segment, owner: NodeId(owner), messages: publications.clone() };
+            let bytes: usize = publications.iter().map(Publication::encoded_bytes_max).sum();
+            prop_assert!(encoded_len(&keep) <= bytes + ENVELOPE_BYTES_MAX);
+            let data = Message::SegmentData { segment, owner: NodeId(owner), messages: publications.clone() };
+            prop_assert!(encoded_len(&data) <= bytes + ENVELOPE_BYTES_MAX);
+            let records: Vec<LogRecord> = publications
+                .into_iter()
+                .zip(fields.iter().map(|(publisher, ..)| *publisher))
+                .map(|(publication, id)| LogRecord { id: PermanentId(id), publication })
+                .collect();
+            let bytes: usize = records.iter().map(LogRecord::encoded_bytes_max).sum();
+            let log = Message::Log { after, records };
+            prop_assert!(encoded_len(&log) <= bytes + ENVELOPE_BYTES_MAX);
+        }
     }
 }

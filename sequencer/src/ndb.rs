@@ -1,6 +1,7 @@
 //! The ndb storage node: keeps the temporary history of open segments durably, then moves
 //! each segment into the permanent log in the order sync resolved them.
 
+use crate::config::wire_limits::FRAME_CONTENT_BYTES_MAX;
 use crate::config::NdbConfig;
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
 use crate::message::{LogRecord, Message, Outcome, Resolution};
@@ -82,6 +83,14 @@ impl Ndb {
         assert!(
             !config.membership.syncs.is_empty(),
             "an ndb needs sync nodes"
+        );
+        assert!(
+            config.segment_bytes_max <= FRAME_CONTENT_BYTES_MAX,
+            "segment_bytes_max must leave a KEEP within the frame limit"
+        );
+        assert!(
+            config.log_read_bytes_max <= FRAME_CONTENT_BYTES_MAX,
+            "log_read_bytes_max must leave a LOG within the frame limit"
         );
         Ndb {
             config,
@@ -267,7 +276,11 @@ impl Ndb {
         messages: Vec<Publication>,
         now_ms: u64,
     ) {
-        if from != owner || messages.is_empty() || messages.len() > self.config.segment_messages_max
+        let bytes: usize = messages.iter().map(Publication::encoded_bytes_max).sum();
+        if from != owner
+            || messages.is_empty()
+            || messages.len() > self.config.segment_messages_max
+            || bytes > self.config.segment_bytes_max
         {
             return;
         }
@@ -472,7 +485,17 @@ impl Ndb {
     fn on_read(&mut self, from: NodeId, after: u64) {
         let start = self.log.partition_point(|record| record.id.0 <= after);
         let end = (start + self.config.read_records_max).min(self.log.len());
-        let records = self.log[start..end].to_vec();
+        // Capped in bytes too, so that the LOG fits in a frame; the first record always
+        // goes (it came in a KEEP, so it is no larger than a segment).
+        let mut bytes = 0;
+        let mut records = Vec::new();
+        for record in &self.log[start..end] {
+            bytes += record.encoded_bytes_max();
+            if bytes > self.config.log_read_bytes_max && !records.is_empty() {
+                break;
+            }
+            records.push(record.clone());
+        }
         self.out
             .messages
             .push((from, Message::Log { after, records }));
@@ -581,5 +604,58 @@ mod tests {
         let mut ndb = ndb();
         ndb.handle_message(NodeId(2), keep(), 1_000);
         assert!(ndb.ready().writes.is_empty());
+    }
+
+    #[test]
+    fn log_answers_are_cut_in_bytes_so_every_one_fits_in_a_frame() {
+        use crate::config::wire_limits::FRAME_SIZE_MAX_BYTES;
+        let six_mib = 6 << 20;
+        let messages: Vec<Publication> = (1..=3)
+            .map(|sequence| Publication {
+                publisher: 1,
+                sequence,
+                payload: vec![7; six_mib],
+            })
+            .collect();
+        let resolution = Resolution {
+            index: 1,
+            segment: SegmentId::new_v7(1_000, [1; 10]),
+            owner: NodeId(0),
+            outcome: Outcome::Permanent {
+                base: PermanentId(100),
+                count: 3,
+                digest: segment_digest(&messages),
+            },
+            raft_index: 1,
+            raft_term: 1,
+        };
+        let applied = NdbWrite::Applied {
+            resolution,
+            messages,
+        };
+        let config = ndb().config.clone();
+        let mut ndb = Ndb::recover(config, [&applied], 1_000);
+        assert_eq!(ndb.log().len(), 3);
+        // Page through the log as an entry does: every LOG encodes, and reads make progress.
+        let mut after = 0;
+        for _ in 0..3 {
+            ndb.handle_message(NodeId(0), Message::Read { after }, 1_000);
+            let ready = ndb.ready();
+            let Some((_, log)) = ready
+                .messages
+                .into_iter()
+                .find(|(_, m)| matches!(m, Message::Log { .. }))
+            else {
+                panic!("no LOG answer");
+            };
+            let frame = crate::wire::encode_frame(&log, FRAME_SIZE_MAX_BYTES);
+            assert!(frame.is_ok(), "{:?}", frame.err());
+            let Message::Log { records, .. } = log else {
+                unreachable!()
+            };
+            assert!(!records.is_empty());
+            after = records.last().map_or(after, |record| record.id.0);
+        }
+        assert_eq!(after, 102);
     }
 }

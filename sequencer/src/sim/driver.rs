@@ -5,7 +5,7 @@ mod finish;
 
 use super::checker::{Checker, DurableView, MessageKey};
 use super::network::{Network, NetworkFaults};
-use crate::config::{EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
+use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
 use crate::id::{NodeId, PermanentId, Publication, SeededRng, SegmentId};
 use crate::message::{Message, Outcome};
@@ -46,11 +46,16 @@ pub struct SimConfig {
     pub log_cache_records_max: usize,
     /// Each ndb's `read_records_max` (small, so that reads take many LOG answers).
     pub read_records_max: usize,
+    /// Each entry's and ndb's `segment_bytes_max` (small, so that segments are cut in bytes).
+    pub segment_bytes_max: usize,
+    /// Each ndb's `log_read_bytes_max` (small, so that LOG answers are cut in bytes).
+    pub log_read_bytes_max: usize,
 }
 
 impl SimConfig {
     /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload;
-    /// odd seeds give entries a log cache of at most 24 records and ndb reads of 8 to 32.
+    /// odd seeds give entries a log cache of at most 24 records, ndb reads of 8 to 32
+    /// records, segments of 38 to 600 bytes and reads of 400 to 1600 bytes.
     pub fn new(seed: u64) -> SimConfig {
         // Drawn from their own generator: the run's RNG stream stays as it was.
         let mut limits = SeededRng::new(seed ^ 0x1111_cafe_f00d);
@@ -66,9 +71,23 @@ impl SimConfig {
         } else {
             4096
         };
+        // A simulated publication takes at most 38 bytes (8 of payload).
+        let (segment_bytes_max, log_read_bytes_max) = if small {
+            let segment = limits.range(38, 600) as usize;
+            // At least 8 records of 48 bytes per LOG: the tail reads one answer per round
+            // trip, and one record per answer could not keep up with the workload.
+            (segment, limits.range(400, 1600) as usize)
+        } else {
+            (
+                wire_limits::SEGMENT_BYTES_MAX_DEFAULT,
+                wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
+            )
+        };
         SimConfig {
             log_cache_records_max,
             read_records_max,
+            segment_bytes_max,
+            log_read_bytes_max,
             seed,
             entries: 3,
             ndbs: 3,
@@ -370,11 +389,14 @@ impl Sim {
                 let mut config = EntryConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
                 config.log_cache_records_max = self.config.log_cache_records_max;
+                config.segment_bytes_max = self.config.segment_bytes_max;
                 Node::Entry(Entry::new(config, local_ms))
             }
             Role::Ndb => {
                 let mut config = NdbConfig::new(slot.id, membership);
                 config.read_records_max = self.config.read_records_max;
+                config.segment_bytes_max = self.config.segment_bytes_max;
+                config.log_read_bytes_max = self.config.log_read_bytes_max;
                 Node::Ndb(Ndb::recover(config, &slot.disk.ndb_synced, local_ms))
             }
             Role::Sync => {
