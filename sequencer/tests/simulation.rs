@@ -165,3 +165,19 @@ fn no_ack_without_a_sync_quorum_or_an_ndb_quorum() {
         assert_eq!(report.acked, 0, "seed {seed}: acked with 2 of 3 ndb down");
     }
 }
+
+#[test]
+fn checker_catches_acks_with_a_stored_quorum_of_one() {
+    let caught = (0..40)
+        .filter(|seed| {
+            let mut config = SimConfig::new(*seed);
+            config.mutation = Mutation::StoredQuorumOfOne;
+            let report = run(&config);
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("ndb hold it durably"))
+        })
+        .count();
+    assert!(caught >= 8, "caught in only {caught} of 40 seeds");
+}
