@@ -1,0 +1,143 @@
+//! Unit tests of the sync core.
+
+use super::*;
+use crate::config::Membership;
+
+/// 2096: the floor is saturated at `FLOOR_MAX`, 2^32 IDs below the end of the space.
+const LATE_UNIX_MS: u64 = 4_000_000_000_000;
+
+fn config() -> SyncConfig {
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1)],
+        syncs: vec![NodeId(2)],
+    };
+    SyncConfig::new(NodeId(2), membership, 7)
+}
+
+/// A one-voter sync node that leads, with every write it made so far.
+fn leader(now_ms: &mut u64) -> (Sync, Vec<SyncWrite>) {
+    let mut sync = Sync::new(config(), *now_ms).expect("valid config");
+    let mut writes = sync.ready().writes;
+    for _ in 0..200 {
+        if sync.is_leader() {
+            return (sync, writes);
+        }
+        *now_ms += 1;
+        sync.handle_timeout(*now_ms);
+        writes.extend(sync.ready().writes);
+    }
+    panic!("a single voter elects itself");
+}
+
+fn over(seed: u8, count: u32) -> Message {
+    Message::SegmentOver {
+        segment: SegmentId::new_v7(1, [seed; 10]),
+        owner: NodeId(0),
+        count,
+        digest: 0,
+    }
+}
+
+#[test]
+fn exhaustion_is_refused_when_proposing_and_replay_does_not_crash() {
+    let mut now_ms = LATE_UNIX_MS;
+    let (mut sync, mut writes) = leader(&mut now_ms);
+    // Two segments of 2^32 - 1 messages each: the first fits under 2^53, the second not.
+    for seed in [1, 2] {
+        now_ms += 1;
+        sync.handle_message(NodeId(0), over(seed, u32::MAX), now_ms);
+        writes.extend(sync.ready().writes);
+        for _ in 0..10 {
+            now_ms += 1;
+            sync.handle_timeout(now_ms);
+            writes.extend(sync.ready().writes);
+        }
+    }
+    let outcomes: Vec<Outcome> = sync
+        .resolutions()
+        .iter()
+        .map(|r| r.outcome.clone())
+        .collect();
+    let first = Outcome::Permanent {
+        base: PermanentId::FLOOR_MAX,
+        count: u32::MAX,
+        digest: 0,
+    };
+    assert_eq!(outcomes, vec![first, Outcome::Aborted]);
+    // The segment refused is answered "aborted" to its entry, so its publishers learn it.
+    sync.handle_message(NodeId(0), over(2, u32::MAX), now_ms);
+    let answered = sync.ready().messages.into_iter().any(|(to, message)| {
+        to == NodeId(0)
+            && matches!(message, Message::Resolved { resolutions }
+                if resolutions[0].outcome == Outcome::Aborted)
+    });
+    assert!(answered);
+    // A restarted replica replays the same log to the same resolutions.
+    let replayed = Sync::recover(config(), &writes, now_ms).expect("own writes replay");
+    assert_eq!(replayed.resolutions(), sync.resolutions());
+}
+
+#[test]
+fn a_range_past_max_met_when_applying_is_aborted_not_asserted() {
+    let mut now_ms = LATE_UNIX_MS;
+    let (mut sync, _) = leader(&mut now_ms);
+    // As if drafted by a leader whose view of the end was behind: both Overs in one draft.
+    let items = [1u8, 2].map(|seed| Item::Over {
+        segment: SegmentId::new_v7(1, [seed; 10]),
+        owner: NodeId(0),
+        count: u32::MAX,
+        digest: 0,
+    });
+    let draft = Draft {
+        floor: PermanentId::FLOOR_MAX.0,
+        items: items.to_vec(),
+    };
+    sync.apply_draft(draft, 9, 1);
+    let outcomes: Vec<bool> = sync
+        .resolutions()
+        .iter()
+        .map(|r| r.outcome == Outcome::Aborted)
+        .collect();
+    assert_eq!(outcomes, vec![false, true]);
+    assert!(sync.end <= PermanentId::MAX.0);
+}
+
+#[test]
+fn a_damaged_raft_log_is_an_error_not_a_panic() {
+    let entry = |index: u64| RaftEntry {
+        index,
+        term: 1,
+        ..RaftEntry::default()
+    };
+    let gap = [
+        SyncWrite::Entries(vec![entry(1)]),
+        SyncWrite::Entries(vec![entry(3)]),
+    ];
+    assert!(matches!(
+        Sync::recover(config(), &gap, 0),
+        Err(SyncError::LogNotContiguous {
+            index: 3,
+            last_index: 1
+        })
+    ));
+    let commit = HardState {
+        term: 1,
+        commit: 5,
+        ..HardState::default()
+    };
+    let ahead = [
+        SyncWrite::Entries(vec![entry(1)]),
+        SyncWrite::HardState(commit),
+    ];
+    assert!(matches!(
+        Sync::recover(config(), &ahead, 0),
+        Err(SyncError::CommitBeyondLog {
+            commit: 5,
+            last_index: 1
+        })
+    ));
+    let mut bad = config();
+    bad.heartbeat_ticks = 0;
+    assert!(matches!(Sync::new(bad, 0), Err(SyncError::Config(_))));
+}
