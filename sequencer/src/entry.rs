@@ -24,7 +24,9 @@ pub enum EntryEvent {
         /// Its permanent ID.
         id: PermanentId,
     },
-    /// The segment was aborted: the publish is not and will never be in the log.
+    /// The segment was aborted: the publish is not and will never be in the log. This
+    /// happens when the segment stalled past ndb's `abort_after_ms` (also before a quorum
+    /// stored it) or when the ID space is exhausted (the sync leader refuses the range).
     Rejected {
         /// Where it sat.
         advance: AdvanceId,
