@@ -8,7 +8,8 @@
 //! - [`router`]: realms by name, configuration, shutdown signal.
 //! - [`realm`]: broker, dealer, meta APIs; the one internal message form.
 //! - [`topic`]: internal topic form shared by WAMP and MQTT, and the pattern trie.
-//! - [`engine`]: how a publish is ordered (the local permanent-ID sequencer).
+//! - [`engine`]: the Engine seam: how a publish is ordered, stored, acknowledged and
+//!   delivered ([`engine::LocalEngine`] for one process).
 //! - [`auth`], [`config`]: authentication, roles, configuration file.
 //! - [`durable`]: `--data` durability (RocksDB through the group committer).
 //!

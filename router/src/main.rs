@@ -165,8 +165,7 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
     }
     let wills = router
         .shared()
-        .durable
-        .as_ref()
+        .durable()
         .map(|d| d.wills())
         .transpose()?
         .unwrap_or_default();
@@ -200,7 +199,7 @@ fn spawn_compaction(router: &Arc<Router>) {
     if policy == fox_storage::RetentionPolicy::default() {
         return;
     }
-    let Some(durable) = router.shared().durable.clone() else {
+    let Some(durable) = router.shared().durable().cloned() else {
         return;
     };
     let interval = std::time::Duration::from_millis(limits.history_compaction_interval_ms.max(100));

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::auth::{Authenticator, Authorizer};
 use crate::config::Config;
 use crate::durable::Durable;
-use crate::engine::LocalSequencer;
+use crate::engine::LocalEngine;
 use crate::realm::{Realm, Shared};
 
 /// Everything a gate needs: shared by all connections.
@@ -33,10 +33,9 @@ impl Router {
     pub fn with_store(config: Config, last_id: u64, durable: Option<Arc<Durable>>) -> Arc<Self> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
-            sequencer: LocalSequencer::resume_after(last_id),
+            engine: Arc::new(LocalEngine::new(last_id, durable)),
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
-            durable,
         });
         let realms = config
             .router

@@ -291,14 +291,10 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     stats: &Stats,
 ) -> std::io::Result<()> {
     // Acknowledgements of received publishes go out only once those are durable.
-    for pending in session.take_durability() {
-        let written = match pending {
-            Ok(pending) => pending.wait().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            tracing::error!(error = %e, "store write failed; closing without acknowledging");
-            return Err(std::io::Error::other("store write failed"));
+    for ack in session.take_durability() {
+        if let Err(e) = ack.wait().await {
+            tracing::error!(error = %e, "publish not ordered or stored; closing without acknowledging");
+            return Err(std::io::Error::other("publish not acknowledged"));
         }
     }
     let protocol = session.protocol();

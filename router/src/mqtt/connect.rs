@@ -134,7 +134,7 @@ pub async fn accept(
             realm.join(handle.clone());
             // Nothing before now is owed to a new session (durable watermark, persist.rs);
             // only a store needs that cut, which costs the realm's order lock.
-            let received_through = match realm.shared().durable {
+            let received_through = match realm.shared().durable() {
                 Some(_) => realm.fanned_out_through(),
                 None => 0,
             };

@@ -147,7 +147,7 @@ impl Session {
         };
         let properties = message_properties(&publish.properties, now_ms);
         let payload = Payload::Raw(publish.payload.clone());
-        let (_, pending) = self.realm.publish_durable(
+        let ack = self.realm.publish_durable(
             Some(&self.handle.info),
             topic,
             payload,
@@ -155,8 +155,8 @@ impl Session {
             properties,
         );
         // QoS 0 is never acknowledged, so nothing waits for its write.
-        if publish.qos != QoS::AtMostOnce {
-            self.durability.extend(pending);
+        if publish.qos != QoS::AtMostOnce && !ack.is_ready() {
+            self.durability.push(ack);
         }
     }
 

@@ -222,7 +222,7 @@ fn record(
 }
 
 fn write(realm: &Realm, client_id: &str, record: Option<&SessionRecord>) {
-    let Some(durable) = &realm.shared().durable else {
+    let Some(durable) = realm.shared().durable() else {
         return;
     };
     let bytes = record.map(|r| rmp_serde::to_vec_named(r).unwrap_or_default());
@@ -233,7 +233,7 @@ impl Session {
     /// Writes this live session's record (with `--data`), or deletes it when nothing of
     /// the session outlives the connection.
     pub(super) fn persist(&mut self, now_ms: u64) {
-        if self.realm.shared().durable.is_none() {
+        if self.realm.shared().durable().is_none() {
             return;
         }
         self.persisted_ms = now_ms;
@@ -271,7 +271,7 @@ impl Session {
 
 /// Writes a parked session's record.
 pub(super) fn persist_parked(realm: &Realm, client_id: &str, parked: &Parked) {
-    if realm.shared().durable.is_none() {
+    if realm.shared().durable().is_none() {
         return;
     }
     // Read the cut before looking at the queue: every message at or below it that was for
@@ -315,7 +315,7 @@ struct Restored {
 /// publishes the wills that came due, and deletes the records of sessions that ended.
 /// Returns how many sessions were restored.
 pub fn restore(router: &Arc<Router>) -> anyhow::Result<usize> {
-    let Some(durable) = router.shared().durable.clone() else {
+    let Some(durable) = router.shared().durable().cloned() else {
         return Ok(0);
     };
     let now_ms = unix_ms();

@@ -211,7 +211,7 @@ pub struct Session {
     pub(super) out: VecDeque<Packet>,
     /// With `--data`: store writes of publishes this session received that must be durable
     /// before any packet queued after them (PUBACK, PUBREC) is written.
-    pub(super) durability: Vec<crate::realm::StoreWrite>,
+    pub(super) durability: Vec<crate::engine::Ack>,
     /// When this session's durable record was last written, Unix ms (`persist.rs`).
     pub(super) persisted_ms: u64,
     /// Whether the store may hold a record for this client id: nothing to delete otherwise.
@@ -271,7 +271,7 @@ impl Session {
     }
 
     /// Store writes to wait for before writing the queued packets (see `durability`).
-    pub fn take_durability(&mut self) -> Vec<crate::realm::StoreWrite> {
+    pub fn take_durability(&mut self) -> Vec<crate::engine::Ack> {
         std::mem::take(&mut self.durability)
     }
 

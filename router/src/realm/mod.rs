@@ -30,7 +30,7 @@ use fox_wamp_proto::{Dict, Message, Value};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
-use crate::engine::{unix_ms, LocalSequencer};
+use crate::engine::{unix_ms, Ack, Draft, Engine};
 use crate::topic::{Pattern, Topic};
 
 pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
@@ -43,9 +43,7 @@ pub type OutboundQueue = queue::Receiver<Outbound>;
 /// A session's ID: random in [1, 2^53].
 pub type SessionId = u64;
 
-/// A durable write queued with `--data`: the answer to wait for before acknowledging, or
-/// why it could not even be queued.
-pub type StoreWrite = Result<fox_storage::Pending, fox_storage::StoreError>;
+pub use crate::engine::StoreWrite;
 
 /// A new session ID: random in [1, 2^53], as WAMP requires (both gates use it).
 pub fn new_session_id() -> SessionId {
@@ -164,14 +162,19 @@ pub struct MessageProperties {
 /// Process-wide services every realm uses.
 #[derive(Debug)]
 pub struct Shared {
-    /// Permanent IDs.
-    pub sequencer: LocalSequencer,
+    /// How publishes are ordered, stored, acknowledged and delivered.
+    pub engine: Arc<dyn Engine>,
     /// Permissions.
     pub authorizer: Authorizer,
     /// Limits.
     pub limits: Limits,
-    /// The durable store (`--data`), if any.
-    pub durable: Option<Arc<crate::durable::Durable>>,
+}
+
+impl Shared {
+    /// The durable store (`--data`), if the engine keeps one on this node.
+    pub fn durable(&self) -> Option<&Arc<crate::durable::Durable>> {
+        self.engine.durable()
+    }
 }
 
 /// One realm.
@@ -325,14 +328,15 @@ impl Realm {
         read(&self.sessions).values().cloned().collect()
     }
 
-    /// Publishes a message; returns its permanent ID. The caller checked permissions.
+    /// Publishes a message; returns its permanent ID when the engine knows it at once (a
+    /// single node always does). The caller checked permissions.
     pub fn publish(
         &self,
         publisher: Option<&SessionInfo>,
         topic: &Topic,
         payload: Payload,
         options: &PublishOptions,
-    ) -> u64 {
+    ) -> Option<u64> {
         self.publish_with(
             publisher,
             topic,
@@ -350,15 +354,14 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> u64 {
+    ) -> Option<u64> {
         // Without a waiter the write still happens, in order; nobody needs its answer.
         self.publish_durable(publisher, topic, payload, options, properties)
-            .0
+            .id()
     }
 
-    /// Publishes and, with `--data`, queues the durable write: returns the permanent ID and
-    /// the write's answer (`None`: nothing to store), which an acknowledgement must wait
-    /// for; `Some(Err)` means the write could not even be queued. A retained write also
+    /// Publishes through the engine: the answer says when the publisher may be
+    /// acknowledged (with `--data`, once the write is durable). A retained write also
     /// cancels the key's will and wakes writes parked on it (the sync service).
     pub fn publish_durable(
         &self,
@@ -367,7 +370,7 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> (u64, Option<StoreWrite>) {
+    ) -> Ack {
         let published = self.publish_ordered(publisher, topic, payload, options, properties);
         if options.retain {
             self.kv_written(topic);
@@ -375,9 +378,8 @@ impl Realm {
         published
     }
 
-    /// The publish itself: ID, in-memory state, durable write and fan-out under the order
-    /// lock. Router-originated messages (meta events, wills) are not stored. The sync
-    /// service calls this directly, holding its own lock.
+    /// The publish itself, through the engine. The sync service calls this directly,
+    /// holding its own lock.
     fn publish_ordered(
         &self,
         publisher: Option<&SessionInfo>,
@@ -385,30 +387,37 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         properties: MessageProperties,
-    ) -> (u64, Option<StoreWrite>) {
-        // One clock read per publish, outside the lock: the ID only needs ms granularity.
-        let now_ms = unix_ms();
-        let _order = lock(&self.order);
-        let id = self.shared.sequencer.next(now_ms);
-        let disclosed = publisher
-            .filter(|_| options.disclose_me)
-            .map(|p| (p.id, p.identity.authid.clone(), p.identity.authrole.clone()));
-        let publication = Arc::new(Publication {
-            id,
-            topic: topic.clone(),
+    ) -> Ack {
+        let draft = Draft {
+            publisher,
+            topic,
             payload,
-            publisher: publisher.map_or(0, |p| p.id),
-            disclosed,
-            qos: options.qos,
-            retain: options.retain,
+            options,
             properties,
-        });
+        };
+        self.shared.engine.publish(self, draft)
+    }
+
+    /// The realm's order lock: publications are applied under it in permanent-ID order,
+    /// and a subscription starts under it at a cut between two of them.
+    pub fn order(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.order)
+    }
+
+    /// Applies an ordered publication: retained table, in-memory history, fan-out to the
+    /// subscribers. The engine calls it holding [`Realm::order`], in permanent-ID order.
+    pub fn apply(
+        &self,
+        publication: &Arc<Publication>,
+        publisher: Option<&SessionInfo>,
+        options: &PublishOptions,
+    ) {
         if options.retain {
             let mut retained = write(&self.retained);
             if publication.payload.is_empty() {
-                retained.remove(topic);
+                retained.remove(&publication.topic);
             } else {
-                retained.insert(topic.clone(), publication.clone());
+                retained.insert(publication.topic.clone(), publication.clone());
             }
         }
         if publisher.is_some() {
@@ -420,14 +429,7 @@ impl Realm {
                 history.push_back(publication.clone());
             }
         }
-        let pending = match (&self.shared.durable, publisher) {
-            (Some(durable), Some(_)) => {
-                Some(durable.record(&self.name, &publication, options.retain, now_ms))
-            }
-            _ => None,
-        };
-        read(&self.broker).fan_out(&publication, publisher, options);
-        (id, pending)
+        read(&self.broker).fan_out(publication, publisher, options);
     }
 
     /// Puts a retained message read back from the store (at start).
@@ -452,7 +454,7 @@ impl Realm {
         let filter = options.filter.clone();
         let (sub_id, recent, oldest, retained, cut) = {
             let _order = lock(&self.order);
-            let cut = self.shared.sequencer.last();
+            let cut = self.shared.engine.last_applied();
             let (recent, oldest) = match after {
                 Some(after) => {
                     let history = lock(&self.history);
@@ -475,7 +477,7 @@ impl Realm {
             self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
             (sub_id, recent, oldest, retained, cut)
         };
-        let mut history = match (after, &self.shared.durable, oldest) {
+        let mut history = match (after, self.shared.durable(), oldest) {
             (Some(after), Some(durable), Some(oldest)) if oldest > after + 1 => {
                 durable.history_between(&self.name, after, oldest, &pattern)
             }
@@ -502,7 +504,7 @@ impl Realm {
     /// subscription made now reaches it live.
     pub fn fanned_out_through(&self) -> u64 {
         let _order = lock(&self.order);
-        self.shared.sequencer.last()
+        self.shared.engine.last_applied()
     }
 
     /// The last `limit` messages matching `pattern` (event history), oldest first.

@@ -45,10 +45,9 @@ impl Peer {
 fn realm() -> Arc<Realm> {
     let config = Arc::new(Config::default());
     let shared = Arc::new(Shared {
-        sequencer: crate::engine::LocalSequencer::default(),
+        engine: Arc::new(crate::engine::LocalEngine::new(0, None)),
         authorizer: Authorizer::new(config.clone()),
         limits: config.limits.clone(),
-        durable: None,
     });
     Realm::new("realm1".into(), shared)
 }
@@ -89,12 +88,14 @@ fn publish(realm: &Realm, from: &Peer, topic: &str, options: PublishOptions) -> 
         args: Some(vec![Value::from(topic)]),
         kwargs: None,
     };
-    realm.publish(
-        Some(&from.handle.info),
-        &Topic::from_wamp(topic),
-        payload,
-        &options,
-    )
+    realm
+        .publish(
+            Some(&from.handle.info),
+            &Topic::from_wamp(topic),
+            payload,
+            &options,
+        )
+        .expect("a single node knows the ID at once")
 }
 
 #[test]
@@ -263,12 +264,14 @@ fn retained_replay_and_live_events_meet_without_gap_or_duplicate() {
         let publisher = scope.spawn(|| {
             (0..20_000)
                 .map(|_| {
-                    realm.publish(
-                        Some(&writer.handle.info),
-                        &Topic::from_wamp("k.x"),
-                        Payload::Raw(bytes::Bytes::from_static(b"v")),
-                        &retain,
-                    )
+                    realm
+                        .publish(
+                            Some(&writer.handle.info),
+                            &Topic::from_wamp("k.x"),
+                            Payload::Raw(bytes::Bytes::from_static(b"v")),
+                            &retain,
+                        )
+                        .expect("a single node knows the ID at once")
                 })
                 .collect::<Vec<u64>>()
         });

@@ -43,8 +43,8 @@ pub struct KvWrite {
 /// What became of a write.
 #[derive(Debug)]
 pub enum KvOutcome {
-    /// Applied now with this permanent ID; the durable write's answer when stored.
-    Applied(u64, Option<crate::realm::StoreWrite>),
+    /// Applied now; acknowledge the writer when the engine's answer resolves.
+    Applied(crate::engine::Ack),
     /// `when` does not hold and `watch` was not asked: refused, not delivered.
     Refused,
     /// Parked until `when` holds; acknowledged then.
@@ -137,10 +137,9 @@ impl Realm {
                 return KvOutcome::Parked;
             }
         }
-        let (id, pending) =
-            self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
+        let ack = self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
         self.wake_parked(&mut kv, topic);
-        KvOutcome::Applied(id, pending)
+        KvOutcome::Applied(ack)
     }
 
     fn apply_kv(
@@ -151,8 +150,8 @@ impl Realm {
         payload: Payload,
         options: &PublishOptions,
         will: Option<Payload>,
-    ) -> (u64, Option<crate::realm::StoreWrite>) {
-        let durable = self.shared.durable.as_ref();
+    ) -> crate::engine::Ack {
+        let durable = self.shared.durable();
         match (writer, will) {
             (Some(w), Some(will)) => {
                 if let Some(d) = durable {
@@ -198,10 +197,9 @@ impl Realm {
                 options,
                 write,
             } = parked;
-            let (id, pending) =
-                self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
+            let answer = self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
             if let Some(request) = ack {
-                acknowledge_later(writer, request, id, pending);
+                acknowledge_later(writer, request, answer);
             }
         }
     }
@@ -223,7 +221,7 @@ impl Realm {
             let Some((_, will)) = kv.wills.remove(&topic) else {
                 continue;
             };
-            if let Some(d) = &self.shared.durable {
+            if let Some(d) = self.shared.durable() {
                 d.record_will(&self.name, &topic, None);
             }
             if abnormal {
@@ -232,7 +230,7 @@ impl Realm {
                     ..Default::default()
                 };
                 // The router writes the will; it is stored like any client write.
-                let (_, pending) = self.publish_ordered(
+                let pending = self.publish_ordered(
                     None,
                     &topic,
                     will,
@@ -250,7 +248,7 @@ impl Realm {
     pub fn kv_written(&self, topic: &Topic) {
         let mut kv = lock(&self.kv);
         if kv.wills.remove(topic).is_some() {
-            if let Some(d) = &self.shared.durable {
+            if let Some(d) = self.shared.durable() {
                 d.record_will(&self.name, topic, None);
             }
         }
@@ -265,47 +263,39 @@ impl Realm {
             retain: true,
             ..Default::default()
         };
-        let (_, pending) =
+        let pending =
             self.publish_ordered(None, topic, will, &options, MessageProperties::default());
         drop(pending);
-        if let Some(d) = &self.shared.durable {
+        if let Some(d) = self.shared.durable() {
             d.record_will(&self.name, topic, None);
         }
     }
 }
 
-/// Sends PUBLISHED once the write is durable (at once without a store).
-pub fn acknowledge_later(
-    writer: SessionHandle,
-    request: Id,
-    id: u64,
-    pending: Option<crate::realm::StoreWrite>,
-) {
-    let Some(pending) = pending else {
+/// Sends PUBLISHED once the engine's answer resolves (at once when there is nothing to wait
+/// for), or ERROR when the message could not be ordered or stored.
+pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine::Ack) {
+    if let crate::engine::Ack::Ready(publication) = ack {
         writer.send(Outbound::wamp(Message::Published {
             request,
-            publication: id,
+            publication,
         }));
         return;
-    };
+    }
     tokio::spawn(async move {
-        let written = match pending {
-            Ok(p) => p.wait().await,
-            Err(e) => Err(e),
-        };
-        let reply = match written {
-            Ok(()) => Message::Published {
+        let reply = match ack.wait().await {
+            Ok(publication) => Message::Published {
                 request,
-                publication: id,
+                publication,
             },
             Err(e) => {
-                tracing::error!(error = %e, "store write failed; publish not acknowledged");
+                tracing::error!(error = %e, "publish not acknowledged");
                 Message::Error {
                     request_type: code::PUBLISH,
                     request,
                     details: Dict::new(),
                     error: "wamp.error.storage_failed".into(),
-                    args: Some(vec![Value::from("the message could not be stored")]),
+                    args: Some(vec![Value::from(e.to_string())]),
                     kwargs: None,
                 }
             }

@@ -580,8 +580,8 @@ impl WampSession {
         if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
             let ack = acknowledge.then_some(request);
             return match realm.publish_kv(handle, ack, &topic, payload, &publish_options, write) {
-                KvOutcome::Applied(id, pending) if acknowledge => {
-                    acknowledge_later(handle.clone(), request, id, pending)
+                KvOutcome::Applied(ack) if acknowledge => {
+                    acknowledge_later(handle.clone(), request, ack)
                 }
                 KvOutcome::Refused => refuse(
                     out,
@@ -592,7 +592,7 @@ impl WampSession {
             };
         }
         let properties = Default::default();
-        let (id, durable) = realm.publish_durable(
+        let ack = realm.publish_durable(
             Some(&handle.info),
             &topic,
             payload,
@@ -601,7 +601,7 @@ impl WampSession {
         );
         if acknowledge {
             // With a store, the ack waits for the fsync of the group the write went into.
-            acknowledge_later(handle.clone(), request, id, durable);
+            acknowledge_later(handle.clone(), request, ack);
         }
     }
 

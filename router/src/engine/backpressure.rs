@@ -1,56 +1,10 @@
-//! How a publish is ordered: the local sequencer that hands out permanent IDs.
-//!
-//! The ID format is the cluster's (DESIGN.md): an integer in [1, 2^53], strictly increasing,
-//! `max(previous + 1, unix_ms << 12)`, so IDs also read as time. In a single process one
-//! sequencer serves every realm and session. A restart resumes from the last ID the store
-//! recorded (`resume_after`), so IDs never repeat or go backwards.
+//! Backpressure from subscribers to publishers (see [`Backpressure`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::realm::SessionStats;
 
-/// The largest permanent ID (a valid WAMP ID).
-pub const PERMANENT_ID_MAX: u64 = 1 << 53;
-
-/// Strictly increasing permanent IDs for this process. Lock-free.
-#[derive(Debug, Default)]
-pub struct LocalSequencer {
-    last: AtomicU64,
-}
-
-impl LocalSequencer {
-    /// A sequencer whose first ID is greater than `last`.
-    pub fn resume_after(last: u64) -> Self {
-        Self {
-            last: AtomicU64::new(last),
-        }
-    }
-
-    /// The last ID handed out (0 before the first).
-    pub fn last(&self) -> u64 {
-        self.last.load(Ordering::Acquire)
-    }
-
-    /// The next ID: `max(last + 1, now_ms << 12)`, clamped to the ID space.
-    pub fn next(&self, now_ms: u64) -> u64 {
-        let floor = now_ms.saturating_mul(1 << 12).min(PERMANENT_ID_MAX);
-        let mut last = self.last.load(Ordering::Acquire);
-        loop {
-            let id = floor.max(last + 1);
-            // Past 2^53 (year 2039 at the current clock) the format has no room left; IDs
-            // still increase, which is the property every consumer relies on.
-            debug_assert!(id > last);
-            match self
-                .last
-                .compare_exchange_weak(last, id, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return id,
-                Err(actual) => last = actual,
-            }
-        }
-    }
-}
+use super::unix_ms;
 
 /// Longest a publisher waits for one congested queue. A session that does not drain in
 /// that time is not waited for during [`BACKPRESSURE_IGNORE_MS`]: a stuck or very slow
@@ -152,56 +106,5 @@ pub async fn drained(draining: &mut Option<Draining>) -> bool {
     match draining {
         Some(draining) => draining.as_mut().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Milliseconds since the Unix epoch (edge code only; cores take time as an argument).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_follow_the_clock_and_never_repeat() {
-        let s = LocalSequencer::default();
-        let a = s.next(1000);
-        assert_eq!(a, 1000 << 12);
-        assert_eq!(s.next(1000), a + 1);
-        assert_eq!(
-            s.next(999),
-            a + 2,
-            "a clock going back does not move IDs back"
-        );
-        assert_eq!(s.next(2000), 2000 << 12);
-    }
-
-    #[test]
-    fn resume_continues_after_the_stored_id() {
-        let s = LocalSequencer::resume_after(5000 << 12);
-        assert_eq!(s.next(1), (5000 << 12) + 1);
-    }
-
-    #[test]
-    fn concurrent_ids_are_unique() {
-        let s = std::sync::Arc::new(LocalSequencer::default());
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let s = s.clone();
-                std::thread::spawn(move || (0..10_000).map(|_| s.next(7)).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut all: Vec<u64> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all.len(), 40_000);
     }
 }

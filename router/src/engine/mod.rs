@@ -1,0 +1,155 @@
+//! The Engine seam: how a publish is ordered, stored, acknowledged and delivered.
+//!
+//! A realm publishes through `Arc<dyn Engine>` ([`crate::realm::Shared::engine`]); the
+//! publisher's acknowledgement is an [`Ack`], which resolves with the permanent ID once the
+//! message may be acknowledged (PUBLISHED, PUBACK, PUBREC wait for it). Delivery to local
+//! subscribers comes from the engine in permanent-ID order, through [`Realm::apply`] under
+//! the realm's order lock.
+//!
+//! ```text
+//! gate --Draft--> Engine::publish --> LocalEngine:   ID now, Realm::apply now, store write
+//!                                                     queued in ID order; Ack: Ready | Stored
+//!                                     (a cluster entry: the ID is voted by the cluster; the
+//!                                      log brings the publication back to Realm::apply in
+//!                                      permanent-ID order on every entry; Ack: Remote)
+//! ```
+//!
+//! Layout: [`local`] (the single node: [`LocalEngine`], [`LocalSequencer`]),
+//! [`backpressure`] (subscribers slowing publishers down).
+
+pub mod backpressure;
+pub mod local;
+
+use std::sync::Arc;
+
+use crate::durable::Durable;
+use crate::realm::{MessageProperties, Payload, Publication, PublishOptions, Realm, SessionInfo};
+use crate::topic::Topic;
+
+pub use backpressure::{
+    drained, draining, Backpressure, Draining, BACKPRESSURE_IGNORE_MS, BACKPRESSURE_WAIT_MAX_MS,
+};
+pub use local::{LocalEngine, LocalSequencer, PERMANENT_ID_MAX};
+
+/// A durable write queued with `--data`: the answer to wait for before acknowledging, or
+/// why it could not even be queued.
+pub type StoreWrite = Result<fox_storage::Pending, fox_storage::StoreError>;
+
+/// How a publish is ordered, stored, acknowledged and delivered.
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    /// Orders one publication of `realm`. Delivery to the realm's subscribers happens
+    /// through [`Realm::apply`], in permanent-ID order; the answer says when the publisher
+    /// may be acknowledged, and with which ID.
+    fn publish(&self, realm: &Realm, draft: Draft<'_>) -> Ack;
+
+    /// The last permanent ID applied on this node: a subscription made now (under the
+    /// realm's order lock) receives every later publication live.
+    fn last_applied(&self) -> u64;
+
+    /// The store this node writes history, retained keys, wills and MQTT sessions to
+    /// (`--data`), if any.
+    fn durable(&self) -> Option<&Arc<Durable>>;
+}
+
+/// A publication before it has a permanent ID.
+#[derive(Debug)]
+pub struct Draft<'a> {
+    /// The publishing session; `None` for router-originated messages (meta events, wills).
+    pub publisher: Option<&'a SessionInfo>,
+    /// Topic.
+    pub topic: &'a Topic,
+    /// Payload.
+    pub payload: Payload,
+    /// Publish options.
+    pub options: &'a PublishOptions,
+    /// Message properties (MQTT 5) that travel with the message.
+    pub properties: MessageProperties,
+}
+
+impl<'a> Draft<'a> {
+    /// The publication with its permanent ID, with the publisher and options that its
+    /// delivery needs.
+    pub fn into_publication(
+        self,
+        id: u64,
+    ) -> (
+        Arc<Publication>,
+        Option<&'a SessionInfo>,
+        &'a PublishOptions,
+    ) {
+        let Draft {
+            publisher,
+            topic,
+            payload,
+            options,
+            properties,
+        } = self;
+        let disclosed = publisher
+            .filter(|_| options.disclose_me)
+            .map(|p| (p.id, p.identity.authid.clone(), p.identity.authrole.clone()));
+        let publication = Arc::new(Publication {
+            id,
+            topic: topic.clone(),
+            payload,
+            publisher: publisher.map_or(0, |p| p.id),
+            disclosed,
+            qos: options.qos,
+            retain: options.retain,
+            properties,
+        });
+        (publication, publisher, options)
+    }
+}
+
+/// Why a publish cannot be acknowledged.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store could not write it.
+    #[error("the message could not be stored: {0}")]
+    Store(#[from] fox_storage::StoreError),
+    /// The engine stopped before the message was ordered.
+    #[error("the router stopped before the message was ordered")]
+    Stopped,
+}
+
+/// When a publisher may be acknowledged, and with which permanent ID.
+#[must_use = "an acknowledgement must be waited for before the publisher is answered"]
+#[derive(Debug)]
+pub enum Ack {
+    /// Ordered and applied; nothing to wait for.
+    Ready(u64),
+    /// Ordered and applied; acknowledge once the store's write is durable.
+    Stored(u64, StoreWrite),
+}
+
+impl Ack {
+    /// The permanent ID, when it is already known.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Self::Ready(id) | Self::Stored(id, _) => Some(*id),
+        }
+    }
+
+    /// Whether the publisher can be answered at once (no wait).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready(_))
+    }
+
+    /// Waits until the publisher may be acknowledged: the permanent ID, or why not.
+    pub async fn wait(self) -> Result<u64, EngineError> {
+        match self {
+            Self::Ready(id) => Ok(id),
+            Self::Stored(id, Ok(pending)) => pending.wait().await.map(|()| id).map_err(Into::into),
+            Self::Stored(_, Err(error)) => Err(error.into()),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (edge code only; cores take time as an argument).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
