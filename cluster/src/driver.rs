@@ -46,6 +46,10 @@ pub trait Core: Send + 'static {
     fn take_ready(&mut self) -> (Vec<Self::Write>, bool, Vec<(NodeId, Message)>);
     /// The store batch for writes.
     fn batch(writes: &[Self::Write]) -> Result<NodeBatch, ClusterError>;
+    /// Whether this node leads (sync); logged when it changes.
+    fn is_leader(&self) -> bool {
+        false
+    }
 }
 
 impl Core for Ndb {
@@ -101,6 +105,10 @@ impl Core for Sync {
     fn batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
         disk::sync_batch(writes)
     }
+
+    fn is_leader(&self) -> bool {
+        Sync::is_leader(self)
+    }
 }
 
 /// Everything a driver task owns besides its state machine.
@@ -122,6 +130,7 @@ impl Driver {
     /// as its disk no longer matches its memory).
     pub async fn run<C: Core>(mut self, mut core: C) -> Result<(), ClusterError> {
         let mut pending = NodeBatch::new();
+        let mut leading = false;
         // Runs until shutdown; each turn waits for input or a deadline.
         loop {
             let now_ms = self.clock.now_ms();
@@ -146,6 +155,10 @@ impl Driver {
                 core.handle_timeout(now_ms);
             }
             self.carry_out(&mut core, &mut pending).await?;
+            if core.is_leader() != leading {
+                leading = !leading;
+                tracing::info!(leader = leading, "sync leadership changed");
+            }
         }
         if !pending.is_empty() {
             self.persist(std::mem::take(&mut pending), true).await?;

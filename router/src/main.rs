@@ -142,8 +142,11 @@ const EXIT_ENTRY_NOT_WIRED: i32 = 2;
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    // Node logs usually go to files (supervisord): colour codes only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
     let (cluster, _) = fox_cluster::ClusterFile::load(&args.cluster)?;
