@@ -26,6 +26,54 @@ struct Cli {
 enum Command {
     /// Run a single-node router (embedded in-memory store unless --data is given).
     Serve(ServeArgs),
+    /// Masterfree cluster tools.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run one node of a masterfree cluster (its role is read from the cluster file).
+    Node(NodeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Write DIR/cluster.toml (fresh secret) and DIR/supervisord.ini for a new cluster.
+    Init(ClusterInitArgs),
+}
+
+#[derive(Parser, Debug)]
+struct ClusterInitArgs {
+    /// Directory to write into (created if missing).
+    dir: PathBuf,
+    /// Entry routers.
+    #[arg(long, default_value_t = 3)]
+    entries: u32,
+    /// ndb storage nodes (odd recommended).
+    #[arg(long, default_value_t = 3)]
+    ndb: u32,
+    /// sync voters (odd recommended).
+    #[arg(long, default_value_t = 3)]
+    sync: u32,
+    /// Address every node binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// First port; ports are handed out upwards from it.
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+}
+
+#[derive(Parser, Debug)]
+struct NodeArgs {
+    /// The cluster file (`foxrouter cluster init` writes one).
+    #[arg(long, value_name = "FILE")]
+    cluster: PathBuf,
+    /// This node's ID in the cluster file.
+    #[arg(long, value_name = "ID")]
+    id: u32,
+    /// Do not wait for fsync before STORED and Raft votes (benchmarks only).
+    #[arg(long)]
+    no_fsync: bool,
+    /// Log filter, e.g. `info` or `fox_cluster=debug` (also RUST_LOG).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log: String,
 }
 
 #[derive(Parser, Debug)]
@@ -63,7 +111,67 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cluster(ClusterCommand::Init(args)) => cluster_init(args),
+        Command::Node(args) => node(args),
     }
+}
+
+fn cluster_init(args: ClusterInitArgs) -> anyhow::Result<()> {
+    let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("foxrouter"));
+    let options = fox_cluster::InitOptions {
+        entries: args.entries,
+        ndb: args.ndb,
+        sync: args.sync,
+        host: args.host,
+        base_port: args.base_port,
+        binary,
+        ..fox_cluster::InitOptions::default()
+    };
+    let report = fox_cluster::init(&args.dir, &options)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("wrote {}", report.cluster_file.display());
+    println!("wrote {}", report.supervisord_file.display());
+    Ok(())
+}
+
+/// Exit status of `foxrouter node` for an entry: not wired into the router yet.
+const EXIT_ENTRY_NOT_WIRED: i32 = 2;
+
+fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    // Node logs usually go to files (supervisord): colour codes only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    let (cluster, _) = fox_cluster::ClusterFile::load(&args.cluster)?;
+    let role = cluster
+        .node(args.id)
+        .map(|node| node.role)
+        .with_context(|| format!("node {} is not in {}", args.id, args.cluster.display()))?;
+    if role == fox_cluster::Role::Entry {
+        eprintln!(
+            "foxrouter node: node {} is an entry; entry nodes are not wired into the router yet",
+            args.id
+        );
+        std::process::exit(EXIT_ENTRY_NOT_WIRED);
+    }
+    let options = fox_cluster::NodeOptions {
+        no_fsync: args.no_fsync,
+        announce_listen: true,
+        ..fox_cluster::NodeOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(fox_cluster::run_node(&args.cluster, args.id, options))
+        .with_context(|| format!("node {} failed", args.id))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -76,8 +76,9 @@
 //!
 //! ## Wire format
 //!
-//! See [`wire`]: a handshake (`"FOXS"`, version u16, node u32, cluster name, shared secret
-//! compared in constant time) then frames of a u32 big-endian length and a postcard payload.
+//! See [`wire`]: a handshake (hellos with `"FOXS"`, version range, node, cluster name and a
+//! nonce, then HMAC-SHA256 proofs of the shared secret over both hellos; the secret never
+//! crosses the wire) then frames of a u32 big-endian length and a postcard payload.
 
 #![forbid(unsafe_code)]
 

@@ -20,6 +20,7 @@
 //! mem.rs        MemStore: BTreeMaps behind one RwLock
 //! rocks.rs      RocksStore: column families retained, history, sessions, wills, meta
 //! committer.rs  Committer: group commit thread, one fsync for many batches
+//! node.rs       NodeStore: a cluster node's durable state (ndb, sync), column families + batches
 //! ```
 //!
 //! # Calling order
@@ -50,6 +51,7 @@ mod codec;
 mod committer;
 mod error;
 mod mem;
+mod node;
 mod retention;
 mod rocks;
 
@@ -57,6 +59,7 @@ pub use batch::{Batch, Op};
 pub use committer::{CommitStats, Committer, CommitterConfig, Pending};
 pub use error::StoreError;
 pub use mem::MemStore;
+pub use node::{u64_from_key, u64_key, KeyValue, NodeBatch, NodeOp, NodeStore};
 pub use rocks::RocksStore;
 
 /// Largest permanent ID: IDs live in `[1, ID_MAX]` so they are valid WAMP IDs (2^53).

@@ -90,7 +90,7 @@ impl Engine for LocalEngine {
             }
             _ => None,
         };
-        realm.apply(&publication, publisher, options);
+        realm.apply(&publication, publisher.map(|p| p.id), options);
         match write {
             Some(write) => Ack::Stored(id, write),
             None => Ack::Ready(id),

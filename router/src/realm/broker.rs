@@ -219,10 +219,9 @@ impl Broker {
     pub fn fan_out(
         &self,
         publication: &Arc<Publication>,
-        publisher: Option<&SessionInfo>,
+        publisher_id: Option<SessionId>,
         options: &PublishOptions,
     ) {
-        let publisher_id = publisher.map(|p| p.id);
         let dollar = publication.topic.is_system();
         self.trie.matches(&publication.topic, |id| {
             let Some(sub) = self.subscriptions.get(id) else {

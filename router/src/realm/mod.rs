@@ -406,10 +406,12 @@ impl Realm {
 
     /// Applies an ordered publication: retained table, in-memory history, fan-out to the
     /// subscribers. The engine calls it holding [`Realm::order`], in permanent-ID order.
+    /// `publisher` is the publishing session (`None` for router-originated messages, which
+    /// stay out of the history).
     pub fn apply(
         &self,
         publication: &Arc<Publication>,
-        publisher: Option<&SessionInfo>,
+        publisher: Option<SessionId>,
         options: &PublishOptions,
     ) {
         if options.retain {

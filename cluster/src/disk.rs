@@ -1,0 +1,385 @@
+//! How ndb and sync records are laid out in a [`NodeStore`], and read back at start.
+//!
+//! ```text
+//! ndb   temp         segment (16 bytes)      -> postcard (owner, messages)
+//!       resolutions  index (u64 BE)          -> postcard Resolution
+//!       log          permanent ID (u64 BE)   -> postcard Publication
+//!       meta         "applied_index"         -> u64 BE
+//! sync  raft_log     raft index (u64 BE)     -> protobuf Entry
+//!       raft_state   "hard_state"            -> protobuf HardState
+//!                    "conf_state"            -> protobuf ConfState (voters; checked at start)
+//! ```
+//!
+//! Applying a resolution is one batch: the resolution, its log records, the applied index,
+//! and the deletion of the temporary segment. Recovery hands the state machines records
+//! in an order their `recover` accepts: ndb temp segments then resolutions by index; sync
+//! the Raft log from index 1 up to the first gap, then the hard state.
+
+use fox_sequencer::{LogRecord, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite};
+use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
+
+use crate::error::ClusterError;
+
+/// Column families of an ndb store.
+pub const NDB_FAMILIES: &[&str] = &[TEMP, RESOLUTIONS, LOG, META];
+/// Column families of a sync store.
+pub const SYNC_FAMILIES: &[&str] = &[RAFT_LOG, RAFT_STATE];
+
+const TEMP: &str = "temp";
+const RESOLUTIONS: &str = "resolutions";
+const LOG: &str = "log";
+const META: &str = "meta";
+const APPLIED_INDEX: &[u8] = b"applied_index";
+const RAFT_LOG: &str = "raft_log";
+const RAFT_STATE: &str = "raft_state";
+const HARD_STATE: &[u8] = b"hard_state";
+const CONF_STATE: &[u8] = b"conf_state";
+
+/// Most pages one recovery scan reads (each `SCAN_RESULTS_MAX` records): a cap far above
+/// any real store, so the loop is bounded.
+const RECOVERY_PAGES_MAX: usize = 1 << 20;
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
+    postcard::to_allocvec(value).map_err(|error| ClusterError::Corrupt {
+        what: "record to write",
+        reason: error.to_string(),
+    })
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, ClusterError> {
+    postcard::from_bytes(bytes).map_err(|error| ClusterError::Corrupt {
+        what,
+        reason: error.to_string(),
+    })
+}
+
+/// The batch that makes `writes` durable.
+pub fn ndb_batch(writes: &[NdbWrite]) -> Result<NodeBatch, ClusterError> {
+    let mut batch = NodeBatch::new();
+    for write in writes {
+        match write {
+            NdbWrite::Temp {
+                segment,
+                owner,
+                messages,
+            } => batch.put(
+                TEMP,
+                segment.0.as_bytes().to_vec(),
+                encode(&(owner, messages))?,
+            ),
+            NdbWrite::Applied {
+                resolution,
+                messages,
+            } => applied(&mut batch, resolution, messages)?,
+        }
+    }
+    Ok(batch)
+}
+
+fn applied(
+    batch: &mut NodeBatch,
+    resolution: &Resolution,
+    messages: &[Publication],
+) -> Result<(), ClusterError> {
+    batch.put(RESOLUTIONS, u64_key(resolution.index), encode(resolution)?);
+    if let Outcome::Permanent { base, .. } = resolution.outcome {
+        for (offset, message) in messages.iter().enumerate() {
+            batch.put(LOG, u64_key(base.0 + offset as u64), encode(message)?);
+        }
+    }
+    batch.delete(TEMP, resolution.segment.0.as_bytes().to_vec());
+    batch.put(META, APPLIED_INDEX, u64_key(resolution.index).to_vec());
+    Ok(())
+}
+
+/// Every entry of `family` from `from` on, page by page (bounded).
+fn scan_all(
+    store: &NodeStore,
+    family: &'static str,
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ClusterError>,
+) -> Result<(), ClusterError> {
+    let mut from = Vec::new();
+    for _ in 0..RECOVERY_PAGES_MAX {
+        let page = store.scan(family, &from, SCAN_RESULTS_MAX)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last.clone();
+        from.push(0);
+        for (key, value) in &page {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The records an ndb rebuilds from, in an order `Ndb::recover` accepts.
+pub fn ndb_records(store: &NodeStore) -> Result<Vec<NdbWrite>, ClusterError> {
+    let mut records = Vec::new();
+    scan_all(store, TEMP, |key, value| {
+        let bytes: [u8; 16] = key.try_into().map_err(|_| ClusterError::Corrupt {
+            what: "temp segment key",
+            reason: format!("{} bytes", key.len()),
+        })?;
+        let (owner, messages): (NodeId, Vec<Publication>) = decode("temp segment", value)?;
+        let segment = fox_sequencer::SegmentId(uuid::Uuid::from_bytes(bytes));
+        records.push(NdbWrite::Temp {
+            segment,
+            owner,
+            messages,
+        });
+        Ok(true)
+    })?;
+    let log = read_log(store)?;
+    let mut position = 0usize;
+    scan_all(store, RESOLUTIONS, |_, value| {
+        let resolution: Resolution = decode("resolution", value)?;
+        let mut messages = Vec::new();
+        if let Outcome::Permanent { base, count, .. } = resolution.outcome {
+            let start = log[position..].partition_point(|r| r.id.0 < base.0) + position;
+            let end = (start + count as usize).min(log.len());
+            let slice = &log[start..end];
+            let contiguous = slice.len() == count as usize
+                && slice
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| r.id.0 == base.0 + i as u64);
+            if !contiguous {
+                return Err(ClusterError::Corrupt {
+                    what: "permanent log",
+                    reason: format!("resolution {} lacks its records", resolution.index),
+                });
+            }
+            messages = slice.iter().map(|r| r.publication.clone()).collect();
+            position = end;
+        }
+        records.push(NdbWrite::Applied {
+            resolution,
+            messages,
+        });
+        Ok(true)
+    })?;
+    Ok(records)
+}
+
+fn read_log(store: &NodeStore) -> Result<Vec<LogRecord>, ClusterError> {
+    let mut log = Vec::new();
+    scan_all(store, LOG, |key, value| {
+        let id = u64_from_key(key).ok_or(ClusterError::Corrupt {
+            what: "log key",
+            reason: format!("{} bytes", key.len()),
+        })?;
+        let publication = decode("log record", value)?;
+        log.push(LogRecord {
+            id: fox_sequencer::PermanentId(id),
+            publication,
+        });
+        Ok(true)
+    })?;
+    Ok(log)
+}
+
+fn protobuf_error(what: &'static str) -> impl Fn(protobuf::ProtobufError) -> ClusterError {
+    move |error| ClusterError::Corrupt {
+        what,
+        reason: error.to_string(),
+    }
+}
+
+/// The batch that makes `writes` durable. Entries at an index replace it and all after it.
+pub fn sync_batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
+    let mut batch = NodeBatch::new();
+    for write in writes {
+        match write {
+            SyncWrite::Entries(entries) => {
+                for entry in entries {
+                    let bytes = entry
+                        .write_to_bytes()
+                        .map_err(protobuf_error("raft entry"))?;
+                    batch.put(RAFT_LOG, u64_key(entry.index), bytes);
+                }
+                if let Some(last) = entries.last() {
+                    let after = last.index.saturating_add(1);
+                    batch.delete_range(RAFT_LOG, u64_key(after), u64_key(u64::MAX));
+                }
+            }
+            SyncWrite::HardState(state) => {
+                let bytes = state
+                    .write_to_bytes()
+                    .map_err(protobuf_error("hard state"))?;
+                batch.put(RAFT_STATE, HARD_STATE, bytes);
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// Checks (or, on a new store, writes) the voters; returns the records a sync node
+/// rebuilds from: the Raft log from index 1 to the first gap, then the hard state.
+pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>, ClusterError> {
+    check_conf_state(store, voters)?;
+    let mut entries: Vec<RaftEntry> = Vec::new();
+    scan_all(store, RAFT_LOG, |key, value| {
+        let index = u64_from_key(key).unwrap_or(0);
+        if index != entries.len() as u64 + 1 {
+            tracing::warn!(index, "gap in the stored raft log; the rest is re-learned");
+            return Ok(false);
+        }
+        let entry = RaftEntry::parse_from_bytes(value).map_err(protobuf_error("raft entry"))?;
+        entries.push(entry);
+        Ok(true)
+    })?;
+    let mut records = Vec::new();
+    let last_index = entries.len() as u64;
+    if !entries.is_empty() {
+        records.push(SyncWrite::Entries(entries));
+    }
+    if let Some(bytes) = store.get(RAFT_STATE, HARD_STATE)? {
+        let mut state =
+            HardState::parse_from_bytes(&bytes).map_err(protobuf_error("hard state"))?;
+        if state.commit > last_index {
+            tracing::warn!(
+                commit = state.commit,
+                last_index,
+                "commit beyond the stored log"
+            );
+            state.commit = last_index;
+        }
+        records.push(SyncWrite::HardState(state));
+    }
+    Ok(records)
+}
+
+fn check_conf_state(store: &NodeStore, voters: &[u64]) -> Result<(), ClusterError> {
+    let mut configured = voters.to_vec();
+    configured.sort_unstable();
+    match store.get(RAFT_STATE, CONF_STATE)? {
+        Some(bytes) => {
+            let state =
+                ConfState::parse_from_bytes(&bytes).map_err(protobuf_error("conf state"))?;
+            let mut stored = state.voters.clone();
+            stored.sort_unstable();
+            if stored != configured {
+                return Err(ClusterError::MembershipChanged { stored, configured });
+            }
+            Ok(())
+        }
+        None => {
+            let state = ConfState::from((configured, vec![]));
+            let bytes = state
+                .write_to_bytes()
+                .map_err(protobuf_error("conf state"))?;
+            let mut batch = NodeBatch::new();
+            batch.put(RAFT_STATE, CONF_STATE, bytes);
+            store.write(&batch, true)?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fox_sequencer::{PermanentId, SegmentId};
+    use fox_storage::SyncMode;
+
+    fn publication(sequence: u64) -> Publication {
+        Publication {
+            publisher: 1,
+            sequence,
+            payload: vec![sequence as u8],
+        }
+    }
+
+    #[test]
+    fn ndb_records_round_trip_and_applied_segments_leave_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), NDB_FAMILIES, SyncMode::None).unwrap();
+        let first = SegmentId::new_v7(1_000, [1; 10]);
+        let second = SegmentId::new_v7(1_001, [2; 10]);
+        let messages = vec![publication(1), publication(2)];
+        let resolution = Resolution {
+            index: 1,
+            segment: first,
+            owner: NodeId(1),
+            outcome: Outcome::Permanent {
+                base: PermanentId(4096),
+                count: 2,
+                digest: fox_sequencer::id::segment_digest(&messages),
+            },
+            raft_index: 3,
+            raft_term: 1,
+        };
+        let writes = vec![
+            NdbWrite::Temp {
+                segment: first,
+                owner: NodeId(1),
+                messages: messages.clone(),
+            },
+            NdbWrite::Temp {
+                segment: second,
+                owner: NodeId(1),
+                messages: vec![publication(3)],
+            },
+            NdbWrite::Applied {
+                resolution: resolution.clone(),
+                messages: messages.clone(),
+            },
+        ];
+        store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
+        let records = ndb_records(&store).unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(matches!(&records[0], NdbWrite::Temp { segment, .. } if *segment == second));
+        assert_eq!(
+            records[1],
+            NdbWrite::Applied {
+                resolution,
+                messages
+            }
+        );
+    }
+
+    #[test]
+    fn sync_records_truncate_replaced_entries_and_check_voters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
+        assert!(sync_records(&store, &[1, 2, 3]).unwrap().is_empty());
+        let entry = |index, term| RaftEntry {
+            index,
+            term,
+            ..Default::default()
+        };
+        let writes = vec![
+            SyncWrite::Entries(vec![entry(1, 1), entry(2, 1), entry(3, 1)]),
+            SyncWrite::Entries(vec![entry(2, 2)]),
+            SyncWrite::HardState(HardState {
+                term: 2,
+                vote: 1,
+                commit: 9,
+                ..Default::default()
+            }),
+        ];
+        store.write(&sync_batch(&writes).unwrap(), true).unwrap();
+        let records = sync_records(&store, &[3, 2, 1]).unwrap();
+        let SyncWrite::Entries(entries) = &records[0] else {
+            panic!("entries first")
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].term, 2);
+        let SyncWrite::HardState(state) = &records[1] else {
+            panic!("hard state second")
+        };
+        assert_eq!(state.commit, 2, "commit clamped to the stored log");
+        assert!(matches!(
+            sync_records(&store, &[1, 2]),
+            Err(ClusterError::MembershipChanged { .. })
+        ));
+    }
+}

@@ -1,0 +1,214 @@
+//! The tokio driver of an ndb or sync node: one task owns the sans-IO state machine.
+//!
+//! ```text
+//! loop:
+//!   wait for the inbox, the state machine's deadline, or shutdown
+//!   feed every message waiting (at most INBOX_DRAIN_MAX), handle_timeout if due
+//!   ready(): writes -> pending batch; if fsync: one NodeStore write with fsync (blocking
+//!            thread) carrying every write gathered since the last one (group commit)
+//!   then send the ready's messages (STORED and Raft votes leave only after their fsync)
+//! ```
+//!
+//! Messages that arrive during an fsync wait in the bounded inbox and are handled
+//! together afterwards, so their writes share the next fsync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_sequencer::{Message, Ndb, NdbWrite, NodeId, Sync, SyncEvent, SyncWrite};
+use fox_storage::{NodeBatch, NodeStore};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::disk;
+use crate::error::ClusterError;
+use crate::mesh::Mesh;
+
+/// Inbox messages handled per turn at most, so timers and the disk get their turn.
+pub const INBOX_DRAIN_MAX: usize = 4096;
+/// Sleep at most this long without looking at the state machine's deadline again, in ms.
+pub const DEADLINE_MAX_MS: u64 = 60_000;
+/// Writes gathered without an fsync before they are written anyway (still unsynced).
+const PENDING_WRITES_MAX: usize = 65_536;
+
+/// The part of a state machine the driver needs: ndb and sync alike.
+pub trait Core: Send + 'static {
+    /// Its durable record.
+    type Write: Send;
+
+    /// One message from a peer.
+    fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64);
+    /// Timers.
+    fn handle_timeout(&mut self, now_ms: u64);
+    /// When to call `handle_timeout` next.
+    fn poll_timeout(&self) -> u64;
+    /// Writes, whether to fsync, messages.
+    fn take_ready(&mut self) -> (Vec<Self::Write>, bool, Vec<(NodeId, Message)>);
+    /// The store batch for writes.
+    fn batch(writes: &[Self::Write]) -> Result<NodeBatch, ClusterError>;
+    /// Whether this node leads (sync); logged when it changes.
+    fn is_leader(&self) -> bool {
+        false
+    }
+}
+
+impl Core for Ndb {
+    type Write = NdbWrite;
+
+    fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        Ndb::handle_message(self, from, message, now_ms);
+    }
+
+    fn handle_timeout(&mut self, now_ms: u64) {
+        Ndb::handle_timeout(self, now_ms);
+    }
+
+    fn poll_timeout(&self) -> u64 {
+        Ndb::poll_timeout(self)
+    }
+
+    fn take_ready(&mut self) -> (Vec<NdbWrite>, bool, Vec<(NodeId, Message)>) {
+        let ready = self.ready();
+        (ready.writes, ready.fsync, ready.messages)
+    }
+
+    fn batch(writes: &[NdbWrite]) -> Result<NodeBatch, ClusterError> {
+        disk::ndb_batch(writes)
+    }
+}
+
+impl Core for Sync {
+    type Write = SyncWrite;
+
+    fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        Sync::handle_message(self, from, message, now_ms);
+    }
+
+    fn handle_timeout(&mut self, now_ms: u64) {
+        Sync::handle_timeout(self, now_ms);
+    }
+
+    fn poll_timeout(&self) -> u64 {
+        Sync::poll_timeout(self)
+    }
+
+    fn take_ready(&mut self) -> (Vec<SyncWrite>, bool, Vec<(NodeId, Message)>) {
+        let ready = self.ready();
+        for event in &ready.events {
+            if let SyncEvent::VoteApplied { decided } = event {
+                tracing::trace!(decided, "vote applied");
+            }
+        }
+        (ready.writes, ready.fsync, ready.messages)
+    }
+
+    fn batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
+        disk::sync_batch(writes)
+    }
+
+    fn is_leader(&self) -> bool {
+        Sync::is_leader(self)
+    }
+}
+
+/// Everything a driver task owns besides its state machine.
+pub struct Driver {
+    /// The node's durable state.
+    pub store: Arc<NodeStore>,
+    /// Where messages go.
+    pub mesh: Mesh,
+    /// Where messages come from.
+    pub inbox: mpsc::Receiver<(NodeId, Message)>,
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// The node's clock.
+    pub clock: Clock,
+}
+
+impl Driver {
+    /// Runs `core` until shutdown (`Ok`) or a store failure (`Err`: the node must stop,
+    /// as its disk no longer matches its memory).
+    pub async fn run<C: Core>(mut self, mut core: C) -> Result<(), ClusterError> {
+        let mut pending = NodeBatch::new();
+        let mut leading = false;
+        // Runs until shutdown; each turn waits for input or a deadline.
+        loop {
+            let now_ms = self.clock.now_ms();
+            let deadline_ms = core
+                .poll_timeout()
+                .clamp(now_ms + 1, now_ms + DEADLINE_MAX_MS);
+            let sleep = tokio::time::sleep_until(self.clock.instant_at(deadline_ms));
+            let received = tokio::select! {
+                _ = self.shutdown.wait_for(|stop| *stop) => break,
+                received = self.inbox.recv() => match received {
+                    Some(received) => Some(received),
+                    None => break,
+                },
+                _ = sleep => None,
+            };
+            if let Some((from, message)) = received {
+                core.handle_message(from, message, self.clock.now_ms());
+                self.drain(&mut core);
+            }
+            let now_ms = self.clock.now_ms();
+            if now_ms >= core.poll_timeout() {
+                core.handle_timeout(now_ms);
+            }
+            self.carry_out(&mut core, &mut pending).await?;
+            if core.is_leader() != leading {
+                leading = !leading;
+                tracing::info!(leader = leading, "sync leadership changed");
+            }
+        }
+        if !pending.is_empty() {
+            self.persist(std::mem::take(&mut pending), true).await?;
+        }
+        Ok(())
+    }
+
+    fn drain<C: Core>(&mut self, core: &mut C) {
+        for _ in 0..INBOX_DRAIN_MAX {
+            let Ok((from, message)) = self.inbox.try_recv() else {
+                return;
+            };
+            core.handle_message(from, message, self.clock.now_ms());
+        }
+    }
+
+    /// Persist, fsync, then send: the Ready order of `fox_sequencer`.
+    async fn carry_out<C: Core>(
+        &mut self,
+        core: &mut C,
+        pending: &mut NodeBatch,
+    ) -> Result<(), ClusterError> {
+        let (writes, fsync, messages) = core.take_ready();
+        if !writes.is_empty() {
+            pending.append(C::batch(&writes)?);
+        }
+        if fsync || pending.len() > PENDING_WRITES_MAX {
+            self.persist(std::mem::take(pending), fsync).await?;
+        }
+        for (to, message) in &messages {
+            self.mesh.send(*to, message);
+        }
+        Ok(())
+    }
+
+    async fn persist(&self, batch: NodeBatch, fsync: bool) -> Result<(), ClusterError> {
+        let store = Arc::clone(&self.store);
+        let write = tokio::task::spawn_blocking(move || {
+            if batch.is_empty() {
+                store.sync_wal()
+            } else {
+                store.write(&batch, fsync)
+            }
+        });
+        match write.await {
+            Ok(result) => Ok(result?),
+            Err(error) => Err(ClusterError::Task(error.to_string())),
+        }
+    }
+}
+
+/// How long a node waits for its tasks at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

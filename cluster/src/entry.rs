@@ -1,0 +1,484 @@
+//! [`EntryHandle`]: the async face of `fox_sequencer::Entry`, for the router.
+//!
+//! ```text
+//! router --publish(Publication)--> command queue --> entry task --KEEP/SEGMENT_OVER--> mesh
+//!        <--Ok(PermanentId)------- oneshot  <------- Acked / Rejected events <--- ndb, sync
+//! router --subscribe(after)------> entry task: Entry::subscribe --> Deliver events
+//!        <--Subscription::next()-- bounded queue per subscriber (full: Lagged, resubscribe)
+//! ```
+//!
+//! One task owns the `Entry`: it feeds commands, peer messages and timers, carries out
+//! `ready()` (the entry writes nothing: send, then answer publishers and subscribers).
+//! Publishes the entry cannot take yet (`Busy`: one segment in flight and one full) wait in
+//! a bounded queue, in order; a publish whose caller gave up (timeout) is skipped there.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_sequencer::{
+    AdvanceId, Entry, EntryConfig, EntryEvent, LogRecord, Message, NodeId, PermanentId, Publication,
+};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{ClusterFile, Role};
+use crate::driver::{DEADLINE_MAX_MS, INBOX_DRAIN_MAX, SHUTDOWN_GRACE};
+use crate::error::{ClusterError, EntryError, SubscriptionError};
+use crate::mesh::{Mesh, MeshConfig, MeshLimits};
+use crate::node::INBOX_MESSAGES_MAX;
+
+/// Limits and timings of an [`EntryHandle`].
+#[derive(Debug, Clone)]
+pub struct EntryOptions {
+    /// A publish with no permanent ID after this long fails with `Timeout`, in ms. Default 5000.
+    pub publish_timeout_ms: u64,
+    /// Publishes waiting for the entry (beyond its two segments) at most. Default 65536.
+    pub queue_publishes_max: usize,
+    /// Records queued per subscriber at most; beyond, it gets `Lagged`. Default 65536.
+    pub subscriber_queue_records_max: usize,
+    /// With publishes waiting and no ack or rejection for this long, the entry starts
+    /// afresh (an entry keeps no durable state): its waiting publishes fail with `Timeout`.
+    /// This frees an entry whose segment the cluster aborted before a quorum stored it
+    /// (ndb then ignores its KEEP retries). In ms; default 3000.
+    pub stall_reset_ms: u64,
+    /// Mesh limits and timings.
+    pub mesh: MeshLimits,
+}
+
+impl Default for EntryOptions {
+    fn default() -> Self {
+        EntryOptions {
+            publish_timeout_ms: 5000,
+            queue_publishes_max: 65_536,
+            subscriber_queue_records_max: 65_536,
+            stall_reset_ms: 3000,
+            mesh: MeshLimits::default(),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<PermanentId, EntryError>>;
+
+enum Command {
+    Publish(Publication, Reply),
+    Subscribe(u64, PermanentId, Sink),
+    Unsubscribe(u64),
+}
+
+struct Sink {
+    records: mpsc::Sender<LogRecord>,
+    lagged: Arc<AtomicBool>,
+    /// The last ID handed to this subscriber (to resubscribe a fresh entry).
+    last: u64,
+}
+
+/// A running entry: publish with permanent IDs, tail the permanent log.
+/// Cheap to clone; the entry stops with [`EntryHandle::stop`] or when every clone is gone.
+#[derive(Clone, Debug)]
+pub struct EntryHandle {
+    commands: mpsc::Sender<Command>,
+    next_subscriber: Arc<AtomicU64>,
+    publish_timeout_ms: u64,
+    subscriber_queue_records_max: usize,
+    mesh: Mesh,
+    stopper: Arc<Stopper>,
+}
+
+#[derive(Debug)]
+struct Stopper {
+    shutdown: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl EntryHandle {
+    /// Starts entry `id` of `cluster`: dials every ndb and sync node and runs the entry task.
+    pub async fn start(
+        cluster: &ClusterFile,
+        id: u32,
+        options: EntryOptions,
+    ) -> Result<EntryHandle, ClusterError> {
+        let spec = cluster.node(id).ok_or(ClusterError::UnknownNode(id))?;
+        if spec.role != Role::Entry {
+            return Err(ClusterError::WrongRole {
+                id,
+                role: spec.role,
+                hint: "run ndb and sync nodes with `foxrouter node`",
+            });
+        }
+        let others = cluster.nodes.iter().filter(|node| node.role != Role::Entry);
+        let mesh_config = MeshConfig {
+            handshake: cluster.handshake_config(spec.node_id())?,
+            listen: None,
+            dial: others.map(|node| (node.node_id(), node.peer)).collect(),
+            limits: options.mesh.clone(),
+        };
+        let (inbox_sender, inbox) = mpsc::channel(INBOX_MESSAGES_MAX);
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mesh = Mesh::start(mesh_config, inbox_sender, shutdown_receiver.clone()).await?;
+        let clock = Clock::new();
+        let seed: u64 = rand::thread_rng().gen();
+        let config = EntryConfig::new(spec.node_id(), cluster.membership(), seed);
+        let (commands_sender, commands) = mpsc::channel(options.queue_publishes_max.max(1));
+        let task = EntryTask {
+            entry: Entry::new(config.clone(), clock.now_ms()),
+            config,
+            stall_reset: Duration::from_millis(options.stall_reset_ms),
+            last_progress: tokio::time::Instant::now(),
+            publish_timeout_ms: options.publish_timeout_ms,
+            clock,
+            mesh: mesh.clone(),
+            inbox,
+            commands,
+            shutdown: shutdown_receiver,
+            queue: VecDeque::new(),
+            queue_max: options.queue_publishes_max,
+            waiting: HashMap::new(),
+            sinks: HashMap::new(),
+        };
+        let task = tokio::spawn(task.run());
+        Ok(EntryHandle {
+            commands: commands_sender,
+            next_subscriber: Arc::new(AtomicU64::new(1)),
+            publish_timeout_ms: options.publish_timeout_ms,
+            subscriber_queue_records_max: options.subscriber_queue_records_max,
+            mesh,
+            stopper: Arc::new(Stopper {
+                shutdown,
+                task: std::sync::Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// Publishes `publication` (topic and options go in its payload, encoded by the router;
+    /// `sequence` increases per `publisher`). The publish is queued at the call, so the
+    /// order of calls is the order of the log. The future resolves once the cluster
+    /// decided: `Ok` with the permanent ID (durable on a quorum of ndb), `Rejected` (never
+    /// in the log), `Overloaded` (queue full, nothing sent), or `Timeout` after
+    /// `publish_timeout_ms` (outcome unknown).
+    pub fn publish(
+        &self,
+        publication: Publication,
+    ) -> impl Future<Output = Result<PermanentId, EntryError>> + Send + 'static {
+        let timeout_ms = self.publish_timeout_ms;
+        let (reply, answer) = oneshot::channel();
+        let queued = match self.commands.try_send(Command::Publish(publication, reply)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EntryError::Overloaded {
+                queued: self.commands.max_capacity(),
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EntryError::Stopped),
+        };
+        async move {
+            queued?;
+            let limit = Duration::from_millis(timeout_ms);
+            match tokio::time::timeout(limit, answer).await {
+                Ok(Ok(decided)) => decided,
+                Ok(Err(_)) => Err(EntryError::Stopped),
+                Err(_) => Err(EntryError::Timeout { timeout_ms }),
+            }
+        }
+    }
+
+    /// Delivers the permanent log from the first record after `after` (`PermanentId(0)`:
+    /// from the start), in ID order, then every new record as the entry learns it.
+    pub async fn subscribe(&self, after: PermanentId) -> Result<Subscription, SubscriptionError> {
+        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let (records, receiver) = mpsc::channel(self.subscriber_queue_max());
+        let lagged = Arc::new(AtomicBool::new(false));
+        let sink = Sink {
+            records,
+            lagged: Arc::clone(&lagged),
+            last: after.0,
+        };
+        let command = Command::Subscribe(id, after, sink);
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| SubscriptionError::Stopped)?;
+        Ok(Subscription {
+            id,
+            receiver,
+            lagged,
+            last: after.0,
+            commands: self.commands.clone(),
+        })
+    }
+
+    fn subscriber_queue_max(&self) -> usize {
+        self.subscriber_queue_records_max.max(1)
+    }
+
+    /// The entry's links (their counters).
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Stops the entry task and its links; waiting publishes fail with `Stopped`.
+    pub async fn stop(&self) {
+        let _ = self.stopper.shutdown.send(true);
+        let task = self
+            .stopper
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+        }
+    }
+}
+
+/// The permanent log as one subscriber sees it.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    receiver: mpsc::Receiver<LogRecord>,
+    lagged: Arc<AtomicBool>,
+    last: u64,
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Subscription {
+    /// The next record, in permanent-ID order with no gap and no duplicate.
+    pub async fn next(&mut self) -> Result<LogRecord, SubscriptionError> {
+        match self.receiver.recv().await {
+            Some(record) => {
+                self.last = record.id.0;
+                Ok(record)
+            }
+            None if self.lagged.load(Ordering::Acquire) => {
+                Err(SubscriptionError::Lagged { last: self.last })
+            }
+            None => Err(SubscriptionError::Stopped),
+        }
+    }
+
+    /// The last ID received (or the `after` it started from).
+    pub fn last(&self) -> PermanentId {
+        PermanentId(self.last)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.commands.try_send(Command::Unsubscribe(self.id));
+    }
+}
+
+enum Wake {
+    Command(Command),
+    Message(NodeId, Message),
+    Timer,
+}
+
+struct EntryTask {
+    entry: Entry,
+    config: EntryConfig,
+    stall_reset: Duration,
+    last_progress: tokio::time::Instant,
+    publish_timeout_ms: u64,
+    clock: Clock,
+    mesh: Mesh,
+    inbox: mpsc::Receiver<(NodeId, Message)>,
+    commands: mpsc::Receiver<Command>,
+    shutdown: watch::Receiver<bool>,
+    queue: VecDeque<(Publication, Reply)>,
+    queue_max: usize,
+    waiting: HashMap<AdvanceId, Reply>,
+    sinks: HashMap<u64, Sink>,
+}
+
+impl EntryTask {
+    async fn run(mut self) {
+        // Runs until shutdown; each turn waits for input or the entry's deadline.
+        loop {
+            let now_ms = self.clock.now_ms();
+            let deadline_ms = self
+                .entry
+                .poll_timeout()
+                .clamp(now_ms + 1, now_ms + DEADLINE_MAX_MS);
+            let sleep = tokio::time::sleep_until(self.clock.instant_at(deadline_ms));
+            let wake = tokio::select! {
+                _ = self.shutdown.wait_for(|stop| *stop) => break,
+                command = self.commands.recv() => match command {
+                    Some(command) => Wake::Command(command),
+                    None => break,
+                },
+                received = self.inbox.recv() => match received {
+                    Some((from, message)) => Wake::Message(from, message),
+                    None => break,
+                },
+                _ = sleep => Wake::Timer,
+            };
+            match wake {
+                Wake::Command(command) => self.on_command(command),
+                Wake::Message(from, message) => {
+                    self.entry
+                        .handle_message(from, message, self.clock.now_ms());
+                }
+                Wake::Timer => {}
+            }
+            self.drain();
+            let now_ms = self.clock.now_ms();
+            if now_ms >= self.entry.poll_timeout() {
+                self.entry.handle_timeout(now_ms);
+            }
+            self.carry_out();
+            self.feed_queue();
+            self.carry_out();
+            self.reset_if_stalled();
+        }
+        for (_, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(EntryError::Stopped));
+        }
+    }
+
+    /// Starts a fresh `Entry` when publishes wait and nothing was decided for too long.
+    fn reset_if_stalled(&mut self) {
+        if self.waiting.is_empty() {
+            self.last_progress = tokio::time::Instant::now();
+            return;
+        }
+        if self.last_progress.elapsed() < self.stall_reset {
+            return;
+        }
+        tracing::warn!(
+            waiting = self.waiting.len(),
+            "entry made no progress; starting a fresh entry (waiting publishes time out)"
+        );
+        let timeout_ms = self.publish_timeout_ms;
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(EntryError::Timeout { timeout_ms }));
+        }
+        self.config.seed = rand::thread_rng().gen();
+        self.entry = Entry::new(self.config.clone(), self.clock.now_ms());
+        for (id, sink) in &self.sinks {
+            self.entry.subscribe(*id, PermanentId(sink.last));
+        }
+        self.last_progress = tokio::time::Instant::now();
+        self.carry_out();
+        self.feed_queue();
+    }
+
+    fn drain(&mut self) {
+        for _ in 0..INBOX_DRAIN_MAX {
+            let Ok((from, message)) = self.inbox.try_recv() else {
+                break;
+            };
+            self.entry
+                .handle_message(from, message, self.clock.now_ms());
+        }
+        for _ in 0..INBOX_DRAIN_MAX {
+            let Ok(command) = self.commands.try_recv() else {
+                break;
+            };
+            self.on_command(command);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish(publication, reply) => {
+                if self.queue.len() >= self.queue_max {
+                    let queued = self.queue.len();
+                    let _ = reply.send(Err(EntryError::Overloaded { queued }));
+                    return;
+                }
+                self.queue.push_back((publication, reply));
+                self.feed_queue();
+            }
+            Command::Subscribe(id, after, sink) => {
+                self.sinks.insert(id, sink);
+                self.entry.subscribe(id, after);
+            }
+            Command::Unsubscribe(id) => {
+                self.sinks.remove(&id);
+                self.entry.unsubscribe(id);
+            }
+        }
+    }
+
+    /// Hands queued publishes to the entry, in order, until it is busy.
+    fn feed_queue(&mut self) {
+        // Each turn takes one publish off the bounded queue.
+        while let Some((publication, reply)) = self.queue.pop_front() {
+            if reply.is_closed() {
+                continue;
+            }
+            match self.entry.publish(publication.clone(), self.clock.now_ms()) {
+                Ok(advance) => {
+                    self.waiting.insert(advance, reply);
+                }
+                Err(_) => {
+                    self.queue.push_front((publication, reply));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn carry_out(&mut self) {
+        let ready = self.entry.ready();
+        for (to, message) in &ready.messages {
+            self.mesh.send(*to, message);
+        }
+        for event in ready.events {
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: EntryEvent) {
+        match event {
+            EntryEvent::Acked { advance, id, .. } => {
+                self.last_progress = tokio::time::Instant::now();
+                if let Some(reply) = self.waiting.remove(&advance) {
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            EntryEvent::Rejected { advance, .. } => {
+                self.last_progress = tokio::time::Instant::now();
+                if let Some(reply) = self.waiting.remove(&advance) {
+                    let _ = reply.send(Err(EntryError::Rejected));
+                }
+            }
+            EntryEvent::Deliver { subscriber, record } => self.deliver(subscriber, record),
+        }
+    }
+
+    fn deliver(&mut self, subscriber: u64, record: LogRecord) {
+        let Some(sink) = self.sinks.get_mut(&subscriber) else {
+            return;
+        };
+        let id = record.id.0;
+        match sink.records.try_send(record) {
+            Ok(()) => sink.last = id,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(subscriber, "log subscriber lagged; it must resubscribe");
+                sink.lagged.store(true, Ordering::Release);
+                self.sinks.remove(&subscriber);
+                self.entry.unsubscribe(subscriber);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.sinks.remove(&subscriber);
+                self.entry.unsubscribe(subscriber);
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `foxrouter node`: runs one ndb or sync node of `cluster.toml` until SIGTERM / ctrl-c.
+//!
+//! Start: load the file, open the store, rebuild the state machine from it (ndb from its
+//! temp segments and applied resolutions, sync from its Raft log and hard state), bind the
+//! peer port, dial the other ndb and sync nodes, then drive the state machine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use fox_sequencer::{Ndb, NdbConfig, NodeId, Sync, SyncConfig};
+use fox_storage::{NodeStore, SyncMode};
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{ClusterFile, NodeSpec, Role};
+use crate::disk;
+use crate::driver::{Driver, SHUTDOWN_GRACE};
+use crate::error::ClusterError;
+use crate::mesh::{Mesh, MeshConfig, MeshLimits};
+
+/// Messages from peers waiting for the node's task at most.
+pub const INBOX_MESSAGES_MAX: usize = 65_536;
+
+/// Raft tick of real sync nodes, in ms: 10 ticks (100-150 ms) without a leader start an
+/// election. The sequencer's default (2 ms) suits its simulator, not processes sharing a
+/// loaded machine, where a 20 ms election timeout makes leaders churn.
+pub const SYNC_TICK_MS: u64 = 10;
+/// An ndb asks sync to abort a segment nobody resolved after this long, in ms: above a
+/// leader failover, so that a segment caught in one is ordered rather than aborted.
+pub const NDB_ABORT_AFTER_MS: u64 = 2000;
+
+/// How to run a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Do not wait for fsync (benchmarks only: a power loss can lose acknowledged messages).
+    pub no_fsync: bool,
+    /// Print `LISTEN peer <addr>` on stdout once the peer port is bound.
+    pub announce_listen: bool,
+    /// Mesh limits and timings.
+    pub mesh: MeshLimits,
+}
+
+/// A started ndb or sync node.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Its ID.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// The bound peer address.
+    pub peer_addr: SocketAddr,
+    /// The mesh (for its counters).
+    pub mesh: Mesh,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ClusterError>>,
+}
+
+impl RunningNode {
+    /// Stops the node cleanly: its task finishes the write in progress, links close.
+    pub async fn stop(self) -> Result<(), ClusterError> {
+        let _ = self.shutdown.send(true);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(ClusterError::Task(error.to_string())),
+            Err(_) => Err(ClusterError::Task("did not stop in time".into())),
+        }
+    }
+}
+
+/// Runs node `id` of `cluster_file` until SIGTERM or ctrl-c (a clean stop, `Ok`) or a
+/// fatal error. Entries are refused: the router runs them ([`EntryHandle`](crate::EntryHandle)).
+pub async fn run_node(
+    cluster_file: &Path,
+    id: u32,
+    options: NodeOptions,
+) -> Result<(), ClusterError> {
+    let mut node = start_node(cluster_file, id, options).await?;
+    let stopped_by_signal = tokio::select! {
+        _ = wait_for_signal() => true,
+        ended = &mut node.task => {
+            return match ended {
+                Ok(result) => result,
+                Err(error) => Err(ClusterError::Task(error.to_string())),
+            };
+        }
+    };
+    tracing::info!(signal = stopped_by_signal, "stopping");
+    node.stop().await
+}
+
+/// Starts node `id` of `cluster_file` (ndb or sync) and returns once its peer port is bound.
+pub async fn start_node(
+    cluster_file: &Path,
+    id: u32,
+    options: NodeOptions,
+) -> Result<RunningNode, ClusterError> {
+    let (cluster, warnings) = ClusterFile::load(cluster_file)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let spec = cluster
+        .node(id)
+        .ok_or(ClusterError::UnknownNode(id))?
+        .clone();
+    if spec.role == Role::Entry {
+        return Err(ClusterError::WrongRole {
+            id,
+            role: spec.role,
+            hint: "entry nodes run inside the router (fox_cluster::EntryHandle), not `node`",
+        });
+    }
+    let sync_mode = if options.no_fsync {
+        tracing::warn!("--no-fsync: STORED and Raft votes go out before the disk has them; a power loss can lose acknowledged messages. Benchmarks only.");
+        SyncMode::None
+    } else {
+        SyncMode::Fsync
+    };
+    let store = open_store(&spec, sync_mode).await?;
+    let (inbox_sender, inbox) = mpsc::channel(INBOX_MESSAGES_MAX);
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let mesh_config = MeshConfig {
+        handshake: cluster.handshake_config(spec.node_id())?,
+        listen: Some(spec.peer),
+        dial: dial_targets(&cluster, spec.node_id()),
+        limits: options.mesh.clone(),
+    };
+    let clock = Clock::new();
+    let task = spawn_core(&cluster, &spec, Arc::clone(&store), clock).await?;
+    let mesh = Mesh::start(mesh_config, inbox_sender, shutdown_receiver.clone()).await?;
+    let peer_addr = mesh.local_addr().unwrap_or(spec.peer);
+    if options.announce_listen {
+        println!("LISTEN peer {peer_addr}");
+    }
+    tracing::info!(node = %spec.node_id(), role = spec.role.name(), %peer_addr, "node running");
+    let driver = Driver {
+        store,
+        mesh: mesh.clone(),
+        inbox,
+        shutdown: shutdown_receiver,
+        clock,
+    };
+    let task = tokio::spawn(async move {
+        match task {
+            Core::Ndb(ndb) => driver.run(*ndb).await,
+            Core::Sync(sync) => driver.run(*sync).await,
+        }
+    });
+    Ok(RunningNode {
+        id: spec.node_id(),
+        role: spec.role,
+        peer_addr,
+        mesh,
+        shutdown,
+        task,
+    })
+}
+
+/// Every other ndb and sync node: entries dial us, we answer on their links.
+fn dial_targets(cluster: &ClusterFile, me: NodeId) -> Vec<(NodeId, SocketAddr)> {
+    let others = cluster.nodes.iter().filter(|node| node.node_id() != me);
+    others
+        .filter(|node| node.role != Role::Entry)
+        .map(|node| (node.node_id(), node.peer))
+        .collect()
+}
+
+async fn open_store(spec: &NodeSpec, sync_mode: SyncMode) -> Result<Arc<NodeStore>, ClusterError> {
+    let data = spec
+        .data
+        .clone()
+        .ok_or(ClusterError::NoDataDirectory { id: spec.id })?;
+    std::fs::create_dir_all(&data).map_err(|source| ClusterError::DataDirectory {
+        path: data.clone(),
+        source,
+    })?;
+    let families = match spec.role {
+        Role::Ndb => disk::NDB_FAMILIES,
+        _ => disk::SYNC_FAMILIES,
+    };
+    let opened =
+        tokio::task::spawn_blocking(move || NodeStore::open(&data, families, sync_mode)).await;
+    match opened {
+        Ok(store) => Ok(Arc::new(store?)),
+        Err(error) => Err(ClusterError::Task(error.to_string())),
+    }
+}
+
+enum Core {
+    Ndb(Box<Ndb>),
+    Sync(Box<Sync>),
+}
+
+/// Rebuilds the state machine from the store (on a blocking thread: it reads it all).
+async fn spawn_core(
+    cluster: &ClusterFile,
+    spec: &NodeSpec,
+    store: Arc<NodeStore>,
+    clock: Clock,
+) -> Result<Core, ClusterError> {
+    let membership = cluster.membership();
+    let (id, role) = (spec.node_id(), spec.role);
+    let seed: u64 = rand::thread_rng().gen();
+    let rebuilt = tokio::task::spawn_blocking(move || match role {
+        Role::Ndb => {
+            let records = disk::ndb_records(&store)?;
+            let mut config = NdbConfig::new(id, membership);
+            config.abort_after_ms = NDB_ABORT_AFTER_MS;
+            let ndb = Ndb::recover(config, &records, clock.now_ms());
+            tracing::info!(
+                applied_index = ndb.applied_index(),
+                log = ndb.log().len(),
+                temp = ndb.temp_segments().len(),
+                "ndb state rebuilt"
+            );
+            Ok(Core::Ndb(Box::new(ndb)))
+        }
+        _ => {
+            // Raft IDs are node IDs plus one (raft-rs reserves 0), as in `fox_sequencer::sync`.
+            let voters: Vec<u64> = membership
+                .syncs
+                .iter()
+                .map(|n| u64::from(n.0) + 1)
+                .collect();
+            let records = disk::sync_records(&store, &voters)?;
+            let mut config = SyncConfig::new(id, membership, seed);
+            config.tick_ms = SYNC_TICK_MS;
+            let sync = Sync::recover(config, &records, clock.now_ms()).map_err(|error| {
+                ClusterError::Corrupt {
+                    what: "sync Raft log",
+                    reason: error.to_string(),
+                }
+            })?;
+            tracing::info!(resolutions = sync.resolutions().len(), "sync state rebuilt");
+            Ok(Core::Sync(Box::new(sync)))
+        }
+    })
+    .await;
+    match rebuilt {
+        Ok(core) => core,
+        Err(error) => Err(ClusterError::Task(error.to_string())),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

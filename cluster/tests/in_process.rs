@@ -1,0 +1,116 @@
+//! The whole cluster in one process: 3 ndb + 3 sync via `start_node`, one `EntryHandle`.
+//! Faster than the process tests and needs no binary; clean stops and restarts from disk.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use fox_cluster::{
+    init, start_node, ClusterFile, EntryHandle, EntryOptions, InitOptions, NodeOptions, Role,
+    RunningNode,
+};
+use fox_sequencer::{PermanentId, Publication};
+
+fn free_base_port() -> u16 {
+    // Ports from an ephemeral bind are free now; ask for 16 in a row above one.
+    for _ in 0..100 {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(address) = listener.local_addr() else {
+            continue;
+        };
+        let base = address.port().saturating_sub(100).max(20_000);
+        drop(listener);
+        if base < 65_000 && (0..16).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn publication(sequence: u64) -> Publication {
+    Publication {
+        publisher: 3,
+        sequence,
+        payload: sequence.to_be_bytes().to_vec(),
+    }
+}
+
+async fn start_all(file: &std::path::Path, cluster: &ClusterFile) -> Vec<RunningNode> {
+    let mut nodes = Vec::new();
+    for id in cluster
+        .ids(Role::Ndb)
+        .iter()
+        .chain(&cluster.ids(Role::Sync))
+    {
+        let node = start_node(file, id.0, NodeOptions::default())
+            .await
+            .expect("node starts");
+        nodes.push(node);
+    }
+    nodes
+}
+
+async fn publish_all(entry: &EntryHandle, sequences: std::ops::Range<u64>) -> BTreeMap<u64, u64> {
+    let mut futures = Vec::new();
+    for sequence in sequences {
+        futures.push((sequence, entry.publish(publication(sequence))));
+    }
+    let mut acked = BTreeMap::new();
+    for (sequence, future) in futures {
+        let id = future.await.expect("acked");
+        acked.insert(sequence, id.0);
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = InitOptions {
+        entries: 1,
+        base_port: free_base_port(),
+        ..InitOptions::default()
+    };
+    let report = init(dir.path(), &options).expect("init");
+    let (file, cluster) = (report.cluster_file, report.cluster);
+    let entry_id = cluster.ids(Role::Entry)[0].0;
+    let nodes = start_all(&file, &cluster).await;
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    let acked = publish_all(&entry, 0..400).await;
+    let ids: Vec<u64> = acked.values().copied().collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "IDs increase in publish order"
+    );
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+
+    let nodes = start_all(&file, &cluster).await;
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
+    for (sequence, id) in &acked {
+        let record = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+            .await
+            .expect("log in time")
+            .expect("open");
+        assert_eq!((record.publication.sequence, record.id.0), (*sequence, *id));
+    }
+    let later = publish_all(&entry, 400..410).await;
+    let highest = ids.last().copied().unwrap_or(0);
+    assert!(
+        later.values().all(|id| *id > highest),
+        "new IDs above the old"
+    );
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+}

@@ -1,0 +1,207 @@
+//! Length-prefixed frames and heartbeats (format in the parent module's docs).
+
+use super::WireError;
+use crate::message::Message;
+
+/// Bytes of the frame length prefix.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// Encode one message as a frame.
+pub fn encode_frame(message: &Message, frame_size_max_bytes: usize) -> Result<Vec<u8>, WireError> {
+    let mut frame = vec![0u8; FRAME_HEADER_BYTES];
+    let frame = postcard::to_extend(message, std::mem::take(&mut frame))
+        .map_err(|_| WireError::BadPayload)?;
+    let length = frame.len() - FRAME_HEADER_BYTES;
+    if length > frame_size_max_bytes {
+        return Err(WireError::FrameTooLarge {
+            length,
+            limit: frame_size_max_bytes,
+        });
+    }
+    let mut frame = frame;
+    frame[..FRAME_HEADER_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    Ok(frame)
+}
+
+/// Decode one frame from the front of `input`: `Ok(None)` if more bytes are needed,
+/// else the message and the bytes used. Never panics on any input.
+pub fn decode_frame(
+    input: &[u8],
+    frame_size_max_bytes: usize,
+) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(header) = input.get(..FRAME_HEADER_BYTES) else {
+        return Ok(None);
+    };
+    let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if length > frame_size_max_bytes {
+        return Err(WireError::FrameTooLarge {
+            length,
+            limit: frame_size_max_bytes,
+        });
+    }
+    let Some(payload) = input.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + length) else {
+        return Ok(None);
+    };
+    let (message, rest) =
+        postcard::take_from_bytes::<Message>(payload).map_err(|_| WireError::BadPayload)?;
+    if !rest.is_empty() {
+        return Err(WireError::BadPayload);
+    }
+    Ok(Some((message, FRAME_HEADER_BYTES + length)))
+}
+
+/// A heartbeat: a frame of length 0, no payload. Keeps an idle link's timers fed.
+pub const HEARTBEAT_FRAME: [u8; FRAME_HEADER_BYTES] = [0; FRAME_HEADER_BYTES];
+
+/// One received frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A heartbeat (length 0).
+    Heartbeat,
+    /// A protocol message.
+    Message(Message),
+}
+
+/// Like [`decode_frame`], but a zero-length frame is a heartbeat instead of an error.
+pub fn decode_frame_or_heartbeat(
+    input: &[u8],
+    frame_size_max_bytes: usize,
+) -> Result<Option<(Frame, usize)>, WireError> {
+    if input.get(..FRAME_HEADER_BYTES) == Some(&HEARTBEAT_FRAME[..]) {
+        return Ok(Some((Frame::Heartbeat, FRAME_HEADER_BYTES)));
+    }
+    let decoded = decode_frame(input, frame_size_max_bytes)?;
+    Ok(decoded.map(|(message, used)| (Frame::Message(message), used)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NodeId;
+    use crate::id::{PermanentId, Publication, SegmentId};
+    use crate::message::{LogRecord, Outcome, RaftMessage, Resolution};
+    use proptest::prelude::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    fn samples() -> Vec<Message> {
+        let segment = SegmentId::new_v7(1_700_000_000_000, [7; 10]);
+        let publication = Publication {
+            publisher: 9,
+            sequence: 3,
+            payload: b"hello".to_vec(),
+        };
+        let raft_message = raft::eraftpb::Message {
+            from: 1,
+            to: 2,
+            term: 5,
+            ..Default::default()
+        };
+        vec![
+            Message::Keep {
+                segment,
+                owner: NodeId(1),
+                messages: vec![publication.clone()],
+            },
+            Message::Stored {
+                segment,
+                count: 1,
+                digest: 77,
+            },
+            Message::SegmentOver {
+                segment,
+                owner: NodeId(1),
+                count: 1,
+                digest: 77,
+            },
+            Message::Resolved {
+                resolutions: vec![Resolution {
+                    index: 1,
+                    segment,
+                    owner: NodeId(1),
+                    outcome: Outcome::Permanent {
+                        base: PermanentId(4096),
+                        count: 1,
+                        digest: 77,
+                    },
+                    raft_index: 3,
+                    raft_term: 2,
+                }],
+            },
+            Message::Log {
+                after: 0,
+                records: vec![LogRecord {
+                    id: PermanentId(4096),
+                    publication,
+                }],
+            },
+            Message::Raft(RaftMessage(raft_message)),
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for message in samples() {
+            let frame = encode_frame(&message, LIMIT).unwrap();
+            let (decoded, used) = decode_frame(&frame, LIMIT).unwrap().unwrap();
+            assert_eq!(decoded, message);
+            assert_eq!(used, frame.len());
+            for cut in 0..frame.len() {
+                assert_eq!(
+                    decode_frame(&frame[..cut], LIMIT),
+                    Ok(None),
+                    "truncated at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let frame = encode_frame(&samples()[0], LIMIT).unwrap();
+        assert!(matches!(
+            decode_frame(&frame, 4),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+        assert!(matches!(
+            encode_frame(&samples()[0], 4),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn heartbeats_decode_and_frames_still_do() {
+        let decoded = decode_frame_or_heartbeat(&HEARTBEAT_FRAME, LIMIT).unwrap();
+        assert_eq!(decoded, Some((Frame::Heartbeat, FRAME_HEADER_BYTES)));
+        let frame = encode_frame(&samples()[1], LIMIT).unwrap();
+        let decoded = decode_frame_or_heartbeat(&frame, LIMIT).unwrap();
+        assert_eq!(
+            decoded,
+            Some((Frame::Message(samples()[1].clone()), frame.len()))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes, LIMIT);
+        }
+
+        #[test]
+        fn garbage_after_a_valid_header_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            let _ = decode_frame(&frame, LIMIT);
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(index in 0usize..64, value in any::<u8>()) {
+            for message in samples() {
+                let mut frame = encode_frame(&message, LIMIT).unwrap();
+                let position = index % frame.len();
+                frame[position] = value;
+                let _ = decode_frame(&frame, LIMIT);
+            }
+        }
+    }
+}
