@@ -172,7 +172,7 @@ fn properties_from(value: Value) -> MessageProperties {
 
 /// A history record's value: the payload with the publication's QoS, publisher and
 /// properties.
-fn history_value(publication: &Publication) -> Value {
+pub(crate) fn history_value(publication: &Publication) -> Value {
     Value::List(vec![
         payload_value(&publication.payload),
         Value::from(u64::from(publication.qos)),
@@ -182,7 +182,7 @@ fn history_value(publication: &Publication) -> Value {
 }
 
 /// Decodes a history record back into a publication (`None`: malformed).
-fn history_publication(id: u64, topic: Topic, value: Value) -> Option<Publication> {
+pub(crate) fn history_publication(id: u64, topic: Topic, value: Value) -> Option<Publication> {
     let (payload, qos, publisher, properties) = match value {
         Value::List(parts) => {
             let [payload, qos, publisher, properties] = <[Value; 4]>::try_from(parts).ok()?;
@@ -212,7 +212,7 @@ fn session_key(realm: &str, client_id: &str) -> String {
     format!("{realm}\0{client_id}")
 }
 
-fn encode(value: &Value) -> Vec<u8> {
+pub(crate) fn encode(value: &Value) -> Vec<u8> {
     // Serializing a Value into a Vec cannot fail: no I/O, every variant is representable.
     rmp_serde::to_vec(value).unwrap_or_default()
 }

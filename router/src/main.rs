@@ -71,6 +71,13 @@ struct NodeArgs {
     /// Do not wait for fsync before STORED and Raft votes (benchmarks only).
     #[arg(long)]
     no_fsync: bool,
+    /// Entry nodes: router settings (limits, realms, roles, users), the same TOML file as
+    /// `serve --config`; listeners come from the cluster file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Runtime worker threads (0: one per CPU core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Log filter, e.g. `info` or `fox_cluster=debug` (also RUST_LOG).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -136,9 +143,6 @@ fn cluster_init(args: ClusterInitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exit status of `foxrouter node` for an entry: not wired into the router yet.
-const EXIT_ENTRY_NOT_WIRED: i32 = 2;
-
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
@@ -155,11 +159,7 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
         .map(|node| node.role)
         .with_context(|| format!("node {} is not in {}", args.id, args.cluster.display()))?;
     if role == fox_cluster::Role::Entry {
-        eprintln!(
-            "foxrouter node: node {} is an entry; entry nodes are not wired into the router yet",
-            args.id
-        );
-        std::process::exit(EXIT_ENTRY_NOT_WIRED);
+        return entry_node(args, &cluster);
     }
     let options = fox_cluster::NodeOptions {
         no_fsync: args.no_fsync,
@@ -172,6 +172,77 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
     runtime
         .block_on(fox_cluster::run_node(&args.cluster, args.id, options))
         .with_context(|| format!("node {} failed", args.id))
+}
+
+/// Runs an entry: a full router (WAMP and MQTT gates) whose engine is the cluster's.
+fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Result<()> {
+    let spec = cluster
+        .node(args.id)
+        .context("the entry is not in the cluster file")?
+        .clone();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.listen.ws = spec.ws;
+    config.listen.rawsocket = spec.rawsocket;
+    config.listen.mqtt = spec.mqtt;
+    // MQTT sessions do not outlive their connection on an entry yet: MQTT 5 clients are
+    // told Session Expiry 0 in CONNACK; 3.1.1 clients that ask for a session are refused.
+    config.limits.mqtt_session_expiry_max_secs = 0;
+    if let Some(workers) = args.workers {
+        config.router.workers = workers;
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.router.workers > 0 {
+        runtime.worker_threads(config.router.workers);
+    }
+    let runtime = runtime.enable_all().build()?;
+    let cluster = cluster.clone();
+    runtime
+        .block_on(async move {
+            let listeners = bind_listeners(&config).await?;
+            let entry = fox_cluster::EntryHandle::start(
+                &cluster,
+                args.id,
+                fox_cluster::EntryOptions::default(),
+            )
+            .await
+            .with_context(|| format!("entry {} cannot start", args.id))?;
+            let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
+            let router = Router::with_engine(config, engine.clone());
+            let follower = tokio::spawn(fox_router::engine::follow_log(router.clone(), engine));
+            let signals = {
+                let router = router.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("shutting down");
+                    router.shut_down();
+                })
+            };
+            server::run(router, listeners).await;
+            signals.abort();
+            entry.stop().await;
+            follower.abort();
+            anyhow::Ok(())
+        })
+        .with_context(|| format!("entry {} failed", args.id))
+}
+
+/// Binds the configured client listeners (WebSocket, RawSocket, MQTT).
+async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<Listener>> {
+    let gates = [
+        (Gate::WebSocket, config.listen.ws),
+        (Gate::RawSocket, config.listen.rawsocket),
+        (Gate::Mqtt, config.listen.mqtt),
+    ];
+    let mut listeners = Vec::new();
+    for (gate, addr) in gates {
+        if let Some(addr) = addr {
+            listeners.push(Listener::bind(gate, addr).await?);
+        }
+    }
+    Ok(listeners)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -217,17 +288,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime.enable_all().build()?;
     runtime
         .block_on(async move {
-            let gates = [
-                (Gate::WebSocket, config.listen.ws),
-                (Gate::RawSocket, config.listen.rawsocket),
-                (Gate::Mqtt, config.listen.mqtt),
-            ];
-            let mut listeners = Vec::new();
-            for (gate, addr) in gates {
-                if let Some(addr) = addr {
-                    listeners.push(Listener::bind(gate, addr).await?);
-                }
-            }
+            let listeners = bind_listeners(&config).await?;
             let router = start_router(config, durable)?;
             let signals = {
                 let router = router.clone();

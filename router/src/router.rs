@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::auth::{Authenticator, Authorizer};
 use crate::config::Config;
 use crate::durable::Durable;
-use crate::engine::LocalEngine;
+use crate::engine::{Engine, LocalEngine};
 use crate::realm::{Realm, Shared};
 
 /// Everything a gate needs: shared by all connections.
@@ -31,9 +31,14 @@ impl Router {
 
     /// A router resuming IDs after `last_id`, writing through `durable` (`--data`).
     pub fn with_store(config: Config, last_id: u64, durable: Option<Arc<Durable>>) -> Arc<Self> {
+        Self::with_engine(config, Arc::new(LocalEngine::new(last_id, durable)))
+    }
+
+    /// A router whose publishes go through `engine` (a cluster entry's, for one).
+    pub fn with_engine(config: Config, engine: Arc<dyn Engine>) -> Arc<Self> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
-            engine: Arc::new(LocalEngine::new(last_id, durable)),
+            engine,
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
         });

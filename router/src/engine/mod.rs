@@ -14,10 +14,12 @@
 //!                                      permanent-ID order on every entry; Ack: Remote)
 //! ```
 //!
-//! Layout: [`local`] (the single node: [`LocalEngine`], [`LocalSequencer`]),
+//! Layout: [`local`] (the single node: [`LocalEngine`], [`LocalSequencer`]), [`cluster`]
+//! (an entry of the cluster: [`ClusterEngine`], [`follow_log`]),
 //! [`backpressure`] (subscribers slowing publishers down).
 
 pub mod backpressure;
+pub mod cluster;
 pub mod local;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::topic::Topic;
 pub use backpressure::{
     drained, draining, Backpressure, Draining, BACKPRESSURE_IGNORE_MS, BACKPRESSURE_WAIT_MAX_MS,
 };
+pub use cluster::{follow_log, ClusterEngine};
 pub use local::{LocalEngine, LocalSequencer, PERMANENT_ID_MAX};
 
 /// A durable write queued with `--data`: the answer to wait for before acknowledging, or
@@ -49,6 +52,25 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// The store this node writes history, retained keys, wills and MQTT sessions to
     /// (`--data`), if any.
     fn durable(&self) -> Option<&Arc<Durable>>;
+
+    /// Why this engine cannot serve `feature` (`None`: it can). The gates answer a client
+    /// that uses it with their protocol's error and this text.
+    fn refuses(&self, feature: Feature) -> Option<&'static str> {
+        let _ = feature;
+        None
+    }
+}
+
+/// What a gate asks the engine for before it uses it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// Retained messages (WAMP `retain`, MQTT RETAIN).
+    Retain,
+    /// Conditional writes to retained keys: `when` / `watch` / `will`.
+    SyncService,
+    /// MQTT sessions that outlive their connection.
+    PersistentSession,
 }
 
 /// A publication before it has a permanent ID.
@@ -111,16 +133,35 @@ pub enum EngineError {
     /// The engine stopped before the message was ordered.
     #[error("the router stopped before the message was ordered")]
     Stopped,
+    /// The cluster did not order it (no quorum within the timeout, segment aborted,
+    /// entry overloaded): never acknowledged.
+    #[error("the cluster did not order the message: {0}")]
+    Cluster(String),
 }
 
 /// When a publisher may be acknowledged, and with which permanent ID.
 #[must_use = "an acknowledgement must be waited for before the publisher is answered"]
-#[derive(Debug)]
 pub enum Ack {
     /// Ordered and applied; nothing to wait for.
     Ready(u64),
     /// Ordered and applied; acknowledge once the store's write is durable.
     Stored(u64, StoreWrite),
+    /// Ordered elsewhere (the cluster): the permanent ID once it is decided.
+    Remote(RemoteAck),
+}
+
+/// The cluster's answer to one publish.
+pub type RemoteAck =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, EngineError>> + Send>>;
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(id) => write!(f, "Ready({id})"),
+            Self::Stored(id, _) => write!(f, "Stored({id})"),
+            Self::Remote(_) => f.write_str("Remote"),
+        }
+    }
 }
 
 impl Ack {
@@ -128,6 +169,7 @@ impl Ack {
     pub fn id(&self) -> Option<u64> {
         match self {
             Self::Ready(id) | Self::Stored(id, _) => Some(*id),
+            Self::Remote(_) => None,
         }
     }
 
@@ -142,6 +184,7 @@ impl Ack {
             Self::Ready(id) => Ok(id),
             Self::Stored(id, Ok(pending)) => pending.wait().await.map(|()| id).map_err(Into::into),
             Self::Stored(_, Err(error)) => Err(error.into()),
+            Self::Remote(decided) => decided.await,
         }
     }
 }

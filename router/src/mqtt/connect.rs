@@ -5,6 +5,7 @@
 //! This is the one async step of the gate: a takeover waits (bounded) for the old
 //! connection to hand its session state over.
 
+use crate::engine::Feature;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +90,10 @@ pub async fn accept(
     let Some(realm) = router.realm(&realm_name) else {
         return Err(refusal(ReasonCode::NotAuthorized));
     };
+    if let Some((reason, why)) = engine_refusal(router, &connect) {
+        tracing::info!(%peer, client = %client_id, why, "MQTT CONNECT refused");
+        return Err(refusal(reason));
+    }
     let will = connect.will.as_ref().map(|w| will_of(w, now_ms));
     if let Some(will) = &will {
         if !will_permitted(&realm, &identity, will) {
@@ -203,6 +208,24 @@ fn resume_or_discard(realm: &Realm, mut parked: Parked, clean_start: bool) -> Op
     None
 }
 
+/// What the engine cannot serve (a cluster entry, for now): a 3.1.1 session that must
+/// outlive its connection (MQTT 5 clients are told Session Expiry 0 in CONNACK instead), and
+/// a retained will.
+fn engine_refusal(router: &Router, connect: &Connect) -> Option<(ReasonCode, &'static str)> {
+    let engine = &router.shared().engine;
+    if !connect.protocol.is_v5() && !connect.clean_start {
+        if let Some(why) = engine.refuses(Feature::PersistentSession) {
+            return Some((ReasonCode::ServerUnavailable, why));
+        }
+    }
+    if connect.will.as_ref().is_some_and(|w| w.retain) {
+        if let Some(why) = engine.refuses(Feature::Retain) {
+            return Some((ReasonCode::RetainNotSupported, why));
+        }
+    }
+    None
+}
+
 fn negotiate(router: &Router, connect: &Connect, client_id: String) -> Negotiated {
     let limits = &router.config.limits;
     let mut settings = Negotiated::from_limits(limits, connect.protocol, client_id);
@@ -250,6 +273,9 @@ fn connack(
         }
         if assigned {
             properties.assigned_client_identifier = Some(settings.client_id.clone());
+        }
+        if router.shared().engine.refuses(Feature::Retain).is_some() {
+            properties.retain_available = Some(false);
         }
     }
     ConnAck {

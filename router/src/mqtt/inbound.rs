@@ -8,6 +8,7 @@ use fox_mqtt_proto::{
 
 use super::session::{Flow, Session, Violation};
 use crate::auth::Action;
+use crate::engine::Feature;
 use crate::realm::{MessageProperties, Payload, PublishOptions};
 use crate::topic::Topic;
 
@@ -34,6 +35,11 @@ impl Session {
         now_ms: u64,
     ) -> Result<(), Violation> {
         let name = self.resolve_alias(&mut publish)?;
+        if publish.retain {
+            if let Some(why) = self.realm.shared().engine.refuses(Feature::Retain) {
+                return Err(Violation::new(ReasonCode::RetainNotSupported, why));
+            }
+        }
         let qos2_duplicate = match (publish.qos, publish.packet_id) {
             (QoS::ExactlyOnce, Some(id)) => self.check_qos2_window(id)?,
             _ => false,

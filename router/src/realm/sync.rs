@@ -294,7 +294,10 @@ pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine:
                     request_type: code::PUBLISH,
                     request,
                     details: Dict::new(),
-                    error: "wamp.error.storage_failed".into(),
+                    error: match e {
+                        crate::engine::EngineError::Cluster(_) => "wamp.error.unavailable".into(),
+                        _ => "wamp.error.storage_failed".into(),
+                    },
                     args: Some(vec![Value::from(e.to_string())]),
                     kwargs: None,
                 }

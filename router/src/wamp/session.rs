@@ -6,6 +6,7 @@
 //! connection should close after they are written. Messages for other sessions travel
 //! through the realm. No I/O and no timers here: the connection task owns those.
 
+use crate::engine::Feature;
 use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
@@ -576,8 +577,19 @@ impl WampSession {
                 None => false,
             },
         };
+        let engine = &realm.shared().engine;
+        let kv = kv_options(options).filter(|_| publish_options.retain);
+        let refused = match (publish_options.retain, &kv) {
+            (true, Some(_)) => engine.refuses(Feature::SyncService),
+            (true, None) => engine.refuses(Feature::Retain),
+            (false, _) => None,
+        };
+        if let Some(why) = refused {
+            tracing::debug!(topic, why, "publish refused by the engine");
+            return refuse(out, "wamp.error.feature_not_supported", why);
+        }
         let topic = Topic::from_wamp(&topic);
-        if let Some(write) = kv_options(options).filter(|_| publish_options.retain) {
+        if let Some(write) = kv {
             let ack = acknowledge.then_some(request);
             return match realm.publish_kv(handle, ack, &topic, payload, &publish_options, write) {
                 KvOutcome::Applied(ack) if acknowledge => {

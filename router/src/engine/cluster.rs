@@ -1,0 +1,273 @@
+//! [`ClusterEngine`]: an entry of the masterfree cluster.
+//!
+//! A publish is encoded into a record (realm, topic, payload, delivery options) and handed
+//! to the entry ([`fox_cluster::EntryHandle`]); the cluster votes it a permanent ID, and
+//! only then does the publisher's [`Ack`] resolve. Delivery does not happen at publish
+//! time: [`follow_log`] tails the permanent log and applies every record, in permanent-ID
+//! order, to its realm ([`Realm::apply`]), so every entry delivers the same events in the
+//! same order, whichever entry the publisher used.
+//!
+//! Router-originated messages (meta events, `$SYS`) stay on this entry: they are applied
+//! at once with a random publication ID and are not in the log.
+//!
+//! Not yet across the cluster (refused with a protocol error by the gates, see
+//! [`Engine::refuses`]): retained messages and the `when` / `watch` / `will` sync service,
+//! and MQTT persistent sessions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fox_cluster::{EntryHandle, SubscriptionError};
+use fox_sequencer::{LogRecord, PermanentId};
+use fox_wamp_proto::{Dict, Value};
+
+use super::{Ack, Draft, Engine, EngineError, Feature};
+use crate::durable::{encode, history_publication, history_value};
+use crate::realm::{Publication, PublishOptions, Realm, SessionId};
+use crate::router::Router;
+use crate::topic::Topic;
+
+/// How long the log follower waits before it subscribes again after the entry stopped
+/// answering, in ms.
+const FOLLOW_RETRY_MS: u64 = 200;
+
+/// The engine of a cluster entry.
+#[derive(Debug)]
+pub struct ClusterEngine {
+    entry: EntryHandle,
+    /// The last permanent ID applied on this entry (written by [`follow_log`]).
+    last_applied: AtomicU64,
+    /// Publish sequence: increases across every publisher of this entry, so each
+    /// publisher's own sequence increases in its publish order.
+    sequence: AtomicU64,
+}
+
+impl ClusterEngine {
+    /// An engine publishing through `entry`.
+    pub fn new(entry: EntryHandle) -> Self {
+        Self {
+            entry,
+            last_applied: AtomicU64::new(0),
+            sequence: AtomicU64::new(1),
+        }
+    }
+
+    /// The entry this engine publishes through.
+    pub fn entry(&self) -> &EntryHandle {
+        &self.entry
+    }
+}
+
+impl Engine for ClusterEngine {
+    fn publish(&self, realm: &Realm, draft: Draft<'_>) -> Ack {
+        let Some(publisher) = draft.publisher.map(|p| p.id) else {
+            return self.apply_here(realm, draft);
+        };
+        let record = encode_record(&realm.name, &draft);
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let decided = self.entry.publish(fox_sequencer::Publication {
+            publisher,
+            sequence,
+            payload: record,
+        });
+        Ack::Remote(Box::pin(async move {
+            decided
+                .await
+                .map(|id| id.0)
+                .map_err(|error| EngineError::Cluster(error.to_string()))
+        }))
+    }
+
+    fn last_applied(&self) -> u64 {
+        self.last_applied.load(Ordering::Acquire)
+    }
+
+    fn durable(&self) -> Option<&Arc<crate::durable::Durable>> {
+        None
+    }
+
+    fn refuses(&self, feature: Feature) -> Option<&'static str> {
+        Some(match feature {
+            Feature::Retain => "retained messages are not available on a cluster entry yet",
+            Feature::SyncService => {
+                "when / watch / will (the sync service) are not available on a cluster entry yet"
+            }
+            Feature::PersistentSession => {
+                "MQTT persistent sessions are not available on a cluster entry yet"
+            }
+        })
+    }
+}
+
+impl ClusterEngine {
+    /// A router-originated message: applied on this entry only, with a random ID (WAMP
+    /// publication IDs are random in [1, 2^53]); not in the log, not in the history.
+    fn apply_here(&self, realm: &Realm, draft: Draft<'_>) -> Ack {
+        let id = rand::random::<u64>() % super::PERMANENT_ID_MAX + 1;
+        let _order = realm.order();
+        let (publication, _, options) = draft.into_publication(id);
+        realm.apply(&publication, None, options);
+        Ack::Ready(id)
+    }
+}
+
+/// Tails the permanent log from its start and applies every record to its realm, in
+/// permanent-ID order, until the entry stops. Realms are created on first use as the
+/// configuration allows; a record of an unknown realm is skipped with a warning.
+pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
+    let mut after = PermanentId(0);
+    loop {
+        let mut subscription = match engine.entry.subscribe(after).await {
+            Ok(subscription) => subscription,
+            Err(SubscriptionError::Stopped) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot follow the permanent log; retrying");
+                tokio::time::sleep(Duration::from_millis(FOLLOW_RETRY_MS)).await;
+                continue;
+            }
+        };
+        loop {
+            match subscription.next().await {
+                Ok(record) => apply_record(&router, &engine, &record),
+                Err(SubscriptionError::Lagged { last }) => {
+                    tracing::warn!(last, "log follower lagged; resubscribing");
+                    after = PermanentId(last);
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn apply_record(router: &Router, engine: &ClusterEngine, record: &LogRecord) {
+    let id = record.id.0;
+    let Some((realm_name, publication, options)) = decode_record(
+        id,
+        record.publication.publisher,
+        &record.publication.payload,
+    ) else {
+        tracing::warn!(id, "skipping a malformed record of the permanent log");
+        engine.last_applied.store(id, Ordering::Release);
+        return;
+    };
+    let Some(realm) = router.realm(&realm_name) else {
+        tracing::warn!(id, realm = %realm_name, "record of a realm that is not configured");
+        engine.last_applied.store(id, Ordering::Release);
+        return;
+    };
+    let _order = realm.order();
+    realm.apply(
+        &Arc::new(publication),
+        Some(record.publication.publisher),
+        &options,
+    );
+    engine.last_applied.store(id, Ordering::Release);
+}
+
+/// A log record: `[realm, topic URI, history value, delivery options]`, MessagePack.
+fn encode_record(realm: &str, draft: &Draft<'_>) -> Vec<u8> {
+    let options = draft.options;
+    let mut o = Dict::new();
+    o.insert("x".into(), Value::Bool(options.exclude_me));
+    o.insert("q".into(), Value::from(u64::from(options.qos)));
+    let ids = |list: &[SessionId]| Value::List(list.iter().map(|&i| Value::from(i)).collect());
+    let names =
+        |list: &[String]| Value::List(list.iter().map(|n| Value::from(n.as_str())).collect());
+    if !options.exclude.is_empty() {
+        o.insert("e".into(), ids(&options.exclude));
+    }
+    if !options.exclude_authid.is_empty() {
+        o.insert("ea".into(), names(&options.exclude_authid));
+    }
+    if !options.exclude_authrole.is_empty() {
+        o.insert("er".into(), names(&options.exclude_authrole));
+    }
+    if let Some(list) = &options.eligible {
+        o.insert("l".into(), ids(list));
+    }
+    if let Some(list) = &options.eligible_authid {
+        o.insert("la".into(), names(list));
+    }
+    if let Some(list) = &options.eligible_authrole {
+        o.insert("lr".into(), names(list));
+    }
+    if let Some(p) = draft.publisher.filter(|_| options.disclose_me) {
+        let disclosed = vec![
+            Value::from(p.id),
+            Value::from(p.identity.authid.as_str()),
+            Value::from(p.identity.authrole.as_str()),
+        ];
+        o.insert("d".into(), Value::List(disclosed));
+    }
+    let message = Publication {
+        id: 0,
+        topic: draft.topic.clone(),
+        payload: draft.payload.clone(),
+        publisher: draft.publisher.map_or(0, |p| p.id),
+        disclosed: None,
+        qos: options.qos,
+        retain: false,
+        properties: draft.properties.clone(),
+    };
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(draft.topic.to_wamp()),
+        history_value(&message),
+        Value::Dict(o),
+    ]))
+}
+
+fn decode_record(
+    id: u64,
+    publisher: SessionId,
+    bytes: &[u8],
+) -> Option<(String, Publication, PublishOptions)> {
+    let Value::List(parts) = rmp_serde::from_slice::<Value>(bytes).ok()? else {
+        return None;
+    };
+    let [realm, topic, message, options] = <[Value; 4]>::try_from(parts).ok()?;
+    let (Value::Str(realm), Value::Str(topic), Value::Dict(mut o)) = (realm, topic, options) else {
+        return None;
+    };
+    let mut publication = history_publication(id, Topic::from_wamp(&topic), message)?;
+    let ids = |v: Option<Value>| -> Option<Vec<SessionId>> {
+        match v? {
+            Value::List(list) => Some(list.iter().filter_map(Value::as_u64).collect()),
+            _ => None,
+        }
+    };
+    let names = |v: Option<Value>| -> Option<Vec<String>> {
+        match v? {
+            Value::List(list) => Some(
+                list.into_iter()
+                    .filter_map(|n| match n {
+                        Value::Str(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    if let Some(Value::List(d)) = o.remove("d") {
+        if let Ok([session, Value::Str(authid), Value::Str(authrole)]) = <[Value; 3]>::try_from(d) {
+            publication.disclosed = session.as_u64().map(|session| (session, authid, authrole));
+        }
+    }
+    let options = PublishOptions {
+        exclude_me: !matches!(o.remove("x"), Some(Value::Bool(false))),
+        disclose_me: publication.disclosed.is_some(),
+        exclude: ids(o.remove("e")).unwrap_or_default(),
+        exclude_authid: names(o.remove("ea")).unwrap_or_default(),
+        exclude_authrole: names(o.remove("er")).unwrap_or_default(),
+        eligible: ids(o.remove("l")),
+        eligible_authid: names(o.remove("la")),
+        eligible_authrole: names(o.remove("lr")),
+        qos: publication.qos,
+        retain: false,
+    };
+    publication.publisher = publisher;
+    Some((realm, publication, options))
+}

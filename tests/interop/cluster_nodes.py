@@ -1,0 +1,156 @@
+"""A masterfree cluster of real `foxrouter node` processes for end-to-end tests:
+`foxrouter cluster init` writes the cluster file into a temp dir (free loopback ports), every
+node starts as its own process, entries are read from their `LISTEN <gate> <addr>` lines
+and look like a `conftest.Router` to the client helpers (ws_url, rawsocket, mqtt)."""
+
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from conftest import BIN, _pump
+
+# Ports per cluster: entries use four (peer, ws, rawsocket, mqtt), ndb and sync one each.
+PORTS_PER_CLUSTER = 3 * 4 + 3 + 3
+
+
+def _free_base_port(count):
+    """A base port with `count` free consecutive ports after it (loopback)."""
+    for _ in range(200):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+        probe.close()
+        if base + count >= 65000:
+            continue
+        taken = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                taken.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in taken:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+class Node:
+    def __init__(self, cluster, node_id, role):
+        self.cluster = cluster
+        self.id = node_id
+        self.role = role
+        self.proc = None
+        self.addr = {}
+        self.log_path = cluster.dir / f"node-{node_id}.log"
+
+    def start(self, timeout=20.0):
+        cmd = [str(BIN), "node", "--cluster", str(self.cluster.file), "--id", str(self.id)]
+        cmd += self.cluster.node_args
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+        return self
+
+    def wait_listening(self, timeout=20.0):
+        wanted = 3 if self.role == "entry" else 1
+        deadline = time.monotonic() + timeout
+        while len(self.addr) < wanted:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line.startswith("LISTEN "):
+                _, gate, addr = line.split()
+                host, port = addr.rsplit(":", 1)
+                self.addr[gate] = (host, int(port))
+        return self
+
+    @property
+    def ws_url(self):
+        host, port = self.addr["ws"]
+        return f"ws://{host}:{port}/ws"
+
+    @property
+    def rawsocket(self):
+        return self.addr["rawsocket"]
+
+    @property
+    def mqtt(self):
+        return self.addr["mqtt"]
+
+    def logs(self):
+        try:
+            return self.log_path.read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.addr = {}
+
+    def terminate(self, timeout=10.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class Cluster:
+    """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
+
+    def __init__(self, node_args=()):
+        self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
+        self.file = self.dir / "cluster.toml"
+        self.node_args = list(node_args)
+        base = _free_base_port(PORTS_PER_CLUSTER)
+        subprocess.run([str(BIN), "cluster", "init", str(self.dir), "--base-port", str(base)],
+                       check=True, capture_output=True, timeout=30)
+        roles = ["entry"] * 3 + ["ndb"] * 3 + ["sync"] * 3
+        self.nodes = {i + 1: Node(self, i + 1, role) for i, role in enumerate(roles)}
+
+    @property
+    def entries(self):
+        return [self.nodes[i] for i in (1, 2, 3)]
+
+    def start(self):
+        for node in self.nodes.values():
+            node.start()
+        for node in self.nodes.values():
+            node.wait_listening()
+        return self
+
+    def restart(self, node_id):
+        node = self.nodes[node_id]
+        node.kill9()
+        node.start().wait_listening()
+        return node
+
+    def logs(self):
+        return "\n".join(f"--- node {n.id}\n{n.logs()}" for n in self.nodes.values())
+
+    def close(self):
+        for node in self.nodes.values():
+            node.kill9()
+            if node.proc and node.proc.stdout:
+                node.proc.stdout.close()
+            if hasattr(node, "log"):
+                node.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""The masterfree cluster as real processes (3 entries, 3 ndb, 3 sync), used by autobahn-python
+and paho-mqtt like a single router: acknowledgements carry permanent IDs, every entry
+delivers the same events in the same order, `after` replays across entries, and what the
+cluster does not serve yet is refused with a protocol error."""
+
+import asyncio
+import time
+
+import pytest
+from autobahn.wamp import message as wamp_message
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+
+from cluster_nodes import Cluster
+from mqtt_client import Client, new_id
+from wamp_client import connect, run, wait_until
+
+ACK = PublishOptions(acknowledge=True)
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster()
+    try:
+        yield c.start()
+    except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.close()
+
+
+async def subscribe_events(session, topic, **extra):
+    """(publication ID, value) of every event, in arrival order."""
+    got = []
+    session.extra_options[wamp_message.Subscribe] = extra
+    try:
+        await session.subscribe(lambda v, details=None: got.append((details.publication, v)), topic,
+                                options=SubscribeOptions(details=True))
+    finally:
+        session.extra_options.pop(wamp_message.Subscribe, None)
+    return got
+
+
+def test_every_entry_delivers_the_same_sequence_to_wamp_and_mqtt(cluster):
+    per_entry = 40
+
+    async def main():
+        wamp_subs = []
+        mqtt_subs = []
+        for entry in cluster.entries:
+            session = await connect(entry)
+            wamp_subs.append(await subscribe_events(session, "c.seq"))
+            m = Client(entry, new_id(), 5)
+            m.connect()
+            m.subscribe("c/seq", qos=1)
+            mqtt_subs.append(m)
+        publishers = [await connect(entry) for entry in cluster.entries]
+        mqtt_publishers = []
+        for entry in cluster.entries:
+            m = Client(entry, new_id(), 4)
+            m.connect()
+            mqtt_publishers.append(m)
+
+        async def wamp_publisher(index, session):
+            # 8 publishes in flight per entry.
+            ids = []
+            for batch in range(per_entry // 8):
+                futures = [session.publish("c.seq", f"w{index}-{batch * 8 + k}", options=ACK) for k in range(8)]
+                ids += [p.id for p in await asyncio.gather(*futures)]
+            return ids
+
+        def mqtt_publisher(index, client):
+            for k in range(per_entry):
+                client.publish("c/seq", f'"m{index}-{k}"'.encode(), qos=1)
+
+        loop = asyncio.get_running_loop()
+        mqtt_done = [loop.run_in_executor(None, mqtt_publisher, i, c) for i, c in enumerate(mqtt_publishers)]
+        acked = await asyncio.gather(*[wamp_publisher(i, s) for i, s in enumerate(publishers)])
+        await asyncio.gather(*mqtt_done)
+        total = 3 * per_entry * 2
+        await wait_until(lambda: all(len(g) >= total for g in wamp_subs), timeout=20, what="every event on every entry")
+        reference = wamp_subs[0]
+        ids = [i for i, _ in reference]
+        assert ids == sorted(ids) and len(set(ids)) == total, "IDs strictly increasing, no duplicate"
+        for got in wamp_subs[1:]:
+            assert got == reference, "the same (ID, payload) sequence on every entry"
+        acked_ids = {i for per in acked for i in per}
+        assert acked_ids <= set(ids), "every acknowledged ID was delivered"
+        for index, per in enumerate(acked):
+            assert per == sorted(per), f"one publisher's messages keep their order (entry {index + 1})"
+        values = [v for _, v in reference]
+        for m in mqtt_subs:
+            got = [m.get(timeout=10).payload.decode().strip('"') for _ in range(total)]
+            assert got == values, "MQTT subscribers see the same order as WAMP ones"
+
+    run(main(), timeout=90)
+
+
+def test_a_publish_acknowledged_before_another_is_sent_has_the_smaller_id(cluster):
+    async def main():
+        sessions = [await connect(entry) for entry in cluster.entries]
+        ids = []
+        for k in range(30):
+            ids.append((await sessions[k % 3].publish("c.rt", k, options=ACK)).id)
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+        now_ms = int(time.time() * 1000)
+        # IDs read as time: (ms since 2020-01-01) << 12, DESIGN.md.
+        assert abs((ids[-1] >> 12) + 1_577_836_800_000 - now_ms) < 60_000
+
+    run(main(), timeout=60)
+
+
+def test_after_replays_what_another_entry_published_then_goes_live(cluster):
+    async def main():
+        first, _, third = cluster.entries
+        pub = await connect(first)
+        ids = [(await pub.publish("c.hist", k, options=ACK)).id for k in range(10)]
+        sub = await connect(third)
+        got = await subscribe_events(sub, "c.hist", after=ids[4])
+        live = [(await pub.publish("c.hist", k, options=ACK)).id for k in range(10, 15)]
+        await wait_until(lambda: len(got) >= 10, timeout=10, what="replay and live events")
+        await asyncio.sleep(0.2)
+        assert got == list(zip(ids[5:] + live, range(5, 15))), "no gap, no duplicate, in order"
+
+    run(main(), timeout=60)
+
+
+def test_what_the_cluster_does_not_serve_yet_is_refused_clearly(cluster):
+    entry = cluster.entries[0]
+
+    async def main():
+        session = await connect(entry)
+        with pytest.raises(ApplicationError) as refused:
+            await session.publish("c.kv", "v", options=PublishOptions(acknowledge=True, retain=True))
+        assert refused.value.error == "wamp.error.feature_not_supported"
+        assert "retained" in str(refused.value)
+
+    run(main(), timeout=30)
+    v5 = Client(entry, new_id(), 5)
+    _, reason, properties = v5.connect()
+    assert reason == 0
+    assert properties.RetainAvailable == 0
+    v3 = Client(entry, new_id(), 4, clean=False)
+    _, reason, _ = v3.connect()
+    assert reason != 0, "a 3.1.1 persistent session is refused, not silently dropped"
+
+
+def test_no_acknowledgement_without_a_quorum_and_acks_resume_after_restart(cluster):
+    async def main():
+        pub = await connect(cluster.entries[0])
+        await pub.publish("c.q", 0, options=ACK)
+        cluster.nodes[4].kill9()
+        cluster.nodes[5].kill9()
+        started = time.monotonic()
+        with pytest.raises(ApplicationError) as refused:
+            await pub.publish("c.q", 1, options=ACK)
+        assert time.monotonic() - started < 15, "the refusal comes within a bounded time"
+        assert refused.value.error == "wamp.error.unavailable", refused.value
+        print("refused:", refused.value, "after", time.monotonic() - started)
+        cluster.restart(4)
+        cluster.restart(5)
+        restarted = time.monotonic()
+        while True:
+            try:
+                await pub.publish("c.q", 2, options=ACK)
+                break
+            except ApplicationError:
+                assert time.monotonic() - restarted < 10, "acks resume after the ndb restart"
+        assert time.monotonic() - restarted < 10
+
+    run(main(), timeout=90)
