@@ -426,6 +426,8 @@ fn two_ndb_down_means_no_acks_and_their_return_resumes_acks() {
             started.elapsed() < Duration::from_secs(3),
             "errors in bounded time"
         );
+        // Longer than ndb's abort delay: the lone ndb has the stuck segment aborted.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         cluster.start(ndbs[0]);
         cluster.start(ndbs[1]);
         let (_, took) = wait_for_an_ack(&entry, 2, Duration::from_secs(10)).await;
