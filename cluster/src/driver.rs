@@ -132,11 +132,11 @@ impl Disk for NodeStore {
 /// Where a driver's messages go: the [`Mesh`] in production, a fake in tests.
 pub trait Outbox: Send + 'static {
     /// Queues `message` for `to` (dropping it is allowed: the protocol retries).
-    fn send(&self, to: NodeId, message: &Message);
+    fn send(&self, to: NodeId, message: Message);
 }
 
 impl Outbox for Mesh {
-    fn send(&self, to: NodeId, message: &Message) {
+    fn send(&self, to: NodeId, message: Message) {
         Mesh::send(self, to, message);
     }
 }
@@ -218,8 +218,8 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
         if fsync || pending.len() > PENDING_WRITES_MAX {
             self.persist(std::mem::take(pending), fsync).await?;
         }
-        for (to, message) in &messages {
-            self.mesh.send(*to, message);
+        for (to, message) in messages {
+            self.mesh.send(to, message);
         }
         Ok(())
     }

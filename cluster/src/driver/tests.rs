@@ -34,7 +34,7 @@ impl Disk for Journal {
 }
 
 impl Outbox for Journal {
-    fn send(&self, to: NodeId, message: &Message) {
+    fn send(&self, to: NodeId, message: Message) {
         self.push(Event::Sent {
             to,
             kind: message.kind(),
