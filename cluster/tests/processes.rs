@@ -190,6 +190,25 @@ impl Drop for TestCluster {
         for id in ids {
             self.kill9(id);
         }
+        if std::thread::panicking() {
+            // The temp dir goes with the test: show the end of each node's log first.
+            for node in &self.cluster.nodes {
+                let log = self
+                    .dir
+                    .path()
+                    .join("logs")
+                    .join(format!("n{}.err", node.id));
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                eprintln!(
+                    "--- node {} ({:?}) log tail:\n{}",
+                    node.id,
+                    node.role,
+                    tail.join("\n")
+                );
+            }
+        }
     }
 }
 
