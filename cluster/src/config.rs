@@ -192,7 +192,7 @@ impl ClusterFile {
             }
             if role != Role::Entry && count % 2 == 0 {
                 warnings.push(format!(
-                    "{count} {} nodes: an odd number is recommended ({} tolerate as many failures)",
+                    "{count} {} nodes: an odd number is recommended ({} nodes tolerate as many failures)",
                     role.name(),
                     count - 1
                 ));

@@ -233,6 +233,12 @@ pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>,
             return Ok(false);
         }
         let entry = RaftEntry::parse_from_bytes(value).map_err(protobuf_error("raft entry"))?;
+        if entry.index != index {
+            return Err(ClusterError::Corrupt {
+                what: "raft entry",
+                reason: format!("entry {} stored under index {index}", entry.index),
+            });
+        }
         entries.push(entry);
         Ok(true)
     })?;
@@ -381,5 +387,41 @@ mod tests {
             sync_records(&store, &[1, 2]),
             Err(ClusterError::MembershipChanged { .. })
         ));
+    }
+
+    #[test]
+    fn garbage_on_disk_is_an_error_not_a_panic() {
+        let garbage: &[&[u8]] = &[b"", b"\xff", b"\x01\x02\x03", &[0xff; 64]];
+        for value in garbage {
+            let dir = tempfile::tempdir().unwrap();
+            let store = NodeStore::open(dir.path(), NDB_FAMILIES, SyncMode::None).unwrap();
+            let mut batch = NodeBatch::new();
+            batch.put(TEMP, [7u8; 16].to_vec(), value.to_vec());
+            store.write(&batch, false).unwrap();
+            assert!(ndb_records(&store).is_err());
+            let mut batch = NodeBatch::new();
+            batch.delete(TEMP, [7u8; 16].to_vec());
+            batch.put(
+                TEMP,
+                b"short key".to_vec(),
+                encode(&(NodeId(1), Vec::<Publication>::new())).unwrap(),
+            );
+            store.write(&batch, false).unwrap();
+            assert!(ndb_records(&store).is_err());
+            let mut batch = NodeBatch::new();
+            batch.delete(TEMP, b"short key".to_vec());
+            batch.put(RESOLUTIONS, u64_key(1), value.to_vec());
+            store.write(&batch, false).unwrap();
+            assert!(ndb_records(&store).is_err());
+
+            let dir = tempfile::tempdir().unwrap();
+            let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
+            let mut batch = NodeBatch::new();
+            batch.put(RAFT_LOG, u64_key(1), value.to_vec());
+            batch.put(RAFT_STATE, HARD_STATE, value.to_vec());
+            store.write(&batch, false).unwrap();
+            // Whatever parses must also be consistent (an entry's index is its key).
+            assert!(sync_records(&store, &[1]).is_err());
+        }
     }
 }

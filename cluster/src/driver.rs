@@ -111,12 +111,42 @@ impl Core for Sync {
     }
 }
 
+/// Where a driver's batches go: a [`NodeStore`] in production, a fake in tests.
+pub trait Disk: Send + std::marker::Sync + 'static {
+    /// Writes `batch` atomically (an empty one: nothing), then fsyncs if `fsync`. Blocking.
+    fn persist(&self, batch: &NodeBatch, fsync: bool) -> Result<(), ClusterError>;
+}
+
+impl Disk for NodeStore {
+    fn persist(&self, batch: &NodeBatch, fsync: bool) -> Result<(), ClusterError> {
+        if batch.is_empty() {
+            if fsync {
+                self.sync_wal()?;
+            }
+            return Ok(());
+        }
+        Ok(self.write(batch, fsync)?)
+    }
+}
+
+/// Where a driver's messages go: the [`Mesh`] in production, a fake in tests.
+pub trait Outbox: Send + 'static {
+    /// Queues `message` for `to` (dropping it is allowed: the protocol retries).
+    fn send(&self, to: NodeId, message: Message);
+}
+
+impl Outbox for Mesh {
+    fn send(&self, to: NodeId, message: Message) {
+        Mesh::send(self, to, message);
+    }
+}
+
 /// Everything a driver task owns besides its state machine.
-pub struct Driver {
+pub struct Driver<D: Disk = NodeStore, O: Outbox = Mesh> {
     /// The node's durable state.
-    pub store: Arc<NodeStore>,
+    pub store: Arc<D>,
     /// Where messages go.
-    pub mesh: Mesh,
+    pub mesh: O,
     /// Where messages come from.
     pub inbox: mpsc::Receiver<(NodeId, Message)>,
     /// Turns true to stop.
@@ -125,7 +155,7 @@ pub struct Driver {
     pub clock: Clock,
 }
 
-impl Driver {
+impl<D: Disk, O: Outbox> Driver<D, O> {
     /// Runs `core` until shutdown (`Ok`) or a store failure (`Err`: the node must stop,
     /// as its disk no longer matches its memory).
     pub async fn run<C: Core>(mut self, mut core: C) -> Result<(), ClusterError> {
@@ -188,23 +218,17 @@ impl Driver {
         if fsync || pending.len() > PENDING_WRITES_MAX {
             self.persist(std::mem::take(pending), fsync).await?;
         }
-        for (to, message) in &messages {
-            self.mesh.send(*to, message);
+        for (to, message) in messages {
+            self.mesh.send(to, message);
         }
         Ok(())
     }
 
     async fn persist(&self, batch: NodeBatch, fsync: bool) -> Result<(), ClusterError> {
         let store = Arc::clone(&self.store);
-        let write = tokio::task::spawn_blocking(move || {
-            if batch.is_empty() {
-                store.sync_wal()
-            } else {
-                store.write(&batch, fsync)
-            }
-        });
+        let write = tokio::task::spawn_blocking(move || store.persist(&batch, fsync));
         match write.await {
-            Ok(result) => Ok(result?),
+            Ok(result) => result,
             Err(error) => Err(ClusterError::Task(error.to_string())),
         }
     }
@@ -212,3 +236,6 @@ impl Driver {
 
 /// How long a node waits for its tasks at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests;

@@ -64,6 +64,11 @@ impl Default for EntryOptions {
 
 type Reply = oneshot::Sender<Result<PermanentId, EntryError>>;
 
+/// At most one READ waits for its LOG; another goes out after this long without an answer.
+/// The entry polls every few ms; without this cap a new entry catching up on a long log
+/// keeps every ndb busy answering the same READ with the same 4096 records.
+const READ_ANSWER_WAIT: Duration = Duration::from_millis(250);
+
 enum Command {
     Publish(Publication, Reply),
     Subscribe(u64, PermanentId, Sink),
@@ -145,6 +150,7 @@ impl EntryHandle {
             queue_max: options.queue_publishes_max,
             waiting: HashMap::new(),
             sinks: HashMap::new(),
+            read_sent_at: None,
         };
         let task = tokio::spawn(task.run());
         Ok(EntryHandle {
@@ -303,6 +309,7 @@ struct EntryTask {
     queue_max: usize,
     waiting: HashMap<AdvanceId, Reply>,
     sinks: HashMap<u64, Sink>,
+    read_sent_at: Option<tokio::time::Instant>,
 }
 
 impl EntryTask {
@@ -329,10 +336,7 @@ impl EntryTask {
             };
             match wake {
                 Wake::Command(command) => self.on_command(command),
-                Wake::Message(from, message) => {
-                    self.entry
-                        .handle_message(from, message, self.clock.now_ms());
-                }
+                Wake::Message(from, message) => self.on_message(from, message),
                 Wake::Timer => {}
             }
             self.drain();
@@ -393,6 +397,14 @@ impl EntryTask {
         }
     }
 
+    fn on_message(&mut self, from: NodeId, message: Message) {
+        if matches!(message, Message::Log { .. }) {
+            self.read_sent_at = None;
+        }
+        self.entry
+            .handle_message(from, message, self.clock.now_ms());
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Publish(publication, reply) => {
@@ -436,8 +448,15 @@ impl EntryTask {
 
     fn carry_out(&mut self) {
         let ready = self.entry.ready();
-        for (to, message) in &ready.messages {
-            self.mesh.send(*to, message);
+        for (to, message) in ready.messages {
+            if matches!(message, Message::Read { .. }) {
+                let waiting = self.read_sent_at.map(|at| at.elapsed());
+                if waiting.is_some_and(|waiting| waiting < READ_ANSWER_WAIT) {
+                    continue;
+                }
+                self.read_sent_at = Some(tokio::time::Instant::now());
+            }
+            self.mesh.send(to, message);
         }
         for event in ready.events {
             self.on_event(event);

@@ -190,6 +190,25 @@ impl Drop for TestCluster {
         for id in ids {
             self.kill9(id);
         }
+        if std::thread::panicking() {
+            // The temp dir goes with the test: show the end of each node's log first.
+            for node in &self.cluster.nodes {
+                let log = self
+                    .dir
+                    .path()
+                    .join("logs")
+                    .join(format!("n{}.err", node.id));
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                eprintln!(
+                    "--- node {} ({:?}) log tail:\n{}",
+                    node.id,
+                    node.role,
+                    tail.join("\n")
+                );
+            }
+        }
     }
 }
 
@@ -426,6 +445,8 @@ fn two_ndb_down_means_no_acks_and_their_return_resumes_acks() {
             started.elapsed() < Duration::from_secs(3),
             "errors in bounded time"
         );
+        // Longer than ndb's abort delay: the lone ndb has the stuck segment aborted.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         cluster.start(ndbs[0]);
         cluster.start(ndbs[1]);
         let (_, took) = wait_for_an_ack(&entry, 2, Duration::from_secs(10)).await;

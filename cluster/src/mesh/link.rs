@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fox_sequencer::wire::{self, Frame, Handshake, WireError, HANDSHAKE_MAX_BYTES};
-use fox_sequencer::NodeId;
+use fox_sequencer::{Message, NodeId};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -251,28 +251,43 @@ async fn read_loop(
 async fn write_loop(
     shared: &Shared,
     writer: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut messages: mpsc::Receiver<Message>,
 ) -> LinkError {
     let heartbeat = Duration::from_millis(shared.limits.heartbeat_ms);
     let mut writer = BufWriter::new(writer);
     // Runs for the life of the link; every turn writes frames or a heartbeat.
     loop {
-        let first = match timeout(heartbeat, frames.recv()).await {
+        let first = match timeout(heartbeat, messages.recv()).await {
             Err(_) => wire::HEARTBEAT_FRAME.to_vec(),
             Ok(None) => return LinkError::Closed,
-            Ok(Some(frame)) => frame,
+            Ok(Some(message)) => encode(shared, &message),
         };
         if let Err(error) = writer.write_all(&first).await {
             return error.into();
         }
         for _ in 0..WRITE_BATCH_FRAMES_MAX {
-            let Ok(frame) = frames.try_recv() else { break };
-            if let Err(error) = writer.write_all(&frame).await {
+            let Ok(message) = messages.try_recv() else {
+                break;
+            };
+            if let Err(error) = writer.write_all(&encode(shared, &message)).await {
                 return error.into();
             }
         }
         if let Err(error) = writer.flush().await {
             return error.into();
+        }
+    }
+}
+
+/// The frame of `message`; empty (nothing to write) if it does not encode, counted.
+fn encode(shared: &Shared, message: &Message) -> Vec<u8> {
+    match wire::encode_frame(message, shared.limits.frame_size_max_bytes) {
+        Ok(frame) => frame,
+        Err(error) => {
+            tracing::warn!(kind = message.kind(), %error, "message not sent");
+            let counter = &shared.counters.frames_unencodable;
+            counter.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
         }
     }
 }

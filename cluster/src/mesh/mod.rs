@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fox_sequencer::config::wire_limits::FRAME_SIZE_MAX_BYTES;
-use fox_sequencer::wire::{self, HandshakeConfig};
+use fox_sequencer::wire::HandshakeConfig;
 use fox_sequencer::{Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -88,7 +88,7 @@ pub struct MeshStats {
     pub frames_dropped_queue_full: u64,
     /// Frames dropped because there was no link to the peer.
     pub frames_dropped_no_link: u64,
-    /// Messages sent that did not encode (too large).
+    /// Messages that did not encode (larger than `frame_size_max_bytes`), not sent.
     pub frames_unencodable: u64,
 }
 
@@ -106,7 +106,7 @@ pub type Inbox = mpsc::Sender<(NodeId, Message)>;
 
 struct LinkSlot {
     link_id: u64,
-    frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Sender<Message>,
 }
 
 struct Shared {
@@ -122,7 +122,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn register(&self, peer: NodeId, frames: mpsc::Sender<Vec<u8>>) -> u64 {
+    fn register(&self, peer: NodeId, frames: mpsc::Sender<Message>) -> u64 {
         let link_id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         links.insert(peer, LinkSlot { link_id, frames });
@@ -212,41 +212,31 @@ impl Mesh {
     }
 
     /// Queues `message` for `to`; drops it (counted) when there is no link or its queue
-    /// is full. A message to this node itself goes straight to the inbox.
-    pub fn send(&self, to: NodeId, message: &Message) {
+    /// is full. The link's writer task encodes it, so a large message does not hold up the
+    /// caller. A message to this node itself goes straight to the inbox.
+    pub fn send(&self, to: NodeId, message: Message) {
+        let counters = &self.shared.counters;
         if to == self.shared.node {
-            if self.shared.inbox.try_send((to, message.clone())).is_err() {
-                let counter = &self.shared.counters.frames_dropped_queue_full;
-                counter.fetch_add(1, Ordering::Relaxed);
+            if self.shared.inbox.try_send((to, message)).is_err() {
+                counters
+                    .frames_dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        let frame = match wire::encode_frame(message, self.shared.limits.frame_size_max_bytes) {
-            Ok(frame) => frame,
-            Err(error) => {
-                tracing::warn!(%to, kind = message.kind(), %error, "message not sent");
-                let counter = &self.shared.counters.frames_unencodable;
-                counter.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
         let links = self
             .shared
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let counters = &self.shared.counters;
-        match links.get(&to) {
-            None => counters
-                .frames_dropped_no_link
-                .fetch_add(1, Ordering::Relaxed),
-            Some(slot) => match slot.frames.try_send(frame) {
-                Ok(()) => 0,
-                Err(_) => counters
-                    .frames_dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed),
+        let counter = match links.get(&to) {
+            None => &counters.frames_dropped_no_link,
+            Some(slot) => match slot.frames.try_send(message) {
+                Ok(()) => return,
+                Err(_) => &counters.frames_dropped_queue_full,
             },
         };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether a link with `peer` is up now.

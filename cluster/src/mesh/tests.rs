@@ -60,10 +60,10 @@ async fn links_carry_messages_both_ways_and_survive_idle_periods() {
     // Idle for longer than the idle timeout: heartbeats keep the link.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let message = Message::PullResolutions { from_index: 7 };
-    client.send(NodeId(2), &message);
+    client.send(NodeId(2), message.clone());
     let received = tokio::time::timeout(Duration::from_secs(5), server_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(1), message.clone())));
-    server.send(NodeId(1), &message);
+    server.send(NodeId(1), message.clone());
     let received = tokio::time::timeout(Duration::from_secs(5), client_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(2), message)));
     assert_eq!(client.stats().frames_dropped_no_link, 0);
@@ -82,7 +82,7 @@ async fn a_wrong_secret_never_links_and_is_counted() {
     assert!(!client.is_linked(NodeId(2)));
     assert!(!server.is_linked(NodeId(1)));
     assert!(server.stats().connections_refused >= 1);
-    client.send(NodeId(2), &Message::PullResolutions { from_index: 1 });
+    client.send(NodeId(2), Message::PullResolutions { from_index: 1 });
     assert_eq!(client.stats().frames_dropped_no_link, 1);
     let _ = stop.send(true);
 }

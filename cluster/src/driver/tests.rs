@@ -1,0 +1,120 @@
+//! The driver with a fake disk and outbox: persist and fsync come before the messages
+//! that announce them, and messages that arrive together share one fsync.
+
+use super::*;
+use fox_sequencer::{Membership, NdbConfig, Publication, SegmentId};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Persisted { ops: usize, fsync: bool },
+    Sent { to: NodeId, kind: &'static str },
+}
+
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<Vec<Event>>>);
+
+impl Journal {
+    fn push(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Disk for Journal {
+    fn persist(&self, batch: &NodeBatch, fsync: bool) -> Result<(), ClusterError> {
+        self.push(Event::Persisted {
+            ops: batch.len(),
+            fsync,
+        });
+        Ok(())
+    }
+}
+
+impl Outbox for Journal {
+    fn send(&self, to: NodeId, message: Message) {
+        self.push(Event::Sent {
+            to,
+            kind: message.kind(),
+        });
+    }
+}
+
+fn keep(index: u8) -> Message {
+    Message::Keep {
+        segment: SegmentId::new_v7(1_000, [index; 10]),
+        owner: NodeId(0),
+        messages: vec![Publication {
+            publisher: 1,
+            sequence: u64::from(index),
+            payload: vec![index],
+        }],
+    }
+}
+
+#[tokio::test]
+async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_fsync() {
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1), NodeId(2)],
+        syncs: vec![NodeId(3)],
+    };
+    let clock = Clock::new();
+    let ndb = Ndb::new(NdbConfig::new(NodeId(1), membership), clock.now_ms());
+    let journal = Journal::default();
+    let (inbox_sender, inbox) = mpsc::channel(16);
+    let (stop, shutdown) = watch::channel(false);
+    for index in 0..3 {
+        inbox_sender.try_send((NodeId(0), keep(index))).unwrap();
+    }
+    let driver = Driver {
+        store: Arc::new(journal.clone()),
+        mesh: journal.clone(),
+        inbox,
+        shutdown,
+        clock,
+    };
+    let task = tokio::spawn(driver.run(ndb));
+    for _ in 0..200 {
+        let stored = journal
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::Sent { kind: "STORED", .. }))
+            .count();
+        if stored == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    let events = journal.events();
+    let first_stored = events
+        .iter()
+        .position(|e| matches!(e, Event::Sent { kind: "STORED", .. }))
+        .expect("STORED sent");
+    let fsyncs: Vec<&Event> = events[..first_stored]
+        .iter()
+        .filter(|e| matches!(e, Event::Persisted { fsync: true, .. }))
+        .collect();
+    assert_eq!(
+        fsyncs,
+        vec![&Event::Persisted {
+            ops: 3,
+            fsync: true
+        }],
+        "{events:?}"
+    );
+    let stored_to_entry = events
+        .iter()
+        .filter(|e| {
+            **e == Event::Sent {
+                to: NodeId(0),
+                kind: "STORED",
+            }
+        })
+        .count();
+    assert_eq!(stored_to_entry, 3);
+}
