@@ -193,8 +193,14 @@ fn protobuf_error(what: &'static str) -> impl Fn(protobuf::ProtobufError) -> Clu
     }
 }
 
-/// The batch that makes `writes` durable. Entries at an index replace it and all after it.
-pub fn sync_batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
+/// The batch that makes `writes` durable. Entries at an index replace it and all after it:
+/// stored entries past the last new one are deleted, with one bounded range tombstone, and
+/// only when there are any (a tombstone per append made every scan and every restart slow:
+/// RocksDB merges all of them). `log_last_index` is the last index on disk, updated here.
+pub fn sync_batch(
+    writes: &[SyncWrite],
+    log_last_index: &mut u64,
+) -> Result<NodeBatch, ClusterError> {
     let mut batch = NodeBatch::new();
     for write in writes {
         match write {
@@ -206,8 +212,12 @@ pub fn sync_batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
                     batch.put(RAFT_LOG, u64_key(entry.index), bytes);
                 }
                 if let Some(last) = entries.last() {
-                    let after = last.index.saturating_add(1);
-                    batch.delete_range(RAFT_LOG, u64_key(after), u64_key(u64::MAX));
+                    if *log_last_index > last.index {
+                        let after = last.index.saturating_add(1);
+                        let end = log_last_index.saturating_add(1);
+                        batch.delete_range(RAFT_LOG, u64_key(after), u64_key(end));
+                    }
+                    *log_last_index = last.index;
                 }
             }
             SyncWrite::HardState(state) => {
@@ -372,7 +382,9 @@ mod tests {
                 ..Default::default()
             }),
         ];
-        store.write(&sync_batch(&writes).unwrap(), true).unwrap();
+        let mut last = 0;
+        store.write(&sync_batch(&writes, &mut last).unwrap(), true).unwrap();
+        assert_eq!(last, 2);
         let records = sync_records(&store, &[3, 2, 1]).unwrap();
         let SyncWrite::Entries(entries) = &records[0] else {
             panic!("entries first")

@@ -44,8 +44,9 @@ pub trait Core: Send + 'static {
     fn poll_timeout(&self) -> u64;
     /// Writes, whether to fsync, messages.
     fn take_ready(&mut self) -> (Vec<Self::Write>, bool, Vec<(NodeId, Message)>);
-    /// The store batch for writes.
-    fn batch(writes: &[Self::Write]) -> Result<NodeBatch, ClusterError>;
+    /// The store batch for writes. `log_last_index` is the last Raft index on disk (sync;
+    /// unused by ndb), kept up to date by the batch.
+    fn batch(writes: &[Self::Write], log_last_index: &mut u64) -> Result<NodeBatch, ClusterError>;
     /// Whether this node leads (sync); logged when it changes.
     fn is_leader(&self) -> bool {
         false
@@ -72,7 +73,7 @@ impl Core for Ndb {
         (ready.writes, ready.fsync, ready.messages)
     }
 
-    fn batch(writes: &[NdbWrite]) -> Result<NodeBatch, ClusterError> {
+    fn batch(writes: &[NdbWrite], _log_last_index: &mut u64) -> Result<NodeBatch, ClusterError> {
         disk::ndb_batch(writes)
     }
 }
@@ -102,8 +103,8 @@ impl Core for Sync {
         (ready.writes, ready.fsync, ready.messages)
     }
 
-    fn batch(writes: &[SyncWrite]) -> Result<NodeBatch, ClusterError> {
-        disk::sync_batch(writes)
+    fn batch(writes: &[SyncWrite], log_last_index: &mut u64) -> Result<NodeBatch, ClusterError> {
+        disk::sync_batch(writes, log_last_index)
     }
 
     fn is_leader(&self) -> bool {
@@ -153,6 +154,8 @@ pub struct Driver<D: Disk = NodeStore, O: Outbox = Mesh> {
     pub shutdown: watch::Receiver<bool>,
     /// The node's clock.
     pub clock: Clock,
+    /// Sync: the last Raft log index on disk (from recovery); 0 for ndb.
+    pub log_last_index: u64,
 }
 
 impl<D: Disk, O: Outbox> Driver<D, O> {
@@ -213,7 +216,7 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     ) -> Result<(), ClusterError> {
         let (writes, fsync, messages) = core.take_ready();
         if !writes.is_empty() {
-            pending.append(C::batch(&writes)?);
+            pending.append(C::batch(&writes, &mut self.log_last_index)?);
         }
         if fsync || pending.len() > PENDING_WRITES_MAX {
             self.persist(std::mem::take(pending), fsync).await?;

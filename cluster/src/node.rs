@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use fox_sequencer::{Ndb, NdbConfig, NodeId, Sync, SyncConfig};
+use fox_sequencer::{Ndb, NdbConfig, NodeId, Sync, SyncConfig, SyncWrite};
 use fox_storage::{NodeStore, SyncMode};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
@@ -141,11 +141,12 @@ pub async fn start_node(
         inbox,
         shutdown: shutdown_receiver,
         clock,
+        log_last_index: task.log_last_index(),
     };
     let task = tokio::spawn(async move {
         match task {
             Core::Ndb(ndb) => driver.run(*ndb).await,
-            Core::Sync(sync) => driver.run(*sync).await,
+            Core::Sync(sync, _) => driver.run(*sync).await,
         }
     });
     Ok(RunningNode {
@@ -190,7 +191,17 @@ async fn open_store(spec: &NodeSpec, sync_mode: SyncMode) -> Result<Arc<NodeStor
 
 enum Core {
     Ndb(Box<Ndb>),
-    Sync(Box<Sync>),
+    /// The state machine and the last Raft index on disk.
+    Sync(Box<Sync>, u64),
+}
+
+impl Core {
+    fn log_last_index(&self) -> u64 {
+        match self {
+            Core::Ndb(_) => 0,
+            Core::Sync(_, last) => *last,
+        }
+    }
 }
 
 /// Rebuilds the state machine from the store (on a blocking thread: it reads it all).
@@ -225,6 +236,14 @@ async fn spawn_core(
                 .map(|n| u64::from(n.0) + 1)
                 .collect();
             let records = disk::sync_records(&store, &voters)?;
+            let log_last_index = records
+                .iter()
+                .filter_map(|record| match record {
+                    SyncWrite::Entries(entries) => entries.last().map(|e| e.index),
+                    SyncWrite::HardState(_) => None,
+                })
+                .max()
+                .unwrap_or(0);
             let mut config = SyncConfig::new(id, membership, seed);
             config.tick_ms = SYNC_TICK_MS;
             let sync = Sync::recover(config, &records, clock.now_ms()).map_err(|error| {
@@ -234,7 +253,7 @@ async fn spawn_core(
                 }
             })?;
             tracing::info!(resolutions = sync.resolutions().len(), "sync state rebuilt");
-            Ok(Core::Sync(Box::new(sync)))
+            Ok(Core::Sync(Box::new(sync), log_last_index))
         }
     })
     .await;

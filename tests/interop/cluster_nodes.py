@@ -55,6 +55,8 @@ class Node:
     def start(self, timeout=20.0):
         cmd = [str(BIN), "node", "--cluster", str(self.cluster.file), "--id", str(self.id)]
         cmd += self.cluster.node_args
+        if self.role == "entry":
+            cmd += self.cluster.entry_args
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.lines = queue.Queue()
@@ -116,10 +118,14 @@ class Node:
 class Cluster:
     """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
 
-    def __init__(self, node_args=()):
+    def __init__(self, node_args=(), entry_config=None):
         self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
         self.file = self.dir / "cluster.toml"
         self.node_args = list(node_args)
+        self.entry_args = []
+        if entry_config is not None:
+            (self.dir / "entry.toml").write_text(entry_config)
+            self.entry_args = ["--config", str(self.dir / "entry.toml")]
         base = _free_base_port(PORTS_PER_CLUSTER)
         subprocess.run([str(BIN), "cluster", "init", str(self.dir), "--base-port", str(base)],
                        check=True, capture_output=True, timeout=30)
@@ -137,11 +143,26 @@ class Cluster:
             node.wait_listening()
         return self
 
-    def restart(self, node_id):
+    def restart(self, node_id, timeout=60.0):
         node = self.nodes[node_id]
         node.kill9()
-        node.start().wait_listening()
+        started = time.monotonic()
+        node.start().wait_listening(timeout)
+        node.restart_seconds = time.monotonic() - started
         return node
+
+    def sync_leader(self):
+        """A sync node whose latest leadership line says it leads (None if none does)."""
+        for node in self.nodes.values():
+            if node.role != "sync" or node.proc is None or node.proc.poll() is not None:
+                continue
+            try:
+                lines = [l for l in node.log_path.read_text().splitlines() if "sync leadership changed" in l]
+            except OSError:
+                continue
+            if lines and "leader=true" in lines[-1]:
+                return node.id
+        return None
 
     def logs(self):
         return "\n".join(f"--- node {n.id}\n{n.logs()}" for n in self.nodes.values())

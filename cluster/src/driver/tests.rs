@@ -75,6 +75,7 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
         inbox,
         shutdown,
         clock,
+        log_last_index: 0,
     };
     let task = tokio::spawn(driver.run(ndb));
     for _ in 0..200 {
