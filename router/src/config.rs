@@ -132,7 +132,8 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Largest WAMP message or MQTT packet accepted, in bytes. Default 1 MiB.
+    /// Largest WAMP message, or MQTT PUBLISH payload, accepted, in bytes. Default 1 MiB.
+    /// MQTT packets may be 64 KiB larger (topic, properties; `docs/mqtt.md`).
     pub message_size_max_bytes: usize,
     /// Messages queued toward one session before the slow-consumer policy applies.
     /// Default 4096. Events past it are dropped and counted; a session whose queue is

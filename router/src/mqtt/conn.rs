@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::connect::{accept, Accepted};
 use super::registry::Registry;
-use super::session::{End, Flow, Parked, Session};
+use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::{drained, draining, unix_ms, Backpressure, Draining};
 use crate::realm::Outbound;
@@ -198,7 +198,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
     transport: &'static str,
     peer: &str,
 ) -> Option<Box<Started<R, W>>> {
-    let max_in = router.config.limits.message_size_max_bytes;
+    let max_in = packet_max_bytes(&router.config.limits);
     let mut input = BytesMut::new();
     let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
     let first =
@@ -370,7 +370,7 @@ where
     let mut kicks = Some(kicks);
     let client_id = session.client_id().to_owned();
     let protocol = session.protocol();
-    let max_in = router.config.limits.message_size_max_bytes;
+    let max_in = packet_max_bytes(&router.config.limits);
     let mut shutdown = router.shutdown_signal();
     let mut out = BytesMut::new();
     let stats = &realm.mqtt.stats;

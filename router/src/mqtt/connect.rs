@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::inbound::message_properties;
 use super::registry::Previous;
-use super::session::{Negotiated, Parked, Session, SessionState, Will};
+use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::{Action, Identity};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
@@ -89,6 +89,14 @@ pub async fn accept(
     let Some(realm) = router.realm(&realm_name) else {
         return Err(refusal(ReasonCode::NotAuthorized));
     };
+    let payload_max_bytes = router.config.limits.message_size_max_bytes;
+    if connect
+        .will
+        .as_ref()
+        .is_some_and(|w| w.payload.len() > payload_max_bytes)
+    {
+        return Err(refusal(ReasonCode::PacketTooLarge));
+    }
     let will = connect.will.as_ref().map(|w| will_of(w, now_ms));
     if let Some(will) = &will {
         if !will_permitted(&realm, &identity, will) {
@@ -241,7 +249,7 @@ fn connack(
         let limits = &router.config.limits;
         properties.receive_maximum = Some(settings.receive_max);
         properties.topic_alias_maximum = Some(settings.topic_alias_max);
-        properties.maximum_packet_size_bytes = u32::try_from(limits.message_size_max_bytes).ok();
+        properties.maximum_packet_size_bytes = u32::try_from(packet_max_bytes(limits)).ok();
         if connect.properties.session_expiry_interval_secs.unwrap_or(0) != settings.expiry_secs {
             properties.session_expiry_interval_secs = Some(settings.expiry_secs);
         }

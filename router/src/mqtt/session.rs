@@ -154,6 +154,20 @@ impl Violation {
     }
 }
 
+/// Room a packet has beyond the largest payload: a PUBLISH's fixed header, topic, packet ID
+/// and properties together may take this many bytes more than
+/// `limits.message_size_max_bytes`, which MQTT counts against the payload alone.
+pub const PACKET_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// The largest packet we accept (and announce as Maximum Packet Size): the payload limit
+/// plus [`PACKET_HEADROOM_BYTES`], at most what MQTT can encode.
+pub fn packet_max_bytes(limits: &Limits) -> usize {
+    limits
+        .message_size_max_bytes
+        .saturating_add(PACKET_HEADROOM_BYTES)
+        .min(fox_mqtt_proto::PACKET_SIZE_MAX_BYTES)
+}
+
 /// Settings fixed at CONNECT: ours from the limits, the client's from its CONNECT.
 #[derive(Clone, Debug)]
 pub struct Negotiated {
@@ -177,6 +191,8 @@ pub struct Negotiated {
     pub expiry_secs: u32,
     /// Largest queue of pending deliveries.
     pub pending_max: usize,
+    /// Largest PUBLISH payload accepted (`limits.message_size_max_bytes`).
+    pub payload_max_bytes: usize,
 }
 
 impl Negotiated {
@@ -193,6 +209,7 @@ impl Negotiated {
             topic_alias_max: limits.mqtt_topic_alias_max,
             expiry_secs: 0,
             pending_max: limits.session_queue_max.max(1),
+            payload_max_bytes: limits.message_size_max_bytes,
         }
     }
 }
