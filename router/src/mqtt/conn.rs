@@ -50,6 +50,11 @@ const CLOSE_LINGER_MS: u64 = 1_000;
 /// is reset): room for the rest of a packet a little over the limit.
 const CLOSE_LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// The transport name of MQTT over TCP (session meta API, listener settings).
+pub(super) const TRANSPORT_TCP: &str = "mqtt";
+/// The transport name of MQTT over WebSocket.
+pub(super) const TRANSPORT_WEBSOCKET: &str = "mqtt-websocket";
+
 /// Why the loop stopped.
 pub(super) struct Exit {
     end: End,
@@ -604,7 +609,7 @@ pub(super) fn handle_outbound(
 pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve(router, reader, writer, "mqtt", peer).await;
+    serve(router, reader, writer, TRANSPORT_TCP, peer).await;
 }
 
 /// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
@@ -644,7 +649,7 @@ pub async fn serve_websocket(router: Arc<Router>, ws: WebSocketStream<TcpStream>
         }
         let _ = sink.close().await;
     });
-    run(router, near, "mqtt-websocket", peer).await;
+    run(router, near, TRANSPORT_WEBSOCKET, peer).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
     inbound.abort();
 }

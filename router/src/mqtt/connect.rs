@@ -103,7 +103,10 @@ pub async fn accept(
             return Err(refusal(ReasonCode::NotAuthorized));
         }
     }
-    let settings = negotiate(router, &connect, client_id);
+    let mut settings = negotiate(router, &connect, client_id);
+    settings.fox_id = connect.protocol.is_v5()
+        && (listener_sends_fox_id(router, transport)
+            || super::outbound::asks_for_fox_id(&connect.properties.user_properties));
     let info = SessionInfo {
         id: crate::realm::new_session_id(),
         realm: realm.name.clone(),
@@ -173,6 +176,17 @@ pub async fn accept(
         generation,
         realm,
     })
+}
+
+/// Whether the listener a connection came through sends the permanent ID to every MQTT 5
+/// client (`listen.mqtt_fox_id`, `listen.ws_mqtt_fox_id`).
+fn listener_sends_fox_id(router: &Router, transport: &str) -> bool {
+    let listen = &router.config.listen;
+    match transport {
+        super::conn::TRANSPORT_TCP => listen.mqtt_fox_id,
+        super::conn::TRANSPORT_WEBSOCKET => listen.ws_mqtt_fox_id,
+        _ => false,
+    }
 }
 
 fn will_permitted(realm: &Realm, identity: &Identity, will: &Will) -> bool {

@@ -25,7 +25,7 @@ use crate::config::Limits;
 use crate::realm::{
     Delivery, MessageProperties, OutboundQueue, Payload, PublishOptions, Realm, SessionHandle,
 };
-use crate::topic::Topic;
+use crate::topic::{Pattern, Topic};
 
 /// A will message (MQTT) = a testament (WAMP): published when the connection ends
 /// abnormally, after its delay.
@@ -80,6 +80,13 @@ pub struct SubscriptionRecord {
     pub no_local: bool,
     /// The last ID before the subscription started (it is owed only later messages).
     pub since: u64,
+    /// The filter as a pattern, without a `$share/GROUP/` prefix.
+    pub pattern: Pattern,
+    /// A shared subscription (`$share/GROUP/FILTER`): its deliveries are never merged
+    /// with those of other subscriptions.
+    pub shared: bool,
+    /// The client asked for the permanent ID (`fox-id`) on this subscription's deliveries.
+    pub fox_id: bool,
 }
 
 /// What of a session outlives its connection (clean session 0 / session expiry > 0).
@@ -99,6 +106,10 @@ pub struct SessionState {
     /// The highest permanent ID taken from the realm queue (live deliveries arrive in ID
     /// order, so everything at or below it not in `inflight` or `pending` is done).
     pub received_through: u64,
+    /// The highest permanent ID sent as one merged copy for all matching non-shared
+    /// subscriptions: further deliveries of it (through the other subscriptions) are
+    /// already covered (`outbound.rs`).
+    pub merged_through: u64,
 }
 
 /// A session waiting for its client to come back.
@@ -191,6 +202,9 @@ pub struct Negotiated {
     pub expiry_secs: u32,
     /// Largest queue of pending deliveries.
     pub pending_max: usize,
+    /// MQTT 5: every delivery carries the permanent ID as user property `fox-id` (the
+    /// listener's switch, or the client asked in CONNECT).
+    pub fox_id: bool,
     /// Largest PUBLISH payload accepted (`limits.message_size_max_bytes`).
     pub payload_max_bytes: usize,
 }
@@ -209,6 +223,7 @@ impl Negotiated {
             topic_alias_max: limits.mqtt_topic_alias_max,
             expiry_secs: 0,
             pending_max: limits.session_queue_max.max(1),
+            fox_id: false,
             payload_max_bytes: limits.message_size_max_bytes,
         }
     }
