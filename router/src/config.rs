@@ -108,6 +108,11 @@ pub struct Listen {
     /// MQTT over TCP.
     #[serde(deserialize_with = "optional_addr")]
     pub mqtt: Option<SocketAddr>,
+    /// MQTT over TCP: send every MQTT 5 delivery's permanent ID as the user property
+    /// `fox-id` without the client asking for it (`docs/mqtt.md`). Default false.
+    pub mqtt_fox_id: bool,
+    /// MQTT over WebSocket (`/mqtt` on `ws`): the same as `mqtt_fox_id`. Default false.
+    pub ws_mqtt_fox_id: bool,
 }
 
 impl Default for Listen {
@@ -116,6 +121,8 @@ impl Default for Listen {
             ws: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             rawsocket: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             mqtt: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            mqtt_fox_id: false,
+            ws_mqtt_fox_id: false,
         }
     }
 }
@@ -132,7 +139,8 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Largest WAMP message or MQTT packet accepted, in bytes. Default 1 MiB.
+    /// Largest WAMP message, or MQTT PUBLISH payload, accepted, in bytes. Default 1 MiB.
+    /// MQTT packets may be 64 KiB larger (topic, properties; `docs/mqtt.md`).
     pub message_size_max_bytes: usize,
     /// Messages queued toward one session before the slow-consumer policy applies.
     /// Default 4096. Events past it are dropped and counted; a session whose queue is

@@ -6,13 +6,13 @@ import asyncio
 
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from mqtt_client import Client, new_id
+from mqtt_client import Client, new_id, props
 from wamp_client import connect, run, wait_for
 
 
-def mqtt_client(router, version=5):
+def mqtt_client(router, version=5, properties=None):
     c = Client(router, new_id(), version)
-    c.connect()
+    c.connect(properties=properties)
     return c
 
 
@@ -116,7 +116,8 @@ def test_retained_across_the_boundary(router):
 
 def test_one_permanent_id_both_sides(router):
     async def main():
-        m = mqtt_client(router)
+        # The permanent ID is opt-in: this client asks for it on CONNECT.
+        m = mqtt_client(router, properties=props(UserProperty=[("fox-id", "true")]))
         m.subscribe("pid/x", qos=1)
         w = await connect(router)
         pub = await w.publish("pid.x", 1, options=PublishOptions(acknowledge=True))

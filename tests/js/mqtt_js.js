@@ -9,7 +9,7 @@
 // session (3.1.1 clean: false / 5 session expiry) that receives at QoS 1 and 2 what was
 // published while it was away, and for MQTT 5: user properties, response topic,
 // correlation data, content type and payload format passed through, the fox-id
-// property, and topic aliases both ways.
+// property (asked for on SUBSCRIBE), and topic aliases both ways.
 
 import { createRequire } from 'node:module';
 
@@ -216,7 +216,8 @@ main(async () => {
     await step('MQTT 5 properties pass through (user properties, response topic, correlation data)', async () => {
       const requestTopic = `${ns}rpc/request`;
       const responseTopic = `${ns}rpc/response`;
-      await sub.subscribeAsync(requestTopic, { qos: 1 });
+      // The permanent ID is opt-in: this subscription asks for it.
+      await sub.subscribeAsync(requestTopic, { qos: 1, properties: { userProperties: { 'fox-id': 'true' } } });
       await pub.subscribeAsync(responseTopic, { qos: 1 });
       const correlationData = Buffer.from([1, 2, 3, 250]);
       await pub.publishAsync(requestTopic, '{"q":1}', {

@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::connect::{accept, Accepted};
 use super::registry::Registry;
-use super::session::{End, Flow, Parked, Session};
+use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::{drained, draining, unix_ms, Backpressure, Draining};
 use crate::realm::Outbound;
@@ -40,6 +40,20 @@ const OUT_QUEUE_FREED_MAX_PACKETS: usize = 8;
 const OUT_RETAINED_MAX_BYTES: usize = 64 * 1024;
 /// Longest a write may block on a client that does not read before it is dropped.
 const WRITE_TIMEOUT_MS: u64 = 30_000;
+/// When we close a connection (a protocol violation, keep alive timeout, takeover, a
+/// refused CONNECT), how long we go on reading and discarding what the client still sends
+/// after our DISCONNECT (or CONNACK) and the shutdown of our write side. Closing a socket
+/// with unread input resets it, and the client would get ECONNRESET or EPIPE instead of
+/// reading the reason code.
+const CLOSE_LINGER_MS: u64 = 1_000;
+/// Most bytes read and discarded while lingering (a client that keeps sending past this
+/// is reset): room for the rest of a packet a little over the limit.
+const CLOSE_LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The transport name of MQTT over TCP (session meta API, listener settings).
+pub(super) const TRANSPORT_TCP: &str = "mqtt";
+/// The transport name of MQTT over WebSocket.
+pub(super) const TRANSPORT_WEBSOCKET: &str = "mqtt-websocket";
 
 /// Why the loop stopped.
 pub(super) struct Exit {
@@ -189,7 +203,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
     transport: &'static str,
     peer: &str,
 ) -> Option<Box<Started<R, W>>> {
-    let max_in = router.config.limits.message_size_max_bytes;
+    let max_in = packet_max_bytes(&router.config.limits);
     let mut input = BytesMut::new();
     let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
     let first =
@@ -199,6 +213,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
         Ok(Err((error, guess))) => {
             tracing::info!(%peer, %error, "bad MQTT CONNECT");
             refuse(&mut writer, guess, error.reason_code()).await;
+            linger(&mut reader, input).await;
             return None;
         }
         Ok(Ok(None)) | Err(_) => return None,
@@ -213,6 +228,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
         })),
         Err(connack) => {
             refuse(&mut writer, Some(protocol), connack.reason).await;
+            linger(&mut reader, input).await;
             None
         }
     }
@@ -355,7 +371,7 @@ where
     let mut kicks = Some(kicks);
     let client_id = session.client_id().to_owned();
     let protocol = session.protocol();
-    let max_in = router.config.limits.message_size_max_bytes;
+    let max_in = packet_max_bytes(&router.config.limits);
     let mut shutdown = router.shutdown_signal();
     let mut out = BytesMut::new();
     let stats = &realm.mqtt.stats;
@@ -461,6 +477,27 @@ where
     }
     let _ = write_packets(&mut session, &mut writer, &mut out, stats).await;
     let _ = writer.shutdown().await;
+    // We close while the client may still be sending (not at shutdown: nobody waits then).
+    let lingers = exit
+        .disconnect
+        .is_some_and(|reason| reason != ReasonCode::ServerShuttingDown);
+    finish(&realm, &client_id, generation, session, rx, exit);
+    if lingers {
+        // Boxed: only a closing connection carries this future.
+        Box::pin(linger(&mut reader, input)).await;
+    }
+}
+
+/// Ends the session and hands it on: to the connection that took it over, to the registry
+/// (parked, expiry > 0), or out of the realm.
+fn finish(
+    realm: &Arc<crate::realm::Realm>,
+    client_id: &str,
+    generation: u64,
+    session: Box<Session>,
+    rx: crate::realm::OutboundQueue,
+    exit: Exit,
+) {
     let parked = (*session).end(rx, exit.end);
     match (exit.kick, parked) {
         (Some(reply), parked) => {
@@ -470,15 +507,33 @@ where
             }
         }
         (None, Some(parked)) => {
-            if let Err(parked) = Registry::park(&realm, &client_id, generation, Box::new(parked)) {
+            if let Err(parked) = Registry::park(realm, client_id, generation, Box::new(parked)) {
                 realm.leave(parked.handle.info.id);
             }
         }
         (None, None) => {
-            if let Some(stale) = realm.mqtt.release(&client_id, generation) {
+            if let Some(stale) = realm.mqtt.release(client_id, generation) {
                 realm.leave(stale.handle.info.id);
             }
         }
+    }
+}
+
+/// After our write side is shut down: reads and discards the client's input until it
+/// closes, for at most [`CLOSE_LINGER_MS`] and [`CLOSE_LINGER_MAX_BYTES`], so that the
+/// close that follows does not reset a connection whose client is still sending before it
+/// has read our last packet.
+async fn linger<R: Source>(reader: &mut R, mut input: BytesMut) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(CLOSE_LINGER_MS);
+    let mut discarded_bytes = input.len();
+    input.clear();
+    while discarded_bytes < CLOSE_LINGER_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, reader.read_some(&mut input)).await {
+            Ok(Ok(read)) if read > 0 => discarded_bytes += read,
+            // End of input, an error or the deadline.
+            _ => return,
+        }
+        input.clear();
     }
 }
 
@@ -550,7 +605,7 @@ pub(super) fn handle_outbound(
 pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve(router, reader, writer, "mqtt", peer).await;
+    serve(router, reader, writer, TRANSPORT_TCP, peer).await;
 }
 
 /// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
@@ -590,7 +645,7 @@ pub async fn serve_websocket(router: Arc<Router>, ws: WebSocketStream<TcpStream>
         }
         let _ = sink.close().await;
     });
-    run(router, near, "mqtt-websocket", peer).await;
+    run(router, near, TRANSPORT_WEBSOCKET, peer).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
     inbound.abort();
 }

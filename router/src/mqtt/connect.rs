@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::inbound::message_properties;
 use super::registry::Previous;
-use super::session::{Negotiated, Parked, Session, SessionState, Will};
+use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::{Action, Identity};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
@@ -94,13 +94,24 @@ pub async fn accept(
         tracing::info!(%peer, client = %client_id, why, "MQTT CONNECT refused");
         return Err(refusal(reason));
     }
+    let payload_max_bytes = router.config.limits.message_size_max_bytes;
+    if connect
+        .will
+        .as_ref()
+        .is_some_and(|w| w.payload.len() > payload_max_bytes)
+    {
+        return Err(refusal(ReasonCode::PacketTooLarge));
+    }
     let will = connect.will.as_ref().map(|w| will_of(w, now_ms));
     if let Some(will) = &will {
         if !will_permitted(&realm, &identity, will) {
             return Err(refusal(ReasonCode::NotAuthorized));
         }
     }
-    let settings = negotiate(router, &connect, client_id);
+    let mut settings = negotiate(router, &connect, client_id);
+    settings.fox_id = connect.protocol.is_v5()
+        && (listener_sends_fox_id(router, transport)
+            || super::outbound::asks_for_fox_id(&connect.properties.user_properties));
     let info = SessionInfo {
         id: crate::realm::new_session_id(),
         realm: realm.name.clone(),
@@ -170,6 +181,17 @@ pub async fn accept(
         generation,
         realm,
     })
+}
+
+/// Whether the listener a connection came through sends the permanent ID to every MQTT 5
+/// client (`listen.mqtt_fox_id`, `listen.ws_mqtt_fox_id`).
+fn listener_sends_fox_id(router: &Router, transport: &str) -> bool {
+    let listen = &router.config.listen;
+    match transport {
+        super::conn::TRANSPORT_TCP => listen.mqtt_fox_id,
+        super::conn::TRANSPORT_WEBSOCKET => listen.ws_mqtt_fox_id,
+        _ => false,
+    }
 }
 
 fn will_permitted(realm: &Realm, identity: &Identity, will: &Will) -> bool {
@@ -264,7 +286,7 @@ fn connack(
         let limits = &router.config.limits;
         properties.receive_maximum = Some(settings.receive_max);
         properties.topic_alias_maximum = Some(settings.topic_alias_max);
-        properties.maximum_packet_size_bytes = u32::try_from(limits.message_size_max_bytes).ok();
+        properties.maximum_packet_size_bytes = u32::try_from(packet_max_bytes(limits)).ok();
         if connect.properties.session_expiry_interval_secs.unwrap_or(0) != settings.expiry_secs {
             properties.session_expiry_interval_secs = Some(settings.expiry_secs);
         }

@@ -34,6 +34,14 @@ impl Session {
         mut publish: Publish,
         now_ms: u64,
     ) -> Result<(), Violation> {
+        if publish.payload.len() > self.settings.payload_max_bytes {
+            // MQTT 5 has no acknowledgement code for this (PUBACK and PUBREC do not list
+            // 0x95): as for a packet over our Maximum Packet Size, DISCONNECT 0x95.
+            return Err(Violation::new(
+                ReasonCode::PacketTooLarge,
+                "payload larger than limits.message_size_max_bytes",
+            ));
+        }
         let name = self.resolve_alias(&mut publish)?;
         if publish.retain {
             if let Some(why) = self.realm.shared().engine.refuses(Feature::Retain) {

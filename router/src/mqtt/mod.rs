@@ -30,7 +30,13 @@
 //! `{"args": [...], "kwargs": {...}}` ([`crate::realm::Payload`]). Retained messages
 //! are one store (an empty payload clears a topic); a will is published like a WAMP
 //! testament. Every message has one permanent ID, which MQTT 5 subscribers receive as
-//! the user property `fox-id`.
+//! the user property `fox-id` when they ask for it (`outbound.rs`): user properties are
+//! otherwise forwarded unaltered.
+//!
+//! A message matching several of a session's subscriptions is sent once, at the highest
+//! granted QoS, with every Subscription Identifier (shared subscriptions apart).
+//! `limits.message_size_max_bytes` counts PUBLISH payloads; packets may be
+//! `PACKET_HEADROOM_BYTES` larger (our Maximum Packet Size, `session.rs`).
 //!
 //! # Sessions
 //!
@@ -49,7 +55,9 @@
 //!
 //! Bad input (decode errors, protocol violations) ends the connection with DISCONNECT
 //! and the reason code in 5.0 (CONNACK before the session exists), a plain close in 3.x;
-//! each is logged once, and the will is published.
+//! each is logged once, and the will is published. A connection we close lingers: our
+//! side is shut down and the client's input read and discarded for a bounded time, so a
+//! client still sending reads the reason code instead of a reset (`conn.rs`).
 //!
 //! Known limits: no enhanced authentication (AUTH); a session subscribing the same
 //! filter both plain and as `$share/...` shares one broker subscription; QoS 0 messages

@@ -1,7 +1,15 @@
 //! Deliveries to the client: a realm delivery becomes a PUBLISH (QoS downgraded to the
-//! subscription's, expired messages dropped, properties passed through, the permanent ID
-//! as user property `fox-id` in MQTT 5, topic aliases when the client allows them), QoS 1
-//! and 2 go through the inflight window, and the client's acknowledgements retire them.
+//! subscription's, expired messages dropped, properties passed through unaltered, topic
+//! aliases when the client allows them), QoS 1 and 2 go through the inflight window, and
+//! the client's acknowledgements retire them. A message matching several of a session's
+//! (non-shared) subscriptions is sent once, at the highest of their QoS, with all their
+//! Subscription Identifiers.
+//!
+//! The permanent ID goes to MQTT 5 clients as the user property `fox-id` only when asked
+//! for: the listener's switch (`listen.mqtt_fox_id`, `listen.ws_mqtt_fox_id`), or the user
+//! property `fox-id: true` on CONNECT (every delivery) or SUBSCRIBE (that subscription's).
+//! A message that would exceed the client's Maximum Packet Size only because of it is
+//! sent without it.
 //!
 //! Flow control: the connection takes from the realm queue only while
 //! [`Session::wants_deliveries`], so a client that does not acknowledge leaves messages in
@@ -99,25 +107,26 @@ impl Session {
     }
 
     /// The PUBLISH for a delivery (without packet ID), or `None` when it is not to be sent:
-    /// unknown subscription, expired, or larger than the client's maximum packet size.
-    fn publish_for(&self, delivery: &Delivery, now_ms: u64) -> Option<Publish> {
-        let filter = self.state.by_broker_id.get(&delivery.subscription)?;
-        let record = self.state.subscriptions.get(filter)?;
+    /// unknown subscription, already sent merged with another subscription's delivery,
+    /// expired, or larger than the client's maximum packet size.
+    fn publish_for(&mut self, delivery: &Delivery, now_ms: u64) -> Option<Publish> {
+        let wanted = self.wanted(delivery)?;
         let publication = &delivery.publication;
         let remaining_secs = match publication.properties.expires_at_ms {
             Some(at) if at <= now_ms => return None,
             Some(at) => Some(u32::try_from((at - now_ms).div_ceil(1000)).unwrap_or(u32::MAX)),
             None => None,
         };
-        let qos = delivery.qos.min(record.qos).min(publication.qos);
-        let retain = delivery.retained || (record.retain_as_published && publication.retain);
-        let properties = if self.settings.protocol.is_v5() {
-            v5_properties(publication, record.identifier, remaining_secs)
+        let qos = wanted.qos;
+        let retain = delivery.retained || (wanted.retain_as_published && publication.retain);
+        let v5 = self.settings.protocol.is_v5();
+        let properties = if v5 {
+            v5_properties(publication, wanted.identifiers, remaining_secs)
         } else {
             // 3.x has no properties: building them would be thrown away by the encoder.
             Properties::default()
         };
-        let publish = Publish {
+        let mut publish = Publish {
             dup: false,
             qos: QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce),
             retain,
@@ -127,14 +136,80 @@ impl Session {
             payload: publication.payload.to_mqtt(),
             properties,
         };
-        match publish.encoded_len(self.settings.protocol) {
-            Ok(bytes) if bytes <= self.settings.client_packet_max_bytes => Some(publish),
-            _ => {
-                // MQTT-3.1.2-25: a packet the client cannot take is discarded.
-                self.realm.mqtt.stats.count_dropped();
-                None
+        let fits = |p: &Publish| {
+            p.encoded_len(self.settings.protocol)
+                .is_ok_and(|bytes| bytes <= self.settings.client_packet_max_bytes)
+        };
+        if !fits(&publish) {
+            // MQTT-3.1.2-25: a packet the client cannot take is discarded.
+            self.realm.mqtt.stats.count_dropped();
+            return None;
+        }
+        if v5 && (wanted.fox_id || self.settings.fox_id) {
+            let id = (FOX_ID_PROPERTY.to_owned(), publication.id.to_string());
+            publish.properties.user_properties.push(id);
+            if !fits(&publish) {
+                // The ID is ours, not the publisher's: the message goes without it.
+                publish.properties.user_properties.pop();
             }
         }
+        Some(publish)
+    }
+
+    /// What the subscriptions behind a delivery ask of its PUBLISH. A live delivery through
+    /// a non-shared subscription stands for every non-shared subscription of the session
+    /// that matches (MQTT-3.3.4-2, -3.3.4-3, -3.3.4-5: one copy, at the highest QoS, with
+    /// every Subscription Identifier); the other subscriptions' deliveries of the same
+    /// message come right after it (one fan-out, under the realm's order lock) and are
+    /// skipped. Retained replays and shared subscriptions are deliveries of their own.
+    fn wanted(&mut self, delivery: &Delivery) -> Option<Wanted> {
+        let filter = self.state.by_broker_id.get(&delivery.subscription)?;
+        let record = self.state.subscriptions.get(filter)?;
+        let single = Wanted {
+            qos: delivery.qos.min(record.qos),
+            retain_as_published: record.retain_as_published,
+            identifiers: record.identifier.into_iter().collect(),
+            fox_id: record.fox_id,
+        };
+        if delivery.retained || record.shared {
+            return Some(single);
+        }
+        let id = delivery.publication.id;
+        if id <= self.state.merged_through {
+            return None;
+        }
+        self.state.merged_through = id;
+        if self.state.subscriptions.len() == 1 {
+            return Some(single);
+        }
+        Some(self.merged(&delivery.publication, single))
+    }
+
+    /// `single` joined with every other non-shared subscription matching `publication`
+    /// that was there when it was published (and, under no local, not its publisher).
+    /// Retain as published: the flag is kept if any of them asks for it. No local: a
+    /// subscription with it does not take part in its own session's messages, the others
+    /// still deliver them.
+    fn merged(&self, publication: &Publication, mut wanted: Wanted) -> Wanted {
+        let own = self.handle.info.id;
+        let dollar = publication.topic.is_system();
+        for record in self.state.subscriptions.values() {
+            if record.shared
+                || record.since >= publication.id
+                || (record.no_local && publication.publisher == own)
+                || (dollar && !record.pattern.first_level_is_literal())
+                || !record.pattern.matches(&publication.topic)
+            {
+                continue;
+            }
+            wanted.qos = wanted.qos.max(record.qos.min(publication.qos));
+            wanted.retain_as_published |= record.retain_as_published;
+            wanted.fox_id |= record.fox_id;
+            wanted.identifiers.extend(record.identifier);
+        }
+        wanted.identifiers.sort_unstable();
+        wanted.identifiers.dedup();
+        wanted
     }
 
     /// Writes a PUBLISH, replacing its topic by an alias when the client allows them.
@@ -221,15 +296,35 @@ impl Session {
     }
 }
 
-/// The MQTT 5 properties of a delivery: the message's own, the remaining expiry, the
-/// subscription identifier and the permanent ID as user property `fox-id`.
+/// What the subscriptions a delivery stands for ask of its PUBLISH.
+struct Wanted {
+    /// The highest granted QoS (each at most the message's).
+    qos: u8,
+    /// Some subscription asked for retain as published.
+    retain_as_published: bool,
+    /// Their Subscription Identifiers, ascending, each once.
+    identifiers: Vec<u32>,
+    /// Some subscription asked for the permanent ID.
+    fox_id: bool,
+}
+
+/// Whether MQTT 5 user properties (of a CONNECT or a SUBSCRIBE) ask for the permanent ID:
+/// `fox-id` with the value `true`.
+pub(super) fn asks_for_fox_id(user_properties: &[(String, String)]) -> bool {
+    user_properties
+        .iter()
+        .any(|(key, value)| key == FOX_ID_PROPERTY && value.eq_ignore_ascii_case("true"))
+}
+
+/// The MQTT 5 properties of a delivery: the message's own, unaltered (MQTT-3.3.2-18), the
+/// remaining expiry and the subscription identifiers.
 fn v5_properties(
     publication: &Publication,
-    identifier: Option<u32>,
+    identifiers: Vec<u32>,
     remaining_secs: Option<u32>,
 ) -> Properties {
     let message = &publication.properties;
-    let mut properties = Properties::from(PropertyFields {
+    Properties::from(PropertyFields {
         message_expiry_interval_secs: remaining_secs,
         payload_format_indicator: message.payload_utf8.map(|utf8| {
             if utf8 {
@@ -241,14 +336,10 @@ fn v5_properties(
         content_type: message.content_type.clone(),
         response_topic: message.response_topic.clone(),
         correlation_data: message.correlation_data.clone(),
-        subscription_identifiers: identifier.into_iter().collect(),
+        subscription_identifiers: identifiers,
         user_properties: message.user_properties.clone(),
         ..PropertyFields::default()
-    });
-    properties
-        .user_properties
-        .push((FOX_ID_PROPERTY.to_owned(), publication.id.to_string()));
-    properties
+    })
 }
 
 fn pubrel(packet_id: u16, reason: ReasonCode) -> Packet {

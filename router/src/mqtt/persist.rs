@@ -74,6 +74,9 @@ struct StoredSubscription {
     retain_as_published: bool,
     identifier: Option<u32>,
     since: u64,
+    /// Written since the `fox-id` opt-in; older records read as false.
+    #[serde(default)]
+    fox_id: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -204,6 +207,7 @@ fn record(
             retain_as_published: r.retain_as_published,
             identifier: r.identifier,
             since: r.since,
+            fox_id: r.fox_id,
         })
         .collect();
     subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
@@ -415,6 +419,7 @@ fn revive(
             None => (None, stored.filter.clone()),
         };
         let pattern = Pattern::from_mqtt_filter(&inner);
+        let shared = group.is_some();
         let options = SubscribeOptions {
             qos: stored.qos,
             no_local: stored.no_local,
@@ -425,7 +430,7 @@ fn revive(
         if group.is_none() {
             subscriptions.push((
                 broker_id,
-                pattern,
+                pattern.clone(),
                 stored.qos,
                 stored.no_local,
                 stored.since,
@@ -441,6 +446,9 @@ fn revive(
                 identifier: stored.identifier,
                 no_local: stored.no_local,
                 since: stored.since,
+                pattern,
+                shared,
+                fox_id: stored.fox_id,
             },
         );
     }
@@ -531,6 +539,7 @@ mod tests {
             retain_as_published: false,
             identifier: None,
             since,
+            fox_id: false,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::config::Limits;
 use crate::realm::{
     Delivery, MessageProperties, OutboundQueue, Payload, PublishOptions, Realm, SessionHandle,
 };
-use crate::topic::Topic;
+use crate::topic::{Pattern, Topic};
 
 /// A will message (MQTT) = a testament (WAMP): published when the connection ends
 /// abnormally, after its delay.
@@ -80,6 +80,13 @@ pub struct SubscriptionRecord {
     pub no_local: bool,
     /// The last ID before the subscription started (it is owed only later messages).
     pub since: u64,
+    /// The filter as a pattern, without a `$share/GROUP/` prefix.
+    pub pattern: Pattern,
+    /// A shared subscription (`$share/GROUP/FILTER`): its deliveries are never merged
+    /// with those of other subscriptions.
+    pub shared: bool,
+    /// The client asked for the permanent ID (`fox-id`) on this subscription's deliveries.
+    pub fox_id: bool,
 }
 
 /// What of a session outlives its connection (clean session 0 / session expiry > 0).
@@ -99,6 +106,10 @@ pub struct SessionState {
     /// The highest permanent ID taken from the realm queue (live deliveries arrive in ID
     /// order, so everything at or below it not in `inflight` or `pending` is done).
     pub received_through: u64,
+    /// The highest permanent ID sent as one merged copy for all matching non-shared
+    /// subscriptions: further deliveries of it (through the other subscriptions) are
+    /// already covered (`outbound.rs`).
+    pub merged_through: u64,
 }
 
 /// A session waiting for its client to come back.
@@ -154,6 +165,20 @@ impl Violation {
     }
 }
 
+/// Room a packet has beyond the largest payload: a PUBLISH's fixed header, topic, packet ID
+/// and properties together may take this many bytes more than
+/// `limits.message_size_max_bytes`, which MQTT counts against the payload alone.
+pub const PACKET_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// The largest packet we accept (and announce as Maximum Packet Size): the payload limit
+/// plus [`PACKET_HEADROOM_BYTES`], at most what MQTT can encode.
+pub fn packet_max_bytes(limits: &Limits) -> usize {
+    limits
+        .message_size_max_bytes
+        .saturating_add(PACKET_HEADROOM_BYTES)
+        .min(fox_mqtt_proto::PACKET_SIZE_MAX_BYTES)
+}
+
 /// Settings fixed at CONNECT: ours from the limits, the client's from its CONNECT.
 #[derive(Clone, Debug)]
 pub struct Negotiated {
@@ -177,6 +202,11 @@ pub struct Negotiated {
     pub expiry_secs: u32,
     /// Largest queue of pending deliveries.
     pub pending_max: usize,
+    /// MQTT 5: every delivery carries the permanent ID as user property `fox-id` (the
+    /// listener's switch, or the client asked in CONNECT).
+    pub fox_id: bool,
+    /// Largest PUBLISH payload accepted (`limits.message_size_max_bytes`).
+    pub payload_max_bytes: usize,
 }
 
 impl Negotiated {
@@ -193,6 +223,8 @@ impl Negotiated {
             topic_alias_max: limits.mqtt_topic_alias_max,
             expiry_secs: 0,
             pending_max: limits.session_queue_max.max(1),
+            fox_id: false,
+            payload_max_bytes: limits.message_size_max_bytes,
         }
     }
 }

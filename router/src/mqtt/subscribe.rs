@@ -1,7 +1,9 @@
 //! SUBSCRIBE and UNSUBSCRIBE: permission per filter, shared subscriptions
 //! (`$share/GROUP/FILTER`: the broker picks one member per group), subscription
 //! identifiers, no local, retain handling (0: send retained messages, 1: only for a new
-//! subscription, 2: never; never for a shared subscription, spec 4.8.2).
+//! subscription, 2: never; never for a shared subscription, spec 4.8.2), and the
+//! `fox-id` opt-in: a SUBSCRIBE carrying the user property `fox-id: true` asks for the
+//! permanent ID on the deliveries of the filters it subscribes.
 
 use fox_mqtt_proto::{
     parse_shared, Packet, Properties, ReasonCode, RetainHandling, SubAck, Subscribe,
@@ -24,10 +26,11 @@ impl Session {
             .subscription_identifiers
             .first()
             .copied();
+        let fox_id = super::outbound::asks_for_fox_id(&subscribe.properties.user_properties);
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut replays = Vec::new();
         for (filter, options) in &subscribe.filters {
-            let (reason, replay) = self.subscribe_one(filter, options, identifier)?;
+            let (reason, replay) = self.subscribe_one(filter, options, identifier, fox_id)?;
             reasons.push(reason);
             replays.extend(replay);
         }
@@ -50,6 +53,7 @@ impl Session {
         filter: &str,
         options: &SubscriptionOptions,
         identifier: Option<u32>,
+        fox_id: bool,
     ) -> Result<(ReasonCode, Vec<Delivery>), Violation> {
         let (group, inner) = match parse_shared(filter) {
             Some((group, inner)) => (Some(group.to_owned()), inner),
@@ -104,6 +108,9 @@ impl Session {
             identifier,
             no_local: options.no_local,
             since,
+            pattern: pattern.clone(),
+            shared,
+            fox_id,
         };
         self.state.subscriptions.insert(filter.to_owned(), record);
         self.state.by_broker_id.insert(broker_id, filter.to_owned());

@@ -99,6 +99,10 @@ impl Peer {
 }
 
 fn subscribe(filter: &str, qos: QoS) -> Packet {
+    subscribe_with(filter, qos, Properties::default())
+}
+
+fn subscribe_with(filter: &str, qos: QoS, properties: Properties) -> Packet {
     Packet::Subscribe(Subscribe {
         packet_id: 1,
         filters: vec![(
@@ -108,8 +112,25 @@ fn subscribe(filter: &str, qos: QoS) -> Packet {
                 ..Default::default()
             },
         )],
-        properties: Properties::default(),
+        properties,
     })
+}
+
+/// SUBSCRIBE properties: an optional Subscription Identifier, and the `fox-id` opt-in.
+fn subscribe_properties(identifier: Option<u32>, fox_id: bool) -> Properties {
+    let mut properties = Properties::default();
+    properties.subscription_identifiers = identifier.into_iter().collect();
+    if fox_id {
+        let asked = (super::FOX_ID_PROPERTY.to_owned(), "true".to_owned());
+        properties.user_properties.push(asked);
+    }
+    properties
+}
+
+fn fox_id_of(publish: &Publish) -> Option<&str> {
+    let properties = &publish.properties.user_properties;
+    let found = properties.iter().find(|(k, _)| k == super::FOX_ID_PROPERTY);
+    found.map(|(_, v)| v.as_str())
 }
 
 fn publish(topic: &str, payload: &'static [u8], qos: QoS, packet_id: Option<u16>) -> Packet {
@@ -204,7 +225,8 @@ fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
 fn qos1_window_holds_back_until_puback() {
     let realm = realm();
     let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
-    let _ = sub.send(subscribe("w/x", QoS::AtLeastOnce));
+    let asked = subscribe_properties(None, true);
+    let _ = sub.send(subscribe_with("w/x", QoS::AtLeastOnce, asked));
     assert!(matches!(sub.out()[..], [Packet::SubAck(_)]));
     let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
     for payload in [&b"0"[..], b"1", b"2"] {
@@ -225,12 +247,69 @@ fn qos1_window_holds_back_until_puback() {
     let third = publishes(&sent);
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].payload, Bytes::from_static(b"2"));
-    let fox_id = third[0]
-        .properties
-        .user_properties
-        .iter()
-        .find(|(k, _)| k == "fox-id");
-    assert!(fox_id.is_some(), "permanent ID as a user property");
+    assert!(
+        fox_id_of(third[0]).is_some(),
+        "permanent ID as a user property"
+    );
+}
+
+/// The permanent ID is sent only to a subscription that asked for it; the publisher's
+/// user properties go through unaltered.
+#[test]
+fn fox_id_only_when_asked_for() {
+    let realm = realm();
+    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let _ = sub.send(subscribe("f/plain", QoS::AtMostOnce));
+    let asked = subscribe_properties(None, true);
+    let _ = sub.send(subscribe_with("f/asked", QoS::AtMostOnce, asked));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V5, SessionState::default());
+    for topic in ["f/plain", "f/asked"] {
+        let _ = publisher.send(publish(topic, b"m", QoS::AtMostOnce, None));
+    }
+    sub.pump();
+    let sent = sub.out();
+    let sent = publishes(&sent);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0].properties.user_properties.is_empty(),
+        "nothing added"
+    );
+    assert!(fox_id_of(sent[1]).is_some());
+}
+
+/// Overlapping subscriptions: one copy at the highest granted QoS with every identifier,
+/// also when the connection takes the second delivery from the queue only later.
+#[test]
+fn overlapping_subscriptions_send_one_copy() {
+    let realm = realm();
+    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let _ = sub.send(subscribe_with(
+        "o/+",
+        QoS::AtMostOnce,
+        subscribe_properties(Some(7), false),
+    ));
+    let _ = sub.send(subscribe_with(
+        "o/#",
+        QoS::AtLeastOnce,
+        subscribe_properties(Some(9), false),
+    ));
+    let _ = sub.out();
+    let mut publisher = Peer::new(&realm, 2, Protocol::V5, SessionState::default());
+    let _ = publisher.send(publish("o/x", b"m", QoS::ExactlyOnce, Some(1)));
+    assert_eq!(sub.rx.len(), 2, "the realm delivers once per subscription");
+    let first = sub.rx.try_recv().expect("first delivery");
+    sub.session.handle_outbound(first, T0).expect("delivered");
+    let sent = sub.out();
+    let sent = publishes(&sent);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].qos, QoS::AtLeastOnce);
+    assert_eq!(sent[0].properties.subscription_identifiers, vec![7, 9]);
+    sub.pump();
+    assert!(
+        publishes(&sub.out()).is_empty(),
+        "the second delivery is covered"
+    );
 }
 
 #[test]
