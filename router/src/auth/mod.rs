@@ -13,7 +13,11 @@ use std::sync::Arc;
 
 use fox_wamp_proto::{Dict, Value};
 
-use crate::config::{Config, PermissionMatch, User};
+use crate::config::{Config, User};
+
+mod authorize;
+
+pub use authorize::{Action, Authorizer};
 
 /// Who a session is once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -406,70 +410,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// What a session wants to do to a URI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// PUBLISH.
-    Publish,
-    /// SUBSCRIBE.
-    Subscribe,
-    /// CALL.
-    Call,
-    /// REGISTER.
-    Register,
-}
-
-/// Role-based permissions.
-#[derive(Clone, Debug)]
-pub struct Authorizer {
-    config: Arc<Config>,
-}
-
-impl Authorizer {
-    /// An authorizer over this configuration.
-    pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
-    }
-
-    /// Whether `role` may do `action` on `uri`. The most specific rule decides: an exact
-    /// rule, else the longest matching prefix. An unconfigured role named as the anonymous
-    /// role permits everything (the embedded default); any other unknown role nothing.
-    pub fn permits(&self, role: &str, action: Action, uri: &str) -> bool {
-        if self.permits_everything(role) {
-            return true;
-        }
-        self.permits_by_rule(role, action, uri)
-    }
-
-    /// Whether `role` may do anything on any URI: the router's own roles, and an
-    /// unconfigured anonymous role. Lets a hot path skip building the URI.
-    pub fn permits_everything(&self, role: &str) -> bool {
-        role.starts_with("foxrouter.")
-            || (role == self.config.auth.anonymous_role && self.config.role(role).is_none())
-    }
-
-    fn permits_by_rule(&self, role: &str, action: Action, uri: &str) -> bool {
-        // An unknown role that is not the anonymous one was refused by `permits_everything`.
-        let Some(role_config) = self.config.role(role) else {
-            return false;
-        };
-        let rule = role_config
-            .permissions
-            .iter()
-            .filter(|p| match p.match_policy {
-                PermissionMatch::Exact => p.uri == uri,
-                PermissionMatch::Prefix => uri.starts_with(p.uri.as_str()),
-            })
-            .max_by_key(|p| (p.match_policy == PermissionMatch::Exact, p.uri.len()));
-        rule.is_some_and(|p| match action {
-            Action::Publish => p.publish,
-            Action::Subscribe => p.subscribe,
-            Action::Call => p.call,
-            Action::Register => p.register,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,28 +448,6 @@ role = "r"
             )
             .unwrap(),
         )
-    }
-
-    #[test]
-    fn longest_prefix_decides() {
-        let a = Authorizer::new(config());
-        assert!(a.permits("r", Action::Publish, "com.x"));
-        assert!(!a.permits("r", Action::Publish, "com.secret.x"));
-        assert!(!a.permits("r", Action::Call, "com.x"));
-        assert!(!a.permits("nobody", Action::Publish, "com.x"));
-    }
-
-    #[test]
-    fn only_router_roles_and_an_unconfigured_anonymous_role_permit_everything() {
-        let a = Authorizer::new(config());
-        assert!(a.permits_everything("foxrouter.trusted"));
-        assert!(!a.permits_everything("r"), "a configured role has rules");
-        assert!(!a.permits_everything("nobody"));
-        let open = Authorizer::new(Arc::new(Config::parse("", "t").unwrap()));
-        assert!(open.permits_everything("anonymous"));
-        assert!(open.permits("anonymous", Action::Publish, "any.uri"));
-        assert!(!open.permits_everything("r"));
-        assert!(!open.permits("r", Action::Publish, "any.uri"));
     }
 
     #[test]
