@@ -5,16 +5,23 @@ WebSocket / RawSocket clients that send exactly the bytes under test:
   clients release a lock by publishing with `null` arguments), in PUBLISH, CALL, YIELD and
   ERROR, with every serializer; anything else that is not a list / dict stays a protocol
   violation.
+- When the router ends a session (ABORT on a protocol violation, GOODBYE of a kill) while
+  the client is still sending, the client still reads it: the router shuts its writing side
+  and reads and drops input for a while (about a second) before closing, instead of closing
+  with unread input, which resets the connection and loses what was not yet delivered.
 """
 
 import asyncio
+import socket
+import threading
+import time
 
 import pytest
 
 from test_sync_service import kv_publish
 from wamp_client import RawSocketClient, WebSocketClient, assert_stays, connect, run, send_raw, wait_until
 
-ABORT, ERROR, PUBLISHED, SUBSCRIBED, EVENT = 3, 8, 17, 33, 36
+ABORT, GOODBYE, ERROR, PUBLISHED, SUBSCRIBED, EVENT = 3, 6, 8, 17, 33, 36
 CALL, RESULT, REGISTERED, INVOCATION, YIELD = 48, 50, 65, 68, 70
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
@@ -96,3 +103,113 @@ def test_a_null_arguments_publish_releases_a_lock(router):
         assert count == 2, "the releasing session is still joined"
 
     run(main())
+
+
+RECEIVE_BUFFER_BYTES = 4096
+
+
+def _raw_client(router, transport, monkeypatch):
+    """A raw client whose socket has a small receive buffer: what the router sends it
+    waits in the router's send buffer until it reads, as for a client on a slow link."""
+    plain = socket.create_connection
+
+    def small_receive_buffer(addr, timeout=None):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        sock.settimeout(timeout)
+        sock.connect(addr)
+        return sock
+
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "create_connection", small_receive_buffer)
+        if transport == "websocket":
+            c = WebSocketClient(router.addr["ws"], protocols=("wamp.2.json",))
+            assert c.upgraded(), c.status_line
+        else:
+            c = RawSocketClient(router.rawsocket, "json")
+    assert socket.create_connection is plain
+    c.join_details = c.join()
+    return c
+
+
+def _flood_then_close(router, victim, provoke, expect_end):
+    """A client busy receiving a backlog of events keeps sending while the router ends its
+    session (`provoke` is called with the victim's send function, its session ID and
+    another session's client, once the victim is sending); the client must read the
+    router's last message (`expect_end` checks it), not a reset."""
+    victim_id = victim.join_details[1]
+    victim.send([32, 1, {}, "flood.x"])
+    assert victim.recv()[0] == SUBSCRIBED
+    publisher = RawSocketClient(router.rawsocket, "json")
+    publisher.join()
+    payload = "x" * 32_000
+    for i in range(100):  # ~3 MB: more than the router's send buffer takes at once
+        publisher.send([16, i + 1, {}, "flood.x", [payload]])
+    publisher.send([16, 1000, {"acknowledge": True}, "flood.x", ["last"]])
+    assert publisher.recv()[0] == PUBLISHED
+    stop = threading.Event()
+    sending = threading.Lock()  # whole frames: the test thread sends too
+
+    def send(fields):
+        with sending:
+            victim.send(fields)
+
+    def keep_sending():
+        """A steady stream of PUBLISHes (about 1 MB/s) until the test ends."""
+        try:
+            while not stop.is_set():
+                send([16, 1, {}, "other", ["y" * 1000]])
+                time.sleep(0.001)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    try:
+        provoke(send, victim_id, publisher)
+        time.sleep(0.3)  # busy elsewhere: the router's writes to us back up meanwhile
+        events = 0
+        while True:
+            try:
+                msg = victim.recv()
+            except Exception as e:  # noqa: BLE001 - the failure names what came instead
+                raise AssertionError(f"after {events} events: {e!r} instead of the router's last message; "
+                                     f"router log:\n{router.logs()}") from None
+            if msg[0] == EVENT:
+                events += 1
+                continue
+            expect_end(msg)
+            return events
+    finally:
+        stop.set()
+        sender.join(5)
+
+
+@pytest.mark.parametrize("transport", ["rawsocket", "websocket"])
+def test_abort_reaches_a_client_that_keeps_sending(router, transport, monkeypatch):
+    """The router answers the violation with ABORT at once (events still queued for the
+    session are dropped with it)."""
+
+    def violate(send, _id, _other):
+        send([999, 1, {}])
+
+    def is_abort(msg):
+        assert msg[0] == ABORT and msg[2] == "wamp.error.protocol_violation", msg
+
+    victim = _raw_client(router, transport, monkeypatch)
+    _flood_then_close(router, victim, violate, is_abort)
+
+
+@pytest.mark.parametrize("transport", ["rawsocket", "websocket"])
+def test_goodbye_reaches_a_killed_client_that_keeps_sending(router, transport, monkeypatch):
+    """The GOODBYE of wamp.session.kill comes after the events queued before it."""
+
+    def kill(_send, victim_id, admin):
+        admin.send([CALL, 7, {}, "wamp.session.kill", [victim_id]])
+
+    def is_goodbye(msg):
+        assert msg[0] == GOODBYE, msg
+
+    victim = _raw_client(router, transport, monkeypatch)
+    events = _flood_then_close(router, victim, kill, is_goodbye)
+    assert events == 101, f"{events} events before the GOODBYE"
