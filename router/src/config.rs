@@ -28,6 +28,16 @@
 //! name = "backend"
 //! permissions = [ { uri = "com.example.", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
 //!
+//! # Everything except one subtree (the usual ACL). Configuring the anonymous role turns off
+//! # its allow-all default, so the first rule gives everything back.
+//! [[role]]
+//! name = "anonymous"
+//! permissions = [ { uri = "", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
+//! deny = [
+//!   { uri = "test.nosubscribe", subscribe = true },                      # MQTT test/nosubscribe
+//!   { uri = "com.example.admin.", match = "prefix", call = true, publish = true },
+//! ]
+//!
 //! [[user]]
 //! authid = "joe"
 //! secret = "s3cret"              # ticket, wampcra and MQTT password
@@ -38,6 +48,27 @@
 //! pubkeys = ["<64 hex digits>"]  # WAMP-Cryptosign (Ed25519) public keys
 //! role = "backend"
 //! ```
+//!
+//! ## Permissions
+//!
+//! A role's `permissions` allow, its `deny` rules deny. A rule matches a URI exactly
+//! (`match = "exact"`, the default) or as a string prefix (`match = "prefix"`; `""` matches
+//! every URI); MQTT topics are checked in their WAMP spelling (`a/b/c` is `a.b.c`). For one
+//! action on one URI, the most specific matching rule decides: an exact rule before any
+//! prefix, a longer prefix before a shorter one. The candidates are every matching
+//! permission (it allows the actions it sets to `true` and denies the others) and every
+//! matching deny rule that names the action; at equal specificity a deny rule wins. No
+//! matching rule denies. A role that is not configured has no rights, except the anonymous
+//! role, which then allows everything (the embedded default); configure it to restrict it.
+//!
+//! A subscription or registration is checked on its own URI (a WAMP pattern as written,
+//! an MQTT filter in WAMP spelling: `a/+/c` is `a..c`, `a/#` is the prefix `a.`), so one
+//! that lies inside a denied subtree is refused (WAMP ERROR `wamp.error.not_authorized`,
+//! MQTT SUBACK 0x87 in 5.0, 0x80 in 3.1.1). A pattern subscription that is granted but
+//! also covers denied topics (`#`, `test/+`, shared ones too) stays, and the events of the
+//! topics its session's role may not subscribe to are not delivered to it (nor replayed as
+//! history or retained), as Mosquitto and EMQX filter their deliveries. Likewise a pattern
+//! registration is not invoked for a procedure its callee's role may not register.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -251,7 +282,7 @@ impl Default for AuthSettings {
     }
 }
 
-/// A role: permissions on URI patterns.
+/// A role: permissions on URI patterns, and deny rules.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
@@ -260,6 +291,34 @@ pub struct Role {
     /// Permissions; the most specific matching rule decides, none matching denies.
     #[serde(default)]
     pub permissions: Vec<Permission>,
+    /// Deny rules: each denies the actions it sets to `true` on its URIs. For an action,
+    /// the most specific rule among the permissions and the deny rules naming that action
+    /// decides; at equal specificity a deny rule wins (see [`crate::auth::Authorizer`]).
+    #[serde(default)]
+    pub deny: Vec<Deny>,
+}
+
+/// One deny rule: the same shape as a [`Permission`], where `true` denies the action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deny {
+    /// The URI, or URI prefix with `match = "prefix"`. Empty prefix matches all.
+    pub uri: String,
+    /// `exact` (default) or `prefix`.
+    #[serde(default, rename = "match")]
+    pub match_policy: PermissionMatch,
+    /// Deny publishing.
+    #[serde(default)]
+    pub publish: bool,
+    /// Deny subscribing, and deliveries to pattern subscriptions from the denied URIs.
+    #[serde(default)]
+    pub subscribe: bool,
+    /// Deny calling.
+    #[serde(default)]
+    pub call: bool,
+    /// Deny registering, and invocations of pattern registrations for the denied URIs.
+    #[serde(default)]
+    pub register: bool,
 }
 
 /// One permission rule.
@@ -450,6 +509,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("role 'nope'"), "{err}");
+    }
+
+    /// The module docs' example of deny rules parses, and an unknown key in a deny rule
+    /// is refused like one in a permission.
+    #[test]
+    fn deny_rules_parse() {
+        let text = r#"
+[[role]]
+name = "anonymous"
+permissions = [ { uri = "", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
+deny = [
+  { uri = "test.nosubscribe", subscribe = true },                      # MQTT test/nosubscribe
+  { uri = "com.example.admin.", match = "prefix", call = true, publish = true },
+]
+"#;
+        let config = Config::parse(text, "t").unwrap();
+        let role = config.role("anonymous").unwrap();
+        assert_eq!(role.deny.len(), 2);
+        assert!(role.deny[0].subscribe && !role.deny[0].publish);
+        assert_eq!(role.deny[1].match_policy, PermissionMatch::Prefix);
+        let err = Config::parse(
+            "[[role]]\nname = \"r\"\ndeny = [ { uri = \"a\", allow = true } ]\n",
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("allow"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::inbound::message_properties;
 use super::registry::Previous;
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
-use crate::auth::{Action, Identity};
+use crate::auth::{Action, Identity, LoginRefused};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 use crate::topic::Topic;
@@ -79,13 +79,15 @@ pub async fn accept(
     let login = router
         .authenticator
         .mqtt_login(username, connect.password.as_deref(), &client_id);
-    let Some((identity, realm_name)) = login else {
-        tracing::info!(%peer, ?username, "MQTT login refused");
-        let reason = match username {
-            Some(_) => ReasonCode::BadUserNameOrPassword,
-            None => ReasonCode::NotAuthorized,
-        };
-        return Err(refusal(reason));
+    let (identity, realm_name) = match login {
+        Ok(login) => login,
+        Err(refused) => {
+            tracing::info!(%peer, ?username, %refused, "MQTT login refused");
+            return Err(refusal(match refused {
+                LoginRefused::NotAuthorized => ReasonCode::NotAuthorized,
+                LoginRefused::BadCredentials => ReasonCode::BadUserNameOrPassword,
+            }));
+        }
     };
     let Some(realm) = router.realm(&realm_name) else {
         return Err(refusal(ReasonCode::NotAuthorized));

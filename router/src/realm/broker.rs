@@ -2,7 +2,9 @@
 //!
 //! Sessions subscribing to the same pattern share one subscription (and its ID), as the WAMP
 //! spec asks. Fan-out applies publisher exclusion, black/white listing and MQTT no-local,
-//! and picks one member per MQTT shared-subscription group (round robin).
+//! skips the subscribers of a pattern subscription whose role may not subscribe to the
+//! topic (deny rules), and picks one member per MQTT shared-subscription group (round
+//! robin) among the others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use fox_wamp_proto::{Dict, Value};
 
 use super::session::Delivery;
 use super::{Publication, SessionHandle, SessionId, SessionInfo};
+use crate::auth::Authorizer;
 use crate::topic::{MatchPolicy, Pattern, Topic, Trie};
 use crate::util::iso8601;
 
@@ -216,11 +219,14 @@ impl Broker {
     }
 
     /// Delivers a publication to every admitted subscriber of every matching subscription.
+    /// A pattern subscription's subscribers whose role may not subscribe to the topic
+    /// (a deny rule inside what the pattern covers) are skipped.
     pub fn fan_out(
         &self,
         publication: &Arc<Publication>,
         publisher_id: Option<SessionId>,
         options: &PublishOptions,
+        authorizer: &Authorizer,
     ) {
         let dollar = publication.topic.is_system();
         self.trie.matches(&publication.topic, |id| {
@@ -232,7 +238,7 @@ impl Broker {
             if dollar && !sub.pattern.first_level_is_literal() {
                 return;
             }
-            self.deliver(sub, publication, publisher_id, options);
+            self.deliver(sub, publication, publisher_id, options, authorizer);
         });
     }
 
@@ -242,12 +248,17 @@ impl Broker {
         publication: &Arc<Publication>,
         publisher: Option<SessionId>,
         options: &PublishOptions,
+        authorizer: &Authorizer,
     ) {
         let pattern_based = !matches!(sub.pattern, Pattern::Exact(_));
         let mut groups: HashMap<&str, Vec<&Subscriber>> = HashMap::new();
         for subscriber in sub.subscribers.values() {
             let info = &subscriber.handle.info;
-            if !options.admits(info, publisher)
+            // An exact subscription was checked on this very topic when it was made.
+            let denied = pattern_based
+                && !authorizer.may_receive(&info.identity.authrole, &publication.topic);
+            if denied
+                || !options.admits(info, publisher)
                 || (subscriber.options.no_local && publisher == Some(info.id))
                 || !admits_filter(subscriber.options.filter.as_ref(), publication)
                 || (subscriber.options.retained_only && !publication.retain)

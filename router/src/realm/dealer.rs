@@ -272,6 +272,16 @@ impl Dealer {
 
     /// The registration a call to `procedure` goes to.
     pub fn route(&self, procedure: &str) -> Option<u64> {
+        self.route_admitted(procedure, |_| true)
+    }
+
+    /// [`Dealer::route`] among the pattern registrations `admits` accepts (those whose
+    /// callees may register this procedure; an exact one was checked when registered).
+    pub fn route_admitted(
+        &self,
+        procedure: &str,
+        admits: impl Fn(&Registration) -> bool,
+    ) -> Option<u64> {
         // A topic's levels hold no '.', so the URI names the same levels as the pattern.
         if let Some(id) = self.exact_uris.get(procedure) {
             return Some(*id);
@@ -279,7 +289,7 @@ impl Dealer {
         let topic = Topic::from_wamp(procedure);
         let mut best: Option<((u8, usize), u64)> = None;
         self.trie.matches(&topic, |id| {
-            let Some(reg) = self.registrations.get(id) else {
+            let Some(reg) = self.registrations.get(id).filter(|reg| admits(reg)) else {
                 return;
             };
             let rank = match &reg.pattern {

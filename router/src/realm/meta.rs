@@ -81,7 +81,7 @@ pub(super) fn call(
                 .ok_or(no_such_subscription())?;
             let limit = args.get(1).and_then(Value::as_u64).unwrap_or(10).min(1_000) as usize;
             let events = realm
-                .recent_events(&pattern, limit)
+                .recent_events(&pattern, limit, &caller.info.identity.authrole)
                 .iter()
                 .map(|p| Value::Dict(event_dict(p)))
                 .collect();

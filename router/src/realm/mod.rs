@@ -431,7 +431,7 @@ impl Realm {
                 history.push_back(publication.clone());
             }
         }
-        read(&self.broker).fan_out(publication, publisher, options);
+        read(&self.broker).fan_out(publication, publisher, options, &self.shared.authorizer);
     }
 
     /// Puts a retained message read back from the store (at start).
@@ -454,6 +454,7 @@ impl Realm {
         retained: bool,
     ) -> (u64, Replay) {
         let filter = options.filter.clone();
+        let exact = matches!(pattern, Pattern::Exact(_));
         let (sub_id, recent, oldest, retained, cut) = {
             let _order = lock(&self.order);
             let cut = self.shared.engine.last_applied();
@@ -489,9 +490,16 @@ impl Realm {
             _ => Vec::new(),
         };
         history.extend(recent);
-        history.retain(|p| broker::admits_filter(filter.as_ref(), p));
+        // A pattern may cover topics the role may not subscribe to (deny rules): those are
+        // not replayed, as they are not delivered live.
+        let role = &handle.info.identity.authrole;
+        let admits = |p: &Arc<Publication>| {
+            broker::admits_filter(filter.as_ref(), p)
+                && (exact || self.shared.authorizer.may_receive(role, &p.topic))
+        };
+        history.retain(admits);
         let mut retained = retained;
-        retained.retain(|p| broker::admits_filter(filter.as_ref(), p));
+        retained.retain(admits);
         (
             sub_id,
             Replay {
@@ -509,13 +517,20 @@ impl Realm {
         self.shared.engine.last_applied()
     }
 
-    /// The last `limit` messages matching `pattern` (event history), oldest first.
-    pub fn recent_events(&self, pattern: &Pattern, limit: usize) -> Vec<Arc<Publication>> {
+    /// The last `limit` messages matching `pattern` (event history) that a session of
+    /// `role` may receive, oldest first.
+    pub fn recent_events(
+        &self,
+        pattern: &Pattern,
+        limit: usize,
+        role: &str,
+    ) -> Vec<Arc<Publication>> {
         let history = lock(&self.history);
+        let authorizer = &self.shared.authorizer;
         let mut found: Vec<Arc<Publication>> = history
             .iter()
             .rev()
-            .filter(|p| pattern.matches(&p.topic))
+            .filter(|p| pattern.matches(&p.topic) && authorizer.may_receive(role, &p.topic))
             .take(limit)
             .cloned()
             .collect();

@@ -208,8 +208,12 @@ fn one_subscription_per_pattern_and_meta_counts() {
 #[test]
 fn shared_subscription_delivers_to_one_member_in_turn() {
     let realm = realm();
-    let p = peer(&realm, 9, "r", false);
-    let mut members: Vec<Peer> = (1..=3).map(|i| peer(&realm, i, "r", false)).collect();
+    // Pattern subscriptions get only the topics their role may subscribe to: the
+    // unconfigured anonymous role may subscribe to anything.
+    let p = peer(&realm, 9, "anonymous", false);
+    let mut members: Vec<Peer> = (1..=3)
+        .map(|i| peer(&realm, i, "anonymous", false))
+        .collect();
     for m in &members {
         let options = SubscribeOptions {
             share_group: Some("g".into()),
@@ -336,10 +340,12 @@ fn invocation_id(messages: &[Message]) -> u64 {
 #[test]
 fn exact_beats_prefix_beats_wildcard() {
     let realm = realm();
-    let caller = peer(&realm, 1, "r", false);
-    let mut exact = peer(&realm, 2, "r", false);
-    let mut prefix = peer(&realm, 3, "r", false);
-    let mut wild = peer(&realm, 4, "r", false);
+    // Pattern registrations are invoked only for procedures their callees' role may
+    // register: the unconfigured anonymous role may do anything.
+    let caller = peer(&realm, 1, "anonymous", false);
+    let mut exact = peer(&realm, 2, "anonymous", false);
+    let mut prefix = peer(&realm, 3, "anonymous", false);
+    let mut wild = peer(&realm, 4, "anonymous", false);
     realm
         .register(
             &wild.handle,

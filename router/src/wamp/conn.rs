@@ -27,6 +27,13 @@ const OUTBOUND_BATCH_MAX: usize = 256;
 const INCOMING_BATCH_MAX: usize = 64;
 /// How long we wait for the peer's GOODBYE after ours.
 const GOODBYE_WAIT_MS: u64 = 1_000;
+/// After the router ends a session (ABORT, GOODBYE, its reply to the peer's GOODBYE) and
+/// shuts its writing side, how long it still reads and drops the peer's input before
+/// closing: closing a socket with unread input sends a reset, and a peer that is still
+/// sending would then get ECONNRESET instead of reading our last message.
+const LINGER_MS: u64 = 1_000;
+/// The most input dropped while lingering, in bytes: a peer that sends more is cut off.
+const LINGER_BYTES_MAX: usize = 4 << 20;
 
 /// What a transport's reader hands the connection task.
 #[derive(Debug)]
@@ -49,6 +56,10 @@ pub trait FrameReader: Send {
     fn ready_frame(&mut self) -> Option<Incoming> {
         self.next_frame().now_or_never().flatten()
     }
+
+    /// Reads some input and drops it, after the session ended; the bytes dropped, 0 once
+    /// the stream has ended or failed. Cancel safe.
+    fn discard(&mut self) -> impl std::future::Future<Output = usize> + Send;
 }
 
 /// The writing half of a transport.
@@ -146,6 +157,19 @@ fn handle_incoming(
     }
 }
 
+/// Reads and drops the peer's input until it ends, for at most [`LINGER_MS`] and
+/// [`LINGER_BYTES_MAX`] (see there).
+async fn linger<R: FrameReader>(reader: &mut R) {
+    let deadline = Instant::now() + Duration::from_millis(LINGER_MS);
+    let mut discarded_bytes = 0;
+    while discarded_bytes < LINGER_BYTES_MAX {
+        match tokio::time::timeout_at(deadline, reader.discard()).await {
+            Ok(0) | Err(_) => return,
+            Ok(bytes) => discarded_bytes += bytes,
+        }
+    }
+}
+
 /// Runs one WAMP connection to its end.
 pub async fn drive<R: FrameReader, W: FrameWriter>(
     router: Arc<Router>,
@@ -174,6 +198,10 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     // (see `engine::Backpressure`).
     let mut backpressure: Option<Draining> = None;
+    // Whether the peer's input ended (nothing to linger for), and whether our writing side
+    // still works (something was or can be written: linger so that the peer reads it).
+    let mut input_ended = false;
+    let mut writable = true;
     loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
@@ -198,7 +226,10 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 break;
             }
             frame = incoming.next_frame(), if backpressure.is_none() => {
-                let Some(frame) = frame else { break };
+                let Some(frame) = frame else {
+                    input_ended = true;
+                    break;
+                };
                 Backpressure::clear();
                 // Other sessions' connections are woken once, after the whole batch.
                 let wakes = WakeBatch::begin();
@@ -264,6 +295,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             }
         };
         if !written || flow == Flow::Close {
+            writable = written;
             break;
         }
     }
@@ -276,6 +308,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     }
     session.finish();
     writer.close().await;
+    if writable && !input_ended {
+        linger(&mut incoming).await;
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +328,10 @@ mod tests {
     impl FrameReader for ChannelReader {
         async fn next_frame(&mut self) -> Option<Incoming> {
             self.0.recv().await.map(Incoming::Frame)
+        }
+
+        async fn discard(&mut self) -> usize {
+            self.0.recv().await.map_or(0, |frame| frame.len().max(1))
         }
     }
 

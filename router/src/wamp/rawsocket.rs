@@ -104,6 +104,14 @@ impl FrameReader for RawReader {
             }
         }
     }
+
+    async fn discard(&mut self) -> usize {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; READ_CHUNK_BYTES];
+        }
+        // Raw bytes, not frames: after a framing violation there may be no frames left.
+        self.reader.read(&mut self.buf).await.unwrap_or(0)
+    }
 }
 
 /// Serves one RawSocket connection.

@@ -225,7 +225,14 @@ impl WampSession {
                     (State::Established { realm, handle }, flow)
                 }
             }
-            State::Closing => (State::Closed, Flow::Close),
+            // We said GOODBYE: only the peer's GOODBYE counts now; what it sent before
+            // reading ours is dropped (the connection still closes at the wait's end).
+            State::Closing
+                if matches!(message, Message::Goodbye { .. } | Message::Abort { .. }) =>
+            {
+                (State::Closed, Flow::Close)
+            }
+            State::Closing => (State::Closing, Flow::Continue),
             State::Closed => (State::Closed, Flow::Close),
         };
         self.state = next;

@@ -156,6 +156,15 @@ impl FrameReader for WsReader {
         self.done = true;
         None
     }
+
+    async fn discard(&mut self) -> usize {
+        // After our close frame, tungstenite still reads the peer's frames until its close
+        // frame (then the stream ends); an error ends the lingering.
+        match self.stream.next().await {
+            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => 0,
+            Some(Ok(message)) => message.len().max(1),
+        }
+    }
 }
 
 /// Bytes tungstenite reads from the socket at a time (its buffer's initial capacity).

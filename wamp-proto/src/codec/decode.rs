@@ -95,9 +95,11 @@ impl Fields {
         }
     }
 
+    /// Arguments: a list, or absent. An explicit null is absent too, as autobahn (and so
+    /// Crossbar) reads it: fox-wamp clients release a lock by publishing `null` arguments.
     fn args(&mut self) -> Result<Option<Vec<Value>>, DecodeError> {
         match self.elements.next() {
-            None => Ok(None),
+            None | Some(Value::Null) => Ok(None),
             Some(Value::List(list)) => Ok(Some(list)),
             Some(Value::Bytes(_) | Value::Str(_)) => {
                 self.transparent_payload = true;
@@ -107,8 +109,13 @@ impl Fields {
         }
     }
 
+    /// ArgumentsKw: a dict, or absent; an explicit null is absent too (see [`Self::args`]).
     fn kwargs(&mut self) -> Result<Option<Dict>, DecodeError> {
-        self.optional_dict("ArgumentsKw")
+        match self.elements.next() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Dict(dict)) => Ok(Some(dict)),
+            Some(_) => Err(self.invalid("ArgumentsKw must be a dict".to_owned())),
+        }
     }
 
     fn finish(mut self) -> Result<(), DecodeError> {

@@ -556,3 +556,206 @@ fn javascript_encodings_of_binary_and_unset_options() {
         Ok(Message::Publish { .. })
     ));
 }
+
+/// Each message kind that carries Arguments / ArgumentsKw, with both given as `null`
+/// after `head` (the elements before them), and what it decodes to with both absent.
+fn null_payload_cases() -> Vec<(Vec<Value>, Message)> {
+    let list = |items: Vec<Value>| items;
+    vec![
+        (
+            list(vec![
+                16.into(),
+                1.into(),
+                Value::Dict(Dict::new()),
+                "t".into(),
+            ]),
+            Message::Publish {
+                request: 1,
+                options: Dict::new(),
+                topic: text("t"),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![
+                36.into(),
+                1.into(),
+                2.into(),
+                Value::Dict(Dict::new()),
+            ]),
+            Message::Event {
+                subscription: 1,
+                publication: 2,
+                details: Dict::new(),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![
+                48.into(),
+                1.into(),
+                Value::Dict(Dict::new()),
+                "p".into(),
+            ]),
+            Message::Call {
+                request: 1,
+                options: Dict::new(),
+                procedure: text("p"),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![50.into(), 1.into(), Value::Dict(Dict::new())]),
+            Message::Result {
+                request: 1,
+                details: Dict::new(),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![
+                68.into(),
+                1.into(),
+                2.into(),
+                Value::Dict(Dict::new()),
+            ]),
+            Message::Invocation {
+                request: 1,
+                registration: 2,
+                details: Dict::new(),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![70.into(), 1.into(), Value::Dict(Dict::new())]),
+            Message::Yield {
+                request: 1,
+                options: Dict::new(),
+                args: None,
+                kwargs: None,
+            },
+        ),
+        (
+            list(vec![
+                8.into(),
+                68.into(),
+                1.into(),
+                Value::Dict(Dict::new()),
+                "e".into(),
+            ]),
+            Message::Error {
+                request_type: 68,
+                request: 1,
+                details: Dict::new(),
+                error: text("e"),
+                args: None,
+                kwargs: None,
+            },
+        ),
+    ]
+}
+
+/// Encodes a plain list of values with each serializer's own library (not our encoder),
+/// as a third-party peer would.
+fn encode_list(serializer: Serializer, elements: &[Value]) -> Vec<u8> {
+    let json = serde_json::Value::Array(elements.iter().map(Value::to_json).collect());
+    match serializer {
+        Serializer::Json => serde_json::to_vec(&json).unwrap(),
+        Serializer::MsgPack => rmp_serde::to_vec(&json).unwrap(),
+        Serializer::Cbor => {
+            let mut out = Vec::new();
+            ciborium::into_writer(&json, &mut out).unwrap();
+            out
+        }
+    }
+}
+
+/// Issue 12: `null` Arguments or ArgumentsKw are absent (autobahn, and so Crossbar, read
+/// them so), in every message that carries them and with every serializer; `null`
+/// Arguments before a real ArgumentsKw keep the dict. Any other non-list / non-dict stays
+/// a protocol violation.
+#[test]
+fn null_arguments_and_kwargs_are_absent() {
+    let kwargs = dict(&[("k", Value::Int(1))]);
+    for (head, expected) in null_payload_cases() {
+        for serializer in Serializer::ALL {
+            for tail in [
+                vec![Value::Null],
+                vec![Value::Null, Value::Null],
+                vec![Value::List(vec![]), Value::Null],
+            ] {
+                let mut elements = head.clone();
+                elements.extend(tail.clone());
+                let bytes = encode_list(serializer, &elements);
+                let decoded = serializer.decode(&bytes, SIZE_MAX_BYTES);
+                let expected = match (&expected, tail.first()) {
+                    (_, Some(Value::List(_))) => with_payload(&expected, Some(vec![]), None),
+                    _ => expected.clone(),
+                };
+                assert_eq!(decoded, Ok(expected), "{serializer:?} {elements:?}");
+            }
+            let mut elements = head.clone();
+            elements.extend([Value::Null, Value::Dict(kwargs.clone())]);
+            let decoded = serializer.decode(&encode_list(serializer, &elements), SIZE_MAX_BYTES);
+            let with_kwargs = with_payload(&expected, None, Some(kwargs.clone()));
+            assert_eq!(decoded, Ok(with_kwargs), "{serializer:?} {elements:?}");
+            for bad in [Value::Int(0), Value::Bool(false), Value::Dict(Dict::new())] {
+                let mut elements = head.clone();
+                elements.push(bad);
+                let decoded =
+                    serializer.decode(&encode_list(serializer, &elements), SIZE_MAX_BYTES);
+                assert!(
+                    matches!(decoded, Err(DecodeError::Invalid { .. })),
+                    "{serializer:?} {elements:?}: {decoded:?}"
+                );
+            }
+            for bad in [Value::Int(0), Value::List(vec![]), Value::from("x")] {
+                let mut elements = head.clone();
+                elements.extend([Value::List(vec![]), bad]);
+                let decoded =
+                    serializer.decode(&encode_list(serializer, &elements), SIZE_MAX_BYTES);
+                assert!(
+                    matches!(decoded, Err(DecodeError::Invalid { .. })),
+                    "{serializer:?} {elements:?}: {decoded:?}"
+                );
+            }
+        }
+    }
+    // The issue's own sample.
+    assert!(matches!(
+        Serializer::Json.decode(br#"[16, 7, {}, "topic", null]"#, SIZE_MAX_BYTES),
+        Ok(Message::Publish {
+            args: None,
+            kwargs: None,
+            ..
+        })
+    ));
+}
+
+/// `message` with its Arguments / ArgumentsKw replaced.
+fn with_payload(
+    message: &Message,
+    new_args: Option<Vec<Value>>,
+    new_kwargs: Option<Dict>,
+) -> Message {
+    let mut message = message.clone();
+    match &mut message {
+        Message::Publish { args, kwargs, .. }
+        | Message::Event { args, kwargs, .. }
+        | Message::Call { args, kwargs, .. }
+        | Message::Result { args, kwargs, .. }
+        | Message::Invocation { args, kwargs, .. }
+        | Message::Yield { args, kwargs, .. }
+        | Message::Error { args, kwargs, .. } => {
+            *args = new_args;
+            *kwargs = new_kwargs;
+        }
+        other => panic!("no payload in {other:?}"),
+    }
+    message
+}

@@ -15,6 +15,7 @@ use super::{
     call_error, interrupt, CallRequest, CancelMode, Dealer, InvokePolicy, PendingCall, QueuedCall,
     RegisterError, QUEUED_CALLS_MAX,
 };
+use crate::auth::Action;
 use crate::topic::Pattern;
 
 impl Realm {
@@ -64,7 +65,16 @@ impl Realm {
             .filter(|t| *t > 0)
             .map(|t| t.min(self.shared.limits.call_timeout_max_ms));
         let dealer = lock(&self.dealer);
-        let Some(reg_id) = dealer.route(&call.procedure) else {
+        // A pattern registration is not invoked for a procedure one of its callees' roles
+        // may not register (deny rules inside what the pattern covers).
+        let authorizer = &self.shared.authorizer;
+        let may_register = |reg: &super::Registration| {
+            reg.callees.iter().all(|callee| {
+                let role = &callee.info.identity.authrole;
+                authorizer.permits(role, Action::Register, &call.procedure)
+            })
+        };
+        let Some(reg_id) = dealer.route_admitted(&call.procedure, may_register) else {
             return Some(call_error(
                 call.request,
                 "wamp.error.no_such_procedure",

@@ -13,7 +13,11 @@ use std::sync::Arc;
 
 use fox_wamp_proto::{Dict, Value};
 
-use crate::config::{Config, PermissionMatch, User};
+use crate::config::{Config, User};
+
+mod authorize;
+
+pub use authorize::{Action, Authorizer};
 
 /// Who a session is once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,34 +290,44 @@ impl Authenticator {
         ok.then_some(pending.identity)
     }
 
-    /// MQTT: checks a username (`user` or `user@realm`) and password. Returns the identity
-    /// and realm, or `None` when refused. No username means anonymous (if allowed).
+    /// MQTT: checks a username (`user` or `user@realm`) and password; the identity and
+    /// realm, or why the login is refused.
+    ///
+    /// As Mosquitto's `allow_anonymous`: with anonymous sessions allowed, no username, or a
+    /// username that names no configured user and comes without a password, logs in
+    /// anonymously (as that authid, in the realm its `@realm` suffix names). A configured
+    /// user needs its password; an unknown user with a password is refused.
     pub fn mqtt_login(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
         client_id: &str,
-    ) -> Option<(Identity, String)> {
-        let default_realm = self.config.router.mqtt_default_realm.clone();
+    ) -> Result<(Identity, String), LoginRefused> {
+        let default_realm = &self.config.router.mqtt_default_realm;
         let Some(username) = username else {
-            return self.config.auth.anonymous.then(|| {
-                let identity = Identity {
-                    authid: client_id.to_owned(),
-                    authrole: self.config.auth.anonymous_role.clone(),
-                    authmethod: "anonymous".to_owned(),
-                    authprovider: "static".to_owned(),
-                };
-                (identity, default_realm)
-            });
+            return self
+                .mqtt_anonymous(client_id, default_realm.clone())
+                .ok_or(LoginRefused::NotAuthorized);
         };
         let (authid, realm) = match username.rsplit_once('@') {
             Some((authid, realm)) if !realm.is_empty() => (authid, realm.to_owned()),
-            _ => (username, default_realm),
+            _ => (username, default_realm.clone()),
         };
-        let user = self.config.user(authid).filter(|u| !u.secret.is_empty())?;
-        let password = password?;
-        if !constant_time_eq(user.secret.as_bytes(), password) || !user_may_join(user, &realm) {
-            return None;
+        let Some(user) = self.config.user(authid) else {
+            return match password {
+                None => self
+                    .mqtt_anonymous(authid, realm)
+                    .ok_or(LoginRefused::BadCredentials),
+                Some(_) => Err(LoginRefused::BadCredentials),
+            };
+        };
+        // A user without a secret (keys only) has no password: an empty one must not match.
+        let password = password.filter(|_| !user.secret.is_empty());
+        if !password.is_some_and(|p| constant_time_eq(user.secret.as_bytes(), p)) {
+            return Err(LoginRefused::BadCredentials);
+        }
+        if !user_may_join(user, &realm) {
+            return Err(LoginRefused::NotAuthorized);
         }
         let identity = Identity {
             authid: user.authid.clone(),
@@ -321,8 +335,35 @@ impl Authenticator {
             authmethod: "password".to_owned(),
             authprovider: "static".to_owned(),
         };
-        Some((identity, realm))
+        Ok((identity, realm))
     }
+
+    /// An anonymous MQTT identity with this authid, if anonymous sessions are allowed.
+    fn mqtt_anonymous(&self, authid: &str, realm: String) -> Option<(Identity, String)> {
+        self.config.auth.anonymous.then(|| {
+            let identity = Identity {
+                authid: authid.to_owned(),
+                authrole: self.config.auth.anonymous_role.clone(),
+                authmethod: "anonymous".to_owned(),
+                authprovider: "static".to_owned(),
+            };
+            (identity, realm)
+        })
+    }
+}
+
+/// Why an MQTT login is refused; each maps to its CONNACK reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginRefused {
+    /// A configured user with a wrong or missing password, an unknown user with a password,
+    /// or (anonymous off) an unknown user: CONNACK 0x04 (3.1.1) / 0x86 (5).
+    #[error("bad user name or password")]
+    BadCredentials,
+    /// No credentials and anonymous sessions off, or a user not allowed on the realm:
+    /// CONNACK 0x05 (3.1.1) / 0x87 (5).
+    #[error("not authorized")]
+    NotAuthorized,
 }
 
 fn user_may_join(user: &User, realm: &str) -> bool {
@@ -369,70 +410,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// What a session wants to do to a URI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// PUBLISH.
-    Publish,
-    /// SUBSCRIBE.
-    Subscribe,
-    /// CALL.
-    Call,
-    /// REGISTER.
-    Register,
-}
-
-/// Role-based permissions.
-#[derive(Clone, Debug)]
-pub struct Authorizer {
-    config: Arc<Config>,
-}
-
-impl Authorizer {
-    /// An authorizer over this configuration.
-    pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
-    }
-
-    /// Whether `role` may do `action` on `uri`. The most specific rule decides: an exact
-    /// rule, else the longest matching prefix. An unconfigured role named as the anonymous
-    /// role permits everything (the embedded default); any other unknown role nothing.
-    pub fn permits(&self, role: &str, action: Action, uri: &str) -> bool {
-        if self.permits_everything(role) {
-            return true;
-        }
-        self.permits_by_rule(role, action, uri)
-    }
-
-    /// Whether `role` may do anything on any URI: the router's own roles, and an
-    /// unconfigured anonymous role. Lets a hot path skip building the URI.
-    pub fn permits_everything(&self, role: &str) -> bool {
-        role.starts_with("foxrouter.")
-            || (role == self.config.auth.anonymous_role && self.config.role(role).is_none())
-    }
-
-    fn permits_by_rule(&self, role: &str, action: Action, uri: &str) -> bool {
-        // An unknown role that is not the anonymous one was refused by `permits_everything`.
-        let Some(role_config) = self.config.role(role) else {
-            return false;
-        };
-        let rule = role_config
-            .permissions
-            .iter()
-            .filter(|p| match p.match_policy {
-                PermissionMatch::Exact => p.uri == uri,
-                PermissionMatch::Prefix => uri.starts_with(p.uri.as_str()),
-            })
-            .max_by_key(|p| (p.match_policy == PermissionMatch::Exact, p.uri.len()));
-        rule.is_some_and(|p| match action {
-            Action::Publish => p.publish,
-            Action::Subscribe => p.subscribe,
-            Action::Call => p.call,
-            Action::Register => p.register,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,28 +448,6 @@ role = "r"
             )
             .unwrap(),
         )
-    }
-
-    #[test]
-    fn longest_prefix_decides() {
-        let a = Authorizer::new(config());
-        assert!(a.permits("r", Action::Publish, "com.x"));
-        assert!(!a.permits("r", Action::Publish, "com.secret.x"));
-        assert!(!a.permits("r", Action::Call, "com.x"));
-        assert!(!a.permits("nobody", Action::Publish, "com.x"));
-    }
-
-    #[test]
-    fn only_router_roles_and_an_unconfigured_anonymous_role_permit_everything() {
-        let a = Authorizer::new(config());
-        assert!(a.permits_everything("foxrouter.trusted"));
-        assert!(!a.permits_everything("r"), "a configured role has rules");
-        assert!(!a.permits_everything("nobody"));
-        let open = Authorizer::new(Arc::new(Config::parse("", "t").unwrap()));
-        assert!(open.permits_everything("anonymous"));
-        assert!(open.permits("anonymous", Action::Publish, "any.uri"));
-        assert!(!open.permits_everything("r"));
-        assert!(!open.permits("r", Action::Publish, "any.uri"));
     }
 
     #[test]
@@ -542,12 +497,76 @@ role = "r"
                 ..
             }
         ));
-        assert!(auth.mqtt_login(None, None, "c").is_none());
+        assert_eq!(
+            auth.mqtt_login(None, None, "c").unwrap_err(),
+            LoginRefused::NotAuthorized
+        );
         assert_eq!(
             auth.mqtt_login(Some("joe@r2"), Some(b"pw"), "c").unwrap().1,
             "r2"
         );
-        assert!(auth.mqtt_login(Some("joe"), Some(b"bad"), "c").is_none());
+        assert_eq!(
+            auth.mqtt_login(Some("joe"), Some(b"bad"), "c").unwrap_err(),
+            LoginRefused::BadCredentials
+        );
+        // Anonymous off: an unknown user is refused, with or without a password.
+        for password in [None, Some(&b"x"[..])] {
+            assert_eq!(
+                auth.mqtt_login(Some("stranger"), password, "c")
+                    .unwrap_err(),
+                LoginRefused::BadCredentials
+            );
+        }
+        assert_eq!(
+            auth.mqtt_login(Some("salty@other"), Some(b"pw"), "c")
+                .unwrap_err(),
+            LoginRefused::NotAuthorized
+        );
+    }
+
+    /// As Mosquitto's `allow_anonymous`: on a router that allows anonymous sessions, a
+    /// username that names no configured user, sent without a password, logs in
+    /// anonymously as that authid in the realm its suffix names; a configured user still
+    /// needs its password, and an unknown user with a password is refused.
+    #[test]
+    fn unknown_mqtt_username_without_password_is_anonymous_when_allowed() {
+        let config = Config::parse(
+            "[[role]]\nname = \"r\"\n[[user]]\nauthid = \"joe\"\nsecret = \"pw\"\nrole = \"r\"\n",
+            "t",
+        )
+        .unwrap();
+        let auth = Authenticator::new(Arc::new(config));
+        let (identity, realm) = auth.mqtt_login(Some("fox@realm2"), None, "c").unwrap();
+        assert_eq!(identity.authid, "fox");
+        assert_eq!(identity.authrole, "anonymous");
+        assert_eq!(identity.authmethod, "anonymous");
+        assert_eq!(realm, "realm2");
+        let (identity, realm) = auth.mqtt_login(Some("device"), None, "c").unwrap();
+        assert_eq!(
+            (identity.authid.as_str(), realm.as_str()),
+            ("device", "realm1")
+        );
+        let (identity, _) = auth.mqtt_login(None, None, "client-7").unwrap();
+        assert_eq!(identity.authid, "client-7");
+        for password in [None, Some(&b"bad"[..])] {
+            assert_eq!(
+                auth.mqtt_login(Some("joe"), password, "c").unwrap_err(),
+                LoginRefused::BadCredentials,
+                "a configured user needs its password"
+            );
+        }
+        assert_eq!(
+            auth.mqtt_login(Some("fox"), Some(b"pw"), "c").unwrap_err(),
+            LoginRefused::BadCredentials,
+            "an unknown user with a password"
+        );
+        assert_eq!(
+            auth.mqtt_login(Some("joe"), Some(b"pw"), "c")
+                .unwrap()
+                .0
+                .authrole,
+            "r"
+        );
     }
 
     /// A user with only public keys has no password: ticket, WAMP-CRA and MQTT logins are
@@ -555,7 +574,9 @@ role = "r"
     #[test]
     fn key_only_users_have_no_password() {
         let auth = Authenticator::new(config());
-        assert!(auth.mqtt_login(Some("keyonly"), Some(b""), "c").is_none());
+        for password in [None, Some(&b""[..])] {
+            assert!(auth.mqtt_login(Some("keyonly"), password, "c").is_err());
+        }
         for method in ["ticket", "wampcra"] {
             let mut details = Dict::new();
             details.insert("authmethods".into(), Value::List(vec![method.into()]));
