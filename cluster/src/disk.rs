@@ -383,7 +383,9 @@ mod tests {
             }),
         ];
         let mut last = 0;
-        store.write(&sync_batch(&writes, &mut last).unwrap(), true).unwrap();
+        store
+            .write(&sync_batch(&writes, &mut last).unwrap(), true)
+            .unwrap();
         assert_eq!(last, 2);
         let records = sync_records(&store, &[3, 2, 1]).unwrap();
         let SyncWrite::Entries(entries) = &records[0] else {

@@ -557,22 +557,34 @@ fn garbage_wrong_secret_and_strangers_are_refused_and_the_node_survives() {
 }
 
 #[test]
-fn entries_are_refused_by_node_and_no_fsync_is_logged_loudly() {
+fn an_entry_node_serves_clients_and_no_fsync_is_logged_loudly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = TestCluster::init();
     let entry = cluster.entry_id();
-    let status = Command::new(&cluster.bin)
+    let mut child = Command::new(&cluster.bin)
         .args(["node", "--cluster"])
         .arg(&cluster.file)
         .args(["--id", &entry.to_string()])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .expect("run node");
-    assert_eq!(
-        status.code(),
-        Some(2),
-        "an entry exits 2 until the router wires it"
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_sender, lines) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let first = first.expect("the entry prints its listeners");
+    assert!(
+        first.starts_with("LISTEN "),
+        "an entry runs the router's gates: {first}"
     );
     let ndb = cluster.ids(Role::Ndb)[0];
     cluster.start_with(ndb, &["--no-fsync"]);
