@@ -4,6 +4,7 @@ delivers the same events in the same order, `after` replays across entries, and 
 cluster does not serve yet is refused with a protocol error."""
 
 import asyncio
+import queue
 import time
 
 import pytest
@@ -147,17 +148,29 @@ def test_what_the_cluster_does_not_serve_yet_is_refused_clearly(cluster):
 
 
 def test_no_acknowledgement_without_a_quorum_and_acks_resume_after_restart(cluster):
+    v5 = Client(cluster.entries[1], new_id(), 5)
+    v5.connect()
+    v5_acks = queue.Queue()
+    v5.c.on_publish = lambda c, u, mid, rc, p: v5_acks.put(rc)
+    v3 = Client(cluster.entries[2], new_id(), 4)
+    v3.connect()
+
     async def main():
         pub = await connect(cluster.entries[0])
         await pub.publish("c.q", 0, options=ACK)
         cluster.nodes[4].kill9()
         cluster.nodes[5].kill9()
         started = time.monotonic()
+        # MQTT 5: PUBACK 0x80; MQTT 3.1.1 (no failure acknowledgement): disconnected.
+        v5.c.publish("c/q", b"v5", qos=1)
+        v3.c.publish("c/q", b"v3", qos=1)
         with pytest.raises(ApplicationError) as refused:
             await pub.publish("c.q", 1, options=ACK)
         assert time.monotonic() - started < 15, "the refusal comes within a bounded time"
         assert refused.value.error == "wamp.error.unavailable", refused.value
-        print("refused:", refused.value, "after", time.monotonic() - started)
+        reason = await asyncio.get_running_loop().run_in_executor(None, v5_acks.get, True, 15)
+        assert reason == 0x80, f"MQTT 5 PUBACK reason {reason}"
+        await asyncio.get_running_loop().run_in_executor(None, v3.disconnects.get, True, 15)
         cluster.restart(4)
         cluster.restart(5)
         restarted = time.monotonic()

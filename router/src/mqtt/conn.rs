@@ -307,11 +307,17 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     stats: &Stats,
 ) -> std::io::Result<()> {
     // Acknowledgements of received publishes go out only once those are durable.
-    for ack in session.take_durability() {
-        if let Err(e) = ack.wait().await {
-            tracing::error!(error = %e, "publish not ordered or stored; closing without acknowledging");
-            return Err(std::io::Error::other("publish not acknowledged"));
+    for (ack, packet_id) in session.take_durability() {
+        let Err(e) = ack.wait().await else {
+            continue;
+        };
+        if session.protocol().is_v5() {
+            tracing::warn!(error = %e, packet_id, "publish not ordered or stored; acknowledged with 0x80");
+            session.refuse_acknowledgement(packet_id);
+            continue;
         }
+        tracing::error!(error = %e, "publish not ordered or stored; closing without acknowledging");
+        return Err(std::io::Error::other("publish not acknowledged"));
     }
     let protocol = session.protocol();
     while let Some(packet) = session.poll_packet() {

@@ -170,7 +170,8 @@ impl Session {
         );
         // QoS 0 is never acknowledged, so nothing waits for its write.
         if publish.qos != QoS::AtMostOnce && !ack.is_ready() {
-            self.durability.push(ack);
+            self.durability
+                .push((ack, publish.packet_id.unwrap_or_default()));
         }
     }
 

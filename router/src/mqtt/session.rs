@@ -243,7 +243,7 @@ pub struct Session {
     pub(super) out: VecDeque<Packet>,
     /// With `--data`: store writes of publishes this session received that must be durable
     /// before any packet queued after them (PUBACK, PUBREC) is written.
-    pub(super) durability: Vec<crate::engine::Ack>,
+    pub(super) durability: Vec<(crate::engine::Ack, u16)>,
     /// When this session's durable record was last written, Unix ms (`persist.rs`).
     pub(super) persisted_ms: u64,
     /// Whether the store may hold a record for this client id: nothing to delete otherwise.
@@ -303,8 +303,27 @@ impl Session {
     }
 
     /// Store writes to wait for before writing the queued packets (see `durability`).
-    pub fn take_durability(&mut self) -> Vec<crate::engine::Ack> {
+    pub fn take_durability(&mut self) -> Vec<(crate::engine::Ack, u16)> {
         std::mem::take(&mut self.durability)
+    }
+
+    /// The publish of `packet_id` could not be ordered or stored: its queued PUBACK or
+    /// PUBREC reports 0x80 (Unspecified error) instead of success, and a QoS 2 packet ID is
+    /// forgotten, so a resend is a new publish. MQTT 5 only; 3.1.1 has no failure
+    /// acknowledgement (the caller closes the connection instead).
+    pub fn refuse_acknowledgement(&mut self, packet_id: u16) {
+        for packet in self.out.iter_mut() {
+            match packet {
+                Packet::PubAck(ack) if ack.packet_id == packet_id => {
+                    ack.reason = ReasonCode::UnspecifiedError;
+                }
+                Packet::PubRec(rec) if rec.packet_id == packet_id => {
+                    rec.reason = ReasonCode::UnspecifiedError;
+                    self.state.inbound_qos2.remove(&packet_id);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The next packet to write.

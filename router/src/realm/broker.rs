@@ -100,6 +100,11 @@ pub struct SubscribeOptions {
     pub filter: Option<fox_wamp_proto::Value>,
     /// fox-wamp `retained`: live events only for retained publishes (state changes).
     pub retained_only: bool,
+    /// `after`: no live event with an ID at or below this one (0: none skipped). On a
+    /// single node every live event is past it already; a cluster entry whose log lags
+    /// behind the `after` a client names applies older records live, and they were not
+    /// asked for.
+    pub live_after: u64,
 }
 
 /// Whether a publication passes a subscriber's `filter` (none passes everything).
@@ -262,6 +267,7 @@ impl Broker {
                 || (subscriber.options.no_local && publisher == Some(info.id))
                 || !admits_filter(subscriber.options.filter.as_ref(), publication)
                 || (subscriber.options.retained_only && !publication.retain)
+                || publication.id <= subscriber.options.live_after
             {
                 continue;
             }

@@ -453,6 +453,8 @@ impl Realm {
         after: Option<u64>,
         retained: bool,
     ) -> (u64, Replay) {
+        let mut options = options;
+        options.live_after = after.unwrap_or(0);
         let filter = options.filter.clone();
         let exact = matches!(pattern, Pattern::Exact(_));
         let (sub_id, recent, oldest, retained, cut) = {
