@@ -354,11 +354,12 @@ def test_keep_alive_maximum_is_enforced_silently_in_3_1_1(router_factory):
 # ---------------------------------------------------------------------------------------
 # The payload limit (`limits.message_size_max_bytes` counts the payload).
 
-@pytest.mark.parametrize("version", [4, 5])
-def test_a_one_mib_payload_fits_the_default_limit(router, version):
+@pytest.mark.parametrize("version,transport", [(4, "tcp"), (5, "tcp"), (5, "ws")])
+def test_a_one_mib_payload_fits_the_default_limit(router, version, transport):
     sub = connected(router, version=version)
     sub.subscribe("mib/x", qos=1)
-    pub = connected(router, version=version)
+    pub = Client(router, new_id(), version, transport=transport)
+    pub.connect()
     payload = os.urandom(1 << 20)
     pub.publish("mib/x", payload, qos=1)
     assert sub.get(timeout=10.0).payload == payload

@@ -78,7 +78,9 @@ pub use conn::{run, serve_tcp, serve_websocket};
 pub use outbound::FOX_ID_PROPERTY;
 pub use persist::restore;
 pub use registry::Registry;
-pub use session::{End, Flow, Negotiated, Parked, Session, SessionState, Violation, Will};
+pub use session::{
+    packet_max_bytes, End, Flow, Negotiated, Parked, Session, SessionState, Violation, Will,
+};
 pub use sys::Stats;
 
 #[cfg(test)]

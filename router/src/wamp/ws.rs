@@ -2,9 +2,10 @@
 //! `wamp.2.msgpack`, `wamp.2.cbor`, in the client's order of preference). The same port
 //! serves MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`), handed to [`crate::mqtt`].
 //!
-//! JSON travels in text frames, MsgPack and CBOR in binary frames. Messages past
-//! `limits.message_size_max_bytes` are refused by the WebSocket layer and end the session
-//! with ABORT.
+//! JSON travels in text frames, MsgPack and CBOR in binary frames. The WebSocket layer
+//! refuses messages past MQTT's largest packet (`limits.message_size_max_bytes` of payload
+//! plus headers); a WAMP message past `limits.message_size_max_bytes` is refused by the
+//! WAMP decoder and ends the session with ABORT.
 
 use std::sync::Arc;
 
@@ -173,7 +174,10 @@ const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Serves one WebSocket connection.
 #[allow(clippy::result_large_err)]
 pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
-    let limit = router.config.limits.message_size_max_bytes;
+    // The route is chosen during the handshake, after this limit is set: it is MQTT's
+    // (a PUBLISH may carry `message_size_max_bytes` of payload plus its headers); a WAMP
+    // message over `message_size_max_bytes` is refused by the WAMP decoder.
+    let limit = crate::mqtt::packet_max_bytes(&router.config.limits);
     // tungstenite's default read buffer is 128 KiB: allocated per connection, and zero-filled
     // on every read (up to that size). 8 KiB reads keep both small; larger frames take more
     // reads.
