@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the masterfree band (supervisord/masterfree.ini): 3 entries, 3 ndb, 3 sync as
+# separate processes. Builds foxrouter, writes $FOX_BAND_DIR/cluster.toml with
+# `foxrouter cluster init` (once; delete the directory to start afresh), then starts
+# supervisord in the foreground (Ctrl-C stops the band). Ports from FOX_BASE_PORT (default
+# 7100): see the cluster file. Watch: tail -f $FOX_BAND_DIR/logs/n*.err
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+command -v supervisord >/dev/null || bash scripts/setup.sh
+bash scripts/setup.sh --build-only
+cargo build -p fox-router --bin foxrouter
+export FOX_BIN_DIR="${FOX_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}"
+export FOX_BAND_DIR="${FOX_BAND_DIR:-$root/target/masterfree}"
+export FOX_NODE_ARGS="${FOX_NODE_ARGS:-}"
+if [ ! -f "$FOX_BAND_DIR/cluster.toml" ]; then
+  "$FOX_BIN_DIR/foxrouter" cluster init "$FOX_BAND_DIR" --base-port "${FOX_BASE_PORT:-7100}"
+fi
+mkdir -p "$FOX_BAND_DIR/logs"
+echo "band in $FOX_BAND_DIR (cluster.toml, logs/)"
+exec supervisord -c supervisord/masterfree.ini
