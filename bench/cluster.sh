@@ -43,16 +43,16 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Ports below the ephemeral range, so the nodes' own outgoing connections cannot take them.
 BASE=$(python3 - <<'PY'
-import socket
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 for _ in range(200):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
-    if base + 20 > 65000:
-        continue
+    base = random.randrange(10000, low - 20)
+    socks = []
     try:
-        socks = []
         for p in range(base, base + 18):
-            t = socket.socket(); t.bind(("127.0.0.1", p)); socks.append(t)
+            t = socket.socket(); socks.append(t); t.bind(("127.0.0.1", p))
         print(base); break
     except OSError:
         pass

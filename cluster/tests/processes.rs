@@ -40,10 +40,12 @@ fn foxrouter_bin() -> PathBuf {
     bin
 }
 
-/// A base port with `count` free ports above it.
+/// A base port with `count` free ports above it, below the kernel's ephemeral range
+/// (32768 and up by default): the nodes' own outgoing connections take ports from that
+/// range, and one could land on a listener's port before the node binds it.
 fn free_base_port(count: u16) -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 40_000);
+        let base = 10_000 + (rand_u16() % 22_000);
         let free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return base;

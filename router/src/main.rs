@@ -193,11 +193,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     if let Some(workers) = args.workers {
         config.router.workers = workers;
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.router.workers > 0 {
-        runtime.worker_threads(config.router.workers);
-    }
-    let runtime = runtime.enable_all().build()?;
+    let runtime = router_runtime(config.router.workers)?;
     let cluster = cluster.clone();
     runtime
         .block_on(async move {
@@ -227,6 +223,15 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             anyhow::Ok(())
         })
         .with_context(|| format!("entry {} failed", args.id))
+}
+
+/// The router's runtime: `workers` threads (0: one per CPU core).
+fn router_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        runtime.worker_threads(workers);
+    }
+    runtime.enable_all().build()
 }
 
 /// Binds the configured client listeners (WebSocket, RawSocket, MQTT).
@@ -281,11 +286,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.router.workers > 0 {
-        runtime.worker_threads(config.router.workers);
-    }
-    let runtime = runtime.enable_all().build()?;
+    let runtime = router_runtime(config.router.workers)?;
     runtime
         .block_on(async move {
             let listeners = bind_listeners(&config).await?;

@@ -3,7 +3,9 @@
 node starts as its own process, entries are read from their `LISTEN <gate> <addr>` lines
 and look like a `conftest.Router` to the client helpers (ws_url, rawsocket, mqtt)."""
 
+import contextlib
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -13,27 +15,26 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import BIN, _pump
+from conftest import BIN, _pump, read_listeners
 
 # Ports per cluster: entries use four (peer, ws, rawsocket, mqtt), ndb and sync one each.
 PORTS_PER_CLUSTER = 3 * 4 + 3 + 3
 
 
 def _free_base_port(count):
-    """A base port with `count` free consecutive ports after it (loopback)."""
+    """A base port with `count` free consecutive ports after it (loopback), below the
+    kernel's ephemeral range: the nodes' own outgoing connections take ports from that
+    range, and one could land on a listener's port between `cluster init` and the bind."""
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    rng = random.Random()
     for _ in range(200):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-        probe.close()
-        if base + count >= 65000:
-            continue
+        base = rng.randrange(10_000, max(10_001, low - count))
         taken = []
         try:
             for port in range(base, base + count):
                 s = socket.socket()
-                s.bind(("127.0.0.1", port))
                 taken.append(s)
+                s.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
@@ -65,18 +66,8 @@ class Node:
 
     def wait_listening(self, timeout=20.0):
         wanted = 3 if self.role == "entry" else 1
-        deadline = time.monotonic() + timeout
-        while len(self.addr) < wanted:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if line.startswith("LISTEN "):
-                _, gate, addr = line.split()
-                host, port = addr.rsplit(":", 1)
-                self.addr[gate] = (host, int(port))
+        if not read_listeners(self.proc, self.lines, self.addr, wanted, timeout):
+            raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
         return self
 
     @property
@@ -113,6 +104,20 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+@contextlib.contextmanager
+def running_cluster(**options):
+    """A started [`Cluster`]; every node's log is printed if the test fails, and every
+    process and file is gone afterwards."""
+    cluster = Cluster(**options)
+    try:
+        yield cluster.start()
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.close()
 
 
 class Cluster:

@@ -23,6 +23,38 @@ def _pump(stream, lines):
         lines.put(line)
 
 
+def read_listeners(proc, lines, addr, wanted, timeout):
+    """Reads `LISTEN <gate> <host:port>` lines of `proc` (from the queue `lines`) into
+    `addr` until it has `wanted` gates: True, or False when the process ended or the time
+    ran out first."""
+    deadline = time.monotonic() + timeout
+    while len(addr) < wanted:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            return False
+        try:
+            line = lines.get(timeout=min(left, 0.2))
+        except queue.Empty:
+            continue
+        if line.startswith("LISTEN "):
+            _, gate, address = line.split()
+            host, port = address.rsplit(":", 1)
+            addr[gate] = (host, int(port))
+    return True
+
+
+def poll_until(predicate, timeout, what):
+    """Calls `predicate` until it returns something true (returned), or fails after
+    `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 class Router:
     """One foxrouter process."""
 
@@ -42,20 +74,9 @@ class Router:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         lines = queue.Queue()
         threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while len(self.addr) < 3:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill9()
-                raise RuntimeError(f"router did not start: {self.logs()}")
-            try:
-                line = lines.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
-            if line.startswith("LISTEN "):
-                _, gate, addr = line.split()
-                host, port = addr.rsplit(":", 1)
-                self.addr[gate] = (host, int(port))
+        if not read_listeners(self.proc, lines, self.addr, 3, timeout):
+            self.kill9()
+            raise RuntimeError(f"router did not start: {self.logs()}")
         return self
 
     @property

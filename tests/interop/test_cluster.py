@@ -12,7 +12,7 @@ from autobahn.wamp import message as wamp_message
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from cluster_nodes import Cluster
+from cluster_nodes import running_cluster
 from mqtt_client import Client, new_id
 from wamp_client import connect, run, wait_until
 
@@ -21,14 +21,8 @@ ACK = PublishOptions(acknowledge=True)
 
 @pytest.fixture
 def cluster():
-    c = Cluster()
-    try:
-        yield c.start()
-    except Exception:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
+    with running_cluster() as c:
+        yield c
 
 
 async def subscribe_events(session, topic, **extra):

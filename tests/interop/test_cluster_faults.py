@@ -15,7 +15,7 @@ import pytest
 from autobahn.wamp import message as wamp_message
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from cluster_nodes import Cluster
+from cluster_nodes import running_cluster
 from wamp_client import connect, run, wait_until
 
 ACK = PublishOptions(acknowledge=True)
@@ -30,14 +30,8 @@ history_max_messages = 1000000
 @pytest.fixture(params=["fsync", "no-fsync"])
 def cluster(request):
     args = ["--no-fsync"] if request.param == "no-fsync" else []
-    c = Cluster(node_args=args, entry_config=ENTRY_CONFIG)
-    try:
-        yield c.start()
-    except Exception:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
+    with running_cluster(node_args=args, entry_config=ENTRY_CONFIG) as c:
+        yield c
 
 
 async def read_log(entry, topic, expected_count, timeout=30.0):

@@ -10,17 +10,7 @@ import subprocess
 import time
 
 from cluster_nodes import PORTS_PER_CLUSTER, _free_base_port
-from conftest import BIN, ROOT
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
+from conftest import BIN, ROOT, poll_until
 
 
 def mqtt_port(band_dir, entry):
@@ -50,7 +40,7 @@ def test_band_delivers_one_order_on_every_entry_and_survives_kill9(tmp_path):
                                    "-m", message], capture_output=True, timeout=20)
             return done.returncode == 0
 
-        wait_until(lambda: publish("warm-up"), 30, "the band acknowledges a publish")
+        poll_until(lambda: publish("warm-up"), 30, "the band acknowledges a publish")
         outputs = []
         for port in ports[1:]:
             out = open(tmp_path / f"sub-{port}.txt", "w")
@@ -70,9 +60,9 @@ def test_band_delivers_one_order_on_every_entry_and_survives_kill9(tmp_path):
         for path in outputs:
             # The warm-up message may arrive too: an entry delivers what it applies after a
             # subscription starts, and it may apply the warm-up just after.
-            wait_until(lambda: [m for m in path.read_text().split() if m != "warm-up"] == expected, 20,
+            poll_until(lambda: [m for m in path.read_text().split() if m != "warm-up"] == expected, 20,
                        f"all events in order on {path.name}: {path.read_text().split()}")
-        wait_until(lambda: subprocess.run(
+        poll_until(lambda: subprocess.run(
             ["supervisorctl", "-c", str(ROOT / "supervisord" / "masterfree.ini"), "pid", "ndb:ndb-4"],
             env=env, capture_output=True, text=True, timeout=10).stdout.strip() not in ("", "0", str(pid)),
             20, "supervisord restarts the killed ndb")

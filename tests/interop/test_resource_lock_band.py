@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, poll_until
 
 LINE = re.compile(r"^(\d+) (\S+) pid=(\d+) (LOCKED|UNLOCKED)$")
 
@@ -33,16 +33,6 @@ def events(log_dir):
     return sorted(found, key=lambda e: (e[0], e[3] == "LOCKED"))
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 def test_band_mutual_exclusion_and_kill9_handover(tmp_path):
     supervisord = shutil.which("supervisord")
     assert supervisord, "supervisord is installed by scripts/setup.sh"
@@ -53,7 +43,7 @@ def test_band_mutual_exclusion_and_kill9_handover(tmp_path):
     band = subprocess.Popen([supervisord, "-c", str(ROOT / "supervisord" / "resource-lock.ini")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: len(events(tmp_path)) >= 4, 30, "the band starts locking")
+        poll_until(lambda: len(events(tmp_path)) >= 4, 30, "the band starts locking")
 
         def fresh_holder():
             evs = events(tmp_path)
@@ -61,14 +51,14 @@ def test_band_mutual_exclusion_and_kill9_handover(tmp_path):
             age_ms = time.time() * 1000 - last[0]
             return last if last[3] == "LOCKED" and age_ms < 200 else None
 
-        held = wait_until(fresh_holder, 10, "a worker that just took the lock")
+        held = poll_until(fresh_holder, 10, "a worker that just took the lock")
         killed_at = int(time.time() * 1000)
         os.kill(held[2], signal.SIGKILL)
 
         def next_holder():
             return [e for e in events(tmp_path) if e[3] == "LOCKED" and e[0] >= killed_at]
 
-        taken = wait_until(next_holder, 5, "another worker takes the lock")[0]
+        taken = poll_until(next_holder, 5, "another worker takes the lock")[0]
         assert taken[1] != held[1] or taken[2] != held[2]
         assert taken[0] - killed_at < 1000, f"handover took {taken[0] - killed_at} ms"
         time.sleep(1.5)
