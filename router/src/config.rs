@@ -205,6 +205,11 @@ pub struct Limits {
     /// MQTT: longest keep alive granted, in seconds; a client asking for more (or for 0)
     /// gets this as Server Keep Alive (5.0). Default 65,535 (no cap; 0 stays allowed).
     pub mqtt_keep_alive_max_secs: u16,
+    /// MQTT 5: a refused subscription (deny rule, no permission) is answered in SUBACK with
+    /// 0x80 Unspecified error instead of 0x87 Not authorized. For clients that accept only
+    /// 0x80 there (the Eclipse paho.mqtt.testing client library asserts it); MQTT 3.1.1
+    /// always gets 0x80, its only failure code. Default false.
+    pub mqtt_v5_subscribe_refused_unspecified: bool,
     /// MQTT: longest a persistent session is kept while its client is away, in seconds.
     /// Caps MQTT 5 Session Expiry Interval and is the expiry of MQTT 3.x clean-session-0
     /// sessions. Default 7 days.
@@ -231,6 +236,7 @@ impl Default for Limits {
             mqtt_receive_max: 64,
             mqtt_topic_alias_max: 64,
             mqtt_keep_alive_max_secs: u16::MAX,
+            mqtt_v5_subscribe_refused_unspecified: false,
             mqtt_session_expiry_max_secs: 7 * 24 * 3600,
             mqtt_sys_interval_ms: 10_000,
         }

@@ -65,6 +65,17 @@ def test_paho_nosubscribe_case_is_refused(router, version, refused):
     c.disconnect()
 
 
+def test_v5_refusal_can_be_unspecified_error_for_strict_clients(router_factory):
+    """limits.mqtt_v5_subscribe_refused_unspecified: MQTT 5 gets 0x80 (the code the paho
+    testing client library accepts) instead of 0x87."""
+    router = router_factory(CONFIG + "\n[limits]\nmqtt_v5_subscribe_refused_unspecified = true\n")
+    c = Client(router, new_id(), 5)
+    assert rc_value(c.connect()[1]) == 0
+    assert [rc_value(r) for r in c.subscribe("test/nosubscribe", qos=2)] == [0x80]
+    assert [rc_value(r) for r in c.subscribe("test/allowed", qos=2)] == [2]
+    c.disconnect()
+
+
 @pytest.mark.parametrize("version", [4, 5])
 def test_wildcard_subscriptions_are_granted_and_filtered(router, version):
     publisher = Client(router, new_id(), 5)

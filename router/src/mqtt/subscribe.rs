@@ -68,7 +68,13 @@ impl Session {
         let pattern = Pattern::from_mqtt_filter(inner);
         if !self.may_subscribe(&pattern) {
             tracing::debug!(client = %self.settings.client_id, %filter, "subscribe not authorized");
-            return Ok((ReasonCode::NotAuthorized, Vec::new()));
+            let limits = &self.realm.shared().limits;
+            let reason = if limits.mqtt_v5_subscribe_refused_unspecified {
+                ReasonCode::UnspecifiedError
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            return Ok((reason, Vec::new()));
         }
         let qos = options.qos.value();
         let is_new = !self.state.subscriptions.contains_key(filter);
