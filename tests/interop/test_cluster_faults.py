@@ -86,6 +86,7 @@ class Load:
                     session.leave()
 
 
+@pytest.mark.timeout(SECONDS + 300)
 def test_kill9_of_a_random_minority_under_load_loses_nothing_acknowledged(cluster):
     rng = random.Random(int(time.time()))
     killed = []
