@@ -11,18 +11,17 @@ use fox_cluster::{
 };
 use fox_sequencer::{PermanentId, Publication};
 
+/// 16 free ports in a row, below the kernel's ephemeral range (32768 and up by default):
+/// the nodes' own outgoing connections take ports from that range, and one could land on a
+/// node's port while it restarts.
 fn free_base_port() -> u16 {
-    // Ports from an ephemeral bind are free now; ask for 16 in a row above one.
-    for _ in 0..100 {
-        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(address) = listener.local_addr() else {
-            continue;
-        };
-        let base = address.port().saturating_sub(100).max(20_000);
-        drop(listener);
-        if base < 65_000 && (0..16).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    for attempt in 0..200u32 {
+        let base = 10_000 + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % 22_000) as u16;
+        if (0..16).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
