@@ -202,3 +202,15 @@ def test_two_sync_nodes_down_means_no_acknowledgement_until_they_return(cluster)
         assert time.monotonic() - restarted < 2, "acks resume within 2 s"
 
     run(main(), timeout=90)
+
+
+def test_sigterm_stops_every_role_cleanly(cluster):
+    async def main():
+        session = await connect(cluster.entries[0])
+        await session.publish("c.term", 1, options=ACK)
+
+    run(main(), timeout=30)
+    for node_id in (1, 4, 7):
+        started = time.monotonic()
+        assert cluster.nodes[node_id].terminate(timeout=15) == 0, cluster.nodes[node_id].logs()
+        assert time.monotonic() - started < 15
