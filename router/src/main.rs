@@ -208,16 +208,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
             let router = Router::with_engine(config, engine.clone());
             let follower = tokio::spawn(fox_router::engine::follow_log(router.clone(), engine));
-            let signals = {
-                let router = router.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    tracing::info!("shutting down");
-                    router.shut_down();
-                })
-            };
-            server::run(router, listeners).await;
-            signals.abort();
+            serve_until_signal(router, listeners).await;
             entry.stop().await;
             follower.abort();
             anyhow::Ok(())
@@ -232,6 +223,20 @@ fn router_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         runtime.worker_threads(workers);
     }
     runtime.enable_all().build()
+}
+
+/// Serves the listeners until SIGINT / SIGTERM, then closes every session.
+async fn serve_until_signal(router: Arc<Router>, listeners: Vec<Listener>) {
+    let signals = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            router.shut_down();
+        })
+    };
+    server::run(router, listeners).await;
+    signals.abort();
 }
 
 /// Binds the configured client listeners (WebSocket, RawSocket, MQTT).
@@ -291,16 +296,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(async move {
             let listeners = bind_listeners(&config).await?;
             let router = start_router(config, durable)?;
-            let signals = {
-                let router = router.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    tracing::info!("shutting down");
-                    router.shut_down();
-                })
-            };
-            server::run(router, listeners).await;
-            signals.abort();
+            serve_until_signal(router, listeners).await;
             anyhow::Ok(())
         })
         .context("router failed")?;

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import BIN, _pump, read_listeners
+from conftest import BIN, Listeners, _pump, read_listeners
 
 # Ports per cluster: entries use four (peer, ws, rawsocket, mqtt), ndb and sync one each.
 PORTS_PER_CLUSTER = 3 * 4 + 3 + 3
@@ -44,7 +44,7 @@ def _free_base_port(count):
     raise RuntimeError("no free port range")
 
 
-class Node:
+class Node(Listeners):
     def __init__(self, cluster, node_id, role):
         self.cluster = cluster
         self.id = node_id
@@ -69,19 +69,6 @@ class Node:
         if not read_listeners(self.proc, self.lines, self.addr, wanted, timeout):
             raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
         return self
-
-    @property
-    def ws_url(self):
-        host, port = self.addr["ws"]
-        return f"ws://{host}:{port}/ws"
-
-    @property
-    def rawsocket(self):
-        return self.addr["rawsocket"]
-
-    @property
-    def mqtt(self):
-        return self.addr["mqtt"]
 
     def logs(self):
         try:

@@ -55,7 +55,25 @@ def poll_until(predicate, timeout, what):
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-class Router:
+class Listeners:
+    """The client addresses of a process that printed `LISTEN <gate> <addr>` lines into
+    `self.addr`, in the form the client helpers take."""
+
+    @property
+    def ws_url(self):
+        host, port = self.addr["ws"]
+        return f"ws://{host}:{port}/ws"
+
+    @property
+    def rawsocket(self):
+        return self.addr["rawsocket"]
+
+    @property
+    def mqtt(self):
+        return self.addr["mqtt"]
+
+
+class Router(Listeners):
     """One foxrouter process."""
 
     def __init__(self, config: str = "", args=()):
@@ -78,19 +96,6 @@ class Router:
             self.kill9()
             raise RuntimeError(f"router did not start: {self.logs()}")
         return self
-
-    @property
-    def ws_url(self):
-        host, port = self.addr["ws"]
-        return f"ws://{host}:{port}/ws"
-
-    @property
-    def rawsocket(self):
-        return self.addr["rawsocket"]
-
-    @property
-    def mqtt(self):
-        return self.addr["mqtt"]
 
     def logs(self):
         try:
