@@ -42,8 +42,8 @@ pub trait Core: Send + 'static {
     fn handle_timeout(&mut self, now_ms: u64);
     /// When to call `handle_timeout` next.
     fn poll_timeout(&self) -> u64;
-    /// Writes, whether to fsync, messages.
-    fn take_ready(&mut self) -> (Vec<Self::Write>, bool, Vec<(NodeId, Message)>);
+    /// What to carry out, in the order of `fox_sequencer::Ready`.
+    fn take_ready(&mut self) -> Carry<Self::Write>;
     /// The store batch for writes. `log_last_index` is the last Raft index on disk (sync;
     /// unused by ndb), kept up to date by the batch.
     fn batch(writes: &[Self::Write], log_last_index: &mut u64) -> Result<NodeBatch, ClusterError>;
@@ -68,9 +68,14 @@ impl Core for Ndb {
         Ndb::poll_timeout(self)
     }
 
-    fn take_ready(&mut self) -> (Vec<NdbWrite>, bool, Vec<(NodeId, Message)>) {
+    fn take_ready(&mut self) -> Carry<NdbWrite> {
         let ready = self.ready();
-        (ready.writes, ready.fsync, ready.messages)
+        Carry {
+            early: ready.early,
+            writes: ready.writes,
+            fsync: ready.fsync,
+            messages: ready.messages,
+        }
     }
 
     fn batch(writes: &[NdbWrite], _log_last_index: &mut u64) -> Result<NodeBatch, ClusterError> {
@@ -93,14 +98,19 @@ impl Core for Sync {
         Sync::poll_timeout(self)
     }
 
-    fn take_ready(&mut self) -> (Vec<SyncWrite>, bool, Vec<(NodeId, Message)>) {
+    fn take_ready(&mut self) -> Carry<SyncWrite> {
         let ready = self.ready();
         for event in &ready.events {
             if let SyncEvent::VoteApplied { decided } = event {
                 tracing::trace!(decided, "vote applied");
             }
         }
-        (ready.writes, ready.fsync, ready.messages)
+        Carry {
+            early: ready.early,
+            writes: ready.writes,
+            fsync: ready.fsync,
+            messages: ready.messages,
+        }
     }
 
     fn batch(writes: &[SyncWrite], log_last_index: &mut u64) -> Result<NodeBatch, ClusterError> {
@@ -110,6 +120,19 @@ impl Core for Sync {
     fn is_leader(&self) -> bool {
         Sync::is_leader(self)
     }
+}
+
+/// A ready batch without its events: send `early`, persist `writes` (fsync if `fsync`),
+/// then send `messages`.
+pub struct Carry<W> {
+    /// Messages that may leave before the writes are durable.
+    pub early: Vec<(NodeId, Message)>,
+    /// Records to append.
+    pub writes: Vec<W>,
+    /// Whether to fsync after them.
+    pub fsync: bool,
+    /// Messages that leave after.
+    pub messages: Vec<(NodeId, Message)>,
 }
 
 /// Where a driver's batches go: a [`NodeStore`] in production, a fake in tests.
@@ -214,7 +237,15 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
         core: &mut C,
         pending: &mut NodeBatch,
     ) -> Result<(), ClusterError> {
-        let (writes, fsync, messages) = core.take_ready();
+        let Carry {
+            early,
+            writes,
+            fsync,
+            messages,
+        } = core.take_ready();
+        for (to, message) in early {
+            self.mesh.send(to, message);
+        }
         if !writes.is_empty() {
             pending.append(C::batch(&writes, &mut self.log_last_index)?);
         }

@@ -64,11 +64,6 @@ impl Default for EntryOptions {
 
 type Reply = oneshot::Sender<Result<PermanentId, EntryError>>;
 
-/// At most one READ waits for its LOG; another goes out after this long without an answer.
-/// The entry polls every few ms; without this cap a new entry catching up on a long log
-/// keeps every ndb busy answering the same READ with the same 4096 records.
-const READ_ANSWER_WAIT: Duration = Duration::from_millis(250);
-
 enum Command {
     Publish(Publication, Reply),
     Subscribe(u64, PermanentId, Sink),
@@ -150,7 +145,6 @@ impl EntryHandle {
             queue_max: options.queue_publishes_max,
             waiting: HashMap::new(),
             sinks: HashMap::new(),
-            read_sent_at: None,
         };
         let task = tokio::spawn(task.run());
         Ok(EntryHandle {
@@ -309,8 +303,11 @@ struct EntryTask {
     queue_max: usize,
     waiting: HashMap<AdvanceId, Reply>,
     sinks: HashMap<u64, Sink>,
-    read_sent_at: Option<tokio::time::Instant>,
 }
+
+/// Rounds of timers, sends and queued publishes per wake-up at most (each round seals what
+/// the previous one queued), so that input gets its turn.
+const ROUNDS_MAX: usize = 4;
 
 impl EntryTask {
     async fn run(mut self) {
@@ -340,13 +337,20 @@ impl EntryTask {
                 Wake::Timer => {}
             }
             self.drain();
-            let now_ms = self.clock.now_ms();
-            if now_ms >= self.entry.poll_timeout() {
-                self.entry.handle_timeout(now_ms);
+            // The input has drained: what is due now (sealing the open segment, with the
+            // default window of 0) happens now, not after a sleep; acks free slots for
+            // queued publishes, which the next round seals.
+            for _ in 0..ROUNDS_MAX {
+                let now_ms = self.clock.now_ms();
+                if now_ms >= self.entry.poll_timeout() {
+                    self.entry.handle_timeout(now_ms);
+                }
+                self.carry_out();
+                let fed = self.feed_queue();
+                if !fed && self.clock.now_ms() < self.entry.poll_timeout() {
+                    break;
+                }
             }
-            self.carry_out();
-            self.feed_queue();
-            self.carry_out();
             self.reset_if_stalled();
         }
         for (_, reply) in self.queue.drain(..) {
@@ -398,9 +402,6 @@ impl EntryTask {
     }
 
     fn on_message(&mut self, from: NodeId, message: Message) {
-        if matches!(message, Message::Log { .. }) {
-            self.read_sent_at = None;
-        }
         self.entry
             .handle_message(from, message, self.clock.now_ms());
     }
@@ -427,8 +428,10 @@ impl EntryTask {
         }
     }
 
-    /// Hands queued publishes to the entry, in order, until it is busy.
-    fn feed_queue(&mut self) {
+    /// Hands queued publishes to the entry, in order, until it is busy. Whether it
+    /// handed any.
+    fn feed_queue(&mut self) -> bool {
+        let mut fed = false;
         // Each turn takes one publish off the bounded queue.
         while let Some((publication, reply)) = self.queue.pop_front() {
             if reply.is_closed() {
@@ -437,25 +440,20 @@ impl EntryTask {
             match self.entry.publish(publication.clone(), self.clock.now_ms()) {
                 Ok(advance) => {
                     self.waiting.insert(advance, reply);
+                    fed = true;
                 }
                 Err(_) => {
                     self.queue.push_front((publication, reply));
-                    return;
+                    break;
                 }
             }
         }
+        fed
     }
 
     fn carry_out(&mut self) {
         let ready = self.entry.ready();
         for (to, message) in ready.messages {
-            if matches!(message, Message::Read { .. }) {
-                let waiting = self.read_sent_at.map(|at| at.elapsed());
-                if waiting.is_some_and(|waiting| waiting < READ_ANSWER_WAIT) {
-                    continue;
-                }
-                self.read_sent_at = Some(tokio::time::Instant::now());
-            }
             self.mesh.send(to, message);
         }
         for event in ready.events {

@@ -35,6 +35,8 @@ pub enum Mutation {
     BaseIgnoresPreviousEnd,
     /// Entry closes a segment after the first STORED instead of a quorum.
     StoredQuorumOfOne,
+    /// Sync drafts a segment without waiting for the one its entry sealed before it.
+    SyncIgnoresAfter,
 }
 
 /// Timings and limits of an entry. Defaults suit a LAN; the simulator uses them as they are.
@@ -46,10 +48,16 @@ pub struct EntryConfig {
     pub membership: Membership,
     /// Seed of the entry's RNG (segment IDs); the caller draws it, from the OS in production.
     pub seed: u64,
-    /// How long a segment stays open to gather messages, in ms.
+    /// How long a segment stays open to gather messages, in ms. 0 (the default): it is
+    /// sealed as soon as the caller has handed over every publish waiting (the driver calls
+    /// `handle_timeout` when its input queue drains), so a lone publisher waits for no
+    /// timer and a busy entry still cuts large segments (what arrived meanwhile).
     pub segment_window_ms: u64,
-    /// Messages per segment at most (must not exceed ndb's); at most two segments wait
-    /// for their ack, one in flight and one filling; beyond, `publish` answers `Busy`.
+    /// Segments sealed and waiting for their decision at most; one more fills meanwhile,
+    /// and beyond, `publish` answers `Busy`. Pipelined segments keep publish order: each
+    /// SEGMENT_OVER names the segment before it, and sync decides them in that order.
+    pub segments_in_flight_max: usize,
+    /// Messages per segment at most (must not exceed ndb's).
     pub segment_messages_max: usize,
     /// Encoded bytes per segment at most (`Publication::encoded_bytes_max` summed), so
     /// that its KEEP fits in a frame; at most `wire_limits::FRAME_CONTENT_BYTES_MAX` and
@@ -57,8 +65,14 @@ pub struct EntryConfig {
     pub segment_bytes_max: usize,
     /// Resend KEEP / SEGMENT_OVER to silent peers after this long, in ms.
     pub retry_ms: u64,
-    /// Poll the permanent log this often, in ms.
+    /// Look at the permanent log this often, in ms: send a tail READ if none is waiting
+    /// (ndb holds one at the end of the log until records come: a long poll) and a READ
+    /// for each lagging subscriber position that has none waiting.
     pub tail_poll_ms: u64,
+    /// A tail READ is sent again every `retry_ms` until answered (ndb holds one per
+    /// reader and position, so a resend costs nothing); after this long with no answer
+    /// it goes to the next ndb, in ms; above ndb's `read_park_ms`.
+    pub read_wait_ms: u64,
     /// Permanent-log records kept in memory at most, the newest ones. Live subscribers are
     /// served from them; one that resumes from before them (or `subscribe`s there) lags and
     /// refills from ndb (READ / LOG from its position) until it reaches them.
@@ -75,11 +89,13 @@ impl EntryConfig {
             id,
             membership,
             seed,
-            segment_window_ms: 2,
+            segment_window_ms: 0,
+            segments_in_flight_max: 8,
             segment_messages_max: 1024,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             retry_ms: 20,
             tail_poll_ms: 5,
+            read_wait_ms: 150,
             log_cache_records_max: 1 << 20,
             mutation: Mutation::None,
         }
@@ -93,8 +109,13 @@ pub struct NdbConfig {
     pub id: NodeId,
     /// The cluster.
     pub membership: Membership,
-    /// Group commit: fsync at most this often, in ms.
+    /// Group commit: fsync this long after the first unsynced write, in ms. 0 (the
+    /// default): as soon as the driver's input has drained (it calls `handle_timeout`
+    /// then); writes that arrive during an fsync share the next one.
     pub group_commit_ms: u64,
+    /// A READ at the end of the log waits here up to this long for new records (long
+    /// poll), in ms; then it is answered empty. At most one waits per reader.
+    pub read_park_ms: u64,
     /// Ask sync for resolutions this often, in ms.
     pub pull_ms: u64,
     /// Ask sync to abort a temporary segment nobody resolved after this long, in ms.
@@ -121,7 +142,8 @@ impl NdbConfig {
         NdbConfig {
             id,
             membership,
-            group_commit_ms: 1,
+            group_commit_ms: 0,
+            read_park_ms: 100,
             pull_ms: 10,
             abort_after_ms: 300,
             retry_ms: 20,
@@ -151,6 +173,9 @@ pub struct SyncConfig {
     pub heartbeat_ticks: usize,
     /// Segment decisions per proposal at most ("one vote decides many segments").
     pub batch_items_max: usize,
+    /// Votes proposed and not yet applied at most (pipelined Raft proposals): each takes
+    /// every decision that is ready when it is proposed.
+    pub votes_in_flight_max: usize,
     /// Decisions waiting for a proposal at most; beyond, SEGMENT_OVERs are dropped (entries retry).
     pub queue_items_max: usize,
     /// Resolutions per RESOLVED answer at most.
@@ -171,6 +196,7 @@ impl SyncConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             batch_items_max: 512,
+            votes_in_flight_max: 4,
             queue_items_max: 8192,
             resolved_batch_max: 512,
             mutation: Mutation::None,

@@ -48,7 +48,7 @@ pub enum EntryEvent {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
-    /// The open segment is full while the previous one is still in flight.
+    /// The open segment is full while `segments_in_flight_max` segments are in flight.
     #[error("entry busy: too many publishes wait for their ack")]
     Busy,
     /// The publication alone is larger than a segment may be (its KEEP would not fit in a
@@ -75,6 +75,9 @@ struct OpenSegment {
 #[derive(Debug)]
 struct SealedSegment {
     id: SegmentId,
+    /// The segment sealed before it, undecided when this one was sealed (SEGMENT_OVER's
+    /// `after`): sync decides this one only after that one.
+    after: Option<SegmentId>,
     messages: Vec<Publication>,
     digest: u64,
     stored_by: BTreeSet<NodeId>,
@@ -94,7 +97,10 @@ pub struct Entry {
     config: EntryConfig,
     rng: SeededRng,
     open: Option<OpenSegment>,
-    sealed: Option<SealedSegment>,
+    /// Segments in flight, oldest first (at most `segments_in_flight_max`).
+    sealed: VecDeque<SealedSegment>,
+    /// The sync node that last announced a resolution to us: the leader, most likely.
+    leader_hint: Option<NodeId>,
     /// The newest part of the permanent log: every record with an ID in
     /// `(cache_after, tail_end]`, at most `log_cache_records_max` of them.
     cache: VecDeque<LogRecord>,
@@ -102,6 +108,15 @@ pub struct Entry {
     /// The last ID the tail read from ndb (0: none yet).
     tail_end: u64,
     read_at_ms: u64,
+    /// When the tail may READ again: 0 once its last READ was answered (or never sent),
+    /// else `retry_ms` after it left (the same READ again, to the same ndb, which holds
+    /// one per position: a lost READ or LOG costs no more than a retry).
+    tail_read_retry_ms: u64,
+    /// When the unanswered tail READ first left: after `read_wait_ms` of silence the
+    /// tail turns to the next ndb.
+    tail_read_since_ms: Option<u64>,
+    /// The same per lagging position: its READ waits for an answer until then.
+    refill_retry_ms: BTreeMap<u64, u64>,
     /// Rotations over ndb, one for the tail and one for refills: a shared one could send
     /// every tail READ to the same down ndb (with two laggers and three ndb, say).
     tail_target: usize,
@@ -132,11 +147,15 @@ impl Entry {
             config,
             rng,
             open: None,
-            sealed: None,
+            sealed: VecDeque::new(),
+            leader_hint: None,
             cache: VecDeque::new(),
             cache_after: 0,
             tail_end: 0,
             read_at_ms: now_ms,
+            tail_read_retry_ms: 0,
+            tail_read_since_ms: None,
+            refill_retry_ms: BTreeMap::new(),
             tail_target: 0,
             refill_target: 0,
             subscribers: BTreeMap::new(),
@@ -160,11 +179,11 @@ impl Entry {
         if bytes > bytes_max {
             return Err(PublishError::TooLarge { bytes, bytes_max });
         }
-        // Backpressure: one segment in flight and one filling, each at most
-        // `segment_messages_max` and `segment_bytes_max` (ndb refuses larger KEEPs, and a
-        // frame could not carry them); beyond, the client waits.
+        // Backpressure: `segments_in_flight_max` segments in flight and one filling, each
+        // at most `segment_messages_max` and `segment_bytes_max` (ndb refuses larger KEEPs,
+        // and a frame could not carry them); beyond, the client waits.
         if !self.open_fits(bytes) {
-            // Cut the open segment here if nothing is in flight; it is full for this one.
+            // Cut the open segment here if a slot is free; it is full for this one.
             self.seal(now_ms);
             if !self.open_fits(bytes) {
                 return Err(PublishError::Busy);
@@ -193,7 +212,11 @@ impl Entry {
             segment: open.id,
             offset,
         };
-        self.maybe_seal(now_ms);
+        // A full segment goes at once; others when the caller's input drains (it calls
+        // `handle_timeout`, due at once with `segment_window_ms` 0) or the window ends.
+        if !self.open_fits(0) {
+            self.seal(now_ms);
+        }
         Ok(advance)
     }
 
@@ -203,7 +226,7 @@ impl Entry {
     pub fn subscribe(&mut self, subscriber: u64, after: PermanentId) {
         self.subscribers.insert(subscriber, after.0);
         if after.0 < self.cache_after {
-            self.send_refill_read(after.0);
+            self.send_refill_read(after.0, self.read_at_ms);
         }
         self.deliver();
     }
@@ -222,11 +245,14 @@ impl Entry {
                 digest,
             } => self.on_stored(from, segment, count, digest, now_ms),
             Message::Resolved { resolutions } => {
+                if self.config.membership.syncs.contains(&from) {
+                    self.leader_hint = Some(from);
+                }
                 for resolution in resolutions {
-                    self.on_resolution(&resolution, now_ms);
+                    self.on_resolution(&resolution);
                 }
             }
-            Message::Log { after, records } => self.on_log(after, records),
+            Message::Log { after, records } => self.on_log(from, after, records, now_ms),
             _ => {}
         }
     }
@@ -240,13 +266,17 @@ impl Entry {
         }
     }
 
-    /// When to call `handle_timeout` next.
+    /// When to call `handle_timeout` next. With `segment_window_ms` 0 an open segment
+    /// makes it due at once: the caller seals it when its input has drained.
     pub fn poll_timeout(&self) -> u64 {
         let mut deadline = self.read_at_ms;
-        if let Some(sealed) = &self.sealed {
+        for sealed in &self.sealed {
             deadline = deadline.min(sealed.retry_at_ms);
-        } else if let Some(open) = &self.open {
-            deadline = deadline.min(open.opened_ms + self.config.segment_window_ms);
+        }
+        if let Some(open) = &self.open {
+            if self.sealed.len() < self.config.segments_in_flight_max {
+                deadline = deadline.min(open.opened_ms + self.config.segment_window_ms);
+            }
         }
         deadline
     }
@@ -264,7 +294,12 @@ impl Entry {
 
     /// Whether a segment waits for ndb or sync.
     pub fn has_segment_in_flight(&self) -> bool {
-        self.sealed.is_some() || self.open.is_some()
+        !self.sealed.is_empty() || self.open.is_some()
+    }
+
+    /// Segments sealed and not yet decided.
+    pub fn segments_in_flight(&self) -> usize {
+        self.sealed.len()
     }
 
     /// Whether the open segment (or a new one) can take a publication of `bytes`.
@@ -285,9 +320,10 @@ impl Entry {
         self.seal(now_ms);
     }
 
-    /// Seal the open segment and send it to ndb, unless one is in flight already.
+    /// Seal the open segment and send it to ndb, unless `segments_in_flight_max` are in
+    /// flight already.
     fn seal(&mut self, now_ms: u64) {
-        if self.sealed.is_some() {
+        if self.sealed.len() >= self.config.segments_in_flight_max {
             return;
         }
         let Some(open) = self.open.take() else { return };
@@ -300,10 +336,15 @@ impl Entry {
             };
             self.out.messages.push((*ndb, keep));
         }
-        let sync_target =
-            (self.rng.next_u64() % self.config.membership.syncs.len() as u64) as usize;
-        self.sealed = Some(SealedSegment {
+        let syncs = &self.config.membership.syncs;
+        let sync_target = match self.leader_hint {
+            Some(hint) => syncs.iter().position(|s| *s == hint).unwrap_or(0),
+            None => (self.rng.next_u64() % syncs.len() as u64) as usize,
+        };
+        let after = self.sealed.back().map(|previous| previous.id);
+        self.sealed.push_back(SealedSegment {
             id: open.id,
+            after,
             messages: open.messages,
             digest,
             stored_by: BTreeSet::new(),
@@ -327,14 +368,11 @@ impl Entry {
             _ => self.config.membership.ndb_quorum(),
         };
         let is_ndb = self.config.membership.ndbs.contains(&from);
-        let Some(sealed) = &mut self.sealed else {
+        let Some(position) = self.position(segment) else {
             return;
         };
-        if !is_ndb
-            || sealed.id != segment
-            || sealed.digest != digest
-            || sealed.messages.len() != count as usize
-        {
+        let sealed = &mut self.sealed[position];
+        if !is_ndb || sealed.digest != digest || sealed.messages.len() != count as usize {
             return;
         }
         sealed.stored_by.insert(from);
@@ -344,13 +382,18 @@ impl Entry {
         sealed.expect_resolved = true;
         sealed.retry_at_ms = now_ms + self.config.retry_ms;
         if self.config.mutation == Mutation::AckBeforeVote {
-            self.ack_early(now_ms);
+            self.ack_early(position, now_ms);
         }
-        self.send_segment_over();
+        self.send_segment_over(position);
     }
 
-    fn send_segment_over(&mut self) {
-        let Some(sealed) = &self.sealed else { return };
+    /// Where segment `segment` sits in `sealed`.
+    fn position(&self, segment: SegmentId) -> Option<usize> {
+        self.sealed.iter().position(|sealed| sealed.id == segment)
+    }
+
+    fn send_segment_over(&mut self, position: usize) {
+        let sealed = &self.sealed[position];
         let syncs = &self.config.membership.syncs;
         let target = syncs[sealed.sync_target % syncs.len()];
         let count = u32::try_from(sealed.messages.len()).unwrap_or(u32::MAX);
@@ -359,14 +402,13 @@ impl Entry {
             owner: self.config.id,
             count,
             digest: sealed.digest,
+            after: sealed.after,
         };
         self.out.messages.push((target, over));
     }
 
-    fn ack_early(&mut self, now_ms: u64) {
-        let Some(sealed) = &mut self.sealed else {
-            return;
-        };
+    fn ack_early(&mut self, position: usize, now_ms: u64) {
+        let sealed = &mut self.sealed[position];
         sealed.acked_early = true;
         let base = PermanentId::floor_at_unix_ms(now_ms).0;
         for (offset, message) in sealed.messages.iter().enumerate() {
@@ -387,38 +429,39 @@ impl Entry {
     }
 
     fn retry(&mut self, now_ms: u64) {
-        let Some(sealed) = &mut self.sealed else {
-            return;
-        };
-        if now_ms < sealed.retry_at_ms {
-            return;
-        }
-        sealed.retry_at_ms = now_ms + self.config.retry_ms;
-        if sealed.expect_resolved {
-            sealed.sync_target += 1;
-            self.send_segment_over();
-            return;
-        }
-        for ndb in &self.config.membership.ndbs {
-            if !sealed.stored_by.contains(ndb) {
-                let keep = Message::Keep {
-                    segment: sealed.id,
-                    owner: self.config.id,
-                    messages: sealed.messages.clone(),
-                };
-                self.out.messages.push((*ndb, keep));
+        // Bounded by `segments_in_flight_max`.
+        for position in 0..self.sealed.len() {
+            let sealed = &mut self.sealed[position];
+            if now_ms < sealed.retry_at_ms {
+                continue;
+            }
+            sealed.retry_at_ms = now_ms + self.config.retry_ms;
+            if sealed.expect_resolved {
+                sealed.sync_target += 1;
+                self.send_segment_over(position);
+                continue;
+            }
+            for ndb in &self.config.membership.ndbs {
+                if !sealed.stored_by.contains(ndb) {
+                    let keep = Message::Keep {
+                        segment: sealed.id,
+                        owner: self.config.id,
+                        messages: sealed.messages.clone(),
+                    };
+                    self.out.messages.push((*ndb, keep));
+                }
             }
         }
     }
 
-    fn on_resolution(&mut self, resolution: &Resolution, now_ms: u64) {
+    fn on_resolution(&mut self, resolution: &Resolution) {
         if resolution.owner != self.config.id {
             return;
         }
-        let Some(sealed) = &self.sealed else { return };
-        if sealed.id != resolution.segment {
+        let Some(position) = self.position(resolution.segment) else {
             return;
-        }
+        };
+        let sealed = &self.sealed[position];
         // An abort ends the segment in either state: one decided before a quorum stored it
         // (an ndb asked for it) would otherwise wedge the entry, since ndbs never answer a
         // KEEP of an aborted segment with STORED. A permanent range only follows our
@@ -427,7 +470,7 @@ impl Entry {
         if !sealed.expect_resolved && !aborted {
             return;
         }
-        let Some(sealed) = self.sealed.take() else {
+        let Some(sealed) = self.sealed.remove(position) else {
             return;
         };
         let agreed = match resolution.outcome {
@@ -463,14 +506,23 @@ impl Entry {
             };
             self.out.events.push(event);
         }
-        self.maybe_seal(now_ms);
     }
 
     /// The poll: the tail reads on from its end, and each lagging subscriber position
-    /// reads from there (also the retry when a READ or LOG was lost).
+    /// reads from there, unless a READ of theirs still waits for its answer (ndb holds a
+    /// tail READ until records come); one unanswered for `read_wait_ms` is sent again.
     fn read_log(&mut self, now_ms: u64) {
         self.read_at_ms = now_ms + self.config.tail_poll_ms;
-        self.send_tail_read();
+        if now_ms >= self.tail_read_retry_ms {
+            let silent_since = *self.tail_read_since_ms.get_or_insert(now_ms);
+            if now_ms >= silent_since + self.config.read_wait_ms {
+                // That ndb has not answered for long: try the next one.
+                let ndbs = self.config.membership.ndbs.len();
+                self.tail_target = (self.tail_target + 1) % ndbs;
+                self.tail_read_since_ms = Some(now_ms);
+            }
+            self.send_tail_read(now_ms);
+        }
         let cache_after = self.cache_after;
         let lagging: BTreeSet<u64> = self
             .subscribers
@@ -478,30 +530,51 @@ impl Entry {
             .copied()
             .filter(|cursor| *cursor < cache_after)
             .collect();
+        self.refill_retry_ms
+            .retain(|cursor, _| lagging.contains(cursor));
         // One READ per distinct position: bounded by the number of subscribers.
         for cursor in lagging {
-            self.send_refill_read(cursor);
+            if self
+                .refill_retry_ms
+                .get(&cursor)
+                .is_none_or(|retry_ms| now_ms >= *retry_ms)
+            {
+                self.send_refill_read(cursor, now_ms);
+            }
         }
     }
 
-    fn send_tail_read(&mut self) {
+    /// A tail READ to the ndb that answered the last one (the next one after a silence).
+    fn send_tail_read(&mut self, now_ms: u64) {
         let ndbs = &self.config.membership.ndbs;
-        self.tail_target = (self.tail_target + 1) % ndbs.len();
         let after = self.tail_end;
+        self.tail_read_retry_ms = now_ms + self.config.retry_ms;
         self.out
             .messages
             .push((ndbs[self.tail_target], Message::Read { after }));
     }
 
-    fn send_refill_read(&mut self, after: u64) {
+    fn send_refill_read(&mut self, after: u64, now_ms: u64) {
         let ndbs = &self.config.membership.ndbs;
         self.refill_target = (self.refill_target + 1) % ndbs.len();
+        self.refill_retry_ms
+            .insert(after, now_ms + self.config.retry_ms);
         self.out
             .messages
             .push((ndbs[self.refill_target], Message::Read { after }));
     }
 
-    fn on_log(&mut self, after: u64, mut records: Vec<LogRecord>) {
+    fn on_log(&mut self, from: NodeId, after: u64, mut records: Vec<LogRecord>, now_ms: u64) {
+        if after == self.tail_end {
+            // The tail's READ was answered (maybe empty, after the long poll): the next
+            // poll may read again, from the same ndb.
+            self.tail_read_retry_ms = 0;
+            self.tail_read_since_ms = None;
+            if let Some(position) = self.config.membership.ndbs.iter().position(|n| *n == from) {
+                self.tail_target = position;
+            }
+        }
+        self.refill_retry_ms.remove(&after);
         // Keep the run of valid, increasing IDs above `after`; an ndb answers no other.
         let mut previous = after;
         let valid = records
@@ -518,12 +591,13 @@ impl Entry {
         };
         if after == self.tail_end {
             self.append_to_cache(records);
-            // More may be waiting: read on at once (the poll stays as it is, as the retry).
-            self.send_tail_read();
+            // More may be waiting, or will come: read on at once (ndb holds the READ
+            // until there is something to answer).
+            self.send_tail_read(now_ms);
         } else if after < self.cache_after && self.subscribers.values().any(|c| *c == after) {
             self.refill(after, &records);
             if last < self.cache_after {
-                self.send_refill_read(last);
+                self.send_refill_read(last, now_ms);
             }
         }
     }

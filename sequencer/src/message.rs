@@ -36,6 +36,10 @@ pub enum Message {
         count: u32,
         /// Digest of its messages.
         digest: u64,
+        /// The segment this entry sealed before it, if that one was still undecided when
+        /// this one was sealed: sync drafts this one only once that one is decided (or in
+        /// the same draft, before it), so that pipelined segments keep publish order.
+        after: Option<SegmentId>,
     },
     /// ndb or entry -> sync: give up on a segment nobody closed (its entry died).
     Abort {

@@ -8,6 +8,12 @@ use crate::message::{LogRecord, Message, Outcome, Resolution};
 use crate::ready::Ready;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Segments asked for in one FETCH round at most, from the next pending resolutions.
+const FETCH_AHEAD_MAX: usize = 16;
+
+/// Parked READs per reader at most (a tail and a few lagging positions).
+const PARKED_PER_READER_MAX: usize = 16;
+
 /// One record of an ndb's durable log. Recovery replays them in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NdbWrite {
@@ -74,6 +80,10 @@ pub struct Ndb {
     fetch_at_ms: u64,
     fetch_target: usize,
     abort_target: usize,
+    /// Long polls: READs at (or past) the end of the log, by reader and `after`, with
+    /// their deadline; answered when the log grows past `after` or at the deadline. At
+    /// most `PARKED_PER_READER_MAX` per reader (its oldest position goes first).
+    parked: BTreeMap<(NodeId, u64), u64>,
     out: Ready<NdbWrite, NdbEvent>,
 }
 
@@ -107,6 +117,7 @@ impl Ndb {
             fetch_at_ms: now_ms,
             fetch_target: 0,
             abort_target: 0,
+            parked: BTreeMap::new(),
             out: Ready::default(),
         }
     }
@@ -157,7 +168,7 @@ impl Ndb {
                 owner,
                 messages,
             } => self.on_segment_data(segment, owner, messages, now_ms),
-            Message::Read { after } => self.on_read(from, after),
+            Message::Read { after } => self.on_read(from, after, now_ms),
             _ => {}
         }
     }
@@ -177,6 +188,7 @@ impl Ndb {
             self.try_apply(now_ms);
         }
         self.request_aborts(now_ms);
+        self.release_parked(now_ms);
     }
 
     /// When to call `handle_timeout` next.
@@ -187,6 +199,9 @@ impl Ndb {
         }
         if self.pending.contains_key(&(self.applied_index + 1)) {
             deadline = deadline.min(self.fetch_at_ms);
+        }
+        if let Some(until) = self.parked.values().min().copied() {
+            deadline = deadline.min(until);
         }
         // Bounded by the number of temporary segments, which KEEP admission bounds.
         let abort_at = self.temp.values().map(|temp| temp.abort_at_ms).min();
@@ -340,6 +355,19 @@ impl Ndb {
     }
 
     fn try_apply(&mut self, now_ms: u64) {
+        let end = self.log_end();
+        self.apply_pending(now_ms);
+        if self.log_end() > end {
+            self.answer_parked();
+        }
+    }
+
+    /// The last permanent ID here (0: none yet).
+    fn log_end(&self) -> u64 {
+        self.log.last().map_or(0, |record| record.id.0)
+    }
+
+    fn apply_pending(&mut self, now_ms: u64) {
         // Each turn applies one resolution or stops; bounded by the pending map.
         for _ in 0..=self.pending.len() {
             let next = self.applied_index + 1;
@@ -356,8 +384,7 @@ impl Ndb {
                             temp.messages.clone()
                         }
                         _ => {
-                            let segment = resolution.segment;
-                            self.fetch(segment, now_ms);
+                            self.fetch(now_ms);
                             return;
                         }
                     }
@@ -401,7 +428,10 @@ impl Ndb {
             .insert(resolution.segment, Decided::Permanent { start, count });
     }
 
-    fn fetch(&mut self, segment: SegmentId, now_ms: u64) {
+    /// Asks a peer for the segments this ndb lacks among the next pending resolutions
+    /// (the one that blocks applying and up to `FETCH_AHEAD_MAX - 1` after it), all at
+    /// once: a lagging ndb catches up in one round trip per batch, not one per segment.
+    fn fetch(&mut self, now_ms: u64) {
         if now_ms < self.fetch_at_ms {
             return;
         }
@@ -418,9 +448,19 @@ impl Ndb {
             return;
         }
         self.fetch_target = (self.fetch_target + 1) % peers.len();
-        self.out
-            .messages
-            .push((peers[self.fetch_target], Message::Fetch { segment }));
+        let missing: Vec<SegmentId> = self
+            .pending
+            .values()
+            .take(FETCH_AHEAD_MAX)
+            .filter(|resolution| matches!(resolution.outcome, Outcome::Permanent { .. }))
+            .map(|resolution| resolution.segment)
+            .filter(|segment| !self.temp.contains_key(segment))
+            .collect();
+        for segment in missing {
+            self.out
+                .messages
+                .push((peers[self.fetch_target], Message::Fetch { segment }));
+        }
     }
 
     fn on_fetch(&mut self, from: NodeId, segment: SegmentId) {
@@ -460,10 +500,17 @@ impl Ndb {
         messages: Vec<Publication>,
         now_ms: u64,
     ) {
-        let Some(resolution) = self.pending.get(&(self.applied_index + 1)) else {
+        // One of the next pending resolutions (those `fetch` asks for).
+        let wanted = self
+            .pending
+            .values()
+            .take(FETCH_AHEAD_MAX)
+            .find(|resolution| resolution.segment == segment);
+        let Some(resolution) = wanted else {
             return;
         };
-        if resolution.segment != segment || self.temp.contains_key(&segment) {
+        let blocking = resolution.index == self.applied_index + 1;
+        if self.temp.contains_key(&segment) {
             return;
         }
         let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
@@ -478,11 +525,63 @@ impl Ndb {
             owner
         };
         self.keep_temp(segment, owner, messages, now_ms);
-        self.fetch_at_ms = now_ms;
+        // Apply what can be applied. Data for the resolution that blocked applying moves
+        // the round on: what is still missing then is asked for at once.
+        if blocking {
+            self.fetch_at_ms = now_ms;
+        }
         self.try_apply(now_ms);
     }
 
-    fn on_read(&mut self, from: NodeId, after: u64) {
+    fn on_read(&mut self, from: NodeId, after: u64, now_ms: u64) {
+        if after >= self.log_end() {
+            // Nothing to send yet: hold it.
+            let until = now_ms + self.config.read_park_ms;
+            self.parked.insert((from, after), until);
+            let mine = self.parked.range((from, 0)..=(from, u64::MAX));
+            if mine.count() > PARKED_PER_READER_MAX {
+                if let Some((&oldest, _)) = self.parked.range((from, 0)..=(from, u64::MAX)).next() {
+                    self.parked.remove(&oldest);
+                }
+            }
+            return;
+        }
+        self.answer_read(from, after);
+    }
+
+    /// The parked READs the grown log can answer now.
+    fn answer_parked(&mut self) {
+        let end = self.log_end();
+        let ready: Vec<(NodeId, u64)> = self
+            .parked
+            .keys()
+            .filter(|(_, after)| *after < end)
+            .copied()
+            .collect();
+        for (reader, after) in ready {
+            self.parked.remove(&(reader, after));
+            self.answer_read(reader, after);
+        }
+    }
+
+    /// Parked READs whose time is up get an empty LOG (the reader asks again).
+    fn release_parked(&mut self, now_ms: u64) {
+        let due: Vec<(NodeId, u64)> = self
+            .parked
+            .iter()
+            .filter(|(_, until)| **until <= now_ms)
+            .map(|(key, _)| *key)
+            .collect();
+        for (reader, after) in due {
+            self.parked.remove(&(reader, after));
+            let records = Vec::new();
+            self.out
+                .messages
+                .push((reader, Message::Log { after, records }));
+        }
+    }
+
+    fn answer_read(&mut self, from: NodeId, after: u64) {
         let start = self.log.partition_point(|record| record.id.0 <= after);
         let end = (start + self.config.read_records_max).min(self.log.len());
         // Capped in bytes too, so that the LOG fits in a frame; the first record always

@@ -4,12 +4,15 @@ use crate::id::NodeId;
 use crate::message::Message;
 
 /// What a state machine asks its driver to do, in this order:
+/// 0. send `early` (messages that announce nothing about this batch's writes);
 /// 1. append `writes` to its disk, then fsync the disk if `fsync` (all earlier writes too);
 /// 2. send `messages` (after the fsync: some announce durability);
 /// 3. hand `events` to clients (acks, rejections, deliveries).
 #[derive(Debug)]
 #[must_use = "a Ready batch holds writes, messages and acks that must be carried out"]
 pub struct Ready<W, E> {
+    /// Messages that may leave before `writes` are durable (a Raft leader's appends).
+    pub early: Vec<(NodeId, Message)>,
     /// Records to append to this node's durable log, in order.
     pub writes: Vec<W>,
     /// Whether to fsync after appending (covers writes of earlier batches too).
@@ -23,13 +26,18 @@ pub struct Ready<W, E> {
 impl<W, E> Ready<W, E> {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && !self.fsync && self.messages.is_empty() && self.events.is_empty()
+        self.early.is_empty()
+            && self.writes.is_empty()
+            && !self.fsync
+            && self.messages.is_empty()
+            && self.events.is_empty()
     }
 }
 
 impl<W, E> Default for Ready<W, E> {
     fn default() -> Self {
         Ready {
+            early: Vec::new(),
             writes: Vec::new(),
             fsync: false,
             messages: Vec::new(),

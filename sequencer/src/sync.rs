@@ -10,7 +10,7 @@ use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// One record of a sync node's durable log (the Raft log and hard state).
 #[derive(Clone, Debug, PartialEq)]
@@ -111,9 +111,16 @@ pub struct Sync {
     resolutions: Vec<Resolution>,
     by_segment: BTreeMap<SegmentId, u64>,
     end: u64,
-    queue: Vec<Item>,
+    /// Decisions waiting for a draft, each with the segment it must follow (SEGMENT_OVER's
+    /// `after`; none for aborts), in arrival order.
+    queue: Vec<(Item, Option<SegmentId>)>,
     queued: BTreeSet<SegmentId>,
-    inflight: Option<(u64, u64)>,
+    /// While leading: segments drafted in proposals not yet applied. A later draft follows
+    /// them in the Raft log, so a segment may follow one of them.
+    drafted: BTreeMap<SegmentId, u64>,
+    /// While leading: the votes proposed and not yet applied, oldest first: Raft index and
+    /// the time after which it counts as lost. At most `votes_in_flight_max`.
+    inflight: VecDeque<(u64, u64)>,
     /// While leading: the end of the ranges drafted so far, committed or not (so that a
     /// draft never holds a segment that would pass `PermanentId::MAX`).
     proposed_end: u64,
@@ -177,7 +184,8 @@ impl Sync {
             end: 0,
             queue: Vec::new(),
             queued: BTreeSet::new(),
-            inflight: None,
+            drafted: BTreeMap::new(),
+            inflight: VecDeque::new(),
             proposed_end: 0,
             tick_at_ms,
             out: Ready::default(),
@@ -200,18 +208,19 @@ impl Sync {
                 owner,
                 count,
                 digest,
+                after,
             } if count > 0 => {
-                self.on_item(
-                    from,
-                    Item::Over {
-                        segment,
-                        owner,
-                        count,
-                        digest,
-                    },
-                );
+                let over = Item::Over {
+                    segment,
+                    owner,
+                    count,
+                    digest,
+                };
+                self.on_item(from, over, after);
             }
-            Message::Abort { segment, owner } => self.on_item(from, Item::Abort { segment, owner }),
+            Message::Abort { segment, owner } => {
+                self.on_item(from, Item::Abort { segment, owner }, None);
+            }
             Message::PullResolutions { from_index } => self.on_pull(from, from_index),
             _ => {}
         }
@@ -258,7 +267,7 @@ impl Sync {
         self.raft.raft.state == StateRole::Leader
     }
 
-    fn on_item(&mut self, from: NodeId, item: Item) {
+    fn on_item(&mut self, from: NodeId, item: Item, after: Option<SegmentId>) {
         let segment = item.segment();
         if let Some(index) = self.by_segment.get(&segment) {
             let resolution = self.resolutions[(*index - 1) as usize].clone();
@@ -271,8 +280,19 @@ impl Sync {
             return;
         }
         if self.is_leader() {
-            if self.queue.len() < self.config.queue_items_max && self.queued.insert(segment) {
-                self.queue.push(item);
+            if self.queued.contains(&segment) {
+                // An abort overrides a SEGMENT_OVER that waits for its `after`: that one
+                // may never come (its entry died before a quorum stored it).
+                if let Item::Abort { .. } = item {
+                    if let Some(queued) =
+                        self.queue.iter_mut().find(|(q, _)| q.segment() == segment)
+                    {
+                        *queued = (item, None);
+                    }
+                }
+            } else if self.queue.len() < self.config.queue_items_max {
+                self.queued.insert(segment);
+                self.queue.push((item, after));
             }
             return;
         }
@@ -291,6 +311,7 @@ impl Sync {
                 owner,
                 count,
                 digest,
+                after,
             },
             Item::Abort { segment, owner } => Message::Abort { segment, owner },
         };
@@ -314,15 +335,22 @@ impl Sync {
         if !self.is_leader() || self.queue.is_empty() {
             return;
         }
-        if let Some((_, expires_ms)) = self.inflight {
-            if now_ms < expires_ms {
-                return;
-            }
+        if self
+            .inflight
+            .front()
+            .is_some_and(|(_, expires_ms)| now_ms >= *expires_ms)
+        {
+            // A vote did not come back in time (lost with a leader change, say): what was
+            // drafted is no longer known to precede anything; entries resend.
+            self.inflight.clear();
+            self.drafted.clear();
         }
-        let take = self.queue.len().min(self.config.batch_items_max);
-        let items: Vec<Item> = self.queue.drain(..take).collect();
-        for item in &items {
-            self.queued.remove(&item.segment());
+        if self.inflight.len() >= self.config.votes_in_flight_max {
+            return;
+        }
+        let items = self.take_ready_items();
+        if items.is_empty() {
+            return;
         }
         let floor = PermanentId::floor_at_unix_ms(now_ms);
         let draft = Draft {
@@ -333,9 +361,52 @@ impl Sync {
         let data = postcard::to_allocvec(&draft).expect("draft encodes");
         if self.raft.propose(Vec::new(), data).is_ok() {
             let index = self.raft.raft.raft_log.last_index();
+            self.drafted
+                .extend(draft.items.iter().map(|item| (item.segment(), index)));
             let expires_ms = now_ms + 4 * self.config.tick_ms * self.config.election_ticks as u64;
-            self.inflight = Some((index, expires_ms));
+            self.inflight.push_back((index, expires_ms));
         }
+    }
+
+    /// The queued items that may be drafted now, in queue order, at most
+    /// `batch_items_max`: aborts, and segments whose `after` is decided, drafted in a vote
+    /// in flight, or taken earlier in this batch. The others stay queued (their `after`
+    /// comes from the same entry, which retries it; or is aborted by ndb if it died).
+    /// Items decided meanwhile (a duplicate, an abort that won) are dropped.
+    fn take_ready_items(&mut self) -> Vec<Item> {
+        let mut taken: BTreeSet<SegmentId> = BTreeSet::new();
+        let mut items = Vec::new();
+        // Each pass takes at least one item or stops; an item can unblock another only if
+        // it comes first in the queue (an entry's segments arrive roughly in order), so a
+        // few passes suffice; the loop is bounded by the queue's length.
+        for _ in 0..self.queue.len().max(1) {
+            let before = items.len();
+            let queue = std::mem::take(&mut self.queue);
+            for (item, after) in queue {
+                let segment = item.segment();
+                if self.by_segment.contains_key(&segment) {
+                    self.queued.remove(&segment);
+                    continue;
+                }
+                let after = after.filter(|_| self.config.mutation != Mutation::SyncIgnoresAfter);
+                let ready = after.is_none_or(|after| {
+                    self.by_segment.contains_key(&after)
+                        || self.drafted.contains_key(&after)
+                        || taken.contains(&after)
+                });
+                if ready && items.len() < self.config.batch_items_max {
+                    self.queued.remove(&segment);
+                    taken.insert(segment);
+                    items.push(item);
+                } else {
+                    self.queue.push((item, after));
+                }
+            }
+            if items.len() == before || items.len() >= self.config.batch_items_max {
+                break;
+            }
+        }
+        items
     }
 
     /// Exhaustion is refused here, at proposal time: a segment whose range would pass
@@ -377,7 +448,8 @@ impl Sync {
             // Not (or no longer) leading: entries and ndb retry elsewhere.
             self.queue.clear();
             self.queued.clear();
-            self.inflight = None;
+            self.drafted.clear();
+            self.inflight.clear();
             self.proposed_end = 0;
         }
     }
@@ -400,17 +472,27 @@ impl Sync {
             self.out.writes.push(SyncWrite::HardState(state.clone()));
             self.out.fsync = true;
         }
-        self.send_raft(ready.take_messages());
+        // A leader's appends may leave before its own copy is durable (Raft thesis 10.2.1;
+        // raft-rs's `messages`): its fsync and its followers' then overlap. Votes and a
+        // follower's answers (`persisted_messages`) wait for the fsync.
+        let early = ready.take_messages();
+        for message in early {
+            let to = node_id(message.to);
+            self.out
+                .early
+                .push((to, Message::Raft(RaftMessage(message))));
+        }
         self.send_raft(ready.take_persisted_messages());
         self.apply(ready.take_committed_entries());
         let mut light = self.raft.advance(ready);
         if let Some(commit) = light.commit_index() {
+            // Not fsynced on its own: a commit index lost in a crash is learned again from
+            // the leader, and the entries it covers are durable on a quorum already.
             let mut store = self.raft.mut_store().wl();
             store.mut_hard_state().commit = commit;
             self.out
                 .writes
                 .push(SyncWrite::HardState(store.hard_state().clone()));
-            self.out.fsync = true;
         }
         self.send_raft(light.take_messages());
         self.apply(light.take_committed_entries());
@@ -428,11 +510,14 @@ impl Sync {
     /// Stage two done: apply committed votes, in log order, on every node alike.
     fn apply(&mut self, entries: Vec<RaftEntry>) {
         for entry in entries {
-            if let Some((index, _)) = self.inflight {
-                if entry.index >= index {
-                    self.inflight = None;
-                }
+            while self
+                .inflight
+                .front()
+                .is_some_and(|(index, _)| entry.index >= *index)
+            {
+                self.inflight.pop_front();
             }
+            self.drafted.retain(|_, index| *index > entry.index);
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
             }

@@ -71,7 +71,11 @@ impl Cluster {
                 ready.messages
             }
             Node::Ndb(node) => node.ready().messages,
-            Node::Sync(node) => node.ready().messages,
+            Node::Sync(node) => {
+                let mut ready = node.ready();
+                ready.early.append(&mut ready.messages);
+                ready.early
+            }
         };
         for (to, message) in messages {
             if !(self.blocked)(from, to) {

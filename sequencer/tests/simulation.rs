@@ -181,3 +181,19 @@ fn checker_catches_acks_with_a_stored_quorum_of_one() {
         .count();
     assert!(caught >= 8, "caught in only {caught} of 40 seeds");
 }
+
+#[test]
+fn checker_catches_pipelined_segments_decided_out_of_publish_order() {
+    let caught = (0..40)
+        .filter(|seed| {
+            let mut config = SimConfig::new(*seed);
+            config.mutation = Mutation::SyncIgnoresAfter;
+            let report = run(&config);
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("out of publish order"))
+        })
+        .count();
+    assert!(caught >= 30, "caught in only {caught} of 40 seeds");
+}

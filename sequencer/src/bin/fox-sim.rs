@@ -30,7 +30,7 @@ struct Args {
     /// Safety phase length, simulated ms.
     #[arg(long, default_value_t = 300)]
     safety_ms: u64,
-    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end, stored-quorum-of-one.
+    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end, stored-quorum-of-one, sync-ignores-after.
     #[arg(long, default_value = "none")]
     mutation: String,
     /// Also print every violation of a failing seed (not only the first).
@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         "ack-before-vote" => Mutation::AckBeforeVote,
         "base-ignores-end" => Mutation::BaseIgnoresPreviousEnd,
         "stored-quorum-of-one" => Mutation::StoredQuorumOfOne,
+        "sync-ignores-after" => Mutation::SyncIgnoresAfter,
         other => anyhow::bail!("unknown mutation {other}"),
     };
     // The binary is an edge: it measures its own wall-clock speed (seeds per second).

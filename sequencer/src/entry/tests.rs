@@ -37,6 +37,7 @@ fn a_publication_larger_than_a_frame_is_refused_at_publish() {
 #[test]
 fn segments_are_cut_in_bytes_so_every_keep_fits_in_a_frame() {
     let mut entry = entry();
+    entry.config.segments_in_flight_max = 1;
     let six_mib = 6 << 20;
     assert!(entry.publish(publication(1, six_mib), 1_000).is_ok());
     // The second does not fit beside the first: the first is sealed and sent alone.
@@ -59,4 +60,118 @@ fn segments_are_cut_in_bytes_so_every_keep_fits_in_a_frame() {
         let frame = wire::encode_frame(keep, FRAME_SIZE_MAX_BYTES);
         assert!(frame.is_ok(), "{:?}", frame.err());
     }
+}
+
+fn messages_of(entry: &mut Entry) -> Vec<(NodeId, Message)> {
+    entry.ready().messages
+}
+
+fn stored_by_quorum(entry: &mut Entry, keep: &Message, now_ms: u64) {
+    let Message::Keep {
+        segment, messages, ..
+    } = keep
+    else {
+        panic!("not a KEEP: {keep:?}");
+    };
+    for ndb in [NodeId(1), NodeId(2)] {
+        let stored = Message::Stored {
+            segment: *segment,
+            count: messages.len() as u32,
+            digest: crate::id::segment_digest(messages),
+        };
+        entry.handle_message(ndb, stored, now_ms);
+    }
+}
+
+#[test]
+fn a_lone_publish_is_sealed_when_the_input_drains_not_after_a_window() {
+    let mut entry = entry();
+    entry.publish(publication(1, 10), 1_000).expect("accepted");
+    entry.publish(publication(2, 10), 1_000).expect("accepted");
+    // Not sealed per publish: the caller hands over what waits, then the timer is due now.
+    assert!(messages_of(&mut entry)
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Keep { .. })));
+    assert_eq!(entry.poll_timeout(), 1_000);
+    entry.handle_timeout(1_000);
+    let keeps: Vec<Message> = messages_of(&mut entry)
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| matches!(m, Message::Keep { .. }))
+        .collect();
+    assert_eq!(keeps.len(), 3, "one KEEP per ndb, sealed at once");
+    let Message::Keep { messages, .. } = &keeps[0] else {
+        unreachable!()
+    };
+    assert_eq!(messages.len(), 2, "both publishes in one segment");
+    // Nothing open: the next deadline is not "now" again (no busy loop).
+    assert!(entry.poll_timeout() > 1_000);
+}
+
+#[test]
+fn pipelined_segments_each_name_the_undecided_one_before_them() {
+    let mut entry = entry();
+    let mut keeps = Vec::new();
+    for sequence in 1..=3 {
+        entry
+            .publish(publication(sequence, 10), 1_000)
+            .expect("accepted");
+        entry.handle_timeout(1_000);
+        let keep = messages_of(&mut entry)
+            .into_iter()
+            .map(|(_, m)| m)
+            .find(|m| matches!(m, Message::Keep { .. }))
+            .expect("sealed");
+        keeps.push(keep);
+    }
+    assert_eq!(entry.segments_in_flight(), 3);
+    let mut overs = Vec::new();
+    for keep in keeps.iter().rev() {
+        stored_by_quorum(&mut entry, keep, 1_001);
+        overs.extend(
+            messages_of(&mut entry)
+                .into_iter()
+                .filter_map(|(_, m)| match m {
+                    Message::SegmentOver { segment, after, .. } => Some((segment, after)),
+                    _ => None,
+                }),
+        );
+    }
+    let ids: Vec<SegmentId> = keeps
+        .iter()
+        .map(|k| match k {
+            Message::Keep { segment, .. } => *segment,
+            _ => unreachable!(),
+        })
+        .collect();
+    overs.sort();
+    let mut expected = vec![
+        (ids[0], None),
+        (ids[1], Some(ids[0])),
+        (ids[2], Some(ids[1])),
+    ];
+    expected.sort();
+    assert_eq!(overs, expected);
+}
+
+#[test]
+fn in_flight_segments_are_capped_and_the_open_one_waits_without_spinning() {
+    let mut entry = entry();
+    entry.config.segments_in_flight_max = 2;
+    for sequence in 1..=2 {
+        entry
+            .publish(publication(sequence, 10), 1_000)
+            .expect("accepted");
+        entry.handle_timeout(1_000);
+    }
+    assert_eq!(entry.segments_in_flight(), 2);
+    entry
+        .publish(publication(3, 10), 1_000)
+        .expect("fills the open segment");
+    entry.handle_timeout(1_000);
+    assert_eq!(entry.segments_in_flight(), 2, "no third segment in flight");
+    assert!(
+        entry.poll_timeout() > 1_000,
+        "an open segment that cannot go is not due"
+    );
 }

@@ -31,6 +31,11 @@ pub struct Checker {
     acked: BTreeMap<MessageKey, (u64, u64)>,
     acked_by_publisher: BTreeMap<u64, BTreeMap<u64, u64>>,
     rejected: BTreeMap<MessageKey, SegmentId>,
+    /// The session (publisher and entry incarnation) each message was published in.
+    session_of: BTreeMap<MessageKey, (u64, u64)>,
+    /// Committed messages per session: sequence -> permanent ID (invariant 4 over every
+    /// committed message, acked or not: an ack lost with its entry hides nothing).
+    committed_by_session: BTreeMap<(u64, u64), BTreeMap<u64, u64>>,
 }
 
 const VIOLATIONS_MAX: usize = 20;
@@ -51,8 +56,17 @@ impl Checker {
         }
     }
 
-    /// An entry accepted a publish at `now_ms`.
-    pub fn on_publish(&mut self, segment: SegmentId, offset: u32, key: MessageKey, now_ms: u64) {
+    /// An entry accepted a publish at `now_ms`, in `session` (the entry's incarnation:
+    /// a publisher's session ends when its entry dies).
+    pub fn on_publish(
+        &mut self,
+        segment: SegmentId,
+        offset: u32,
+        key: MessageKey,
+        session: u64,
+        now_ms: u64,
+    ) {
+        self.session_of.insert(key, (key.0, session));
         if self
             .published
             .insert((segment, offset), (key, now_ms))
@@ -120,6 +134,28 @@ impl Checker {
                 );
             }
             self.reference.push((id, key));
+            self.check_committed_order(key, id, now_ms);
+        }
+    }
+
+    /// Invariant 4 over committed messages: within one session, IDs follow publish order.
+    fn check_committed_order(&mut self, key: MessageKey, id: u64, now_ms: u64) {
+        let Some(session) = self.session_of.get(&key).copied() else {
+            return;
+        };
+        let committed = self.committed_by_session.entry(session).or_default();
+        let sequence = key.1;
+        let before = committed.range(..sequence).next_back().map(|(_, id)| *id);
+        let after = committed.range(sequence + 1..).next().map(|(_, id)| *id);
+        committed.insert(sequence, id);
+        if before.is_some_and(|earlier| earlier >= id) || after.is_some_and(|later| later <= id) {
+            self.fail(
+                now_ms,
+                format!(
+                    "publisher {}: committed message {sequence} out of publish order",
+                    key.0
+                ),
+            );
         }
     }
 

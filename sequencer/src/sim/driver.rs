@@ -169,6 +169,8 @@ struct Disk {
     ndb_pending: Vec<NdbWrite>,
     ndb_segments: BTreeSet<SegmentId>,
     sync_records: Vec<SyncWrite>,
+    /// Sync writes not yet fsynced (a commit index alone); lost in a crash.
+    sync_pending: Vec<SyncWrite>,
     /// Term of each durable Raft index (position = index - 1).
     sync_terms: Vec<u64>,
 }
@@ -432,6 +434,7 @@ impl Sim {
             return;
         }
         slot.disk.ndb_pending.clear();
+        slot.disk.sync_pending.clear();
         slot.incarnation += 1;
         slot.restart_at_ms = restart_at_ms;
         slot.keep_down = restart_at_ms.is_none();
@@ -601,8 +604,13 @@ impl Sim {
         publisher.quota -= 1;
         publisher.outstanding.push((sequence, incarnation, phase));
         self.published += 1;
-        self.checker
-            .on_publish(advance.segment, advance.offset, (id, sequence), now_ms);
+        self.checker.on_publish(
+            advance.segment,
+            advance.offset,
+            (id, sequence),
+            incarnation,
+            now_ms,
+        );
         self.trace(&[6, now_ms, id, sequence]);
         self.process(entry, now_ms);
     }
@@ -671,12 +679,19 @@ impl Sim {
                 ready.messages
             }
             Some(Node::Sync(node)) => {
-                let ready = node.ready();
+                let mut ready = node.ready();
                 assert!(
-                    ready.writes.is_empty() || ready.fsync,
-                    "sync writes are always fsynced"
+                    ready.fsync
+                        || ready
+                            .writes
+                            .iter()
+                            .all(|write| matches!(write, SyncWrite::HardState(_))),
+                    "raft entries are always fsynced"
                 );
-                self.persist_sync(index, ready.writes);
+                for (to, message) in std::mem::take(&mut ready.early) {
+                    self.send(now_ms, from, to, message);
+                }
+                self.persist_sync(index, ready.writes, ready.fsync);
                 for event in ready.events {
                     if let SyncEvent::Applied(resolution) = event {
                         self.checker.on_resolution(from, &resolution, now_ms);

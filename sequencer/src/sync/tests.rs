@@ -36,6 +36,7 @@ fn over(seed: u8, count: u32) -> Message {
         owner: NodeId(0),
         count,
         digest: 0,
+        after: None,
     }
 }
 
@@ -140,4 +141,68 @@ fn a_damaged_raft_log_is_an_error_not_a_panic() {
     let mut bad = config();
     bad.heartbeat_ticks = 0;
     assert!(matches!(Sync::new(bad, 0), Err(SyncError::Config(_))));
+}
+
+fn over_after(seed: u8, after: Option<u8>) -> Message {
+    Message::SegmentOver {
+        segment: SegmentId::new_v7(1, [seed; 10]),
+        owner: NodeId(0),
+        count: 3,
+        digest: 0,
+        after: after.map(|a| SegmentId::new_v7(1, [a; 10])),
+    }
+}
+
+fn run_for(sync: &mut Sync, now_ms: &mut u64, ms: u64) {
+    for _ in 0..ms {
+        *now_ms += 1;
+        sync.handle_timeout(*now_ms);
+        let _ = sync.ready();
+    }
+}
+
+#[test]
+fn a_segment_is_decided_only_after_the_one_its_entry_sealed_before_it() {
+    let mut now_ms = 1_000;
+    let (mut sync, _) = leader(&mut now_ms);
+    // B (after A) arrives first: it waits.
+    sync.handle_message(NodeId(0), over_after(2, Some(1)), now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
+    assert!(sync.resolutions().is_empty(), "{:?}", sync.resolutions());
+    // A arrives: A, then B, with increasing IDs.
+    sync.handle_message(NodeId(0), over_after(1, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
+    let decided: Vec<(SegmentId, u64)> = sync
+        .resolutions()
+        .iter()
+        .map(|r| match r.outcome {
+            Outcome::Permanent { base, .. } => (r.segment, base.0),
+            Outcome::Aborted => panic!("aborted"),
+        })
+        .collect();
+    assert_eq!(decided.len(), 2);
+    assert_eq!(decided[0].0, SegmentId::new_v7(1, [1; 10]));
+    assert_eq!(decided[1].0, SegmentId::new_v7(1, [2; 10]));
+    assert!(decided[0].1 < decided[1].1);
+}
+
+#[test]
+fn an_aborted_predecessor_releases_the_segment_that_follows_it() {
+    let mut now_ms = 1_000;
+    let (mut sync, _) = leader(&mut now_ms);
+    sync.handle_message(NodeId(0), over_after(2, Some(1)), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    assert!(sync.resolutions().is_empty());
+    let abort = Message::Abort {
+        segment: SegmentId::new_v7(1, [1; 10]),
+        owner: NodeId(0),
+    };
+    sync.handle_message(NodeId(1), abort, now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
+    let outcomes: Vec<bool> = sync
+        .resolutions()
+        .iter()
+        .map(|r| matches!(r.outcome, Outcome::Permanent { .. }))
+        .collect();
+    assert_eq!(outcomes, vec![false, true]);
 }

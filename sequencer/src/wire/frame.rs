@@ -113,6 +113,7 @@ mod tests {
                 owner: NodeId(1),
                 count: 1,
                 digest: 77,
+                after: Some(segment),
             },
             Message::Resolved {
                 resolutions: vec![Resolution {

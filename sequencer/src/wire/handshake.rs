@@ -10,9 +10,10 @@ use std::collections::BTreeSet;
 /// Handshake magic bytes.
 pub const MAGIC: [u8; 4] = *b"FOXS";
 /// Current protocol version (the highest this build speaks).
-pub const PROTOCOL_VERSION: u16 = 2;
-/// Lowest protocol version this build speaks (version 1 sent the secret in clear).
-pub const PROTOCOL_VERSION_MIN: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Lowest protocol version this build speaks (version 1 sent the secret in clear;
+/// version 2 had no `after` in SEGMENT_OVER, so its entries could not pipeline segments).
+pub const PROTOCOL_VERSION_MIN: u16 = 3;
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
 /// Bytes of a handshake proof (HMAC-SHA256).

@@ -69,9 +69,13 @@ impl Sim {
         }
     }
 
-    pub(super) fn persist_sync(&mut self, index: usize, writes: Vec<SyncWrite>) {
+    pub(super) fn persist_sync(&mut self, index: usize, writes: Vec<SyncWrite>, fsync: bool) {
         let disk = &mut self.slots[index].disk;
-        for write in writes {
+        disk.sync_pending.extend(writes);
+        if !fsync {
+            return;
+        }
+        for write in std::mem::take(&mut disk.sync_pending) {
             if let SyncWrite::Entries(entries) = &write {
                 if let Some(first) = entries.first() {
                     disk.sync_terms
