@@ -26,7 +26,7 @@ use fox_storage::{
 };
 use fox_wamp_proto::{Dict, Value};
 
-use crate::realm::{MessageProperties, Payload, Publication};
+use crate::message::{MessageProperties, Payload, Publication};
 use crate::topic::{Pattern, Topic};
 
 /// Messages one `after` replay reads from the store at most.

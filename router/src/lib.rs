@@ -22,6 +22,8 @@ pub mod config;
 pub mod cryptosign;
 pub mod durable;
 pub mod engine;
+pub mod follow;
+pub mod message;
 pub mod mqtt;
 pub mod realm;
 pub mod router;

@@ -207,7 +207,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             .with_context(|| format!("entry {} cannot start", args.id))?;
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
             let router = Router::with_engine(config, engine.clone());
-            let follower = tokio::spawn(fox_router::engine::follow_log(router.clone(), engine));
+            let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
             serve_until_signal(router, listeners).await;
             entry.stop().await;
             follower.abort();

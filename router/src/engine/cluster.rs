@@ -3,9 +3,9 @@
 //! A publish is encoded into a record (realm, topic, payload, delivery options) and handed
 //! to the entry ([`fox_cluster::EntryHandle`]); the cluster votes it a permanent ID, and
 //! only then does the publisher's [`Ack`] resolve. Delivery does not happen at publish
-//! time: [`follow_log`] tails the permanent log and applies every record, in permanent-ID
-//! order, to its realm ([`Realm::apply`]), so every entry delivers the same events in the
-//! same order, whichever entry the publisher used.
+//! time: [`crate::follow::follow_log`] tails the permanent log and applies every record
+//! ([`decode_record`]), in permanent-ID order, to its realm, so every entry delivers the
+//! same events in the same order, whichever entry the publisher used.
 //!
 //! Router-originated messages (meta events, `$SYS`) stay on this entry: they are applied
 //! at once with a random publication ID and are not in the log.
@@ -16,27 +16,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use fox_cluster::{EntryHandle, SubscriptionError};
-use fox_sequencer::{LogRecord, PermanentId};
+use fox_cluster::EntryHandle;
 use fox_wamp_proto::{Dict, Value};
 
-use super::{Ack, Draft, Engine, EngineError, Feature};
+use super::{Ack, Draft, Engine, EngineError, Feature, Target};
 use crate::durable::{encode, history_publication, history_value};
-use crate::realm::{Publication, PublishOptions, Realm, SessionId};
-use crate::router::Router;
+use crate::message::{Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
-
-/// How long the log follower waits before it subscribes again after the entry stopped
-/// answering, in ms.
-const FOLLOW_RETRY_MS: u64 = 200;
 
 /// The engine of a cluster entry.
 #[derive(Debug)]
 pub struct ClusterEngine {
     entry: EntryHandle,
-    /// The last permanent ID applied on this entry (written by [`follow_log`]).
+    /// The last permanent ID applied on this entry (written by the log follower).
     last_applied: AtomicU64,
     /// Publish sequence: increases across every publisher of this entry, so each
     /// publisher's own sequence increases in its publish order.
@@ -57,14 +50,19 @@ impl ClusterEngine {
     pub fn entry(&self) -> &EntryHandle {
         &self.entry
     }
+
+    /// Records that the log follower applied everything through `id`.
+    pub fn set_last_applied(&self, id: u64) {
+        self.last_applied.store(id, Ordering::Release);
+    }
 }
 
 impl Engine for ClusterEngine {
-    fn publish(&self, realm: &Realm, draft: Draft<'_>) -> Ack {
+    fn publish(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack {
         let Some(publisher) = draft.publisher.map(|p| p.id) else {
             return self.apply_here(realm, draft);
         };
-        let record = encode_record(&realm.name, &draft);
+        let record = encode_record(realm.name(), &draft);
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let decided = self.entry.publish(fox_sequencer::Publication {
             publisher,
@@ -103,67 +101,13 @@ impl Engine for ClusterEngine {
 impl ClusterEngine {
     /// A router-originated message: applied on this entry only, with a random ID (WAMP
     /// publication IDs are random in [1, 2^53]); not in the log, not in the history.
-    fn apply_here(&self, realm: &Realm, draft: Draft<'_>) -> Ack {
+    fn apply_here(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack {
         let id = rand::random::<u64>() % super::PERMANENT_ID_MAX + 1;
         let _order = realm.order();
         let (publication, _, options) = draft.into_publication(id);
         realm.apply(&publication, None, options);
         Ack::Ready(id)
     }
-}
-
-/// Tails the permanent log from its start and applies every record to its realm, in
-/// permanent-ID order, until the entry stops. Realms are created on first use as the
-/// configuration allows; a record of an unknown realm is skipped with a warning.
-pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
-    let mut after = PermanentId(0);
-    loop {
-        let mut subscription = match engine.entry.subscribe(after).await {
-            Ok(subscription) => subscription,
-            Err(SubscriptionError::Stopped) => return,
-            Err(error) => {
-                tracing::warn!(%error, "cannot follow the permanent log; retrying");
-                tokio::time::sleep(Duration::from_millis(FOLLOW_RETRY_MS)).await;
-                continue;
-            }
-        };
-        loop {
-            match subscription.next().await {
-                Ok(record) => apply_record(&router, &engine, &record),
-                Err(SubscriptionError::Lagged { last }) => {
-                    tracing::warn!(last, "log follower lagged; resubscribing");
-                    after = PermanentId(last);
-                    break;
-                }
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-fn apply_record(router: &Router, engine: &ClusterEngine, record: &LogRecord) {
-    let id = record.id.0;
-    let Some((realm_name, publication, options)) = decode_record(
-        id,
-        record.publication.publisher,
-        &record.publication.payload,
-    ) else {
-        tracing::warn!(id, "skipping a malformed record of the permanent log");
-        engine.last_applied.store(id, Ordering::Release);
-        return;
-    };
-    let Some(realm) = router.realm(&realm_name) else {
-        tracing::warn!(id, realm = %realm_name, "record of a realm that is not configured");
-        engine.last_applied.store(id, Ordering::Release);
-        return;
-    };
-    let _order = realm.order();
-    realm.apply(
-        &Arc::new(publication),
-        Some(record.publication.publisher),
-        &options,
-    );
-    engine.last_applied.store(id, Ordering::Release);
 }
 
 /// A log record: `[realm, topic URI, history value, delivery options]`, MessagePack.
@@ -196,8 +140,8 @@ fn encode_record(realm: &str, draft: &Draft<'_>) -> Vec<u8> {
     if let Some(p) = draft.publisher.filter(|_| options.disclose_me) {
         let disclosed = vec![
             Value::from(p.id),
-            Value::from(p.identity.authid.as_str()),
-            Value::from(p.identity.authrole.as_str()),
+            Value::from(p.authid),
+            Value::from(p.authrole),
         ];
         o.insert("d".into(), Value::List(disclosed));
     }
@@ -219,7 +163,9 @@ fn encode_record(realm: &str, draft: &Draft<'_>) -> Vec<u8> {
     ]))
 }
 
-fn decode_record(
+/// A record of the permanent log with permanent ID `id`, published by session
+/// `publisher`: its realm, the publication and its delivery options (`None`: malformed).
+pub fn decode_record(
     id: u64,
     publisher: SessionId,
     bytes: &[u8],

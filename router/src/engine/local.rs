@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use fox_sequencer::PermanentId;
 
-use super::{unix_ms, Ack, Draft, Engine};
+use super::{unix_ms, Ack, Draft, Engine, Target};
 use crate::durable::Durable;
-use crate::realm::Realm;
 
 /// The largest permanent ID (a valid WAMP ID): the sequencer's, defined once.
 pub const PERMANENT_ID_MAX: u64 = PermanentId::MAX.0;
@@ -77,7 +76,7 @@ impl LocalEngine {
 }
 
 impl Engine for LocalEngine {
-    fn publish(&self, realm: &Realm, draft: Draft<'_>) -> Ack {
+    fn publish(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack {
         // One clock read per publish, outside the lock: the ID only needs ms granularity.
         let now_ms = unix_ms();
         let _order = realm.order();
@@ -86,7 +85,7 @@ impl Engine for LocalEngine {
         // Router-originated messages (meta events, wills) are not stored.
         let write = match (&self.durable, publisher) {
             (Some(durable), Some(_)) => {
-                Some(durable.record(&realm.name, &publication, options.retain, now_ms))
+                Some(durable.record(realm.name(), &publication, options.retain, now_ms))
             }
             _ => None,
         };

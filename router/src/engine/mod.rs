@@ -3,36 +3,52 @@
 //! A realm publishes through `Arc<dyn Engine>` ([`crate::realm::Shared::engine`]); the
 //! publisher's acknowledgement is an [`Ack`], which resolves with the permanent ID once the
 //! message may be acknowledged (PUBLISHED, PUBACK, PUBREC wait for it). Delivery to local
-//! subscribers comes from the engine in permanent-ID order, through [`Realm::apply`] under
-//! the realm's order lock.
+//! subscribers comes from the engine in permanent-ID order, through [`Target::apply`]
+//! (implemented by `Realm`) under the realm's order lock.
+//!
+//! Dependencies point one way: realms use engines; an engine knows a realm only as a
+//! [`Target`], and the message types come from the leaf [`crate::message`]. The cluster's
+//! log follower, which needs the router's realms, is [`crate::follow`].
 //!
 //! ```text
-//! gate --Draft--> Engine::publish --> LocalEngine:   ID now, Realm::apply now, store write
+//! gate --Draft--> Engine::publish --> LocalEngine:   ID now, Target::apply now, store write
 //!                                                     queued in ID order; Ack: Ready | Stored
 //!                                     (a cluster entry: the ID is voted by the cluster; the
-//!                                      log brings the publication back to Realm::apply in
+//!                                      log brings the publication back to Target::apply in
 //!                                      permanent-ID order on every entry; Ack: Remote)
 //! ```
 //!
 //! Layout: [`local`] (the single node: [`LocalEngine`], [`LocalSequencer`]), [`cluster`]
-//! (an entry of the cluster: [`ClusterEngine`], [`follow_log`]),
-//! [`backpressure`] (subscribers slowing publishers down).
+//! (an entry of the cluster: [`ClusterEngine`]).
 
-pub mod backpressure;
 pub mod cluster;
 pub mod local;
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use crate::durable::Durable;
-use crate::realm::{MessageProperties, Payload, Publication, PublishOptions, Realm, SessionInfo};
+use crate::message::{MessageProperties, Payload, Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
 
-pub use backpressure::{
-    drained, draining, Backpressure, Draining, BACKPRESSURE_IGNORE_MS, BACKPRESSURE_WAIT_MAX_MS,
-};
-pub use cluster::{follow_log, ClusterEngine};
+pub use cluster::ClusterEngine;
 pub use local::{LocalEngine, LocalSequencer, PERMANENT_ID_MAX};
+
+/// What an engine delivers ordered publications to: a realm (`crate::realm::Realm`).
+pub trait Target {
+    /// The realm's name.
+    fn name(&self) -> &str;
+    /// The realm's order lock: publications are applied under it in permanent-ID order.
+    fn order(&self) -> MutexGuard<'_, ()>;
+    /// Applies an ordered publication (retained table, history, fan-out), holding
+    /// [`Target::order`], in permanent-ID order. `publisher` is `None` for
+    /// router-originated messages.
+    fn apply(
+        &self,
+        publication: &Arc<Publication>,
+        publisher: Option<SessionId>,
+        options: &PublishOptions,
+    );
+}
 
 /// A durable write queued with `--data`: the answer to wait for before acknowledging, or
 /// why it could not even be queued.
@@ -41,9 +57,9 @@ pub type StoreWrite = Result<fox_storage::Pending, fox_storage::StoreError>;
 /// How a publish is ordered, stored, acknowledged and delivered.
 pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Orders one publication of `realm`. Delivery to the realm's subscribers happens
-    /// through [`Realm::apply`], in permanent-ID order; the answer says when the publisher
+    /// through [`Target::apply`], in permanent-ID order; the answer says when the publisher
     /// may be acknowledged, and with which ID.
-    fn publish(&self, realm: &Realm, draft: Draft<'_>) -> Ack;
+    fn publish(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack;
 
     /// The last permanent ID applied on this node: a subscription made now (under the
     /// realm's order lock) receives every later publication live.
@@ -73,11 +89,22 @@ pub enum Feature {
     PersistentSession,
 }
 
+/// Who published a draft: the session and its identity.
+#[derive(Clone, Copy, Debug)]
+pub struct Publisher<'a> {
+    /// The session.
+    pub id: SessionId,
+    /// Its authid.
+    pub authid: &'a str,
+    /// Its authrole.
+    pub authrole: &'a str,
+}
+
 /// A publication before it has a permanent ID.
 #[derive(Debug)]
 pub struct Draft<'a> {
     /// The publishing session; `None` for router-originated messages (meta events, wills).
-    pub publisher: Option<&'a SessionInfo>,
+    pub publisher: Option<Publisher<'a>>,
     /// Topic.
     pub topic: &'a Topic,
     /// Payload.
@@ -94,11 +121,7 @@ impl<'a> Draft<'a> {
     pub fn into_publication(
         self,
         id: u64,
-    ) -> (
-        Arc<Publication>,
-        Option<&'a SessionInfo>,
-        &'a PublishOptions,
-    ) {
+    ) -> (Arc<Publication>, Option<Publisher<'a>>, &'a PublishOptions) {
         let Draft {
             publisher,
             topic,
@@ -108,7 +131,7 @@ impl<'a> Draft<'a> {
         } = self;
         let disclosed = publisher
             .filter(|_| options.disclose_me)
-            .map(|p| (p.id, p.identity.authid.clone(), p.identity.authrole.clone()));
+            .map(|p| (p.id, p.authid.to_owned(), p.authrole.to_owned()));
         let publication = Arc::new(Publication {
             id,
             topic: topic.clone(),

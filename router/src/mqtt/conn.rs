@@ -22,7 +22,8 @@ use super::connect::{accept, Accepted};
 use super::registry::Registry;
 use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
-use crate::engine::{drained, draining, unix_ms, Backpressure, Draining};
+use crate::engine::unix_ms;
+use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
 use crate::realm::Outbound;
 use crate::router::Router;
 

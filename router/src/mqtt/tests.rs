@@ -180,7 +180,7 @@ fn outbound_batches_lose_no_message() {
 /// overflow a small queue.
 #[test]
 fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
-    use crate::engine::Backpressure;
+    use crate::realm::backpressure::Backpressure;
     let realm = realm();
     let mut sub = Peer::with_queue(&realm, 1, Protocol::V3_1_1, SessionState::default(), 40);
     sub.session

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::realm::SessionStats;
 
-use super::unix_ms;
+use crate::engine::unix_ms;
 
 /// Longest a publisher waits for one congested queue. A session that does not drain in
 /// that time is not waited for during [`BACKPRESSURE_IGNORE_MS`]: a stuck or very slow

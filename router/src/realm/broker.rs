@@ -12,53 +12,13 @@ use std::sync::Arc;
 
 use fox_wamp_proto::{Dict, Value};
 
+pub use crate::message::PublishOptions;
+
 use super::session::Delivery;
 use super::{Publication, SessionHandle, SessionId, SessionInfo};
 use crate::auth::Authorizer;
 use crate::topic::{MatchPolicy, Pattern, Topic, Trie};
 use crate::util::iso8601;
-
-/// Options of a publish that the broker applies.
-#[derive(Clone, Debug)]
-pub struct PublishOptions {
-    /// Do not deliver to the publisher itself (WAMP default true; MQTT false).
-    pub exclude_me: bool,
-    /// Disclose the publisher's identity to subscribers.
-    pub disclose_me: bool,
-    /// Never deliver to these sessions.
-    pub exclude: Vec<SessionId>,
-    /// Never deliver to sessions with these authids.
-    pub exclude_authid: Vec<String>,
-    /// Never deliver to sessions with these authroles.
-    pub exclude_authrole: Vec<String>,
-    /// Only deliver to these sessions.
-    pub eligible: Option<Vec<SessionId>>,
-    /// Only deliver to sessions with these authids.
-    pub eligible_authid: Option<Vec<String>>,
-    /// Only deliver to sessions with these authroles.
-    pub eligible_authrole: Option<Vec<String>>,
-    /// MQTT QoS of the publish.
-    pub qos: u8,
-    /// Retain flag.
-    pub retain: bool,
-}
-
-impl Default for PublishOptions {
-    fn default() -> Self {
-        Self {
-            exclude_me: true,
-            disclose_me: false,
-            exclude: Vec::new(),
-            exclude_authid: Vec::new(),
-            exclude_authrole: Vec::new(),
-            eligible: None,
-            eligible_authid: None,
-            eligible_authrole: None,
-            qos: 0,
-            retain: false,
-        }
-    }
-}
 
 impl PublishOptions {
     fn admits(&self, subscriber: &SessionInfo, publisher: Option<SessionId>) -> bool {

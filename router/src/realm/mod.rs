@@ -13,6 +13,7 @@
 //!                                        '-- meta events published back into the realm
 //! ```
 
+pub mod backpressure;
 pub mod broker;
 pub mod dealer;
 pub mod meta;
@@ -25,12 +26,11 @@ pub mod sync;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
 use fox_wamp_proto::{Dict, Message, Value};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
-use crate::engine::{unix_ms, Ack, Draft, Engine};
+use crate::engine::{unix_ms, Ack, Draft, Engine, Publisher, Target};
 use crate::topic::{Pattern, Topic};
 
 pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
@@ -40,124 +40,8 @@ pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
 /// The receiving end of a session's outbound queue.
 pub type OutboundQueue = queue::Receiver<Outbound>;
 
-/// A session's ID: random in [1, 2^53].
-pub type SessionId = u64;
-
 pub use crate::engine::StoreWrite;
-
-/// A new session ID: random in [1, 2^53], as WAMP requires (both gates use it).
-pub fn new_session_id() -> SessionId {
-    rand::random::<u64>() % fox_wamp_proto::ID_MAX + 1
-}
-
-/// What a message carries, in the form its publisher gave it. Each gate converts on
-/// delivery (see [`Payload::to_wamp`] and [`Payload::to_mqtt`]).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Payload {
-    /// WAMP arguments.
-    Wamp {
-        /// Positional arguments.
-        args: Option<Vec<Value>>,
-        /// Keyword arguments.
-        kwargs: Option<Dict>,
-    },
-    /// Raw bytes (an MQTT payload).
-    Raw(Bytes),
-}
-
-impl Payload {
-    /// Whether there is nothing in it (clears a retained topic).
-    pub fn is_empty(&self) -> bool {
-        match self {
-            Self::Raw(bytes) => bytes.is_empty(),
-            Self::Wamp { args, kwargs } => {
-                args.as_ref().is_none_or(Vec::is_empty)
-                    && kwargs.as_ref().is_none_or(Dict::is_empty)
-            }
-        }
-    }
-
-    /// WAMP arguments: an MQTT payload becomes `args = [value]`, where value is the decoded
-    /// JSON when the payload is valid UTF-8 JSON and the raw bytes otherwise.
-    pub fn to_wamp(&self) -> (Option<Vec<Value>>, Option<Dict>) {
-        match self {
-            Self::Wamp { args, kwargs } => (args.clone(), kwargs.clone()),
-            Self::Raw(bytes) => {
-                let value = serde_json::from_slice::<serde_json::Value>(bytes)
-                    .map(Value::from_json)
-                    .unwrap_or_else(|_| Value::Bytes(bytes.to_vec()));
-                (Some(vec![value]), None)
-            }
-        }
-    }
-
-    /// MQTT payload: the JSON of `args[0]` when it is the only argument and there are no
-    /// kwargs (its raw bytes when it is binary); no arguments at all is an empty payload;
-    /// otherwise the JSON object `{"args": [...], "kwargs": {...}}`.
-    pub fn to_mqtt(&self) -> Bytes {
-        let (args, kwargs) = match self {
-            Self::Raw(bytes) => return bytes.clone(),
-            Self::Wamp { args, kwargs } => (args, kwargs),
-        };
-        let no_kwargs = kwargs.as_ref().is_none_or(|k| k.is_empty());
-        match args.as_deref() {
-            None | Some([]) if no_kwargs => Bytes::new(),
-            Some([Value::Bytes(b)]) if no_kwargs => Bytes::from(b.clone()),
-            Some([single]) if no_kwargs => Bytes::from(single.to_json().to_string()),
-            _ => {
-                let mut object = serde_json::Map::new();
-                let list = args.iter().flatten().map(Value::to_json).collect();
-                object.insert("args".into(), serde_json::Value::Array(list));
-                let dict = kwargs
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect();
-                object.insert("kwargs".into(), serde_json::Value::Object(dict));
-                Bytes::from(serde_json::Value::Object(object).to_string())
-            }
-        }
-    }
-}
-
-/// A published message, shared by every delivery of it.
-#[derive(Debug)]
-pub struct Publication {
-    /// Permanent ID.
-    pub id: u64,
-    /// Topic.
-    pub topic: Topic,
-    /// Payload.
-    pub payload: Payload,
-    /// Publisher's session (0 for the router itself).
-    pub publisher: SessionId,
-    /// Publisher identity, when disclosed: (session, authid, authrole).
-    pub disclosed: Option<(SessionId, String, String)>,
-    /// MQTT QoS the publisher used (0 for WAMP).
-    pub qos: u8,
-    /// Whether the publisher asked to retain it.
-    pub retain: bool,
-    /// Message properties carried end to end (MQTT 5 properties; empty for WAMP).
-    pub properties: MessageProperties,
-}
-
-/// Properties of a message that travel with it unchanged, whichever gate delivers it
-/// (MQTT 5 passes them through; WAMP ignores them). All empty by default.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MessageProperties {
-    /// When the message expires (Unix ms): not delivered, nor replayed as retained, after.
-    pub expires_at_ms: Option<u64>,
-    /// MQTT payload format indicator: the payload is UTF-8 text.
-    pub payload_utf8: Option<bool>,
-    /// MQTT content type.
-    pub content_type: Option<String>,
-    /// MQTT response topic (MQTT spelling, as the publisher gave it).
-    pub response_topic: Option<String>,
-    /// MQTT correlation data.
-    pub correlation_data: Option<Bytes>,
-    /// MQTT user properties, in order.
-    pub user_properties: Vec<(String, String)>,
-}
+pub use crate::message::{new_session_id, MessageProperties, Payload, Publication, SessionId};
 
 /// Process-wide services every realm uses.
 #[derive(Debug)]
@@ -388,6 +272,11 @@ impl Realm {
         options: &PublishOptions,
         properties: MessageProperties,
     ) -> Ack {
+        let publisher = publisher.map(|p| Publisher {
+            id: p.id,
+            authid: &p.identity.authid,
+            authrole: &p.identity.authrole,
+        });
         let draft = Draft {
             publisher,
             topic,
@@ -672,9 +561,29 @@ impl Realm {
     }
 }
 
+impl Target for Realm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn order(&self) -> std::sync::MutexGuard<'_, ()> {
+        Realm::order(self)
+    }
+
+    fn apply(
+        &self,
+        publication: &Arc<Publication>,
+        publisher: Option<SessionId>,
+        options: &PublishOptions,
+    ) {
+        Realm::apply(self, publication, publisher, options);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn raw(s: &str) -> Payload {
         Payload::Raw(Bytes::from(s.to_owned()))

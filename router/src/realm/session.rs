@@ -133,13 +133,13 @@ pub struct SessionStats {
     /// Backpressure: wakes paused publishers once the queue is back under low water.
     drained: Notify,
     /// Backpressure: Unix ms before which publishers do not wait for this session (it did
-    /// not drain in time; see `engine::Backpressure`).
+    /// not drain in time; see `realm::backpressure::Backpressure`).
     ignored_until_ms: AtomicU64,
 }
 
 /// Backpressure: a live session's queue past `capacity / BACKPRESSURE_HIGH_WATER_DIVISOR`
 /// messages of QoS 1 or 2 (or past half its capacity with other messages) pauses the
-/// publishers into it (see [`crate::engine::Backpressure`]) until it is back under half
+/// publishers into it (see [`crate::realm::backpressure::Backpressure`]) until it is back under half
 /// that first mark.
 pub const BACKPRESSURE_HIGH_WATER_DIVISOR: usize = 16;
 /// The smallest high-water mark, in messages.
@@ -204,7 +204,7 @@ impl SessionHandle {
 
     /// Queues an event; drops and counts it when the queue is full. An event that takes a
     /// live queue past its high-water mark records backpressure for the publisher (see
-    /// [`crate::engine::Backpressure`]). The mark is low for acknowledged messages (QoS 1
+    /// [`crate::realm::backpressure::Backpressure`]). The mark is low for acknowledged messages (QoS 1
     /// or 2: latency) and half the queue for the others (QoS 0, WAMP events: pause the
     /// publisher rather than drop what it sends once the queue is full).
     pub fn deliver(&self, delivery: Delivery) {
@@ -239,7 +239,7 @@ impl SessionHandle {
             return;
         }
         self.stats.congested.store(true, Ordering::Release);
-        crate::engine::Backpressure::record(self.stats.clone());
+        crate::realm::backpressure::Backpressure::record(self.stats.clone());
     }
 
     /// Queues a message that must not be dropped; on a full queue the session is told to
@@ -262,7 +262,7 @@ impl SessionHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Backpressure, BACKPRESSURE_WAIT_MAX_MS};
+    use crate::realm::backpressure::{Backpressure, BACKPRESSURE_WAIT_MAX_MS};
     use crate::realm::{MessageProperties, Payload, Publication};
     use crate::topic::Topic;
 

@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
-use crate::engine::{drained, draining, Backpressure, Draining};
+use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
 use crate::realm::queue::WakeBatch;
 use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
