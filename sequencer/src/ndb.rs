@@ -394,13 +394,13 @@ impl Ndb {
                 return;
             };
             self.apply(&resolution, messages.clone());
-            self.write(
-                NdbWrite::Applied {
-                    resolution,
-                    messages,
-                },
-                now_ms,
-            );
+            // Written without an fsync of its own (it rides on the next one): a resolution
+            // is final in sync's log, and one lost in a crash is pulled and applied again
+            // from the segment's temp record, which was fsynced before its STORED.
+            self.out.writes.push(NdbWrite::Applied {
+                resolution,
+                messages,
+            });
         }
     }
 
