@@ -12,6 +12,7 @@
 //!   delivered ([`engine::LocalEngine`] for one process).
 //! - [`auth`], [`config`]: authentication, roles, configuration file.
 //! - [`durable`]: `--data` durability (RocksDB through the group committer).
+//! - [`metrics`]: counters bumped where things happen, for the admin listener.
 //!
 //! # Calling order
 //! `Router::new(config)`, bind [`server::Listener`]s, `server::run`; `Router::shut_down`
@@ -24,6 +25,7 @@ pub mod durable;
 pub mod engine;
 pub mod follow;
 pub mod message;
+pub mod metrics;
 pub mod mqtt;
 pub mod realm;
 pub mod router;
