@@ -17,8 +17,8 @@ from pathlib import Path
 
 from conftest import BIN, Listeners, _pump, read_listeners
 
-# Ports per cluster: entries use four (peer, ws, rawsocket, mqtt), ndb and sync one each.
-PORTS_PER_CLUSTER = 3 * 4 + 3 + 3
+# Ports per cluster: entries use five (peer, ws, rawsocket, mqtt, admin), ndb and sync one each.
+PORTS_PER_CLUSTER = 3 * 5 + 3 + 3
 
 
 def _free_base_port(count):
