@@ -65,7 +65,7 @@ class Node(Listeners):
         return self
 
     def wait_listening(self, timeout=20.0):
-        wanted = 3 if self.role == "entry" else 1
+        wanted = 4 if self.role == "entry" else 1  # entry: ws, rawsocket, mqtt, admin
         if not read_listeners(self.proc, self.lines, self.addr, wanted, timeout):
             raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
         return self
