@@ -224,6 +224,40 @@ async fn kick(State(admin): State<Arc<Admin>>, uri: Uri) -> Result<Response, Api
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// One subscription or registration as listed: copied out under the realm's lock, turned
+/// into JSON only if it is on the page.
+struct Row {
+    realm: String,
+    id: u64,
+    pattern: crate::topic::Pattern,
+    created: String,
+    /// Subscribers, or callees in registration order.
+    sessions: Vec<u64>,
+    /// A registration's invocation policy.
+    invoke: Option<&'static str>,
+}
+
+impl Row {
+    fn json(&self) -> Value {
+        let (uri, policy) = self.pattern.to_wamp();
+        let mut item = json!({
+            "realm": self.realm,
+            "id": self.id,
+            "uri": uri,
+            "match": policy.name(),
+            "created": self.created,
+        });
+        match self.invoke {
+            Some(invoke) => {
+                item["invoke"] = json!(invoke);
+                item["callees"] = json!(self.sessions);
+            }
+            None => item["subscribers"] = json!(self.sessions),
+        }
+        item
+    }
+}
+
 /// `GET /api/v1/subscriptions?offset=&limit=&realm=`.
 async fn subscriptions(
     State(admin): State<Arc<Admin>>,
@@ -232,25 +266,23 @@ async fn subscriptions(
     let params = Params::parse(query.as_deref(), &["offset", "limit", "realm"])?;
     let page = params.page()?;
     let router = admin.router()?;
-    let mut items: Vec<(String, u64, Value)> = Vec::new();
+    let mut rows = Vec::new();
     for realm in realms_of(router, &params)? {
         let broker = realm.broker();
-        for subscription in broker.subscriptions() {
-            let (uri, policy) = subscription.pattern.to_wamp();
+        rows.extend(broker.subscriptions().map(|subscription| {
             let mut subscribers: Vec<u64> = subscription.subscribers.keys().copied().collect();
             subscribers.sort_unstable();
-            let item = json!({
-                "realm": realm.name,
-                "id": subscription.id,
-                "uri": uri,
-                "match": policy.name(),
-                "created": subscription.created,
-                "subscribers": subscribers,
-            });
-            items.push((realm.name.clone(), subscription.id, item));
-        }
+            Row {
+                realm: realm.name.clone(),
+                id: subscription.id,
+                pattern: subscription.pattern.clone(),
+                created: subscription.created.clone(),
+                sessions: subscribers,
+                invoke: None,
+            }
+        }));
     }
-    Ok(Json(listing(page, "subscriptions", items)))
+    Ok(Json(listing(page, "subscriptions", rows)))
 }
 
 /// `GET /api/v1/registrations?offset=&limit=&realm=`.
@@ -261,36 +293,26 @@ async fn registrations(
     let params = Params::parse(query.as_deref(), &["offset", "limit", "realm"])?;
     let page = params.page()?;
     let router = admin.router()?;
-    let mut items: Vec<(String, u64, Value)> = Vec::new();
+    let mut rows = Vec::new();
     for realm in realms_of(router, &params)? {
         let dealer = realm.dealer();
-        for registration in dealer.registrations() {
-            let (uri, policy) = registration.pattern.to_wamp();
-            let callees: Vec<u64> = registration.callees.iter().map(|c| c.info.id).collect();
-            let item = json!({
-                "realm": realm.name,
-                "id": registration.id,
-                "uri": uri,
-                "match": policy.name(),
-                "invoke": registration.invoke.name(),
-                "created": registration.created,
-                "callees": callees,
-            });
-            items.push((realm.name.clone(), registration.id, item));
-        }
+        rows.extend(dealer.registrations().map(|registration| Row {
+            realm: realm.name.clone(),
+            id: registration.id,
+            pattern: registration.pattern.clone(),
+            created: registration.created.clone(),
+            sessions: registration.callees.iter().map(|c| c.info.id).collect(),
+            invoke: Some(registration.invoke.name()),
+        }));
     }
-    Ok(Json(listing(page, "registrations", items)))
+    Ok(Json(listing(page, "registrations", rows)))
 }
 
-/// Sorts (realm, id, item) rows and answers one page of them.
-fn listing(page: super::query::Page, key: &str, mut items: Vec<(String, u64, Value)>) -> Value {
-    items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let (total, items) = page.take(items);
-    page.body(
-        key,
-        total,
-        items.into_iter().map(|(_, _, item)| item).collect(),
-    )
+/// Sorts rows by realm then ID and answers one page of them.
+fn listing(page: super::query::Page, key: &str, mut rows: Vec<Row>) -> Value {
+    rows.sort_by(|a, b| (&a.realm, a.id).cmp(&(&b.realm, b.id)));
+    let (total, rows) = page.take(rows);
+    page.body(key, total, rows.iter().map(Row::json).collect())
 }
 
 /// `GET /api/v1/retained?prefix=&realm=&offset=&limit=`: `prefix` matches the start of

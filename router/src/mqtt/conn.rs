@@ -467,7 +467,8 @@ where
             biased;
             _ = shutdown.changed() => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
             _ = session_stats.overflow.notified() => {
-                if session_stats.killed.load(Ordering::Acquire) {
+                // Taken back: a persistent session outlives this connection.
+                if session_stats.killed.swap(false, Ordering::AcqRel) {
                     tracing::info!(%peer, client = %client_id, "MQTT session killed by the administrator");
                 } else {
                     tracing::info!(%peer, client = %client_id, "MQTT session closed: queue full for a close request");
