@@ -72,6 +72,15 @@ impl Exit {
             kick: None,
         }
     }
+
+    /// How the connection ended, for the log.
+    fn describe(&self) -> String {
+        match (self.disconnect, self.end) {
+            (Some(reason), _) => format!("closed by the router ({reason:?})"),
+            (None, End::Normal) => "DISCONNECT from the client".to_owned(),
+            (None, End::Abnormal) => "connection lost".to_owned(),
+        }
+    }
 }
 
 /// Serves one MQTT connection over any byte stream.
@@ -508,7 +517,7 @@ where
         }
     };
     session_stats.detach();
-    tracing::info!(%peer, client = %client_id, reason = ?exit.disconnect, "MQTT client disconnected");
+    tracing::info!(%peer, client = %client_id, how = exit.describe(), "MQTT client disconnected");
     // Nobody drains the queue now: publishers paused on it go on.
     session_stats.drained_to(0, rx.max_capacity());
     if let Some(packet) = exit
