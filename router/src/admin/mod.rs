@@ -12,6 +12,7 @@
 //! api.rs       GET /api/v1/status | sessions | subscriptions | registrations | retained,
 //!              DELETE /api/v1/sessions/{id}
 //! query.rs     query-string parsing: pagination, filters, strict errors
+//! settings.rs  `[admin]` / `--admin`: address (default, off, explicit) and token
 //! ```
 //!
 //! # Calling order
@@ -29,6 +30,7 @@ mod api;
 mod health;
 mod prometheus;
 mod query;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
