@@ -48,10 +48,10 @@ BASE=$(python3 - <<'PY'
 import random, socket
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 for _ in range(200):
-    base = random.randrange(10000, low - 20)
+    base = random.randrange(10000, low - 25)
     socks = []
     try:
-        for p in range(base, base + 18):
+        for p in range(base, base + 21):
             t = socket.socket(); socks.append(t); t.bind(("127.0.0.1", p))
         print(base); break
     except OSError:

@@ -14,11 +14,12 @@
 //! ws = "127.0.0.1:7101"         # entry only: WebSocket listener (WAMP /ws, MQTT /mqtt)
 //! rawsocket = "127.0.0.1:7102"  # entry only: WAMP RawSocket listener
 //! mqtt = "127.0.0.1:7103"       # entry only: MQTT (TCP) listener
+//! admin = "127.0.0.1:7104"      # entry only, optional: admin HTTP listener (docs/admin.md)
 //!
 //! [[node]]
 //! id = 4
 //! role = "ndb"
-//! peer = "127.0.0.1:7112"
+//! peer = "127.0.0.1:7115"
 //! data = "data/n4"              # ndb / sync only: RocksDB directory (relative: to this file)
 //! ```
 //!
@@ -106,6 +107,9 @@ pub struct NodeSpec {
     /// Entry: MQTT client listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<SocketAddr>,
+    /// Entry: the admin HTTP listener (metrics, health, JSON status); none without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
     /// ndb / sync: data directory; a relative path is relative to the cluster file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
@@ -118,9 +122,15 @@ impl NodeSpec {
     }
 
     fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        [Some(self.peer), self.ws, self.rawsocket, self.mqtt]
-            .into_iter()
-            .flatten()
+        [
+            Some(self.peer),
+            self.ws,
+            self.rawsocket,
+            self.mqtt,
+            self.admin,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -246,11 +256,14 @@ impl ClusterFile {
 }
 
 fn check_role_fields(node: &NodeSpec) -> Result<(), ConfigError> {
-    let has_clients = node.ws.is_some() || node.rawsocket.is_some() || node.mqtt.is_some();
+    let has_clients = node.ws.is_some()
+        || node.rawsocket.is_some()
+        || node.mqtt.is_some()
+        || node.admin.is_some();
     let message = match node.role {
         Role::Entry if node.data.is_some() => "an entry keeps no data: remove `data`",
         Role::Ndb | Role::Sync if node.data.is_none() => "ndb and sync nodes need `data`",
-        Role::Ndb | Role::Sync if has_clients => "only entries have ws / rawsocket / mqtt",
+        Role::Ndb | Role::Sync if has_clients => "only entries have ws / rawsocket / mqtt / admin",
         _ => return Ok(()),
     };
     Err(ConfigError::Invalid(format!("node {}: {message}", node.id)))
@@ -335,6 +348,11 @@ data = "/abs/d3"
             ),
             SAMPLE.replace("data = \"d2\"", ""),
             SAMPLE.replace("ws = ", "data = \"x\"\nws = "),
+            SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nadmin = \"127.0.0.1:7190\""),
+            SAMPLE.replace(
+                "ws = \"127.0.0.1:7101\"",
+                "ws = \"127.0.0.1:7101\"\nadmin = \"127.0.0.1:7101\"",
+            ),
             SAMPLE.replace("name = \"fox\"", "name = \"\""),
             SAMPLE.replace("role = \"entry\"", "role = \"boss\""),
             SAMPLE.replace("[[node]]\nid = 1", "[[node]]\nsurprise = 1\nid = 1"),

@@ -2,7 +2,7 @@
 //! `DIR/supervisord.ini` (one program per node), logs under `DIR/logs`, data under `DIR/data`.
 //!
 //! Node IDs count from 1: entries first, then ndb, then sync. Ports count from
-//! `base_port`: each entry takes four (peer, ws, rawsocket, mqtt), each other node one.
+//! `base_port`: each entry takes five (peer, ws, rawsocket, mqtt, admin), each other node one.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -119,12 +119,14 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 ws: None,
                 rawsocket: None,
                 mqtt: None,
+                admin: None,
                 data: None,
             };
             if role == Role::Entry {
                 node.ws = Some(next_address()?);
                 node.rawsocket = Some(next_address()?);
                 node.mqtt = Some(next_address()?);
+                node.admin = Some(next_address()?);
             } else {
                 node.data = Some(dir.join("data").join(format!("n{id}")));
             }
@@ -196,6 +198,14 @@ mod tests {
         assert_eq!(loaded.nodes.len(), 9);
         assert_eq!(loaded.ids(Role::Sync).len(), 3);
         assert_eq!(loaded.secret_bytes().unwrap().len(), 32);
+        let entry = loaded.node(1).unwrap();
+        assert_eq!(
+            entry.admin.map(|a| a.port()),
+            Some(7104),
+            "peer, ws, rawsocket, mqtt, then admin"
+        );
+        assert_eq!(loaded.node(4).unwrap().peer.port(), 7115);
+        assert!(loaded.node(4).unwrap().admin.is_none());
         let ini = std::fs::read_to_string(&report.supervisord_file).unwrap();
         assert_eq!(ini.matches("[program:").count(), 9);
         assert!(ini.contains("node --cluster"));

@@ -10,6 +10,10 @@
 //! rawsocket = "127.0.0.1:8081"
 //! mqtt = "127.0.0.1:1883"
 //!
+//! [admin]                        # docs/admin.md
+//! listen = "127.0.0.1:8090"      # "off" turns it off
+//! # token = "..."                # required when listen is not a loopback address
+//!
 //! [limits]
 //! message_size_max_bytes = 1048576
 //! session_queue_max = 4096
@@ -76,6 +80,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use crate::admin::settings::{AdminListen, AdminSettings, ADMIN_LISTEN_DEFAULT};
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -112,6 +118,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Listen addresses.
     pub listen: Listen,
+    /// The admin HTTP listener (`docs/admin.md`).
+    pub admin: AdminSettings,
     /// Size and queue limits.
     pub limits: Limits,
     /// Realm handling.
@@ -455,7 +463,7 @@ impl Config {
         if self.limits.session_queue_max == 0 {
             return Err("limits.session_queue_max must be at least 1".to_owned());
         }
-        Ok(())
+        self.admin.validate()
     }
 
     /// The user with this authid.

@@ -225,6 +225,11 @@ impl Durable {
         Ok(Self { store, committer })
     }
 
+    /// The group committer's counters: writes, failures, write latency (admin metrics).
+    pub fn commit_stats(&self) -> fox_storage::CommitStats {
+        self.committer.stats()
+    }
+
     /// The last permanent ID ever stored (0 for a new store).
     pub fn last_id(&self) -> anyhow::Result<u64> {
         Ok(self.store.last_permanent_id()?.unwrap_or(0))

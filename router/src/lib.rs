@@ -12,11 +12,15 @@
 //!   delivered ([`engine::LocalEngine`] for one process).
 //! - [`auth`], [`config`]: authentication, roles, configuration file.
 //! - [`durable`]: `--data` durability (RocksDB through the group committer).
+//! - [`metrics`]: counters bumped where things happen; [`admin`]: the admin HTTP listener
+//!   (`/metrics`, health, JSON status and session kicks; `docs/admin.md`).
 //!
 //! # Calling order
-//! `Router::new(config)`, bind [`server::Listener`]s, `server::run`; `Router::shut_down`
+//! `Router::new(config)`, bind [`server::Listener`]s, [`server::announce`] them,
+//! `server::run`; `Router::shut_down`
 //! makes every session say GOODBYE and `run` return.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod cryptosign;
@@ -24,6 +28,7 @@ pub mod durable;
 pub mod engine;
 pub mod follow;
 pub mod message;
+pub mod metrics;
 pub mod mqtt;
 pub mod realm;
 pub mod router;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use fox_router::config::Config;
+use fox_router::admin::{self, Admin, AdminServer};
+use fox_router::config::{AdminListen, Config};
 use fox_router::durable::Durable;
 use fox_router::realm::{MessageProperties, Publication};
 use fox_router::router::Router;
@@ -78,9 +79,8 @@ struct NodeArgs {
     /// Runtime worker threads (0: one per CPU core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Log filter, e.g. `info` or `fox_cluster=debug` (also RUST_LOG).
-    #[arg(long, value_name = "FILTER", default_value = "info")]
-    log: String,
+    #[command(flatten)]
+    logging: Logging,
 }
 
 #[derive(Parser, Debug)]
@@ -109,9 +109,52 @@ struct ServeArgs {
     /// mean fewer thread wake-ups per message.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Admin HTTP listener (metrics, health, JSON status; docs/admin.md), or `off`. On an
+    /// address other than loopback it requires `[admin] token` in the config file.
+    /// [default: 127.0.0.1:8090; if that is taken, the router warns and runs without]
+    #[arg(long, value_name = "ADDR|off")]
+    admin: Option<AdminListen>,
+    #[command(flatten)]
+    logging: Logging,
+}
+
+/// Logging options, shared by `serve` and `node`.
+#[derive(Parser, Debug)]
+struct Logging {
     /// Log filter, e.g. `info` or `fox_router=debug` (also RUST_LOG).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
+    /// Log line format: `text`, or `json` (one object per line, for log shippers).
+    /// Colours only when stderr is a terminal.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Logging {
+    /// Installs the global subscriber: to stderr, with colours only on a terminal.
+    fn init(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&self.log));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => {
+                let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                builder.with_ansi(ansi).init();
+            }
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -144,15 +187,7 @@ fn cluster_init(args: ClusterInitArgs) -> anyhow::Result<()> {
 }
 
 fn node(args: NodeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    // Node logs usually go to files (supervisord): colour codes only on a terminal.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    args.logging.init();
     let (cluster, _) = fox_cluster::ClusterFile::load(&args.cluster)?;
     let role = cluster
         .node(args.id)
@@ -187,6 +222,10 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     config.listen.ws = spec.ws;
     config.listen.rawsocket = spec.rawsocket;
     config.listen.mqtt = spec.mqtt;
+    // Several entries may share a host: the admin listener is where the cluster file
+    // puts it, or off; never the default address.
+    config.admin.listen = spec.admin.map_or(AdminListen::Off, AdminListen::At);
+    config.admin.validate().map_err(anyhow::Error::msg)?;
     // MQTT sessions do not outlive their connection on an entry yet: MQTT 5 clients are
     // told Session Expiry 0 in CONNACK; 3.1.1 clients that ask for a session are refused.
     config.limits.mqtt_session_expiry_max_secs = 0;
@@ -197,6 +236,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     let cluster = cluster.clone();
     runtime
         .block_on(async move {
+            let admin = start_admin(&config).await?;
             let listeners = bind_listeners(&config).await?;
             let entry = fox_cluster::EntryHandle::start(
                 &cluster,
@@ -208,7 +248,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
             let router = Router::with_engine(config, engine.clone());
             let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
-            serve_until_signal(router, listeners).await;
+            serve_until_signal(router, listeners, admin).await;
             entry.stop().await;
             follower.abort();
             anyhow::Ok(())
@@ -225,8 +265,29 @@ fn router_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     runtime.enable_all().build()
 }
 
+/// The admin listener (when configured) with what it serves, started before the store
+/// opens: `/healthz` answers from now on, `/readyz` once the router runs.
+struct AdminRunning {
+    admin: Arc<Admin>,
+    server: AdminServer,
+}
+
+/// Binds and starts the admin listener of `config`, if any.
+async fn start_admin(config: &Config) -> anyhow::Result<Option<AdminRunning>> {
+    let Some(listener) = admin::bind(&config.admin).await? else {
+        return Ok(None);
+    };
+    let admin = Admin::new(config.admin.token.as_deref());
+    let server = listener.spawn(admin.clone());
+    Ok(Some(AdminRunning { admin, server }))
+}
+
 /// Serves the listeners until SIGINT / SIGTERM, then closes every session.
-async fn serve_until_signal(router: Arc<Router>, listeners: Vec<Listener>) {
+async fn serve_until_signal(
+    router: Arc<Router>,
+    listeners: Vec<Listener>,
+    admin: Option<AdminRunning>,
+) {
     let signals = {
         let router = router.clone();
         tokio::spawn(async move {
@@ -235,8 +296,20 @@ async fn serve_until_signal(router: Arc<Router>, listeners: Vec<Listener>) {
             router.shut_down();
         })
     };
+    let bound: Vec<(&'static str, std::net::SocketAddr)> = listeners
+        .iter()
+        .filter_map(|l| Some((l.gate().name(), l.local_addr().ok()?)))
+        .collect();
+    server::announce(&listeners);
+    if let Some(running) = &admin {
+        running.admin.serve_router(router.clone(), bound);
+        running.server.announce();
+    }
     server::run(router, listeners).await;
     signals.abort();
+    if let Some(running) = admin {
+        running.server.stop().await;
+    }
 }
 
 /// Binds the configured client listeners (WebSocket, RawSocket, MQTT).
@@ -256,12 +329,7 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<Listener>> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    args.logging.init();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -278,29 +346,43 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         config.router.workers = workers;
     }
-    let durable = match &args.data {
-        Some(dir) => {
-            let sync = if args.no_fsync {
-                SyncMode::None
-            } else {
-                SyncMode::Fsync
-            };
-            let durable = Durable::open(dir, sync)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            Some(Arc::new(durable))
-        }
-        None => None,
+    if let Some(listen) = args.admin {
+        config.admin.listen = listen;
+    }
+    config.admin.validate().map_err(anyhow::Error::msg)?;
+    let sync = if args.no_fsync {
+        SyncMode::None
+    } else {
+        SyncMode::Fsync
     };
     let runtime = router_runtime(config.router.workers)?;
     runtime
         .block_on(async move {
+            let admin = start_admin(&config).await?;
+            let durable = match args.data {
+                Some(dir) => Some(open_store(dir, sync).await?),
+                None => None,
+            };
             let listeners = bind_listeners(&config).await?;
-            let router = start_router(config, durable)?;
-            serve_until_signal(router, listeners).await;
+            // Restoring a large store takes a while: off the runtime's workers, so the
+            // admin listener keeps answering meanwhile.
+            let router = tokio::task::block_in_place(|| start_router(config, durable))?;
+            serve_until_signal(router, listeners, admin).await;
             anyhow::Ok(())
         })
         .context("router failed")?;
     Ok(())
+}
+
+/// Opens the store in `dir` (on a blocking thread: RocksDB's open may take a while).
+async fn open_store(dir: PathBuf, sync: SyncMode) -> anyhow::Result<Arc<Durable>> {
+    let opened = tokio::task::spawn_blocking(move || {
+        Durable::open(&dir, sync)
+            .with_context(|| format!("cannot open the store in {}", dir.display()))
+    })
+    .await
+    .context("the store's opening task failed")?;
+    Ok(Arc::new(opened?))
 }
 
 /// Builds the router; with a store, resumes IDs after the last stored one and reloads the

@@ -9,6 +9,7 @@ use crate::auth::{Authenticator, Authorizer};
 use crate::config::Config;
 use crate::durable::Durable;
 use crate::engine::{Engine, LocalEngine};
+use crate::metrics::Metrics;
 use crate::realm::{Realm, Shared};
 
 /// Everything a gate needs: shared by all connections.
@@ -41,6 +42,7 @@ impl Router {
             engine,
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
+            metrics: Arc::default(),
         });
         let realms = config
             .router
@@ -84,6 +86,29 @@ impl Router {
     /// Process-wide services.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Every realm (a snapshot), in name order.
+    pub fn realms(&self) -> Vec<Arc<Realm>> {
+        let mut realms: Vec<Arc<Realm>> = self
+            .realms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        realms.sort_by(|a, b| a.name.cmp(&b.name));
+        realms
+    }
+
+    /// Whether [`Router::shut_down`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// A receiver that turns true when the router shuts down.

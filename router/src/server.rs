@@ -1,7 +1,7 @@
 //! Listeners: accept loops for each gate, a connection limit, and graceful shutdown.
 //!
-//! Each bound address is printed to stdout as `LISTEN <gate> <addr>` (so tests and scripts
-//! can start the router on port 0 and read the real port).
+//! Each bound address is printed to stdout as `LISTEN <gate> <addr>` ([`announce`]), so
+//! tests and scripts can start the router on port 0 and read the real port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +25,8 @@ pub enum Gate {
 }
 
 impl Gate {
-    fn name(self) -> &'static str {
+    /// The gate's name in `LISTEN <gate> <addr>` lines and the admin API.
+    pub fn name(self) -> &'static str {
         match self {
             Self::WebSocket => "ws",
             Self::RawSocket => "rawsocket",
@@ -55,6 +56,21 @@ impl Listener {
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Which gate it is.
+    pub fn gate(&self) -> Gate {
+        self.gate
+    }
+}
+
+/// Prints `LISTEN <gate> <addr>` for each listener (so tests and scripts can start the
+/// router on port 0 and read the real ports).
+pub fn announce(listeners: &[Listener]) {
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            println!("LISTEN {} {addr}", listener.gate.name());
+        }
     }
 }
 
@@ -109,9 +125,6 @@ pub async fn run(router: Arc<Router>, listeners: Vec<Listener>) {
     let permits = Arc::new(Semaphore::new(router.config.limits.connections_max));
     let mut tasks = JoinSet::new();
     for listener in listeners {
-        if let Ok(addr) = listener.local_addr() {
-            println!("LISTEN {} {addr}", listener.gate.name());
-        }
         tasks.spawn(accept_loop(router.clone(), listener, permits.clone()));
     }
     while tasks.join_next().await.is_some() {}

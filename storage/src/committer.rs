@@ -12,9 +12,10 @@
 //! If a merged group is rejected, its batches are applied one by one so that each caller
 //! gets its own answer and one bad batch does not fail its neighbours.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,6 +49,46 @@ pub struct CommitStats {
     pub groups: u64,
     /// Batches answered with an error.
     pub batches_failed: u64,
+    /// Whether a batch of the most recent group failed (the store refuses writes now).
+    pub failing: bool,
+    /// Whether the committer thread still takes batches (false once it stopped).
+    pub running: bool,
+    /// How long each group's write took: the store's `apply`, with its fsync under
+    /// [`SyncMode::Fsync`](crate::SyncMode).
+    pub write_latency: LatencyHistogram,
+}
+
+/// Upper bounds of the [`LatencyHistogram`] buckets, in microseconds; a last bucket takes
+/// everything slower.
+pub const WRITE_LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+
+/// Write latencies in fixed buckets: `counts[i]` writes took at most
+/// `WRITE_LATENCY_BUCKETS_US[i]` (and more than the bound before); the last count is the
+/// writes slower than every bound. Not cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Writes per bucket.
+    pub counts: [u64; WRITE_LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of all latencies, in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Writes observed.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// The bucket of a latency.
+fn latency_bucket(latency_us: u64) -> usize {
+    WRITE_LATENCY_BUCKETS_US
+        .iter()
+        .position(|bound| latency_us <= *bound)
+        .unwrap_or(WRITE_LATENCY_BUCKETS_US.len())
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +96,24 @@ struct Counters {
     batches: AtomicU64,
     groups: AtomicU64,
     batches_failed: AtomicU64,
+    failing: AtomicBool,
+    latency_counts: [AtomicU64; WRITE_LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+impl Counters {
+    fn observe_write(&self, latency: Duration) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_counts[latency_bucket(latency_us)].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(latency_us, Ordering::Relaxed);
+    }
+
+    fn write_latency(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            counts: std::array::from_fn(|i| self.latency_counts[i].load(Ordering::Relaxed)),
+            sum_us: self.latency_sum_us.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct Request {
@@ -181,6 +240,9 @@ impl Committer {
             batches: self.counters.batches.load(Ordering::Relaxed),
             groups: self.counters.groups.load(Ordering::Relaxed),
             batches_failed: self.counters.batches_failed.load(Ordering::Relaxed),
+            failing: self.counters.failing.load(Ordering::Relaxed),
+            running: self.queue.as_ref().is_some_and(|queue| !queue.is_closed()),
+            write_latency: self.counters.write_latency(),
         }
     }
 }
@@ -225,7 +287,10 @@ fn commit_group(store: &dyn Store, group: Vec<Request>, counters: &Counters) {
         answers.push(request.answer);
     }
     counters.groups.fetch_add(1, Ordering::Relaxed);
-    let results: Vec<Result<(), StoreError>> = match store.apply(&merged) {
+    let started = Instant::now();
+    let applied = store.apply(&merged);
+    counters.observe_write(started.elapsed());
+    let results: Vec<Result<(), StoreError>> = match applied {
         Ok(()) => answers.iter().map(|_| Ok(())).collect(),
         // One by one: each caller gets its own verdict; a rejected merged batch wrote nothing.
         Err(_) if answers.len() > 1 => merged
@@ -236,6 +301,8 @@ fn commit_group(store: &dyn Store, group: Vec<Request>, counters: &Counters) {
         Err(error) => vec![Err(error)],
     };
     assert_eq!(results.len(), answers.len(), "one result per batch");
+    let failing = results.iter().any(Result::is_err);
+    counters.failing.store(failing, Ordering::Relaxed);
     for (answer, result) in answers.into_iter().zip(results) {
         counters.batches.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
@@ -243,5 +310,40 @@ fn commit_group(store: &dyn Store, group: Vec<Request>, counters: &Counters) {
         }
         // A caller that stopped waiting (dropped its Pending) does not need the answer.
         let _ = answer.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_the_bucket_of_their_upper_bound() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(50), 0, "a bound is inclusive");
+        assert_eq!(latency_bucket(51), 1);
+        assert_eq!(
+            latency_bucket(1_000_000),
+            WRITE_LATENCY_BUCKETS_US.len() - 1
+        );
+        assert_eq!(latency_bucket(1_000_001), WRITE_LATENCY_BUCKETS_US.len());
+        assert!(
+            WRITE_LATENCY_BUCKETS_US.windows(2).all(|w| w[0] < w[1]),
+            "bounds increase"
+        );
+    }
+
+    #[test]
+    fn observed_writes_are_counted_and_summed() {
+        let counters = Counters::default();
+        counters.observe_write(Duration::from_micros(40));
+        counters.observe_write(Duration::from_millis(3));
+        counters.observe_write(Duration::from_secs(2));
+        let histogram = counters.write_latency();
+        assert_eq!(histogram.count(), 3);
+        assert_eq!(histogram.sum_us, 40 + 3_000 + 2_000_000);
+        assert_eq!(histogram.counts[0], 1);
+        assert_eq!(histogram.counts[latency_bucket(3_000)], 1);
+        assert_eq!(histogram.counts[WRITE_LATENCY_BUCKETS_US.len()], 1);
     }
 }

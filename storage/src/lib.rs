@@ -56,7 +56,9 @@ mod retention;
 mod rocks;
 
 pub use batch::{Batch, Op};
-pub use committer::{CommitStats, Committer, CommitterConfig, Pending};
+pub use committer::{
+    CommitStats, Committer, CommitterConfig, LatencyHistogram, Pending, WRITE_LATENCY_BUCKETS_US,
+};
 pub use error::StoreError;
 pub use mem::MemStore;
 pub use node::{u64_from_key, u64_key, KeyValue, NodeBatch, NodeOp, NodeStore};

@@ -72,6 +72,12 @@ class Listeners:
     def mqtt(self):
         return self.addr["mqtt"]
 
+    @property
+    def admin_url(self):
+        """The admin listener's base URL (`http://host:port`)."""
+        host, port = self.addr["admin"]
+        return f"http://{host}:{port}"
+
 
 class Router(Listeners):
     """One foxrouter process."""
@@ -86,16 +92,27 @@ class Router(Listeners):
         self.log_path = self.tmp / "router.log"
 
     def start(self, timeout=15.0):
+        # Every gate on a free port, the admin listener too (unless the test's own args
+        # name it): the default 127.0.0.1:8090 would be shared by the routers of a run.
+        admin = [] if "--admin" in self.args else ["--admin", "127.0.0.1:0"]
         cmd = [str(BIN), "serve", "--ws", "127.0.0.1:0", "--rawsocket", "127.0.0.1:0",
-               "--mqtt", "127.0.0.1:0", "--config", str(self.config_path)] + self.args
+               "--mqtt", "127.0.0.1:0", *admin, "--config", str(self.config_path)] + self.args
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         lines = queue.Queue()
         threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
-        if not read_listeners(self.proc, lines, self.addr, 3, timeout):
+        wanted = 3 if "off" in self._admin_args() else 4
+        if not read_listeners(self.proc, lines, self.addr, wanted, timeout):
             self.kill9()
             raise RuntimeError(f"router did not start: {self.logs()}")
         return self
+
+    def _admin_args(self):
+        """The value of the test's own `--admin` argument, if any."""
+        if "--admin" in self.args:
+            index = self.args.index("--admin")
+            return self.args[index + 1:index + 2]
+        return []
 
     def logs(self):
         try:

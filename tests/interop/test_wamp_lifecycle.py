@@ -154,7 +154,7 @@ def test_bad_config_exits_non_zero(tmp_path, name):
     path = tmp_path / "config.toml"
     path.write_text(text)
     proc = subprocess.run([str(BIN), "serve", "--ws", "127.0.0.1:0", "--rawsocket", "127.0.0.1:0",
-                           "--mqtt", "127.0.0.1:0", "--config", str(path)],
+                           "--mqtt", "127.0.0.1:0", "--admin", "off", "--config", str(path)],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode != 0
     assert "LISTEN" not in proc.stdout

@@ -62,6 +62,8 @@ pub fn start_router(config_toml: Option<&str>) -> Router {
         "127.0.0.1:0",
         "--mqtt",
         "127.0.0.1:0",
+        "--admin",
+        "off",
         "--log",
         "warn",
     ]);

@@ -23,8 +23,9 @@ use super::registry::Registry;
 use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::unix_ms;
+use crate::metrics::{ConnectionKind, Count, Metrics, Traffic};
 use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
-use crate::realm::Outbound;
+use crate::realm::{Outbound, SessionStats};
 use crate::router::Router;
 
 /// Bytes asked of the socket per read.
@@ -69,6 +70,15 @@ impl Exit {
             end,
             disconnect,
             kick: None,
+        }
+    }
+
+    /// How the connection ended, for the log.
+    fn describe(&self) -> String {
+        match (self.disconnect, self.end) {
+            (Some(reason), _) => format!("closed by the router ({reason:?})"),
+            (None, End::Normal) => "DISCONNECT from the client".to_owned(),
+            (None, End::Abnormal) => "connection lost".to_owned(),
         }
     }
 }
@@ -179,6 +189,8 @@ async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
     transport: &'static str,
     peer: String,
 ) {
+    let _open = ConnectionKind::of_session_transport(transport)
+        .map(|kind| router.metrics().connection_opened(kind));
     // The CONNECT step runs in its own boxed future, freed once it is done: its state (the
     // CONNECT packet, twice, and the takeover) is not carried by an established connection.
     // Boxed result too: a local the size of a session would stay in this future.
@@ -209,11 +221,17 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
     let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
     let first =
         tokio::time::timeout(handshake, read_connect(&mut reader, &mut input, max_in)).await;
+    let handshake_traffic = &router.metrics().mqtt_handshake;
     let connect = match first {
-        Ok(Ok(Some(connect))) => connect,
+        Ok(Ok(Some((connect, connect_bytes)))) => {
+            let mut received = Count::default();
+            received.message(connect_bytes);
+            handshake_traffic.received(received);
+            connect
+        }
         Ok(Err((error, guess))) => {
             tracing::info!(%peer, %error, "bad MQTT CONNECT");
-            refuse(&mut writer, guess, error.reason_code()).await;
+            refuse(&mut writer, guess, error.reason_code(), handshake_traffic).await;
             linger(&mut reader, input).await;
             return None;
         }
@@ -228,23 +246,33 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
             input,
         })),
         Err(connack) => {
-            refuse(&mut writer, Some(protocol), connack.reason).await;
+            refuse(
+                &mut writer,
+                Some(protocol),
+                connack.reason,
+                handshake_traffic,
+            )
+            .await;
             linger(&mut reader, input).await;
             None
         }
     }
 }
 
-/// Reads until the first packet, which must be CONNECT. `Ok(None)`: the peer went away.
+/// Reads until the first packet, which must be CONNECT: the packet and its size in bytes.
+/// `Ok(None)`: the peer went away.
 async fn read_connect<R: Source>(
     reader: &mut R,
     input: &mut BytesMut,
     max_in: usize,
-) -> Result<Option<Connect>, (Error, Option<Protocol>)> {
+) -> Result<Option<(Connect, usize)>, (Error, Option<Protocol>)> {
     loop {
         let guess = guess_protocol(input);
+        let before = input.len();
         match decode(input, None, max_in) {
-            Ok(Some(Packet::Connect(connect))) => return Ok(Some(*connect)),
+            Ok(Some(Packet::Connect(connect))) => {
+                return Ok(Some((*connect, before - input.len())))
+            }
             Ok(Some(_)) => {
                 return Err((Error::ProtocolError("first packet is not CONNECT"), guess))
             }
@@ -282,6 +310,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
     writer: &mut W,
     protocol: Option<Protocol>,
     reason: ReasonCode,
+    traffic: &Traffic,
 ) {
     let protocol = match protocol {
         Some(p) => p,
@@ -295,6 +324,9 @@ async fn refuse<W: AsyncWrite + Unpin>(
     });
     let mut out = BytesMut::new();
     if encode(&connack, protocol, &mut out).is_ok() {
+        let mut sent = Count::default();
+        sent.message(out.len());
+        traffic.sent(sent);
         let _ = writer.write_all(&out).await;
         let _ = writer.flush().await;
     }
@@ -321,13 +353,18 @@ async fn write_packets<W: AsyncWrite + Unpin>(
         return Err(std::io::Error::other("publish not acknowledged"));
     }
     let protocol = session.protocol();
+    let mut packets = 0;
     while let Some(packet) = session.poll_packet() {
         let before = out.len();
         match encode(&packet, protocol, out) {
-            Ok(()) => stats.count_packet_sent(out.len() - before),
+            Ok(()) => {
+                stats.count_packet_sent(out.len() - before);
+                packets += 1;
+            }
             Err(error) => tracing::warn!(%error, "MQTT packet not encodable; skipped"),
         }
     }
+    session.handle().stats.count_sent(packets);
     // The packet queue is empty now. Its slots are 400 bytes each: a connection that only
     // ever queues a few packets at a time (an idle one: just its CONNACK) gives them back;
     // a busy one keeps its grown queue rather than regrow it on every wake-up.
@@ -383,7 +420,8 @@ where
     let mut out = BytesMut::new();
     let stats = &realm.mqtt.stats;
     let session_stats = session.handle().stats.clone();
-    tracing::debug!(%peer, client = %client_id, "MQTT session established");
+    let metrics = router.metrics();
+    tracing::info!(%peer, client = %client_id, realm = %realm.name, version = protocol.level(), "MQTT client connected");
     // Packets that arrived in the same read as CONNECT (a client that pipelines SUBSCRIBE or
     // PUBLISH behind it, as paho does) are already in `input`.
     let mut leftover = !input.is_empty();
@@ -394,7 +432,7 @@ where
     let mut keep_alive_armed = false;
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile.
     let mut backpressure: Option<Draining> = None;
-    session_stats.live.store(true, Ordering::Relaxed);
+    session_stats.attach(&peer, unix_ms());
     let exit = loop {
         if backpressure.is_none() && std::mem::take(&mut leftover) {
             Backpressure::clear();
@@ -410,7 +448,7 @@ where
             ) {
                 break exit;
             }
-            backpressure = draining(Backpressure::take(&session_stats));
+            backpressure = paused(metrics, &session_stats);
             leftover = backpressure.is_some() && !input.is_empty();
         }
         if write_packets(&mut session, &mut writer, &mut out, stats)
@@ -438,7 +476,12 @@ where
             biased;
             _ = shutdown.changed() => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
             _ = session_stats.overflow.notified() => {
-                tracing::info!(%peer, client = %client_id, "MQTT session closed: queue full for a close request");
+                // Taken back: a persistent session outlives this connection.
+                if session_stats.killed.swap(false, Ordering::AcqRel) {
+                    tracing::info!(%peer, client = %client_id, "MQTT session killed by the administrator");
+                } else {
+                    tracing::info!(%peer, client = %client_id, "MQTT session closed: queue full for a close request");
+                }
                 break Exit::new(End::Abnormal, Some(ReasonCode::AdministrativeAction));
             }
             reply = kicked(&mut kicks) => {
@@ -460,7 +503,7 @@ where
                 if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer, unix_ms()) {
                     break exit;
                 }
-                backpressure = draining(Backpressure::take(&session_stats));
+                backpressure = paused(metrics, &session_stats);
                 // Packets after the one that congested a queue wait until it has drained.
                 leftover = backpressure.is_some() && !input.is_empty();
             }
@@ -473,7 +516,8 @@ where
             _ = drained(&mut backpressure), if backpressure.is_some() => backpressure = None,
         }
     };
-    session_stats.live.store(false, Ordering::Relaxed);
+    session_stats.detach();
+    tracing::info!(%peer, client = %client_id, how = exit.describe(), "MQTT client disconnected");
     // Nobody drains the queue now: publishers paused on it go on.
     session_stats.drained_to(0, rx.max_capacity());
     if let Some(packet) = exit
@@ -544,6 +588,16 @@ async fn linger<R: Source>(reader: &mut R, mut input: BytesMut) {
     }
 }
 
+/// Backpressure after a read: the wait for the subscriber queue that the read's publishes
+/// congested, if any (counted in the metrics).
+fn paused(metrics: &Metrics, session_stats: &Arc<SessionStats>) -> Option<Draining> {
+    let pause = draining(Backpressure::take(session_stats));
+    if pause.is_some() {
+        metrics.backpressure_paused();
+    }
+    pause
+}
+
 /// Decodes and handles every complete packet in `input`, all at `now_ms` (the clock is
 /// read once per wake-up, not once per packet), stopping after a publish that congests a
 /// subscriber's queue (backpressure: the rest stays in `input` until it drains).
@@ -555,6 +609,33 @@ pub(super) fn handle_input(
     stats: &Stats,
     peer: &str,
     now_ms: u64,
+) -> Option<Exit> {
+    let mut packets = 0;
+    let exit = handle_packets(
+        session,
+        input,
+        protocol,
+        max_in,
+        stats,
+        peer,
+        now_ms,
+        &mut packets,
+    );
+    session.handle().stats.count_received(packets);
+    exit
+}
+
+/// [`handle_input`]'s loop; counts the packets it decodes into `packets`.
+#[allow(clippy::too_many_arguments)]
+fn handle_packets(
+    session: &mut Session,
+    input: &mut BytesMut,
+    protocol: Protocol,
+    max_in: usize,
+    stats: &Stats,
+    peer: &str,
+    now_ms: u64,
+    packets: &mut u64,
 ) -> Option<Exit> {
     // Subscribers' connections are woken once, after the whole read is handled.
     let _wakes = crate::realm::queue::WakeBatch::begin();
@@ -569,6 +650,7 @@ pub(super) fn handle_input(
             }
         };
         stats.count_packet_received(before - input.len());
+        *packets += 1;
         match session.handle_packet(packet, now_ms) {
             Ok(Flow::Continue) if Backpressure::is_recorded_for(&session.handle().stats) => {
                 return None

@@ -83,6 +83,7 @@ pub async fn accept(
         Ok(login) => login,
         Err(refused) => {
             tracing::info!(%peer, ?username, %refused, "MQTT login refused");
+            router.metrics().auth_failed(crate::metrics::Protocol::Mqtt);
             return Err(refusal(match refused {
                 LoginRefused::NotAuthorized => ReasonCode::NotAuthorized,
                 LoginRefused::BadCredentials => ReasonCode::BadUserNameOrPassword,

@@ -267,6 +267,36 @@ async fn expire(
 }
 
 impl Registry {
+    /// Ends the parked session whose realm session ID is `session` (the admin API's kick of
+    /// a session no connection serves): as if it expired now, its will (delayed or not) is
+    /// published, its stored record deleted and it leaves the realm. `false` if no parked
+    /// session has this ID (it is connected, or gone).
+    pub fn end_parked(realm: &Arc<Realm>, session: crate::realm::SessionId) -> bool {
+        let parked = {
+            let mut clients = realm.mqtt.clients();
+            let client_id = clients.iter().find_map(|(client_id, slot)| match slot {
+                Slot::Parked { parked, .. } if parked.handle.info.id == session => {
+                    Some(client_id.clone())
+                }
+                _ => None,
+            });
+            match client_id.and_then(|id| clients.remove(&id).map(|slot| (id, slot))) {
+                Some((client_id, Slot::Parked { parked, .. })) => Some((client_id, parked)),
+                _ => None,
+            }
+        };
+        let Some((client_id, parked)) = parked else {
+            return false;
+        };
+        tracing::info!(client = %client_id, session, "parked MQTT session ended by the administrator");
+        super::persist::forget(realm, &client_id);
+        if let Some(will) = parked.will {
+            will.publish(realm, &parked.handle);
+        }
+        realm.leave(parked.handle.info.id);
+        true
+    }
+
     /// Rewrites the stored record of a parked session (its will was published).
     fn persist_parked(&self, realm: &Realm, client_id: &str, generation: u64) {
         if let Some(Slot::Parked {

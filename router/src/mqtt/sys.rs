@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::metrics::{Count, TrafficTotals};
 use crate::realm::{Payload, PublishOptions, Realm};
 use crate::router::Router;
 use crate::topic::Topic;
@@ -58,6 +59,29 @@ impl Stats {
     /// One message not delivered (too large for the client, pending queue full).
     pub fn count_dropped(&self) {
         self.publish_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now, as router-wide traffic (the admin listener's `/metrics` sums
+    /// the realms).
+    pub fn totals(&self) -> TrafficTotals {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        TrafficTotals {
+            received: Count {
+                messages: load(&self.messages_received),
+                bytes: load(&self.bytes_received),
+                publications: load(&self.publish_received),
+            },
+            sent: Count {
+                messages: load(&self.messages_sent),
+                bytes: load(&self.bytes_sent),
+                publications: load(&self.publish_sent),
+            },
+        }
+    }
+
+    /// Messages not delivered (too large for the client, pending queue full).
+    pub fn dropped(&self) -> u64 {
+        self.publish_dropped.load(Ordering::Relaxed)
     }
 
     fn load(counter: &AtomicU64) -> String {

@@ -185,15 +185,17 @@ impl Broker {
 
     /// Delivers a publication to every admitted subscriber of every matching subscription.
     /// A pattern subscription's subscribers whose role may not subscribe to the topic
-    /// (a deny rule inside what the pattern covers) are skipped.
+    /// (a deny rule inside what the pattern covers) are skipped. Returns how many
+    /// deliveries were dropped at full session queues.
     pub fn fan_out(
         &self,
         publication: &Arc<Publication>,
         publisher_id: Option<SessionId>,
         options: &PublishOptions,
         authorizer: &Authorizer,
-    ) {
+    ) -> u64 {
         let dollar = publication.topic.is_system();
+        let mut dropped = 0;
         self.trie.matches(&publication.topic, |id| {
             let Some(sub) = self.subscriptions.get(id) else {
                 return;
@@ -203,10 +205,13 @@ impl Broker {
             if dollar && !sub.pattern.first_level_is_literal() {
                 return;
             }
-            self.deliver(sub, publication, publisher_id, options, authorizer);
+            dropped += self.deliver(sub, publication, publisher_id, options, authorizer);
         });
+        dropped
     }
 
+    /// Delivers to the admitted subscribers of one subscription; returns how many
+    /// deliveries were dropped at full queues.
     fn deliver(
         &self,
         sub: &Subscription,
@@ -214,7 +219,8 @@ impl Broker {
         publisher: Option<SessionId>,
         options: &PublishOptions,
         authorizer: &Authorizer,
-    ) {
+    ) -> u64 {
+        let mut dropped = 0;
         let pattern_based = !matches!(sub.pattern, Pattern::Exact(_));
         let mut groups: HashMap<&str, Vec<&Subscriber>> = HashMap::new();
         for subscriber in sub.subscribers.values() {
@@ -235,26 +241,42 @@ impl Broker {
                 groups.entry(group.as_str()).or_default().push(subscriber);
                 continue;
             }
-            subscriber.handle.deliver(Delivery {
+            dropped += u64::from(subscriber.handle.deliver(Delivery {
                 subscription: sub.id,
                 pattern_based,
                 publication: publication.clone(),
                 qos: subscriber.options.qos.min(publication.qos),
                 retained: false,
-            });
+            }));
         }
         for (_, mut members) in groups {
             members.sort_by_key(|m| m.handle.info.id);
             let turn = sub.next_in_group.fetch_add(1, Ordering::Relaxed);
             let chosen = members[turn % members.len()];
-            chosen.handle.deliver(Delivery {
+            dropped += u64::from(chosen.handle.deliver(Delivery {
                 subscription: sub.id,
                 pattern_based,
                 publication: publication.clone(),
                 qos: chosen.options.qos.min(publication.qos),
                 retained: false,
-            });
+            }));
         }
+        dropped
+    }
+
+    /// Every subscription, in no particular order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.values()
+    }
+
+    /// How many subscriptions there are.
+    pub fn len(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Whether there is no subscription.
+    pub fn is_empty(&self) -> bool {
+        self.subscriptions.is_empty()
     }
 
     /// Meta API: the subscription's details.

@@ -306,6 +306,21 @@ impl Dealer {
         best.map(|(_, id)| id)
     }
 
+    /// Every registration, in no particular order.
+    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+        self.registrations.values()
+    }
+
+    /// How many registrations there are.
+    pub fn len(&self) -> usize {
+        self.registrations.len()
+    }
+
+    /// Whether there is no registration.
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+    }
+
     /// Meta API: registration details.
     pub fn details(&self, id: u64) -> Option<Dict> {
         self.registrations.get(&id).map(Registration::details)

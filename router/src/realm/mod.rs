@@ -52,6 +52,8 @@ pub struct Shared {
     pub authorizer: Authorizer,
     /// Limits.
     pub limits: Limits,
+    /// Counters for the admin listener's `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -320,7 +322,9 @@ impl Realm {
                 history.push_back(publication.clone());
             }
         }
-        read(&self.broker).fan_out(publication, publisher, options, &self.shared.authorizer);
+        let dropped =
+            read(&self.broker).fan_out(publication, publisher, options, &self.shared.authorizer);
+        self.shared.metrics.queue_dropped(dropped);
     }
 
     /// Puts a retained message read back from the store (at start).
@@ -447,6 +451,33 @@ impl Realm {
     /// How many topics have a retained message.
     pub fn retained_count(&self) -> usize {
         read(&self.retained).len()
+    }
+
+    /// Every retained message, in topic order (the admin API; expired ones included).
+    pub fn retained_all(&self) -> Vec<Arc<Publication>> {
+        read(&self.retained).values().cloned().collect()
+    }
+
+    /// Messages in the in-memory history.
+    pub fn history_len(&self) -> usize {
+        lock(&self.history).len()
+    }
+
+    /// Visits every session under the lock (counting them clones nothing). `visit` must
+    /// not call back into the realm.
+    pub fn visit_sessions(&self, mut visit: impl FnMut(&SessionHandle)) {
+        read(&self.sessions).values().for_each(&mut visit);
+    }
+
+    /// The broker, read-locked (the admin API lists its subscriptions).
+    pub fn broker(&self) -> std::sync::RwLockReadGuard<'_, Broker> {
+        read(&self.broker)
+    }
+
+    /// The dealer, locked (the admin API lists its registrations). Hold it briefly: calls
+    /// wait on it.
+    pub fn dealer(&self) -> std::sync::MutexGuard<'_, Dealer> {
+        lock(&self.dealer)
     }
 
     /// Publishes a router-originated meta event with positional arguments.

@@ -48,6 +48,7 @@ fn realm() -> Arc<Realm> {
         engine: Arc::new(crate::engine::LocalEngine::new(0, None)),
         authorizer: Authorizer::new(config.clone()),
         limits: config.limits.clone(),
+        metrics: Default::default(),
     });
     Realm::new("realm1".into(), shared)
 }

@@ -7,7 +7,7 @@
 //! silently thrown away.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fox_wamp_proto::{Dict, Message, Value};
 use tokio::sync::Notify;
@@ -123,8 +123,17 @@ pub struct SessionStats {
     /// Set when the session must close because a non-droppable message found its queue
     /// full.
     pub overflowed: AtomicBool,
-    /// Wakes the session task when `overflowed` is set.
+    /// Set when the router's administrator closes the session ([`SessionHandle::kill`]).
+    pub killed: AtomicBool,
+    /// Wakes the session task when `overflowed` or `killed` is set.
     pub overflow: Notify,
+    /// Messages from the client (WAMP messages, MQTT packets) since the session began.
+    pub messages_received: AtomicU64,
+    /// Messages to the client since the session began.
+    pub messages_sent: AtomicU64,
+    /// The connection serving the session, or the last one (an MQTT session outlives
+    /// its connections; `live` says whether one serves it now).
+    connection: Mutex<Option<Box<Connection>>>,
     /// Backpressure: whether a connection is draining the queue now (a parked MQTT
     /// session's queue only fills, so nobody waits for it).
     pub live: AtomicBool,
@@ -154,7 +163,61 @@ fn unacknowledged_high_water(capacity: usize) -> usize {
     (capacity / 2).max(BACKPRESSURE_HIGH_WATER_MIN)
 }
 
+/// The connection serving a session (see [`SessionStats::attach`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: String,
+    /// When it connected (Unix ms).
+    pub since_ms: u64,
+}
+
 impl SessionStats {
+    /// A connection starts serving the session (it drains the queue from now on).
+    pub fn attach(&self, peer: &str, now_ms: u64) {
+        let connection = Connection {
+            peer: peer.to_owned(),
+            since_ms: now_ms,
+        };
+        *self.connection_slot() = Some(Box::new(connection));
+        self.live.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection stopped serving the session (ended, or the session was parked).
+    pub fn detach(&self) {
+        self.live.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection serving the session now; `None` while none does.
+    pub fn connection(&self) -> Option<Connection> {
+        if !self.live.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.connection_slot().as_deref().cloned()
+    }
+
+    fn connection_slot(&self) -> std::sync::MutexGuard<'_, Option<Box<Connection>>> {
+        // Poisoned only if a holder panicked; the critical sections here are panic-free.
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds one batch's messages from the client.
+    pub fn count_received(&self, messages: u64) {
+        if messages > 0 {
+            self.messages_received
+                .fetch_add(messages, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds one batch's messages to the client.
+    pub fn count_sent(&self, messages: u64) {
+        if messages > 0 {
+            self.messages_sent.fetch_add(messages, Ordering::Relaxed);
+        }
+    }
+
     /// Called by the connection that drains the queue, with the queue's length and
     /// capacity after taking from it: wakes the publishers paused on it once it is under
     /// the low-water mark (half the high-water mark).
@@ -206,8 +269,9 @@ impl SessionHandle {
     /// live queue past its high-water mark records backpressure for the publisher (see
     /// [`crate::realm::backpressure::Backpressure`]). The mark is low for acknowledged messages (QoS 1
     /// or 2: latency) and half the queue for the others (QoS 0, WAMP events: pause the
-    /// publisher rather than drop what it sends once the queue is full).
-    pub fn deliver(&self, delivery: Delivery) {
+    /// publisher rather than drop what it sends once the queue is full). Returns whether
+    /// the event was dropped for a full queue.
+    pub fn deliver(&self, delivery: Delivery) -> bool {
         let capacity = self.tx.max_capacity();
         let mark = if delivery.qos > 0 {
             high_water(capacity)
@@ -219,15 +283,27 @@ impl SessionHandle {
                 if queued > mark {
                     self.congested();
                 }
+                false
             }
             Err(queue::TrySendError::Full(_)) => {
                 let dropped = self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
                 if dropped == 0 {
                     tracing::warn!(session = self.info.id, "slow consumer: dropping events");
                 }
+                true
             }
-            Err(queue::TrySendError::Closed(_)) => {}
+            Err(queue::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Closes the session at once, ahead of anything queued for it (the admin API's
+    /// kick): a WAMP session gets GOODBYE `wamp.close.killed`, an MQTT 5 client DISCONNECT
+    /// 0x98 (administrative action), an MQTT 3.x client a closed connection. A session
+    /// that no connection serves (a parked MQTT session) closes when one resumes it;
+    /// [`crate::mqtt::Registry::end_parked`] ends those.
+    pub fn kill(&self) {
+        self.stats.killed.store(true, Ordering::Release);
+        self.stats.overflow.notify_one();
     }
 
     fn congested(&self) {

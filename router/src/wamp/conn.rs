@@ -11,11 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fox_wamp_proto::{Message, Serializer};
+use fox_wamp_proto::{code, Message, Serializer};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
+use crate::engine::unix_ms;
+use crate::metrics::{ConnectionKind, Count, Metrics};
 use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
 use crate::realm::queue::WakeBatch;
 use crate::realm::{Outbound, OutboundQueue, SessionStats};
@@ -34,6 +36,11 @@ const GOODBYE_WAIT_MS: u64 = 1_000;
 const LINGER_MS: u64 = 1_000;
 /// The most input dropped while lingering, in bytes: a peer that sends more is cut off.
 const LINGER_BYTES_MAX: usize = 4 << 20;
+/// GOODBYE reason of a session the administrator kills (`DELETE /api/v1/sessions/{id}`),
+/// as the session meta API's `wamp.session.kill` says it.
+pub const KILLED_REASON: &str = "wamp.close.killed";
+/// GOODBYE message of such a session.
+const KILLED_MESSAGE: &str = "closed by the router's administrator";
 
 /// What a transport's reader hands the connection task.
 #[derive(Debug)]
@@ -80,19 +87,55 @@ pub trait FrameWriter: Send {
     fn close(&mut self) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// What one write sent, for the metrics.
+#[derive(Default)]
+struct Sent {
+    count: Count,
+    call_errors: u64,
+}
+
+impl Sent {
+    fn message(&mut self, message: &Message, bytes: usize) {
+        self.count.message(bytes);
+        match message {
+            Message::Event { .. } => self.count.publications += 1,
+            Message::Error {
+                request_type: code::CALL,
+                ..
+            } => self.call_errors += 1,
+            _ => {}
+        }
+    }
+}
+
 async fn write_all<W: FrameWriter>(
     writer: &mut W,
     serializer: Serializer,
     pongs: &mut Vec<Vec<u8>>,
     messages: &mut Vec<Message>,
+    sent: &mut Sent,
 ) -> std::io::Result<()> {
     for payload in pongs.drain(..) {
         writer.pong(payload).await?;
     }
     for message in messages.drain(..) {
-        writer.feed(serializer.encode(&message)).await?;
+        let bytes = serializer.encode(&message);
+        sent.message(&message, bytes.len());
+        writer.feed(bytes).await?;
     }
     writer.flush().await
+}
+
+/// Adds what one write sent to the router's and the session's counters.
+fn count_sent(metrics: &Metrics, stats: Option<&SessionStats>, sent: Sent) {
+    if sent.count.is_empty() {
+        return;
+    }
+    metrics.wamp.sent(sent.count);
+    metrics.call_errors(sent.call_errors);
+    if let Some(stats) = stats {
+        stats.count_sent(sent.count.messages);
+    }
 }
 
 async fn overflowed(stats: &Option<Arc<SessionStats>>) {
@@ -124,6 +167,22 @@ struct Answers {
     pongs: Vec<Vec<u8>>,
     /// WAMP messages for this session's peer.
     replies: Vec<Message>,
+    /// What the batch received, for the metrics.
+    received: Count,
+    /// CALLs among them.
+    calls: u64,
+}
+
+impl Answers {
+    /// Adds what the batch received to the router's and the session's counters.
+    fn count_received(&mut self, metrics: &Metrics, stats: Option<&SessionStats>) {
+        let received = std::mem::take(&mut self.received);
+        metrics.wamp.received(received);
+        metrics.calls(std::mem::take(&mut self.calls));
+        if let Some(stats) = stats {
+            stats.count_received(received.messages);
+        }
+    }
 }
 
 /// Handles one frame from the transport. Synchronous, so that a whole batch of frames runs
@@ -138,7 +197,15 @@ fn handle_incoming(
 ) -> Flow {
     match frame {
         Incoming::Frame(bytes) => match serializer.decode(&bytes, message_size_max_bytes) {
-            Ok(message) => session.handle_message(message, &mut answers.replies),
+            Ok(message) => {
+                answers.received.message(bytes.len());
+                match message {
+                    Message::Publish { .. } => answers.received.publications += 1,
+                    Message::Call { .. } => answers.calls += 1,
+                    _ => {}
+                }
+                session.handle_message(message, &mut answers.replies)
+            }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
                 session.protocol_violation(&e.to_string(), &mut answers.replies);
@@ -179,6 +246,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     transport: &'static str,
     peer: String,
 ) {
+    let _open = ConnectionKind::of_session_transport(transport)
+        .map(|kind| router.metrics().connection_opened(kind));
+    let metrics = router.metrics().clone();
     let limits = router.config.limits.clone();
     let mut session = WampSession::new(router.clone(), transport, peer.clone());
     let mut shutdown = router.shutdown_signal();
@@ -194,6 +264,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // paused on our queue are released when the connection ends, however it ends.
     let mut queue_stats: Option<Arc<SessionStats>> = None;
     let mut answers = Answers::default();
+    // The established session's ID, for the log.
+    let mut session_id = 0;
     let limit = limits.message_size_max_bytes;
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     // (see `engine::Backpressure`).
@@ -215,7 +287,13 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Flow::Continue
             }
             _ = overflowed(&stats) => {
-                session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut answers.replies);
+                let killed = stats.as_ref().is_some_and(|s| s.killed.load(std::sync::atomic::Ordering::Acquire));
+                if killed {
+                    tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
+                    session.goodbye(KILLED_REASON, KILLED_MESSAGE, &mut answers.replies);
+                } else {
+                    session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut answers.replies);
+                }
                 stats = None;
                 Flow::Continue
             }
@@ -246,8 +324,12 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
                 }
                 drop(wakes);
+                answers.count_received(&metrics, stats.as_deref());
                 if let Some(own) = &stats {
                     backpressure = draining(Backpressure::take(own));
+                    if backpressure.is_some() {
+                        metrics.backpressure_paused();
+                    }
                 }
                 flow
             }
@@ -273,8 +355,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             if let Some(rx) = session.take_outbound() {
                 outbound = Some(rx);
                 stats = session.handle().map(|h| h.stats.clone());
-                if let Some(stats) = &stats {
-                    stats.live.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(handle) = session.handle() {
+                    session_id = handle.info.id;
+                    handle.stats.attach(&peer, unix_ms());
+                    let info = &handle.info;
+                    tracing::info!(%peer, session = info.id, realm = %info.realm, authid = %info.identity.authid, transport, "WAMP session opened");
                 }
                 queue_stats = stats.clone();
                 if shutting_down {
@@ -287,13 +372,15 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         }
         // A peer that stops reading blocks this write; its queue then fills and the realm
         // signals overflow, which must still end the session (and its registrations).
+        let mut sent = Sent::default();
         let written = tokio::select! {
-            result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies) => result.is_ok(),
+            result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies, &mut sent) => result.is_ok(),
             _ = overflowed(&stats) => {
                 tracing::info!(%peer, "closing a session that stopped reading");
                 false
             }
         };
+        count_sent(&metrics, queue_stats.as_deref(), sent);
         if !written || flow == Flow::Close {
             writable = written;
             break;
@@ -301,10 +388,19 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     }
     if let (Some(stats), Some(rx)) = (&queue_stats, &outbound) {
         // Nobody drains the queue now: publishers paused on it go on.
-        stats
-            .live
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        stats.detach();
         stats.drained_to(0, rx.max_capacity());
+    }
+    if let Some(stats) = &queue_stats {
+        let (received, sent) = (
+            stats
+                .messages_received
+                .load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .messages_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        tracing::info!(%peer, session = session_id, received, sent, "WAMP session closed");
     }
     session.finish();
     writer.close().await;

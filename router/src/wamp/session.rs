@@ -13,6 +13,7 @@ use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use crate::auth::{Action, HelloOutcome, Identity, Pending};
 use crate::engine::unix_ms;
+use crate::metrics::Protocol;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
 use crate::realm::sync::{acknowledge_later, kv_options, KvOutcome};
 use crate::realm::{
@@ -330,6 +331,7 @@ impl WampSession {
             }
             HelloOutcome::Abort { reason, message } => {
                 tracing::info!(peer = %self.peer, %realm, reason, "HELLO refused");
+                self.router.metrics().auth_failed(Protocol::Wamp);
                 out.push(abort(reason, &message));
                 (State::Closed, Flow::Close)
             }
@@ -356,6 +358,7 @@ impl WampSession {
             Some(identity) => self.establish(realm, session, roles, identity, out),
             None => {
                 tracing::info!(peer = %self.peer, realm = %realm.name, "authentication failed");
+                self.router.metrics().auth_failed(Protocol::Wamp);
                 out.push(abort("wamp.error.not_authorized", "authentication failed"));
                 (State::Closed, Flow::Close)
             }

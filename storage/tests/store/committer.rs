@@ -150,6 +150,7 @@ fn a_rejected_batch_fails_alone_in_its_group() {
     assert_eq!(store.history_after(0, 100).unwrap().len(), 9);
     let stats = committer.stats();
     assert_eq!((stats.batches, stats.batches_failed), (11, 1));
+    assert_eq!(stats.write_latency.count(), stats.groups);
     assert!(
         stats.groups <= 2,
         "the first write, then everything queued behind it: {stats:?}"
@@ -172,7 +173,14 @@ fn async_commit_needs_no_runtime_thread_of_its_own() {
         block_on(committer.commit(one(|b| b.append_history(record(id, 0, "t", b""))))).unwrap();
     }
     assert_eq!(store.history_last_id().unwrap(), Some(3));
-    assert_eq!(committer.stats().groups, 3);
+    let stats = committer.stats();
+    assert_eq!(stats.groups, 3);
+    assert_eq!(
+        stats.write_latency.count(),
+        3,
+        "one latency per group write"
+    );
+    assert!(stats.running && !stats.failing, "{stats:?}");
 }
 
 #[test]

@@ -1,0 +1,426 @@
+//! `GET /metrics`: the router's counters ([`crate::metrics`]), the MQTT counters of every
+//! realm, and what the router holds now, in the Prometheus text format (OpenMetrics
+//! 1.0, `prometheus-client`'s encoder). Names are `foxrouter_*`; counters end in `_total`.
+//! No label carries a topic, realm, session or client: the series stay few.
+//!
+//! Read on each scrape; nothing here runs on the message path.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::api::Counts;
+use super::query::Params;
+use super::{Admin, ApiError};
+use crate::metrics::{ConnectionKind, Protocol, TrafficTotals};
+use crate::router::Router;
+
+/// The content type of the OpenMetrics text format, which Prometheus asks for and reads.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics`.
+pub(super) async fn metrics(
+    State(admin): State<Arc<Admin>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let router = admin.router()?.clone();
+    let text = render(router, admin.started_ms).map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded",
+        )
+    })?;
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(response)
+}
+
+/// The whole exposition for `router`.
+fn render(router: Arc<Router>, started_ms: u64) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("foxrouter");
+    registry.register_collector(Box::new(RouterCollector { router, started_ms }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// Reads the router on each scrape.
+#[derive(Debug)]
+struct RouterCollector {
+    router: Arc<Router>,
+    started_ms: u64,
+}
+
+/// One metric family being written.
+struct Family<'e, 'a> {
+    encoder: &'e mut DescriptorEncoder<'a>,
+}
+
+impl<'a> Family<'_, 'a> {
+    /// A family of one unlabelled value.
+    fn single(&mut self, kind: MetricType, name: &str, help: &str, value: u64) -> std::fmt::Result {
+        let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
+        match kind {
+            MetricType::Counter => metric.encode_counter::<NoLabelSet, u64, f64>(&value, None),
+            _ => metric.encode_gauge(&value),
+        }
+    }
+
+    /// A family with one series per label set.
+    fn labelled<S: EncodeLabelSet>(
+        &mut self,
+        kind: MetricType,
+        name: &str,
+        help: &str,
+        series: &[(S, u64)],
+    ) -> std::fmt::Result {
+        let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
+        for (labels, value) in series {
+            let mut one = metric.encode_family(labels)?;
+            match kind {
+                MetricType::Counter => one.encode_counter::<NoLabelSet, u64, f64>(value, None)?,
+                _ => one.encode_gauge(value)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+type Labels = [(&'static str, &'static str); 1];
+/// A traffic counter family: name, help, and how to read it from the totals.
+type TrafficRow = (&'static str, &'static str, fn(&TrafficTotals) -> u64);
+type ConnectionLabels = [(&'static str, &'static str); 2];
+
+fn by_protocol(value: impl Fn(Protocol) -> u64) -> Vec<(Labels, u64)> {
+    Protocol::ALL
+        .iter()
+        .map(|p| ([("protocol", p.name())], value(*p)))
+        .collect()
+}
+
+fn by_connection(value: impl Fn(ConnectionKind) -> u64) -> Vec<(ConnectionLabels, u64)> {
+    ConnectionKind::ALL
+        .iter()
+        .map(|k| {
+            let labels = [
+                ("protocol", k.protocol().name()),
+                ("transport", k.transport()),
+            ];
+            (labels, value(*k))
+        })
+        .collect()
+}
+
+impl Collector for RouterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let mut family = Family {
+            encoder: &mut encoder,
+        };
+        self.encode_process(&mut family)?;
+        self.encode_connections(&mut family)?;
+        self.encode_traffic(&mut family)?;
+        self.encode_state(&mut family)?;
+        self.encode_store(&mut family)
+    }
+}
+
+impl RouterCollector {
+    fn encode_process(&self, family: &mut Family) -> std::fmt::Result {
+        let mut info = family.encoder.encode_descriptor(
+            "build_info",
+            "The running foxrouter's version (the value is always 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        info.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
+            .encode_gauge(&1u64)?;
+        let uptime_seconds = crate::engine::unix_ms().saturating_sub(self.started_ms) / 1000;
+        family.single(
+            MetricType::Gauge,
+            "uptime_seconds",
+            "Seconds since the router started.",
+            uptime_seconds,
+        )
+    }
+
+    fn encode_connections(&self, family: &mut Family) -> std::fmt::Result {
+        let metrics = self.router.metrics();
+        family.labelled(
+            MetricType::Gauge,
+            "connections_open",
+            "Client connections open now.",
+            &by_connection(|k| metrics.connections_open(k)),
+        )?;
+        family.labelled(
+            MetricType::Counter,
+            "connections",
+            "Client connections accepted (past the WebSocket upgrade or RawSocket handshake for WAMP).",
+            &by_connection(|k| metrics.connections_opened_total(k)),
+        )?;
+        family.labelled(
+            MetricType::Counter,
+            "auth_failures",
+            "Refused logins: WAMP HELLO or AUTHENTICATE, MQTT CONNECT credentials.",
+            &by_protocol(|p| metrics.auth_failures(p)),
+        )
+    }
+
+    /// Messages, bytes and publications in and out, by protocol.
+    fn encode_traffic(&self, family: &mut Family) -> std::fmt::Result {
+        let wamp = self.router.metrics().wamp.totals();
+        let mut mqtt = self.router.metrics().mqtt_handshake.totals();
+        let mut mqtt_dropped = 0;
+        for realm in self.router.realms() {
+            mqtt.add(&realm.mqtt.stats.totals());
+            mqtt_dropped += realm.mqtt.stats.dropped();
+        }
+        let of = |p: Protocol| -> &TrafficTotals {
+            match p {
+                Protocol::Wamp => &wamp,
+                Protocol::Mqtt => &mqtt,
+            }
+        };
+        let rows: [TrafficRow; 6] = [
+            (
+                "messages_received",
+                "Messages from clients: WAMP messages, MQTT packets.",
+                |t| t.received.messages,
+            ),
+            (
+                "messages_sent",
+                "Messages to clients: WAMP messages, MQTT packets.",
+                |t| t.sent.messages,
+            ),
+            (
+                "bytes_received",
+                "Bytes of the messages from clients (without WebSocket or RawSocket framing).",
+                |t| t.received.bytes,
+            ),
+            (
+                "bytes_sent",
+                "Bytes of the messages to clients (without WebSocket or RawSocket framing).",
+                |t| t.sent.bytes,
+            ),
+            (
+                "publications_received",
+                "Publications from clients: WAMP PUBLISH, MQTT PUBLISH.",
+                |t| t.received.publications,
+            ),
+            (
+                "publications_sent",
+                "Publications delivered to clients: WAMP EVENT, MQTT PUBLISH.",
+                |t| t.sent.publications,
+            ),
+        ];
+        for (name, help, value) in rows {
+            family.labelled(
+                MetricType::Counter,
+                name,
+                help,
+                &by_protocol(|p| value(of(p))),
+            )?;
+        }
+        let events = self.router.metrics().events();
+        family.single(
+            MetricType::Counter,
+            "calls",
+            "WAMP CALLs received.",
+            events.calls,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "call_errors",
+            "WAMP ERRORs answering a CALL (refused, no callee, callee error, timeout, canceled).",
+            events.call_errors,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "queue_dropped",
+            "Events dropped because a session's outbound queue was full (slow consumer).",
+            events.queue_dropped,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "mqtt_dropped",
+            "MQTT messages not delivered: too large for the client, or its pending queue full.",
+            mqtt_dropped,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "backpressure_pauses",
+            "Times a publisher's reads were paused until a subscriber's queue drained.",
+            events.backpressure_pauses,
+        )
+    }
+
+    /// What the router holds now.
+    fn encode_state(&self, family: &mut Family) -> std::fmt::Result {
+        let counts = Counts::of(&self.router);
+        family.labelled(
+            MetricType::Gauge,
+            "sessions",
+            "Sessions a connection serves now.",
+            &by_protocol(|p| counts.sessions[p as usize] as u64),
+        )?;
+        let gauges = [
+            (
+                "mqtt_sessions_parked",
+                "Persistent MQTT sessions kept while their client is away.",
+                counts.mqtt_parked,
+            ),
+            ("realms", "Realms.", counts.realms),
+            (
+                "subscriptions",
+                "Subscriptions (one per realm and pattern, shared by its subscribers).",
+                counts.subscriptions,
+            ),
+            (
+                "registrations",
+                "Registrations (one per realm and procedure pattern).",
+                counts.registrations,
+            ),
+            (
+                "retained_keys",
+                "Topics with a retained message.",
+                counts.retained,
+            ),
+            (
+                "history_messages",
+                "Messages in the in-memory event history of all realms.",
+                counts.history,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family.single(MetricType::Gauge, name, help, value as u64)?;
+        }
+        Ok(())
+    }
+
+    /// With `--data`: the group committer's writes and their latency.
+    fn encode_store(&self, family: &mut Family) -> std::fmt::Result {
+        let Some(durable) = self.router.shared().durable() else {
+            return Ok(());
+        };
+        let stats = durable.commit_stats();
+        family.single(
+            MetricType::Counter,
+            "store_commits",
+            "Group commits to the store: one write and one fsync each.",
+            stats.groups,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "store_batches",
+            "Batches of writes committed (publications, retained keys, sessions, wills).",
+            stats.batches,
+        )?;
+        family.single(
+            MetricType::Counter,
+            "store_batches_failed",
+            "Batches the store refused.",
+            stats.batches_failed,
+        )?;
+        let latency = stats.write_latency;
+        let mut buckets: Vec<(f64, u64)> = fox_storage::WRITE_LATENCY_BUCKETS_US
+            .iter()
+            .zip(latency.counts)
+            .map(|(bound_us, count)| (*bound_us as f64 / 1e6, count))
+            .collect();
+        buckets.push((
+            f64::MAX,
+            latency.counts[fox_storage::WRITE_LATENCY_BUCKETS_US.len()],
+        ));
+        let mut histogram = family.encoder.encode_descriptor(
+            "store_commit_duration_seconds",
+            "Time of one group commit: the RocksDB write and its fsync (no fsync with --no-fsync).",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<NoLabelSet>(
+            latency.sum_us as f64 / 1e6,
+            latency.count(),
+            &buckets,
+            None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// The value of the sample `line_start` (name and labels) in `text`.
+    fn sample(text: &str, line_start: &str) -> Option<f64> {
+        text.lines().find_map(|line| {
+            line.strip_prefix(line_start)?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+    }
+
+    #[test]
+    fn the_exposition_names_every_family_and_counts_what_happened() {
+        let router = Router::new(Config::default());
+        let metrics = router.metrics();
+        let _open = metrics.connection_opened(ConnectionKind::MqttWebSocket);
+        metrics.calls(3);
+        metrics.auth_failed(Protocol::Wamp);
+        let text = render(router.clone(), crate::engine::unix_ms()).unwrap();
+        let open = "foxrouter_connections_open{protocol=\"mqtt\",transport=\"websocket\"}";
+        assert_eq!(sample(&text, open), Some(1.0), "{text}");
+        let total = "foxrouter_connections_total{protocol=\"mqtt\",transport=\"websocket\"}";
+        assert_eq!(sample(&text, total), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "foxrouter_calls_total"), Some(3.0), "{text}");
+        let failures = "foxrouter_auth_failures_total{protocol=\"wamp\"}";
+        assert_eq!(sample(&text, failures), Some(1.0), "{text}");
+        assert_eq!(
+            sample(&text, "foxrouter_realms"),
+            Some(1.0),
+            "realm1: {text}"
+        );
+        for family in [
+            "# TYPE foxrouter_messages_received counter",
+            "# TYPE foxrouter_bytes_sent counter",
+            "# TYPE foxrouter_sessions gauge",
+            "# TYPE foxrouter_retained_keys gauge",
+            "# TYPE foxrouter_history_messages gauge",
+            "# TYPE foxrouter_backpressure_pauses counter",
+            "# TYPE foxrouter_queue_dropped counter",
+        ] {
+            assert!(text.contains(family), "{family} missing: {text}");
+        }
+        assert!(!text.contains("store_commit"), "no store without --data");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_store_adds_its_commits_and_latency_histogram() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = Arc::new(
+            crate::durable::Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap(),
+        );
+        let router = Router::with_store(Config::default(), 0, Some(durable));
+        let text = render(router, crate::engine::unix_ms()).unwrap();
+        assert!(
+            text.contains("# TYPE foxrouter_store_commits counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE foxrouter_store_commit_duration_seconds histogram"),
+            "{text}"
+        );
+        let inf = "foxrouter_store_commit_duration_seconds_bucket{le=\"+Inf\"}";
+        assert!(sample(&text, inf).is_some(), "{text}");
+    }
+}

@@ -1,0 +1,251 @@
+//! The admin listener over real loopback TCP, with a minimal HTTP/1.1 client.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::config::Config;
+use crate::realm::{Payload, PublishOptions};
+use crate::topic::Topic;
+
+/// A response: status, headers (lower-case names) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request (`Connection: close`) and reads the whole answer.
+async fn request(address: SocketAddr, method: &str, path: &str, extra: &str) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let read = stream.read_to_end(&mut raw);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+async fn get(address: SocketAddr, path: &str) -> Answer {
+    request(address, "GET", path, "").await
+}
+
+/// An admin listener on a free loopback port, with the router set unless `starting`.
+async fn start(config: Config, starting: bool) -> (SocketAddr, Arc<Router>, AdminServer) {
+    let mut settings = config.admin.clone();
+    settings.listen = AdminListen::At("127.0.0.1:0".parse().unwrap());
+    let listener = bind(&settings).await.unwrap().expect("bound");
+    let address = listener.local_addr();
+    let admin = Admin::new(settings.token.as_deref());
+    let server = listener.spawn(admin.clone());
+    let router = Router::new(config);
+    if !starting {
+        admin.serve_router(router.clone(), vec![("ws", "127.0.0.1:9".parse().unwrap())]);
+    }
+    (address, router, server)
+}
+
+#[tokio::test]
+async fn a_token_guards_everything_but_healthz() {
+    let mut config = Config::default();
+    config.admin.token = Some("s3cret".into());
+    let (address, _router, server) = start(config, false).await;
+    assert_eq!(get(address, "/healthz").await.json()["status"], "up");
+    for path in ["/metrics", "/readyz", "/api/v1/status", "/api/v1/sessions"] {
+        let refused = get(address, path).await;
+        assert_eq!(refused.status, 401, "{path}");
+        assert!(refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("bearer token"));
+        assert!(refused
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer")));
+        for wrong in ["Bearer s3cre", "Bearer s3cret2", "Basic czNjcmV0", "Bearer"] {
+            let header = format!("Authorization: {wrong}\r\n");
+            let answer = request(address, "GET", path, &header).await;
+            assert_eq!(answer.status, 401, "{path} with {wrong}");
+        }
+        let answer = request(address, "GET", path, "Authorization: bearer s3cret\r\n").await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_json_errors() {
+    let (address, _router, server) = start(Config::default(), false).await;
+    let missing = get(address, "/api/v1/nothing").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v1/nothing"));
+    let wrong = request(address, "POST", "/metrics", "Content-Length: 0\r\n").await;
+    assert_eq!(wrong.status, 405);
+    assert!(wrong.json()["error"].as_str().unwrap().contains("POST"));
+    let wrong = request(address, "GET", "/api/v1/sessions/12", "").await;
+    assert_eq!(wrong.status, 405, "{}", wrong.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn until_the_router_runs_readyz_and_the_api_say_starting() {
+    let (address, _router, server) = start(Config::default(), true).await;
+    assert_eq!(get(address, "/healthz").await.status, 200);
+    let ready = get(address, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["status"], "not ready");
+    for path in ["/api/v1/status", "/metrics"] {
+        let answer = get(address, path).await;
+        assert_eq!(answer.status, 503, "{path}");
+        assert!(answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("starting"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_503_when_the_router_shuts_down() {
+    let (address, router, server) = start(Config::default(), false).await;
+    let ready = get(address, "/readyz").await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (200, "ready".into())
+    );
+    assert_eq!(ready.json()["checks"]["listeners"]["ws"], "127.0.0.1:9");
+    router.shut_down();
+    let ready = get(address, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("shutting down"), "{}", ready.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn listings_check_their_parameters() {
+    let (address, router, server) = start(Config::default(), false).await;
+    for (path, needle) in [
+        ("/api/v1/sessions?limit=0", "limit"),
+        ("/api/v1/sessions?limit=abc", "limit"),
+        ("/api/v1/sessions?offset=-1", "offset"),
+        ("/api/v1/sessions?protocol=xmpp", "protocol"),
+        ("/api/v1/sessions?colour=red", "colour"),
+        ("/api/v1/subscriptions?limit=5000", "limit"),
+        ("/api/v1/status?x=1", "'x'"),
+    ] {
+        let answer = get(address, path).await;
+        assert_eq!(answer.status, 400, "{path}");
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(needle), "{path}: {error}");
+    }
+    let unknown_realm = get(address, "/api/v1/registrations?realm=nope").await;
+    assert_eq!(unknown_realm.status, 404);
+    assert!(
+        router.realms().iter().all(|r| r.name != "nope"),
+        "not created"
+    );
+    let empty = get(address, "/api/v1/sessions").await.json();
+    assert_eq!(
+        (empty["total"].clone(), empty["limit"].clone()),
+        (0.into(), 100.into())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn kicking_needs_a_known_session_id() {
+    let (address, _router, server) = start(Config::default(), false).await;
+    for id in ["0", "abc", "9007199254740993", "-4"] {
+        let answer = request(address, "DELETE", &format!("/api/v1/sessions/{id}"), "").await;
+        assert_eq!(answer.status, 400, "{id}: {}", answer.body);
+    }
+    let answer = request(address, "DELETE", "/api/v1/sessions/77", "").await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.json()["error"].as_str().unwrap().contains("77"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retained_messages_are_listed_by_prefix_in_either_spelling() {
+    let (address, router, server) = start(Config::default(), false).await;
+    let realm = router.realm("realm1").unwrap();
+    let retain = PublishOptions {
+        retain: true,
+        ..PublishOptions::default()
+    };
+    for (topic, payload) in [
+        ("sensors/a", Payload::Raw("21.5".into())),
+        ("sensors/b", Payload::Raw(vec![0xff, 0x00].into())),
+        ("other/c", Payload::Raw("x".into())),
+    ] {
+        realm.publish(None, &Topic::from_mqtt(topic), payload, &retain);
+    }
+    for prefix in ["sensors/", "sensors."] {
+        let listed = get(address, &format!("/api/v1/retained?prefix={prefix}"))
+            .await
+            .json();
+        assert_eq!(listed["total"], 2, "{prefix}: {listed}");
+        let first = &listed["retained"][0];
+        assert_eq!(first["mqtt_topic"], "sensors/a");
+        assert_eq!(first["topic"], "sensors.a");
+        assert_eq!(first["payload"], "21.5");
+        assert_eq!(listed["retained"][1]["payload_base64"], "/wA=");
+    }
+    let page = get(address, "/api/v1/retained?offset=2&limit=1")
+        .await
+        .json();
+    assert_eq!(page["total"], 3);
+    assert_eq!(
+        page["retained"][0]["mqtt_topic"], "sensors/b",
+        "topic order"
+    );
+    server.stop().await;
+}
+
+#[test]
+fn bearer_tokens_are_read_from_the_header_value() {
+    assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+    assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+    assert_eq!(bearer_token("Basic abc"), None);
+    assert_eq!(bearer_token("Bearer "), None);
+    assert_eq!(bearer_token("Bearerabc"), None);
+}
