@@ -22,6 +22,7 @@
 # row inherits another's logs or a noisy minute of the machine.
 # Output: one table (key acked-K<k>, one row per side), then per K the line
 #   RATIO acked-K<k> jetstream <foxrouter msgs/s / jetstream msgs/s>
+# Exit 1 if any row is an ERROR row: `--duration 1 --inflight 16` is the smoke test.
 #
 # fsync. foxrouter fsyncs before it acknowledges (its default; --no-fsync turns it off).
 # JetStream acknowledges once a quorum of the stream's replicas has appended the message,
@@ -218,8 +219,10 @@ record() {
 }
 
 error_row() { # label k message
-  printf '{"label":"%s","key":"acked-K%s","error":"%s"}\n' "$1" "$2" "$3" >>"$RESULTS"
-  log "$1 K=$2: $3"
+  local message
+  message=$(printf '%s' "$3" | tr -dc '[:print:]' | tr -d '"\\')
+  printf '{"label":"%s","key":"acked-K%s","error":"%s"}\n' "$1" "$2" "$message" >>"$RESULTS"
+  log "$1 K=$2: $message"
 }
 
 # ---------------------------------------------------------------- foxrouter
@@ -227,7 +230,10 @@ run_foxrouter() { # k run
   local k=$1 dir="$WORK/fox-$1-$2" base id deadline
   mkdir -p "$dir"
   base=$(pick_base 18)
-  "$FOXROUTER_BIN" cluster init "$dir" --base-port "$base" >/dev/null
+  if ! "$FOXROUTER_BIN" cluster init "$dir" --base-port "$base" >/dev/null 2>"$dir/init.err"; then
+    error_row foxrouter "$k" "cluster init failed: $(tail -1 "$dir/init.err")"
+    return 0
+  fi
   for id in 1 2 3 4 5 6 7 8 9; do
     "$FOXROUTER_BIN" node --cluster "$dir/cluster.toml" --id "$id" $NODE_ARGS --log warn \
       >"$dir/n$id.out" 2>"$dir/n$id.err" &
@@ -237,7 +243,7 @@ run_foxrouter() { # k run
   for id in 1 2 3 4 5 6 7 8 9; do
     until grep -q '^LISTEN' "$dir/n$id.out" 2>/dev/null; do
       if [ $SECONDS -ge $deadline ]; then
-        error_row foxrouter "$k" "node $id did not start: $(tail -1 "$dir/n$id.err" | tr -d '"\\')"
+        error_row foxrouter "$k" "node $id did not start: $(tail -1 "$dir/n$id.err")"
         stop_side; return 0
       fi
       sleep 0.1
@@ -291,13 +297,13 @@ run_jetstream() { # k run
   deadline=$((SECONDS + 30))
   for i in 1 2 3; do
     if ! wait_port $((base + i - 1)) $deadline; then
-      error_row jetstream "$k" "nats-server n$i did not start: $(tail -1 "$dir/n$i.log" | tr -d '"\\')"
+      error_row jetstream "$k" "nats-server n$i did not start: $(tail -1 "$dir/n$i.log")"
       stop_side; return 0
     fi
   done
   local stream="jetstream://127.0.0.1:$base/FOXBENCH?replicas=3"
   if ! placement=$(timeout 60 "$FOX_BENCH_BIN" stream --target "$stream" --timeout 30 2>"$dir/stream.err"); then
-    error_row jetstream "$k" "stream not ready: $(grep -m1 -i error "$dir/stream.err" | tr -d '"\\')"
+    error_row jetstream "$k" "stream not ready: $(grep -m1 -i error "$dir/stream.err")"
     stop_side; return 0
   fi
   log "$placement"
@@ -330,3 +336,5 @@ wanted foxrouter && echo "# foxrouter: 3/3/3 cluster (3 entry, 3 ndb, 3 sync), W
 wanted jetstream && echo "# jetstream: nats-server $JS_VERSION, 3 nodes, stream FOXBENCH R3 file storage, async-nats PubAck; fsync: $JS_FSYNC"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r); cpu_s: CPU seconds of all the side's server processes during the row"
 "$FOX_BENCH_BIN" report --one-table "$RESULTS"
+# A failed row makes the run fail, so that the smoke run (--duration 1 --inflight 16) is a test.
+if grep -q '"error"' "$RESULTS"; then log "some rows failed (ERROR above)"; exit 1; fi
