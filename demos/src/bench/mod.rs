@@ -10,6 +10,7 @@
 //! reading. In fixed-rate mode the send time is the *scheduled* one, so a stalled sender
 //! does not hide the stall (no coordinated omission).
 
+pub mod jetstream_load;
 pub mod mqtt_load;
 pub mod report;
 pub mod stats;
@@ -51,11 +52,14 @@ pub enum Target {
     Mqtt(SocketAddr),
     /// WAMP (URL as given, transport and serializer).
     Wamp(String, crate::wamp::Transport),
+    /// NATS JetStream (a peer, not foxrouter): a stream with replicas, acked only.
+    JetStream(jetstream_load::JetStreamTarget),
 }
 
 impl Target {
     /// Parses `mqtt://HOST:PORT`, `ws+json://HOST:PORT/ws`, `ws+msgpack://…`, `ws+cbor://…`,
-    /// `rs+msgpack://HOST:PORT`, `rs+json://…`, `rs+cbor://…`.
+    /// `rs+msgpack://HOST:PORT`, `rs+json://…`, `rs+cbor://…`, and the NATS JetStream peer
+    /// `jetstream://HOST:PORT[/STREAM][?replicas=N]`.
     pub fn parse(text: &str) -> Result<Target, String> {
         use crate::wamp::Transport;
         use fox_wamp_proto::Serializer;
@@ -67,9 +71,12 @@ impl Target {
                 .map_err(|e| format!("{rest}: {e}"))?;
             return Ok(Target::Mqtt(addr));
         }
+        if scheme == "jetstream" {
+            return jetstream_load::JetStreamTarget::parse(rest).map(Target::JetStream);
+        }
         let (transport, serializer) = scheme
             .split_once('+')
-            .ok_or("scheme is mqtt, ws+SER or rs+SER")?;
+            .ok_or("scheme is mqtt, ws+SER, rs+SER or jetstream")?;
         let serializer = match serializer {
             "json" => Serializer::Json,
             "msgpack" => Serializer::MsgPack,
@@ -142,6 +149,7 @@ impl Config {
             }
             Target::Wamp(_, Transport::WebSocket(s)) => format!("ws-{}", serializer_name(*s)),
             Target::Wamp(_, Transport::RawSocket(s)) => format!("rs-{}", serializer_name(*s)),
+            Target::JetStream(js) => format!("jetstream-r{}", js.replicas),
         }
     }
 
@@ -257,6 +265,7 @@ async fn run_scenario(config: &Config) -> Result<Measured, String> {
     match &config.target {
         Target::Mqtt(addr) => mqtt_load::run(config, *addr).await,
         Target::Wamp(url, transport) => wamp_load::run(config, url, *transport).await,
+        Target::JetStream(target) => jetstream_load::run(config, target).await,
     }
 }
 
@@ -367,5 +376,43 @@ impl Outcome {
             fields.insert("bench_busy_pct".into(), json!(g.busy_percent));
         }
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jetstream_is_a_target_scheme_with_its_own_row_key() {
+        let target = Target::parse("jetstream://127.0.0.1:4222/S1?replicas=3").unwrap();
+        let Target::JetStream(js) = &target else {
+            panic!("{target:?}");
+        };
+        assert_eq!(
+            (js.server.as_str(), js.stream.as_str()),
+            ("127.0.0.1:4222", "S1")
+        );
+        let config = Config {
+            target,
+            label: "jetstream".into(),
+            scenario: Scenario::Acked,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            connections: 1,
+            inflight: 16,
+            payload_bytes: 100,
+            rate: None,
+            qos: fox_mqtt_proto::QoS::AtMostOnce,
+            mqtt_protocol: fox_mqtt_proto::Protocol::V3_1_1,
+            realm: "realm1".into(),
+            callees: 1,
+            router_pid: None,
+            source_ips: 1,
+            threads: 1,
+        };
+        assert_eq!(config.scenario_key(), "acked-jetstream-r3-n1-k16-p100");
+        assert!(Target::parse("jetstream://127.0.0.1").is_err());
+        assert!(Target::parse("nats://127.0.0.1:4222").is_err());
     }
 }

@@ -6,6 +6,10 @@
 //! carries the same load) it is p99 latency, foxrouter over the peer (below 1: we are
 //! faster). For `idle` it is RSS bytes per connection, foxrouter over the peer (below 1: we
 //! use less). A failed run prints an `ERROR` row and a ratio of `n/a`.
+//!
+//! [`combine`] makes one row of the rows of load generators that ran at once against one
+//! system (the cluster comparison of `bench/cluster.sh`: three fox-bench processes, one per
+//! entry node), and [`render_one_table`] prints several scenario keys as one table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,20 +32,7 @@ const BENCH_BUSY_SHOWN_MIN_PCT: f64 = 85.0;
 
 /// Renders every scenario found in `lines` (JSON objects as written by `fox-bench --json`).
 pub fn render(lines: &[Value]) -> String {
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<String, BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
-    for line in lines {
-        let key = text(line, "key");
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        groups
-            .entry(key)
-            .or_default()
-            .entry(text(line, "label"))
-            .or_default()
-            .push(line);
-    }
+    let (order, groups) = group(lines);
     let mut out = String::new();
     for key in order {
         let Some(by_label) = groups.get(&key) else {
@@ -91,6 +82,9 @@ pub fn row(run: &Value, runs: usize) -> String {
         let connected = number("connected").unwrap_or(0.0);
         notes.push(format!("{bytes:.0} B/conn over {connected:.0} conns"));
     }
+    if let Some(note) = run.get("note").and_then(Value::as_str) {
+        notes.push(note.to_owned());
+    }
     if runs > 1 {
         notes.push(format!("median of {runs}"));
     }
@@ -110,6 +104,122 @@ pub fn row(run: &Value, runs: usize) -> String {
         cell("p999_us", 10),
         cell("max_us", 10),
     )
+}
+
+/// Every scenario key of `lines` as one table (a `key` column first, keys in order of
+/// appearance, labels in name order), then the `RATIO` lines, as [`render`] computes them.
+pub fn render_one_table(lines: &[Value]) -> String {
+    let (order, groups) = group(lines);
+    let width = order.iter().map(String::len).max().unwrap_or(0).max(3);
+    let mut out = format!("{:<width$}  {HEADER}\n", "key");
+    let mut ratios = String::new();
+    for key in &order {
+        let Some(by_label) = groups.get(key) else {
+            continue;
+        };
+        for (label, runs) in by_label {
+            let _ = writeln!(out, "{key:<width$}  {}", row(median(runs), runs.len()));
+            if label.as_str() == REFERENCE_LABEL {
+                continue;
+            }
+            let ours = by_label.get(REFERENCE_LABEL).map(|runs| median(runs));
+            let ratio = ours.and_then(|ours| ratio(ours, median(runs), key.contains("-rate")));
+            let shown = ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+            let _ = writeln!(ratios, "RATIO {key} {label} {shown}");
+        }
+    }
+    out + &ratios
+}
+
+/// One row for load generators that ran at once against one system: messages and
+/// messages/s summed, p50 the median of their p50s, p99 / p99.9 / max the worst of theirs
+/// (no process has the others' samples), in flight and connections summed, CPU steal and
+/// load-generator busy the highest. `cpu_seconds` (the system's processes, measured by the
+/// caller) goes into `router_cpu_s`. Any failed part, or none at all, makes an error row.
+pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>) -> Value {
+    let mut value = serde_json::json!({"label": label, "key": key, "parts": parts.len()});
+    let fields = value.as_object_mut().expect("json! object literal");
+    if let Some(first) = parts.first() {
+        for copied in ["scenario", "payload_bytes", "duration_s"] {
+            if let Some(v) = first.get(copied) {
+                fields.insert(copied.into(), v.clone());
+            }
+        }
+    }
+    let error = if parts.is_empty() {
+        Some("no load generator reported".to_owned())
+    } else {
+        parts.iter().find_map(|p| {
+            p.get("error")
+                .map(|e| e.as_str().map_or(e.to_string(), str::to_owned))
+                .or_else(|| {
+                    p.get("messages_per_s")
+                        .is_none()
+                        .then(|| format!("a part has no messages_per_s: {p}"))
+                })
+        })
+    };
+    if let Some(error) = error {
+        fields.insert("error".into(), Value::from(error));
+        return value;
+    }
+    let numbers = |key: &str| -> Vec<f64> {
+        parts
+            .iter()
+            .filter_map(|p| p.get(key).and_then(Value::as_f64))
+            .collect()
+    };
+    let highest = |key: &str| numbers(key).into_iter().reduce(f64::max);
+    for summed in ["messages_per_s", "messages", "inflight", "connections"] {
+        fields.insert(
+            summed.into(),
+            Value::from(numbers(summed).iter().sum::<f64>()),
+        );
+    }
+    if let Some(p50) = median_of(numbers("p50_us")) {
+        fields.insert("p50_us".into(), Value::from(p50));
+    }
+    for worst in ["p99_us", "p999_us", "max_us", "steal_pct", "bench_busy_pct"] {
+        if let Some(v) = highest(worst) {
+            fields.insert(worst.into(), Value::from(v));
+        }
+    }
+    if let Some(cpu) = cpu_seconds {
+        fields.insert("router_cpu_s".into(), Value::from(cpu));
+    }
+    value
+}
+
+/// Runs by scenario key (keys in order of first appearance) and label.
+type Groups<'a> = BTreeMap<String, BTreeMap<String, Vec<&'a Value>>>;
+
+fn group(lines: &[Value]) -> (Vec<String>, Groups<'_>) {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups = Groups::new();
+    for line in lines {
+        let key = text(line, "key");
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups
+            .entry(key)
+            .or_default()
+            .entry(text(line, "label"))
+            .or_default()
+            .push(line);
+    }
+    (order, groups)
+}
+
+/// The median (the mean of the middle two for an even count); `None` for no values.
+fn median_of(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
 }
 
 fn text(value: &Value, key: &str) -> String {
@@ -212,6 +322,98 @@ mod tests {
         );
         let spare = json!({"label": "rumqttd", "messages_per_s": 5.0, "bench_busy_pct": 41.0});
         assert!(!row(&spare, 1).contains("busy"), "{}", row(&spare, 1));
+    }
+
+    #[test]
+    fn combine_sums_rates_takes_median_p50_and_worst_tails() {
+        let parts = [
+            json!({"scenario": "acked", "payload_bytes": 100, "duration_s": 5.0, "inflight": 86,
+                "connections": 1, "messages_per_s": 1000.0, "messages": 5000, "p50_us": 300.0,
+                "p99_us": 900.0, "p999_us": 1500.0, "max_us": 2000.0, "bench_busy_pct": 40.0}),
+            json!({"inflight": 85, "connections": 1, "messages_per_s": 2000.0, "messages": 10000,
+                "p50_us": 100.0, "p99_us": 4000.0, "p999_us": 5000.0, "max_us": 9000.0,
+                "bench_busy_pct": 91.0, "steal_pct": 3.0}),
+            json!({"inflight": 85, "connections": 1, "messages_per_s": 500.0, "messages": 2500,
+                "p50_us": 200.0, "p99_us": 700.0, "p999_us": 800.0, "max_us": 1000.0}),
+        ];
+        let row = combine(&parts, "foxrouter", "acked-K256", Some(9.5));
+        assert_eq!(row["label"], "foxrouter");
+        assert_eq!(row["key"], "acked-K256");
+        assert_eq!(row["scenario"], "acked");
+        assert_eq!(row["parts"], 3);
+        assert_eq!(row["messages_per_s"], 3500.0);
+        assert_eq!(row["messages"], 17500.0);
+        assert_eq!(row["inflight"], 256.0);
+        assert_eq!(row["p50_us"], 200.0);
+        assert_eq!(row["p99_us"], 4000.0);
+        assert_eq!(row["p999_us"], 5000.0);
+        assert_eq!(row["max_us"], 9000.0);
+        assert_eq!(row["bench_busy_pct"], 91.0);
+        assert_eq!(row["steal_pct"], 3.0);
+        assert_eq!(row["router_cpu_s"], 9.5);
+        assert!(row.get("error").is_none());
+    }
+
+    #[test]
+    fn combine_makes_an_error_row_of_any_failed_or_missing_part() {
+        let good = json!({"messages_per_s": 10.0, "p50_us": 1.0, "p99_us": 2.0});
+        let failed = json!({"error": "connect 127.0.0.1:1: refused"});
+        let row = combine(&[good.clone(), failed], "jetstream", "acked-K16", Some(1.0));
+        assert_eq!(row["error"], "connect 127.0.0.1:1: refused");
+        assert!(row.get("messages_per_s").is_none());
+        let none = combine(&[], "jetstream", "acked-K16", None);
+        assert_eq!(none["error"], "no load generator reported");
+        let empty = combine(
+            &[good, json!({"label": "x"})],
+            "jetstream",
+            "acked-K1",
+            None,
+        );
+        assert!(
+            empty["error"]
+                .as_str()
+                .unwrap()
+                .contains("no messages_per_s"),
+            "{empty}"
+        );
+    }
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median_of(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median_of(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median_of(Vec::new()), None);
+    }
+
+    #[test]
+    fn one_table_has_every_key_and_the_ratio_lines_after_it() {
+        let lines = vec![
+            json!({"key": "acked-K1", "label": "foxrouter", "messages_per_s": 150.0,
+                "note": "entries 1.0 ndb 2.0 sync 3.0"}),
+            json!({"key": "acked-K1", "label": "jetstream", "messages_per_s": 4500.0}),
+            json!({"key": "acked-K16", "label": "jetstream", "messages_per_s": 36000.0}),
+            json!({"key": "acked-K16", "label": "foxrouter", "messages_per_s": 1800.0}),
+            json!({"key": "acked-K256", "label": "foxrouter", "error": "timed out"}),
+            json!({"key": "acked-K256", "label": "jetstream", "messages_per_s": 70000.0}),
+        ];
+        let text = render_one_table(&lines);
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(rows[0].starts_with("key         router"), "{text}");
+        assert!(rows[1].starts_with("acked-K1    foxrouter"), "{text}");
+        assert!(rows[1].ends_with("entries 1.0 ndb 2.0 sync 3.0"), "{text}");
+        assert!(rows[3].starts_with("acked-K16   foxrouter"), "{text}");
+        assert!(
+            rows[5].starts_with("acked-K256  foxrouter    ERROR timed out"),
+            "{text}"
+        );
+        assert_eq!(
+            &rows[7..],
+            [
+                "RATIO acked-K1 jetstream 0.03",
+                "RATIO acked-K16 jetstream 0.05",
+                "RATIO acked-K256 jetstream n/a"
+            ]
+        );
     }
 
     #[test]

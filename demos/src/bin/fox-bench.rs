@@ -1,9 +1,13 @@
-//! fox-bench: load generator for foxrouter and its peers (Mosquitto, rumqttd, Crossbar).
+//! fox-bench: load generator for foxrouter and its peers (Mosquitto, rumqttd, Crossbar,
+//! NATS JetStream).
 //!
 //! ```text
 //! fox-bench run --target mqtt://127.0.0.1:1883 --scenario pairs --qos 1 --connections 1
 //! fox-bench run --target ws+msgpack://127.0.0.1:8080/ws --scenario rpc --inflight 16
+//! fox-bench run --target jetstream://127.0.0.1:4222/FOXBENCH?replicas=3 --scenario acked
+//! fox-bench stream --target jetstream://127.0.0.1:4222   # create the stream, wait for it
 //! fox-bench report results.jsonl        # one table per scenario, RATIO lines
+//! fox-bench combine --label foxrouter --key acked-K16 a.json b.json c.json
 //! ```
 
 use std::io::BufRead;
@@ -16,7 +20,10 @@ use fox_demos::bench::{self, report, Config, Scenario, Target};
 use fox_mqtt_proto::{Protocol, QoS};
 
 #[derive(Parser)]
-#[command(name = "fox-bench", about = "WAMP / MQTT load generator")]
+#[command(
+    name = "fox-bench",
+    about = "WAMP / MQTT load generator; NATS JetStream (jetstream://) as a peer for `acked`"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,12 +37,47 @@ enum Command {
     Report {
         /// JSON-lines files.
         files: Vec<std::path::PathBuf>,
+        /// All scenario keys in one table (a key column first), then the RATIO lines.
+        #[arg(long)]
+        one_table: bool,
+    },
+    /// Make one JSON row of the `run --json` rows of load generators that ran at once
+    /// against one system: msgs/s summed, p50 the median of their p50s, p99 the worst.
+    Combine {
+        /// Label of the combined row (`foxrouter` is what RATIO lines divide by).
+        #[arg(long)]
+        label: String,
+        /// Scenario key of the combined row (rows with the same key are compared).
+        #[arg(long)]
+        key: String,
+        /// CPU seconds of the system's processes during the run (the cpu_s column).
+        #[arg(long)]
+        cpu_seconds: Option<f64>,
+        /// Free text for the row's note column (e.g. CPU seconds per role).
+        #[arg(long)]
+        note: Option<String>,
+        /// Files holding one `run --json` row each (the last JSON line counts); an empty
+        /// or missing file makes the combined row an error row.
+        files: Vec<std::path::PathBuf>,
+    },
+    /// NATS JetStream: create the target's stream if missing and wait until it has a
+    /// leader and current replicas; prints `STREAM <name> replicas <n> leader <server> ...`.
+    Stream {
+        /// jetstream://HOST:PORT[/STREAM][?replicas=N] (defaults: FOXBENCH, 3).
+        #[arg(long)]
+        target: String,
+        /// Seconds to wait for the cluster and the stream.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
     },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// mqtt://HOST:PORT, ws+json://HOST:PORT/ws, ws+msgpack://…, rs+msgpack://HOST:PORT.
+    /// mqtt://HOST:PORT, ws+json://HOST:PORT/ws, ws+msgpack://…, rs+msgpack://HOST:PORT, or
+    /// the NATS JetStream peer jetstream://HOST:PORT[/STREAM][?replicas=N] (acked only:
+    /// publish and wait for the stream's PubAck; stream FOXBENCH with 3 replicas by default,
+    /// created if missing, subjects `<stream in lower case>.>`).
     #[arg(long)]
     target: String,
     /// Scenario.
@@ -91,8 +133,67 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
-        Command::Report { files } => print_report(&files),
+        Command::Report { files, one_table } => print_report(&files, one_table),
+        Command::Combine {
+            label,
+            key,
+            cpu_seconds,
+            note,
+            files,
+        } => print_combined(&files, &label, &key, cpu_seconds, note),
+        Command::Stream { target, timeout } => ensure_stream(&target, timeout),
     }
+}
+
+fn ensure_stream(target: &str, timeout_seconds: f64) -> anyhow::Result<()> {
+    let target = match Target::parse(target).map_err(anyhow::Error::msg)? {
+        Target::JetStream(target) => target,
+        _ => anyhow::bail!("stream needs a jetstream:// target"),
+    };
+    anyhow::ensure!(
+        timeout_seconds > 0.0 && timeout_seconds <= 600.0,
+        "--timeout must be in (0, 600]"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let timeout = Duration::from_secs_f64(timeout_seconds);
+    let placement = runtime
+        .block_on(bench::jetstream_load::ensure_stream(&target, timeout))
+        .map_err(anyhow::Error::msg)?;
+    println!("{placement}");
+    Ok(())
+}
+
+fn print_combined(
+    files: &[std::path::PathBuf],
+    label: &str,
+    key: &str,
+    cpu_seconds: Option<f64>,
+    note: Option<String>,
+) -> anyhow::Result<()> {
+    let mut parts = Vec::new();
+    for path in files {
+        let last = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .rev()
+                    .find(|line| line.trim_start().starts_with('{'))
+                    .map(str::to_owned)
+            })
+            .and_then(|line| serde_json::from_str(&line).ok());
+        parts.push(last.unwrap_or_else(
+            || serde_json::json!({"error": format!("no JSON row in {}", path.display())}),
+        ));
+    }
+    let mut row = report::combine(&parts, label, key, cpu_seconds);
+    if let (Some(note), Some(fields)) = (note, row.as_object_mut()) {
+        fields.insert("note".into(), note.into());
+    }
+    println!("{row}");
+    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -158,7 +259,7 @@ fn config(args: &RunArgs) -> anyhow::Result<Config> {
     })
 }
 
-fn print_report(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+fn print_report(files: &[std::path::PathBuf], one_table: bool) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for path in files {
         let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
@@ -172,6 +273,10 @@ fn print_report(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
             }
         }
     }
-    print!("{}", report::render(&lines));
+    if one_table {
+        print!("{}", report::render_one_table(&lines));
+    } else {
+        print!("{}", report::render(&lines));
+    }
     Ok(())
 }
