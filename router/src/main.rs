@@ -288,10 +288,13 @@ async fn serve_until_signal(
     listeners: Vec<Listener>,
     admin: Option<AdminRunning>,
 ) {
+    // The handlers are in place before the LISTEN lines go out: a SIGTERM sent as soon as
+    // a script has read them stops the router cleanly instead of killing it.
+    let signal = Signals::install();
     let signals = {
         let router = router.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.wait().await;
             tracing::info!("shutting down");
             router.shut_down();
         })
@@ -467,16 +470,34 @@ fn spawn_compaction(router: &Arc<Router>) {
     });
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, registered at once (a signal that arrives before anyone waits is
+/// kept, not lost to the default action).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    async fn wait(mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
+        }
     }
 }

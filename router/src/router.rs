@@ -131,3 +131,9 @@ impl Router {
             .sum()
     }
 }
+
+/// Resolves once `shutdown` (from [`Router::shutdown_signal`]) is true, also when it was
+/// already true when the receiver was made (`changed` would then wait forever).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -90,7 +90,7 @@ async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semap
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = crate::router::stopped(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.listener.accept() => {
                 let (stream, peer) = match accepted {

@@ -474,7 +474,7 @@ where
         let wants = session.wants_deliveries();
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
+            _ = crate::router::stopped(&mut shutdown) => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
             _ = session_stats.overflow.notified() => {
                 // Taken back: a persistent session outlives this connection.
                 if session_stats.killed.swap(false, Ordering::AcqRel) {

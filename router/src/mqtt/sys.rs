@@ -165,7 +165,7 @@ async fn publish_loop(
     let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = crate::router::stopped(&mut shutdown) => return,
             _ = ticker.tick() => {}
         }
         let Some(realm) = realm.upgrade() else { return };

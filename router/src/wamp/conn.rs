@@ -278,7 +278,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
             biased;
-            _ = shutdown.changed(), if !shutting_down => {
+            _ = crate::router::stopped(&mut shutdown), if !shutting_down => {
                 shutting_down = true;
                 if session.is_handshaking() {
                     break;
