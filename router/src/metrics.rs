@@ -113,6 +113,14 @@ impl Count {
         self.bytes += bytes as u64;
     }
 
+    /// One publication (counted apart from the message that carries it).
+    pub fn publication() -> Self {
+        Count {
+            publications: 1,
+            ..Count::default()
+        }
+    }
+
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
         self.messages == 0 && self.bytes == 0 && self.publications == 0

@@ -129,19 +129,20 @@ fn checker_catches_ack_before_vote() {
     }
 }
 
-#[test]
-fn checker_catches_ids_that_ignore_the_previous_end() {
-    let caught = (0..40)
+/// Of seeds 0..40 run with `mutation`, how many report a violation containing `text`.
+fn seeds_catching(mutation: Mutation, text: &str) -> usize {
+    (0..40)
         .filter(|seed| {
             let mut config = SimConfig::new(*seed);
-            config.mutation = Mutation::BaseIgnoresPreviousEnd;
-            let report = run(&config);
-            report
-                .violations
-                .iter()
-                .any(|v| v.contains("not above previous end"))
+            config.mutation = mutation;
+            run(&config).violations.iter().any(|v| v.contains(text))
         })
-        .count();
+        .count()
+}
+
+#[test]
+fn checker_catches_ids_that_ignore_the_previous_end() {
+    let caught = seeds_catching(Mutation::BaseIgnoresPreviousEnd, "not above previous end");
     assert!(caught >= 20, "caught in only {caught} of 40 seeds");
 }
 
@@ -168,32 +169,12 @@ fn no_ack_without_a_sync_quorum_or_an_ndb_quorum() {
 
 #[test]
 fn checker_catches_acks_with_a_stored_quorum_of_one() {
-    let caught = (0..40)
-        .filter(|seed| {
-            let mut config = SimConfig::new(*seed);
-            config.mutation = Mutation::StoredQuorumOfOne;
-            let report = run(&config);
-            report
-                .violations
-                .iter()
-                .any(|v| v.contains("ndb hold it durably"))
-        })
-        .count();
+    let caught = seeds_catching(Mutation::StoredQuorumOfOne, "ndb hold it durably");
     assert!(caught >= 8, "caught in only {caught} of 40 seeds");
 }
 
 #[test]
 fn checker_catches_pipelined_segments_decided_out_of_publish_order() {
-    let caught = (0..40)
-        .filter(|seed| {
-            let mut config = SimConfig::new(*seed);
-            config.mutation = Mutation::SyncIgnoresAfter;
-            let report = run(&config);
-            report
-                .violations
-                .iter()
-                .any(|v| v.contains("out of publish order"))
-        })
-        .count();
+    let caught = seeds_catching(Mutation::SyncIgnoresAfter, "out of publish order");
     assert!(caught >= 30, "caught in only {caught} of 40 seeds");
 }

@@ -269,10 +269,7 @@ fn spawn_publishers(
             set.spawn(async move {
                 let mut recorder = Recorder::new(window);
                 while clock.now_ns() < window.until_ns {
-                    let sent_ns = match pace.as_mut() {
-                        Some(pace) => pace.wait(&clock).await,
-                        None => clock.now_ns(),
-                    };
+                    let sent_ns = Pace::next_send_ns(&mut pace, &clock).await;
                     let body = Bytes::from(payload(sent_ns, size));
                     let ack = context
                         .publish(subject.clone(), body)

@@ -305,6 +305,14 @@ impl Pace {
         }
         scheduled
     }
+
+    /// When the next send goes: paced (its scheduled time, after waiting for it), or now.
+    pub async fn next_send_ns(pace: &mut Option<Pace>, clock: &Clock) -> u64 {
+        match pace.as_mut() {
+            Some(pace) => pace.wait(clock).await,
+            None => clock.now_ns(),
+        }
+    }
 }
 
 /// Merges recorders; an empty list gives an empty recorder.

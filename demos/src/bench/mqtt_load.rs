@@ -153,10 +153,7 @@ fn spawn_publishers(
                 let mut recorder = Recorder::new(window);
                 let mut pace = pace;
                 while clock.now_ns() < window.until_ns {
-                    let sent_ns = match pace.as_mut() {
-                        Some(pace) => pace.wait(&clock).await,
-                        None => clock.now_ns(),
-                    };
+                    let sent_ns = Pace::next_send_ns(&mut pace, &clock).await;
                     let body = Bytes::from(payload(sent_ns, size));
                     client
                         .publish(&topic, body, qos, false)

@@ -15,45 +15,42 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::metrics::{Count, TrafficTotals};
+use crate::metrics::{Count, Traffic, TrafficTotals};
 use crate::realm::{Payload, PublishOptions, Realm};
 use crate::router::Router;
 use crate::topic::Topic;
 
-/// MQTT counters of one realm.
+/// MQTT counters of one realm: its traffic (the admin listener's [`Traffic`], so that
+/// `/metrics` sums the realms) and the deliveries it dropped.
 #[derive(Debug, Default)]
 pub struct Stats {
-    messages_received: AtomicU64,
-    messages_sent: AtomicU64,
-    publish_received: AtomicU64,
-    publish_sent: AtomicU64,
+    traffic: Traffic,
     publish_dropped: AtomicU64,
-    bytes_received: AtomicU64,
-    bytes_sent: AtomicU64,
 }
 
 impl Stats {
     /// One packet of `bytes` read.
     pub fn count_packet_received(&self, bytes: usize) {
-        self.messages_received.fetch_add(1, Ordering::Relaxed);
-        self.bytes_received
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut count = Count::default();
+        count.message(bytes);
+        self.traffic.received(count);
     }
 
     /// One packet of `bytes` written.
     pub fn count_packet_sent(&self, bytes: usize) {
-        self.messages_sent.fetch_add(1, Ordering::Relaxed);
-        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut count = Count::default();
+        count.message(bytes);
+        self.traffic.sent(count);
     }
 
     /// One PUBLISH from a client.
     pub fn count_publish_received(&self) {
-        self.publish_received.fetch_add(1, Ordering::Relaxed);
+        self.traffic.received(Count::publication());
     }
 
     /// One PUBLISH to a client.
     pub fn count_publish_sent(&self) {
-        self.publish_sent.fetch_add(1, Ordering::Relaxed);
+        self.traffic.sent(Count::publication());
     }
 
     /// One message not delivered (too large for the client, pending queue full).
@@ -64,28 +61,12 @@ impl Stats {
     /// The counters now, as router-wide traffic (the admin listener's `/metrics` sums
     /// the realms).
     pub fn totals(&self) -> TrafficTotals {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        TrafficTotals {
-            received: Count {
-                messages: load(&self.messages_received),
-                bytes: load(&self.bytes_received),
-                publications: load(&self.publish_received),
-            },
-            sent: Count {
-                messages: load(&self.messages_sent),
-                bytes: load(&self.bytes_sent),
-                publications: load(&self.publish_sent),
-            },
-        }
+        self.traffic.totals()
     }
 
     /// Messages not delivered (too large for the client, pending queue full).
     pub fn dropped(&self) -> u64 {
         self.publish_dropped.load(Ordering::Relaxed)
-    }
-
-    fn load(counter: &AtomicU64) -> String {
-        counter.load(Ordering::Relaxed).to_string()
     }
 }
 
@@ -97,6 +78,7 @@ fn started() -> Instant {
 /// The current `$SYS` values of a realm: (topic, value).
 pub fn snapshot(realm: &Realm) -> Vec<(&'static str, String)> {
     let stats = &realm.mqtt.stats;
+    let TrafficTotals { received, sent } = stats.totals();
     let (connected, parked) = realm.mqtt.counts();
     vec![
         (
@@ -115,29 +97,23 @@ pub fn snapshot(realm: &Realm) -> Vec<(&'static str, String)> {
         ),
         (
             "$SYS/broker/messages/received",
-            Stats::load(&stats.messages_received),
+            received.messages.to_string(),
         ),
-        (
-            "$SYS/broker/messages/sent",
-            Stats::load(&stats.messages_sent),
-        ),
+        ("$SYS/broker/messages/sent", sent.messages.to_string()),
         (
             "$SYS/broker/publish/messages/received",
-            Stats::load(&stats.publish_received),
+            received.publications.to_string(),
         ),
         (
             "$SYS/broker/publish/messages/sent",
-            Stats::load(&stats.publish_sent),
+            sent.publications.to_string(),
         ),
         (
             "$SYS/broker/publish/messages/dropped",
-            Stats::load(&stats.publish_dropped),
+            stats.dropped().to_string(),
         ),
-        (
-            "$SYS/broker/bytes/received",
-            Stats::load(&stats.bytes_received),
-        ),
-        ("$SYS/broker/bytes/sent", Stats::load(&stats.bytes_sent)),
+        ("$SYS/broker/bytes/received", received.bytes.to_string()),
+        ("$SYS/broker/bytes/sent", sent.bytes.to_string()),
         (
             "$SYS/broker/retained messages/count",
             realm.retained_count().to_string(),
