@@ -11,7 +11,8 @@ use crate::codec::Serializer;
 /// First byte of every handshake.
 pub const MAGIC: u8 = 0x7F;
 
-/// Largest length exponent: maximum message length is `2^(9 + exp)` bytes, so 16 MiB.
+/// Largest length exponent: the announced maximum is `2^(9 + exp)` bytes, so 16 MiB, one
+/// more than a frame header can describe (see [`max_len_bytes`]).
 pub const MAX_LEN_EXP_MAX: u8 = 15;
 
 /// Largest payload a frame header can describe (24-bit length).
@@ -34,9 +35,12 @@ pub mod error_code {
     pub const MAX_CONNECTION_COUNT: u8 = 4;
 }
 
-/// The maximum message length in bytes announced by a length exponent.
+/// The longest message in bytes that a length exponent allows: `2^(9 + exp)`, except that
+/// exponent 15 (`2^24`) is one byte more than the 24-bit frame length can carry, so it
+/// allows [`FRAME_PAYLOAD_MAX_BYTES`]. A message of exactly `2^24` bytes cannot be framed:
+/// a sender must treat it as over the peer's limit, not try to encode it.
 pub fn max_len_bytes(max_len_exp: u8) -> usize {
-    1usize << (9 + usize::from(max_len_exp.min(MAX_LEN_EXP_MAX)))
+    (1usize << (9 + usize::from(max_len_exp.min(MAX_LEN_EXP_MAX)))).min(FRAME_PAYLOAD_MAX_BYTES)
 }
 
 /// What a client asked for in its handshake.
@@ -320,7 +324,10 @@ mod tests {
             }
         );
         assert_eq!(parsed.serializer(), Some(Serializer::MsgPack));
-        assert_eq!(parsed.max_len_bytes(), 16 * 1024 * 1024);
+        // 2^24 announced, but a 24-bit frame length ends one byte below it.
+        assert_eq!(parsed.max_len_bytes(), 16 * 1024 * 1024 - 1);
+        assert_eq!(max_len_bytes(14), 8 * 1024 * 1024);
+        assert_eq!(max_len_bytes(0), 512);
         let reply = server_handshake_reply(10, 2);
         assert_eq!(
             parse_server_handshake(reply),

@@ -36,6 +36,9 @@ const GOODBYE_WAIT_MS: u64 = 1_000;
 const LINGER_MS: u64 = 1_000;
 /// The most input dropped while lingering, in bytes: a peer that sends more is cut off.
 const LINGER_BYTES_MAX: usize = 4 << 20;
+/// How long closing the transport (flushing what is buffered, a WebSocket close frame, the
+/// TCP shutdown) may take: a peer that stopped reading never lets a flush finish.
+const CLOSE_WAIT_MS: u64 = 1_000;
 /// GOODBYE reason of a session the administrator kills (`DELETE /api/v1/sessions/{id}`),
 /// as the session meta API's `wamp.session.kill` says it.
 pub const KILLED_REASON: &str = "wamp.close.killed";
@@ -373,10 +376,18 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         // A peer that stops reading blocks this write; its queue then fills and the realm
         // signals overflow, which must still end the session (and its registrations).
         let mut sent = Sent::default();
+        // While handshaking or closing, the write has the same deadline as the session: a
+        // GOODBYE (or CHALLENGE) to a peer that stopped reading must not wait forever, nor
+        // keep the connection and its buffers (the overflow signal is gone by then).
+        let write_deadline = session.is_handshaking() || session.is_closing();
         let written = tokio::select! {
             result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies, &mut sent) => result.is_ok(),
             _ = overflowed(&stats) => {
                 tracing::info!(%peer, "closing a session that stopped reading");
+                false
+            }
+            _ = tokio::time::sleep_until(deadline), if write_deadline => {
+                tracing::info!(%peer, session = session_id, "closing a connection that stopped reading before its session ended");
                 false
             }
         };
@@ -403,7 +414,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         tracing::info!(%peer, session = session_id, received, sent, "WAMP session closed");
     }
     session.finish();
-    writer.close().await;
+    let closed = tokio::time::timeout(Duration::from_millis(CLOSE_WAIT_MS), writer.close()).await;
+    if closed.is_err() {
+        // Dropping the writer (and the reader) closes the socket without the flush.
+        writable = false;
+    }
     if writable && !input_ended {
         linger(&mut incoming).await;
     }
@@ -520,6 +535,84 @@ mod tests {
             serde_json::json!([[admin.id]]),
             "only the admin is left: {list}"
         );
+    }
+
+    /// A writer whose peer stops reading once `stalled` is set: every write then waits
+    /// forever, as a socket write does when the peer's window and our buffer are full.
+    struct StallingWriter {
+        out: mpsc::UnboundedSender<Vec<u8>>,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl StallingWriter {
+        async fn stall_if_set(&self) {
+            if self.stalled.load(std::sync::atomic::Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    impl FrameWriter for StallingWriter {
+        async fn feed(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+            self.stall_if_set().await;
+            self.out.send(bytes).map_err(|_| io::Error::other("closed"))
+        }
+
+        async fn pong(&mut self, _payload: Vec<u8>) -> io::Result<()> {
+            self.stall_if_set().await;
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> io::Result<()> {
+            self.stall_if_set().await;
+            Ok(())
+        }
+
+        async fn close(&mut self) {
+            self.stall_if_set().await;
+        }
+    }
+
+    /// A session the router ends (here: at shutdown) whose client has stopped reading: the
+    /// GOODBYE cannot be written, and the connection still ends within the closing
+    /// deadline instead of holding its socket and buffers forever.
+    #[tokio::test]
+    async fn a_goodbye_to_a_peer_that_stopped_reading_ends_the_connection_in_time() {
+        let router = Router::new(Config::default());
+        let (to_router, incoming) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (outgoing, mut from_router) = mpsc::unbounded_channel();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = StallingWriter {
+            out: outgoing,
+            stalled: stalled.clone(),
+        };
+        let connection = tokio::spawn(drive(
+            router.clone(),
+            Serializer::Json,
+            writer,
+            ChannelReader(incoming),
+            "websocket",
+            "stalled".to_owned(),
+        ));
+        to_router
+            .send(br#"[1,"realm1",{"roles":{"subscriber":{}}}]"#.to_vec())
+            .unwrap();
+        let welcome = from_router.recv().await.expect("WELCOME");
+        assert_eq!(welcome[..2], *b"[2");
+        stalled.store(true, std::sync::atomic::Ordering::Release);
+        let started = Instant::now();
+        router.shut_down();
+        tokio::time::timeout(Duration::from_secs(5), connection)
+            .await
+            .expect("the connection ends although its GOODBYE cannot be written")
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(GOODBYE_WAIT_MS + CLOSE_WAIT_MS + 500),
+            "{took:?}"
+        );
+        // The reader is still open: the peer did not go away, the router let go of it.
+        drop(to_router);
     }
 
     /// Backpressure on WAMP: a publisher that sends faster than its subscriber drains

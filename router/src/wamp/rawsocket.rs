@@ -34,6 +34,7 @@ struct RawWriter {
 
 impl FrameWriter for RawWriter {
     async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        // `peer_max_bytes` is at most 2^24 - 1 (what a frame header can carry).
         if bytes.len() > self.peer_max_bytes {
             // The peer said it cannot take this message; sending it would make it drop the
             // connection. Closing is the honest outcome.
@@ -162,6 +163,38 @@ pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A peer that announced exponent 15 (2^24 bytes) is sent a message of exactly 2^24
+    /// bytes: one more than a frame can carry. The write fails (the connection closes) and
+    /// does not panic the connection task, as it did when the limit and the framing
+    /// disagreed by one.
+    #[tokio::test]
+    async fn a_message_of_exactly_two_to_the_24_bytes_fails_the_write_without_panicking() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let peer = rawsocket::parse_client_handshake(rawsocket::client_handshake(15, 1)).unwrap();
+        let (_, write_half) = server.into_split();
+        let mut writer = RawWriter {
+            inner: BufWriter::new(write_half),
+            peer_max_bytes: peer.max_len_bytes(),
+        };
+        let too_long = vec![b'x'; 1 << 24];
+        assert!(writer.feed(too_long).await.is_err());
+        // The longest message that can be framed goes out whole.
+        let received = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            client.read_to_end(&mut bytes).await.map(|_| bytes)
+        });
+        writer.feed(vec![b'x'; (1 << 24) - 1]).await.unwrap();
+        writer.close().await;
+        let bytes = received.await.unwrap().unwrap();
+        assert_eq!(bytes.len(), 4 + (1 << 24) - 1);
+        assert_eq!(bytes[..4], [0, 0xFF, 0xFF, 0xFF]);
+    }
+
     #[test]
     fn exponent_fits_the_limit() {
         assert_eq!(super::length_exponent(512), 0);
