@@ -42,6 +42,18 @@
 //!   { uri = "com.example.admin.", match = "prefix", call = true, publish = true },
 //! ]
 //!
+//! [tls]                          # docs/tls.md; relative paths from this file's directory
+//! cert = "server.pem"            # PEM chain, leaf first
+//! key = "server-key.pem"
+//! mqtt = "127.0.0.1:8883"        # MQTT over TLS (the default; "" turns it off)
+//! ws = "127.0.0.1:8443"          # wss://.../ws and wss://.../mqtt (default off)
+//! rawsocket = "127.0.0.1:8444"   # RawSocket over TLS (default off)
+//! admin = false                  # true: the admin listener speaks HTTPS
+//! # client_ca = "ca.pem"         # ask for client certificates, verified against it
+//! # client_cert = "optional"     # or "required"
+//! # identity = "cn"              # or "san": the certificate names the user (MQTT user
+//! #                              # name, WAMP authmethod "tls"); "none" by default
+//!
 //! [[user]]
 //! authid = "joe"
 //! secret = "s3cret"              # ticket, wampcra and MQTT password
@@ -132,6 +144,8 @@ pub struct Config {
     /// Users.
     #[serde(rename = "user")]
     pub users: Vec<User>,
+    /// TLS: certificate, key, client certificates, TLS listeners (`docs/tls.md`).
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Listen addresses; `None` turns a listener off (only from a file: `ws = ""`).
@@ -166,7 +180,9 @@ impl Default for Listen {
     }
 }
 
-fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+pub(crate) fn optional_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;
     if text.is_empty() {
         return Ok(None);
@@ -406,7 +422,11 @@ impl Config {
             path: name.clone(),
             source,
         })?;
-        Self::parse(&text, &name)
+        let mut config = Self::parse(&text, &name)?;
+        if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.parent()) {
+            tls.resolve_paths(dir);
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `name` is used in messages.
@@ -423,6 +443,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         let mut roles = HashMap::new();
         for role in &self.roles {
             if roles.insert(role.name.as_str(), role).is_some() {

@@ -33,6 +33,7 @@ pub mod mqtt;
 pub mod realm;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod topic;
 pub mod util;
 pub mod wamp;

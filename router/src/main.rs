@@ -13,6 +13,7 @@ use fox_router::durable::Durable;
 use fox_router::realm::{MessageProperties, Publication};
 use fox_router::router::Router;
 use fox_router::server::{self, Gate, Listener};
+use fox_router::tls::{Tls, TlsSettings};
 use fox_storage::SyncMode;
 
 /// foxrouter: WAMP v2 + MQTT router with permanent, monotonic message IDs.
@@ -115,7 +116,62 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR|off")]
     admin: Option<AdminListen>,
     #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
     logging: Logging,
+}
+
+/// TLS options (`[tls]` in the config file; docs/tls.md).
+#[derive(Parser, Debug)]
+struct TlsArgs {
+    /// PEM certificate chain for the TLS listeners (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// MQTT over TLS listen address. [default with TLS: 127.0.0.1:8883]
+    #[arg(long, value_name = "ADDR")]
+    mqtts: Option<SocketAddr>,
+    /// WebSocket over TLS listen address (wss://.../ws, wss://.../mqtt). [default: off]
+    #[arg(long, value_name = "ADDR")]
+    wss: Option<SocketAddr>,
+    /// WAMP RawSocket over TLS listen address. [default: off]
+    #[arg(long, value_name = "ADDR")]
+    rawsockets: Option<SocketAddr>,
+}
+
+impl TlsArgs {
+    /// Lays the flags over the file's `[tls]`.
+    fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            let tls = config.tls.get_or_insert_with(TlsSettings::default);
+            tls.cert = cert;
+            tls.key = key;
+        }
+        let listeners = [self.mqtts, self.wss, self.rawsockets];
+        if listeners.iter().any(Option::is_some) {
+            let Some(tls) = config.tls.as_mut() else {
+                anyhow::bail!("--mqtts, --wss and --rawsockets need a certificate: --tls-cert and --tls-key, or [tls] in the config file");
+            };
+            tls.mqtt = self.mqtts.or(tls.mqtt);
+            tls.ws = self.wss.or(tls.ws);
+            tls.rawsocket = self.rawsockets.or(tls.rawsocket);
+        }
+        if let Some(tls) = &config.tls {
+            tls.validate().map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the certificates of `[tls]`, if any.
+fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
+    let Some(settings) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = Tls::load(settings).context("cannot load the TLS certificate")?;
+    Ok(Some(tls))
 }
 
 /// Logging options, shared by `serve` and `node`.
@@ -232,12 +288,13 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     if let Some(workers) = args.workers {
         config.router.workers = workers;
     }
+    let tls = load_tls(&config)?;
     let runtime = router_runtime(config.router.workers)?;
     let cluster = cluster.clone();
     runtime
         .block_on(async move {
             let admin = start_admin(&config).await?;
-            let listeners = bind_listeners(&config).await?;
+            let listeners = bind_listeners(&config, tls.as_ref()).await?;
             let entry = fox_cluster::EntryHandle::start(
                 &cluster,
                 args.id,
@@ -248,7 +305,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
             let router = Router::with_engine(config, engine.clone());
             let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
-            serve_until_signal(router, listeners, admin).await;
+            serve_until_signal(router, listeners, admin, tls).await;
             entry.stop().await;
             follower.abort();
             anyhow::Ok(())
@@ -282,15 +339,21 @@ async fn start_admin(config: &Config) -> anyhow::Result<Option<AdminRunning>> {
     Ok(Some(AdminRunning { admin, server }))
 }
 
-/// Serves the listeners until SIGINT / SIGTERM, then closes every session.
+/// Serves the listeners until SIGINT / SIGTERM, then closes every session. SIGHUP reloads
+/// the TLS certificates.
 async fn serve_until_signal(
     router: Arc<Router>,
     listeners: Vec<Listener>,
     admin: Option<AdminRunning>,
+    tls: Option<Arc<Tls>>,
 ) {
     // The handlers are in place before the LISTEN lines go out: a SIGTERM sent as soon as
     // a script has read them stops the router cleanly instead of killing it.
     let signal = Signals::install();
+    let reloads = tokio::spawn(reload_on_hangup(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        tls,
+    ));
     let signals = {
         let router = router.clone();
         tokio::spawn(async move {
@@ -301,7 +364,7 @@ async fn serve_until_signal(
     };
     let bound: Vec<(&'static str, std::net::SocketAddr)> = listeners
         .iter()
-        .filter_map(|l| Some((l.gate().name(), l.local_addr().ok()?)))
+        .filter_map(|l| Some((l.name(), l.local_addr().ok()?)))
         .collect();
     server::announce(&listeners);
     if let Some(running) = &admin {
@@ -310,13 +373,32 @@ async fn serve_until_signal(
     }
     server::run(router, listeners).await;
     signals.abort();
+    reloads.abort();
     if let Some(running) = admin {
         running.server.stop().await;
     }
 }
 
-/// Binds the configured client listeners (WebSocket, RawSocket, MQTT).
-async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<Listener>> {
+/// Reads the TLS certificates again on every SIGHUP; a bad file leaves the old ones.
+async fn reload_on_hangup(hangup: Option<tokio::signal::unix::Signal>, tls: Option<Arc<Tls>>) {
+    let Some(mut hangup) = hangup else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded; the old ones stay")
+                }
+            },
+        }
+    }
+}
+
+/// Binds the configured client listeners (WebSocket, RawSocket, MQTT, and those over TLS).
+async fn bind_listeners(config: &Config, tls: Option<&Arc<Tls>>) -> anyhow::Result<Vec<Listener>> {
     let gates = [
         (Gate::WebSocket, config.listen.ws),
         (Gate::RawSocket, config.listen.rawsocket),
@@ -326,6 +408,19 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<Listener>> {
     for (gate, addr) in gates {
         if let Some(addr) = addr {
             listeners.push(Listener::bind(gate, addr).await?);
+        }
+    }
+    if let Some(tls) = tls {
+        let settings = tls.settings();
+        let gates = [
+            (Gate::WebSocket, settings.ws),
+            (Gate::RawSocket, settings.rawsocket),
+            (Gate::Mqtt, settings.mqtt),
+        ];
+        for (gate, addr) in gates {
+            if let Some(addr) = addr {
+                listeners.push(Listener::bind_tls(gate, addr, tls.clone()).await?);
+            }
         }
     }
     Ok(listeners)
@@ -353,6 +448,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.admin.listen = listen;
     }
     config.admin.validate().map_err(anyhow::Error::msg)?;
+    args.tls.apply(&mut config)?;
+    let tls = load_tls(&config)?;
     let sync = if args.no_fsync {
         SyncMode::None
     } else {
@@ -366,11 +463,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Some(dir) => Some(open_store(dir, sync).await?),
                 None => None,
             };
-            let listeners = bind_listeners(&config).await?;
+            let listeners = bind_listeners(&config, tls.as_ref()).await?;
             // Restoring a large store takes a while: off the runtime's workers, so the
             // admin listener keeps answering meanwhile.
             let router = tokio::task::block_in_place(|| start_router(config, durable))?;
-            serve_until_signal(router, listeners, admin).await;
+            serve_until_signal(router, listeners, admin, tls).await;
             anyhow::Ok(())
         })
         .context("router failed")?;

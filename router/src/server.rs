@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::router::Router;
+use crate::tls::Tls;
 
 /// Which protocol a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,18 +40,41 @@ impl Gate {
 pub struct Listener {
     gate: Gate,
     listener: TcpListener,
+    /// Set: connections speak TLS first.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Listener {
     /// Binds `addr` for `gate`.
     pub async fn bind(gate: Gate, addr: SocketAddr) -> std::io::Result<Self> {
+        Self::bind_with(gate, addr, None).await
+    }
+
+    /// Binds `addr` for `gate` over TLS.
+    pub async fn bind_tls(gate: Gate, addr: SocketAddr, tls: Arc<Tls>) -> std::io::Result<Self> {
+        Self::bind_with(gate, addr, Some(tls)).await
+    }
+
+    async fn bind_with(
+        gate: Gate,
+        addr: SocketAddr,
+        tls: Option<Arc<Tls>>,
+    ) -> std::io::Result<Self> {
+        let name = listener_name(gate, tls.is_some());
         let listener = TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr} ({}): {e}", gate.name()),
-            )
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({name}): {e}"))
         })?;
-        Ok(Self { gate, listener })
+        Ok(Self {
+            gate,
+            listener,
+            tls,
+        })
+    }
+
+    /// The listener's name in `LISTEN <name> <addr>` lines and the admin API: the gate's,
+    /// or for TLS `wss`, `rawsockets`, `mqtts`.
+    pub fn name(&self) -> &'static str {
+        listener_name(self.gate, self.tls.is_some())
     }
 
     /// The bound address.
@@ -64,24 +88,64 @@ impl Listener {
     }
 }
 
+fn listener_name(gate: Gate, tls: bool) -> &'static str {
+    match (gate, tls) {
+        (gate, false) => gate.name(),
+        (Gate::WebSocket, true) => "wss",
+        (Gate::RawSocket, true) => "rawsockets",
+        (Gate::Mqtt, true) => "mqtts",
+    }
+}
+
 /// Prints `LISTEN <gate> <addr>` for each listener (so tests and scripts can start the
 /// router on port 0 and read the real ports).
 pub fn announce(listeners: &[Listener]) {
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
-            println!("LISTEN {} {addr}", listener.gate.name());
+            println!("LISTEN {} {addr}", listener.name());
         }
     }
 }
 
-async fn serve_connection(router: Arc<Router>, gate: Gate, stream: TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    router: Arc<Router>,
+    gate: Gate,
+    tls: Option<Arc<Tls>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
     let peer = peer.to_string();
+    if let Some(tls) = tls {
+        return Box::pin(serve_tls(router, gate, &tls, stream, peer)).await;
+    }
     // Each gate's future is boxed: the task then holds only the one it runs, not space for
     // the largest of the three (an idle MQTT connection would pay for a WebSocket's).
     match gate {
         Gate::WebSocket => Box::pin(crate::wamp::ws::serve(router, stream, peer)).await,
         Gate::RawSocket => Box::pin(crate::wamp::rawsocket::serve(router, stream, peer)).await,
         Gate::Mqtt => Box::pin(crate::mqtt::serve_tcp(router, stream, peer)).await,
+    }
+}
+
+/// The TLS handshake (within the handshake timeout), then the gate over TLS.
+async fn serve_tls(router: Arc<Router>, gate: Gate, tls: &Tls, stream: TcpStream, peer: String) {
+    let timeout = Duration::from_millis(router.config.limits.handshake_timeout_ms);
+    let stream = match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    match gate {
+        Gate::WebSocket => crate::wamp::ws::serve(router, stream, peer).await,
+        Gate::RawSocket => crate::wamp::rawsocket::serve_stream_split(router, stream, peer).await,
+        Gate::Mqtt => crate::mqtt::serve_tls(router, stream, peer).await,
     }
 }
 
@@ -106,8 +170,9 @@ async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semap
                     continue;
                 };
                 let router = router.clone();
+                let tls = listener.tls.clone();
                 connections.spawn(async move {
-                    serve_connection(router, listener.gate, stream, peer).await;
+                    serve_connection(router, listener.gate, tls, stream, peer).await;
                     drop(permit);
                 });
             }

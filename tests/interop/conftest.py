@@ -102,6 +102,8 @@ class Router(Listeners):
         lines = queue.Queue()
         threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
         wanted = 3 if "off" in self._admin_args() else 4
+        # TLS listeners named on the command line (tests give every one a free port).
+        wanted += sum(1 for arg in self.args if arg in ("--mqtts", "--wss", "--rawsockets"))
         if not read_listeners(self.proc, lines, self.addr, wanted, timeout):
             self.kill9()
             raise RuntimeError(f"router did not start: {self.logs()}")

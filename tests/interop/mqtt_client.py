@@ -31,7 +31,10 @@ def new_id(prefix="t"):
 class Client:
     """One paho client running its network loop in a thread."""
 
-    def __init__(self, router, client_id=None, version=5, transport="tcp", manual_ack=False, clean=True):
+    def __init__(self, router, client_id=None, version=5, transport="tcp", manual_ack=False, clean=True,
+                 tls_context=None):
+        """`transport`: "tcp", "ws", or over TLS (with `tls_context`, an ssl.SSLContext)
+        "mqtts" or "wss"."""
         self.router = router
         self.version = version
         self.transport = transport
@@ -40,10 +43,13 @@ class Client:
         if version != 5:
             kwargs["clean_session"] = clean
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="" if client_id is None else client_id,
-                             protocol=VERSIONS[version], transport="websockets" if transport == "ws" else "tcp",
+                             protocol=VERSIONS[version],
+                             transport="websockets" if transport in ("ws", "wss") else "tcp",
                              manual_ack=manual_ack, reconnect_on_failure=False, **kwargs)
-        if transport == "ws":
+        if transport in ("ws", "wss"):
             self.c.ws_set_options(path="/mqtt")
+        if tls_context is not None:
+            self.c.tls_set_context(tls_context)
         self.messages = queue.Queue()
         self.connacks = queue.Queue()
         self.subacks = queue.Queue()
@@ -62,7 +68,7 @@ class Client:
             self.c.username_pw_set(username, password)
         if will is not None:
             self.c.will_set(**will)
-        host, port = self.router.mqtt if self.transport == "tcp" else self.router.addr["ws"]
+        host, port = self.router.mqtt if self.transport == "tcp" else self.router.addr[self.transport]
         kwargs = {"keepalive": keepalive}
         if self.version == 5:
             kwargs["clean_start"] = self.clean

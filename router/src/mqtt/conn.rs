@@ -692,14 +692,25 @@ pub(super) fn handle_outbound(
 
 /// Serves MQTT over a TCP connection.
 pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
-    let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     serve(router, reader, writer, TRANSPORT_TCP, peer).await;
 }
 
+/// Serves MQTT over TLS (or any other byte stream that stands for a TCP connection: it
+/// counts as one, `listen.mqtt_fox_id` included).
+pub async fn serve_tls<S>(router: Arc<Router>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    run(router, stream, TRANSPORT_TCP, peer).await;
+}
+
 /// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
 /// byte stream; a text frame closes the connection (MQTT over WebSocket, spec 6.0).
-pub async fn serve_websocket(router: Arc<Router>, ws: WebSocketStream<TcpStream>, peer: String) {
+pub async fn serve_websocket<S>(router: Arc<Router>, ws: WebSocketStream<S>, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (near, far) = tokio::io::duplex(BRIDGE_BUFFER_BYTES);
     let (mut far_read, mut far_write) = tokio::io::split(far);
     let (mut sink, mut stream) = ws.split();

@@ -74,7 +74,7 @@ mod session;
 mod subscribe;
 mod sys;
 
-pub use conn::{run, serve_tcp, serve_websocket};
+pub use conn::{run, serve_tcp, serve_tls, serve_websocket};
 pub use outbound::FOX_ID_PROPERTY;
 pub use persist::restore;
 pub use registry::Registry;

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fox_wamp_proto::rawsocket::{self, error_code, FrameDecoder, FrameKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
 use super::conn::{drive, FrameReader, FrameWriter, Incoming};
@@ -27,12 +26,12 @@ pub fn length_exponent(limit_bytes: usize) -> u8 {
         .unwrap_or(0)
 }
 
-struct RawWriter {
-    inner: BufWriter<OwnedWriteHalf>,
+struct RawWriter<W> {
+    inner: BufWriter<W>,
     peer_max_bytes: usize,
 }
 
-impl FrameWriter for RawWriter {
+impl<W: AsyncWrite + Unpin + Send> FrameWriter for RawWriter<W> {
     async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         // `peer_max_bytes` is at most 2^24 - 1 (what a frame header can carry).
         if bytes.len() > self.peer_max_bytes {
@@ -69,15 +68,15 @@ impl FrameWriter for RawWriter {
 }
 
 /// Frames from the socket, read by the connection task.
-struct RawReader {
-    reader: OwnedReadHalf,
+struct RawReader<R> {
+    reader: R,
     decoder: FrameDecoder,
     buf: Vec<u8>,
     /// The stream ended or broke a rule: no more frames.
     done: bool,
 }
 
-impl FrameReader for RawReader {
+impl<R: AsyncRead + Unpin + Send> FrameReader for RawReader<R> {
     async fn next_frame(&mut self) -> Option<Incoming> {
         loop {
             if self.done {
@@ -115,8 +114,30 @@ impl FrameReader for RawReader {
     }
 }
 
-/// Serves one RawSocket connection.
-pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
+/// Serves one RawSocket connection over TCP.
+pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
+    serve_stream(router, stream, TcpStream::into_split, peer).await;
+}
+
+/// Serves one RawSocket connection over any byte stream (TLS), split in two halves by
+/// tokio's generic `split`.
+pub async fn serve_stream_split<S>(router: Arc<Router>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    serve_stream(router, stream, tokio::io::split, peer).await;
+}
+
+async fn serve_stream<S, R, W>(
+    router: Arc<Router>,
+    mut stream: S,
+    split: impl FnOnce(S) -> (R, W),
+    peer: String,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let mut hello = [0u8; 4];
     let timeout = Duration::from_millis(router.config.limits.handshake_timeout_ms);
     match tokio::time::timeout(timeout, stream.read_exact(&mut hello)).await {
@@ -146,8 +167,7 @@ pub async fn serve(router: Arc<Router>, mut stream: TcpStream, peer: String) {
     if stream.write_all(&reply).await.is_err() {
         return;
     }
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+    let (reader, writer) = split(stream);
     let reader = RawReader {
         reader,
         decoder: FrameDecoder::new(rawsocket::max_len_bytes(exponent)),

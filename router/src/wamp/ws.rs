@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use fox_wamp_proto::Serializer;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -94,12 +94,16 @@ fn choose(request: &Request, mut response: Response) -> Result<(Route, Response)
     Ok((route, response))
 }
 
-struct WsWriter {
-    sink: futures_util::stream::SplitSink<WebSocketStream<TcpStream>, WsMessage>,
+/// A byte stream a WebSocket runs on: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
+struct WsWriter<S> {
+    sink: futures_util::stream::SplitSink<WebSocketStream<S>, WsMessage>,
     text: bool,
 }
 
-impl FrameWriter for WsWriter {
+impl<S: Stream> FrameWriter for WsWriter<S> {
     async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         let message = match (self.text, String::from_utf8(bytes)) {
             (true, Ok(text)) => WsMessage::Text(text.into()),
@@ -123,13 +127,13 @@ impl FrameWriter for WsWriter {
 }
 
 /// Messages from the WebSocket, read by the connection task.
-struct WsReader {
-    stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+struct WsReader<S> {
+    stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     /// The stream ended or broke a rule: no more frames.
     done: bool,
 }
 
-impl FrameReader for WsReader {
+impl<S: Stream> FrameReader for WsReader<S> {
     async fn next_frame(&mut self) -> Option<Incoming> {
         while !self.done {
             // Cancel safe: the stream keeps its state between polls.
@@ -173,7 +177,7 @@ const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Serves one WebSocket connection.
 #[allow(clippy::result_large_err)]
-pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
+pub async fn serve<S: Stream>(router: Arc<Router>, stream: S, peer: String) {
     // The route is chosen during the handshake, after this limit is set: it is MQTT's
     // (a PUBLISH may carry `message_size_max_bytes` of payload plus its headers); a WAMP
     // message over `message_size_max_bytes` is refused by the WAMP decoder.
@@ -191,7 +195,6 @@ pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
         route = Some(chosen);
         Ok(response)
     };
-    let _ = stream.set_nodelay(true);
     let timeout = std::time::Duration::from_millis(router.config.limits.handshake_timeout_ms);
     let accepted = tokio::time::timeout(
         timeout,

@@ -1,0 +1,281 @@
+//! TLS for the client listeners (rustls, TLS 1.2 and 1.3 only, the ring crypto provider).
+//!
+//! `[tls]` in the configuration file names a PEM certificate chain and its private key, and
+//! the listeners that speak TLS: MQTT (default 127.0.0.1:8883), WebSocket (WAMP at
+//! `wss://.../ws`, MQTT at `wss://.../mqtt`) and WAMP RawSocket. With `client_ca`, clients
+//! are asked for a certificate, verified against that CA; `client_cert = "required"`
+//! refuses those without one. A verified certificate's common name or first DNS / e-mail
+//! subject alternative name (`identity = "cn" | "san"`) can then stand for the client's
+//! user name, as Mosquitto's `use_identity_as_username` does (see [`peer_identity`]).
+//!
+//! On SIGHUP the files are read again ([`Tls::reload`]): new connections use the new
+//! certificate, established ones keep theirs. A file that cannot be read or does not fit
+//! (a key that is not the certificate's) is refused with a log line and the old
+//! configuration stays.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use serde::Deserialize;
+use tokio_rustls::TlsAcceptor;
+
+/// Whether clients must present a certificate (with `client_ca`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCert {
+    /// Asked for, verified when given; a client without one is still served.
+    #[default]
+    Optional,
+    /// A client without a valid certificate is refused during the TLS handshake.
+    Required,
+}
+
+/// What of a verified client certificate names the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// The certificate does not name the client (it only opens the door).
+    #[default]
+    None,
+    /// The subject's common name.
+    Cn,
+    /// The first DNS name, else the first e-mail address, among the subject alternative
+    /// names.
+    San,
+}
+
+/// `[tls]`: certificate, key, client certificates and the TLS listeners.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first. Relative paths are relative to the
+    /// configuration file's directory.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates that client certificates are verified against. Without it,
+    /// clients are not asked for one.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `optional` (default) or `required`.
+    pub client_cert: ClientCert,
+    /// With `client_ca`: `none` (default), `cn` or `san` (see [`IdentitySource`]).
+    pub identity: IdentitySource,
+    /// MQTT over TLS. Default 127.0.0.1:8883; `""` turns it off.
+    #[serde(deserialize_with = "crate::config::optional_addr")]
+    pub mqtt: Option<SocketAddr>,
+    /// WebSocket over TLS (WAMP at `/ws`, MQTT at `/mqtt`). Default off.
+    #[serde(deserialize_with = "crate::config::optional_addr")]
+    pub ws: Option<SocketAddr>,
+    /// WAMP RawSocket over TLS. Default off.
+    #[serde(deserialize_with = "crate::config::optional_addr")]
+    pub rawsocket: Option<SocketAddr>,
+    /// The admin listener speaks HTTPS with the same certificate. Default false.
+    pub admin: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            client_ca: None,
+            client_cert: ClientCert::default(),
+            identity: IdentitySource::default(),
+            mqtt: Some(SocketAddr::from(([127, 0, 0, 1], 8883))),
+            ws: None,
+            rawsocket: None,
+            admin: false,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Makes relative file names relative to `dir` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for path in [&mut self.cert, &mut self.key] {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                *path = dir.join(&*path);
+            }
+        }
+        if let Some(path) = self.client_ca.as_mut().filter(|p| p.is_relative()) {
+            *path = dir.join(&*path);
+        }
+    }
+
+    /// What is wrong with the settings on their face (files are read by [`Tls::load`]).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
+            return Err("[tls] needs both cert and key".to_owned());
+        }
+        if self.client_ca.is_none() && self.client_cert == ClientCert::Required {
+            return Err("[tls] client_cert = \"required\" needs client_ca".to_owned());
+        }
+        if self.client_ca.is_none() && self.identity != IdentitySource::None {
+            return Err("[tls] identity needs client_ca".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Why certificates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls refused the combination (a key that is not the certificate's, a CA that is
+    /// not a CA certificate).
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// The crypto provider: ring. rustls marks it deprecated because it has no post-quantum
+/// key exchange; aws-lc-rs has, but its C build needs cmake, which a fresh machine lacks.
+#[allow(deprecated)]
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a rustls server configuration from the settings' files.
+fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
+    let certs = read_certs(&settings.cert)?;
+    let key =
+        PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| file_error(&settings.key, e))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &settings.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(path)? {
+                roots.add(cert).map_err(|e| file_error(path, e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match settings.client_cert {
+                ClientCert::Required => verifier,
+                ClientCert::Optional => verifier.allow_unauthenticated(),
+            };
+            let verifier = verifier.build().map_err(|e| file_error(path, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", settings.key.display())))
+}
+
+/// The TLS side of the listeners: the current rustls configuration, replaced on reload.
+#[derive(Debug)]
+pub struct Tls {
+    settings: TlsSettings,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Tls {
+    /// Reads the certificate, key and client CA.
+    pub fn load(settings: &TlsSettings) -> Result<Arc<Self>, TlsError> {
+        let config = server_config(settings)?;
+        Ok(Arc::new(Self {
+            settings: settings.clone(),
+            current: RwLock::new(Arc::new(config)),
+        }))
+    }
+
+    /// Reads the files again. On success new connections use them; on failure the old
+    /// configuration stays and the error says why.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = server_config(&self.settings)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
+    }
+
+    /// An acceptor with the current configuration.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let config = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        TlsAcceptor::from(config)
+    }
+
+    /// The settings it was loaded from.
+    pub fn settings(&self) -> &TlsSettings {
+        &self.settings
+    }
+
+    /// The client's name from its verified certificate, as the settings say
+    /// (`identity`); `None` without a certificate or with `identity = "none"`.
+    pub fn peer_identity(&self, connection: &rustls::ServerConnection) -> Option<String> {
+        let leaf = connection.peer_certificates()?.first()?;
+        peer_identity(leaf, self.settings.identity)
+    }
+}
+
+/// The name a certificate gives its holder: its subject's common name, or its first DNS
+/// name (else e-mail address) among the subject alternative names.
+pub fn peer_identity(cert: &CertificateDer<'_>, source: IdentitySource) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    if source == IdentitySource::None {
+        return None;
+    }
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    match source {
+        IdentitySource::None => None,
+        IdentitySource::Cn => parsed
+            .subject()
+            .iter_common_name()
+            .next()?
+            .as_str()
+            .ok()
+            .map(str::to_owned),
+        IdentitySource::San => {
+            let names = &parsed.subject_alternative_name().ok()??.value.general_names;
+            let dns = names.iter().find_map(|n| match n {
+                GeneralName::DNSName(name) => Some(*name),
+                _ => None,
+            });
+            let email = || {
+                names.iter().find_map(|n| match n {
+                    GeneralName::RFC822Name(name) => Some(*name),
+                    _ => None,
+                })
+            };
+            dns.or_else(email).map(str::to_owned)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
