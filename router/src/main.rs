@@ -293,7 +293,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     let cluster = cluster.clone();
     runtime
         .block_on(async move {
-            let admin = start_admin(&config).await?;
+            let admin = start_admin(&config, tls.as_ref()).await?;
             let listeners = bind_listeners(&config, tls.as_ref()).await?;
             let entry = fox_cluster::EntryHandle::start(
                 &cluster,
@@ -329,11 +329,17 @@ struct AdminRunning {
     server: AdminServer,
 }
 
-/// Binds and starts the admin listener of `config`, if any.
-async fn start_admin(config: &Config) -> anyhow::Result<Option<AdminRunning>> {
-    let Some(listener) = admin::bind(&config.admin).await? else {
+/// Binds and starts the admin listener of `config`, if any (HTTPS with `[tls] admin`).
+async fn start_admin(
+    config: &Config,
+    tls: Option<&Arc<Tls>>,
+) -> anyhow::Result<Option<AdminRunning>> {
+    let Some(mut listener) = admin::bind(&config.admin).await? else {
         return Ok(None);
     };
+    if let Some(tls) = tls.filter(|tls| tls.settings().admin) {
+        listener = listener.with_tls(tls.clone());
+    }
     let admin = Admin::new(config.admin.token.as_deref());
     let server = listener.spawn(admin.clone());
     Ok(Some(AdminRunning { admin, server }))
@@ -458,7 +464,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = router_runtime(config.router.workers)?;
     runtime
         .block_on(async move {
-            let admin = start_admin(&config).await?;
+            let admin = start_admin(&config, tls.as_ref()).await?;
             let durable = match args.data {
                 Some(dir) => Some(open_store(dir, sync).await?),
                 None => None,

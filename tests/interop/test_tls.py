@@ -317,3 +317,32 @@ def test_bad_tls_settings_are_refused_at_start(tmp_path):
             assert "tls" in refused.value.args[0].lower() or "TLS" in router.logs(), router.logs()
         finally:
             router.close()
+
+
+def test_the_admin_listener_over_https(router_factory, pki):
+    import http.client
+    router = tls_router(router_factory, pki, "admin = true\n")
+    host, port = router.addr["admin"]
+    conn = http.client.HTTPSConnection("localhost", port, context=client_context(pki), timeout=5)
+    conn.request("GET", "/healthz")
+    response = conn.getresponse()
+    assert response.status == 200, response.read()
+    conn.close()
+    conn = http.client.HTTPSConnection("localhost", port, context=client_context(pki), timeout=5)
+    conn.request("GET", "/metrics")
+    assert b"foxrouter" in conn.getresponse().read()
+    conn.close()
+    # Plain HTTP on the HTTPS port gets no answer, and the listener goes on serving.
+    plain = http.client.HTTPConnection(host, port, timeout=5)
+    with pytest.raises((http.client.HTTPException, OSError)):
+        plain.request("GET", "/healthz")
+        plain.getresponse()
+    # A client that connects and says nothing does not hold up the others.
+    silent = socket.create_connection((host, port), timeout=5)
+    try:
+        conn = http.client.HTTPSConnection("localhost", port, context=client_context(pki), timeout=5)
+        conn.request("GET", "/readyz")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        silent.close()

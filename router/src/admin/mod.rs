@@ -28,6 +28,7 @@
 
 mod api;
 mod health;
+mod https;
 mod prometheus;
 mod query;
 pub mod settings;
@@ -131,6 +132,8 @@ fn bearer_token(value: &str) -> Option<&str> {
 pub struct AdminListener {
     listener: TcpListener,
     address: SocketAddr,
+    /// Set: HTTPS (`[tls] admin = true`).
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Binds the configured admin listener. `Ok(None)`: turned off, or the default address
@@ -156,7 +159,11 @@ pub async fn bind(settings: &AdminSettings) -> std::io::Result<Option<AdminListe
         }
     };
     let address = listener.local_addr()?;
-    Ok(Some(AdminListener { listener, address }))
+    Ok(Some(AdminListener {
+        listener,
+        address,
+        tls: None,
+    }))
 }
 
 impl AdminListener {
@@ -165,18 +172,36 @@ impl AdminListener {
         self.address
     }
 
+    /// Serves HTTPS with the certificate of `tls` (reloaded with it on SIGHUP).
+    pub fn with_tls(mut self, tls: Arc<crate::tls::Tls>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts serving on the current runtime.
     pub fn spawn(self, admin: Arc<Admin>) -> AdminServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let app = routes(admin);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(self.listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the admin listener failed");
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let task = match self.tls {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(self.listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the admin listener failed");
+                }
+            }),
+            Some(tls) => {
+                let listener = https::HttpsListener::new(self.listener, self.address, tls);
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "the admin listener failed");
+                    }
+                })
             }
-        });
+        };
         AdminServer {
             address: self.address,
             stop,
