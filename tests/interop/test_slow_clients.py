@@ -1,0 +1,176 @@
+"""Slowloris clients and clients that stop reading (issue 16): 1,000 of each cost bounded
+memory, are disconnected within a documented time, and other clients keep their latency
+meanwhile.
+
+- Slowloris: connections that trickle a byte now and then and never finish their
+  handshake (WebSocket upgrade, RawSocket handshake, MQTT CONNECT) are closed when
+  `limits.handshake_timeout_ms` runs out (2 s here).
+- Stop-reading: MQTT subscribers that never read again (and send nothing, not even
+  PINGREQ) while a publisher floods their topic are closed by the keep alive (1.5 times the
+  2 s they asked for); their queues are bounded by `limits.session_queue_max`.
+
+RSS is read from /proc/<pid>/status; the bounds are generous (debug build), what matters is
+that they hold with 1,000 clients and do not grow with the flood."""
+
+import socket
+import statistics
+import struct
+import time
+
+from conftest import poll_until
+from mqtt_client import Client, new_id
+
+CLIENTS = 1000
+HANDSHAKE_TIMEOUT_MS = 2000
+CONFIG = f"""
+[limits]
+handshake_timeout_ms = {HANDSHAKE_TIMEOUT_MS}
+session_queue_max = 64
+"""
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def closed_by_peer(sock):
+    """True when the other side closed: reads what is buffered, then EOF or a reset;
+    False when the connection is still open (nothing more to read right now)."""
+    sock.setblocking(False)
+    try:
+        while True:
+            if not sock.recv(1 << 16):
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Probe:
+    """A raw MQTT 3.1.1 client that publishes QoS 0 to a topic it subscribed to and times
+    the way back (paho's own loop adds tens of milliseconds of its own)."""
+
+    def __init__(self, router):
+        self.topic = f"probe/{new_id()}".encode()
+        self.sock = socket.create_connection(router.mqtt, timeout=5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(mqtt_connect(new_id("probe"), keepalive=60))
+        assert self.sock.recv(4)[:1] == b"\x20"
+        body = struct.pack("!H", 1) + struct.pack("!H", len(self.topic)) + self.topic + b"\x00"
+        self.sock.sendall(bytes([0x82, len(body)]) + body)
+        assert self.sock.recv(5)[:1] == b"\x90"
+
+    def round_trip_ms(self, count=50):
+        times = []
+        for i in range(count):
+            payload = f"{i:08}".encode()
+            body = struct.pack("!H", len(self.topic)) + self.topic + payload
+            packet = bytes([0x30, len(body)]) + body
+            started = time.monotonic()
+            self.sock.sendall(packet)
+            got = b""
+            while len(got) < len(packet):
+                got += self.sock.recv(len(packet) - len(got))
+            times.append((time.monotonic() - started) * 1000)
+            assert got == packet
+        return statistics.median(times)
+
+    def close(self):
+        self.sock.close()
+
+
+def mqtt_connect(client_id, keepalive):
+    body = (struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", keepalive)
+            + struct.pack("!H", len(client_id)) + client_id.encode())
+    return bytes([0x10, len(body)]) + body
+
+
+def test_a_thousand_slowloris_clients_are_closed_at_the_handshake_timeout(router_factory):
+    router = router_factory(CONFIG)
+    pid = router.proc.pid
+    probe = Probe(router)
+    quiet_ms = probe.round_trip_ms()
+    before = rss_kib(pid)
+    # A third each: a WebSocket upgrade that never ends, a RawSocket handshake of one byte,
+    # an MQTT CONNECT cut short; each gets one more byte later.
+    starts = {"ws": b"GET /ws HTTP/1.1\r\nHost: x\r\n", "rawsocket": b"\x7f", "mqtt": b"\x10\x40\x00"}
+    trickle = {"ws": b"X", "rawsocket": b"", "mqtt": b"\x04"}
+    gates = list(starts)
+    socks = []
+    opened = time.monotonic()
+    for i in range(CLIENTS):
+        gate = gates[i % 3]
+        sock = socket.create_connection(router.addr[gate], timeout=5)
+        sock.sendall(starts[gate])
+        socks.append((gate, sock))
+    for gate, sock in socks:
+        if trickle[gate]:
+            try:
+                sock.sendall(trickle[gate])
+            except OSError:
+                pass
+    held = rss_kib(pid)
+    loaded_ms = probe.round_trip_ms()
+    # Closed within the handshake timeout (plus the time it took to open them all and a
+    # margin for a debug build on two busy cores).
+    deadline = HANDSHAKE_TIMEOUT_MS / 1000 + (time.monotonic() - opened) + 3
+    poll_until(lambda: all(closed_by_peer(s) for _, s in socks), deadline,
+               "every slowloris connection closed by the router")
+    for _, sock in socks:
+        sock.close()
+    after = rss_kib(pid)
+    probe.close()
+    print(f"RSS KiB before {before} holding {CLIENTS} slowloris {held} after {after}; "
+          f"probe round trip median {quiet_ms:.2f} ms quiet, {loaded_ms:.2f} ms with them")
+    assert held - before < 64 * CLIENTS, "under 64 KiB per half-open connection"
+    assert loaded_ms < max(20.0, 10 * quiet_ms), (quiet_ms, loaded_ms)
+    assert router.proc.poll() is None
+
+
+def test_a_thousand_subscribers_that_stop_reading_cost_bounded_memory_and_are_closed(router_factory):
+    router = router_factory(CONFIG)
+    pid = router.proc.pid
+    topic = f"flood/{new_id()}"
+    before = rss_kib(pid)
+    socks = []
+    for i in range(CLIENTS):
+        sock = socket.create_connection(router.mqtt, timeout=5)
+        sock.sendall(mqtt_connect(f"stalled-{i}", keepalive=2))
+        socks.append(sock)
+    subscribe = lambda pid_: bytes([0x82]) + bytes([2 + 2 + len(topic) + 1]) + struct.pack("!H", pid_) \
+        + struct.pack("!H", len(topic)) + topic.encode() + b"\x00"
+    for sock in socks:
+        assert sock.recv(4)[:1] == b"\x20", "CONNACK"
+        sock.sendall(subscribe(1))
+        assert sock.recv(5)[:1] == b"\x90", "SUBACK"
+    connected = time.monotonic()
+    # From here on they read nothing and send nothing.
+    probe = Probe(router)
+    quiet_ms = probe.round_trip_ms()
+    publisher = Client(router)
+    assert publisher.connect()[1] == 0
+    payload = b"x" * 1024
+    for _ in range(300):
+        publisher.publish(topic, payload, qos=0, wait=False)
+    loaded_ms = probe.round_trip_ms()
+    flooded = rss_kib(pid)
+    # Keep alive 2 s: closed after 3 s of silence.
+    deadline = 3 + (time.monotonic() - connected) + 4
+    poll_until(lambda: all(closed_by_peer(s) for s in socks), deadline,
+               "every subscriber that stopped reading closed by its keep alive")
+    for sock in socks:
+        sock.close()
+    after = rss_kib(pid)
+    publisher.disconnect()
+    probe.close()
+    print(f"RSS KiB before {before} with {CLIENTS} stalled subscribers flooded {flooded} after {after}; "
+          f"probe round trip median {quiet_ms:.2f} ms before the flood, {loaded_ms:.2f} ms after")
+    # 64 queued 1 KiB messages per subscriber at most, plus buffers: well under 256 KiB each.
+    assert flooded - before < 256 * CLIENTS
+    assert loaded_ms < max(20.0, 10 * quiet_ms), (quiet_ms, loaded_ms)
+    assert router.proc.poll() is None
