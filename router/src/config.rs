@@ -207,6 +207,11 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
+    /// Most subscriptions one session holds (WAMP subscriptions, MQTT topic filters).
+    /// Default 10,000. One more is refused: WAMP ERROR `fox.error.limit_exceeded`, MQTT 5
+    /// SUBACK 0x97 Quota exceeded, 3.1.1 0x80; re-subscribing the same topic or filter is
+    /// not one more.
+    pub subscriptions_per_session_max: usize,
     /// Recent messages each realm keeps in memory for `after` replay and event history.
     /// Default 10,000. Older ones come from the store with `--data`.
     pub history_max_messages: usize,
@@ -251,6 +256,7 @@ impl Default for Limits {
             call_timeout_max_ms: 600_000,
             handshake_timeout_ms: 10_000,
             connections_max: 100_000,
+            subscriptions_per_session_max: 10_000,
             history_max_messages: 10_000,
             history_retention_count: None,
             history_retention_age_ms: None,

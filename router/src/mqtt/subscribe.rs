@@ -78,6 +78,11 @@ impl Session {
         }
         let qos = options.qos.value();
         let is_new = !self.state.subscriptions.contains_key(filter);
+        let max = self.realm.shared().limits.subscriptions_per_session_max;
+        if is_new && self.state.subscriptions.len() >= max {
+            tracing::debug!(client = %self.settings.client_id, %filter, max, "subscription refused: limit reached");
+            return Ok((ReasonCode::QuotaExceeded, Vec::new()));
+        }
         let shared = group.is_some();
         let subscribe_options = SubscribeOptions {
             qos,

@@ -430,6 +430,34 @@ fn unknown_topic_alias_is_a_protocol_error() {
 }
 
 #[test]
+fn subscriptions_past_the_limit_are_refused_with_quota_exceeded() {
+    let mut config = Config::default();
+    config.limits.subscriptions_per_session_max = 2;
+    let router = Router::new(config);
+    let realm = router.realm("realm1").expect("default realm");
+    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let suback = |peer: &mut Peer, filter: &str| {
+        let _ = peer.send(subscribe(filter, QoS::AtMostOnce));
+        match peer.out().pop() {
+            Some(Packet::SubAck(ack)) => ack.reasons,
+            other => panic!("SUBACK: {other:?}"),
+        }
+    };
+    assert_eq!(suback(&mut peer, "l/1"), vec![ReasonCode::Success]);
+    assert_eq!(suback(&mut peer, "l/+"), vec![ReasonCode::Success]);
+    assert_eq!(suback(&mut peer, "l/3"), vec![ReasonCode::QuotaExceeded]);
+    // The same filter again replaces a subscription: not one more.
+    assert_eq!(suback(&mut peer, "l/+"), vec![ReasonCode::Success]);
+    let _ = peer.send(Packet::Unsubscribe(Unsubscribe {
+        packet_id: 9,
+        filters: vec!["l/1".into()],
+        properties: Properties::default(),
+    }));
+    let _ = peer.out();
+    assert_eq!(suback(&mut peer, "l/3"), vec![ReasonCode::Success]);
+}
+
+#[test]
 fn unsubscribe_reports_missing_subscriptions() {
     let realm = realm();
     let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());

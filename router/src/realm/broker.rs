@@ -150,6 +150,19 @@ impl Broker {
         (id, created)
     }
 
+    /// Whether subscribing `session` to `pattern` would give it one more subscription than
+    /// the `max` it may hold (subscribing again to a pattern it has is not one more).
+    pub fn over_limit(&self, session: SessionId, pattern: &Pattern, max: usize) -> bool {
+        let Some(ids) = self.by_session.get(&session) else {
+            return max == 0;
+        };
+        let again = self
+            .by_pattern
+            .get(pattern)
+            .is_some_and(|id| ids.contains(id));
+        !again && ids.len() >= max
+    }
+
     /// Removes a session from a subscription: `None` if it was not subscribed, else whether
     /// the subscription was deleted (no subscriber left).
     pub fn unsubscribe(&mut self, session: SessionId, id: u64) -> Option<bool> {

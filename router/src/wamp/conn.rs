@@ -537,6 +537,32 @@ mod tests {
         );
     }
 
+    /// A session may hold `limits.subscriptions_per_session_max` subscriptions; one more is
+    /// refused with `fox.error.limit_exceeded`, subscribing again to a topic it has is not
+    /// one more, and an unsubscribe makes room.
+    #[tokio::test]
+    async fn subscriptions_past_the_limit_are_refused() {
+        let mut config = Config::default();
+        config.limits.subscriptions_per_session_max = 2;
+        let router = Router::new(config);
+        let mut peer = Peer::join(&router, "subscriber").await;
+        peer.send(r#"[32,1,{},"com.a"]"#);
+        let first = peer.recv().await;
+        assert_eq!(first[0], 33);
+        peer.send(r#"[32,2,{"match":"prefix"},"com."]"#);
+        assert_eq!(peer.recv().await[0], 33);
+        peer.send(r#"[32,3,{},"com.c"]"#);
+        let refused = peer.recv().await;
+        assert_eq!(refused[0], 8, "ERROR: {refused}");
+        assert_eq!(refused[4], "fox.error.limit_exceeded");
+        peer.send(r#"[32,4,{},"com.a"]"#);
+        assert_eq!(peer.recv().await[0], 33, "the same topic again");
+        peer.send(&format!("[34,5,{}]", first[2]));
+        assert_eq!(peer.recv().await[0], 35, "UNSUBSCRIBED");
+        peer.send(r#"[32,6,{},"com.c"]"#);
+        assert_eq!(peer.recv().await[0], 33, "room again");
+    }
+
     /// A writer whose peer stops reading once `stalled` is set: every write then waits
     /// forever, as a socket write does when the peer's window and our buffer are full.
     struct StallingWriter {

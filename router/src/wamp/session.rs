@@ -69,6 +69,10 @@ fn abort(reason: &str, message: &str) -> Message {
     }
 }
 
+/// Error URI of a request refused because a per-session limit is reached (the message
+/// names the limit); WAMP defines none for this.
+pub const LIMIT_EXCEEDED: &str = "fox.error.limit_exceeded";
+
 fn error(request_type: u64, request: Id, uri: &str, message: &str) -> Message {
     Message::Error {
         request_type,
@@ -663,6 +667,17 @@ impl WampSession {
             ));
         }
         let pattern = Pattern::from_wamp(topic, policy);
+        let max = self.router.config.limits.subscriptions_per_session_max;
+        if realm.broker().over_limit(handle.info.id, &pattern, max) {
+            return out.push(error(
+                code::SUBSCRIBE,
+                request,
+                LIMIT_EXCEEDED,
+                &format!(
+                    "a session may hold {max} subscriptions (limits.subscriptions_per_session_max)"
+                ),
+            ));
+        }
         // Retained values first: the spec's `get_retained`, and fox-wamp's `retainedState`
         // (then every live event) and `retained` (then only live retained publishes, i.e.
         // state changes).
