@@ -212,6 +212,10 @@ pub struct Limits {
     /// SUBACK 0x97 Quota exceeded, 3.1.1 0x80; re-subscribing the same topic or filter is
     /// not one more.
     pub subscriptions_per_session_max: usize,
+    /// Most WAMP calls one session has in flight (routed to a callee, final RESULT or
+    /// ERROR not yet sent back). Default 10,000. One more is answered at once with ERROR
+    /// `fox.error.limit_exceeded`.
+    pub calls_in_flight_per_session_max: usize,
     /// Recent messages each realm keeps in memory for `after` replay and event history.
     /// Default 10,000. Older ones come from the store with `--data`.
     pub history_max_messages: usize,
@@ -257,6 +261,7 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             connections_max: 100_000,
             subscriptions_per_session_max: 10_000,
+            calls_in_flight_per_session_max: 10_000,
             history_max_messages: 10_000,
             history_retention_count: None,
             history_retention_age_ms: None,

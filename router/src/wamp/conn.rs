@@ -158,7 +158,10 @@ async fn next_outbound(rx: &mut Option<OutboundQueue>) -> Option<Outbound> {
 fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<Message>) {
     match out {
         Outbound::Event(delivery) => replies.push(event_message(&delivery)),
-        Outbound::Wamp(message) => replies.push(*message),
+        Outbound::Wamp(message) => {
+            session.sending(&message);
+            replies.push(*message)
+        }
         Outbound::Close(close) => session.goodbye(&close.reason, &close.message, replies),
     }
 }
@@ -561,6 +564,52 @@ mod tests {
         assert_eq!(peer.recv().await[0], 35, "UNSUBSCRIBED");
         peer.send(r#"[32,6,{},"com.c"]"#);
         assert_eq!(peer.recv().await[0], 33, "room again");
+    }
+
+    /// A session may have `limits.calls_in_flight_per_session_max` calls routed and not
+    /// answered; one more gets `fox.error.limit_exceeded` at once, and a final RESULT makes
+    /// room (a progressive one does not).
+    #[tokio::test]
+    async fn calls_in_flight_past_the_limit_are_refused() {
+        let mut config = Config::default();
+        config.limits.calls_in_flight_per_session_max = 2;
+        let router = Router::new(config);
+        let mut callee = Peer::join(&router, "callee").await;
+        callee.send(r#"[64,1,{},"com.slow"]"#);
+        assert_eq!(callee.recv().await[0], 65, "REGISTERED");
+        let mut caller = Peer::join(&router, "caller").await;
+        caller.send(r#"[48,1,{"receive_progress":true},"com.slow",[1]]"#);
+        caller.send(r#"[48,2,{},"com.slow",[2]]"#);
+        let first = callee.recv().await;
+        let second = callee.recv().await;
+        assert_eq!(
+            (first[0].clone(), second[0].clone()),
+            (68.into(), 68.into()),
+            "INVOCATIONs"
+        );
+        caller.send(r#"[48,3,{},"com.slow",[3]]"#);
+        let refused = caller.recv().await;
+        assert_eq!(
+            (refused[0].clone(), refused[2].clone()),
+            (8.into(), 3.into()),
+            "{refused}"
+        );
+        assert_eq!(refused[4], "fox.error.limit_exceeded");
+        // A progressive result does not end the call.
+        callee.send(&format!(
+            r#"[70,{},{{"progress":true}},["partial"]]"#,
+            first[1]
+        ));
+        assert_eq!(caller.recv().await[0], 50);
+        caller.send(r#"[48,4,{},"com.slow",[4]]"#);
+        assert_eq!(caller.recv().await[4], "fox.error.limit_exceeded");
+        // The final one does.
+        callee.send(&format!(r#"[70,{},{{}},["done"]]"#, first[1]));
+        assert_eq!(caller.recv().await[3]["progress"], serde_json::Value::Null);
+        caller.send(r#"[48,5,{},"com.slow",[5]]"#);
+        let invocation = callee.recv().await;
+        assert_eq!(invocation[0], 68, "room again: {invocation}");
+        assert_eq!(invocation[4], serde_json::json!([5]));
     }
 
     /// A writer whose peer stops reading once `stalled` is set: every write then waits

@@ -7,6 +7,7 @@
 //! through the realm. No I/O and no timers here: the connection task owns those.
 
 use crate::engine::Feature;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
@@ -58,6 +59,9 @@ pub struct WampSession {
     transport: &'static str,
     peer: String,
     outbound: Option<OutboundQueue>,
+    /// Request IDs of this session's CALLs routed to a callee and not answered yet (final
+    /// RESULT or ERROR): at most `limits.calls_in_flight_per_session_max`.
+    calls_in_flight: HashSet<Id>,
 }
 
 fn abort(reason: &str, message: &str) -> Message {
@@ -180,6 +184,30 @@ impl WampSession {
             transport,
             peer,
             outbound: None,
+            calls_in_flight: HashSet::new(),
+        }
+    }
+
+    /// Sees a message the realm sends this session's peer: a final RESULT or an ERROR of
+    /// a CALL ends that call.
+    pub fn sending(&mut self, message: &Message) {
+        if self.calls_in_flight.is_empty() {
+            return;
+        }
+        match message {
+            Message::Result {
+                request, details, ..
+            } if details.get("progress").and_then(Value::as_bool) != Some(true) => {
+                self.calls_in_flight.remove(request);
+            }
+            Message::Error {
+                request_type: code::CALL,
+                request,
+                ..
+            } => {
+                self.calls_in_flight.remove(request);
+            }
+            _ => {}
         }
     }
 
@@ -494,6 +522,16 @@ impl WampSession {
                         "wamp.error.not_authorized",
                         "not authorized to call",
                     ));
+                } else if self.calls_in_flight.len()
+                    >= self.router.config.limits.calls_in_flight_per_session_max
+                {
+                    let max = self.router.config.limits.calls_in_flight_per_session_max;
+                    out.push(error(
+                        code::CALL,
+                        request,
+                        LIMIT_EXCEEDED,
+                        &format!("a session may have {max} calls in flight (limits.calls_in_flight_per_session_max)"),
+                    ));
                 } else if let Some(reply) = realm.call(
                     handle,
                     CallRequest {
@@ -505,6 +543,8 @@ impl WampSession {
                     },
                 ) {
                     out.push(reply);
+                } else {
+                    self.calls_in_flight.insert(request);
                 }
             }
             Message::Cancel { request, options } => {
