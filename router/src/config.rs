@@ -207,6 +207,11 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
+    /// Most new connections per second from one source address (IP), over all client
+    /// listeners; a burst of this many is allowed. 0: no limit (the default). A connection
+    /// past it is closed at once, before any handshake; refusals are logged once per
+    /// address and 10 s with their count.
+    pub connection_rate_per_ip_max: u32,
     /// Most subscriptions one session holds (WAMP subscriptions, MQTT topic filters).
     /// Default 10,000. One more is refused: WAMP ERROR `fox.error.limit_exceeded`, MQTT 5
     /// SUBACK 0x97 Quota exceeded, 3.1.1 0x80; re-subscribing the same topic or filter is
@@ -260,6 +265,7 @@ impl Default for Limits {
             call_timeout_max_ms: 600_000,
             handshake_timeout_ms: 10_000,
             connections_max: 100_000,
+            connection_rate_per_ip_max: 0,
             subscriptions_per_session_max: 10_000,
             calls_in_flight_per_session_max: 10_000,
             history_max_messages: 10_000,

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod connection_rate;
 pub mod cryptosign;
 pub mod durable;
 pub mod engine;

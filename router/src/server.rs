@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::connection_rate::{ConnectionRate, Verdict};
 use crate::router::Router;
 use crate::tls::Tls;
 
@@ -149,7 +150,40 @@ async fn serve_tls(router: Arc<Router>, gate: Gate, tls: &Tls, stream: TcpStream
     }
 }
 
-async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semaphore>) {
+/// The per-address connection rate limit shared by every listener, if one is set.
+type RateLimit = Option<Arc<std::sync::Mutex<ConnectionRate>>>;
+
+/// Whether a connection from `peer` is within its address's rate; logs refusals as the
+/// limiter says (once per address and interval).
+fn within_rate(rate: &RateLimit, peer: SocketAddr, listener: &'static str) -> bool {
+    let Some(rate) = rate else {
+        return true;
+    };
+    let now = std::time::Instant::now();
+    let (late, verdict) = {
+        let mut rate = rate.lock().unwrap_or_else(|e| e.into_inner());
+        (rate.sweep(now), rate.admit(peer.ip(), now))
+    };
+    for (ip, refused) in late {
+        tracing::warn!(%ip, refused, "connections refused: over limits.connection_rate_per_ip_max (the rest of the last 10 s)");
+    }
+    match verdict {
+        Verdict::Accept => true,
+        Verdict::Refuse { report } => {
+            if let Some(refused) = report {
+                tracing::warn!(ip = %peer.ip(), listener, refused, "connections refused: over limits.connection_rate_per_ip_max (reported once per address every 10 s)");
+            }
+            false
+        }
+    }
+}
+
+async fn accept_loop(
+    router: Arc<Router>,
+    listener: Listener,
+    permits: Arc<Semaphore>,
+    rate: RateLimit,
+) {
     let mut shutdown = router.shutdown_signal();
     let mut connections = JoinSet::new();
     loop {
@@ -165,6 +199,9 @@ async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semap
                         continue;
                     }
                 };
+                if !within_rate(&rate, peer, listener.name()) {
+                    continue;
+                }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "connection limit reached; refusing");
                     continue;
@@ -188,9 +225,18 @@ async fn accept_loop(router: Arc<Router>, listener: Listener, permits: Arc<Semap
 /// Serves on the given listeners until [`Router::shut_down`]; returns once sessions closed.
 pub async fn run(router: Arc<Router>, listeners: Vec<Listener>) {
     let permits = Arc::new(Semaphore::new(router.config.limits.connections_max));
+    let rate = match router.config.limits.connection_rate_per_ip_max {
+        0 => None,
+        max => Some(Arc::new(std::sync::Mutex::new(ConnectionRate::new(max)))),
+    };
     let mut tasks = JoinSet::new();
     for listener in listeners {
-        tasks.spawn(accept_loop(router.clone(), listener, permits.clone()));
+        tasks.spawn(accept_loop(
+            router.clone(),
+            listener,
+            permits.clone(),
+            rate.clone(),
+        ));
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -1,0 +1,108 @@
+"""Resource limits on the wire (issue 16, docs/bad-input.md "Limits"): new connections per
+second per address, subscriptions per session (WAMP and MQTT 5 / 3.1.1), calls in flight
+per session; each refusal with its documented answer, the router unharmed."""
+
+import asyncio
+import socket
+import struct
+import time
+
+import pytest
+from autobahn.wamp.exception import ApplicationError
+
+from conftest import poll_until
+from mqtt_client import Client, new_id
+from wamp_client import connect, run
+
+CONNECT_311 = bytes([0x10, 0x0C, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 0])
+
+
+def mqtt_connects(router, source="127.0.0.1"):
+    """True when a CONNECT from `source` gets a CONNACK, False when the router closes the
+    connection first."""
+    try:
+        with socket.socket() as sock:
+            sock.settimeout(5)
+            sock.bind((source, 0))
+            sock.connect(router.mqtt)
+            sock.sendall(CONNECT_311)
+            return sock.recv(4)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
+def test_connections_past_the_rate_of_one_address_are_closed_and_logged_once(router_factory):
+    router = router_factory("[limits]\nconnection_rate_per_ip_max = 5\n")
+    started = time.monotonic()
+    answers = [mqtt_connects(router) for _ in range(20)]
+    took = time.monotonic() - started
+    # A burst of 5, then 5 per second: at most a few more while the loop ran.
+    assert answers[:5] == [True] * 5, answers
+    assert answers.count(True) <= 5 + int(took * 5) + 1, (answers, took)
+    assert answers.count(False) >= 10, answers
+    # Another address has its own budget.
+    assert mqtt_connects(router, source="127.0.0.2")
+    logs = poll_until(lambda: router.logs() if "connection_rate_per_ip_max" in router.logs() else None, 5,
+                      "the refusal is logged")
+    lines = [line for line in logs.splitlines() if "connection_rate_per_ip_max" in line]
+    assert len(lines) == 1, lines
+    # A second later the address may connect again.
+    time.sleep(1.1)
+    assert mqtt_connects(router)
+    assert router.proc.poll() is None
+
+
+LIMITS = "[limits]\nsubscriptions_per_session_max = 3\ncalls_in_flight_per_session_max = 2\n"
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_mqtt_subscriptions_past_the_limit_get_quota_exceeded(router_factory, version):
+    router = router_factory(LIMITS)
+    client = Client(router, version=version)
+    try:
+        assert client.connect()[1] == 0
+        prefix = new_id()
+        codes = []
+        for i in range(4):
+            rcs = client.subscribe(f"{prefix}/{i}", qos=1)
+            codes.append(int(getattr(rcs[0], "value", rcs[0])))
+        refused = 0x97 if version == 5 else 0x80
+        assert codes == [1, 1, 1, refused], codes
+        # The three subscriptions work.
+        client.publish(f"{prefix}/2", b"still here", qos=1)
+        assert client.get().payload == b"still here"
+    finally:
+        client.disconnect()
+
+
+def test_wamp_subscriptions_and_calls_past_the_limits(router_factory):
+    router = router_factory(LIMITS)
+
+    async def scenario():
+        session = await connect(router)
+        for i in range(3):
+            await session.subscribe(lambda *a: None, f"com.limit.t{i}")
+        with pytest.raises(ApplicationError) as refused:
+            await session.subscribe(lambda *a: None, "com.limit.t3")
+        assert refused.value.error == "fox.error.limit_exceeded"
+        callee = await connect(router)
+        release = asyncio.get_event_loop().create_future()
+
+        async def slow():
+            await release
+            return "done"
+
+        await callee.register(slow, "com.limit.slow")
+        first = asyncio.ensure_future(session.call("com.limit.slow"))
+        second = asyncio.ensure_future(session.call("com.limit.slow"))
+        await asyncio.sleep(0.2)
+        with pytest.raises(ApplicationError) as refused:
+            await session.call("com.limit.slow")
+        assert refused.value.error == "fox.error.limit_exceeded"
+        release.set_result(None)
+        assert await first == "done" and await second == "done"
+        assert await session.call("com.limit.slow") == "done", "room again"
+        session.leave()
+        callee.leave()
+
+    run(scenario())
