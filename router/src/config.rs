@@ -503,6 +503,22 @@ impl Config {
         if self.limits.session_queue_max == 0 {
             return Err("limits.session_queue_max must be at least 1".to_owned());
         }
+        // A zero would refuse every connection, handshake, subscription or call.
+        let at_least_one = [
+            ("connections_max", self.limits.connections_max as u64),
+            ("handshake_timeout_ms", self.limits.handshake_timeout_ms),
+            (
+                "subscriptions_per_session_max",
+                self.limits.subscriptions_per_session_max as u64,
+            ),
+            (
+                "calls_in_flight_per_session_max",
+                self.limits.calls_in_flight_per_session_max as u64,
+            ),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("limits.{name} must be at least 1"));
+        }
         self.admin.validate()
     }
 
@@ -563,6 +579,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("role 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_and_limits_that_refuse_everything_are_refused() {
+        let refused = [
+            ("[[role]]\nname = \"r\"\n[[role]]\nname = \"r\"\n", "defined twice"),
+            ("[[user]]\nauthid = \"a\"\nsecret = \"s\"\nrole = \"anonymous\"\n[[user]]\nauthid = \"a\"\nsecret = \"t\"\nrole = \"anonymous\"\n", "defined twice"),
+            ("[limits]\nmessage_size_max_bytes = 100\n", "at least 512"),
+            ("[limits]\nsession_queue_max = 0\n", "session_queue_max"),
+            ("[limits]\nconnections_max = 0\n", "connections_max"),
+            ("[limits]\nhandshake_timeout_ms = 0\n", "handshake_timeout_ms"),
+            ("[limits]\nsubscriptions_per_session_max = 0\n", "subscriptions_per_session_max"),
+            ("[limits]\ncalls_in_flight_per_session_max = 0\n", "calls_in_flight_per_session_max"),
+        ];
+        for (text, says) in refused {
+            let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let err = Config::load(Path::new("/nonexistent/foxrouter.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read /nonexistent/foxrouter.toml"),
+            "{err}"
+        );
     }
 
     /// The module docs' example of deny rules parses, and an unknown key in a deny rule

@@ -150,6 +150,51 @@ async fn serve_tls(router: Arc<Router>, gate: Gate, tls: &Tls, stream: TcpStream
     }
 }
 
+/// A plain connection past `limits.connections_max` is told so where its protocol has a
+/// word for it before any handshake, written without waiting (the socket's buffer is
+/// empty): RawSocket handshake error 4 (maximum connection count reached), HTTP 503 on
+/// the WebSocket port. MQTT has none before CONNECT (and the TLS ports none before the
+/// handshake): those are closed.
+fn refuse_over_limit(listener: &Listener, stream: &TcpStream) {
+    if listener.tls.is_some() {
+        return;
+    }
+    let answer: &[u8] = match listener.gate {
+        Gate::RawSocket => &fox_wamp_proto::rawsocket::server_handshake_error(
+            fox_wamp_proto::rawsocket::error_code::MAX_CONNECTION_COUNT,
+        ),
+        Gate::WebSocket => {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+        Gate::Mqtt => return,
+    };
+    let _ = stream.try_write(answer);
+}
+
+/// Refusals at `limits.connections_max`, logged once per 10 s with their count (a flood
+/// would otherwise write a line per connection).
+#[derive(Default)]
+struct FullReport {
+    reported: Option<std::time::Instant>,
+    unreported: u64,
+}
+
+impl FullReport {
+    fn refused(&mut self, peer: SocketAddr, listener: &'static str) {
+        self.unreported += 1;
+        let now = std::time::Instant::now();
+        if self
+            .reported
+            .is_some_and(|at| now.duration_since(at) < crate::connection_rate::REPORT_INTERVAL)
+        {
+            return;
+        }
+        self.reported = Some(now);
+        let refused = std::mem::take(&mut self.unreported);
+        tracing::warn!(%peer, listener, refused, "connection limit (limits.connections_max) reached; refusing (reported once every 10 s)");
+    }
+}
+
 /// The per-address connection rate limit shared by every listener, if one is set.
 type RateLimit = Option<Arc<std::sync::Mutex<ConnectionRate>>>;
 
@@ -186,6 +231,7 @@ async fn accept_loop(
 ) {
     let mut shutdown = router.shutdown_signal();
     let mut connections = JoinSet::new();
+    let mut full = FullReport::default();
     loop {
         tokio::select! {
             _ = crate::router::stopped(&mut shutdown) => break,
@@ -203,7 +249,8 @@ async fn accept_loop(
                     continue;
                 }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    refuse_over_limit(&listener, &stream);
+                    full.refused(peer, listener.name());
                     continue;
                 };
                 let router = router.clone();

@@ -106,3 +106,35 @@ def test_wamp_subscriptions_and_calls_past_the_limits(router_factory):
         callee.leave()
 
     run(scenario())
+
+
+def test_connections_past_connections_max_are_told_where_the_protocol_can_say_it(router_factory):
+    router = router_factory("[limits]\nconnections_max = 2\n")
+    held = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(router.mqtt, timeout=5)
+            sock.sendall(CONNECT_311)
+            assert sock.recv(4)[:1] == b"\x20"
+            held.append(sock)
+        # RawSocket: handshake error 4, maximum connection count reached.
+        with socket.create_connection(router.rawsocket, timeout=5) as sock:
+            sock.sendall(bytes([0x7F, 0xF1, 0, 0]))
+            assert sock.recv(4) == bytes([0x7F, 0x40, 0, 0])
+        # WebSocket port: HTTP 503.
+        with socket.create_connection(router.addr["ws"], timeout=5) as sock:
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 503")
+        # MQTT: closed before CONNACK (3.1.1 has no code before CONNECT is read).
+        for _ in range(20):
+            assert not mqtt_connects(router)
+        lines = [line for line in router.logs().splitlines() if "connections_max" in line]
+        assert len(lines) == 3, lines
+        assert sum('listener="mqtt"' in line for line in lines) == 1, "one line per listener for the flood"
+        # Room again once one leaves.
+        held.pop().close()
+        poll_until(lambda: mqtt_connects(router), 5, "a connection once there is room")
+    finally:
+        for sock in held:
+            sock.close()
