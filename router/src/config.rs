@@ -221,6 +221,11 @@ pub struct Limits {
     /// ERROR not yet sent back). Default 10,000. One more is answered at once with ERROR
     /// `fox.error.limit_exceeded`.
     pub calls_in_flight_per_session_max: usize,
+    /// Most messages per second one session sends (WAMP messages, MQTT packets), with a
+    /// burst of as many. 0: no limit (the default). Over it the connection stops reading
+    /// until the session is back under the rate (TCP slows the client; it is not
+    /// disconnected), logged once per session.
+    pub session_message_rate_max: u32,
     /// Recent messages each realm keeps in memory for `after` replay and event history.
     /// Default 10,000. Older ones come from the store with `--data`.
     pub history_max_messages: usize,
@@ -268,6 +273,7 @@ impl Default for Limits {
             connection_rate_per_ip_max: 0,
             subscriptions_per_session_max: 10_000,
             calls_in_flight_per_session_max: 10_000,
+            session_message_rate_max: 0,
             history_max_messages: 10_000,
             history_retention_count: None,
             history_retention_age_ms: None,

@@ -138,3 +138,57 @@ def test_connections_past_connections_max_are_told_where_the_protocol_can_say_it
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_session_over_its_message_rate_is_slowed_down_not_dropped(router_factory):
+    """limits.session_message_rate_max = 200: 600 publishes sent at once take about
+    (600 - 200) / 200 = 2 s to get through, all arrive in order, the connection stays."""
+    router = router_factory("[limits]\nsession_message_rate_max = 200\n")
+    topic = f"rate/{new_id()}".encode()
+    with socket.create_connection(router.mqtt, timeout=10) as sock:
+        sock.sendall(CONNECT_311)
+        assert sock.recv(4)[:1] == b"\x20"
+        body = struct.pack("!H", 1) + struct.pack("!H", len(topic)) + topic + b"\x00"
+        sock.sendall(bytes([0x82, len(body)]) + body)
+        assert sock.recv(5)[:1] == b"\x90"
+        packets = []
+        for i in range(600):
+            body = struct.pack("!H", len(topic)) + topic + f"{i:04}".encode()
+            packets.append(bytes([0x30, len(body)]) + body)
+        started = time.monotonic()
+        sock.sendall(b"".join(packets))
+        expected = b"".join(packets)
+        got = b""
+        while len(got) < len(expected):
+            chunk = sock.recv(65536)
+            assert chunk, "the router closed the connection"
+            got += chunk
+        took = time.monotonic() - started
+    assert got == expected, "every message, in order"
+    assert 1.6 < took < 6, took
+    lines = [line for line in router.logs().splitlines() if "session_message_rate_max" in line]
+    assert len(lines) == 1, lines
+
+
+def test_a_wamp_session_over_its_message_rate_is_slowed_down_not_dropped(router_factory):
+    from wamp_client import RawSocketClient
+    router = router_factory("[limits]\nsession_message_rate_max = 200\n")
+    client = RawSocketClient(router.rawsocket, timeout=10)
+    try:
+        client.join()
+        client.send([32, 1, {}, "com.rate"])
+        subscribed = client.recv()
+        assert subscribed[0] == 33, subscribed
+        started = time.monotonic()
+        for i in range(600):
+            client.send([16, 2 + i, {"exclude_me": False}, "com.rate", [i]])
+        got = []
+        while len(got) < 600:
+            message = client.recv()
+            assert message[0] == 36, message
+            got.append(message[4][0])
+        took = time.monotonic() - started
+    finally:
+        client.close()
+    assert got == list(range(600))
+    assert 1.6 < took < 6, took

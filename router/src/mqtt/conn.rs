@@ -24,7 +24,9 @@ use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Count, Metrics, Traffic};
-use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
+use crate::realm::backpressure::{
+    drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
+};
 use crate::realm::{Outbound, SessionStats};
 use crate::router::Router;
 
@@ -432,11 +434,17 @@ where
     let mut keep_alive_armed = false;
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile.
     let mut backpressure: Option<Draining> = None;
+    // `limits.session_message_rate_max`, when set (boxed: most connections have none).
+    let mut rate = match realm.shared().limits.session_message_rate_max {
+        0 => None,
+        max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
+    };
     session_stats.attach(&peer, unix_ms());
     let exit = loop {
         if backpressure.is_none() && std::mem::take(&mut leftover) {
             Backpressure::clear();
             let now_ms = unix_ms();
+            let budget = rate_budget(&mut rate);
             if let Some(exit) = handle_input(
                 &mut session,
                 &mut input,
@@ -445,10 +453,12 @@ where
                 stats,
                 &peer,
                 now_ms,
+                budget,
             ) {
                 break exit;
             }
-            backpressure = paused(metrics, &session_stats);
+            backpressure = paused(metrics, &session_stats)
+                .or_else(|| over_rate(&mut rate, &session_stats, &peer));
             leftover = backpressure.is_some() && !input.is_empty();
         }
         if write_packets(&mut session, &mut writer, &mut out, stats)
@@ -500,11 +510,14 @@ where
                     Ok(_) => {}
                 }
                 Backpressure::clear();
-                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer, unix_ms()) {
+                let budget = rate_budget(&mut rate);
+                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer, unix_ms(), budget) {
                     break exit;
                 }
-                backpressure = paused(metrics, &session_stats);
-                // Packets after the one that congested a queue wait until it has drained.
+                backpressure = paused(metrics, &session_stats)
+                    .or_else(|| over_rate(&mut rate, &session_stats, &peer));
+                // Packets after the one that congested a queue (or past the session's
+                // rate) wait until it has drained (or the rate allows them).
                 leftover = backpressure.is_some() && !input.is_empty();
             }
             Some(message) = rx.recv(), if wants => {
@@ -600,7 +613,9 @@ fn paused(metrics: &Metrics, session_stats: &Arc<SessionStats>) -> Option<Draini
 
 /// Decodes and handles every complete packet in `input`, all at `now_ms` (the clock is
 /// read once per wake-up, not once per packet), stopping after a publish that congests a
-/// subscriber's queue (backpressure: the rest stays in `input` until it drains).
+/// subscriber's queue (backpressure: the rest stays in `input` until it drains), or after
+/// `budget` packets (`limits.session_message_rate_max`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn handle_input(
     session: &mut Session,
     input: &mut BytesMut,
@@ -609,6 +624,7 @@ pub(super) fn handle_input(
     stats: &Stats,
     peer: &str,
     now_ms: u64,
+    budget: u64,
 ) -> Option<Exit> {
     let mut packets = 0;
     let exit = handle_packets(
@@ -619,7 +635,7 @@ pub(super) fn handle_input(
         stats,
         peer,
         now_ms,
-        &mut packets,
+        (&mut packets, budget),
     );
     session.handle().stats.count_received(packets);
     exit
@@ -635,11 +651,14 @@ fn handle_packets(
     stats: &Stats,
     peer: &str,
     now_ms: u64,
-    packets: &mut u64,
+    (packets, budget): (&mut u64, u64),
 ) -> Option<Exit> {
     // Subscribers' connections are woken once, after the whole read is handled.
     let _wakes = crate::realm::queue::WakeBatch::begin();
     loop {
+        if *packets >= budget {
+            return None;
+        }
         let before = input.len();
         let packet = match decode(input, Some(protocol), max_in) {
             Ok(Some(packet)) => packet,

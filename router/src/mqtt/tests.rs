@@ -206,6 +206,7 @@ fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
         stats,
         "t",
         T0,
+        u64::MAX,
     );
     assert!(exit.is_none());
     assert_eq!(sub.rx.len(), 21, "one past the QoS 0 mark (half of 40)");

@@ -108,3 +108,120 @@ pub async fn drained(draining: &mut Option<Draining>) -> bool {
         None => std::future::pending().await,
     }
 }
+
+/// `limits.session_message_rate_max`: a token bucket over the messages one session sends
+/// (a burst of `rate`, then `rate` per second). Over it, the connection stops reading until
+/// the bucket has refilled: the client is slowed down by TCP, not disconnected, as EMQX's
+/// rate limiter does. Sans-IO: the caller passes the time and the session's count.
+#[derive(Debug)]
+pub struct MessageRate {
+    rate: f64,
+    tokens: f64,
+    updated: std::time::Instant,
+    /// The session's received-message count at the last look.
+    counted: u64,
+    /// Whether the first throttling was logged (once per session).
+    logged: bool,
+}
+
+impl MessageRate {
+    /// `rate` messages per second, starting full at `now`.
+    pub fn new(rate: u32, now: std::time::Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            updated: now,
+            counted: 0,
+            logged: false,
+        }
+    }
+
+    /// How many whole messages the session may send now (the rest of a read waits).
+    pub fn budget(&mut self, now: std::time::Instant) -> u64 {
+        self.refill(now);
+        self.tokens.max(0.0) as u64
+    }
+
+    fn refill(&mut self, now: std::time::Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+    }
+
+    /// Takes the messages received since the last call (`total` is the session's count so
+    /// far); returns until when reading must pause, if not even one more message fits.
+    pub fn after(&mut self, total: u64, now: std::time::Instant) -> Option<std::time::Instant> {
+        let received = total.saturating_sub(self.counted);
+        self.counted = total;
+        self.refill(now);
+        self.tokens -= received as f64;
+        (self.tokens < 1.0)
+            .then(|| now + std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    }
+
+    /// True the first time it is asked after a throttling (log it then, once).
+    pub fn first_throttle(&mut self) -> bool {
+        !std::mem::replace(&mut self.logged, true)
+    }
+}
+
+/// The pause [`MessageRate::after`] asks for, as a [`Draining`] wait (no reads meanwhile).
+pub fn throttle(until: std::time::Instant) -> Draining {
+    Box::pin(async move {
+        tokio::time::sleep_until(until.into()).await;
+        true
+    })
+}
+
+/// How many messages the session may send in the next batch (all of them without a rate).
+pub fn rate_budget(rate: &mut Option<Box<MessageRate>>) -> u64 {
+    rate.as_mut()
+        .map_or(u64::MAX, |rate| rate.budget(std::time::Instant::now()))
+}
+
+/// The session's rate check after a batch of input: the pause, if it is over its rate.
+pub fn over_rate(
+    rate: &mut Option<Box<MessageRate>>,
+    stats: &SessionStats,
+    peer: &str,
+) -> Option<Draining> {
+    let rate = rate.as_mut()?;
+    let total = stats
+        .messages_received
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let until = rate.after(total, std::time::Instant::now())?;
+    if rate.first_throttle() {
+        tracing::info!(%peer, "session over limits.session_message_rate_max: reading paused until it is back under (logged once per session)");
+    }
+    Some(throttle(until))
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use std::time::{Duration, Instant};
+
+    use super::MessageRate;
+
+    #[test]
+    fn a_burst_of_rate_then_pauses_as_long_as_the_excess_takes() {
+        let t0 = Instant::now();
+        let mut rate = MessageRate::new(100, t0);
+        assert_eq!(rate.budget(t0), 100, "the burst");
+        assert_eq!(rate.after(99, t0), None, "one more fits");
+        assert_eq!(rate.after(100, t0), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(rate.budget(t0), 0);
+        // Half a second later, 50 more.
+        let later = t0 + Duration::from_millis(500);
+        assert_eq!(rate.budget(later), 50);
+        assert_eq!(
+            rate.after(150, later),
+            Some(later + Duration::from_millis(10))
+        );
+        assert!(rate.first_throttle());
+        assert!(!rate.first_throttle(), "logged once");
+        // Idle for long: the bucket holds at most `rate`.
+        let idle = later + Duration::from_secs(60);
+        assert_eq!(rate.budget(idle), 100);
+    }
+}

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use super::session::{event_message, Flow, WampSession};
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Count, Metrics};
-use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
+use crate::realm::backpressure::{
+    drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
+};
 use crate::realm::queue::WakeBatch;
 use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
@@ -276,6 +278,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     // (see `engine::Backpressure`).
     let mut backpressure: Option<Draining> = None;
+    // `limits.session_message_rate_max`, when set (boxed: most connections have none).
+    let mut rate = match limits.session_message_rate_max {
+        0 => None,
+        max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
+    };
     // Whether the peer's input ended (nothing to linger for), and whether our writing side
     // still works (something was or can be written: linger so that the peer reads it).
     let mut input_ended = false;
@@ -317,10 +324,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Backpressure::clear();
                 // Other sessions' connections are woken once, after the whole batch.
                 let wakes = WakeBatch::begin();
+                let budget = rate_budget(&mut rate);
                 let mut flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
                 // Frames already waiting are handled before writing, so their answers go
-                // out in one flush.
-                for _ in 0..INCOMING_BATCH_MAX {
+                // out in one flush (as many as the session's rate allows).
+                for _ in 0..INCOMING_BATCH_MAX.min(budget.saturating_sub(1) as usize) {
                     if flow != Flow::Continue
                         || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
                     {
@@ -335,6 +343,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     backpressure = draining(Backpressure::take(own));
                     if backpressure.is_some() {
                         metrics.backpressure_paused();
+                    } else {
+                        backpressure = over_rate(&mut rate, own, &peer);
                     }
                 }
                 flow
