@@ -16,6 +16,19 @@ free_kib=$(df -Pk "$(dirname "$target_dir")" 2>/dev/null | awk 'NR == 2 {print $
 if [ -n "$free_kib" ] && [ "$free_kib" -lt $((3 * 1024 * 1024)) ]; then
   echo "test.sh: warning: only $((free_kib / 1024)) MiB free for $target_dir; a cold build needs about 2.5 GB" >&2
 fi
+# Formatting and lints are part of the tests (a toolchain without the rustfmt or clippy
+# component skips that step with a warning rather than failing for it).
+echo "== cargo fmt --check, cargo clippy -D warnings"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "test.sh: warning: rustfmt is not installed; formatting not checked" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+else
+  echo "test.sh: warning: clippy is not installed; lints not checked" >&2
+fi
 echo "== cargo build"
 cargo build --workspace --all-targets
 export FOXROUTER_BIN="$target_dir/debug/foxrouter"

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a single-node router (embedded in-memory store unless --data is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Masterfree cluster tools.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -216,7 +216,7 @@ impl Logging {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Cluster(ClusterCommand::Init(args)) => cluster_init(args),
         Command::Node(args) => node(args),
     }
