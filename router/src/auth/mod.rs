@@ -1,10 +1,13 @@
-//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign; MQTT username/password) and
-//! authorization
-//! (roles with URI permissions).
+//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign; MQTT username/password;
+//! JWT, an HTTP hook and a dynamic WAMP authenticator for tickets and passwords) and
+//! authorization (roles with URI permissions). `docs/auth.md` tells the whole story.
 //!
 //! Calling order for WAMP: [`Authenticator::hello`] with the HELLO's realm and details gives
 //! a [`HelloOutcome`]: welcome at once, challenge, or abort. After a challenge,
-//! [`Authenticator::authenticate`] checks the signature against the [`Pending`] state.
+//! [`Authenticator::verify`] checks the signature against the [`Pending`] state: a
+//! [`Verification`] decided at once (configured users, JWT), or a [`Login`] for the
+//! external authenticators, whose verdict the connection task awaits
+//! ([`external::verify`]). MQTT: [`Authenticator::mqtt_verify`], then the same.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -16,8 +19,19 @@ use fox_wamp_proto::{Dict, Value};
 use crate::config::{Config, User};
 
 mod authorize;
+mod cache;
+mod dynamic;
+pub mod external;
+mod http;
+mod jwt;
+mod login;
+pub mod settings;
 
 pub use authorize::{Action, Authorizer};
+pub use external::{Denied, Login};
+pub use login::Verification;
+
+use login::external_ticket_challenge;
 
 /// Who a session is once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +74,16 @@ pub enum HelloOutcome {
 pub struct Pending {
     identity: Identity,
     expected: Expected,
+    /// A ticket on a realm where a JWT or an external authenticator may decide: the realm
+    /// and the offered authid.
+    token: Option<TokenLogin>,
+}
+
+/// A ticket login that a JWT or the external authenticators may decide.
+#[derive(Debug)]
+struct TokenLogin {
+    realm: String,
+    authid: Option<String>,
 }
 
 #[derive(Debug)]
@@ -71,18 +95,45 @@ enum Expected {
         keys: Vec<ed25519_dalek::VerifyingKey>,
         challenge: [u8; crate::cryptosign::CHALLENGE_BYTES],
     },
+    /// No configured user: only a JWT or an external authenticator can accept the ticket
+    /// (the pending identity is then a placeholder).
+    External,
 }
 
-/// Authentication against the configured users.
+/// Authentication against the configured users, JWTs and the external authenticators.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     config: Arc<Config>,
+    /// `[auth.jwt]`, when configured.
+    jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// `[auth.http]` and `[auth.dynamic]`.
+    hooks: Arc<external::Hooks>,
 }
 
 impl Authenticator {
     /// An authenticator over this configuration.
     pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        // Config::validate built this verifier already; a key file that went bad since is
+        // logged, and then every token is refused.
+        let jwt =
+            config
+                .auth
+                .jwt
+                .as_ref()
+                .and_then(|settings| match jwt::JwtVerifier::new(settings) {
+                    Ok(verifier) => Some(Arc::new(verifier)),
+                    Err(why) => {
+                        tracing::error!(%why, "JWT authentication is off");
+                        None
+                    }
+                });
+        let hooks = Arc::new(external::Hooks::new(&config));
+        Self { config, jwt, hooks }
+    }
+
+    /// The external authenticators.
+    pub fn hooks(&self) -> &Arc<external::Hooks> {
+        &self.hooks
     }
 
     /// Decides on a HELLO. `session` is the session ID the router will assign, `nonce` a
@@ -144,8 +195,13 @@ impl Authenticator {
         nonce: &str,
         timestamp: &str,
     ) -> HelloOutcome {
+        let token = (method == "ticket" && self.pluggable(realm)).then(|| TokenLogin {
+            realm: realm.to_owned(),
+            authid: authid.map(str::to_owned),
+        });
         let user = match authid.and_then(|a| self.config.user(a)) {
             Some(user) if user_may_join(user, realm) => user,
+            None if token.is_some() => return external_ticket_challenge(token),
             _ => {
                 return HelloOutcome::Abort {
                     reason: "wamp.error.not_authorized",
@@ -166,6 +222,7 @@ impl Authenticator {
                 pending: Pending {
                     identity,
                     expected: Expected::Ticket(user.secret.clone()),
+                    token,
                 },
             };
         }
@@ -190,6 +247,7 @@ impl Authenticator {
             pending: Pending {
                 identity,
                 expected: Expected::Signature(wampcra_signature(&cra_key(user), &challenge)),
+                token: None,
             },
         }
     }
@@ -274,6 +332,7 @@ impl Authenticator {
                     authprovider: "static".to_owned(),
                 },
                 expected: Expected::Cryptosign { keys, challenge },
+                token: None,
             },
         })
     }
@@ -286,6 +345,7 @@ impl Authenticator {
             Expected::Cryptosign { keys, challenge } => keys
                 .iter()
                 .any(|k| crate::cryptosign::verify(k, challenge, signature)),
+            Expected::External => false,
         };
         ok.then_some(pending.identity)
     }

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use super::inbound::message_properties;
 use super::registry::Previous;
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
-use crate::auth::{Action, Identity, LoginRefused};
+use crate::auth::external::verify;
+use crate::auth::{Action, Identity, LoginRefused, Verification};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 use crate::topic::Topic;
@@ -76,15 +77,23 @@ pub async fn accept(
         connect.client_id.clone()
     };
     let username = connect.username.as_deref();
-    let login = router
-        .authenticator
-        .mqtt_login(username, connect.password.as_deref(), &client_id);
-    let (identity, realm_name) = match login {
-        Ok(login) => login,
-        Err(refused) => {
-            tracing::info!(%peer, ?username, %refused, "MQTT login refused");
+    let (realm_name, verification) = router.authenticator.mqtt_verify(
+        username,
+        connect.password.as_deref(),
+        &client_id,
+        transport,
+        peer,
+    );
+    let verdict = match verification {
+        Verification::Done(verdict) => verdict,
+        Verification::External(login) => verify(router.clone(), login).await,
+    };
+    let identity = match verdict {
+        Ok(identity) => identity,
+        Err(denied) => {
+            tracing::info!(%peer, ?username, reason = %denied.reason, "MQTT login refused");
             router.metrics().auth_failed(crate::metrics::Protocol::Mqtt);
-            return Err(refusal(match refused {
+            return Err(refusal(match denied.refused {
                 LoginRefused::NotAuthorized => ReasonCode::NotAuthorized,
                 LoginRefused::BadCredentials => ReasonCode::BadUserNameOrPassword,
             }));

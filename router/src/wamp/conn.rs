@@ -16,6 +16,8 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
+use crate::auth::external::{verify, Verdict};
+use crate::auth::{Denied, Identity};
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Count, Metrics};
 use crate::realm::backpressure::{drained, draining, Backpressure, Draining};
@@ -141,6 +143,13 @@ fn count_sent(metrics: &Metrics, stats: Option<&SessionStats>, sent: Sent) {
 async fn overflowed(stats: &Option<Arc<SessionStats>>) {
     match stats {
         Some(stats) => stats.overflow.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_verdict(verdict: &mut Option<Verdict>) -> Result<Identity, Denied> {
+    match verdict {
+        Some(verdict) => verdict.await,
         None => std::future::pending().await,
     }
 }
@@ -274,6 +283,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // still works (something was or can be written: linger so that the peer reads it).
     let mut input_ended = false;
     let mut writable = true;
+    // An external authenticator's verdict on AUTHENTICATE, awaited without reading.
+    let mut verdict: Option<Verdict> = None;
     loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
@@ -303,7 +314,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 }
                 break;
             }
-            frame = incoming.next_frame(), if backpressure.is_none() => {
+            result = next_verdict(&mut verdict), if verdict.is_some() => {
+                verdict = None;
+                session.handle_verdict(result, &mut answers.replies)
+            }
+            frame = incoming.next_frame(), if backpressure.is_none() && verdict.is_none() => {
                 let Some(frame) = frame else {
                     input_ended = true;
                     break;
@@ -317,6 +332,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 for _ in 0..INCOMING_BATCH_MAX {
                     if flow != Flow::Continue
                         || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
+                        || session.awaits_verdict()
                     {
                         break;
                     }
@@ -351,6 +367,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Flow::Continue
             }
         };
+        if let Some(login) = session.take_login() {
+            verdict = Some(verify(router.clone(), login));
+        }
         if outbound.is_none() {
             if let Some(rx) = session.take_outbound() {
                 outbound = Some(rx);
