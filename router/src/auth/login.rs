@@ -156,3 +156,82 @@ fn jwt_identity(jwt: &JwtVerifier, token: &str, authmethod: &str) -> Result<Iden
         authprovider: "jwt".to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fox_wamp_proto::Value;
+
+    use super::*;
+    use crate::config::Config;
+
+    const HOOK: &str = "[auth.http]\nurl = \"http://127.0.0.1:1/auth\"\nrealms = [\"realm1\"]\n";
+
+    fn authenticator(extra: &str) -> Authenticator {
+        let text = format!(
+            "[[role]]\nname = \"r\"\n[[user]]\nauthid = \"joe\"\nsecret = \"pw\"\nrole = \"r\"\n{extra}"
+        );
+        Authenticator::new(Arc::new(Config::parse(&text, "t").unwrap()))
+    }
+
+    /// Configured users first, then the hook, on the realms it covers and only with a
+    /// password; the rest as without plugins.
+    #[test]
+    fn mqtt_order() {
+        let auth = authenticator(HOOK);
+        let verify = |username: &str, password: Option<&[u8]>| {
+            auth.mqtt_verify(Some(username), password, "c", "mqtt", "127.0.0.1:5000")
+        };
+        let (_, joe) = verify("joe", Some(b"pw"));
+        assert!(matches!(joe, Verification::Done(Ok(ref i)) if i.authprovider == "static"));
+        assert!(matches!(
+            verify("joe", Some(b"no")).1,
+            Verification::Done(Err(_))
+        ));
+        let (realm, ann) = verify("ann", Some(b"pw"));
+        let Verification::External(login) = ann else {
+            panic!("an unknown user with a password goes to the hook");
+        };
+        assert_eq!(realm, "realm1");
+        assert_eq!(login.authid.as_deref(), Some("ann"));
+        assert_eq!(
+            (login.peer.as_str(), login.authmethod),
+            ("127.0.0.1", "password")
+        );
+        assert!(matches!(
+            verify("ann@other", Some(b"pw")).1,
+            Verification::Done(Err(_))
+        ));
+        let (_, anonymous) = verify("ann", None);
+        assert!(matches!(anonymous, Verification::Done(Ok(ref i)) if i.authmethod == "anonymous"));
+    }
+
+    /// An unknown authid's ticket is challenged (not aborted at HELLO) only on a realm a
+    /// plugin covers, and AUTHENTICATE then hands the ticket to the hook.
+    #[test]
+    fn unknown_authid_ticket_goes_to_the_hook() {
+        let mut details = Dict::new();
+        details.insert("authmethods".into(), Value::List(vec!["ticket".into()]));
+        details.insert("authid".into(), "ann".into());
+        let hello = |auth: &Authenticator, realm: &str| auth.hello(realm, &details, 1, "n", "t");
+        let plain = authenticator("");
+        assert!(matches!(
+            hello(&plain, "realm1"),
+            HelloOutcome::Abort { .. }
+        ));
+        let hooked = authenticator(HOOK);
+        assert!(matches!(
+            hello(&hooked, "other"),
+            HelloOutcome::Abort { .. }
+        ));
+        let HelloOutcome::Challenge { pending, .. } = hello(&hooked, "realm1") else {
+            panic!("expected a ticket challenge");
+        };
+        let Verification::External(login) = hooked.verify(pending, "t1", "websocket", "p") else {
+            panic!("expected the hook to decide");
+        };
+        assert_eq!((login.authmethod, login.protocol), ("ticket", "wamp"));
+        assert_eq!(login.credentials, "t1");
+    }
+}
