@@ -513,6 +513,25 @@ impl Config {
         if let Some(dynamic) = &self.auth.dynamic {
             dynamic.validate()?;
         }
+        // A WAMP login's wait for its verdict counts against the handshake deadline.
+        let handshake_ms = self.limits.handshake_timeout_ms;
+        let waits = [
+            (
+                "auth.http.timeout_ms",
+                self.auth.http.as_ref().map(|h| h.timeout_ms),
+            ),
+            (
+                "auth.dynamic.timeout_ms",
+                self.auth.dynamic.as_ref().map(|d| d.timeout_ms),
+            ),
+        ];
+        for (name, timeout_ms) in waits {
+            if timeout_ms.is_some_and(|t| t >= handshake_ms) {
+                return Err(format!(
+                    "{name} must be below limits.handshake_timeout_ms ({handshake_ms})"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -249,5 +249,7 @@ procedure = "com.example.authenticate"
         );
         let no_procedure = refused("[auth.dynamic]\nrealm = \"a\"\nprocedure = \"\"\n");
         assert!(no_procedure.contains("procedure"), "{no_procedure}");
+        let long = refused("[auth.http]\nurl = \"http://h/a\"\ntimeout_ms = 10000\n");
+        assert!(long.contains("handshake_timeout_ms"), "{long}");
     }
 }
