@@ -37,11 +37,13 @@ if [ "$build_only" = 1 ]; then
 fi
 venv="$root/.venv"
 # pynacl, base58 and ecdsa: what autobahn's WAMP-Cryptosign client (autobahn.wamp.cryptosign) imports
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho.mqtt, cbor2, msgpack, nacl, base58, ecdsa, cryptography' 2>/dev/null; then
+# PyJWT and cryptography: the JWT tests sign tokens with keys they generate, the TLS tests
+# make their certificates (tests/interop/test_auth_jwt.py, test_tls.py)
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import autobahn, paho.mqtt, cbor2, msgpack, nacl, base58, ecdsa, jwt, cryptography' 2>/dev/null; then
   echo "setup: creating Python venv at $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pynacl base58 ecdsa cryptography pytest pytest-timeout >/dev/null
+    'autobahn>=23' 'paho-mqtt>=2,<3' cbor2 msgpack pynacl base58 ecdsa 'PyJWT>=2' cryptography pytest pytest-timeout >/dev/null
 fi
 # npm ci when node_modules is missing or older than the lock file (npm writes
 # node_modules/.package-lock.json on every install, so its age is the install's age).

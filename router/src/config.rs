@@ -28,6 +28,32 @@
 //! anonymous = true
 //! anonymous_role = "anonymous"
 //!
+//! # Pluggable authentication of WAMP tickets and MQTT passwords (docs/auth.md); each
+//! # section is optional. A JWT-shaped credential goes to [auth.jwt]; an authid of a
+//! # [[user]] to its secret; anything else to [auth.http], then [auth.dynamic].
+//! [auth.jwt]
+//! algorithm = "HS256"            # or RS256, ES256, EdDSA, ... (one accepted algorithm)
+//! secret = "..."                 # HS*; the others: public_key_file = "key.pem"
+//! audience = "foxrouter"         # optional; required in tokens when set
+//! issuer = "https://issuer"      # optional; required in tokens when set
+//! authid_claim = "sub"           # default
+//! role_claim = "role"            # default; role_default = "..." for tokens without it
+//! leeway_secs = 60               # default
+//! realms = []                    # where tokens count; empty: all realms
+//!
+//! [auth.http]                    # as EMQX's HTTP authenticator
+//! url = "http://127.0.0.1:9000/auth"
+//! timeout_ms = 5000              # default, waiting for a request slot included
+//! concurrency_max = 64           # default
+//! cache_ms = 0                   # default: no cache
+//! cache_entries_max = 10000      # default
+//!
+//! [auth.dynamic]                 # as Crossbar.io's dynamic authenticator
+//! realm = "auth"                 # where a session registered the procedure
+//! procedure = "com.example.authenticate"
+//! timeout_ms = 5000              # default, waiting for a call slot included
+//! calls_in_flight_max = 64       # default
+//!
 //! [[role]]
 //! name = "backend"
 //! permissions = [ { uri = "com.example.", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
@@ -93,6 +119,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use crate::admin::settings::{AdminListen, AdminSettings, ADMIN_LISTEN_DEFAULT};
+pub use crate::auth::settings::{DynamicSettings, HttpHookSettings, JwtSettings};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +351,12 @@ pub struct AuthSettings {
     /// Role of anonymous sessions. Default `anonymous`; a role of that name that is not
     /// configured permits everything.
     pub anonymous_role: String,
+    /// JWT tickets and passwords (`[auth.jwt]`). Default none.
+    pub jwt: Option<JwtSettings>,
+    /// The HTTP authentication hook (`[auth.http]`). Default none.
+    pub http: Option<HttpHookSettings>,
+    /// The dynamic authenticator (`[auth.dynamic]`). Default none.
+    pub dynamic: Option<DynamicSettings>,
 }
 
 impl Default for AuthSettings {
@@ -331,6 +364,9 @@ impl Default for AuthSettings {
         Self {
             anonymous: true,
             anonymous_role: "anonymous".to_owned(),
+            jwt: None,
+            http: None,
+            dynamic: None,
         }
     }
 }
@@ -525,7 +561,40 @@ impl Config {
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(format!("limits.{name} must be at least 1"));
         }
+        self.validate_auth()?;
         self.admin.validate()
+    }
+
+    fn validate_auth(&self) -> Result<(), String> {
+        if let Some(jwt) = &self.auth.jwt {
+            jwt.validate()?;
+        }
+        if let Some(http) = &self.auth.http {
+            http.validate()?;
+        }
+        if let Some(dynamic) = &self.auth.dynamic {
+            dynamic.validate()?;
+        }
+        // A WAMP login's wait for its verdict counts against the handshake deadline.
+        let handshake_ms = self.limits.handshake_timeout_ms;
+        let waits = [
+            (
+                "auth.http.timeout_ms",
+                self.auth.http.as_ref().map(|h| h.timeout_ms),
+            ),
+            (
+                "auth.dynamic.timeout_ms",
+                self.auth.dynamic.as_ref().map(|d| d.timeout_ms),
+            ),
+        ];
+        for (name, timeout_ms) in waits {
+            if timeout_ms.is_some_and(|t| t >= handshake_ms) {
+                return Err(format!(
+                    "{name} must be below limits.handshake_timeout_ms ({handshake_ms})"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The user with this authid.

@@ -305,7 +305,11 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
             let router = Router::with_engine(config, engine.clone());
             let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
-            serve_until_signal(router, listeners, admin, tls).await;
+            let reloadable = Reloadable {
+                tls,
+                config: args.config.clone(),
+            };
+            serve_until_signal(router, listeners, admin, reloadable).await;
             entry.stop().await;
             follower.abort();
             anyhow::Ok(())
@@ -351,14 +355,15 @@ async fn serve_until_signal(
     router: Arc<Router>,
     listeners: Vec<Listener>,
     admin: Option<AdminRunning>,
-    tls: Option<Arc<Tls>>,
+    reloadable: Reloadable,
 ) {
     // The handlers are in place before the LISTEN lines go out: a SIGTERM sent as soon as
     // a script has read them stops the router cleanly instead of killing it.
     let signal = Signals::install();
     let reloads = tokio::spawn(reload_on_hangup(
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        tls,
+        reloadable,
+        router.clone(),
     ));
     let signals = {
         let router = router.clone();
@@ -385,13 +390,24 @@ async fn serve_until_signal(
     }
 }
 
-/// Reads the TLS certificates again on every SIGHUP; a bad file leaves the old ones.
-async fn reload_on_hangup(hangup: Option<tokio::signal::unix::Signal>, tls: Option<Arc<Tls>>) {
+/// What SIGHUP reloads: the TLS certificates, and the users of the configuration file.
+struct Reloadable {
+    tls: Option<Arc<Tls>>,
+    config: Option<PathBuf>,
+}
+
+/// Reads the TLS certificates and the configuration file's users again on every SIGHUP; a
+/// bad file leaves the old ones (each part on its own).
+async fn reload_on_hangup(
+    hangup: Option<tokio::signal::unix::Signal>,
+    reloadable: Reloadable,
+    router: Arc<Router>,
+) {
     let Some(mut hangup) = hangup else {
         return;
     };
     while hangup.recv().await.is_some() {
-        match &tls {
+        match &reloadable.tls {
             None => tracing::info!("SIGHUP: no TLS certificate to reload"),
             Some(tls) => match tls.reload() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
@@ -399,6 +415,16 @@ async fn reload_on_hangup(hangup: Option<tokio::signal::unix::Signal>, tls: Opti
                     tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded; the old ones stay")
                 }
             },
+        }
+        let Some(path) = &reloadable.config else {
+            continue;
+        };
+        let reloaded = Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|fresh| router.authenticator.reload_users(&fresh));
+        match reloaded {
+            Ok(users) => tracing::info!(users, "SIGHUP: users reloaded"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: users not reloaded; the old ones stay"),
         }
     }
 }
@@ -434,6 +460,7 @@ async fn bind_listeners(config: &Config, tls: Option<&Arc<Tls>>) -> anyhow::Resu
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.logging.init();
+    let config_path = args.config.clone();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -473,7 +500,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // Restoring a large store takes a while: off the runtime's workers, so the
             // admin listener keeps answering meanwhile.
             let router = tokio::task::block_in_place(|| start_router(config, durable))?;
-            serve_until_signal(router, listeners, admin, tls).await;
+            let reloadable = Reloadable {
+                tls,
+                config: config_path,
+            };
+            serve_until_signal(router, listeners, admin, reloadable).await;
             anyhow::Ok(())
         })
         .context("router failed")?;

@@ -123,7 +123,7 @@ async fn serve_connection(
     // Each gate's future is boxed: the task then holds only the one it runs, not space for
     // the largest of the three (an idle MQTT connection would pay for a WebSocket's).
     match gate {
-        Gate::WebSocket => Box::pin(crate::wamp::ws::serve(router, stream, peer)).await,
+        Gate::WebSocket => Box::pin(crate::wamp::ws::serve(router, stream, peer, None)).await,
         Gate::RawSocket => Box::pin(crate::wamp::rawsocket::serve(router, stream, peer)).await,
         Gate::Mqtt => Box::pin(crate::mqtt::serve_tcp(router, stream, peer)).await,
     }
@@ -143,10 +143,13 @@ async fn serve_tls(router: Arc<Router>, gate: Gate, tls: &Tls, stream: TcpStream
             return;
         }
     };
+    let context = Some(Arc::new(tls.context(stream.get_ref().1)));
     match gate {
-        Gate::WebSocket => crate::wamp::ws::serve(router, stream, peer).await,
-        Gate::RawSocket => crate::wamp::rawsocket::serve_stream_split(router, stream, peer).await,
-        Gate::Mqtt => crate::mqtt::serve_tls(router, stream, peer).await,
+        Gate::WebSocket => crate::wamp::ws::serve(router, stream, peer, context).await,
+        Gate::RawSocket => {
+            crate::wamp::rawsocket::serve_stream_split(router, stream, peer, context).await
+        }
+        Gate::Mqtt => crate::mqtt::serve_tls(router, stream, peer, context).await,
     }
 }
 

@@ -65,6 +65,9 @@ pub struct TlsSettings {
     pub client_cert: ClientCert,
     /// With `client_ca`: `none` (default), `cn` or `san` (see [`IdentitySource`]).
     pub identity: IdentitySource,
+    /// The role of a client named by its certificate when no `[[user]]` has that name;
+    /// without it such a client is refused (a `[[user]]` of that name gives its role).
+    pub identity_role: Option<String>,
     /// MQTT over TLS. Default 127.0.0.1:8883; `""` turns it off.
     #[serde(deserialize_with = "crate::config::optional_addr")]
     pub mqtt: Option<SocketAddr>,
@@ -86,6 +89,7 @@ impl Default for TlsSettings {
             client_ca: None,
             client_cert: ClientCert::default(),
             identity: IdentitySource::default(),
+            identity_role: None,
             mqtt: Some(SocketAddr::from(([127, 0, 0, 1], 8883))),
             ws: None,
             rawsocket: None,
@@ -117,6 +121,9 @@ impl TlsSettings {
         }
         if self.client_ca.is_none() && self.identity != IdentitySource::None {
             return Err("[tls] identity needs client_ca".to_owned());
+        }
+        if self.identity_role.is_some() && self.identity == IdentitySource::None {
+            return Err("[tls] identity_role needs identity = \"cn\" or \"san\"".to_owned());
         }
         Ok(())
     }
@@ -235,12 +242,38 @@ impl Tls {
         &self.settings
     }
 
+    /// What the gates and the authenticator learn from a finished handshake.
+    pub fn context(&self, connection: &rustls::ServerConnection) -> TlsContext {
+        let mut exporter = [0u8; 32];
+        let exported = connection
+            .export_keying_material(&mut exporter, CHANNEL_BINDING_LABEL, None)
+            .is_ok();
+        TlsContext {
+            identity: self.peer_identity(connection),
+            exporter: exported.then_some(exporter),
+        }
+    }
+
     /// The client's name from its verified certificate, as the settings say
     /// (`identity`); `None` without a certificate or with `identity = "none"`.
     pub fn peer_identity(&self, connection: &rustls::ServerConnection) -> Option<String> {
         let leaf = connection.peer_certificates()?.first()?;
         peer_identity(leaf, self.settings.identity)
     }
+}
+
+/// RFC 9266's exporter label for the `tls-exporter` channel binding.
+pub const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// What a TLS connection tells the session layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsContext {
+    /// The client's name from its verified certificate (`[tls] identity`).
+    pub identity: Option<String>,
+    /// The `tls-exporter` channel binding (RFC 9266): 32 bytes of keying material both
+    /// ends derive from this connection's secrets. WAMP-Cryptosign signs the challenge
+    /// XORed with it, so a signature made for one connection is worthless on another.
+    pub exporter: Option<[u8; 32]>,
 }
 
 /// The name a certificate gives its holder: its subject's common name, or its first DNS

@@ -173,9 +173,9 @@ def test_mosquitto_clients_with_cafile(router_factory, pki):
         sub.kill()
 
 
-async def wamp_session(factory_url, addr, context, transport="websocket"):
+async def wamp_session(factory_url, addr, context, transport="websocket", authmethods=None):
     loop = asyncio.get_event_loop()
-    session = Session(ComponentConfig("realm1"))
+    session = Session(ComponentConfig("realm1"), authmethods=authmethods)
     if transport == "websocket":
         factory = WampWebSocketClientFactory(lambda: session, url=factory_url, serializers=[JsonSerializer()])
     else:
@@ -346,3 +346,70 @@ def test_the_admin_listener_over_https(router_factory, pki):
         conn.close()
     finally:
         silent.close()
+
+
+IDENTITY_USERS = """
+[[role]]
+name = "device"
+permissions = [ { uri = "dev.", match = "prefix", publish = true, subscribe = true } ]
+
+[[user]]
+authid = "device-7"
+secret = "unused"
+role = "device"
+"""
+
+
+def test_a_certificate_name_logs_in_as_that_user_over_mqtt_and_wamp(router_factory, pki):
+    """`identity = "cn"`: the verified certificate's common name is the MQTT user name
+    (whatever user name and password the client sends) and WAMP authmethod `tls`; the
+    user's role applies; a name that is no user is refused without `identity_role`."""
+    config = f'client_ca = "{pki.pem}"\nidentity = "cn"\n' + IDENTITY_USERS
+    router = tls_router(router_factory, pki, config)
+    device = pki.issue("device-7", server=False)
+    topic = f"dev/{new_id()}"
+    client = Client(router, transport="mqtts", tls_context=client_context(pki, cert=device))
+    try:
+        assert client.connect(username="somebody-else", password=b"wrong")[1] == 0
+        assert int(getattr(client.subscribe(topic, qos=1)[0], "value", 0)) == 1
+        client.publish(topic, b"certified", qos=1)
+        assert client.get().payload == b"certified"
+        refused = client.subscribe(f"other/{new_id()}", qos=1)[0]
+        assert int(getattr(refused, "value", refused)) == 0x87, "the device role applies"
+    finally:
+        client.disconnect()
+    # paho 2.x reports a 3.1.1 return code 5 as reason code 0x87 too.
+    for version, code in ((5, 0x87), (4, 0x87)):
+        stranger = Client(router, transport="mqtts", version=version,
+                          tls_context=client_context(pki, cert=pki.issue("stranger", server=False)))
+        try:
+            rc = stranger.connect()[1]
+            assert int(getattr(rc, "value", rc)) == code, rc
+        finally:
+            stranger.c.loop_stop()
+    assert "is no user and [tls] identity_role is not set" in router.logs()
+
+    async def scenario():
+        host, port = router.addr["wss"]
+        joined = await wamp_session(f"wss://localhost:{port}/ws", router.addr["wss"],
+                                    client_context(pki, cert=device), authmethods=["tls"])
+        welcome = joined.details
+        assert (welcome.authid, welcome.authmethod, welcome.authrole) == ("device-7", "tls", "device")
+        joined.leave()
+
+    run(scenario())
+
+
+def test_identity_role_admits_certificate_names_that_are_no_user(router_factory, pki):
+    config = f'client_ca = "{pki.pem}"\nidentity = "cn"\nidentity_role = "device"\n' + IDENTITY_USERS
+    router = tls_router(router_factory, pki, config)
+    client = Client(router, transport="mqtts",
+                    tls_context=client_context(pki, cert=pki.issue("sensor-99", server=False)))
+    try:
+        assert client.connect()[1] == 0
+        topic = f"dev/{new_id()}"
+        client.subscribe(topic, qos=1)
+        client.publish(topic, b"by role", qos=1)
+        assert client.get().payload == b"by role"
+    finally:
+        client.disconnect()

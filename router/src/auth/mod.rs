@@ -1,10 +1,13 @@
-//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign; MQTT username/password) and
-//! authorization
-//! (roles with URI permissions).
+//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign; MQTT username/password;
+//! JWT, an HTTP hook and a dynamic WAMP authenticator for tickets and passwords) and
+//! authorization (roles with URI permissions). `docs/auth.md` tells the whole story.
 //!
 //! Calling order for WAMP: [`Authenticator::hello`] with the HELLO's realm and details gives
 //! a [`HelloOutcome`]: welcome at once, challenge, or abort. After a challenge,
-//! [`Authenticator::authenticate`] checks the signature against the [`Pending`] state.
+//! [`Authenticator::verify`] checks the signature against the [`Pending`] state: a
+//! [`Verification`] decided at once (configured users, JWT), or a [`Login`] for the
+//! external authenticators, whose verdict the connection task awaits
+//! ([`external::verify`]). MQTT: [`Authenticator::mqtt_verify`], then the same.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -16,8 +19,20 @@ use fox_wamp_proto::{Dict, Value};
 use crate::config::{Config, User};
 
 mod authorize;
+mod cache;
+mod certificate;
+mod dynamic;
+pub mod external;
+mod http;
+mod jwt;
+mod login;
+pub mod settings;
 
 pub use authorize::{Action, Authorizer};
+pub use external::{Denied, Login};
+pub use login::Verification;
+
+use login::external_ticket_challenge;
 
 /// Who a session is once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +75,16 @@ pub enum HelloOutcome {
 pub struct Pending {
     identity: Identity,
     expected: Expected,
+    /// A ticket on a realm where a JWT or an external authenticator may decide: the realm
+    /// and the offered authid.
+    token: Option<TokenLogin>,
+}
+
+/// A ticket login that a JWT or the external authenticators may decide.
+#[derive(Debug)]
+struct TokenLogin {
+    realm: String,
+    authid: Option<String>,
 }
 
 #[derive(Debug)]
@@ -71,18 +96,81 @@ enum Expected {
         keys: Vec<ed25519_dalek::VerifyingKey>,
         challenge: [u8; crate::cryptosign::CHALLENGE_BYTES],
     },
+    /// No configured user: only a JWT or an external authenticator can accept the ticket
+    /// (the pending identity is then a placeholder).
+    External,
 }
 
-/// Authentication against the configured users.
+/// Authentication against the configured users, JWTs and the external authenticators.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    config: Arc<Config>,
+    /// The configuration; its users are replaced by [`Authenticator::reload_users`].
+    config: Arc<std::sync::RwLock<Arc<Config>>>,
+    /// `[auth.jwt]`, when configured.
+    jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// `[auth.http]` and `[auth.dynamic]`.
+    hooks: Arc<external::Hooks>,
 }
 
 impl Authenticator {
     /// An authenticator over this configuration.
     pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        // Config::validate built this verifier already; a key file that went bad since is
+        // logged, and then every token is refused.
+        let jwt =
+            config
+                .auth
+                .jwt
+                .as_ref()
+                .and_then(|settings| match jwt::JwtVerifier::new(settings) {
+                    Ok(verifier) => Some(Arc::new(verifier)),
+                    Err(why) => {
+                        tracing::error!(%why, "JWT authentication is off");
+                        None
+                    }
+                });
+        let hooks = Arc::new(external::Hooks::new(&config));
+        Self {
+            config: Arc::new(std::sync::RwLock::new(config)),
+            jwt,
+            hooks,
+        }
+    }
+
+    /// The configuration as it is now.
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the users (authids, secrets, keys, roles, realms) with those of `fresh`, a
+    /// configuration read again on SIGHUP; sessions already established keep their login.
+    /// Roles and every other setting stay as at start (they need a restart): a user whose
+    /// role is not one the router runs with is refused, and nothing changes.
+    pub fn reload_users(&self, fresh: &Config) -> Result<usize, String> {
+        let current = self.config();
+        for user in &fresh.users {
+            let known = current.roles.iter().any(|r| r.name == user.role)
+                || user.role == current.auth.anonymous_role;
+            if !known {
+                return Err(format!(
+                    "user '{}' has role '{}', which the running router does not have (roles need a restart)",
+                    user.authid, user.role
+                ));
+            }
+        }
+        let mut next = (*current).clone();
+        next.users = fresh.users.clone();
+        let count = next.users.len();
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(count)
+    }
+
+    /// The external authenticators.
+    pub fn hooks(&self) -> &Arc<external::Hooks> {
+        &self.hooks
     }
 
     /// Decides on a HELLO. `session` is the session ID the router will assign, `nonce` a
@@ -94,7 +182,9 @@ impl Authenticator {
         session: u64,
         nonce: &str,
         timestamp: &str,
+        tls: Option<&crate::tls::TlsContext>,
     ) -> HelloOutcome {
+        let config = self.config();
         let methods: Vec<&str> = match details.get("authmethods").and_then(Value::as_list) {
             Some(list) => list.iter().filter_map(Value::as_str).collect(),
             None => vec!["anonymous"],
@@ -102,12 +192,12 @@ impl Authenticator {
         let authid = details.get("authid").and_then(Value::as_str);
         for method in methods {
             match method {
-                "anonymous" if self.config.auth.anonymous => {
+                "anonymous" if config.auth.anonymous => {
                     return HelloOutcome::Welcome(Identity {
                         authid: authid
                             .map(str::to_owned)
                             .unwrap_or_else(|| format!("anonymous-{session}")),
-                        authrole: self.config.auth.anonymous_role.clone(),
+                        authrole: config.auth.anonymous_role.clone(),
                         authmethod: "anonymous".to_owned(),
                         authprovider: "static".to_owned(),
                     });
@@ -115,14 +205,19 @@ impl Authenticator {
                 "ticket" | "wampcra" => {
                     // A user with no secret (cryptosign only) cannot use these: try the next.
                     let secretless = authid
-                        .and_then(|a| self.config.user(a))
+                        .and_then(|a| config.user(a))
                         .is_some_and(|u| u.secret.is_empty());
                     if !secretless {
                         return self.challenge(method, realm, authid, session, nonce, timestamp);
                     }
                 }
                 "cryptosign" => {
-                    if let Some(outcome) = self.cryptosign(realm, authid, details) {
+                    if let Some(outcome) = self.cryptosign(realm, authid, details, tls) {
+                        return outcome;
+                    }
+                }
+                "tls" => {
+                    if let Some(outcome) = self.tls_hello(realm, tls) {
                         return outcome;
                     }
                 }
@@ -144,8 +239,14 @@ impl Authenticator {
         nonce: &str,
         timestamp: &str,
     ) -> HelloOutcome {
-        let user = match authid.and_then(|a| self.config.user(a)) {
+        let config = self.config();
+        let token = (method == "ticket" && self.pluggable(realm)).then(|| TokenLogin {
+            realm: realm.to_owned(),
+            authid: authid.map(str::to_owned),
+        });
+        let user = match authid.and_then(|a| config.user(a)) {
             Some(user) if user_may_join(user, realm) => user,
+            None if token.is_some() => return external_ticket_challenge(token),
             _ => {
                 return HelloOutcome::Abort {
                     reason: "wamp.error.not_authorized",
@@ -166,6 +267,7 @@ impl Authenticator {
                 pending: Pending {
                     identity,
                     expected: Expected::Ticket(user.secret.clone()),
+                    token,
                 },
             };
         }
@@ -190,6 +292,7 @@ impl Authenticator {
             pending: Pending {
                 identity,
                 expected: Expected::Signature(wampcra_signature(&cra_key(user), &challenge)),
+                token: None,
             },
         }
     }
@@ -202,22 +305,24 @@ impl Authenticator {
         realm: &str,
         authid: Option<&str>,
         details: &Dict,
+        tls: Option<&crate::tls::TlsContext>,
     ) -> Option<HelloOutcome> {
+        let config = self.config();
         let extra = details.get("authextra").and_then(Value::as_dict);
         let offered = extra
             .and_then(|e| e.get("pubkey"))
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase);
-        if extra
-            .and_then(|e| e.get("channel_binding"))
-            .is_some_and(|b| !matches!(b, Value::Null))
+        let binding = match certificate::binding(extra.and_then(|e| e.get("channel_binding")), tls)
         {
-            // Channel binding needs TLS, which this router does not terminate.
-            return Some(HelloOutcome::Abort {
-                reason: "wamp.error.invalid_argument",
-                message: "cryptosign channel binding is not supported (no TLS)".to_owned(),
-            });
-        }
+            Ok(binding) => binding,
+            Err(message) => {
+                return Some(HelloOutcome::Abort {
+                    reason: "wamp.error.invalid_argument",
+                    message: message.to_owned(),
+                })
+            }
+        };
         let has_offered = |u: &User| {
             offered
                 .as_deref()
@@ -230,14 +335,14 @@ impl Authenticator {
             })
         };
         let user = match authid {
-            Some(a) => match self.config.user(a) {
+            Some(a) => match config.user(a) {
                 None => return refused("unknown authid"),
                 // No keys: this user authenticates otherwise; try the next offered method.
                 Some(u) if u.pubkeys.is_empty() => return None,
                 Some(u) => u,
             },
             None => match offered {
-                Some(_) => match self.config.users.iter().find(|u| has_offered(u)) {
+                Some(_) => match config.users.iter().find(|u| has_offered(u)) {
                     Some(u) => u,
                     None => return refused("unknown public key"),
                 },
@@ -262,7 +367,12 @@ impl Authenticator {
             "challenge".into(),
             Value::Str(crate::cryptosign::hex_encode(&challenge)),
         );
-        extra.insert("channel_binding".into(), Value::Null);
+        let binding_name = match binding {
+            certificate::Binding::None => Value::Null,
+            certificate::Binding::Exporter(_) => Value::Str("tls-exporter".to_owned()),
+        };
+        extra.insert("channel_binding".into(), binding_name);
+        let challenge = certificate::bound_challenge(challenge, &binding);
         Some(HelloOutcome::Challenge {
             method: "cryptosign".to_owned(),
             extra,
@@ -274,6 +384,7 @@ impl Authenticator {
                     authprovider: "static".to_owned(),
                 },
                 expected: Expected::Cryptosign { keys, challenge },
+                token: None,
             },
         })
     }
@@ -286,6 +397,7 @@ impl Authenticator {
             Expected::Cryptosign { keys, challenge } => keys
                 .iter()
                 .any(|k| crate::cryptosign::verify(k, challenge, signature)),
+            Expected::External => false,
         };
         ok.then_some(pending.identity)
     }
@@ -303,7 +415,8 @@ impl Authenticator {
         password: Option<&[u8]>,
         client_id: &str,
     ) -> Result<(Identity, String), LoginRefused> {
-        let default_realm = &self.config.router.mqtt_default_realm;
+        let config = self.config();
+        let default_realm = &config.router.mqtt_default_realm;
         let Some(username) = username else {
             return self
                 .mqtt_anonymous(client_id, default_realm.clone())
@@ -313,7 +426,7 @@ impl Authenticator {
             Some((authid, realm)) if !realm.is_empty() => (authid, realm.to_owned()),
             _ => (username, default_realm.clone()),
         };
-        let Some(user) = self.config.user(authid) else {
+        let Some(user) = config.user(authid) else {
             return match password {
                 None => self
                     .mqtt_anonymous(authid, realm)
@@ -340,10 +453,11 @@ impl Authenticator {
 
     /// An anonymous MQTT identity with this authid, if anonymous sessions are allowed.
     fn mqtt_anonymous(&self, authid: &str, realm: String) -> Option<(Identity, String)> {
-        self.config.auth.anonymous.then(|| {
+        let config = self.config();
+        config.auth.anonymous.then(|| {
             let identity = Identity {
                 authid: authid.to_owned(),
-                authrole: self.config.auth.anonymous_role.clone(),
+                authrole: config.auth.anonymous_role.clone(),
                 authmethod: "anonymous".to_owned(),
                 authprovider: "static".to_owned(),
             };
@@ -411,187 +525,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Arc<Config> {
-        Arc::new(
-            Config::parse(
-                r#"
-[auth]
-anonymous = false
-[[role]]
-name = "r"
-permissions = [
-  { uri = "com.", match = "prefix", publish = true, subscribe = true },
-  { uri = "com.secret", call = false },
-  { uri = "com.secret.", match = "prefix" },
-]
-[[user]]
-authid = "joe"
-secret = "pw"
-role = "r"
-[[user]]
-authid = "salty"
-secret = "pw"
-salt = "salt123"
-iterations = 100
-keylen = 32
-role = "r"
-realms = ["only"]
-[[user]]
-authid = "keyonly"
-pubkeys = ["3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"]
-role = "r"
-"#,
-                "t",
-            )
-            .unwrap(),
-        )
-    }
-
-    #[test]
-    fn ticket_round() {
-        let auth = Authenticator::new(config());
-        let mut details = Dict::new();
-        details.insert("authmethods".into(), Value::List(vec!["ticket".into()]));
-        details.insert("authid".into(), "joe".into());
-        let HelloOutcome::Challenge { pending, .. } = auth.hello("realm1", &details, 1, "n", "t")
-        else {
-            panic!("expected a challenge")
-        };
-        assert_eq!(auth.authenticate(pending, "pw").unwrap().authrole, "r");
-    }
-
-    #[test]
-    fn salted_wampcra_matches_autobahn_derivation() {
-        let user = config().user("salty").unwrap().clone();
-        // autobahn.wamp.auth.derive_key("pw", "salt123", 100, 32)
-        let key = cra_key(&user);
-        let expected = {
-            let mut d = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<Sha256>(b"pw", b"salt123", 100, &mut d);
-            base64::engine::general_purpose::STANDARD.encode(d)
-        };
-        assert_eq!(key, expected.into_bytes());
-    }
-
-    #[test]
-    fn realm_restriction_and_anonymous_off() {
-        let auth = Authenticator::new(config());
-        let mut details = Dict::new();
-        details.insert("authmethods".into(), Value::List(vec!["wampcra".into()]));
-        details.insert("authid".into(), "salty".into());
-        assert!(matches!(
-            auth.hello("other", &details, 1, "n", "t"),
-            HelloOutcome::Abort { .. }
-        ));
-        assert!(matches!(
-            auth.hello("only", &details, 1, "n", "t"),
-            HelloOutcome::Challenge { .. }
-        ));
-        assert!(matches!(
-            auth.hello("only", &Dict::new(), 1, "n", "t"),
-            HelloOutcome::Abort {
-                reason: "wamp.error.no_auth_method",
-                ..
-            }
-        ));
-        assert_eq!(
-            auth.mqtt_login(None, None, "c").unwrap_err(),
-            LoginRefused::NotAuthorized
-        );
-        assert_eq!(
-            auth.mqtt_login(Some("joe@r2"), Some(b"pw"), "c").unwrap().1,
-            "r2"
-        );
-        assert_eq!(
-            auth.mqtt_login(Some("joe"), Some(b"bad"), "c").unwrap_err(),
-            LoginRefused::BadCredentials
-        );
-        // Anonymous off: an unknown user is refused, with or without a password.
-        for password in [None, Some(&b"x"[..])] {
-            assert_eq!(
-                auth.mqtt_login(Some("stranger"), password, "c")
-                    .unwrap_err(),
-                LoginRefused::BadCredentials
-            );
-        }
-        assert_eq!(
-            auth.mqtt_login(Some("salty@other"), Some(b"pw"), "c")
-                .unwrap_err(),
-            LoginRefused::NotAuthorized
-        );
-    }
-
-    /// As Mosquitto's `allow_anonymous`: on a router that allows anonymous sessions, a
-    /// username that names no configured user, sent without a password, logs in
-    /// anonymously as that authid in the realm its suffix names; a configured user still
-    /// needs its password, and an unknown user with a password is refused.
-    #[test]
-    fn unknown_mqtt_username_without_password_is_anonymous_when_allowed() {
-        let config = Config::parse(
-            "[[role]]\nname = \"r\"\n[[user]]\nauthid = \"joe\"\nsecret = \"pw\"\nrole = \"r\"\n",
-            "t",
-        )
-        .unwrap();
-        let auth = Authenticator::new(Arc::new(config));
-        let (identity, realm) = auth.mqtt_login(Some("fox@realm2"), None, "c").unwrap();
-        assert_eq!(identity.authid, "fox");
-        assert_eq!(identity.authrole, "anonymous");
-        assert_eq!(identity.authmethod, "anonymous");
-        assert_eq!(realm, "realm2");
-        let (identity, realm) = auth.mqtt_login(Some("device"), None, "c").unwrap();
-        assert_eq!(
-            (identity.authid.as_str(), realm.as_str()),
-            ("device", "realm1")
-        );
-        let (identity, _) = auth.mqtt_login(None, None, "client-7").unwrap();
-        assert_eq!(identity.authid, "client-7");
-        for password in [None, Some(&b"bad"[..])] {
-            assert_eq!(
-                auth.mqtt_login(Some("joe"), password, "c").unwrap_err(),
-                LoginRefused::BadCredentials,
-                "a configured user needs its password"
-            );
-        }
-        assert_eq!(
-            auth.mqtt_login(Some("fox"), Some(b"pw"), "c").unwrap_err(),
-            LoginRefused::BadCredentials,
-            "an unknown user with a password"
-        );
-        assert_eq!(
-            auth.mqtt_login(Some("joe"), Some(b"pw"), "c")
-                .unwrap()
-                .0
-                .authrole,
-            "r"
-        );
-    }
-
-    /// A user with only public keys has no password: ticket, WAMP-CRA and MQTT logins are
-    /// refused for it (an empty password must not match an empty secret).
-    #[test]
-    fn key_only_users_have_no_password() {
-        let auth = Authenticator::new(config());
-        for password in [None, Some(&b""[..])] {
-            assert!(auth.mqtt_login(Some("keyonly"), password, "c").is_err());
-        }
-        for method in ["ticket", "wampcra"] {
-            let mut details = Dict::new();
-            details.insert("authmethods".into(), Value::List(vec![method.into()]));
-            details.insert("authid".into(), Value::from("keyonly"));
-            let outcome = auth.hello("realm1", &details, 1, "n", "t");
-            assert!(
-                matches!(
-                    outcome,
-                    HelloOutcome::Abort {
-                        reason: "wamp.error.no_auth_method",
-                        ..
-                    }
-                ),
-                "{method}: {outcome:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -29,6 +29,7 @@ use crate::realm::backpressure::{
 };
 use crate::realm::{Outbound, SessionStats};
 use crate::router::Router;
+use crate::tls::TlsContext;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
@@ -86,12 +87,17 @@ impl Exit {
 }
 
 /// Serves one MQTT connection over any byte stream.
-pub async fn run<S>(router: Arc<Router>, stream: S, transport: &'static str, peer: String)
-where
+pub async fn run<S>(
+    router: Arc<Router>,
+    stream: S,
+    transport: &'static str,
+    peer: String,
+    tls: Option<Arc<TlsContext>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (reader, writer) = tokio::io::split(stream);
-    serve(router, reader, writer, transport, peer).await;
+    serve(router, reader, writer, transport, peer, tls).await;
 }
 
 /// The reading half of a connection.
@@ -190,13 +196,15 @@ async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
     writer: W,
     transport: &'static str,
     peer: String,
+    tls: Option<Arc<TlsContext>>,
 ) {
     let _open = ConnectionKind::of_session_transport(transport)
         .map(|kind| router.metrics().connection_opened(kind));
     // The CONNECT step runs in its own boxed future, freed once it is done: its state (the
     // CONNECT packet, twice, and the takeover) is not carried by an established connection.
     // Boxed result too: a local the size of a session would stay in this future.
-    if let Some(started) = Box::pin(handshake(&router, reader, writer, transport, &peer)).await {
+    if let Some(started) = Box::pin(handshake(&router, reader, writer, transport, &peer, tls)).await
+    {
         established(router, started, peer).await;
     }
 }
@@ -217,6 +225,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
     mut writer: W,
     transport: &'static str,
     peer: &str,
+    tls: Option<Arc<TlsContext>>,
 ) -> Option<Box<Started<R, W>>> {
     let max_in = packet_max_bytes(&router.config.limits);
     let mut input = BytesMut::new();
@@ -240,7 +249,7 @@ async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
         Ok(Ok(None)) | Err(_) => return None,
     };
     let protocol = connect.protocol;
-    match accept(router, connect, transport, peer, unix_ms()).await {
+    match accept(router, connect, transport, peer, tls.as_deref(), unix_ms()).await {
         Ok(accepted) => Some(Box::new(Started {
             accepted,
             reader,
@@ -712,22 +721,30 @@ pub(super) fn handle_outbound(
 /// Serves MQTT over a TCP connection.
 pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
     let (reader, writer) = stream.into_split();
-    serve(router, reader, writer, TRANSPORT_TCP, peer).await;
+    serve(router, reader, writer, TRANSPORT_TCP, peer, None).await;
 }
 
 /// Serves MQTT over TLS (or any other byte stream that stands for a TCP connection: it
 /// counts as one, `listen.mqtt_fox_id` included).
-pub async fn serve_tls<S>(router: Arc<Router>, stream: S, peer: String)
-where
+pub async fn serve_tls<S>(
+    router: Arc<Router>,
+    stream: S,
+    peer: String,
+    tls: Option<Arc<TlsContext>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    run(router, stream, TRANSPORT_TCP, peer).await;
+    run(router, stream, TRANSPORT_TCP, peer, tls).await;
 }
 
 /// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
 /// byte stream; a text frame closes the connection (MQTT over WebSocket, spec 6.0).
-pub async fn serve_websocket<S>(router: Arc<Router>, ws: WebSocketStream<S>, peer: String)
-where
+pub async fn serve_websocket<S>(
+    router: Arc<Router>,
+    ws: WebSocketStream<S>,
+    peer: String,
+    tls: Option<Arc<TlsContext>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (near, far) = tokio::io::duplex(BRIDGE_BUFFER_BYTES);
@@ -764,7 +781,7 @@ where
         }
         let _ = sink.close().await;
     });
-    run(router, near, TRANSPORT_WEBSOCKET, peer).await;
+    run(router, near, TRANSPORT_WEBSOCKET, peer, tls).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
     inbound.abort();
 }
@@ -794,7 +811,7 @@ mod tests {
         let router = crate::router::Router::new(crate::config::Config::default());
         let (stream, _peer) = tokio::io::duplex(64);
         let (reader, writer) = tokio::io::split(stream);
-        let serve = super::serve(router, reader, writer, "mqtt", String::new());
+        let serve = super::serve(router, reader, writer, "mqtt", String::new(), None);
         let size = std::mem::size_of_val(&serve);
         assert!(size <= 1_200, "the MQTT connection future is {size} bytes");
     }

@@ -15,9 +15,11 @@ use tokio::sync::oneshot;
 use super::inbound::message_properties;
 use super::registry::Previous;
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
-use crate::auth::{Action, Identity, LoginRefused};
+use crate::auth::external::verify;
+use crate::auth::{Action, Identity, LoginRefused, Verification};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
+use crate::tls::TlsContext;
 use crate::topic::Topic;
 
 /// How long a new connection waits for the one it takes over to hand its session over.
@@ -64,6 +66,7 @@ pub async fn accept(
     connect: Connect,
     transport: &'static str,
     peer: &str,
+    tls: Option<&TlsContext>,
     now_ms: u64,
 ) -> Result<Accepted, ConnAck> {
     if connect.properties.authentication_method.is_some() {
@@ -76,15 +79,29 @@ pub async fn accept(
         connect.client_id.clone()
     };
     let username = connect.username.as_deref();
-    let login = router
-        .authenticator
-        .mqtt_login(username, connect.password.as_deref(), &client_id);
-    let (identity, realm_name) = match login {
-        Ok(login) => login,
-        Err(refused) => {
-            tracing::info!(%peer, ?username, %refused, "MQTT login refused");
+    // A client named by its verified certificate (`[tls] identity`) logs in as that name,
+    // whatever user name and password it sends (Mosquitto's use_identity_as_username).
+    let certified = tls.and_then(|tls| tls.identity.as_deref());
+    let (realm_name, verification) = match certified {
+        Some(name) => router.authenticator.mqtt_certificate(name, username),
+        None => router.authenticator.mqtt_verify(
+            username,
+            connect.password.as_deref(),
+            &client_id,
+            transport,
+            peer,
+        ),
+    };
+    let verdict = match verification {
+        Verification::Done(verdict) => verdict,
+        Verification::External(login) => verify(router.clone(), login).await,
+    };
+    let identity = match verdict {
+        Ok(identity) => identity,
+        Err(denied) => {
+            tracing::info!(%peer, ?username, reason = %denied.reason, "MQTT login refused");
             router.metrics().auth_failed(crate::metrics::Protocol::Mqtt);
-            return Err(refusal(match refused {
+            return Err(refusal(match denied.refused {
                 LoginRefused::NotAuthorized => ReasonCode::NotAuthorized,
                 LoginRefused::BadCredentials => ReasonCode::BadUserNameOrPassword,
             }));

@@ -527,7 +527,7 @@ mod arbitrary_bytes {
             runtime.block_on(async move {
                 let router = Router::new(Config::default());
                 let (mut near, far) = tokio::io::duplex(4096);
-                let task = tokio::spawn(crate::mqtt::run(router, far, "mqtt", "test".into()));
+                let task = tokio::spawn(crate::mqtt::run(router, far, "mqtt", "test".into(), None));
                 let mut input = if after_connect { connect_v5() } else { Vec::new() };
                 input.extend_from_slice(&bytes);
                 let _ = near.write_all(&input).await;

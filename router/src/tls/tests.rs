@@ -278,3 +278,183 @@ fn settings_are_checked_and_paths_resolved_from_the_config_file() {
     let off = crate::config::Config::parse("[tls]\ncert = \"c\"\nkey = \"k\"\nmqtt = \"\"\n", "t");
     assert_eq!(off.unwrap().tls.unwrap().mqtt, None);
 }
+
+/// WAMP-Cryptosign with the `tls-exporter` channel binding over a real TLS RawSocket
+/// connection: the router announces the binding in CHALLENGE, accepts a signature of the
+/// challenge XORed with the connection's exporter value, and refuses one made without it
+/// (what a relaying attacker would forward from another connection).
+mod channel_binding {
+    use ed25519_dalek::{Signer, SigningKey};
+    use fox_wamp_proto::rawsocket;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::router::Router;
+    use crate::server::{self, Gate, Listener};
+
+    struct Client {
+        stream: tokio_rustls::client::TlsStream<TcpStream>,
+    }
+
+    impl Client {
+        async fn connect(addr: SocketAddr, ca: &TestCa) -> Self {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut stream = connector(&ca.pem, None).connect(name, tcp).await.unwrap();
+            stream
+                .write_all(&rawsocket::client_handshake(15, 1))
+                .await
+                .unwrap();
+            let mut reply = [0u8; 4];
+            stream.read_exact(&mut reply).await.unwrap();
+            rawsocket::parse_server_handshake(reply).unwrap();
+            Self { stream }
+        }
+
+        async fn send(&mut self, json: serde_json::Value) {
+            let bytes = json.to_string().into_bytes();
+            let frame = rawsocket::encode_frame(rawsocket::FrameKind::Message, &bytes);
+            self.stream.write_all(&frame).await.unwrap();
+        }
+
+        async fn recv(&mut self) -> serde_json::Value {
+            let mut header = [0u8; 4];
+            self.stream.read_exact(&mut header).await.unwrap();
+            let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+            let mut payload = vec![0u8; len];
+            self.stream.read_exact(&mut payload).await.unwrap();
+            serde_json::from_slice(&payload).unwrap()
+        }
+
+        fn exporter(&self) -> [u8; 32] {
+            let mut out = [0u8; 32];
+            self.stream
+                .get_ref()
+                .1
+                .export_keying_material(&mut out, CHANNEL_BINDING_LABEL, None)
+                .unwrap();
+            out
+        }
+    }
+
+    async fn start(dir: &Path, ca: &TestCa, key: &SigningKey) -> (SocketAddr, Arc<Router>) {
+        let settings = settings(dir, ca, &ca.issue("router", vec![]));
+        let mut config = crate::config::Config::parse(
+            &format!(
+                "[[user]]\nauthid = \"signer\"\npubkeys = [\"{}\"]\nrole = \"anonymous\"\n",
+                crate::cryptosign::hex_encode(key.verifying_key().as_bytes())
+            ),
+            "test",
+        )
+        .unwrap();
+        config.tls = Some(settings.clone());
+        let tls = Tls::load(&settings).unwrap();
+        let listener = Listener::bind_tls(Gate::RawSocket, "127.0.0.1:0".parse().unwrap(), tls)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new(config);
+        tokio::spawn(server::run(router.clone(), vec![listener]));
+        (addr, router)
+    }
+
+    fn hello(key: &SigningKey, binding: &str) -> serde_json::Value {
+        serde_json::json!([1, "realm1", {
+            "roles": {"subscriber": {}},
+            "authmethods": ["cryptosign"],
+            "authid": "signer",
+            "authextra": {
+                "pubkey": crate::cryptosign::hex_encode(key.verifying_key().as_bytes()),
+                "channel_binding": binding,
+            },
+        }])
+    }
+
+    fn challenge_of(message: &serde_json::Value) -> [u8; 32] {
+        assert_eq!(message[0], 4, "CHALLENGE: {message}");
+        assert_eq!(message[2]["channel_binding"], "tls-exporter");
+        let hex = message[2]["challenge"].as_str().unwrap();
+        crate::cryptosign::hex_decode(hex)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signature_bound_to_this_connection_is_accepted_and_an_unbound_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("test CA");
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let (addr, router) = start(dir.path(), &ca, &key).await;
+
+        let mut bound = Client::connect(addr, &ca).await;
+        bound.send(hello(&key, "tls-exporter")).await;
+        let challenge = challenge_of(&bound.recv().await);
+        let mut message = challenge;
+        for (byte, key) in message.iter_mut().zip(bound.exporter()) {
+            *byte ^= key;
+        }
+        let signature = key.sign(&message).to_bytes();
+        let signed = format!(
+            "{}{}",
+            crate::cryptosign::hex_encode(&signature),
+            crate::cryptosign::hex_encode(&message)
+        );
+        bound.send(serde_json::json!([5, signed, {}])).await;
+        let welcome = bound.recv().await;
+        assert_eq!(welcome[0], 2, "WELCOME: {welcome}");
+        assert_eq!(welcome[2]["authmethod"], "cryptosign");
+
+        // The challenge signed as if there were no binding: refused.
+        let mut unbound = Client::connect(addr, &ca).await;
+        unbound.send(hello(&key, "tls-exporter")).await;
+        let challenge = challenge_of(&unbound.recv().await);
+        let signature = key.sign(&challenge).to_bytes();
+        unbound
+            .send(serde_json::json!([
+                5,
+                crate::cryptosign::hex_encode(&signature),
+                {}
+            ]))
+            .await;
+        let abort = unbound.recv().await;
+        assert_eq!(abort[0], 3, "ABORT: {abort}");
+        assert_eq!(abort[2], "wamp.error.not_authorized");
+
+        // tls-unique is not offered; the reason says what is.
+        let mut unique = Client::connect(addr, &ca).await;
+        unique.send(hello(&key, "tls-unique")).await;
+        let abort = unique.recv().await;
+        assert_eq!(abort[0], 3, "ABORT: {abort}");
+        assert!(
+            abort[1]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tls-exporter"),
+            "{abort}"
+        );
+        router.shut_down();
+    }
+
+    #[test]
+    fn without_tls_a_binding_is_refused() {
+        let auth = crate::auth::Authenticator::new(Arc::new(
+            crate::config::Config::parse(
+                "[[user]]\nauthid = \"signer\"\npubkeys = [\"3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29\"]\nrole = \"anonymous\"\n",
+                "test",
+            )
+            .unwrap(),
+        ));
+        let details = match hello(&SigningKey::from_bytes(&[1u8; 32]), "tls-exporter") {
+            serde_json::Value::Array(items) => items[2].clone(),
+            _ => unreachable!(),
+        };
+        let details: fox_wamp_proto::Dict = serde_json::from_value(details).unwrap();
+        let outcome = auth.hello("realm1", &details, 1, "n", "t", None);
+        let crate::auth::HelloOutcome::Abort { reason, message } = outcome else {
+            panic!("ABORT expected");
+        };
+        assert_eq!(reason, "wamp.error.invalid_argument");
+        assert!(message.contains("needs a TLS connection"), "{message}");
+    }
+}

@@ -16,6 +16,8 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::session::{event_message, Flow, WampSession};
+use crate::auth::external::{verify, Verdict};
+use crate::auth::{Denied, Identity};
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Count, Metrics};
 use crate::realm::backpressure::{
@@ -150,6 +152,13 @@ async fn overflowed(stats: &Option<Arc<SessionStats>>) {
     }
 }
 
+async fn next_verdict(verdict: &mut Option<Verdict>) -> Result<Identity, Denied> {
+    match verdict {
+        Some(verdict) => verdict.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_outbound(rx: &mut Option<OutboundQueue>) -> Option<Outbound> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -253,12 +262,14 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     mut incoming: R,
     transport: &'static str,
     peer: String,
+    tls: Option<Arc<crate::tls::TlsContext>>,
 ) {
     let _open = ConnectionKind::of_session_transport(transport)
         .map(|kind| router.metrics().connection_opened(kind));
     let metrics = router.metrics().clone();
     let limits = router.config.limits.clone();
     let mut session = WampSession::new(router.clone(), transport, peer.clone());
+    session.set_tls(tls);
     let mut shutdown = router.shutdown_signal();
     let mut shutting_down = *shutdown.borrow_and_update();
     if shutting_down {
@@ -287,6 +298,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // still works (something was or can be written: linger so that the peer reads it).
     let mut input_ended = false;
     let mut writable = true;
+    // An external authenticator's verdict on AUTHENTICATE, awaited without reading.
+    let mut verdict: Option<Verdict> = None;
     loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
@@ -316,7 +329,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 }
                 break;
             }
-            frame = incoming.next_frame(), if backpressure.is_none() => {
+            result = next_verdict(&mut verdict), if verdict.is_some() => {
+                verdict = None;
+                session.handle_verdict(result, &mut answers.replies)
+            }
+            frame = incoming.next_frame(), if backpressure.is_none() && verdict.is_none() => {
                 let Some(frame) = frame else {
                     input_ended = true;
                     break;
@@ -331,6 +348,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 for _ in 0..INCOMING_BATCH_MAX.min(budget.saturating_sub(1) as usize) {
                     if flow != Flow::Continue
                         || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
+                        || session.awaits_verdict()
                     {
                         break;
                     }
@@ -367,6 +385,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Flow::Continue
             }
         };
+        if let Some(login) = session.take_login() {
+            verdict = Some(verify(router.clone(), login));
+        }
         if outbound.is_none() {
             if let Some(rx) = session.take_outbound() {
                 outbound = Some(rx);
@@ -497,6 +518,7 @@ mod tests {
                 ChannelReader(incoming),
                 "websocket",
                 name.to_owned(),
+                None,
             ));
             let mut peer = Self {
                 to_router,
@@ -678,6 +700,7 @@ mod tests {
             ChannelReader(incoming),
             "websocket",
             "stalled".to_owned(),
+            None,
         ));
         to_router
             .send(br#"[1,"realm1",{"roles":{"subscriber":{}}}]"#.to_vec())

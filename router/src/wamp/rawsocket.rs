@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{drive, FrameReader, FrameWriter, Incoming};
 use crate::router::Router;
+use crate::tls::TlsContext;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -116,16 +117,20 @@ impl<R: AsyncRead + Unpin + Send> FrameReader for RawReader<R> {
 
 /// Serves one RawSocket connection over TCP.
 pub async fn serve(router: Arc<Router>, stream: TcpStream, peer: String) {
-    serve_stream(router, stream, TcpStream::into_split, peer).await;
+    serve_stream(router, stream, TcpStream::into_split, peer, None).await;
 }
 
 /// Serves one RawSocket connection over any byte stream (TLS), split in two halves by
 /// tokio's generic `split`.
-pub async fn serve_stream_split<S>(router: Arc<Router>, stream: S, peer: String)
-where
+pub async fn serve_stream_split<S>(
+    router: Arc<Router>,
+    stream: S,
+    peer: String,
+    tls: Option<Arc<TlsContext>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    serve_stream(router, stream, tokio::io::split, peer).await;
+    serve_stream(router, stream, tokio::io::split, peer, tls).await;
 }
 
 async fn serve_stream<S, R, W>(
@@ -133,6 +138,7 @@ async fn serve_stream<S, R, W>(
     mut stream: S,
     split: impl FnOnce(S) -> (R, W),
     peer: String,
+    tls: Option<Arc<TlsContext>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     R: AsyncRead + Unpin + Send,
@@ -178,7 +184,7 @@ async fn serve_stream<S, R, W>(
         inner: BufWriter::new(writer),
         peer_max_bytes: handshake.max_len_bytes(),
     };
-    drive(router, serializer, writer, reader, "rawsocket", peer).await;
+    drive(router, serializer, writer, reader, "rawsocket", peer, tls).await;
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
-use crate::auth::{Action, HelloOutcome, Identity, Pending};
+use crate::auth::{Action, Denied, HelloOutcome, Identity, Login, Pending, Verification};
 use crate::engine::unix_ms;
 use crate::metrics::Protocol;
 use crate::realm::dealer::{CallRequest, InvokePolicy};
@@ -43,6 +43,13 @@ enum State {
         roles: Dict,
         pending: Pending,
     },
+    /// AUTHENTICATE went to an external authenticator; the connection task awaits its
+    /// verdict ([`WampSession::take_login`], [`WampSession::handle_verdict`]).
+    ExpectVerdict {
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+    },
     Established {
         realm: Arc<Realm>,
         handle: SessionHandle,
@@ -62,6 +69,10 @@ pub struct WampSession {
     /// Request IDs of this session's CALLs routed to a callee and not answered yet (final
     /// RESULT or ERROR): at most `limits.calls_in_flight_per_session_max`.
     calls_in_flight: HashSet<Id>,
+    /// A login for the external authenticators, until the connection task takes it.
+    login: Option<Login>,
+    /// What the TLS connection tells (certificate name, channel binding), if TLS.
+    tls: Option<Arc<crate::tls::TlsContext>>,
 }
 
 fn abort(reason: &str, message: &str) -> Message {
@@ -185,7 +196,14 @@ impl WampSession {
             peer,
             outbound: None,
             calls_in_flight: HashSet::new(),
+            login: None,
+            tls: None,
         }
+    }
+
+    /// The TLS connection's context (before HELLO).
+    pub fn set_tls(&mut self, tls: Option<Arc<crate::tls::TlsContext>>) {
+        self.tls = tls;
     }
 
     /// Sees a message the realm sends this session's peer: a final RESULT or an ERROR of
@@ -211,6 +229,35 @@ impl WampSession {
         }
     }
 
+    /// The login the external authenticators must decide, once, after AUTHENTICATE; the
+    /// connection task awaits [`crate::auth::external::verify`] on it and hands the
+    /// verdict to [`WampSession::handle_verdict`], reading nothing meanwhile.
+    pub fn take_login(&mut self) -> Option<Login> {
+        self.login.take()
+    }
+
+    /// The external authenticators' verdict: WELCOME, or ABORT `wamp.error.not_authorized`.
+    pub fn handle_verdict(
+        &mut self,
+        verdict: Result<Identity, Denied>,
+        out: &mut Vec<Message>,
+    ) -> Flow {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let State::ExpectVerdict {
+            realm,
+            session,
+            roles,
+        } = state
+        else {
+            // No verdict was asked for: nothing changes.
+            self.state = state;
+            return Flow::Continue;
+        };
+        let (next, flow) = self.verdict(realm, session, roles, verdict, out);
+        self.state = next;
+        flow
+    }
+
     /// The queue of messages other sessions and the realm send this one; available once,
     /// right after the session is established.
     pub fn take_outbound(&mut self) -> Option<OutboundQueue> {
@@ -229,8 +276,13 @@ impl WampSession {
     pub fn is_handshaking(&self) -> bool {
         matches!(
             self.state,
-            State::ExpectHello | State::ExpectAuthenticate { .. }
+            State::ExpectHello | State::ExpectAuthenticate { .. } | State::ExpectVerdict { .. }
         )
+    }
+
+    /// Whether AUTHENTICATE waits for an external authenticator's verdict.
+    pub fn awaits_verdict(&self) -> bool {
+        matches!(self.state, State::ExpectVerdict { .. })
     }
 
     /// Whether we said GOODBYE and wait for the peer's.
@@ -249,6 +301,13 @@ impl WampSession {
                 roles,
                 pending,
             } => self.expect_authenticate(realm, session, roles, pending, message, out),
+            State::ExpectVerdict { .. } => {
+                out.push(abort(
+                    "wamp.error.protocol_violation",
+                    "message before WELCOME",
+                ));
+                (State::Closed, Flow::Close)
+            }
             State::Established { realm, handle } => {
                 let flow = self.established(&realm, &handle, message, out);
                 if flow == Flow::Close {
@@ -334,10 +393,14 @@ impl WampSession {
             .unwrap_or_default();
         let session = crate::realm::new_session_id();
         let nonce = format!("{:032x}", rand::random::<u128>());
-        let outcome =
-            self.router
-                .authenticator
-                .hello(&realm, &details, session, &nonce, &iso8601(unix_ms()));
+        let outcome = self.router.authenticator.hello(
+            &realm,
+            &details,
+            session,
+            &nonce,
+            &iso8601(unix_ms()),
+            self.tls.as_deref(),
+        );
         match outcome {
             HelloOutcome::Welcome(identity) => {
                 self.establish(realm_ref, session, roles, identity, out)
@@ -386,10 +449,36 @@ impl WampSession {
             ));
             return (State::Closed, Flow::Close);
         };
-        match self.router.authenticator.authenticate(pending, &signature) {
-            Some(identity) => self.establish(realm, session, roles, identity, out),
-            None => {
-                tracing::info!(peer = %self.peer, realm = %realm.name, "authentication failed");
+        let verification =
+            self.router
+                .authenticator
+                .verify(pending, &signature, self.transport, &self.peer);
+        match verification {
+            Verification::Done(verdict) => self.verdict(realm, session, roles, verdict, out),
+            Verification::External(login) => {
+                self.login = Some(login);
+                let state = State::ExpectVerdict {
+                    realm,
+                    session,
+                    roles,
+                };
+                (state, Flow::Continue)
+            }
+        }
+    }
+
+    fn verdict(
+        &mut self,
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+        verdict: Result<Identity, Denied>,
+        out: &mut Vec<Message>,
+    ) -> (State, Flow) {
+        match verdict {
+            Ok(identity) => self.establish(realm, session, roles, identity, out),
+            Err(denied) => {
+                tracing::info!(peer = %self.peer, realm = %realm.name, reason = %denied.reason, "authentication failed");
                 self.router.metrics().auth_failed(Protocol::Wamp);
                 out.push(abort("wamp.error.not_authorized", "authentication failed"));
                 (State::Closed, Flow::Close)

@@ -20,6 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::conn::{drive, FrameReader, FrameWriter, Incoming};
 use crate::router::Router;
+use crate::tls::TlsContext;
 
 /// What an upgraded WebSocket connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +178,12 @@ const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Serves one WebSocket connection.
 #[allow(clippy::result_large_err)]
-pub async fn serve<S: Stream>(router: Arc<Router>, stream: S, peer: String) {
+pub async fn serve<S: Stream>(
+    router: Arc<Router>,
+    stream: S,
+    peer: String,
+    tls: Option<Arc<TlsContext>>,
+) {
     // The route is chosen during the handshake, after this limit is set: it is MQTT's
     // (a PUBLISH may carry `message_size_max_bytes` of payload plus its headers); a WAMP
     // message over `message_size_max_bytes` is refused by the WAMP decoder.
@@ -220,9 +226,9 @@ pub async fn serve<S: Stream>(router: Arc<Router>, stream: S, peer: String) {
                 sink,
                 text: !serializer.is_binary(),
             };
-            drive(router, serializer, writer, reader, "websocket", peer).await;
+            drive(router, serializer, writer, reader, "websocket", peer, tls).await;
         }
-        Some(Route::Mqtt(_)) => crate::mqtt::serve_websocket(router, ws, peer).await,
+        Some(Route::Mqtt(_)) => crate::mqtt::serve_websocket(router, ws, peer, tls).await,
         None => {}
     }
 }
