@@ -16,13 +16,84 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often full buckets are dropped from the table.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
-struct Bucket {
+/// A token bucket: `rate` tokens per second, holding at most `rate` (the burst).
+/// Sans-IO: the caller passes the time.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
     tokens: f64,
     updated: Instant,
-    /// Refusals not reported yet, and when the last report went out.
-    refused: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket of `rate` (at least 1) tokens per second at `now`.
+    pub fn full(rate: u32, now: Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            updated: now,
+        }
+    }
+
+    /// Adds what the time since the last refill earned; returns the tokens now (negative
+    /// after a debt).
+    pub fn refill(&mut self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.tokens
+    }
+
+    /// Takes `count` tokens, into debt if there are fewer.
+    pub fn take(&mut self, count: f64) {
+        self.tokens -= count;
+    }
+
+    /// When the bucket holds `level` tokens again (now if it does).
+    pub fn when(&self, level: f64) -> Instant {
+        let wait = ((level - self.tokens) / self.rate).max(0.0);
+        self.updated + Duration::from_secs_f64(wait)
+    }
+
+    /// Whether it will have filled up by `now`.
+    pub fn full_at(&self, now: Instant) -> bool {
+        now >= self.when(self.rate)
+    }
+}
+
+/// Events counted and reported at most once per [`REPORT_INTERVAL`], each report with the
+/// count since the last one: a flood gives one log line per interval, not one per event.
+#[derive(Debug, Default)]
+pub struct Reports {
     reported: Option<Instant>,
+    unreported: u64,
+}
+
+impl Reports {
+    /// Counts one event at `now`; the count to report, when a report is due.
+    pub fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unreported += 1;
+        let quiet = self
+            .reported
+            .is_some_and(|at| now.saturating_duration_since(at) < REPORT_INTERVAL);
+        if quiet {
+            return None;
+        }
+        self.reported = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// Events counted since the last report.
+    pub fn unreported(&self) -> u64 {
+        self.unreported
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: TokenBucket,
+    refusals: Reports,
 }
 
 /// What to do with a new connection.
@@ -41,7 +112,7 @@ pub enum Verdict {
 /// Token buckets by source address.
 #[derive(Debug)]
 pub struct ConnectionRate {
-    rate: f64,
+    rate: u32,
     buckets: HashMap<IpAddr, Bucket>,
     swept: Option<Instant>,
 }
@@ -50,7 +121,7 @@ impl ConnectionRate {
     /// `rate` connections per second per address (and a burst of as many).
     pub fn new(rate: u32) -> Self {
         Self {
-            rate: f64::from(rate.max(1)),
+            rate,
             buckets: HashMap::new(),
             swept: None,
         }
@@ -59,30 +130,16 @@ impl ConnectionRate {
     /// Decides on a connection from `ip` at `now`. Call [`sweep`](Self::sweep) first.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Verdict {
         let rate = self.rate;
-        let bucket = self.buckets.entry(ip).or_insert(Bucket {
-            tokens: rate,
-            updated: now,
-            refused: 0,
-            reported: None,
+        let bucket = self.buckets.entry(ip).or_insert_with(|| Bucket {
+            tokens: TokenBucket::full(rate, now),
+            refusals: Reports::default(),
         });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens.refill(now) >= 1.0 {
+            bucket.tokens.take(1.0);
             return Verdict::Accept;
         }
-        bucket.refused += 1;
-        let due = bucket
-            .reported
-            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_INTERVAL);
-        if !due {
-            return Verdict::Refuse { report: None };
-        }
-        bucket.reported = Some(now);
-        let report = std::mem::take(&mut bucket.refused);
         Verdict::Refuse {
-            report: Some(report),
+            report: bucket.refusals.count(now),
         }
     }
 
@@ -102,12 +159,10 @@ impl ConnectionRate {
             return late;
         }
         self.swept = Some(now);
-        let rate = self.rate;
         self.buckets.retain(|ip, bucket| {
-            let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-            let full = bucket.tokens + elapsed * rate >= rate;
-            if full && bucket.refused > 0 {
-                late.push((*ip, bucket.refused));
+            let full = bucket.tokens.full_at(now);
+            if full && bucket.refusals.unreported() > 0 {
+                late.push((*ip, bucket.refusals.unreported()));
             }
             !full
         });

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::connection_rate::{ConnectionRate, Verdict};
+use crate::connection_rate::{ConnectionRate, Reports, Verdict};
 use crate::router::Router;
 use crate::tls::Tls;
 
@@ -176,24 +176,8 @@ fn refuse_over_limit(listener: &Listener, stream: &TcpStream) {
 
 /// Refusals at `limits.connections_max`, logged once per 10 s with their count (a flood
 /// would otherwise write a line per connection).
-#[derive(Default)]
-struct FullReport {
-    reported: Option<std::time::Instant>,
-    unreported: u64,
-}
-
-impl FullReport {
-    fn refused(&mut self, peer: SocketAddr, listener: &'static str) {
-        self.unreported += 1;
-        let now = std::time::Instant::now();
-        if self
-            .reported
-            .is_some_and(|at| now.duration_since(at) < crate::connection_rate::REPORT_INTERVAL)
-        {
-            return;
-        }
-        self.reported = Some(now);
-        let refused = std::mem::take(&mut self.unreported);
+fn refused_at_limit(reports: &mut Reports, peer: SocketAddr, listener: &'static str) {
+    if let Some(refused) = reports.count(std::time::Instant::now()) {
         tracing::warn!(%peer, listener, refused, "connection limit (limits.connections_max) reached; refusing (reported once every 10 s)");
     }
 }
@@ -234,7 +218,7 @@ async fn accept_loop(
 ) {
     let mut shutdown = router.shutdown_signal();
     let mut connections = JoinSet::new();
-    let mut full = FullReport::default();
+    let mut full = Reports::default();
     loop {
         tokio::select! {
             _ = crate::router::stopped(&mut shutdown) => break,
@@ -253,7 +237,7 @@ async fn accept_loop(
                 }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     refuse_over_limit(&listener, &stream);
-                    full.refused(peer, listener.name());
+                    refused_at_limit(&mut full, peer, listener.name());
                     continue;
                 };
                 let router = router.clone();

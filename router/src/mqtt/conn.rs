@@ -644,13 +644,15 @@ pub(super) fn handle_input(
         stats,
         peer,
         now_ms,
-        (&mut packets, budget),
+        &mut packets,
+        budget,
     );
     session.handle().stats.count_received(packets);
     exit
 }
 
-/// [`handle_input`]'s loop; counts the packets it decodes into `packets`.
+/// [`handle_input`]'s loop; counts the packets it decodes into `packets`, and stops
+/// before the one past `budget`.
 #[allow(clippy::too_many_arguments)]
 fn handle_packets(
     session: &mut Session,
@@ -660,7 +662,8 @@ fn handle_packets(
     stats: &Stats,
     peer: &str,
     now_ms: u64,
-    (packets, budget): (&mut u64, u64),
+    packets: &mut u64,
+    budget: u64,
 ) -> Option<Exit> {
     // Subscribers' connections are woken once, after the whole read is handled.
     let _wakes = crate::realm::queue::WakeBatch::begin();

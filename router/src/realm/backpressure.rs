@@ -115,9 +115,7 @@ pub async fn drained(draining: &mut Option<Draining>) -> bool {
 /// rate limiter does. Sans-IO: the caller passes the time and the session's count.
 #[derive(Debug)]
 pub struct MessageRate {
-    rate: f64,
-    tokens: f64,
-    updated: std::time::Instant,
+    bucket: crate::connection_rate::TokenBucket,
     /// The session's received-message count at the last look.
     counted: u64,
     /// Whether the first throttling was logged (once per session).
@@ -127,11 +125,8 @@ pub struct MessageRate {
 impl MessageRate {
     /// `rate` messages per second, starting full at `now`.
     pub fn new(rate: u32, now: std::time::Instant) -> Self {
-        let rate = f64::from(rate.max(1));
         Self {
-            rate,
-            tokens: rate,
-            updated: now,
+            bucket: crate::connection_rate::TokenBucket::full(rate, now),
             counted: 0,
             logged: false,
         }
@@ -139,14 +134,7 @@ impl MessageRate {
 
     /// How many whole messages the session may send now (the rest of a read waits).
     pub fn budget(&mut self, now: std::time::Instant) -> u64 {
-        self.refill(now);
-        self.tokens.max(0.0) as u64
-    }
-
-    fn refill(&mut self, now: std::time::Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.updated = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.bucket.refill(now).max(0.0) as u64
     }
 
     /// Takes the messages received since the last call (`total` is the session's count so
@@ -154,10 +142,10 @@ impl MessageRate {
     pub fn after(&mut self, total: u64, now: std::time::Instant) -> Option<std::time::Instant> {
         let received = total.saturating_sub(self.counted);
         self.counted = total;
-        self.refill(now);
-        self.tokens -= received as f64;
-        (self.tokens < 1.0)
-            .then(|| now + std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        self.bucket.refill(now);
+        self.bucket.take(received as f64);
+        let until = self.bucket.when(1.0);
+        (until > now).then_some(until)
     }
 
     /// True the first time it is asked after a throttling (log it then, once).
