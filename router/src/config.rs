@@ -54,6 +54,19 @@
 //! timeout_ms = 5000              # default, waiting for a call slot included
 //! calls_in_flight_max = 64       # default
 //!
+//! # Authorization hooks (docs/auth.md): asked per publish / subscribe / call / register
+//! # (answers cached per session); "ignore" leaves it to the roles' rules below.
+//! [authorization]
+//! realms = []                    # where the hooks are asked; empty: all
+//! roles = []                     # whose sessions; empty: all
+//! cache_ms = 60000               # default
+//! cache_entries_max = 256        # per session, default
+//! [authorization.http]           # as EMQX's HTTP authorizer
+//! url = "http://127.0.0.1:9000/authorize"
+//! [authorization.dynamic]        # as Crossbar.io's dynamic authorizer
+//! realm = "auth"
+//! procedure = "com.example.authorize"
+//!
 //! [[role]]
 //! name = "backend"
 //! permissions = [ { uri = "com.example.", match = "prefix", publish = true, subscribe = true, call = true, register = true } ]
@@ -119,7 +132,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use crate::admin::settings::{AdminListen, AdminSettings, ADMIN_LISTEN_DEFAULT};
-pub use crate::auth::settings::{DynamicSettings, HttpHookSettings, JwtSettings};
+pub use crate::auth::settings::{
+    AuthorizationSettings, DynamicSettings, HttpHookSettings, JwtSettings,
+};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +180,9 @@ pub struct Config {
     pub router: RouterSettings,
     /// Authentication.
     pub auth: AuthSettings,
+    /// Authorization hooks (`[authorization]`, `docs/auth.md`); the roles' rules decide
+    /// without them.
+    pub authorization: AuthorizationSettings,
     /// Roles and their permissions.
     #[serde(rename = "role")]
     pub roles: Vec<Role>,
@@ -575,6 +593,7 @@ impl Config {
         if let Some(dynamic) = &self.auth.dynamic {
             dynamic.validate()?;
         }
+        self.authorization.validate()?;
         // A WAMP login's wait for its verdict counts against the handshake deadline.
         let handshake_ms = self.limits.handshake_timeout_ms;
         let waits = [

@@ -173,7 +173,7 @@ pub enum Pattern {
 }
 
 /// WAMP match policies, as named on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatchPolicy {
     /// `exact` (the default).
     Exact,

@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::hooks::AuthorizationHooks;
 use crate::config::{Config, PermissionMatch, Role};
 use crate::topic::Topic;
 
 /// What a session wants to do to a URI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// PUBLISH.
     Publish,
@@ -29,6 +30,8 @@ pub enum Action {
 pub struct Authorizer {
     config: Arc<Config>,
     roles: HashMap<String, RoleRules>,
+    /// The authorization hooks (`[authorization]`), if configured.
+    hooks: Option<Arc<AuthorizationHooks>>,
 }
 
 /// One role's rules.
@@ -168,7 +171,17 @@ impl Authorizer {
             .iter()
             .map(|role| (role.name.clone(), RoleRules::of(role)))
             .collect();
-        Self { config, roles }
+        let hooks = AuthorizationHooks::new(&config.authorization).map(Arc::new);
+        Self {
+            config,
+            roles,
+            hooks,
+        }
+    }
+
+    /// The authorization hooks, when they decide for sessions of `role` on `realm`.
+    pub fn hooks_for(&self, realm: &str, role: &str) -> Option<&Arc<AuthorizationHooks>> {
+        self.hooks.as_ref().filter(|h| h.covers(realm, role))
     }
 
     /// Whether `role` may do `action` on `uri`. For that action the most specific rule
@@ -200,8 +213,20 @@ impl Authorizer {
     /// Whether a session of `role` may receive an event on `topic` through a pattern
     /// subscription (one that was granted, but may cover topics the role may not
     /// subscribe to: those deliveries are filtered out).
-    pub fn may_receive(&self, role: &str, topic: &Topic) -> bool {
-        self.permits_everything(role) || self.permits(role, Action::Subscribe, topic.wamp_uri())
+    ///
+    /// For sessions the authorization hooks cover, the hook's decision on the subscription
+    /// stands (as Crossbar.io authorizes the subscribe, not each event): nothing filtered.
+    pub fn may_receive(&self, realm: &str, role: &str, topic: &Topic) -> bool {
+        self.permits_everything(role)
+            || self.hooks_for(realm, role).is_some()
+            || self.permits(role, Action::Subscribe, topic.wamp_uri())
+    }
+
+    /// Whether a pattern registration of a callee of `role` may be invoked for
+    /// `procedure` (one its role may register; for the hooks' sessions, the hook's
+    /// decision on the registration stands).
+    pub fn may_be_invoked(&self, realm: &str, role: &str, procedure: &str) -> bool {
+        self.hooks_for(realm, role).is_some() || self.permits(role, Action::Register, procedure)
     }
 }
 
@@ -248,8 +273,8 @@ permissions = [
             a.permits("anonymous", Action::Subscribe, "test."),
             "a wider pattern is granted"
         );
-        assert!(!a.may_receive("anonymous", &Topic::from_mqtt("test/nosubscribe")));
-        assert!(a.may_receive("anonymous", &Topic::from_mqtt("test/other")));
+        assert!(!a.may_receive("realm1", "anonymous", &Topic::from_mqtt("test/nosubscribe")));
+        assert!(a.may_receive("realm1", "anonymous", &Topic::from_mqtt("test/other")));
     }
 
     /// The most specific rule decides per action: exact before prefix, longer prefix

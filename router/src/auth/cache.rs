@@ -39,6 +39,11 @@ impl<K: Clone + Eq + Hash, V: Clone> Cache<K, V> {
         }
     }
 
+    /// The answer for `key` if one is held, expired or not (until evicted).
+    pub fn peek(&self, key: &K) -> Option<V> {
+        self.entries.get(key).map(|(value, _)| value.clone())
+    }
+
     /// Keeps `value` for `key` until `now` + ttl.
     pub fn insert(&mut self, key: K, value: V, now: Instant) {
         if self.ttl.is_zero() || self.entries_max == 0 {

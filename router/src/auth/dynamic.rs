@@ -27,14 +27,19 @@ const REQUEST: u64 = 1;
 #[derive(Debug)]
 pub struct DynamicAuthenticator {
     settings: DynamicSettings,
-    slots: Semaphore,
+    procedure: ProcedureCall,
 }
 
 impl DynamicAuthenticator {
     /// The authenticator of these settings.
     pub fn new(settings: DynamicSettings) -> Self {
         Self {
-            slots: Semaphore::new(settings.calls_in_flight_max),
+            procedure: ProcedureCall::new(
+                &settings.realm,
+                &settings.procedure,
+                settings.timeout_ms,
+                settings.calls_in_flight_max,
+            ),
             settings,
         }
     }
@@ -46,19 +51,46 @@ impl DynamicAuthenticator {
 
     /// Calls the procedure about a login.
     pub async fn ask(&self, router: &Router, login: &Login) -> Decision {
-        let procedure = &self.settings.procedure;
-        let timeout = Duration::from_millis(self.settings.timeout_ms);
+        match self.procedure.call(router, arguments(login)).await {
+            Ok(reply) => decision(&self.settings.procedure, reply),
+            Err(why) => Decision::Deny(Denied::failed(why)),
+        }
+    }
+}
+
+/// Calls of one procedure on one realm by the router itself (the dynamic authenticator
+/// and authorizer): at most a number in flight, each within a timeout (the wait for a
+/// free slot included).
+#[derive(Debug)]
+pub(crate) struct ProcedureCall {
+    realm: String,
+    procedure: String,
+    timeout_ms: u64,
+    slots: Semaphore,
+}
+
+impl ProcedureCall {
+    pub(crate) fn new(realm: &str, procedure: &str, timeout_ms: u64, in_flight_max: usize) -> Self {
+        Self {
+            realm: realm.to_owned(),
+            procedure: procedure.to_owned(),
+            timeout_ms,
+            slots: Semaphore::new(in_flight_max),
+        }
+    }
+
+    /// The procedure's RESULT or ERROR (the dealer's own ERRORs included: no such
+    /// procedure, timeout); `Err` with the reason when there was none (too many calls in
+    /// flight, no such realm, no answer).
+    pub(crate) async fn call(&self, router: &Router, args: Vec<Value>) -> Result<Message, String> {
+        let procedure = &self.procedure;
+        let timeout = Duration::from_millis(self.timeout_ms);
         let deadline = Instant::now() + timeout;
         let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
-            return Decision::Deny(Denied::failed(format!(
-                "{procedure}: too many calls in flight"
-            )));
+            return Err(format!("{procedure}: too many calls in flight"));
         };
-        let Some(realm) = router.realm(&self.settings.realm) else {
-            return Decision::Deny(Denied::failed(format!(
-                "{procedure}: no realm '{}'",
-                self.settings.realm
-            )));
+        let Some(realm) = router.realm(&self.realm) else {
+            return Err(format!("{procedure}: no realm '{}'", self.realm));
         };
         let (caller, mut replies) = internal_caller(&realm.name);
         let remaining_ms = deadline
@@ -71,7 +103,7 @@ impl DynamicAuthenticator {
             request: REQUEST,
             options,
             procedure: procedure.clone(),
-            args: Some(arguments(login)),
+            args: Some(args),
             kwargs: None,
         };
         let reply = match realm.call(&caller, call) {
@@ -82,13 +114,12 @@ impl DynamicAuthenticator {
                 _ => None,
             },
         };
-        let Some(reply) = reply else {
+        reply.ok_or_else(|| {
             let mut cancel = Dict::new();
             cancel.insert("mode".into(), Value::from("killnowait"));
             let _ = realm.cancel(caller.info.id, REQUEST, &cancel);
-            return Decision::Deny(Denied::failed(format!("{procedure}: no answer")));
-        };
-        decision(procedure, reply)
+            format!("{procedure}: no answer")
+        })
     }
 }
 

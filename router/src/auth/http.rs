@@ -27,14 +27,64 @@ const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// The hook: its settings, client, request slots and cache.
+/// The hook: its settings, client and cache.
 #[derive(Debug)]
 pub struct HttpHook {
     settings: HttpHookSettings,
+    post: JsonPost,
+    cache: Mutex<Cache<Login, Decision>>,
+}
+
+/// JSON POSTs to one URL with at most a number of requests in flight (a request waits for
+/// a free slot): the authentication and the authorization hooks.
+#[derive(Debug)]
+pub(crate) struct JsonPost {
+    url: String,
     /// Made on first use, inside the runtime.
     client: OnceLock<HttpClient>,
     slots: Semaphore,
-    cache: Mutex<Cache<Login, Decision>>,
+}
+
+impl JsonPost {
+    /// Posts to `url`, at most `concurrency_max` requests at once.
+    pub(crate) fn new(url: String, concurrency_max: usize) -> Self {
+        Self {
+            url,
+            client: OnceLock::new(),
+            slots: Semaphore::new(concurrency_max),
+        }
+    }
+
+    /// One request: a free slot, the POST of `body`, the answer of status 200 (at most
+    /// [`ANSWER_BYTES_MAX`]) as `T`. The caller bounds the time.
+    pub(crate) async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<T, String> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| "closed".to_owned())?;
+        let client = self
+            .client
+            .get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
+        let request = hyper::Request::post(self.url.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status != hyper::StatusCode::OK {
+            return Err(format!("status {status}"));
+        }
+        let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(|e| format!("bad JSON answer: {e}"))
+    }
 }
 
 /// The hook's answer body.
@@ -51,9 +101,8 @@ impl HttpHook {
     /// The hook of these settings.
     pub fn new(settings: HttpHookSettings) -> Self {
         Self {
-            slots: Semaphore::new(settings.concurrency_max),
+            post: JsonPost::new(settings.url.clone(), settings.concurrency_max),
             cache: Mutex::new(Cache::new(settings.cache_ms, settings.cache_entries_max)),
-            client: OnceLock::new(),
             settings,
         }
     }
@@ -86,31 +135,9 @@ impl HttpHook {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One request: a free slot, the POST, the answer.
+    /// One request: the POST, the answer.
     async fn request(&self, login: &Login) -> Result<Answer, String> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| "closed".to_owned())?;
-        let client = self
-            .client
-            .get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
-        let request = hyper::Request::post(self.settings.url.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(request_body(login).to_string())))
-            .map_err(|e| format!("bad request: {e}"))?;
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status != hyper::StatusCode::OK {
-            return Err(format!("status {status}"));
-        }
-        let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("bad JSON answer: {e}"))
+        self.post.post(&request_body(login)).await
     }
 }
 

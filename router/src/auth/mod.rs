@@ -23,6 +23,7 @@ mod cache;
 mod certificate;
 mod dynamic;
 pub mod external;
+pub mod hooks;
 mod http;
 mod jwt;
 mod login;

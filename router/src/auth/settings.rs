@@ -144,6 +144,154 @@ pub struct DynamicSettings {
     pub realms: Vec<String>,
 }
 
+/// Authorization hooks (`[authorization]`): the HTTP hook and the dynamic authorizer
+/// decide publish, subscribe, call and register; the roles' rules stay the default
+/// (`docs/auth.md`).
+///
+/// ```toml
+/// [authorization]
+/// realms = []                    # realms where the hooks are asked; empty: all
+/// roles = []                     # roles whose sessions they decide for; empty: all
+/// cache_ms = 60000               # each session keeps an answer this long (default 60 s)
+/// cache_entries_max = 256        # answers kept per session (default 256)
+///
+/// [authorization.http]           # as EMQX's HTTP authorizer
+/// url = "http://127.0.0.1:9000/authorize"
+/// timeout_ms = 5000              # default, waiting for a request slot included
+/// concurrency_max = 64           # default
+///
+/// [authorization.dynamic]        # as Crossbar.io's dynamic authorizer
+/// realm = "auth"
+/// procedure = "com.example.authorize"
+/// timeout_ms = 5000              # default, waiting for a call slot included
+/// calls_in_flight_max = 64       # default
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationSettings {
+    /// Realms where the hooks decide; empty (the default) means every realm.
+    pub realms: Vec<String>,
+    /// Roles whose sessions the hooks decide for; empty (the default) means every role
+    /// (never the router's own `foxrouter.*` roles).
+    pub roles: Vec<String>,
+    /// How long a session reuses an answer for the same action on the same URI, in
+    /// milliseconds. Default 60,000; 0 asks for every message.
+    pub cache_ms: u64,
+    /// Most answers one session keeps. Default 256.
+    pub cache_entries_max: usize,
+    /// The HTTP authorization hook. Default none.
+    pub http: Option<AuthorizationHttpSettings>,
+    /// The dynamic authorizer (a WAMP procedure). Default none.
+    pub dynamic: Option<AuthorizationDynamicSettings>,
+}
+
+impl Default for AuthorizationSettings {
+    fn default() -> Self {
+        Self {
+            realms: Vec::new(),
+            roles: Vec::new(),
+            cache_ms: 60_000,
+            cache_entries_max: 256,
+            http: None,
+            dynamic: None,
+        }
+    }
+}
+
+/// `[authorization.http]`: where the JSON POST per decision goes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationHttpSettings {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// Longest a message waits for the answer, in milliseconds, including the wait for a
+    /// free request slot. Default 5,000.
+    #[serde(default = "timeout_ms_default")]
+    pub timeout_ms: u64,
+    /// Requests in flight at once. Default 64.
+    #[serde(default = "concurrency_max_default")]
+    pub concurrency_max: usize,
+}
+
+/// `[authorization.dynamic]`: the procedure asked, and where it is registered.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationDynamicSettings {
+    /// The realm the authorizing session registers the procedure on.
+    pub realm: String,
+    /// The procedure, called with `(session, uri, action, options)`.
+    pub procedure: String,
+    /// Longest a message waits for the answer, in milliseconds, including the wait for a
+    /// free call slot. Default 5,000.
+    #[serde(default = "timeout_ms_default")]
+    pub timeout_ms: u64,
+    /// Calls in flight at once. Default 64.
+    #[serde(default = "concurrency_max_default")]
+    pub calls_in_flight_max: usize,
+}
+
+impl AuthorizationSettings {
+    /// Whether any hook is configured.
+    pub fn has_hooks(&self) -> bool {
+        self.http.is_some() || self.dynamic.is_some()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.has_hooks() && self.cache_entries_max == 0 {
+            return Err("authorization.cache_entries_max must be at least 1".to_owned());
+        }
+        if !self.has_hooks() && (!self.realms.is_empty() || !self.roles.is_empty()) {
+            return Err(
+                "authorization: realms or roles set without [authorization.http] or [authorization.dynamic]"
+                    .to_owned(),
+            );
+        }
+        if let Some(http) = &self.http {
+            validate_url("authorization.http.url", &http.url)?;
+            if http.timeout_ms == 0 || http.concurrency_max == 0 {
+                return Err(
+                    "authorization.http: timeout_ms and concurrency_max must be at least 1"
+                        .to_owned(),
+                );
+            }
+        }
+        if let Some(dynamic) = &self.dynamic {
+            if dynamic.realm.is_empty() || dynamic.procedure.is_empty() {
+                return Err(
+                    "authorization.dynamic: realm and procedure must not be empty".to_owned(),
+                );
+            }
+            if dynamic.timeout_ms == 0 || dynamic.calls_in_flight_max == 0 {
+                return Err(
+                    "authorization.dynamic: timeout_ms and calls_in_flight_max must be at least 1"
+                        .to_owned(),
+                );
+            }
+            // The authorizing session would wait for its own answers (its REGISTER first).
+            if self.roles.is_empty() && covers(&self.realms, &dynamic.realm) {
+                return Err(format!(
+                    "authorization.dynamic.realm '{}' is one the hooks decide for: list the \
+                     realms (authorization.realms) or the roles (authorization.roles) they \
+                     decide for, so that the authorizing session is not held for its own answers",
+                    dynamic.realm
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hook URL: `http://` (no TLS client yet) and parseable.
+fn validate_url(key: &str, url: &str) -> Result<(), String> {
+    if !url.starts_with("http://") {
+        return Err(format!("{key} '{url}': only http:// URLs are supported"));
+    }
+    if url.parse::<hyper::Uri>().is_err() {
+        return Err(format!("{key} '{url}' is not a URL"));
+    }
+    Ok(())
+}
+
 fn timeout_ms_default() -> u64 {
     5_000
 }
@@ -171,15 +319,7 @@ impl JwtSettings {
 
 impl HttpHookSettings {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if !self.url.starts_with("http://") {
-            return Err(format!(
-                "auth.http.url '{}': only http:// URLs are supported",
-                self.url
-            ));
-        }
-        if self.url.parse::<hyper::Uri>().is_err() {
-            return Err(format!("auth.http.url '{}' is not a URL", self.url));
-        }
+        validate_url("auth.http.url", &self.url)?;
         if self.timeout_ms == 0 || self.concurrency_max == 0 || self.cache_entries_max == 0 {
             return Err(
                 "auth.http: timeout_ms, concurrency_max and cache_entries_max must be at least 1"
@@ -229,6 +369,45 @@ procedure = "com.example.authenticate"
             (5_000, 64)
         );
         assert!(config.auth.jwt.is_none());
+    }
+
+    #[test]
+    fn authorization_sections_parse_and_bad_ones_are_refused() {
+        let config = Config::parse(
+            "[authorization]\nrealms = [\"realm1\"]\n[authorization.http]\nurl = \"http://127.0.0.1:9/a\"\n\
+             [authorization.dynamic]\nrealm = \"auth\"\nprocedure = \"p\"\n",
+            "t",
+        )
+        .unwrap();
+        let authorization = &config.authorization;
+        assert_eq!(
+            (authorization.cache_ms, authorization.cache_entries_max),
+            (60_000, 256)
+        );
+        assert_eq!(authorization.http.as_ref().unwrap().timeout_ms, 5_000);
+        assert_eq!(
+            authorization.dynamic.as_ref().unwrap().calls_in_flight_max,
+            64
+        );
+        let refused = |text: &str| Config::parse(text, "t").unwrap_err().to_string();
+        let own = refused("[authorization.dynamic]\nrealm = \"auth\"\nprocedure = \"p\"\n");
+        assert!(own.contains("its own answers"), "{own}");
+        // Listing the roles the hooks decide for is the other way out.
+        Config::parse(
+            "[authorization]\nroles = [\"device\"]\n[authorization.dynamic]\nrealm = \"auth\"\nprocedure = \"p\"\n",
+            "t",
+        )
+        .unwrap();
+        let https = refused("[authorization.http]\nurl = \"https://h/a\"\n");
+        assert!(https.contains("only http://"), "{https}");
+        let lonely = refused("[authorization]\nroles = [\"x\"]\n");
+        assert!(lonely.contains("without"), "{lonely}");
+        let zero = refused(
+            "[authorization]\ncache_entries_max = 0\n[authorization.http]\nurl = \"http://h/a\"\n",
+        );
+        assert!(zero.contains("at least 1"), "{zero}");
+        let unknown = refused("[authorization.http]\nurl = \"http://h/a\"\nbogus = 1\n");
+        assert!(unknown.contains("bogus"), "{unknown}");
     }
 
     #[test]

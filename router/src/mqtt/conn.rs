@@ -449,8 +449,13 @@ where
         max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
     };
     session_stats.attach(&peer, unix_ms());
+    // The authorization hooks' answers for a parked packet, awaited without reading.
+    let mut authorizing: Option<crate::auth::hooks::Pending> = None;
     let exit = loop {
-        if backpressure.is_none() && std::mem::take(&mut leftover) {
+        if backpressure.is_none()
+            && !session.awaits_authorization()
+            && std::mem::take(&mut leftover)
+        {
             Backpressure::clear();
             let now_ms = unix_ms();
             let budget = rate_budget(&mut rate);
@@ -490,7 +495,11 @@ where
                 keep_alive_armed = true;
             }
         }
+        if authorizing.is_none() {
+            authorizing = session.take_authorization(&router);
+        }
         let wants = session.wants_deliveries();
+        let reading = backpressure.is_none() && !session.awaits_authorization();
         tokio::select! {
             biased;
             _ = crate::router::stopped(&mut shutdown) => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
@@ -513,7 +522,23 @@ where
                     break Exit::new(End::Abnormal, Some(v.reason));
                 }
             }
-            read = reader.read_some(&mut input), if backpressure.is_none() => {
+            answers = next_authorization(&mut authorizing), if authorizing.is_some() => {
+                authorizing = None;
+                let wakes = crate::realm::queue::WakeBatch::begin();
+                let handled = session.handle_authorization(answers, unix_ms());
+                drop(wakes);
+                match handled {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Disconnected) => break Exit::new(End::Normal, None),
+                    Err(v) => {
+                        tracing::info!(%peer, client = %client_id, reason = ?v.reason, "MQTT protocol violation: {}", v.message);
+                        break Exit::new(End::Abnormal, Some(v.reason));
+                    }
+                }
+                backpressure = paused(metrics, &session_stats);
+                leftover = !input.is_empty();
+            }
+            read = reader.read_some(&mut input), if reading => {
                 match read {
                     Ok(0) | Err(_) => break Exit::new(End::Abnormal, None),
                     Ok(_) => {}
@@ -558,6 +583,16 @@ where
     if lingers {
         // Boxed: only a closing connection carries this future.
         Box::pin(linger(&mut reader, input)).await;
+    }
+}
+
+/// The hooks' answers, when asked (pending forever otherwise; the select guards it).
+async fn next_authorization(
+    pending: &mut Option<crate::auth::hooks::Pending>,
+) -> Vec<(crate::auth::hooks::Key, crate::auth::hooks::Decided)> {
+    match pending {
+        Some(answers) => answers.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -682,6 +717,10 @@ fn handle_packets(
         };
         stats.count_packet_received(before - input.len());
         *packets += 1;
+        let Some(packet) = session.park_for_authorization(packet) else {
+            // The rest waits in `input` until the hooks have answered.
+            return None;
+        };
         match session.handle_packet(packet, now_ms) {
             Ok(Flow::Continue) if Backpressure::is_recorded_for(&session.handle().stats) => {
                 return None

@@ -16,11 +16,12 @@ use super::inbound::message_properties;
 use super::registry::Previous;
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::external::verify;
-use crate::auth::{Action, Identity, LoginRefused, Verification};
+use crate::auth::hooks::{Answer, Query};
+use crate::auth::{Action, LoginRefused, Verification};
 use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 use crate::tls::TlsContext;
-use crate::topic::Topic;
+use crate::topic::{MatchPolicy, Topic};
 
 /// How long a new connection waits for the one it takes over to hand its session over.
 const TAKEOVER_WAIT_MS: u64 = 5_000;
@@ -123,15 +124,6 @@ pub async fn accept(
         return Err(refusal(ReasonCode::PacketTooLarge));
     }
     let will = connect.will.as_ref().map(|w| will_of(w, now_ms));
-    if let Some(will) = &will {
-        if !will_permitted(&realm, &identity, will) {
-            return Err(refusal(ReasonCode::NotAuthorized));
-        }
-    }
-    let mut settings = negotiate(router, &connect, client_id);
-    settings.fox_id = connect.protocol.is_v5()
-        && (listener_sends_fox_id(router, transport)
-            || super::outbound::asks_for_fox_id(&connect.properties.user_properties));
     let info = SessionInfo {
         id: crate::realm::new_session_id(),
         realm: realm.name.clone(),
@@ -140,6 +132,15 @@ pub async fn accept(
         peer: peer.to_owned(),
         roles: fox_wamp_proto::Dict::new(),
     };
+    if let Some(will) = &will {
+        if !will_permitted(router, &realm, &info, &client_id, will).await {
+            return Err(refusal(ReasonCode::NotAuthorized));
+        }
+    }
+    let mut settings = negotiate(router, &connect, client_id);
+    settings.fox_id = connect.protocol.is_v5()
+        && (listener_sends_fox_id(router, transport)
+            || super::outbound::asks_for_fox_id(&connect.properties.user_properties));
     let (kick, kicks) = oneshot::channel();
     let (generation, previous) = realm.mqtt.claim(&settings.client_id, kick);
     // With a store, a client id seen before may have a stored record (persist.rs).
@@ -214,17 +215,38 @@ fn listener_sends_fox_id(router: &Router, transport: &str) -> bool {
     }
 }
 
-fn will_permitted(realm: &Realm, identity: &Identity, will: &Will) -> bool {
-    let uri = will.topic.to_wamp();
-    !will
+/// Whether the will may be published: never on a `$` topic; else the authorization
+/// hooks' answer when they decide for this session (asked now, awaited), else the role's
+/// publish permission.
+async fn will_permitted(
+    router: &Arc<Router>,
+    realm: &Realm,
+    info: &SessionInfo,
+    client_id: &str,
+    will: &Will,
+) -> bool {
+    if will
         .topic
         .levels()
         .first()
         .is_some_and(|l| l.starts_with('$'))
-        && realm
-            .shared()
-            .authorizer
-            .permits(&identity.authrole, Action::Publish, &uri)
+    {
+        return false;
+    }
+    let uri = will.topic.to_wamp();
+    let authorizer = &realm.shared().authorizer;
+    if let Some(hooks) = authorizer.hooks_for(&info.realm, &info.identity.authrole) {
+        let key = (Action::Publish, MatchPolicy::Exact, uri.clone());
+        let mut query = Query::new(info, "mqtt", key);
+        query.client_id = Some(client_id.to_owned());
+        query.topic = Some(will.topic.to_mqtt());
+        match hooks.decide(router, &query).await.answer {
+            Answer::Allow => return true,
+            Answer::Deny => return false,
+            Answer::Ignore => {}
+        }
+    }
+    authorizer.permits(&info.identity.authrole, Action::Publish, &uri)
 }
 
 /// Asks the live connection to give up its session; `None` if it ended meanwhile.

@@ -10,7 +10,7 @@ use super::session::{Flow, Session, Violation};
 use crate::auth::Action;
 use crate::engine::Feature;
 use crate::realm::{MessageProperties, Payload, PublishOptions};
-use crate::topic::Topic;
+use crate::topic::{MatchPolicy, Topic};
 
 /// The message properties of an MQTT 5 PUBLISH (or will), with the expiry made absolute.
 pub fn message_properties(properties: &Properties, now_ms: u64) -> MessageProperties {
@@ -145,6 +145,11 @@ impl Session {
     fn may_publish(&self, topic: &Topic) -> bool {
         if topic.levels().first().is_some_and(|l| l.starts_with('$')) {
             return false;
+        }
+        if let Some(answer) =
+            self.hook_answer(Action::Publish, MatchPolicy::Exact, topic.wamp_uri())
+        {
+            return answer;
         }
         let role = &self.handle.info.identity.authrole;
         let authorizer = &self.realm.shared().authorizer;

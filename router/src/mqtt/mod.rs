@@ -7,6 +7,7 @@
 //! ```text
 //! conn.rs       tokio edge: socket / WebSocket bridge, select loop, timers, writes
 //! connect.rs    CONNECT: login (user@realm), will permission, takeover, CONNACK
+//! authorization.rs  PUBLISH / SUBSCRIBE parked for the authorization hooks' answers
 //! session.rs    sans-IO session core: handle_packet / handle_outbound / handle_timeout,
 //!               poll_packet, poll_timeout, end
 //! inbound.rs    PUBLISH from the client: aliases, permission, QoS 0/1/2 (exactly once)
@@ -63,6 +64,7 @@
 //! filter both plain and as `$share/...` shares one broker subscription; QoS 0 messages
 //! are queued for offline sessions too (the spec allows it).
 
+mod authorization;
 mod conn;
 mod connect;
 mod inbound;

@@ -248,6 +248,9 @@ pub struct Session {
     pub(super) persisted_ms: u64,
     /// Whether the store may hold a record for this client id: nothing to delete otherwise.
     pub(super) stored: bool,
+    /// The authorization hooks' answers and parked packet, when the hooks decide for this
+    /// session (`authorization.rs`; boxed: most sessions have none).
+    pub(super) authorization: Option<Box<super::authorization::Authorization>>,
 }
 
 impl Session {
@@ -275,7 +278,15 @@ impl Session {
             durability: Vec::new(),
             persisted_ms: 0,
             stored: false,
+            authorization: None,
         };
+        let info = &session.handle.info;
+        session.authorization = session
+            .realm
+            .shared()
+            .authorizer
+            .hooks_for(&info.realm, &info.identity.authrole)
+            .map(|hooks| Box::new(super::authorization::Authorization::new(hooks.session())));
         session.out.push_back(Packet::ConnAck(connack));
         session.retransmit();
         session.drain_pending(now_ms);

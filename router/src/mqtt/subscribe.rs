@@ -144,7 +144,10 @@ impl Session {
     /// The role's subscribe permission on the WAMP spelling of the pattern (`a/+/c` is
     /// `a..c`, `a/#` is the prefix `a.`).
     fn may_subscribe(&self, pattern: &Pattern) -> bool {
-        let (uri, _) = pattern.to_wamp();
+        let (uri, policy) = pattern.to_wamp();
+        if let Some(answer) = self.hook_answer(Action::Subscribe, policy, &uri) {
+            return answer;
+        }
         let role = &self.handle.info.identity.authrole;
         self.realm
             .shared()

@@ -240,7 +240,11 @@ impl Broker {
             let info = &subscriber.handle.info;
             // An exact subscription was checked on this very topic when it was made.
             let denied = pattern_based
-                && !authorizer.may_receive(&info.identity.authrole, &publication.topic);
+                && !authorizer.may_receive(
+                    &info.realm,
+                    &info.identity.authrole,
+                    &publication.topic,
+                );
             if denied
                 || !options.admits(info, publisher)
                 || (subscriber.options.no_local && publisher == Some(info.id))

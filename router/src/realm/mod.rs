@@ -390,7 +390,11 @@ impl Realm {
         let role = &handle.info.identity.authrole;
         let admits = |p: &Arc<Publication>| {
             broker::admits_filter(filter.as_ref(), p)
-                && (exact || self.shared.authorizer.may_receive(role, &p.topic))
+                && (exact
+                    || self
+                        .shared
+                        .authorizer
+                        .may_receive(&self.name, role, &p.topic))
         };
         history.retain(admits);
         let mut retained = retained;
@@ -425,7 +429,9 @@ impl Realm {
         let mut found: Vec<Arc<Publication>> = history
             .iter()
             .rev()
-            .filter(|p| pattern.matches(&p.topic) && authorizer.may_receive(role, &p.topic))
+            .filter(|p| {
+                pattern.matches(&p.topic) && authorizer.may_receive(&self.name, role, &p.topic)
+            })
             .take(limit)
             .cloned()
             .collect();

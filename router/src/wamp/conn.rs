@@ -159,6 +159,16 @@ async fn next_verdict(verdict: &mut Option<Verdict>) -> Result<Identity, Denied>
     }
 }
 
+/// The hooks' answers, when asked (pending forever otherwise; the select guards it).
+async fn next_authorization(
+    pending: &mut Option<crate::auth::hooks::Pending>,
+) -> Vec<(crate::auth::hooks::Key, crate::auth::hooks::Decided)> {
+    match pending {
+        Some(answers) => answers.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_outbound(rx: &mut Option<OutboundQueue>) -> Option<Outbound> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -300,6 +310,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let mut writable = true;
     // An external authenticator's verdict on AUTHENTICATE, awaited without reading.
     let mut verdict: Option<Verdict> = None;
+    // The authorization hooks' answers for a parked message, awaited without reading.
+    let mut authorizing: Option<crate::auth::hooks::Pending> = None;
     loop {
         let timed = session.is_handshaking() || session.is_closing();
         let flow = tokio::select! {
@@ -333,7 +345,17 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 verdict = None;
                 session.handle_verdict(result, &mut answers.replies)
             }
-            frame = incoming.next_frame(), if backpressure.is_none() && verdict.is_none() => {
+            answers_of_hooks = next_authorization(&mut authorizing), if authorizing.is_some() => {
+                authorizing = None;
+                let wakes = WakeBatch::begin();
+                let flow = session.handle_authorization(answers_of_hooks, &mut answers.replies);
+                drop(wakes);
+                if let Some(own) = &stats {
+                    backpressure = draining(Backpressure::take(own));
+                }
+                flow
+            }
+            frame = incoming.next_frame(), if backpressure.is_none() && verdict.is_none() && authorizing.is_none() => {
                 let Some(frame) = frame else {
                     input_ended = true;
                     break;
@@ -349,6 +371,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     if flow != Flow::Continue
                         || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
                         || session.awaits_verdict()
+                        || session.awaits_authorization()
                     {
                         break;
                     }
@@ -387,6 +410,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         };
         if let Some(login) = session.take_login() {
             verdict = Some(verify(router.clone(), login));
+        }
+        if let Some(pending) = session.take_authorization() {
+            authorizing = Some(pending);
         }
         if outbound.is_none() {
             if let Some(rx) = session.take_outbound() {

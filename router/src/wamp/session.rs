@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
+use crate::auth::hooks::{Query, SessionAuthorization};
 use crate::auth::{Action, Denied, HelloOutcome, Identity, Login, Pending, Verification};
 use crate::engine::unix_ms;
 use crate::metrics::Protocol;
@@ -24,6 +25,8 @@ use crate::realm::{
 use crate::router::Router;
 use crate::topic::{MatchPolicy, Pattern, Topic};
 use crate::util::iso8601;
+
+mod authorization;
 
 /// Whether the connection goes on after the replies are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,12 @@ pub struct WampSession {
     login: Option<Login>,
     /// What the TLS connection tells (certificate name, channel binding), if TLS.
     tls: Option<Arc<crate::tls::TlsContext>>,
+    /// The authorization hooks' answers, when they decide for this session (boxed: most
+    /// sessions have none).
+    authorization: Option<Box<SessionAuthorization>>,
+    /// A message waiting for the hooks' answers, and the queries not yet taken by the
+    /// connection task (`authorization.rs`).
+    parked: Option<(Message, Vec<Query>)>,
 }
 
 fn abort(reason: &str, message: &str) -> Message {
@@ -198,6 +207,8 @@ impl WampSession {
             calls_in_flight: HashSet::new(),
             login: None,
             tls: None,
+            authorization: None,
+            parked: None,
         }
     }
 
@@ -309,6 +320,10 @@ impl WampSession {
                 (State::Closed, Flow::Close)
             }
             State::Established { realm, handle } => {
+                let Some(message) = self.park_for_authorization(&handle, message) else {
+                    self.state = State::Established { realm, handle };
+                    return Flow::Continue;
+                };
                 let flow = self.established(&realm, &handle, message, out);
                 if flow == Flow::Close {
                     realm.leave(handle.info.id);
@@ -506,13 +521,30 @@ impl WampSession {
             peer: self.peer.clone(),
             roles,
         };
+        self.authorization = self
+            .router
+            .shared()
+            .authorizer
+            .hooks_for(&info.realm, &info.identity.authrole)
+            .map(|hooks| Box::new(hooks.session()));
         let (handle, rx) = SessionHandle::new(info, self.router.config.limits.session_queue_max);
         self.outbound = Some(rx);
         realm.join(handle.clone());
         (State::Established { realm, handle }, Flow::Continue)
     }
 
-    fn permits(&self, handle: &SessionHandle, action: Action, uri: &str) -> bool {
+    /// The authorization hooks' answer on this action, when they gave one, else the
+    /// role's rules.
+    fn permits(
+        &self,
+        handle: &SessionHandle,
+        action: Action,
+        policy: MatchPolicy,
+        uri: &str,
+    ) -> bool {
+        if let Some(answer) = self.hook_answer(action, policy, uri) {
+            return answer;
+        }
         self.router
             .shared()
             .authorizer
@@ -604,7 +636,7 @@ impl WampSession {
                         "wamp.error.invalid_uri",
                         "invalid procedure URI",
                     ));
-                } else if !self.permits(handle, Action::Call, &procedure) {
+                } else if !self.permits(handle, Action::Call, MatchPolicy::Exact, &procedure) {
                     out.push(error(
                         code::CALL,
                         request,
@@ -696,7 +728,9 @@ impl WampSession {
         if !valid_uri(&topic, false) {
             return refuse(out, "wamp.error.invalid_uri", "invalid topic URI");
         }
-        if topic.starts_with("wamp.") || !self.permits(handle, Action::Publish, &topic) {
+        if topic.starts_with("wamp.")
+            || !self.permits(handle, Action::Publish, MatchPolicy::Exact, &topic)
+        {
             return refuse(
                 out,
                 "wamp.error.not_authorized",
@@ -787,7 +821,7 @@ impl WampSession {
                 "invalid topic URI",
             ));
         }
-        if !self.permits(handle, Action::Subscribe, topic) {
+        if !self.permits(handle, Action::Subscribe, policy, topic) {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
@@ -901,7 +935,9 @@ impl WampSession {
                 "invalid procedure URI",
             ));
         }
-        if procedure.starts_with("wamp.") || !self.permits(handle, Action::Register, procedure) {
+        if procedure.starts_with("wamp.")
+            || !self.permits(handle, Action::Register, policy, procedure)
+        {
             return out.push(error(
                 code::REGISTER,
                 request,

@@ -15,7 +15,6 @@ use super::{
     call_error, interrupt, CallRequest, CancelMode, Dealer, InvokePolicy, PendingCall, QueuedCall,
     RegisterError, QUEUED_CALLS_MAX,
 };
-use crate::auth::Action;
 use crate::topic::Pattern;
 
 impl Realm {
@@ -70,8 +69,8 @@ impl Realm {
         let authorizer = &self.shared.authorizer;
         let may_register = |reg: &super::Registration| {
             reg.callees.iter().all(|callee| {
-                let role = &callee.info.identity.authrole;
-                authorizer.permits(role, Action::Register, &call.procedure)
+                let info = &callee.info;
+                authorizer.may_be_invoked(&info.realm, &info.identity.authrole, &call.procedure)
             })
         };
         let Some(reg_id) = dealer.route_admitted(&call.procedure, may_register) else {
