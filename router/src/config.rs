@@ -104,6 +104,18 @@
 //! role = "backend"
 //! ```
 //!
+//! ## Environment overrides
+//!
+//! `FOXROUTER_<SECTION>__<KEY>=<value>` sets a key of a section (`__` between the levels,
+//! any case): `FOXROUTER_LIMITS__SESSION_QUEUE_MAX=100` is `[limits] session_queue_max =
+//! 100`, `FOXROUTER_AUTH__HTTP__URL=http://...` is `[auth.http] url`. The value is read as
+//! TOML where it is one (numbers, booleans, arrays, quoted strings), else as a string
+//! (`127.0.0.1:8080`, `off`); quote it to force a string. The environment beats the file,
+//! the command-line flags beat both. Arrays of tables (`[[role]]`, `[[user]]`) come only
+//! from the file. A variable naming an unknown key is an error that names the variable;
+//! variables without `__` (`FOXROUTER_BIN`) are not settings. `foxrouter check --config
+//! FILE` validates a file with the environment's overrides.
+//!
 //! ## Permissions
 //!
 //! A role's `permissions` allow, its `deny` rules deny. A rule matches a URI exactly
@@ -489,18 +501,111 @@ pub struct User {
     /// Realms this user may join; empty means any.
     #[serde(default)]
     pub realms: Vec<String>,
+    /// Bearer tokens that act as this user on the HTTP bridge (`POST /api/v1/publish`,
+    /// `/api/v1/call`; `docs/admin.md`). At least 16 characters each.
+    #[serde(default)]
+    pub http_tokens: Vec<String>,
+}
+
+/// The prefix of environment overrides: `FOXROUTER_<SECTION>__<KEY>` (see
+/// [`Config::from_sources`]).
+pub const ENV_PREFIX: &str = "FOXROUTER_";
+
+/// The environment overrides among `vars`: names `FOXROUTER_...` with at least one `__`
+/// (so `FOXROUTER_BIN` and such are not taken for settings), sorted by name.
+pub fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = vars
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A TOML value (number, boolean, array, inline table, quoted string) as written, else
+/// the text itself as a string (`127.0.0.1:8080`, `off`, `realm1`).
+fn env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Sets each override's key in `table`: `FOXROUTER_LIMITS__SESSION_QUEUE_MAX=100` is
+/// `[limits] session_queue_max = 100`, `FOXROUTER_AUTH__HTTP__URL=...` is `[auth.http] url`.
+fn apply_env(table: &mut toml::Table, overrides: &[(String, String)]) -> Result<(), String> {
+    for (name, raw) in overrides {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let Some((key, sections)) = path.split_last() else {
+            continue;
+        };
+        if path.iter().any(String::is_empty) {
+            return Err(format!("{name}: an empty section or key name"));
+        }
+        let mut at = &mut *table;
+        for section in sections {
+            let entry = at
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(inner) => inner,
+                _ => return Err(format!("{name}: '{section}' is not a section")),
+            };
+        }
+        at.insert(key.clone(), env_value(raw));
+    }
+    Ok(())
 }
 
 impl Config {
-    /// Reads and validates a file.
+    /// Reads and validates a file, with the environment's overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: name.clone(),
-            source,
-        })?;
-        let mut config = Self::parse(&text, &name)?;
-        if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.parent()) {
+        Self::from_sources(Some(path), &env_overrides(std::env::vars()))
+    }
+
+    /// The configuration of a file (or none: the defaults) with `overrides` applied on
+    /// top (`FOXROUTER_<SECTION>__<KEY>=<value>`, from [`env_overrides`]), validated. The
+    /// value is read as TOML where it is one (numbers, booleans, arrays, quoted strings),
+    /// else as a string. Command-line flags come on top of both.
+    pub fn from_sources(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let name = path.map_or_else(|| "(no file)".to_owned(), |p| p.display().to_string());
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: name.clone(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let mut config = if overrides.is_empty() {
+            Self::parse(&text, &name)?
+        } else {
+            let parse_error = |message: String| ConfigError::Parse {
+                path: name.clone(),
+                message,
+            };
+            let mut table: toml::Table = toml::from_str(&text)
+                .map_err(|e| parse_error(e.to_string().trim_end().to_owned()))?;
+            apply_env(&mut table, overrides).map_err(parse_error)?;
+            let names: Vec<&str> = overrides.iter().map(|(n, _)| n.as_str()).collect();
+            let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+                parse_error(format!(
+                    "{} (with the environment's {})",
+                    e.to_string().trim_end(),
+                    names.join(", ")
+                ))
+            })?;
+            config.validate().map_err(|message| ConfigError::Invalid {
+                path: name.clone(),
+                message,
+            })?;
+            config
+        };
+        if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.and_then(Path::parent)) {
             tls.resolve_paths(dir);
         }
         Ok(config)
@@ -530,15 +635,30 @@ impl Config {
             }
         }
         let mut users = HashMap::new();
+        let mut tokens = std::collections::HashSet::new();
         for user in &self.users {
             if users.insert(user.authid.as_str(), user).is_some() {
                 return Err(format!("user '{}' is defined twice", user.authid));
             }
-            if user.secret.is_empty() && user.pubkeys.is_empty() {
+            if user.secret.is_empty() && user.pubkeys.is_empty() && user.http_tokens.is_empty() {
                 return Err(format!(
-                    "user '{}' has neither a secret nor pubkeys",
+                    "user '{}' has neither a secret, pubkeys nor http_tokens",
                     user.authid
                 ));
+            }
+            for token in &user.http_tokens {
+                if token.chars().count() < 16 {
+                    return Err(format!(
+                        "user '{}': an http_tokens entry is shorter than 16 characters",
+                        user.authid
+                    ));
+                }
+                if !tokens.insert(token.as_str()) {
+                    return Err(format!(
+                        "user '{}': an http_tokens entry is also another user's",
+                        user.authid
+                    ));
+                }
             }
             if let Some(bad) = user
                 .pubkeys
@@ -632,6 +752,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn environment_overrides_set_keys_of_sections_and_subsections() {
+        let vars = [
+            ("FOXROUTER_LIMITS__SESSION_QUEUE_MAX", "100"),
+            ("FOXROUTER_LISTEN__WS", "127.0.0.1:9999"),
+            ("FOXROUTER_AUTH__ANONYMOUS", "false"),
+            ("FOXROUTER_ROUTER__REALMS", "[\"a\", \"b\"]"),
+            ("FOXROUTER_AUTH__HTTP__URL", "http://127.0.0.1:9/auth"),
+            ("FOXROUTER_BIN", "/not/a/setting"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let overrides = env_overrides(vars.into_iter());
+        assert_eq!(overrides.len(), 5, "FOXROUTER_BIN has no section");
+        let config = Config::from_sources(None, &overrides).unwrap();
+        assert_eq!(config.limits.session_queue_max, 100);
+        assert_eq!(config.listen.ws.unwrap().port(), 9999);
+        assert!(!config.auth.anonymous);
+        assert_eq!(config.router.realms, ["a", "b"]);
+        assert_eq!(config.auth.http.unwrap().url, "http://127.0.0.1:9/auth");
+    }
+
+    #[test]
+    fn environment_overrides_beat_the_file_and_bad_ones_name_the_variable() {
+        let dir = std::env::temp_dir().join(format!("foxrouter-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nsession_queue_max = 7\nmessage_size_max_bytes = 5000\n",
+        )
+        .unwrap();
+        let one = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        let config = Config::from_sources(
+            Some(&file),
+            &one("FOXROUTER_LIMITS__SESSION_QUEUE_MAX", "9"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.limits.session_queue_max,
+                config.limits.message_size_max_bytes
+            ),
+            (9, 5000)
+        );
+        let unknown = Config::from_sources(Some(&file), &one("FOXROUTER_LIMITS__BOGUS", "1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("bogus") && unknown.contains("FOXROUTER_LIMITS__BOGUS"),
+            "{unknown}"
+        );
+        let zero = Config::from_sources(None, &one("FOXROUTER_LIMITS__SESSION_QUEUE_MAX", "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("at least 1"), "{zero}");
+        let scalar = Config::from_sources(
+            Some(&file),
+            &one("FOXROUTER_LIMITS__SESSION_QUEUE_MAX__X", "1"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(scalar.contains("not a section"), "{scalar}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn empty_file_is_the_default() {
         let c = Config::parse("", "t").unwrap();
         assert_eq!(c.listen.ws, Some("127.0.0.1:8080".parse().unwrap()));
@@ -651,10 +837,32 @@ mod tests {
     }
 
     #[test]
+    fn http_tokens_are_long_and_belong_to_one_user() {
+        let user = |name: &str, token: &str| {
+            format!("[[user]]\nauthid = \"{name}\"\nrole = \"anonymous\"\nhttp_tokens = [\"{token}\"]\n")
+        };
+        Config::parse(&user("bot", "0123456789abcdef"), "f").expect("a token alone is enough");
+        let short = Config::parse(&user("bot", "short"), "f")
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("shorter than 16"), "{short}");
+        let twice = format!(
+            "{}{}",
+            user("a", "0123456789abcdef"),
+            user("b", "0123456789abcdef")
+        );
+        let twice = Config::parse(&twice, "f").unwrap_err().to_string();
+        assert!(twice.contains("another user's"), "{twice}");
+    }
+
+    #[test]
     fn users_need_a_secret_or_valid_pubkeys() {
         let anonymous_role = "[[user]]\nauthid = \"a\"\nrole = \"anonymous\"\n";
         let err = Config::parse(anonymous_role, "f").unwrap_err().to_string();
-        assert!(err.contains("neither a secret nor pubkeys"), "{err}");
+        assert!(
+            err.contains("neither a secret, pubkeys nor http_tokens"),
+            "{err}"
+        );
         let bad_key = format!("{anonymous_role}pubkeys = [\"{}\"]\n", "ab".repeat(31));
         let err = Config::parse(&bad_key, "f").unwrap_err().to_string();
         assert!(err.contains("not an Ed25519 public key"), "{err}");

@@ -38,3 +38,38 @@ pub mod tls;
 pub mod topic;
 pub mod util;
 pub mod wamp;
+
+/// What `foxrouter version` prints: foxrouter's version, each workspace component's, the
+/// protocols, and the versions of the main libraries it was built with (from Cargo.lock).
+pub fn version_report() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut out = format!("foxrouter {version}\n");
+    let components = [
+        (
+            "fox-wamp-proto",
+            "WAMP v2: JSON, MessagePack, CBOR over WebSocket and RawSocket",
+        ),
+        (
+            "fox-mqtt-proto",
+            "MQTT 3.1, 3.1.1 and 5.0 over TCP and WebSocket",
+        ),
+        (
+            "fox-sequencer",
+            "masterfree cluster cores, ID epoch 2020-01-01 UTC",
+        ),
+        ("fox-storage", "RocksDB store"),
+        (
+            "fox-cluster",
+            "cluster node processes and node-to-node protocol",
+        ),
+    ];
+    // The workspace's crates share one version (Cargo.toml `[workspace.package]`).
+    for (name, what) in components {
+        out.push_str(&format!("  {name} {version}: {what}\n"));
+    }
+    out.push_str("built with:\n");
+    for library in env!("FOXROUTER_LIBRARIES").split(';') {
+        out.push_str(&format!("  {library}\n"));
+    }
+    out
+}

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use fox_router::admin::{self, Admin, AdminServer};
-use fox_router::config::{AdminListen, Config};
+use fox_router::config::{env_overrides, AdminListen, Config};
 use fox_router::durable::Durable;
 use fox_router::realm::{MessageProperties, Publication};
 use fox_router::router::Router;
@@ -33,6 +33,18 @@ enum Command {
     Cluster(ClusterCommand),
     /// Run one node of a masterfree cluster (its role is read from the cluster file).
     Node(NodeArgs),
+    /// Validate a configuration file (with the environment's FOXROUTER_<SECTION>__<KEY>
+    /// overrides): prints `ok`, or the line and the reason and exits 1.
+    Check(CheckArgs),
+    /// Print the version of foxrouter and of each of its components.
+    Version,
+}
+
+#[derive(Parser, Debug)]
+struct CheckArgs {
+    /// The configuration file.
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +231,26 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Cluster(ClusterCommand::Init(args)) => cluster_init(args),
         Command::Node(args) => node(args),
+        Command::Check(args) => check(args),
+        Command::Version => {
+            print!("{}", fox_router::version_report());
+            Ok(())
+        }
+    }
+}
+
+/// `foxrouter check`: the file parsed and validated as `serve` would (TLS files are read by
+/// `serve` itself, not here).
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    match Config::load(&args.config) {
+        Ok(_) => {
+            println!("ok: {}", args.config.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -273,7 +305,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
         .clone();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None => Config::from_sources(None, &env_overrides(std::env::vars()))?,
     };
     config.listen.ws = spec.ws;
     config.listen.rawsocket = spec.rawsocket;
@@ -463,7 +495,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config_path = args.config.clone();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None => Config::from_sources(None, &env_overrides(std::env::vars()))?,
     };
     if args.ws.is_some() {
         config.listen.ws = args.ws;

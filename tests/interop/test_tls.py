@@ -1,6 +1,6 @@
 """TLS on the client listeners (issue 16): MQTT over TLS with paho-mqtt and mosquitto_pub /
 mosquitto_sub (`--cafile`, client certificates), WAMP over `wss://` and RawSocket over TLS
-with autobahn-python, MQTT over `wss://.../mqtt`; client certificates required or
+with autobahn-python, MQTT over `wss://.../mqtt` (paho and MQTT.js); client certificates required or
 optional; SIGHUP reloads the certificate without dropping connections, and a bad new file
 is refused with a log line while the old certificate stays.
 
@@ -214,6 +214,18 @@ def test_mqtt_over_wss(router_factory, pki):
         assert client.get().payload == b"mqtt over wss"
     finally:
         client.disconnect()
+
+
+@pytest.mark.parametrize("transport,version", [("mqtts", 4), ("mqtts", 5), ("wss", 5)])
+def test_mqtt_js_over_tls_verifies_the_certificate(router_factory, pki, transport, version):
+    """MQTT.js (tests/js/mqtt_js.js, its whole scenario) over mqtts:// and wss://.../mqtt,
+    verifying the router's certificate against the test's CA."""
+    from test_js_clients import run_script
+
+    router = tls_router(router_factory, pki)
+    _, port = router.addr[transport]
+    url = f"mqtts://localhost:{port}" if transport == "mqtts" else f"wss://localhost:{port}/mqtt"
+    run_script("mqtt_js.js", ["--url", url, "--version", str(version), "--ca", str(pki.pem)], router)
 
 
 def test_a_required_client_certificate(router_factory, pki, tmp_path):

@@ -2,6 +2,10 @@
 // transport per run:
 //
 //   node tests/js/mqtt_js.js --url mqtt://127.0.0.1:PORT | ws://127.0.0.1:PORT/mqtt --version 4|5
+//   node tests/js/mqtt_js.js --url mqtts://localhost:PORT | wss://localhost:PORT/mqtt --ca CA.pem ...
+//
+// With --ca, the server certificate is verified against that CA (and its name against the
+// URL's host).
 //
 // Connect, SUBSCRIBE at QoS 0/1/2 (granted QoS), PUBLISH at each QoS with the delivered QoS
 // = min(publish, subscription), + and # filters, retained replay and clearing, the will of
@@ -22,6 +26,8 @@ const url = option('url');
 const version = Number(option('version', '5'));
 const WAIT_MS = 5000;
 const v5 = version === 5;
+const caFile = option('ca', '');
+const tls = caFile ? { ca: require('node:fs').readFileSync(caFile), rejectUnauthorized: true } : {};
 
 /**
  * Connects and resolves once CONNACK is in, with every message already routed into
@@ -34,6 +40,7 @@ function connect(clientId, options = {}) {
     clientId,
     reconnectPeriod: 0,
     connectTimeout: WAIT_MS,
+    ...tls,
     ...options,
   });
   client.inbox = new Inbox();

@@ -11,6 +11,8 @@
 //!              (OpenMetrics) text format
 //! api.rs       GET /api/v1/status | sessions | subscriptions | registrations | retained,
 //!              DELETE /api/v1/sessions/{id}
+//! bridge.rs    POST /api/v1/publish, POST /api/v1/call: the HTTP bridge (its own bearer
+//!              tokens, `[[user]] http_tokens`)
 //! query.rs     query-string parsing: pagination, filters, strict errors
 //! settings.rs  `[admin]` / `--admin`: address (default, off, explicit) and token
 //! ```
@@ -27,6 +29,7 @@
 //! locks, the same ones the meta API takes) and its counters.
 
 mod api;
+mod bridge;
 mod health;
 mod https;
 mod prometheus;
@@ -249,6 +252,7 @@ fn routes(admin: Arc<Admin>) -> axum::Router {
         ));
     axum::Router::new()
         .route("/healthz", get(health::healthz))
+        .merge(bridge::routes())
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -125,6 +125,24 @@ impl ProcedureCall {
 
 /// The router's own caller for one call: its handle and queue.
 fn internal_caller(realm: &str) -> (SessionHandle, crate::realm::OutboundQueue) {
+    let identity = Identity {
+        authid: "foxrouter".to_owned(),
+        authrole: "foxrouter".to_owned(),
+        authmethod: "internal".to_owned(),
+        authprovider: "foxrouter".to_owned(),
+    };
+    caller_for(realm, identity, "internal", String::new())
+}
+
+/// A caller outside any connection (the router itself, the HTTP bridge) for one call:
+/// its handle and queue. It does not join the realm; the RESULT or ERROR arrives on the
+/// queue.
+pub(crate) fn caller_for(
+    realm: &str,
+    identity: Identity,
+    transport: &'static str,
+    peer: String,
+) -> (SessionHandle, crate::realm::OutboundQueue) {
     let mut features = Dict::new();
     features.insert("call_canceling".into(), Value::Bool(true));
     let mut caller = Dict::new();
@@ -134,14 +152,9 @@ fn internal_caller(realm: &str) -> (SessionHandle, crate::realm::OutboundQueue) 
     let info = SessionInfo {
         id: crate::realm::new_session_id(),
         realm: realm.to_owned(),
-        identity: Identity {
-            authid: "foxrouter".to_owned(),
-            authrole: "foxrouter".to_owned(),
-            authmethod: "internal".to_owned(),
-            authprovider: "foxrouter".to_owned(),
-        },
-        transport: "internal",
-        peer: String::new(),
+        identity,
+        transport,
+        peer,
         roles,
     };
     // RESULT or ERROR, and possibly a late one after a cancel: a small queue suffices.

@@ -11,7 +11,7 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use fox_wamp_proto::{Dict, Value};
@@ -21,7 +21,7 @@ use crate::config::{Config, User};
 mod authorize;
 mod cache;
 mod certificate;
-mod dynamic;
+pub(crate) mod dynamic;
 pub mod external;
 pub mod hooks;
 mod http;
@@ -167,6 +167,32 @@ impl Authenticator {
         let count = next.users.len();
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         Ok(count)
+    }
+
+    /// The user a bearer token of the HTTP bridge names (`[[user]] http_tokens`), as an
+    /// identity (authmethod `token`, authprovider `static`) with the realms it may use
+    /// (empty: any). Tokens are compared by their SHA-256 digests in constant time.
+    pub fn bridge_user(&self, token: &str) -> Option<(Identity, Vec<String>)> {
+        use subtle::ConstantTimeEq;
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let config = self.config();
+        let mut found = None;
+        for user in &config.users {
+            for candidate in &user.http_tokens {
+                let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+                if bool::from(digest.ct_eq(&given)) {
+                    found = Some(user);
+                }
+            }
+        }
+        let user = found?;
+        let identity = Identity {
+            authid: user.authid.clone(),
+            authrole: user.role.clone(),
+            authmethod: "token".to_owned(),
+            authprovider: "static".to_owned(),
+        };
+        Some((identity, user.realms.clone()))
     }
 
     /// The external authenticators.

@@ -1,0 +1,31 @@
+//! Records the versions of the libraries `foxrouter version` reports, from the workspace's
+//! Cargo.lock (the versions this binary was built with).
+
+use std::path::Path;
+
+/// The libraries reported, in this order.
+const REPORTED: &[&str] = &[
+    "librocksdb-sys",
+    "tokio",
+    "tokio-tungstenite",
+    "rustls",
+    "raft",
+    "axum",
+];
+
+fn main() {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let mut found = Vec::new();
+    for wanted in REPORTED {
+        let needle = format!("name = \"{wanted}\"\nversion = \"");
+        let version = text
+            .find(&needle)
+            .map(|at| &text[at + needle.len()..])
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("unknown");
+        found.push(format!("{wanted} {version}"));
+    }
+    println!("cargo:rustc-env=FOXROUTER_LIBRARIES={}", found.join(";"));
+}
