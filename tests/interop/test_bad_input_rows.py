@@ -553,6 +553,14 @@ def test_mqtt_malformed_connect_3x_is_closed(router, version):
     raw.send(packet(0x10, s(name) + bytes([version, 0x82]) + struct.pack("!H", 60) + s("x")))
     assert raw.closed() == [], "no CONNACK: 3.x has no code for a malformed packet"
     logged(router, "bad MQTT CONNECT")
+    # The reserved flag bit is a rule of 3.1.1 (MQTT-3.1.2-3), not of 3.1.
+    raw = Raw(router)
+    raw.send(packet(0x10, s(name) + bytes([version, 0x03]) + struct.pack("!H", 60) + s(new_id())))
+    if version == 3:
+        assert raw.expect(CONNACK)[2] == b"\x00\x00"
+        raw.close()
+    else:
+        assert raw.closed() == []
     still_serves(router)
 
 
@@ -759,18 +767,18 @@ def test_slowloris_on_a_tls_listener_is_closed_at_the_handshake_timeout(router_f
 
 
 def test_each_handshake_phase_has_its_own_deadline(router_factory, pki):
-    """handshake_timeout_ms = 1000: a client that takes 0.7 s in each phase (TLS, WebSocket
+    """handshake_timeout_ms = 1500: a client that takes 0.9 s in each phase (TLS, WebSocket
     upgrade, HELLO over wss; the 4 bytes, HELLO over RawSocket) still joins, after
     more than the timeout in all."""
-    router = tls_router(router_factory, pki, "[limits]\nhandshake_timeout_ms = 1000\n")
-    phase = 0.7
+    router = tls_router(router_factory, pki, "[limits]\nhandshake_timeout_ms = 1500\n")
+    phase = 0.9
     started = time.monotonic()
     raw = RawSocketClient(router.rawsocket, "json")
     time.sleep(phase)
     assert raw.handshake()[0] == 0x7F
     time.sleep(phase)
     raw.join()
-    assert time.monotonic() - started > 1.0
+    assert time.monotonic() - started > 1.5
     started = time.monotonic()
     plain = socket.create_connection(router.addr["wss"], timeout=5)
     time.sleep(phase)
@@ -782,7 +790,7 @@ def test_each_handshake_phase_has_its_own_deadline(router_factory, pki):
     ws = _upgraded(tls, "wamp.2.json")
     time.sleep(phase)
     ws.join()
-    assert time.monotonic() - started > 2.0
+    assert time.monotonic() - started > 1.5, "more than one timeout in all"
     still_serves(router)
 
 
