@@ -5,7 +5,6 @@ line where the row names one, and after the bad input a fresh client that is sti
 mqtt_client's Raw), so nothing in between fixes up the bad bytes."""
 
 import socket
-import ssl
 import struct
 import time
 import tomllib
@@ -19,7 +18,7 @@ from wamp_client import HELLO_ROLES, Closed, RawSocketClient, WebSocketClient, e
 HELLO, WELCOME, ABORT, GOODBYE, ERROR, PUBLISH, PUBLISHED = 1, 2, 3, 6, 8, 16, 17
 SUBSCRIBE, SUBSCRIBED, EVENT, CALL, RESULT, REGISTER, REGISTERED = 32, 33, 36, 48, 50, 64, 65
 INVOCATION, YIELD, CANCEL = 68, 70, 49
-CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT = 2, 4, 5, 6, 7, 9, 11, 13, 14
+CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, PINGRESP, DISCONNECT = 2, 4, 5, 6, 7, 9, 13, 14
 PROTOCOL_VIOLATION = "wamp.error.protocol_violation"
 
 
