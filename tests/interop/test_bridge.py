@@ -183,3 +183,67 @@ def test_client_mistakes_get_a_4xx_with_a_json_error(router_factory, path):
     # Still serving.
     if path.endswith("publish"):
         assert post(router, path, good)[0] == 200
+
+
+def kv(router, method, key, body=None, token=TOKEN, headers=None, content_type="application/json"):
+    """(status, JSON answer, ETag) of a request to /api/v1/kv/{key}."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{router.admin_url}/api/v1/kv/{key}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read()), response.headers.get("ETag")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), error.headers.get("ETag")
+
+
+def test_kv_reads_writes_and_conditions_on_retained_keys(router_factory):
+    router = router_factory(CONFIG)
+    key = "com.allowed.lock"
+    assert kv(router, "GET", key)[0] == 404
+    status, answer, etag = kv(router, "PUT", key, {"owner": "a"})
+    assert status == 200 and etag == f'"{answer["id"]}"', (status, answer, etag)
+    written = answer["id"]
+    status, answer, etag = kv(router, "GET", key)
+    assert status == 200 and answer["args"] == [{"owner": "a"}] and answer["id"] == written
+    assert etag == f'"{written}"'
+    # The same key is MQTT's retained message.
+    late = Client(router, version=5)
+    late.connect()
+    late.subscribe("com/allowed/lock", qos=1)
+    assert json.loads(late.get().payload) == {"owner": "a"}
+    late.disconnect()
+    # Conditions map onto the sync service's `when`.
+    assert kv(router, "PUT", key, {"owner": "b"}, headers={"If-None-Match": "*"})[0] == 412
+    assert kv(router, "DELETE", key, headers={"Fox-When": '{"owner": "b"}'})[0] == 412
+    assert kv(router, "GET", key)[1]["args"] == [{"owner": "a"}], "refused writes changed nothing"
+    assert kv(router, "DELETE", key, headers={"Fox-When": '{"owner": "a"}'})[0] == 200
+    assert kv(router, "GET", key)[0] == 404
+    assert kv(router, "PUT", key, {"owner": "b"}, headers={"If-None-Match": "*"})[0] == 200
+    # A raw value, as MQTT carries it.
+    assert kv(router, "PUT", "com.allowed.raw", b"hello", content_type="text/plain")[0] == 200
+    assert kv(router, "GET", "com.allowed.raw")[1]["payload"] == "hello"
+    # Permissions: the reader may read but not write; nobody writes outside com.allowed.
+    assert kv(router, "GET", key, token=READER_TOKEN)[0] == 200
+    assert kv(router, "PUT", key, {"x": 1}, token=READER_TOKEN)[0] == 403
+    assert kv(router, "PUT", "com.denied.k", {"x": 1})[0] == 403
+    # Client mistakes.
+    for args, kwargs, expected in [
+        (("GET", "com..x"), {}, 400),
+        (("PUT", key, b"{nope"), {}, 400),
+        (("PUT", key, {"x": 1}), {"headers": {"If-Match": '"1"'}}, 400),
+        (("PUT", key, {"x": 1}), {"headers": {"Fox-When": "{nope"}}, 400),
+        (("PUT", key, b""), {"content_type": "text/plain"}, 400),
+        (("GET", key), {"token": None}, 401),
+    ]:
+        status, answer, _ = kv(router, *args, **kwargs)
+        assert status == expected and answer["error"], (args, kwargs, status, answer)
+    status, answer, _ = kv(router, "GET", key + "?realm=nowhere")
+    assert status == 404 and "nowhere" in answer["error"], answer

@@ -340,7 +340,7 @@ async fn retained(
     Ok(Json(page.body("retained", total, items)))
 }
 
-fn retained_json(realm: &str, publication: &Publication) -> Value {
+pub(super) fn retained_json(realm: &str, publication: &Publication) -> Value {
     let mut item = json!({
         "realm": realm,
         "topic": publication.topic.wamp_uri(),

@@ -89,20 +89,20 @@ fn yes() -> bool {
 }
 
 /// Who calls: the token's user, on one realm.
-struct Caller {
-    router: Arc<Router>,
-    realm: Arc<Realm>,
-    identity: Identity,
+pub(super) struct Caller {
+    pub(super) router: Arc<Router>,
+    pub(super) realm: Arc<Realm>,
+    pub(super) identity: Identity,
 }
 
 impl ApiError {
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(super) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 }
 
 /// Why a request is refused before it is looked at.
-enum Refused {
+pub(super) enum Refused {
     /// No or an unknown token: 401 with the challenge header.
     Unauthorized(&'static str),
     /// Anything else.
@@ -126,7 +126,11 @@ impl IntoResponse for Refused {
 }
 
 /// The token's user on the requested realm, or the refusal.
-fn caller(admin: &Admin, headers: &HeaderMap, realm: Option<&str>) -> Result<Caller, Refused> {
+pub(super) fn caller(
+    admin: &Admin,
+    headers: &HeaderMap,
+    realm: Option<&str>,
+) -> Result<Caller, Refused> {
     let router = admin.router().map_err(Refused::Error)?.clone();
     let Some(token) = headers
         .get(header::AUTHORIZATION)
@@ -161,7 +165,7 @@ fn caller(admin: &Admin, headers: &HeaderMap, realm: Option<&str>) -> Result<Cal
 }
 
 impl Caller {
-    fn info(&self) -> SessionInfo {
+    pub(super) fn info(&self) -> SessionInfo {
         SessionInfo {
             id: crate::realm::new_session_id(),
             realm: self.realm.name.clone(),
@@ -174,7 +178,7 @@ impl Caller {
 
     /// The authorization hooks' answer when they decide for this user, else its role's
     /// rules.
-    async fn permits(&self, info: &SessionInfo, action: Action, uri: &str) -> bool {
+    pub(super) async fn permits(&self, info: &SessionInfo, action: Action, uri: &str) -> bool {
         let authorizer = &self.realm.shared().authorizer;
         if let Some(hooks) = authorizer.hooks_for(&info.realm, &info.identity.authrole) {
             let query = Query::new(info, "http", (action, MatchPolicy::Exact, uri.to_owned()));
@@ -194,7 +198,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 /// A URI fit for an exact publish or call.
-fn valid_uri(uri: &str) -> bool {
+pub(super) fn valid_uri(uri: &str) -> bool {
     !uri.is_empty()
         && uri
             .split('.')

@@ -13,6 +13,8 @@
 //!              DELETE /api/v1/sessions/{id}
 //! bridge.rs    POST /api/v1/publish, POST /api/v1/call: the HTTP bridge (its own bearer
 //!              tokens, `[[user]] http_tokens`)
+//! kv.rs        GET / PUT / DELETE /api/v1/kv/{key}: retained keys over HTTP (the bridge's
+//!              tokens; If-None-Match and Fox-When map onto the sync service's `when`)
 //! query.rs     query-string parsing: pagination, filters, strict errors
 //! settings.rs  `[admin]` / `--admin`: address (default, off, explicit) and token
 //! ```
@@ -32,6 +34,7 @@ mod api;
 mod bridge;
 mod health;
 mod https;
+mod kv;
 mod prometheus;
 mod query;
 pub mod settings;
@@ -253,6 +256,7 @@ fn routes(admin: Arc<Admin>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(health::healthz))
         .merge(bridge::routes())
+        .merge(kv::routes())
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
