@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod connection_rate;
 pub mod cryptosign;
+pub mod ctl;
 pub mod durable;
 pub mod engine;
 pub mod follow;

@@ -38,6 +38,33 @@ enum Command {
     Check(CheckArgs),
     /// Print the version of foxrouter and of each of its components.
     Version,
+    /// Ask a running router's admin listener: status, sessions, kick a session.
+    Ctl(CtlArgs),
+}
+
+#[derive(Parser, Debug)]
+struct CtlArgs {
+    /// The admin listener.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    admin: String,
+    /// Its bearer token (`[admin] token`), when it needs one.
+    #[arg(long, env = "FOXROUTER_CTL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    request: CtlRequest,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlRequest {
+    /// Version, uptime, listeners and counts (JSON).
+    Status,
+    /// Every session, one line each.
+    Sessions,
+    /// Close a session (WAMP GOODBYE wamp.close.killed, MQTT 5 DISCONNECT 0x98).
+    Kick {
+        /// The session ID.
+        id: u64,
+    },
 }
 
 #[derive(Parser, Debug)]
@@ -232,9 +259,36 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Init(args)) => cluster_init(args),
         Command::Node(args) => node(args),
         Command::Check(args) => check(args),
+        Command::Ctl(args) => ctl(args),
         Command::Version => {
             print!("{}", fox_router::version_report());
             Ok(())
+        }
+    }
+}
+
+/// `foxrouter ctl`: one request to the admin listener; exit 1 with the reason on failure.
+fn ctl(args: CtlArgs) -> anyhow::Result<()> {
+    let request = match args.request {
+        CtlRequest::Status => fox_router::ctl::Request::Status,
+        CtlRequest::Sessions => fox_router::ctl::Request::Sessions,
+        CtlRequest::Kick { id } => fox_router::ctl::Request::Kick(id),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(fox_router::ctl::run(
+        &args.admin,
+        args.token.as_deref(),
+        request,
+    )) {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(why) => {
+            eprintln!("foxrouter ctl: {why}");
+            std::process::exit(1);
         }
     }
 }

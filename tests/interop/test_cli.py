@@ -2,6 +2,8 @@
 `foxrouter version`, and `FOXROUTER_<SECTION>__<KEY>` environment overrides (README,
 router/src/config.rs)."""
 
+import asyncio
+import json
 import os
 import subprocess
 
@@ -63,3 +65,36 @@ def test_environment_overrides_reach_a_running_router(router_factory, monkeypatc
         s.leave()
 
     run(main())
+
+
+def test_ctl_status_sessions_and_kick(router_factory):
+    router = router_factory('[admin]\ntoken = "ctl-secret-token"\n')
+
+    async def main():
+        session = await connect(router)
+        loop = asyncio.get_running_loop()
+
+        def ctl(*args, token="ctl-secret-token"):
+            env = {"FOXROUTER_CTL_TOKEN": token} if token else {}
+            return foxrouter("ctl", "--admin", router.admin_url, *args, env=env)
+
+        refused = await loop.run_in_executor(None, lambda: ctl("status", token=None))
+        assert refused.returncode == 1 and "401" in refused.stderr, refused
+        status = await loop.run_in_executor(None, ctl, "status")
+        assert status.returncode == 0, status
+        assert json.loads(status.stdout)["counts"]["sessions"]["wamp"] == 1
+        sessions = await loop.run_in_executor(None, ctl, "sessions")
+        assert sessions.returncode == 0, sessions
+        lines = sessions.stdout.splitlines()
+        assert lines[0].startswith("ID") and lines[-1] == "1 sessions", sessions.stdout
+        session_id = session.details.session
+        assert lines[1].split()[0] == str(session_id)
+        kicked = await loop.run_in_executor(None, ctl, "kick", str(session_id))
+        assert kicked.returncode == 0 and "disconnecting" in kicked.stdout, kicked
+        await asyncio.wait_for(session.left, 5)
+        unknown = await loop.run_in_executor(None, ctl, "kick", "12345")
+        assert unknown.returncode == 1 and "404" in unknown.stderr, unknown
+
+    run(main())
+    nowhere = foxrouter("ctl", "--admin", "http://127.0.0.1:1", "status")
+    assert nowhere.returncode == 1 and "127.0.0.1:1" in nowhere.stderr, nowhere
