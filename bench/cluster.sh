@@ -111,9 +111,10 @@ fi
 if [ "$BUILD" = 1 ]; then
   if wanted foxrouter; then
     bash "$ROOT/scripts/setup.sh" --build-only
-    (cd "$ROOT" && cargo build --release -p fox-router -p fox-demos --bin foxrouter --bin fox-bench)
+    (cd "$ROOT" && cargo build --release --workspace --bins)
   else
-    (cd "$ROOT" && cargo build --release -p fox-demos --bin fox-bench)
+    # The same selection as scripts/run.sh and compare.sh: one set of release artifacts.
+    (cd "$ROOT" && cargo build --release --workspace --bins)
   fi
 fi
 

@@ -126,7 +126,8 @@ fi
 if [ "$BUILD" = 1 ]; then
   log "building fox-bench and foxrouter (release)"
   bash "$ROOT/scripts/setup.sh" --build-only >&2
-  (cd "$ROOT" && cargo build --release -j 2 -p fox-demos -p fox-router >&2)
+  # The same selection as scripts/run.sh and cluster.sh: one set of release artifacts.
+  (cd "$ROOT" && cargo build --release -j 2 --workspace --bins >&2)
 fi
 BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}
 # Command prefixes placing the routers and the load generator on CPUs (--pin).

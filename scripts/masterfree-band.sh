@@ -9,7 +9,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v supervisord >/dev/null || bash scripts/setup.sh
 bash scripts/setup.sh --build-only
-cargo build -p fox-router --bin foxrouter
+# The same cargo selection as scripts/test.sh: one set of debug artifacts for both (a
+# narrower -p selection unifies features differently and rebuilds, RocksDB's C++ included).
+cargo build --workspace --all-targets
 export FOX_BIN_DIR="${FOX_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}"
 export FOX_BAND_DIR="${FOX_BAND_DIR:-$root/target/masterfree}"
 export FOX_NODE_ARGS="${FOX_NODE_ARGS:-}"

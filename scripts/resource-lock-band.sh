@@ -7,7 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v supervisord >/dev/null || bash scripts/setup.sh
 bash scripts/setup.sh --build-only
-cargo build -p fox-router -p fox-demos --bins
+# The same cargo selection as scripts/test.sh: one set of debug artifacts for both (a
+# narrower -p selection unifies features differently and rebuilds, RocksDB's C++ included).
+cargo build --workspace --all-targets
 export FOX_BIN_DIR="${FOX_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}"
 export FOX_LOG_DIR="${FOX_LOG_DIR:-$root/target/band}"
 export FOX_WS="${FOX_WS:-127.0.0.1:8080}"
