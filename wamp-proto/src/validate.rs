@@ -87,7 +87,14 @@ const REGISTER_OPTIONS: &[(&str, Rule)] = &[
     ("match", MATCH),
     (
         "invoke",
-        Rule::OneOf(&["single", "roundrobin", "random", "first", "last"]),
+        Rule::OneOf(&[
+            "single",
+            "roundrobin",
+            "random",
+            "first",
+            "last",
+            "least_loaded",
+        ]),
     ),
     ("disclose_caller", Rule::Bool),
     ("forward_for", Rule::DictList),

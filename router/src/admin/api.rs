@@ -123,7 +123,7 @@ async fn status(
 
 /// The realms a listing covers: all, or the one `?realm=` names (404 when there is none;
 /// a listing never creates a realm).
-fn realms_of(router: &Router, params: &Params) -> Result<Vec<Arc<Realm>>, ApiError> {
+pub(super) fn realms_of(router: &Router, params: &Params) -> Result<Vec<Arc<Realm>>, ApiError> {
     let realms = router.realms();
     let Some(name) = params.get("realm") else {
         return Ok(realms);

@@ -15,6 +15,8 @@
 //!              tokens, `[[user]] http_tokens`)
 //! kv.rs        GET / PUT / DELETE /api/v1/kv/{key}: retained keys over HTTP (the bridge's
 //!              tokens; If-None-Match and Fox-When map onto the sync service's `when`)
+//! services.rs  GET /api/v1/services, GET /api/v1/services/{procedure}/pick: the service
+//!              registry (callees, load, health)
 //! query.rs     query-string parsing: pagination, filters, strict errors
 //! settings.rs  `[admin]` / `--admin`: address (default, off, explicit) and token
 //! ```
@@ -37,6 +39,7 @@ mod https;
 mod kv;
 mod prometheus;
 mod query;
+mod services;
 pub mod settings;
 
 use std::net::SocketAddr;
@@ -249,6 +252,7 @@ fn routes(admin: Arc<Admin>) -> axum::Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(prometheus::metrics))
         .merge(api::routes())
+        .merge(services::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             admin.clone(),
             require_token,

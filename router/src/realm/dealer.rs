@@ -27,6 +27,10 @@ pub enum InvokePolicy {
     First,
     /// The callee that registered last.
     Last,
+    /// The healthy callee with the fewest invocations in flight (the first such one on a
+    /// tie); a callee whose last invocation timed out counts as unhealthy until it answers
+    /// again, and is taken only when no healthy one has room.
+    LeastLoaded,
 }
 
 impl InvokePolicy {
@@ -38,6 +42,7 @@ impl InvokePolicy {
             Some("random") => Some(Self::Random),
             Some("first") => Some(Self::First),
             Some("last") => Some(Self::Last),
+            Some("least_loaded") => Some(Self::LeastLoaded),
             Some(_) => None,
         }
     }
@@ -50,6 +55,7 @@ impl InvokePolicy {
             Self::Random => "random",
             Self::First => "first",
             Self::Last => "last",
+            Self::LeastLoaded => "least_loaded",
         }
     }
 }
@@ -74,6 +80,72 @@ pub struct Registration {
     in_flight: HashMap<SessionId, u32>,
     /// Calls waiting for a callee with room, first in first out.
     queue: VecDeque<QueuedCall>,
+    /// Per callee: since when it is registered, whether its last invocation timed out, its
+    /// last ERROR (the service registry, `least_loaded`).
+    health: HashMap<SessionId, CalleeHealth>,
+    /// The service registry's own round-robin position (`pick` does not move `next`).
+    pick_next: usize,
+}
+
+/// What the registry knows of one callee of a registration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CalleeHealth {
+    /// When it registered (ISO 8601).
+    pub since: String,
+    /// When its invocation last timed out, Unix ms; cleared by its next answer.
+    pub unhealthy_since_ms: Option<u64>,
+    /// The error URI of its last ERROR to an invocation.
+    pub last_error: Option<String>,
+}
+
+/// How long a callee whose invocation timed out is skipped by `least_loaded` and the
+/// registry's `pick` (unless it answers meanwhile); then it is tried again, and a new
+/// timeout marks it again (a circuit breaker's half-open state).
+pub const UNHEALTHY_MS: u64 = 30_000;
+
+impl CalleeHealth {
+    /// Whether the callee counts as healthy at `now_ms`.
+    pub fn is_healthy(&self, now_ms: u64) -> bool {
+        self.unhealthy_since_ms
+            .is_none_or(|since| now_ms.saturating_sub(since) >= UNHEALTHY_MS)
+    }
+}
+
+/// How an invocation ended, for the callee's health.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A final YIELD.
+    Answered,
+    /// An ERROR, with its URI.
+    Failed(String),
+    /// The call's timeout passed first.
+    TimedOut,
+}
+
+/// One callee as the service registry shows it.
+#[derive(Clone, Debug)]
+pub struct CalleeView {
+    /// Its session.
+    pub session: SessionHandle,
+    /// Invocations in flight.
+    pub in_flight: u32,
+    /// Health and history.
+    pub health: CalleeHealth,
+}
+
+/// One registration as the service registry shows it.
+#[derive(Clone, Debug)]
+pub struct ServiceView {
+    /// Registration ID.
+    pub id: u64,
+    /// The procedure (pattern) and its match policy.
+    pub pattern: Pattern,
+    /// The invocation policy.
+    pub invoke: InvokePolicy,
+    /// Its callees, oldest first.
+    pub callees: Vec<CalleeView>,
+    /// Calls queued for a callee with room.
+    pub queued: usize,
 }
 
 /// A call waiting for a callee under its `concurrency` limit.
@@ -112,6 +184,7 @@ impl Registration {
             InvokePolicy::Single | InvokePolicy::First => ready[0],
             InvokePolicy::Last => ready[ready.len() - 1],
             InvokePolicy::Random => ready[rand::random::<u64>() as usize % ready.len()],
+            InvokePolicy::LeastLoaded => self.least_loaded(&ready)?,
             InvokePolicy::RoundRobin => {
                 let n = self.callees.len();
                 let start = self.next % n;
@@ -125,6 +198,94 @@ impl Registration {
         let callee = self.callees.get(index).cloned()?;
         *self.in_flight.entry(callee.info.id).or_default() += 1;
         Some(callee)
+    }
+
+    /// Notes how an invocation of `callee` ended. Cheap when nothing changes (the
+    /// common case: a healthy callee answered).
+    pub(super) fn note(&mut self, callee: SessionId, outcome: Outcome) {
+        let Some(health) = self.health.get_mut(&callee) else {
+            return;
+        };
+        match outcome {
+            Outcome::Answered => {
+                if health.unhealthy_since_ms.is_some() {
+                    health.unhealthy_since_ms = None;
+                }
+            }
+            Outcome::Failed(error) => {
+                health.unhealthy_since_ms = None;
+                health.last_error = Some(error);
+            }
+            Outcome::TimedOut => {
+                health.unhealthy_since_ms = Some(crate::engine::unix_ms());
+            }
+        }
+    }
+
+    fn healthy(&self, callee: SessionId) -> bool {
+        match self.health.get(&callee) {
+            // The clock is read only for a callee that was marked.
+            Some(h) if h.unhealthy_since_ms.is_some() => h.is_healthy(crate::engine::unix_ms()),
+            _ => true,
+        }
+    }
+
+    /// The index of the least loaded callee among `ready`, healthy ones first.
+    fn least_loaded(&self, ready: &[usize]) -> Option<usize> {
+        let load = |i: &usize| {
+            let id = self.callees[*i].info.id;
+            (
+                !self.healthy(id),
+                self.in_flight.get(&id).copied().unwrap_or(0),
+            )
+        };
+        ready.iter().min_by_key(|i| load(i)).copied()
+    }
+
+    /// The callee the dealer would invoke now by `policy` (default: the registration's
+    /// own), skipping unhealthy callees, without invoking it (the service registry's
+    /// `pick`); round robin moves its own position.
+    pub fn pick_for_registry(&mut self, policy: Option<InvokePolicy>) -> Option<CalleeView> {
+        let ready: Vec<usize> = (0..self.callees.len())
+            .filter(|i| {
+                let id = self.callees[*i].info.id;
+                self.has_room(id) && self.healthy(id)
+            })
+            .collect();
+        let index = match policy.unwrap_or(self.invoke) {
+            _ if ready.is_empty() => return None,
+            InvokePolicy::Single | InvokePolicy::First => ready[0],
+            InvokePolicy::Last => ready[ready.len() - 1],
+            InvokePolicy::Random => ready[rand::random::<u64>() as usize % ready.len()],
+            InvokePolicy::LeastLoaded => self.least_loaded(&ready)?,
+            InvokePolicy::RoundRobin => {
+                let chosen = ready[self.pick_next % ready.len()];
+                self.pick_next = self.pick_next.wrapping_add(1);
+                chosen
+            }
+        };
+        Some(self.view_of(index))
+    }
+
+    fn view_of(&self, index: usize) -> CalleeView {
+        let session = self.callees[index].clone();
+        let id = session.info.id;
+        CalleeView {
+            in_flight: self.in_flight.get(&id).copied().unwrap_or(0),
+            health: self.health.get(&id).cloned().unwrap_or_default(),
+            session,
+        }
+    }
+
+    /// The registration as the service registry shows it.
+    pub fn view(&self) -> ServiceView {
+        ServiceView {
+            id: self.id,
+            pattern: self.pattern.clone(),
+            invoke: self.invoke,
+            callees: (0..self.callees.len()).map(|i| self.view_of(i)).collect(),
+            queued: self.queue.len(),
+        }
     }
 
     fn release(&mut self, callee: SessionId) {
@@ -206,6 +367,13 @@ impl Dealer {
                 return Err("wamp.error.procedure_exists_with_different_invocation_policy");
             }
             reg.callees.push(handle.clone());
+            reg.health.insert(
+                session,
+                CalleeHealth {
+                    since: iso8601(crate::engine::unix_ms()),
+                    ..CalleeHealth::default()
+                },
+            );
             if let Some(limit) = concurrency {
                 reg.limits.insert(session, limit);
             }
@@ -224,6 +392,14 @@ impl Dealer {
             limits: concurrency.map(|l| (session, l)).into_iter().collect(),
             in_flight: HashMap::new(),
             queue: VecDeque::new(),
+            health: HashMap::from([(
+                session,
+                CalleeHealth {
+                    since: iso8601(crate::engine::unix_ms()),
+                    ..CalleeHealth::default()
+                },
+            )]),
+            pick_next: 0,
         };
         let details = reg.details();
         self.trie.insert(&pattern, id);
@@ -247,6 +423,7 @@ impl Dealer {
         }
         reg.limits.remove(&session);
         reg.in_flight.remove(&session);
+        reg.health.remove(&session);
         if let Some(ids) = self.by_session.get_mut(&session) {
             ids.remove(&id);
         }
@@ -268,6 +445,23 @@ impl Dealer {
             }
         }
         Some(true)
+    }
+
+    /// Every registration as the service registry shows it, by ID.
+    pub fn services(&self) -> Vec<ServiceView> {
+        let mut views: Vec<ServiceView> = self
+            .registrations
+            .values()
+            .map(Registration::view)
+            .collect();
+        views.sort_by_key(|v| v.id);
+        views
+    }
+
+    /// The registration a call to `procedure` goes to, to pick a callee from.
+    pub fn registration_for(&mut self, procedure: &str) -> Option<&mut Registration> {
+        let id = self.route(procedure)?;
+        self.registrations.get_mut(&id)
     }
 
     /// The registration a call to `procedure` goes to.
@@ -443,3 +637,103 @@ pub struct CallRequest {
 }
 
 mod calls;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+    use crate::realm::SessionInfo;
+    use crate::topic::Topic;
+
+    fn callee(id: SessionId) -> SessionHandle {
+        let info = SessionInfo {
+            id,
+            realm: "realm1".to_owned(),
+            identity: Identity {
+                authid: format!("c{id}"),
+                authrole: "r".to_owned(),
+                authmethod: "anonymous".to_owned(),
+                authprovider: "static".to_owned(),
+            },
+            transport: "websocket",
+            peer: String::new(),
+            roles: Dict::new(),
+        };
+        SessionHandle::new(info, 8).0
+    }
+
+    fn registration(callees: &[SessionId], invoke: InvokePolicy) -> (Dealer, u64) {
+        let mut dealer = Dealer::default();
+        let pattern = Pattern::Exact(Topic::from_wamp("com.svc"));
+        let mut id = 0;
+        for c in callees {
+            id = dealer
+                .register(&callee(*c), pattern.clone(), invoke, None)
+                .unwrap()
+                .0;
+        }
+        (dealer, id)
+    }
+
+    #[test]
+    fn least_loaded_takes_the_idlest_healthy_callee() {
+        let (mut dealer, id) = registration(&[1, 2, 3], InvokePolicy::LeastLoaded);
+        let reg = dealer.registrations.get_mut(&id).unwrap();
+        let picked: Vec<SessionId> = (0..3).map(|_| reg.pick().unwrap().info.id).collect();
+        assert_eq!(picked, [1, 2, 3], "each idle callee once, first on a tie");
+        reg.release(2);
+        assert_eq!(
+            reg.pick().unwrap().info.id,
+            2,
+            "the one with the fewest in flight"
+        );
+        // Callee 1's invocation timed out: the others are preferred, even busier.
+        reg.release(1);
+        reg.note(1, Outcome::TimedOut);
+        assert_eq!(reg.pick().unwrap().info.id, 2);
+        assert_eq!(
+            reg.pick_for_registry(Some(InvokePolicy::First))
+                .unwrap()
+                .session
+                .info
+                .id,
+            2,
+            "the registry skips an unhealthy callee whatever the policy"
+        );
+        // An answer makes it healthy again; an ERROR is kept as its last error.
+        reg.note(1, Outcome::Failed("com.oops".to_owned()));
+        let view = reg.view();
+        let first = &view.callees[0];
+        assert_eq!(first.health.last_error.as_deref(), Some("com.oops"));
+        assert!(first.health.unhealthy_since_ms.is_none());
+        assert_eq!(reg.pick().unwrap().info.id, 1);
+    }
+
+    #[test]
+    fn an_unhealthy_callee_is_tried_again_after_a_while() {
+        let health = CalleeHealth {
+            unhealthy_since_ms: Some(1_000),
+            ..CalleeHealth::default()
+        };
+        assert!(!health.is_healthy(1_000 + UNHEALTHY_MS - 1));
+        assert!(health.is_healthy(1_000 + UNHEALTHY_MS));
+        assert!(CalleeHealth::default().is_healthy(0));
+    }
+
+    #[test]
+    fn the_registry_round_robin_rotates_without_invoking() {
+        let (mut dealer, id) = registration(&[1, 2], InvokePolicy::RoundRobin);
+        let reg = dealer.registrations.get_mut(&id).unwrap();
+        let picks: Vec<SessionId> = (0..4)
+            .map(|_| reg.pick_for_registry(None).unwrap().session.info.id)
+            .collect();
+        assert_eq!(picks, [1, 2, 1, 2]);
+        assert!(
+            reg.in_flight.values().all(|n| *n == 0),
+            "nothing was invoked"
+        );
+        assert_eq!(dealer.services()[0].callees.len(), 2);
+        assert!(dealer.registration_for("com.svc").is_some());
+        assert!(dealer.registration_for("com.other").is_none());
+    }
+}

@@ -166,6 +166,7 @@ fn welcome_details(identity: &Identity, realm: &str) -> Dict {
         features(&[
             "pattern_based_registration",
             "shared_registration",
+            "fox_least_loaded_invocation",
             "progressive_call_results",
             "call_canceling",
             "call_timeout",

@@ -12,8 +12,8 @@ use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use super::super::{lock, Outbound, Realm, SessionHandle, SessionId};
 use super::{
-    call_error, interrupt, CallRequest, CancelMode, Dealer, InvokePolicy, PendingCall, QueuedCall,
-    RegisterError, QUEUED_CALLS_MAX,
+    call_error, interrupt, CallRequest, CancelMode, Dealer, InvokePolicy, Outcome, PendingCall,
+    QueuedCall, RegisterError, QUEUED_CALLS_MAX,
 };
 use crate::topic::Pattern;
 
@@ -235,7 +235,25 @@ impl Realm {
     }
 
     fn forget_call(&self, key: (SessionId, Id)) -> Option<PendingCall> {
-        let call = Self::take_call(&mut lock(&self.dealer), key)?;
+        self.forget_call_noting(key, None)
+    }
+
+    /// [`Self::forget_call`], noting how the invocation ended for the callee's health.
+    fn forget_call_noting(
+        &self,
+        key: (SessionId, Id),
+        outcome: Option<Outcome>,
+    ) -> Option<PendingCall> {
+        let call = {
+            let mut dealer = lock(&self.dealer);
+            let call = Self::take_call(&mut dealer, key)?;
+            if let (Some(outcome), Some(reg)) =
+                (outcome, dealer.registrations.get_mut(&call.registration))
+            {
+                reg.note(key.0, outcome);
+            }
+            call
+        };
         self.drain(call.registration);
         Some(call)
     }
@@ -263,7 +281,7 @@ impl Realm {
     }
 
     fn call_timed_out(&self, key: (SessionId, Id)) {
-        let Some(call) = self.forget_call(key) else {
+        let Some(call) = self.forget_call_noting(key, Some(Outcome::TimedOut)) else {
             return;
         };
         if call.callee.info.has_feature("callee", "call_canceling") {
@@ -280,6 +298,25 @@ impl Realm {
                 "the call timed out",
             )));
         }
+    }
+
+    /// Every registration with its callees, their load and health (the service registry).
+    pub fn services(&self) -> Vec<super::ServiceView> {
+        lock(&self.dealer).services()
+    }
+
+    /// The callee a call to `procedure` would go to now by `policy` (default: the
+    /// registration's own), healthy ones only; `None` when no registration matches or no
+    /// healthy callee has room. Invokes nothing.
+    pub fn pick_callee(
+        &self,
+        procedure: &str,
+        policy: Option<InvokePolicy>,
+    ) -> Option<(u64, super::CalleeView)> {
+        let mut dealer = lock(&self.dealer);
+        let reg = dealer.registration_for(procedure)?;
+        let id = reg.id;
+        reg.pick_for_registry(policy).map(|callee| (id, callee))
     }
 
     /// A callee's YIELD: forwards RESULT to the caller.
@@ -315,6 +352,9 @@ impl Realm {
         let Some(call) = Self::take_call(&mut dealer, key) else {
             return;
         };
+        if let Some(reg) = dealer.registrations.get_mut(&call.registration) {
+            reg.note(key.0, Outcome::Answered);
+        }
         drop(dealer);
         self.drain(call.registration);
         let reply = match call.cancel {
@@ -343,7 +383,8 @@ impl Realm {
         args: Option<Vec<Value>>,
         kwargs: Option<Dict>,
     ) {
-        let Some(call) = self.forget_call((callee, request)) else {
+        let outcome = Outcome::Failed(error.clone());
+        let Some(call) = self.forget_call_noting((callee, request), Some(outcome)) else {
             return;
         };
         let reply = match call.cancel {
