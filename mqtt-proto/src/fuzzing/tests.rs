@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::BytesMut;
+
 use super::*;
 
 /// A fuzz target's check.
@@ -70,5 +72,26 @@ fn seeds_pass_their_checks() {
                 std::fs::write(dir.join(format!("seed-{index:02}")), seed).expect("writes a seed");
             }
         }
+    }
+}
+
+/// Each committed `mqtt_differential` regression named for a clause is a real
+/// disagreement: `mqttbytes` accepts it and we reject it (so the check passes only through
+/// `MQTTBYTES_LAXER`, and would fail if either side changed).
+#[test]
+fn differential_regressions_named_for_a_clause_still_disagree() {
+    for (path, bytes) in inputs(&fuzz_dir("regressions", "mqtt_differential")) {
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
+        if !name.contains("mqtt-3") && !name.contains("3.2.2.1") {
+            continue;
+        }
+        let protocol = (bytes[0] >> 4 != 1).then_some(crate::Protocol::V3_1_1);
+        let ours = crate::decode(&mut BytesMut::from(&bytes[..]), protocol, 1 << 20);
+        assert!(ours.is_err(), "{name}: we accept it");
+        let theirs = mqttbytes::v4::read(&mut BytesMut::from(&bytes[..]), 1 << 20);
+        assert!(theirs.is_ok(), "{name}: mqttbytes rejects it: {theirs:?}");
     }
 }
