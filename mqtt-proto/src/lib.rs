@@ -88,6 +88,8 @@
 #![forbid(unsafe_code)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod packet;
 mod properties;
 mod protocol;

@@ -84,6 +84,8 @@
 
 pub mod config;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod message;
 pub mod ndb;

@@ -48,6 +48,8 @@
 
 pub mod codec;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod rawsocket;
 pub mod validate;

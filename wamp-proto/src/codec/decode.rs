@@ -97,8 +97,20 @@ impl Fields {
 
     /// Arguments: a list, or absent. An explicit null is absent too, as autobahn (and so
     /// Crossbar) reads it: fox-wamp clients release a lock by publishing `null` arguments.
+    /// A null followed by a (non-null) ArgumentsKw is the empty list: the wire has no "absent" in that
+    /// place, so that is what the encoder writes back, and what a strict peer reads (the
+    /// message must read the same after a round trip; found by fuzzing, `wamp_msgpack`).
     fn args(&mut self) -> Result<Option<Vec<Value>>, DecodeError> {
         match self.elements.next() {
+            Some(Value::Null)
+                if self
+                    .elements
+                    .as_slice()
+                    .first()
+                    .is_some_and(|kwargs| !kwargs.is_null()) =>
+            {
+                Ok(Some(Vec::new()))
+            }
             None | Some(Value::Null) => Ok(None),
             Some(Value::List(list)) => Ok(Some(list)),
             Some(Value::Bytes(_) | Value::Str(_)) => {

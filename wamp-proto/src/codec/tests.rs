@@ -677,8 +677,10 @@ fn encode_list(serializer: Serializer, elements: &[Value]) -> Vec<u8> {
 
 /// Issue 12: `null` Arguments or ArgumentsKw are absent (autobahn, and so Crossbar, read
 /// them so), in every message that carries them and with every serializer; `null`
-/// Arguments before a real ArgumentsKw keep the dict. Any other non-list / non-dict stays
-/// a protocol violation.
+/// Arguments before a real ArgumentsKw keep the dict, and read as the empty list (what the
+/// encoder must write in their place: found by fuzzing, see
+/// `null_arguments_before_arguments_kw_survive_a_round_trip`). Any other non-list /
+/// non-dict stays a protocol violation.
 #[test]
 fn null_arguments_and_kwargs_are_absent() {
     let kwargs = dict(&[("k", Value::Int(1))]);
@@ -702,7 +704,7 @@ fn null_arguments_and_kwargs_are_absent() {
             let mut elements = head.clone();
             elements.extend([Value::Null, Value::Dict(kwargs.clone())]);
             let decoded = serializer.decode(&encode_list(serializer, &elements), SIZE_MAX_BYTES);
-            let with_kwargs = with_payload(&expected, None, Some(kwargs.clone()));
+            let with_kwargs = with_payload(&expected, Some(vec![]), Some(kwargs.clone()));
             assert_eq!(decoded, Ok(with_kwargs), "{serializer:?} {elements:?}");
             for bad in [Value::Int(0), Value::Bool(false), Value::Dict(Dict::new())] {
                 let mut elements = head.clone();
@@ -758,4 +760,30 @@ fn with_payload(
         other => panic!("no payload in {other:?}"),
     }
     message
+}
+
+/// Found by fuzzing (`fuzz/regressions/wamp_msgpack/null-arguments-before-kwargs`): YIELD
+/// `[70, 9, {"a": nil}, nil, {}]` decoded to Arguments absent and ArgumentsKw `{}`, which
+/// no serializer can write (Arguments|list precedes ArgumentsKw|dict in every WAMP
+/// message that carries them), so the encoder wrote `[]` and the relayed message read
+/// differently from the received one. The null now reads as that empty list.
+#[test]
+fn null_arguments_before_arguments_kw_survive_a_round_trip() {
+    for serializer in Serializer::ALL {
+        for (head, expected) in null_payload_cases() {
+            let mut elements = head.clone();
+            elements.extend([Value::Null, Value::Dict(Dict::new())]);
+            let decoded = serializer
+                .decode(&encode_list(serializer, &elements), SIZE_MAX_BYTES)
+                .unwrap();
+            assert_eq!(
+                decoded,
+                with_payload(&expected, Some(vec![]), Some(Dict::new()))
+            );
+            let again = serializer
+                .decode(&serializer.encode(&decoded), SIZE_MAX_BYTES)
+                .unwrap();
+            assert_eq!(again, decoded, "{serializer:?} {elements:?}");
+        }
+    }
 }

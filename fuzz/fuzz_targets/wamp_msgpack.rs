@@ -1,0 +1,4 @@
+//! WAMP MsgPack message decoding: never panics; accepted messages round-trip. The check: `fox_wamp_proto::fuzzing::msgpack`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fox_wamp_proto::fuzzing::msgpack(data));
