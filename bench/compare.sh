@@ -15,7 +15,11 @@
 # installed or started, or a scenario that fails, shows as an ERROR row (never a made-up number).
 #
 # --quick: one 2-second run per scenario, a reduced scenario list; finishes within 3 minutes.
-# --idle N: idle MQTT connections for the memory row (0: skip). --only idle: just that row.
+# --idle N: idle connections for the memory rows (0: skip): MQTT 3.1.1 (clean session,
+# keep alive 60 s, no subscription), WAMP over WebSocket (JSON) and RawSocket (MsgPack)
+# after HELLO / WELCOME, from 127.0.0.2.. source addresses; each row reports router RSS per
+# connection and logins (CONNACK / WELCOME) per second. --only idle: just those rows.
+# N is capped below `ulimit -Hn` (each connection is a descriptor in both processes).
 # --routers / --protocols: run a subset (comma-separated), e.g. foxrouter alone before and
 # after a change, or only the MQTT scenarios.
 # --fox-workers N: foxrouter's runtime worker threads (default 0: foxrouter's own default,
@@ -207,6 +211,7 @@ restart_after_failure() { # label
 # Interleaved runs: PICK is the one scenario bench runs (its number in the MQTT list, then
 # the WAMP list, as counted in BENCH_INDEX); 0 runs them all. DRY=1 only counts.
 PICK=0
+IDLE_ROW=mqtt
 BENCH_INDEX=0
 DRY=0
 MQTT_COUNT=0
@@ -260,15 +265,26 @@ mqtt_scenarios() { # label pid addr_v4 addr_v5
     # run: a second run on the same process reuses the memory the first one freed and
     # would measure ~0 bytes per connection.
     local RUNS=1
-    bench "$label" "$pid" "mqtt://$v4" --scenario idle --connections "$IDLE_CONNECTIONS"
+    [ "$IDLE_ROW" = mqtt ] || return 0
+    bench "$label" "$pid" "mqtt://$v4" --scenario idle --connections "$IDLE_CONNECTIONS" --source-ips "$SOURCE_IPS"
   fi
 }
 
 wamp_scenarios() { # label pid ws_addr rs_addr
   local label=$1 pid=$2 ws=$3 rs=$4
   BENCH_INDEX=$MQTT_COUNT
-  [ "$PHASE" = load ] || return 0
   wanted "$PROTOCOLS" wamp || return 0
+  if [ "$PHASE" = idle ]; then
+    # As the MQTT idle row: one run on a fresh router; HELLO / WELCOME, then nothing.
+    local RUNS=1 url
+    case "$IDLE_ROW" in
+      ws) url="ws+json://$ws/ws" ;;
+      rs) url="rs+msgpack://$rs" ;;
+      *) return 0 ;;
+    esac
+    bench "$label" "$pid" "$url" --scenario idle --connections "$IDLE_CONNECTIONS" --source-ips "$SOURCE_IPS"
+    return 0
+  fi
   bench "$label" "$pid" "ws+json://$ws/ws" --scenario rpc --connections 4
   bench "$label" "$pid" "rs+msgpack://$rs" --scenario pairs --connections 1
   if [ "$QUICK" = 0 ]; then
@@ -373,7 +389,19 @@ EOF
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# Every idle connection is a file descriptor in the router and in fox-bench: raise the soft
+# limit to the hard one, and cap the idle row below it (raising the hard limit needs
+# CAP_SYS_RESOURCE; the header says when the row was capped).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+IDLE_ASKED=$IDLE_CONNECTIONS
+if [ "$FD_LIMIT" != unlimited ] && [ "$IDLE_CONNECTIONS" -gt $((FD_LIMIT - 256)) ]; then
+  IDLE_CONNECTIONS=$((FD_LIMIT - 256))
+  log "ulimit -n is $FD_LIMIT (hard limit $(ulimit -Hn)): idle rows capped at $IDLE_CONNECTIONS connections"
+fi
+# Source addresses 127.0.0.2 .. : about 28k ephemeral ports each, kept well under that.
+SOURCE_IPS=$((IDLE_CONNECTIONS / 10000 + 8))
+[ "$SOURCE_IPS" -le 253 ] || SOURCE_IPS=253
 START=$SECONDS
 # Idle memory is measured on freshly started routers: after the load scenarios their heaps
 # hold freed memory that new connections reuse, which would hide the per-connection cost.
@@ -394,7 +422,12 @@ count_scenarios
 run_routers() {
   local mqtt=0 wamp=0
   if wanted "$PROTOCOLS" mqtt && { [ "$PICK" = 0 ] || [ "$PICK" -le "$MQTT_COUNT" ]; }; then mqtt=1; fi
-  if [ "$PHASE" = load ] && wanted "$PROTOCOLS" wamp && { [ "$PICK" = 0 ] || [ "$PICK" -gt "$MQTT_COUNT" ]; }; then wamp=1; fi
+  if wanted "$PROTOCOLS" wamp && { [ "$PICK" = 0 ] || [ "$PICK" -gt "$MQTT_COUNT" ]; }; then wamp=1; fi
+  if [ "$PHASE" = idle ]; then
+    # One idle row per started router (IDLE_ROW): the MQTT routers for mqtt, the WAMP ones
+    # for ws and rs.
+    if [ "$IDLE_ROW" = mqtt ]; then wamp=0; else mqtt=0; fi
+  fi
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
@@ -409,6 +442,10 @@ for PHASE in "${PHASES[@]}"; do
       for ((run = 0; run < runs; run++)); do run_routers; done
     done
     PICK=0; RUNS=$runs
+  elif [ "$PHASE" = idle ]; then
+    # Every idle row on fresh routers: a router that already held and freed connections
+    # would reuse that memory and show ~0 bytes per connection.
+    for IDLE_ROW in mqtt ws rs; do run_routers; done
   else
     run_routers
   fi
@@ -425,6 +462,9 @@ if [ "$FRESH" = 1 ]; then
   echo "# fresh, interleaved: every run on a newly started router, the routers taking turns run by run"
 else
   echo "# one process per router for all its scenarios, in table order (--no-fresh)"
+fi
+if [ "$IDLE_CONNECTIONS" != "$IDLE_ASKED" ] && [ "$ONLY" != load ]; then
+  echo "# idle rows capped at $IDLE_CONNECTIONS connections (asked $IDLE_ASKED): ulimit -n $FD_LIMIT, hard limit $(ulimit -Hn)"
 fi
 if [ "${#RESTARTS[@]}" -gt 0 ]; then
   echo "# restarted after a failed run (the failed run is an ERROR row): ${RESTARTS[*]}"

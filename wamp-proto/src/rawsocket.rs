@@ -300,7 +300,9 @@ impl FrameDecoder {
         };
         self.consumed += FRAME_HEADER_BYTES + len;
         if self.consumed == self.buffer.len() {
-            self.buffer.clear();
+            // Everything read is handled: free the buffer rather than keep it for a
+            // connection that may now stay idle for hours (the next read allocates anew).
+            self.buffer = Vec::new();
             self.consumed = 0;
         }
         Ok(Some(frame))

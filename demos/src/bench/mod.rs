@@ -10,6 +10,7 @@
 //! reading. In fixed-rate mode the send time is the *scheduled* one, so a stalled sender
 //! does not hide the stall (no coordinated omission).
 
+pub mod idle;
 pub mod jetstream_load;
 pub mod mqtt_load;
 pub mod report;
@@ -41,7 +42,7 @@ pub enum Scenario {
     Rpc,
     /// N publishers with acknowledgement (WAMP acknowledge, MQTT QoS 1/2), K in flight each.
     Acked,
-    /// N idle connections: router RSS per connection (MQTT only).
+    /// N idle connections: router RSS per connection and logins per second.
     Idle,
 }
 
@@ -199,6 +200,9 @@ pub struct Measured {
     pub idle_bytes_per_connection: Option<f64>,
     /// Idle scenario: connections established.
     pub connected: usize,
+    /// Idle scenario: logins completed per second while the connections arrived (CONNACK
+    /// or WELCOME received; from the first attempt to the last answer).
+    pub connects_per_second: Option<f64>,
 }
 
 /// The result row of one run.
@@ -236,6 +240,10 @@ pub async fn run(config: Config) -> Outcome {
     let own = RouterProbe::start(std::process::id()).ok();
     let began = std::time::Instant::now();
     let limit = SETUP_TIMEOUT + config.warmup + config.duration + STOP_GRACE * 2;
+    let limit = match config.scenario {
+        Scenario::Idle => limit + idle::extra_time(&config),
+        _ => limit,
+    };
     let measured = match tokio::time::timeout(limit, run_scenario(&config)).await {
         Ok(result) => result,
         Err(_) => Err(format!("scenario did not finish within {limit:?}")),
@@ -365,6 +373,9 @@ impl Outcome {
                 if let Some(b) = m.idle_bytes_per_connection {
                     fields.insert("idle_bytes_per_connection".into(), json!(b));
                     fields.insert("connected".into(), json!(m.connected));
+                }
+                if let Some(rate) = m.connects_per_second {
+                    fields.insert("connects_per_s".into(), json!(rate));
                 }
             }
             Err(error) => {

@@ -1,24 +1,15 @@
 //! MQTT scenarios: fanin, fanout, pairs, acked (QoS 1/2 acknowledgement latency) and idle.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mqtt::{ConnectOptions, MqttClient, Publish, QoS};
 
-use super::stats::{payload, payload_timestamp, Clock, Recorder, RouterProbe, Window};
+use super::stats::{payload, payload_timestamp, Clock, Recorder, Window};
 use super::{merge, window, Config, Measured, Pace, Scenario};
-
-/// Connection attempts running at once in the idle scenario (stays under the listen backlog).
-const IDLE_CONNECTS_CONCURRENT_MAX: usize = 128;
-/// Source addresses available for idle connections (127.0.0.2 ..= 127.0.0.254).
-const SOURCE_IPS_MAX: u8 = 253;
-/// Time the router gets to settle before and after the idle connections are opened.
-const IDLE_SETTLE: Duration = Duration::from_secs(2);
 
 /// Runs the configured MQTT scenario against `addr`.
 pub async fn run(config: &Config, addr: SocketAddr) -> Result<Measured, String> {
@@ -232,50 +223,16 @@ async fn acked(config: &Config, addr: SocketAddr, topic: &str) -> Result<Measure
     })
 }
 
-/// Opens `connections` idle connections from several 127.0.0.x addresses and reports the
-/// router's RSS growth per connection.
+/// Opens `connections` idle connections (clean session, keep alive 60 s, no subscription)
+/// and reports the router's RSS growth per connection and the CONNECT rate.
 async fn idle(config: &Config, addr: SocketAddr) -> Result<Measured, String> {
-    let pid = config.router_pid.ok_or("idle needs --router-pid")?;
-    tokio::time::sleep(IDLE_SETTLE).await;
-    let before = RouterProbe::start(pid)
-        .and_then(|p| p.usage())
-        .map_err(|e| e.to_string())?;
-    let gate = Arc::new(Semaphore::new(IDLE_CONNECTS_CONCURRENT_MAX));
-    let mut set = JoinSet::new();
-    for i in 0..config.connections {
-        // 127.0.0.2 ..= 127.0.0.254: at most 253 source addresses.
-        let spread = usize::from(config.source_ips.clamp(1, SOURCE_IPS_MAX));
-        let last_octet = u8::try_from(2 + i % spread).unwrap_or(2);
-        let source = Ipv4Addr::new(127, 0, 0, last_octet);
-        let (config, gate) = (config.clone(), gate.clone());
-        set.spawn(async move {
-            let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            connect(
-                &config,
-                addr,
-                format!("fb-idle-{i}"),
-                Some(IpAddr::V4(source)),
-            )
-            .await
-        });
-    }
-    let mut clients = Vec::with_capacity(config.connections);
-    while let Some(joined) = set.join_next().await {
-        clients.push(joined.map_err(|e| e.to_string())??);
-    }
-    tokio::time::sleep(IDLE_SETTLE.max(config.duration.min(Duration::from_secs(10)))).await;
-    let after = RouterProbe::start(pid)
-        .and_then(|p| p.usage())
-        .map_err(|e| e.to_string())?;
-    let connected = clients.len();
-    let growth_bytes = after.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0;
+    let (clients, measured) = super::idle::hold(config, |i, source| {
+        let config = config.clone();
+        async move { connect(&config, addr, format!("fb-idle-{i}"), Some(source)).await }
+    })
+    .await?;
     for client in clients {
         let _ = client.disconnect().await;
     }
-    Ok(Measured {
-        recorder: None,
-        seconds: 0.0,
-        idle_bytes_per_connection: Some(growth_bytes / connected.max(1) as f64),
-        connected,
-    })
+    Ok(measured)
 }

@@ -82,6 +82,9 @@ pub fn row(run: &Value, runs: usize) -> String {
         let connected = number("connected").unwrap_or(0.0);
         notes.push(format!("{bytes:.0} B/conn over {connected:.0} conns"));
     }
+    if let Some(rate) = number("connects_per_s") {
+        notes.push(format!("{rate:.0} logins/s"));
+    }
     if let Some(note) = run.get("note").and_then(Value::as_str) {
         notes.push(note.to_owned());
     }

@@ -1,5 +1,5 @@
 //! WAMP scenarios: fanin, fanout, pairs (events without acknowledgement), acked
-//! (publish with acknowledge) and rpc (call / invocation / yield / result).
+//! (publish with acknowledge), rpc (call / invocation / yield / result) and idle.
 //!
 //! Payload: `args = [send time in ns, padding string]`, padding sized so that the two
 //! together carry `payload_bytes`.
@@ -45,7 +45,7 @@ pub async fn run(config: &Config, url: &str, transport: Transport) -> Result<Mea
         }
         Scenario::Acked => acked(config, target, &format!("{prefix}.acked")).await,
         Scenario::Rpc => rpc(config, target, &format!("{prefix}.echo")).await,
-        Scenario::Idle => Err("idle is an MQTT scenario".into()),
+        Scenario::Idle => idle(config, target).await,
     }
 }
 
@@ -60,6 +60,29 @@ async fn join(config: &Config, (url, transport): Target<'_>) -> Result<WampClien
         .await
         .map_err(|e| format!("join {}: {e}", config.realm))?;
     Ok(client)
+}
+
+/// Opens `connections` sessions (HELLO / WELCOME, nothing after) and reports the router's
+/// RSS growth per connection and the login rate.
+async fn idle(config: &Config, (url, transport): Target<'_>) -> Result<Measured, String> {
+    let (clients, measured) = super::idle::hold(config, |_, source| {
+        let (url, realm) = (url.to_owned(), config.realm.clone());
+        async move {
+            let mut client = WampClient::connect_from(&url, &realm, transport, Some(source))
+                .await
+                .map_err(|e| format!("connect {url}: {e}"))?;
+            client
+                .join(None)
+                .await
+                .map_err(|e| format!("join {realm}: {e}"))?;
+            Ok(client)
+        }
+    })
+    .await?;
+    for client in &clients {
+        let _ = client.leave().await;
+    }
+    Ok(measured)
 }
 
 fn args(sent_ns: u64, payload_bytes: usize) -> Vec<Value> {

@@ -179,10 +179,21 @@ impl WampClient {
         realm: &str,
         transport: Transport,
     ) -> Result<Self, Error> {
+        Self::connect_from(url_or_addr, realm, transport, None).await
+    }
+
+    /// As [`connect`](Self::connect), from the local address `local_ip` when given (one of
+    /// 127.0.0.x to spread many connections over source addresses).
+    pub async fn connect_from(
+        url_or_addr: &str,
+        realm: &str,
+        transport: Transport,
+        local_ip: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
         let serializer = match transport {
             Transport::WebSocket(s) | Transport::RawSocket(s) => s,
         };
-        let conn = Conn::open(url_or_addr, transport).await?;
+        let conn = Conn::open(url_or_addr, transport, local_ip).await?;
         Ok(WampClient {
             realm: realm.to_owned(),
             serializer,

@@ -5,12 +5,14 @@
 //! and a writer task fed by a bounded channel of [`Outgoing`] frames; the writer batches
 //! whatever is queued into one socket write (RawSocket) or one flush (WebSocket).
 
+use std::net::{IpAddr, SocketAddr};
+
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -56,10 +58,14 @@ pub(crate) enum FrameReader {
 
 impl Conn {
     /// Opens `url_or_addr` (`ws://host:port/path`, `host:port`, `rs://host:port`, `tcp://host:port`).
-    pub(crate) async fn open(url_or_addr: &str, transport: Transport) -> Result<Conn, Error> {
+    pub(crate) async fn open(
+        url_or_addr: &str,
+        transport: Transport,
+        local_ip: Option<IpAddr>,
+    ) -> Result<Conn, Error> {
         match transport {
-            Transport::WebSocket(serializer) => open_ws(url_or_addr, serializer).await,
-            Transport::RawSocket(serializer) => open_raw(url_or_addr, serializer).await,
+            Transport::WebSocket(serializer) => open_ws(url_or_addr, serializer, local_ip).await,
+            Transport::RawSocket(serializer) => open_raw(url_or_addr, serializer, local_ip).await,
         }
     }
 
@@ -176,7 +182,11 @@ impl FrameReader {
     }
 }
 
-async fn open_ws(url_or_addr: &str, serializer: Serializer) -> Result<Conn, Error> {
+async fn open_ws(
+    url_or_addr: &str,
+    serializer: Serializer,
+    local_ip: Option<IpAddr>,
+) -> Result<Conn, Error> {
     let url = if url_or_addr.contains("://") {
         url_or_addr.to_owned()
     } else {
@@ -192,8 +202,7 @@ async fn open_ws(url_or_addr: &str, serializer: Serializer) -> Result<Conn, Erro
         .authority()
         .ok_or_else(|| Error::Protocol(format!("no host in {url}")))?
         .to_string();
-    let stream = TcpStream::connect(&authority).await?;
-    stream.set_nodelay(true)?;
+    let stream = tcp_connect(&authority, local_ip).await?;
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     let (ws, response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
@@ -211,13 +220,16 @@ async fn open_ws(url_or_addr: &str, serializer: Serializer) -> Result<Conn, Erro
     Ok(Conn::Ws(Box::new(ws)))
 }
 
-async fn open_raw(url_or_addr: &str, serializer: Serializer) -> Result<Conn, Error> {
+async fn open_raw(
+    url_or_addr: &str,
+    serializer: Serializer,
+    local_ip: Option<IpAddr>,
+) -> Result<Conn, Error> {
     let addr = url_or_addr
         .split_once("://")
         .map_or(url_or_addr, |(_, rest)| rest)
         .trim_end_matches('/');
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let mut stream = tcp_connect(addr, local_ip).await?;
     let hello = rawsocket::client_handshake(RAWSOCKET_MAX_LEN_EXP, serializer.rawsocket_id());
     stream.write_all(&hello).await?;
     let mut reply = [0u8; 4];
@@ -227,6 +239,29 @@ async fn open_raw(url_or_addr: &str, serializer: Serializer) -> Result<Conn, Err
     let _ = server;
     let decoder = FrameDecoder::new(rawsocket::max_len_bytes(RAWSOCKET_MAX_LEN_EXP));
     Ok(Conn::Raw(stream, decoder))
+}
+
+/// Connects to `addr` (`host:port`), from `local_ip` when given (many connections spread
+/// over 127.0.0.x source addresses do not run out of one address's ephemeral ports).
+async fn tcp_connect(addr: &str, local_ip: Option<IpAddr>) -> Result<TcpStream, Error> {
+    let stream = match local_ip {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let remote = tokio::net::lookup_host(addr)
+                .await?
+                .find(|a| a.is_ipv4() == ip.is_ipv4())
+                .ok_or_else(|| Error::Protocol(format!("no address of {addr} matches {ip}")))?;
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(remote).await?
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 fn ws_message(serializer: Serializer, bytes: Vec<u8>) -> Result<WsMessage, Error> {

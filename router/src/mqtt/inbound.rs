@@ -127,8 +127,9 @@ impl Session {
         }
         if publish.topic.is_empty() {
             return self
-                .inbound_aliases
-                .get(&alias)
+                .aliases
+                .as_ref()
+                .and_then(|aliases| aliases.inbound.get(&alias))
                 .cloned()
                 .ok_or(Violation::new(
                     ReasonCode::ProtocolError,
@@ -136,7 +137,10 @@ impl Session {
                 ));
         }
         let topic = std::mem::take(&mut publish.topic);
-        self.inbound_aliases.insert(alias, topic.clone());
+        self.aliases
+            .get_or_insert_default()
+            .inbound
+            .insert(alias, topic.clone());
         Ok(topic)
     }
 

@@ -215,16 +215,15 @@ impl Session {
     /// Writes a PUBLISH, replacing its topic by an alias when the client allows them.
     fn send_publish(&mut self, mut publish: Publish) {
         if self.settings.client_topic_alias_max > 0 {
-            match self.outbound_aliases.get(&publish.topic) {
+            let aliases = &mut self.aliases.get_or_insert_default().outbound;
+            match aliases.get(&publish.topic) {
                 Some(alias) => {
                     publish.properties.topic_alias = Some(*alias);
                     publish.topic.clear();
                 }
-                None if self.outbound_aliases.len()
-                    < usize::from(self.settings.client_topic_alias_max) =>
-                {
-                    let alias = self.outbound_aliases.len() as u16 + 1;
-                    self.outbound_aliases.insert(publish.topic.clone(), alias);
+                None if aliases.len() < usize::from(self.settings.client_topic_alias_max) => {
+                    let alias = aliases.len() as u16 + 1;
+                    aliases.insert(publish.topic.clone(), alias);
                     publish.properties.topic_alias = Some(alias);
                 }
                 None => {}

@@ -249,7 +249,7 @@ impl Session {
             &self.handle,
             &self.state,
             self.settings.expiry_secs,
-            self.will.as_ref(),
+            self.will.as_deref(),
             None,
         );
         write(&self.realm, &self.settings.client_id, Some(&record));

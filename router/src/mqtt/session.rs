@@ -229,6 +229,15 @@ impl Negotiated {
     }
 }
 
+/// MQTT 5 topic aliases of one connection, allocated on first use.
+#[derive(Debug, Default)]
+pub struct TopicAliases {
+    /// Topics by the aliases the client set.
+    pub inbound: HashMap<u16, String>,
+    /// Our aliases by topic.
+    pub outbound: HashMap<String, u16>,
+}
+
 /// One established MQTT session on one connection.
 #[derive(Debug)]
 pub struct Session {
@@ -236,10 +245,11 @@ pub struct Session {
     pub(super) handle: SessionHandle,
     pub(super) settings: Negotiated,
     pub(super) state: SessionState,
-    pub(super) will: Option<Will>,
+    /// Boxed, as the aliases: most sessions have none, and the session is held for the
+    /// whole connection (an inline will is 180 bytes per idle connection).
+    pub(super) will: Option<Box<Will>>,
     pub(super) last_packet_ms: u64,
-    pub(super) inbound_aliases: HashMap<u16, String>,
-    pub(super) outbound_aliases: HashMap<String, u16>,
+    pub(super) aliases: Option<Box<TopicAliases>>,
     pub(super) out: VecDeque<Packet>,
     /// With `--data`: store writes of publishes this session received that must be durable
     /// before any packet queued after them (PUBACK, PUBREC) is written.
@@ -270,10 +280,9 @@ impl Session {
             handle,
             settings,
             state,
-            will,
+            will: will.map(Box::new),
             last_packet_ms: now_ms,
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
+            aliases: None,
             out: VecDeque::new(),
             durability: Vec::new(),
             persisted_ms: 0,
@@ -453,7 +462,7 @@ impl Session {
             rx,
             state: self.state,
             expiry_secs,
-            will,
+            will: will.map(|w| *w),
             parked_ms: 0,
         })
     }

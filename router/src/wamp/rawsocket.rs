@@ -5,11 +5,14 @@
 //! `limits.message_size_max_bytes`. PING frames are answered with PONG; a frame longer than
 //! our limit, reserved bits or an unknown frame type end the connection with ABORT.
 
+use std::cell::RefCell;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fox_wamp_proto::rawsocket::{self, error_code, FrameDecoder, FrameKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::conn::{drive, FrameReader, FrameWriter, Incoming};
@@ -18,6 +21,35 @@ use crate::tls::TlsContext;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes of small frames gathered before they are written; a frame this large or larger
+/// is written from its own buffer.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+thread_local! {
+    /// Where each worker thread's RawSocket connections read into. The frame decoder
+    /// copies what is read, so a read buffer is needed only during the read itself: a
+    /// connection waiting for input holds none (each used to keep a 64 KiB chunk).
+    static READ_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads once from `reader` into this thread's scratch buffer and hands the bytes to
+/// `sink` within the same poll (a cancelled read loses nothing); the bytes read, 0 at
+/// the end of the stream.
+fn poll_read_scratch<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cx: &mut Context<'_>,
+    sink: impl FnOnce(&[u8]),
+) -> Poll<std::io::Result<usize>> {
+    READ_SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < READ_CHUNK_BYTES {
+            scratch.resize(READ_CHUNK_BYTES, 0);
+        }
+        let mut buf = ReadBuf::new(scratch);
+        std::task::ready!(Pin::new(reader).poll_read(cx, &mut buf))?;
+        sink(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
+    })
+}
 
 /// The largest exponent whose length `2^(9+e)` does not exceed `limit_bytes`.
 pub fn length_exponent(limit_bytes: usize) -> u8 {
@@ -27,43 +59,70 @@ pub fn length_exponent(limit_bytes: usize) -> u8 {
         .unwrap_or(0)
 }
 
+/// Writes frames, gathering small ones into one socket write per flush.
 struct RawWriter<W> {
-    inner: BufWriter<W>,
+    inner: W,
+    /// Frames not yet written; given back after each write, so a connection between
+    /// batches (an idle one) holds no write buffer.
+    out: Vec<u8>,
     peer_max_bytes: usize,
+}
+
+impl<W: AsyncWrite + Unpin + Send> RawWriter<W> {
+    fn new(inner: W, peer_max_bytes: usize) -> Self {
+        Self {
+            inner,
+            out: Vec::new(),
+            peer_max_bytes,
+        }
+    }
+
+    /// Writes what is gathered, then lets the buffer go.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self.inner.write_all(&self.out).await;
+        self.out = Vec::new();
+        written
+    }
 }
 
 impl<W: AsyncWrite + Unpin + Send> FrameWriter for RawWriter<W> {
     async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
-        // `peer_max_bytes` is at most 2^24 - 1 (what a frame header can carry).
         if bytes.len() > self.peer_max_bytes {
-            // The peer said it cannot take this message; sending it would make it drop the
-            // connection. Closing is the honest outcome.
             return Err(std::io::Error::other(
                 "message exceeds the peer's RawSocket limit",
             ));
         }
-        self.inner
-            .write_all(&rawsocket::encode_frame_header(
-                FrameKind::Message,
-                bytes.len(),
-            ))
-            .await?;
-        self.inner.write_all(&bytes).await
+        let header = rawsocket::encode_frame_header(FrameKind::Message, bytes.len());
+        if bytes.len() >= WRITE_BUFFER_BYTES {
+            // A large frame goes out from its own buffer, not copied.
+            self.write_out().await?;
+            self.inner.write_all(&header).await?;
+            return self.inner.write_all(&bytes).await;
+        }
+        self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(&bytes);
+        if self.out.len() >= WRITE_BUFFER_BYTES {
+            self.write_out().await?;
+        }
+        Ok(())
     }
 
     async fn pong(&mut self, payload: Vec<u8>) -> std::io::Result<()> {
-        self.inner
-            .write_all(&rawsocket::encode_frame(FrameKind::Pong, &payload))
-            .await?;
-        self.inner.flush().await
+        self.out
+            .extend_from_slice(&rawsocket::encode_frame(FrameKind::Pong, &payload));
+        self.flush().await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.write_out().await?;
         self.inner.flush().await
     }
 
     async fn close(&mut self) {
-        let _ = self.inner.flush().await;
+        let _ = self.flush().await;
         let _ = self.inner.shutdown().await;
     }
 }
@@ -72,7 +131,6 @@ impl<W: AsyncWrite + Unpin + Send> FrameWriter for RawWriter<W> {
 struct RawReader<R> {
     reader: R,
     decoder: FrameDecoder,
-    buf: Vec<u8>,
     /// The stream ended or broke a rule: no more frames.
     done: bool,
 }
@@ -95,23 +153,24 @@ impl<R: AsyncRead + Unpin + Send> FrameReader for RawReader<R> {
                 }
                 Ok(None) => {}
             }
-            if self.buf.is_empty() {
-                self.buf = vec![0u8; READ_CHUNK_BYTES];
-            }
-            // Cancel safe: nothing is read unless this completes.
-            match self.reader.read(&mut self.buf).await {
-                Ok(0) | Err(_) => self.done = true,
-                Ok(n) => self.decoder.push(&self.buf[..n]),
+            // Cancel safe: what a read returns is in the decoder before the poll ends.
+            let (reader, decoder) = (&mut self.reader, &mut self.decoder);
+            let read = std::future::poll_fn(|cx| {
+                poll_read_scratch(reader, cx, |bytes| decoder.push(bytes))
+            })
+            .await;
+            if matches!(read, Ok(0) | Err(_)) {
+                self.done = true;
             }
         }
     }
 
     async fn discard(&mut self) -> usize {
-        if self.buf.is_empty() {
-            self.buf = vec![0u8; READ_CHUNK_BYTES];
-        }
         // Raw bytes, not frames: after a framing violation there may be no frames left.
-        self.reader.read(&mut self.buf).await.unwrap_or(0)
+        let reader = &mut self.reader;
+        std::future::poll_fn(|cx| poll_read_scratch(reader, cx, |_| {}))
+            .await
+            .unwrap_or(0)
     }
 }
 
@@ -177,13 +236,9 @@ async fn serve_stream<S, R, W>(
     let reader = RawReader {
         reader,
         decoder: FrameDecoder::new(rawsocket::max_len_bytes(exponent)),
-        buf: Vec::new(),
         done: false,
     };
-    let writer = RawWriter {
-        inner: BufWriter::new(writer),
-        peer_max_bytes: handshake.max_len_bytes(),
-    };
+    let writer = RawWriter::new(writer, handshake.max_len_bytes());
     drive(router, serializer, writer, reader, "rawsocket", peer, tls).await;
 }
 
@@ -203,10 +258,7 @@ mod tests {
         let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
         let peer = rawsocket::parse_client_handshake(rawsocket::client_handshake(15, 1)).unwrap();
         let (_, write_half) = server.into_split();
-        let mut writer = RawWriter {
-            inner: BufWriter::new(write_half),
-            peer_max_bytes: peer.max_len_bytes(),
-        };
+        let mut writer = RawWriter::new(write_half, peer.max_len_bytes());
         let too_long = vec![b'x'; 1 << 24];
         assert!(writer.feed(too_long).await.is_err());
         // The longest message that can be framed goes out whole.
