@@ -130,7 +130,7 @@ impl Session {
                     publish
                         .properties
                         .topic_alias
-                        .and_then(|alias| self.inbound_aliases.get(&alias))
+                        .and_then(|alias| self.aliases.as_ref()?.inbound.get(&alias))
                         .map(String::as_str)
                 };
                 match name {

@@ -530,7 +530,7 @@ where
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Disconnected) => break Exit::new(End::Normal, None),
                     Err(v) => {
-                        tracing::info!(%peer, client = %client_id, reason = ?v.reason, "MQTT protocol violation: {}", v.message);
+                        tracing::info!(%peer, client = %session.client_id(), reason = ?v.reason, "MQTT protocol violation: {}", v.message);
                         break Exit::new(End::Abnormal, Some(v.reason));
                     }
                 }
