@@ -35,7 +35,7 @@ const RESPONDER_NONCE: [u8; NONCE_BYTES] = [0x22; NONCE_BYTES];
 
 /// Target `cluster_frame`: `data` is a stream of frames. Arbitrary bytes never panic;
 /// every frame decoded uses bytes within the stream, and its message encodes to a frame
-/// that decodes to the same message (for Raft messages: to the same encoding).
+/// that decodes to the same message (for a Raft message: that decodes).
 pub fn frame(data: &[u8]) {
     let mut rest = data;
     for _ in 0..FRAMES_MAX {
@@ -59,14 +59,10 @@ pub fn frame(data: &[u8]) {
         match decode_frame_or_heartbeat(&encoded, usize::MAX) {
             Ok(Some((Frame::Message(decoded), used))) => {
                 assert_eq!(used, encoded.len());
-                assert_eq!(
-                    encode_frame(&decoded, usize::MAX).as_ref(),
-                    Ok(&encoded),
-                    "encoding is not a fixed point"
-                );
-                // protobuf 2's `PartialEq` tells an emptied unknown-field set from none
-                // (`fuzz/regressions/cluster_frame/raft-snapshot-merged`): for a Raft
-                // message the equal encodings above are the comparison.
+                // A Raft message is protobuf 2, whose unknown fields sit in a HashMap
+                // (their order on the wire varies) and whose `PartialEq` tells an emptied
+                // unknown-field set from none (`fuzz/regressions/cluster_frame/`): for it,
+                // decoding the re-encoded frame is the check.
                 if !matches!(message, Message::Raft(_)) {
                     assert_eq!(decoded, message, "round trip changed the message");
                 }
