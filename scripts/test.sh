@@ -34,6 +34,11 @@ cargo build --workspace --all-targets
 export FOXROUTER_BIN="$target_dir/debug/foxrouter"
 echo "== cargo test"
 cargo test --workspace
+# Each cargo-fuzz target for a few seconds (installs cargo-fuzz the first time, builds the
+# targets: about 7 minutes cold; docs/fuzzing.md). The committed corpora and regressions
+# already ran in cargo test.
+echo "== fuzz smoke test (5 s per target)"
+bash scripts/fuzz.sh 5
 echo "== end-to-end tests"
 [ -x "$FOXROUTER_BIN" ] || { echo "test.sh: $FOXROUTER_BIN was not built" >&2; exit 1; }
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 120 --tb=short -rfE tests/interop
