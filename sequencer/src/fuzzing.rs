@@ -248,7 +248,9 @@ fn handshake_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
-fn sample_messages() -> Vec<Message> {
+/// One message of each kind: the seeds of the frame targets, and the samples of the wire
+/// format's own tests.
+pub(crate) fn sample_messages() -> Vec<Message> {
     let segment = SegmentId::new_v7(1_700_000_000_000, [7; 10]);
     let publication = Publication {
         publisher: 9,

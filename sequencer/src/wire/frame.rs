@@ -77,67 +77,13 @@ pub fn decode_frame_or_heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::NodeId;
-    use crate::id::{PermanentId, Publication, SegmentId};
-    use crate::message::{LogRecord, Outcome, RaftMessage, Resolution};
     use proptest::prelude::*;
 
     const LIMIT: usize = 1 << 20;
 
+    /// One message of each kind (shared with the fuzz seeds).
     fn samples() -> Vec<Message> {
-        let segment = SegmentId::new_v7(1_700_000_000_000, [7; 10]);
-        let publication = Publication {
-            publisher: 9,
-            sequence: 3,
-            payload: b"hello".to_vec(),
-        };
-        let raft_message = raft::eraftpb::Message {
-            from: 1,
-            to: 2,
-            term: 5,
-            ..Default::default()
-        };
-        vec![
-            Message::Keep {
-                segment,
-                owner: NodeId(1),
-                messages: vec![publication.clone()],
-            },
-            Message::Stored {
-                segment,
-                count: 1,
-                digest: 77,
-            },
-            Message::SegmentOver {
-                segment,
-                owner: NodeId(1),
-                count: 1,
-                digest: 77,
-                after: Some(segment),
-            },
-            Message::Resolved {
-                resolutions: vec![Resolution {
-                    index: 1,
-                    segment,
-                    owner: NodeId(1),
-                    outcome: Outcome::Permanent {
-                        base: PermanentId(4096),
-                        count: 1,
-                        digest: 77,
-                    },
-                    raft_index: 3,
-                    raft_term: 2,
-                }],
-            },
-            Message::Log {
-                after: 0,
-                records: vec![LogRecord {
-                    id: PermanentId(4096),
-                    publication,
-                }],
-            },
-            Message::Raft(RaftMessage(raft_message)),
-        ]
+        crate::fuzzing::sample_messages()
     }
 
     #[test]
