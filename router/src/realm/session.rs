@@ -59,7 +59,32 @@ impl SessionInfo {
         d
     }
 
-    /// Whether the peer announced a feature for a role (`callee`, `call_canceling`).
+    /// The part of HELLO's `roles` that the router reads ([`FEATURES_READ`]), to keep
+    /// for the session's life: a client's whole roles dict (autobahn and fox-bench announce
+    /// dozens of features) was 5 KiB of every idle WAMP session.
+    pub fn roles_read(roles: &Dict) -> Dict {
+        let mut kept = Dict::new();
+        for (role, feature) in FEATURES_READ {
+            let announced = roles
+                .get(*role)
+                .and_then(|r| r.get("features"))
+                .and_then(|f| f.get(feature))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !announced {
+                continue;
+            }
+            let mut features = Dict::new();
+            features.insert((*feature).into(), Value::Bool(true));
+            let mut entry = Dict::new();
+            entry.insert("features".into(), Value::Dict(features));
+            kept.insert((*role).into(), Value::Dict(entry));
+        }
+        kept
+    }
+
+    /// Whether the peer announced a feature for a role (`callee`, `call_canceling`); only
+    /// those of [`FEATURES_READ`] are kept from HELLO.
     pub fn has_feature(&self, role: &str, feature: &str) -> bool {
         self.roles
             .get(role)
@@ -69,6 +94,11 @@ impl SessionInfo {
             .unwrap_or(false)
     }
 }
+
+/// The (role, feature) pairs of HELLO's `roles` that the router acts on: the only ones
+/// a WAMP session keeps ([`SessionInfo::roles_read`]). A feature read with
+/// [`SessionInfo::has_feature`] must be listed here.
+pub const FEATURES_READ: &[(&str, &str)] = &[("callee", "call_canceling")];
 
 /// A delivery of a publication to one subscription of one session.
 #[derive(Clone, Debug)]
@@ -340,6 +370,37 @@ mod tests {
     use super::*;
     use crate::realm::backpressure::{Backpressure, BACKPRESSURE_WAIT_MAX_MS};
     use crate::realm::{MessageProperties, Payload, Publication};
+
+    fn dict(entries: &[(&str, Value)]) -> Dict {
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_keeps_only_the_hello_features_the_router_reads() {
+        let features = dict(&[
+            ("call_canceling", Value::Bool(true)),
+            ("progressive_call_results", Value::Bool(true)),
+        ]);
+        let roles = dict(&[
+            (
+                "callee",
+                Value::Dict(dict(&[("features", Value::Dict(features))])),
+            ),
+            ("subscriber", Value::Dict(Dict::new())),
+        ]);
+        let kept = SessionInfo::roles_read(&roles);
+        let callee = kept.get("callee").and_then(|r| r.get("features"));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            callee.and_then(|f| f.get("call_canceling")),
+            Some(&Value::Bool(true))
+        );
+        assert_eq!(callee.and_then(|f| f.get("progressive_call_results")), None);
+        assert!(SessionInfo::roles_read(&dict(&[("caller", Value::Dict(Dict::new()))])).is_empty());
+    }
     use crate::topic::Topic;
 
     fn session(queue_max: usize) -> (SessionHandle, queue::Receiver<Outbound>) {

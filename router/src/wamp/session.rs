@@ -405,7 +405,7 @@ impl WampSession {
         let roles = details
             .get("roles")
             .and_then(Value::as_dict)
-            .cloned()
+            .map(SessionInfo::roles_read)
             .unwrap_or_default();
         let session = crate::realm::new_session_id();
         let nonce = format!("{:032x}", rand::random::<u128>());
