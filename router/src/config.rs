@@ -581,33 +581,42 @@ impl Config {
             })?,
             None => String::new(),
         };
-        let mut config = if overrides.is_empty() {
-            Self::parse(&text, &name)?
-        } else {
-            let parse_error = |message: String| ConfigError::Parse {
-                path: name.clone(),
-                message,
-            };
-            let mut table: toml::Table = toml::from_str(&text)
-                .map_err(|e| parse_error(e.to_string().trim_end().to_owned()))?;
-            apply_env(&mut table, overrides).map_err(parse_error)?;
-            let names: Vec<&str> = overrides.iter().map(|(n, _)| n.as_str()).collect();
-            let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
-                parse_error(format!(
-                    "{} (with the environment's {})",
-                    e.to_string().trim_end(),
-                    names.join(", ")
-                ))
-            })?;
-            config.validate().map_err(|message| ConfigError::Invalid {
-                path: name.clone(),
-                message,
-            })?;
-            config
-        };
+        let mut config = Self::parse_with(&text, &name, overrides)?;
         if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.and_then(Path::parent)) {
             tls.resolve_paths(dir);
         }
+        Ok(config)
+    }
+
+    /// Parses TOML text with `overrides` applied on top (as [`Config::from_sources`]),
+    /// and validates it; `name` is used in messages. Relative paths stay as written.
+    pub fn parse_with(
+        text: &str,
+        name: &str,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        if overrides.is_empty() {
+            return Self::parse(text, name);
+        }
+        let parse_error = |message: String| ConfigError::Parse {
+            path: name.to_owned(),
+            message,
+        };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(e.to_string().trim_end().to_owned()))?;
+        apply_env(&mut table, overrides).map_err(parse_error)?;
+        let names: Vec<&str> = overrides.iter().map(|(n, _)| n.as_str()).collect();
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+            parse_error(format!(
+                "{} (with the environment's {})",
+                e.to_string().trim_end(),
+                names.join(", ")
+            ))
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: name.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 

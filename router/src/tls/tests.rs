@@ -1,7 +1,8 @@
 //! TLS settings, loading, reloading and client identities, with certificates made here
 //! (rcgen) and real handshakes over loopback.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
