@@ -230,3 +230,55 @@ def test_expired_mqtt5_retained_message_is_not_replayed_to_wamp(router):
         return got
 
     assert run(replay()) == ["exp.long"]
+
+
+def test_a_text_starting_with_nul_reaches_json_peers_as_binary(router):
+    """WAMP JSON reads a string that starts with NUL as binary ("\\0" + base64). A MsgPack
+    publisher's text "\\0AQ", or one inside an MQTT JSON payload, has no JSON spelling: JSON
+    subscribers get its UTF-8 bytes as binary instead of a message they cannot decode (the
+    bridge_json fuzz target found it). A MsgPack subscriber gets the text itself."""
+
+    async def main():
+        reader = await connect(router)
+        msgpack_reader = await connect(router, serializer="msgpack")
+        got, got_msgpack = [], []
+        await reader.subscribe(lambda *a: got.append(a), "nul.text")
+        await msgpack_reader.subscribe(lambda *a: got_msgpack.append(a), "nul.text")
+        writer = await connect(router, serializer="msgpack")
+        await writer.publish("nul.text", "\x00AQ", options=PublishOptions(acknowledge=True))
+        m = mqtt_client(router)
+        m.publish("nul/text", b'["\\u0000AQ", "\\u0000AQID"]', qos=1)
+        await wait_for(lambda: len(got) == 2 and len(got_msgpack) == 2)
+        assert got[0] == (b"\x00AQ",)
+        # An MQTT JSON payload is one argument; "\0AQID" is valid base64: binary [1, 2, 3].
+        assert got[1] == ([b"\x00AQ", b"\x01\x02\x03"],)
+        assert got_msgpack[0] == ("\x00AQ",)
+        # Both sessions are still joined and served.
+        await writer.publish("nul.text", "after", options=PublishOptions(acknowledge=True))
+        await wait_for(lambda: len(got) == 3)
+        for session in (reader, msgpack_reader, writer):
+            session.leave()
+
+    run(main())
+
+
+def test_a_wamp_topic_with_an_mqtt_wildcard_is_not_sent_to_mqtt_clients(router):
+    """A WAMP URI may hold `+` (`plus.a+b`), an MQTT topic name may not (MQTT-3.3.2-2): a
+    `#` subscriber gets the other events, not a PUBLISH it would take for a protocol
+    error, and stays connected."""
+
+    async def main():
+        m = mqtt_client(router)
+        m.subscribe("plus/#", qos=1)
+        w = await connect(router)
+        ack = PublishOptions(acknowledge=True)
+        await w.publish("plus.a+b", 1, options=ack)
+        await w.publish("plus.ok", 2, options=ack)
+        message = await get_async(m)
+        assert (message.topic, message.payload) == ("plus/ok", b"2")
+        m.expect_none(0.3)
+        await w.publish("plus.again", 3, options=ack)
+        assert (await get_async(m)).topic == "plus/again"
+        w.leave()
+
+    run(main())

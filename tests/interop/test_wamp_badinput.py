@@ -267,6 +267,19 @@ def test_invalid_uris_get_error(router):
     assert c.recv()[:2] == [RESULT, 6]
 
 
+def test_a_uri_with_nul_gets_error(router):
+    """U+0000 in a URI (MsgPack can carry one) is refused: JSON peers would read it as
+    binary and MQTT forbids it in topic names."""
+    c = client(router, "ws-msgpack")
+    c.join()
+    c.send([16, 1, {"acknowledge": True}, "com.test.\x00bad"])
+    assert c.recv()[:5] == [ERROR, 16, 1, {}, "wamp.error.invalid_uri"]
+    c.send([32, 2, {}, "com.\x00"])
+    assert c.recv()[:5] == [ERROR, 32, 2, {}, "wamp.error.invalid_uri"]
+    c.send([48, 3, {}, "wamp.session.count"])
+    assert c.recv()[:2] == [RESULT, 3]
+
+
 def test_websocket_handshake_refusals(router):
     wrong_path = WebSocketClient(router.addr["ws"], path="/nope")
     assert not wrong_path.upgraded() and " 404 " in wrong_path.status_line + " ", wrong_path.status_line

@@ -31,7 +31,9 @@ pub fn cbor(data: &[u8]) {
 
 /// Arbitrary bytes never panic the decoder, and whatever it accepts re-encodes to bytes
 /// that decode to the same message (compared structurally unless a float is NaN, which
-/// is never equal to itself) and re-encode to the same bytes (a fixed point).
+/// is never equal to itself) and re-encode to the same bytes (a fixed point). Every
+/// other serializer can carry it too (the router delivers one peer's message to peers of
+/// every serializer): its encoding there decodes.
 pub fn decode_round_trip(serializer: Serializer, data: &[u8]) {
     let Ok(message) = serializer.decode(data, MESSAGE_SIZE_MAX_BYTES) else {
         return;
@@ -58,6 +60,11 @@ pub fn decode_round_trip(serializer: Serializer, data: &[u8]) {
         encoded,
         "{serializer:?}: encoding is not a fixed point"
     );
+    for other in [Serializer::Json, Serializer::MsgPack, Serializer::Cbor] {
+        if let Err(error) = other.decode(&other.encode(&message), usize::MAX) {
+            panic!("{serializer:?} -> {other:?}: {message:?} cannot be delivered: {error}");
+        }
+    }
 }
 
 /// `false` when the message holds a NaN (`PartialEq` on floats).

@@ -133,8 +133,34 @@ impl Value {
         }
     }
 
+    /// [`Value::from_json`], refusing a `"\0"` string whose remainder is not valid
+    /// base64 (as the WAMP JSON serializer refuses such a message), with the reason.
+    pub fn try_from_json(json: serde_json::Value) -> Result<Value, String> {
+        Ok(match json {
+            serde_json::Value::String(text) => match binary_from_json_str(&text) {
+                Some(Ok(bytes)) => Value::Bytes(bytes),
+                Some(Err(error)) => {
+                    return Err(format!("invalid base64 in binary string: {error}"))
+                }
+                None => Value::Str(text),
+            },
+            serde_json::Value::Array(list) => Value::List(
+                list.into_iter()
+                    .map(Value::try_from_json)
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(map) => Value::Dict(
+                map.into_iter()
+                    .map(|(key, value)| Ok((key, Value::try_from_json(value)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => Value::from_json(other),
+        })
+    }
+
     /// Converts to a JSON tree using the WAMP convention (bytes become
-    /// `"\0" + base64`). Non-finite floats become `null`, as JSON has no such numbers.
+    /// `"\0" + base64`). Non-finite floats become `null`, as JSON has no such numbers,
+    /// and a string that starts with NUL becomes the binary of its UTF-8 bytes.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Value::Null => serde_json::Value::Null,
@@ -143,6 +169,11 @@ impl Value {
             Value::UInt(number) => serde_json::Value::from(*number),
             Value::Float(number) => serde_json::Number::from_f64(*number)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            // A text that starts with NUL would read back as binary (or not at all): it
+            // goes as the binary of its UTF-8 bytes, as the WAMP JSON serializer sends it.
+            Value::Str(text) if text.starts_with('\0') => {
+                serde_json::Value::String(binary_to_json_str(text.as_bytes()))
+            }
             Value::Str(text) => serde_json::Value::String(text.clone()),
             Value::Bytes(bytes) => serde_json::Value::String(binary_to_json_str(bytes)),
             Value::List(list) => {
@@ -275,6 +306,51 @@ mod tests {
         let json = value.to_json();
         assert_eq!(json, serde_json::Value::String("\0AAEC/w==".to_owned()));
         assert_eq!(Value::from_json(json), value);
+    }
+
+    /// Found by the `bridge_json` fuzz target: a text that starts with NUL (from MsgPack,
+    /// CBOR or an MQTT JSON payload) was written to JSON peers as a string they read as
+    /// invalid base64, so they could not decode the message.
+    #[test]
+    fn a_text_starting_with_nul_goes_to_json_as_its_bytes() {
+        for text in ["\0AQ", "\0AQID", "\0"] {
+            let value = Value::Str(text.to_owned());
+            let back = Value::from_json(value.to_json());
+            assert_eq!(back, Value::Bytes(text.as_bytes().to_vec()), "{text:?}");
+            let event = crate::Message::Event {
+                subscription: 1,
+                publication: 2,
+                details: Dict::new(),
+                args: Some(vec![value]),
+                kwargs: None,
+            };
+            let json = crate::Serializer::Json.encode(&event);
+            let decoded = crate::Serializer::Json.decode(&json, usize::MAX).unwrap();
+            let crate::Message::Event { args, .. } = decoded else {
+                panic!("{decoded:?}")
+            };
+            assert_eq!(args, Some(vec![Value::Bytes(text.as_bytes().to_vec())]));
+        }
+    }
+
+    #[test]
+    fn try_from_json_refuses_invalid_binary_strings() {
+        let bad = serde_json::json!({"a": [1, {"b": "\0AQ"}]});
+        assert!(Value::try_from_json(bad.clone())
+            .unwrap_err()
+            .contains("base64"));
+        assert_eq!(
+            Value::from_json(bad)
+                .get("a")
+                .and_then(Value::as_list)
+                .map(<[Value]>::len),
+            Some(2)
+        );
+        let good = serde_json::json!({"a": [1, "\0AQID", "x"], "b": null});
+        assert_eq!(
+            Value::try_from_json(good.clone()),
+            Ok(Value::from_json(good))
+        );
     }
 
     #[test]

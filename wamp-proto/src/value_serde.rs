@@ -59,6 +59,12 @@ impl Serialize for SerValue<'_> {
             Value::Int(number) => serializer.serialize_i64(*number),
             Value::UInt(number) => serializer.serialize_u64(*number),
             Value::Float(number) => serializer.serialize_f64(*number),
+            // WAMP JSON reads a string that starts with NUL as binary: such a text (a
+            // MsgPack or CBOR peer, an MQTT JSON payload can hold one) goes as its UTF-8
+            // bytes, so that a JSON peer can decode every message the router sends.
+            Value::Str(text) if mode == TextMode::Json && text.starts_with('\0') => {
+                serializer.serialize_str(&binary_to_json_str(text.as_bytes()))
+            }
             Value::Str(text) => serializer.serialize_str(text),
             Value::Bytes(bytes) => match mode {
                 TextMode::Binary => serializer.serialize_bytes(bytes),

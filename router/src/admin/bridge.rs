@@ -15,10 +15,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
-use base64::Engine as _;
 use fox_wamp_proto::{Dict, Message, Value};
-use serde::Deserialize;
 use serde_json::json;
+
+mod body;
+
+pub(super) use body::valid_uri;
+use body::{payload_json, wamp_args, BodyPayload, CallBody, PublishBody};
 
 use super::{Admin, ApiError};
 use crate::auth::hooks::{Answer, Query};
@@ -40,52 +43,6 @@ pub(super) fn routes() -> axum::Router<Arc<Admin>> {
     axum::Router::new()
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/call", post(call))
-}
-
-/// `POST /api/v1/publish`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    /// Default: `[router] mqtt_default_realm`.
-    #[serde(default)]
-    realm: Option<String>,
-    /// A WAMP URI (`a.b.c`; MQTT subscribers see `a/b/c`).
-    topic: String,
-    #[serde(default)]
-    args: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
-    kwargs: Option<serde_json::Map<String, serde_json::Value>>,
-    /// A raw payload (UTF-8 text), as MQTT carries it.
-    #[serde(default)]
-    payload: Option<String>,
-    /// A raw payload, base64.
-    #[serde(default)]
-    payload_base64: Option<String>,
-    #[serde(default)]
-    retain: bool,
-    /// Wait for the permanent ID (and, with a store, the fsync). Default true.
-    #[serde(default = "yes")]
-    acknowledge: bool,
-}
-
-/// `POST /api/v1/call`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CallBody {
-    #[serde(default)]
-    realm: Option<String>,
-    procedure: String,
-    #[serde(default)]
-    args: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
-    kwargs: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Default 10,000; at most `limits.call_timeout_max_ms`.
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Who calls: the token's user, on one realm.
@@ -197,28 +154,6 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
-/// A URI fit for an exact publish or call.
-pub(super) fn valid_uri(uri: &str) -> bool {
-    !uri.is_empty()
-        && uri
-            .split('.')
-            .all(|c| !c.is_empty() && !c.chars().any(|ch| ch.is_whitespace() || ch == '#'))
-}
-
-fn wamp_args(
-    args: Option<Vec<serde_json::Value>>,
-    kwargs: Option<serde_json::Map<String, serde_json::Value>>,
-) -> (Option<Vec<Value>>, Option<Dict>) {
-    (
-        args.map(|a| a.into_iter().map(Value::from_json).collect()),
-        kwargs.map(|k| {
-            k.into_iter()
-                .map(|(k, v)| (k, Value::from_json(v)))
-                .collect()
-        }),
-    )
-}
-
 async fn publish(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
     let body: PublishBody = match parse(&body) {
         Ok(body) => body,
@@ -234,38 +169,16 @@ async fn publish(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn publish_as(caller: &Caller, body: PublishBody) -> Result<Response, ApiError> {
+async fn publish_as(caller: &Caller, mut body: PublishBody) -> Result<Response, ApiError> {
     if !valid_uri(&body.topic) {
         return Err(ApiError::bad_request(format!(
             "invalid topic URI '{}'",
             body.topic
         )));
     }
-    let raw = match (body.payload, body.payload_base64) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "payload and payload_base64 exclude each other",
-            ))
-        }
-        (Some(text), None) => Some(Bytes::from(text)),
-        (None, Some(encoded)) => Some(Bytes::from(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| ApiError::bad_request(format!("payload_base64: {e}")))?,
-        )),
-        (None, None) => None,
-    };
-    if raw.is_some() && (body.args.is_some() || body.kwargs.is_some()) {
-        return Err(ApiError::bad_request(
-            "a raw payload excludes args and kwargs",
-        ));
-    }
-    let payload = match raw {
-        Some(bytes) => Payload::Raw(bytes),
-        None => {
-            let (args, kwargs) = wamp_args(body.args, body.kwargs);
-            Payload::Wamp { args, kwargs }
-        }
+    let payload = match body.payload().map_err(ApiError::bad_request)? {
+        BodyPayload::Raw(bytes) => Payload::Raw(Bytes::from(bytes)),
+        BodyPayload::Wamp { args, kwargs } => Payload::Wamp { args, kwargs },
     };
     let limit = caller.router.config.limits.message_size_max_bytes;
     if let Payload::Raw(bytes) = &payload {
@@ -376,7 +289,7 @@ async fn call_as(caller: &Caller, body: CallBody) -> Result<Response, ApiError> 
             caller.identity.authid, body.procedure
         )));
     }
-    let (args, kwargs) = wamp_args(body.args, body.kwargs);
+    let (args, kwargs) = wamp_args(body.args, body.kwargs).map_err(ApiError::bad_request)?;
     let mut options = Dict::new();
     options.insert("timeout".into(), Value::from(timeout_ms));
     // The callee may see who called (caller, caller_authid, caller_authrole).
@@ -413,24 +326,6 @@ async fn call_as(caller: &Caller, body: CallBody) -> Result<Response, ApiError> 
         ));
     };
     Ok(call_response(reply))
-}
-
-fn payload_json(args: Option<Vec<Value>>, kwargs: Option<Dict>) -> serde_json::Value {
-    let mut body = json!({});
-    body["args"] = serde_json::Value::Array(
-        args.unwrap_or_default()
-            .iter()
-            .map(Value::to_json)
-            .collect(),
-    );
-    body["kwargs"] = serde_json::Value::Object(
-        kwargs
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect(),
-    );
-    body
 }
 
 /// RESULT: 200 `{args, kwargs}`. ERROR: the dealer's own errors as their HTTP meaning

@@ -103,9 +103,12 @@ async fn write(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.trim().starts_with("application/json"));
     let payload = if json_body {
-        match serde_json::from_slice::<serde_json::Value>(&body) {
+        let value = serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(Value::try_from_json);
+        match value {
             Ok(value) => Payload::Wamp {
-                args: Some(vec![Value::from_json(value)]),
+                args: Some(vec![value]),
                 kwargs: None,
             },
             Err(e) => return ApiError::bad_request(format!("bad JSON body: {e}")).into_response(),
@@ -155,7 +158,8 @@ fn condition(headers: &HeaderMap) -> Result<Option<Value>, ApiError> {
             .to_str()
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-            .map(|json| Some(Value::from_json(json)))
+            .and_then(|json| Value::try_from_json(json).ok())
+            .map(Some)
             .ok_or_else(|| ApiError::bad_request("Fox-When must be JSON")),
     }
 }

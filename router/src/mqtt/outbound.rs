@@ -108,10 +108,17 @@ impl Session {
 
     /// The PUBLISH for a delivery (without packet ID), or `None` when it is not to be sent:
     /// unknown subscription, already sent merged with another subscription's delivery,
-    /// expired, or larger than the client's maximum packet size.
+    /// expired, larger than the client's maximum packet size, or on a topic that has no
+    /// MQTT topic name (a WAMP URI with `+` or `#` in a component: MQTT-3.3.2-2).
     fn publish_for(&mut self, delivery: &Delivery, now_ms: u64) -> Option<Publish> {
         let wanted = self.wanted(delivery)?;
         let publication = &delivery.publication;
+        if fox_mqtt_proto::validate_topic_name(publication.topic.mqtt_name()).is_err() {
+            // Only a `#` or `+` subscription can match such a topic (a filter cannot
+            // name it); the client would take the PUBLISH for a protocol error.
+            self.realm.mqtt.stats.count_dropped();
+            return None;
+        }
         let remaining_secs = match publication.properties.expires_at_ms {
             Some(at) if at <= now_ms => return None,
             Some(at) => Some(u32::try_from((at - now_ms).div_ceil(1000)).unwrap_or(u32::MAX)),

@@ -109,10 +109,11 @@ fn error(request_type: u64, request: Id, uri: &str, message: &str) -> Message {
 }
 
 /// A URI as WAMP's loose rules allow: non-empty, no whitespace or `#`; empty components only
-/// where a pattern allows them.
+/// where a pattern allows them. U+0000 is refused too: a JSON peer reads a string that
+/// starts with it as binary, so such a URI could not reach it (nor any MQTT client).
 fn valid_uri(uri: &str, empty_components: bool) -> bool {
     !uri.is_empty()
-        && !uri.contains(|c: char| c.is_whitespace() || c == '#')
+        && !uri.contains(|c: char| c.is_whitespace() || c == '#' || c == '\0')
         && (empty_components || uri.split('.').all(|c| !c.is_empty()))
 }
 
