@@ -504,8 +504,8 @@ fn garbage_wrong_secret_and_strangers_are_refused_and_the_node_survives() {
     let mut stranger = good.clone();
     stranger.node = NodeId(4242);
     stranger.members.insert(NodeId(4242));
-    // Returns whether the node completed a handshake with us.
-    let try_handshake = |config: fox_sequencer::wire::HandshakeConfig| -> bool {
+    // The socket of a handshake the node completed with us, if it did.
+    let handshake = |config: fox_sequencer::wire::HandshakeConfig| -> Option<std::net::TcpStream> {
         let mut socket = std::net::TcpStream::connect(address).expect("connect");
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -517,24 +517,25 @@ fn garbage_wrong_secret_and_strangers_are_refused_and_the_node_survives() {
         let mut chunk = [0u8; 256];
         for _ in 0..16 {
             let read = match socket.read(&mut chunk) {
-                Ok(0) | Err(_) => return false,
+                Ok(0) | Err(_) => return None,
                 Ok(read) => read,
             };
             buffer.extend_from_slice(&chunk[..read]);
             let Ok(step) = state.receive(&buffer) else {
-                return false;
+                return None;
             };
             buffer.drain(..step.used);
             if socket.write_all(&step.send).is_err() {
-                return false;
+                return None;
             }
             state = step.state;
             if state.established().is_some() {
-                return true;
+                return Some(socket);
             }
         }
-        false
+        None
     };
+    let try_handshake = |config| handshake(config).is_some();
     for _ in 0..20 {
         let mut socket = std::net::TcpStream::connect(address).expect("connect");
         let _ = socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\x13garbage");
@@ -548,9 +549,36 @@ fn garbage_wrong_secret_and_strangers_are_refused_and_the_node_survives() {
     assert!(!try_handshake(wrong_secret), "a wrong secret was accepted");
     assert!(!try_handshake(stranger), "an unknown node was accepted");
     assert!(cluster.is_running(ndb), "the node died");
-    assert!(try_handshake(good), "the right secret was refused");
+    assert!(try_handshake(good.clone()), "the right secret was refused");
+    // After a completed handshake: a frame over the size cap (refused on its header) and a
+    // frame whose payload is not a message each close that link, and only that link.
+    let oversized = u32::MAX.to_be_bytes().to_vec();
+    let mut garbage = 7u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(&[0xff, 0xfe, 0xfd, 0x00, 0x13, 0x37, 0x42]);
+    for bad in [oversized, garbage] {
+        let mut socket = handshake(good.clone()).expect("handshake");
+        socket.write_all(&bad).expect("send the bad frame");
+        // Heartbeats may come first; the link then ends (EOF or reset).
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut chunk = [0u8; 4096];
+        loop {
+            assert!(Instant::now() < deadline, "the link was not closed");
+            match socket.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(cluster.is_running(ndb), "the node died of a bad frame");
+    assert!(try_handshake(good), "the node stopped accepting links");
     let log = std::fs::read_to_string(cluster.dir.path().join("logs").join(format!("n{ndb}.err")))
         .expect("log");
+    assert_eq!(
+        log.matches("bad frame from a cluster node; closing")
+            .count(),
+        2,
+        "{log}"
+    );
     let refusals = log.matches("refused a node connection").count();
     assert!(
         (1..=4).contains(&refusals),

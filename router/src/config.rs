@@ -262,6 +262,10 @@ pub struct Limits {
     pub call_timeout_max_ms: u64,
     /// Time a client has to finish HELLO / authentication, in milliseconds. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// Longest one write to a client may block, in milliseconds: a client that stopped
+    /// reading (its TCP window and our socket buffer full) is disconnected after it, WAMP
+    /// and MQTT alike (an MQTT will is published). Default 30 s.
+    pub write_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
     /// Most new connections per second from one source address (IP), over all client
@@ -326,6 +330,7 @@ impl Default for Limits {
             session_queue_max: 4096,
             call_timeout_max_ms: 600_000,
             handshake_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
             connections_max: 100_000,
             connection_rate_per_ip_max: 0,
             subscriptions_per_session_max: 10_000,
@@ -696,6 +701,7 @@ impl Config {
         let at_least_one = [
             ("connections_max", self.limits.connections_max as u64),
             ("handshake_timeout_ms", self.limits.handshake_timeout_ms),
+            ("write_timeout_ms", self.limits.write_timeout_ms),
             (
                 "subscriptions_per_session_max",
                 self.limits.subscriptions_per_session_max as u64,

@@ -191,3 +191,92 @@ def test_a_thousand_subscribers_that_stop_reading_cost_bounded_memory_and_are_cl
     assert flooded - before < 256 * CLIENTS
     assert loaded_ms < max(20.0, 10 * quiet_ms), (quiet_ms, loaded_ms)
     assert router.proc.poll() is None
+
+
+def rawsocket_json_subscriber(router, topic):
+    """A raw WAMP RawSocket JSON session subscribed to `topic`, with a tiny receive
+    buffer, that the caller then never reads again."""
+    import json
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(router.rawsocket)
+    sock.sendall(b"\x7f\xf1\x00\x00")
+    assert recv_exact(sock, 4)[:1] == b"\x7f"
+
+    def send(message):
+        data = json.dumps(message).encode()
+        sock.sendall(b"\x00" + len(data).to_bytes(3, "big") + data)
+
+    def recv():
+        header = recv_exact(sock, 4)
+        return json.loads(recv_exact(sock, int.from_bytes(header[1:], "big")))
+
+    send([1, "realm1", {"roles": {"subscriber": {}}}])
+    assert recv()[0] == 2, "WELCOME"
+    send([32, 1, {}, topic])
+    assert recv()[0] == 33, "SUBSCRIBED"
+    return sock
+
+
+def test_clients_that_stop_reading_are_closed_at_the_write_timeout(router_factory):
+    """A subscriber that stops reading while still connected (TCP window shut, nothing
+    sent, no keep alive) is closed once one write to it has blocked for
+    `limits.write_timeout_ms` (1 s here), WAMP and MQTT alike; the MQTT one's will is
+    published. Without the timeout the WAMP one stayed forever (its events only dropped),
+    the MQTT one for a fixed 30 s."""
+    import paho.mqtt.client as mqtt
+
+    router = router_factory("[limits]\nwrite_timeout_ms = 1000\nsession_queue_max = 64\n")
+    topic = f"stuck/{new_id()}"
+    wills = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=new_id("will-watcher"))
+    watcher.on_message = lambda _c, _u, m: wills.append(m.payload)
+    watcher.connect(*router.mqtt)
+    watcher.subscribe("stuck-will/#", 1)
+    watcher.loop_start()
+    try:
+        mqtt_sub = socket.socket()
+        mqtt_sub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        mqtt_sub.settimeout(5)
+        mqtt_sub.connect(router.mqtt)
+        client_id, will_topic, will = f"stuck-{new_id()}".encode(), b"stuck-will/x", b"gone"
+        body = (struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x06]) + struct.pack("!H", 0)
+                + struct.pack("!H", len(client_id)) + client_id
+                + struct.pack("!H", len(will_topic)) + will_topic + struct.pack("!H", len(will)) + will)
+        subscribe = struct.pack("!H", 1) + struct.pack("!H", len(topic)) + topic.encode() + b"\x00"
+        mqtt_sub.sendall(bytes([0x10, len(body)]) + body + bytes([0x82, len(subscribe)]) + subscribe)
+        answer = recv_exact(mqtt_sub, 4 + 5)
+        assert answer[:1] == b"\x20" and answer[4:5] == b"\x90", answer
+        wamp_sub = rawsocket_json_subscriber(router, topic.replace("/", "."))
+        # Both stop reading now. A flood of 64 KiB messages fills their windows and the
+        # router's socket buffers (a few MiB on loopback).
+        publisher = socket.create_connection(router.mqtt, timeout=5)
+        publisher.sendall(mqtt_connect(new_id("flooder"), keepalive=60))
+        assert publisher.recv(4)[:1] == b"\x20"
+        payload = struct.pack("!H", len(topic)) + topic.encode() + b"x" * (64 * 1024)
+        length = len(payload)
+        varint = bytes([length & 0x7F | 0x80, (length >> 7) & 0x7F | 0x80, length >> 14])
+        packet = bytes([0x30]) + varint + payload
+        started = time.monotonic()
+        for _ in range(160):
+            publisher.sendall(packet)
+        log = router.log_path
+        poll_until(lambda: "whose write blocked" in log.read_text()
+                   and log.read_text().count("whose write blocked") >= 2, 15,
+                   "both stuck subscribers closed at the write timeout")
+        took = time.monotonic() - started
+        poll_until(lambda: wills == [b"gone"], 5, "the MQTT subscriber's will")
+        text = log.read_text()
+        assert "closing an MQTT connection whose write blocked" in text
+        assert "closing a WAMP connection whose write blocked" in text
+        # The WAMP side still tries its close (flush, close frame) for CLOSE_WAIT_MS (1 s).
+        poll_until(lambda: closed_by_peer(mqtt_sub) and closed_by_peer(wamp_sub), 3,
+                   "both sockets closed by the router")
+        print(f"both closed {took:.1f} s after the flood began (write timeout 1 s)")
+        publisher.close()
+        assert router.proc.poll() is None
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()

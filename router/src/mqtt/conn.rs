@@ -43,8 +43,6 @@ const BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
 const OUT_QUEUE_FREED_MAX_PACKETS: usize = 8;
 /// Write buffer capacity kept between writes; a larger one (after a burst) is freed.
 const OUT_RETAINED_MAX_BYTES: usize = 64 * 1024;
-/// Longest a write may block on a client that does not read before it is dropped.
-const WRITE_TIMEOUT_MS: u64 = 30_000;
 /// When we close a connection (a protocol violation, keep alive timeout, takeover, a
 /// refused CONNECT), how long we go on reading and discarding what the client still sends
 /// after our DISCONNECT (or CONNACK) and the shutdown of our write side. Closing a socket
@@ -344,11 +342,14 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
+/// Writes what the session queued. A write that blocks longer than `timeout`
+/// (`limits.write_timeout_ms`: a client that stopped reading) is an error.
 async fn write_packets<W: AsyncWrite + Unpin>(
     session: &mut Session,
     writer: &mut W,
     out: &mut BytesMut,
     stats: &Stats,
+    timeout: Duration,
 ) -> std::io::Result<()> {
     // Acknowledgements of received publishes go out only once those are durable.
     for (ack, packet_id) in session.take_durability() {
@@ -389,7 +390,6 @@ async fn write_packets<W: AsyncWrite + Unpin>(
         writer.write_all(out).await?;
         writer.flush().await
     };
-    let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
     let written = tokio::time::timeout(timeout, write).await;
     out.clear();
     if out.capacity() > OUT_RETAINED_MAX_BYTES {
@@ -426,6 +426,9 @@ where
     let mut kicks = Some(kicks);
     let protocol = session.protocol();
     let max_in = packet_max_bytes(&router.config.limits);
+    let write_timeout = Duration::from_millis(router.config.limits.write_timeout_ms);
+    // Set when a write timed out: nothing more is written (it would block as long again).
+    let mut writer_stuck = false;
     let mut shutdown = router.shutdown_signal();
     let mut out = BytesMut::new();
     let stats = &realm.mqtt.stats;
@@ -474,10 +477,13 @@ where
                 .or_else(|| over_rate(&mut rate, &session_stats, &peer));
             leftover = backpressure.is_some() && !input.is_empty();
         }
-        if write_packets(&mut session, &mut writer, &mut out, stats)
-            .await
-            .is_err()
+        if let Err(error) =
+            write_packets(&mut session, &mut writer, &mut out, stats, write_timeout).await
         {
+            if error.kind() == std::io::ErrorKind::TimedOut {
+                tracing::info!(%peer, client = %session.client_id(), timeout_ms = write_timeout.as_millis() as u64, "closing an MQTT connection whose write blocked (limits.write_timeout_ms): the client stopped reading");
+                writer_stuck = true;
+            }
             break Exit::new(End::Abnormal, None);
         }
         if input.is_empty() {
@@ -572,8 +578,10 @@ where
     {
         session.queue(packet);
     }
-    let _ = write_packets(&mut session, &mut writer, &mut out, stats).await;
-    let _ = writer.shutdown().await;
+    if !writer_stuck {
+        let _ = write_packets(&mut session, &mut writer, &mut out, stats, write_timeout).await;
+        let _ = writer.shutdown().await;
+    }
     // We close while the client may still be sending (not at shutdown: nobody waits then).
     let lingers = exit
         .disconnect

@@ -278,6 +278,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         .map(|kind| router.metrics().connection_opened(kind));
     let metrics = router.metrics().clone();
     let limits = router.config.limits.clone();
+    let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let mut session = WampSession::new(router.clone(), transport, peer.clone());
     session.set_tls(tls);
     let mut shutdown = router.shutdown_signal();
@@ -448,6 +449,12 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             }
             _ = tokio::time::sleep_until(deadline), if write_deadline => {
                 tracing::info!(%peer, session = session_id, "closing a connection that stopped reading before its session ended");
+                false
+            }
+            // Events alone never overflow the queue into a close (they are dropped): a
+            // write blocked this long is a peer that stopped reading.
+            _ = tokio::time::sleep(write_timeout) => {
+                tracing::info!(%peer, session = session_id, timeout_ms = limits.write_timeout_ms, "closing a WAMP connection whose write blocked (limits.write_timeout_ms): the peer stopped reading");
                 false
             }
         };
