@@ -43,14 +43,18 @@ impl Payload {
     }
 
     /// WAMP arguments: an MQTT payload becomes `args = [value]`, where value is the decoded
-    /// JSON when the payload is valid UTF-8 JSON and the raw bytes otherwise.
+    /// JSON when the payload is valid UTF-8 JSON (nested no deeper than
+    /// [`fox_wamp_proto::ARGUMENT_NESTING_MAX`]) and the raw bytes otherwise.
     pub fn to_wamp(&self) -> (Option<Vec<Value>>, Option<Dict>) {
         match self {
             Self::Wamp { args, kwargs } => (args.clone(), kwargs.clone()),
             Self::Raw(bytes) => {
+                // JSON nested deeper than a WAMP message carries goes as bytes.
                 let value = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .ok()
                     .map(Value::from_json)
-                    .unwrap_or_else(|_| Value::Bytes(bytes.to_vec()));
+                    .filter(|v| v.nesting_depth() <= fox_wamp_proto::ARGUMENT_NESTING_MAX)
+                    .unwrap_or_else(|| Value::Bytes(bytes.to_vec()));
                 (Some(vec![value]), None)
             }
         }
@@ -163,5 +167,23 @@ impl Default for PublishOptions {
             qos: 0,
             retain: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An MQTT JSON payload nested deeper than a WAMP message carries reaches WAMP
+    /// subscribers as its bytes (it could not be decoded there as JSON arguments).
+    #[test]
+    fn mqtt_json_nested_too_deep_for_wamp_goes_as_bytes() {
+        let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let fits = nested(fox_wamp_proto::ARGUMENT_NESTING_MAX);
+        let (args, _) = Payload::Raw(Bytes::from(fits)).to_wamp();
+        assert!(matches!(args.as_deref(), Some([Value::List(_)])));
+        let deeper = nested(fox_wamp_proto::ARGUMENT_NESTING_MAX + 1);
+        let (args, _) = Payload::Raw(Bytes::from(deeper.clone())).to_wamp();
+        assert_eq!(args, Some(vec![Value::Bytes(deeper.into_bytes())]));
     }
 }

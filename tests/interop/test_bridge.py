@@ -169,6 +169,10 @@ def test_client_mistakes_get_a_4xx_with_a_json_error(router_factory, path):
         # a WAMP JSON peer's message would be (found by the bridge_json fuzz target).
         (dict(body={**good, "args": [{"b": "\u0000AQ"}]}), 400),
         (dict(body={**good, "kwargs": {"b": "\u0000%%"}}), 400),
+        # Deeper than a WAMP message carries (62 levels inside an argument; serde_json
+        # alone reads 128): refused, not relayed as an EVENT no WAMP decoder takes.
+        (dict(body=None, raw=('{"%s": "com.allowed.x", "args": [%s1%s]}'
+                              % (field, "[" * 63, "]" * 63)).encode()), 400),
         (dict(body={**good, "realm": "nowhere"}), 404),
         (dict(body={**good, "realm": "other"}, token=READER_TOKEN), 403),
         (dict(body={field: "com.denied.x"}), 403),

@@ -65,3 +65,9 @@ pub use value::{Dict, Value};
 /// array itself as level 1. Bounds decoder recursion so hostile input cannot
 /// overflow the stack.
 pub const NESTING_DEPTH_MAX: usize = 64;
+
+/// Deepest nesting of lists/dicts inside one argument (an element of Arguments or a
+/// value of ArgumentsKw) that a message can carry: the message array and the Arguments
+/// list or ArgumentsKw dict take two of [`NESTING_DEPTH_MAX`] levels. See
+/// [`Value::nesting_depth`].
+pub const ARGUMENT_NESTING_MAX: usize = NESTING_DEPTH_MAX - 2;

@@ -100,6 +100,16 @@ impl Value {
         }
     }
 
+    /// How many lists/dicts are nested here: 0 for a scalar, 1 for `[]` or `[1]`, 2 for
+    /// `[[1]]`. A message carries an argument only up to [`crate::ARGUMENT_NESTING_MAX`].
+    pub fn nesting_depth(&self) -> usize {
+        match self {
+            Value::List(list) => 1 + list.iter().map(Value::nesting_depth).max().unwrap_or(0),
+            Value::Dict(dict) => 1 + dict.values().map(Value::nesting_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// `true` for [`Value::Null`].
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -330,6 +340,36 @@ mod tests {
                 panic!("{decoded:?}")
             };
             assert_eq!(args, Some(vec![Value::Bytes(text.as_bytes().to_vec())]));
+        }
+    }
+
+    /// Found by the `bridge_json` fuzz target: serde_json reads 128 levels, a WAMP decoder
+    /// 64; an argument within [`crate::ARGUMENT_NESTING_MAX`] is carried by every
+    /// serializer, one level more by none.
+    #[test]
+    fn argument_nesting_limit_is_what_a_message_carries() {
+        let nested =
+            |levels: usize| (0..levels).fold(Value::Int(1), |inner, _| Value::List(vec![inner]));
+        assert_eq!(nested(0).nesting_depth(), 0);
+        assert_eq!(nested(3).nesting_depth(), 3);
+        let event = |value: Value| crate::Message::Event {
+            subscription: 1,
+            publication: 2,
+            details: Dict::new(),
+            args: Some(vec![value]),
+            kwargs: None,
+        };
+        for serializer in crate::Serializer::ALL {
+            let fits = serializer.encode(&event(nested(crate::ARGUMENT_NESTING_MAX)));
+            assert!(
+                serializer.decode(&fits, usize::MAX).is_ok(),
+                "{serializer:?}"
+            );
+            let deeper = serializer.encode(&event(nested(crate::ARGUMENT_NESTING_MAX + 1)));
+            assert!(
+                serializer.decode(&deeper, usize::MAX).is_err(),
+                "{serializer:?}"
+            );
         }
     }
 

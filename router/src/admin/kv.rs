@@ -105,7 +105,16 @@ async fn write(
     let payload = if json_body {
         let value = serde_json::from_slice::<serde_json::Value>(&body)
             .map_err(|e| e.to_string())
-            .and_then(Value::try_from_json);
+            .and_then(Value::try_from_json)
+            .and_then(|value| {
+                if value.nesting_depth() > fox_wamp_proto::ARGUMENT_NESTING_MAX {
+                    return Err(format!(
+                        "nested deeper than {} levels",
+                        fox_wamp_proto::ARGUMENT_NESTING_MAX
+                    ));
+                }
+                Ok(value)
+            });
         match value {
             Ok(value) => Payload::Wamp {
                 args: Some(vec![value]),

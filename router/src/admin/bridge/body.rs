@@ -105,7 +105,8 @@ pub fn valid_uri(uri: &str) -> bool {
 }
 
 /// JSON arguments as WAMP values (a `"\0"`-prefixed base64 string is binary, the WAMP
-/// JSON convention), or why they are refused (such a string that is not base64).
+/// JSON convention), or why they are refused (such a string that is not base64, or
+/// nesting deeper than a WAMP message carries).
 #[allow(clippy::type_complexity)]
 pub fn wamp_args(
     args: Option<Vec<serde_json::Value>>,
@@ -127,6 +128,17 @@ pub fn wamp_args(
         })
         .transpose()
         .map_err(|e| format!("kwargs: {e}"))?;
+    let too_deep = args
+        .iter()
+        .flatten()
+        .chain(kwargs.iter().flat_map(Dict::values))
+        .any(|v| v.nesting_depth() > fox_wamp_proto::ARGUMENT_NESTING_MAX);
+    if too_deep {
+        return Err(format!(
+            "an argument nests lists and objects deeper than {} levels (what a WAMP message carries)",
+            fox_wamp_proto::ARGUMENT_NESTING_MAX
+        ));
+    }
     Ok((args, kwargs))
 }
 
