@@ -268,6 +268,12 @@ pub struct Limits {
     pub write_timeout_ms: u64,
     /// Most concurrent client connections. Default 100,000.
     pub connections_max: usize,
+    /// Most concurrent connections on one client listener, by listener name (`ws`,
+    /// `rawsocket`, `mqtt`, `wss`, `rawsockets`, `mqtts`), within `connections_max`:
+    /// `listener_connections_max = { mqtt = 50000, ws = 10000 }`. A listener not named
+    /// has only the shared limit (the default: none named). At the limit a connection is
+    /// refused as at `connections_max`.
+    pub listener_connections_max: std::collections::BTreeMap<String, usize>,
     /// Most new connections per second from one source address (IP), over all client
     /// listeners; a burst of this many is allowed. 0: no limit (the default). A connection
     /// past it is closed at once, before any handshake; refusals are logged once per
@@ -332,6 +338,7 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             write_timeout_ms: 30_000,
             connections_max: 100_000,
+            listener_connections_max: std::collections::BTreeMap::new(),
             connection_rate_per_ip_max: 0,
             subscriptions_per_session_max: 10_000,
             calls_in_flight_per_session_max: 10_000,
@@ -511,6 +518,10 @@ pub struct User {
     #[serde(default)]
     pub http_tokens: Vec<String>,
 }
+
+/// The client listeners' names (`LISTEN <name> <addr>`), as
+/// `limits.listener_connections_max` names them.
+pub const LISTENER_NAMES: &[&str] = &["ws", "rawsocket", "mqtt", "wss", "rawsockets", "mqtts"];
 
 /// The prefix of environment overrides: `FOXROUTER_<SECTION>__<KEY>` (see
 /// [`Config::from_sources`]).
@@ -714,6 +725,19 @@ impl Config {
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(format!("limits.{name} must be at least 1"));
         }
+        for (listener, max) in &self.limits.listener_connections_max {
+            if !LISTENER_NAMES.contains(&listener.as_str()) {
+                return Err(format!(
+                    "limits.listener_connections_max: no listener is called '{listener}' (one of {})",
+                    LISTENER_NAMES.join(", ")
+                ));
+            }
+            if *max == 0 {
+                return Err(format!(
+                    "limits.listener_connections_max.{listener} must be at least 1"
+                ));
+            }
+        }
         self.validate_auth()?;
         self.admin.validate()
     }
@@ -909,7 +933,16 @@ mod tests {
             ("[limits]\nhandshake_timeout_ms = 0\n", "handshake_timeout_ms"),
             ("[limits]\nsubscriptions_per_session_max = 0\n", "subscriptions_per_session_max"),
             ("[limits]\ncalls_in_flight_per_session_max = 0\n", "calls_in_flight_per_session_max"),
+            ("[limits]\nwrite_timeout_ms = 0\n", "write_timeout_ms"),
+            ("[limits]\nlistener_connections_max = { amqp = 5 }\n", "no listener is called 'amqp'"),
+            ("[limits]\nlistener_connections_max = { mqtt = 0 }\n", "listener_connections_max.mqtt must be at least 1"),
         ];
+        let ok = "[limits]\nlistener_connections_max = { mqtts = 5, ws = 7 }\n";
+        let limits = Config::parse(ok, "f.toml")
+            .unwrap()
+            .limits
+            .listener_connections_max;
+        assert_eq!(limits.get("ws"), Some(&7));
         for (text, says) in refused {
             let err = Config::parse(text, "f.toml").unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");

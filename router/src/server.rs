@@ -180,11 +180,21 @@ fn refuse_over_limit(listener: &Listener, stream: &TcpStream) {
     let _ = stream.try_write(answer);
 }
 
-/// Refusals at `limits.connections_max`, logged once per 10 s with their count (a flood
+/// Refusals at `limits.connections_max` (or the listener's
+/// `limits.listener_connections_max`), logged once per 10 s with their count (a flood
 /// would otherwise write a line per connection).
-fn refused_at_limit(reports: &mut Reports, peer: SocketAddr, listener: &'static str) {
+fn refused_at_limit(
+    reports: &mut Reports,
+    peer: SocketAddr,
+    listener: &'static str,
+    own_limit: bool,
+) {
     if let Some(refused) = reports.count(std::time::Instant::now()) {
-        tracing::warn!(%peer, listener, refused, "connection limit (limits.connections_max) reached; refusing (reported once every 10 s)");
+        if own_limit {
+            tracing::warn!(%peer, listener, refused, "listener connection limit (limits.listener_connections_max) reached; refusing (reported once every 10 s)");
+        } else {
+            tracing::warn!(%peer, listener, refused, "connection limit (limits.connections_max) reached; refusing (reported once every 10 s)");
+        }
     }
 }
 
@@ -225,6 +235,12 @@ async fn accept_loop(
     let mut shutdown = router.shutdown_signal();
     let mut connections = JoinSet::new();
     let mut full = Reports::default();
+    let own_permits = router
+        .config
+        .limits
+        .listener_connections_max
+        .get(listener.name())
+        .map(|max| Arc::new(Semaphore::new(*max)));
     loop {
         tokio::select! {
             _ = crate::router::stopped(&mut shutdown) => break,
@@ -241,15 +257,27 @@ async fn accept_loop(
                 if !within_rate(&rate, peer, listener.name()) {
                     continue;
                 }
+                // The listener's own limit first, then the shared one.
+                let own = match &own_permits {
+                    None => None,
+                    Some(own) => match own.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            refuse_over_limit(&listener, &stream);
+                            refused_at_limit(&mut full, peer, listener.name(), true);
+                            continue;
+                        }
+                    },
+                };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     refuse_over_limit(&listener, &stream);
-                    refused_at_limit(&mut full, peer, listener.name());
+                    refused_at_limit(&mut full, peer, listener.name(), false);
                     continue;
                 };
                 let connection = serve_connection(router.clone(), listener.gate, listener.tls.clone(), stream, peer);
                 connections.spawn(async move {
                     connection.await;
-                    drop(permit);
+                    drop((permit, own));
                 });
             }
         }

@@ -140,6 +140,41 @@ def test_connections_past_connections_max_are_told_where_the_protocol_can_say_it
             sock.close()
 
 
+def test_a_listener_limit_refuses_on_that_listener_only(router_factory):
+    """limits.listener_connections_max = { rawsocket = 2 }: a third RawSocket connection
+    gets handshake error 4 while MQTT still takes connections (one shared connections_max
+    is not the only bound); unknown listener names are refused at start."""
+    router = router_factory("[limits]\nlistener_connections_max = { rawsocket = 2 }\n")
+    held = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(router.rawsocket, timeout=5)
+            sock.sendall(bytes([0x7F, 0xF1, 0, 0]))
+            answer = sock.recv(4)
+            assert answer[0] == 0x7F and answer[1] & 0x0F == 1, answer  # accepted, JSON
+            held.append(sock)
+        for _ in range(5):
+            with socket.create_connection(router.rawsocket, timeout=5) as sock:
+                sock.sendall(bytes([0x7F, 0xF1, 0, 0]))
+                assert sock.recv(4) == bytes([0x7F, 0x40, 0, 0])
+        for _ in range(5):
+            assert mqtt_connects(router)
+        lines = [line for line in router.logs().splitlines() if "listener_connections_max" in line]
+        assert len(lines) == 1 and 'listener="rawsocket"' in lines[0], lines
+        held.pop().close()
+
+        def rawsocket_joins():
+            with socket.create_connection(router.rawsocket, timeout=5) as sock:
+                sock.sendall(bytes([0x7F, 0xF1, 0, 0]))
+                answer = sock.recv(4)
+                return answer[0] == 0x7F and answer[1] & 0x0F == 1
+
+        poll_until(rawsocket_joins, 5, "a RawSocket connection once there is room")
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_a_session_over_its_message_rate_is_slowed_down_not_dropped(router_factory):
     """limits.session_message_rate_max = 200: 600 publishes sent at once take about
     (600 - 200) / 200 = 2 s to get through, all arrive in order, the connection stays."""
