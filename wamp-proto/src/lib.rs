@@ -52,6 +52,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod message;
 pub mod rawsocket;
+pub mod uri;
 pub mod validate;
 pub mod value;
 mod value_serde;
@@ -59,6 +60,7 @@ mod value_serde;
 pub use codec::Serializer;
 pub use error::DecodeError;
 pub use message::{code, Id, Message, ID_MAX};
+pub use uri::{CloseUri, ErrorUri};
 pub use value::{Dict, Value};
 
 /// Deepest nesting of lists/dicts accepted when decoding, counting the message

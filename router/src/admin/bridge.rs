@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{Dict, Message, Value};
 use serde_json::json;
 
@@ -340,13 +341,13 @@ fn call_response(reply: Message) -> Response {
             kwargs,
             ..
         } => {
-            let status = match error.as_str() {
-                "wamp.error.no_such_procedure" | "wamp.error.no_such_registration" => {
+            let status = match ErrorUri::parse(&error) {
+                Some(ErrorUri::NoSuchProcedure | ErrorUri::NoSuchRegistration) => {
                     StatusCode::NOT_FOUND
                 }
-                "wamp.error.not_authorized" => StatusCode::FORBIDDEN,
-                "wamp.error.timeout" | "wamp.error.canceled" => StatusCode::GATEWAY_TIMEOUT,
-                "wamp.error.invalid_uri" => StatusCode::BAD_REQUEST,
+                Some(ErrorUri::NotAuthorized) => StatusCode::FORBIDDEN,
+                Some(ErrorUri::Timeout | ErrorUri::Canceled) => StatusCode::GATEWAY_TIMEOUT,
+                Some(ErrorUri::InvalidUri) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             };
             let mut body = payload_json(args, kwargs);

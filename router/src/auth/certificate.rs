@@ -7,6 +7,7 @@
 //! name and password (as Mosquitto's `use_identity_as_username`), the realm still coming
 //! from a `user@realm` user name.
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::Value;
 
 use super::external::Denied;
@@ -71,7 +72,7 @@ impl Authenticator {
         Some(match self.certificate(name, realm) {
             Ok(identity) => HelloOutcome::Welcome(identity),
             Err(denied) => HelloOutcome::Abort {
-                reason: "wamp.error.not_authorized",
+                reason: ErrorUri::NotAuthorized,
                 message: denied.reason,
             },
         })

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{Dict, Message, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -215,10 +216,10 @@ fn decision(procedure: &str, reply: Message) -> Decision {
                 ))),
             }
         }
-        Message::Error { error, .. } if error == "wamp.error.no_such_procedure" => {
+        Message::Error { error, .. } if ErrorUri::NoSuchProcedure == *error => {
             Decision::Deny(Denied::failed(format!("{procedure}: not registered")))
         }
-        Message::Error { error, .. } if error == "wamp.error.timeout" => {
+        Message::Error { error, .. } if ErrorUri::Timeout == *error => {
             Decision::Deny(Denied::failed(format!("{procedure}: timed out")))
         }
         Message::Error { error, .. } => Decision::Deny(Denied::credentials(format!(

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{Dict, Value};
 
 use crate::config::{Config, User};
@@ -65,7 +66,7 @@ pub enum HelloOutcome {
     /// Send ABORT(reason) with a message.
     Abort {
         /// The ABORT reason URI.
-        reason: &'static str,
+        reason: ErrorUri,
         /// Human-readable detail.
         message: String,
     },
@@ -252,7 +253,7 @@ impl Authenticator {
             }
         }
         HelloOutcome::Abort {
-            reason: "wamp.error.no_auth_method",
+            reason: ErrorUri::NoAuthMethod,
             message: "none of the offered authentication methods is available".to_owned(),
         }
     }
@@ -276,7 +277,7 @@ impl Authenticator {
             None if token.is_some() => return external_ticket_challenge(token),
             _ => {
                 return HelloOutcome::Abort {
-                    reason: "wamp.error.not_authorized",
+                    reason: ErrorUri::NotAuthorized,
                     message: "unknown authid, or not allowed on this realm".to_owned(),
                 }
             }
@@ -345,7 +346,7 @@ impl Authenticator {
             Ok(binding) => binding,
             Err(message) => {
                 return Some(HelloOutcome::Abort {
-                    reason: "wamp.error.invalid_argument",
+                    reason: ErrorUri::InvalidArgument,
                     message: message.to_owned(),
                 })
             }
@@ -357,7 +358,7 @@ impl Authenticator {
         };
         let refused = |message: &str| {
             Some(HelloOutcome::Abort {
-                reason: "wamp.error.not_authorized",
+                reason: ErrorUri::NotAuthorized,
                 message: message.to_owned(),
             })
         };

@@ -81,7 +81,7 @@ fn realm_restriction_and_anonymous_off() {
     assert!(matches!(
         auth.hello("only", &Dict::new(), 1, "n", "t", None),
         HelloOutcome::Abort {
-            reason: "wamp.error.no_auth_method",
+            reason: fox_wamp_proto::ErrorUri::NoAuthMethod,
             ..
         }
     ));
@@ -174,7 +174,7 @@ fn key_only_users_have_no_password() {
             matches!(
                 outcome,
                 HelloOutcome::Abort {
-                    reason: "wamp.error.no_auth_method",
+                    reason: fox_wamp_proto::ErrorUri::NoAuthMethod,
                     ..
                 }
             ),

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use super::{SessionHandle, SessionId};
@@ -341,7 +342,7 @@ pub struct Dealer {
 }
 
 /// Why a REGISTER was refused: the ERROR URI.
-pub type RegisterError = &'static str;
+pub type RegisterError = ErrorUri;
 
 impl Dealer {
     /// Adds a callee; returns (ID, details if the registration was created).
@@ -357,14 +358,14 @@ impl Dealer {
             let reg = self
                 .registrations
                 .get_mut(&id)
-                .ok_or("wamp.error.procedure_already_exists")?;
+                .ok_or(ErrorUri::ProcedureAlreadyExists)?;
             if reg.invoke == InvokePolicy::Single
                 || reg.callees.iter().any(|c| c.info.id == session)
             {
-                return Err("wamp.error.procedure_already_exists");
+                return Err(ErrorUri::ProcedureAlreadyExists);
             }
             if reg.invoke != invoke {
-                return Err("wamp.error.procedure_exists_with_different_invocation_policy");
+                return Err(ErrorUri::ProcedureExistsWithDifferentInvocationPolicy);
             }
             reg.callees.push(handle.clone());
             reg.health.insert(
@@ -439,7 +440,7 @@ impl Dealer {
             for queued in reg.queue {
                 queued.caller.send(super::Outbound::wamp(call_error(
                     queued.call.request,
-                    "wamp.error.canceled",
+                    ErrorUri::Canceled,
                     "the last callee left before the call could be invoked",
                 )));
             }
@@ -588,7 +589,7 @@ impl Dealer {
                 {
                     call.caller.send(super::Outbound::wamp(call_error(
                         call.caller_request,
-                        "wamp.error.canceled",
+                        ErrorUri::Canceled,
                         "the callee left before answering",
                     )));
                 }
@@ -601,22 +602,22 @@ impl Dealer {
     }
 }
 
-fn call_error(request: Id, error: &str, message: &str) -> Message {
+fn call_error(request: Id, error: ErrorUri, message: &str) -> Message {
     Message::Error {
         request_type: code::CALL,
         request,
         details: Dict::new(),
-        error: error.to_owned(),
+        error: error.into(),
         args: Some(vec![Value::from(message)]),
         kwargs: None,
     }
 }
 
-fn interrupt(request: Id, mode: &str, reason: Option<&str>) -> Message {
+fn interrupt(request: Id, mode: &str, reason: Option<ErrorUri>) -> Message {
     let mut options = Dict::new();
     options.insert("mode".into(), Value::from(mode));
     if let Some(reason) = reason {
-        options.insert("reason".into(), Value::from(reason));
+        options.insert("reason".into(), Value::from(reason.as_str()));
     }
     Message::Interrupt { request, options }
 }

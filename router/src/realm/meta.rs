@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use fox_wamp_proto::CloseUri;
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Message, Value};
 
 use super::broker::PublishOptions;
@@ -12,7 +14,7 @@ use super::dealer::CallRequest;
 use super::{read, Outbound, Payload, Realm, SessionHandle, Testament};
 use crate::topic::{MatchPolicy, Pattern, Topic};
 
-type Reply = Result<Vec<Value>, (&'static str, String)>;
+type Reply = Result<Vec<Value>, (ErrorUri, String)>;
 
 /// Answers a meta procedure; `None` when `call` is not one.
 pub(super) fn call(
@@ -127,7 +129,7 @@ pub(super) fn call(
             request_type: code::CALL,
             request: call.request,
             details: Dict::new(),
-            error: error.to_owned(),
+            error: error.into(),
             args: Some(vec![Value::from(message)]),
             kwargs: None,
         },
@@ -145,31 +147,31 @@ fn event_dict(p: &super::Publication) -> Dict {
     d
 }
 
-fn invalid(message: &str) -> (&'static str, String) {
-    ("wamp.error.invalid_argument", message.to_owned())
+fn invalid(message: &str) -> (ErrorUri, String) {
+    (ErrorUri::InvalidArgument, message.to_owned())
 }
 
-fn no_such_subscription() -> (&'static str, String) {
+fn no_such_subscription() -> (ErrorUri, String) {
     (
-        "wamp.error.no_such_subscription",
+        ErrorUri::NoSuchSubscription,
         "no subscription with this ID".to_owned(),
     )
 }
 
-fn no_such_registration() -> (&'static str, String) {
+fn no_such_registration() -> (ErrorUri, String) {
     (
-        "wamp.error.no_such_registration",
+        ErrorUri::NoSuchRegistration,
         "no registration with this ID".to_owned(),
     )
 }
 
-fn id_arg(args: &[Value]) -> Result<u64, (&'static str, String)> {
+fn id_arg(args: &[Value]) -> Result<u64, (ErrorUri, String)> {
     args.first()
         .and_then(Value::as_u64)
         .ok_or_else(|| invalid("expected an ID as first argument"))
 }
 
-fn uri_arg(args: &[Value]) -> Result<&str, (&'static str, String)> {
+fn uri_arg(args: &[Value]) -> Result<&str, (ErrorUri, String)> {
     args.first()
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("expected a URI as first argument"))
@@ -209,7 +211,7 @@ fn filtered_sessions(realm: &Realm, args: &[Value]) -> Vec<u64> {
 fn session_get(realm: &Realm, args: &[Value]) -> Reply {
     let id = id_arg(args)?;
     let handle = realm.session(id).ok_or((
-        "wamp.error.no_such_session",
+        ErrorUri::NoSuchSession,
         "no session with this ID".to_owned(),
     ))?;
     Ok(vec![Value::Dict(handle.info.details())])
@@ -220,7 +222,7 @@ fn close_message(kwargs: &Dict) -> Outbound {
         reason: kwargs
             .get("reason")
             .and_then(Value::as_str)
-            .unwrap_or("wamp.close.killed")
+            .unwrap_or(CloseUri::Killed.as_str())
             .to_owned(),
         message: kwargs
             .get("message")
@@ -236,7 +238,7 @@ fn kill_one(realm: &Realm, caller: &SessionHandle, args: &[Value], kwargs: &Dict
         return Err(invalid("a session cannot kill itself"));
     }
     let handle = realm.session(id).ok_or((
-        "wamp.error.no_such_session",
+        ErrorUri::NoSuchSession,
         "no session with this ID".to_owned(),
     ))?;
     handle.send(close_message(kwargs));

@@ -390,7 +390,7 @@ fn roundrobin_and_policy_conflicts() {
     let other = peer(&realm, 4, "r", false);
     assert_eq!(
         realm.register(&other.handle, pattern.clone(), InvokePolicy::First),
-        Err("wamp.error.procedure_exists_with_different_invocation_policy")
+        Err(fox_wamp_proto::ErrorUri::ProcedureExistsWithDifferentInvocationPolicy)
     );
     for request in 1..=4 {
         assert!(call(&realm, &caller, request, "p", Dict::new()).is_none());

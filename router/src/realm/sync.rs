@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use super::{
@@ -295,8 +296,8 @@ pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine:
                     request,
                     details: Dict::new(),
                     error: match e {
-                        crate::engine::EngineError::Cluster(_) => "wamp.error.unavailable".into(),
-                        _ => "wamp.error.storage_failed".into(),
+                        crate::engine::EngineError::Cluster(_) => ErrorUri::Unavailable.into(),
+                        _ => ErrorUri::StorageFailed.into(),
                     },
                     args: Some(vec![Value::from(e.to_string())]),
                     kwargs: None,

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fox_wamp_proto::CloseUri;
 use fox_wamp_proto::{code, Message, Serializer};
 use futures_util::FutureExt;
 use tokio::time::Instant;
@@ -45,7 +46,7 @@ const LINGER_BYTES_MAX: usize = 4 << 20;
 const CLOSE_WAIT_MS: u64 = 1_000;
 /// GOODBYE reason of a session the administrator kills (`DELETE /api/v1/sessions/{id}`),
 /// as the session meta API's `wamp.session.kill` says it.
-pub const KILLED_REASON: &str = "wamp.close.killed";
+pub const KILLED_REASON: &str = CloseUri::Killed.as_str();
 /// GOODBYE message of such a session.
 const KILLED_MESSAGE: &str = "closed by the router's administrator";
 
@@ -322,7 +323,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 if session.is_handshaking() {
                     break;
                 }
-                session.goodbye("wamp.close.system_shutdown", "the router is shutting down", &mut answers.replies);
+                session.goodbye(CloseUri::SystemShutdown.as_str(), "the router is shutting down", &mut answers.replies);
                 Flow::Continue
             }
             _ = overflowed(&stats) => {
@@ -331,7 +332,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                     tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
                     session.goodbye(KILLED_REASON, KILLED_MESSAGE, &mut answers.replies);
                 } else {
-                    session.goodbye("wamp.close.slow_consumer", "outbound queue full", &mut answers.replies);
+                    session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", &mut answers.replies);
                 }
                 stats = None;
                 Flow::Continue
@@ -427,7 +428,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 }
                 queue_stats = stats.clone();
                 if shutting_down {
-                    session.goodbye("wamp.close.system_shutdown", "", &mut answers.replies);
+                    session.goodbye(CloseUri::SystemShutdown.as_str(), "", &mut answers.replies);
                 }
             }
         }

@@ -10,6 +10,8 @@ use crate::engine::Feature;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use fox_wamp_proto::CloseUri;
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use crate::auth::hooks::{Query, SessionAuthorization};
@@ -84,25 +86,21 @@ pub struct WampSession {
     parked: Option<(Message, Vec<Query>)>,
 }
 
-fn abort(reason: &str, message: &str) -> Message {
+fn abort(reason: ErrorUri, message: &str) -> Message {
     let mut details = Dict::new();
     details.insert("message".into(), Value::from(message));
     Message::Abort {
         details,
-        reason: reason.to_owned(),
+        reason: reason.into(),
     }
 }
 
-/// Error URI of a request refused because a per-session limit is reached (the message
-/// names the limit); WAMP defines none for this.
-pub const LIMIT_EXCEEDED: &str = "fox.error.limit_exceeded";
-
-fn error(request_type: u64, request: Id, uri: &str, message: &str) -> Message {
+fn error(request_type: u64, request: Id, uri: ErrorUri, message: &str) -> Message {
     Message::Error {
         request_type,
         request,
         details: Dict::new(),
-        error: uri.to_owned(),
+        error: uri.into(),
         args: Some(vec![Value::from(message)]),
         kwargs: None,
     }
@@ -315,10 +313,7 @@ impl WampSession {
                 pending,
             } => self.expect_authenticate(realm, session, roles, pending, message, out),
             State::ExpectVerdict { .. } => {
-                out.push(abort(
-                    "wamp.error.protocol_violation",
-                    "message before WELCOME",
-                ));
+                out.push(abort(ErrorUri::ProtocolViolation, "message before WELCOME"));
                 (State::Closed, Flow::Close)
             }
             State::Established { realm, handle } => {
@@ -350,7 +345,7 @@ impl WampSession {
 
     /// A protocol violation detected outside the state machine (undecodable input): ABORT.
     pub fn protocol_violation(&mut self, reason: &str, out: &mut Vec<Message>) {
-        out.push(abort("wamp.error.protocol_violation", reason));
+        out.push(abort(ErrorUri::ProtocolViolation, reason));
         self.finish();
     }
 
@@ -392,15 +387,15 @@ impl WampSession {
 
     fn expect_hello(&mut self, message: Message, out: &mut Vec<Message>) -> (State, Flow) {
         let Message::Hello { realm, details } = message else {
-            out.push(abort("wamp.error.protocol_violation", "expected HELLO"));
+            out.push(abort(ErrorUri::ProtocolViolation, "expected HELLO"));
             return (State::Closed, Flow::Close);
         };
         if !valid_uri(&realm, false) {
-            out.push(abort("wamp.error.invalid_uri", "invalid realm URI"));
+            out.push(abort(ErrorUri::InvalidUri, "invalid realm URI"));
             return (State::Closed, Flow::Close);
         }
         let Some(realm_ref) = self.router.realm(&realm) else {
-            out.push(abort("wamp.error.no_such_realm", "no such realm"));
+            out.push(abort(ErrorUri::NoSuchRealm, "no such realm"));
             return (State::Closed, Flow::Close);
         };
         let roles = details
@@ -442,7 +437,7 @@ impl WampSession {
                 )
             }
             HelloOutcome::Abort { reason, message } => {
-                tracing::info!(peer = %self.peer, %realm, reason, "HELLO refused");
+                tracing::info!(peer = %self.peer, %realm, %reason, "HELLO refused");
                 self.router.metrics().auth_failed(Protocol::Wamp);
                 out.push(abort(reason, &message));
                 (State::Closed, Flow::Close)
@@ -460,10 +455,7 @@ impl WampSession {
         out: &mut Vec<Message>,
     ) -> (State, Flow) {
         let Message::Authenticate { signature, .. } = message else {
-            out.push(abort(
-                "wamp.error.protocol_violation",
-                "expected AUTHENTICATE",
-            ));
+            out.push(abort(ErrorUri::ProtocolViolation, "expected AUTHENTICATE"));
             return (State::Closed, Flow::Close);
         };
         let verification =
@@ -497,7 +489,7 @@ impl WampSession {
             Err(denied) => {
                 tracing::info!(peer = %self.peer, realm = %realm.name, reason = %denied.reason, "authentication failed");
                 self.router.metrics().auth_failed(Protocol::Wamp);
-                out.push(abort("wamp.error.not_authorized", "authentication failed"));
+                out.push(abort(ErrorUri::NotAuthorized, "authentication failed"));
                 (State::Closed, Flow::Close)
             }
         }
@@ -596,7 +588,7 @@ impl WampSession {
                     out.push(error(
                         code::UNSUBSCRIBE,
                         request,
-                        "wamp.error.no_such_subscription",
+                        ErrorUri::NoSuchSubscription,
                         "not subscribed",
                     ));
                 }
@@ -619,7 +611,7 @@ impl WampSession {
                     out.push(error(
                         code::UNREGISTER,
                         request,
-                        "wamp.error.no_such_registration",
+                        ErrorUri::NoSuchRegistration,
                         "not registered",
                     ));
                 }
@@ -635,14 +627,14 @@ impl WampSession {
                     out.push(error(
                         code::CALL,
                         request,
-                        "wamp.error.invalid_uri",
+                        ErrorUri::InvalidUri,
                         "invalid procedure URI",
                     ));
                 } else if !self.permits(handle, Action::Call, MatchPolicy::Exact, &procedure) {
                     out.push(error(
                         code::CALL,
                         request,
-                        "wamp.error.not_authorized",
+                        ErrorUri::NotAuthorized,
                         "not authorized to call",
                     ));
                 } else if self.calls_in_flight.len()
@@ -652,7 +644,7 @@ impl WampSession {
                     out.push(error(
                         code::CALL,
                         request,
-                        LIMIT_EXCEEDED,
+                        ErrorUri::LimitExceeded,
                         &format!("a session may have {max} calls in flight (limits.calls_in_flight_per_session_max)"),
                     ));
                 } else if let Some(reply) = realm.call(
@@ -690,7 +682,7 @@ impl WampSession {
             Message::Goodbye { .. } => {
                 out.push(Message::Goodbye {
                     details: Dict::new(),
-                    reason: "wamp.close.goodbye_and_out".to_owned(),
+                    reason: CloseUri::GoodbyeAndOut.into(),
                 });
                 return Flow::Close;
             }
@@ -701,7 +693,7 @@ impl WampSession {
                     "protocol violation: unexpected message"
                 );
                 out.push(abort(
-                    "wamp.error.protocol_violation",
+                    ErrorUri::ProtocolViolation,
                     "message not allowed in an established session",
                 ));
                 return Flow::Close;
@@ -722,22 +714,18 @@ impl WampSession {
         out: &mut Vec<Message>,
     ) {
         let acknowledge = option_bool(options, "acknowledge") == Some(true);
-        let refuse = |out: &mut Vec<Message>, uri: &str, message: &str| {
+        let refuse = |out: &mut Vec<Message>, uri: ErrorUri, message: &str| {
             if acknowledge {
                 out.push(error(code::PUBLISH, request, uri, message));
             }
         };
         if !valid_uri(&topic, false) {
-            return refuse(out, "wamp.error.invalid_uri", "invalid topic URI");
+            return refuse(out, ErrorUri::InvalidUri, "invalid topic URI");
         }
         if topic.starts_with("wamp.")
             || !self.permits(handle, Action::Publish, MatchPolicy::Exact, &topic)
         {
-            return refuse(
-                out,
-                "wamp.error.not_authorized",
-                "not authorized to publish",
-            );
+            return refuse(out, ErrorUri::NotAuthorized, "not authorized to publish");
         }
         let publish_options = PublishOptions {
             exclude_me: option_bool(options, "exclude_me").unwrap_or(true),
@@ -765,7 +753,7 @@ impl WampSession {
         };
         if let Some(why) = refused {
             tracing::debug!(topic, why, "publish refused by the engine");
-            return refuse(out, "wamp.error.feature_not_supported", why);
+            return refuse(out, ErrorUri::FeatureNotSupported, why);
         }
         let topic = Topic::from_wamp(&topic);
         if let Some(write) = kv {
@@ -776,7 +764,7 @@ impl WampSession {
                 }
                 KvOutcome::Refused => refuse(
                     out,
-                    "wamp.error.invalid_argument",
+                    ErrorUri::InvalidArgument,
                     "not accepted: the when condition does not hold",
                 ),
                 KvOutcome::Applied(..) | KvOutcome::Parked => {}
@@ -809,7 +797,7 @@ impl WampSession {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
-                "wamp.error.invalid_argument",
+                ErrorUri::InvalidArgument,
                 "unknown match policy",
             ));
         };
@@ -819,7 +807,7 @@ impl WampSession {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
-                "wamp.error.invalid_uri",
+                ErrorUri::InvalidUri,
                 "invalid topic URI",
             ));
         }
@@ -827,7 +815,7 @@ impl WampSession {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
-                "wamp.error.not_authorized",
+                ErrorUri::NotAuthorized,
                 "not authorized to subscribe",
             ));
         }
@@ -837,7 +825,7 @@ impl WampSession {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
-                LIMIT_EXCEEDED,
+                ErrorUri::LimitExceeded,
                 &format!(
                     "a session may hold {max} subscriptions (limits.subscriptions_per_session_max)"
                 ),
@@ -867,7 +855,7 @@ impl WampSession {
             return out.push(error(
                 code::SUBSCRIBE,
                 request,
-                "wamp.error.invalid_argument",
+                ErrorUri::InvalidArgument,
                 "after must be a publication ID",
             ));
         };
@@ -925,7 +913,7 @@ impl WampSession {
             return out.push(error(
                 code::REGISTER,
                 request,
-                "wamp.error.invalid_argument",
+                ErrorUri::InvalidArgument,
                 "unknown match or invoke policy",
             ));
         };
@@ -933,7 +921,7 @@ impl WampSession {
             return out.push(error(
                 code::REGISTER,
                 request,
-                "wamp.error.invalid_uri",
+                ErrorUri::InvalidUri,
                 "invalid procedure URI",
             ));
         }
@@ -943,7 +931,7 @@ impl WampSession {
             return out.push(error(
                 code::REGISTER,
                 request,
-                "wamp.error.not_authorized",
+                ErrorUri::NotAuthorized,
                 "not authorized to register",
             ));
         }

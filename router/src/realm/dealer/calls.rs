@@ -8,6 +8,7 @@
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
+use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
 use super::super::{lock, Outbound, Realm, SessionHandle, SessionId};
@@ -76,7 +77,7 @@ impl Realm {
         let Some(reg_id) = dealer.route_admitted(&call.procedure, may_register) else {
             return Some(call_error(
                 call.request,
-                "wamp.error.no_such_procedure",
+                ErrorUri::NoSuchProcedure,
                 "no callee registered for this procedure",
             ));
         };
@@ -99,7 +100,7 @@ impl Realm {
         let Some(reg) = dealer.registrations.get_mut(&reg_id) else {
             return Some(call_error(
                 queued.call.request,
-                "wamp.error.no_such_procedure",
+                ErrorUri::NoSuchProcedure,
                 "the registration is gone",
             ));
         };
@@ -107,7 +108,7 @@ impl Realm {
             if reg.queue.len() >= QUEUED_CALLS_MAX {
                 return Some(call_error(
                     queued.call.request,
-                    "wamp.error.canceled",
+                    ErrorUri::Canceled,
                     "too many calls queued for this procedure",
                 ));
             }
@@ -174,7 +175,7 @@ impl Realm {
             self.forget_call(key);
             return Some(call_error(
                 call.request,
-                "wamp.error.canceled",
+                ErrorUri::Canceled,
                 "the callee is unavailable",
             ));
         }
@@ -274,7 +275,7 @@ impl Realm {
             drop(dealer);
             queued.caller.send(Outbound::wamp(call_error(
                 request,
-                "wamp.error.timeout",
+                ErrorUri::Timeout,
                 "the call timed out while queued",
             )));
         }
@@ -288,13 +289,13 @@ impl Realm {
             call.callee.send(Outbound::wamp(interrupt(
                 key.1,
                 "killnowait",
-                Some("wamp.error.timeout"),
+                Some(ErrorUri::Timeout),
             )));
         }
         if call.cancel.is_none() {
             call.caller.send(Outbound::wamp(call_error(
                 call.caller_request,
-                "wamp.error.timeout",
+                ErrorUri::Timeout,
                 "the call timed out",
             )));
         }
@@ -366,7 +367,7 @@ impl Realm {
             },
             Some(CancelMode::Kill) => call_error(
                 call.caller_request,
-                "wamp.error.canceled",
+                ErrorUri::Canceled,
                 "the call was canceled",
             ),
             Some(_) => return,
@@ -393,7 +394,7 @@ impl Realm {
             // whatever error the callee's runtime chose to report.
             Some(CancelMode::Kill) => call_error(
                 call.caller_request,
-                "wamp.error.canceled",
+                ErrorUri::Canceled,
                 "the call was canceled",
             ),
             None => Message::Error {
@@ -426,8 +427,7 @@ impl Realm {
                     .position(|q| q.caller.info.id == caller && q.call.request == request)?;
                 reg.queue.remove(position)
             });
-            return found
-                .map(|_| call_error(request, "wamp.error.canceled", "the call was canceled"));
+            return found.map(|_| call_error(request, ErrorUri::Canceled, "the call was canceled"));
         };
         let call = dealer.pending.get_mut(&key)?;
         if call.cancel.is_some() {
@@ -460,11 +460,11 @@ impl Realm {
             callee.send(Outbound::wamp(interrupt(
                 key.1,
                 name,
-                Some("wamp.error.canceled"),
+                Some(ErrorUri::Canceled),
             )));
         }
         (mode != CancelMode::Kill)
-            .then(|| call_error(request, "wamp.error.canceled", "the call was canceled"))
+            .then(|| call_error(request, ErrorUri::Canceled, "the call was canceled"))
     }
 
     /// Meta API access to the dealer.
