@@ -29,6 +29,7 @@ pub mod ctl;
 pub mod durable;
 pub mod engine;
 pub mod follow;
+mod locks;
 pub mod message;
 pub mod metrics;
 pub mod mqtt;

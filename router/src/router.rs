@@ -62,21 +62,13 @@ impl Router {
 
     /// The realm of this name; created on first use if the configuration allows it.
     pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
-        if let Some(realm) = self
-            .realms
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-        {
+        if let Some(realm) = crate::locks::read(&self.realms).get(name) {
             return Some(realm.clone());
         }
         if !self.config.router.auto_create_realms {
             return None;
         }
-        let mut realms = self
-            .realms
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut realms = crate::locks::write(&self.realms);
         let realm = realms
             .entry(name.to_owned())
             .or_insert_with(|| Realm::new(name.to_owned(), self.shared.clone()));
@@ -95,13 +87,8 @@ impl Router {
 
     /// Every realm (a snapshot), in name order.
     pub fn realms(&self) -> Vec<Arc<Realm>> {
-        let mut realms: Vec<Arc<Realm>> = self
-            .realms
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let mut realms: Vec<Arc<Realm>> =
+            crate::locks::read(&self.realms).values().cloned().collect();
         realms.sort_by(|a, b| a.name.cmp(&b.name));
         realms
     }
@@ -123,9 +110,7 @@ impl Router {
 
     /// Sessions in all realms.
     pub fn session_count(&self) -> usize {
-        self.realms
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::read(&self.realms)
             .values()
             .map(|r| r.sessions().len())
             .sum()

@@ -209,7 +209,7 @@ fn within_rate(rate: &RateLimit, peer: SocketAddr, listener: &'static str) -> bo
     };
     let now = std::time::Instant::now();
     let (late, verdict) = {
-        let mut rate = rate.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rate = crate::locks::lock(rate);
         (rate.sweep(now), rate.admit(peer.ip(), now))
     };
     for (ip, refused) in late {

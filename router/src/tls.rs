@@ -119,17 +119,13 @@ impl Tls {
     /// configuration stays and the error says why.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.settings)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        *crate::locks::write(&self.current) = Arc::new(config);
         Ok(())
     }
 
     /// An acceptor with the current configuration.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = crate::locks::read(&self.current).clone();
         TlsAcceptor::from(config)
     }
 

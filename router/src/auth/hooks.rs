@@ -208,11 +208,7 @@ impl AuthorizationHooks {
 
     /// A failed hook denies; logged at most once per interval.
     fn failed(&self, query: &Query, why: &str) -> Decided {
-        let count = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .count(Instant::now());
+        let count = crate::locks::lock(&self.failures).count(Instant::now());
         if let Some(count) = count {
             tracing::warn!(
                 realm = %query.realm,

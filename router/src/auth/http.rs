@@ -130,9 +130,7 @@ impl HttpHook {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache<Login, Decision>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock(&self.cache)
     }
 
     /// One request: the POST, the answer.

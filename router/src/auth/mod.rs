@@ -141,10 +141,7 @@ impl Authenticator {
 
     /// The configuration as it is now.
     fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::locks::read(&self.config).clone()
     }
 
     /// Replaces the users (authids, secrets, keys, roles, realms) with those of `fresh`, a
@@ -166,7 +163,7 @@ impl Authenticator {
         let mut next = (*current).clone();
         next.users = fresh.users.clone();
         let count = next.users.len();
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *crate::locks::write(&self.config) = Arc::new(next);
         Ok(count)
     }
 

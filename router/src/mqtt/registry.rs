@@ -76,9 +76,7 @@ pub struct Registry {
 impl Registry {
     fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         // Poisoned only if a holder panicked; every critical section here is panic-free.
-        self.clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock(&self.clients)
     }
 
     /// Registers a new live connection for `client_id`: its generation and what was there.

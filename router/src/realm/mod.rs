@@ -118,19 +118,7 @@ fn meta_details(id: u64, created: &str, pattern: &Pattern) -> Dict {
     d
 }
 
-/// Locks are poisoned only if a thread panicked while holding one; every critical section
-/// here is panic-free, so recovering the inner value keeps serving the other sessions.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::locks::{lock, read, write};
 
 impl Realm {
     /// A new, empty realm.

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 /// A drained queue whose slots grew past this many gives them back.
@@ -92,7 +92,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing panics while holding the lock; a poisoned one still holds a valid queue.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::locks::lock(&self.state)
     }
 }
 

@@ -228,9 +228,7 @@ impl SessionStats {
 
     fn connection_slot(&self) -> std::sync::MutexGuard<'_, Option<Box<Connection>>> {
         // Poisoned only if a holder panicked; the critical sections here are panic-free.
-        self.connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock(&self.connection)
     }
 
     /// Adds one batch's messages from the client.
