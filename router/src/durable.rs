@@ -219,7 +219,7 @@ pub(crate) fn encode(value: &Value) -> Vec<u8> {
 
 impl Durable {
     /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path, sync: SyncMode) -> anyhow::Result<Self> {
+    pub fn open(dir: &Path, sync: SyncMode) -> Result<Self, StoreError> {
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir, sync)?);
         let committer = Committer::start(store.clone(), CommitterConfig::default())?;
         Ok(Self { store, committer })
@@ -231,7 +231,7 @@ impl Durable {
     }
 
     /// The last permanent ID ever stored (0 for a new store).
-    pub fn last_id(&self) -> anyhow::Result<u64> {
+    pub fn last_id(&self) -> Result<u64, StoreError> {
         Ok(self.store.last_permanent_id()?.unwrap_or(0))
     }
 
@@ -317,7 +317,7 @@ impl Durable {
     }
 
     /// Every stored MQTT session record: (realm, client id, record).
-    pub fn sessions(&self) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+    pub fn sessions(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let mut sessions = Vec::new();
         for (k, bytes) in self.store.scan(Table::Sessions, "", RETAINED_LOAD_MAX)? {
             match k.split_once('\0') {
@@ -331,7 +331,7 @@ impl Durable {
     }
 
     /// Wills left by sessions that died with the previous process: (realm, key, value).
-    pub fn wills(&self) -> anyhow::Result<Vec<(String, Topic, Payload)>> {
+    pub fn wills(&self) -> Result<Vec<(String, Topic, Payload)>, StoreError> {
         let mut wills = Vec::new();
         for (k, bytes) in self.store.scan(Table::Wills, "", RETAINED_LOAD_MAX)? {
             let decoded: Option<Payload> =
@@ -418,7 +418,7 @@ impl Durable {
     }
 
     /// Every stored retained message.
-    pub fn retained(&self) -> anyhow::Result<Vec<RestoredRetained>> {
+    pub fn retained(&self) -> Result<Vec<RestoredRetained>, StoreError> {
         let mut restored = Vec::new();
         for (k, bytes) in self.store.scan_retained("", RETAINED_LOAD_MAX)? {
             let Some((realm, uri)) = k.split_once('\0') else {

@@ -318,7 +318,7 @@ struct Restored {
 /// At start, with a store: parks every stored MQTT session again, queues what it is owed,
 /// publishes the wills that came due, and deletes the records of sessions that ended.
 /// Returns how many sessions were restored.
-pub fn restore(router: &Arc<Router>) -> anyhow::Result<usize> {
+pub fn restore(router: &Arc<Router>) -> Result<usize, fox_storage::StoreError> {
     let Some(durable) = router.shared().durable().cloned() else {
         return Ok(0);
     };
