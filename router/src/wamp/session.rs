@@ -106,6 +106,35 @@ fn error(request_type: u64, request: Id, uri: ErrorUri, message: &str) -> Messag
     }
 }
 
+/// The answer to UNSUBSCRIBE or UNREGISTER (`request_type`): UNSUBSCRIBED /
+/// UNREGISTERED when the subscription or registration was the session's (`removed`), else
+/// ERROR `no_such_subscription` / `no_such_registration`.
+fn removal(request_type: u64, request: Id, removed: bool) -> Message {
+    let unsubscribe = request_type == code::UNSUBSCRIBE;
+    match (removed, unsubscribe) {
+        (true, true) => Message::Unsubscribed {
+            request,
+            details: None,
+        },
+        (true, false) => Message::Unregistered {
+            request,
+            details: None,
+        },
+        (false, true) => error(
+            request_type,
+            request,
+            ErrorUri::NoSuchSubscription,
+            "not subscribed",
+        ),
+        (false, false) => error(
+            request_type,
+            request,
+            ErrorUri::NoSuchRegistration,
+            "not registered",
+        ),
+    }
+}
+
 /// A URI as WAMP's loose rules allow: non-empty, no whitespace or `#`; empty components only
 /// where a pattern allows them. U+0000 is refused too: a JSON peer reads a string that
 /// starts with it as binary, so such a URI could not reach it (nor any MQTT client).
@@ -578,21 +607,11 @@ impl WampSession {
             Message::Unsubscribe {
                 request,
                 subscription,
-            } => {
-                if realm.unsubscribe(handle.info.id, subscription) {
-                    out.push(Message::Unsubscribed {
-                        request,
-                        details: None,
-                    });
-                } else {
-                    out.push(error(
-                        code::UNSUBSCRIBE,
-                        request,
-                        ErrorUri::NoSuchSubscription,
-                        "not subscribed",
-                    ));
-                }
-            }
+            } => out.push(removal(
+                code::UNSUBSCRIBE,
+                request,
+                realm.unsubscribe(handle.info.id, subscription),
+            )),
             Message::Register {
                 request,
                 options,
@@ -601,21 +620,11 @@ impl WampSession {
             Message::Unregister {
                 request,
                 registration,
-            } => {
-                if realm.unregister(handle.info.id, registration) {
-                    out.push(Message::Unregistered {
-                        request,
-                        details: None,
-                    });
-                } else {
-                    out.push(error(
-                        code::UNREGISTER,
-                        request,
-                        ErrorUri::NoSuchRegistration,
-                        "not registered",
-                    ));
-                }
-            }
+            } => out.push(removal(
+                code::UNREGISTER,
+                request,
+                realm.unregister(handle.info.id, registration),
+            )),
             Message::Call {
                 request,
                 options,
