@@ -388,7 +388,20 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             )
             .await
             .with_context(|| format!("entry {} cannot start", args.id))?;
-            let engine = Arc::new(fox_router::engine::ClusterEngine::new(entry.clone()));
+            let members = cluster
+                .nodes
+                .iter()
+                .map(|n| fox_router::engine::cluster::Member {
+                    id: n.id,
+                    role: n.role.name(),
+                    peer: n.peer,
+                })
+                .collect();
+            let engine = Arc::new(fox_router::engine::ClusterEngine::new(
+                entry.clone(),
+                args.id,
+                members,
+            ));
             let router = Router::with_engine(config, engine.clone());
             let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
             let reloadable = Reloadable {

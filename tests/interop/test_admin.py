@@ -359,6 +359,13 @@ def test_status_counts(router):
     s.disconnect()
 
 
+def test_a_single_node_says_so_on_the_cluster_endpoint(router):
+    """/api/v1/cluster on a single node: {"mode": "single"}, and no cluster metrics (an
+    entry's are checked in test_cluster.py)."""
+    assert get_json(router, "/api/v1/cluster") == (200, {"mode": "single"})
+    assert not [k for k in scrape(router) if k[0].startswith("foxrouter_cluster_")]
+
+
 def test_sessions_are_listed_with_their_connection_and_paginated(router):
     wamp = RawSocketClient(router.rawsocket)
     welcome = wamp.join()

@@ -214,3 +214,81 @@ def test_sigterm_stops_every_role_cleanly(cluster):
         started = time.monotonic()
         assert cluster.nodes[node_id].terminate(timeout=15) == 0, cluster.nodes[node_id].logs()
         assert time.monotonic() - started < 15
+
+
+def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluster):
+    """GET /api/v1/cluster on an entry lists the nine members with their links; the
+    foxrouter_cluster_* metrics count exactly the acknowledgements this entry gave and
+    refused; /readyz says not ready while two ndb are down, and ready once they return."""
+    from test_admin import assert_deltas, get_json, key, scrape
+
+    entry = cluster.entries[0]
+
+    def linked_everywhere():
+        status, view = get_json(entry, "/api/v1/cluster")
+        assert status == 200, view
+        others = [m for m in view["members"] if m["role"] != "entry"]
+        return all(m["linked"] for m in others) and view
+
+    view = wait_until_true(linked_everywhere, 20, "entry 1 linked to every ndb and sync node")
+    assert view["mode"] == "entry" and view["node"] == 1
+    assert sorted((m["id"], m["role"]) for m in view["members"]) == \
+        [(1, "entry"), (2, "entry"), (3, "entry"), (4, "ndb"), (5, "ndb"), (6, "ndb"),
+         (7, "sync"), (8, "sync"), (9, "sync")]
+    assert [m["linked"] for m in view["members"] if m["role"] == "entry"] == [None] * 3
+    assert get_json(entry, "/readyz")[0] == 200
+    before = scrape(entry)
+    other_before = scrape(cluster.entries[1])
+
+    async def publish(count):
+        pub = await connect(entry)
+        for i in range(count):
+            await pub.publish("c.admin", i, options=ACK)
+        pub.leave()
+
+    run(publish(20))
+    after = assert_deltas(entry, before, {key("foxrouter_cluster_acks_total"): 20,
+                                          key("foxrouter_cluster_ack_errors_total"): 0,
+                                          key("foxrouter_cluster_ack_duration_seconds_count"): 20})
+    assert after[key("foxrouter_cluster_peer_linked", peer="4", role="ndb")] == 1
+    assert after[key("foxrouter_cluster_last_applied_id")] >= before[key("foxrouter_cluster_last_applied_id")]
+    # Entry 2 applied the same events but acknowledged none of them.
+    assert scrape(cluster.entries[1])[key("foxrouter_cluster_acks_total")] == \
+        other_before[key("foxrouter_cluster_acks_total")]
+    status, view = get_json(entry, "/api/v1/cluster")
+    assert view["acks"] >= 20 and view["ack_latency_ms"]["p99_at_most"] is not None, view
+
+    cluster.nodes[4].kill9()
+    cluster.nodes[5].kill9()
+
+    def not_ready():
+        status, body = get_json(entry, "/readyz")
+        return status == 503 and body
+
+    body = wait_until_true(not_ready, 15, "not ready without a majority of ndb")
+    assert any("ndb" in reason for reason in body["reasons"]), body
+    assert body["checks"]["cluster"]["ndb_linked"] == 1, body
+
+    async def refused():
+        pub = await connect(entry)
+        with pytest.raises(ApplicationError):
+            await pub.publish("c.admin", "lost", options=ACK)
+        pub.leave()
+
+    before = scrape(entry)
+    run(refused(), timeout=60)
+    assert_deltas(entry, before, {key("foxrouter_cluster_ack_errors_total"): 1,
+                                  key("foxrouter_cluster_acks_total"): 0})
+    cluster.restart(4)
+    cluster.restart(5)
+    wait_until_true(lambda: get_json(entry, "/readyz")[0] == 200, 20, "ready again")
+
+
+def wait_until_true(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")

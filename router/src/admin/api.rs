@@ -29,6 +29,50 @@ pub(super) fn routes() -> axum::Router<Arc<Admin>> {
         .route("/api/v1/subscriptions", get(subscriptions))
         .route("/api/v1/registrations", get(registrations))
         .route("/api/v1/retained", get(retained))
+        .route("/api/v1/cluster", get(cluster))
+}
+
+/// `GET /api/v1/cluster`: `{"mode": "single"}` on a single node; on a cluster entry its
+/// node ID, every member with its role, address and whether this entry is linked to it,
+/// the last permanent ID applied here, acknowledgements (count, errors, latency
+/// percentiles from the histogram's buckets) and the mesh's counters.
+async fn cluster(
+    State(admin): State<Arc<Admin>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let serving = admin.serving()?;
+    let Some(view) = serving.router.shared().engine.cluster() else {
+        return Ok(Json(json!({ "mode": "single" })));
+    };
+    let latency = view.ack_latency;
+    let mut body = json!(view);
+    body["mode"] = json!("entry");
+    body["ack_latency_ms"] = json!({
+        "p50_at_most": percentile_ms(&latency, 0.50),
+        "p99_at_most": percentile_ms(&latency, 0.99),
+    });
+    Ok(Json(body))
+}
+
+/// The upper bound (ms) of the histogram bucket holding the `q` quantile, or `None` when
+/// nothing was observed or it falls in the last (unbounded) bucket.
+fn percentile_ms(histogram: &fox_storage::LatencyHistogram, q: f64) -> Option<f64> {
+    let total = histogram.count();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, count) in histogram.counts.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return fox_storage::WRITE_LATENCY_BUCKETS_US
+                .get(i)
+                .map(|bound_us| *bound_us as f64 / 1000.0);
+        }
+    }
+    None
 }
 
 /// What the router holds now, counted over every realm (also read by `/metrics`).

@@ -26,6 +26,15 @@ pub(super) async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
             running: true,
             shutting_down: serving.router.is_shutting_down(),
             listeners: serving.listeners.clone(),
+            cluster: serving
+                .router
+                .shared()
+                .engine
+                .cluster()
+                .map(|view| ClusterFacts {
+                    ndb: view.linked("ndb"),
+                    sync: view.linked("sync"),
+                }),
             store: serving.router.shared().durable().map(|durable| {
                 let stats = durable.commit_stats();
                 StoreFacts {
@@ -54,6 +63,15 @@ struct Facts {
     listeners: Vec<(&'static str, SocketAddr)>,
     /// With `--data`.
     store: Option<StoreFacts>,
+    /// On a cluster entry.
+    cluster: Option<ClusterFacts>,
+}
+
+/// A cluster entry's links: (linked, total) ndb and sync nodes.
+#[derive(Debug)]
+struct ClusterFacts {
+    ndb: (usize, usize),
+    sync: (usize, usize),
 }
 
 #[derive(Debug)]
@@ -116,6 +134,26 @@ fn assess(facts: &Facts) -> Readiness {
         Some(_) => "open",
     };
     checks.insert("store".into(), json!(store));
+    if let Some(cluster) = &facts.cluster {
+        // An acknowledgement needs a majority of each tier: without links to one, every
+        // acknowledged publish would be refused.
+        let majority = |(linked, total): (usize, usize)| linked > total / 2;
+        if !majority(cluster.ndb) {
+            reasons
+                .push("no link to a majority of the ndb nodes: publishes cannot be acknowledged");
+        }
+        if !majority(cluster.sync) {
+            reasons
+                .push("no link to a majority of the sync nodes: publishes cannot be acknowledged");
+        }
+        checks.insert(
+            "cluster".into(),
+            json!({
+                "ndb_linked": cluster.ndb.0, "ndb": cluster.ndb.1,
+                "sync_linked": cluster.sync.0, "sync": cluster.sync.1,
+            }),
+        );
+    }
     Readiness { checks, reasons }
 }
 
@@ -132,7 +170,27 @@ mod tests {
                 committer_running: true,
                 failing: false,
             }),
+            cluster: None,
         }
+    }
+
+    #[test]
+    fn a_cluster_entry_without_a_majority_of_a_tier_is_not_ready() {
+        let entry = |ndb, sync| Facts {
+            cluster: Some(ClusterFacts { ndb, sync }),
+            ..running()
+        };
+        assert!(assess(&entry((2, 3), (3, 3))).reasons.is_empty());
+        let reasons = assess(&entry((1, 3), (2, 3))).reasons;
+        assert_eq!(reasons.len(), 1);
+        assert!(reasons[0].contains("ndb"), "{reasons:?}");
+        let reasons = assess(&entry((3, 3), (1, 3))).reasons;
+        assert!(
+            reasons.len() == 1 && reasons[0].contains("sync"),
+            "{reasons:?}"
+        );
+        let body = assess(&entry((3, 3), (3, 3))).body();
+        assert_eq!(body["checks"]["cluster"]["sync_linked"], 3);
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl Collector for RouterCollector {
         self.encode_connections(&mut family)?;
         self.encode_traffic(&mut family)?;
         self.encode_state(&mut family)?;
-        self.encode_store(&mut family)
+        self.encode_store(&mut family)?;
+        self.encode_cluster(&mut family)
     }
 }
 
@@ -329,29 +330,110 @@ impl RouterCollector {
             "Batches the store refused.",
             stats.batches_failed,
         )?;
-        let latency = stats.write_latency;
-        let mut buckets: Vec<(f64, u64)> = fox_storage::WRITE_LATENCY_BUCKETS_US
-            .iter()
-            .zip(latency.counts)
-            .map(|(bound_us, count)| (*bound_us as f64 / 1e6, count))
-            .collect();
-        buckets.push((
-            f64::MAX,
-            latency.counts[fox_storage::WRITE_LATENCY_BUCKETS_US.len()],
-        ));
-        let mut histogram = family.encoder.encode_descriptor(
+        histogram(
+            family,
             "store_commit_duration_seconds",
             "Time of one group commit: the RocksDB write and its fsync (no fsync with --no-fsync).",
-            None,
-            MetricType::Histogram,
-        )?;
-        histogram.encode_histogram::<NoLabelSet>(
-            latency.sum_us as f64 / 1e6,
-            latency.count(),
-            &buckets,
-            None,
+            &stats.write_latency,
         )
     }
+
+    /// On a cluster entry: its links, acknowledgements and their latency.
+    fn encode_cluster(&self, family: &mut Family) -> std::fmt::Result {
+        let Some(view) = self.router.shared().engine.cluster() else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "cluster_acks",
+                "Publishes the cluster gave a permanent ID (acknowledged).",
+                view.acks,
+            ),
+            (
+                "cluster_ack_errors",
+                "Publishes the cluster could not order (refused, never falsely acknowledged).",
+                view.ack_errors,
+            ),
+            (
+                "cluster_links_established",
+                "Node-to-node links established (reconnects count again).",
+                view.mesh.links_established,
+            ),
+            (
+                "cluster_connections_refused",
+                "Node-to-node connections refused (handshake failed, timed out, too many).",
+                view.mesh.connections_refused,
+            ),
+            (
+                "cluster_frames_dropped_queue_full",
+                "Frames to a peer dropped: its queue was full.",
+                view.mesh.frames_dropped_queue_full,
+            ),
+            (
+                "cluster_frames_dropped_no_link",
+                "Frames to a peer dropped: no link to it.",
+                view.mesh.frames_dropped_no_link,
+            ),
+        ];
+        for (name, help, value) in counters {
+            family.single(MetricType::Counter, name, help, value)?;
+        }
+        family.single(
+            MetricType::Gauge,
+            "cluster_last_applied_id",
+            "The last permanent ID this entry applied (delivered to its subscribers).",
+            view.last_applied,
+        )?;
+        let mut linked = family.encoder.encode_descriptor(
+            "cluster_peer_linked",
+            "1 when this entry has a link to the node, else 0 (ndb and sync nodes).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for member in view.members.iter().filter(|m| m.linked.is_some()) {
+            let labels = [
+                ("peer", member.id.to_string()),
+                ("role", member.role.to_owned()),
+            ];
+            linked
+                .encode_family(&labels)?
+                .encode_gauge(&u64::from(member.linked == Some(true)))?;
+        }
+        histogram(
+            family,
+            "cluster_ack_duration_seconds",
+            "Time from a publish on this entry to its permanent ID.",
+            &view.ack_latency,
+        )
+    }
+}
+
+/// A latency histogram in seconds (the store's fixed buckets).
+fn histogram(
+    family: &mut Family,
+    name: &str,
+    help: &str,
+    latency: &fox_storage::LatencyHistogram,
+) -> std::fmt::Result {
+    let mut buckets: Vec<(f64, u64)> = fox_storage::WRITE_LATENCY_BUCKETS_US
+        .iter()
+        .zip(latency.counts)
+        .map(|(bound_us, count)| (*bound_us as f64 / 1e6, count))
+        .collect();
+    buckets.push((
+        f64::MAX,
+        latency.counts[fox_storage::WRITE_LATENCY_BUCKETS_US.len()],
+    ));
+    let mut histogram =
+        family
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+    histogram.encode_histogram::<NoLabelSet>(
+        latency.sum_us as f64 / 1e6,
+        latency.count(),
+        &buckets,
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -14,13 +14,15 @@
 //! [`Engine::refuses`]): retained messages and the `when` / `watch` / `will` sync service,
 //! and MQTT persistent sessions.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use fox_cluster::EntryHandle;
 use fox_wamp_proto::{Dict, Value};
 
-use super::{Ack, Draft, Engine, EngineError, Feature, Target};
+use super::{Ack, ClusterView, Draft, Engine, EngineError, Feature, MemberView, MeshView, Target};
 use crate::durable::{encode, history_publication, history_value};
 use crate::message::{Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
@@ -34,15 +36,68 @@ pub struct ClusterEngine {
     /// Publish sequence: increases across every publisher of this entry, so each
     /// publisher's own sequence increases in its publish order.
     sequence: AtomicU64,
+    /// This node and the cluster's members, for [`Engine::cluster`].
+    node: u32,
+    members: Vec<Member>,
+    acks: Arc<AckStats>,
+}
+
+/// A node of the cluster file.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Node ID.
+    pub id: u32,
+    /// `entry`, `ndb` or `sync`.
+    pub role: &'static str,
+    /// Node-to-node address.
+    pub peer: SocketAddr,
+}
+
+/// Acknowledgements and their latency, counted as the answers come.
+#[derive(Debug, Default)]
+struct AckStats {
+    acks: AtomicU64,
+    errors: AtomicU64,
+    latency_counts: [AtomicU64; fox_storage::WRITE_LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+impl AckStats {
+    fn observe(&self, outcome: &Result<u64, EngineError>, started: Instant) {
+        if outcome.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.acks.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let bucket = fox_storage::WRITE_LATENCY_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(fox_storage::WRITE_LATENCY_BUCKETS_US.len());
+        self.latency_counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn latency(&self) -> fox_storage::LatencyHistogram {
+        let mut histogram = fox_storage::LatencyHistogram::default();
+        for (count, counter) in histogram.counts.iter_mut().zip(&self.latency_counts) {
+            *count = counter.load(Ordering::Relaxed);
+        }
+        histogram.sum_us = self.latency_sum_us.load(Ordering::Relaxed);
+        histogram
+    }
 }
 
 impl ClusterEngine {
-    /// An engine publishing through `entry`.
-    pub fn new(entry: EntryHandle) -> Self {
+    /// An engine publishing through `entry`, node `node` of a cluster of `members`.
+    pub fn new(entry: EntryHandle, node: u32, members: Vec<Member>) -> Self {
         Self {
             entry,
             last_applied: AtomicU64::new(0),
             sequence: AtomicU64::new(1),
+            node,
+            members,
+            acks: Arc::default(),
         }
     }
 
@@ -69,11 +124,14 @@ impl Engine for ClusterEngine {
             sequence,
             payload: record,
         });
+        let (acks, started) = (self.acks.clone(), Instant::now());
         Ack::Remote(Box::pin(async move {
-            decided
+            let outcome = decided
                 .await
                 .map(|id| id.0)
-                .map_err(|error| EngineError::Cluster(error.to_string()))
+                .map_err(|error| EngineError::Cluster(error.to_string()));
+            acks.observe(&outcome, started);
+            outcome
         }))
     }
 
@@ -94,6 +152,36 @@ impl Engine for ClusterEngine {
             Feature::PersistentSession => {
                 "MQTT persistent sessions are not available on a cluster entry yet"
             }
+        })
+    }
+
+    fn cluster(&self) -> Option<ClusterView> {
+        let mesh = self.entry.mesh();
+        let members = self
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.id,
+                role: m.role,
+                peer: m.peer.to_string(),
+                linked: (m.id != self.node && m.role != "entry")
+                    .then(|| mesh.is_linked(fox_sequencer::NodeId(m.id))),
+            })
+            .collect();
+        let stats = mesh.stats();
+        Some(ClusterView {
+            node: self.node,
+            members,
+            last_applied: self.last_applied.load(Ordering::Acquire),
+            acks: self.acks.acks.load(Ordering::Relaxed),
+            ack_errors: self.acks.errors.load(Ordering::Relaxed),
+            ack_latency: self.acks.latency(),
+            mesh: MeshView {
+                links_established: stats.links_established,
+                connections_refused: stats.connections_refused,
+                frames_dropped_queue_full: stats.frames_dropped_queue_full,
+                frames_dropped_no_link: stats.frames_dropped_no_link,
+            },
         })
     }
 }

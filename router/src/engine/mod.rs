@@ -75,6 +75,71 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         let _ = feature;
         None
     }
+
+    /// What this node knows of its cluster (`None`: a single node). For
+    /// `GET /api/v1/cluster`, the `foxrouter_cluster_*` metrics and `/readyz`.
+    fn cluster(&self) -> Option<ClusterView> {
+        None
+    }
+}
+
+/// A cluster entry's view of its cluster, read on demand (no cost on the message path
+/// beyond the counters it reads).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    /// This node's ID.
+    pub node: u32,
+    /// Every node of the cluster file, this one included.
+    pub members: Vec<MemberView>,
+    /// The last permanent ID this entry applied (delivered to its subscribers).
+    pub last_applied: u64,
+    /// Publishes the cluster gave a permanent ID (acknowledged to their publishers).
+    pub acks: u64,
+    /// Publishes the cluster could not order (no quorum, timeout): refused to their
+    /// publishers, never falsely acknowledged.
+    pub ack_errors: u64,
+    /// Time from publish to permanent ID (acknowledged ones).
+    #[serde(skip)]
+    pub ack_latency: fox_storage::LatencyHistogram,
+    /// The node-to-node mesh's counters.
+    pub mesh: MeshView,
+}
+
+/// One node of the cluster as this entry sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberView {
+    /// Node ID.
+    pub id: u32,
+    /// `entry`, `ndb` or `sync`.
+    pub role: &'static str,
+    /// Its node-to-node address.
+    pub peer: String,
+    /// Whether this entry has a link to it now (`None`: this node, or an entry: entries
+    /// do not link to each other).
+    pub linked: Option<bool>,
+}
+
+/// The mesh counters since start.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MeshView {
+    /// Links established (reconnects count again).
+    pub links_established: u64,
+    /// Connections refused (handshake failed, timed out, too many).
+    pub connections_refused: u64,
+    /// Frames dropped: the peer's queue was full.
+    pub frames_dropped_queue_full: u64,
+    /// Frames dropped: no link to the peer.
+    pub frames_dropped_no_link: u64,
+}
+
+impl ClusterView {
+    /// (linked, total) among the members of `role`.
+    pub fn linked(&self, role: &str) -> (usize, usize) {
+        let of_role = self.members.iter().filter(|m| m.role == role);
+        let total = of_role.clone().count();
+        let linked = of_role.filter(|m| m.linked == Some(true)).count();
+        (linked, total)
+    }
 }
 
 /// What a gate asks the engine for before it uses it.
