@@ -230,7 +230,7 @@ error_row() { # label k message
 run_foxrouter() { # k run
   local k=$1 dir="$WORK/fox-$1-$2" base id deadline
   mkdir -p "$dir"
-  base=$(pick_base 21)
+  base=$(pick_base 27)
   if ! "$FOXROUTER_BIN" cluster init "$dir" --base-port "$base" >/dev/null 2>"$dir/init.err"; then
     error_row foxrouter "$k" "cluster init failed: $(tail -1 "$dir/init.err")"
     return 0

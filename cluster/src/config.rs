@@ -14,7 +14,8 @@
 //! ws = "127.0.0.1:7101"         # entry only: WebSocket listener (WAMP /ws, MQTT /mqtt)
 //! rawsocket = "127.0.0.1:7102"  # entry only: WAMP RawSocket listener
 //! mqtt = "127.0.0.1:7103"       # entry only: MQTT (TCP) listener
-//! admin = "127.0.0.1:7104"      # entry only, optional: admin HTTP listener (docs/admin.md)
+//! admin = "127.0.0.1:7104"      # optional: admin HTTP listener (docs/admin.md); on ndb and
+//!                               # sync nodes loopback only (/healthz /readyz /metrics)
 //!
 //! [[node]]
 //! id = 4
@@ -24,8 +25,9 @@
 //! ```
 //!
 //! Rules ([`ClusterFile::validate`]): unique IDs, unique addresses, at least one node of
-//! each role, `data` on ndb and sync nodes only, client listeners on entries only. An even
-//! number of ndb or sync nodes is allowed but warned about: a tier of 2n tolerates no more
+//! each role, `data` on ndb and sync nodes only, client listeners on entries only, an
+//! ndb's or sync node's `admin` on loopback only. An even number of ndb or sync nodes is
+//! allowed but warned about: a tier of 2n tolerates no more
 //! failures than one of 2n - 1.
 
 use std::collections::BTreeSet;
@@ -107,7 +109,8 @@ pub struct NodeSpec {
     /// Entry: MQTT client listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<SocketAddr>,
-    /// Entry: the admin HTTP listener (metrics, health, JSON status); none without it.
+    /// The admin HTTP listener (metrics, health, JSON status); none without it. On an ndb
+    /// or sync node: loopback only (it has no token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
     /// ndb / sync: data directory; a relative path is relative to the cluster file.
@@ -256,14 +259,16 @@ impl ClusterFile {
 }
 
 fn check_role_fields(node: &NodeSpec) -> Result<(), ConfigError> {
-    let has_clients = node.ws.is_some()
-        || node.rawsocket.is_some()
-        || node.mqtt.is_some()
-        || node.admin.is_some();
+    let has_clients = node.ws.is_some() || node.rawsocket.is_some() || node.mqtt.is_some();
+    // An ndb or sync node's admin listener has no token: loopback only.
+    let admin_exposed = node.admin.is_some_and(|a| !a.ip().is_loopback());
     let message = match node.role {
         Role::Entry if node.data.is_some() => "an entry keeps no data: remove `data`",
         Role::Ndb | Role::Sync if node.data.is_none() => "ndb and sync nodes need `data`",
-        Role::Ndb | Role::Sync if has_clients => "only entries have ws / rawsocket / mqtt / admin",
+        Role::Ndb | Role::Sync if has_clients => "only entries have ws / rawsocket / mqtt",
+        Role::Ndb | Role::Sync if admin_exposed => {
+            "the admin listener of an ndb or sync node has no token: a loopback address only"
+        }
         _ => return Ok(()),
     };
     Err(ConfigError::Invalid(format!("node {}: {message}", node.id)))
@@ -348,7 +353,8 @@ data = "/abs/d3"
             ),
             SAMPLE.replace("data = \"d2\"", ""),
             SAMPLE.replace("ws = ", "data = \"x\"\nws = "),
-            SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nadmin = \"127.0.0.1:7190\""),
+            SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nadmin = \"10.0.0.1:7190\""),
+            SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nmqtt = \"127.0.0.1:7190\""),
             SAMPLE.replace(
                 "ws = \"127.0.0.1:7101\"",
                 "ws = \"127.0.0.1:7101\"\nadmin = \"127.0.0.1:7101\"",

@@ -51,6 +51,36 @@ pub trait Core: Send + 'static {
     fn is_leader(&self) -> bool {
         false
     }
+    /// What an operator sees of the state machine (its part of [`NodeStatus`]).
+    fn status(&self, status: &mut NodeStatus);
+}
+
+/// What an ndb or sync node reports (its admin listener: `/metrics`, `/readyz`), updated
+/// by the driver after every turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Sync: whether it leads the vote.
+    pub leader: bool,
+    /// Sync: the Raft term.
+    pub term: u64,
+    /// Sync: the leader it knows of.
+    pub leader_id: Option<NodeId>,
+    /// Sync: the highest Raft index known committed.
+    pub commit_index: u64,
+    /// Sync: segments resolved (ordered or aborted) so far.
+    pub resolutions: u64,
+    /// Ndb: the last resolution applied to its permanent log.
+    pub applied_index: u64,
+    /// Ndb: records in its permanent log.
+    pub log_records: u64,
+    /// Ndb: temporary segments held, not yet resolved.
+    pub temp_segments: u64,
+    /// Store writes made (group commits).
+    pub store_writes: u64,
+    /// Of them, with an fsync.
+    pub store_fsyncs: u64,
+    /// Messages from peers handled.
+    pub messages_handled: u64,
 }
 
 impl Core for Ndb {
@@ -80,6 +110,12 @@ impl Core for Ndb {
 
     fn batch(writes: &[NdbWrite], _log_last_index: &mut u64) -> Result<NodeBatch, ClusterError> {
         disk::ndb_batch(writes)
+    }
+
+    fn status(&self, status: &mut NodeStatus) {
+        status.applied_index = self.applied_index();
+        status.log_records = self.log().len() as u64;
+        status.temp_segments = self.temp_segment_count() as u64;
     }
 }
 
@@ -119,6 +155,15 @@ impl Core for Sync {
 
     fn is_leader(&self) -> bool {
         Sync::is_leader(self)
+    }
+
+    fn status(&self, status: &mut NodeStatus) {
+        let raft = self.raft_status();
+        status.leader = self.is_leader();
+        status.term = raft.term;
+        status.leader_id = raft.leader;
+        status.commit_index = raft.commit_index;
+        status.resolutions = self.resolutions().len() as u64;
     }
 }
 
@@ -179,6 +224,8 @@ pub struct Driver<D: Disk = NodeStore, O: Outbox = Mesh> {
     pub clock: Clock,
     /// Sync: the last Raft log index on disk (from recovery); 0 for ndb.
     pub log_last_index: u64,
+    /// Where the driver reports its [`NodeStatus`] after every turn.
+    pub status: watch::Sender<NodeStatus>,
 }
 
 impl<D: Disk, O: Outbox> Driver<D, O> {
@@ -187,6 +234,7 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     pub async fn run<C: Core>(mut self, mut core: C) -> Result<(), ClusterError> {
         let mut pending = NodeBatch::new();
         let mut leading = false;
+        let mut status = NodeStatus::default();
         // Runs until shutdown; each turn waits for input or a deadline.
         loop {
             let now_ms = self.clock.now_ms();
@@ -204,17 +252,27 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
             };
             if let Some((from, message)) = received {
                 core.handle_message(from, message, self.clock.now_ms());
-                self.drain(&mut core);
+                status.messages_handled += 1 + self.drain(&mut core);
             }
             let now_ms = self.clock.now_ms();
             if now_ms >= core.poll_timeout() {
                 core.handle_timeout(now_ms);
             }
-            self.carry_out(&mut core, &mut pending).await?;
+            if let Some(fsync) = self.carry_out(&mut core, &mut pending).await? {
+                status.store_writes += 1;
+                status.store_fsyncs += u64::from(fsync);
+            }
             if core.is_leader() != leading {
                 leading = !leading;
                 tracing::info!(leader = leading, "sync leadership changed");
             }
+            core.status(&mut status);
+            // A few integers; only an admin scrape reads them.
+            self.status.send_if_modified(|shown| {
+                let changed = *shown != status;
+                *shown = status;
+                changed
+            });
         }
         if !pending.is_empty() {
             self.persist(std::mem::take(&mut pending), true).await?;
@@ -222,21 +280,24 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
         Ok(())
     }
 
-    fn drain<C: Core>(&mut self, core: &mut C) {
-        for _ in 0..INBOX_DRAIN_MAX {
+    /// Handles what else waits in the inbox (at most [`INBOX_DRAIN_MAX`]); how many.
+    fn drain<C: Core>(&mut self, core: &mut C) -> u64 {
+        for handled in 0..INBOX_DRAIN_MAX {
             let Ok((from, message)) = self.inbox.try_recv() else {
-                return;
+                return handled as u64;
             };
             core.handle_message(from, message, self.clock.now_ms());
         }
+        INBOX_DRAIN_MAX as u64
     }
 
-    /// Persist, fsync, then send: the Ready order of `fox_sequencer`.
+    /// Persist, fsync, then send: the Ready order of `fox_sequencer`. Whether a store
+    /// write was made (`Some(fsync)`).
     async fn carry_out<C: Core>(
         &mut self,
         core: &mut C,
         pending: &mut NodeBatch,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Option<bool>, ClusterError> {
         let Carry {
             early,
             writes,
@@ -249,13 +310,15 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
         if !writes.is_empty() {
             pending.append(C::batch(&writes, &mut self.log_last_index)?);
         }
+        let mut written = None;
         if fsync || pending.len() > PENDING_WRITES_MAX {
             self.persist(std::mem::take(pending), fsync).await?;
+            written = Some(fsync);
         }
         for (to, message) in messages {
             self.mesh.send(to, message);
         }
-        Ok(())
+        Ok(written)
     }
 
     async fn persist(&self, batch: NodeBatch, fsync: bool) -> Result<(), ClusterError> {

@@ -2,7 +2,8 @@
 //! `DIR/supervisord.ini` (one program per node), logs under `DIR/logs`, data under `DIR/data`.
 //!
 //! Node IDs count from 1: entries first, then ndb, then sync. Ports count from
-//! `base_port`: each entry takes five (peer, ws, rawsocket, mqtt, admin), each other node one.
+//! `base_port`: each entry takes five (peer, ws, rawsocket, mqtt, admin), each other node two
+//! (peer, admin).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -129,6 +130,7 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 node.admin = Some(next_address()?);
             } else {
                 node.data = Some(dir.join("data").join(format!("n{id}")));
+                node.admin = Some(next_address()?);
             }
             nodes.push(node);
         }
@@ -204,8 +206,14 @@ mod tests {
             Some(7104),
             "peer, ws, rawsocket, mqtt, then admin"
         );
-        assert_eq!(loaded.node(4).unwrap().peer.port(), 7115);
-        assert!(loaded.node(4).unwrap().admin.is_none());
+        let ndb = loaded.node(4).unwrap();
+        assert_eq!(ndb.peer.port(), 7115);
+        assert_eq!(
+            ndb.admin.map(|a| a.port()),
+            Some(7116),
+            "ndb: peer, then admin"
+        );
+        assert_eq!(loaded.node(9).unwrap().admin.map(|a| a.port()), Some(7126));
         let ini = std::fs::read_to_string(&report.supervisord_file).unwrap();
         assert_eq!(ini.matches("[program:").count(), 9);
         assert!(ini.contains("node --cluster"));

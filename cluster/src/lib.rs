@@ -39,8 +39,9 @@ pub mod mesh;
 pub mod node;
 
 pub use config::{ClusterFile, ConfigError, NodeSpec, Role};
+pub use driver::NodeStatus;
 pub use entry::{EntryHandle, EntryOptions, Subscription};
 pub use error::{ClusterError, EntryError, SubscriptionError};
 pub use init::{init, InitOptions, InitReport};
 pub use mesh::{Mesh, MeshLimits, MeshStats};
-pub use node::{run_node, start_node, NodeOptions, RunningNode};
+pub use node::{run_node, run_until_signal, start_node, NodeOptions, RunningNode};

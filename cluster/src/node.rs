@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{ClusterFile, NodeSpec, Role};
 use crate::disk;
-use crate::driver::{Driver, SHUTDOWN_GRACE};
+use crate::driver::{Driver, NodeStatus, SHUTDOWN_GRACE};
 use crate::error::ClusterError;
 use crate::mesh::{Mesh, MeshConfig, MeshLimits};
 
@@ -52,8 +52,10 @@ pub struct RunningNode {
     pub role: Role,
     /// The bound peer address.
     pub peer_addr: SocketAddr,
-    /// The mesh (for its counters).
+    /// The mesh (for its counters and links).
     pub mesh: Mesh,
+    /// What the node reports, updated after every turn of its driver.
+    pub status: watch::Receiver<NodeStatus>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ClusterError>>,
 }
@@ -77,7 +79,12 @@ pub async fn run_node(
     id: u32,
     options: NodeOptions,
 ) -> Result<(), ClusterError> {
-    let mut node = start_node(cluster_file, id, options).await?;
+    let node = start_node(cluster_file, id, options).await?;
+    run_until_signal(node).await
+}
+
+/// Runs a started node until SIGTERM or ctrl-c (a clean stop, `Ok`) or a fatal error.
+pub async fn run_until_signal(mut node: RunningNode) -> Result<(), ClusterError> {
     let stopped_by_signal = tokio::select! {
         _ = wait_for_signal() => true,
         ended = &mut node.task => {
@@ -135,6 +142,7 @@ pub async fn start_node(
         println!("LISTEN peer {peer_addr}");
     }
     tracing::info!(node = %spec.node_id(), role = spec.role.name(), %peer_addr, "node running");
+    let (status, status_receiver) = watch::channel(NodeStatus::default());
     let driver = Driver {
         store,
         mesh: mesh.clone(),
@@ -142,6 +150,7 @@ pub async fn start_node(
         shutdown: shutdown_receiver,
         clock,
         log_last_index: task.log_last_index(),
+        status,
     };
     let task = tokio::spawn(async move {
         match task {
@@ -154,6 +163,7 @@ pub async fn start_node(
         role: spec.role,
         peer_addr,
         mesh,
+        status: status_receiver,
         shutdown,
         task,
     })

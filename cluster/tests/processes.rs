@@ -73,7 +73,7 @@ impl TestCluster {
     fn init() -> TestCluster {
         let bin = foxrouter_bin();
         let dir = tempfile::tempdir().expect("temp dir");
-        let base = free_base_port(16);
+        let base = free_base_port(20);
         let status = Command::new(&bin)
             .args(["cluster", "init"])
             .arg(dir.path())

@@ -346,8 +346,42 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let spec = cluster
+        .node(args.id)
+        .context("the node is not in the cluster file")?
+        .clone();
+    let members = cluster.nodes.iter().map(|n| (n.id, n.role)).collect();
     runtime
-        .block_on(fox_cluster::run_node(&args.cluster, args.id, options))
+        .block_on(async move {
+            let started_ms = fox_router::engine::unix_ms();
+            let node = fox_cluster::start_node(&args.cluster, args.id, options).await?;
+            let admin = match spec.admin {
+                None => None,
+                Some(address) => {
+                    let listener = admin::bind(&fox_router::config::AdminSettings {
+                        listen: AdminListen::At(address),
+                        ..Default::default()
+                    })
+                    .await?
+                    .context("the admin listener did not bind")?;
+                    let server = listener.spawn_node(admin::node::NodeView {
+                        id: args.id,
+                        role,
+                        members,
+                        mesh: node.mesh.clone(),
+                        status: node.status.clone(),
+                        started_ms,
+                    });
+                    server.announce();
+                    Some(server)
+                }
+            };
+            let ended = fox_cluster::run_until_signal(node).await;
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+            anyhow::Ok(ended?)
+        })
         .with_context(|| format!("node {} failed", args.id))
 }
 

@@ -100,4 +100,4 @@ pub use id::{AdvanceId, NodeId, PermanentId, Publication, SegmentId};
 pub use message::{LogRecord, Message, Outcome, Resolution};
 pub use ndb::{Ndb, NdbWrite};
 pub use ready::Ready;
-pub use sync::{Sync, SyncError, SyncEvent, SyncWrite};
+pub use sync::{RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};

@@ -228,6 +228,11 @@ impl Ndb {
         self.temp.keys().copied().collect()
     }
 
+    /// How many temporary segments this ndb holds (not yet resolved).
+    pub fn temp_segment_count(&self) -> usize {
+        self.temp.len()
+    }
+
     fn write(&mut self, record: NdbWrite, now_ms: u64) {
         self.out.writes.push(record);
         if self.commit_at_ms.is_none() {

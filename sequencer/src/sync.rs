@@ -94,6 +94,17 @@ struct Draft {
     items: Vec<Item>,
 }
 
+/// What [`Sync::raft_status`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// The current term.
+    pub term: u64,
+    /// The leader this node knows of, if any.
+    pub leader: Option<NodeId>,
+    /// The highest log index known committed.
+    pub commit_index: u64,
+}
+
 /// A sync node's core (sans-IO) around a raft-rs `RawNode`.
 ///
 /// Calling order: `handle_message` / `handle_timeout` with non-decreasing `now_ms`, then
@@ -265,6 +276,20 @@ impl Sync {
     /// Whether this node leads the vote now.
     pub fn is_leader(&self) -> bool {
         self.raft.raft.state == StateRole::Leader
+    }
+
+    /// The Raft state an operator watches: term, the leader this node knows, the commit
+    /// index.
+    pub fn raft_status(&self) -> RaftStatus {
+        let raft = &self.raft.raft;
+        RaftStatus {
+            term: raft.term,
+            // Raft IDs are node IDs plus one (raft-rs reserves 0 for "none").
+            leader: (raft.leader_id != 0)
+                .then(|| u32::try_from(raft.leader_id - 1).ok().map(NodeId))
+                .flatten(),
+            commit_index: raft.raft_log.committed,
+        }
     }
 
     fn on_item(&mut self, from: NodeId, item: Item, after: Option<SegmentId>) {

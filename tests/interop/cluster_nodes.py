@@ -17,8 +17,8 @@ from pathlib import Path
 
 from conftest import BIN, Listeners, _pump, read_listeners
 
-# Ports per cluster: entries use five (peer, ws, rawsocket, mqtt, admin), ndb and sync one each.
-PORTS_PER_CLUSTER = 3 * 5 + 3 + 3
+# Ports per cluster: entries use five (peer, ws, rawsocket, mqtt, admin), ndb and sync two (peer, admin).
+PORTS_PER_CLUSTER = 3 * 5 + 3 * 2 + 3 * 2
 
 
 def _free_base_port(count):
@@ -65,7 +65,7 @@ class Node(Listeners):
         return self
 
     def wait_listening(self, timeout=20.0):
-        wanted = 4 if self.role == "entry" else 1  # entry: ws, rawsocket, mqtt, admin
+        wanted = 4 if self.role == "entry" else 2  # entry: ws, rawsocket, mqtt, admin; others: peer, admin
         if not read_listeners(self.proc, self.lines, self.addr, wanted, timeout):
             raise RuntimeError(f"node {self.id} did not start: {self.logs()}")
         return self

@@ -292,3 +292,60 @@ def wait_until_true(predicate, timeout, what):
             return value
         time.sleep(0.1)
     raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
+    """Every ndb and sync node has its own admin listener (loopback, from `cluster init`):
+    the sync tier shows one leader that every sync node names and a commit index that
+    grows with publishes; each ndb's permanent log grows by exactly what was published
+    and its store fsyncs; a sync node is not ready while two of three are down."""
+    from test_admin import get_json, key, scrape
+
+    syncs = [cluster.nodes[i] for i in (7, 8, 9)]
+    ndbs = [cluster.nodes[i] for i in (4, 5, 6)]
+    for node in syncs + ndbs:
+        assert get_json(node, "/healthz") == (200, {"status": "up"})
+
+    def agreed_leader():
+        leaders = {get_json(n, "/api/v1/status")[1]["sync"]["leader_id"] for n in syncs}
+        ready = all(get_json(n, "/readyz")[0] == 200 for n in syncs + ndbs)
+        return ready and len(leaders) == 1 and None not in leaders and leaders.pop()
+
+    leader = wait_until_true(agreed_leader, 20, "one sync leader named by all, every node ready")
+    samples = {n.id: scrape(n) for n in syncs}
+    assert sum(s[key("foxrouter_raft_leader")] for s in samples.values()) == 1
+    assert samples[leader][key("foxrouter_raft_leader")] == 1
+    before_log = {n.id: get_json(n, "/api/v1/status")[1]["ndb"]["log_records"] for n in ndbs}
+    before_commit = samples[leader][key("foxrouter_raft_commit_index")]
+    before_fsyncs = scrape(ndbs[0])[key("foxrouter_node_store_fsyncs_total")]
+
+    async def publish(count):
+        pub = await connect(cluster.entries[1])
+        for i in range(count):
+            await pub.publish("c.nodes", i, options=ACK)
+        pub.leave()
+
+    run(publish(10))
+
+    def logs_grew():
+        now = {n.id: get_json(n, "/api/v1/status")[1]["ndb"]["log_records"] for n in ndbs}
+        return all(now[i] - before_log[i] == 10 for i in now) and now
+
+    wait_until_true(logs_grew, 10, "every ndb's permanent log holds the 10 new records")
+    after = scrape(cluster.nodes[leader])
+    assert after[key("foxrouter_raft_commit_index")] > before_commit
+    assert scrape(ndbs[0])[key("foxrouter_node_store_fsyncs_total")] > before_fsyncs
+    assert after[key("foxrouter_cluster_peer_linked", peer="4", role="ndb")] == 1
+    assert get_json(cluster.nodes[leader], "/api/v1/cluster")[0] == 404  # an entry's endpoint
+
+    survivor = next(n for n in syncs if n.id != leader)
+    for node in syncs:
+        if node is not survivor:
+            node.kill9()
+
+    def not_ready():
+        status, body = get_json(survivor, "/readyz")
+        return status == 503 and body
+
+    body = wait_until_true(not_ready, 15, "a lone sync node is not ready")
+    assert any("leader" in r for r in body["reasons"]), body

@@ -69,6 +69,7 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
     for index in 0..3 {
         inbox_sender.try_send((NodeId(0), keep(index))).unwrap();
     }
+    let (status, shown) = watch::channel(NodeStatus::default());
     let driver = Driver {
         store: Arc::new(journal.clone()),
         mesh: journal.clone(),
@@ -76,6 +77,7 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
         shutdown,
         clock,
         log_last_index: 0,
+        status,
     };
     let task = tokio::spawn(driver.run(ndb));
     for _ in 0..200 {
@@ -118,4 +120,9 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
         })
         .count();
     assert_eq!(stored_to_entry, 3);
+    // What the node reports: three KEEPs handled, their segment held, an fsynced write.
+    let reported = *shown.borrow();
+    assert_eq!(reported.messages_handled, 3, "{reported:?}");
+    assert_eq!(reported.temp_segments, 3, "{reported:?}");
+    assert!(reported.store_fsyncs >= 1 && reported.store_writes >= reported.store_fsyncs);
 }

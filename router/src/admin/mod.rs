@@ -37,6 +37,7 @@ mod bridge;
 mod health;
 mod https;
 mod kv;
+pub mod node;
 mod prometheus;
 mod query;
 mod services;

@@ -1,0 +1,196 @@
+//! The admin listener of an ndb or sync node (`admin` of its `[[node]]` in
+//! `cluster.toml`): `GET /healthz`, `GET /readyz`, `GET /metrics` and
+//! `GET /api/v1/status`, read from the node's driver ([`fox_cluster::NodeStatus`], updated
+//! after every turn) and its mesh. Loopback only (the cluster file refuses another
+//! address): it has no token.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Json;
+use fox_cluster::{Mesh, NodeStatus, Role};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{AdminListener, AdminServer};
+
+/// What the node's admin listener reads.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// This node's ID.
+    pub id: u32,
+    /// `Ndb` or `Sync`.
+    pub role: Role,
+    /// Every node of the cluster file: (ID, role).
+    pub members: Vec<(u32, Role)>,
+    /// The node's mesh (links and counters).
+    pub mesh: Mesh,
+    /// The driver's reports.
+    pub status: watch::Receiver<NodeStatus>,
+    /// When the node started (Unix ms).
+    pub started_ms: u64,
+}
+
+impl NodeView {
+    /// (linked, total) among the other members of `role`.
+    fn linked(&self, role: Role) -> (usize, usize) {
+        let others: Vec<u32> = self
+            .members
+            .iter()
+            .filter(|(id, r)| *r == role && *id != self.id)
+            .map(|(id, _)| *id)
+            .collect();
+        let linked = others
+            .iter()
+            .filter(|id| self.mesh.is_linked(fox_sequencer::NodeId(**id)))
+            .count();
+        (linked, others.len())
+    }
+
+    /// Why the node cannot do its part now (empty: ready). An ndb needs a link to a
+    /// majority of the sync nodes (they resolve its segments); a sync node needs a known
+    /// leader (its tier can vote).
+    fn not_ready(&self, status: &NodeStatus) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        match self.role {
+            Role::Ndb => {
+                let (linked, total) = self.linked(Role::Sync);
+                if linked <= total / 2 {
+                    reasons.push(
+                        "no link to a majority of the sync nodes: segments cannot be resolved",
+                    );
+                }
+            }
+            _ => {
+                if status.leader_id.is_none() {
+                    reasons.push("no sync leader known: the tier cannot vote");
+                }
+            }
+        }
+        reasons
+    }
+}
+
+impl AdminListener {
+    /// Serves an ndb or sync node's admin endpoints on the current runtime.
+    pub fn spawn_node(self, view: NodeView) -> AdminServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "up" })) }),
+            )
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .route("/api/v1/status", get(status))
+            .fallback(super::not_found)
+            .method_not_allowed_fallback(super::method_not_allowed)
+            .with_state(Arc::new(view));
+        let listener = self.listener;
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+        });
+        AdminServer {
+            address: self.address,
+            stop,
+            task,
+        }
+    }
+}
+
+async fn readyz(State(view): State<Arc<NodeView>>) -> Response {
+    let status = *view.status.borrow();
+    let reasons = view.not_ready(&status);
+    let code = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let (sync_linked, syncs) = view.linked(Role::Sync);
+    let (ndb_linked, ndbs) = view.linked(Role::Ndb);
+    let mut body = json!({
+        "status": if reasons.is_empty() { "ready" } else { "not ready" },
+        "checks": {
+            "role": view.role.name(),
+            "sync_linked": sync_linked, "sync_others": syncs,
+            "ndb_linked": ndb_linked, "ndb_others": ndbs,
+            "leader": status.leader_id.map(|n| n.0),
+        },
+    });
+    if !reasons.is_empty() {
+        body["reasons"] = json!(reasons);
+    }
+    (code, Json(body)).into_response()
+}
+
+async fn status(State(view): State<Arc<NodeView>>) -> Json<Value> {
+    let status = *view.status.borrow();
+    let members: Vec<Value> = view
+        .members
+        .iter()
+        .map(|(id, role)| {
+            let linked = (*id != view.id && *role != Role::Entry)
+                .then(|| view.mesh.is_linked(fox_sequencer::NodeId(*id)));
+            json!({ "id": id, "role": role.name(), "linked": linked })
+        })
+        .collect();
+    let mut body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": view.id,
+        "role": view.role.name(),
+        "uptime_seconds": crate::engine::unix_ms().saturating_sub(view.started_ms) / 1000,
+        "members": members,
+        "store": { "writes": status.store_writes, "fsyncs": status.store_fsyncs },
+        "messages_handled": status.messages_handled,
+    });
+    body[view.role.name()] = match view.role {
+        Role::Ndb => json!({
+            "applied_index": status.applied_index,
+            "log_records": status.log_records,
+            "temp_segments": status.temp_segments,
+        }),
+        _ => json!({
+            "leader": status.leader,
+            "leader_id": status.leader_id.map(|n| n.0),
+            "term": status.term,
+            "commit_index": status.commit_index,
+            "resolutions": status.resolutions,
+        }),
+    };
+    Json(body)
+}
+
+async fn metrics(State(view): State<Arc<NodeView>>) -> Response {
+    match super::prometheus::render_node(&view) {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(super::prometheus::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded",
+        )
+            .into_response(),
+    }
+}
+
+/// The node's peers with their link state: (peer ID, role, linked).
+pub(super) fn peer_links(view: &NodeView) -> Vec<(u32, Role, bool)> {
+    view.members
+        .iter()
+        .filter(|(id, role)| *id != view.id && *role != Role::Entry)
+        .map(|(id, role)| (*id, *role, view.mesh.is_linked(fox_sequencer::NodeId(*id))))
+        .collect()
+}
