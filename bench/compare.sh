@@ -3,7 +3,8 @@
 #
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
-#                    [--routers foxrouter,mosquitto,rumqttd,crossbar] [--protocols mqtt,wamp]
+#                    [--routers foxrouter,mosquitto,rumqttd,crossbar,foxrouter-noadmin]
+#                    [--protocols mqtt,wamp]
 #                    [--fox-workers N] [--no-pin] [--no-fresh]
 #   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
 #
@@ -297,17 +298,45 @@ wamp_scenarios() { # label pid ws_addr rs_addr
 }
 
 # ---------------------------------------------------------------- peers
-run_foxrouter() {
-  local ws rs mqtt cfg
+# foxrouter as operators run it: its admin listener on, scraped once a second (/metrics
+# and /api/v1/status, as Prometheus and a status page would). `foxrouter-noadmin` (only
+# when --routers names it) runs it with --admin off, so its rows and RATIO lines show what
+# the admin listener costs the message path.
+run_foxrouter() { # [label]
+  local label=${1:-foxrouter} ws rs mqtt admin cfg admin_args scraper=""
   ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
   printf '[limits]\nsession_queue_max = %s\nmqtt_inflight_max = %s\nconnections_max = 100000\n' \
     "$QUEUE_MAX" "$WINDOW" > "$cfg"
-  start_peer foxrouter "$mqtt" "$WORK/foxrouter.log" "$FOXROUTER" serve --config "$cfg" \
+  if [ "$label" = foxrouter ]; then
+    admin=$(free_port); admin_args=(--admin "127.0.0.1:$admin")
+  else
+    admin=""; admin_args=(--admin off)
+  fi
+  start_peer "$label" "$mqtt" "$WORK/$label.log" "$FOXROUTER" serve --config "$cfg" \
     --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
-    --workers "$FOX_WORKERS" --log warn || return 0
-  mqtt_scenarios foxrouter "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
-  wamp_scenarios foxrouter "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
+    "${admin_args[@]}" --workers "$FOX_WORKERS" --log warn || return 0
+  if [ -n "$admin" ] && [ "${DRY:-0}" != 1 ]; then
+    python3 - "$admin" "$PEER_PID" <<'PY' &
+import os, sys, time, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2])
+while True:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        break
+    for path in ("/metrics", "/api/v1/status"):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()
+        except OSError:
+            pass
+    time.sleep(1)
+PY
+    scraper=$!
+  fi
+  mqtt_scenarios "$label" "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
+  wamp_scenarios "$label" "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
   stop_peer
+  if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; fi
 }
 
 run_mosquitto() {
@@ -429,6 +458,7 @@ run_routers() {
     if [ "$IDLE_ROW" = mqtt ]; then wamp=0; else mqtt=0; fi
   fi
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+  if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter-noadmin; then run_foxrouter foxrouter-noadmin; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
   if [ "$wamp" = 1 ] && wanted "$ROUTERS" crossbar; then run_crossbar; fi
