@@ -73,8 +73,15 @@ impl Fields {
         }
     }
 
+    /// A string field (URI, auth method, signature). One that starts with U+0000 is
+    /// refused in every serializer: WAMP JSON reads such a string as binary, so the message
+    /// could not be relayed to a JSON peer (the values inside arguments and dicts are
+    /// carried either way: see the JSON serializer's text rule).
     fn string(&mut self, name: &str) -> Result<String, DecodeError> {
         match self.required(name)? {
+            Value::Str(text) if text.starts_with('\0') => Err(self.invalid(format!(
+                "{name} must not start with U+0000 (WAMP JSON would read it as binary)"
+            ))),
             Value::Str(text) => Ok(text),
             _ => Err(self.invalid(format!("{name} must be a string"))),
         }

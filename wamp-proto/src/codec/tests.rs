@@ -356,6 +356,32 @@ fn ids_above_2_pow_53_are_rejected() {
 }
 
 #[test]
+fn a_string_field_starting_with_nul_is_refused_in_every_serializer() {
+    // Found by the wamp_cbor fuzz target's cross-serializer check: such a URI decoded from
+    // MsgPack or CBOR could not be written to a JSON peer.
+    let subscribe = Message::Subscribe {
+        request: 1,
+        options: Dict::new(),
+        topic: "\0it".to_owned(),
+    };
+    for serializer in Serializer::ALL {
+        let bytes = serializer.encode(&subscribe);
+        assert!(
+            serializer.decode(&bytes, 1 << 20).is_err(),
+            "{serializer:?}"
+        );
+    }
+    let inside = Message::Subscribe {
+        request: 1,
+        options: Dict::new(),
+        topic: "a\0b".to_owned(),
+    };
+    assert!(Serializer::MsgPack
+        .decode(&Serializer::MsgPack.encode(&inside), 1 << 20)
+        .is_ok());
+}
+
+#[test]
 fn malformed_inputs_map_to_their_error() {
     assert_eq!(
         Serializer::Json.decode(b"[17,1,2]", 4),
