@@ -147,17 +147,21 @@ fn is_id(value: &Value) -> bool {
     value.as_u64().is_some_and(|id| id <= ID_MAX)
 }
 
+/// A well-known string option or detail: not one starting with U+0000, which WAMP JSON
+/// reads as binary (so a message holding it could not be relayed to a JSON peer).
+fn is_text(value: &Value) -> bool {
+    value.as_str().is_some_and(|text| !text.starts_with('\0'))
+}
+
 fn matches(rule: Rule, value: &Value) -> bool {
     match rule {
         Rule::Bool => value.as_bool().is_some(),
         Rule::Flag => value.as_bool().is_some() || value.as_i64().is_some(),
-        Rule::Text => value.as_str().is_some(),
+        Rule::Text => is_text(value),
         Rule::Integer => value.as_u64().is_some(),
         Rule::Id => is_id(value),
         Rule::IdList => value.as_list().is_some_and(|list| list.iter().all(is_id)),
-        Rule::TextList => value
-            .as_list()
-            .is_some_and(|list| list.iter().all(|item| item.as_str().is_some())),
+        Rule::TextList => value.as_list().is_some_and(|list| list.iter().all(is_text)),
         Rule::DictList => value
             .as_list()
             .is_some_and(|list| list.iter().all(|item| item.as_dict().is_some())),
@@ -169,11 +173,11 @@ fn describe(rule: Rule) -> String {
     match rule {
         Rule::Bool => "a bool".to_owned(),
         Rule::Flag => "a bool or an integer".to_owned(),
-        Rule::Text => "a string".to_owned(),
+        Rule::Text => "a string (not starting with U+0000)".to_owned(),
         Rule::Integer => "a non-negative integer".to_owned(),
         Rule::Id => "an ID".to_owned(),
         Rule::IdList => "a list of IDs".to_owned(),
-        Rule::TextList => "a list of strings".to_owned(),
+        Rule::TextList => "a list of strings (not starting with U+0000)".to_owned(),
         Rule::DictList => "a list of dicts".to_owned(),
         Rule::OneOf(allowed) => format!("one of {allowed:?}"),
     }
