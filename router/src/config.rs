@@ -629,11 +629,7 @@ impl Config {
                 names.join(", ")
             ))
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: name.to_owned(),
-            message,
-        })?;
-        Ok(config)
+        config.validated(name)
     }
 
     /// Parses and validates TOML text; `name` is used in messages.
@@ -642,11 +638,16 @@ impl Config {
             path: name.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.validated(name)
+    }
+
+    /// The configuration if it is valid; `name` is used in the message if not.
+    fn validated(self, name: &str) -> Result<Self, ConfigError> {
+        self.validate().map_err(|message| ConfigError::Invalid {
             path: name.to_owned(),
             message,
         })?;
-        Ok(config)
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -13,6 +13,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from cluster_nodes import running_cluster
+from conftest import poll_until
 from mqtt_client import Client, new_id
 from wamp_client import connect, run, wait_until
 
@@ -230,7 +231,7 @@ def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluste
         others = [m for m in view["members"] if m["role"] != "entry"]
         return all(m["linked"] for m in others) and view
 
-    view = wait_until_true(linked_everywhere, 20, "entry 1 linked to every ndb and sync node")
+    view = poll_until(linked_everywhere, 20, "entry 1 linked to every ndb and sync node")
     assert view["mode"] == "entry" and view["node"] == 1
     assert sorted((m["id"], m["role"]) for m in view["members"]) == \
         [(1, "entry"), (2, "entry"), (3, "entry"), (4, "ndb"), (5, "ndb"), (6, "ndb"),
@@ -265,7 +266,7 @@ def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluste
         status, body = get_json(entry, "/readyz")
         return status == 503 and body
 
-    body = wait_until_true(not_ready, 15, "not ready without a majority of ndb")
+    body = poll_until(not_ready, 15, "not ready without a majority of ndb")
     assert any("ndb" in reason for reason in body["reasons"]), body
     assert body["checks"]["cluster"]["ndb_linked"] == 1, body
 
@@ -281,17 +282,8 @@ def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluste
                                   key("foxrouter_cluster_acks_total"): 0})
     cluster.restart(4)
     cluster.restart(5)
-    wait_until_true(lambda: get_json(entry, "/readyz")[0] == 200, 20, "ready again")
+    poll_until(lambda: get_json(entry, "/readyz")[0] == 200, 20, "ready again")
 
-
-def wait_until_true(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
@@ -311,7 +303,7 @@ def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
         ready = all(get_json(n, "/readyz")[0] == 200 for n in syncs + ndbs)
         return ready and len(leaders) == 1 and None not in leaders and leaders.pop()
 
-    leader = wait_until_true(agreed_leader, 20, "one sync leader named by all, every node ready")
+    leader = poll_until(agreed_leader, 20, "one sync leader named by all, every node ready")
     samples = {n.id: scrape(n) for n in syncs}
     assert sum(s[key("foxrouter_raft_leader")] for s in samples.values()) == 1
     assert samples[leader][key("foxrouter_raft_leader")] == 1
@@ -331,7 +323,7 @@ def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
         now = {n.id: get_json(n, "/api/v1/status")[1]["ndb"]["log_records"] for n in ndbs}
         return all(now[i] - before_log[i] == 10 for i in now) and now
 
-    wait_until_true(logs_grew, 10, "every ndb's permanent log holds the 10 new records")
+    poll_until(logs_grew, 10, "every ndb's permanent log holds the 10 new records")
     after = scrape(cluster.nodes[leader])
     assert after[key("foxrouter_raft_commit_index")] > before_commit
     assert scrape(ndbs[0])[key("foxrouter_node_store_fsyncs_total")] > before_fsyncs
@@ -347,5 +339,5 @@ def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
         status, body = get_json(survivor, "/readyz")
         return status == 503 and body
 
-    body = wait_until_true(not_ready, 15, "a lone sync node is not ready")
+    body = poll_until(not_ready, 15, "a lone sync node is not ready")
     assert any("leader" in r for r in body["reasons"]), body
