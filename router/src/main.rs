@@ -380,6 +380,9 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     runtime
         .block_on(async move {
             let admin = start_admin(&config, tls.as_ref()).await?;
+            if let Some(running) = &admin {
+                running.admin.set_cluster_entry(u64::from(args.id));
+            }
             let listeners = bind_listeners(&config, tls.as_ref()).await?;
             let entry = fox_cluster::EntryHandle::start(
                 &cluster,
