@@ -4,7 +4,11 @@
 #   - a Python venv at .venv with autobahn (WAMP client, with what its cryptosign needs),
 #     paho-mqtt, cbor2, msgpack
 #   - node and npm (Debian packages nodejs, npm) and the JavaScript clients of tests/js
-#     (autobahn-js, wampy.js, MQTT.js) at the exact versions of tests/js/package-lock.json
+#     (autobahn-js, wampy.js, MQTT.js, playwright-core) at the exact versions of
+#     tests/js/package-lock.json
+#   - Chromium (Debian package chromium) and a font, for the status page's browser test
+#     (tests/interop/test_status_page.py drives /usr/bin/chromium with playwright-core;
+#     playwright's own browser downloads are never used)
 # Idempotent: does nothing that is already done. Safe to run on every test run.
 # `--build-only`: just what building the router needs (libclang), for scripts/run.sh.
 set -euo pipefail
@@ -18,6 +22,8 @@ if [ "$build_only" = 0 ]; then
   command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  compgen -G '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf' >/dev/null || need+=(fonts-dejavu-core)
 fi
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang-*.so.1' >/dev/null || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -527,7 +527,7 @@ def test_subscriptions_registrations_and_retained(router):
     ("GET", "/api/v1/sessions/12345", 405, "GET"),
     ("POST", "/metrics", 405, "POST"),
     ("GET", "/api/v2/status", 404, "/api/v2/status"),
-    ("GET", "/", 404, "no such endpoint"),
+    ("GET", "/index.html", 404, "no such endpoint"),
 ])
 def test_errors_are_json_and_name_the_problem(router, method, path, status, needle):
     got, body = get_json(router, path, method)

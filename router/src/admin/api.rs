@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::query::Params;
 use super::{Admin, ApiError};
-use crate::metrics::{ConnectionKind, Protocol};
+use crate::metrics::{ConnectionKind, Protocol, TrafficTotals};
 use crate::realm::{Payload, Publication, Realm, SessionHandle};
 use crate::router::Router;
 use crate::util::iso8601;
@@ -117,6 +117,67 @@ impl Counts {
     }
 }
 
+/// Messages, bytes and publications in and out since start, by protocol (also read by
+/// `/metrics` and the event stream): the WAMP counters, and the MQTT ones of the handshake
+/// and of every realm. Reads atomics only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Traffic {
+    /// WAMP messages.
+    pub(super) wamp: TrafficTotals,
+    /// MQTT packets.
+    pub(super) mqtt: TrafficTotals,
+    /// MQTT messages not delivered (too large for the client, or its queue full).
+    pub(super) mqtt_dropped: u64,
+}
+
+impl Traffic {
+    /// Reads the router's counters.
+    pub(super) fn of(router: &Router) -> Self {
+        let wamp = router.metrics().wamp.totals();
+        let mut mqtt = router.metrics().mqtt_handshake.totals();
+        let mut mqtt_dropped = 0;
+        for realm in router.realms() {
+            mqtt.add(&realm.mqtt.stats.totals());
+            mqtt_dropped += realm.mqtt.stats.dropped();
+        }
+        Self {
+            wamp,
+            mqtt,
+            mqtt_dropped,
+        }
+    }
+
+    /// The totals of one protocol.
+    pub(super) fn of_protocol(&self, protocol: Protocol) -> &TrafficTotals {
+        match protocol {
+            Protocol::Wamp => &self.wamp,
+            Protocol::Mqtt => &self.mqtt,
+        }
+    }
+
+    /// `{"received": {"wamp": n, "mqtt": n}, "sent": {...}}`: messages (WAMP messages,
+    /// MQTT packets).
+    pub(super) fn messages_json(&self) -> Value {
+        let by_protocol = |count: fn(&TrafficTotals) -> u64| -> Value {
+            json!({ "wamp": count(&self.wamp), "mqtt": count(&self.mqtt) })
+        };
+        json!({
+            "received": by_protocol(|t| t.received.messages),
+            "sent": by_protocol(|t| t.sent.messages),
+        })
+    }
+}
+
+/// Client connections open now, by protocol ([`Protocol::ALL`] order).
+pub(super) fn connections_by_protocol(router: &Router) -> [u64; 2] {
+    let metrics = router.metrics();
+    let mut open = [0; 2];
+    for kind in ConnectionKind::ALL {
+        open[kind.protocol() as usize] += metrics.connections_open(kind);
+    }
+    open
+}
+
 fn protocol_of(handle: &SessionHandle) -> Protocol {
     ConnectionKind::of_session_transport(handle.info.transport)
         .map_or(Protocol::Wamp, ConnectionKind::protocol)
@@ -131,11 +192,7 @@ async fn status(
     let serving = admin.serving()?;
     let router = &serving.router;
     let counts = Counts::of(router);
-    let metrics = router.metrics();
-    let connections: u64 = ConnectionKind::ALL
-        .iter()
-        .map(|kind| metrics.connections_open(*kind))
-        .sum();
+    let open = connections_by_protocol(router);
     let listeners: serde_json::Map<String, Value> = serving
         .listeners
         .iter()
@@ -150,8 +207,13 @@ async fn status(
         "store": if router.shared().durable().is_some() { "rocksdb" } else { "memory" },
         "listeners": listeners,
         "realms": router.realms().iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "cluster": router.shared().engine.cluster().map(|view| json!({ "entry": view.node })),
         "counts": {
-            "connections": connections,
+            "connections": open.iter().sum::<u64>(),
+            "connections_by_protocol": {
+                "wamp": open[Protocol::Wamp as usize],
+                "mqtt": open[Protocol::Mqtt as usize],
+            },
             "sessions": {
                 "wamp": counts.sessions[Protocol::Wamp as usize],
                 "mqtt": counts.sessions[Protocol::Mqtt as usize],
@@ -162,6 +224,7 @@ async fn status(
             "retained": counts.retained,
             "history": counts.history,
         },
+        "messages": Traffic::of(router).messages_json(),
     })))
 }
 

@@ -11,6 +11,9 @@
 //!              (OpenMetrics) text format
 //! api.rs       GET /api/v1/status | sessions | subscriptions | registrations | retained,
 //!              DELETE /api/v1/sessions/{id}
+//! page.rs      GET /: the status page (status.html, embedded; inline CSS and JS)
+//! events.rs    GET /api/v1/events: server-sent events, one snapshot of the counters and
+//!              rates a second (what the page shows live)
 //! bridge.rs    POST /api/v1/publish, POST /api/v1/call: the HTTP bridge (its own bearer
 //!              tokens, `[[user]] http_tokens`)
 //! kv.rs        GET / PUT / DELETE /api/v1/kv/{key}: retained keys over HTTP (the bridge's
@@ -27,17 +30,19 @@
 //! `/readyz` says 503 until the router runs), then [`AdminListener::spawn`] with an
 //! [`Admin`]; once the router is built and its listeners bound, [`Admin::serve_router`];
 //! [`AdminServer::announce`] prints `LISTEN admin <addr>`; [`AdminServer::stop`] after
-//! the router's sessions closed.
+//! the router's sessions closed (it ends the event streams first).
 //!
 //! Nothing here is on the message path: handlers read the router's state (short read
 //! locks, the same ones the meta API takes) and its counters.
 
 mod api;
 mod bridge;
+mod events;
 mod health;
 mod https;
 mod kv;
 pub mod node;
+mod page;
 mod prometheus;
 mod query;
 mod services;
@@ -55,7 +60,7 @@ use axum::Json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::config::{AdminListen, AdminSettings, ADMIN_LISTEN_DEFAULT};
 use crate::engine::unix_ms;
@@ -70,6 +75,13 @@ pub struct Admin {
     started_ms: u64,
     /// The router, once it runs.
     serving: OnceLock<Serving>,
+    /// Turns true when the listener stops: the event streams end.
+    closing: watch::Sender<bool>,
+    /// Room for event streams ([`events::EVENT_STREAMS_MAX`]).
+    event_streams: Arc<Semaphore>,
+    /// The last snapshot the event streams read (shared by them, taken at most a few
+    /// times a second whatever their number).
+    snapshots: events::SnapshotCache,
 }
 
 /// What the admin listener knows once the router runs.
@@ -87,6 +99,9 @@ impl Admin {
             token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             started_ms: unix_ms(),
             serving: OnceLock::new(),
+            closing: watch::channel(false).0,
+            event_streams: Arc::new(Semaphore::new(events::EVENT_STREAMS_MAX)),
+            snapshots: events::SnapshotCache::default(),
         })
     }
 
@@ -113,19 +128,29 @@ impl Admin {
 
     /// Whether the request carries the configured bearer token (always, without one).
     fn admits(&self, headers: &HeaderMap) -> bool {
+        self.admits_token(header_token(headers))
+    }
+
+    /// Whether `token` is the configured one (any, or none, when none is configured),
+    /// compared in constant time (SHA-256 of both sides).
+    fn admits_token(&self, token: Option<&str>) -> bool {
         let Some(expected) = &self.token_digest else {
             return true;
         };
-        let Some(token) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-        else {
+        let Some(token) = token else {
             return false;
         };
         let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         bool::from(given.ct_eq(expected))
     }
+}
+
+/// The token of the request's `Authorization: Bearer` header, if any.
+fn header_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
@@ -190,8 +215,14 @@ impl AdminListener {
 
     /// Starts serving on the current runtime.
     pub fn spawn(self, admin: Arc<Admin>) -> AdminServer {
+        let app = routes(admin.clone());
+        self.serve(app, Some(admin))
+    }
+
+    /// Serves `app` (plain or HTTPS as configured) until [`AdminServer::stop`]; `admin`,
+    /// when given, has its event streams ended at the stop.
+    fn serve(self, app: axum::Router, admin: Option<Arc<Admin>>) -> AdminServer {
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = routes(admin);
         let stopped = async move {
             let _ = stopped.await;
         };
@@ -214,6 +245,7 @@ impl AdminListener {
         };
         AdminServer {
             address: self.address,
+            admin,
             stop,
             task,
         }
@@ -224,6 +256,7 @@ impl AdminListener {
 #[derive(Debug)]
 pub struct AdminServer {
     address: SocketAddr,
+    admin: Option<Arc<Admin>>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -238,8 +271,12 @@ impl AdminServer {
         println!("LISTEN admin {}", self.address);
     }
 
-    /// Stops accepting, and waits a moment for requests in progress.
+    /// Ends the event streams, stops accepting, and waits a moment for requests in
+    /// progress.
     pub async fn stop(self) {
+        if let Some(admin) = &self.admin {
+            admin.closing.send_replace(true);
+        }
         let _ = self.stop.send(());
         let wait = std::time::Duration::from_millis(STOP_WAIT_MS);
         if tokio::time::timeout(wait, self.task).await.is_err() {
@@ -258,8 +295,12 @@ fn routes(admin: Arc<Admin>) -> axum::Router {
             admin.clone(),
             require_token,
         ));
+    // The page holds no data (it asks the JSON endpoints, with the token), so it is served
+    // without one; the event stream checks the token itself (header or `?token=`).
     axum::Router::new()
         .route("/healthz", get(health::healthz))
+        .merge(page::routes())
+        .merge(events::routes())
         .merge(bridge::routes())
         .merge(kv::routes())
         .merge(protected)
@@ -273,6 +314,11 @@ async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: 
     if admin.admits(request.headers()) {
         return next.run(request).await;
     }
+    unauthorized()
+}
+
+/// The answer to a request without the configured token: 401, `WWW-Authenticate: Bearer`.
+fn unauthorized() -> Response {
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "missing or wrong bearer token (Authorization: Bearer <admin.token>)",

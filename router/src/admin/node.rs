@@ -77,7 +77,6 @@ impl NodeView {
 impl AdminListener {
     /// Serves an ndb or sync node's admin endpoints on the current runtime.
     pub fn spawn_node(self, view: NodeView) -> AdminServer {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .route(
                 "/healthz",
@@ -89,20 +88,7 @@ impl AdminListener {
             .fallback(super::not_found)
             .method_not_allowed_fallback(super::method_not_allowed)
             .with_state(Arc::new(view));
-        let listener = self.listener;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the admin listener failed");
-            }
-        });
-        AdminServer {
-            address: self.address,
-            stop,
-            task,
-        }
+        self.serve(app, None)
     }
 }
 

@@ -15,7 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::api::Counts;
+use super::api::{Counts, Traffic};
 use super::query::Params;
 use super::{Admin, ApiError};
 use crate::metrics::{ConnectionKind, Protocol, TrafficTotals};
@@ -325,19 +325,7 @@ impl RouterCollector {
 
     /// Messages, bytes and publications in and out, by protocol.
     fn encode_traffic(&self, family: &mut Family) -> std::fmt::Result {
-        let wamp = self.router.metrics().wamp.totals();
-        let mut mqtt = self.router.metrics().mqtt_handshake.totals();
-        let mut mqtt_dropped = 0;
-        for realm in self.router.realms() {
-            mqtt.add(&realm.mqtt.stats.totals());
-            mqtt_dropped += realm.mqtt.stats.dropped();
-        }
-        let of = |p: Protocol| -> &TrafficTotals {
-            match p {
-                Protocol::Wamp => &wamp,
-                Protocol::Mqtt => &mqtt,
-            }
-        };
+        let traffic = Traffic::of(&self.router);
         let rows: [TrafficRow; 6] = [
             (
                 "messages_received",
@@ -375,7 +363,7 @@ impl RouterCollector {
                 MetricType::Counter,
                 name,
                 help,
-                &by_protocol(|p| value(of(p))),
+                &by_protocol(|p| value(traffic.of_protocol(p))),
             )?;
         }
         let events = self.router.metrics().events();
@@ -401,7 +389,7 @@ impl RouterCollector {
             MetricType::Counter,
             "mqtt_dropped",
             "MQTT messages not delivered: too large for the client, or its pending queue full.",
-            mqtt_dropped,
+            traffic.mqtt_dropped,
         )?;
         family.single(
             MetricType::Counter,

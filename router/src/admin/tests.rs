@@ -249,3 +249,103 @@ fn bearer_tokens_are_read_from_the_header_value() {
     assert_eq!(bearer_token("Bearer "), None);
     assert_eq!(bearer_token("Bearerabc"), None);
 }
+
+/// Opens `GET path` and reads until the first complete event (or the end): the status and
+/// what was read. The stream stays open while the returned connection lives.
+async fn open_events(
+    address: SocketAddr,
+    path: &str,
+    extra: &str,
+) -> (u16, String, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = std::time::Duration::from_secs(10);
+    while !(text.contains("\r\n\r\n") && (text.contains("}\n") || !text.contains(" 200 "))) {
+        let read = tokio::time::timeout(deadline, stream.read(&mut buffer))
+            .await
+            .expect("an event in time")
+            .unwrap();
+        if read == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text, stream)
+}
+
+#[tokio::test]
+async fn the_event_stream_takes_the_token_in_the_header_or_the_query() {
+    let mut config = Config::default();
+    config.admin.token = Some("s3cret".into());
+    let (address, _router, server) = start(config, false).await;
+    for (path, header) in [
+        ("/api/v1/events", ""),
+        ("/api/v1/events?token=s3cre", ""),
+        ("/api/v1/events?token=", ""),
+        ("/api/v1/events?token=s3cret&x=1", ""),
+        ("/api/v1/events", "Authorization: Bearer nope\r\n"),
+        ("/api/v1/status?token=s3cret", ""),
+    ] {
+        let answer = request(address, "GET", path, header).await;
+        assert_eq!(answer.status, 401, "{path} {header}: {}", answer.body);
+        assert!(answer.header("www-authenticate").is_some(), "{path}");
+    }
+    let page = get(address, "/").await;
+    assert_eq!(page.status, 200, "the page holds no data: no token");
+    assert!(page.body.contains("EventSource"));
+    for (path, header) in [
+        ("/api/v1/events?token=s3cret", ""),
+        ("/api/v1/events", "Authorization: Bearer s3cret\r\n"),
+    ] {
+        let (status, text, _stream) = open_events(address, path, header).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(text.contains("text/event-stream"), "{text}");
+        assert!(text.contains("event: snapshot\ndata: {"), "{text}");
+    }
+    let header = "Authorization: Bearer s3cret\r\n";
+    let (status, text, _stream) = open_events(address, "/api/v1/events?x=1", header).await;
+    assert_eq!(status, 400, "a bad query, once admitted: {text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_gives_its_room_back_when_its_client_goes_away() {
+    let (address, _router, server) = start(Config::default(), false).await;
+    let room = || server.admin.event_streams.available_permits();
+    let (status, _, connection) = open_events(address, "/api/v1/events", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(room(), events::EVENT_STREAMS_MAX - 1);
+    drop(connection);
+    // The next write (within a second) fails and drops the stream.
+    for _ in 0..50 {
+        if room() == events::EVENT_STREAMS_MAX {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(room(), events::EVENT_STREAMS_MAX);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn streams_end_when_the_listener_stops() {
+    let (address, _router, server) = start(Config::default(), false).await;
+    let (status, _, mut connection) = open_events(address, "/api/v1/events", "").await;
+    assert_eq!(status, 200);
+    let admin = server.admin.clone();
+    server.stop().await;
+    let mut rest = Vec::new();
+    let read = connection.read_to_end(&mut rest);
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert_eq!(
+        admin.event_streams.available_permits(),
+        events::EVENT_STREAMS_MAX
+    );
+}
