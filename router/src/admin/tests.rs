@@ -315,7 +315,8 @@ async fn the_event_stream_takes_the_token_in_the_header_or_the_query() {
 #[tokio::test]
 async fn a_stream_gives_its_room_back_when_its_client_goes_away() {
     let (address, _router, server) = start(Config::default(), false).await;
-    let room = || server.admin.event_streams.available_permits();
+    let admin = server.admin.clone().expect("a router's admin");
+    let room = || admin.event_streams.available_permits();
     let (status, _, connection) = open_events(address, "/api/v1/events", "").await;
     assert_eq!(status, 200);
     assert_eq!(room(), events::EVENT_STREAMS_MAX - 1);
@@ -336,7 +337,7 @@ async fn streams_end_when_the_listener_stops() {
     let (address, _router, server) = start(Config::default(), false).await;
     let (status, _, mut connection) = open_events(address, "/api/v1/events", "").await;
     assert_eq!(status, 200);
-    let admin = server.admin.clone();
+    let admin = server.admin.clone().expect("a router's admin");
     server.stop().await;
     let mut rest = Vec::new();
     let read = connection.read_to_end(&mut rest);
