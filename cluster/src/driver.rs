@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fox_sequencer::{Message, Ndb, NdbWrite, NodeId, Sync, SyncEvent, SyncWrite};
+use fox_sequencer::{Message, Ndb, NdbWrite, NodeId, NodeReport, Sync, SyncEvent, SyncWrite};
 use fox_storage::{NodeBatch, NodeStore};
 use tokio::sync::{mpsc, watch};
 
@@ -73,6 +73,8 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Ndb: records in its permanent log.
     pub log_records: u64,
+    /// Ndb: the last permanent ID in its log (0: empty).
+    pub last_id: u64,
     /// Ndb: temporary segments held, not yet resolved.
     pub temp_segments: u64,
     /// Store writes made (group commits).
@@ -81,6 +83,21 @@ pub struct NodeStatus {
     pub store_fsyncs: u64,
     /// Messages from peers handled.
     pub messages_handled: u64,
+}
+
+impl NodeStatus {
+    /// What an entry's STATUS_QUERY is answered with.
+    pub fn report(&self) -> NodeReport {
+        NodeReport {
+            term: self.term,
+            leader: self.leader_id,
+            commit_index: self.commit_index,
+            resolutions: self.resolutions,
+            applied_index: self.applied_index,
+            last_id: self.last_id,
+            temp_segments: self.temp_segments,
+        }
+    }
 }
 
 impl Core for Ndb {
@@ -115,6 +132,7 @@ impl Core for Ndb {
     fn status(&self, status: &mut NodeStatus) {
         status.applied_index = self.applied_index();
         status.log_records = self.log().len() as u64;
+        status.last_id = self.log().last().map_or(0, |record| record.id.0);
         status.temp_segments = self.temp_segment_count() as u64;
     }
 }
@@ -251,8 +269,8 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
                 _ = sleep => None,
             };
             if let Some((from, message)) = received {
-                core.handle_message(from, message, self.clock.now_ms());
-                status.messages_handled += 1 + self.drain(&mut core);
+                self.feed(&mut core, from, message, &status);
+                status.messages_handled += 1 + self.drain(&mut core, &status);
             }
             let now_ms = self.clock.now_ms();
             if now_ms >= core.poll_timeout() {
@@ -281,14 +299,23 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     }
 
     /// Handles what else waits in the inbox (at most [`INBOX_DRAIN_MAX`]); how many.
-    fn drain<C: Core>(&mut self, core: &mut C) -> u64 {
+    fn drain<C: Core>(&mut self, core: &mut C, status: &NodeStatus) -> u64 {
         for handled in 0..INBOX_DRAIN_MAX {
             let Ok((from, message)) = self.inbox.try_recv() else {
                 return handled as u64;
             };
-            core.handle_message(from, message, self.clock.now_ms());
+            self.feed(core, from, message, status);
         }
         INBOX_DRAIN_MAX as u64
+    }
+
+    /// One message to the state machine; a STATUS_QUERY is answered here, with the status
+    /// as of the last turn (the state machines know nothing of it).
+    fn feed<C: Core>(&mut self, core: &mut C, from: NodeId, message: Message, status: &NodeStatus) {
+        match message {
+            Message::StatusQuery => self.mesh.send(from, Message::Status(status.report())),
+            message => core.handle_message(from, message, self.clock.now_ms()),
+        }
     }
 
     /// Persist, fsync, then send: the Ready order of `fox_sequencer`. Whether a store

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fox_sequencer::{
-    AdvanceId, Entry, EntryConfig, EntryEvent, LogRecord, Message, NodeId, PermanentId, Publication,
+    AdvanceId, Entry, EntryConfig, EntryEvent, LogRecord, Message, NodeId, NodeReport, PermanentId,
+    Publication,
 };
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,7 +49,23 @@ pub struct EntryOptions {
     pub stall_reset_ms: u64,
     /// Mesh limits and timings.
     pub mesh: MeshLimits,
+    /// How often the entry asks every ndb and sync node for its status (STATUS_QUERY), for
+    /// its operators' view of the cluster, in ms. Default 1000.
+    pub status_query_ms: u64,
 }
+
+/// The last STATUS an ndb or sync node sent this entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerReport {
+    /// The node.
+    pub node: NodeId,
+    /// What it said.
+    pub report: NodeReport,
+    /// How long ago, in ms.
+    pub age_ms: u64,
+}
+
+type Reports = Arc<std::sync::Mutex<HashMap<NodeId, (NodeReport, tokio::time::Instant)>>>;
 
 impl Default for EntryOptions {
     fn default() -> Self {
@@ -58,6 +75,7 @@ impl Default for EntryOptions {
             subscriber_queue_records_max: 65_536,
             stall_reset_ms: 3000,
             mesh: MeshLimits::default(),
+            status_query_ms: 1000,
         }
     }
 }
@@ -86,6 +104,7 @@ pub struct EntryHandle {
     publish_timeout_ms: u64,
     subscriber_queue_records_max: usize,
     mesh: Mesh,
+    reports: Reports,
     stopper: Arc<Stopper>,
 }
 
@@ -130,6 +149,7 @@ impl EntryHandle {
         let seed: u64 = rand::thread_rng().gen();
         let config = EntryConfig::new(spec.node_id(), cluster.membership(), seed);
         let (commands_sender, commands) = mpsc::channel(options.queue_publishes_max.max(1));
+        let reports = Reports::default();
         let task = EntryTask {
             entry: Entry::new(config.clone(), clock.now_ms()),
             config,
@@ -145,6 +165,8 @@ impl EntryHandle {
             queue_max: options.queue_publishes_max,
             waiting: HashMap::new(),
             sinks: HashMap::new(),
+            reports: Arc::clone(&reports),
+            status_query: Duration::from_millis(options.status_query_ms.max(1)),
         };
         let task = tokio::spawn(task.run());
         Ok(EntryHandle {
@@ -153,6 +175,7 @@ impl EntryHandle {
             publish_timeout_ms: options.publish_timeout_ms,
             subscriber_queue_records_max: options.subscriber_queue_records_max,
             mesh,
+            reports,
             stopper: Arc::new(Stopper {
                 shutdown,
                 task: std::sync::Mutex::new(Some(task)),
@@ -224,6 +247,25 @@ impl EntryHandle {
         &self.mesh
     }
 
+    /// The last status each ndb and sync node reported (nodes that never answered are
+    /// absent), in node order.
+    pub fn peer_reports(&self) -> Vec<PeerReport> {
+        let reports = self
+            .reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<PeerReport> = reports
+            .iter()
+            .map(|(node, (report, at))| PeerReport {
+                node: *node,
+                report: *report,
+                age_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        out.sort_by_key(|peer| peer.node);
+        out
+    }
+
     /// Stops the entry task and its links; waiting publishes fail with `Stopped`.
     pub async fn stop(&self) {
         let _ = self.stopper.shutdown.send(true);
@@ -286,6 +328,7 @@ enum Wake {
     Command(Command),
     Message(NodeId, Message),
     Timer,
+    StatusQuery,
 }
 
 struct EntryTask {
@@ -303,6 +346,8 @@ struct EntryTask {
     queue_max: usize,
     waiting: HashMap<AdvanceId, Reply>,
     sinks: HashMap<u64, Sink>,
+    reports: Reports,
+    status_query: Duration,
 }
 
 /// Rounds of timers, sends and queued publishes per wake-up at most (each round seals what
@@ -311,6 +356,8 @@ const ROUNDS_MAX: usize = 4;
 
 impl EntryTask {
     async fn run(mut self) {
+        let mut status_query = tokio::time::interval(self.status_query);
+        status_query.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Runs until shutdown; each turn waits for input or the entry's deadline.
         loop {
             let now_ms = self.clock.now_ms();
@@ -330,11 +377,13 @@ impl EntryTask {
                     None => break,
                 },
                 _ = sleep => Wake::Timer,
+                _ = status_query.tick() => Wake::StatusQuery,
             };
             match wake {
                 Wake::Command(command) => self.on_command(command),
                 Wake::Message(from, message) => self.on_message(from, message),
                 Wake::Timer => {}
+                Wake::StatusQuery => self.query_status(),
             }
             self.drain();
             // The input has drained: what is due now (sealing the open segment, with the
@@ -390,8 +439,7 @@ impl EntryTask {
             let Ok((from, message)) = self.inbox.try_recv() else {
                 break;
             };
-            self.entry
-                .handle_message(from, message, self.clock.now_ms());
+            self.on_message(from, message);
         }
         for _ in 0..INBOX_DRAIN_MAX {
             let Ok(command) = self.commands.try_recv() else {
@@ -402,8 +450,26 @@ impl EntryTask {
     }
 
     fn on_message(&mut self, from: NodeId, message: Message) {
-        self.entry
-            .handle_message(from, message, self.clock.now_ms());
+        match message {
+            Message::Status(report) => {
+                let now = tokio::time::Instant::now();
+                self.reports
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(from, (report, now));
+            }
+            message => self
+                .entry
+                .handle_message(from, message, self.clock.now_ms()),
+        }
+    }
+
+    /// Asks every ndb and sync node for its status (answers come as STATUS messages).
+    fn query_status(&self) {
+        let membership = &self.config.membership;
+        for node in membership.ndbs.iter().chain(&membership.syncs) {
+            self.mesh.send(*node, Message::StatusQuery);
+        }
     }
 
     fn on_command(&mut self, command: Command) {

@@ -40,7 +40,7 @@ pub mod node;
 
 pub use config::{ClusterFile, ConfigError, NodeSpec, Role};
 pub use driver::NodeStatus;
-pub use entry::{EntryHandle, EntryOptions, Subscription};
+pub use entry::{EntryHandle, EntryOptions, PeerReport, Subscription};
 pub use error::{ClusterError, EntryError, SubscriptionError};
 pub use init::{init, InitOptions, InitReport};
 pub use mesh::{Mesh, MeshLimits, MeshStats};

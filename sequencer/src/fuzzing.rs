@@ -302,6 +302,16 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             term: 5,
             ..Default::default()
         })),
+        Message::StatusQuery,
+        Message::Status(crate::message::NodeReport {
+            term: 5,
+            leader: Some(NodeId(7)),
+            commit_index: 40,
+            resolutions: 12,
+            applied_index: 0,
+            last_id: 0,
+            temp_segments: 0,
+        }),
     ]
 }
 

@@ -86,6 +86,31 @@ pub enum Message {
     },
     /// sync <-> sync: one Raft message.
     Raft(RaftMessage),
+    /// entry -> ndb / sync: report your state (for the entry's operators; no state machine
+    /// acts on it, the node's driver answers).
+    StatusQuery,
+    /// ndb / sync -> entry: the answer to a STATUS_QUERY.
+    Status(NodeReport),
+}
+
+/// What an ndb or sync node tells an entry about itself (STATUS). Fields that do not
+/// apply to its role are 0 / `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Sync: the Raft term.
+    pub term: u64,
+    /// Sync: the leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Sync: the highest Raft index known committed.
+    pub commit_index: u64,
+    /// Sync: segments resolved so far (the resolution log's length).
+    pub resolutions: u64,
+    /// Ndb: the last resolution applied to its permanent log.
+    pub applied_index: u64,
+    /// Ndb: the last permanent ID in its log (0: empty).
+    pub last_id: u64,
+    /// Ndb: temporary segments held, not yet resolved.
+    pub temp_segments: u64,
 }
 
 impl Message {
@@ -103,6 +128,8 @@ impl Message {
             Message::Read { .. } => "READ",
             Message::Log { .. } => "LOG",
             Message::Raft(_) => "RAFT",
+            Message::StatusQuery => "STATUS_QUERY",
+            Message::Status(_) => "STATUS",
         }
     }
 
@@ -120,6 +147,8 @@ impl Message {
             Message::Read { .. } => 9,
             Message::Log { .. } => 10,
             Message::Raft(_) => 11,
+            Message::StatusQuery => 12,
+            Message::Status(_) => 13,
         }
     }
 }

@@ -286,6 +286,76 @@ def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluste
 
 
 
+def test_an_entry_reports_every_ndb_and_sync_nodes_state_and_follows_a_new_leader(cluster):
+    """Entries ask every ndb and sync node for its state each second (STATUS_QUERY):
+    /api/v1/cluster names the leader and term the sync nodes name themselves, each ndb's
+    applied index and last ID (which reach what was acknowledged), lags of 0 once quiet,
+    and the foxrouter_cluster_* gauges say the same; after kill -9 of the leader, the entry
+    names a new leader in a higher term and shows the dead node unlinked."""
+    from test_admin import get_json, key, scrape
+
+    entry = cluster.entries[0]
+    syncs = [cluster.nodes[i] for i in (7, 8, 9)]
+    assert get_json(entry, "/api/v1/status")[1]["store"] == "cluster"
+
+    def agreed():
+        own = [get_json(n, "/api/v1/status")[1]["sync"] for n in syncs]
+        status, view = get_json(entry, "/api/v1/cluster")
+        leaders = {s["leader_id"] for s in own}
+        reported = all(m["status"] is not None and m["status"]["age_ms"] <= 3000
+                       for m in view["members"] if m["role"] != "entry")
+        if len(leaders) != 1 or None in leaders or not reported:
+            return False
+        return view["leader"] == leaders.pop() and view
+
+    view = poll_until(agreed, 20, "the entry names the leader the sync nodes name")
+    leader, term = view["leader"], view["term"]
+    assert get_json(cluster.nodes[leader], "/api/v1/status")[1]["sync"]["term"] == term
+    for member in view["members"]:
+        if member["role"] == "entry":
+            assert member["status"] is None, member
+
+    async def publish(count):
+        pub = await connect(cluster.entries[2])
+        ids = [(await pub.publish("c.report", i, options=ACK)).id for i in range(count)]
+        pub.leave()
+        return ids
+
+    ids = run(publish(12))
+
+    def caught_up():
+        status, view = get_json(entry, "/api/v1/cluster")
+        ndbs = [m for m in view["members"] if m["role"] == "ndb"]
+        syncs_seen = [m for m in view["members"] if m["role"] == "sync"]
+        done = all(m["status"]["last_id"] >= ids[-1] and m["status"]["lag"] == 0 for m in ndbs) \
+            and all(m["status"]["lag"] == 0 for m in syncs_seen) \
+            and view["log_end"] >= ids[-1] and view["last_applied"] >= ids[-1]
+        return done and view
+
+    view = poll_until(caught_up, 15, "every ndb reports the acknowledged IDs, no lag")
+    ndb = next(m for m in view["members"] if m["role"] == "ndb")["status"]
+    assert ndb["applied_index"] >= 1 and ndb["temp_segments"] >= 0, ndb
+    sync = next(m for m in view["members"] if m["id"] == leader)["status"]
+    assert sync["leader"] == leader and sync["term"] == term and sync["resolutions"] >= 1, sync
+    sample = scrape(entry)
+    assert sample[key("foxrouter_cluster_sync_leader")] == leader
+    assert sample[key("foxrouter_cluster_raft_term")] == term
+    assert sample[key("foxrouter_cluster_log_end_id")] >= ids[-1]
+    assert sample[key("foxrouter_cluster_member_lag", peer="4", role="ndb")] == 0
+
+    cluster.nodes[leader].kill9()
+
+    def new_leader():
+        status, view = get_json(entry, "/api/v1/cluster")
+        dead = next(m for m in view["members"] if m["id"] == leader)
+        moved = view["leader"] not in (None, leader) and view["term"] > term
+        return moved and dead["linked"] is False and view
+
+    view = poll_until(new_leader, 20, "a new leader in a higher term, the old one unlinked")
+    assert view["leader"] in (7, 8, 9)
+    assert scrape(entry)[key("foxrouter_cluster_sync_leader")] == view["leader"]
+
+
 def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
     """Every ndb and sync node has its own admin listener (loopback, from `cluster init`):
     the sync tier shows one leader that every sync node names and a commit index that

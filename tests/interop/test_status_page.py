@@ -231,6 +231,47 @@ def test_with_a_token_the_page_asks_for_it(router_factory, page_script):
     check_result(router, result, count, authid, "live", token=TOKEN)
 
 
+def test_on_a_cluster_entry_the_page_shows_every_node_and_follows_the_sync_leader(page_script):
+    """The page of entry 1 of a 3/3/3 cluster: live traffic as on a single node, then the
+    members table with nine nodes, every ndb and sync node up and the leader the sync nodes
+    themselves name; after kill -9 of that leader, the page shows it without a link and the
+    new leader."""
+    from cluster_nodes import running_cluster
+    from test_admin import get_json
+
+    with running_cluster() as cluster:
+        entry = cluster.entries[0]
+        screenshot = ARTIFACTS / "status-page-cluster.png"
+        script = page_script(entry, screenshot, "--expect-mode", "live", "--cluster-members", "9")
+        script.expect("ready")
+        authid = new_id("status-page-cluster")
+        client, count = publish_load(entry, authid, bursts=2, per_burst=10)
+        try:
+            script.tell(f"published {count} {authid}")
+            members = script.expect("members")
+            syncs = [cluster.nodes[i] for i in (7, 8, 9)]
+            named = {get_json(n, "/api/v1/status")[1]["sync"]["leader_id"] for n in syncs}
+            assert named == set(members["leaders"]), (named, members)
+            leader = members["leaders"][0]
+            assert sorted((r["node"], r["role"]) for r in members["rows"]) == \
+                [(1, "entry"), (2, "entry"), (3, "entry"), (4, "ndb"), (5, "ndb"), (6, "ndb"),
+                 (7, "sync"), (8, "sync"), (9, "sync")], members
+            assert members["note"] == f"sync leader {leader} · term " + \
+                str(get_json(cluster.nodes[leader], "/api/v1/status")[1]["sync"]["term"]), members
+            cluster.nodes[leader].kill9()
+            script.tell(f"killed {leader}")
+            result, seconds = script.finish()
+        finally:
+            client.disconnect()
+        after = result["after_kill"]
+        new_leader = after["leaders"][0]
+        assert new_leader != leader and new_leader in (7, 8, 9), after
+        assert result["after"]["cluster"] == "Cluster entry 1", result
+        assert result["after"]["messages_in"] - result["before"]["messages_in"] >= count, result
+        assert screenshot.stat().st_size > 10_000
+        print(f"cluster browser test: {seconds:.1f} s; leader {leader} -> {new_leader}; {screenshot}")
+
+
 # ------------------------------------------------------------------------------ the event stream over HTTP
 
 class EventStream:

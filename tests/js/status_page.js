@@ -11,11 +11,15 @@
 //      messages-in rate was above 0, and a session row for <authid> is shown; it checks the
 //      chart canvas was drawn (pixels of the "in" line's colour), takes a screenshot
 //      (--screenshot), and prints `result {...}`.
+//   With --cluster-members N (the page of a cluster entry), before the screenshot: the
+//   script waits until the members table shows N nodes, every ndb and sync node up and one
+//   sync leader, prints `members {...}`, reads `killed <node>` on stdin, and waits until the
+//   page shows that node without a link and another leader.
 //
 // Chromium's own errors on the page (console errors, CSP violations, uncaught exceptions)
 // fail the script. Usage:
 //   node tests/js/status_page.js --url http://127.0.0.1:8090/ --screenshot /tmp/page.png \
-//     [--token T] [--block-events yes] [--expect-mode live|polling]
+//     [--token T] [--block-events yes] [--expect-mode live|polling] [--cluster-members N]
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +43,7 @@ const screenshot = option('screenshot');
 const token = option('token', '');
 const blockEvents = option('block-events', 'no') === 'yes';
 const expectMode = option('expect-mode', blockEvents ? 'polling' : 'live');
+const clusterMembers = Number(option('cluster-members', '0'));
 
 /** The next line on stdin (the test's message), within `ms`. */
 function stdinLines() {
@@ -67,6 +72,22 @@ function readPage(page) {
       version: document.getElementById('version').textContent,
       cluster: document.getElementById('cluster').textContent,
       authids: [...document.querySelectorAll('#sessions-body tr[data-authid]')].map((row) => row.dataset.authid),
+    };
+  });
+}
+
+/** The cluster members table: its rows (node, role, health, leader) and the leader. */
+function readMembers(page) {
+  return page.evaluate(() => {
+    const rows = [...document.querySelectorAll('#members-body tr[data-node]')].map((row) => ({
+      node: Number(row.dataset.node), role: row.dataset.role, health: row.dataset.health,
+      leader: row.dataset.leader === 'true',
+    }));
+    const leaders = rows.filter((row) => row.leader).map((row) => row.node);
+    return {
+      shown: !document.getElementById('members-card').hidden,
+      note: document.getElementById('cluster-note').textContent,
+      leaders, rows,
     };
   });
 }
@@ -176,14 +197,36 @@ main(async () => {
       assert.ok(pixels.in_colour > 20, `no "in" line on the canvas: ${JSON.stringify(pixels)}`);
     });
 
+    let members = null, afterKill = null;
+    if (clusterMembers > 0) {
+      const peersUp = (shown) => shown.rows.filter((row) => row.role !== 'entry').every((row) => row.health === 'up');
+      await step('the cluster members: every ndb and sync node up, one leader', async () => {
+        members = await until(WAIT_MS, `${clusterMembers} members, all up, one leader`, () => readMembers(page),
+          (shown) => shown.shown && shown.rows.length === clusterMembers && peersUp(shown) && shown.leaders.length === 1);
+      }, { ms: WAIT_MS + 1000 });
+      process.stdout.write(`members ${JSON.stringify(members)}\n`);
+      let killed;
+      await step('the test kills a node', async () => {
+        const line = await nextLine(WAIT_MS, 'a `killed <node>` line on stdin');
+        const [word, node] = line.trim().split(/\s+/);
+        assert.equal(word, 'killed', line);
+        killed = Number(node);
+      }, { ms: WAIT_MS + 1000 });
+      await step('the page shows the node without a link and another leader', async () => {
+        afterKill = await until(WAIT_MS, `node ${killed} down and a new leader`, () => readMembers(page),
+          (shown) => shown.rows.some((row) => row.node === killed && row.health === 'down')
+            && shown.leaders.length === 1 && shown.leaders[0] !== killed);
+      }, { ms: WAIT_MS + 1000 });
+    }
+
     await step('screenshot', async () => {
-      await page.screenshot({ path: screenshot });
+      await page.screenshot({ path: screenshot, fullPage: true });
     });
 
     await step('no error in the page', async () => {
       assert.deepEqual(problems, []);
     });
-    const result = { before, after, published, rate_seen: rateSeen, canvas: pixels };
+    const result = { before, after, published, rate_seen: rateSeen, canvas: pixels, members, after_kill: afterKill };
     process.stdout.write(`result ${JSON.stringify(result)}\n`);
   } finally {
     if (context) await context.close().catch(() => {});

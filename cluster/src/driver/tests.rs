@@ -9,6 +9,7 @@ use std::sync::Mutex;
 enum Event {
     Persisted { ops: usize, fsync: bool },
     Sent { to: NodeId, kind: &'static str },
+    Report { to: NodeId, report: NodeReport },
 }
 
 #[derive(Clone, Default)]
@@ -35,10 +36,13 @@ impl Disk for Journal {
 
 impl Outbox for Journal {
     fn send(&self, to: NodeId, message: Message) {
-        self.push(Event::Sent {
-            to,
-            kind: message.kind(),
-        });
+        match message {
+            Message::Status(report) => self.push(Event::Report { to, report }),
+            message => self.push(Event::Sent {
+                to,
+                kind: message.kind(),
+            }),
+        }
     }
 }
 
@@ -125,4 +129,64 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
     assert_eq!(reported.messages_handled, 3, "{reported:?}");
     assert_eq!(reported.temp_segments, 3, "{reported:?}");
     assert!(reported.store_fsyncs >= 1 && reported.store_writes >= reported.store_fsyncs);
+}
+
+#[tokio::test]
+async fn a_status_query_is_answered_by_the_driver_with_the_last_turns_status() {
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1), NodeId(2)],
+        syncs: vec![NodeId(3)],
+    };
+    let clock = Clock::new();
+    let ndb = Ndb::new(NdbConfig::new(NodeId(1), membership), clock.now_ms());
+    let journal = Journal::default();
+    let (inbox_sender, inbox) = mpsc::channel(16);
+    let (stop, shutdown) = watch::channel(false);
+    for index in 0..2 {
+        inbox_sender.try_send((NodeId(0), keep(index))).unwrap();
+    }
+    let (status, shown) = watch::channel(NodeStatus::default());
+    let driver = Driver {
+        store: Arc::new(journal.clone()),
+        mesh: journal.clone(),
+        inbox,
+        shutdown,
+        clock,
+        log_last_index: 0,
+        status,
+    };
+    let task = tokio::spawn(driver.run(ndb));
+    let mut shown = shown;
+    shown
+        .wait_for(|status| status.temp_segments == 2)
+        .await
+        .unwrap();
+    inbox_sender
+        .send((NodeId(0), Message::StatusQuery))
+        .await
+        .unwrap();
+    let mut answer = None;
+    for _ in 0..200 {
+        answer = journal.events().into_iter().find_map(|event| match event {
+            Event::Report { to, report } => Some((to, report)),
+            _ => None,
+        });
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    let (to, report) = answer.expect("a STATUS answer");
+    assert_eq!(to, NodeId(0));
+    assert_eq!(report.temp_segments, 2, "{report:?}");
+    assert_eq!((report.term, report.leader, report.last_id), (0, None, 0));
+    // The query counts as a message handled (the state machine never saw it).
+    assert_eq!(
+        shown.borrow().messages_handled,
+        3,
+        "two KEEPs and the query"
+    );
 }

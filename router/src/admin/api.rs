@@ -32,6 +32,19 @@ pub(super) fn routes() -> axum::Router<Arc<Admin>> {
         .route("/api/v1/cluster", get(cluster))
 }
 
+/// Where acknowledged messages are kept: `cluster` (the ndb nodes' permanent log, on a
+/// cluster entry), `rocksdb` (`--data`) or `memory`.
+fn store_kind(router: &crate::router::Router) -> &'static str {
+    let shared = router.shared();
+    if shared.engine.cluster().is_some() {
+        "cluster"
+    } else if shared.durable().is_some() {
+        "rocksdb"
+    } else {
+        "memory"
+    }
+}
+
 /// `GET /api/v1/cluster`: `{"mode": "single"}` on a single node; on a cluster entry its
 /// node ID, every member with its role, address and whether this entry is linked to it,
 /// the last permanent ID applied here, acknowledgements (count, errors, latency
@@ -204,7 +217,7 @@ async fn status(
         "started": iso8601(admin.started_ms),
         "uptime_seconds": now_ms.saturating_sub(admin.started_ms) / 1000,
         "shutting_down": router.is_shutting_down(),
-        "store": if router.shared().durable().is_some() { "rocksdb" } else { "memory" },
+        "store": store_kind(router),
         "listeners": listeners,
         "realms": router.realms().iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
         "cluster": router.shared().engine.cluster().map(|view| json!({ "entry": view.node })),

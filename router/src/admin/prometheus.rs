@@ -535,6 +535,43 @@ impl RouterCollector {
                 .encode_family(&labels)?
                 .encode_gauge(&u64::from(member.linked == Some(true)))?;
         }
+        let mut lag = family.encoder.encode_descriptor(
+            "cluster_member_lag",
+            "How far an ndb or sync node is behind its tier, by its last report: resolutions \
+             (ndb) or Raft entries (sync).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for member in &view.members {
+            let Some(status) = member.status else {
+                continue;
+            };
+            let labels = [
+                ("peer", member.id.to_string()),
+                ("role", member.role.to_owned()),
+            ];
+            lag.encode_family(&labels)?.encode_gauge(&status.lag())?;
+        }
+        family.single(
+            MetricType::Gauge,
+            "cluster_raft_term",
+            "The sync tier's Raft term, as its nodes report it (0: unknown).",
+            view.term,
+        )?;
+        if let Some(leader) = view.leader {
+            family.single(
+                MetricType::Gauge,
+                "cluster_sync_leader",
+                "The node ID of the sync tier's leader, as its nodes report it (absent: unknown).",
+                u64::from(leader),
+            )?;
+        }
+        family.single(
+            MetricType::Gauge,
+            "cluster_log_end_id",
+            "The highest last permanent ID an ndb node reported.",
+            view.log_end,
+        )?;
         histogram(
             family,
             "cluster_ack_duration_seconds",

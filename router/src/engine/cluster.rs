@@ -22,7 +22,10 @@ use std::time::Instant;
 use fox_cluster::EntryHandle;
 use fox_wamp_proto::{Dict, Value};
 
-use super::{Ack, ClusterView, Draft, Engine, EngineError, Feature, MemberView, MeshView, Target};
+use super::{
+    Ack, ClusterView, Draft, Engine, EngineError, Feature, MemberStatus, MemberView, MeshView,
+    Target,
+};
 use crate::durable::{encode, history_publication, history_value};
 use crate::message::{Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
@@ -157,6 +160,8 @@ impl Engine for ClusterEngine {
 
     fn cluster(&self) -> Option<ClusterView> {
         let mesh = self.entry.mesh();
+        let reports = self.entry.peer_reports();
+        let tier = Tier::of(&reports);
         let members = self
             .members
             .iter()
@@ -166,6 +171,10 @@ impl Engine for ClusterEngine {
                 peer: m.peer.to_string(),
                 linked: (m.id != self.node && m.role != "entry")
                     .then(|| mesh.is_linked(fox_sequencer::NodeId(m.id))),
+                status: reports
+                    .iter()
+                    .find(|peer| peer.node.0 == m.id)
+                    .map(|peer| tier.status(m.role, peer)),
             })
             .collect();
         let stats = mesh.stats();
@@ -173,6 +182,9 @@ impl Engine for ClusterEngine {
             node: self.node,
             members,
             last_applied: self.last_applied.load(Ordering::Acquire),
+            log_end: tier.log_end,
+            leader: tier.leader,
+            term: tier.term,
             acks: self.acks.acks.load(Ordering::Relaxed),
             ack_errors: self.acks.errors.load(Ordering::Relaxed),
             ack_latency: self.acks.latency(),
@@ -183,6 +195,63 @@ impl Engine for ClusterEngine {
                 frames_dropped_no_link: stats.frames_dropped_no_link,
             },
         })
+    }
+}
+
+/// Reports older than this do not name the leader (a node cut off keeps its last answer).
+const REPORT_FRESH_MS: u64 = 3_000;
+
+/// What the reports of the ndb and sync nodes say together.
+#[derive(Debug, Default)]
+struct Tier {
+    leader: Option<u32>,
+    term: u64,
+    commit_index: u64,
+    resolutions: u64,
+    log_end: u64,
+}
+
+impl Tier {
+    fn of(reports: &[fox_cluster::PeerReport]) -> Tier {
+        let mut tier = Tier::default();
+        for peer in reports {
+            let report = &peer.report;
+            tier.commit_index = tier.commit_index.max(report.commit_index);
+            tier.resolutions = tier
+                .resolutions
+                .max(report.resolutions)
+                .max(report.applied_index);
+            tier.log_end = tier.log_end.max(report.last_id);
+            if peer.age_ms <= REPORT_FRESH_MS && report.term >= tier.term {
+                if let Some(leader) = report.leader {
+                    tier.term = report.term;
+                    tier.leader = Some(leader.0);
+                }
+            }
+        }
+        tier
+    }
+
+    fn status(&self, role: &str, peer: &fox_cluster::PeerReport) -> MemberStatus {
+        let report = &peer.report;
+        if role == "sync" {
+            MemberStatus::Sync {
+                age_ms: peer.age_ms,
+                term: report.term,
+                leader: report.leader.map(|node| node.0),
+                commit_index: report.commit_index,
+                resolutions: report.resolutions,
+                lag: self.commit_index.saturating_sub(report.commit_index),
+            }
+        } else {
+            MemberStatus::Ndb {
+                age_ms: peer.age_ms,
+                applied_index: report.applied_index,
+                last_id: report.last_id,
+                temp_segments: report.temp_segments,
+                lag: self.resolutions.saturating_sub(report.applied_index),
+            }
+        }
     }
 }
 

@@ -93,6 +93,14 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
     /// The last permanent ID this entry applied (delivered to its subscribers).
     pub last_applied: u64,
+    /// The highest last permanent ID an ndb node reported (0: none reported yet). This
+    /// entry has caught up when `last_applied >= log_end` (reports are up to a second old).
+    pub log_end: u64,
+    /// The sync tier's leader, as the sync nodes that answered lately report it (the one
+    /// of the highest term); `None` when none knows a leader or none answered.
+    pub leader: Option<u32>,
+    /// That leader's Raft term (0 when unknown).
+    pub term: u64,
     /// Publishes the cluster gave a permanent ID (acknowledged to their publishers).
     pub acks: u64,
     /// Publishes the cluster could not order (no quorum, timeout): refused to their
@@ -117,6 +125,59 @@ pub struct MemberView {
     /// Whether this entry has a link to it now (`None`: this node, or an entry: entries
     /// do not link to each other).
     pub linked: Option<bool>,
+    /// What an ndb or sync node last reported to this entry (`None`: an entry, or no
+    /// answer yet).
+    pub status: Option<MemberStatus>,
+}
+
+/// What an ndb or sync node last reported (STATUS, asked every second).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(untagged)]
+pub enum MemberStatus {
+    /// A sync node.
+    Sync {
+        /// How long ago it answered, in ms.
+        age_ms: u64,
+        /// Its Raft term.
+        term: u64,
+        /// The leader it knows of.
+        leader: Option<u32>,
+        /// Its highest Raft index known committed.
+        commit_index: u64,
+        /// Segments resolved (the resolution log's length).
+        resolutions: u64,
+        /// Raft entries behind the highest commit index any sync node reported.
+        lag: u64,
+    },
+    /// An ndb node.
+    Ndb {
+        /// How long ago it answered, in ms.
+        age_ms: u64,
+        /// The last resolution applied to its permanent log.
+        applied_index: u64,
+        /// The last permanent ID in its log.
+        last_id: u64,
+        /// Temporary segments held, not yet resolved.
+        temp_segments: u64,
+        /// Resolutions behind the highest count any ndb or sync node reported.
+        lag: u64,
+    },
+}
+
+impl MemberStatus {
+    /// How long ago the node answered, in ms.
+    pub fn age_ms(&self) -> u64 {
+        match self {
+            MemberStatus::Sync { age_ms, .. } | MemberStatus::Ndb { age_ms, .. } => *age_ms,
+        }
+    }
+
+    /// How far behind its tier it is (Raft entries for sync, resolutions for ndb).
+    pub fn lag(&self) -> u64 {
+        match self {
+            MemberStatus::Sync { lag, .. } | MemberStatus::Ndb { lag, .. } => *lag,
+        }
+    }
 }
 
 /// The mesh counters since start.
