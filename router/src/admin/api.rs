@@ -257,7 +257,9 @@ async fn kick(State(admin): State<Arc<Admin>>, uri: Uri) -> Result<Response, Api
     let live = handle.stats.live.load(std::sync::atomic::Ordering::Relaxed);
     if !live
         && protocol_of(&handle) == Protocol::Mqtt
-        && crate::mqtt::Registry::end_parked(&realm, id)
+        && router
+            .mqtt(&realm.name)
+            .is_some_and(|registry| registry.end_parked(id))
     {
         let body = json!({ "session": id, "action": "ended" });
         return Ok((StatusCode::OK, Json(body)).into_response());

@@ -328,9 +328,9 @@ impl RouterCollector {
         let wamp = self.router.metrics().wamp.totals();
         let mut mqtt = self.router.metrics().mqtt_handshake.totals();
         let mut mqtt_dropped = 0;
-        for realm in self.router.realms() {
-            mqtt.add(&realm.mqtt.stats.totals());
-            mqtt_dropped += realm.mqtt.stats.dropped();
+        for registry in self.router.mqtt_registries() {
+            mqtt.add(&registry.stats.totals());
+            mqtt_dropped += registry.stats.dropped();
         }
         let of = |p: Protocol| -> &TrafficTotals {
             match p {
