@@ -5,7 +5,8 @@
 //! - [`server`]: listeners and connection limits; hands each connection to its gate.
 //! - [`wamp`]: the WAMP gate (session state machine, WebSocket and RawSocket transports).
 //! - [`mqtt`]: the MQTT gate.
-//! - [`router`]: realms by name, configuration, shutdown signal.
+//! - [`router`]: realms by name, each with its MQTT client registry; configuration,
+//!   shutdown signal.
 //! - [`realm`]: broker, dealer, meta APIs; the one internal message form.
 //! - [`topic`]: internal topic form shared by WAMP and MQTT, and the pattern trie.
 //! - [`engine`]: the Engine seam: how a publish is ordered, stored, acknowledged and

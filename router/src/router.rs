@@ -1,4 +1,5 @@
-//! The router: configuration, realms by name, and the shutdown signal every session obeys.
+//! The router: configuration, realms by name (each with its MQTT client registry), and the
+//! shutdown signal every session obeys.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -10,6 +11,7 @@ use crate::config::Config;
 use crate::durable::Durable;
 use crate::engine::{Engine, LocalEngine};
 use crate::metrics::Metrics;
+use crate::mqtt::Registry;
 use crate::realm::{Realm, Shared};
 
 /// Everything a gate needs: shared by all connections.
@@ -20,8 +22,25 @@ pub struct Router {
     /// Authentication.
     pub authenticator: Authenticator,
     shared: Arc<Shared>,
-    realms: RwLock<HashMap<String, Arc<Realm>>>,
+    realms: RwLock<HashMap<String, RealmEntry>>,
     shutdown: watch::Sender<bool>,
+}
+
+/// A realm and the MQTT client sessions in it, made together. The registry lives here and
+/// not in the realm so that the realm does not depend on the MQTT gate (`mqtt` uses
+/// `realm`, never the reverse).
+#[derive(Clone, Debug)]
+struct RealmEntry {
+    realm: Arc<Realm>,
+    mqtt: Arc<Registry>,
+}
+
+impl RealmEntry {
+    fn new(name: String, shared: Arc<Shared>) -> Self {
+        let realm = Realm::new(name, shared);
+        let mqtt = Arc::new(Registry::new(realm.clone()));
+        Self { realm, mqtt }
+    }
 }
 
 impl Router {
@@ -48,7 +67,7 @@ impl Router {
             .router
             .realms
             .iter()
-            .map(|name| (name.clone(), Realm::new(name.clone(), shared.clone())))
+            .map(|name| (name.clone(), RealmEntry::new(name.clone(), shared.clone())))
             .collect();
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
@@ -62,17 +81,27 @@ impl Router {
 
     /// The realm of this name; created on first use if the configuration allows it.
     pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
-        if let Some(realm) = crate::locks::read(&self.realms).get(name) {
-            return Some(realm.clone());
+        self.entry(name).map(|entry| entry.realm)
+    }
+
+    /// The MQTT client sessions of the realm of this name, which [`Registry::realm`] gives;
+    /// created with the realm on first use if the configuration allows it.
+    pub fn mqtt(&self, realm: &str) -> Option<Arc<Registry>> {
+        self.entry(realm).map(|entry| entry.mqtt)
+    }
+
+    fn entry(&self, name: &str) -> Option<RealmEntry> {
+        if let Some(entry) = crate::locks::read(&self.realms).get(name) {
+            return Some(entry.clone());
         }
         if !self.config.router.auto_create_realms {
             return None;
         }
         let mut realms = crate::locks::write(&self.realms);
-        let realm = realms
+        let entry = realms
             .entry(name.to_owned())
-            .or_insert_with(|| Realm::new(name.to_owned(), self.shared.clone()));
-        Some(realm.clone())
+            .or_insert_with(|| RealmEntry::new(name.to_owned(), self.shared.clone()));
+        Some(entry.clone())
     }
 
     /// Process-wide services.
@@ -87,10 +116,22 @@ impl Router {
 
     /// Every realm (a snapshot), in name order.
     pub fn realms(&self) -> Vec<Arc<Realm>> {
-        let mut realms: Vec<Arc<Realm>> =
-            crate::locks::read(&self.realms).values().cloned().collect();
+        let mut realms: Vec<Arc<Realm>> = crate::locks::read(&self.realms)
+            .values()
+            .map(|entry| entry.realm.clone())
+            .collect();
         realms.sort_by(|a, b| a.name.cmp(&b.name));
         realms
+    }
+
+    /// Every realm's MQTT client registry (a snapshot), in realm name order.
+    pub fn mqtt_registries(&self) -> Vec<Arc<Registry>> {
+        let mut registries: Vec<Arc<Registry>> = crate::locks::read(&self.realms)
+            .values()
+            .map(|entry| entry.mqtt.clone())
+            .collect();
+        registries.sort_by(|a, b| a.realm().name.cmp(&b.realm().name));
+        registries
     }
 
     /// Whether [`Router::shut_down`] was called.
@@ -112,7 +153,7 @@ impl Router {
     pub fn session_count(&self) -> usize {
         crate::locks::read(&self.realms)
             .values()
-            .map(|r| r.sessions().len())
+            .map(|entry| entry.realm.sessions().len())
             .sum()
     }
 }

@@ -149,9 +149,9 @@ impl Traffic {
         let wamp = router.metrics().wamp.totals();
         let mut mqtt = router.metrics().mqtt_handshake.totals();
         let mut mqtt_dropped = 0;
-        for realm in router.realms() {
-            mqtt.add(&realm.mqtt.stats.totals());
-            mqtt_dropped += realm.mqtt.stats.dropped();
+        for registry in router.mqtt_registries() {
+            mqtt.add(&registry.stats.totals());
+            mqtt_dropped += registry.stats.dropped();
         }
         Self {
             wamp,
@@ -333,7 +333,9 @@ async fn kick(State(admin): State<Arc<Admin>>, uri: Uri) -> Result<Response, Api
     let live = handle.stats.live.load(std::sync::atomic::Ordering::Relaxed);
     if !live
         && protocol_of(&handle) == Protocol::Mqtt
-        && crate::mqtt::Registry::end_parked(&realm, id)
+        && router
+            .mqtt(&realm.name)
+            .is_some_and(|registry| registry.end_parked(id))
     {
         let body = json!({ "session": id, "action": "ended" });
         return Ok((StatusCode::OK, Json(body)).into_response());

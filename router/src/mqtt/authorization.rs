@@ -69,8 +69,10 @@ impl Session {
             return None;
         }
         let info = &self.handle.info;
+        // The field, not `realm()`: `queries` borrows `self.authorization` meanwhile.
         let hooks = self
-            .realm
+            .registry
+            .realm()
             .shared()
             .authorizer
             .hooks_for(&info.realm, &info.identity.authrole)?

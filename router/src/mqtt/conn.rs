@@ -421,7 +421,7 @@ where
         mut rx,
         kicks,
         generation,
-        realm,
+        registry,
     } = accepted;
     let mut kicks = Some(kicks);
     let protocol = session.protocol();
@@ -431,10 +431,10 @@ where
     let mut writer_stuck = false;
     let mut shutdown = router.shutdown_signal();
     let mut out = BytesMut::new();
-    let stats = &realm.mqtt.stats;
+    let stats = &registry.stats;
     let session_stats = session.handle().stats.clone();
     let metrics = router.metrics();
-    tracing::info!(%peer, client = %session.client_id(), realm = %realm.name, version = protocol.level(), "MQTT client connected");
+    tracing::info!(%peer, client = %session.client_id(), realm = %registry.realm().name, version = protocol.level(), "MQTT client connected");
     // Packets that arrived in the same read as CONNECT (a client that pipelines SUBSCRIBE or
     // PUBLISH behind it, as paho does) are already in `input`.
     let mut leftover = !input.is_empty();
@@ -446,7 +446,7 @@ where
     // Set while a subscriber queue our publishes filled is draining: no reads meanwhile.
     let mut backpressure: Option<Draining> = None;
     // `limits.session_message_rate_max`, when set (boxed: most connections have none).
-    let mut rate = match realm.shared().limits.session_message_rate_max {
+    let mut rate = match registry.realm().shared().limits.session_message_rate_max {
         0 => None,
         max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
     };
@@ -588,7 +588,7 @@ where
         .is_some_and(|reason| reason != ReasonCode::ServerShuttingDown);
     // The session's own copy is the only one kept while the connection lasts.
     let client_id = session.client_id().to_owned();
-    finish(&realm, &client_id, generation, session, rx, exit);
+    finish(&registry, &client_id, generation, session, rx, exit);
     if lingers {
         // Boxed: only a closing connection carries this future.
         Box::pin(linger(&mut reader, input)).await;
@@ -608,13 +608,14 @@ async fn next_authorization(
 /// Ends the session and hands it on: to the connection that took it over, to the registry
 /// (parked, expiry > 0), or out of the realm.
 fn finish(
-    realm: &Arc<crate::realm::Realm>,
+    registry: &Arc<Registry>,
     client_id: &str,
     generation: u64,
     session: Box<Session>,
     rx: crate::realm::OutboundQueue,
     exit: Exit,
 ) {
+    let realm = registry.realm();
     let parked = (*session).end(rx, exit.end);
     match (exit.kick, parked) {
         (Some(reply), parked) => {
@@ -624,12 +625,12 @@ fn finish(
             }
         }
         (None, Some(parked)) => {
-            if let Err(parked) = Registry::park(realm, client_id, generation, Box::new(parked)) {
+            if let Err(parked) = registry.park(client_id, generation, Box::new(parked)) {
                 realm.leave(parked.handle.info.id);
             }
         }
         (None, None) => {
-            if let Some(stale) = realm.mqtt.release(client_id, generation) {
+            if let Some(stale) = registry.release(client_id, generation) {
                 realm.leave(stale.handle.info.id);
             }
         }

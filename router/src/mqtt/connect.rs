@@ -13,7 +13,7 @@ use fox_mqtt_proto::{ConnAck, Connect, LastWill, Properties, Protocol, ReasonCod
 use tokio::sync::oneshot;
 
 use super::inbound::message_properties;
-use super::registry::Previous;
+use super::registry::{Previous, Registry};
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::external::verify;
 use crate::auth::hooks::{Answer, Query};
@@ -38,8 +38,8 @@ pub struct Accepted {
     pub kicks: super::registry::Kicks,
     /// This connection's generation in the registry.
     pub generation: u64,
-    /// The realm.
-    pub realm: Arc<Realm>,
+    /// The realm's MQTT clients (and, through it, the realm).
+    pub registry: Arc<Registry>,
 }
 
 fn refusal(reason: ReasonCode) -> ConnAck {
@@ -108,9 +108,10 @@ pub async fn accept(
             }));
         }
     };
-    let Some(realm) = router.realm(&realm_name) else {
+    let Some(registry) = router.mqtt(&realm_name) else {
         return Err(refusal(ReasonCode::NotAuthorized));
     };
+    let realm = registry.realm();
     if let Some((reason, why)) = engine_refusal(router, &connect) {
         tracing::info!(%peer, client = %client_id, why, "MQTT CONNECT refused");
         return Err(refusal(reason));
@@ -133,7 +134,7 @@ pub async fn accept(
         roles: fox_wamp_proto::Dict::new(),
     };
     if let Some(will) = &will {
-        if !will_permitted(router, &realm, &info, &client_id, will).await {
+        if !will_permitted(router, realm, &info, &client_id, will).await {
             return Err(refusal(ReasonCode::NotAuthorized));
         }
     }
@@ -142,7 +143,7 @@ pub async fn accept(
         && (listener_sends_fox_id(router, transport)
             || super::outbound::asks_for_fox_id(&connect.properties.user_properties));
     let (kick, kicks) = oneshot::channel();
-    let (generation, previous) = realm.mqtt.claim(&settings.client_id, kick);
+    let (generation, previous) = registry.claim(&settings.client_id, kick);
     // With a store, a client id seen before may have a stored record (persist.rs).
     let maybe_stored = !matches!(previous, Previous::None);
     let previous = match previous {
@@ -155,14 +156,13 @@ pub async fn accept(
             match take_over(kick).await {
                 Some(parked) => Some(parked),
                 // The old connection ended before it could answer: it left its state here.
-                None => realm
-                    .mqtt
+                None => registry
                     .take_handoff(&settings.client_id, generation)
                     .map(|p| *p),
             }
         }
     };
-    let previous = previous.and_then(|p| resume_or_discard(&realm, p, connect.clean_start));
+    let previous = previous.and_then(|p| resume_or_discard(realm, p, connect.clean_start));
     let session_present = previous.is_some();
     let (handle, rx, state) = match previous {
         Some(parked) => (parked.handle, parked.rx, parked.state),
@@ -182,10 +182,10 @@ pub async fn accept(
             (handle, rx, state)
         }
     };
-    super::sys::ensure_started(router, &realm);
+    super::sys::ensure_started(router, &registry);
     let connack = connack(&connect, &settings, session_present, assigned, router);
     let mut session = Session::new(
-        realm.clone(),
+        registry.clone(),
         handle,
         settings,
         state,
@@ -200,7 +200,7 @@ pub async fn accept(
         rx,
         kicks,
         generation,
-        realm,
+        registry,
     })
 }
 

@@ -44,7 +44,7 @@ impl Session {
         }
         let name = self.resolve_alias(&mut publish)?;
         if publish.retain {
-            if let Some(why) = self.realm.shared().engine.refuses(Feature::Retain) {
+            if let Some(why) = self.realm().shared().engine.refuses(Feature::Retain) {
                 return Err(Violation::new(ReasonCode::RetainNotSupported, why));
             }
         }
@@ -52,7 +52,7 @@ impl Session {
             (QoS::ExactlyOnce, Some(id)) => self.check_qos2_window(id)?,
             _ => false,
         };
-        let stats = &self.realm.mqtt.stats;
+        let stats = &self.registry.stats;
         stats.count_publish_received();
         let reason = if qos2_duplicate {
             ReasonCode::Success
@@ -156,7 +156,7 @@ impl Session {
             return answer;
         }
         let role = &self.handle.info.identity.authrole;
-        let authorizer = &self.realm.shared().authorizer;
+        let authorizer = &self.realm().shared().authorizer;
         authorizer.permits_everything(role)
             || authorizer.permits(role, Action::Publish, topic.wamp_uri())
     }
@@ -170,7 +170,7 @@ impl Session {
         };
         let properties = message_properties(&publish.properties, now_ms);
         let payload = Payload::Raw(publish.payload.clone());
-        let ack = self.realm.publish_durable(
+        let ack = self.realm().publish_durable(
             Some(&self.handle.info),
             topic,
             payload,

@@ -14,7 +14,8 @@
 //! outbound.rs   deliveries to the client: inflight window, DUP retransmission, acks
 //! inflight.rs   the window and packet-ID allocation
 //! subscribe.rs  SUBSCRIBE / UNSUBSCRIBE, shared subscriptions, retain handling
-//! registry.rs   sessions by client id per realm: live, parked (persistent), expiry
+//! registry.rs   sessions by client id per realm (the router keeps one beside each realm):
+//!               live, parked (persistent), expiry
 //! persist.rs    with --data: session records in the store, restored at start
 //! sys.rs        $SYS/broker/... statistics
 //! ```

@@ -60,7 +60,7 @@ impl Session {
     /// past the pending bound it is dropped and counted.
     pub(super) fn enqueue(&mut self, delivery: Delivery) {
         if self.state.pending.len() >= self.settings.pending_max {
-            self.realm.mqtt.stats.count_dropped();
+            self.registry.stats.count_dropped();
             return;
         }
         self.state.pending.push_back(delivery);
@@ -116,7 +116,7 @@ impl Session {
         if fox_mqtt_proto::validate_topic_name(publication.topic.mqtt_name()).is_err() {
             // Only a `#` or `+` subscription can match such a topic (a filter cannot
             // name it); the client would take the PUBLISH for a protocol error.
-            self.realm.mqtt.stats.count_dropped();
+            self.registry.stats.count_dropped();
             return None;
         }
         let remaining_secs = match publication.properties.expires_at_ms {
@@ -149,7 +149,7 @@ impl Session {
         };
         if !fits(&publish) {
             // MQTT-3.1.2-25: a packet the client cannot take is discarded.
-            self.realm.mqtt.stats.count_dropped();
+            self.registry.stats.count_dropped();
             return None;
         }
         if v5 && (wanted.fox_id || self.settings.fox_id) {
@@ -236,7 +236,7 @@ impl Session {
                 None => {}
             }
         }
-        self.realm.mqtt.stats.count_publish_sent();
+        self.registry.stats.count_publish_sent();
         self.out.push_back(Packet::Publish(publish));
     }
 

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::registry::Registry;
 use super::session::{Parked, Session, SessionState, SubscriptionRecord, Will};
 use crate::auth::Identity;
 use crate::engine::unix_ms;
@@ -237,7 +236,7 @@ impl Session {
     /// Writes this live session's record (with `--data`), or deletes it when nothing of
     /// the session outlives the connection.
     pub(super) fn persist(&mut self, now_ms: u64) {
-        if self.realm.shared().durable().is_none() {
+        if self.realm().shared().durable().is_none() {
             return;
         }
         self.persisted_ms = now_ms;
@@ -252,7 +251,7 @@ impl Session {
             self.will.as_deref(),
             None,
         );
-        write(&self.realm, &self.settings.client_id, Some(&record));
+        write(self.realm(), &self.settings.client_id, Some(&record));
         self.stored = true;
     }
 
@@ -268,7 +267,7 @@ impl Session {
     /// Deletes this session's record, if it may have one: it ends with its connection.
     pub(super) fn forget(&mut self) {
         if std::mem::take(&mut self.stored) {
-            write(&self.realm, &self.settings.client_id, None);
+            write(self.realm(), &self.settings.client_id, None);
         }
     }
 }
@@ -343,15 +342,15 @@ pub fn restore(router: &Arc<Router>) -> Result<usize, fox_storage::StoreError> {
     }
     let mut count = 0;
     for (realm_name, sessions) in by_realm {
-        let Some(realm) = router.realm(&realm_name) else {
+        let Some(registry) = router.mqtt(&realm_name) else {
             continue;
         };
+        let realm = registry.realm();
         count += sessions.len();
-        queue_owed(&realm, &durable, &sessions);
+        queue_owed(realm, &durable, &sessions);
         for s in sessions {
-            persist_parked(&realm, &s.client_id, &s.parked);
-            Registry::restore(
-                &realm,
+            persist_parked(realm, &s.client_id, &s.parked);
+            registry.restore(
                 &s.client_id,
                 Box::new(s.parked),
                 s.will_delay_ms,
@@ -590,9 +589,9 @@ mod tests {
         let durable = Arc::new(Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap());
         let router = Router::with_store(Config::default(), 16, Some(durable.clone()));
         assert_eq!(restore(&router).unwrap(), 1);
-        let realm = router.realm("realm1").unwrap();
+        let registry = router.mqtt("realm1").unwrap();
         let (kick, _kicks) = tokio::sync::oneshot::channel();
-        let Previous::Parked(mut parked) = realm.mqtt.claim("good", kick).1 else {
+        let Previous::Parked(mut parked) = registry.claim("good", kick).1 else {
             panic!("the stored session is parked again");
         };
         let owed: Vec<(u64, u8)> = std::iter::from_fn(|| parked.rx.try_recv().ok())
@@ -603,7 +602,7 @@ mod tests {
             .collect();
         assert_eq!(owed, vec![(11, 1), (14, 1)]);
         assert_eq!(parked.state.subscriptions.len(), 3);
-        let (_, previous) = realm.mqtt.claim("bad", tokio::sync::oneshot::channel().0);
+        let (_, previous) = registry.claim("bad", tokio::sync::oneshot::channel().0);
         assert!(
             matches!(previous, Previous::None),
             "the malformed record is gone"

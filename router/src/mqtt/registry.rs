@@ -1,6 +1,10 @@
 //! Client sessions by client identifier, per realm: the live connection of each, or the
 //! parked state of a persistent session whose client is away.
 //!
+//! The router keeps one [`Registry`] beside each realm (`Router::mqtt`), made together
+//! with it; the registry holds its realm, the realm knows nothing of MQTT (the dependency
+//! runs one way, `mqtt` -> `realm`).
+//!
 //! ```text
 //! CONNECT(id) --claim--> previous slot:  none   -> new session
 //!                                        parked -> resume (unless clean start)
@@ -63,9 +67,10 @@ pub enum Previous {
     Live(Kick, Option<Box<Parked>>),
 }
 
-/// The MQTT side of a realm.
-#[derive(Debug, Default)]
+/// The MQTT side of a realm: its client sessions, live and parked, and its statistics.
+#[derive(Debug)]
 pub struct Registry {
+    realm: Arc<Realm>,
     clients: Mutex<HashMap<String, Slot>>,
     next_generation: AtomicU64,
     /// MQTT statistics of the realm (`$SYS`).
@@ -74,6 +79,22 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry of `realm`'s MQTT clients.
+    pub fn new(realm: Arc<Realm>) -> Self {
+        Self {
+            realm,
+            clients: Mutex::default(),
+            next_generation: AtomicU64::default(),
+            stats: Stats::default(),
+            sys_started: AtomicBool::default(),
+        }
+    }
+
+    /// The realm these clients are in.
+    pub fn realm(&self) -> &Arc<Realm> {
+        &self.realm
+    }
+
     fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         // Poisoned only if a holder panicked; every critical section here is panic-free.
         crate::locks::lock(&self.clients)
@@ -101,17 +122,16 @@ impl Registry {
     /// ([`Registry::take_handoff`]); it is given back only if that is impossible (the
     /// caller then ends the session).
     pub fn park(
-        realm: &Arc<Realm>,
+        self: &Arc<Self>,
         client_id: &str,
         generation: u64,
         mut parked: Box<Parked>,
     ) -> Result<(), Box<Parked>> {
-        let registry = &realm.mqtt;
         let expiry_ms = u64::from(parked.expiry_secs) * 1000;
         let will_delay_ms = parked.will.as_ref().map(|w| u64::from(w.delay_secs) * 1000);
         parked.parked_ms = unix_ms();
         {
-            let mut clients = registry.clients();
+            let mut clients = self.clients();
             match clients.get_mut(client_id) {
                 Some(Slot::Live { generation: g, .. }) if *g == generation => {}
                 Some(Slot::Live { handoff, .. }) if handoff.is_none() => {
@@ -120,28 +140,26 @@ impl Registry {
                 }
                 _ => return Err(parked),
             }
-            super::persist::persist_parked(realm, client_id, &parked);
+            super::persist::persist_parked(&self.realm, client_id, &parked);
             clients.insert(client_id.to_owned(), Slot::Parked { generation, parked });
         }
-        arm_expiry(realm, client_id, generation, will_delay_ms, expiry_ms);
+        arm_expiry(self, client_id, generation, will_delay_ms, expiry_ms);
         Ok(())
     }
 
     /// Parks a session restored from the store at start (`persist.rs`): its will waits
     /// `will_delay_ms` more, the session `expiry_ms` more.
     pub fn restore(
-        realm: &Arc<Realm>,
+        self: &Arc<Self>,
         client_id: &str,
         parked: Box<Parked>,
         will_delay_ms: Option<u64>,
         expiry_ms: u64,
     ) {
-        let registry = &realm.mqtt;
-        let generation = registry.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
-        registry
-            .clients()
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.clients()
             .insert(client_id.to_owned(), Slot::Parked { generation, parked });
-        arm_expiry(realm, client_id, generation, will_delay_ms, expiry_ms);
+        arm_expiry(self, client_id, generation, will_delay_ms, expiry_ms);
     }
 
     /// Removes the slot of a connection whose session ended with it; a handoff still
@@ -214,14 +232,14 @@ impl Registry {
 }
 
 fn arm_expiry(
-    realm: &Arc<Realm>,
+    registry: &Arc<Registry>,
     client_id: &str,
     generation: u64,
     will_delay_ms: Option<u64>,
     expiry_ms: u64,
 ) {
     tokio::spawn(expire(
-        Arc::downgrade(realm),
+        Arc::downgrade(registry),
         client_id.to_owned(),
         generation,
         will_delay_ms,
@@ -232,7 +250,7 @@ fn arm_expiry(
 /// Publishes a parked session's delayed will when its delay passes, and ends the session
 /// when it expires, unless the client came back (the generation changed).
 async fn expire(
-    realm: Weak<Realm>,
+    registry: Weak<Registry>,
     client_id: String,
     generation: u64,
     will_delay_ms: Option<u64>,
@@ -241,24 +259,29 @@ async fn expire(
     let started_ms = unix_ms();
     if let Some(delay_ms) = will_delay_ms.filter(|d| *d < expiry_ms) {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let Some(realm) = realm.upgrade() else { return };
-        match realm.mqtt.take_will(&client_id, generation) {
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        match registry.take_will(&client_id, generation) {
             Some((will, handle)) => {
-                will.publish(&realm, &handle);
-                realm.mqtt.persist_parked(&realm, &client_id, generation);
+                will.publish(&registry.realm, &handle);
+                registry.persist_parked(&client_id, generation);
             }
-            None if !realm.mqtt.is_parked(&client_id, generation) => return,
+            None if !registry.is_parked(&client_id, generation) => return,
             None => {}
         }
     }
     let elapsed_ms = unix_ms().saturating_sub(started_ms);
     tokio::time::sleep(Duration::from_millis(expiry_ms.saturating_sub(elapsed_ms))).await;
-    let Some(realm) = realm.upgrade() else { return };
-    if let Some(parked) = realm.mqtt.take_parked(&client_id, generation) {
+    let Some(registry) = registry.upgrade() else {
+        return;
+    };
+    if let Some(parked) = registry.take_parked(&client_id, generation) {
+        let realm = &registry.realm;
         tracing::debug!(client = %client_id, "persistent session expired");
-        super::persist::forget(&realm, &client_id);
+        super::persist::forget(realm, &client_id);
         if let Some(will) = parked.will {
-            will.publish(&realm, &parked.handle);
+            will.publish(realm, &parked.handle);
         }
         realm.leave(parked.handle.info.id);
     }
@@ -269,9 +292,9 @@ impl Registry {
     /// a session no connection serves): as if it expired now, its will (delayed or not) is
     /// published, its stored record deleted and it leaves the realm. `false` if no parked
     /// session has this ID (it is connected, or gone).
-    pub fn end_parked(realm: &Arc<Realm>, session: crate::realm::SessionId) -> bool {
+    pub fn end_parked(&self, session: crate::realm::SessionId) -> bool {
         let parked = {
-            let mut clients = realm.mqtt.clients();
+            let mut clients = self.clients();
             let client_id = clients.iter().find_map(|(client_id, slot)| match slot {
                 Slot::Parked { parked, .. } if parked.handle.info.id == session => {
                     Some(client_id.clone())
@@ -287,6 +310,7 @@ impl Registry {
             return false;
         };
         tracing::info!(client = %client_id, session, "parked MQTT session ended by the administrator");
+        let realm = &self.realm;
         super::persist::forget(realm, &client_id);
         if let Some(will) = parked.will {
             will.publish(realm, &parked.handle);
@@ -296,14 +320,14 @@ impl Registry {
     }
 
     /// Rewrites the stored record of a parked session (its will was published).
-    fn persist_parked(&self, realm: &Realm, client_id: &str, generation: u64) {
+    fn persist_parked(&self, client_id: &str, generation: u64) {
         if let Some(Slot::Parked {
             generation: g,
             parked,
         }) = self.clients().get(client_id)
         {
             if *g == generation {
-                super::persist::persist_parked(realm, client_id, parked);
+                super::persist::persist_parked(&self.realm, client_id, parked);
             }
         }
     }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use fox_mqtt_proto::{ConnAck, Disconnect, Packet, Properties, Protocol, ReasonCode};
 
 use super::inflight::Inflight;
+use super::registry::Registry;
 use crate::config::Limits;
 use crate::realm::{
     Delivery, MessageProperties, OutboundQueue, Payload, PublishOptions, Realm, SessionHandle,
@@ -241,7 +242,8 @@ pub struct TopicAliases {
 /// One established MQTT session on one connection.
 #[derive(Debug)]
 pub struct Session {
-    pub(super) realm: Arc<Realm>,
+    /// The realm's MQTT clients; the realm itself is [`Registry::realm`].
+    pub(super) registry: Arc<Registry>,
     pub(super) handle: SessionHandle,
     pub(super) settings: Negotiated,
     pub(super) state: SessionState,
@@ -267,7 +269,7 @@ impl Session {
     /// An established session: queues `connack`, then retransmits what `state` holds in
     /// flight (PUBLISH with DUP, PUBREL), in order.
     pub fn new(
-        realm: Arc<Realm>,
+        registry: Arc<Registry>,
         handle: SessionHandle,
         settings: Negotiated,
         state: SessionState,
@@ -276,7 +278,7 @@ impl Session {
         now_ms: u64,
     ) -> Self {
         let mut session = Self {
-            realm,
+            registry,
             handle,
             settings,
             state,
@@ -291,7 +293,7 @@ impl Session {
         };
         let info = &session.handle.info;
         session.authorization = session
-            .realm
+            .realm()
             .shared()
             .authorizer
             .hooks_for(&info.realm, &info.identity.authrole)
@@ -300,6 +302,11 @@ impl Session {
         session.retransmit();
         session.drain_pending(now_ms);
         session
+    }
+
+    /// The realm this session is in.
+    pub fn realm(&self) -> &Arc<Realm> {
+        self.registry.realm()
     }
 
     /// The realm's handle on this session.
@@ -426,7 +433,7 @@ impl Session {
         let will = self.will.take();
         if disconnect.reason == ReasonCode::DisconnectWithWillMessage {
             if let Some(will) = will {
-                will.publish(&self.realm, &self.handle);
+                will.publish(self.realm(), &self.handle);
             }
         }
         Ok(Flow::Disconnected)
@@ -450,11 +457,11 @@ impl Session {
         let mut will = self.will.take().filter(|_| how == End::Abnormal);
         let expiry_secs = self.settings.expiry_secs;
         if let Some(w) = will.take_if(|w| w.delay_secs == 0 || expiry_secs == 0) {
-            w.publish(&self.realm, &self.handle);
+            w.publish(self.realm(), &self.handle);
         }
         if expiry_secs == 0 {
             self.forget();
-            self.realm.leave(self.handle.info.id);
+            self.realm().leave(self.handle.info.id);
             return None;
         }
         Some(Parked {

@@ -68,7 +68,7 @@ impl Session {
         let pattern = Pattern::from_mqtt_filter(inner);
         if !self.may_subscribe(&pattern) {
             tracing::debug!(client = %self.settings.client_id, %filter, "subscribe not authorized");
-            let limits = &self.realm.shared().limits;
+            let limits = &self.realm().shared().limits;
             let reason = if limits.mqtt_v5_subscribe_refused_unspecified {
                 ReasonCode::UnspecifiedError
             } else {
@@ -78,7 +78,7 @@ impl Session {
         }
         let qos = options.qos.value();
         let is_new = !self.state.subscriptions.contains_key(filter);
-        let max = self.realm.shared().limits.subscriptions_per_session_max;
+        let max = self.realm().shared().limits.subscriptions_per_session_max;
         if is_new && self.state.subscriptions.len() >= max {
             tracing::debug!(client = %self.settings.client_id, %filter, max, "subscription refused: limit reached");
             return Ok((ReasonCode::QuotaExceeded, Vec::new()));
@@ -98,7 +98,7 @@ impl Session {
         };
         // The retained messages are read at the subscription's start, like WAMP's: none is
         // missed or also delivered live.
-        let (broker_id, started) = self.realm.subscribe_replay(
+        let (broker_id, started) = self.realm().subscribe_replay(
             &self.handle,
             pattern.clone(),
             subscribe_options,
@@ -149,7 +149,7 @@ impl Session {
             return answer;
         }
         let role = &self.handle.info.identity.authrole;
-        self.realm
+        self.realm()
             .shared()
             .authorizer
             .permits(role, Action::Subscribe, &uri)
@@ -185,7 +185,7 @@ impl Session {
             .any(|r| r.broker_id == record.broker_id);
         if !shares_broker_id {
             self.state.by_broker_id.remove(&record.broker_id);
-            self.realm
+            self.realm()
                 .unsubscribe(self.handle.info.id, record.broker_id);
         }
         ReasonCode::Success

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::registry::Registry;
 use crate::metrics::{Count, Traffic, TrafficTotals};
-use crate::realm::{Payload, PublishOptions, Realm};
+use crate::realm::{Payload, PublishOptions};
 use crate::router::Router;
 use crate::topic::Topic;
 
@@ -76,10 +77,10 @@ fn started() -> Instant {
 }
 
 /// The current `$SYS` values of a realm: (topic, value).
-pub fn snapshot(realm: &Realm) -> Vec<(&'static str, String)> {
-    let stats = &realm.mqtt.stats;
+pub fn snapshot(registry: &Registry) -> Vec<(&'static str, String)> {
+    let stats = &registry.stats;
     let TrafficTotals { received, sent } = stats.totals();
-    let (connected, parked) = realm.mqtt.counts();
+    let (connected, parked) = registry.counts();
     vec![
         (
             "$SYS/broker/version",
@@ -116,24 +117,28 @@ pub fn snapshot(realm: &Realm) -> Vec<(&'static str, String)> {
         ("$SYS/broker/bytes/sent", sent.bytes.to_string()),
         (
             "$SYS/broker/retained messages/count",
-            realm.retained_count().to_string(),
+            registry.realm().retained_count().to_string(),
         ),
     ]
 }
 
 /// Starts the realm's `$SYS` publisher once (on its first MQTT connection).
-pub fn ensure_started(router: &Arc<Router>, realm: &Arc<Realm>) {
+pub fn ensure_started(router: &Arc<Router>, registry: &Arc<Registry>) {
     let interval_ms = router.config.limits.mqtt_sys_interval_ms;
     started();
-    if interval_ms == 0 || !realm.mqtt.start_sys() {
+    if interval_ms == 0 || !registry.start_sys() {
         return;
     }
     let shutdown = router.shutdown_signal();
-    tokio::spawn(publish_loop(Arc::downgrade(realm), interval_ms, shutdown));
+    tokio::spawn(publish_loop(
+        Arc::downgrade(registry),
+        interval_ms,
+        shutdown,
+    ));
 }
 
 async fn publish_loop(
-    realm: std::sync::Weak<Realm>,
+    registry: std::sync::Weak<Registry>,
     interval_ms: u64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -144,8 +149,10 @@ async fn publish_loop(
             _ = crate::router::stopped(&mut shutdown) => return,
             _ = ticker.tick() => {}
         }
-        let Some(realm) = realm.upgrade() else { return };
-        for (topic, value) in snapshot(&realm) {
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        for (topic, value) in snapshot(&registry) {
             if last.get(topic) == Some(&value) {
                 continue;
             }
@@ -154,7 +161,9 @@ async fn publish_loop(
                 ..PublishOptions::default()
             };
             let payload = Payload::Raw(Bytes::from(value.clone()));
-            realm.publish(None, &Topic::from_mqtt(topic), payload, &options);
+            registry
+                .realm()
+                .publish(None, &Topic::from_mqtt(topic), payload, &options);
             last.insert(topic, value);
         }
     }

@@ -9,6 +9,7 @@ use fox_mqtt_proto::{
     QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe,
 };
 
+use super::registry::Registry;
 use super::session::{End, Flow, Negotiated, Session, SessionState};
 use crate::auth::Identity;
 use crate::config::Config;
@@ -17,9 +18,9 @@ use crate::router::Router;
 
 const T0: u64 = 1_000_000;
 
-fn realm() -> Arc<Realm> {
+fn registry() -> Arc<Registry> {
     let router = Router::new(Config::default());
-    router.realm("realm1").expect("default realm")
+    router.mqtt("realm1").expect("default realm")
 }
 
 fn handle(id: u64, queue_max: usize) -> (SessionHandle, OutboundQueue) {
@@ -46,26 +47,26 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(realm: &Arc<Realm>, id: u64, protocol: Protocol, state: SessionState) -> Self {
-        Self::with_queue(realm, id, protocol, state, 16)
+    fn new(mqtt: &Arc<Registry>, id: u64, protocol: Protocol, state: SessionState) -> Self {
+        Self::with_queue(mqtt, id, protocol, state, 16)
     }
 
     fn with_queue(
-        realm: &Arc<Realm>,
+        mqtt: &Arc<Registry>,
         id: u64,
         protocol: Protocol,
         state: SessionState,
         queue_max: usize,
     ) -> Self {
         let (handle, rx) = handle(id, queue_max);
-        realm.join(handle.clone());
+        mqtt.realm().join(handle.clone());
         let mut settings =
-            Negotiated::from_limits(&realm.shared().limits, protocol, format!("c{id}"));
+            Negotiated::from_limits(&mqtt.realm().shared().limits, protocol, format!("c{id}"));
         settings.keep_alive_secs = 10;
         settings.inflight_max = 2;
         settings.receive_max = 2;
         let mut session = Session::new(
-            realm.clone(),
+            mqtt.clone(),
             handle,
             settings,
             state,
@@ -156,12 +157,12 @@ fn publishes(packets: &[Packet]) -> Vec<&Publish> {
 /// The connection takes realm messages in batches; none may fall between two batches.
 #[test]
 fn outbound_batches_lose_no_message() {
-    let realm = realm();
+    let mqtt = registry();
     let total = 3 * super::conn::OUTBOUND_BATCH_MAX + 5;
-    let mut sub = Peer::with_queue(&realm, 1, Protocol::V3_1_1, SessionState::default(), total);
+    let mut sub = Peer::with_queue(&mqtt, 1, Protocol::V3_1_1, SessionState::default(), total);
     let _ = sub.send(subscribe("b/x", QoS::AtMostOnce));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V3_1_1, SessionState::default());
     for _ in 0..total {
         let _ = publisher.send(publish("b/x", b"m", QoS::AtMostOnce, None));
     }
@@ -181,8 +182,8 @@ fn outbound_batches_lose_no_message() {
 #[test]
 fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
     use crate::realm::backpressure::Backpressure;
-    let realm = realm();
-    let mut sub = Peer::with_queue(&realm, 1, Protocol::V3_1_1, SessionState::default(), 40);
+    let mqtt = registry();
+    let mut sub = Peer::with_queue(&mqtt, 1, Protocol::V3_1_1, SessionState::default(), 40);
     sub.session
         .handle()
         .stats
@@ -190,14 +191,14 @@ fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = sub.send(subscribe("c/x", QoS::AtMostOnce));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V3_1_1, SessionState::default());
     let mut input = bytes::BytesMut::new();
     for _ in 0..100 {
         let packet = publish("c/x", b"m", QoS::AtMostOnce, None);
         fox_mqtt_proto::encode(&packet, Protocol::V3_1_1, &mut input).expect("encodable");
     }
     Backpressure::clear();
-    let stats = &realm.mqtt.stats;
+    let stats = &mqtt.stats;
     let exit = super::conn::handle_input(
         &mut publisher.session,
         &mut input,
@@ -224,12 +225,12 @@ fn a_read_of_many_publishes_stops_at_the_one_that_congests_a_queue() {
 
 #[test]
 fn qos1_window_holds_back_until_puback() {
-    let realm = realm();
-    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let asked = subscribe_properties(None, true);
     let _ = sub.send(subscribe_with("w/x", QoS::AtLeastOnce, asked));
     assert!(matches!(sub.out()[..], [Packet::SubAck(_)]));
-    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V3_1_1, SessionState::default());
     for payload in [&b"0"[..], b"1", b"2"] {
         let _ = publisher.send(publish("w/x", payload, QoS::AtLeastOnce, Some(7)));
     }
@@ -258,13 +259,13 @@ fn qos1_window_holds_back_until_puback() {
 /// user properties go through unaltered.
 #[test]
 fn fox_id_only_when_asked_for() {
-    let realm = realm();
-    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let _ = sub.send(subscribe("f/plain", QoS::AtMostOnce));
     let asked = subscribe_properties(None, true);
     let _ = sub.send(subscribe_with("f/asked", QoS::AtMostOnce, asked));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V5, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V5, SessionState::default());
     for topic in ["f/plain", "f/asked"] {
         let _ = publisher.send(publish(topic, b"m", QoS::AtMostOnce, None));
     }
@@ -283,8 +284,8 @@ fn fox_id_only_when_asked_for() {
 /// also when the connection takes the second delivery from the queue only later.
 #[test]
 fn overlapping_subscriptions_send_one_copy() {
-    let realm = realm();
-    let mut sub = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let _ = sub.send(subscribe_with(
         "o/+",
         QoS::AtMostOnce,
@@ -296,7 +297,7 @@ fn overlapping_subscriptions_send_one_copy() {
         subscribe_properties(Some(9), false),
     ));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V5, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V5, SessionState::default());
     let _ = publisher.send(publish("o/x", b"m", QoS::ExactlyOnce, Some(1)));
     assert_eq!(sub.rx.len(), 2, "the realm delivers once per subscription");
     let first = sub.rx.try_recv().expect("first delivery");
@@ -315,11 +316,11 @@ fn overlapping_subscriptions_send_one_copy() {
 
 #[test]
 fn qos2_inbound_is_exactly_once() {
-    let realm = realm();
-    let mut sub = Peer::new(&realm, 1, Protocol::V3_1_1, SessionState::default());
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V3_1_1, SessionState::default());
     let _ = sub.send(subscribe("q2/x", QoS::ExactlyOnce));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V3_1_1, SessionState::default());
     let _ = publisher.send(publish("q2/x", b"once", QoS::ExactlyOnce, Some(5)));
     let mut dup = publish("q2/x", b"once", QoS::ExactlyOnce, Some(5));
     if let Packet::Publish(p) = &mut dup {
@@ -342,11 +343,11 @@ fn qos2_inbound_is_exactly_once() {
 
 #[test]
 fn qos2_outbound_flow_and_retransmission_after_resume() {
-    let realm = realm();
-    let mut sub = Peer::new(&realm, 1, Protocol::V3_1_1, SessionState::default());
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V3_1_1, SessionState::default());
     let _ = sub.send(subscribe("rt/+", QoS::ExactlyOnce));
     let _ = sub.out();
-    let mut publisher = Peer::new(&realm, 2, Protocol::V3_1_1, SessionState::default());
+    let mut publisher = Peer::new(&mqtt, 2, Protocol::V3_1_1, SessionState::default());
     let _ = publisher.send(publish("rt/a", b"a", QoS::ExactlyOnce, Some(1)));
     let _ = publisher.send(publish("rt/b", b"b", QoS::AtLeastOnce, Some(2)));
     sub.pump();
@@ -365,10 +366,10 @@ fn qos2_outbound_flow_and_retransmission_after_resume() {
         session.end(rx, End::Abnormal).expect("persistent")
     };
     let mut settings =
-        Negotiated::from_limits(&realm.shared().limits, Protocol::V3_1_1, "c1".into());
+        Negotiated::from_limits(&mqtt.realm().shared().limits, Protocol::V3_1_1, "c1".into());
     settings.inflight_max = 2;
     let mut resumed = Session::new(
-        realm.clone(),
+        mqtt.clone(),
         parked.handle,
         settings,
         parked.state,
@@ -394,8 +395,8 @@ fn session_with_expiry(session: &mut Session) {
 
 #[test]
 fn keep_alive_times_out_at_one_and_a_half() {
-    let realm = realm();
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     assert_eq!(peer.session.poll_timeout(), Some(T0 + 15_000));
     assert!(peer.session.handle_timeout(T0 + 14_999).is_ok());
     let _ = peer.session.handle_packet(Packet::PingReq, T0 + 10_000);
@@ -410,8 +411,8 @@ fn keep_alive_times_out_at_one_and_a_half() {
 
 #[test]
 fn unknown_topic_alias_is_a_protocol_error() {
-    let realm = realm();
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let mut packet = Publish {
         topic: String::new(),
         ..Publish::default()
@@ -435,8 +436,8 @@ fn subscriptions_past_the_limit_are_refused_with_quota_exceeded() {
     let mut config = Config::default();
     config.limits.subscriptions_per_session_max = 2;
     let router = Router::new(config);
-    let realm = router.realm("realm1").expect("default realm");
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = router.mqtt("realm1").expect("default realm");
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let suback = |peer: &mut Peer, filter: &str| {
         let _ = peer.send(subscribe(filter, QoS::AtMostOnce));
         match peer.out().pop() {
@@ -460,8 +461,8 @@ fn subscriptions_past_the_limit_are_refused_with_quota_exceeded() {
 
 #[test]
 fn unsubscribe_reports_missing_subscriptions() {
-    let realm = realm();
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let _ = peer.send(subscribe("u/x", QoS::AtMostOnce));
     let _ = peer.out();
     let _ = peer.send(Packet::Unsubscribe(Unsubscribe {
@@ -480,8 +481,8 @@ fn unsubscribe_reports_missing_subscriptions() {
 
 #[test]
 fn disconnect_cannot_turn_on_session_expiry() {
-    let realm = realm();
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let mut disconnect = Disconnect::default();
     disconnect.properties.session_expiry_interval_secs = Some(30);
     let error = peer
@@ -493,8 +494,8 @@ fn disconnect_cannot_turn_on_session_expiry() {
 
 #[test]
 fn qos2_receive_maximum_enforced() {
-    let realm = realm();
-    let mut peer = Peer::new(&realm, 1, Protocol::V5, SessionState::default());
+    let mqtt = registry();
+    let mut peer = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
     let _ = peer.send(publish("rm/x", b"1", QoS::ExactlyOnce, Some(1)));
     let _ = peer.send(publish("rm/x", b"2", QoS::ExactlyOnce, Some(2)));
     let error = peer
@@ -560,36 +561,36 @@ mod registry {
 
     #[tokio::test]
     async fn park_then_claim_resumes() {
-        let realm = realm();
+        let mqtt = registry();
         let (kick, _kicks) = tokio::sync::oneshot::channel();
-        let (generation, previous) = realm.mqtt.claim("c", kick);
+        let (generation, previous) = mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::None));
-        let parked = parked(&realm, 1);
-        assert!(crate::mqtt::Registry::park(&realm, "c", generation, parked).is_ok());
-        assert_eq!(realm.mqtt.counts(), (0, 1));
+        let parked = parked(mqtt.realm(), 1);
+        assert!(mqtt.park("c", generation, parked).is_ok());
+        assert_eq!(mqtt.counts(), (0, 1));
         let (kick, _kicks) = tokio::sync::oneshot::channel();
-        let (_, previous) = realm.mqtt.claim("c", kick);
+        let (_, previous) = mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::Parked(p) if p.handle.info.id == 1));
-        assert_eq!(realm.mqtt.counts(), (1, 0));
+        assert_eq!(mqtt.counts(), (1, 0));
     }
 
     #[tokio::test]
     async fn superseded_connection_hands_its_state_over() {
-        let realm = realm();
+        let mqtt = registry();
         let (kick, _old_kicks) = tokio::sync::oneshot::channel();
-        let (old, _) = realm.mqtt.claim("c", kick);
+        let (old, _) = mqtt.claim("c", kick);
         let (kick, _kicks) = tokio::sync::oneshot::channel();
-        let (new, previous) = realm.mqtt.claim("c", kick);
+        let (new, previous) = mqtt.claim("c", kick);
         assert!(matches!(previous, Previous::Live(_, None)));
         // The old connection ends before it sees the kick: its state waits for the new one.
-        assert!(crate::mqtt::Registry::park(&realm, "c", old, parked(&realm, 1)).is_ok());
+        assert!(mqtt.park("c", old, parked(mqtt.realm(), 1)).is_ok());
         assert!(
-            realm.mqtt.take_handoff("c", old).is_none(),
+            mqtt.take_handoff("c", old).is_none(),
             "not the old generation's"
         );
-        let handed = realm.mqtt.take_handoff("c", new).expect("handed over");
+        let handed = mqtt.take_handoff("c", new).expect("handed over");
         assert_eq!(handed.handle.info.id, 1);
-        assert!(realm.mqtt.release("c", new).is_none());
-        assert_eq!(realm.mqtt.counts(), (0, 0));
+        assert!(mqtt.release("c", new).is_none());
+        assert_eq!(mqtt.counts(), (0, 0));
     }
 }

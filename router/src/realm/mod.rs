@@ -79,8 +79,6 @@ pub struct Realm {
     retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
     kv: Mutex<sync::KvState>,
     history: Mutex<std::collections::VecDeque<Arc<Publication>>>,
-    /// MQTT client sessions of this realm (live and persistent), and MQTT statistics.
-    pub mqtt: crate::mqtt::Registry,
 }
 
 /// What a new subscription replays before its live events (see
@@ -135,7 +133,6 @@ impl Realm {
             retained: RwLock::new(BTreeMap::new()),
             kv: Mutex::new(sync::KvState::default()),
             history: Mutex::new(std::collections::VecDeque::new()),
-            mqtt: crate::mqtt::Registry::default(),
         })
     }
 

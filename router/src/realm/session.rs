@@ -327,8 +327,8 @@ impl SessionHandle {
     /// Closes the session at once, ahead of anything queued for it (the admin API's
     /// kick): a WAMP session gets GOODBYE `wamp.close.killed`, an MQTT 5 client DISCONNECT
     /// 0x98 (administrative action), an MQTT 3.x client a closed connection. A session
-    /// that no connection serves (a parked MQTT session) closes when one resumes it;
-    /// [`crate::mqtt::Registry::end_parked`] ends those.
+    /// that no connection serves (a parked MQTT session) closes when one resumes it; the
+    /// admin API ends those through the MQTT gate's registry (`Registry::end_parked`).
     pub fn kill(&self) {
         self.stats.killed.store(true, Ordering::Release);
         self.stats.overflow.notify_one();
