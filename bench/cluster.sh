@@ -4,7 +4,7 @@
 #
 #   bench/cluster.sh [--duration SECONDS] [--inflight "1 16 256"] [--runs N]
 #                    [--sides foxrouter,jetstream] [--no-fsync] [--jetstream-sync-always]
-#                    [--no-install] [--no-build]
+#                    [--no-install] [--no-build] [--workers N]
 #   FOXROUTER_BIN / FOX_BENCH_BIN / NATS_SERVER_BIN override the binaries (default:
 #   target/release/..., and nats-server from PATH or /usr/sbin).
 #
@@ -23,6 +23,9 @@
 # Output: one table (key acked-K<k>, one row per side), then per K the line
 #   RATIO acked-K<k> jetstream <foxrouter msgs/s / jetstream msgs/s>
 # Exit 1 if any row is an ERROR row: `--duration 1 --inflight 16` is the smoke test.
+#
+# --workers N starts every node with N runtime worker threads (`foxrouter node --workers`;
+# default one per core): nine nodes and the load share this machine's cores.
 #
 # fsync. foxrouter fsyncs before it acknowledges (its default; --no-fsync turns it off).
 # JetStream acknowledges once a quorum of the stream's replicas has appended the message,
@@ -44,6 +47,7 @@ INFLIGHT="1 16 256"
 RUNS=1
 SIDES=foxrouter,jetstream
 NODE_ARGS=""
+WORKERS=""
 JS_SYNC_ALWAYS=0
 INSTALL=1
 BUILD=1
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift ;;
     --sides) SIDES=$2; shift ;;
     --no-fsync) NODE_ARGS="--no-fsync" ;;
+    --workers) WORKERS=$2; shift ;;
     --jetstream-sync-always) JS_SYNC_ALWAYS=1 ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
@@ -236,7 +241,7 @@ run_foxrouter() { # k run
     return 0
   fi
   for id in 1 2 3 4 5 6 7 8 9; do
-    "$FOXROUTER_BIN" node --cluster "$dir/cluster.toml" --id "$id" $NODE_ARGS --log warn \
+    "$FOXROUTER_BIN" node --cluster "$dir/cluster.toml" --id "$id" $NODE_ARGS ${WORKERS:+--workers $WORKERS} --log warn \
       >"$dir/n$id.out" 2>"$dir/n$id.err" &
     PIDS+=($!); SIDE_PIDS+=($!)
   done
@@ -333,7 +338,7 @@ log "done in $((SECONDS - START)) s"
 mode="fsync before ack (default)"; [ -z "$NODE_ARGS" ] || mode="no fsync (--no-fsync)"
 echo "# acked publishing, ${DURATION}s per row after ${WARMUP}s warm-up, 100-byte payloads, K in flight (K=1: one client on node 1; else K split over 3 clients, one per node)"
 echo "# fresh clusters, interleaved: every K and run on newly started clusters, the sides taking turns; runs per K: $RUNS (rows: median)"
-wanted foxrouter && echo "# foxrouter: 3/3/3 cluster (3 entry, 3 ndb, 3 sync), WAMP ws+msgpack publish acknowledge=true, $mode"
+wanted foxrouter && echo "# foxrouter: 3/3/3 cluster (3 entry, 3 ndb, 3 sync), WAMP ws+msgpack publish acknowledge=true, $mode, runtime workers per node: ${WORKERS:-one per core}"
 wanted jetstream && echo "# jetstream: nats-server $JS_VERSION, 3 nodes, stream FOXBENCH R3 file storage, async-nats PubAck; fsync: $JS_FSYNC"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r); cpu_s: CPU seconds of all the side's server processes during the row"
 "$FOX_BENCH_BIN" report --one-table "$RESULTS"

@@ -343,9 +343,7 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
         announce_listen: true,
         ..fox_cluster::NodeOptions::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = router_runtime(args.workers.unwrap_or(0))?;
     let spec = cluster
         .node(args.id)
         .context("the node is not in the cluster file")?

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use super::api::{Counts, Traffic};
 use super::query::Params;
 use super::{Admin, ApiError};
+use crate::engine::MeshView;
 use crate::metrics::{ConnectionKind, Protocol, TrafficTotals};
 use crate::router::Router;
 
@@ -159,45 +160,21 @@ impl Collector for NodeCollector {
         for (name, help, value) in gauges {
             family.single(MetricType::Gauge, name, help, value)?;
         }
-        let mut linked = family.encoder.encode_descriptor(
-            "cluster_peer_linked",
-            "1 while this node has a link to the peer (ndb and sync nodes).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (peer, role, up) in super::node::peer_links(view) {
-            let labels = [("peer", peer.to_string()), ("role", role.name().to_owned())];
-            linked
-                .encode_family(&labels)?
-                .encode_gauge(&u64::from(up))?;
-        }
+        let links: Vec<(String, &str, bool)> = super::node::peer_links(view)
+            .into_iter()
+            .map(|(peer, role, up)| (peer.to_string(), role.name(), up))
+            .collect();
         let mesh = view.mesh.stats();
-        let mesh_counters = [
-            (
-                "cluster_links_established",
-                "Node-to-node links established (reconnects count again).",
-                mesh.links_established,
-            ),
-            (
-                "cluster_connections_refused",
-                "Node-to-node connections refused (handshake failed, timed out, too many).",
-                mesh.connections_refused,
-            ),
-            (
-                "cluster_frames_dropped_queue_full",
-                "Frames to a peer dropped: its queue was full.",
-                mesh.frames_dropped_queue_full,
-            ),
-            (
-                "cluster_frames_dropped_no_link",
-                "Frames to a peer dropped: no link to it.",
-                mesh.frames_dropped_no_link,
-            ),
-        ];
-        for (name, help, value) in mesh_counters {
-            family.single(MetricType::Counter, name, help, value)?;
-        }
-        Ok(())
+        family.mesh(
+            "1 while this node has a link to the peer (ndb and sync nodes).",
+            &links,
+            &MeshView {
+                links_established: mesh.links_established,
+                connections_refused: mesh.connections_refused,
+                frames_dropped_queue_full: mesh.frames_dropped_queue_full,
+                frames_dropped_no_link: mesh.frames_dropped_no_link,
+            },
+        )
     }
 }
 
@@ -214,6 +191,54 @@ struct Family<'e, 'a> {
 }
 
 impl<'a> Family<'_, 'a> {
+    /// The node-to-node mesh: `cluster_peer_linked` per peer (`(peer, role, up)`) and the
+    /// link counters; the same names on entries and on ndb and sync nodes.
+    fn mesh(
+        &mut self,
+        linked_help: &str,
+        links: &[(String, &str, bool)],
+        counters: &MeshView,
+    ) -> std::fmt::Result {
+        let mut linked = self.encoder.encode_descriptor(
+            "cluster_peer_linked",
+            linked_help,
+            None,
+            MetricType::Gauge,
+        )?;
+        for (peer, role, up) in links {
+            let labels = [("peer", peer.clone()), ("role", (*role).to_owned())];
+            linked
+                .encode_family(&labels)?
+                .encode_gauge(&u64::from(*up))?;
+        }
+        let counters = [
+            (
+                "cluster_links_established",
+                "Node-to-node links established (reconnects count again).",
+                counters.links_established,
+            ),
+            (
+                "cluster_connections_refused",
+                "Node-to-node connections refused (handshake failed, timed out, too many).",
+                counters.connections_refused,
+            ),
+            (
+                "cluster_frames_dropped_queue_full",
+                "Frames to a peer dropped: its queue was full.",
+                counters.frames_dropped_queue_full,
+            ),
+            (
+                "cluster_frames_dropped_no_link",
+                "Frames to a peer dropped: no link to it.",
+                counters.frames_dropped_no_link,
+            ),
+        ];
+        for (name, help, value) in counters {
+            self.single(MetricType::Counter, name, help, value)?;
+        }
+        Ok(())
+    }
+
     /// A family of one unlabelled value.
     fn single(&mut self, kind: MetricType, name: &str, help: &str, value: u64) -> std::fmt::Result {
         let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
@@ -490,26 +515,6 @@ impl RouterCollector {
                 "Publishes the cluster could not order (refused, never falsely acknowledged).",
                 view.ack_errors,
             ),
-            (
-                "cluster_links_established",
-                "Node-to-node links established (reconnects count again).",
-                view.mesh.links_established,
-            ),
-            (
-                "cluster_connections_refused",
-                "Node-to-node connections refused (handshake failed, timed out, too many).",
-                view.mesh.connections_refused,
-            ),
-            (
-                "cluster_frames_dropped_queue_full",
-                "Frames to a peer dropped: its queue was full.",
-                view.mesh.frames_dropped_queue_full,
-            ),
-            (
-                "cluster_frames_dropped_no_link",
-                "Frames to a peer dropped: no link to it.",
-                view.mesh.frames_dropped_no_link,
-            ),
         ];
         for (name, help, value) in counters {
             family.single(MetricType::Counter, name, help, value)?;
@@ -520,21 +525,16 @@ impl RouterCollector {
             "The last permanent ID this entry applied (delivered to its subscribers).",
             view.last_applied,
         )?;
-        let mut linked = family.encoder.encode_descriptor(
-            "cluster_peer_linked",
+        let links: Vec<(String, &str, bool)> = view
+            .members
+            .iter()
+            .filter_map(|m| Some((m.id.to_string(), m.role, m.linked?)))
+            .collect();
+        family.mesh(
             "1 when this entry has a link to the node, else 0 (ndb and sync nodes).",
-            None,
-            MetricType::Gauge,
+            &links,
+            &view.mesh,
         )?;
-        for member in view.members.iter().filter(|m| m.linked.is_some()) {
-            let labels = [
-                ("peer", member.id.to_string()),
-                ("role", member.role.to_owned()),
-            ];
-            linked
-                .encode_family(&labels)?
-                .encode_gauge(&u64::from(member.linked == Some(true)))?;
-        }
         let mut lag = family.encoder.encode_descriptor(
             "cluster_member_lag",
             "How far an ndb or sync node is behind its tier, by its last report: resolutions \
