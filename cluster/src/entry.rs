@@ -464,11 +464,14 @@ impl EntryTask {
         }
     }
 
-    /// Asks every ndb and sync node for its status (answers come as STATUS messages).
+    /// Asks every linked ndb and sync node for its status (answers come as STATUS
+    /// messages); a node without a link is not asked (that would count a dropped frame).
     fn query_status(&self) {
         let membership = &self.config.membership;
         for node in membership.ndbs.iter().chain(&membership.syncs) {
-            self.mesh.send(*node, Message::StatusQuery);
+            if self.mesh.is_linked(*node) {
+                self.mesh.send(*node, Message::StatusQuery);
+            }
         }
     }
 

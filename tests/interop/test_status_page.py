@@ -169,6 +169,20 @@ def status(router, token=None):
         return json.loads(response.read())
 
 
+def drive(script, router, prefix, **load):
+    """Waits for the page, makes a known load (`publish_load`) and tells the script; its
+    result, the load's size and client ID, and how long the script ran (s)."""
+    script.expect("ready")
+    authid = new_id(prefix)
+    client, count = publish_load(router, authid, **load)
+    try:
+        script.tell(f"published {count} {authid}")
+        result, seconds = script.finish()
+    finally:
+        client.disconnect()
+    return result, count, authid, seconds
+
+
 def check_result(router, result, count, authid, mode, token=None):
     before, after = result["before"], result["after"]
     grown = after["messages_in"] - before["messages_in"]
@@ -189,14 +203,7 @@ def check_result(router, result, count, authid, mode, token=None):
 def test_the_page_shows_live_traffic_from_the_event_stream(router, page_script):
     screenshot = ARTIFACTS / "status-page.png"
     script = page_script(router, screenshot, "--expect-mode", "live")
-    script.expect("ready")
-    authid = new_id("status-page-probe")
-    client, count = publish_load(router, authid)
-    try:
-        script.tell(f"published {count} {authid}")
-        result, seconds = script.finish()
-    finally:
-        client.disconnect()
+    result, count, authid, seconds = drive(script, router, "status-page-probe")
     check_result(router, result, count, authid, "live")
     assert screenshot.stat().st_size > 10_000, "a screenshot of the page"
     print(f"browser test: {seconds:.1f} s; screenshot at {screenshot}")
@@ -205,14 +212,7 @@ def test_the_page_shows_live_traffic_from_the_event_stream(router, page_script):
 def test_the_page_polls_when_the_event_stream_fails(router, page_script):
     screenshot = ARTIFACTS / "status-page-polling.png"
     script = page_script(router, screenshot, "--block-events", "yes", "--expect-mode", "polling")
-    script.expect("ready")
-    authid = new_id("status-page-poller")
-    client, count = publish_load(router, authid, bursts=3, per_burst=20, version=4)
-    try:
-        script.tell(f"published {count} {authid}")
-        result, _ = script.finish()
-    finally:
-        client.disconnect()
+    result, count, authid, _ = drive(script, router, "status-page-poller", bursts=3, per_burst=20, version=4)
     check_result(router, result, count, authid, "polling")
 
 
@@ -220,14 +220,7 @@ def test_with_a_token_the_page_asks_for_it(router_factory, page_script):
     router = router_factory(TOKEN_CONFIG)
     screenshot = ARTIFACTS / "status-page-token.png"
     script = page_script(router, screenshot, "--token", TOKEN, "--expect-mode", "live")
-    script.expect("ready")
-    authid = new_id("status-page-token")
-    client, count = publish_load(router, authid, bursts=2, per_burst=10)
-    try:
-        script.tell(f"published {count} {authid}")
-        result, _ = script.finish()
-    finally:
-        client.disconnect()
+    result, count, authid, _ = drive(script, router, "status-page-token", bursts=2, per_burst=10)
     check_result(router, result, count, authid, "live", token=TOKEN)
 
 

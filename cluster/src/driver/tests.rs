@@ -58,8 +58,17 @@ fn keep(index: u8) -> Message {
     }
 }
 
-#[tokio::test]
-async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_fsync() {
+/// A running ndb driver over a journal.
+struct Running {
+    journal: Journal,
+    inbox: mpsc::Sender<(NodeId, Message)>,
+    stop: watch::Sender<bool>,
+    shown: watch::Receiver<NodeStatus>,
+    task: tokio::task::JoinHandle<Result<(), ClusterError>>,
+}
+
+/// An ndb driver over a journal, started with `keeps` KEEPs from entry 0 in its inbox.
+fn ndb_driver(keeps: u8) -> Running {
     let membership = Membership {
         entries: vec![NodeId(0)],
         ndbs: vec![NodeId(1), NodeId(2)],
@@ -70,7 +79,7 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
     let journal = Journal::default();
     let (inbox_sender, inbox) = mpsc::channel(16);
     let (stop, shutdown) = watch::channel(false);
-    for index in 0..3 {
+    for index in 0..keeps {
         inbox_sender.try_send((NodeId(0), keep(index))).unwrap();
     }
     let (status, shown) = watch::channel(NodeStatus::default());
@@ -84,6 +93,24 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
         status,
     };
     let task = tokio::spawn(driver.run(ndb));
+    Running {
+        journal,
+        inbox: inbox_sender,
+        stop,
+        shown,
+        task,
+    }
+}
+
+#[tokio::test]
+async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_fsync() {
+    let Running {
+        journal,
+        inbox: _inbox,
+        stop,
+        shown,
+        task,
+    } = ndb_driver(3);
     for _ in 0..200 {
         let stored = journal
             .events()
@@ -133,31 +160,13 @@ async fn stored_leaves_only_after_the_fsync_that_covers_it_and_keeps_share_one_f
 
 #[tokio::test]
 async fn a_status_query_is_answered_by_the_driver_with_the_last_turns_status() {
-    let membership = Membership {
-        entries: vec![NodeId(0)],
-        ndbs: vec![NodeId(1), NodeId(2)],
-        syncs: vec![NodeId(3)],
-    };
-    let clock = Clock::new();
-    let ndb = Ndb::new(NdbConfig::new(NodeId(1), membership), clock.now_ms());
-    let journal = Journal::default();
-    let (inbox_sender, inbox) = mpsc::channel(16);
-    let (stop, shutdown) = watch::channel(false);
-    for index in 0..2 {
-        inbox_sender.try_send((NodeId(0), keep(index))).unwrap();
-    }
-    let (status, shown) = watch::channel(NodeStatus::default());
-    let driver = Driver {
-        store: Arc::new(journal.clone()),
-        mesh: journal.clone(),
-        inbox,
-        shutdown,
-        clock,
-        log_last_index: 0,
-        status,
-    };
-    let task = tokio::spawn(driver.run(ndb));
-    let mut shown = shown;
+    let Running {
+        journal,
+        inbox: inbox_sender,
+        stop,
+        mut shown,
+        task,
+    } = ndb_driver(2);
     shown
         .wait_for(|status| status.temp_segments == 2)
         .await
