@@ -36,6 +36,8 @@ pub struct Checker {
     /// Committed messages per session: sequence -> permanent ID (invariant 4 over every
     /// committed message, acked or not: an ack lost with its entry hides nothing).
     committed_by_session: BTreeMap<(u64, u64), BTreeMap<u64, u64>>,
+    /// Acks in time order: `(ack time, largest ID acked up to then)` (invariant 3).
+    ack_timeline: Vec<(u64, u64)>,
 }
 
 const VIOLATIONS_MAX: usize = 20;
@@ -120,7 +122,9 @@ impl Checker {
         }
         for offset in 0..count {
             let id = base.0 + u64::from(offset);
-            let Some((key, _)) = self.published.get(&(resolution.segment, offset)).copied() else {
+            let Some((key, received_ms)) =
+                self.published.get(&(resolution.segment, offset)).copied()
+            else {
                 self.fail(
                     now_ms,
                     format!("id {id} names unpublished {}/{offset}", resolution.segment),
@@ -135,6 +139,7 @@ impl Checker {
             }
             self.reference.push((id, key));
             self.check_committed_order(key, id, now_ms);
+            self.check_real_time_order(key, id, received_ms, now_ms);
         }
     }
 
@@ -155,6 +160,24 @@ impl Checker {
                     "publisher {}: committed message {sequence} out of publish order",
                     key.0
                 ),
+            );
+        }
+    }
+
+    /// Invariant 3, as each message commits: every ack given before it was received named
+    /// a smaller ID. Exact at this point: a message commits after it was received, so
+    /// every ack before its receipt is already known.
+    fn check_real_time_order(&mut self, key: MessageKey, id: u64, received_ms: u64, now_ms: u64) {
+        let position = self
+            .ack_timeline
+            .partition_point(|(at_ms, _)| *at_ms < received_ms);
+        let Some((at_ms, largest)) = position.checked_sub(1).map(|p| self.ack_timeline[p]) else {
+            return;
+        };
+        if largest >= id {
+            self.fail(
+                now_ms,
+                format!("real-time order: {key:?} received at {received_ms} got {id}, not above {largest} acked by {at_ms}"),
             );
         }
     }
@@ -210,6 +233,11 @@ impl Checker {
                 format!("ack of {key:?} while only {syncs} sync nodes hold the vote"),
             );
         }
+        let largest = self
+            .ack_timeline
+            .last()
+            .map_or(id, |(_, largest)| id.max(*largest));
+        self.ack_timeline.push((now_ms, largest));
         if self.acked.insert(key, (id, now_ms)).is_some() {
             self.fail(now_ms, format!("message {key:?} acked twice"));
         }
@@ -346,33 +374,6 @@ impl Checker {
     /// Whether a message got an answer (ack or reject).
     pub fn is_answered(&self, key: MessageKey) -> bool {
         self.acked.contains_key(&key) || self.rejected.contains_key(&key)
-    }
-
-    /// End of run: real-time order (invariant 3) over every committed message.
-    pub fn check_real_time_order(&mut self) {
-        let mut acks: Vec<(u64, u64)> = self.acked.values().map(|(id, at)| (*at, *id)).collect();
-        acks.sort_unstable();
-        let mut max_id_acked_by: Vec<(u64, u64)> = Vec::with_capacity(acks.len());
-        let mut running_max = 0;
-        for (at, id) in acks {
-            running_max = running_max.max(id);
-            max_id_acked_by.push((at, running_max));
-        }
-        let mut found = Vec::new();
-        for ((segment, _), (key, received_ms)) in &self.published {
-            let Some(id) = self.id_of_key.get(key).copied() else {
-                continue;
-            };
-            let _ = segment;
-            // Acks strictly before the message was received.
-            let position = max_id_acked_by.partition_point(|(at, _)| *at < *received_ms);
-            if position > 0 && max_id_acked_by[position - 1].1 >= id {
-                found.push(format!("real-time order: {key:?} received at {received_ms} got {id}, below an earlier ack"));
-            }
-        }
-        for text in found.into_iter().take(3) {
-            self.fail(0, text);
-        }
     }
 
     /// End of run: a node's log equals the reference (invariants 1 and 2, and liveness).

@@ -186,7 +186,7 @@ struct Slot {
     disk: Disk,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Safety,
     Liveness,
@@ -198,8 +198,18 @@ struct Publisher {
     next_sequence: u64,
     next_at_ms: u64,
     quota: u64,
-    /// `(sequence, entry incarnation, phase)` of publishes not yet answered.
-    outstanding: Vec<(u64, u64, Phase)>,
+    /// Publishes not yet answered.
+    outstanding: Vec<Outstanding>,
+}
+
+/// A publish waiting for its answer.
+struct Outstanding {
+    sequence: u64,
+    /// The entry it went to, and that entry's incarnation then (if it died since, the
+    /// answer is lost with the publisher's connection).
+    entry: usize,
+    incarnation: u64,
+    phase: Phase,
 }
 
 struct Subscriber {
@@ -602,7 +612,12 @@ impl Sim {
         let publisher = &mut self.publishers[position];
         publisher.next_sequence += 1;
         publisher.quota -= 1;
-        publisher.outstanding.push((sequence, incarnation, phase));
+        publisher.outstanding.push(Outstanding {
+            sequence,
+            entry,
+            incarnation,
+            phase,
+        });
         self.published += 1;
         self.checker.on_publish(
             advance.segment,

@@ -1,7 +1,7 @@
 //! Carrying out ready batches: the simulated disks, the network, and client events.
 
 use super::{EntryEvent, Message, MessageKey, NdbWrite, NodeId, SyncWrite};
-use super::{Outcome, Sim, SlotsView};
+use super::{Outcome, Phase, Sim, SlotsView};
 use crate::wire;
 
 impl Sim {
@@ -106,7 +106,7 @@ impl Sim {
                     id.0,
                     now_ms,
                 );
-                self.answered(publisher, sequence);
+                self.answered(publisher, sequence, true, now_ms);
             }
             EntryEvent::Rejected {
                 advance,
@@ -116,7 +116,7 @@ impl Sim {
                 self.trace(&[2, now_ms, publisher, sequence]);
                 self.checker
                     .on_reject(advance.segment, (publisher, sequence), now_ms);
-                self.answered(publisher, sequence);
+                self.answered(publisher, sequence, false, now_ms);
             }
             EntryEvent::Deliver { subscriber, record } => {
                 let Some(position) = self
@@ -134,9 +134,24 @@ impl Sim {
         }
     }
 
-    pub(super) fn answered(&mut self, publisher: u64, sequence: u64) {
-        if let Some(found) = self.publishers.iter_mut().find(|p| p.id == publisher) {
-            found.outstanding.retain(|(s, _, _)| *s != sequence);
+    /// A publish got its answer. One published after the network healed must be acked:
+    /// with only a minority of each tier down, refusing it is a liveness failure.
+    pub(super) fn answered(&mut self, publisher: u64, sequence: u64, acked: bool, now_ms: u64) {
+        let Some(found) = self.publishers.iter_mut().find(|p| p.id == publisher) else {
+            return;
+        };
+        let Some(position) = found
+            .outstanding
+            .iter()
+            .position(|o| o.sequence == sequence)
+        else {
+            return;
+        };
+        let outstanding = found.outstanding.remove(position);
+        if !acked && outstanding.phase == Phase::Liveness {
+            self.checker.liveness_failure(format!(
+                "t={now_ms}ms: publisher {publisher} message {sequence}, published after the heal, was rejected"
+            ));
         }
     }
 }
