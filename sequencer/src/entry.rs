@@ -332,6 +332,7 @@ impl Entry {
             let keep = Message::Keep {
                 segment: open.id,
                 owner: self.config.id,
+                digest,
                 messages: open.messages.clone(),
             };
             self.out.messages.push((*ndb, keep));
@@ -384,6 +385,9 @@ impl Entry {
         if self.config.mutation == Mutation::AckBeforeVote {
             self.ack_early(position, now_ms);
         }
+        if self.config.mutation == Mutation::DeliverBeforeVote {
+            self.deliver_early(position, now_ms);
+        }
         self.send_segment_over(position);
     }
 
@@ -428,6 +432,23 @@ impl Entry {
         }
     }
 
+    fn deliver_early(&mut self, position: usize, now_ms: u64) {
+        let base = PermanentId::floor_at_unix_ms(now_ms).0;
+        for (offset, message) in self.sealed[position].messages.iter().enumerate() {
+            let record = LogRecord {
+                id: PermanentId(base + offset as u64),
+                publication: message.clone(),
+            };
+            for subscriber in self.subscribers.keys() {
+                let record = record.clone();
+                let subscriber = *subscriber;
+                self.out
+                    .events
+                    .push(EntryEvent::Deliver { subscriber, record });
+            }
+        }
+    }
+
     fn retry(&mut self, now_ms: u64) {
         // Bounded by `segments_in_flight_max`.
         for position in 0..self.sealed.len() {
@@ -446,6 +467,7 @@ impl Entry {
                     let keep = Message::Keep {
                         segment: sealed.id,
                         owner: self.config.id,
+                        digest: sealed.digest,
                         messages: sealed.messages.clone(),
                     };
                     self.out.messages.push((*ndb, keep));

@@ -7,7 +7,8 @@
 //! publishers acked, and every entry delivers events in permanent-ID order.
 //!
 //! ```text
-//! client -> Entry --KEEP(seg, msgs)--------------> Ndb x N   (temp history, group-commit fsync)
+//! client -> Entry --KEEP(seg, digest, msgs)------> Ndb x N   (temp history, group-commit fsync;
+//!                                                            a copy not matching digest is dropped)
 //!           Entry <--STORED(seg, count, digest)--- Ndb       (fsynced; quorum => segment closed)
 //!           Entry --SEGMENT_OVER(seg, count, digest)--> Sync (any; forwarded to the leader)
 //!                   stage one: the leader drafts a batch {floor, items}, where

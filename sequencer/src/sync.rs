@@ -569,6 +569,11 @@ impl Sync {
             }
             let (owner, outcome) = match item {
                 Item::Abort { owner, .. } => (owner, Outcome::Aborted),
+                Item::Over { owner, .. }
+                    if self.config.mutation == Mutation::SyncAbortsEverySegment =>
+                {
+                    (owner, Outcome::Aborted)
+                }
                 Item::Over {
                     owner,
                     count,

@@ -30,7 +30,9 @@ struct Args {
     /// Safety phase length, simulated ms.
     #[arg(long, default_value_t = 300)]
     safety_ms: u64,
-    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end, stored-quorum-of-one, sync-ignores-after.
+    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end,
+    /// stored-quorum-of-one, sync-ignores-after, ndb-skips-digest-check,
+    /// ndb-applies-out-of-order, deliver-before-vote, sync-aborts-every-segment.
     #[arg(long, default_value = "none")]
     mutation: String,
     /// Also print every violation of a failing seed (not only the first).
@@ -57,6 +59,10 @@ fn main() -> anyhow::Result<()> {
         "base-ignores-end" => Mutation::BaseIgnoresPreviousEnd,
         "stored-quorum-of-one" => Mutation::StoredQuorumOfOne,
         "sync-ignores-after" => Mutation::SyncIgnoresAfter,
+        "ndb-skips-digest-check" => Mutation::NdbSkipsDigestCheck,
+        "ndb-applies-out-of-order" => Mutation::NdbAppliesOutOfOrder,
+        "deliver-before-vote" => Mutation::DeliverBeforeVote,
+        "sync-aborts-every-segment" => Mutation::SyncAbortsEverySegment,
         other => anyhow::bail!("unknown mutation {other}"),
     };
     // The binary is an edge: it measures its own wall-clock speed (seeds per second).

@@ -3,7 +3,7 @@
 mod effects;
 mod finish;
 
-use super::checker::{Checker, DurableView, MessageKey};
+use super::checker::{Checker, DurableView};
 use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
@@ -167,7 +167,8 @@ enum Role {
 struct Disk {
     ndb_synced: Vec<NdbWrite>,
     ndb_pending: Vec<NdbWrite>,
-    ndb_segments: BTreeSet<SegmentId>,
+    /// Segments held in fsynced records, with the digest of the copy held.
+    ndb_segments: BTreeSet<(SegmentId, u64)>,
     sync_records: Vec<SyncWrite>,
     /// Sync writes not yet fsynced (a commit index alone); lost in a crash.
     sync_pending: Vec<SyncWrite>,
@@ -223,10 +224,10 @@ struct Subscriber {
 struct SlotsView<'a>(&'a [Slot]);
 
 impl DurableView for SlotsView<'_> {
-    fn ndbs_holding(&self, segment: SegmentId) -> usize {
+    fn ndbs_holding(&self, segment: SegmentId, digest: u64) -> usize {
         self.0
             .iter()
-            .filter(|slot| slot.disk.ndb_segments.contains(&segment))
+            .filter(|slot| slot.disk.ndb_segments.contains(&(segment, digest)))
             .count()
     }
 
@@ -303,6 +304,7 @@ impl Sim {
                 delay_ms_max: 2,
                 loss_ppm: 0,
                 duplicate_ppm: 0,
+                corrupt_ppm: 0,
             };
         }
         let delay_ms_max = rng.range(2, 12);
@@ -311,6 +313,7 @@ impl Sim {
             delay_ms_max,
             loss_ppm: rng.range(0, 50_000) as u32,
             duplicate_ppm: rng.range(0, 30_000) as u32,
+            corrupt_ppm: rng.range(0, 20_000) as u32,
         }
     }
 
@@ -406,10 +409,13 @@ impl Sim {
             }
             Role::Ndb => {
                 let mut config = NdbConfig::new(slot.id, membership);
+                config.mutation = self.config.mutation;
                 config.read_records_max = self.config.read_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 config.log_read_bytes_max = self.config.log_read_bytes_max;
-                Node::Ndb(Ndb::recover(config, &slot.disk.ndb_synced, local_ms))
+                let ndb = Ndb::recover(config, &slot.disk.ndb_synced, local_ms);
+                self.checker.on_ndb_start(slot.id, ndb.applied_index());
+                Node::Ndb(ndb)
             }
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
@@ -598,15 +604,12 @@ impl Sim {
         let Some(Node::Entry(node)) = &mut self.slots[entry].node else {
             return;
         };
-        let payload = sequence.to_le_bytes().to_vec();
-        let Ok(advance) = node.publish(
-            Publication {
-                publisher: id,
-                sequence,
-                payload,
-            },
-            local_ms,
-        ) else {
+        let publication = Publication {
+            publisher: id,
+            sequence,
+            payload: sequence.to_le_bytes().to_vec(),
+        };
+        let Ok(advance) = node.publish(publication.clone(), local_ms) else {
             return;
         };
         let publisher = &mut self.publishers[position];
@@ -622,7 +625,7 @@ impl Sim {
         self.checker.on_publish(
             advance.segment,
             advance.offset,
-            (id, sequence),
+            &publication,
             incarnation,
             now_ms,
         );

@@ -1,7 +1,8 @@
 //! Carrying out ready batches: the simulated disks, the network, and client events.
 
-use super::{EntryEvent, Message, MessageKey, NdbWrite, NodeId, SyncWrite};
+use super::{EntryEvent, Message, NdbWrite, NodeId, SyncWrite};
 use super::{Outcome, Phase, Sim, SlotsView};
+use crate::id::segment_digest;
 use crate::wire;
 
 impl Sim {
@@ -44,9 +45,8 @@ impl Sim {
                 messages,
             } = write
             {
-                let keys: Vec<MessageKey> =
-                    messages.iter().map(|m| (m.publisher, m.sequence)).collect();
-                self.checker.on_ndb_append(node, resolution, &keys, now_ms);
+                self.checker
+                    .on_ndb_append(node, resolution, messages, now_ms);
             }
         }
         let disk = &mut self.slots[index].disk;
@@ -56,12 +56,19 @@ impl Sim {
         }
         for write in disk.ndb_pending.drain(..) {
             match &write {
-                NdbWrite::Temp { segment, .. } => {
-                    disk.ndb_segments.insert(*segment);
+                NdbWrite::Temp {
+                    segment, messages, ..
+                } => {
+                    disk.ndb_segments
+                        .insert((*segment, segment_digest(messages)));
                 }
-                NdbWrite::Applied { resolution, .. } => {
+                NdbWrite::Applied {
+                    resolution,
+                    messages,
+                } => {
                     if matches!(resolution.outcome, Outcome::Permanent { .. }) {
-                        disk.ndb_segments.insert(resolution.segment);
+                        let digest = segment_digest(messages);
+                        disk.ndb_segments.insert((resolution.segment, digest));
                     }
                 }
             }
