@@ -1,7 +1,9 @@
 //! The simulation driver: nodes, disks, faults, workload and the main loop.
 
 mod effects;
+mod faults;
 mod finish;
+mod workload;
 
 use super::checker::{Checker, DurableView};
 use super::network::{Network, NetworkFaults};
@@ -297,26 +299,6 @@ impl Sim {
         sim
     }
 
-    fn draw_faults(rng: &mut SeededRng, faults: bool) -> NetworkFaults {
-        if !faults {
-            return NetworkFaults {
-                delay_ms_min: 1,
-                delay_ms_max: 2,
-                loss_ppm: 0,
-                duplicate_ppm: 0,
-                corrupt_ppm: 0,
-            };
-        }
-        let delay_ms_max = rng.range(2, 12);
-        NetworkFaults {
-            delay_ms_min: 1,
-            delay_ms_max,
-            loss_ppm: rng.range(0, 50_000) as u32,
-            duplicate_ppm: rng.range(0, 30_000) as u32,
-            corrupt_ppm: rng.range(0, 20_000) as u32,
-        }
-    }
-
     fn build(&mut self, ids: &[NodeId]) {
         for id in ids {
             let role = if self.membership.entries.contains(id) {
@@ -444,20 +426,6 @@ impl Sim {
         self.process(index, now_ms);
     }
 
-    fn crash(&mut self, index: usize, now_ms: u64, restart_at_ms: Option<u64>) {
-        let slot = &mut self.slots[index];
-        if slot.node.take().is_none() {
-            return;
-        }
-        slot.disk.ndb_pending.clear();
-        slot.disk.sync_pending.clear();
-        slot.incarnation += 1;
-        slot.restart_at_ms = restart_at_ms;
-        slot.keep_down = restart_at_ms.is_none();
-        self.crashes += 1;
-        self.trace(&[4, now_ms, index as u64]);
-    }
-
     fn trace(&mut self, values: &[u64]) {
         for value in values {
             for byte in value.to_le_bytes() {
@@ -486,151 +454,12 @@ impl Sim {
         self.report(total_ms)
     }
 
-    fn inject_faults(&mut self, now_ms: u64) {
-        if self.heal_at_ms.is_some_and(|at| now_ms >= at) {
-            self.network.heal();
-            self.heal_at_ms = None;
-        }
-        if self.rng.chance_ppm(5_000) {
-            let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
-            let restart_at_ms = now_ms + self.rng.range(5, 150);
-            self.crash(index, now_ms, Some(restart_at_ms));
-        }
-        if self.heal_at_ms.is_none() && self.rng.chance_ppm(4_000) {
-            let groups = (0..self.slots.len())
-                .map(|_| self.rng.range(0, 1) as u8)
-                .collect();
-            self.network.partition(groups);
-            self.heal_at_ms = Some(now_ms + self.rng.range(5, 100));
-            self.trace(&[5, now_ms]);
-            self.partitions += 1;
-        }
-    }
-
-    fn begin_liveness(&mut self, now_ms: u64) {
-        self.network.heal();
-        self.heal_at_ms = None;
-        for index in 0..self.slots.len() {
-            if self.slots[index].node.is_none() && !self.slots[index].keep_down {
-                self.start_node(index, now_ms);
-            }
-        }
-        if self.config.faults {
-            self.crash_minority(Role::Ndb, self.config.ndbs, now_ms);
-            self.crash_minority(Role::Sync, self.config.syncs, now_ms);
-        }
-        for publisher in &mut self.publishers {
-            publisher.quota = 2;
-            publisher.next_at_ms = now_ms + self.rng.range(1, 50);
-        }
-    }
-
-    fn crash_minority(&mut self, role: Role, size: usize, now_ms: u64) {
-        let down = self.rng.range(0, (size as u64).saturating_sub(1) / 2);
-        let members: Vec<usize> = (0..self.slots.len())
-            .filter(|i| self.slots[*i].role == role)
-            .collect();
-        for _ in 0..down {
-            let index = members[self.rng.range(0, members.len() as u64 - 1) as usize];
-            self.crash(index, now_ms, None);
-        }
-    }
-
-    fn restart_due(&mut self, now_ms: u64) {
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
-            if slot.node.is_none()
-                && !slot.keep_down
-                && slot.restart_at_ms.is_some_and(|at| now_ms >= at)
-            {
-                self.start_node(index, now_ms);
-            }
-        }
-    }
-
     fn phase(&self, now_ms: u64) -> Phase {
         if now_ms >= self.start_ms + self.config.safety_ms {
             Phase::Liveness
         } else {
             Phase::Safety
         }
-    }
-
-    fn workload(&mut self, now_ms: u64) {
-        let spacing_ms =
-            (2 * self.config.safety_ms / self.config.messages_per_publisher.max(1)).max(2);
-        for position in 0..self.publishers.len() {
-            let publisher = &self.publishers[position];
-            if publisher.quota == 0 || now_ms < publisher.next_at_ms {
-                continue;
-            }
-            let entry = publisher.entry;
-            let delay_ms = self.rng.range(1, spacing_ms);
-            self.publishers[position].next_at_ms = now_ms + delay_ms;
-            self.publish(position, entry, now_ms);
-        }
-        for position in 0..self.subscribers.len() {
-            let subscriber = &self.subscribers[position];
-            let entry = subscriber.entry;
-            if subscriber.joined
-                || now_ms < subscriber.join_at_ms
-                || self.slots[entry].node.is_none()
-            {
-                continue;
-            }
-            // A late joiner starts from some ID already in the log; a rejoiner resumes.
-            let after = if subscriber.id >= 2000 && subscriber.last_seen == 0 {
-                let pick = self.rng.range(0, 1 << 16) as usize;
-                self.checker.id_at(pick)
-            } else {
-                PermanentId(subscriber.last_seen)
-            };
-            self.subscribers[position].joined = true;
-            self.subscribers[position].last_seen = after.0;
-            let id = self.subscribers[position].id;
-            if let Some(Node::Entry(node)) = &mut self.slots[entry].node {
-                node.subscribe(id, after);
-            }
-            self.process(entry, now_ms);
-        }
-    }
-
-    fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
-        let local_ms = now_ms + self.slots[entry].skew_ms;
-        let incarnation = self.slots[entry].incarnation;
-        let phase = self.phase(now_ms);
-        let publisher = &self.publishers[position];
-        let (id, sequence) = (publisher.id, publisher.next_sequence);
-        let Some(Node::Entry(node)) = &mut self.slots[entry].node else {
-            return;
-        };
-        let publication = Publication {
-            publisher: id,
-            sequence,
-            payload: sequence.to_le_bytes().to_vec(),
-        };
-        let Ok(advance) = node.publish(publication.clone(), local_ms) else {
-            return;
-        };
-        let publisher = &mut self.publishers[position];
-        publisher.next_sequence += 1;
-        publisher.quota -= 1;
-        publisher.outstanding.push(Outstanding {
-            sequence,
-            entry,
-            incarnation,
-            phase,
-        });
-        self.published += 1;
-        self.checker.on_publish(
-            advance.segment,
-            advance.offset,
-            &publication,
-            incarnation,
-            now_ms,
-        );
-        self.trace(&[6, now_ms, id, sequence]);
-        self.process(entry, now_ms);
     }
 
     fn deliver_due(&mut self, now_ms: u64) {
