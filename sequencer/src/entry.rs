@@ -495,6 +495,9 @@ impl Entry {
         let Some(sealed) = self.sealed.remove(position) else {
             return;
         };
+        if aborted {
+            self.repoint_after(sealed.id, sealed.after);
+        }
         let agreed = match resolution.outcome {
             Outcome::Permanent {
                 base,
@@ -527,6 +530,24 @@ impl Entry {
                 },
             };
             self.out.events.push(event);
+        }
+    }
+
+    /// Segment `aborted` will never get a range, so sync does not let it stand for the
+    /// segments before it (they may still be open): the one sealed after it follows the
+    /// one it followed instead, and tells sync at once if it waits for its vote already.
+    fn repoint_after(&mut self, aborted: SegmentId, before: Option<SegmentId>) {
+        let before = before.filter(|segment| self.position(*segment).is_some());
+        let Some(position) = self
+            .sealed
+            .iter()
+            .position(|sealed| sealed.after == Some(aborted))
+        else {
+            return;
+        };
+        self.sealed[position].after = before;
+        if self.sealed[position].expect_resolved {
+            self.send_segment_over(position);
         }
     }
 

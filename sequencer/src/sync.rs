@@ -126,9 +126,11 @@ pub struct Sync {
     /// `after`; none for aborts), in arrival order.
     queue: Vec<(Item, Option<SegmentId>)>,
     queued: BTreeSet<SegmentId>,
-    /// While leading: segments drafted in proposals not yet applied. A later draft follows
-    /// them in the Raft log, so a segment may follow one of them.
-    drafted: BTreeMap<SegmentId, u64>,
+    /// While leading: segments drafted in proposals not yet applied, with the Raft index
+    /// and whether drafted for a range (not an abort). A later draft follows them in the
+    /// Raft log, so a segment may follow one drafted for a range; and a segment drafted
+    /// already is not drafted again while that vote is in flight.
+    drafted: BTreeMap<SegmentId, (u64, bool)>,
     /// While leading: the votes proposed and not yet applied, oldest first: Raft index and
     /// the time after which it counts as lost. At most `votes_in_flight_max`.
     inflight: VecDeque<(u64, u64)>,
@@ -307,12 +309,14 @@ impl Sync {
         if self.is_leader() {
             if self.queued.contains(&segment) {
                 // An abort overrides a SEGMENT_OVER that waits for its `after`: that one
-                // may never come (its entry died before a quorum stored it).
-                if let Item::Abort { .. } = item {
-                    if let Some(queued) =
-                        self.queue.iter_mut().find(|(q, _)| q.segment() == segment)
-                    {
-                        *queued = (item, None);
+                // may never come (its entry died before a quorum stored it). A repeated
+                // SEGMENT_OVER names the `after` its entry holds now (it moves back past a
+                // segment that was aborted).
+                if let Some(queued) = self.queue.iter_mut().find(|(q, _)| q.segment() == segment) {
+                    match (&queued.0, &item) {
+                        (_, Item::Abort { .. }) => *queued = (item, None),
+                        (Item::Over { .. }, Item::Over { .. }) => queued.1 = after,
+                        (Item::Abort { .. }, Item::Over { .. }) => {}
                     }
                 }
             } else if self.queue.len() < self.config.queue_items_max {
@@ -360,6 +364,12 @@ impl Sync {
         if !self.is_leader() || self.queue.is_empty() {
             return;
         }
+        // Only once every entry of earlier terms is applied: one of them may decide a
+        // segment (an abort drafted by an earlier leader) that a draft of ours would
+        // otherwise take as still open, and order another segment after.
+        if !self.raft.raft.apply_to_current_term() {
+            return;
+        }
         if self
             .inflight
             .front()
@@ -386,18 +396,23 @@ impl Sync {
         let data = postcard::to_allocvec(&draft).expect("draft encodes");
         if self.raft.propose(Vec::new(), data).is_ok() {
             let index = self.raft.raft.raft_log.last_index();
-            self.drafted
-                .extend(draft.items.iter().map(|item| (item.segment(), index)));
+            self.drafted.extend(draft.items.iter().map(|item| {
+                let range = matches!(item, Item::Over { .. });
+                (item.segment(), (index, range))
+            }));
             let expires_ms = now_ms + 4 * self.config.tick_ms * self.config.election_ticks as u64;
             self.inflight.push_back((index, expires_ms));
         }
     }
 
     /// The queued items that may be drafted now, in queue order, at most
-    /// `batch_items_max`: aborts, and segments whose `after` is decided, drafted in a vote
-    /// in flight, or taken earlier in this batch. The others stay queued (their `after`
-    /// comes from the same entry, which retries it; or is aborted by ndb if it died).
-    /// Items decided meanwhile (a duplicate, an abort that won) are dropped.
+    /// `batch_items_max`: aborts, and segments whose `after` got a range: decided so,
+    /// drafted so in a vote in flight, or taken so earlier in this batch. The others stay
+    /// queued (their `after` comes from the same entry, which retries it; or is aborted by
+    /// ndb if it died). An `after` that was aborted does not count: the segments before it
+    /// may still be open, so the entry names the one before it in its next SEGMENT_OVER.
+    /// Items decided meanwhile (a duplicate, an abort that won) or drafted in a vote in
+    /// flight are dropped.
     fn take_ready_items(&mut self) -> Vec<Item> {
         let mut taken: BTreeSet<SegmentId> = BTreeSet::new();
         let mut items = Vec::new();
@@ -409,19 +424,20 @@ impl Sync {
             let queue = std::mem::take(&mut self.queue);
             for (item, after) in queue {
                 let segment = item.segment();
-                if self.by_segment.contains_key(&segment) {
+                if self.by_segment.contains_key(&segment) || self.drafted.contains_key(&segment) {
                     self.queued.remove(&segment);
                     continue;
                 }
-                let after = after.filter(|_| self.config.mutation != Mutation::SyncIgnoresAfter);
-                let ready = after.is_none_or(|after| {
-                    self.by_segment.contains_key(&after)
-                        || self.drafted.contains_key(&after)
-                        || taken.contains(&after)
-                });
+                let ready = match after {
+                    _ if self.config.mutation == Mutation::SyncIgnoresAfter => true,
+                    None => true,
+                    Some(after) => self.got_a_range(after) || taken.contains(&after),
+                };
                 if ready && items.len() < self.config.batch_items_max {
                     self.queued.remove(&segment);
-                    taken.insert(segment);
+                    if matches!(item, Item::Over { .. }) {
+                        taken.insert(segment);
+                    }
                     items.push(item);
                 } else {
                     self.queue.push((item, after));
@@ -432,6 +448,15 @@ impl Sync {
             }
         }
         items
+    }
+
+    /// Whether `segment` was decided a range, or drafted for one in a vote in flight.
+    fn got_a_range(&self, segment: SegmentId) -> bool {
+        if let Some(index) = self.by_segment.get(&segment) {
+            let resolution = &self.resolutions[(*index - 1) as usize];
+            return matches!(resolution.outcome, Outcome::Permanent { .. });
+        }
+        self.drafted.get(&segment).is_some_and(|(_, range)| *range)
     }
 
     /// Exhaustion is refused here, at proposal time: a segment whose range would pass
@@ -542,7 +567,7 @@ impl Sync {
             {
                 self.inflight.pop_front();
             }
-            self.drafted.retain(|_, index| *index > entry.index);
+            self.drafted.retain(|_, (index, _)| *index > entry.index);
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
             }

@@ -187,7 +187,7 @@ fn a_segment_is_decided_only_after_the_one_its_entry_sealed_before_it() {
 }
 
 #[test]
-fn an_aborted_predecessor_releases_the_segment_that_follows_it() {
+fn an_aborted_predecessor_releases_the_segment_that_follows_it_when_its_entry_says_so() {
     let mut now_ms = 1_000;
     let (mut sync, _) = leader(&mut now_ms);
     sync.handle_message(NodeId(0), over_after(2, Some(1)), now_ms);
@@ -199,10 +199,61 @@ fn an_aborted_predecessor_releases_the_segment_that_follows_it() {
     };
     sync.handle_message(NodeId(1), abort, now_ms);
     run_for(&mut sync, &mut now_ms, 20);
+    // A was aborted; B waits until its entry names what A followed (nothing here).
+    assert_eq!(sync.resolutions().len(), 1);
+    sync.handle_message(NodeId(0), over_after(2, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
     let outcomes: Vec<bool> = sync
         .resolutions()
         .iter()
         .map(|r| matches!(r.outcome, Outcome::Permanent { .. }))
         .collect();
     assert_eq!(outcomes, vec![false, true]);
+}
+
+/// Found by the simulator (seed 1095 of round 12's fox-sim): an entry pipelines A, B, C
+/// (B after A, C after B); B stalls and an ndb has it aborted; C's `after` was B, which
+/// counted as decided, so C got a range before A did and a publisher's messages in C were
+/// ordered before its earlier message in A. An aborted `after` must not count.
+#[test]
+fn a_segment_after_an_aborted_one_waits_for_the_one_before_it() {
+    let segment = |seed: u8| SegmentId::new_v7(1, [seed; 10]);
+    let over_after = |seed: u8, after: Option<u8>| Message::SegmentOver {
+        segment: segment(seed),
+        owner: NodeId(0),
+        count: 1,
+        digest: 0,
+        after: after.map(segment),
+    };
+    let mut now_ms = 1_000;
+    let (mut sync, _) = leader(&mut now_ms);
+    let mut step = |sync: &mut Sync, message: Option<Message>| {
+        now_ms += 1;
+        if let Some(message) = message {
+            sync.handle_message(NodeId(1), message, now_ms);
+        }
+        for _ in 0..10 {
+            now_ms += 1;
+            sync.handle_timeout(now_ms);
+            let _ = sync.ready();
+        }
+    };
+    let abort = Message::Abort {
+        segment: segment(2),
+        owner: NodeId(0),
+    };
+    step(&mut sync, Some(abort));
+    step(&mut sync, Some(over_after(3, Some(2))));
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(
+        decided,
+        vec![segment(2)],
+        "C waits: B was aborted, A is open"
+    );
+    // The entry learns of B's abort and names A as C's `after`; A comes, then C.
+    step(&mut sync, Some(over_after(3, Some(1))));
+    assert_eq!(sync.resolutions().len(), 1);
+    step(&mut sync, Some(over_after(1, None)));
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(decided, vec![segment(2), segment(1), segment(3)]);
 }
