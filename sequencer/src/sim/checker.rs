@@ -35,9 +35,12 @@ pub struct Checker {
     reference: Vec<(u64, MessageKey)>,
     id_of_key: BTreeMap<MessageKey, u64>,
     acked: BTreeMap<MessageKey, (u64, u64)>,
-    acked_by_publisher: BTreeMap<u64, BTreeMap<u64, u64>>,
+    /// Acked messages per session: sequence -> permanent ID.
+    acked_by_session: BTreeMap<(u64, u64), BTreeMap<u64, u64>>,
     rejected: BTreeMap<MessageKey, SegmentId>,
-    /// The session (publisher and entry incarnation) each message was published in.
+    /// The session each message was published in: the publisher, and the entry
+    /// incarnation it was connected to (a publisher that reconnects, to the same entry
+    /// after a crash or to another, starts a new session).
     session_of: BTreeMap<MessageKey, (u64, u64)>,
     /// Committed messages per session: sequence -> permanent ID (invariant 4 over every
     /// committed message, acked or not: an ack lost with its entry hides nothing).
@@ -287,10 +290,12 @@ impl Checker {
         self.check_publisher_order(key, id, now_ms);
     }
 
-    /// Invariant 4: a publisher's acked messages have IDs in publish order.
+    /// Invariant 4: the acked messages of one session have IDs in publish order (across
+    /// sessions, a message published after an ack is ordered after it: invariant 3).
     fn check_publisher_order(&mut self, key: MessageKey, id: u64, now_ms: u64) {
         let (publisher, sequence) = key;
-        let acked = self.acked_by_publisher.entry(publisher).or_default();
+        let session = self.session_of.get(&key).copied().unwrap_or((publisher, 0));
+        let acked = self.acked_by_session.entry(session).or_default();
         let before = acked.range(..sequence).next_back().map(|(_, id)| *id);
         let after = acked.range(sequence + 1..).next().map(|(_, id)| *id);
         acked.insert(sequence, id);

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// A publisher reconnects to another entry before a publish with this chance, in parts
+/// per million (and with `MOVE_FROM_DOWN_PPM` per try while its entry is down).
+const PUBLISHER_MOVE_PPM: u32 = 30_000;
+/// A subscriber moves to another entry, resuming with `after` = the last ID it saw, with
+/// this chance per ms, in parts per million.
+const SUBSCRIBER_MOVE_PPM: u32 = 3_000;
+/// A client of a dead entry reconnects to another one with this chance per try.
+const MOVE_FROM_DOWN_PPM: u32 = 100_000;
+
 impl Sim {
     pub(super) fn workload(&mut self, now_ms: u64) {
         let spacing_ms =
@@ -11,12 +20,26 @@ impl Sim {
             if publisher.quota == 0 || now_ms < publisher.next_at_ms {
                 continue;
             }
-            let entry = publisher.entry;
+            let down = self.slots[publisher.entry].node.is_none();
+            let chance = if down {
+                MOVE_FROM_DOWN_PPM
+            } else {
+                PUBLISHER_MOVE_PPM
+            };
+            if self.config.entries > 1 && self.rng.chance_ppm(chance) {
+                // A new session: what the old one left unanswered may commit before or
+                // after what this one publishes (DESIGN invariant 4 is per session).
+                let entry = self.other_entry(self.publishers[position].entry);
+                self.publishers[position].entry = entry;
+                self.trace(&[8, now_ms, self.publishers[position].id, entry as u64]);
+            }
+            let entry = self.publishers[position].entry;
             let delay_ms = self.rng.range(1, spacing_ms);
             self.publishers[position].next_at_ms = now_ms + delay_ms;
             self.publish(position, entry, now_ms);
         }
         for position in 0..self.subscribers.len() {
+            self.maybe_move_subscriber(position, now_ms);
             let subscriber = &self.subscribers[position];
             let entry = subscriber.entry;
             if subscriber.joined
@@ -40,6 +63,39 @@ impl Sim {
             }
             self.process(entry, now_ms);
         }
+    }
+
+    /// Another entry than `entry`, at random.
+    fn other_entry(&mut self, entry: usize) -> usize {
+        let entries = self.config.entries as u64;
+        ((entry as u64 + self.rng.range(1, entries - 1)) % entries) as usize
+    }
+
+    /// Now and then a subscriber leaves its entry (or gives up on a dead one) and
+    /// subscribes at another with `after` = the last ID it saw (invariant 6 across entries).
+    fn maybe_move_subscriber(&mut self, position: usize, now_ms: u64) {
+        let subscriber = &self.subscribers[position];
+        let entry = subscriber.entry;
+        let down = self.slots[entry].node.is_none();
+        let chance = match (subscriber.joined, down) {
+            (_, true) => MOVE_FROM_DOWN_PPM,
+            (true, false) => SUBSCRIBER_MOVE_PPM,
+            (false, false) => return,
+        };
+        if self.config.entries < 2 || !self.rng.chance_ppm(chance) {
+            return;
+        }
+        let id = subscriber.id;
+        if let Some(Node::Entry(node)) = &mut self.slots[entry].node {
+            node.unsubscribe(id);
+        }
+        let to = self.other_entry(entry);
+        let join_at_ms = now_ms + self.rng.range(1, 30);
+        let subscriber = &mut self.subscribers[position];
+        subscriber.entry = to;
+        subscriber.joined = false;
+        subscriber.join_at_ms = join_at_ms;
+        self.trace(&[9, now_ms, id, to as u64]);
     }
 
     pub(super) fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
@@ -69,11 +125,13 @@ impl Sim {
             phase,
         });
         self.published += 1;
+        // One session per entry incarnation the publisher talks to.
+        let session = ((entry as u64) << 32) | incarnation;
         self.checker.on_publish(
             advance.segment,
             advance.offset,
             &publication,
-            incarnation,
+            session,
             now_ms,
         );
         self.trace(&[6, now_ms, id, sequence]);
