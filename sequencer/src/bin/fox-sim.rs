@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let (mut passed, mut failed) = (0u64, 0u64);
     let (mut acked, mut votes, mut simulated_ms) = (0u64, 0u64, 0u64);
     let mut aborted = 0u64;
+    let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
@@ -92,6 +93,9 @@ fn main() -> anyhow::Result<()> {
         partitions += report.partitions;
         sent += report.messages_sent;
         dropped += report.messages_dropped;
+        fsync_errors += report.fsync_errors;
+        clock_steps += report.clock_steps;
+        corrupted += report.messages_corrupted;
         votes += report.votes;
         simulated_ms += report.simulated_ms;
         if report.passed() {
@@ -128,7 +132,7 @@ fn main() -> anyhow::Result<()> {
     let per_simulated_s = acked as f64 * 1000.0 / simulated_ms.max(1) as f64;
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
-        "faults: {crashes} crashes, {partitions} partitions, {dropped} of {sent} messages lost; {published} published, {rejected} rejected, {aborted} segments aborted"
+        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock), {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
     );
     println!("sim: {passed} passed, {failed} failed");
     if failed > 0 {

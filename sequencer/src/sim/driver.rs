@@ -9,7 +9,7 @@ use super::checker::{Checker, DurableView};
 use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
-use crate::id::{NodeId, PermanentId, Publication, SeededRng, SegmentId};
+use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
 use crate::message::{Message, Outcome};
 use crate::ndb::{Ndb, NdbWrite};
 use crate::sync::{Sync, SyncEvent, SyncWrite};
@@ -52,6 +52,9 @@ pub struct SimConfig {
     pub segment_bytes_max: usize,
     /// Each ndb's `log_read_bytes_max` (small, so that LOG answers are cut in bytes).
     pub log_read_bytes_max: usize,
+    /// Longest partition, in ms: above ndb's `abort_after_ms` (300) on some seeds, so
+    /// that segments cut off from sync are aborted while their entries live.
+    pub partition_ms_max: u64,
 }
 
 impl SimConfig {
@@ -62,6 +65,8 @@ impl SimConfig {
         // Drawn from their own generator: the run's RNG stream stays as it was.
         let mut limits = SeededRng::new(seed ^ 0x1111_cafe_f00d);
         let small = seed % 2 == 1;
+        // One seed in 8: a longer safety phase with partitions longer than the abort timeout.
+        let long_partitions = seed % 8 == 5;
         let log_cache_records_max = if small {
             limits.range(0, 24) as usize
         } else {
@@ -95,7 +100,8 @@ impl SimConfig {
             ndbs: 3,
             syncs: 3,
             faults: true,
-            safety_ms: 300,
+            safety_ms: if long_partitions { 1_000 } else { 300 },
+            partition_ms_max: if long_partitions { 700 } else { 100 },
             liveness_ms: 600,
             publishers_per_entry: 2,
             messages_per_publisher: 10,
@@ -136,8 +142,14 @@ pub struct SimReport {
     pub messages_dropped: u64,
     /// Node crashes (including the minority kept down in the liveness phase).
     pub crashes: u64,
-    /// Network partitions.
+    /// Network partitions (groups, or one-way cuts).
     pub partitions: u64,
+    /// Failed fsyncs (each stopped its node).
+    pub fsync_errors: u64,
+    /// Restarts that found the node's clock stepped.
+    pub clock_steps: u64,
+    /// KEEP / SEGMENT_DATA messages damaged on the way.
+    pub messages_corrupted: u64,
 }
 
 impl SimReport {
@@ -178,12 +190,60 @@ struct Disk {
     sync_terms: Vec<u64>,
 }
 
+impl Disk {
+    /// The first `count` unsynced ndb writes reach the disk (all of them at an fsync; a
+    /// prefix in a crash: records are written in order, and a torn one is dropped with
+    /// everything after it by the store's checksums).
+    fn ndb_make_durable(&mut self, count: usize) {
+        let count = count.min(self.ndb_pending.len());
+        for write in self.ndb_pending.drain(..count) {
+            match &write {
+                NdbWrite::Temp {
+                    segment, messages, ..
+                } => {
+                    self.ndb_segments
+                        .insert((*segment, segment_digest(messages)));
+                }
+                NdbWrite::Applied {
+                    resolution,
+                    messages,
+                } => {
+                    if matches!(resolution.outcome, Outcome::Permanent { .. }) {
+                        let digest = segment_digest(messages);
+                        self.ndb_segments.insert((resolution.segment, digest));
+                    }
+                }
+            }
+            self.ndb_synced.push(write);
+        }
+    }
+
+    /// The first `count` unsynced sync writes reach the disk (as `ndb_make_durable`).
+    fn sync_make_durable(&mut self, count: usize) {
+        let count = count.min(self.sync_pending.len());
+        for write in self.sync_pending.drain(..count) {
+            if let SyncWrite::Entries(entries) = &write {
+                if let Some(first) = entries.first() {
+                    self.sync_terms
+                        .truncate(first.index.saturating_sub(1) as usize);
+                    self.sync_terms
+                        .extend(entries.iter().map(|entry| entry.term));
+                }
+            }
+            self.sync_records.push(write);
+        }
+    }
+}
+
 struct Slot {
     id: NodeId,
     role: Role,
     node: Option<Node>,
     incarnation: u64,
-    skew_ms: u64,
+    /// This node's clock minus the simulation's, in ms. A running node's driver counts
+    /// time with a monotonic clock, so it changes only across a restart (the wall clock
+    /// is read again then: a step forward or back).
+    clock_offset_ms: i64,
     restart_at_ms: Option<u64>,
     keep_down: bool,
     disk: Disk,
@@ -255,6 +315,12 @@ struct Sim {
     checker: Checker,
     start_ms: u64,
     heal_at_ms: Option<u64>,
+    /// When the one-way cuts heal, if any are in place.
+    cuts_heal_at_ms: Option<u64>,
+    /// Failed fsyncs, per fsync, in parts per million.
+    fsync_error_ppm: u32,
+    fsync_errors: u64,
+    clock_steps: u64,
     trace_hash: u64,
     published: u64,
     crashes: u64,
@@ -278,6 +344,11 @@ impl Sim {
             syncs: ids[config.entries + config.ndbs..].to_vec(),
         };
         let faults = Self::draw_faults(&mut rng, config.faults);
+        let fsync_error_ppm = if config.faults {
+            rng.range(0, 2_000) as u32
+        } else {
+            0
+        };
         let start_ms = START_UNIX_MS + rng.range(0, 1 << 20);
         let mut sim = Sim {
             network: Network::new(count, faults),
@@ -288,6 +359,10 @@ impl Sim {
             membership,
             start_ms,
             heal_at_ms: None,
+            cuts_heal_at_ms: None,
+            fsync_error_ppm,
+            fsync_errors: 0,
+            clock_steps: 0,
             trace_hash: 0xcbf2_9ce4_8422_2325,
             published: 0,
             crashes: 0,
@@ -308,8 +383,8 @@ impl Sim {
             } else {
                 Role::Sync
             };
-            let skew_ms = if self.config.faults {
-                self.rng.range(0, 40)
+            let clock_offset_ms = if self.config.faults {
+                self.rng.range(0, 40) as i64
             } else {
                 0
             };
@@ -318,7 +393,7 @@ impl Sim {
                 role,
                 node: None,
                 incarnation: 0,
-                skew_ms,
+                clock_offset_ms,
                 restart_at_ms: None,
                 keep_down: false,
                 disk: Disk::default(),
@@ -369,6 +444,11 @@ impl Sim {
         }
     }
 
+    /// Node `index`'s clock at simulation time `now_ms`.
+    fn local_ms(&self, index: usize, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.slots[index].clock_offset_ms)
+    }
+
     fn node_seed(&self, index: usize) -> u64 {
         let mut rng = SeededRng::new(
             self.config.seed ^ ((index as u64) << 40) ^ (self.slots[index].incarnation << 20),
@@ -379,7 +459,7 @@ impl Sim {
     fn start_node(&mut self, index: usize, now_ms: u64) {
         let seed = self.node_seed(index);
         let slot = &self.slots[index];
-        let local_ms = now_ms + slot.skew_ms;
+        let local_ms = now_ms.saturating_add_signed(slot.clock_offset_ms);
         let membership = self.membership.clone();
         let node = match slot.role {
             Role::Entry => {
@@ -467,7 +547,7 @@ impl Sim {
         // with a delay of at least 1 ms, so nothing new becomes due within this step.
         while let Some((from, to, message)) = self.network.next_due(now_ms) {
             let index = to.0 as usize;
-            let local_ms = now_ms + self.slots[index].skew_ms;
+            let local_ms = self.local_ms(index, now_ms);
             self.trace(&[
                 7,
                 now_ms,
@@ -487,7 +567,7 @@ impl Sim {
 
     fn fire_timers(&mut self, now_ms: u64) {
         for index in 0..self.slots.len() {
-            let local_ms = now_ms + self.slots[index].skew_ms;
+            let local_ms = self.local_ms(index, now_ms);
             let fired = match &mut self.slots[index].node {
                 Some(Node::Entry(node)) if node.poll_timeout() <= local_ms => {
                     node.handle_timeout(local_ms);
@@ -522,7 +602,9 @@ impl Sim {
             }
             Some(Node::Ndb(node)) => {
                 let ready = node.ready();
-                self.persist_ndb(index, ready.writes, ready.fsync, now_ms);
+                if !self.persist_ndb(index, ready.writes, ready.fsync, now_ms) {
+                    return self.fail_stop(index, now_ms);
+                }
                 ready.messages
             }
             Some(Node::Sync(node)) => {
@@ -538,7 +620,9 @@ impl Sim {
                 for (to, message) in std::mem::take(&mut ready.early) {
                     self.send(now_ms, from, to, message);
                 }
-                self.persist_sync(index, ready.writes, ready.fsync);
+                if !self.persist_sync(index, ready.writes, ready.fsync) {
+                    return self.fail_stop(index, now_ms);
+                }
                 for event in ready.events {
                     if let SyncEvent::Applied(resolution) = event {
                         self.checker.on_resolution(from, &resolution, now_ms);

@@ -102,7 +102,17 @@ impl Network {
 
     /// Everyone can talk again, both ways.
     pub fn heal(&mut self) {
+        self.heal_groups();
+        self.heal_cuts();
+    }
+
+    /// The partition into groups ends.
+    pub fn heal_groups(&mut self) {
         self.groups.iter_mut().for_each(|group| *group = 0);
+    }
+
+    /// The one-way cuts end.
+    pub fn heal_cuts(&mut self) {
         self.cuts.clear();
     }
 

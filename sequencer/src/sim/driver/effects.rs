@@ -1,8 +1,7 @@
 //! Carrying out ready batches: the simulated disks, the network, and client events.
 
 use super::{EntryEvent, Message, NdbWrite, NodeId, SyncWrite};
-use super::{Outcome, Phase, Sim, SlotsView};
-use crate::id::segment_digest;
+use super::{Phase, Sim, SlotsView};
 use crate::wire;
 
 impl Sim {
@@ -37,7 +36,7 @@ impl Sim {
         writes: Vec<NdbWrite>,
         fsync: bool,
         now_ms: u64,
-    ) {
+    ) -> bool {
         let node = self.slots[index].id;
         for write in &writes {
             if let NdbWrite::Applied {
@@ -49,50 +48,40 @@ impl Sim {
                     .on_ndb_append(node, resolution, messages, now_ms);
             }
         }
-        let disk = &mut self.slots[index].disk;
-        disk.ndb_pending.extend(writes);
+        self.slots[index].disk.ndb_pending.extend(writes);
         if !fsync {
-            return;
+            return true;
         }
-        for write in disk.ndb_pending.drain(..) {
-            match &write {
-                NdbWrite::Temp {
-                    segment, messages, ..
-                } => {
-                    disk.ndb_segments
-                        .insert((*segment, segment_digest(messages)));
-                }
-                NdbWrite::Applied {
-                    resolution,
-                    messages,
-                } => {
-                    if matches!(resolution.outcome, Outcome::Permanent { .. }) {
-                        let digest = segment_digest(messages);
-                        disk.ndb_segments.insert((resolution.segment, digest));
-                    }
-                }
-            }
-            disk.ndb_synced.push(write);
+        if self.fsync_fails() {
+            return false;
         }
+        let all = self.slots[index].disk.ndb_pending.len();
+        self.slots[index].disk.ndb_make_durable(all);
+        true
     }
 
-    pub(super) fn persist_sync(&mut self, index: usize, writes: Vec<SyncWrite>, fsync: bool) {
-        let disk = &mut self.slots[index].disk;
-        disk.sync_pending.extend(writes);
+    /// Persist a sync node's writes; fsync if asked. False: the fsync failed.
+    pub(super) fn persist_sync(
+        &mut self,
+        index: usize,
+        writes: Vec<SyncWrite>,
+        fsync: bool,
+    ) -> bool {
+        self.slots[index].disk.sync_pending.extend(writes);
         if !fsync {
-            return;
+            return true;
         }
-        for write in std::mem::take(&mut disk.sync_pending) {
-            if let SyncWrite::Entries(entries) = &write {
-                if let Some(first) = entries.first() {
-                    disk.sync_terms
-                        .truncate(first.index.saturating_sub(1) as usize);
-                    disk.sync_terms
-                        .extend(entries.iter().map(|entry| entry.term));
-                }
-            }
-            disk.sync_records.push(write);
+        if self.fsync_fails() {
+            return false;
         }
+        let all = self.slots[index].disk.sync_pending.len();
+        self.slots[index].disk.sync_make_durable(all);
+        true
+    }
+
+    /// Whether this fsync fails (the node then stops before its batch's messages leave).
+    fn fsync_fails(&mut self) -> bool {
+        self.fsync_error_ppm > 0 && self.rng.chance_ppm(self.fsync_error_ppm)
     }
 
     pub(super) fn on_entry_event(&mut self, index: usize, event: EntryEvent, now_ms: u64) {

@@ -23,13 +23,27 @@ impl Sim {
         }
     }
 
+    /// A crash: unsynced writes are lost, except a random prefix of them (torn writes:
+    /// the disk got part of the way), and the clock may be stepped at the restart.
     pub(super) fn crash(&mut self, index: usize, now_ms: u64, restart_at_ms: Option<u64>) {
-        let slot = &mut self.slots[index];
-        if slot.node.take().is_none() {
+        if self.slots[index].node.take().is_none() {
             return;
         }
+        let disk = &self.slots[index].disk;
+        let (ndb_pending, sync_pending) = (disk.ndb_pending.len(), disk.sync_pending.len());
+        let ndb_kept = self.rng.range(0, ndb_pending as u64) as usize;
+        let sync_kept = self.rng.range(0, sync_pending as u64) as usize;
+        let step_ms = self.draw_clock_step();
+        let slot = &mut self.slots[index];
+        slot.disk.ndb_make_durable(ndb_kept);
+        slot.disk.sync_make_durable(sync_kept);
         slot.disk.ndb_pending.clear();
         slot.disk.sync_pending.clear();
+        if step_ms != 0 {
+            slot.clock_offset_ms += step_ms;
+            self.clock_steps += 1;
+        }
+        let slot = &mut self.slots[index];
         slot.incarnation += 1;
         slot.restart_at_ms = restart_at_ms;
         slot.keep_down = restart_at_ms.is_none();
@@ -37,10 +51,49 @@ impl Sim {
         self.trace(&[4, now_ms, index as u64]);
     }
 
+    /// A restarted node reads the wall clock again: on fault seeds, one restart in three
+    /// finds it stepped, back by up to 3 s or forward by up to 10 minutes.
+    fn draw_clock_step(&mut self) -> i64 {
+        if !self.config.faults || !self.rng.chance_ppm(333_333) {
+            return 0;
+        }
+        if self.rng.chance_ppm(500_000) {
+            -(self.rng.range(1, 3_000) as i64)
+        } else {
+            self.rng.range(1, 600_000) as i64
+        }
+    }
+
+    /// A failed fsync: the node stops at once (what reached the disk is unknown, so it
+    /// may not go on as if the write had worked) before its batch's messages and events
+    /// leave, and restarts a little later.
+    pub(super) fn fail_stop(&mut self, index: usize, now_ms: u64) {
+        self.fsync_errors += 1;
+        let restart_at_ms = now_ms + self.rng.range(5, 150);
+        self.crash(index, now_ms, Some(restart_at_ms));
+    }
+
     pub(super) fn inject_faults(&mut self, now_ms: u64) {
         if self.heal_at_ms.is_some_and(|at| now_ms >= at) {
-            self.network.heal();
+            self.network.heal_groups();
             self.heal_at_ms = None;
+        }
+        if self.cuts_heal_at_ms.is_some_and(|at| now_ms >= at) {
+            self.network.heal_cuts();
+            self.cuts_heal_at_ms = None;
+        }
+        if self.cuts_heal_at_ms.is_none() && self.rng.chance_ppm(3_000) {
+            // Asymmetric: a few links stop carrying messages in one direction only.
+            let nodes = self.slots.len() as u64;
+            for _ in 0..self.rng.range(1, 4) {
+                let from = NodeId(self.rng.range(0, nodes - 1) as u32);
+                let to = NodeId(self.rng.range(0, nodes - 1) as u32);
+                self.network.cut(from, to);
+            }
+            let until_ms = now_ms + self.rng.range(5, self.config.partition_ms_max * 2);
+            self.cuts_heal_at_ms = Some(until_ms);
+            self.trace(&[10, now_ms]);
+            self.partitions += 1;
         }
         if self.rng.chance_ppm(5_000) {
             let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
@@ -52,7 +105,7 @@ impl Sim {
                 .map(|_| self.rng.range(0, 1) as u8)
                 .collect();
             self.network.partition(groups);
-            self.heal_at_ms = Some(now_ms + self.rng.range(5, 100));
+            self.heal_at_ms = Some(now_ms + self.rng.range(5, self.config.partition_ms_max));
             self.trace(&[5, now_ms]);
             self.partitions += 1;
         }
@@ -61,6 +114,7 @@ impl Sim {
     pub(super) fn begin_liveness(&mut self, now_ms: u64) {
         self.network.heal();
         self.heal_at_ms = None;
+        self.cuts_heal_at_ms = None;
         for index in 0..self.slots.len() {
             if self.slots[index].node.is_none() && !self.slots[index].keep_down {
                 self.start_node(index, now_ms);

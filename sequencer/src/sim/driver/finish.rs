@@ -91,6 +91,9 @@ impl Sim {
             aborted_segments: self.checker.aborted_count(),
             crashes: self.crashes,
             partitions: self.partitions,
+            fsync_errors: self.fsync_errors,
+            clock_steps: self.clock_steps,
+            messages_corrupted: self.network.corrupted,
         }
     }
 }

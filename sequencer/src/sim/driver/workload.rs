@@ -99,7 +99,7 @@ impl Sim {
     }
 
     pub(super) fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
-        let local_ms = now_ms + self.slots[entry].skew_ms;
+        let local_ms = self.local_ms(entry, now_ms);
         let incarnation = self.slots[entry].incarnation;
         let phase = self.phase(now_ms);
         let publisher = &self.publishers[position];
