@@ -357,10 +357,19 @@ impl Ndb {
 
     fn on_resolved(&mut self, resolutions: Vec<Resolution>, now_ms: u64) {
         for resolution in resolutions {
-            if resolution.index <= self.applied_index
-                || self.pending.len() >= self.config.pending_resolutions_max
-            {
+            if resolution.index <= self.applied_index {
                 continue;
+            }
+            // Full: keep the lowest indices, those applied next. Dropping the new one
+            // instead would wedge an ndb whose buffer holds only later resolutions: the
+            // one it needs next could never get in. What is dropped is pulled again.
+            if self.pending.len() >= self.config.pending_resolutions_max {
+                match self.pending.keys().next_back().copied() {
+                    Some(highest) if highest > resolution.index => {
+                        self.pending.remove(&highest);
+                    }
+                    _ => continue,
+                }
             }
             self.pending.entry(resolution.index).or_insert(resolution);
         }

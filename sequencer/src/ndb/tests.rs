@@ -206,3 +206,28 @@ fn a_held_copy_that_is_not_the_decided_one_is_fetched_again_and_replaced() {
     assert_eq!(ndb.log().len(), 1);
     assert_eq!(ndb.log()[0].publication, decided[0]);
 }
+
+/// Found by the simulator (a big-workload seed with `pending_resolutions_max` small): the
+/// leader's announcements filled the buffer with later resolutions, the next one to apply
+/// was dropped each time it came, and the ndb stopped applying for good.
+#[test]
+fn a_full_resolution_buffer_keeps_the_ones_applied_next() {
+    let mut ndb = ndb();
+    ndb.config.pending_resolutions_max = 2;
+    let aborted = |index: u64| Resolution {
+        index,
+        segment: SegmentId::new_v7(1_000, [index as u8; 10]),
+        owner: NodeId(0),
+        outcome: Outcome::Aborted,
+        raft_index: index,
+        raft_term: 1,
+    };
+    let resolved = |indices: &[u64]| Message::Resolved {
+        resolutions: indices.iter().map(|index| aborted(*index)).collect(),
+    };
+    ndb.handle_message(NodeId(3), resolved(&[3, 4]), 1_000);
+    assert_eq!(ndb.applied_index(), 0);
+    ndb.handle_message(NodeId(3), resolved(&[1]), 1_001);
+    ndb.handle_message(NodeId(3), resolved(&[2]), 1_002);
+    assert_eq!(ndb.applied_index(), 3, "1 and 2 got in, 3 stayed, 4 is pulled again");
+}
