@@ -21,15 +21,19 @@ struct Args {
     /// No network or crash faults.
     #[arg(long)]
     no_faults: bool,
-    /// Messages per publisher in the safety phase.
-    #[arg(long, default_value_t = 10)]
-    messages: u64,
-    /// Publishers per entry.
-    #[arg(long, default_value_t = 2)]
-    publishers: usize,
-    /// Safety phase length, simulated ms.
-    #[arg(long, default_value_t = 300)]
-    safety_ms: u64,
+    /// Messages per publisher in the safety phase (default: the seed's, 10 or on one
+    /// seed in 100 a big workload of 1,000).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Publishers per entry (default: the seed's, 2 or 4).
+    #[arg(long)]
+    publishers: Option<usize>,
+    /// Safety phase length, simulated ms (default: the seed's, 300 or 1,000).
+    #[arg(long)]
+    safety_ms: Option<u64>,
+    /// Liveness phase length, simulated ms (default: the seed's).
+    #[arg(long)]
+    liveness_ms: Option<u64>,
     /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end,
     /// stored-quorum-of-one, sync-ignores-after, ndb-skips-digest-check,
     /// ndb-applies-out-of-order, deliver-before-vote, sync-aborts-every-segment.
@@ -80,9 +84,10 @@ fn main() -> anyhow::Result<()> {
         config.ndbs = ndbs;
         config.syncs = syncs;
         config.faults = !args.no_faults;
-        config.messages_per_publisher = args.messages;
-        config.publishers_per_entry = args.publishers;
-        config.safety_ms = args.safety_ms;
+        config.messages_per_publisher = args.messages.unwrap_or(config.messages_per_publisher);
+        config.publishers_per_entry = args.publishers.unwrap_or(config.publishers_per_entry);
+        config.safety_ms = args.safety_ms.unwrap_or(config.safety_ms);
+        config.liveness_ms = args.liveness_ms.unwrap_or(config.liveness_ms);
         config.mutation = mutation;
         let report = run(&config);
         acked += report.acked;
@@ -110,12 +115,13 @@ fn main() -> anyhow::Result<()> {
             failed += 1;
             let first = report.violations.first().cloned().unwrap_or_default();
             println!(
-                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {} --messages {} --publishers {} --safety-ms {}{}{}",
+                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {}{}{}{}{}{}{}",
                 report.trace_hash,
                 args.nodes,
-                args.messages,
-                args.publishers,
-                args.safety_ms,
+                args.messages.map(|m| format!(" --messages {m}")).unwrap_or_default(),
+                args.publishers.map(|p| format!(" --publishers {p}")).unwrap_or_default(),
+                args.safety_ms.map(|s| format!(" --safety-ms {s}")).unwrap_or_default(),
+                args.liveness_ms.map(|l| format!(" --liveness-ms {l}")).unwrap_or_default(),
                 if args.no_faults { " --no-faults" } else { "" },
                 if args.mutation == "none" { String::new() } else { format!(" --mutation {}", args.mutation) }
             );

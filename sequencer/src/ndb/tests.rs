@@ -229,5 +229,9 @@ fn a_full_resolution_buffer_keeps_the_ones_applied_next() {
     assert_eq!(ndb.applied_index(), 0);
     ndb.handle_message(NodeId(3), resolved(&[1]), 1_001);
     ndb.handle_message(NodeId(3), resolved(&[2]), 1_002);
-    assert_eq!(ndb.applied_index(), 3, "1 and 2 got in, 3 stayed, 4 is pulled again");
+    assert_eq!(
+        ndb.applied_index(),
+        3,
+        "1 and 2 got in, 3 stayed, 4 is pulled again"
+    );
 }

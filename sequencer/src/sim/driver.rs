@@ -55,6 +55,66 @@ pub struct SimConfig {
     /// Longest partition, in ms: above ndb's `abort_after_ms` (300) on some seeds, so
     /// that segments cut off from sync are aborted while their entries live.
     pub partition_ms_max: u64,
+    /// Queue and batch limits of the nodes.
+    pub caps: Caps,
+}
+
+/// Queue and batch limits of the nodes: their defaults, or small ones on the seeds with a
+/// big workload, so that every one of them is reached.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    /// Entry and ndb `segment_messages_max`.
+    pub segment_messages_max: usize,
+    /// Entry `segments_in_flight_max`.
+    pub segments_in_flight_max: usize,
+    /// Sync `queue_items_max`.
+    pub queue_items_max: usize,
+    /// Sync `batch_items_max`.
+    pub batch_items_max: usize,
+    /// Sync `votes_in_flight_max`.
+    pub votes_in_flight_max: usize,
+    /// Sync `resolved_batch_max`.
+    pub resolved_batch_max: usize,
+    /// Ndb `pending_resolutions_max`.
+    pub pending_resolutions_max: usize,
+}
+
+impl Caps {
+    /// The nodes' defaults.
+    pub fn defaults() -> Caps {
+        let membership = Membership {
+            entries: vec![NodeId(0)],
+            ndbs: vec![NodeId(1)],
+            syncs: vec![NodeId(2)],
+        };
+        let entry = EntryConfig::new(NodeId(0), membership.clone(), 0);
+        let ndb = NdbConfig::new(NodeId(1), membership.clone());
+        let sync = SyncConfig::new(NodeId(2), membership, 0);
+        Caps {
+            segment_messages_max: entry.segment_messages_max,
+            segments_in_flight_max: entry.segments_in_flight_max,
+            queue_items_max: sync.queue_items_max,
+            batch_items_max: sync.batch_items_max,
+            votes_in_flight_max: sync.votes_in_flight_max,
+            resolved_batch_max: sync.resolved_batch_max,
+            pending_resolutions_max: ndb.pending_resolutions_max,
+        }
+    }
+
+    /// Small limits drawn from `rng`.
+    pub fn small(rng: &mut SeededRng) -> Caps {
+        Caps {
+            segment_messages_max: rng.range(32, 256) as usize,
+            segments_in_flight_max: rng.range(2, 6) as usize,
+            // About as many as the entries have segments in flight: some SEGMENT_OVERs
+            // are dropped, and their entries resend them.
+            queue_items_max: rng.range(4, 12) as usize,
+            batch_items_max: rng.range(2, 8) as usize,
+            votes_in_flight_max: rng.range(1, 2) as usize,
+            resolved_batch_max: rng.range(4, 16) as usize,
+            pending_resolutions_max: rng.range(8, 32) as usize,
+        }
+    }
 }
 
 impl SimConfig {
@@ -64,9 +124,17 @@ impl SimConfig {
     pub fn new(seed: u64) -> SimConfig {
         // Drawn from their own generator: the run's RNG stream stays as it was.
         let mut limits = SeededRng::new(seed ^ 0x1111_cafe_f00d);
-        let small = seed % 2 == 1;
+        // One seed in 100: a big workload (18,000 publishes offered in 1 s) against small
+        // caps; its own cache and read limits (below), small but able to keep up.
+        let big = seed % 100 == 7;
+        let small = seed % 2 == 1 && !big;
         // One seed in 8: a longer safety phase with partitions longer than the abort timeout.
         let long_partitions = seed % 8 == 5;
+        let caps = if big {
+            Caps::small(&mut limits)
+        } else {
+            Caps::defaults()
+        };
         let log_cache_records_max = if small {
             limits.range(0, 24) as usize
         } else {
@@ -90,6 +158,22 @@ impl SimConfig {
                 wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
             )
         };
+        let (log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max) =
+            if big {
+                (
+                    limits.range(16, 256) as usize,
+                    limits.range(64, 256) as usize,
+                    limits.range(600, 4_000) as usize,
+                    limits.range(4_000, 16_000) as usize,
+                )
+            } else {
+                (
+                    log_cache_records_max,
+                    read_records_max,
+                    segment_bytes_max,
+                    log_read_bytes_max,
+                )
+            };
         SimConfig {
             log_cache_records_max,
             read_records_max,
@@ -100,11 +184,13 @@ impl SimConfig {
             ndbs: 3,
             syncs: 3,
             faults: true,
-            safety_ms: if long_partitions { 1_000 } else { 300 },
+            safety_ms: if long_partitions || big { 1_000 } else { 300 },
             partition_ms_max: if long_partitions { 700 } else { 100 },
-            liveness_ms: 600,
-            publishers_per_entry: 2,
-            messages_per_publisher: 10,
+            // A big backlog takes its subscribers a while to read.
+            liveness_ms: if big { 2_000 } else { 600 },
+            publishers_per_entry: if big { 4 } else { 2 },
+            messages_per_publisher: if big { 1_500 } else { 10 },
+            caps,
             mutation: Mutation::None,
             wire_roundtrip: seed % 16 == 0,
             ndbs_down: 0,
@@ -465,6 +551,8 @@ impl Sim {
             Role::Entry => {
                 let mut config = EntryConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
+                config.segment_messages_max = self.config.caps.segment_messages_max;
+                config.segments_in_flight_max = self.config.caps.segments_in_flight_max;
                 config.log_cache_records_max = self.config.log_cache_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 Node::Entry(Entry::new(config, local_ms))
@@ -472,6 +560,8 @@ impl Sim {
             Role::Ndb => {
                 let mut config = NdbConfig::new(slot.id, membership);
                 config.mutation = self.config.mutation;
+                config.segment_messages_max = self.config.caps.segment_messages_max;
+                config.pending_resolutions_max = self.config.caps.pending_resolutions_max;
                 config.read_records_max = self.config.read_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 config.log_read_bytes_max = self.config.log_read_bytes_max;
@@ -482,6 +572,11 @@ impl Sim {
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
+                let caps = &self.config.caps;
+                config.queue_items_max = caps.queue_items_max;
+                config.batch_items_max = caps.batch_items_max;
+                config.votes_in_flight_max = caps.votes_in_flight_max;
+                config.resolved_batch_max = caps.resolved_batch_max;
                 match Sync::recover(config, &slot.disk.sync_records, local_ms) {
                     Ok(sync) => Node::Sync(Box::new(sync)),
                     Err(error) => {

@@ -15,6 +15,7 @@ impl Sim {
     pub(super) fn workload(&mut self, now_ms: u64) {
         let spacing_ms =
             (2 * self.config.safety_ms / self.config.messages_per_publisher.max(1)).max(2);
+        let burst = (self.config.messages_per_publisher * 2 / self.config.safety_ms.max(1)).max(1);
         for position in 0..self.publishers.len() {
             let publisher = &self.publishers[position];
             if publisher.quota == 0 || now_ms < publisher.next_at_ms {
@@ -36,7 +37,12 @@ impl Sim {
             let entry = self.publishers[position].entry;
             let delay_ms = self.rng.range(1, spacing_ms);
             self.publishers[position].next_at_ms = now_ms + delay_ms;
-            self.publish(position, entry, now_ms);
+            // A big workload publishes in bursts (until the entry answers Busy).
+            for _ in 0..burst {
+                if self.publishers[position].quota == 0 || !self.publish(position, entry, now_ms) {
+                    break;
+                }
+            }
         }
         for position in 0..self.subscribers.len() {
             self.maybe_move_subscriber(position, now_ms);
@@ -98,14 +104,15 @@ impl Sim {
         self.trace(&[9, now_ms, id, to as u64]);
     }
 
-    pub(super) fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
+    /// One publish; false if the entry is down or refused it.
+    pub(super) fn publish(&mut self, position: usize, entry: usize, now_ms: u64) -> bool {
         let local_ms = self.local_ms(entry, now_ms);
         let incarnation = self.slots[entry].incarnation;
         let phase = self.phase(now_ms);
         let publisher = &self.publishers[position];
         let (id, sequence) = (publisher.id, publisher.next_sequence);
         let Some(Node::Entry(node)) = &mut self.slots[entry].node else {
-            return;
+            return false;
         };
         let publication = Publication {
             publisher: id,
@@ -113,7 +120,7 @@ impl Sim {
             payload: sequence.to_le_bytes().to_vec(),
         };
         let Ok(advance) = node.publish(publication.clone(), local_ms) else {
-            return;
+            return false;
         };
         let publisher = &mut self.publishers[position];
         publisher.next_sequence += 1;
@@ -136,5 +143,6 @@ impl Sim {
         );
         self.trace(&[6, now_ms, id, sequence]);
         self.process(entry, now_ms);
+        true
     }
 }
