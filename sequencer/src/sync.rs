@@ -319,7 +319,9 @@ impl Sync {
                         (Item::Abort { .. }, Item::Over { .. }) => {}
                     }
                 }
-            } else if self.queue.len() < self.config.queue_items_max {
+            } else if self.queue.len() < self.config.queue_items_max
+                || self.make_room_for(&item, after)
+            {
                 self.queued.insert(segment);
                 self.queue.push((item, after));
             }
@@ -345,6 +347,30 @@ impl Sync {
             Item::Abort { segment, owner } => Message::Abort { segment, owner },
         };
         self.out.messages.push((node_id(leader), message));
+    }
+
+    /// A full queue makes room for an item that can be drafted now, or that a queued one
+    /// waits for, by dropping the newest item that waits for a segment not even queued
+    /// (its entry resends it). Else segments that wait could fill the queue and keep out
+    /// the very ones they wait for, until ndb aborted them all.
+    fn make_room_for(&mut self, item: &Item, after: Option<SegmentId>) -> bool {
+        let segment = item.segment();
+        let useful = matches!(item, Item::Abort { .. })
+            || after.is_none_or(|after| self.got_a_range(after))
+            || self.queue.iter().any(|(_, waits)| *waits == Some(segment));
+        if !useful {
+            return false;
+        }
+        let blocked = self.queue.iter().rposition(|(queued, waits)| {
+            matches!(queued, Item::Over { .. })
+                && waits.is_some_and(|a| !self.got_a_range(a) && !self.queued.contains(&a))
+        });
+        let Some(position) = blocked else {
+            return false;
+        };
+        let (dropped, _) = self.queue.remove(position);
+        self.queued.remove(&dropped.segment());
+        true
     }
 
     fn on_pull(&mut self, from: NodeId, from_index: u64) {

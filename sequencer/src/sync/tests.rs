@@ -257,3 +257,38 @@ fn a_segment_after_an_aborted_one_waits_for_the_one_before_it() {
     let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
     assert_eq!(decided, vec![segment(2), segment(1), segment(3)]);
 }
+
+/// Found by the simulator (a big workload against a small `queue_items_max`, no faults):
+/// segments waiting for their `after` filled the leader's queue, the segments they waited
+/// for were dropped on arrival, and nothing moved until ndb aborted them (700 publishes of
+/// 4,000 rejected). A full queue now makes room for what can be drafted.
+#[test]
+fn a_full_queue_makes_room_for_the_segment_the_queued_ones_wait_for() {
+    let mut config = config();
+    config.queue_items_max = 1;
+    let mut now_ms = 1_000;
+    let mut sync = Sync::new(config, now_ms).expect("valid config");
+    for _ in 0..200 {
+        now_ms += 1;
+        sync.handle_timeout(now_ms);
+        let _ = sync.ready();
+        if sync.is_leader() {
+            break;
+        }
+    }
+    assert!(sync.is_leader());
+    // C waits for B; the queue is full.
+    sync.handle_message(NodeId(0), over_after(3, Some(2)), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    assert!(sync.resolutions().is_empty());
+    // B (after nothing) gets in, C is dropped and resent by its entry.
+    sync.handle_message(NodeId(0), over_after(2, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    sync.handle_message(NodeId(0), over_after(3, Some(2)), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(
+        decided,
+        vec![SegmentId::new_v7(1, [2; 10]), SegmentId::new_v7(1, [3; 10])]
+    );
+}
