@@ -22,25 +22,26 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
     );
 }
 
-// 1,000 seeds with faults, split so the test harness runs them on both cores.
+// 2,000 seeds with faults (20 of them big workloads), split so the test harness runs them
+// on both cores.
 #[test]
-fn seeds_0000_0249_with_faults() {
-    run_seeds(0..250);
+fn seeds_0000_0499_with_faults() {
+    run_seeds(0..500);
 }
 
 #[test]
-fn seeds_0250_0499_with_faults() {
-    run_seeds(250..500);
+fn seeds_0500_0999_with_faults() {
+    run_seeds(500..1000);
 }
 
 #[test]
-fn seeds_0500_0749_with_faults() {
-    run_seeds(500..750);
+fn seeds_1000_1499_with_faults() {
+    run_seeds(1000..1500);
 }
 
 #[test]
-fn seeds_0750_0999_with_faults() {
-    run_seeds(750..1000);
+fn seeds_1500_1999_with_faults() {
+    run_seeds(1500..2000);
 }
 
 #[test]
