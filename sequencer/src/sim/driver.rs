@@ -162,9 +162,9 @@ impl SimConfig {
             if big {
                 (
                     limits.range(16, 256) as usize,
-                    limits.range(64, 256) as usize,
-                    limits.range(600, 4_000) as usize,
-                    limits.range(4_000, 16_000) as usize,
+                    limits.range(256, 1_024) as usize,
+                    limits.range(1_000, 12_000) as usize,
+                    limits.range(16_000, 64_000) as usize,
                 )
             } else {
                 (
