@@ -138,45 +138,8 @@ impl SimConfig {
         } else {
             Caps::defaults()
         };
-        let log_cache_records_max = if small {
-            limits.range(0, 24) as usize
-        } else {
-            1 << 20
-        };
-        let read_records_max = if small {
-            // Small enough to page, large enough for one READ per round trip to keep up.
-            limits.range(8, 32) as usize
-        } else {
-            4096
-        };
-        // A simulated publication takes at most 38 bytes (8 of payload).
-        let (segment_bytes_max, log_read_bytes_max) = if small {
-            let segment = limits.range(38, 600) as usize;
-            // At least 8 records of 48 bytes per LOG: the tail reads one answer per round
-            // trip, and one record per answer could not keep up with the workload.
-            (segment, limits.range(400, 1600) as usize)
-        } else {
-            (
-                wire_limits::SEGMENT_BYTES_MAX_DEFAULT,
-                wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
-            )
-        };
         let (log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max) =
-            if big {
-                (
-                    limits.range(16, 256) as usize,
-                    limits.range(256, 1_024) as usize,
-                    limits.range(1_000, 12_000) as usize,
-                    limits.range(16_000, 64_000) as usize,
-                )
-            } else {
-                (
-                    log_cache_records_max,
-                    read_records_max,
-                    segment_bytes_max,
-                    log_read_bytes_max,
-                )
-            };
+            cache_and_read_limits(&mut limits, small, big);
         SimConfig {
             log_cache_records_max,
             read_records_max,
@@ -200,6 +163,45 @@ impl SimConfig {
             syncs_down: 0,
         }
     }
+}
+
+/// `(log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max)`:
+/// the defaults, small ones (`small`), or for a big workload small ones it keeps up with.
+fn cache_and_read_limits(
+    limits: &mut SeededRng,
+    small: bool,
+    big: bool,
+) -> (usize, usize, usize, usize) {
+    if big {
+        return (
+            limits.range(16, 256) as usize,
+            limits.range(256, 1_024) as usize,
+            limits.range(1_000, 12_000) as usize,
+            limits.range(16_000, 64_000) as usize,
+        );
+    }
+    if !small {
+        return (
+            1 << 20,
+            4096,
+            wire_limits::SEGMENT_BYTES_MAX_DEFAULT,
+            wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
+        );
+    }
+    let log_cache_records_max = limits.range(0, 24) as usize;
+    // Small enough to page, large enough for one READ per round trip to keep up.
+    let read_records_max = limits.range(8, 32) as usize;
+    // A simulated publication takes at most 38 bytes (8 of payload).
+    let segment_bytes_max = limits.range(38, 600) as usize;
+    // At least 8 records of 48 bytes per LOG: the tail reads one answer per round trip,
+    // and one record per answer could not keep up with the workload.
+    let log_read_bytes_max = limits.range(400, 1600) as usize;
+    (
+        log_cache_records_max,
+        read_records_max,
+        segment_bytes_max,
+        log_read_bytes_max,
+    )
 }
 
 /// The outcome of one run.
