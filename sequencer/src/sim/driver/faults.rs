@@ -112,6 +112,9 @@ impl Sim {
     }
 
     pub(super) fn begin_liveness(&mut self, now_ms: u64) {
+        // Node faults end with the safety phase: a failed fsync now could take down a
+        // majority with the minority kept down, and nothing could make progress.
+        self.fsync_error_ppm = 0;
         self.network.heal();
         self.heal_at_ms = None;
         self.cuts_heal_at_ms = None;
