@@ -114,7 +114,12 @@ pub struct RaftStatus {
 ///
 /// Determinism: raft-rs draws its randomized election timeout from an unseeded RNG. The
 /// range is made one value wide (`max_election_tick = min + 1`); the randomness that
-/// breaks split votes comes instead from jittering each tick with the seeded RNG.
+/// breaks split votes comes instead from the seeded RNG: each tick is jittered, and after
+/// every change of term or role a node that does not lead withholds 0 to
+/// `election_ticks - 1` ticks, as Raft's timeout in `[election, 2 * election)` would.
+/// Tick jitter alone spread two nodes' timeouts by a few ms only: with one of three sync
+/// nodes down and messages taking as long, the other two split their votes again and
+/// again (the simulator saw 350 ms without a leader).
 pub struct Sync {
     config: SyncConfig,
     raft: RawNode<MemStorage>,
@@ -138,6 +143,10 @@ pub struct Sync {
     /// draft never holds a segment that would pass `PermanentId::MAX`).
     proposed_end: u64,
     tick_at_ms: u64,
+    /// The term and role seen after the last input: a change draws `ticks_withheld`.
+    role_seen: (u64, StateRole),
+    /// Ticks not handed to Raft yet (a follower's or candidate's seeded extra timeout).
+    ticks_withheld: usize,
     out: Ready<SyncWrite, SyncEvent>,
 }
 
@@ -201,6 +210,8 @@ impl Sync {
             inflight: VecDeque::new(),
             proposed_end: 0,
             tick_at_ms,
+            role_seen: (0, StateRole::Follower),
+            ticks_withheld: 0,
             out: Ready::default(),
         };
         sync.process_ready();
@@ -237,8 +248,25 @@ impl Sync {
             Message::PullResolutions { from_index } => self.on_pull(from, from_index),
             _ => {}
         }
+        self.note_role();
         self.propose(now_ms);
         self.process_ready();
+    }
+
+    /// After a change of term or role, a node that does not lead waits a seeded extra
+    /// 0 to `election_ticks - 1` ticks before its next election timeout (Raft's
+    /// randomized timeout, drawn here so that one seed gives one run).
+    fn note_role(&mut self) {
+        let raft = &self.raft.raft;
+        let role = (raft.term, raft.state);
+        if role == self.role_seen {
+            return;
+        }
+        self.role_seen = role;
+        self.ticks_withheld = match role.1 {
+            StateRole::Leader => 0,
+            _ => self.rng.range(0, self.config.election_ticks as u64 - 1) as usize,
+        };
     }
 
     /// Timers: Raft ticks (jittered) and proposals.
@@ -248,7 +276,12 @@ impl Sync {
             if now_ms < self.tick_at_ms {
                 break;
             }
-            self.raft.tick();
+            if self.ticks_withheld > 0 {
+                self.ticks_withheld -= 1;
+            } else {
+                self.raft.tick();
+                self.note_role();
+            }
             let half = self.config.tick_ms / 2;
             self.tick_at_ms += half.max(1) + self.rng.range(0, self.config.tick_ms);
         }
