@@ -434,10 +434,12 @@ impl Sync {
             .front()
             .is_some_and(|(_, expires_ms)| now_ms >= *expires_ms)
         {
-            // A vote did not come back in time (lost with a leader change, say): what was
-            // drafted is no longer known to precede anything; entries resend.
+            // A vote did not come back in time: propose on. What was drafted is kept: a
+            // leader's own entries commit in log order while it leads (and all of this is
+            // forgotten when it stops), so they still precede the next draft; forgetting an
+            // abort in flight would let its segment be drafted for a range too, and a
+            // segment after it go before the ones it follows.
             self.inflight.clear();
-            self.drafted.clear();
         }
         if self.inflight.len() >= self.config.votes_in_flight_max {
             return;
