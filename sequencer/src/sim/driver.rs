@@ -406,8 +406,6 @@ struct Sim {
     checker: Checker,
     start_ms: u64,
     heal_at_ms: Option<u64>,
-    /// Each sync node's `election_ticks`.
-    election_ticks: usize,
     /// When the one-way cuts heal, if any are in place.
     cuts_heal_at_ms: Option<u64>,
     /// Failed fsyncs, per fsync, in parts per million.
@@ -437,13 +435,6 @@ impl Sim {
             syncs: ids[config.entries + config.ndbs..].to_vec(),
         };
         let faults = Self::draw_faults(&mut rng, config.faults);
-        // Raft needs its messages much faster than its election timeout; an operator sets
-        // the timeout for its network, and so does the simulator: at least 4 times the
-        // longest one-way delay (the default, 20 ms, suits a LAN).
-        let sync_defaults = SyncConfig::new(NodeId(0), membership.clone(), 0);
-        let election_ms = 4 * faults.delay_ms_max;
-        let election_ticks = (election_ms.div_ceil(sync_defaults.tick_ms) as usize)
-            .max(sync_defaults.election_ticks);
         let fsync_error_ppm = if config.faults {
             rng.range(0, 2_000) as u32
         } else {
@@ -459,7 +450,6 @@ impl Sim {
             membership,
             start_ms,
             heal_at_ms: None,
-            election_ticks,
             cuts_heal_at_ms: None,
             fsync_error_ppm,
             fsync_errors: 0,
@@ -587,7 +577,6 @@ impl Sim {
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
-                config.election_ticks = self.election_ticks;
                 let caps = &self.config.caps;
                 config.queue_items_max = caps.queue_items_max;
                 config.batch_items_max = caps.batch_items_max;

@@ -7,9 +7,8 @@
 //!
 //! ## Faults (the safety phase; loss, duplication and damage go on in the liveness phase)
 //!
-//! - Network: delay (1 to 2-12 ms one way) and reordering (random delay), loss, duplication;
-//!   the sync nodes' election timeout is set to at least 4 times the longest delay, as an
-//!   operator sets it for its network (Raft's default 20 ms suits a LAN); damage of a KEEP or
+//! - Network: delay (1 to 2-12 ms one way, against the sync nodes' default 20 ms election
+//!   timeout) and reordering (random delay), loss, duplication; damage of a KEEP or
 //!   SEGMENT_DATA payload (one flipped bit: the two messages whose digest lets the receiver
 //!   tell); partitions into two groups; one-way cuts of a few links (asymmetric
 //!   partitions). On one seed in 8 the safety phase lasts 1 s and partitions up to 700 ms,
