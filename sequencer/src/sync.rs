@@ -116,10 +116,11 @@ pub struct RaftStatus {
 /// range is made one value wide (`max_election_tick = min + 1`); the randomness that
 /// breaks split votes comes instead from the seeded RNG: each tick is jittered, and after
 /// every change of term or role a node that does not lead withholds 0 to
-/// `election_ticks - 1` ticks, as Raft's timeout in `[election, 2 * election)` would.
-/// Tick jitter alone spread two nodes' timeouts by a few ms only: with one of three sync
-/// nodes down and messages taking as long, the other two split their votes again and
-/// again (the simulator saw 350 ms without a leader).
+/// `2 * election_ticks - 1` ticks (Raft's timeout in `[election, 2 * election)`, twice as
+/// wide: two candidates split the vote whenever they start within one message delay of
+/// each other). Tick jitter alone spread two nodes' timeouts by a few ms only: with one of
+/// three sync nodes down and slow links, the other two split their votes again and again
+/// (the simulator saw 350 ms without a leader).
 pub struct Sync {
     config: SyncConfig,
     raft: RawNode<MemStorage>,
@@ -254,7 +255,7 @@ impl Sync {
     }
 
     /// After a change of term or role, a node that does not lead waits a seeded extra
-    /// 0 to `election_ticks - 1` ticks before its next election timeout (Raft's
+    /// 0 to `2 * election_ticks - 1` ticks before its next election timeout (Raft's
     /// randomized timeout, drawn here so that one seed gives one run).
     fn note_role(&mut self) {
         let raft = &self.raft.raft;
@@ -265,7 +266,7 @@ impl Sync {
         self.role_seen = role;
         self.ticks_withheld = match role.1 {
             StateRole::Leader => 0,
-            _ => self.rng.range(0, self.config.election_ticks as u64 - 1) as usize,
+            _ => self.rng.range(0, 2 * self.config.election_ticks as u64 - 1) as usize,
         };
     }
 

@@ -293,13 +293,13 @@ fn a_full_queue_makes_room_for_the_segment_the_queued_ones_wait_for() {
     );
 }
 
-/// Two of three sync nodes, started together, messages taking 6 ms each way (a round trip
-/// of 60% of the 20 ms election timeout): a leader within 300 ms on each of 30 seeds. With
-/// only the tick jitter to break ties, their elections kept colliding on 3 of them (11 of
-/// 30 at 8 ms; the simulator saw 350 ms without a leader after the heal).
+/// Two of three sync nodes, started together, messages taking 8 ms each way (a round trip
+/// of 80% of the 20 ms election timeout): a leader within 300 ms on each of 30 seeds. With
+/// only the tick jitter to break ties, their elections kept colliding on 11 of them (3 at
+/// 6 ms; the simulator saw 350 ms without a leader after the heal).
 #[test]
 fn two_of_three_sync_nodes_elect_a_leader_despite_slow_links() {
-    const DELAY_MS: u64 = 6;
+    const DELAY_MS: u64 = 8;
     let membership = Membership {
         entries: vec![NodeId(0)],
         ndbs: vec![NodeId(1)],
