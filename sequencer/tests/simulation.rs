@@ -171,7 +171,7 @@ fn no_ack_without_a_sync_quorum_or_an_ndb_quorum() {
 // One mutation per invariant, each caught on most of 40 seeds by the check meant for it
 // (counts of seeds 0..40 when written in the comments).
 
-// Invariants 1 and 5: an ack needs a quorum of ndb holding the segment (32 of 40; 17 when
+// Invariants 1 and 5: an ack needs a quorum of ndb holding the segment (29 of 40; 17 when
 // KEEPs could not be damaged and ndb never dropped one).
 #[test]
 fn checker_catches_acks_with_a_stored_quorum_of_one() {
@@ -187,7 +187,7 @@ fn checker_catches_pipelined_segments_decided_out_of_publish_order() {
 }
 
 // Invariant 3, checked as each message commits: an ack with a guessed ID (from the
-// entry's clock, ahead of the sync leader's) precedes messages that get smaller IDs (8 of
+// entry's clock, ahead of the sync leader's) precedes messages that get smaller IDs (10 of
 // 40; the same mutation is caught on every seed as an ack before the vote). No mutation
 // breaks invariant 3 alone: with acks after the vote, it follows from invariant 2.
 #[test]
@@ -197,7 +197,7 @@ fn checker_catches_acks_out_of_real_time_order() {
 }
 
 // Invariants 1 and 2: an ndb's permanent log holds what was published. Needs copies that
-// differ under one segment ID: the network damages KEEP / SEGMENT_DATA payloads (30 of 40).
+// differ under one segment ID: the network damages KEEP / SEGMENT_DATA payloads (29 of 40).
 #[test]
 fn checker_catches_an_ndb_that_skips_the_digest_check() {
     let caught = seeds_catching(
