@@ -37,6 +37,16 @@ pub enum Mutation {
     StoredQuorumOfOne,
     /// Sync drafts a segment without waiting for the one its entry sealed before it.
     SyncIgnoresAfter,
+    /// ndb skips its digest checks: it stores a KEEP whose messages do not match the
+    /// entry's digest, and applies a resolution to whatever copy it holds of the count.
+    NdbSkipsDigestCheck,
+    /// ndb applies the lowest resolution it has instead of waiting for the next index.
+    NdbAppliesOutOfOrder,
+    /// Entry delivers a segment to its local subscribers once a quorum of ndb stored it,
+    /// before the vote, with a guessed ID.
+    DeliverBeforeVote,
+    /// Sync drafts every segment as aborted (safe, but no progress).
+    SyncAbortsEverySegment,
 }
 
 /// Timings and limits of an entry. Defaults suit a LAN; the simulator uses them as they are.
@@ -134,6 +144,9 @@ pub struct NdbConfig {
     pub segment_bytes_max: usize,
     /// Resolutions buffered ahead of the applied index at most.
     pub pending_resolutions_max: usize,
+    /// Self-test only.
+    #[doc(hidden)]
+    pub mutation: Mutation,
 }
 
 impl NdbConfig {
@@ -152,6 +165,7 @@ impl NdbConfig {
             segment_messages_max: 1024,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             pending_resolutions_max: 65_536,
+            mutation: Mutation::None,
         }
     }
 }

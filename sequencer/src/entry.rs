@@ -332,6 +332,7 @@ impl Entry {
             let keep = Message::Keep {
                 segment: open.id,
                 owner: self.config.id,
+                digest,
                 messages: open.messages.clone(),
             };
             self.out.messages.push((*ndb, keep));
@@ -384,6 +385,9 @@ impl Entry {
         if self.config.mutation == Mutation::AckBeforeVote {
             self.ack_early(position, now_ms);
         }
+        if self.config.mutation == Mutation::DeliverBeforeVote {
+            self.deliver_early(position, now_ms);
+        }
         self.send_segment_over(position);
     }
 
@@ -428,6 +432,23 @@ impl Entry {
         }
     }
 
+    fn deliver_early(&mut self, position: usize, now_ms: u64) {
+        let base = PermanentId::floor_at_unix_ms(now_ms).0;
+        for (offset, message) in self.sealed[position].messages.iter().enumerate() {
+            let record = LogRecord {
+                id: PermanentId(base + offset as u64),
+                publication: message.clone(),
+            };
+            for subscriber in self.subscribers.keys() {
+                let record = record.clone();
+                let subscriber = *subscriber;
+                self.out
+                    .events
+                    .push(EntryEvent::Deliver { subscriber, record });
+            }
+        }
+    }
+
     fn retry(&mut self, now_ms: u64) {
         // Bounded by `segments_in_flight_max`.
         for position in 0..self.sealed.len() {
@@ -446,6 +467,7 @@ impl Entry {
                     let keep = Message::Keep {
                         segment: sealed.id,
                         owner: self.config.id,
+                        digest: sealed.digest,
                         messages: sealed.messages.clone(),
                     };
                     self.out.messages.push((*ndb, keep));
@@ -473,6 +495,9 @@ impl Entry {
         let Some(sealed) = self.sealed.remove(position) else {
             return;
         };
+        if aborted {
+            self.repoint_after(sealed.id, sealed.after);
+        }
         let agreed = match resolution.outcome {
             Outcome::Permanent {
                 base,
@@ -505,6 +530,24 @@ impl Entry {
                 },
             };
             self.out.events.push(event);
+        }
+    }
+
+    /// Segment `aborted` will never get a range, so sync does not let it stand for the
+    /// segments before it (they may still be open): the one sealed after it follows the
+    /// one it followed instead, and tells sync at once if it waits for its vote already.
+    fn repoint_after(&mut self, aborted: SegmentId, before: Option<SegmentId>) {
+        let before = before.filter(|segment| self.position(*segment).is_some());
+        let Some(position) = self
+            .sealed
+            .iter()
+            .position(|sealed| sealed.after == Some(aborted))
+        else {
+            return;
+        };
+        self.sealed[position].after = before;
+        if self.sealed[position].expect_resolved {
+            self.send_segment_over(position);
         }
     }
 

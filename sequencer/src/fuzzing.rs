@@ -261,6 +261,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
         Message::Keep {
             segment,
             owner: NodeId(1),
+            digest: crate::id::segment_digest(std::slice::from_ref(&publication)),
             messages: vec![publication.clone()],
         },
         Message::Stored {

@@ -7,7 +7,8 @@
 //! publishers acked, and every entry delivers events in permanent-ID order.
 //!
 //! ```text
-//! client -> Entry --KEEP(seg, msgs)--------------> Ndb x N   (temp history, group-commit fsync)
+//! client -> Entry --KEEP(seg, digest, msgs)------> Ndb x N   (temp history, group-commit fsync;
+//!                                                            a copy not matching digest is dropped)
 //!           Entry <--STORED(seg, count, digest)--- Ndb       (fsynced; quorum => segment closed)
 //!           Entry --SEGMENT_OVER(seg, count, digest)--> Sync (any; forwarded to the leader)
 //!                   stage one: the leader drafts a batch {floor, items}, where
@@ -51,9 +52,13 @@
 //! (`log_read_bytes_max`, 8 MiB), both asserted below the frame limit less an envelope. A
 //! publication larger than a segment may be is refused at once (`PublishError::TooLarge`).
 //!
-//! Ordering: an entry keeps one segment in flight and one filling (`publish` answers
-//! `Busy` beyond), so one publisher's messages commit in publish order; the sync leader
-//! keeps one proposal in flight, so concurrent SEGMENT_OVERs batch into the next vote.
+//! Ordering: an entry keeps up to `segments_in_flight_max` segments in flight and one
+//! filling (`publish` answers `Busy` beyond); each SEGMENT_OVER names the undecided segment
+//! sealed before it (`after`), and the sync leader drafts a segment only once that one got
+//! a range (an aborted one does not count: its entry then names the one before it), so one
+//! publisher's messages commit in publish order. The leader keeps up to
+//! `votes_in_flight_max` proposals in flight, each taking every decision that is ready, and
+//! drafts only once the entries of earlier terms are applied.
 //!
 //! ## Layout
 //!

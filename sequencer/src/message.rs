@@ -14,6 +14,10 @@ pub enum Message {
         segment: SegmentId,
         /// The entry that cut it.
         owner: NodeId,
+        /// `segment_digest` of `messages` as the entry cut them: an ndb stores (and
+        /// answers STORED for) only a copy that matches, so a copy damaged on the way is
+        /// never held under the segment's ID (protocol version 5).
+        digest: u64,
         /// Its messages, in offset order.
         messages: Vec<Publication>,
     },
@@ -248,7 +252,7 @@ mod tests {
                 })
                 .collect();
             let segment = SegmentId::new_v7(after, [7; 10]);
-            let keep = Message::Keep { segment, owner: NodeId(owner), messages: publications.clone() };
+            let keep = Message::Keep { segment, owner: NodeId(owner), digest: u64::MAX, messages: publications.clone() };
             let bytes: usize = publications.iter().map(Publication::encoded_bytes_max).sum();
             prop_assert!(encoded_len(&keep) <= bytes + ENVELOPE_BYTES_MAX);
             let data = Message::SegmentData { segment, owner: NodeId(owner), messages: publications.clone() };

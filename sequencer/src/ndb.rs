@@ -2,7 +2,7 @@
 //! each segment into the permanent log in the order sync resolved them.
 
 use crate::config::wire_limits::FRAME_CONTENT_BYTES_MAX;
-use crate::config::NdbConfig;
+use crate::config::{Mutation, NdbConfig};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
 use crate::message::{LogRecord, Message, Outcome, Resolution};
 use crate::ready::Ready;
@@ -159,8 +159,9 @@ impl Ndb {
             Message::Keep {
                 segment,
                 owner,
+                digest,
                 messages,
-            } => self.on_keep(from, segment, owner, messages, now_ms),
+            } => self.on_keep(from, (segment, owner, digest), messages, now_ms),
             Message::Resolved { resolutions } => self.on_resolved(resolutions, now_ms),
             Message::Fetch { segment } => self.on_fetch(from, segment),
             Message::SegmentData {
@@ -291,8 +292,7 @@ impl Ndb {
     fn on_keep(
         &mut self,
         from: NodeId,
-        segment: SegmentId,
-        owner: NodeId,
+        (segment, owner, digest): (SegmentId, NodeId, u64),
         messages: Vec<Publication>,
         now_ms: u64,
     ) {
@@ -301,6 +301,14 @@ impl Ndb {
             || messages.is_empty()
             || messages.len() > self.config.segment_messages_max
             || bytes > self.config.segment_bytes_max
+        {
+            return;
+        }
+        // A copy that is not what the entry cut (damaged on the way) is dropped: held
+        // under the segment's ID it would be answered for, and applied, as the segment.
+        // The entry resends to an ndb that did not answer.
+        if segment_digest(&messages) != digest
+            && self.config.mutation != Mutation::NdbSkipsDigestCheck
         {
             return;
         }
@@ -349,10 +357,19 @@ impl Ndb {
 
     fn on_resolved(&mut self, resolutions: Vec<Resolution>, now_ms: u64) {
         for resolution in resolutions {
-            if resolution.index <= self.applied_index
-                || self.pending.len() >= self.config.pending_resolutions_max
-            {
+            if resolution.index <= self.applied_index {
                 continue;
+            }
+            // Full: keep the lowest indices, those applied next. Dropping the new one
+            // instead would wedge an ndb whose buffer holds only later resolutions: the
+            // one it needs next could never get in. What is dropped is pulled again.
+            if self.pending.len() >= self.config.pending_resolutions_max {
+                match self.pending.keys().next_back().copied() {
+                    Some(highest) if highest > resolution.index => {
+                        self.pending.remove(&highest);
+                    }
+                    _ => continue,
+                }
             }
             self.pending.entry(resolution.index).or_insert(resolution);
         }
@@ -375,25 +392,22 @@ impl Ndb {
     fn apply_pending(&mut self, now_ms: u64) {
         // Each turn applies one resolution or stops; bounded by the pending map.
         for _ in 0..=self.pending.len() {
-            let next = self.applied_index + 1;
+            let mut next = self.applied_index + 1;
+            if self.config.mutation == Mutation::NdbAppliesOutOfOrder {
+                next = self.pending.keys().next().copied().unwrap_or(next);
+            }
             let Some(resolution) = self.pending.get(&next) else {
                 return;
             };
             let messages = match &resolution.outcome {
                 Outcome::Aborted => Vec::new(),
-                Outcome::Permanent { count, digest, .. } => {
-                    match self.temp.get(&resolution.segment) {
-                        Some(temp)
-                            if temp.digest == *digest && temp.messages.len() == *count as usize =>
-                        {
-                            temp.messages.clone()
-                        }
-                        _ => {
-                            self.fetch(now_ms);
-                            return;
-                        }
+                Outcome::Permanent { .. } => match self.matching_temp(resolution) {
+                    Some(temp) => temp.messages.clone(),
+                    None => {
+                        self.fetch(now_ms);
+                        return;
                     }
-                }
+                },
             };
             let Some(resolution) = self.pending.remove(&next) else {
                 return;
@@ -409,12 +423,26 @@ impl Ndb {
         }
     }
 
+    /// The temporary copy of a permanent resolution's segment, if this ndb holds one with
+    /// the decided count and digest (another copy under the same ID is not the segment).
+    fn matching_temp(&self, resolution: &Resolution) -> Option<&TempSegment> {
+        let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
+            return None;
+        };
+        let skip_digest = self.config.mutation == Mutation::NdbSkipsDigestCheck;
+        self.temp.get(&resolution.segment).filter(|temp| {
+            (temp.digest == digest || skip_digest) && temp.messages.len() == count as usize
+        })
+    }
+
     fn apply(&mut self, resolution: &Resolution, messages: Vec<Publication>) {
-        assert_eq!(
-            resolution.index,
-            self.applied_index + 1,
-            "resolutions apply in order"
-        );
+        if self.config.mutation != Mutation::NdbAppliesOutOfOrder {
+            assert_eq!(
+                resolution.index,
+                self.applied_index + 1,
+                "resolutions apply in order"
+            );
+        }
         self.applied_index = resolution.index;
         self.temp.remove(&resolution.segment);
         self.pending.remove(&resolution.index);
@@ -458,8 +486,8 @@ impl Ndb {
             .values()
             .take(FETCH_AHEAD_MAX)
             .filter(|resolution| matches!(resolution.outcome, Outcome::Permanent { .. }))
+            .filter(|resolution| self.matching_temp(resolution).is_none())
             .map(|resolution| resolution.segment)
-            .filter(|segment| !self.temp.contains_key(segment))
             .collect();
         for segment in missing {
             self.out
@@ -515,13 +543,17 @@ impl Ndb {
             return;
         };
         let blocking = resolution.index == self.applied_index + 1;
-        if self.temp.contains_key(&segment) {
+        // A copy held already is kept only if it is the decided one: a different copy
+        // under the same ID (damaged) is replaced, else applying would wait for it forever.
+        if self.matching_temp(resolution).is_some() {
             return;
         }
         let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
             return;
         };
-        if messages.len() != count as usize || segment_digest(&messages) != digest {
+        let skip_digest = self.config.mutation == Mutation::NdbSkipsDigestCheck;
+        if messages.len() != count as usize || (segment_digest(&messages) != digest && !skip_digest)
+        {
             return;
         }
         let owner = if owner == self.config.id {

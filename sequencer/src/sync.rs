@@ -114,7 +114,13 @@ pub struct RaftStatus {
 ///
 /// Determinism: raft-rs draws its randomized election timeout from an unseeded RNG. The
 /// range is made one value wide (`max_election_tick = min + 1`); the randomness that
-/// breaks split votes comes instead from jittering each tick with the seeded RNG.
+/// breaks split votes comes instead from the seeded RNG: each tick is jittered, and after
+/// every change of term or role a node that does not lead withholds 0 to
+/// `2 * election_ticks - 1` ticks (Raft's timeout in `[election, 2 * election)`, twice as
+/// wide: two candidates split the vote whenever they start within one message delay of
+/// each other). Tick jitter alone spread two nodes' timeouts by a few ms only: with one of
+/// three sync nodes down and slow links, the other two split their votes again and again
+/// (the simulator saw 350 ms without a leader).
 pub struct Sync {
     config: SyncConfig,
     raft: RawNode<MemStorage>,
@@ -126,9 +132,11 @@ pub struct Sync {
     /// `after`; none for aborts), in arrival order.
     queue: Vec<(Item, Option<SegmentId>)>,
     queued: BTreeSet<SegmentId>,
-    /// While leading: segments drafted in proposals not yet applied. A later draft follows
-    /// them in the Raft log, so a segment may follow one of them.
-    drafted: BTreeMap<SegmentId, u64>,
+    /// While leading: segments drafted in proposals not yet applied, with the Raft index
+    /// and whether drafted for a range (not an abort). A later draft follows them in the
+    /// Raft log, so a segment may follow one drafted for a range; and a segment drafted
+    /// already is not drafted again while that vote is in flight.
+    drafted: BTreeMap<SegmentId, (u64, bool)>,
     /// While leading: the votes proposed and not yet applied, oldest first: Raft index and
     /// the time after which it counts as lost. At most `votes_in_flight_max`.
     inflight: VecDeque<(u64, u64)>,
@@ -136,6 +144,10 @@ pub struct Sync {
     /// draft never holds a segment that would pass `PermanentId::MAX`).
     proposed_end: u64,
     tick_at_ms: u64,
+    /// The term and role seen after the last input: a change draws `ticks_withheld`.
+    role_seen: (u64, StateRole),
+    /// Ticks not handed to Raft yet (a follower's or candidate's seeded extra timeout).
+    ticks_withheld: usize,
     out: Ready<SyncWrite, SyncEvent>,
 }
 
@@ -199,6 +211,8 @@ impl Sync {
             inflight: VecDeque::new(),
             proposed_end: 0,
             tick_at_ms,
+            role_seen: (0, StateRole::Follower),
+            ticks_withheld: 0,
             out: Ready::default(),
         };
         sync.process_ready();
@@ -235,8 +249,25 @@ impl Sync {
             Message::PullResolutions { from_index } => self.on_pull(from, from_index),
             _ => {}
         }
+        self.note_role();
         self.propose(now_ms);
         self.process_ready();
+    }
+
+    /// After a change of term or role, a node that does not lead waits a seeded extra
+    /// 0 to `2 * election_ticks - 1` ticks before its next election timeout (Raft's
+    /// randomized timeout, drawn here so that one seed gives one run).
+    fn note_role(&mut self) {
+        let raft = &self.raft.raft;
+        let role = (raft.term, raft.state);
+        if role == self.role_seen {
+            return;
+        }
+        self.role_seen = role;
+        self.ticks_withheld = match role.1 {
+            StateRole::Leader => 0,
+            _ => self.rng.range(0, 2 * self.config.election_ticks as u64 - 1) as usize,
+        };
     }
 
     /// Timers: Raft ticks (jittered) and proposals.
@@ -246,7 +277,12 @@ impl Sync {
             if now_ms < self.tick_at_ms {
                 break;
             }
-            self.raft.tick();
+            if self.ticks_withheld > 0 {
+                self.ticks_withheld -= 1;
+            } else {
+                self.raft.tick();
+                self.note_role();
+            }
             let half = self.config.tick_ms / 2;
             self.tick_at_ms += half.max(1) + self.rng.range(0, self.config.tick_ms);
         }
@@ -307,15 +343,19 @@ impl Sync {
         if self.is_leader() {
             if self.queued.contains(&segment) {
                 // An abort overrides a SEGMENT_OVER that waits for its `after`: that one
-                // may never come (its entry died before a quorum stored it).
-                if let Item::Abort { .. } = item {
-                    if let Some(queued) =
-                        self.queue.iter_mut().find(|(q, _)| q.segment() == segment)
-                    {
-                        *queued = (item, None);
+                // may never come (its entry died before a quorum stored it). A repeated
+                // SEGMENT_OVER names the `after` its entry holds now (it moves back past a
+                // segment that was aborted).
+                if let Some(queued) = self.queue.iter_mut().find(|(q, _)| q.segment() == segment) {
+                    match (&queued.0, &item) {
+                        (_, Item::Abort { .. }) => *queued = (item, None),
+                        (Item::Over { .. }, Item::Over { .. }) => queued.1 = after,
+                        (Item::Abort { .. }, Item::Over { .. }) => {}
                     }
                 }
-            } else if self.queue.len() < self.config.queue_items_max {
+            } else if self.queue.len() < self.config.queue_items_max
+                || self.make_room_for(&item, after)
+            {
                 self.queued.insert(segment);
                 self.queue.push((item, after));
             }
@@ -343,6 +383,30 @@ impl Sync {
         self.out.messages.push((node_id(leader), message));
     }
 
+    /// A full queue makes room for an item that can be drafted now, or that a queued one
+    /// waits for, by dropping the newest item that waits for a segment not even queued
+    /// (its entry resends it). Else segments that wait could fill the queue and keep out
+    /// the very ones they wait for, until ndb aborted them all.
+    fn make_room_for(&mut self, item: &Item, after: Option<SegmentId>) -> bool {
+        let segment = item.segment();
+        let useful = matches!(item, Item::Abort { .. })
+            || after.is_none_or(|after| self.got_a_range(after))
+            || self.queue.iter().any(|(_, waits)| *waits == Some(segment));
+        if !useful {
+            return false;
+        }
+        let blocked = self.queue.iter().rposition(|(queued, waits)| {
+            matches!(queued, Item::Over { .. })
+                && waits.is_some_and(|a| !self.got_a_range(a) && !self.queued.contains(&a))
+        });
+        let Some(position) = blocked else {
+            return false;
+        };
+        let (dropped, _) = self.queue.remove(position);
+        self.queued.remove(&dropped.segment());
+        true
+    }
+
     fn on_pull(&mut self, from: NodeId, from_index: u64) {
         let start = from_index.max(1) as usize - 1;
         if start >= self.resolutions.len() {
@@ -360,15 +424,23 @@ impl Sync {
         if !self.is_leader() || self.queue.is_empty() {
             return;
         }
+        // Only once every entry of earlier terms is applied: one of them may decide a
+        // segment (an abort drafted by an earlier leader) that a draft of ours would
+        // otherwise take as still open, and order another segment after.
+        if !self.raft.raft.apply_to_current_term() {
+            return;
+        }
         if self
             .inflight
             .front()
             .is_some_and(|(_, expires_ms)| now_ms >= *expires_ms)
         {
-            // A vote did not come back in time (lost with a leader change, say): what was
-            // drafted is no longer known to precede anything; entries resend.
+            // A vote did not come back in time: propose on. What was drafted is kept: a
+            // leader's own entries commit in log order while it leads (and all of this is
+            // forgotten when it stops), so they still precede the next draft; forgetting an
+            // abort in flight would let its segment be drafted for a range too, and a
+            // segment after it go before the ones it follows.
             self.inflight.clear();
-            self.drafted.clear();
         }
         if self.inflight.len() >= self.config.votes_in_flight_max {
             return;
@@ -386,18 +458,23 @@ impl Sync {
         let data = postcard::to_allocvec(&draft).expect("draft encodes");
         if self.raft.propose(Vec::new(), data).is_ok() {
             let index = self.raft.raft.raft_log.last_index();
-            self.drafted
-                .extend(draft.items.iter().map(|item| (item.segment(), index)));
+            self.drafted.extend(draft.items.iter().map(|item| {
+                let range = matches!(item, Item::Over { .. });
+                (item.segment(), (index, range))
+            }));
             let expires_ms = now_ms + 4 * self.config.tick_ms * self.config.election_ticks as u64;
             self.inflight.push_back((index, expires_ms));
         }
     }
 
     /// The queued items that may be drafted now, in queue order, at most
-    /// `batch_items_max`: aborts, and segments whose `after` is decided, drafted in a vote
-    /// in flight, or taken earlier in this batch. The others stay queued (their `after`
-    /// comes from the same entry, which retries it; or is aborted by ndb if it died).
-    /// Items decided meanwhile (a duplicate, an abort that won) are dropped.
+    /// `batch_items_max`: aborts, and segments whose `after` got a range: decided so,
+    /// drafted so in a vote in flight, or taken so earlier in this batch. The others stay
+    /// queued (their `after` comes from the same entry, which retries it; or is aborted by
+    /// ndb if it died). An `after` that was aborted does not count: the segments before it
+    /// may still be open, so the entry names the one before it in its next SEGMENT_OVER.
+    /// Items decided meanwhile (a duplicate, an abort that won) or drafted in a vote in
+    /// flight are dropped.
     fn take_ready_items(&mut self) -> Vec<Item> {
         let mut taken: BTreeSet<SegmentId> = BTreeSet::new();
         let mut items = Vec::new();
@@ -409,19 +486,20 @@ impl Sync {
             let queue = std::mem::take(&mut self.queue);
             for (item, after) in queue {
                 let segment = item.segment();
-                if self.by_segment.contains_key(&segment) {
+                if self.by_segment.contains_key(&segment) || self.drafted.contains_key(&segment) {
                     self.queued.remove(&segment);
                     continue;
                 }
-                let after = after.filter(|_| self.config.mutation != Mutation::SyncIgnoresAfter);
-                let ready = after.is_none_or(|after| {
-                    self.by_segment.contains_key(&after)
-                        || self.drafted.contains_key(&after)
-                        || taken.contains(&after)
-                });
+                let ready = match after {
+                    _ if self.config.mutation == Mutation::SyncIgnoresAfter => true,
+                    None => true,
+                    Some(after) => self.got_a_range(after) || taken.contains(&after),
+                };
                 if ready && items.len() < self.config.batch_items_max {
                     self.queued.remove(&segment);
-                    taken.insert(segment);
+                    if matches!(item, Item::Over { .. }) {
+                        taken.insert(segment);
+                    }
                     items.push(item);
                 } else {
                     self.queue.push((item, after));
@@ -432,6 +510,15 @@ impl Sync {
             }
         }
         items
+    }
+
+    /// Whether `segment` was decided a range, or drafted for one in a vote in flight.
+    fn got_a_range(&self, segment: SegmentId) -> bool {
+        if let Some(index) = self.by_segment.get(&segment) {
+            let resolution = &self.resolutions[(*index - 1) as usize];
+            return matches!(resolution.outcome, Outcome::Permanent { .. });
+        }
+        self.drafted.get(&segment).is_some_and(|(_, range)| *range)
     }
 
     /// Exhaustion is refused here, at proposal time: a segment whose range would pass
@@ -542,7 +629,7 @@ impl Sync {
             {
                 self.inflight.pop_front();
             }
-            self.drafted.retain(|_, index| *index > entry.index);
+            self.drafted.retain(|_, (index, _)| *index > entry.index);
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
             }
@@ -569,6 +656,11 @@ impl Sync {
             }
             let (owner, outcome) = match item {
                 Item::Abort { owner, .. } => (owner, Outcome::Aborted),
+                Item::Over { owner, .. }
+                    if self.config.mutation == Mutation::SyncAbortsEverySegment =>
+                {
+                    (owner, Outcome::Aborted)
+                }
                 Item::Over {
                     owner,
                     count,

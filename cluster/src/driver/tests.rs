@@ -47,14 +47,16 @@ impl Outbox for Journal {
 }
 
 fn keep(index: u8) -> Message {
+    let messages = vec![Publication {
+        publisher: 1,
+        sequence: u64::from(index),
+        payload: vec![index],
+    }];
     Message::Keep {
         segment: SegmentId::new_v7(1_000, [index; 10]),
         owner: NodeId(0),
-        messages: vec![Publication {
-            publisher: 1,
-            sequence: u64::from(index),
-            payload: vec![index],
-        }],
+        digest: fox_sequencer::id::segment_digest(&messages),
+        messages,
     }
 }
 

@@ -21,16 +21,22 @@ struct Args {
     /// No network or crash faults.
     #[arg(long)]
     no_faults: bool,
-    /// Messages per publisher in the safety phase.
-    #[arg(long, default_value_t = 10)]
-    messages: u64,
-    /// Publishers per entry.
-    #[arg(long, default_value_t = 2)]
-    publishers: usize,
-    /// Safety phase length, simulated ms.
-    #[arg(long, default_value_t = 300)]
-    safety_ms: u64,
-    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end, stored-quorum-of-one, sync-ignores-after.
+    /// Messages per publisher in the safety phase (default: the seed's, 10 or on one
+    /// seed in 100 a big workload of 1,000).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Publishers per entry (default: the seed's, 2 or 4).
+    #[arg(long)]
+    publishers: Option<usize>,
+    /// Safety phase length, simulated ms (default: the seed's, 300 or 1,000).
+    #[arg(long)]
+    safety_ms: Option<u64>,
+    /// Liveness phase length, simulated ms (default: the seed's).
+    #[arg(long)]
+    liveness_ms: Option<u64>,
+    /// Deliberate bug to check the checker: none, ack-before-vote, base-ignores-end,
+    /// stored-quorum-of-one, sync-ignores-after, ndb-skips-digest-check,
+    /// ndb-applies-out-of-order, deliver-before-vote, sync-aborts-every-segment.
     #[arg(long, default_value = "none")]
     mutation: String,
     /// Also print every violation of a failing seed (not only the first).
@@ -57,6 +63,10 @@ fn main() -> anyhow::Result<()> {
         "base-ignores-end" => Mutation::BaseIgnoresPreviousEnd,
         "stored-quorum-of-one" => Mutation::StoredQuorumOfOne,
         "sync-ignores-after" => Mutation::SyncIgnoresAfter,
+        "ndb-skips-digest-check" => Mutation::NdbSkipsDigestCheck,
+        "ndb-applies-out-of-order" => Mutation::NdbAppliesOutOfOrder,
+        "deliver-before-vote" => Mutation::DeliverBeforeVote,
+        "sync-aborts-every-segment" => Mutation::SyncAbortsEverySegment,
         other => anyhow::bail!("unknown mutation {other}"),
     };
     // The binary is an edge: it measures its own wall-clock speed (seeds per second).
@@ -65,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     let (mut passed, mut failed) = (0u64, 0u64);
     let (mut acked, mut votes, mut simulated_ms) = (0u64, 0u64, 0u64);
     let mut aborted = 0u64;
+    let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
@@ -73,9 +84,10 @@ fn main() -> anyhow::Result<()> {
         config.ndbs = ndbs;
         config.syncs = syncs;
         config.faults = !args.no_faults;
-        config.messages_per_publisher = args.messages;
-        config.publishers_per_entry = args.publishers;
-        config.safety_ms = args.safety_ms;
+        config.messages_per_publisher = args.messages.unwrap_or(config.messages_per_publisher);
+        config.publishers_per_entry = args.publishers.unwrap_or(config.publishers_per_entry);
+        config.safety_ms = args.safety_ms.unwrap_or(config.safety_ms);
+        config.liveness_ms = args.liveness_ms.unwrap_or(config.liveness_ms);
         config.mutation = mutation;
         let report = run(&config);
         acked += report.acked;
@@ -86,6 +98,9 @@ fn main() -> anyhow::Result<()> {
         partitions += report.partitions;
         sent += report.messages_sent;
         dropped += report.messages_dropped;
+        fsync_errors += report.fsync_errors;
+        clock_steps += report.clock_steps;
+        corrupted += report.messages_corrupted;
         votes += report.votes;
         simulated_ms += report.simulated_ms;
         if report.passed() {
@@ -100,12 +115,13 @@ fn main() -> anyhow::Result<()> {
             failed += 1;
             let first = report.violations.first().cloned().unwrap_or_default();
             println!(
-                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {} --messages {} --publishers {} --safety-ms {}{}{}",
+                "seed {seed} FAILED hash {:016x}: {first} | reproduce: fox-sim --seeds 1 --seed {seed} --nodes {}{}{}{}{}{}{}",
                 report.trace_hash,
                 args.nodes,
-                args.messages,
-                args.publishers,
-                args.safety_ms,
+                args.messages.map(|m| format!(" --messages {m}")).unwrap_or_default(),
+                args.publishers.map(|p| format!(" --publishers {p}")).unwrap_or_default(),
+                args.safety_ms.map(|s| format!(" --safety-ms {s}")).unwrap_or_default(),
+                args.liveness_ms.map(|l| format!(" --liveness-ms {l}")).unwrap_or_default(),
                 if args.no_faults { " --no-faults" } else { "" },
                 if args.mutation == "none" { String::new() } else { format!(" --mutation {}", args.mutation) }
             );
@@ -122,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     let per_simulated_s = acked as f64 * 1000.0 / simulated_ms.max(1) as f64;
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
-        "faults: {crashes} crashes, {partitions} partitions, {dropped} of {sent} messages lost; {published} published, {rejected} rejected, {aborted} segments aborted"
+        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock), {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
     );
     println!("sim: {passed} passed, {failed} failed");
     if failed > 0 {

@@ -175,3 +175,41 @@ fn in_flight_segments_are_capped_and_the_open_one_waits_without_spinning() {
         "an open segment that cannot go is not due"
     );
 }
+
+#[test]
+fn an_aborted_segment_hands_its_after_to_the_segment_sealed_after_it() {
+    let mut entry = entry();
+    for sequence in 1..=3 {
+        assert!(entry.publish(publication(sequence, 10), 1_000).is_ok());
+        entry.handle_timeout(1_000);
+    }
+    let ids: Vec<SegmentId> = entry.sealed.iter().map(|sealed| sealed.id).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(entry.sealed[2].after, Some(ids[1]));
+    for position in 0..3 {
+        let (segment, digest) = (entry.sealed[position].id, entry.sealed[position].digest);
+        for ndb in [NodeId(1), NodeId(2)] {
+            let stored = Message::Stored {
+                segment,
+                count: 1,
+                digest,
+            };
+            entry.handle_message(ndb, stored, 1_001);
+        }
+    }
+    let _ = entry.ready();
+    let resolutions = vec![Resolution {
+        index: 1,
+        segment: ids[1],
+        owner: NodeId(0),
+        outcome: Outcome::Aborted,
+        raft_index: 1,
+        raft_term: 1,
+    }];
+    entry.handle_message(NodeId(4), Message::Resolved { resolutions }, 1_002);
+    let repeated = entry.ready().messages.into_iter().any(|(_, message)| {
+        matches!(message, Message::SegmentOver { segment, after, .. }
+            if segment == ids[2] && after == Some(ids[0]))
+    });
+    assert!(repeated, "C's SEGMENT_OVER names A once B is aborted");
+}

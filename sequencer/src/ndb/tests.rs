@@ -21,6 +21,7 @@ fn keep() -> Message {
     Message::Keep {
         segment: SegmentId::new_v7(1_000, [1; 10]),
         owner: NodeId(0),
+        digest: segment_digest(&messages),
         messages,
     }
 }
@@ -125,4 +126,112 @@ fn log_answers_are_cut_in_bytes_so_every_one_fits_in_a_frame() {
         after = records.last().map_or(after, |record| record.id.0);
     }
     assert_eq!(after, 102);
+}
+
+#[test]
+fn keep_whose_messages_do_not_match_its_digest_is_dropped() {
+    let mut ndb = ndb();
+    let Message::Keep {
+        segment,
+        owner,
+        digest,
+        mut messages,
+    } = keep()
+    else {
+        unreachable!()
+    };
+    messages[0].payload[0] ^= 1;
+    let damaged = Message::Keep {
+        segment,
+        owner,
+        digest,
+        messages,
+    };
+    ndb.handle_message(NodeId(0), damaged, 1_000);
+    ndb.handle_timeout(1_000);
+    let ready = ndb.ready();
+    assert!(ready.writes.is_empty());
+    assert!(ready
+        .messages
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Stored { .. })));
+}
+
+/// Found by the simulator (damaged KEEP payloads, before KEEP carried a digest): an ndb
+/// holding another copy under a segment's ID never asked a peer for the decided one, and
+/// dropped it when it came, so it stopped applying resolutions for good.
+#[test]
+fn a_held_copy_that_is_not_the_decided_one_is_fetched_again_and_replaced() {
+    let decided = vec![Publication {
+        publisher: 1,
+        sequence: 1,
+        payload: vec![1],
+    }];
+    let mut other = decided.clone();
+    other[0].payload[0] = 2;
+    let segment = SegmentId::new_v7(1_000, [1; 10]);
+    let held = NdbWrite::Temp {
+        segment,
+        owner: NodeId(0),
+        messages: other,
+    };
+    let mut ndb = Ndb::recover(ndb().config.clone(), [&held], 1_000);
+    let _ = ndb.ready();
+    let resolution = Resolution {
+        index: 1,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(100),
+            count: 1,
+            digest: segment_digest(&decided),
+        },
+        raft_index: 1,
+        raft_term: 1,
+    };
+    let resolutions = vec![resolution];
+    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_000);
+    assert!(ndb.log().is_empty(), "the held copy is not the decided one");
+    let ready = ndb.ready();
+    assert!(ready
+        .messages
+        .iter()
+        .any(|(to, m)| *to == NodeId(2) && *m == Message::Fetch { segment }));
+    let data = Message::SegmentData {
+        segment,
+        owner: NodeId(0),
+        messages: decided.clone(),
+    };
+    ndb.handle_message(NodeId(2), data, 1_001);
+    assert_eq!(ndb.log().len(), 1);
+    assert_eq!(ndb.log()[0].publication, decided[0]);
+}
+
+/// Found by the simulator (a big-workload seed with `pending_resolutions_max` small): the
+/// leader's announcements filled the buffer with later resolutions, the next one to apply
+/// was dropped each time it came, and the ndb stopped applying for good.
+#[test]
+fn a_full_resolution_buffer_keeps_the_ones_applied_next() {
+    let mut ndb = ndb();
+    ndb.config.pending_resolutions_max = 2;
+    let aborted = |index: u64| Resolution {
+        index,
+        segment: SegmentId::new_v7(1_000, [index as u8; 10]),
+        owner: NodeId(0),
+        outcome: Outcome::Aborted,
+        raft_index: index,
+        raft_term: 1,
+    };
+    let resolved = |indices: &[u64]| Message::Resolved {
+        resolutions: indices.iter().map(|index| aborted(*index)).collect(),
+    };
+    ndb.handle_message(NodeId(3), resolved(&[3, 4]), 1_000);
+    assert_eq!(ndb.applied_index(), 0);
+    ndb.handle_message(NodeId(3), resolved(&[1]), 1_001);
+    ndb.handle_message(NodeId(3), resolved(&[2]), 1_002);
+    assert_eq!(
+        ndb.applied_index(),
+        3,
+        "1 and 2 got in, 3 stayed, 4 is pulled again"
+    );
 }

@@ -1,6 +1,6 @@
 //! The history checker: the invariants of DESIGN.md, asserted as events happen and at the end.
 
-use crate::id::{NodeId, PermanentId, SegmentId};
+use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
 use crate::message::{LogRecord, Outcome, Resolution};
 use std::collections::BTreeMap;
 
@@ -9,8 +9,8 @@ pub type MessageKey = (u64, u64);
 
 /// What the cluster's tiers hold durably, for the quorum checks at ack time.
 pub trait DurableView {
-    /// ndb nodes whose fsynced records hold `segment`.
-    fn ndbs_holding(&self, segment: SegmentId) -> usize;
+    /// ndb nodes whose fsynced records hold `segment` with these contents (`digest`).
+    fn ndbs_holding(&self, segment: SegmentId, digest: u64) -> usize;
     /// sync nodes whose fsynced Raft log has term `raft_term` at `raft_index`.
     fn syncs_holding(&self, raft_index: u64, raft_term: u64) -> usize;
 }
@@ -23,19 +23,32 @@ pub struct Checker {
     ndb_quorum: usize,
     sync_quorum: usize,
     published: BTreeMap<(SegmentId, u32), (MessageKey, u64)>,
+    /// What each message was when published (its digest): a copy damaged on the way or
+    /// on a disk differs.
+    content: BTreeMap<MessageKey, u64>,
+    /// Each segment's digest over what was published in it, once it is resolved.
+    segment_content: BTreeMap<SegmentId, u64>,
+    publications: BTreeMap<(SegmentId, u32), Publication>,
     resolutions: Vec<Resolution>,
     by_segment: BTreeMap<SegmentId, usize>,
     /// The reference permanent log, from committed resolutions: `(id, key)` in order.
     reference: Vec<(u64, MessageKey)>,
     id_of_key: BTreeMap<MessageKey, u64>,
     acked: BTreeMap<MessageKey, (u64, u64)>,
-    acked_by_publisher: BTreeMap<u64, BTreeMap<u64, u64>>,
+    /// Acked messages per session: sequence -> permanent ID.
+    acked_by_session: BTreeMap<(u64, u64), BTreeMap<u64, u64>>,
     rejected: BTreeMap<MessageKey, SegmentId>,
-    /// The session (publisher and entry incarnation) each message was published in.
+    /// The session each message was published in: the publisher, and the entry
+    /// incarnation it was connected to (a publisher that reconnects, to the same entry
+    /// after a crash or to another, starts a new session).
     session_of: BTreeMap<MessageKey, (u64, u64)>,
     /// Committed messages per session: sequence -> permanent ID (invariant 4 over every
     /// committed message, acked or not: an ack lost with its entry hides nothing).
     committed_by_session: BTreeMap<(u64, u64), BTreeMap<u64, u64>>,
+    /// Acks in time order: `(ack time, largest ID acked up to then)` (invariant 3).
+    ack_timeline: Vec<(u64, u64)>,
+    /// The last resolution each ndb applied (invariant 2: in index order, none skipped).
+    ndb_applied: BTreeMap<NodeId, u64>,
 }
 
 const VIOLATIONS_MAX: usize = 20;
@@ -62,11 +75,15 @@ impl Checker {
         &mut self,
         segment: SegmentId,
         offset: u32,
-        key: MessageKey,
+        publication: &Publication,
         session: u64,
         now_ms: u64,
     ) {
+        let key = (publication.publisher, publication.sequence);
         self.session_of.insert(key, (key.0, session));
+        self.content.insert(key, digest_of(publication));
+        self.publications
+            .insert((segment, offset), publication.clone());
         if self
             .published
             .insert((segment, offset), (key, now_ms))
@@ -108,9 +125,15 @@ impl Checker {
             );
         }
         self.resolutions.push(resolution.clone());
-        let Outcome::Permanent { base, count, .. } = resolution.outcome else {
+        let Outcome::Permanent {
+            base,
+            count,
+            digest,
+        } = resolution.outcome
+        else {
             return;
         };
+        self.check_segment_content(resolution.segment, count, digest, now_ms);
         let previous_end = self.reference.last().map_or(0, |(id, _)| *id);
         if base.0 <= previous_end || !base.is_valid() {
             self.fail(
@@ -120,7 +143,9 @@ impl Checker {
         }
         for offset in 0..count {
             let id = base.0 + u64::from(offset);
-            let Some((key, _)) = self.published.get(&(resolution.segment, offset)).copied() else {
+            let Some((key, received_ms)) =
+                self.published.get(&(resolution.segment, offset)).copied()
+            else {
                 self.fail(
                     now_ms,
                     format!("id {id} names unpublished {}/{offset}", resolution.segment),
@@ -135,7 +160,31 @@ impl Checker {
             }
             self.reference.push((id, key));
             self.check_committed_order(key, id, now_ms);
+            self.check_real_time_order(key, id, received_ms, now_ms);
         }
+    }
+
+    /// The vote's digest is that of what was published in the segment.
+    fn check_segment_content(&mut self, segment: SegmentId, count: u32, digest: u64, now_ms: u64) {
+        let published: Vec<Publication> = (0..count)
+            .map_while(|offset| self.publications.get(&(segment, offset)).cloned())
+            .collect();
+        let actual = segment_digest(&published);
+        self.segment_content.insert(segment, actual);
+        if actual != digest {
+            self.fail(
+                now_ms,
+                format!("segment {segment} voted with digest {digest:x}, published {actual:x}"),
+            );
+        }
+    }
+
+    /// Whether `record` is message `key` with ID `id`, as it was published.
+    fn same_record(&self, record: &LogRecord, id: u64, key: MessageKey) -> bool {
+        let publication = &record.publication;
+        record.id.0 == id
+            && (publication.publisher, publication.sequence) == key
+            && self.content.get(&key) == Some(&digest_of(publication))
     }
 
     /// Invariant 4 over committed messages: within one session, IDs follow publish order.
@@ -159,6 +208,24 @@ impl Checker {
         }
     }
 
+    /// Invariant 3, as each message commits: every ack given before it was received named
+    /// a smaller ID. Exact at this point: a message commits after it was received, so
+    /// every ack before its receipt is already known.
+    fn check_real_time_order(&mut self, key: MessageKey, id: u64, received_ms: u64, now_ms: u64) {
+        let position = self
+            .ack_timeline
+            .partition_point(|(at_ms, _)| *at_ms < received_ms);
+        let Some((at_ms, largest)) = position.checked_sub(1).map(|p| self.ack_timeline[p]) else {
+            return;
+        };
+        if largest >= id {
+            self.fail(
+                now_ms,
+                format!("real-time order: {key:?} received at {received_ms} got {id}, not above {largest} acked by {at_ms}"),
+            );
+        }
+    }
+
     fn reference_key(&self, id: u64) -> Option<MessageKey> {
         let position = self.reference.partition_point(|(known, _)| *known < id);
         self.reference
@@ -177,6 +244,12 @@ impl Checker {
         id: u64,
         now_ms: u64,
     ) {
+        // Every ack counts for real-time order, even one that breaks another invariant.
+        let largest = self
+            .ack_timeline
+            .last()
+            .map_or(id, |(_, largest)| id.max(*largest));
+        self.ack_timeline.push((now_ms, largest));
         if self.published.get(&(segment, offset)).map(|(k, _)| *k) != Some(key) {
             self.fail(
                 now_ms,
@@ -196,7 +269,8 @@ impl Checker {
                 format!("ack of {key:?} as {id}, but the vote gave it another id"),
             );
         }
-        let ndbs = view.ndbs_holding(segment);
+        let digest = self.segment_content.get(&segment).copied().unwrap_or(0);
+        let ndbs = view.ndbs_holding(segment, digest);
         if ndbs < self.ndb_quorum {
             self.fail(
                 now_ms,
@@ -216,10 +290,12 @@ impl Checker {
         self.check_publisher_order(key, id, now_ms);
     }
 
-    /// Invariant 4: a publisher's acked messages have IDs in publish order.
+    /// Invariant 4: the acked messages of one session have IDs in publish order (across
+    /// sessions, a message published after an ack is ordered after it: invariant 3).
     fn check_publisher_order(&mut self, key: MessageKey, id: u64, now_ms: u64) {
         let (publisher, sequence) = key;
-        let acked = self.acked_by_publisher.entry(publisher).or_default();
+        let session = self.session_of.get(&key).copied().unwrap_or((publisher, 0));
+        let acked = self.acked_by_session.entry(session).or_default();
         let before = acked.range(..sequence).next_back().map(|(_, id)| *id);
         let after = acked.range(sequence + 1..).next().map(|(_, id)| *id);
         acked.insert(sequence, id);
@@ -251,21 +327,41 @@ impl Checker {
         &mut self,
         node: NodeId,
         resolution: &Resolution,
-        keys: &[MessageKey],
+        messages: &[Publication],
         now_ms: u64,
     ) {
+        let applied = self.ndb_applied.insert(node, resolution.index).unwrap_or(0);
+        if resolution.index != applied + 1 {
+            self.fail(
+                now_ms,
+                format!(
+                    "{node} applied resolution {} after {applied}",
+                    resolution.index
+                ),
+            );
+        }
         let Outcome::Permanent { base, .. } = resolution.outcome else {
             return;
         };
-        for (offset, key) in keys.iter().enumerate() {
+        for (offset, publication) in messages.iter().enumerate() {
             let id = base.0 + offset as u64;
-            if self.reference_key(id) != Some(*key) {
+            let key = (publication.publisher, publication.sequence);
+            let record = LogRecord {
+                id: PermanentId(id),
+                publication: publication.clone(),
+            };
+            if self.reference_key(id) != Some(key) || !self.same_record(&record, id, key) {
                 self.fail(
                     now_ms,
-                    format!("{node} stores {key:?} as {id}, which the vote did not decide"),
+                    format!("{node} stores {key:?} as {id}, not what the vote decided and was published"),
                 );
             }
         }
+    }
+
+    /// An ndb (re)started with resolutions up to `applied_index` applied.
+    pub fn on_ndb_start(&mut self, node: NodeId, applied_index: u64) {
+        self.ndb_applied.insert(node, applied_index);
     }
 
     /// A subscriber got a record (invariants 2 and 6: the next one after its last, no gap).
@@ -279,7 +375,9 @@ impl Checker {
         let key = (record.publication.publisher, record.publication.sequence);
         let position = self.reference.partition_point(|(id, _)| *id <= last_seen);
         let expected = self.reference.get(position).copied();
-        if expected != Some((record.id.0, key)) {
+        let same =
+            expected.is_some_and(|(id, expected_key)| self.same_record(record, id, expected_key));
+        if !same {
             self.fail(now_ms, format!("subscriber {subscriber} after {last_seen} got {} {key:?}, expected {expected:?}", record.id));
         }
     }
@@ -348,40 +446,13 @@ impl Checker {
         self.acked.contains_key(&key) || self.rejected.contains_key(&key)
     }
 
-    /// End of run: real-time order (invariant 3) over every committed message.
-    pub fn check_real_time_order(&mut self) {
-        let mut acks: Vec<(u64, u64)> = self.acked.values().map(|(id, at)| (*at, *id)).collect();
-        acks.sort_unstable();
-        let mut max_id_acked_by: Vec<(u64, u64)> = Vec::with_capacity(acks.len());
-        let mut running_max = 0;
-        for (at, id) in acks {
-            running_max = running_max.max(id);
-            max_id_acked_by.push((at, running_max));
-        }
-        let mut found = Vec::new();
-        for ((segment, _), (key, received_ms)) in &self.published {
-            let Some(id) = self.id_of_key.get(key).copied() else {
-                continue;
-            };
-            let _ = segment;
-            // Acks strictly before the message was received.
-            let position = max_id_acked_by.partition_point(|(at, _)| *at < *received_ms);
-            if position > 0 && max_id_acked_by[position - 1].1 >= id {
-                found.push(format!("real-time order: {key:?} received at {received_ms} got {id}, below an earlier ack"));
-            }
-        }
-        for text in found.into_iter().take(3) {
-            self.fail(0, text);
-        }
-    }
-
     /// End of run: a node's log equals the reference (invariants 1 and 2, and liveness).
     pub fn check_log_complete(&mut self, what: &str, log: &[LogRecord]) {
         let matches = log.len() == self.reference.len()
-            && log.iter().zip(&self.reference).all(|(record, (id, key))| {
-                record.id.0 == *id
-                    && (record.publication.publisher, record.publication.sequence) == *key
-            });
+            && log
+                .iter()
+                .zip(&self.reference)
+                .all(|(record, (id, key))| self.same_record(record, *id, *key));
         if !matches {
             let text = format!(
                 "{what} log has {} records, reference {} (or they differ)",
@@ -403,10 +474,9 @@ impl Checker {
         let start = self.reference.partition_point(|(id, _)| *id <= after.0);
         let starts_on_a_record = after.0 == 0 || self.reference_key(after.0).is_some();
         let mut expected = self.reference[start..].iter();
-        let same = records.zip(expected.by_ref()).all(|(record, (id, key))| {
-            record.id.0 == *id
-                && (record.publication.publisher, record.publication.sequence) == *key
-        });
+        let same = records
+            .zip(expected.by_ref())
+            .all(|(record, (id, key))| self.same_record(record, *id, *key));
         if !starts_on_a_record || !same || expected.next().is_some() {
             let text = format!(
                 "{what} log cache after {} differs from the reference ({} records)",
@@ -434,4 +504,9 @@ impl Checker {
     pub fn liveness_failure(&mut self, text: String) {
         self.fail(0, format!("liveness: {text}"));
     }
+}
+
+/// One publication's digest (what the checker compares copies by).
+fn digest_of(publication: &Publication) -> u64 {
+    segment_digest(std::slice::from_ref(publication))
 }

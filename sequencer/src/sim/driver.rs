@@ -1,13 +1,15 @@
 //! The simulation driver: nodes, disks, faults, workload and the main loop.
 
 mod effects;
+mod faults;
 mod finish;
+mod workload;
 
-use super::checker::{Checker, DurableView, MessageKey};
+use super::checker::{Checker, DurableView};
 use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
-use crate::id::{NodeId, PermanentId, Publication, SeededRng, SegmentId};
+use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
 use crate::message::{Message, Outcome};
 use crate::ndb::{Ndb, NdbWrite};
 use crate::sync::{Sync, SyncEvent, SyncWrite};
@@ -50,39 +52,94 @@ pub struct SimConfig {
     pub segment_bytes_max: usize,
     /// Each ndb's `log_read_bytes_max` (small, so that LOG answers are cut in bytes).
     pub log_read_bytes_max: usize,
+    /// Longest partition, in ms: above ndb's `abort_after_ms` (300) on some seeds, so
+    /// that segments cut off from sync are aborted while their entries live.
+    pub partition_ms_max: u64,
+    /// Queue and batch limits of the nodes.
+    pub caps: Caps,
+}
+
+/// Queue and batch limits of the nodes: their defaults, or small ones on the seeds with a
+/// big workload, so that every one of them is reached.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    /// Entry and ndb `segment_messages_max`.
+    pub segment_messages_max: usize,
+    /// Entry `segments_in_flight_max`.
+    pub segments_in_flight_max: usize,
+    /// Sync `queue_items_max`.
+    pub queue_items_max: usize,
+    /// Sync `batch_items_max`.
+    pub batch_items_max: usize,
+    /// Sync `votes_in_flight_max`.
+    pub votes_in_flight_max: usize,
+    /// Sync `resolved_batch_max`.
+    pub resolved_batch_max: usize,
+    /// Ndb `pending_resolutions_max`.
+    pub pending_resolutions_max: usize,
+}
+
+impl Caps {
+    /// The nodes' defaults.
+    pub fn defaults() -> Caps {
+        let membership = Membership {
+            entries: vec![NodeId(0)],
+            ndbs: vec![NodeId(1)],
+            syncs: vec![NodeId(2)],
+        };
+        let entry = EntryConfig::new(NodeId(0), membership.clone(), 0);
+        let ndb = NdbConfig::new(NodeId(1), membership.clone());
+        let sync = SyncConfig::new(NodeId(2), membership, 0);
+        Caps {
+            segment_messages_max: entry.segment_messages_max,
+            segments_in_flight_max: entry.segments_in_flight_max,
+            queue_items_max: sync.queue_items_max,
+            batch_items_max: sync.batch_items_max,
+            votes_in_flight_max: sync.votes_in_flight_max,
+            resolved_batch_max: sync.resolved_batch_max,
+            pending_resolutions_max: ndb.pending_resolutions_max,
+        }
+    }
+
+    /// Small limits drawn from `rng`.
+    pub fn small(rng: &mut SeededRng) -> Caps {
+        Caps {
+            segment_messages_max: rng.range(32, 256) as usize,
+            segments_in_flight_max: rng.range(2, 6) as usize,
+            // About as many as the entries have segments in flight: some SEGMENT_OVERs
+            // are dropped, and their entries resend them.
+            queue_items_max: rng.range(4, 12) as usize,
+            batch_items_max: rng.range(2, 8) as usize,
+            votes_in_flight_max: rng.range(1, 2) as usize,
+            resolved_batch_max: rng.range(4, 16) as usize,
+            pending_resolutions_max: rng.range(8, 32) as usize,
+        }
+    }
 }
 
 impl SimConfig {
-    /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload;
-    /// odd seeds give entries a log cache of at most 24 records, ndb reads of 8 to 32
-    /// records, segments of 38 to 600 bytes and reads of 400 to 1600 bytes.
+    /// The default run for `seed`: 3 entries, 3 ndb, 3 sync, faults on, small workload
+    /// (60 publishes over 300 ms); odd seeds give entries a log cache of at most 24
+    /// records, ndb reads of 8 to 32 records, segments of 38 to 600 bytes and reads of 400
+    /// to 1600 bytes; one seed in 8 (`seed % 8 == 5`) has a 1 s safety phase with
+    /// partitions up to 700 ms; one in 100 (`seed % 100 == 7`) a big workload against
+    /// small caps (`Caps::small`).
     pub fn new(seed: u64) -> SimConfig {
         // Drawn from their own generator: the run's RNG stream stays as it was.
         let mut limits = SeededRng::new(seed ^ 0x1111_cafe_f00d);
-        let small = seed % 2 == 1;
-        let log_cache_records_max = if small {
-            limits.range(0, 24) as usize
+        // One seed in 100: a big workload (18,000 publishes offered in 1 s) against small
+        // caps; its own cache and read limits (below), small but able to keep up.
+        let big = seed % 100 == 7;
+        let small = seed % 2 == 1 && !big;
+        // One seed in 8: a longer safety phase with partitions longer than the abort timeout.
+        let long_partitions = seed % 8 == 5;
+        let caps = if big {
+            Caps::small(&mut limits)
         } else {
-            1 << 20
+            Caps::defaults()
         };
-        let read_records_max = if small {
-            // Small enough to page, large enough for one READ per round trip to keep up.
-            limits.range(8, 32) as usize
-        } else {
-            4096
-        };
-        // A simulated publication takes at most 38 bytes (8 of payload).
-        let (segment_bytes_max, log_read_bytes_max) = if small {
-            let segment = limits.range(38, 600) as usize;
-            // At least 8 records of 48 bytes per LOG: the tail reads one answer per round
-            // trip, and one record per answer could not keep up with the workload.
-            (segment, limits.range(400, 1600) as usize)
-        } else {
-            (
-                wire_limits::SEGMENT_BYTES_MAX_DEFAULT,
-                wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
-            )
-        };
+        let (log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max) =
+            cache_and_read_limits(&mut limits, small, big);
         SimConfig {
             log_cache_records_max,
             read_records_max,
@@ -93,16 +150,58 @@ impl SimConfig {
             ndbs: 3,
             syncs: 3,
             faults: true,
-            safety_ms: 300,
-            liveness_ms: 600,
-            publishers_per_entry: 2,
-            messages_per_publisher: 10,
+            safety_ms: if long_partitions || big { 1_000 } else { 300 },
+            partition_ms_max: if long_partitions { 700 } else { 100 },
+            // A big backlog takes its subscribers a while to read.
+            liveness_ms: if big { 2_000 } else { 600 },
+            publishers_per_entry: if big { 4 } else { 2 },
+            messages_per_publisher: if big { 1_500 } else { 10 },
+            caps,
             mutation: Mutation::None,
             wire_roundtrip: seed % 16 == 0,
             ndbs_down: 0,
             syncs_down: 0,
         }
     }
+}
+
+/// `(log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max)`:
+/// the defaults, small ones (`small`), or for a big workload small ones it keeps up with.
+fn cache_and_read_limits(
+    limits: &mut SeededRng,
+    small: bool,
+    big: bool,
+) -> (usize, usize, usize, usize) {
+    if big {
+        return (
+            limits.range(16, 256) as usize,
+            limits.range(256, 1_024) as usize,
+            limits.range(1_000, 12_000) as usize,
+            limits.range(16_000, 64_000) as usize,
+        );
+    }
+    if !small {
+        return (
+            1 << 20,
+            4096,
+            wire_limits::SEGMENT_BYTES_MAX_DEFAULT,
+            wire_limits::LOG_READ_BYTES_MAX_DEFAULT,
+        );
+    }
+    let log_cache_records_max = limits.range(0, 24) as usize;
+    // Small enough to page, large enough for one READ per round trip to keep up.
+    let read_records_max = limits.range(8, 32) as usize;
+    // A simulated publication takes at most 38 bytes (8 of payload).
+    let segment_bytes_max = limits.range(38, 600) as usize;
+    // At least 8 records of 48 bytes per LOG: the tail reads one answer per round trip,
+    // and one record per answer could not keep up with the workload.
+    let log_read_bytes_max = limits.range(400, 1600) as usize;
+    (
+        log_cache_records_max,
+        read_records_max,
+        segment_bytes_max,
+        log_read_bytes_max,
+    )
 }
 
 /// The outcome of one run.
@@ -134,8 +233,14 @@ pub struct SimReport {
     pub messages_dropped: u64,
     /// Node crashes (including the minority kept down in the liveness phase).
     pub crashes: u64,
-    /// Network partitions.
+    /// Network partitions (groups, or one-way cuts).
     pub partitions: u64,
+    /// Failed fsyncs (each stopped its node).
+    pub fsync_errors: u64,
+    /// Restarts that found the node's clock stepped.
+    pub clock_steps: u64,
+    /// KEEP / SEGMENT_DATA messages damaged on the way.
+    pub messages_corrupted: u64,
 }
 
 impl SimReport {
@@ -167,7 +272,8 @@ enum Role {
 struct Disk {
     ndb_synced: Vec<NdbWrite>,
     ndb_pending: Vec<NdbWrite>,
-    ndb_segments: BTreeSet<SegmentId>,
+    /// Segments held in fsynced records, with the digest of the copy held.
+    ndb_segments: BTreeSet<(SegmentId, u64)>,
     sync_records: Vec<SyncWrite>,
     /// Sync writes not yet fsynced (a commit index alone); lost in a crash.
     sync_pending: Vec<SyncWrite>,
@@ -175,18 +281,66 @@ struct Disk {
     sync_terms: Vec<u64>,
 }
 
+impl Disk {
+    /// The first `count` unsynced ndb writes reach the disk (all of them at an fsync; a
+    /// prefix in a crash: records are written in order, and a torn one is dropped with
+    /// everything after it by the store's checksums).
+    fn ndb_make_durable(&mut self, count: usize) {
+        let count = count.min(self.ndb_pending.len());
+        for write in self.ndb_pending.drain(..count) {
+            match &write {
+                NdbWrite::Temp {
+                    segment, messages, ..
+                } => {
+                    self.ndb_segments
+                        .insert((*segment, segment_digest(messages)));
+                }
+                NdbWrite::Applied {
+                    resolution,
+                    messages,
+                } => {
+                    if matches!(resolution.outcome, Outcome::Permanent { .. }) {
+                        let digest = segment_digest(messages);
+                        self.ndb_segments.insert((resolution.segment, digest));
+                    }
+                }
+            }
+            self.ndb_synced.push(write);
+        }
+    }
+
+    /// The first `count` unsynced sync writes reach the disk (as `ndb_make_durable`).
+    fn sync_make_durable(&mut self, count: usize) {
+        let count = count.min(self.sync_pending.len());
+        for write in self.sync_pending.drain(..count) {
+            if let SyncWrite::Entries(entries) = &write {
+                if let Some(first) = entries.first() {
+                    self.sync_terms
+                        .truncate(first.index.saturating_sub(1) as usize);
+                    self.sync_terms
+                        .extend(entries.iter().map(|entry| entry.term));
+                }
+            }
+            self.sync_records.push(write);
+        }
+    }
+}
+
 struct Slot {
     id: NodeId,
     role: Role,
     node: Option<Node>,
     incarnation: u64,
-    skew_ms: u64,
+    /// This node's clock minus the simulation's, in ms. A running node's driver counts
+    /// time with a monotonic clock, so it changes only across a restart (the wall clock
+    /// is read again then: a step forward or back).
+    clock_offset_ms: i64,
     restart_at_ms: Option<u64>,
     keep_down: bool,
     disk: Disk,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Safety,
     Liveness,
@@ -198,8 +352,18 @@ struct Publisher {
     next_sequence: u64,
     next_at_ms: u64,
     quota: u64,
-    /// `(sequence, entry incarnation, phase)` of publishes not yet answered.
-    outstanding: Vec<(u64, u64, Phase)>,
+    /// Publishes not yet answered.
+    outstanding: Vec<Outstanding>,
+}
+
+/// A publish waiting for its answer.
+struct Outstanding {
+    sequence: u64,
+    /// The entry it went to, and that entry's incarnation then (if it died since, the
+    /// answer is lost with the publisher's connection).
+    entry: usize,
+    incarnation: u64,
+    phase: Phase,
 }
 
 struct Subscriber {
@@ -213,10 +377,10 @@ struct Subscriber {
 struct SlotsView<'a>(&'a [Slot]);
 
 impl DurableView for SlotsView<'_> {
-    fn ndbs_holding(&self, segment: SegmentId) -> usize {
+    fn ndbs_holding(&self, segment: SegmentId, digest: u64) -> usize {
         self.0
             .iter()
-            .filter(|slot| slot.disk.ndb_segments.contains(&segment))
+            .filter(|slot| slot.disk.ndb_segments.contains(&(segment, digest)))
             .count()
     }
 
@@ -242,6 +406,12 @@ struct Sim {
     checker: Checker,
     start_ms: u64,
     heal_at_ms: Option<u64>,
+    /// When the one-way cuts heal, if any are in place.
+    cuts_heal_at_ms: Option<u64>,
+    /// Failed fsyncs, per fsync, in parts per million.
+    fsync_error_ppm: u32,
+    fsync_errors: u64,
+    clock_steps: u64,
     trace_hash: u64,
     published: u64,
     crashes: u64,
@@ -265,6 +435,11 @@ impl Sim {
             syncs: ids[config.entries + config.ndbs..].to_vec(),
         };
         let faults = Self::draw_faults(&mut rng, config.faults);
+        let fsync_error_ppm = if config.faults {
+            rng.range(0, 2_000) as u32
+        } else {
+            0
+        };
         let start_ms = START_UNIX_MS + rng.range(0, 1 << 20);
         let mut sim = Sim {
             network: Network::new(count, faults),
@@ -275,6 +450,10 @@ impl Sim {
             membership,
             start_ms,
             heal_at_ms: None,
+            cuts_heal_at_ms: None,
+            fsync_error_ppm,
+            fsync_errors: 0,
+            clock_steps: 0,
             trace_hash: 0xcbf2_9ce4_8422_2325,
             published: 0,
             crashes: 0,
@@ -286,24 +465,6 @@ impl Sim {
         sim
     }
 
-    fn draw_faults(rng: &mut SeededRng, faults: bool) -> NetworkFaults {
-        if !faults {
-            return NetworkFaults {
-                delay_ms_min: 1,
-                delay_ms_max: 2,
-                loss_ppm: 0,
-                duplicate_ppm: 0,
-            };
-        }
-        let delay_ms_max = rng.range(2, 12);
-        NetworkFaults {
-            delay_ms_min: 1,
-            delay_ms_max,
-            loss_ppm: rng.range(0, 50_000) as u32,
-            duplicate_ppm: rng.range(0, 30_000) as u32,
-        }
-    }
-
     fn build(&mut self, ids: &[NodeId]) {
         for id in ids {
             let role = if self.membership.entries.contains(id) {
@@ -313,8 +474,8 @@ impl Sim {
             } else {
                 Role::Sync
             };
-            let skew_ms = if self.config.faults {
-                self.rng.range(0, 40)
+            let clock_offset_ms = if self.config.faults {
+                self.rng.range(0, 40) as i64
             } else {
                 0
             };
@@ -323,7 +484,7 @@ impl Sim {
                 role,
                 node: None,
                 incarnation: 0,
-                skew_ms,
+                clock_offset_ms,
                 restart_at_ms: None,
                 keep_down: false,
                 disk: Disk::default(),
@@ -374,6 +535,11 @@ impl Sim {
         }
     }
 
+    /// Node `index`'s clock at simulation time `now_ms`.
+    fn local_ms(&self, index: usize, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.slots[index].clock_offset_ms)
+    }
+
     fn node_seed(&self, index: usize) -> u64 {
         let mut rng = SeededRng::new(
             self.config.seed ^ ((index as u64) << 40) ^ (self.slots[index].incarnation << 20),
@@ -384,26 +550,38 @@ impl Sim {
     fn start_node(&mut self, index: usize, now_ms: u64) {
         let seed = self.node_seed(index);
         let slot = &self.slots[index];
-        let local_ms = now_ms + slot.skew_ms;
+        let local_ms = now_ms.saturating_add_signed(slot.clock_offset_ms);
         let membership = self.membership.clone();
         let node = match slot.role {
             Role::Entry => {
                 let mut config = EntryConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
+                config.segment_messages_max = self.config.caps.segment_messages_max;
+                config.segments_in_flight_max = self.config.caps.segments_in_flight_max;
                 config.log_cache_records_max = self.config.log_cache_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 Node::Entry(Entry::new(config, local_ms))
             }
             Role::Ndb => {
                 let mut config = NdbConfig::new(slot.id, membership);
+                config.mutation = self.config.mutation;
+                config.segment_messages_max = self.config.caps.segment_messages_max;
+                config.pending_resolutions_max = self.config.caps.pending_resolutions_max;
                 config.read_records_max = self.config.read_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 config.log_read_bytes_max = self.config.log_read_bytes_max;
-                Node::Ndb(Ndb::recover(config, &slot.disk.ndb_synced, local_ms))
+                let ndb = Ndb::recover(config, &slot.disk.ndb_synced, local_ms);
+                self.checker.on_ndb_start(slot.id, ndb.applied_index());
+                Node::Ndb(ndb)
             }
             Role::Sync => {
                 let mut config = SyncConfig::new(slot.id, membership, seed);
                 config.mutation = self.config.mutation;
+                let caps = &self.config.caps;
+                config.queue_items_max = caps.queue_items_max;
+                config.batch_items_max = caps.batch_items_max;
+                config.votes_in_flight_max = caps.votes_in_flight_max;
+                config.resolved_batch_max = caps.resolved_batch_max;
                 match Sync::recover(config, &slot.disk.sync_records, local_ms) {
                     Ok(sync) => Node::Sync(Box::new(sync)),
                     Err(error) => {
@@ -426,20 +604,6 @@ impl Sim {
             }
         }
         self.process(index, now_ms);
-    }
-
-    fn crash(&mut self, index: usize, now_ms: u64, restart_at_ms: Option<u64>) {
-        let slot = &mut self.slots[index];
-        if slot.node.take().is_none() {
-            return;
-        }
-        slot.disk.ndb_pending.clear();
-        slot.disk.sync_pending.clear();
-        slot.incarnation += 1;
-        slot.restart_at_ms = restart_at_ms;
-        slot.keep_down = restart_at_ms.is_none();
-        self.crashes += 1;
-        self.trace(&[4, now_ms, index as u64]);
     }
 
     fn trace(&mut self, values: &[u64]) {
@@ -470,68 +634,6 @@ impl Sim {
         self.report(total_ms)
     }
 
-    fn inject_faults(&mut self, now_ms: u64) {
-        if self.heal_at_ms.is_some_and(|at| now_ms >= at) {
-            self.network.heal();
-            self.heal_at_ms = None;
-        }
-        if self.rng.chance_ppm(5_000) {
-            let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
-            let restart_at_ms = now_ms + self.rng.range(5, 150);
-            self.crash(index, now_ms, Some(restart_at_ms));
-        }
-        if self.heal_at_ms.is_none() && self.rng.chance_ppm(4_000) {
-            let groups = (0..self.slots.len())
-                .map(|_| self.rng.range(0, 1) as u8)
-                .collect();
-            self.network.partition(groups);
-            self.heal_at_ms = Some(now_ms + self.rng.range(5, 100));
-            self.trace(&[5, now_ms]);
-            self.partitions += 1;
-        }
-    }
-
-    fn begin_liveness(&mut self, now_ms: u64) {
-        self.network.heal();
-        self.heal_at_ms = None;
-        for index in 0..self.slots.len() {
-            if self.slots[index].node.is_none() && !self.slots[index].keep_down {
-                self.start_node(index, now_ms);
-            }
-        }
-        if self.config.faults {
-            self.crash_minority(Role::Ndb, self.config.ndbs, now_ms);
-            self.crash_minority(Role::Sync, self.config.syncs, now_ms);
-        }
-        for publisher in &mut self.publishers {
-            publisher.quota = 2;
-            publisher.next_at_ms = now_ms + self.rng.range(1, 50);
-        }
-    }
-
-    fn crash_minority(&mut self, role: Role, size: usize, now_ms: u64) {
-        let down = self.rng.range(0, (size as u64).saturating_sub(1) / 2);
-        let members: Vec<usize> = (0..self.slots.len())
-            .filter(|i| self.slots[*i].role == role)
-            .collect();
-        for _ in 0..down {
-            let index = members[self.rng.range(0, members.len() as u64 - 1) as usize];
-            self.crash(index, now_ms, None);
-        }
-    }
-
-    fn restart_due(&mut self, now_ms: u64) {
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
-            if slot.node.is_none()
-                && !slot.keep_down
-                && slot.restart_at_ms.is_some_and(|at| now_ms >= at)
-            {
-                self.start_node(index, now_ms);
-            }
-        }
-    }
-
     fn phase(&self, now_ms: u64) -> Phase {
         if now_ms >= self.start_ms + self.config.safety_ms {
             Phase::Liveness
@@ -540,87 +642,12 @@ impl Sim {
         }
     }
 
-    fn workload(&mut self, now_ms: u64) {
-        let spacing_ms =
-            (2 * self.config.safety_ms / self.config.messages_per_publisher.max(1)).max(2);
-        for position in 0..self.publishers.len() {
-            let publisher = &self.publishers[position];
-            if publisher.quota == 0 || now_ms < publisher.next_at_ms {
-                continue;
-            }
-            let entry = publisher.entry;
-            let delay_ms = self.rng.range(1, spacing_ms);
-            self.publishers[position].next_at_ms = now_ms + delay_ms;
-            self.publish(position, entry, now_ms);
-        }
-        for position in 0..self.subscribers.len() {
-            let subscriber = &self.subscribers[position];
-            let entry = subscriber.entry;
-            if subscriber.joined
-                || now_ms < subscriber.join_at_ms
-                || self.slots[entry].node.is_none()
-            {
-                continue;
-            }
-            // A late joiner starts from some ID already in the log; a rejoiner resumes.
-            let after = if subscriber.id >= 2000 && subscriber.last_seen == 0 {
-                let pick = self.rng.range(0, 1 << 16) as usize;
-                self.checker.id_at(pick)
-            } else {
-                PermanentId(subscriber.last_seen)
-            };
-            self.subscribers[position].joined = true;
-            self.subscribers[position].last_seen = after.0;
-            let id = self.subscribers[position].id;
-            if let Some(Node::Entry(node)) = &mut self.slots[entry].node {
-                node.subscribe(id, after);
-            }
-            self.process(entry, now_ms);
-        }
-    }
-
-    fn publish(&mut self, position: usize, entry: usize, now_ms: u64) {
-        let local_ms = now_ms + self.slots[entry].skew_ms;
-        let incarnation = self.slots[entry].incarnation;
-        let phase = self.phase(now_ms);
-        let publisher = &self.publishers[position];
-        let (id, sequence) = (publisher.id, publisher.next_sequence);
-        let Some(Node::Entry(node)) = &mut self.slots[entry].node else {
-            return;
-        };
-        let payload = sequence.to_le_bytes().to_vec();
-        let Ok(advance) = node.publish(
-            Publication {
-                publisher: id,
-                sequence,
-                payload,
-            },
-            local_ms,
-        ) else {
-            return;
-        };
-        let publisher = &mut self.publishers[position];
-        publisher.next_sequence += 1;
-        publisher.quota -= 1;
-        publisher.outstanding.push((sequence, incarnation, phase));
-        self.published += 1;
-        self.checker.on_publish(
-            advance.segment,
-            advance.offset,
-            (id, sequence),
-            incarnation,
-            now_ms,
-        );
-        self.trace(&[6, now_ms, id, sequence]);
-        self.process(entry, now_ms);
-    }
-
     fn deliver_due(&mut self, now_ms: u64) {
         // Bounded: each turn consumes one queued message, and nodes only send in reply
         // with a delay of at least 1 ms, so nothing new becomes due within this step.
         while let Some((from, to, message)) = self.network.next_due(now_ms) {
             let index = to.0 as usize;
-            let local_ms = now_ms + self.slots[index].skew_ms;
+            let local_ms = self.local_ms(index, now_ms);
             self.trace(&[
                 7,
                 now_ms,
@@ -640,7 +667,7 @@ impl Sim {
 
     fn fire_timers(&mut self, now_ms: u64) {
         for index in 0..self.slots.len() {
-            let local_ms = now_ms + self.slots[index].skew_ms;
+            let local_ms = self.local_ms(index, now_ms);
             let fired = match &mut self.slots[index].node {
                 Some(Node::Entry(node)) if node.poll_timeout() <= local_ms => {
                     node.handle_timeout(local_ms);
@@ -675,7 +702,9 @@ impl Sim {
             }
             Some(Node::Ndb(node)) => {
                 let ready = node.ready();
-                self.persist_ndb(index, ready.writes, ready.fsync, now_ms);
+                if !self.persist_ndb(index, ready.writes, ready.fsync, now_ms) {
+                    return self.fail_stop(index, now_ms);
+                }
                 ready.messages
             }
             Some(Node::Sync(node)) => {
@@ -691,7 +720,9 @@ impl Sim {
                 for (to, message) in std::mem::take(&mut ready.early) {
                     self.send(now_ms, from, to, message);
                 }
-                self.persist_sync(index, ready.writes, ready.fsync);
+                if !self.persist_sync(index, ready.writes, ready.fsync) {
+                    return self.fail_stop(index, now_ms);
+                }
                 for event in ready.events {
                     if let SyncEvent::Applied(resolution) = event {
                         self.checker.on_resolution(from, &resolution, now_ms);

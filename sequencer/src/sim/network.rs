@@ -1,9 +1,10 @@
-//! The simulated network: per-message delay, loss, duplication and partitions.
+//! The simulated network: per-message delay, loss, duplication, corruption, partitions
+//! (groups that cannot talk to each other) and one-way cuts (asymmetric partitions).
 
 use crate::id::{NodeId, SeededRng};
 use crate::message::Message;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// Fault rates of one run, drawn from its seed.
 #[derive(Clone, Debug)]
@@ -16,6 +17,10 @@ pub struct NetworkFaults {
     pub loss_ppm: u32,
     /// Duplication per message, in parts per million.
     pub duplicate_ppm: u32,
+    /// Corruption of a KEEP or SEGMENT_DATA, in parts per million: one payload byte of one
+    /// publication flips on the way (a frame damaged past TCP's checksum). Only these two
+    /// carry a digest that lets their receiver tell, so only these are damaged.
+    pub corrupt_ppm: u32,
 }
 
 struct InFlight {
@@ -54,6 +59,10 @@ pub struct Network {
     sequence: u64,
     /// Partition group of each node; messages cross only within a group.
     groups: Vec<u8>,
+    /// One-way cuts: `(from, to)` links that drop everything (asymmetric partitions).
+    cuts: BTreeSet<(NodeId, NodeId)>,
+    /// Messages corrupted.
+    pub corrupted: u64,
     /// Messages sent, dropped, duplicated.
     pub sent: u64,
     /// Messages lost to faults or partitions.
@@ -68,6 +77,8 @@ impl Network {
             queue: BinaryHeap::new(),
             sequence: 0,
             groups: vec![0; nodes],
+            cuts: BTreeSet::new(),
+            corrupted: 0,
             sent: 0,
             dropped: 0,
         }
@@ -84,14 +95,31 @@ impl Network {
         self.groups = groups;
     }
 
-    /// Everyone can talk again.
+    /// Cut the link from `from` to `to` in that direction only.
+    pub fn cut(&mut self, from: NodeId, to: NodeId) {
+        self.cuts.insert((from, to));
+    }
+
+    /// Everyone can talk again, both ways.
     pub fn heal(&mut self) {
+        self.heal_groups();
+        self.heal_cuts();
+    }
+
+    /// The partition into groups ends.
+    pub fn heal_groups(&mut self) {
         self.groups.iter_mut().for_each(|group| *group = 0);
+    }
+
+    /// The one-way cuts end.
+    pub fn heal_cuts(&mut self) {
+        self.cuts.clear();
     }
 
     /// Whether `from` can reach `to` now.
     pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
         self.groups[from.0 as usize] == self.groups[to.0 as usize]
+            && !self.cuts.contains(&(from, to))
     }
 
     /// Send a message at `now_ms`.
@@ -111,7 +139,28 @@ impl Network {
         if rng.chance_ppm(self.faults.duplicate_ppm) {
             self.enqueue(rng, now_ms, from, to, message.clone());
         }
+        let message = self.maybe_corrupt(rng, message);
         self.enqueue(rng, now_ms, from, to, message);
+    }
+
+    fn maybe_corrupt(&mut self, rng: &mut SeededRng, mut message: Message) -> Message {
+        let (Message::Keep { messages, .. } | Message::SegmentData { messages, .. }) = &mut message
+        else {
+            return message;
+        };
+        if messages.is_empty() || !rng.chance_ppm(self.faults.corrupt_ppm) {
+            return message;
+        }
+        let which = rng.range(0, messages.len() as u64 - 1) as usize;
+        let payload = &mut messages[which].payload;
+        if payload.is_empty() {
+            payload.push(0xff);
+        } else {
+            let byte = rng.range(0, payload.len() as u64 - 1) as usize;
+            payload[byte] ^= 1 << rng.range(0, 7);
+        }
+        self.corrupted += 1;
+        message
     }
 
     fn enqueue(

@@ -187,7 +187,7 @@ fn a_segment_is_decided_only_after_the_one_its_entry_sealed_before_it() {
 }
 
 #[test]
-fn an_aborted_predecessor_releases_the_segment_that_follows_it() {
+fn an_aborted_predecessor_releases_the_segment_that_follows_it_when_its_entry_says_so() {
     let mut now_ms = 1_000;
     let (mut sync, _) = leader(&mut now_ms);
     sync.handle_message(NodeId(0), over_after(2, Some(1)), now_ms);
@@ -199,10 +199,157 @@ fn an_aborted_predecessor_releases_the_segment_that_follows_it() {
     };
     sync.handle_message(NodeId(1), abort, now_ms);
     run_for(&mut sync, &mut now_ms, 20);
+    // A was aborted; B waits until its entry names what A followed (nothing here).
+    assert_eq!(sync.resolutions().len(), 1);
+    sync.handle_message(NodeId(0), over_after(2, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
     let outcomes: Vec<bool> = sync
         .resolutions()
         .iter()
         .map(|r| matches!(r.outcome, Outcome::Permanent { .. }))
         .collect();
     assert_eq!(outcomes, vec![false, true]);
+}
+
+/// Found by the simulator (seed 1095 of round 12's fox-sim): an entry pipelines A, B, C
+/// (B after A, C after B); B stalls and an ndb has it aborted; C's `after` was B, which
+/// counted as decided, so C got a range before A did and a publisher's messages in C were
+/// ordered before its earlier message in A. An aborted `after` must not count.
+#[test]
+fn a_segment_after_an_aborted_one_waits_for_the_one_before_it() {
+    let segment = |seed: u8| SegmentId::new_v7(1, [seed; 10]);
+    let over_after = |seed: u8, after: Option<u8>| Message::SegmentOver {
+        segment: segment(seed),
+        owner: NodeId(0),
+        count: 1,
+        digest: 0,
+        after: after.map(segment),
+    };
+    let mut now_ms = 1_000;
+    let (mut sync, _) = leader(&mut now_ms);
+    let mut step = |sync: &mut Sync, message: Option<Message>| {
+        now_ms += 1;
+        if let Some(message) = message {
+            sync.handle_message(NodeId(1), message, now_ms);
+        }
+        for _ in 0..10 {
+            now_ms += 1;
+            sync.handle_timeout(now_ms);
+            let _ = sync.ready();
+        }
+    };
+    let abort = Message::Abort {
+        segment: segment(2),
+        owner: NodeId(0),
+    };
+    step(&mut sync, Some(abort));
+    step(&mut sync, Some(over_after(3, Some(2))));
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(
+        decided,
+        vec![segment(2)],
+        "C waits: B was aborted, A is open"
+    );
+    // The entry learns of B's abort and names A as C's `after`; A comes, then C.
+    step(&mut sync, Some(over_after(3, Some(1))));
+    assert_eq!(sync.resolutions().len(), 1);
+    step(&mut sync, Some(over_after(1, None)));
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(decided, vec![segment(2), segment(1), segment(3)]);
+}
+
+/// Found by the simulator (a big workload against a small `queue_items_max`, no faults):
+/// segments waiting for their `after` filled the leader's queue, the segments they waited
+/// for were dropped on arrival, and nothing moved until ndb aborted them (700 publishes of
+/// 4,000 rejected). A full queue now makes room for what can be drafted.
+#[test]
+fn a_full_queue_makes_room_for_the_segment_the_queued_ones_wait_for() {
+    let mut config = config();
+    config.queue_items_max = 1;
+    let mut now_ms = 1_000;
+    let mut sync = Sync::new(config, now_ms).expect("valid config");
+    for _ in 0..200 {
+        now_ms += 1;
+        sync.handle_timeout(now_ms);
+        let _ = sync.ready();
+        if sync.is_leader() {
+            break;
+        }
+    }
+    assert!(sync.is_leader());
+    // C waits for B; the queue is full.
+    sync.handle_message(NodeId(0), over_after(3, Some(2)), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    assert!(sync.resolutions().is_empty());
+    // B (after nothing) gets in, C is dropped and resent by its entry.
+    sync.handle_message(NodeId(0), over_after(2, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    sync.handle_message(NodeId(0), over_after(3, Some(2)), now_ms);
+    run_for(&mut sync, &mut now_ms, 10);
+    let decided: Vec<SegmentId> = sync.resolutions().iter().map(|r| r.segment).collect();
+    assert_eq!(
+        decided,
+        vec![SegmentId::new_v7(1, [2; 10]), SegmentId::new_v7(1, [3; 10])]
+    );
+}
+
+/// Two of three sync nodes, started together, messages taking 8 ms each way (a round trip
+/// of 80% of the 20 ms election timeout): a leader within 300 ms on each of 30 seeds. With
+/// only the tick jitter to break ties, their elections kept colliding on 11 of them (3 at
+/// 6 ms; the simulator saw 350 ms without a leader after the heal).
+#[test]
+fn two_of_three_sync_nodes_elect_a_leader_despite_slow_links() {
+    const DELAY_MS: u64 = 8;
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1)],
+        syncs: vec![NodeId(2), NodeId(3), NodeId(4)],
+    };
+    let mut slow = Vec::new();
+    for seed in 0..30 {
+        let start_ms = 1_000;
+        let mut nodes: Vec<Sync> = [NodeId(2), NodeId(3)]
+            .iter()
+            .map(|id| {
+                let config = SyncConfig::new(*id, membership.clone(), seed * 2 + u64::from(id.0));
+                Sync::new(config, start_ms).expect("valid config")
+            })
+            .collect();
+        let mut in_flight: Vec<(u64, usize, NodeId, Message)> = Vec::new();
+        let mut elected_at = None;
+        for now_ms in start_ms..start_ms + 300 {
+            let due: Vec<_> = in_flight
+                .iter()
+                .filter(|(at, ..)| *at <= now_ms)
+                .cloned()
+                .collect();
+            in_flight.retain(|(at, ..)| *at > now_ms);
+            for (_, to, from, message) in due {
+                nodes[to].handle_message(from, message, now_ms);
+            }
+            for (index, node) in nodes.iter_mut().enumerate() {
+                if node.poll_timeout() <= now_ms {
+                    node.handle_timeout(now_ms);
+                }
+                let ready = node.ready();
+                let from = NodeId(2 + index as u32);
+                for (to, message) in ready.early.into_iter().chain(ready.messages) {
+                    if let Some(to) = [NodeId(2), NodeId(3)].iter().position(|n| *n == to) {
+                        in_flight.push((now_ms + DELAY_MS, to, from, message));
+                    }
+                }
+            }
+            if nodes.iter().any(Sync::is_leader) {
+                elected_at = Some(now_ms - start_ms);
+                break;
+            }
+        }
+        if elected_at.is_none() {
+            slow.push(seed);
+        }
+    }
+    assert!(
+        slow.is_empty(),
+        "no leader within 300 ms for seeds {slow:?}"
+    );
 }

@@ -10,11 +10,12 @@ use std::collections::BTreeSet;
 /// Handshake magic bytes.
 pub const MAGIC: [u8; 4] = *b"FOXS";
 /// Current protocol version (the highest this build speaks).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Lowest protocol version this build speaks (version 1 sent the secret in clear;
 /// version 2 had no `after` in SEGMENT_OVER, so its entries could not pipeline segments;
-/// version 3 had no STATUS_QUERY / STATUS, which it would read as a bad frame).
-pub const PROTOCOL_VERSION_MIN: u16 = 4;
+/// version 3 had no STATUS_QUERY / STATUS, which it would read as a bad frame;
+/// version 4 had no digest in KEEP, so an ndb could hold a damaged copy of a segment).
+pub const PROTOCOL_VERSION_MIN: u16 = 5;
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
 /// Bytes of a handshake proof (HMAC-SHA256).

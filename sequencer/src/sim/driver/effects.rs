@@ -1,7 +1,7 @@
 //! Carrying out ready batches: the simulated disks, the network, and client events.
 
-use super::{EntryEvent, Message, MessageKey, NdbWrite, NodeId, SyncWrite};
-use super::{Outcome, Sim, SlotsView};
+use super::{EntryEvent, Message, NdbWrite, NodeId, SyncWrite};
+use super::{Phase, Sim, SlotsView};
 use crate::wire;
 
 impl Sim {
@@ -36,7 +36,7 @@ impl Sim {
         writes: Vec<NdbWrite>,
         fsync: bool,
         now_ms: u64,
-    ) {
+    ) -> bool {
         let node = self.slots[index].id;
         for write in &writes {
             if let NdbWrite::Applied {
@@ -44,48 +44,44 @@ impl Sim {
                 messages,
             } = write
             {
-                let keys: Vec<MessageKey> =
-                    messages.iter().map(|m| (m.publisher, m.sequence)).collect();
-                self.checker.on_ndb_append(node, resolution, &keys, now_ms);
+                self.checker
+                    .on_ndb_append(node, resolution, messages, now_ms);
             }
         }
-        let disk = &mut self.slots[index].disk;
-        disk.ndb_pending.extend(writes);
+        self.slots[index].disk.ndb_pending.extend(writes);
         if !fsync {
-            return;
+            return true;
         }
-        for write in disk.ndb_pending.drain(..) {
-            match &write {
-                NdbWrite::Temp { segment, .. } => {
-                    disk.ndb_segments.insert(*segment);
-                }
-                NdbWrite::Applied { resolution, .. } => {
-                    if matches!(resolution.outcome, Outcome::Permanent { .. }) {
-                        disk.ndb_segments.insert(resolution.segment);
-                    }
-                }
-            }
-            disk.ndb_synced.push(write);
+        if self.fsync_fails() {
+            return false;
         }
+        let all = self.slots[index].disk.ndb_pending.len();
+        self.slots[index].disk.ndb_make_durable(all);
+        true
     }
 
-    pub(super) fn persist_sync(&mut self, index: usize, writes: Vec<SyncWrite>, fsync: bool) {
-        let disk = &mut self.slots[index].disk;
-        disk.sync_pending.extend(writes);
+    /// Persist a sync node's writes; fsync if asked. False: the fsync failed.
+    pub(super) fn persist_sync(
+        &mut self,
+        index: usize,
+        writes: Vec<SyncWrite>,
+        fsync: bool,
+    ) -> bool {
+        self.slots[index].disk.sync_pending.extend(writes);
         if !fsync {
-            return;
+            return true;
         }
-        for write in std::mem::take(&mut disk.sync_pending) {
-            if let SyncWrite::Entries(entries) = &write {
-                if let Some(first) = entries.first() {
-                    disk.sync_terms
-                        .truncate(first.index.saturating_sub(1) as usize);
-                    disk.sync_terms
-                        .extend(entries.iter().map(|entry| entry.term));
-                }
-            }
-            disk.sync_records.push(write);
+        if self.fsync_fails() {
+            return false;
         }
+        let all = self.slots[index].disk.sync_pending.len();
+        self.slots[index].disk.sync_make_durable(all);
+        true
+    }
+
+    /// Whether this fsync fails (the node then stops before its batch's messages leave).
+    fn fsync_fails(&mut self) -> bool {
+        self.fsync_error_ppm > 0 && self.rng.chance_ppm(self.fsync_error_ppm)
     }
 
     pub(super) fn on_entry_event(&mut self, index: usize, event: EntryEvent, now_ms: u64) {
@@ -106,7 +102,7 @@ impl Sim {
                     id.0,
                     now_ms,
                 );
-                self.answered(publisher, sequence);
+                self.answered(publisher, sequence, true, now_ms);
             }
             EntryEvent::Rejected {
                 advance,
@@ -116,7 +112,7 @@ impl Sim {
                 self.trace(&[2, now_ms, publisher, sequence]);
                 self.checker
                     .on_reject(advance.segment, (publisher, sequence), now_ms);
-                self.answered(publisher, sequence);
+                self.answered(publisher, sequence, false, now_ms);
             }
             EntryEvent::Deliver { subscriber, record } => {
                 let Some(position) = self
@@ -134,9 +130,24 @@ impl Sim {
         }
     }
 
-    pub(super) fn answered(&mut self, publisher: u64, sequence: u64) {
-        if let Some(found) = self.publishers.iter_mut().find(|p| p.id == publisher) {
-            found.outstanding.retain(|(s, _, _)| *s != sequence);
+    /// A publish got its answer. One published after the network healed must be acked:
+    /// with only a minority of each tier down, refusing it is a liveness failure.
+    pub(super) fn answered(&mut self, publisher: u64, sequence: u64, acked: bool, now_ms: u64) {
+        let Some(found) = self.publishers.iter_mut().find(|p| p.id == publisher) else {
+            return;
+        };
+        let Some(position) = found
+            .outstanding
+            .iter()
+            .position(|o| o.sequence == sequence)
+        else {
+            return;
+        };
+        let outstanding = found.outstanding.remove(position);
+        if !acked && outstanding.phase == Phase::Liveness {
+            self.checker.liveness_failure(format!(
+                "t={now_ms}ms: publisher {publisher} message {sequence}, published after the heal, was rejected"
+            ));
         }
     }
 }

@@ -1,23 +1,28 @@
 //! End of a run: liveness checks and the report.
 
-use super::{Node, Phase, Sim, SimReport};
+use super::{Node, Sim, SimReport};
 
 impl Sim {
     pub(super) fn final_checks(&mut self) {
-        self.checker.check_real_time_order();
         self.checker.check_acked_are_committed();
         let mut failures = Vec::new();
         for publisher in &self.publishers {
-            let incarnation = self.slots[publisher.entry].incarnation;
-            for (sequence, published_in, phase) in &publisher.outstanding {
+            for outstanding in &publisher.outstanding {
                 // Publishes to an entry incarnation that died are lost to their client.
-                if *published_in == incarnation {
+                if outstanding.incarnation == self.slots[outstanding.entry].incarnation {
                     failures.push(format!(
-                        "publisher {} message {sequence} ({:?}) never answered",
-                        publisher.id,
-                        *phase == Phase::Liveness
+                        "publisher {} message {} ({:?} phase) never answered",
+                        publisher.id, outstanding.sequence, outstanding.phase
                     ));
                 }
+            }
+            // After the heal every publisher publishes its quota: an entry that answers
+            // `Busy` for the whole liveness phase makes no progress either.
+            if publisher.quota > 0 {
+                failures.push(format!(
+                    "publisher {} could not publish {} messages after the heal",
+                    publisher.id, publisher.quota
+                ));
             }
         }
         for slot in &self.slots {
@@ -86,6 +91,9 @@ impl Sim {
             aborted_segments: self.checker.aborted_count(),
             crashes: self.crashes,
             partitions: self.partitions,
+            fsync_errors: self.fsync_errors,
+            clock_steps: self.clock_steps,
+            messages_corrupted: self.network.corrupted,
         }
     }
 }
