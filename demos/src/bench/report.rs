@@ -39,14 +39,14 @@ pub fn render(lines: &[Value]) -> String {
             continue;
         };
         let _ = writeln!(out, "\n== {key}\n{HEADER}");
+        let fixed_rate = key.contains("-rate");
         let medians: BTreeMap<&String, &Value> = by_label
             .iter()
-            .map(|(label, runs)| (label, median(runs)))
+            .map(|(label, runs)| (label, median(runs, fixed_rate)))
             .collect();
         for (label, runs) in by_label {
             let _ = writeln!(out, "{}", row(medians[label], runs.len()));
         }
-        let fixed_rate = key.contains("-rate");
         let reference = medians
             .iter()
             .find(|(label, _)| label.as_str() == REFERENCE_LABEL)
@@ -120,13 +120,20 @@ pub fn render_one_table(lines: &[Value]) -> String {
         let Some(by_label) = groups.get(key) else {
             continue;
         };
+        let fixed_rate = key.contains("-rate");
         for (label, runs) in by_label {
-            let _ = writeln!(out, "{key:<width$}  {}", row(median(runs), runs.len()));
+            let _ = writeln!(
+                out,
+                "{key:<width$}  {}",
+                row(median(runs, fixed_rate), runs.len())
+            );
             if label.as_str() == REFERENCE_LABEL {
                 continue;
             }
-            let ours = by_label.get(REFERENCE_LABEL).map(|runs| median(runs));
-            let ratio = ours.and_then(|ours| ratio(ours, median(runs), key.contains("-rate")));
+            let ours = by_label
+                .get(REFERENCE_LABEL)
+                .map(|runs| median(runs, fixed_rate));
+            let ratio = ours.and_then(|ours| ratio(ours, median(runs, fixed_rate), fixed_rate));
             let shown = ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
             let _ = writeln!(ratios, "RATIO {key} {label} {shown}");
         }
@@ -249,15 +256,16 @@ fn figure(run: &Value, fixed_rate: bool) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
-/// The run with the median figure (failed runs sort first, so they win only by majority).
-fn median<'a>(runs: &[&'a Value]) -> &'a Value {
+/// The run with the median figure (failed runs sort first, so they win only by majority):
+/// by throughput (or idle bytes), and for a fixed-rate key by p99, the figure its RATIO
+/// compares. (Ordered by throughput, fixed-rate runs all tie at the rate, and the first
+/// run was taken whatever its p99.) The row shows that run as measured.
+fn median<'a>(runs: &[&'a Value], fixed_rate: bool) -> &'a Value {
     let mut sorted: Vec<&Value> = runs.to_vec();
-    // Runs are ordered by throughput (or idle bytes) even for fixed-rate keys: the median
-    // run's latency is reported as measured in that run.
     sorted.sort_by(|a, b| {
-        figure(a, false)
+        figure(a, fixed_rate)
             .unwrap_or(-1.0)
-            .total_cmp(&figure(b, false).unwrap_or(-1.0))
+            .total_cmp(&figure(b, fixed_rate).unwrap_or(-1.0))
     });
     sorted[sorted.len() / 2]
 }
@@ -417,6 +425,20 @@ mod tests {
                 "RATIO acked-K256 jetstream n/a"
             ]
         );
+    }
+
+    #[test]
+    fn a_fixed_rate_row_is_the_run_of_median_p99() {
+        let run = |p99: f64| json!({"key": "pairs-rate20000", "label": "foxrouter", "messages_per_s": 20002.0, "p99_us": p99});
+        let peer = json!({"key": "pairs-rate20000", "label": "noadmin", "messages_per_s": 20002.0, "p99_us": 3000.0});
+        let lines = vec![run(13_566.0), run(2_417.0), run(2_310.0), peer];
+        let text = render(&lines);
+        assert!(
+            text.contains("RATIO pairs-rate20000 noadmin 0.81"),
+            "{text}"
+        );
+        assert!(text.contains("2417"), "{text}");
+        assert!(!text.contains("13566"), "{text}");
     }
 
     #[test]
