@@ -93,6 +93,10 @@ pub trait FrameWriter: Send {
     fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
     /// Closes the transport.
     fn close(&mut self) -> impl std::future::Future<Output = ()> + Send;
+    /// The largest message the peer takes, in bytes (RawSocket: what it announced).
+    fn limit(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// What one write sent, for the metrics.
@@ -127,11 +131,37 @@ async fn write_all<W: FrameWriter>(
         writer.pong(payload).await?;
     }
     for message in messages.drain(..) {
-        let bytes = serializer.encode(&message);
+        let mut bytes = serializer.encode(&message);
+        if bytes.len() > writer.limit() {
+            if let Some(smaller) = compact_welcome(&message) {
+                bytes = serializer.encode(&smaller);
+            }
+        }
         sent.message(&message, bytes.len());
         writer.feed(bytes).await?;
     }
     writer.flush().await
+}
+
+/// A WELCOME without its roles' feature lists (`roles: {"broker": {}, "dealer": {}}`), for a
+/// RawSocket peer whose announced maximum (2^9 is allowed) is below the full one (about
+/// 730 bytes): the spec makes the features optional, so such a peer joins, assuming the
+/// basic profile, instead of being closed before it ever hears WELCOME. `None` for any
+/// other message.
+fn compact_welcome(message: &Message) -> Option<Message> {
+    let Message::Welcome { session, details } = message else {
+        return None;
+    };
+    let mut details = details.clone();
+    if let Some(fox_wamp_proto::Value::Dict(roles)) = details.get_mut("roles") {
+        for role in roles.values_mut() {
+            *role = fox_wamp_proto::Value::Dict(fox_wamp_proto::Dict::new());
+        }
+    }
+    Some(Message::Welcome {
+        session: *session,
+        details,
+    })
 }
 
 /// Adds what one write sent to the router's and the session's counters.

@@ -89,6 +89,10 @@ impl<W: AsyncWrite + Unpin + Send> RawWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send> FrameWriter for RawWriter<W> {
+    fn limit(&self) -> usize {
+        self.peer_max_bytes
+    }
+
     async fn feed(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         if bytes.len() > self.peer_max_bytes {
             return Err(std::io::Error::other(
