@@ -135,7 +135,10 @@ impl Ndb {
                     segment,
                     owner,
                     messages,
-                } => ndb.insert_temp(*segment, *owner, messages.clone(), now_ms),
+                } => {
+                    let digest = segment_digest(messages);
+                    ndb.insert_temp(*segment, *owner, messages.clone(), digest, now_ms);
+                }
                 NdbWrite::Applied {
                     resolution,
                     messages,
@@ -251,11 +254,14 @@ impl Ndb {
     }
 
     /// Writes a segment to temporary history (durable) and holds it in memory.
+    /// Keeps a segment's copy (`digest`: its messages' digest, computed by the caller when
+    /// it checked them).
     fn keep_temp(
         &mut self,
         segment: SegmentId,
         owner: NodeId,
         messages: Vec<Publication>,
+        digest: u64,
         now_ms: u64,
     ) {
         self.write(
@@ -266,7 +272,7 @@ impl Ndb {
             },
             now_ms,
         );
-        self.insert_temp(segment, owner, messages, now_ms);
+        self.insert_temp(segment, owner, messages, digest, now_ms);
     }
 
     fn insert_temp(
@@ -274,9 +280,9 @@ impl Ndb {
         segment: SegmentId,
         owner: NodeId,
         messages: Vec<Publication>,
+        digest: u64,
         now_ms: u64,
     ) {
-        let digest = segment_digest(&messages);
         let abort_at_ms = now_ms + self.config.abort_after_ms;
         self.temp.insert(
             segment,
@@ -307,9 +313,8 @@ impl Ndb {
         // A copy that is not what the entry cut (damaged on the way) is dropped: held
         // under the segment's ID it would be answered for, and applied, as the segment.
         // The entry resends to an ndb that did not answer.
-        if segment_digest(&messages) != digest
-            && self.config.mutation != Mutation::NdbSkipsDigestCheck
-        {
+        let held_digest = segment_digest(&messages);
+        if held_digest != digest && self.config.mutation != Mutation::NdbSkipsDigestCheck {
             return;
         }
         match self.decided.get(&segment) {
@@ -337,7 +342,7 @@ impl Ndb {
             None => {}
         }
         if !self.temp.contains_key(&segment) {
-            self.keep_temp(segment, owner, messages, now_ms);
+            self.keep_temp(segment, owner, messages, held_digest, now_ms);
             self.unsynced.insert(segment);
         }
         let Some(temp) = self.temp.get(&segment) else {
@@ -552,8 +557,8 @@ impl Ndb {
             return;
         };
         let skip_digest = self.config.mutation == Mutation::NdbSkipsDigestCheck;
-        if messages.len() != count as usize || (segment_digest(&messages) != digest && !skip_digest)
-        {
+        let held_digest = segment_digest(&messages);
+        if messages.len() != count as usize || (held_digest != digest && !skip_digest) {
             return;
         }
         let owner = if owner == self.config.id {
@@ -561,7 +566,7 @@ impl Ndb {
         } else {
             owner
         };
-        self.keep_temp(segment, owner, messages, now_ms);
+        self.keep_temp(segment, owner, messages, held_digest, now_ms);
         // Apply what can be applied. Data for the resolution that blocked applying moves
         // the round on: what is still missing then is asked for at once.
         if blocking {
