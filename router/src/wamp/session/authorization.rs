@@ -3,8 +3,14 @@
 //! the connection task asks the hooks (reading nothing meanwhile), and is handled when the
 //! answers come back.
 
-use super::*;
+use fox_wamp_proto::{Dict, Message, Value};
+
+use super::{valid_uri, Flow, WampSession};
+use crate::auth::hooks::Query;
 use crate::auth::hooks::{ask, Answer, Decided, Key};
+use crate::auth::Action;
+use crate::realm::SessionHandle;
+use crate::topic::MatchPolicy;
 
 impl WampSession {
     /// `message`, if it can be handled now; `None` when it is parked for the hooks.

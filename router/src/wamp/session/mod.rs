@@ -1,0 +1,356 @@
+//! The WAMP session state machine: HELLO, authentication, then the established session's
+//! requests, then GOODBYE.
+//!
+//! States are named for what they expect. Each call to [`WampSession::handle_message`]
+//! takes one decoded message and pushes the replies for this peer into `out`; it returns
+//! whether the connection should close after they are written. Messages for other sessions
+//! travel through the realm. No I/O and no timers here: the connection task owns those.
+//!
+//! # Layout
+//!
+//! ```text
+//! mod.rs            states, dispatch, GOODBYE and the end of the session, shared helpers
+//! handshake.rs      HELLO, AUTHENTICATE, an external authenticator's verdict, WELCOME
+//! pubsub.rs         PUBLISH, SUBSCRIBE (with replay), EVENT
+//! rpc.rs            REGISTER, CALL and the calls in flight
+//! authorization.rs  messages parked for the authorization hooks' answers
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use fox_wamp_proto::{code, CloseUri, Dict, ErrorUri, Id, Message, Value};
+
+use crate::auth::hooks::{Query, SessionAuthorization};
+use crate::auth::{Action, Login, Pending};
+use crate::realm::{OutboundQueue, Realm, SessionHandle};
+use crate::router::Router;
+use crate::topic::MatchPolicy;
+
+mod authorization;
+mod handshake;
+mod pubsub;
+mod rpc;
+
+pub use pubsub::event_message;
+
+/// Whether the connection goes on after the replies are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Close after writing the replies.
+    Close,
+}
+
+enum State {
+    ExpectHello,
+    ExpectAuthenticate {
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+        pending: Pending,
+    },
+    /// AUTHENTICATE went to an external authenticator; the connection task awaits its
+    /// verdict ([`WampSession::take_login`], [`WampSession::handle_verdict`]).
+    ExpectVerdict {
+        realm: Arc<Realm>,
+        session: u64,
+        roles: Dict,
+    },
+    Established {
+        realm: Arc<Realm>,
+        handle: SessionHandle,
+    },
+    /// We sent GOODBYE (the session already left its realm) and wait for the peer's.
+    Closing,
+    Closed,
+}
+
+/// One WAMP session on one connection.
+pub struct WampSession {
+    state: State,
+    router: Arc<Router>,
+    transport: &'static str,
+    peer: String,
+    outbound: Option<OutboundQueue>,
+    /// Request IDs of this session's CALLs routed to a callee and not answered yet (final
+    /// RESULT or ERROR): at most `limits.calls_in_flight_per_session_max`.
+    calls_in_flight: HashSet<Id>,
+    /// A login for the external authenticators, until the connection task takes it.
+    login: Option<Login>,
+    /// What the TLS connection tells (certificate name, channel binding), if TLS.
+    tls: Option<Arc<crate::tls::TlsContext>>,
+    /// The authorization hooks' answers, when they decide for this session (boxed: most
+    /// sessions have none).
+    authorization: Option<Box<SessionAuthorization>>,
+    /// A message waiting for the hooks' answers, and the queries not yet taken by the
+    /// connection task (`authorization.rs`).
+    parked: Option<(Message, Vec<Query>)>,
+}
+
+fn abort(reason: ErrorUri, message: &str) -> Message {
+    let mut details = Dict::new();
+    details.insert("message".into(), Value::from(message));
+    Message::Abort {
+        details,
+        reason: reason.into(),
+    }
+}
+
+fn error(request_type: u64, request: Id, uri: ErrorUri, message: &str) -> Message {
+    Message::Error {
+        request_type,
+        request,
+        details: Dict::new(),
+        error: uri.into(),
+        args: Some(vec![Value::from(message)]),
+        kwargs: None,
+    }
+}
+
+/// The answer to UNSUBSCRIBE or UNREGISTER (`request_type`): UNSUBSCRIBED /
+/// UNREGISTERED when the subscription or registration was the session's (`removed`), else
+/// ERROR `no_such_subscription` / `no_such_registration`.
+fn removal(request_type: u64, request: Id, removed: bool) -> Message {
+    let unsubscribe = request_type == code::UNSUBSCRIBE;
+    match (removed, unsubscribe) {
+        (true, true) => Message::Unsubscribed {
+            request,
+            details: None,
+        },
+        (true, false) => Message::Unregistered {
+            request,
+            details: None,
+        },
+        (false, true) => error(
+            request_type,
+            request,
+            ErrorUri::NoSuchSubscription,
+            "not subscribed",
+        ),
+        (false, false) => error(
+            request_type,
+            request,
+            ErrorUri::NoSuchRegistration,
+            "not registered",
+        ),
+    }
+}
+
+/// A URI as WAMP's loose rules allow: non-empty, no whitespace or `#`; empty components only
+/// where a pattern allows them. U+0000 is refused too: a JSON peer reads a string that
+/// starts with it as binary, so such a URI could not reach it (nor any MQTT client).
+fn valid_uri(uri: &str, empty_components: bool) -> bool {
+    !uri.is_empty()
+        && !uri.contains(|c: char| c.is_whitespace() || c == '#' || c == '\0')
+        && (empty_components || uri.split('.').all(|c| !c.is_empty()))
+}
+
+fn option_bool(options: &Dict, key: &str) -> Option<bool> {
+    options.get(key).and_then(Value::as_bool)
+}
+
+fn id_list(options: &Dict, key: &str) -> Option<Vec<u64>> {
+    options
+        .get(key)
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_u64).collect())
+}
+
+fn str_list(options: &Dict, key: &str) -> Option<Vec<String>> {
+    options.get(key).and_then(Value::as_list).map(|l| {
+        l.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+impl WampSession {
+    /// A session waiting for HELLO.
+    pub fn new(router: Arc<Router>, transport: &'static str, peer: String) -> Self {
+        Self {
+            state: State::ExpectHello,
+            router,
+            transport,
+            peer,
+            outbound: None,
+            calls_in_flight: HashSet::new(),
+            login: None,
+            tls: None,
+            authorization: None,
+            parked: None,
+        }
+    }
+
+    /// The TLS connection's context (before HELLO).
+    pub fn set_tls(&mut self, tls: Option<Arc<crate::tls::TlsContext>>) {
+        self.tls = tls;
+    }
+
+    /// The queue of messages other sessions and the realm send this one; available once,
+    /// right after the session is established.
+    pub fn take_outbound(&mut self) -> Option<OutboundQueue> {
+        self.outbound.take()
+    }
+
+    /// The established session's handle (for the slow-consumer signal).
+    pub fn handle(&self) -> Option<&SessionHandle> {
+        match &self.state {
+            State::Established { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// Whether HELLO (and authentication) are still to come.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(
+            self.state,
+            State::ExpectHello | State::ExpectAuthenticate { .. } | State::ExpectVerdict { .. }
+        )
+    }
+
+    /// Whether we said GOODBYE and wait for the peer's.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing)
+    }
+
+    /// Handles one message from the peer.
+    pub fn handle_message(&mut self, message: Message, out: &mut Vec<Message>) -> Flow {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let (next, flow) = match state {
+            State::ExpectHello => self.expect_hello(message, out),
+            State::ExpectAuthenticate {
+                realm,
+                session,
+                roles,
+                pending,
+            } => self.expect_authenticate(realm, session, roles, pending, message, out),
+            State::ExpectVerdict { .. } => {
+                out.push(abort(ErrorUri::ProtocolViolation, "message before WELCOME"));
+                (State::Closed, Flow::Close)
+            }
+            State::Established { realm, handle } => {
+                let Some(message) = self.park_for_authorization(&handle, message) else {
+                    self.state = State::Established { realm, handle };
+                    return Flow::Continue;
+                };
+                let flow = self.established(&realm, &handle, message, out);
+                if flow == Flow::Close {
+                    realm.leave(handle.info.id);
+                    (State::Closed, flow)
+                } else {
+                    (State::Established { realm, handle }, flow)
+                }
+            }
+            // We said GOODBYE: only the peer's GOODBYE counts now; what it sent before
+            // reading ours is dropped (the connection still closes at the wait's end).
+            State::Closing
+                if matches!(message, Message::Goodbye { .. } | Message::Abort { .. }) =>
+            {
+                (State::Closed, Flow::Close)
+            }
+            State::Closing => (State::Closing, Flow::Continue),
+            State::Closed => (State::Closed, Flow::Close),
+        };
+        self.state = next;
+        flow
+    }
+
+    /// A protocol violation detected outside the state machine (undecodable input): ABORT.
+    pub fn protocol_violation(&mut self, reason: &str, out: &mut Vec<Message>) {
+        out.push(abort(ErrorUri::ProtocolViolation, reason));
+        self.finish();
+    }
+
+    /// The router closes the session (shutdown, kill, slow consumer): GOODBYE, and the
+    /// session leaves its realm at once; the connection then waits a while for the peer's
+    /// GOODBYE.
+    pub fn goodbye(&mut self, reason: &str, message: &str, out: &mut Vec<Message>) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = match state {
+            State::Established { realm, handle } => {
+                let mut details = Dict::new();
+                if !message.is_empty() {
+                    details.insert("message".into(), Value::from(message));
+                }
+                out.push(Message::Goodbye {
+                    details,
+                    reason: reason.to_owned(),
+                });
+                // The session ends now: it may send nothing but the GOODBYE reply, which is
+                // only awaited for a clean close. A peer that saw our GOODBYE (or its
+                // transport close) must not still find the session in the realm's lists,
+                // its registrations or its subscriptions.
+                realm.leave(handle.info.id);
+                State::Closing
+            }
+            other => other,
+        };
+    }
+
+    /// The connection is gone: an established session leaves its realm abnormally (a
+    /// closing one already left, when GOODBYE was sent or exchanged). Idempotent.
+    pub fn finish(&mut self) {
+        if let State::Established { realm, handle } =
+            std::mem::replace(&mut self.state, State::Closed)
+        {
+            realm.leave_abnormally(handle.info.id);
+        }
+    }
+
+    /// The authorization hooks' answer on this action, when they gave one, else the
+    /// role's rules.
+    fn permits(
+        &self,
+        handle: &SessionHandle,
+        action: Action,
+        policy: MatchPolicy,
+        uri: &str,
+    ) -> bool {
+        if let Some(answer) = self.hook_answer(action, policy, uri) {
+            return answer;
+        }
+        self.router
+            .shared()
+            .authorizer
+            .permits(&handle.info.identity.authrole, action, uri)
+    }
+
+    /// A request of the established session: each family takes its own messages
+    /// (`pubsub.rs`, `rpc.rs`) and hands back the others; GOODBYE ends the session and
+    /// anything else is a protocol violation.
+    fn established(
+        &mut self,
+        realm: &Arc<Realm>,
+        handle: &SessionHandle,
+        message: Message,
+        out: &mut Vec<Message>,
+    ) -> Flow {
+        let Some(message) = self.handle_pubsub(realm, handle, message, out) else {
+            return Flow::Continue;
+        };
+        let Some(message) = self.handle_rpc(realm, handle, message, out) else {
+            return Flow::Continue;
+        };
+        if let Message::Goodbye { .. } = message {
+            out.push(Message::Goodbye {
+                details: Dict::new(),
+                reason: CloseUri::GoodbyeAndOut.into(),
+            });
+            return Flow::Close;
+        }
+        tracing::info!(
+            session = handle.info.id,
+            code = message.code(),
+            "protocol violation: unexpected message"
+        );
+        out.push(abort(
+            ErrorUri::ProtocolViolation,
+            "message not allowed in an established session",
+        ));
+        Flow::Close
+    }
+}
