@@ -16,7 +16,7 @@ use fox_wamp_proto::{code, Message, Serializer};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use super::session::{event_message, Flow, WampSession};
+use super::session::{event_message, Entropy, Flow, WampSession};
 use crate::auth::external::{verify, Verdict};
 use crate::auth::{Denied, Identity};
 use crate::engine::unix_ms;
@@ -32,8 +32,6 @@ use crate::router::Router;
 const OUTBOUND_BATCH_MAX: usize = 256;
 /// How many more waiting incoming frames are handled before writing the answers.
 const INCOMING_BATCH_MAX: usize = 64;
-/// How long we wait for the peer's GOODBYE after ours.
-const GOODBYE_WAIT_MS: u64 = 1_000;
 /// After the router ends a session (ABORT, GOODBYE, its reply to the peer's GOODBYE) and
 /// shuts its writing side, how long it still reads and drops the peer's input before
 /// closing: closing a socket with unread input sends a reset, and a peer that is still
@@ -214,7 +212,9 @@ fn outbound_message(session: &mut WampSession, out: Outbound, replies: &mut Vec<
             session.sending(&message);
             replies.push(*message)
         }
-        Outbound::Close(close) => session.goodbye(&close.reason, &close.message, replies),
+        Outbound::Close(close) => {
+            session.goodbye(&close.reason, &close.message, unix_ms(), replies)
+        }
     }
 }
 
@@ -251,6 +251,7 @@ fn handle_incoming(
     message_size_max_bytes: usize,
     peer: &str,
     frame: Incoming,
+    now_ms: u64,
     answers: &mut Answers,
 ) -> Flow {
     match frame {
@@ -262,7 +263,7 @@ fn handle_incoming(
                     Message::Call { .. } => answers.calls += 1,
                     _ => {}
                 }
-                session.handle_message(message, &mut answers.replies)
+                session.handle_message(message, now_ms, &mut answers.replies)
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "protocol violation: undecodable message");
@@ -279,6 +280,44 @@ fn handle_incoming(
             session.protocol_violation(&reason, &mut answers.replies);
             Flow::Close
         }
+    }
+}
+
+/// The session's deadline ([`WampSession::poll_timeout`], Unix milliseconds) as a tokio
+/// timer. It is converted once, when the session sets it, and then measured on the
+/// monotonic clock: a step of the wall clock during the wait does not move it.
+#[derive(Default)]
+struct SessionTimer {
+    deadline_ms: Option<u64>,
+    at: Option<Instant>,
+}
+
+impl SessionTimer {
+    /// Follows the session's deadline; the instant it falls on, if any.
+    fn follow(&mut self, deadline_ms: Option<u64>) -> Option<Instant> {
+        if deadline_ms != self.deadline_ms {
+            self.deadline_ms = deadline_ms;
+            self.at = deadline_ms.map(|deadline_ms| {
+                let wait_ms = deadline_ms.saturating_sub(unix_ms());
+                Instant::now() + Duration::from_millis(wait_ms)
+            });
+        }
+        self.at
+    }
+
+    /// The time to hand the session once the timer fired: at least its deadline (the
+    /// monotonic clock says it passed, whatever the wall clock says).
+    fn fired_ms(&self) -> u64 {
+        let now_ms = unix_ms();
+        self.deadline_ms
+            .map_or(now_ms, |deadline_ms| now_ms.max(deadline_ms))
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -310,7 +349,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let metrics = router.metrics().clone();
     let limits = router.config.limits.clone();
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
-    let mut session = WampSession::new(router.clone(), transport, peer.clone());
+    let entropy = Entropy {
+        session_id: crate::realm::new_session_id(),
+        nonce: rand::random(),
+    };
+    let mut session = WampSession::new(router.clone(), transport, peer.clone(), unix_ms(), entropy);
     session.set_tls(tls);
     let mut shutdown = router.shutdown_signal();
     let mut shutting_down = *shutdown.borrow_and_update();
@@ -318,7 +361,8 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         writer.close().await;
         return;
     }
-    let mut deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+    // The handshake's deadline, then the GOODBYE wait's.
+    let mut timer = SessionTimer::default();
     let mut outbound: Option<OutboundQueue> = None;
     let mut stats: Option<Arc<SessionStats>> = None;
     // The same stats, kept to the end even after an overflow dropped `stats`: publishers
@@ -345,7 +389,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     // The authorization hooks' answers for a parked message, awaited without reading.
     let mut authorizing: Option<crate::auth::hooks::Pending> = None;
     loop {
-        let timed = session.is_handshaking() || session.is_closing();
+        let deadline = timer.follow(session.poll_timeout());
         let flow = tokio::select! {
             biased;
             _ = crate::router::stopped(&mut shutdown), if !shutting_down => {
@@ -353,25 +397,26 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 if session.is_handshaking() {
                     break;
                 }
-                session.goodbye(CloseUri::SystemShutdown.as_str(), "the router is shutting down", &mut answers.replies);
+                session.goodbye(CloseUri::SystemShutdown.as_str(), "the router is shutting down", unix_ms(), &mut answers.replies);
                 Flow::Continue
             }
             _ = overflowed(&stats) => {
                 let killed = stats.as_ref().is_some_and(|s| s.killed.load(std::sync::atomic::Ordering::Acquire));
                 if killed {
                     tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
-                    session.goodbye(KILLED_REASON, KILLED_MESSAGE, &mut answers.replies);
+                    session.goodbye(KILLED_REASON, KILLED_MESSAGE, unix_ms(), &mut answers.replies);
                 } else {
-                    session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", &mut answers.replies);
+                    session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", unix_ms(), &mut answers.replies);
                 }
                 stats = None;
                 Flow::Continue
             }
-            _ = tokio::time::sleep_until(deadline), if timed => {
-                if session.is_handshaking() {
-                    tracing::info!(%peer, "handshake timed out");
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                // The handshake or the GOODBYE wait is over: close without writing.
+                if session.handle_timeout(timer.fired_ms()) == Flow::Close {
+                    break;
                 }
-                break;
+                Flow::Continue
             }
             result = next_verdict(&mut verdict), if verdict.is_some() => {
                 verdict = None;
@@ -380,7 +425,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             answers_of_hooks = next_authorization(&mut authorizing), if authorizing.is_some() => {
                 authorizing = None;
                 let wakes = WakeBatch::begin();
-                let flow = session.handle_authorization(answers_of_hooks, &mut answers.replies);
+                let flow = session.handle_authorization(answers_of_hooks, unix_ms(), &mut answers.replies);
                 drop(wakes);
                 if let Some(own) = &stats {
                     backpressure = draining(Backpressure::take(own));
@@ -396,7 +441,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 // Other sessions' connections are woken once, after the whole batch.
                 let wakes = WakeBatch::begin();
                 let budget = rate_budget(&mut rate);
-                let mut flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
+                // One clock read for the batch.
+                let now_ms = unix_ms();
+                let mut flow = handle_incoming(&mut session, serializer, limit, &peer, frame, now_ms, &mut answers);
                 // Frames already waiting are handled before writing, so their answers go
                 // out in one flush (as many as the session's rate allows).
                 for _ in 0..INCOMING_BATCH_MAX.min(budget.saturating_sub(1) as usize) {
@@ -408,7 +455,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                         break;
                     }
                     let Some(frame) = incoming.ready_frame() else { break };
-                    flow = handle_incoming(&mut session, serializer, limit, &peer, frame, &mut answers);
+                    flow = handle_incoming(&mut session, serializer, limit, &peer, frame, now_ms, &mut answers);
                 }
                 drop(wakes);
                 answers.count_received(&metrics, stats.as_deref());
@@ -458,12 +505,14 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 }
                 queue_stats = stats.clone();
                 if shutting_down {
-                    session.goodbye(CloseUri::SystemShutdown.as_str(), "", &mut answers.replies);
+                    session.goodbye(
+                        CloseUri::SystemShutdown.as_str(),
+                        "",
+                        unix_ms(),
+                        &mut answers.replies,
+                    );
                 }
             }
-        }
-        if session.is_closing() && !timed {
-            deadline = Instant::now() + Duration::from_millis(GOODBYE_WAIT_MS);
         }
         // A peer that stops reading blocks this write; its queue then fills and the realm
         // signals overflow, which must still end the session (and its registrations).
@@ -471,14 +520,14 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         // While handshaking or closing, the write has the same deadline as the session: a
         // GOODBYE (or CHALLENGE) to a peer that stopped reading must not wait forever, nor
         // keep the connection and its buffers (the overflow signal is gone by then).
-        let write_deadline = session.is_handshaking() || session.is_closing();
+        let write_deadline = timer.follow(session.poll_timeout());
         let written = tokio::select! {
             result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies, &mut sent) => result.is_ok(),
             _ = overflowed(&stats) => {
                 tracing::info!(%peer, "closing a session that stopped reading");
                 false
             }
-            _ = tokio::time::sleep_until(deadline), if write_deadline => {
+            _ = sleep_until(write_deadline), if write_deadline.is_some() => {
                 tracing::info!(%peer, session = session_id, "closing a connection that stopped reading before its session ended");
                 false
             }
@@ -530,6 +579,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::wamp::session::GOODBYE_WAIT_MS;
 
     /// The test's end of a transport: frames in through a channel.
     struct ChannelReader(mpsc::UnboundedReceiver<Vec<u8>>);

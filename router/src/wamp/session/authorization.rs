@@ -52,10 +52,11 @@ impl WampSession {
         Some(ask(self.router.clone(), hooks, std::mem::take(queries)))
     }
 
-    /// The hooks answered: the parked message is handled.
+    /// The hooks answered at `now_ms`: the parked message is handled.
     pub fn handle_authorization(
         &mut self,
         answers: Vec<(Key, Decided)>,
+        now_ms: u64,
         out: &mut Vec<Message>,
     ) -> Flow {
         let Some((message, _)) = self.parked.take() else {
@@ -64,7 +65,7 @@ impl WampSession {
         if let Some(authorization) = self.authorization.as_mut() {
             authorization.record(answers);
         }
-        let flow = self.handle_message(message, out);
+        let flow = self.handle_message(message, now_ms, out);
         if let Some(authorization) = self.authorization.as_mut() {
             authorization.handled();
         }

@@ -8,7 +8,6 @@ use fox_wamp_proto::{Dict, ErrorUri, Message, Value};
 
 use super::{abort, valid_uri, Flow, State, WampSession};
 use crate::auth::{Denied, HelloOutcome, Identity, Login, Pending, Verification};
-use crate::engine::unix_ms;
 use crate::metrics::Protocol;
 use crate::realm::{Realm, SessionHandle, SessionInfo};
 use crate::util::iso8601;
@@ -111,6 +110,7 @@ impl WampSession {
     pub(super) fn expect_hello(
         &mut self,
         message: Message,
+        now_ms: u64,
         out: &mut Vec<Message>,
     ) -> (State, Flow) {
         let Message::Hello { realm, details } = message else {
@@ -130,14 +130,14 @@ impl WampSession {
             .and_then(Value::as_dict)
             .map(SessionInfo::roles_read)
             .unwrap_or_default();
-        let session = crate::realm::new_session_id();
-        let nonce = format!("{:032x}", rand::random::<u128>());
+        let session = self.entropy.session_id;
+        let nonce = format!("{:032x}", self.entropy.nonce);
         let outcome = self.router.authenticator.hello(
             &realm,
             &details,
             session,
             &nonce,
-            &iso8601(unix_ms()),
+            &iso8601(now_ms),
             self.tls.as_deref(),
         );
         match outcome {

@@ -4,13 +4,28 @@
 //! States are named for what they expect. Each call to [`WampSession::handle_message`]
 //! takes one decoded message and pushes the replies for this peer into `out`; it returns
 //! whether the connection should close after they are written. Messages for other sessions
-//! travel through the realm. No I/O and no timers here: the connection task owns those.
+//! travel through the realm. No I/O, no clock and no random draws here: the connection task
+//! passes the time (Unix milliseconds) and the random values in, and keeps the session's
+//! one timer, the deadline of the handshake or of the wait for the peer's GOODBYE.
+//!
+//! # Calling order
+//!
+//! 1. [`WampSession::new`] when the connection opens (the handshake deadline starts).
+//! 2. [`WampSession::handle_message`] for each decoded message; when it asks for it, the
+//!    external authenticators' verdict ([`WampSession::take_login`],
+//!    [`WampSession::handle_verdict`]) or the authorization hooks' answers
+//!    ([`WampSession::take_authorization`], [`WampSession::handle_authorization`]), reading
+//!    nothing meanwhile; [`WampSession::goodbye`] when the router ends the session.
+//! 3. [`WampSession::handle_timeout`] once [`WampSession::poll_timeout`] passes.
+//! 4. After each, write `out`; close when the answer is [`Flow::Close`].
+//! 5. [`WampSession::finish`] once the connection is gone.
 //!
 //! # Layout
 //!
 //! ```text
-//! mod.rs            states, dispatch, GOODBYE and the end of the session, shared helpers
+//! mod.rs            states, dispatch, the session's deadline, shared helpers
 //! handshake.rs      HELLO, AUTHENTICATE, an external authenticator's verdict, WELCOME
+//! closing.rs        the router's GOODBYE and the wait for the peer's; the end
 //! pubsub.rs         PUBLISH, SUBSCRIBE (with replay), EVENT
 //! rpc.rs            REGISTER, CALL and the calls in flight
 //! authorization.rs  messages parked for the authorization hooks' answers
@@ -28,10 +43,12 @@ use crate::router::Router;
 use crate::topic::MatchPolicy;
 
 mod authorization;
+mod closing;
 mod handshake;
 mod pubsub;
 mod rpc;
 
+pub use closing::GOODBYE_WAIT_MS;
 pub use pubsub::event_message;
 
 /// Whether the connection goes on after the replies are written.
@@ -63,8 +80,11 @@ enum State {
         realm: Arc<Realm>,
         handle: SessionHandle,
     },
-    /// We sent GOODBYE (the session already left its realm) and wait for the peer's.
-    Closing,
+    /// We sent GOODBYE (the session already left its realm) and wait for the peer's, until
+    /// `deadline_ms`.
+    Closing {
+        deadline_ms: u64,
+    },
     Closed,
 }
 
@@ -88,6 +108,21 @@ pub struct WampSession {
     /// A message waiting for the hooks' answers, and the queries not yet taken by the
     /// connection task (`authorization.rs`).
     parked: Option<(Message, Vec<Query>)>,
+    /// When the handshake (HELLO to WELCOME) must be done, Unix milliseconds.
+    handshake_deadline_ms: u64,
+    /// The random values the handshake uses.
+    entropy: Entropy,
+}
+
+/// The random values a session uses, drawn by its caller: the session itself draws none,
+/// so a test can fix them.
+#[derive(Clone, Copy, Debug)]
+pub struct Entropy {
+    /// The session's ID if it is established (random in [1, 2^53], as WAMP requires; see
+    /// [`crate::realm::new_session_id`]).
+    pub session_id: u64,
+    /// The nonce of a WAMP-CRA CHALLENGE.
+    pub nonce: u128,
 }
 
 fn abort(reason: ErrorUri, message: &str) -> Message {
@@ -169,8 +204,17 @@ fn str_list(options: &Dict, key: &str) -> Option<Vec<String>> {
 }
 
 impl WampSession {
-    /// A session waiting for HELLO.
-    pub fn new(router: Arc<Router>, transport: &'static str, peer: String) -> Self {
+    /// A session waiting for HELLO, opened at `now_ms`: the handshake must be done within
+    /// `limits.handshake_timeout_ms`.
+    pub fn new(
+        router: Arc<Router>,
+        transport: &'static str,
+        peer: String,
+        now_ms: u64,
+        entropy: Entropy,
+    ) -> Self {
+        let handshake_deadline_ms =
+            now_ms.saturating_add(router.config.limits.handshake_timeout_ms);
         Self {
             state: State::ExpectHello,
             router,
@@ -182,6 +226,8 @@ impl WampSession {
             tls: None,
             authorization: None,
             parked: None,
+            handshake_deadline_ms,
+            entropy,
         }
     }
 
@@ -214,14 +260,50 @@ impl WampSession {
 
     /// Whether we said GOODBYE and wait for the peer's.
     pub fn is_closing(&self) -> bool {
-        matches!(self.state, State::Closing)
+        matches!(self.state, State::Closing { .. })
     }
 
-    /// Handles one message from the peer.
-    pub fn handle_message(&mut self, message: Message, out: &mut Vec<Message>) -> Flow {
+    /// The session's next deadline, Unix milliseconds: the handshake's while handshaking,
+    /// the end of the wait for the peer's GOODBYE while closing; then
+    /// [`WampSession::handle_timeout`].
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            State::ExpectHello | State::ExpectAuthenticate { .. } | State::ExpectVerdict { .. } => {
+                Some(self.handshake_deadline_ms)
+            }
+            State::Closing { deadline_ms } => Some(deadline_ms),
+            State::Established { .. } | State::Closed => None,
+        }
+    }
+
+    /// The time is `now_ms`: past [`WampSession::poll_timeout`], the handshake or the wait
+    /// for the peer's GOODBYE is over and the connection closes, without a word (the peer
+    /// either stopped talking or already has our GOODBYE).
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Flow {
+        match self.poll_timeout() {
+            Some(deadline_ms) if now_ms >= deadline_ms => {}
+            _ => return Flow::Continue,
+        }
+        if self.is_handshaking() {
+            tracing::info!(peer = %self.peer, "handshake timed out");
+        }
+        // Neither state is in the realm: nothing to leave.
+        debug_assert!(!matches!(self.state, State::Established { .. }));
+        self.state = State::Closed;
+        Flow::Close
+    }
+
+    /// Handles one message from the peer, received at `now_ms`.
+    pub fn handle_message(
+        &mut self,
+        message: Message,
+        now_ms: u64,
+        out: &mut Vec<Message>,
+    ) -> Flow {
         let state = std::mem::replace(&mut self.state, State::Closed);
         let (next, flow) = match state {
-            State::ExpectHello => self.expect_hello(message, out),
+            State::ExpectHello => self.expect_hello(message, now_ms, out),
             State::ExpectAuthenticate {
                 realm,
                 session,
@@ -247,12 +329,12 @@ impl WampSession {
             }
             // We said GOODBYE: only the peer's GOODBYE counts now; what it sent before
             // reading ours is dropped (the connection still closes at the wait's end).
-            State::Closing
+            State::Closing { .. }
                 if matches!(message, Message::Goodbye { .. } | Message::Abort { .. }) =>
             {
                 (State::Closed, Flow::Close)
             }
-            State::Closing => (State::Closing, Flow::Continue),
+            closing @ State::Closing { .. } => (closing, Flow::Continue),
             State::Closed => (State::Closed, Flow::Close),
         };
         self.state = next;
@@ -263,42 +345,6 @@ impl WampSession {
     pub fn protocol_violation(&mut self, reason: &str, out: &mut Vec<Message>) {
         out.push(abort(ErrorUri::ProtocolViolation, reason));
         self.finish();
-    }
-
-    /// The router closes the session (shutdown, kill, slow consumer): GOODBYE, and the
-    /// session leaves its realm at once; the connection then waits a while for the peer's
-    /// GOODBYE.
-    pub fn goodbye(&mut self, reason: &str, message: &str, out: &mut Vec<Message>) {
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        self.state = match state {
-            State::Established { realm, handle } => {
-                let mut details = Dict::new();
-                if !message.is_empty() {
-                    details.insert("message".into(), Value::from(message));
-                }
-                out.push(Message::Goodbye {
-                    details,
-                    reason: reason.to_owned(),
-                });
-                // The session ends now: it may send nothing but the GOODBYE reply, which is
-                // only awaited for a clean close. A peer that saw our GOODBYE (or its
-                // transport close) must not still find the session in the realm's lists,
-                // its registrations or its subscriptions.
-                realm.leave(handle.info.id);
-                State::Closing
-            }
-            other => other,
-        };
-    }
-
-    /// The connection is gone: an established session leaves its realm abnormally (a
-    /// closing one already left, when GOODBYE was sent or exchanged). Idempotent.
-    pub fn finish(&mut self) {
-        if let State::Established { realm, handle } =
-            std::mem::replace(&mut self.state, State::Closed)
-        {
-            realm.leave_abnormally(handle.info.id);
-        }
     }
 
     /// The authorization hooks' answer on this action, when they gave one, else the
