@@ -254,3 +254,208 @@ impl WampSession {
         (State::Established { realm, handle }, Flow::Continue)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fox_wamp_proto::{Dict, ErrorUri, Message, Value};
+
+    use super::super::testing::{dict, hello, router, router_with, uri_of, Peer, START_MS};
+    use super::super::Flow;
+    use crate::util::iso8601;
+
+    /// Anonymous access off; one user, `joe`, with the ticket (and WAMP-CRA secret) `pw`.
+    const USERS: &str = r#"
+[auth]
+anonymous = false
+[[role]]
+name = "r"
+permissions = [{ uri = "com.", match = "prefix", publish = true, subscribe = true }]
+[[user]]
+authid = "joe"
+secret = "pw"
+role = "r"
+"#;
+
+    fn methods(method: &str, authid: &str) -> Dict {
+        dict([
+            ("authmethods", Value::List(vec![Value::from(method)])),
+            ("authid", Value::from(authid)),
+        ])
+    }
+
+    fn authenticate(signature: &str) -> Message {
+        Message::Authenticate {
+            signature: signature.to_owned(),
+            extra: Dict::new(),
+        }
+    }
+
+    #[test]
+    fn hello_is_welcomed_with_the_session_id_the_caller_drew() {
+        let router = router();
+        let mut peer = Peer::open(&router, 42, START_MS);
+        assert!(peer.session.is_handshaking());
+        let (replies, flow) = peer.send(hello("realm1", Dict::new()), START_MS + 3);
+        assert_eq!(flow, Flow::Continue);
+        let [Message::Welcome { session, details }] = replies.as_slice() else {
+            panic!("WELCOME: {replies:?}");
+        };
+        assert_eq!(*session, 42);
+        assert_eq!(details["authrole"], Value::from("anonymous"));
+        assert_eq!(details["realm"], Value::from("realm1"));
+        assert!(!peer.session.is_handshaking());
+        assert_eq!(peer.session.poll_timeout(), None, "no deadline once joined");
+        assert!(peer.outbound.is_some(), "the queue is there to take");
+        let realm = router.realm("realm1").expect("realm1");
+        let ids: Vec<u64> = realm.sessions().iter().map(|h| h.info.id).collect();
+        assert_eq!(ids, vec![42], "joined");
+    }
+
+    #[test]
+    fn hello_to_an_unknown_realm_is_aborted() {
+        let mut config = crate::config::Config::default();
+        config.router.auto_create_realms = false;
+        let router = crate::router::Router::new(config);
+        let mut peer = Peer::open(&router, 1, START_MS);
+        let (replies, flow) = peer.send(hello("nowhere", Dict::new()), START_MS);
+        assert_eq!(flow, Flow::Close);
+        assert!(
+            matches!(replies.as_slice(), [Message::Abort { .. }]),
+            "{replies:?}"
+        );
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NoSuchRealm.as_str());
+        assert_eq!(peer.session.poll_timeout(), None, "closed");
+    }
+
+    #[test]
+    fn an_invalid_realm_uri_is_aborted() {
+        let mut peer = Peer::open(&router(), 1, START_MS);
+        let (replies, flow) = peer.send(hello("realm one", Dict::new()), START_MS);
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidUri.as_str());
+    }
+
+    #[test]
+    fn a_message_before_hello_is_a_protocol_violation() {
+        let mut peer = Peer::open(&router(), 1, START_MS);
+        let subscribe = Message::Subscribe {
+            request: 1,
+            options: Dict::new(),
+            topic: "com.a".to_owned(),
+        };
+        let (replies, flow) = peer.send(subscribe, START_MS);
+        assert_eq!(flow, Flow::Close);
+        assert!(
+            matches!(replies.as_slice(), [Message::Abort { .. }]),
+            "{replies:?}"
+        );
+        assert_eq!(uri_of(&replies[0]), ErrorUri::ProtocolViolation.as_str());
+    }
+
+    #[test]
+    fn anonymous_hello_is_refused_when_anonymous_access_is_off() {
+        let mut peer = Peer::open(&router_with(USERS), 1, START_MS);
+        let (replies, flow) = peer.send(hello("realm1", Dict::new()), START_MS);
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NoAuthMethod.as_str());
+    }
+
+    #[test]
+    fn the_right_ticket_is_welcomed() {
+        let mut peer = Peer::open(&router_with(USERS), 7, START_MS);
+        let (replies, flow) = peer.send(hello("realm1", methods("ticket", "joe")), START_MS);
+        assert_eq!(flow, Flow::Continue);
+        assert!(
+            matches!(replies.as_slice(), [Message::Challenge { authmethod, .. }] if authmethod == "ticket"),
+            "CHALLENGE: {replies:?}"
+        );
+        assert!(peer.session.is_handshaking());
+        let (replies, flow) = peer.send(authenticate("pw"), START_MS + 1);
+        assert_eq!(flow, Flow::Continue);
+        let [Message::Welcome {
+            session: 7,
+            details,
+        }] = replies.as_slice()
+        else {
+            panic!("WELCOME: {replies:?}");
+        };
+        assert_eq!(details["authid"], Value::from("joe"));
+        assert_eq!(details["authrole"], Value::from("r"));
+    }
+
+    #[test]
+    fn a_wrong_ticket_is_aborted() {
+        let mut peer = Peer::open(&router_with(USERS), 7, START_MS);
+        let (_, flow) = peer.send(hello("realm1", methods("ticket", "joe")), START_MS);
+        assert_eq!(flow, Flow::Continue);
+        let (replies, flow) = peer.send(authenticate("not the ticket"), START_MS + 1);
+        assert_eq!(flow, Flow::Close);
+        assert!(
+            matches!(replies.as_slice(), [Message::Abort { .. }]),
+            "{replies:?}"
+        );
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NotAuthorized.as_str());
+        assert!(peer.outbound.is_none(), "never joined");
+    }
+
+    #[test]
+    fn a_message_other_than_authenticate_after_a_challenge_is_a_protocol_violation() {
+        let mut peer = Peer::open(&router_with(USERS), 7, START_MS);
+        let (_, flow) = peer.send(hello("realm1", methods("ticket", "joe")), START_MS);
+        assert_eq!(flow, Flow::Continue);
+        let (replies, flow) = peer.send(hello("realm1", Dict::new()), START_MS + 1);
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::ProtocolViolation.as_str());
+    }
+
+    /// The WAMP-CRA challenge is built from what the caller passed in: the session ID and
+    /// nonce it drew, and the time of the HELLO. Nothing in it comes from the machine.
+    #[test]
+    fn a_wampcra_challenge_carries_the_callers_nonce_and_time() {
+        let mut peer = Peer::open(&router_with(USERS), 9, START_MS);
+        let now_ms = START_MS + 1_234;
+        let (replies, _) = peer.send(hello("realm1", methods("wampcra", "joe")), now_ms);
+        let [Message::Challenge { extra, .. }] = replies.as_slice() else {
+            panic!("CHALLENGE: {replies:?}");
+        };
+        let challenge: serde_json::Value =
+            serde_json::from_str(extra["challenge"].as_str().expect("a string")).expect("JSON");
+        let nonce = format!("{:032x}", (9u128 << 64) | 0xfeed);
+        assert_eq!(challenge["nonce"], nonce.as_str());
+        assert_eq!(challenge["timestamp"], iso8601(now_ms).as_str());
+        assert_eq!(challenge["session"], 9);
+    }
+
+    /// One deadline for the whole handshake, from the connection's opening: a CHALLENGE
+    /// does not move it, and it fires at that instant, not a millisecond before.
+    #[test]
+    fn the_handshake_times_out_at_its_deadline_and_not_before() {
+        let router = router_with(USERS);
+        let timeout_ms = router.config.limits.handshake_timeout_ms;
+        let deadline_ms = START_MS + timeout_ms;
+        let mut peer = Peer::open(&router, 7, START_MS);
+        assert_eq!(peer.session.poll_timeout(), Some(deadline_ms));
+        let (_, flow) = peer.send(hello("realm1", methods("ticket", "joe")), START_MS + 500);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(peer.session.poll_timeout(), Some(deadline_ms), "not moved");
+        assert_eq!(peer.session.handle_timeout(deadline_ms - 1), Flow::Continue);
+        assert!(
+            peer.session.is_handshaking(),
+            "still waiting for AUTHENTICATE"
+        );
+        assert_eq!(peer.session.handle_timeout(deadline_ms), Flow::Close);
+        assert!(!peer.session.is_handshaking());
+        assert_eq!(peer.session.poll_timeout(), None, "closed");
+        let (replies, flow) = peer.send(authenticate("pw"), deadline_ms + 1);
+        assert_eq!((replies.len(), flow), (0, Flow::Close), "too late");
+    }
+
+    #[test]
+    fn a_session_waiting_for_hello_times_out_too() {
+        let router = router();
+        let deadline_ms = START_MS + router.config.limits.handshake_timeout_ms;
+        let mut peer = Peer::open(&router, 1, START_MS);
+        assert_eq!(peer.session.handle_timeout(START_MS), Flow::Continue);
+        assert_eq!(peer.session.handle_timeout(deadline_ms + 5), Flow::Close);
+    }
+}

@@ -47,6 +47,8 @@ mod closing;
 mod handshake;
 mod pubsub;
 mod rpc;
+#[cfg(test)]
+mod testing;
 
 pub use closing::GOODBYE_WAIT_MS;
 pub use pubsub::event_message;

@@ -316,3 +316,176 @@ pub fn event_message(delivery: &Delivery) -> Message {
         kwargs,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fox_wamp_proto::{Dict, ErrorUri, Message, Value};
+
+    use super::super::testing::{dict, router, uri_of, Peer, START_MS};
+    use super::super::Flow;
+
+    fn subscribe(request: u64, topic: &str, options: Dict) -> Message {
+        Message::Subscribe {
+            request,
+            options,
+            topic: topic.to_owned(),
+        }
+    }
+
+    fn publish(request: u64, topic: &str, options: Dict, argument: i64) -> Message {
+        Message::Publish {
+            request,
+            options,
+            topic: topic.to_owned(),
+            args: Some(vec![Value::from(argument)]),
+            kwargs: None,
+        }
+    }
+
+    fn acknowledge() -> Dict {
+        dict([("acknowledge", Value::Bool(true))])
+    }
+
+    /// SUBSCRIBED's subscription ID.
+    fn subscribed(replies: &[Message]) -> u64 {
+        match replies {
+            [Message::Subscribed { subscription, .. }] => *subscription,
+            other => panic!("SUBSCRIBED: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_publish_reaches_the_subscriber_and_not_the_publisher() {
+        let router = router();
+        let mut subscriber = Peer::join(&router, "realm1", 1);
+        let mut publisher = Peer::join(&router, "realm1", 2);
+        let (replies, flow) = subscriber.send(subscribe(1, "com.a", Dict::new()), START_MS);
+        assert_eq!(flow, Flow::Continue);
+        let subscription = subscribed(&replies);
+        // The publisher subscribes too: `exclude_me` is the default.
+        let (replies, _) = publisher.send(subscribe(1, "com.a", Dict::new()), START_MS);
+        subscribed(&replies);
+        let (replies, flow) = publisher.send(publish(2, "com.a", acknowledge(), 5), START_MS + 1);
+        assert_eq!((replies.len(), flow), (0, Flow::Continue), "{replies:?}");
+        let acknowledged = publisher.queued(START_MS + 1);
+        let [Message::Published {
+            request: 2,
+            publication,
+        }] = acknowledged.as_slice()
+        else {
+            panic!("PUBLISHED only: {acknowledged:?}");
+        };
+        let events = subscriber.queued(START_MS + 1);
+        let [Message::Event {
+            subscription: to,
+            publication: id,
+            args,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("one EVENT: {events:?}");
+        };
+        assert_eq!((*to, *id), (subscription, *publication));
+        assert_eq!(args.as_deref(), Some(&[Value::from(5)][..]));
+    }
+
+    #[test]
+    fn a_publish_without_acknowledge_is_answered_by_nothing() {
+        let router = router();
+        let mut subscriber = Peer::join(&router, "realm1", 1);
+        let mut publisher = Peer::join(&router, "realm1", 2);
+        subscribed(
+            &subscriber
+                .send(subscribe(1, "com.a", Dict::new()), START_MS)
+                .0,
+        );
+        let (replies, _) = publisher.send(publish(2, "com.a", Dict::new(), 1), START_MS);
+        assert!(replies.is_empty());
+        assert!(publisher.queued(START_MS).is_empty(), "no PUBLISHED");
+        assert_eq!(subscriber.queued(START_MS).len(), 1, "the EVENT");
+        // A refusal is silent too, unless acknowledged.
+        let (replies, _) = publisher.send(publish(3, "com..a", Dict::new(), 1), START_MS);
+        assert!(replies.is_empty());
+        let (replies, _) = publisher.send(publish(4, "com..a", acknowledge(), 1), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidUri.as_str());
+        let (replies, _) = publisher.send(publish(5, "wamp.x", acknowledge(), 1), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NotAuthorized.as_str());
+    }
+
+    #[test]
+    fn a_pattern_subscription_names_the_topic_of_its_events() {
+        let router = router();
+        let mut subscriber = Peer::join(&router, "realm1", 1);
+        let mut publisher = Peer::join(&router, "realm1", 2);
+        let prefix = dict([("match", Value::from("prefix"))]);
+        subscribed(&subscriber.send(subscribe(1, "com.", prefix), START_MS).0);
+        publisher.request(publish(2, "com.a.b", Dict::new(), 1), START_MS);
+        let events = subscriber.queued(START_MS);
+        let [Message::Event { details, .. }] = events.as_slice() else {
+            panic!("one EVENT: {events:?}");
+        };
+        assert_eq!(details["topic"], Value::from("com.a.b"));
+    }
+
+    #[test]
+    fn a_retained_value_is_replayed_after_subscribed() {
+        let router = router();
+        let mut publisher = Peer::join(&router, "realm1", 2);
+        let retain = dict([("retain", Value::Bool(true))]);
+        publisher.request(publish(1, "com.state", retain, 7), START_MS);
+        let mut subscriber = Peer::join(&router, "realm1", 1);
+        let options = dict([("get_retained", Value::Bool(true))]);
+        let (replies, _) = subscriber.send(subscribe(1, "com.state", options), START_MS + 1);
+        let [Message::Subscribed { .. }, Message::Event { details, args, .. }] = replies.as_slice()
+        else {
+            panic!("SUBSCRIBED then the retained EVENT: {replies:?}");
+        };
+        assert_eq!(details["retained"], Value::Bool(true));
+        assert_eq!(args.as_deref(), Some(&[Value::from(7)][..]));
+    }
+
+    #[test]
+    fn subscribe_refusals_name_their_cause() {
+        let router = router();
+        let mut peer = Peer::join(&router, "realm1", 1);
+        let regex = dict([("match", Value::from("regex"))]);
+        let (replies, _) = peer.send(subscribe(1, "com.a", regex), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidArgument.as_str());
+        let (replies, _) = peer.send(subscribe(2, "com..a", Dict::new()), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidUri.as_str());
+        let after = dict([("after", Value::from("not a number"))]);
+        let (replies, _) = peer.send(subscribe(3, "com.a", after), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidArgument.as_str());
+        let [Message::Error { request: 3, .. }] = replies.as_slice() else {
+            panic!("{replies:?}");
+        };
+    }
+
+    #[test]
+    fn unsubscribe_answers_once_then_names_the_missing_subscription() {
+        let router = router();
+        let mut subscriber = Peer::join(&router, "realm1", 1);
+        let subscription = subscribed(
+            &subscriber
+                .send(subscribe(1, "com.a", Dict::new()), START_MS)
+                .0,
+        );
+        let unsubscribe = |request| Message::Unsubscribe {
+            request,
+            subscription,
+        };
+        let (replies, _) = subscriber.send(unsubscribe(2), START_MS);
+        assert!(
+            matches!(
+                replies.as_slice(),
+                [Message::Unsubscribed { request: 2, .. }]
+            ),
+            "{replies:?}"
+        );
+        let (replies, _) = subscriber.send(unsubscribe(3), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NoSuchSubscription.as_str());
+        let mut publisher = Peer::join(&router, "realm1", 2);
+        publisher.request(publish(4, "com.a", Dict::new(), 1), START_MS);
+        assert!(subscriber.queued(START_MS).is_empty(), "no EVENT any more");
+    }
+}
