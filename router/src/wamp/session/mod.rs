@@ -5,8 +5,8 @@
 //! takes one decoded message and pushes the replies for this peer into `out`; it returns
 //! whether the connection should close after they are written. Messages for other sessions
 //! travel through the realm. No I/O, no clock and no random draws here: the connection task
-//! passes the time (Unix milliseconds) and the random values in, and keeps the session's
-//! one timer, the deadline of the handshake or of the wait for the peer's GOODBYE.
+//! passes the time (Unix milliseconds) and the random values in, and runs the timer for the
+//! session's one deadline, the handshake's or the end of the wait for the peer's GOODBYE.
 //!
 //! # Calling order
 //!
@@ -26,9 +26,12 @@
 //! mod.rs            states, dispatch, the session's deadline, shared helpers
 //! handshake.rs      HELLO, AUTHENTICATE, an external authenticator's verdict, WELCOME
 //! closing.rs        the router's GOODBYE and the wait for the peer's; the end
-//! pubsub.rs         PUBLISH, SUBSCRIBE (with replay), EVENT
-//! rpc.rs            REGISTER, CALL and the calls in flight
+//! pubsub.rs         PUBLISH, SUBSCRIBE (with replay), UNSUBSCRIBE, EVENT
+//! rpc.rs            REGISTER, UNREGISTER, CALL, CANCEL, YIELD, a callee's ERROR; the
+//!                   calls in flight
 //! authorization.rs  messages parked for the authorization hooks' answers
+//! testing.rs        the unit tests' harness: sessions over an in-process router,
+//!                   virtual time
 //! ```
 
 use std::collections::HashSet;
