@@ -229,6 +229,11 @@ pub struct LoadGeneratorUsage {
     pub cores: usize,
     /// CPU seconds over (wall seconds x cores), percent.
     pub busy_percent: f64,
+    /// CPUs the process may run on (its affinity mask): what several load generators on
+    /// the same CPUs share (see [`report::combine`]).
+    pub cpus: usize,
+    /// Wall seconds the run took, setup included.
+    pub wall_seconds: f64,
 }
 
 /// Runs `config` and never takes longer than setup + warm-up + duration + grace.
@@ -250,15 +255,16 @@ pub async fn run(config: Config) -> Outcome {
     };
     let router = probe.and_then(|p| p.usage().ok());
     let wall_seconds = began.elapsed().as_secs_f64();
-    let cores = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(config.threads.max(1));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cpus.min(config.threads.max(1));
     let load_generator = own
         .and_then(|p| p.usage().ok())
         .map(|u| LoadGeneratorUsage {
             cpu_seconds: u.cpu_seconds,
             cores,
             busy_percent: u.cpu_seconds * 100.0 / (wall_seconds * cores as f64).max(f64::EPSILON),
+            cpus,
+            wall_seconds,
         });
     Outcome {
         config,
@@ -393,6 +399,8 @@ impl Outcome {
             fields.insert("bench_cpu_s".into(), json!(g.cpu_seconds));
             fields.insert("bench_cores".into(), json!(g.cores));
             fields.insert("bench_busy_pct".into(), json!(g.busy_percent));
+            fields.insert("bench_cpus".into(), json!(g.cpus));
+            fields.insert("bench_wall_s".into(), json!(g.wall_seconds));
         }
         value
     }
