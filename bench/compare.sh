@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: foxrouter against Mosquitto, rumqttd (MQTT) and Crossbar (WAMP).
+# Side-by-side benchmark: foxrouter against Mosquitto, rumqttd, rmqttd (MQTT) and Crossbar
+# (WAMP), and against fox-relay, the physical limit (a relay that only moves the frames).
 #
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
-#                    [--routers foxrouter,mosquitto,rumqttd,crossbar,foxrouter-noadmin]
+#                    [--routers foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay,foxrouter-noadmin]
 #                    [--protocols mqtt,wamp]
-#                    [--fox-workers N] [--no-pin] [--no-fresh]
-#   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
+#                    [--fox-workers N] [--no-pin] [--no-fresh] [--no-split]
+#   FOXROUTER_BIN / FOX_BENCH_BIN / FOX_RELAY_BIN override the binaries (default
+#   target/release/…).
 #
-# Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
-# bench/.peers/rumqttd, Crossbar with pip into bench/.peers/crossbar-venv), builds fox-bench
-# and foxrouter in release mode, starts every router on loopback with the same queue limits,
-# runs the same fox-bench scenarios against each, stops everything and prints one table per
-# scenario with `RATIO <scenario> <peer> <foxrouter / peer>` lines. A peer that cannot be
-# installed or started, or a scenario that fails, shows as an ERROR row (never a made-up number).
+# Installs missing peers (Mosquitto from Debian, rumqttd and rmqttd with cargo install into
+# bench/.peers/rumqttd and bench/.peers/rmqttd — rmqttd needs Debian's protobuf-compiler and
+# cmake, installed when missing, and builds for about 20 minutes —, Crossbar with pip into
+# bench/.peers/crossbar-venv), builds fox-bench, fox-relay and foxrouter in release mode,
+# starts every router on loopback with the same queue limits, runs the same fox-bench
+# scenarios against each, stops everything and prints one table per scenario with
+# `RATIO <scenario> <peer> <foxrouter / peer>` lines. A peer that cannot be installed or
+# started, or a scenario that fails, shows as an ERROR row (never a made-up number).
 #
-# --quick: one 2-second run per scenario, a reduced scenario list; finishes within 3 minutes.
+# Peers: rmqttd runs with its HTTP API, ACL and counter plugins off (no default-on plugin
+# is loaded), its cluster gRPC port on 127.0.0.1, its busy check off (it refuses new
+# connections while the machine's load is high, always so with a load generator beside it)
+# and one listener serving MQTT 3.1.1 and 5. `relay` is fox-relay (crate fox-demos): it
+# forwards each publish to the subscribers of exactly its topic and answers the handshakes
+# with fixed replies (see demos/src/relay); `RATIO ... relay` is foxrouter / relay, so 0.5
+# means foxrouter runs at half the rate of moving the frames. The relay runs every row but
+# RPC (it has none).
+#
+# Two load generators (--no-split: off): a run in which fox-bench was 85% busy or more
+# measured the client. When its load is made of independent connections (pairs and acked
+# rows with 2 or more connections), the row is run again on a freshly started router with
+# two fox-bench processes, each with half the connections (and half of any fixed rate),
+# combined with `fox-bench combine`; that row then stands for the router, its note says
+# `2 load generators` with the one-process figure beside it, and `still busy ...: the router
+# was not the limit` when the two together were still 85% busy of the cores they shared
+# (pinned on two cores they share one). Client-bound rows with one publisher or one
+# subscriber (fan-in, fan-out, one pair, RPC) cannot be split without changing the load;
+# the table header lists them.
+#
+# --quick: one 2-second run per scenario, a reduced scenario list.
 # --idle N: idle connections for the memory rows (0: skip): MQTT 3.1.1 (clean session,
 # keep alive 60 s, no subscription), WAMP over WebSocket (JSON) and RawSocket (MsgPack)
 # after HELLO / WELCOME, from 127.0.0.2.. source addresses; each row reports router RSS per
@@ -50,11 +74,12 @@ BUILD=1
 IDLE_CONNECTIONS=10000
 ONLY=all
 OUT=""
-ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
+ROUTERS=foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay
 PROTOCOLS=mqtt,wamp
 FOX_WORKERS=0
 PIN=1
 FRESH=1
+SPLIT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -72,6 +97,8 @@ while [ $# -gt 0 ]; do
     --no-pin) PIN=0 ;;
     --fresh) FRESH=1 ;;
     --no-fresh) FRESH=0 ;;
+    --split) SPLIT=1 ;;
+    --no-split) SPLIT=0 ;;
     -h|--help) sed -n "2,/^set -euo/p" "$0" | sed "$ d"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -86,7 +113,7 @@ QUEUE_MAX=4096
 INFLIGHT=16
 # Same outbound window for every broker: QoS 1/2 messages sent to one client and not yet
 # acknowledged (foxrouter mqtt_inflight_max, Mosquitto max_inflight_messages, rumqttd
-# max_inflight_count). 100 is the value of rumqttd's shipped config; with one subscriber
+# max_inflight_count, rmqttd max_inflight). 100 is the value of rumqttd's shipped config; with one subscriber
 # it bounds fan-in throughput (window / round trip), so unequal windows decide that row.
 WINDOW=100
 
@@ -107,9 +134,16 @@ trap cleanup EXIT
 
 log() { echo "[compare] $*" >&2; }
 
+wanted() { # list item: whether item is in the comma-separated list
+  [[ ",$1," == *",$2,"* ]]
+}
+
 # ---------------------------------------------------------------- install
 MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
 RUMQTTD="$PEERS/rumqttd/bin/rumqttd"
+RMQTTD="$PEERS/rmqttd/bin/rmqttd"
+# The rmqttd release compared (0.24 is the one of issue 19); its rust-version is 1.94.
+RMQTTD_VERSION="~0.24"
 CROSSBAR="$PEERS/crossbar-venv/bin/crossbar"
 if [ "$INSTALL" = 1 ]; then
   if [ -z "$MOSQUITTO" ]; then
@@ -121,6 +155,16 @@ if [ "$INSTALL" = 1 ]; then
     log "installing rumqttd (several minutes; no --locked: its lock file does not build here)"
     cargo install rumqttd --root "$PEERS/rumqttd" -j 2 >&2 || log "rumqttd install failed"
   fi
+  if [ ! -x "$RMQTTD" ] && wanted "$ROUTERS" rmqttd; then
+    if ! command -v protoc > /dev/null || ! command -v cmake > /dev/null; then
+      log "installing protobuf-compiler and cmake (rmqttd's build needs them)"
+      (apt-get install -y protobuf-compiler cmake >&2 || sudo apt-get install -y protobuf-compiler cmake >&2) \
+        || log "protobuf-compiler / cmake install failed"
+    fi
+    log "installing rmqttd $RMQTTD_VERSION (about 20 minutes on 2 cores)"
+    nice -n 19 cargo install rmqttd --version "$RMQTTD_VERSION" --root "$PEERS/rmqttd" -j 2 >&2 \
+      || log "rmqttd install failed"
+  fi
   if [ ! -x "$CROSSBAR" ]; then
     log "installing crossbar into $PEERS/crossbar-venv"
     (python3 -m venv "$PEERS/crossbar-venv" && "$PEERS/crossbar-venv/bin/pip" install -q crossbar >&2) \
@@ -131,10 +175,12 @@ fi
 if [ "$BUILD" = 1 ]; then
   log "building fox-bench and foxrouter (release)"
   bash "$ROOT/scripts/setup.sh" --build-only >&2
-  # The same selection as scripts/run.sh and cluster.sh: one set of release artifacts.
+  # The same selection as scripts/run.sh and cluster.sh: one set of release artifacts
+  # (fox-relay included: it is a bin of fox-demos).
   (cd "$ROOT" && cargo build --release -j 2 --workspace --bins >&2)
 fi
 BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}
+RELAY=${FOX_RELAY_BIN:-$(dirname "$BENCH")/fox-relay}
 # Command prefixes placing the routers and the load generator on CPUs (--pin).
 ROUTER_CPUS=()
 BENCH_CPUS=()
@@ -218,28 +264,146 @@ DRY=0
 MQTT_COUNT=0
 WAMP_COUNT=0
 
-# bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
+# bench LABEL PID TARGET ARGS...: RUNS runs of one scenario, JSON lines appended; a run in
+# which fox-bench was the bottleneck is run again with two load generators (bench_split).
 bench() {
   local label=$1 pid=$2 target=$3; shift 3
   local i line
   BENCH_INDEX=$((BENCH_INDEX + 1))
   [ "$DRY" = 0 ] || return 0
   [ "$PICK" = 0 ] || [ "$PICK" = "$BENCH_INDEX" ] || return 0
+  supported "$label" "$@" || return 0
   for ((i = 0; i < RUNS; i++)); do
     pid=${PEER_PID:-$pid}
-    line=$(timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
-      --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" | tail -1) || true
+    line=$(bench_once "$pid" /dev/stdout "$label" "$target" "$@" | tail -1) || true
     if [ -n "$line" ]; then echo "$line" >> "$RESULTS"; else error_row "$label" "$*" "fox-bench failed"; fi
     echo "$line" | sed 's/^/  /' >&2
-    # (Interleaved runs stop the router right after: the next run starts a new one anyway.)
-    if [ "$PICK" = 0 ] && { [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; }; then restart_after_failure "$label"; fi
+    if [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; then
+      # (Interleaved runs stop the router right after: the next run starts a new one anyway.)
+      if [ "$PICK" = 0 ]; then restart_after_failure "$label"; fi
+      continue
+    fi
+    if [ "$SPLIT" = 1 ] && client_bound "$line"; then bench_split "$label" "$pid" "$target" "$line" "$@"; fi
   done
 }
 
-# ---------------------------------------------------------------- scenarios
-wanted() { # list item: whether item is in the comma-separated list
-  [[ ",$1," == *",$2,"* ]]
+# bench_once PID OUT LABEL TARGET ARGS...: one fox-bench run on the load generator's CPUs,
+# its JSON line written to OUT.
+bench_once() {
+  local pid=$1 out=$2 label=$3 target=$4; shift 4
+  timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
+    --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" > "$out"
 }
+
+# Whether the router (or peer) LABEL answers the scenario in ARGS: fox-relay has no RPC.
+supported() { # label args...
+  local label=$1; shift
+  [ "$label" = relay ] || return 0
+  [[ " $* " != *" --scenario rpc "* ]]
+}
+
+# Whether fox-bench's row LINE says it was at least 85% busy (report.rs shows the same;
+# SPLIT_BUSY_MIN_PCT in the environment changes it here, to try the rerun path).
+client_bound() { # json-line
+  python3 -c 'import json, sys; sys.exit(0 if (json.loads(sys.argv[1]).get("bench_busy_pct") or 0) >= float(sys.argv[2]) else 1)' \
+    "$1" "${SPLIT_BUSY_MIN_PCT:-85}" 2>/dev/null
+}
+
+# json_split_summary FIRST-LINE FILES...: the row's key, and the highest router_cpu_s and
+# router_peak_rss_kib of the parts' rows ("" when none), on one line.
+json_split_summary() {
+  python3 - "$@" <<'PY'
+import json, sys
+key = json.loads(sys.argv[1]).get("key", "?")
+parts = []
+for path in sys.argv[2:]:
+    try:
+        parts.append(json.loads(open(path).read().strip().splitlines()[-1]))
+    except (OSError, ValueError, IndexError):
+        pass
+def highest(field):
+    values = [p[field] for p in parts if isinstance(p.get(field), (int, float))]
+    return str(max(values)) if values else ""
+print(key, highest("router_cpu_s") or "-", highest("router_peak_rss_kib") or "-")
+PY
+}
+
+# The value after NAME in ARGS ("" when absent).
+arg_value() { # name args...
+  local name=$1; shift
+  while [ $# -gt 1 ]; do
+    if [ "$1" = "$name" ]; then echo "$2"; return; fi
+    shift
+  done
+}
+
+# ARGS with NAME's value replaced by VALUE (when present), into the array REPLACED.
+replace_arg() { # name value args...
+  local name=$1 value=$2; shift 2
+  REPLACED=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "$name" ] && [ $# -gt 1 ]; then REPLACED+=("$1" "$value"); shift 2; continue; fi
+    REPLACED+=("$1"); shift
+  done
+}
+
+SPLIT_KEYS=()
+UNSPLIT_KEYS=()
+# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again, on a freshly started
+# router when it can be restarted, with two fox-bench processes at once, each with half of
+# the connections and of the fixed rate; one combined row (same key, "parts": 2) appended.
+# (foxrouter's admin scraper follows the first process only: the rerun is not scraped.)
+bench_split() {
+  local label=$1 pid=$2 target=$3 line=$4; shift 4
+  local key scenario connections rate first second dir cpu rss combined
+  read -r key _ _ <<< "$(json_split_summary "$line")"
+  scenario=$(arg_value --scenario "$@")
+  connections=$(arg_value --connections "$@")
+  [ "$scenario" != idle ] || return 0
+  if [[ "$scenario" != pairs && "$scenario" != acked ]] || [ "${connections:-1}" -lt 2 ]; then
+    wanted "$(IFS=,; echo "${UNSPLIT_KEYS[*]}")" "$key" || UNSPLIT_KEYS+=("$key")
+    return 0
+  fi
+  wanted "$(IFS=,; echo "${SPLIT_KEYS[*]}")" "$key" || SPLIT_KEYS+=("$key")
+  relaunch_peer
+  pid=${PEER_PID:-$pid}
+  first=$((connections - connections / 2)); second=$((connections / 2))
+  dir=$(mktemp -d "$WORK/split.XXXXXX")
+  rate=$(arg_value --rate "$@")
+  local part count generators=()
+  for part in a b; do
+    count=$first; [ "$part" = a ] || count=$second
+    replace_arg --connections "$count" "$@"
+    [ -z "$rate" ] || replace_arg --rate $((rate * count / connections)) "${REPLACED[@]}"
+    bench_once "$pid" "$dir/$part.json" "$label" "$target" "${REPLACED[@]}" &
+    generators+=("$!")
+  done
+  # Only these two: a bare `wait` would also wait for the routers running in the background.
+  for part in "${generators[@]}"; do wait "$part" 2>/dev/null || true; done
+  read -r _ cpu rss <<< "$(json_split_summary "$line" "$dir/a.json" "$dir/b.json")"
+  [ "$cpu" != - ] || cpu=""
+  [ "$rss" != - ] || rss=""
+  combined=$("$BENCH" combine --label "$label" --key "$key" ${cpu:+--cpu-seconds "$cpu"} \
+    --note "2 load generators: $first + $second connections" "$dir/a.json" "$dir/b.json") || combined=""
+  if [ -z "$combined" ]; then
+    combined=$(printf '{"label":"%s","key":"%s","parts":2,"error":"fox-bench combine failed"}' "$label" "$key")
+  fi
+  # (The router's peak RSS: the same process under both parts.)
+  [ -z "$rss" ] || combined="${combined%\}},\"router_peak_rss_kib\":$rss}"
+  echo "$combined" >> "$RESULTS"
+  echo "$combined" | sed 's/^/  split: /' >&2
+}
+
+# A fresh router for the two-generator rerun (Crossbar, started without start_peer, keeps
+# its process).
+relaunch_peer() {
+  [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
+  kill "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+  launch_peer || true
+}
+
+# ---------------------------------------------------------------- scenarios
 
 mqtt_scenarios() { # label pid addr_v4 addr_v5
   local label=$1 pid=$2 v4=$3 v5=$4
@@ -250,7 +414,13 @@ mqtt_scenarios() { # label pid addr_v4 addr_v5
   bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 1
   bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 1 --connections 10
   bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 1 --connections 10
+  # Independent pairs: one pair ties for every broker (client and loopback round trip);
+  # 4 and 16 pairs load the router (issue 19).
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 16
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 16
   if [ "$QUICK" = 0 ]; then
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 4
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 4
     bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 0 --connections 10
     bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 0 --connections 10
     bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 1
@@ -384,6 +554,53 @@ EOF
   stop_peer
 }
 
+# rmqttd with the same window, queue and listener as the others: MQTT 3.1.1 and 5 on one
+# loopback port (it tells them apart by the CONNECT), no plugins (the HTTP API on
+# 0.0.0.0:6060, ACL and counter start by default: switched off), cluster gRPC on loopback.
+# max_mqueue_len is the queue; mqueue_rate_limit is left at its built-in default (no limit;
+# the sample rmqtt.toml sets 1000/s). Started from $WORK: rmqttd also reads ./rmqtt.toml.
+run_rmqttd() {
+  [ -x "$RMQTTD" ] || { log "rmqttd not installed"; mqtt_scenarios rmqttd "" 127.0.0.1:1 127.0.0.1:1; return; }
+  local port grpc dir="$WORK/rmqttd"; port=$(free_port); grpc=$(free_port)
+  mkdir -p "$dir/plugins"
+  cat > "$dir/rmqtt.toml" <<EOF
+node.id = 1
+node.busy.check_enable = false
+rpc.server_addr = "127.0.0.1:$grpc"
+log.to = "console"
+log.level = "warn"
+plugins.dir = "$dir/plugins/"
+plugins.default_startups = []
+plugins.disabled_default_startups = ["rmqtt-acl", "rmqtt-counter", "rmqtt-http-api"]
+mqtt.max_sessions = 0
+listener.tcp.external.addr = "127.0.0.1:$port"
+listener.tcp.external.max_connections = 1024000
+listener.tcp.external.allow_anonymous = true
+listener.tcp.external.max_inflight = $WINDOW
+listener.tcp.external.max_mqueue_len = $QUEUE_MAX
+listener.tcp.external.max_packet_size = "1m"
+EOF
+  start_peer rmqttd "$port" "$WORK/rmqttd.log" bash -c 'cd "$1" && exec "$2" -f "$1/rmqtt.toml"' rmqttd "$dir" "$RMQTTD" || return 0
+  mqtt_scenarios rmqttd "$PEER_PID" "127.0.0.1:$port" "127.0.0.1:$port"
+  stop_peer
+}
+
+# fox-relay: the frames moved and nothing else (see the header); every listener of it.
+run_relay() {
+  [ -x "$RELAY" ] || {
+    log "fox-relay not built ($RELAY)"
+    mqtt_scenarios relay "" 127.0.0.1:1 127.0.0.1:1
+    wamp_scenarios relay "" 127.0.0.1:1 127.0.0.1:1
+    return
+  }
+  local mqtt ws rs; mqtt=$(free_port); ws=$(free_port); rs=$(free_port)
+  start_peer relay "$mqtt" "$WORK/relay.log" "$RELAY" --mqtt "127.0.0.1:$mqtt" \
+    --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --workers "$FOX_WORKERS" || return 0
+  mqtt_scenarios relay "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
+  wamp_scenarios relay "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
+  stop_peer
+}
+
 run_crossbar() {
   [ -x "$CROSSBAR" ] || { log "crossbar not installed"; wamp_scenarios crossbar "" 127.0.0.1:1 127.0.0.1:1; return; }
   local ws rs dir; ws=$(free_port); rs=$(free_port); dir="$WORK/crossbar/.crossbar"
@@ -461,7 +678,9 @@ run_routers() {
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter-noadmin; then run_foxrouter foxrouter-noadmin; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
+  if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rmqttd; then run_rmqttd; fi
   if [ "$wamp" = 1 ] && wanted "$ROUTERS" crossbar; then run_crossbar; fi
+  if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" relay; then run_relay; fi
 }
 
 for PHASE in "${PHASES[@]}"; do
@@ -495,6 +714,12 @@ else
 fi
 if [ "$IDLE_CONNECTIONS" != "$IDLE_ASKED" ] && [ "$ONLY" != load ]; then
   echo "# idle rows capped at $IDLE_CONNECTIONS connections (asked $IDLE_ASKED): ulimit -n $FD_LIMIT, hard limit $(ulimit -Hn)"
+fi
+if [ "$SPLIT" = 1 ]; then
+  echo "# runs with fox-bench >= ${SPLIT_BUSY_MIN_PCT:-85}% busy rerun with 2 fox-bench processes (pairs / acked, half the connections each) on a fresh router: ${SPLIT_KEYS[*]:-none}"
+  if [ "${#UNSPLIT_KEYS[@]}" -gt 0 ]; then
+    echo "# client-bound and not split (one publisher or one subscriber; figures are lower bounds): ${UNSPLIT_KEYS[*]}"
+  fi
 fi
 if [ "${#RESTARTS[@]}" -gt 0 ]; then
   echo "# restarted after a failed run (the failed run is an ERROR row): ${RESTARTS[*]}"
