@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+/// Connection IDs and what to send to, one per subscribed connection.
+pub(crate) type Subscribed<T> = Arc<[(u64, T)]>;
+
 /// Who receives a topic's messages: one subscription ID per topic (WAMP shares it among
 /// subscribers, MQTT has none), and the subscribers' connection IDs and queues.
 pub(crate) struct Entry<T> {
     /// Subscription ID of the topic (WAMP SUBSCRIBED / EVENT).
     pub id: u64,
-    /// Connection ID and what to send to, one per subscribed connection.
-    pub subscribers: Arc<[(u64, T)]>,
+    /// The subscribed connections.
+    pub subscribers: Subscribed<T>,
 }
 
 /// Subscribers by topic. Publishers read it once per message (a read lock and a clone of
@@ -55,7 +58,7 @@ impl<T: Clone> Topics<T> {
     }
 
     /// The topic's subscription ID and subscribers.
-    pub fn lookup(&self, topic: &[u8]) -> Option<(u64, Arc<[(u64, T)]>)> {
+    pub fn lookup(&self, topic: &[u8]) -> Option<(u64, Subscribed<T>)> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(topic)

@@ -97,6 +97,7 @@ pub(crate) async fn serve_rawsocket(mut stream: TcpStream, topics: Arc<Subscribe
 /// Serves one WebSocket connection (any path; the first WAMP subprotocol offered).
 pub(crate) async fn serve_websocket(stream: TcpStream, topics: Arc<Subscribers>) {
     let mut chosen = None;
+    #[allow(clippy::result_large_err)] // tungstenite's handshake callback contract
     let negotiate = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let (serializer, response) = choose_subprotocol(request, response)?;
         chosen = Some(serializer);
