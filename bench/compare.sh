@@ -703,7 +703,7 @@ log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
 echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT window=$WINDOW queue=$QUEUE_MAX"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-echo "# foxrouter --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
+echo "# foxrouter and fox-relay --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
 if [ "$PIN" = 1 ]; then
   echo "# pinned: every router on CPU 0 (${ROUTER_CPUS[*]}), fox-bench on ${BENCH_CPUS[*]}"
 fi

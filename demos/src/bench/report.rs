@@ -2,7 +2,9 @@
 //! (the median run of repeated ones), and `RATIO <scenario> <peer> <ours / peer>` lines.
 //!
 //! For throughput scenarios the ratio is messages per second, foxrouter over the peer
-//! (above 1: we are faster). For fixed-rate scenarios (key ending in `-rateN`: every router
+//! (above 1: we are faster); a `CPU_RATIO` line beside it compares the router CPU seconds
+//! per delivered message (below 1: we spend less), the figure that still tells routers
+//! apart when the load generator was the limit. For fixed-rate scenarios (key ending in `-rateN`: every router
 //! carries the same load) it is p99 latency, foxrouter over the peer (below 1: we are
 //! faster). For `idle` it is RSS bytes per connection, foxrouter over the peer (below 1: we
 //! use less). A failed run prints an `ERROR` row and a ratio of `n/a`.
@@ -58,9 +60,28 @@ pub fn render(lines: &[Value]) -> String {
             let ratio = reference.and_then(|ours| ratio(ours, peer, fixed_rate));
             let shown = ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
             let _ = writeln!(out, "RATIO {key} {label} {shown}");
+            let cpu_ratio =
+                reference.and_then(|ours| Some(cpu_per_message(ours)? / cpu_per_message(peer)?));
+            if let Some(cpu_ratio) = cpu_ratio {
+                let _ = writeln!(out, "CPU_RATIO {key} {label} {cpu_ratio:.2}");
+            }
         }
     }
     out
+}
+
+/// Router CPU seconds per delivered message: `router_cpu_s` (the whole run, setup and
+/// warm-up included) over the messages counted in the window. What a row cost the router
+/// even when the load generator, not the router, was the limit (then msgs/s ties and only
+/// this tells routers apart; against the relay it is the cost over moving the frames).
+/// `CPU_RATIO` lines are foxrouter's over the peer's (below 1: foxrouter spends less).
+fn cpu_per_message(run: &Value) -> Option<f64> {
+    if run.get("error").is_some() {
+        return None;
+    }
+    let cpu_seconds = run.get("router_cpu_s")?.as_f64()?;
+    let messages = run.get("messages")?.as_f64()?;
+    (messages > 0.0 && cpu_seconds > 0.0).then(|| cpu_seconds / messages)
 }
 
 /// One formatted row for a run (`runs`: how many runs the figures are the median of).
@@ -573,7 +594,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("RATIO pairs-n4 relay 0.50"), "{text}");
+        assert!(
+            !text.contains("CPU_RATIO"),
+            "no router CPU figures here: {text}"
+        );
         assert!(text.contains("more load generators failed"), "{text}");
         assert!(!text.contains("median of"), "{text}");
+    }
+    #[test]
+    fn cpu_ratio_compares_router_cpu_per_message() {
+        let lines = vec![
+            json!({"key": "pairs", "label": "foxrouter", "messages_per_s": 100.0,
+                "messages": 1000.0, "router_cpu_s": 2.0}),
+            json!({"key": "pairs", "label": "relay", "messages_per_s": 100.0,
+                "messages": 1000.0, "router_cpu_s": 1.0}),
+            json!({"key": "pairs", "label": "rmqttd", "messages_per_s": 10.0}),
+        ];
+        let text = render(&lines);
+        assert!(text.contains("RATIO pairs relay 1.00"), "{text}");
+        assert!(text.contains("CPU_RATIO pairs relay 2.00"), "{text}");
+        assert!(!text.contains("CPU_RATIO pairs rmqttd"), "{text}");
     }
 }
