@@ -40,7 +40,9 @@
 //! no translation between MQTT versions or between a publisher's and a subscriber's
 //! transport (WAMP serializers may differ: the EVENT is encoded once per serializer). No
 //! WAMP RPC: CALL, REGISTER and anything else not listed above closes the connection.
-//! It is a measuring instrument for loopback benchmarks, never a broker.
+//! Nor is it lean when idle (each connection reserves a [`READ_RESERVE_BYTES`] read
+//! buffer): a throughput baseline, not an idle-memory one. It is a measuring instrument for
+//! loopback benchmarks, never a broker.
 //!
 //! # Calling order
 //! [`Relay::bind`] the listeners named in a [`Config`] (port 0 for a free one), read their
