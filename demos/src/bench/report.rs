@@ -171,10 +171,10 @@ pub fn render_one_table(lines: &[Value]) -> String {
 /// One row for load generators that ran at once against one system: messages and
 /// messages/s summed, p50 the median of their p50s, p99 / p99.9 / max the worst of theirs
 /// (no process has the others' samples), in flight and connections summed, CPU steal the
-/// highest, load-generator busy of the group (see [`group_busy_percent`]; the highest
-/// part's when the parts do not say their CPUs and wall time). `cpu_seconds` (the system's
-/// processes, measured by the caller) goes into `router_cpu_s`. Any failed part, or none
-/// at all, makes an error row.
+/// highest, load-generator busy of the group (the parts' CPU seconds over the cores of the
+/// one CPU set they shared; the highest part's when they do not say their CPUs and wall
+/// time). `cpu_seconds` (the system's processes, measured by the caller) goes into
+/// `router_cpu_s`. Any failed part, or none at all, makes an error row.
 pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>) -> Value {
     let mut value = serde_json::json!({"label": label, "key": key, "parts": parts.len()});
     let fields = value.as_object_mut().expect("json! object literal");
