@@ -351,10 +351,10 @@ replace_arg() { # name value args...
 
 SPLIT_KEYS=()
 UNSPLIT_KEYS=()
-# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again, on a freshly started
-# router when it can be restarted, with two fox-bench processes at once, each with half of
-# the connections and of the fixed rate; one combined row (same key, "parts": 2) appended.
-# (foxrouter's admin scraper follows the first process only: the rerun is not scraped.)
+# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again, with two fox-bench
+# processes at once, each with half of the connections and of the fixed rate; one combined
+# row (same key, "parts": 2) appended. Fresh runs (the default) get a newly started router
+# for it (same command and ports); --no-fresh keeps the router's one process.
 bench_split() {
   local label=$1 pid=$2 target=$3 line=$4; shift 4
   local key scenario connections rate first second dir cpu rss combined
@@ -367,7 +367,7 @@ bench_split() {
     return 0
   fi
   wanted "$(IFS=,; echo "${SPLIT_KEYS[*]}")" "$key" || SPLIT_KEYS+=("$key")
-  relaunch_peer
+  [ "$FRESH" = 0 ] || relaunch_peer
   pid=${PEER_PID:-$pid}
   first=$((connections - connections / 2)); second=$((connections / 2))
   dir=$(mktemp -d "$WORK/split.XXXXXX")

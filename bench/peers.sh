@@ -22,14 +22,13 @@ run_foxrouter() { # [label]
     --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
     "${admin_args[@]}" --workers "$FOX_WORKERS" --log warn || return 0
   if [ -n "$admin" ] && [ "${DRY:-0}" != 1 ]; then
-    python3 - "$admin" "$PEER_PID" <<'PY' &
+    # It follows the admin port, not one process: a router restarted after a failed run or
+    # for a two-load-generator rerun (same command, same port) is scraped as well. It ends
+    # when run_foxrouter kills it, or when this script is gone (its parent changes).
+    python3 - "$admin" "$$" <<'PY' &
 import os, sys, time, urllib.request
-port, pid = sys.argv[1], int(sys.argv[2])
-while True:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        break
+port, parent = sys.argv[1], int(sys.argv[2])
+while os.getppid() == parent:
     for path in ("/metrics", "/api/v1/status"):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()
@@ -37,7 +36,7 @@ while True:
             pass
     time.sleep(1)
 PY
-    scraper=$!
+    scraper=$!; PIDS+=("$scraper")
   fi
   mqtt_scenarios "$label" "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
   wamp_scenarios "$label" "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
