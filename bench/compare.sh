@@ -29,15 +29,15 @@
 # RPC (it has none) and the idle rows (it is a throughput baseline only).
 #
 # Two load generators (--no-split: off): a run in which fox-bench was 85% busy or more
-# measured the client. When its load is made of independent connections (pairs and acked
-# rows with 2 or more connections), the row is run again on a freshly started router with
-# two fox-bench processes, each with half the connections (and half of any fixed rate),
+# measured the client. Pairs, acked, fan-in and fan-out rows with 2 or more connections are
+# then run again on a freshly started router by two fox-bench processes at once sharing the
+# row's topics (`fox-bench run --part 0/2` and `1/2`: pairs, publishers and subscribers
+# dealt between them, fan-out's one publisher and fan-in's one subscriber in the first),
 # combined with `fox-bench combine`; that row then stands for the router, its note says
 # `2 load generators` with the one-process figure beside it, and `still busy ...: the router
 # was not the limit` when the two together were still 85% busy of the cores they shared
-# (pinned on two cores they share one). Client-bound rows with one publisher or one
-# subscriber (fan-in, fan-out, one pair, RPC) cannot be split without changing the load;
-# the table header lists them.
+# (pinned on two cores they share one). One-connection, RPC and fixed-rate rows are not
+# split; the table header lists the client-bound ones.
 #
 # --quick: one 2-second run per scenario, a reduced scenario list.
 # --idle N: idle connections for the memory rows (0: skip): MQTT 3.1.1 (clean session,
@@ -339,54 +339,43 @@ arg_value() { # name args...
   done
 }
 
-# ARGS with NAME's value replaced by VALUE (when present), into the array REPLACED.
-replace_arg() { # name value args...
-  local name=$1 value=$2; shift 2
-  REPLACED=()
-  while [ $# -gt 0 ]; do
-    if [ "$1" = "$name" ] && [ $# -gt 1 ]; then REPLACED+=("$1" "$value"); shift 2; continue; fi
-    REPLACED+=("$1"); shift
-  done
-}
-
 SPLIT_KEYS=()
 UNSPLIT_KEYS=()
-# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again, with two fox-bench
-# processes at once, each with half of the connections and of the fixed rate; one combined
-# row (same key, "parts": 2) appended. Fresh runs (the default) get a newly started router
-# for it (same command and ports); --no-fresh keeps the router's one process.
+# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again with two fox-bench
+# processes at once (`--part 0/2` and `--part 1/2` on one shared topic: pairs, publishers
+# and subscribers dealt between them, fan-out's publisher and fan-in's subscriber in part
+# 0); one combined row (same key, "parts": 2) appended. Fresh runs (the default) get a
+# newly started router for it (same command and ports); --no-fresh keeps its one process.
+# Not split: one-connection rows, RPC (callers in one process could call before the
+# callee in the other registered), fixed-rate rows (their rate is not client-bound).
 bench_split() {
   local label=$1 pid=$2 target=$3 line=$4; shift 4
-  local key scenario connections rate first second dir cpu rss combined
+  local key scenario connections dir cpu rss combined word part generators=()
   read -r key _ _ <<< "$(json_split_summary "$line")"
   scenario=$(arg_value --scenario "$@")
   connections=$(arg_value --connections "$@")
   [ "$scenario" != idle ] || return 0
-  if [[ "$scenario" != pairs && "$scenario" != acked ]] || [ "${connections:-1}" -lt 2 ]; then
+  if [[ " pairs acked fanin fanout " != *" $scenario "* ]] || [ "${connections:-1}" -lt 2 ] \
+    || [ -n "$(arg_value --rate "$@")" ]; then
     wanted "$(IFS=,; echo "${UNSPLIT_KEYS[*]}")" "$key" || UNSPLIT_KEYS+=("$key")
     return 0
   fi
   wanted "$(IFS=,; echo "${SPLIT_KEYS[*]}")" "$key" || SPLIT_KEYS+=("$key")
   [ "$FRESH" = 0 ] || relaunch_peer
   pid=${PEER_PID:-$pid}
-  first=$((connections - connections / 2)); second=$((connections / 2))
   dir=$(mktemp -d "$WORK/split.XXXXXX")
-  rate=$(arg_value --rate "$@")
-  local part count generators=()
-  for part in a b; do
-    count=$first; [ "$part" = a ] || count=$second
-    replace_arg --connections "$count" "$@"
-    [ -z "$rate" ] || replace_arg --rate $((rate * count / connections)) "${REPLACED[@]}"
-    bench_once "$pid" "$dir/$part.json" "$label" "$target" "${REPLACED[@]}" &
+  word="split$RANDOM$RANDOM"
+  for part in 0 1; do
+    bench_once "$pid" "$dir/$part.json" "$label" "$target" "$@" --part "$part/2" --topic-prefix "$word" &
     generators+=("$!")
   done
   # Only these two: a bare `wait` would also wait for the routers running in the background.
   for part in "${generators[@]}"; do wait "$part" 2>/dev/null || true; done
-  read -r _ cpu rss <<< "$(json_split_summary "$line" "$dir/a.json" "$dir/b.json")"
+  read -r _ cpu rss <<< "$(json_split_summary "$line" "$dir/0.json" "$dir/1.json")"
   [ "$cpu" != - ] || cpu=""
   [ "$rss" != - ] || rss=""
   combined=$("$BENCH" combine --label "$label" --key "$key" ${cpu:+--cpu-seconds "$cpu"} \
-    --note "2 load generators: $first + $second connections" "$dir/a.json" "$dir/b.json") || combined=""
+    --note "2 load generators" "$dir/0.json" "$dir/1.json") || combined=""
   if [ -z "$combined" ]; then
     combined=$(printf '{"label":"%s","key":"%s","parts":2,"error":"fox-bench combine failed"}' "$label" "$key")
   fi
@@ -555,9 +544,9 @@ if [ "$IDLE_CONNECTIONS" != "$IDLE_ASKED" ] && [ "$ONLY" != load ]; then
   echo "# idle rows capped at $IDLE_CONNECTIONS connections (asked $IDLE_ASKED): ulimit -n $FD_LIMIT, hard limit $(ulimit -Hn)"
 fi
 if [ "$SPLIT" = 1 ]; then
-  echo "# runs with fox-bench >= ${SPLIT_BUSY_MIN_PCT:-85}% busy rerun with 2 fox-bench processes (pairs / acked, half the connections each) on a fresh router: ${SPLIT_KEYS[*]:-none}"
+  echo "# runs with fox-bench >= ${SPLIT_BUSY_MIN_PCT:-85}% busy rerun by 2 fox-bench processes sharing the row (--part 0/2, 1/2) on a fresh router: ${SPLIT_KEYS[*]:-none}"
   if [ "${#UNSPLIT_KEYS[@]}" -gt 0 ]; then
-    echo "# client-bound and not split (one publisher or one subscriber; figures are lower bounds): ${UNSPLIT_KEYS[*]}"
+    echo "# client-bound and not split (one connection, RPC or a fixed rate; figures are lower bounds): ${UNSPLIT_KEYS[*]}"
   fi
 fi
 if [ "${#RESTARTS[@]}" -gt 0 ]; then

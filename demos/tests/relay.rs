@@ -139,6 +139,8 @@ fn config(target: Target, scenario: Scenario, connections: usize, qos: QoS) -> C
         router_pid: None,
         source_ips: 1,
         threads: 1,
+        part: (0, 1),
+        topic_prefix: None,
     }
 }
 
@@ -171,5 +173,35 @@ async fn fox_bench_scenarios_count_what_the_relay_forwards() {
         assert!(json.get("error").is_none(), "{key}: {json}");
         let messages = json["messages"].as_u64().unwrap_or(0);
         assert!(messages > 0, "{key}: nothing counted: {json}");
+    }
+}
+
+/// Two load generators split one fan-out row: part 0 has the publisher and half of the
+/// subscribers, part 1 the other half, on the shared topic; both count deliveries, timed
+/// against the publisher's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parts_of_a_split_fan_out_row_share_its_publisher() {
+    let relay = start().await;
+    let part = |part| {
+        let mut run = config(
+            Target::Mqtt(relay.mqtt),
+            Scenario::Fanout,
+            4,
+            QoS::AtLeastOnce,
+        );
+        run.duration = Duration::from_millis(500);
+        run.warmup = Duration::from_millis(300);
+        run.part = (part, 2);
+        run.topic_prefix = Some(format!("split{}", relay.mqtt.port()));
+        bench::run(run)
+    };
+    let (first, second) = tokio::join!(part(0), part(1));
+    for outcome in [first, second] {
+        let json = outcome.to_json();
+        assert!(json.get("error").is_none(), "{json}");
+        assert_eq!(json["key"], "fanout-mqtt3-qos1-n4-k16-p100");
+        assert!(json["messages"].as_u64().unwrap_or(0) > 0, "{json}");
+        let p99_us = json["p99_us"].as_f64().unwrap_or(f64::MAX);
+        assert!(p99_us < 10_000_000.0, "latency across clocks: {json}");
     }
 }
