@@ -5,10 +5,9 @@
 //! the router is from the cost of moving the bytes (`RATIO ... relay` in bench/compare.sh).
 //!
 //! ```text
-//!  publisher ──TCP──► reader task ── exact-topic lookup ──► subscriber's bounded queue
-//!                       │ (fixed CONNACK / SUBACK / PUBACK / PUBREC / PUBCOMP,                │
-//!                       │  WELCOME / SUBSCRIBED / PUBLISHED into its own queue)              ▼
-//!                       └──────────────────────────────────────────────────────► writer task ──TCP──► subscriber
+//!  publisher ─TCP─► reader task ─► exact-topic lookup ─► subscriber's queue ─► writer ─TCP─► subscriber
+//!                       └─► fixed answers (CONNACK, SUBACK, PUBACK, PUBREC, PUBCOMP, WELCOME,
+//!                           SUBSCRIBED, PUBLISHED) ─► its own queue ─► writer ─TCP─► publisher
 //! ```
 //!
 //! # What it does
