@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: foxrouter against Mosquitto, rumqttd (MQTT) and Crossbar (WAMP).
+# Side-by-side benchmark: foxrouter against Mosquitto, rumqttd, rmqttd (MQTT) and Crossbar
+# (WAMP), and against fox-relay, the physical limit (a relay that only moves the frames).
 #
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
-#                    [--routers foxrouter,mosquitto,rumqttd,crossbar,foxrouter-noadmin]
+#                    [--routers foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay,foxrouter-noadmin]
 #                    [--protocols mqtt,wamp]
-#                    [--fox-workers N] [--no-pin] [--no-fresh]
-#   FOXROUTER_BIN / FOX_BENCH_BIN override the binaries (default target/release/…).
+#                    [--fox-workers N] [--no-pin] [--no-fresh] [--no-split]
+#   FOXROUTER_BIN / FOX_BENCH_BIN / FOX_RELAY_BIN override the binaries (default
+#   target/release/…).
 #
-# Installs missing peers (Mosquitto from Debian, rumqttd with cargo install into
-# bench/.peers/rumqttd, Crossbar with pip into bench/.peers/crossbar-venv), builds fox-bench
-# and foxrouter in release mode, starts every router on loopback with the same queue limits,
-# runs the same fox-bench scenarios against each, stops everything and prints one table per
-# scenario with `RATIO <scenario> <peer> <foxrouter / peer>` lines. A peer that cannot be
-# installed or started, or a scenario that fails, shows as an ERROR row (never a made-up number).
+# Installs missing peers (Mosquitto from Debian, rumqttd and rmqttd with cargo install into
+# bench/.peers/rumqttd and bench/.peers/rmqttd — rmqttd needs Debian's protobuf-compiler and
+# cmake, installed when missing, and builds for about 20 minutes —, Crossbar with pip into
+# bench/.peers/crossbar-venv), builds fox-bench, fox-relay and foxrouter in release mode,
+# starts every router on loopback with the same queue limits, runs the same fox-bench
+# scenarios against each, stops everything and prints one table per scenario with
+# `RATIO <scenario> <peer> <foxrouter / peer>` lines. A peer that cannot be installed or
+# started, or a scenario that fails, shows as an ERROR row (never a made-up number).
 #
-# --quick: one 2-second run per scenario, a reduced scenario list; finishes within 3 minutes.
+# Peers: rmqttd runs with its HTTP API, ACL and counter plugins off (no default-on plugin
+# is loaded), its cluster gRPC port on 127.0.0.1, its busy check off (it refuses new
+# connections while the machine's load is high, always so with a load generator beside it)
+# and one listener serving MQTT 3.1.1 and 5. `relay` is fox-relay (crate fox-demos): it
+# forwards each publish to the subscribers of exactly its topic and answers the handshakes
+# with fixed replies (see demos/src/relay); `RATIO ... relay` is foxrouter / relay, so 0.5
+# means foxrouter runs at half the rate of moving the frames. The relay runs every row but
+# RPC (it has none) and the idle rows (it is a throughput baseline only).
+#
+# Two load generators (--no-split: off): a run in which fox-bench was 85% busy or more
+# measured the client. Pairs, acked, fan-in and fan-out rows with 2 or more connections are
+# then run again on a freshly started router by two fox-bench processes at once sharing the
+# row's topics (`fox-bench run --part 0/2` and `1/2`: pairs, publishers and subscribers
+# dealt between them, fan-out's one publisher and fan-in's one subscriber in the first),
+# combined with `fox-bench combine`; that row then stands for the router, its note says
+# `2 load generators` with the one-process figure beside it, and `still busy ...: the router
+# was not the limit` when the two together were still 85% busy of the cores they shared
+# (pinned on two cores they share one). One-connection, RPC and fixed-rate rows are not
+# split; the table header lists the client-bound ones.
+#
+# --quick: one 2-second run per scenario, a reduced scenario list.
 # --idle N: idle connections for the memory rows (0: skip): MQTT 3.1.1 (clean session,
 # keep alive 60 s, no subscription), WAMP over WebSocket (JSON) and RawSocket (MsgPack)
 # after HELLO / WELCOME, from 127.0.0.2.. source addresses; each row reports router RSS per
@@ -50,11 +74,12 @@ BUILD=1
 IDLE_CONNECTIONS=10000
 ONLY=all
 OUT=""
-ROUTERS=foxrouter,mosquitto,rumqttd,crossbar
+ROUTERS=foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay
 PROTOCOLS=mqtt,wamp
 FOX_WORKERS=0
 PIN=1
 FRESH=1
+SPLIT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -72,6 +97,8 @@ while [ $# -gt 0 ]; do
     --no-pin) PIN=0 ;;
     --fresh) FRESH=1 ;;
     --no-fresh) FRESH=0 ;;
+    --split) SPLIT=1 ;;
+    --no-split) SPLIT=0 ;;
     -h|--help) sed -n "2,/^set -euo/p" "$0" | sed "$ d"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -86,7 +113,7 @@ QUEUE_MAX=4096
 INFLIGHT=16
 # Same outbound window for every broker: QoS 1/2 messages sent to one client and not yet
 # acknowledged (foxrouter mqtt_inflight_max, Mosquitto max_inflight_messages, rumqttd
-# max_inflight_count). 100 is the value of rumqttd's shipped config; with one subscriber
+# max_inflight_count, rmqttd max_inflight). 100 is the value of rumqttd's shipped config; with one subscriber
 # it bounds fan-in throughput (window / round trip), so unequal windows decide that row.
 WINDOW=100
 
@@ -107,9 +134,16 @@ trap cleanup EXIT
 
 log() { echo "[compare] $*" >&2; }
 
+wanted() { # list item: whether item is in the comma-separated list
+  [[ ",$1," == *",$2,"* ]]
+}
+
 # ---------------------------------------------------------------- install
 MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
 RUMQTTD="$PEERS/rumqttd/bin/rumqttd"
+RMQTTD="$PEERS/rmqttd/bin/rmqttd"
+# The rmqttd release compared (0.24 is the one of issue 19); its rust-version is 1.94.
+RMQTTD_VERSION="~0.24"
 CROSSBAR="$PEERS/crossbar-venv/bin/crossbar"
 if [ "$INSTALL" = 1 ]; then
   if [ -z "$MOSQUITTO" ]; then
@@ -121,6 +155,16 @@ if [ "$INSTALL" = 1 ]; then
     log "installing rumqttd (several minutes; no --locked: its lock file does not build here)"
     cargo install rumqttd --root "$PEERS/rumqttd" -j 2 >&2 || log "rumqttd install failed"
   fi
+  if [ ! -x "$RMQTTD" ] && wanted "$ROUTERS" rmqttd; then
+    if ! command -v protoc > /dev/null || ! command -v cmake > /dev/null; then
+      log "installing protobuf-compiler and cmake (rmqttd's build needs them)"
+      (apt-get install -y protobuf-compiler cmake >&2 || sudo apt-get install -y protobuf-compiler cmake >&2) \
+        || log "protobuf-compiler / cmake install failed"
+    fi
+    log "installing rmqttd $RMQTTD_VERSION (about 20 minutes on 2 cores)"
+    nice -n 19 cargo install rmqttd --version "$RMQTTD_VERSION" --root "$PEERS/rmqttd" -j 2 >&2 \
+      || log "rmqttd install failed"
+  fi
   if [ ! -x "$CROSSBAR" ]; then
     log "installing crossbar into $PEERS/crossbar-venv"
     (python3 -m venv "$PEERS/crossbar-venv" && "$PEERS/crossbar-venv/bin/pip" install -q crossbar >&2) \
@@ -131,10 +175,12 @@ fi
 if [ "$BUILD" = 1 ]; then
   log "building fox-bench and foxrouter (release)"
   bash "$ROOT/scripts/setup.sh" --build-only >&2
-  # The same selection as scripts/run.sh and cluster.sh: one set of release artifacts.
+  # The same selection as scripts/run.sh and cluster.sh: one set of release artifacts
+  # (fox-relay included: it is a bin of fox-demos).
   (cd "$ROOT" && cargo build --release -j 2 --workspace --bins >&2)
 fi
 BENCH=${FOX_BENCH_BIN:-$ROOT/target/release/fox-bench}
+RELAY=${FOX_RELAY_BIN:-$(dirname "$BENCH")/fox-relay}
 # Command prefixes placing the routers and the load generator on CPUs (--pin).
 ROUTER_CPUS=()
 BENCH_CPUS=()
@@ -218,28 +264,137 @@ DRY=0
 MQTT_COUNT=0
 WAMP_COUNT=0
 
-# bench LABEL PID TARGET KEY-HINT ARGS...: RUNS runs of one scenario, JSON lines appended.
+# bench LABEL PID TARGET ARGS...: RUNS runs of one scenario, JSON lines appended; a run in
+# which fox-bench was the bottleneck is run again with two load generators (bench_split).
 bench() {
   local label=$1 pid=$2 target=$3; shift 3
   local i line
   BENCH_INDEX=$((BENCH_INDEX + 1))
   [ "$DRY" = 0 ] || return 0
   [ "$PICK" = 0 ] || [ "$PICK" = "$BENCH_INDEX" ] || return 0
+  supported "$label" "$@" || return 0
   for ((i = 0; i < RUNS; i++)); do
     pid=${PEER_PID:-$pid}
-    line=$(timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
-      --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" | tail -1) || true
+    line=$(bench_once "$pid" /dev/stdout "$label" "$target" "$@" | tail -1) || true
     if [ -n "$line" ]; then echo "$line" >> "$RESULTS"; else error_row "$label" "$*" "fox-bench failed"; fi
     echo "$line" | sed 's/^/  /' >&2
-    # (Interleaved runs stop the router right after: the next run starts a new one anyway.)
-    if [ "$PICK" = 0 ] && { [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; }; then restart_after_failure "$label"; fi
+    if [ -z "$line" ] || [[ "$line" == *'"error":'* ]]; then
+      # (Interleaved runs stop the router right after: the next run starts a new one anyway.)
+      if [ "$PICK" = 0 ]; then restart_after_failure "$label"; fi
+      continue
+    fi
+    if [ "$SPLIT" = 1 ] && client_bound "$line"; then bench_split "$label" "$pid" "$target" "$line" "$@"; fi
   done
 }
 
-# ---------------------------------------------------------------- scenarios
-wanted() { # list item: whether item is in the comma-separated list
-  [[ ",$1," == *",$2,"* ]]
+# bench_once PID OUT LABEL TARGET ARGS...: one fox-bench run on the load generator's CPUs,
+# its JSON line written to OUT.
+bench_once() {
+  local pid=$1 out=$2 label=$3 target=$4; shift 4
+  timeout 300 "${BENCH_CPUS[@]}" "$BENCH" run --json --label "$label" --target "$target" ${pid:+--router-pid "$pid"} \
+    --duration "$DURATION" --warmup "$WARMUP" --inflight "$INFLIGHT" "$@" 2>>"$WORK/bench.err" > "$out"
 }
+
+# Whether the router (or peer) LABEL has a row for the scenario in ARGS: fox-relay has no
+# RPC, and is no idle-memory baseline (it keeps a 64 KiB read buffer per connection; 12 KiB
+# of RSS per idle MQTT connection, 142 KiB per WebSocket in a 1,000-connection try).
+supported() { # label args...
+  local label=$1; shift
+  [ "$label" = relay ] || return 0
+  [[ " $* " != *" --scenario rpc "* && " $* " != *" --scenario idle "* ]]
+}
+
+# Whether fox-bench's row LINE says it was at least 85% busy (report.rs shows the same;
+# SPLIT_BUSY_MIN_PCT in the environment changes it here, to try the rerun path).
+client_bound() { # json-line
+  python3 -c 'import json, sys; sys.exit(0 if (json.loads(sys.argv[1]).get("bench_busy_pct") or 0) >= float(sys.argv[2]) else 1)' \
+    "$1" "${SPLIT_BUSY_MIN_PCT:-85}" 2>/dev/null
+}
+
+# json_split_summary FIRST-LINE FILES...: the row's key, and the highest router_cpu_s and
+# router_peak_rss_kib of the parts' rows ("" when none), on one line.
+json_split_summary() {
+  python3 - "$@" <<'PY'
+import json, sys
+key = json.loads(sys.argv[1]).get("key", "?")
+parts = []
+for path in sys.argv[2:]:
+    try:
+        parts.append(json.loads(open(path).read().strip().splitlines()[-1]))
+    except (OSError, ValueError, IndexError):
+        pass
+def highest(field):
+    values = [p[field] for p in parts if isinstance(p.get(field), (int, float))]
+    return str(max(values)) if values else ""
+print(key, highest("router_cpu_s") or "-", highest("router_peak_rss_kib") or "-")
+PY
+}
+
+# The value after NAME in ARGS ("" when absent).
+arg_value() { # name args...
+  local name=$1; shift
+  while [ $# -gt 1 ]; do
+    if [ "$1" = "$name" ]; then echo "$2"; return; fi
+    shift
+  done
+}
+
+SPLIT_KEYS=()
+UNSPLIT_KEYS=()
+# bench_split LABEL PID TARGET LINE ARGS...: the row of LINE again with two fox-bench
+# processes at once (`--part 0/2` and `--part 1/2` on one shared topic: pairs, publishers
+# and subscribers dealt between them, fan-out's publisher and fan-in's subscriber in part
+# 0); one combined row (same key, "parts": 2) appended. Fresh runs (the default) get a
+# newly started router for it (same command and ports); --no-fresh keeps its one process.
+# Not split: one-connection rows, RPC (callers in one process could call before the
+# callee in the other registered), fixed-rate rows (their rate is not client-bound).
+bench_split() {
+  local label=$1 pid=$2 target=$3 line=$4; shift 4
+  local key scenario connections dir cpu rss combined word part generators=()
+  read -r key _ _ <<< "$(json_split_summary "$line")"
+  scenario=$(arg_value --scenario "$@")
+  connections=$(arg_value --connections "$@")
+  [ "$scenario" != idle ] || return 0
+  if [[ " pairs acked fanin fanout " != *" $scenario "* ]] || [ "${connections:-1}" -lt 2 ] \
+    || [ -n "$(arg_value --rate "$@")" ]; then
+    wanted "$(IFS=,; echo "${UNSPLIT_KEYS[*]}")" "$key" || UNSPLIT_KEYS+=("$key")
+    return 0
+  fi
+  wanted "$(IFS=,; echo "${SPLIT_KEYS[*]}")" "$key" || SPLIT_KEYS+=("$key")
+  [ "$FRESH" = 0 ] || relaunch_peer
+  pid=${PEER_PID:-$pid}
+  dir=$(mktemp -d "$WORK/split.XXXXXX")
+  word="split$RANDOM$RANDOM"
+  for part in 0 1; do
+    bench_once "$pid" "$dir/$part.json" "$label" "$target" "$@" --part "$part/2" --topic-prefix "$word" &
+    generators+=("$!")
+  done
+  # Only these two: a bare `wait` would also wait for the routers running in the background.
+  for part in "${generators[@]}"; do wait "$part" 2>/dev/null || true; done
+  read -r _ cpu rss <<< "$(json_split_summary "$line" "$dir/0.json" "$dir/1.json")"
+  [ "$cpu" != - ] || cpu=""
+  [ "$rss" != - ] || rss=""
+  combined=$("$BENCH" combine --label "$label" --key "$key" ${cpu:+--cpu-seconds "$cpu"} \
+    --note "2 load generators" "$dir/0.json" "$dir/1.json") || combined=""
+  if [ -z "$combined" ]; then
+    combined=$(printf '{"label":"%s","key":"%s","parts":2,"error":"fox-bench combine failed"}' "$label" "$key")
+  fi
+  # (The router's peak RSS: the same process under both parts.)
+  [ -z "$rss" ] || combined="${combined%\}},\"router_peak_rss_kib\":$rss}"
+  echo "$combined" >> "$RESULTS"
+  echo "$combined" | sed 's/^/  split: /' >&2
+}
+
+# A fresh router for the two-generator rerun (Crossbar, started without start_peer, keeps
+# its process).
+relaunch_peer() {
+  [ "${#PEER_CMD[@]}" -gt 0 ] || return 0
+  kill "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+  launch_peer || true
+}
+
+# ---------------------------------------------------------------- scenarios
 
 mqtt_scenarios() { # label pid addr_v4 addr_v5
   local label=$1 pid=$2 v4=$3 v5=$4
@@ -250,7 +405,13 @@ mqtt_scenarios() { # label pid addr_v4 addr_v5
   bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 1
   bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 1 --connections 10
   bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 1 --connections 10
+  # Independent pairs: one pair ties for every broker (client and loopback round trip);
+  # 4 and 16 pairs load the router (issue 19).
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 16
+  bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 16
   if [ "$QUICK" = 0 ]; then
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 1 --connections 4
+    bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 4
     bench "$label" "$pid" "mqtt://$v4" --scenario fanin --qos 0 --connections 10
     bench "$label" "$pid" "mqtt://$v4" --scenario fanout --qos 0 --connections 10
     bench "$label" "$pid" "mqtt://$v4" --scenario pairs --qos 2 --connections 1
@@ -298,125 +459,9 @@ wamp_scenarios() { # label pid ws_addr rs_addr
 }
 
 # ---------------------------------------------------------------- peers
-# foxrouter as operators run it: its admin listener on, scraped once a second (/metrics
-# and /api/v1/status, as Prometheus and a status page would). `foxrouter-noadmin` (only
-# when --routers names it) runs it with --admin off, so its rows and RATIO lines show what
-# the admin listener costs the message path.
-run_foxrouter() { # [label]
-  local label=${1:-foxrouter} ws rs mqtt admin cfg admin_args scraper=""
-  ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
-  printf '[limits]\nsession_queue_max = %s\nmqtt_inflight_max = %s\nconnections_max = 100000\n' \
-    "$QUEUE_MAX" "$WINDOW" > "$cfg"
-  if [ "$label" = foxrouter ]; then
-    admin=$(free_port); admin_args=(--admin "127.0.0.1:$admin")
-  else
-    admin=""; admin_args=(--admin off)
-  fi
-  start_peer "$label" "$mqtt" "$WORK/$label.log" "$FOXROUTER" serve --config "$cfg" \
-    --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
-    "${admin_args[@]}" --workers "$FOX_WORKERS" --log warn || return 0
-  if [ -n "$admin" ] && [ "${DRY:-0}" != 1 ]; then
-    python3 - "$admin" "$PEER_PID" <<'PY' &
-import os, sys, time, urllib.request
-port, pid = sys.argv[1], int(sys.argv[2])
-while True:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        break
-    for path in ("/metrics", "/api/v1/status"):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()
-        except OSError:
-            pass
-    time.sleep(1)
-PY
-    scraper=$!
-  fi
-  mqtt_scenarios "$label" "$PEER_PID" "127.0.0.1:$mqtt" "127.0.0.1:$mqtt"
-  wamp_scenarios "$label" "$PEER_PID" "127.0.0.1:$ws" "127.0.0.1:$rs"
-  stop_peer
-  if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; fi
-}
-
-run_mosquitto() {
-  # A missing peer still gets every row, as errors (connection refused on port 1).
-  [ -n "$MOSQUITTO" ] || { log "mosquitto not installed"; mqtt_scenarios mosquitto "" 127.0.0.1:1 127.0.0.1:1; return; }
-  local port; port=$(free_port)
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages %s\nmax_inflight_messages %s\nmax_connections -1\n' \
-    "$port" "$QUEUE_MAX" "$WINDOW" > "$WORK/mosquitto.conf"
-  start_peer mosquitto "$port" "$WORK/mosquitto.log" "$MOSQUITTO" -c "$WORK/mosquitto.conf" || return 0
-  mqtt_scenarios mosquitto "$PEER_PID" "127.0.0.1:$port" "127.0.0.1:$port"
-  stop_peer
-}
-
-run_rumqttd() {
-  [ -x "$RUMQTTD" ] || { log "rumqttd not installed"; mqtt_scenarios rumqttd "" 127.0.0.1:1 127.0.0.1:1; return; }
-  local v4 v5; v4=$(free_port); v5=$(free_port)
-  cat > "$WORK/rumqttd.toml" <<EOF
-id = 0
-[router]
-id = 0
-max_connections = 20000
-max_outgoing_packet_count = $QUEUE_MAX
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:$v4"
-next_connection_delay_ms = 0
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 20480
-    max_inflight_count = $WINDOW
-    dynamic_filters = true
-[v5.1]
-name = "v5-1"
-listen = "127.0.0.1:$v5"
-next_connection_delay_ms = 0
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 20480
-    max_inflight_count = $WINDOW
-EOF
-  start_peer rumqttd "$v4" "$WORK/rumqttd.log" "$RUMQTTD" --config "$WORK/rumqttd.toml" || return 0
-  mqtt_scenarios rumqttd "$PEER_PID" "127.0.0.1:$v4" "127.0.0.1:$v5"
-  stop_peer
-}
-
-run_crossbar() {
-  [ -x "$CROSSBAR" ] || { log "crossbar not installed"; wamp_scenarios crossbar "" 127.0.0.1:1 127.0.0.1:1; return; }
-  local ws rs dir; ws=$(free_port); rs=$(free_port); dir="$WORK/crossbar/.crossbar"
-  mkdir -p "$dir"
-  cat > "$dir/config.json" <<EOF
-{
-  "version": 2,
-  "controller": {},
-  "workers": [{
-    "type": "router",
-    "realms": [{"name": "realm1", "roles": [{"name": "anonymous", "permissions": [{
-      "uri": "", "match": "prefix",
-      "allow": {"call": true, "register": true, "publish": true, "subscribe": true},
-      "disclose": {"caller": false, "publisher": false}, "cache": true}]}]}],
-    "transports": [
-      {"type": "web", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": $ws},
-       "paths": {"ws": {"type": "websocket", "serializers": ["json", "msgpack", "cbor"],
-                        "options": {"max_message_size": 1048576}}}},
-      {"type": "rawsocket", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": $rs},
-       "serializers": ["msgpack", "json", "cbor"]}
-    ]
-  }]
-}
-EOF
-  "${ROUTER_CPUS[@]}" "$CROSSBAR" start --cbdir "$dir" > "$WORK/crossbar.log" 2>&1 &
-  local pid=$!; PIDS+=("$pid")
-  if ! wait_port "$ws" 60; then log "crossbar did not start (see $WORK/crossbar.log)"; return; fi
-  # The router runs in a worker process, a child of the controller: measure that one.
-  local worker; worker=$(pgrep -P "$pid" | head -1 || true)
-  log "crossbar controller $pid, router worker ${worker:-?}"
-  wamp_scenarios crossbar "${worker:-$pid}" "127.0.0.1:$ws" "127.0.0.1:$rs"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-}
+# run_foxrouter, run_mosquitto, run_rumqttd, run_rmqttd, run_relay, run_crossbar.
+# shellcheck source=bench/peers.sh
+. "$ROOT/bench/peers.sh"
 
 # Every idle connection is a file descriptor in the router and in fox-bench: raise the soft
 # limit to the hard one, and cap the idle row below it (raising the hard limit needs
@@ -461,7 +506,9 @@ run_routers() {
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter-noadmin; then run_foxrouter foxrouter-noadmin; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi
+  if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rmqttd; then run_rmqttd; fi
   if [ "$wamp" = 1 ] && wanted "$ROUTERS" crossbar; then run_crossbar; fi
+  if [ $((mqtt + wamp)) -gt 0 ] && [ "$PHASE" = load ] && wanted "$ROUTERS" relay; then run_relay; fi
 }
 
 for PHASE in "${PHASES[@]}"; do
@@ -484,7 +531,7 @@ log "done in $((SECONDS - START)) s; raw results: $RESULTS"
 
 echo "# fox-bench compare $(date -u +%FT%TZ) runs=$RUNS duration=${DURATION}s payload=100B inflight=$INFLIGHT window=$WINDOW queue=$QUEUE_MAX"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-echo "# foxrouter --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
+echo "# foxrouter and fox-relay --workers $FOX_WORKERS (0: one per core); peers run with their own defaults"
 if [ "$PIN" = 1 ]; then
   echo "# pinned: every router on CPU 0 (${ROUTER_CPUS[*]}), fox-bench on ${BENCH_CPUS[*]}"
 fi
@@ -495,6 +542,12 @@ else
 fi
 if [ "$IDLE_CONNECTIONS" != "$IDLE_ASKED" ] && [ "$ONLY" != load ]; then
   echo "# idle rows capped at $IDLE_CONNECTIONS connections (asked $IDLE_ASKED): ulimit -n $FD_LIMIT, hard limit $(ulimit -Hn)"
+fi
+if [ "$SPLIT" = 1 ]; then
+  echo "# runs with fox-bench >= ${SPLIT_BUSY_MIN_PCT:-85}% busy rerun by 2 fox-bench processes sharing the row (--part 0/2, 1/2) on a fresh router: ${SPLIT_KEYS[*]:-none}"
+  if [ "${#UNSPLIT_KEYS[@]}" -gt 0 ]; then
+    echo "# client-bound and not split (one connection, RPC or a fixed rate; figures are lower bounds): ${UNSPLIT_KEYS[*]}"
+  fi
 fi
 if [ "${#RESTARTS[@]}" -gt 0 ]; then
   echo "# restarted after a failed run (the failed run is an ERROR row): ${RESTARTS[*]}"

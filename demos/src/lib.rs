@@ -7,7 +7,10 @@
 //!                HELLO with ticket / wampcra, publish, subscribe, call, register
 //! mqtt.rs        MqttClient: MQTT 3.1.1 / 5.0, QoS 0/1/2 with many publishes in flight
 //! bench/         fox-bench: scenarios, latency histograms, router /proc statistics, report
+//! relay/         fox-relay: forwards publishes to exact-topic subscribers with fixed
+//!                handshake replies, the physical-limit baseline of bench/compare.sh
 //! bin/fox-bench  the load generator's command line
+//! bin/fox-relay  the relay's command line
 //! ```
 //!
 //! Both clients use the project's own codecs (`fox-wamp-proto`, `fox-mqtt-proto`). Each
@@ -18,6 +21,7 @@
 
 pub mod bench;
 pub mod mqtt;
+pub mod relay;
 pub mod wamp;
 
 /// Called by a writer task once something woke it, before it takes what is queued: lets

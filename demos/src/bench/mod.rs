@@ -133,9 +133,41 @@ pub struct Config {
     pub source_ips: u8,
     /// Runtime worker threads of the load generator (what its CPU use is measured against).
     pub threads: usize,
+    /// This process's share of a row run by several load generators at once: `(part,
+    /// parts)`, `(0, 1)` alone. See [`Config::share`].
+    pub part: (usize, usize),
+    /// Topic (procedure) name component shared by the parts of a split row; `None`: a
+    /// random one.
+    pub topic_prefix: Option<String>,
 }
 
 impl Config {
+    /// This part's share of one role's connections (publishers, subscribers, callers,
+    /// callees; index `i` of the row): a role of one connection belongs to part 0, a role of
+    /// several is dealt round robin (index % parts == part). Pairs stay together, since
+    /// both of their lists are dealt alike. Alone (`parts` 1) everything is kept.
+    pub fn share<T>(&self, role: Vec<T>) -> Vec<T> {
+        let (part, parts) = self.part;
+        if parts <= 1 {
+            return role;
+        }
+        if role.len() == 1 {
+            return if part == 0 { role } else { Vec::new() };
+        }
+        role.into_iter()
+            .enumerate()
+            .filter(|(index, _)| index % parts == part)
+            .map(|(_, item)| item)
+            .collect()
+    }
+
+    /// The topic name component of this run: the shared one, else random.
+    pub fn topic_word(&self) -> String {
+        self.topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("b{:08x}", rand::random::<u32>()))
+    }
+
     /// Transport label for reports, e.g. `mqtt5-qos1` or `ws-msgpack`.
     pub fn transport_label(&self) -> String {
         use crate::wamp::Transport;
@@ -229,6 +261,11 @@ pub struct LoadGeneratorUsage {
     pub cores: usize,
     /// CPU seconds over (wall seconds x cores), percent.
     pub busy_percent: f64,
+    /// CPUs the process may run on (its affinity mask): what several load generators on
+    /// the same CPUs share (see [`report::combine`]).
+    pub cpus: usize,
+    /// Wall seconds the run took, setup included.
+    pub wall_seconds: f64,
 }
 
 /// Runs `config` and never takes longer than setup + warm-up + duration + grace.
@@ -250,15 +287,16 @@ pub async fn run(config: Config) -> Outcome {
     };
     let router = probe.and_then(|p| p.usage().ok());
     let wall_seconds = began.elapsed().as_secs_f64();
-    let cores = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(config.threads.max(1));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cpus.min(config.threads.max(1));
     let load_generator = own
         .and_then(|p| p.usage().ok())
         .map(|u| LoadGeneratorUsage {
             cpu_seconds: u.cpu_seconds,
             cores,
             busy_percent: u.cpu_seconds * 100.0 / (wall_seconds * cores as f64).max(f64::EPSILON),
+            cpus,
+            wall_seconds,
         });
     Outcome {
         config,
@@ -393,6 +431,8 @@ impl Outcome {
             fields.insert("bench_cpu_s".into(), json!(g.cpu_seconds));
             fields.insert("bench_cores".into(), json!(g.cores));
             fields.insert("bench_busy_pct".into(), json!(g.busy_percent));
+            fields.insert("bench_cpus".into(), json!(g.cpus));
+            fields.insert("bench_wall_s".into(), json!(g.wall_seconds));
         }
         value
     }
@@ -429,9 +469,44 @@ mod tests {
             router_pid: None,
             source_ips: 1,
             threads: 1,
+            part: (0, 1),
+            topic_prefix: None,
         };
         assert_eq!(config.scenario_key(), "acked-jetstream-r3-n1-k16-p100");
         assert!(Target::parse("jetstream://127.0.0.1").is_err());
         assert!(Target::parse("nats://127.0.0.1:4222").is_err());
+    }
+    #[test]
+    fn parts_share_roles_round_robin_and_single_connections_stay_in_part_0() {
+        let target = Target::parse("mqtt://127.0.0.1:1883").unwrap();
+        let mut config = Config {
+            target,
+            label: "foxrouter".into(),
+            scenario: Scenario::Fanout,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            connections: 5,
+            inflight: 16,
+            payload_bytes: 100,
+            rate: None,
+            qos: fox_mqtt_proto::QoS::AtLeastOnce,
+            mqtt_protocol: fox_mqtt_proto::Protocol::V3_1_1,
+            realm: "realm1".into(),
+            callees: 1,
+            router_pid: None,
+            source_ips: 1,
+            threads: 1,
+            part: (0, 1),
+            topic_prefix: Some("split7".into()),
+        };
+        assert_eq!(config.share(vec![0, 1, 2, 3, 4]), vec![0, 1, 2, 3, 4]);
+        config.part = (0, 2);
+        assert_eq!(config.share(vec![0, 1, 2, 3, 4]), vec![0, 2, 4]);
+        assert_eq!(config.share(vec!["publisher"]), vec!["publisher"]);
+        config.part = (1, 2);
+        assert_eq!(config.share(vec![0, 1, 2, 3, 4]), vec![1, 3]);
+        assert!(config.share(vec!["publisher"]).is_empty());
+        assert_eq!(config.topic_word(), "split7");
+        assert_eq!(config.scenario_key(), "fanout-mqtt3-qos1-n5-k16-p100");
     }
 }

@@ -13,7 +13,7 @@ use super::{merge, window, Config, Measured, Pace, Scenario};
 
 /// Runs the configured MQTT scenario against `addr`.
 pub async fn run(config: &Config, addr: SocketAddr) -> Result<Measured, String> {
-    let prefix = format!("bench/{:08x}", rand::random::<u32>());
+    let prefix = format!("bench/{}", config.topic_word());
     let n = config.connections.max(1);
     match config.scenario {
         Scenario::Fanin => {
@@ -58,13 +58,16 @@ async fn connect(
         .map_err(|e| format!("connect {addr}: {e}"))
 }
 
-/// Publishers on `publish_topics` (one connection each), subscribers on `subscribe_filters`.
+/// Publishers on `publish_topics` (one connection each), subscribers on `subscribe_filters`
+/// (this part's share of each, see [`Config::share`]).
 async fn pubsub(
     config: &Config,
     addr: SocketAddr,
     publish_topics: Vec<String>,
     subscribe_filters: Vec<String>,
 ) -> Result<Measured, String> {
+    let publish_topics = config.share(publish_topics);
+    let subscribe_filters = config.share(subscribe_filters);
     let mut subscribers = Vec::new();
     let mut streams = Vec::new();
     for (i, filter) in subscribe_filters.iter().enumerate() {
@@ -97,7 +100,7 @@ async fn pubsub(
         .await?;
         publishers.push((client, topic.clone()));
     }
-    let clock = Clock::new();
+    let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
     let mut receivers = JoinSet::new();
     for messages in streams {
@@ -199,7 +202,7 @@ async fn acked(config: &Config, addr: SocketAddr, topic: &str) -> Result<Measure
         return Err("acked needs --qos 1 or 2".into());
     }
     let mut publishers = Vec::new();
-    for i in 0..config.connections.max(1) {
+    for i in config.share((0..config.connections.max(1)).collect()) {
         let client = connect(
             config,
             addr,
@@ -209,7 +212,7 @@ async fn acked(config: &Config, addr: SocketAddr, topic: &str) -> Result<Measure
         .await?;
         publishers.push((client, topic.to_owned()));
     }
-    let clock = Clock::new();
+    let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
     let senders = spawn_publishers(config, &publishers, clock, window, true);
     let recorders = collect(JoinSet::new(), senders).await?;

@@ -2,7 +2,9 @@
 //! (the median run of repeated ones), and `RATIO <scenario> <peer> <ours / peer>` lines.
 //!
 //! For throughput scenarios the ratio is messages per second, foxrouter over the peer
-//! (above 1: we are faster). For fixed-rate scenarios (key ending in `-rateN`: every router
+//! (above 1: we are faster); a `CPU_RATIO` line beside it compares the router CPU seconds
+//! per delivered message (below 1: we spend less), the figure that still tells routers
+//! apart when the load generator was the limit. For fixed-rate scenarios (key ending in `-rateN`: every router
 //! carries the same load) it is p99 latency, foxrouter over the peer (below 1: we are
 //! faster). For `idle` it is RSS bytes per connection, foxrouter over the peer (below 1: we
 //! use less). A failed run prints an `ERROR` row and a ratio of `n/a`.
@@ -40,27 +42,46 @@ pub fn render(lines: &[Value]) -> String {
         };
         let _ = writeln!(out, "\n== {key}\n{HEADER}");
         let fixed_rate = key.contains("-rate");
-        let medians: BTreeMap<&String, &Value> = by_label
+        let medians: BTreeMap<&String, (Value, usize)> = by_label
             .iter()
-            .map(|(label, runs)| (label, median(runs, fixed_rate)))
+            .map(|(label, runs)| (label, chosen(runs, fixed_rate)))
             .collect();
-        for (label, runs) in by_label {
-            let _ = writeln!(out, "{}", row(medians[label], runs.len()));
+        for (shown, runs) in medians.values() {
+            let _ = writeln!(out, "{}", row(shown, *runs));
         }
         let reference = medians
             .iter()
             .find(|(label, _)| label.as_str() == REFERENCE_LABEL)
-            .map(|(_, v)| *v);
-        for (label, peer) in &medians {
+            .map(|(_, (v, _))| v);
+        for (label, (peer, _)) in &medians {
             if label.as_str() == REFERENCE_LABEL {
                 continue;
             }
             let ratio = reference.and_then(|ours| ratio(ours, peer, fixed_rate));
             let shown = ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
             let _ = writeln!(out, "RATIO {key} {label} {shown}");
+            let cpu_ratio =
+                reference.and_then(|ours| Some(cpu_per_message(ours)? / cpu_per_message(peer)?));
+            if let Some(cpu_ratio) = cpu_ratio {
+                let _ = writeln!(out, "CPU_RATIO {key} {label} {cpu_ratio:.2}");
+            }
         }
     }
     out
+}
+
+/// Router CPU seconds per delivered message: `router_cpu_s` (the whole run, setup and
+/// warm-up included) over the messages counted in the window. What a row cost the router
+/// even when the load generator, not the router, was the limit (then msgs/s ties and only
+/// this tells routers apart; against the relay it is the cost over moving the frames).
+/// `CPU_RATIO` lines are foxrouter's over the peer's (below 1: foxrouter spends less).
+fn cpu_per_message(run: &Value) -> Option<f64> {
+    if run.get("error").is_some() {
+        return None;
+    }
+    let cpu_seconds = run.get("router_cpu_s")?.as_f64()?;
+    let messages = run.get("messages")?.as_f64()?;
+    (messages > 0.0 && cpu_seconds > 0.0).then(|| cpu_seconds / messages)
 }
 
 /// One formatted row for a run (`runs`: how many runs the figures are the median of).
@@ -95,8 +116,17 @@ pub fn row(run: &Value, runs: usize) -> String {
     if let Some(steal) = number("steal_pct").filter(|s| *s >= STEAL_SHOWN_MIN_PCT) {
         notes.push(format!("steal {steal:.0}%"));
     }
-    if let Some(busy) = number("bench_busy_pct").filter(|b| *b >= BENCH_BUSY_SHOWN_MIN_PCT) {
-        notes.push(format!("load generator busy {busy:.0}%"));
+    let busy = number("bench_busy_pct");
+    match (number("parts").filter(|n| *n >= 2.0), busy) {
+        (Some(n), Some(b)) if b >= BENCH_BUSY_SHOWN_MIN_PCT => notes.push(format!(
+            "{n:.0} load generators still busy {b:.0}%: the router was not the limit"
+        )),
+        (Some(n), Some(b)) => notes.push(format!("{n:.0} load generators, busy {b:.0}%")),
+        (Some(n), None) => notes.push(format!("{n:.0} load generators")),
+        (None, Some(b)) if b >= BENCH_BUSY_SHOWN_MIN_PCT => {
+            notes.push(format!("load generator busy {b:.0}%"));
+        }
+        (None, _) => {}
     }
     let note = notes.join(", ");
     format!(
@@ -122,18 +152,15 @@ pub fn render_one_table(lines: &[Value]) -> String {
         };
         let fixed_rate = key.contains("-rate");
         for (label, runs) in by_label {
-            let _ = writeln!(
-                out,
-                "{key:<width$}  {}",
-                row(median(runs, fixed_rate), runs.len())
-            );
+            let (shown, count) = chosen(runs, fixed_rate);
+            let _ = writeln!(out, "{key:<width$}  {}", row(&shown, count));
             if label.as_str() == REFERENCE_LABEL {
                 continue;
             }
             let ours = by_label
                 .get(REFERENCE_LABEL)
-                .map(|runs| median(runs, fixed_rate));
-            let ratio = ours.and_then(|ours| ratio(ours, median(runs, fixed_rate), fixed_rate));
+                .map(|runs| chosen(runs, fixed_rate).0);
+            let ratio = ours.and_then(|ours| ratio(&ours, &shown, fixed_rate));
             let shown = ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
             let _ = writeln!(ratios, "RATIO {key} {label} {shown}");
         }
@@ -143,9 +170,11 @@ pub fn render_one_table(lines: &[Value]) -> String {
 
 /// One row for load generators that ran at once against one system: messages and
 /// messages/s summed, p50 the median of their p50s, p99 / p99.9 / max the worst of theirs
-/// (no process has the others' samples), in flight and connections summed, CPU steal and
-/// load-generator busy the highest. `cpu_seconds` (the system's processes, measured by the
-/// caller) goes into `router_cpu_s`. Any failed part, or none at all, makes an error row.
+/// (no process has the others' samples), in flight and connections summed, CPU steal the
+/// highest, load-generator busy of the group (the parts' CPU seconds over the cores of the
+/// one CPU set they shared; the highest part's when they do not say their CPUs and wall
+/// time). `cpu_seconds` (the system's processes, measured by the caller) goes into
+/// `router_cpu_s`. Any failed part, or none at all, makes an error row.
 pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>) -> Value {
     let mut value = serde_json::json!({"label": label, "key": key, "parts": parts.len()});
     let fields = value.as_object_mut().expect("json! object literal");
@@ -194,10 +223,71 @@ pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>
             fields.insert(worst.into(), Value::from(v));
         }
     }
+    if let Some(busy) = group_busy_percent(parts) {
+        fields.insert("bench_busy_pct".into(), Value::from(busy));
+        fields.insert(
+            "bench_cpu_s".into(),
+            Value::from(numbers("bench_cpu_s").iter().sum::<f64>()),
+        );
+    }
     if let Some(cpu) = cpu_seconds {
         fields.insert("router_cpu_s".into(), Value::from(cpu));
     }
     value
+}
+
+/// How busy load generators that shared one CPU set were together, percent: their CPU
+/// seconds summed over (the longest wall time x the cores they could use: their threads
+/// summed, at most the CPUs of the set). Each part's own figure is of its threads only,
+/// so two processes on one core read ~50% each when together they held it. `None` unless
+/// every part carries `bench_cpu_s`, `bench_cores`, `bench_cpus` and `bench_wall_s`.
+fn group_busy_percent(parts: &[Value]) -> Option<f64> {
+    let field = |part: &Value, key: &str| part.get(key).and_then(Value::as_f64);
+    let (mut cpu_seconds, mut threads, mut cpus, mut wall_seconds) = (0.0, 0.0, 0.0f64, 0.0f64);
+    for part in parts {
+        cpu_seconds += field(part, "bench_cpu_s")?;
+        threads += field(part, "bench_cores")?;
+        cpus = cpus.max(field(part, "bench_cpus")?);
+        wall_seconds = wall_seconds.max(field(part, "bench_wall_s")?);
+    }
+    let capacity = wall_seconds * threads.min(cpus);
+    (capacity > 0.0).then(|| cpu_seconds * 100.0 / capacity)
+}
+
+/// The row shown for one label and how many runs it stands for. Rows rerun with several
+/// load generators ([`combine`], `parts` >= 2; compare.sh reruns the rows in which one
+/// fox-bench was the bottleneck) stand for the label when one of them succeeded, with the
+/// one-generator figure in the note; otherwise the median of all runs.
+fn chosen(runs: &[&Value], fixed_rate: bool) -> (Value, usize) {
+    let is_split = |run: &&Value| run.get("parts").and_then(Value::as_f64).unwrap_or(1.0) >= 2.0;
+    let (split, single): (Vec<&Value>, Vec<&Value>) = runs.iter().copied().partition(is_split);
+    if split.is_empty() || single.is_empty() {
+        return (median(runs, fixed_rate).clone(), runs.len());
+    }
+    let split_failed = !split.iter().any(|run| run.get("error").is_none());
+    let (mut shown, count, other) = if split_failed {
+        let alone = median(&single, fixed_rate).clone();
+        (
+            alone,
+            single.len(),
+            "the rerun with more load generators failed".to_owned(),
+        )
+    } else {
+        let alone = match figure(median(&single, fixed_rate), fixed_rate) {
+            Some(p99) if fixed_rate => format!("1 load generator: p99 {p99:.0} us"),
+            Some(rate) => format!("1 load generator: {rate:.0} msgs/s"),
+            None => "1 load generator: ERROR".to_owned(),
+        };
+        (median(&split, fixed_rate).clone(), split.len(), alone)
+    };
+    let note = match shown.get("note").and_then(Value::as_str) {
+        Some(note) => format!("{note}; {other}"),
+        None => other,
+    };
+    if let Some(fields) = shown.as_object_mut() {
+        fields.insert("note".into(), Value::from(note));
+    }
+    (shown, count)
 }
 
 /// Runs by scenario key (keys in order of first appearance) and label.
@@ -452,5 +542,77 @@ mod tests {
             "{}",
             render(&lines)
         );
+    }
+    #[test]
+    fn two_processes_on_one_core_are_busy_together() {
+        let part = |cpu: f64| {
+            json!({"messages_per_s": 100.0, "p50_us": 1.0, "p99_us": 2.0, "bench_cpu_s": cpu,
+                "bench_cores": 1, "bench_cpus": 1, "bench_wall_s": 4.0, "bench_busy_pct": cpu * 25.0})
+        };
+        let row = combine(&[part(1.9), part(1.8)], "foxrouter", "pairs", Some(3.0));
+        let busy = row["bench_busy_pct"].as_f64().unwrap();
+        assert!((busy - 92.5).abs() < 1e-9, "{row}");
+        assert!(
+            (row["bench_cpu_s"].as_f64().unwrap() - 3.7).abs() < 1e-9,
+            "{row}"
+        );
+        let spread = |cpu: f64| {
+            let mut p = part(cpu);
+            p["bench_cpus"] = json!(4);
+            p
+        };
+        let row = combine(&[spread(1.9), spread(1.8)], "foxrouter", "pairs", None);
+        assert!(
+            (row["bench_busy_pct"].as_f64().unwrap() - 46.25).abs() < 1e-9,
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_row_rerun_with_two_load_generators_stands_for_its_label() {
+        let lines = vec![
+            json!({"key": "pairs-n16", "label": "foxrouter", "messages_per_s": 100.0, "bench_busy_pct": 97.0}),
+            json!({"key": "pairs-n16", "label": "foxrouter", "messages_per_s": 150.0, "parts": 2,
+                "bench_busy_pct": 60.0, "note": "2 load generators: 8 + 8 connections"}),
+            json!({"key": "pairs-n16", "label": "rmqttd", "messages_per_s": 50.0, "bench_busy_pct": 40.0}),
+            json!({"key": "pairs-n4", "label": "foxrouter", "messages_per_s": 100.0, "bench_busy_pct": 97.0}),
+            json!({"key": "pairs-n4", "label": "foxrouter", "messages_per_s": 110.0, "parts": 2,
+                "bench_busy_pct": 95.0}),
+            json!({"key": "pairs-n4", "label": "relay", "error": "refused", "parts": 2}),
+            json!({"key": "pairs-n4", "label": "relay", "messages_per_s": 220.0}),
+        ];
+        let text = render(&lines);
+        assert!(text.contains("RATIO pairs-n16 rmqttd 3.00"), "{text}");
+        assert!(
+            text.contains(
+                "8 + 8 connections; 1 load generator: 100 msgs/s, 2 load generators, busy 60%"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 load generators still busy 95%: the router was not the limit"),
+            "{text}"
+        );
+        assert!(text.contains("RATIO pairs-n4 relay 0.50"), "{text}");
+        assert!(
+            !text.contains("CPU_RATIO"),
+            "no router CPU figures here: {text}"
+        );
+        assert!(text.contains("more load generators failed"), "{text}");
+        assert!(!text.contains("median of"), "{text}");
+    }
+    #[test]
+    fn cpu_ratio_compares_router_cpu_per_message() {
+        let lines = vec![
+            json!({"key": "pairs", "label": "foxrouter", "messages_per_s": 100.0,
+                "messages": 1000.0, "router_cpu_s": 2.0}),
+            json!({"key": "pairs", "label": "relay", "messages_per_s": 100.0,
+                "messages": 1000.0, "router_cpu_s": 1.0}),
+            json!({"key": "pairs", "label": "rmqttd", "messages_per_s": 10.0}),
+        ];
+        let text = render(&lines);
+        assert!(text.contains("RATIO pairs relay 1.00"), "{text}");
+        assert!(text.contains("CPU_RATIO pairs relay 2.00"), "{text}");
+        assert!(!text.contains("CPU_RATIO pairs rmqttd"), "{text}");
     }
 }

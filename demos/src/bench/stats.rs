@@ -12,28 +12,57 @@ const LATENCY_SIGNIFICANT_FIGURES: u8 = 3;
 /// Bytes of the send timestamp at the front of every payload.
 pub const TIMESTAMP_BYTES: usize = 8;
 
-/// Monotonic nanoseconds since the bench started; every task of the process shares one.
+/// Monotonic nanoseconds since the bench started ([`Clock::new`]), or since the Unix
+/// epoch ([`Clock::shared`]); every task of the process shares one.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     start: Instant,
+    /// The reading at `start`: 0, or the wall clock's nanoseconds since the Unix epoch.
+    start_ns: u64,
 }
 
 impl Clock {
-    /// A clock starting now.
+    /// A clock starting at 0 now.
     pub fn new() -> Self {
         Clock {
             start: Instant::now(),
+            start_ns: 0,
         }
     }
 
-    /// Nanoseconds since the clock started.
-    pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    /// A clock whose readings are nanoseconds since the Unix epoch: the wall clock read
+    /// once, then advanced by the monotonic clock. Load generators in several processes on
+    /// one machine (the parts of a split row) can then subtract each other's timestamps;
+    /// they differ by the difference of two wall-clock reads, microseconds.
+    pub fn shared() -> Self {
+        let start = Instant::now();
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock {
+            start,
+            start_ns: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 
-    /// The instant `ns` nanoseconds after the start.
+    /// The clock a run uses: [`shared`](Self::shared) when it is one part of a split row.
+    pub fn for_parts(parts: usize) -> Self {
+        if parts > 1 {
+            Clock::shared()
+        } else {
+            Clock::new()
+        }
+    }
+
+    /// The current reading in nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.start_ns.saturating_add(elapsed)
+    }
+
+    /// The instant at which the clock reads `ns` (its start for earlier readings).
     pub fn instant_at(&self, ns: u64) -> Instant {
-        self.start + Duration::from_nanos(ns)
+        self.start + Duration::from_nanos(ns.saturating_sub(self.start_ns))
     }
 }
 

@@ -17,7 +17,7 @@ use super::{merge, window, Config, Measured, Pace, Scenario};
 
 /// Runs the configured WAMP scenario against `url`.
 pub async fn run(config: &Config, url: &str, transport: Transport) -> Result<Measured, String> {
-    let prefix = format!("bench.b{:08x}", rand::random::<u32>());
+    let prefix = format!("bench.{}", config.topic_word());
     let n = config.connections.max(1);
     let target = (url, transport);
     match config.scenario {
@@ -100,6 +100,8 @@ async fn pubsub(
     publish_topics: Vec<String>,
     subscribe_topics: Vec<String>,
 ) -> Result<Measured, String> {
+    let publish_topics = config.share(publish_topics);
+    let subscribe_topics = config.share(subscribe_topics);
     let mut subscribers = Vec::new();
     let mut streams = Vec::new();
     for topic in &subscribe_topics {
@@ -115,7 +117,7 @@ async fn pubsub(
     for topic in &publish_topics {
         publishers.push((join(config, target).await?, topic.clone()));
     }
-    let clock = Clock::new();
+    let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
     let mut receivers = JoinSet::new();
     for events in streams {
@@ -138,10 +140,10 @@ async fn pubsub(
 
 async fn acked(config: &Config, target: Target<'_>, topic: &str) -> Result<Measured, String> {
     let mut publishers = Vec::new();
-    for _ in 0..config.connections.max(1) {
+    for _ in config.share((0..config.connections.max(1)).collect()) {
         publishers.push((join(config, target).await?, topic.to_owned()));
     }
-    let clock = Clock::new();
+    let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
     let senders = spawn_senders(config, &publishers, clock, window, Send::AckedPublish);
     let recorders = collect(JoinSet::new(), senders).await?;
@@ -154,6 +156,10 @@ async fn acked(config: &Config, target: Target<'_>, topic: &str) -> Result<Measu
 }
 
 async fn rpc(config: &Config, target: Target<'_>, procedure: &str) -> Result<Measured, String> {
+    if config.part.1 > 1 {
+        // Callers in another process could call before the callee registered.
+        return Err("rpc is not split between load generators".into());
+    }
     let mut callees = Vec::new();
     let mut options = Dict::new();
     if config.callees > 1 {
@@ -173,7 +179,7 @@ async fn rpc(config: &Config, target: Target<'_>, procedure: &str) -> Result<Mea
     for _ in 0..config.connections.max(1) {
         callers.push((join(config, target).await?, procedure.to_owned()));
     }
-    let clock = Clock::new();
+    let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
     let senders = spawn_senders(config, &callers, clock, window, Send::Call);
     let recorders = collect(JoinSet::new(), senders).await?;

@@ -125,6 +125,17 @@ struct RunArgs {
     /// Runtime worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// This process's part of a row run by several load generators at once, PART/PARTS
+    /// (e.g. 0/2 and 1/2, started together with the same --topic-prefix): roles of one
+    /// connection (fan-out's publisher, fan-in's subscriber) run in part 0, roles of several
+    /// (subscribers, publishers, pairs) are dealt round robin; timestamps are then read
+    /// from a wall-clock-based clock so parts can time each other's messages. Not for rpc.
+    #[arg(long, default_value = "0/1")]
+    part: String,
+    /// Topic name component shared by the parts of a split row (letters and digits;
+    /// default: a random one per run).
+    #[arg(long)]
+    topic_prefix: Option<String>,
     /// Print one JSON object instead of a table row.
     #[arg(long)]
     json: bool,
@@ -239,6 +250,13 @@ fn config(args: &RunArgs) -> anyhow::Result<Config> {
         args.warmup >= 0.0 && args.warmup <= 600.0,
         "--warmup must be in [0, 600]"
     );
+    let part = parse_part(&args.part)?;
+    if let Some(prefix) = &args.topic_prefix {
+        anyhow::ensure!(
+            !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric()),
+            "--topic-prefix {prefix}: letters and digits only"
+        );
+    }
     Ok(Config {
         target: Target::parse(&args.target).map_err(anyhow::Error::msg)?,
         label: args.label.clone(),
@@ -256,7 +274,20 @@ fn config(args: &RunArgs) -> anyhow::Result<Config> {
         router_pid: args.router_pid,
         source_ips: args.source_ips,
         threads: args.threads.max(1),
+        part,
+        topic_prefix: args.topic_prefix.clone(),
     })
+}
+
+/// `PART/PARTS` with PART < PARTS <= 16.
+fn parse_part(text: &str) -> anyhow::Result<(usize, usize)> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(part, parts)| Some((part.parse().ok()?, parts.parse().ok()?)));
+    match parsed {
+        Some((part, parts)) if part < parts && parts <= 16 => Ok((part, parts)),
+        _ => anyhow::bail!("--part {text}: expected PART/PARTS, e.g. 1/2"),
+    }
 }
 
 fn print_report(files: &[std::path::PathBuf], one_table: bool) -> anyhow::Result<()> {
