@@ -33,13 +33,15 @@
 # then run again on a freshly started router by two fox-bench processes at once sharing the
 # row's topics (`fox-bench run --part 0/2` and `1/2`: pairs, publishers and subscribers
 # dealt between them, fan-out's one publisher and fan-in's one subscriber in the first),
-# combined with `fox-bench combine`; that row then stands for the router, its note says
+# combined with `fox-bench combine`; that row then stands for the router when it did more
+# than one process (else the one-process row, noting the rerun's figure); its note says
 # `2 load generators` with the one-process figure beside it, and `still busy ...: the router
 # was not the limit` when the two together were still 85% busy of the cores they shared
+# (`and the router busy too: both were a limit` when the router also used 95% of its core)
 # (pinned on two cores they share one). One-connection, RPC and fixed-rate rows are not
 # split; the table header lists the client-bound ones.
 #
-# --quick: one 2-second run per scenario, a reduced scenario list.
+# --quick: one 2-second run per scenario (N with --runs N), a reduced scenario list.
 # --idle N: idle connections for the memory rows (0: skip): MQTT 3.1.1 (clean session,
 # keep alive 60 s, no subscription), WAMP over WebSocket (JSON) and RawSocket (MsgPack)
 # after HELLO / WELCOME, from 127.0.0.2.. source addresses; each row reports router RSS per
@@ -67,6 +69,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEERS="$ROOT/bench/.peers"
 QUICK=0
 RUNS=3
+RUNS_SET=""
 DURATION=10
 WARMUP=1
 INSTALL=1
@@ -83,7 +86,7 @@ SPLIT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
-    --runs) RUNS=$2; shift ;;
+    --runs) RUNS=$2; RUNS_SET=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
@@ -104,7 +107,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$QUICK" = 1 ]; then RUNS=1; DURATION=2; WARMUP=0.5; IDLE_CONNECTIONS=0; fi
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS_SET:-1}; DURATION=2; WARMUP=0.5; IDLE_CONNECTIONS=0; fi
 
 # Same queue limit for every broker: messages queued toward one session.
 QUEUE_MAX=4096

@@ -31,6 +31,9 @@ const STEAL_SHOWN_MIN_PCT: f64 = 2.0;
 /// A load generator this busy (of the cores it had, over the whole run with its warm-up)
 /// may have been the bottleneck: its row says so, since the figure is then a lower bound.
 const BENCH_BUSY_SHOWN_MIN_PCT: f64 = 85.0;
+/// Router CPU seconds per second of a row's measured duration from which its core counts
+/// as saturated (a pinned router has one core; cpu_s also covers setup and warm-up).
+const ROUTER_FLAT_OUT_MIN: f64 = 0.95;
 
 /// Renders every scenario found in `lines` (JSON objects as written by `fox-bench --json`).
 pub fn render(lines: &[Value]) -> String {
@@ -117,7 +120,19 @@ pub fn row(run: &Value, runs: usize) -> String {
         notes.push(format!("steal {steal:.0}%"));
     }
     let busy = number("bench_busy_pct");
+    // The router's CPU over the row's measured duration (its cpu_s also covers setup and
+    // warm-up): at ROUTER_FLAT_OUT_MIN or more its core was as saturated as the load
+    // generators, and the row does not say which of the two limited it.
+    let router_flat_out = match (number("router_cpu_s"), number("duration_s")) {
+        (Some(cpu), Some(duration)) if duration > 0.0 => cpu / duration >= ROUTER_FLAT_OUT_MIN,
+        _ => false,
+    };
     match (number("parts").filter(|n| *n >= 2.0), busy) {
+        (Some(n), Some(b)) if b >= BENCH_BUSY_SHOWN_MIN_PCT && router_flat_out => {
+            notes.push(format!(
+            "{n:.0} load generators still busy {b:.0}%, and the router busy too: both were a limit"
+        ))
+        }
         (Some(n), Some(b)) if b >= BENCH_BUSY_SHOWN_MIN_PCT => notes.push(format!(
             "{n:.0} load generators still busy {b:.0}%: the router was not the limit"
         )),
@@ -256,8 +271,9 @@ fn group_busy_percent(parts: &[Value]) -> Option<f64> {
 
 /// The row shown for one label and how many runs it stands for. Rows rerun with several
 /// load generators ([`combine`], `parts` >= 2; compare.sh reruns the rows in which one
-/// fox-bench was the bottleneck) stand for the label when one of them succeeded, with the
-/// one-generator figure in the note; otherwise the median of all runs.
+/// fox-bench was the bottleneck) stand for the label when one of them succeeded and did
+/// more than one generator, with the one-generator figure in the note; otherwise the
+/// one-generator median, with the rerun's figure in the note.
 fn chosen(runs: &[&Value], fixed_rate: bool) -> (Value, usize) {
     let is_split = |run: &&Value| run.get("parts").and_then(Value::as_f64).unwrap_or(1.0) >= 2.0;
     let (split, single): (Vec<&Value>, Vec<&Value>) = runs.iter().copied().partition(is_split);
@@ -271,6 +287,17 @@ fn chosen(runs: &[&Value], fixed_rate: bool) -> (Value, usize) {
             alone,
             single.len(),
             "the rerun with more load generators failed".to_owned(),
+        )
+    } else if !fixed_rate
+        && figure(median(&single, false), false) > figure(median(&split, false), false)
+    {
+        // Both figures are lower bounds of the router's rate; the higher is the tighter
+        // (two load generators sharing one core, as when pinned on two cores, do less).
+        let together = figure(median(&split, false), false).unwrap_or(0.0);
+        (
+            median(&single, false).clone(),
+            single.len(),
+            format!("2 load generators did less: {together:.0} msgs/s"),
         )
     } else {
         let alone = match figure(median(&single, fixed_rate), fixed_rate) {
@@ -578,6 +605,8 @@ mod tests {
             json!({"key": "pairs-n4", "label": "foxrouter", "messages_per_s": 100.0, "bench_busy_pct": 97.0}),
             json!({"key": "pairs-n4", "label": "foxrouter", "messages_per_s": 110.0, "parts": 2,
                 "bench_busy_pct": 95.0}),
+            json!({"key": "pairs-n8", "label": "mosquitto", "messages_per_s": 10.0, "parts": 2,
+                "bench_busy_pct": 96.0, "router_cpu_s": 2.4, "duration_s": 2.0}),
             json!({"key": "pairs-n4", "label": "relay", "error": "refused", "parts": 2}),
             json!({"key": "pairs-n4", "label": "relay", "messages_per_s": 220.0}),
         ];
@@ -593,7 +622,27 @@ mod tests {
             text.contains("2 load generators still busy 95%: the router was not the limit"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "2 load generators still busy 96%, and the router busy too: both were a limit"
+            ),
+            "{text}"
+        );
         assert!(text.contains("RATIO pairs-n4 relay 0.50"), "{text}");
+        let lower = vec![
+            json!({"key": "fanin", "label": "foxrouter", "messages_per_s": 700.0, "bench_busy_pct": 97.0}),
+            json!({"key": "fanin", "label": "foxrouter", "messages_per_s": 540.0, "parts": 2,
+                "bench_busy_pct": 92.0}),
+        ];
+        let lower_text = render(&lower);
+        assert!(
+            lower_text.contains("foxrouter           700"),
+            "{lower_text}"
+        );
+        assert!(
+            lower_text.contains("2 load generators did less: 540 msgs/s"),
+            "{lower_text}"
+        );
         assert!(
             !text.contains("CPU_RATIO"),
             "no router CPU figures here: {text}"
