@@ -67,7 +67,7 @@ fn key(realm: &str, topic: &Topic) -> String {
     format!("{realm}\0{}", topic.to_wamp())
 }
 
-fn payload_value(payload: &Payload) -> Value {
+pub(crate) fn payload_value(payload: &Payload) -> Value {
     match payload {
         Payload::Raw(bytes) => Value::Bytes(bytes.to_vec()),
         Payload::Wamp { args, kwargs } => {
@@ -83,7 +83,7 @@ fn payload_value(payload: &Payload) -> Value {
     }
 }
 
-fn payload_from(value: Value) -> Option<Payload> {
+pub(crate) fn payload_from(value: Value) -> Option<Payload> {
     match value {
         Value::Bytes(b) => Some(Payload::Raw(Bytes::from(b))),
         Value::Dict(mut d) => {

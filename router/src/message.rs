@@ -153,6 +153,18 @@ pub struct PublishOptions {
     pub retain: bool,
 }
 
+/// A conditional write to a retained key (fox-wamp's sync service options on a retained
+/// publish): `when`, `watch`, `will`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvWrite {
+    /// The condition (`None`: unconditional). `Some(Value::Null)` means "key absent".
+    pub when: Option<Value>,
+    /// Park the write until `when` holds.
+    pub watch: bool,
+    /// The will: `Some(payload)` to write when the writer dies (an empty payload clears).
+    pub will: Option<Payload>,
+}
+
 impl Default for PublishOptions {
     fn default() -> Self {
         Self {

@@ -1,7 +1,8 @@
 """The masterfree cluster as real processes (3 entries, 3 ndb, 3 sync), used by autobahn-python
 and paho-mqtt like a single router: acknowledgements carry permanent IDs, every entry
 delivers the same events in the same order, `after` replays across entries, and what the
-cluster does not serve yet is refused with a protocol error."""
+cluster does not serve yet (MQTT persistent sessions) is refused with a protocol error.
+Retained keys and the sync service: `test_cluster_sync.py`."""
 
 import asyncio
 import queue
@@ -14,7 +15,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from cluster_nodes import running_cluster
 from conftest import poll_until
-from mqtt_client import Client, new_id
+from mqtt_client import Client, new_id, props
 from wamp_client import connect, run, wait_until
 
 ACK = PublishOptions(acknowledge=True)
@@ -124,19 +125,11 @@ def test_after_replays_what_another_entry_published_then_goes_live(cluster):
 
 def test_what_the_cluster_does_not_serve_yet_is_refused_clearly(cluster):
     entry = cluster.entries[0]
-
-    async def main():
-        session = await connect(entry)
-        with pytest.raises(ApplicationError) as refused:
-            await session.publish("c.kv", "v", options=PublishOptions(acknowledge=True, retain=True))
-        assert refused.value.error == "wamp.error.feature_not_supported"
-        assert "retained" in str(refused.value)
-
-    run(main(), timeout=30)
     v5 = Client(entry, new_id(), 5)
-    _, reason, properties = v5.connect()
+    _, reason, properties = v5.connect(properties=props(SessionExpiryInterval=300))
     assert reason == 0
-    assert properties.RetainAvailable == 0
+    assert getattr(properties, "SessionExpiryInterval", 0) == 0, "no session outlives its connection"
+    assert getattr(properties, "RetainAvailable", 1) == 1, "retained messages are served"
     v3 = Client(entry, new_id(), 4, clean=False)
     _, reason, _ = v3.connect()
     assert reason != 0, "a 3.1.1 persistent session is refused, not silently dropped"

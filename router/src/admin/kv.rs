@@ -240,6 +240,12 @@ async fn store(caller: &Caller, headers: &HeaderMap, key: &str, payload: Payload
             }
             response
         }
+        // A cluster decides the condition as it applies the log.
+        Err(crate::engine::EngineError::NotAccepted) => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("not written: the condition on '{key}' does not hold"),
+        )
+        .into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not acknowledged: {e}"),

@@ -10,25 +10,29 @@
 //! Router-originated messages (meta events, `$SYS`) stay on this entry: they are applied
 //! at once with a random publication ID and are not in the log.
 //!
-//! Not yet across the cluster (refused with a protocol error by the gates, see
-//! [`Engine::refuses`]): retained messages and the `when` / `watch` / `will` sync service,
-//! and MQTT persistent sessions.
+//! Retained messages and the `when` / `watch` / `will` sync service go through the log too:
+//! a conditional write is decided where it is applied (see [`crate::follow`]), and its
+//! publisher's answer waits for this entry's verdict ([`ClusterEngine::resolve`]). Not yet
+//! across the cluster (refused with a protocol error by the gates, see [`Engine::refuses`]):
+//! MQTT persistent sessions.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fox_cluster::EntryHandle;
-use fox_wamp_proto::{Dict, Value};
+use fox_sequencer::PermanentId;
+use tokio::sync::oneshot;
 
+use super::record::{self, Conditional, Owner};
 use super::{
     Ack, ClusterView, Draft, Engine, EngineError, Feature, MemberStatus, MemberView, MeshView,
     Target,
 };
-use crate::durable::{encode, history_publication, history_value};
-use crate::message::{Publication, PublishOptions, SessionId};
-use crate::topic::Topic;
+use crate::locks::lock;
+use crate::message::{KvWrite, SessionId};
 
 /// The engine of a cluster entry.
 #[derive(Debug)]
@@ -43,6 +47,14 @@ pub struct ClusterEngine {
     node: u32,
     members: Vec<Member>,
     acks: Arc<AckStats>,
+    /// This entry's life: sessions of an earlier one are gone (see [`record::Owner`]).
+    incarnation: u64,
+    /// Conditional writes waiting for this entry's verdict, by token.
+    verdicts: Mutex<HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>>,
+    next_token: AtomicU64,
+    /// Sessions (realm, session) that wrote a will or parked a write: their end goes in the
+    /// log.
+    kv_sessions: Mutex<HashSet<(String, SessionId)>>,
 }
 
 /// A node of the cluster file.
@@ -101,7 +113,49 @@ impl ClusterEngine {
             node,
             members,
             acks: Arc::default(),
+            incarnation: super::unix_ms(),
+            verdicts: Mutex::default(),
+            next_token: AtomicU64::new(1),
+            kv_sessions: Mutex::default(),
         }
+    }
+
+    /// This node's ID.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// This entry's incarnation (its start time, Unix ms).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Hands a record the router wrote to the cluster, in the order of calls; `publisher`
+    /// is the session whose order it keeps. The future says whether it was ordered.
+    pub fn submit(
+        &self,
+        publisher: SessionId,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<PermanentId, fox_cluster::EntryError>> + Send + 'static
+    {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        self.entry.publish(fox_sequencer::Publication {
+            publisher,
+            sequence,
+            payload,
+        })
+    }
+
+    /// The verdict on the conditional write of `token` (this entry's), once applied here.
+    pub fn resolve(&self, token: u64, outcome: Result<u64, EngineError>) {
+        if let Some(answer) = lock(&self.verdicts).remove(&token) {
+            let _ = answer.send(outcome);
+        }
+    }
+
+    /// Whether `owner` is a session of this entry's present life.
+    pub fn owns(&self, owner: &Owner) -> bool {
+        owner.node == self.node && owner.incarnation == self.incarnation
     }
 
     /// The entry this engine publishes through.
@@ -120,13 +174,9 @@ impl Engine for ClusterEngine {
         let Some(publisher) = draft.publisher.map(|p| p.id) else {
             return self.apply_here(realm, draft);
         };
-        let record = encode_record(realm.name(), &draft);
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let decided = self.entry.publish(fox_sequencer::Publication {
-            publisher,
-            sequence,
-            payload: record,
-        });
+        let (publication, _, options) = draft.into_publication(0);
+        let record = record::encode_publish(realm.name(), &publication, options, None);
+        let decided = self.submit(publisher, record);
         let (acks, started) = (self.acks.clone(), Instant::now());
         Ack::Remote(Box::pin(async move {
             let outcome = decided
@@ -138,6 +188,66 @@ impl Engine for ClusterEngine {
         }))
     }
 
+    fn decides_conditions(&self) -> bool {
+        true
+    }
+
+    fn publish_conditional(&self, realm: &dyn Target, draft: Draft<'_>, write: &KvWrite) -> Ack {
+        let Some(publisher) = draft.publisher.map(|p| p.id) else {
+            return self.apply_here(realm, draft);
+        };
+        if write.watch || write.will.is_some() {
+            lock(&self.kv_sessions).insert((realm.name().to_owned(), publisher));
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (answer, verdict) = oneshot::channel();
+        lock(&self.verdicts).insert(token, answer);
+        let kv = Conditional {
+            write: write.clone(),
+            owner: Owner {
+                node: self.node,
+                incarnation: self.incarnation,
+                session: publisher,
+            },
+            token,
+        };
+        let (publication, _, options) = draft.into_publication(0);
+        let record = record::encode_publish(realm.name(), &publication, options, Some(&kv));
+        let decided = self.submit(publisher, record);
+        let (acks, started) = (self.acks.clone(), Instant::now());
+        Ack::Remote(Box::pin(async move {
+            let ordered = decided
+                .await
+                .map(|id| id.0)
+                .map_err(|error| EngineError::Cluster(error.to_string()));
+            acks.observe(&ordered, started);
+            ordered?;
+            // Applied here, refused, or (parked) applied once a wake of it is: the verdict of
+            // this entry's log follower. It is gone only when the session ended.
+            verdict.await.unwrap_or(Err(EngineError::Stopped))
+        }))
+    }
+
+    fn session_ended(&self, realm: &dyn Target, session: SessionId, abnormal: bool) {
+        let key = (realm.name().to_owned(), session);
+        if !lock(&self.kv_sessions).remove(&key) {
+            return;
+        }
+        let owner = Owner {
+            node: self.node,
+            incarnation: self.incarnation,
+            session,
+        };
+        let record = record::encode_session_ended(realm.name(), &owner, abnormal);
+        let decided = self.submit(session, record);
+        tokio::spawn(async move {
+            if let Err(error) = decided.await {
+                // The entry's next start ends this session for good (EntryStarted).
+                tracing::warn!(session, %error, "the end of a session could not be logged");
+            }
+        });
+    }
+
     fn last_applied(&self) -> u64 {
         self.last_applied.load(Ordering::Acquire)
     }
@@ -147,15 +257,12 @@ impl Engine for ClusterEngine {
     }
 
     fn refuses(&self, feature: Feature) -> Option<&'static str> {
-        Some(match feature {
-            Feature::Retain => "retained messages are not available on a cluster entry yet",
-            Feature::SyncService => {
-                "when / watch / will (the sync service) are not available on a cluster entry yet"
-            }
+        match feature {
+            Feature::Retain | Feature::SyncService => None,
             Feature::PersistentSession => {
-                "MQTT persistent sessions are not available on a cluster entry yet"
+                Some("MQTT persistent sessions are not available on a cluster entry yet")
             }
-        })
+        }
     }
 
     fn cluster(&self) -> Option<ClusterView> {
@@ -265,112 +372,4 @@ impl ClusterEngine {
         realm.apply(&publication, None, options);
         Ack::Ready(id)
     }
-}
-
-/// A log record: `[realm, topic URI, history value, delivery options]`, MessagePack.
-fn encode_record(realm: &str, draft: &Draft<'_>) -> Vec<u8> {
-    let options = draft.options;
-    let mut o = Dict::new();
-    o.insert("x".into(), Value::Bool(options.exclude_me));
-    o.insert("q".into(), Value::from(u64::from(options.qos)));
-    let ids = |list: &[SessionId]| Value::List(list.iter().map(|&i| Value::from(i)).collect());
-    let names =
-        |list: &[String]| Value::List(list.iter().map(|n| Value::from(n.as_str())).collect());
-    if !options.exclude.is_empty() {
-        o.insert("e".into(), ids(&options.exclude));
-    }
-    if !options.exclude_authid.is_empty() {
-        o.insert("ea".into(), names(&options.exclude_authid));
-    }
-    if !options.exclude_authrole.is_empty() {
-        o.insert("er".into(), names(&options.exclude_authrole));
-    }
-    if let Some(list) = &options.eligible {
-        o.insert("l".into(), ids(list));
-    }
-    if let Some(list) = &options.eligible_authid {
-        o.insert("la".into(), names(list));
-    }
-    if let Some(list) = &options.eligible_authrole {
-        o.insert("lr".into(), names(list));
-    }
-    if let Some(p) = draft.publisher.filter(|_| options.disclose_me) {
-        let disclosed = vec![
-            Value::from(p.id),
-            Value::from(p.authid),
-            Value::from(p.authrole),
-        ];
-        o.insert("d".into(), Value::List(disclosed));
-    }
-    let message = Publication {
-        id: 0,
-        topic: draft.topic.clone(),
-        payload: draft.payload.clone(),
-        publisher: draft.publisher.map_or(0, |p| p.id),
-        disclosed: None,
-        qos: options.qos,
-        retain: false,
-        properties: draft.properties.clone(),
-    };
-    encode(&Value::List(vec![
-        Value::from(realm),
-        Value::from(draft.topic.to_wamp()),
-        history_value(&message),
-        Value::Dict(o),
-    ]))
-}
-
-/// A record of the permanent log with permanent ID `id`, published by session
-/// `publisher`: its realm, the publication and its delivery options (`None`: malformed).
-pub fn decode_record(
-    id: u64,
-    publisher: SessionId,
-    bytes: &[u8],
-) -> Option<(String, Publication, PublishOptions)> {
-    let Value::List(parts) = rmp_serde::from_slice::<Value>(bytes).ok()? else {
-        return None;
-    };
-    let [realm, topic, message, options] = <[Value; 4]>::try_from(parts).ok()?;
-    let (Value::Str(realm), Value::Str(topic), Value::Dict(mut o)) = (realm, topic, options) else {
-        return None;
-    };
-    let mut publication = history_publication(id, Topic::from_wamp(&topic), message)?;
-    let ids = |v: Option<Value>| -> Option<Vec<SessionId>> {
-        match v? {
-            Value::List(list) => Some(list.iter().filter_map(Value::as_u64).collect()),
-            _ => None,
-        }
-    };
-    let names = |v: Option<Value>| -> Option<Vec<String>> {
-        match v? {
-            Value::List(list) => Some(
-                list.into_iter()
-                    .filter_map(|n| match n {
-                        Value::Str(s) => Some(s),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        }
-    };
-    if let Some(Value::List(d)) = o.remove("d") {
-        if let Ok([session, Value::Str(authid), Value::Str(authrole)]) = <[Value; 3]>::try_from(d) {
-            publication.disclosed = session.as_u64().map(|session| (session, authid, authrole));
-        }
-    }
-    let options = PublishOptions {
-        exclude_me: !matches!(o.remove("x"), Some(Value::Bool(false))),
-        disclose_me: publication.disclosed.is_some(),
-        exclude: ids(o.remove("e")).unwrap_or_default(),
-        exclude_authid: names(o.remove("ea")).unwrap_or_default(),
-        exclude_authrole: names(o.remove("er")).unwrap_or_default(),
-        eligible: ids(o.remove("l")),
-        eligible_authid: names(o.remove("la")),
-        eligible_authrole: names(o.remove("lr")),
-        qos: publication.qos,
-        retain: false,
-    };
-    publication.publisher = publisher;
-    Some((realm, publication, options))
 }

@@ -23,11 +23,12 @@
 
 pub mod cluster;
 pub mod local;
+pub mod record;
 
 use std::sync::{Arc, MutexGuard};
 
 use crate::durable::Durable;
-use crate::message::{MessageProperties, Payload, Publication, PublishOptions, SessionId};
+use crate::message::{KvWrite, MessageProperties, Payload, Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
 
 pub use cluster::ClusterEngine;
@@ -60,6 +61,28 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// through [`Target::apply`], in permanent-ID order; the answer says when the publisher
     /// may be acknowledged, and with which ID.
     fn publish(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack;
+
+    /// Whether this engine decides conditional writes to retained keys (`when` / `watch`
+    /// / `will`) itself, through [`Engine::publish_conditional`]; `false`: the realm's sync
+    /// service decides them at once, under its own lock (a single node).
+    fn decides_conditions(&self) -> bool {
+        false
+    }
+
+    /// Orders a conditional write and decides it where it is applied, in log order, so that
+    /// every node reaches the same verdict: the answer resolves with the ID it was applied
+    /// with (after a parked write's wake), or with [`EngineError::NotAccepted`]. Only called
+    /// when [`Engine::decides_conditions`]; the default orders it as a plain publish.
+    fn publish_conditional(&self, realm: &dyn Target, draft: Draft<'_>, write: &KvWrite) -> Ack {
+        let _ = write;
+        self.publish(realm, draft)
+    }
+
+    /// A session of `realm` ended (`abnormal`: without GOODBYE): the engine forgets or fires
+    /// what it holds for it (a cluster entry tells the log about its wills and parked writes).
+    fn session_ended(&self, realm: &dyn Target, session: SessionId, abnormal: bool) {
+        let _ = (realm, session, abnormal);
+    }
 
     /// The last permanent ID applied on this node: a subscription made now (under the
     /// realm's order lock) receives every later publication live.
@@ -286,6 +309,10 @@ pub enum EngineError {
     /// entry overloaded): never acknowledged.
     #[error("the cluster did not order the message: {0}")]
     Cluster(String),
+    /// A conditional write whose `when` did not hold where it was applied (and was not
+    /// parked): not written, not delivered.
+    #[error("not accepted: the when condition does not hold")]
+    NotAccepted,
 }
 
 /// When a publisher may be acknowledged, and with which permanent ID.

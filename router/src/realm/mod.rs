@@ -165,6 +165,7 @@ impl Realm {
             return;
         };
         self.kv_session_ended(session, abnormal);
+        self.shared.engine.session_ended(self, session, abnormal);
         let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
         for t in testaments {
             self.publish(None, &Topic::from_wamp(&t.topic), t.payload, &t.options);

@@ -30,16 +30,7 @@ use crate::topic::Topic;
 /// Parked writes per key at most; more are refused (bounded queues everywhere).
 const PARKED_PER_KEY_MAX: usize = 10_000;
 
-/// A conditional write to a retained key.
-#[derive(Clone, Debug)]
-pub struct KvWrite {
-    /// The condition (`None`: unconditional). `Some(Value::Null)` means "key absent".
-    pub when: Option<Value>,
-    /// Park the write until `when` holds.
-    pub watch: bool,
-    /// The will: `Some(payload)` to write when the writer dies (an empty payload clears).
-    pub will: Option<Payload>,
-}
+pub use crate::message::KvWrite;
 
 /// What became of a write.
 #[derive(Debug)]
@@ -101,7 +92,8 @@ fn fits_inner(want: &Value, have: &Value) -> bool {
 }
 
 impl Realm {
-    fn current_value(&self, topic: &Topic) -> Value {
+    /// The value of retained key `topic`, as conditions see it ([`key_value`]).
+    pub fn current_value(&self, topic: &Topic) -> Value {
         let retained = super::read(&self.retained);
         key_value(retained.get(topic).map(|p| &p.payload))
     }
@@ -118,6 +110,24 @@ impl Realm {
         options: &PublishOptions,
         write: KvWrite,
     ) -> KvOutcome {
+        // A cluster decides the write where the log is applied, on every entry alike.
+        if self.shared.engine.decides_conditions() {
+            let mut retained = options.clone();
+            retained.retain = true;
+            let draft = crate::engine::Draft {
+                publisher: Some(crate::engine::Publisher {
+                    id: writer.info.id,
+                    authid: &writer.info.identity.authid,
+                    authrole: &writer.info.identity.authrole,
+                }),
+                topic,
+                payload,
+                options: &retained,
+                properties: MessageProperties::default(),
+            };
+            let ack = self.shared.engine.publish_conditional(self, draft, &write);
+            return KvOutcome::Applied(ack);
+        }
         let mut kv = lock(&self.kv);
         if let Some(when) = &write.when {
             if !fits(when, &self.current_value(topic)) {
@@ -288,6 +298,16 @@ pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine:
             Ok(publication) => Message::Published {
                 request,
                 publication,
+            },
+            Err(crate::engine::EngineError::NotAccepted) => Message::Error {
+                request_type: code::PUBLISH,
+                request,
+                details: Dict::new(),
+                error: ErrorUri::InvalidArgument.into(),
+                args: Some(vec![Value::from(
+                    "not accepted: the when condition does not hold",
+                )]),
+                kwargs: None,
             },
             Err(e) => {
                 tracing::error!(error = %e, "publish not acknowledged");

@@ -1,0 +1,541 @@
+//! Records of the cluster's permanent log, as the router writes and reads them.
+//!
+//! The sequencer orders opaque bytes; this module gives them meaning. Every record is one
+//! MessagePack list `[realm, topic URI, message, options]`, so the records written before
+//! the sync service came to the cluster still read as [`Record::Publish`]:
+//!
+//! ```text
+//! Publish       a client's publish; options "r": retained, "c": a conditional write
+//!               (when / watch / will, its owner and the publisher's token)
+//! Wake          "op": "wake": applies a parked write (the Publish record "p") if its
+//!               condition holds now; written by the parked writer's entry
+//! Will          "op": "will": writes a dead session's will to its key, if still its own
+//! SessionEnded  "op": "end": a session that holds sync-service state ended ("ab": without
+//!               GOODBYE, so its wills fire)
+//! EntryStarted  "op": "start": an entry (re)started; its earlier sessions are gone
+//! ```
+//!
+//! A condition is decided where the record is applied ([`crate::follow`]), so every entry
+//! reaches the same verdict for the same log.
+
+use fox_wamp_proto::{Dict, Value};
+
+use crate::durable::{encode, history_publication, history_value, payload_from, payload_value};
+use crate::message::{KvWrite, Publication, PublishOptions, SessionId};
+use crate::topic::Topic;
+
+/// A session of one entry's one life: what a will or a parked write belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The entry's node ID.
+    pub node: u32,
+    /// The entry's incarnation (its start time, Unix ms): sessions of an earlier one are gone.
+    pub incarnation: u64,
+    /// The session.
+    pub session: SessionId,
+}
+
+/// A conditional write: the options, whose it is, and the token its entry answers by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conditional {
+    /// `when` / `watch` / `will`.
+    pub write: KvWrite,
+    /// The writer.
+    pub owner: Owner,
+    /// The writer's entry's token for the answer (unique on that entry's incarnation).
+    pub token: u64,
+}
+
+/// One record of the permanent log.
+#[derive(Debug)]
+pub enum Record {
+    /// A client's publish (retained or not); a conditional write when `kv` is set.
+    Publish {
+        /// Realm.
+        realm: String,
+        /// The message (its ID is the record's).
+        publication: Publication,
+        /// Delivery options (`retain` included).
+        options: PublishOptions,
+        /// The sync service's options.
+        kv: Option<Conditional>,
+    },
+    /// Applies the parked write of record `parked` if it is still parked and its condition
+    /// holds; the write itself comes again, so the log holds what is delivered.
+    Wake {
+        /// Realm.
+        realm: String,
+        /// The parked message.
+        publication: Publication,
+        /// Its delivery options.
+        options: PublishOptions,
+        /// The Publish record that was parked.
+        parked: u64,
+        /// Its conditional write.
+        kv: Conditional,
+    },
+    /// Writes `owner`'s will (the publication) to its key, if the will is still `owner`'s.
+    Will {
+        /// Realm.
+        realm: String,
+        /// The will, on its key.
+        publication: Publication,
+        /// The dead session.
+        owner: Owner,
+    },
+    /// A session with wills or parked writes ended; `abnormal`: without GOODBYE.
+    SessionEnded {
+        /// Realm.
+        realm: String,
+        /// The session.
+        owner: Owner,
+        /// Its wills fire.
+        abnormal: bool,
+    },
+    /// An entry (re)started: every session of its earlier incarnations has ended abnormally.
+    EntryStarted {
+        /// The entry.
+        node: u32,
+        /// Its new incarnation.
+        incarnation: u64,
+    },
+}
+
+fn owner_value(owner: &Owner) -> Value {
+    Value::List(vec![
+        Value::from(owner.node),
+        Value::from(owner.incarnation),
+        Value::from(owner.session),
+    ])
+}
+
+fn owner_from(value: Option<Value>) -> Option<Owner> {
+    let Value::List(parts) = value? else {
+        return None;
+    };
+    let [node, incarnation, session] = <[Value; 3]>::try_from(parts).ok()?;
+    Some(Owner {
+        node: u32::try_from(node.as_u64()?).ok()?,
+        incarnation: incarnation.as_u64()?,
+        session: session.as_u64()?,
+    })
+}
+
+/// The delivery options as the record's option map (defaults left out).
+fn options_dict(options: &PublishOptions, disclosed: Option<&(SessionId, String, String)>) -> Dict {
+    let mut o = Dict::new();
+    o.insert("x".into(), Value::Bool(options.exclude_me));
+    o.insert("q".into(), Value::from(u64::from(options.qos)));
+    if options.retain {
+        o.insert("r".into(), Value::Bool(true));
+    }
+    let ids = |list: &[SessionId]| Value::List(list.iter().map(|&i| Value::from(i)).collect());
+    let names =
+        |list: &[String]| Value::List(list.iter().map(|n| Value::from(n.as_str())).collect());
+    if !options.exclude.is_empty() {
+        o.insert("e".into(), ids(&options.exclude));
+    }
+    if !options.exclude_authid.is_empty() {
+        o.insert("ea".into(), names(&options.exclude_authid));
+    }
+    if !options.exclude_authrole.is_empty() {
+        o.insert("er".into(), names(&options.exclude_authrole));
+    }
+    if let Some(list) = &options.eligible {
+        o.insert("l".into(), ids(list));
+    }
+    if let Some(list) = &options.eligible_authid {
+        o.insert("la".into(), names(list));
+    }
+    if let Some(list) = &options.eligible_authrole {
+        o.insert("lr".into(), names(list));
+    }
+    if let Some((session, authid, authrole)) = disclosed.filter(|_| options.disclose_me) {
+        let disclosed = vec![
+            Value::from(*session),
+            Value::from(authid.as_str()),
+            Value::from(authrole.as_str()),
+        ];
+        o.insert("d".into(), Value::List(disclosed));
+    }
+    o
+}
+
+fn conditional_value(kv: &Conditional) -> Value {
+    let mut c = Dict::new();
+    if let Some(when) = &kv.write.when {
+        c.insert("w".into(), when.clone());
+    }
+    if kv.write.watch {
+        c.insert("wa".into(), Value::Bool(true));
+    }
+    if let Some(will) = &kv.write.will {
+        c.insert("wi".into(), payload_value(will));
+    }
+    c.insert("o".into(), owner_value(&kv.owner));
+    c.insert("t".into(), Value::from(kv.token));
+    Value::Dict(c)
+}
+
+fn conditional_from(value: Option<Value>) -> Option<Option<Conditional>> {
+    let Some(value) = value else {
+        return Some(None);
+    };
+    let Value::Dict(mut c) = value else {
+        return None;
+    };
+    let will = match c.remove("wi") {
+        Some(will) => Some(payload_from(will)?),
+        None => None,
+    };
+    Some(Some(Conditional {
+        write: KvWrite {
+            when: c.remove("w"),
+            watch: matches!(c.remove("wa"), Some(Value::Bool(true))),
+            will,
+        },
+        owner: owner_from(c.remove("o"))?,
+        token: c.remove("t")?.as_u64()?,
+    }))
+}
+
+/// Encodes a message record: [`Record::Publish`] (`op` and `extra` empty), [`Record::Wake`]
+/// or [`Record::Will`].
+fn encode_message(
+    realm: &str,
+    publication: &Publication,
+    options: &PublishOptions,
+    extra: Vec<(&str, Value)>,
+) -> Vec<u8> {
+    let mut o = options_dict(options, publication.disclosed.as_ref());
+    for (key, value) in extra {
+        o.insert(key.into(), value);
+    }
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(publication.topic.to_wamp()),
+        history_value(publication),
+        Value::Dict(o),
+    ]))
+}
+
+/// A client's publish; `kv` for a conditional write.
+pub fn encode_publish(
+    realm: &str,
+    publication: &Publication,
+    options: &PublishOptions,
+    kv: Option<&Conditional>,
+) -> Vec<u8> {
+    let extra = kv.map(|kv| vec![("c", conditional_value(kv))]);
+    encode_message(realm, publication, options, extra.unwrap_or_default())
+}
+
+/// A wake of the parked write of record `parked`.
+pub fn encode_wake(
+    realm: &str,
+    publication: &Publication,
+    options: &PublishOptions,
+    parked: u64,
+    kv: &Conditional,
+) -> Vec<u8> {
+    let extra = vec![
+        ("op", Value::from("wake")),
+        ("p", Value::from(parked)),
+        ("c", conditional_value(kv)),
+    ];
+    encode_message(realm, publication, options, extra)
+}
+
+/// The will of `owner`, to write to its key.
+pub fn encode_will(realm: &str, publication: &Publication, owner: &Owner) -> Vec<u8> {
+    let options = PublishOptions {
+        retain: true,
+        ..PublishOptions::default()
+    };
+    let extra = vec![("op", Value::from("will")), ("o", owner_value(owner))];
+    encode_message(realm, publication, &options, extra)
+}
+
+/// A session with sync-service state ended.
+pub fn encode_session_ended(realm: &str, owner: &Owner, abnormal: bool) -> Vec<u8> {
+    let mut o = Dict::new();
+    o.insert("op".into(), Value::from("end"));
+    o.insert("o".into(), owner_value(owner));
+    o.insert("ab".into(), Value::Bool(abnormal));
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(""),
+        Value::Null,
+        Value::Dict(o),
+    ]))
+}
+
+/// An entry (re)started.
+pub fn encode_entry_started(node: u32, incarnation: u64) -> Vec<u8> {
+    let mut o = Dict::new();
+    o.insert("op".into(), Value::from("start"));
+    let owner = Owner {
+        node,
+        incarnation,
+        session: 0,
+    };
+    o.insert("o".into(), owner_value(&owner));
+    encode(&Value::List(vec![
+        Value::from(""),
+        Value::from(""),
+        Value::Null,
+        Value::Dict(o),
+    ]))
+}
+
+/// Decodes the record with permanent ID `id` written by session `publisher` (`None`:
+/// malformed, or of a kind this version does not know).
+pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
+    let Value::List(parts) = rmp_serde::from_slice::<Value>(bytes).ok()? else {
+        return None;
+    };
+    let [realm, topic, message, options] = <[Value; 4]>::try_from(parts).ok()?;
+    let (Value::Str(realm), Value::Str(topic), Value::Dict(mut o)) = (realm, topic, options) else {
+        return None;
+    };
+    let op = match o.remove("op") {
+        None => None,
+        Some(Value::Str(op)) => Some(op),
+        Some(_) => return None,
+    };
+    match op.as_deref() {
+        Some("end") => {
+            let owner = owner_from(o.remove("o"))?;
+            let abnormal = matches!(o.remove("ab"), Some(Value::Bool(true)));
+            return Some(Record::SessionEnded {
+                realm,
+                owner,
+                abnormal,
+            });
+        }
+        Some("start") => {
+            let owner = owner_from(o.remove("o"))?;
+            return Some(Record::EntryStarted {
+                node: owner.node,
+                incarnation: owner.incarnation,
+            });
+        }
+        None | Some("wake" | "will") => {}
+        Some(_) => return None,
+    }
+    let mut publication = history_publication(id, Topic::from_wamp(&topic), message)?;
+    let options = options_from(&mut o, &mut publication);
+    publication.publisher = publisher;
+    match op.as_deref() {
+        Some("will") => {
+            let owner = owner_from(o.remove("o"))?;
+            publication.publisher = 0;
+            Some(Record::Will {
+                realm,
+                publication,
+                owner,
+            })
+        }
+        Some("wake") => {
+            let parked = o.remove("p")?.as_u64()?;
+            let kv = conditional_from(o.remove("c"))??;
+            Some(Record::Wake {
+                realm,
+                publication,
+                options,
+                parked,
+                kv,
+            })
+        }
+        _ => {
+            let kv = conditional_from(o.remove("c"))?;
+            Some(Record::Publish {
+                realm,
+                publication,
+                options,
+                kv,
+            })
+        }
+    }
+}
+
+/// The delivery options of a message record; sets the publication's disclosure and retain.
+fn options_from(o: &mut Dict, publication: &mut Publication) -> PublishOptions {
+    let ids = |v: Option<Value>| -> Option<Vec<SessionId>> {
+        match v? {
+            Value::List(list) => Some(list.iter().filter_map(Value::as_u64).collect()),
+            _ => None,
+        }
+    };
+    let names = |v: Option<Value>| -> Option<Vec<String>> {
+        match v? {
+            Value::List(list) => Some(
+                list.into_iter()
+                    .filter_map(|n| match n {
+                        Value::Str(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    if let Some(Value::List(d)) = o.remove("d") {
+        if let Ok([session, Value::Str(authid), Value::Str(authrole)]) = <[Value; 3]>::try_from(d) {
+            publication.disclosed = session.as_u64().map(|session| (session, authid, authrole));
+        }
+    }
+    let retain = matches!(o.remove("r"), Some(Value::Bool(true)));
+    publication.retain = retain;
+    PublishOptions {
+        exclude_me: !matches!(o.remove("x"), Some(Value::Bool(false))),
+        disclose_me: publication.disclosed.is_some(),
+        exclude: ids(o.remove("e")).unwrap_or_default(),
+        exclude_authid: names(o.remove("ea")).unwrap_or_default(),
+        exclude_authrole: names(o.remove("er")).unwrap_or_default(),
+        eligible: ids(o.remove("l")),
+        eligible_authid: names(o.remove("la")),
+        eligible_authrole: names(o.remove("lr")),
+        qos: publication.qos,
+        retain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{MessageProperties, Payload};
+
+    fn publication(topic: &str, value: &str) -> Publication {
+        Publication {
+            id: 0,
+            topic: Topic::from_wamp(topic),
+            payload: Payload::Wamp {
+                args: Some(vec![Value::from(value)]),
+                kwargs: None,
+            },
+            publisher: 7,
+            disclosed: None,
+            qos: 0,
+            retain: true,
+            properties: MessageProperties::default(),
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            node: 4,
+            incarnation: 1_800_000_000_000,
+            session: 7,
+        }
+    }
+
+    #[test]
+    fn a_conditional_publish_reads_back_with_its_condition_owner_and_token() {
+        let options = PublishOptions {
+            retain: true,
+            ..PublishOptions::default()
+        };
+        let kv = Conditional {
+            write: KvWrite {
+                when: Some(Value::Null),
+                watch: true,
+                will: Some(Payload::Wamp {
+                    args: None,
+                    kwargs: None,
+                }),
+            },
+            owner: owner(),
+            token: 99,
+        };
+        let bytes = encode_publish("realm1", &publication("lock.a", "me"), &options, Some(&kv));
+        let Some(Record::Publish {
+            realm,
+            publication,
+            options,
+            kv: Some(back),
+        }) = decode(55, 7, &bytes)
+        else {
+            panic!("not a conditional publish");
+        };
+        assert_eq!(realm, "realm1");
+        assert_eq!((publication.id, publication.publisher), (55, 7));
+        assert!(options.retain && publication.retain);
+        assert_eq!(back, kv);
+    }
+
+    #[test]
+    fn a_plain_publish_has_no_condition_and_is_not_retained_unless_asked() {
+        let bytes = encode_publish(
+            "realm1",
+            &publication("a.b", "x"),
+            &PublishOptions::default(),
+            None,
+        );
+        let Some(Record::Publish { options, kv, .. }) = decode(1, 7, &bytes) else {
+            panic!("not a publish");
+        };
+        assert!(!options.retain);
+        assert!(kv.is_none());
+    }
+
+    #[test]
+    fn wake_will_end_and_start_records_read_back() {
+        let kv = Conditional {
+            write: KvWrite {
+                when: Some(Value::from("free")),
+                watch: true,
+                will: None,
+            },
+            owner: owner(),
+            token: 3,
+        };
+        let options = PublishOptions {
+            retain: true,
+            ..PublishOptions::default()
+        };
+        let wake = encode_wake("r", &publication("k", "v"), &options, 41, &kv);
+        assert!(matches!(
+            decode(50, 7, &wake),
+            Some(Record::Wake { parked: 41, kv: ref back, .. }) if *back == kv
+        ));
+        let will = encode_will("r", &publication("k", "gone"), &owner());
+        let Some(Record::Will {
+            publication,
+            owner: o,
+            ..
+        }) = decode(51, 7, &will)
+        else {
+            panic!("not a will");
+        };
+        assert_eq!((o, publication.publisher), (owner(), 0));
+        let end = encode_session_ended("r", &owner(), true);
+        assert!(matches!(
+            decode(52, 7, &end),
+            Some(Record::SessionEnded { abnormal: true, owner: o, .. }) if o == owner()
+        ));
+        let start = encode_entry_started(4, 9);
+        assert!(matches!(
+            decode(53, 0, &start),
+            Some(Record::EntryStarted {
+                node: 4,
+                incarnation: 9
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_kinds_and_garbage_are_not_records() {
+        let mut o = Dict::new();
+        o.insert("op".into(), Value::from("teleport"));
+        let bytes = encode(&Value::List(vec![
+            Value::from("r"),
+            Value::from("t"),
+            Value::Null,
+            Value::Dict(o),
+        ]));
+        assert!(decode(1, 1, &bytes).is_none());
+        assert!(decode(1, 1, b"\xc1garbage").is_none());
+        assert!(decode(1, 1, &[]).is_none());
+    }
+}

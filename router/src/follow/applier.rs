@@ -1,0 +1,511 @@
+//! The sync service of a cluster entry: retained keys, `when` / `watch` / `will`, decided
+//! by applying the permanent log.
+//!
+//! Every entry applies the same records in the same order, so every entry reaches the same
+//! verdict on every conditional write and holds the same derived state: the retained table
+//! (in the realm), the parked writes and the wills (here). Nothing here reads a clock or a
+//! random number: the follower passes `now_ms`, which only paces this entry's own requests.
+//!
+//! ```text
+//! record ----------> Applier::apply ---> Keys::deliver (retained table, history, fan-out)
+//!   Publish (kv)       decide `when`      Action::Resolve  (this entry's writer's answer)
+//!   Wake / Will        against the key    Action::Submit   (a wake of a parked write of this
+//!   SessionEnded       and the writes                       entry's session, a will of its
+//!   EntryStarted       parked before it                     dead session: back to the log)
+//! ```
+//!
+//! A parked write cannot take an ID of its own when it wakes (IDs are the log's), so the
+//! entry of its writer asks the log for it again (Wake): applied if it is still the first
+//! parked write whose condition holds. Until then, the key is reserved for it: a new
+//! conditional write parks behind it or is refused, first come first served as on one node.
+//! A dead session's wills are written the same way (Will), one record per key. Requests
+//! that got lost (the entry's publish timed out) are asked again by [`Applier::tick`].
+
+use std::collections::{HashMap, VecDeque};
+
+use fox_wamp_proto::Value;
+
+use crate::engine::record::{self, Conditional, Owner, Record};
+use crate::message::{MessageProperties, Payload, Publication, PublishOptions, SessionId};
+use crate::realm::sync::fits;
+use crate::topic::Topic;
+
+/// Parked writes per key at most (as on one node); more are refused.
+pub const PARKED_PER_KEY_MAX: usize = 10_000;
+
+/// A request to the log not answered by its record within this time is asked again.
+pub const ASK_AGAIN_MS: u64 = 3_000;
+
+/// What the applier needs of a realm.
+pub trait Keys {
+    /// The value of retained key `topic`, as conditions see it.
+    fn value(&self, topic: &Topic) -> Value;
+    /// Applies an ordered message: retained table, history, fan-out.
+    fn deliver(
+        &self,
+        publication: Publication,
+        publisher: Option<SessionId>,
+        options: &PublishOptions,
+    );
+}
+
+/// What the follower does for the applier.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// The verdict on this entry's conditional write `token`: applied with this ID, or not
+    /// accepted (`Err`).
+    Resolve {
+        /// The write's token.
+        token: u64,
+        /// The ID it was applied with.
+        outcome: Result<u64, Refused>,
+    },
+    /// A record this entry hands to the log, in `publisher`'s order.
+    Submit {
+        /// The session whose order it keeps (0: the router's).
+        publisher: SessionId,
+        /// The record.
+        record: Vec<u8>,
+    },
+}
+
+/// Why a conditional write was not applied.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Refused {
+    /// Its `when` did not hold and it was not to be parked (or too many were parked).
+    NotAccepted,
+    /// Its session ended while it was parked.
+    SessionEnded,
+}
+
+#[derive(Debug)]
+struct Parked {
+    /// The Publish record that parked it.
+    id: u64,
+    publication: Publication,
+    options: PublishOptions,
+    kv: Conditional,
+}
+
+#[derive(Debug)]
+struct Will {
+    owner: Owner,
+    payload: Payload,
+    /// Its session is gone: the will is to be written.
+    dead: bool,
+}
+
+#[derive(Debug, Default)]
+struct RealmKv {
+    parked: HashMap<Topic, VecDeque<Parked>>,
+    wills: HashMap<Topic, Will>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Ask {
+    Wake(u64),
+    Will(String, Topic),
+}
+
+/// The derived state of the sync service on one entry, and its requests to the log.
+#[derive(Debug)]
+pub struct Applier {
+    node: u32,
+    incarnation: u64,
+    realms: HashMap<String, RealmKv>,
+    /// The last incarnation each entry announced: sessions of earlier ones are gone.
+    started: HashMap<u32, u64>,
+    /// This entry's requests not answered yet, and when they were made (not derived state).
+    asked: HashMap<Ask, u64>,
+}
+
+impl Applier {
+    /// The applier of entry `node` in its life `incarnation`.
+    pub fn new(node: u32, incarnation: u64) -> Self {
+        Self {
+            node,
+            incarnation,
+            realms: HashMap::new(),
+            started: HashMap::new(),
+            asked: HashMap::new(),
+        }
+    }
+
+    fn mine(&self, owner: &Owner) -> bool {
+        owner.node == self.node && owner.incarnation == self.incarnation
+    }
+
+    fn gone(&self, owner: &Owner) -> bool {
+        self.started
+            .get(&owner.node)
+            .is_some_and(|&started| started > owner.incarnation)
+    }
+
+    fn resolve(&self, kv: &Conditional, outcome: Result<u64, Refused>, out: &mut Vec<Action>) {
+        if self.mine(&kv.owner) {
+            out.push(Action::Resolve {
+                token: kv.token,
+                outcome,
+            });
+        }
+    }
+
+    /// Applies record `id` (written by session `publisher`); `realm` finds a realm by name
+    /// (`None`: not configured here, the record is skipped).
+    pub fn apply<K: Keys>(
+        &mut self,
+        id: u64,
+        publisher: SessionId,
+        record: Record,
+        realm: impl Fn(&str) -> Option<K>,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        match record {
+            Record::Publish {
+                realm: name,
+                publication,
+                options,
+                kv,
+            } => {
+                let Some(keys) = realm(&name) else {
+                    tracing::warn!(id, realm = %name, "record of a realm that is not configured");
+                    return out;
+                };
+                match kv {
+                    None => {
+                        let topic = publication.topic.clone();
+                        let retain = options.retain;
+                        keys.deliver(publication, Some(publisher), &options);
+                        if retain {
+                            self.state(&name).wills.remove(&topic);
+                            self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                        }
+                    }
+                    Some(kv) => self.conditional(
+                        &name,
+                        &keys,
+                        Parked {
+                            id,
+                            publication,
+                            options,
+                            kv,
+                        },
+                        now_ms,
+                        &mut out,
+                    ),
+                }
+            }
+            Record::Wake {
+                realm: name,
+                publication,
+                options,
+                parked,
+                kv: _,
+            } => {
+                self.asked.remove(&Ask::Wake(parked));
+                let Some(keys) = realm(&name) else {
+                    return out;
+                };
+                let topic = publication.topic.clone();
+                let value = keys.value(&topic);
+                let first = self.first_eligible(&name, &topic, &value);
+                if first == Some(parked) {
+                    if let Some(woken) = self.unpark(&name, &topic, parked) {
+                        if self.write(&name, &keys, publication, &options, &woken.kv) {
+                            self.ask_wills(now_ms, &mut out);
+                        }
+                        self.resolve(&woken.kv, Ok(id), &mut out);
+                    }
+                }
+                self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+            }
+            Record::Will {
+                realm: name,
+                publication,
+                owner,
+            } => {
+                let topic = publication.topic.clone();
+                self.asked.remove(&Ask::Will(name.clone(), topic.clone()));
+                let Some(keys) = realm(&name) else {
+                    return out;
+                };
+                let st = self.state(&name);
+                let held = st
+                    .wills
+                    .get(&topic)
+                    .is_some_and(|w| w.owner == owner && w.dead);
+                if held {
+                    st.wills.remove(&topic);
+                    let options = PublishOptions {
+                        retain: true,
+                        ..PublishOptions::default()
+                    };
+                    keys.deliver(publication, None, &options);
+                    self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                }
+            }
+            Record::SessionEnded {
+                realm: name,
+                owner,
+                abnormal,
+            } => {
+                let touched = self.end(&name, |o| *o == owner, abnormal, &mut out);
+                if let Some(keys) = realm(&name) {
+                    for topic in touched {
+                        self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                    }
+                }
+                self.ask_wills(now_ms, &mut out);
+            }
+            Record::EntryStarted { node, incarnation } => {
+                let started = self.started.entry(node).or_insert(0);
+                *started = (*started).max(incarnation);
+                let names: Vec<String> = self.realms.keys().cloned().collect();
+                for name in names {
+                    let gone = |o: &Owner| o.node == node && o.incarnation < incarnation;
+                    let touched = self.end(&name, gone, true, &mut out);
+                    if let Some(keys) = realm(&name) {
+                        for topic in touched {
+                            self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                        }
+                    }
+                }
+                self.ask_wills(now_ms, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Asks again what the log did not answer within [`ASK_AGAIN_MS`].
+    pub fn tick<K: Keys>(&mut self, realm: impl Fn(&str) -> Option<K>, now_ms: u64) -> Vec<Action> {
+        self.asked
+            .retain(|_, asked| now_ms.saturating_sub(*asked) < ASK_AGAIN_MS);
+        let mut out = Vec::new();
+        let keys: Vec<(String, Topic)> = self
+            .realms
+            .iter()
+            .flat_map(|(name, st)| st.parked.keys().map(move |t| (name.clone(), t.clone())))
+            .collect();
+        for (name, topic) in keys {
+            if let Some(k) = realm(&name) {
+                self.check_wakes(&name, &topic, &k, now_ms, &mut out);
+            }
+        }
+        self.ask_wills(now_ms, &mut out);
+        self.realms
+            .retain(|_, st| !st.parked.is_empty() || !st.wills.is_empty());
+        out
+    }
+
+    fn state(&mut self, realm: &str) -> &mut RealmKv {
+        self.realms.entry(realm.to_owned()).or_default()
+    }
+
+    fn conditional<K: Keys>(
+        &mut self,
+        name: &str,
+        keys: &K,
+        write: Parked,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let topic = write.publication.topic.clone();
+        let value = keys.value(&topic);
+        let holds = write.kv.write.when.as_ref().is_none_or(|w| fits(w, &value));
+        // A parked write whose condition holds is waiting for its wake: the key is its.
+        let reserved = self.first_eligible(name, &topic, &value).is_some();
+        if holds && !reserved {
+            let Parked {
+                id,
+                publication,
+                options,
+                kv,
+            } = write;
+            if self.write(name, keys, publication, &options, &kv) {
+                self.ask_wills(now_ms, out);
+            }
+            self.resolve(&kv, Ok(id), out);
+            self.check_wakes(name, &topic, keys, now_ms, out);
+            return;
+        }
+        let gone = self.gone(&write.kv.owner);
+        let queue = self.state(name).parked.entry(topic.clone()).or_default();
+        if write.kv.write.watch && !gone && queue.len() < PARKED_PER_KEY_MAX {
+            queue.push_back(write);
+            self.check_wakes(name, &topic, keys, now_ms, out);
+        } else {
+            if queue.is_empty() {
+                self.state(name).parked.remove(&topic);
+            }
+            self.resolve(&write.kv, Err(Refused::NotAccepted), out);
+        }
+    }
+
+    /// Applies a conditional write: the retained value and the key's will. Returns whether
+    /// the writer is already gone (its will is then to be written at once).
+    fn write<K: Keys>(
+        &mut self,
+        name: &str,
+        keys: &K,
+        mut publication: Publication,
+        options: &PublishOptions,
+        kv: &Conditional,
+    ) -> bool {
+        let topic = publication.topic.clone();
+        let dead = self.gone(&kv.owner);
+        let st = self.state(name);
+        match &kv.write.will {
+            Some(will) => {
+                let will = Will {
+                    owner: kv.owner,
+                    payload: will.clone(),
+                    dead,
+                };
+                st.wills.insert(topic, will);
+            }
+            None => {
+                st.wills.remove(&topic);
+            }
+        }
+        let mut options = options.clone();
+        options.retain = true;
+        publication.retain = true;
+        keys.deliver(publication, Some(kv.owner.session), &options);
+        dead
+    }
+
+    /// The ID of the first parked write on `topic` whose condition `value` satisfies.
+    fn first_eligible(&self, name: &str, topic: &Topic, value: &Value) -> Option<u64> {
+        let queue = self.realms.get(name)?.parked.get(topic)?;
+        queue
+            .iter()
+            .find(|p| p.kv.write.when.as_ref().is_none_or(|w| fits(w, value)))
+            .map(|p| p.id)
+    }
+
+    fn unpark(&mut self, name: &str, topic: &Topic, id: u64) -> Option<Parked> {
+        let st = self.realms.get_mut(name)?;
+        let queue = st.parked.get_mut(topic)?;
+        let at = queue.iter().position(|p| p.id == id)?;
+        let parked = queue.remove(at);
+        if queue.is_empty() {
+            st.parked.remove(topic);
+        }
+        parked
+    }
+
+    /// If the first parked write on `topic` that may go now is this entry's, asks the log
+    /// for its wake (once).
+    fn check_wakes<K: Keys>(
+        &mut self,
+        name: &str,
+        topic: &Topic,
+        keys: &K,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let value = keys.value(topic);
+        let Some(id) = self.first_eligible(name, topic, &value) else {
+            return;
+        };
+        let Some(parked) = self
+            .realms
+            .get(name)
+            .and_then(|st| st.parked.get(topic))
+            .and_then(|q| q.iter().find(|p| p.id == id))
+        else {
+            return;
+        };
+        if !self.mine(&parked.kv.owner) || self.asked.contains_key(&Ask::Wake(id)) {
+            return;
+        }
+        let record = record::encode_wake(
+            name,
+            &parked.publication,
+            &parked.options,
+            parked.id,
+            &parked.kv,
+        );
+        out.push(Action::Submit {
+            publisher: parked.kv.owner.session,
+            record,
+        });
+        self.asked.insert(Ask::Wake(id), now_ms);
+    }
+
+    /// Ends the sessions `gone` selects: drops their parked writes; fires (`abnormal`) or
+    /// forgets their wills. Returns the keys whose parked writes changed.
+    fn end(
+        &mut self,
+        name: &str,
+        gone: impl Fn(&Owner) -> bool,
+        abnormal: bool,
+        out: &mut Vec<Action>,
+    ) -> Vec<Topic> {
+        let mut dropped = Vec::new();
+        let mut touched = Vec::new();
+        let Some(st) = self.realms.get_mut(name) else {
+            return touched;
+        };
+        for (topic, queue) in &mut st.parked {
+            let before = queue.len();
+            queue.retain_mut(|p| {
+                if gone(&p.kv.owner) {
+                    dropped.push(p.kv.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            if queue.len() != before {
+                touched.push(topic.clone());
+            }
+        }
+        st.parked.retain(|_, q| !q.is_empty());
+        if abnormal {
+            for will in st.wills.values_mut().filter(|w| gone(&w.owner)) {
+                will.dead = true;
+            }
+        } else {
+            st.wills.retain(|_, w| !gone(&w.owner));
+        }
+        for kv in dropped {
+            self.resolve(&kv, Err(Refused::SessionEnded), out);
+        }
+        touched
+    }
+
+    /// Asks the log to write the wills of this entry's dead sessions (once each).
+    fn ask_wills(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        for (name, st) in &self.realms {
+            for (topic, will) in &st.wills {
+                if !will.dead || will.owner.node != self.node {
+                    continue;
+                }
+                let ask = Ask::Will(name.clone(), topic.clone());
+                if self.asked.contains_key(&ask) {
+                    continue;
+                }
+                let publication = Publication {
+                    id: 0,
+                    topic: topic.clone(),
+                    payload: will.payload.clone(),
+                    publisher: 0,
+                    disclosed: None,
+                    qos: 0,
+                    retain: true,
+                    properties: MessageProperties::default(),
+                };
+                out.push(Action::Submit {
+                    publisher: 0,
+                    record: record::encode_will(name, &publication, &will.owner),
+                });
+                self.asked.insert(ask, now_ms);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,421 @@
+//! The applier driven by hand-made logs: verdicts, parking and wakes, wills, entry
+//! restarts, and two entries that must agree on everything they derive.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::*;
+use crate::message::KvWrite;
+use crate::realm::sync::key_value;
+
+/// A realm's retained table and what it delivered, in order.
+#[derive(Default)]
+struct Table {
+    retained: RefCell<HashMap<Topic, Payload>>,
+    delivered: RefCell<Vec<(u64, String, Value)>>,
+}
+
+impl Keys for &Table {
+    fn value(&self, topic: &Topic) -> Value {
+        key_value(self.retained.borrow().get(topic))
+    }
+
+    fn deliver(&self, p: Publication, _: Option<SessionId>, options: &PublishOptions) {
+        if options.retain {
+            let mut retained = self.retained.borrow_mut();
+            if p.payload.is_empty() {
+                retained.remove(&p.topic);
+            } else {
+                retained.insert(p.topic.clone(), p.payload.clone());
+            }
+        }
+        let value = key_value(Some(&p.payload));
+        self.delivered
+            .borrow_mut()
+            .push((p.id, p.topic.to_wamp(), value));
+    }
+}
+
+const INC: u64 = 1_000;
+
+fn owner(node: u32, session: SessionId) -> Owner {
+    Owner {
+        node,
+        incarnation: INC,
+        session,
+    }
+}
+
+fn payload(value: Option<&str>) -> Payload {
+    Payload::Wamp {
+        args: value.map(|v| vec![Value::from(v)]),
+        kwargs: None,
+    }
+}
+
+fn publication(key: &str, value: Option<&str>, publisher: SessionId) -> Publication {
+    Publication {
+        id: 0,
+        topic: Topic::from_wamp(key),
+        payload: payload(value),
+        publisher,
+        disclosed: None,
+        qos: 0,
+        retain: true,
+        properties: MessageProperties::default(),
+    }
+}
+
+fn retained() -> PublishOptions {
+    PublishOptions {
+        retain: true,
+        ..PublishOptions::default()
+    }
+}
+
+/// A conditional write record of `owner`: `when` (`Some(None)`: key absent).
+fn conditional(
+    key: &str,
+    value: Option<&str>,
+    owner: Owner,
+    token: u64,
+    when: Option<Option<&str>>,
+    watch: bool,
+    will: Option<Option<&str>>,
+) -> Vec<u8> {
+    let kv = Conditional {
+        write: KvWrite {
+            when: when.map(|w| w.map_or(Value::Null, Value::from)),
+            watch,
+            will: will.map(payload),
+        },
+        owner,
+        token,
+    };
+    let p = publication(key, value, owner.session);
+    record::encode_publish("realm1", &p, &retained(), Some(&kv))
+}
+
+fn plain(key: &str, value: Option<&str>, session: SessionId) -> Vec<u8> {
+    record::encode_publish(
+        "realm1",
+        &publication(key, value, session),
+        &retained(),
+        None,
+    )
+}
+
+/// One entry: its applier and its realm.
+struct Entry {
+    applier: Applier,
+    table: Table,
+}
+
+impl Entry {
+    fn new(node: u32) -> Self {
+        Self {
+            applier: Applier::new(node, INC),
+            table: Table::default(),
+        }
+    }
+
+    fn apply(&mut self, id: u64, publisher: SessionId, bytes: &[u8]) -> Vec<Action> {
+        let record = record::decode(id, publisher, bytes).expect("a record");
+        let table = &self.table;
+        self.applier.apply(
+            id,
+            publisher,
+            record,
+            |name| (name == "realm1").then_some(table),
+            0,
+        )
+    }
+
+    fn value(&self, key: &str) -> Value {
+        (&self.table).value(&Topic::from_wamp(key))
+    }
+}
+
+fn resolved(actions: &[Action]) -> Vec<(u64, Result<u64, Refused>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Resolve { token, outcome } => Some((*token, *outcome)),
+            Action::Submit { .. } => None,
+        })
+        .collect()
+}
+
+fn submitted(actions: Vec<Action>) -> Vec<Vec<u8>> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Submit { record, .. } => Some(record),
+            Action::Resolve { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_mutex_is_granted_refused_parked_and_handed_over_by_a_wake() {
+    let mut e = Entry::new(1);
+    let a = owner(1, 10);
+    let b = owner(1, 20);
+    let out = e.apply(
+        100,
+        10,
+        &conditional("lock", Some("a"), a, 1, Some(None), true, None),
+    );
+    assert_eq!(resolved(&out), vec![(1, Ok(100))]);
+    let out = e.apply(
+        101,
+        20,
+        &conditional("lock", Some("b"), b, 2, Some(None), false, None),
+    );
+    assert_eq!(resolved(&out), vec![(2, Err(Refused::NotAccepted))]);
+    let out = e.apply(
+        102,
+        20,
+        &conditional("lock", Some("b"), b, 3, Some(None), true, None),
+    );
+    assert!(out.is_empty(), "parked: no answer yet, no wake: {out:?}");
+    // The holder releases: b's entry asks the log for b's wake.
+    let out = e.apply(103, 10, &plain("lock", None, 10));
+    let wakes = submitted(out);
+    assert_eq!(wakes.len(), 1);
+    assert_eq!(e.value("lock"), Value::Null);
+    let out = e.apply(104, 20, &wakes[0]);
+    assert_eq!(resolved(&out), vec![(3, Ok(104))]);
+    assert_eq!(e.value("lock"), Value::from("b"));
+    let ids: Vec<u64> = e.table.delivered.borrow().iter().map(|d| d.0).collect();
+    assert_eq!(
+        ids,
+        vec![100, 103, 104],
+        "refused and parked writes are not delivered"
+    );
+}
+
+#[test]
+fn a_key_waiting_for_its_parked_writers_wake_is_reserved_for_it() {
+    let mut e = Entry::new(1);
+    let (a, b, c) = (owner(1, 10), owner(1, 20), owner(1, 30));
+    e.apply(
+        1,
+        10,
+        &conditional("lock", Some("a"), a, 1, Some(None), true, None),
+    );
+    e.apply(
+        2,
+        20,
+        &conditional("lock", Some("b"), b, 2, Some(None), true, None),
+    );
+    let wake = submitted(e.apply(3, 10, &plain("lock", None, 10)));
+    // Between the release and b's wake, c must not take the lock first.
+    let out = e.apply(
+        4,
+        30,
+        &conditional("lock", Some("c"), c, 3, Some(None), false, None),
+    );
+    assert_eq!(resolved(&out), vec![(3, Err(Refused::NotAccepted))]);
+    let out = e.apply(
+        5,
+        30,
+        &conditional("lock", Some("c"), c, 4, Some(None), true, None),
+    );
+    assert!(resolved(&out).is_empty());
+    let out = e.apply(6, 20, &wake[0]);
+    assert_eq!(resolved(&out), vec![(2, Ok(6))]);
+    assert_eq!(e.value("lock"), Value::from("b"));
+    // b releases; c, parked behind it, is next.
+    let wake = submitted(e.apply(7, 20, &plain("lock", None, 20)));
+    assert_eq!(resolved(&e.apply(8, 30, &wake[0])), vec![(4, Ok(8))]);
+    assert_eq!(e.value("lock"), Value::from("c"));
+}
+
+#[test]
+fn two_entries_agree_and_only_the_writers_entry_answers_and_asks() {
+    let mut one = Entry::new(1);
+    let mut two = Entry::new(2);
+    let a = owner(1, 10);
+    let b = owner(2, 20);
+    let log = [
+        (
+            1,
+            10,
+            conditional("lock", Some("a"), a, 1, Some(None), true, None),
+        ),
+        (
+            2,
+            20,
+            conditional("lock", Some("b"), b, 1, Some(None), true, None),
+        ),
+        (3, 10, plain("lock", None, 10)),
+    ];
+    let mut wakes = Vec::new();
+    for (id, publisher, bytes) in &log {
+        let from_one = one.apply(*id, *publisher, bytes);
+        let from_two = two.apply(*id, *publisher, bytes);
+        if *id == 1 {
+            assert_eq!(resolved(&from_one), vec![(1, Ok(1))]);
+            assert!(
+                from_two.is_empty(),
+                "entry 2 does not answer entry 1's writer"
+            );
+        }
+        assert!(submitted(from_one).is_empty(), "b is not entry 1's");
+        wakes.extend(submitted(from_two));
+    }
+    assert_eq!(wakes.len(), 1, "entry 2 asks for its writer's wake");
+    assert!(one.apply(4, 20, &wakes[0]).is_empty());
+    assert_eq!(resolved(&two.apply(4, 20, &wakes[0])), vec![(1, Ok(4))]);
+    assert_eq!(*one.table.delivered.borrow(), *two.table.delivered.borrow());
+    assert_eq!(one.value("lock"), Value::from("b"));
+}
+
+#[test]
+fn an_abnormal_end_writes_the_will_and_a_goodbye_forgets_it() {
+    let mut e = Entry::new(1);
+    let a = owner(1, 10);
+    let b = owner(1, 20);
+    e.apply(
+        1,
+        10,
+        &conditional("k1", Some("a"), a, 1, None, false, Some(None)),
+    );
+    e.apply(
+        2,
+        20,
+        &conditional("k2", Some("b"), b, 2, None, false, Some(Some("gone"))),
+    );
+    // a says GOODBYE: its will is dropped, nothing is written.
+    let out = e.apply(3, 10, &record::encode_session_ended("realm1", &a, false));
+    assert!(out.is_empty());
+    // b's connection drops: its entry asks the log to write b's will.
+    let wills = submitted(e.apply(4, 20, &record::encode_session_ended("realm1", &b, true)));
+    assert_eq!(wills.len(), 1);
+    assert!(e.apply(5, 0, &wills[0]).is_empty());
+    assert_eq!(e.value("k1"), Value::from("a"));
+    assert_eq!(e.value("k2"), Value::from("gone"));
+    // The same will record again (asked twice) writes nothing more.
+    e.apply(6, 0, &wills[0]);
+    assert_eq!(e.table.delivered.borrow().len(), 3);
+}
+
+#[test]
+fn a_later_write_cancels_the_will_even_while_it_is_being_written() {
+    let mut e = Entry::new(1);
+    let a = owner(1, 10);
+    e.apply(
+        1,
+        10,
+        &conditional("k", Some("a"), a, 1, None, false, Some(None)),
+    );
+    let wills = submitted(e.apply(2, 10, &record::encode_session_ended("realm1", &a, true)));
+    e.apply(3, 30, &plain("k", Some("new"), 30));
+    e.apply(4, 0, &wills[0]);
+    assert_eq!(e.value("k"), Value::from("new"));
+}
+
+#[test]
+fn a_restarted_entry_ends_its_earlier_sessions_on_every_entry() {
+    let mut old_life = Entry::new(1);
+    let mut other = Entry::new(2);
+    let a = owner(1, 10);
+    let b = owner(2, 20);
+    let c = owner(1, 30);
+    let log = [
+        (
+            1,
+            10,
+            conditional("lock", Some("a"), a, 1, Some(None), true, Some(None)),
+        ),
+        (
+            2,
+            20,
+            conditional("lock", Some("b"), b, 1, Some(None), true, None),
+        ),
+        (
+            3,
+            30,
+            conditional("other", Some("c"), c, 2, Some(Some("x")), true, None),
+        ),
+    ];
+    for (id, publisher, bytes) in &log {
+        old_life.apply(*id, *publisher, bytes);
+        other.apply(*id, *publisher, bytes);
+    }
+    // Entry 1 restarts (kill -9): its new life replays the log, then announces itself.
+    let mut new_life = Entry {
+        applier: Applier::new(1, INC + 1),
+        table: Table::default(),
+    };
+    for (id, publisher, bytes) in &log {
+        assert!(submitted(new_life.apply(*id, *publisher, bytes)).is_empty());
+    }
+    let started = record::encode_entry_started(1, INC + 1);
+    let wills = submitted(new_life.apply(4, 0, &started));
+    assert_eq!(wills.len(), 1, "the new life writes the old life's will");
+    assert!(submitted(other.apply(4, 0, &started)).is_empty());
+    // The will frees the lock; entry 2's parked writer b is woken; c's write is gone.
+    let wake = submitted(other.apply(5, 0, &wills[0]));
+    new_life.apply(5, 0, &wills[0]);
+    assert_eq!(wake.len(), 1);
+    assert_eq!(resolved(&other.apply(6, 20, &wake[0])), vec![(1, Ok(6))]);
+    new_life.apply(6, 20, &wake[0]);
+    for e in [&new_life, &other] {
+        assert_eq!(e.value("lock"), Value::from("b"));
+        assert_eq!(e.value("other"), Value::Null);
+    }
+}
+
+#[test]
+fn a_lost_request_is_asked_again_after_a_while() {
+    let mut e = Entry::new(1);
+    let (a, b) = (owner(1, 10), owner(1, 20));
+    e.apply(
+        1,
+        10,
+        &conditional("lock", Some("a"), a, 1, Some(None), true, None),
+    );
+    e.apply(
+        2,
+        20,
+        &conditional("lock", Some("b"), b, 2, Some(None), true, None),
+    );
+    assert_eq!(submitted(e.apply(3, 10, &plain("lock", None, 10))).len(), 1);
+    let table = &e.table;
+    let lookup = |name: &str| (name == "realm1").then_some(table);
+    assert!(
+        e.applier.tick(lookup, 1).is_empty(),
+        "asked at 0, not yet again"
+    );
+    let again = submitted(e.applier.tick(lookup, ASK_AGAIN_MS + 1));
+    assert_eq!(again.len(), 1, "the wake is asked again");
+}
+
+#[test]
+fn a_wake_for_a_write_no_longer_first_does_nothing() {
+    let mut e = Entry::new(1);
+    let (a, b) = (owner(1, 10), owner(1, 20));
+    e.apply(
+        1,
+        10,
+        &conditional("lock", Some("a"), a, 1, Some(None), true, None),
+    );
+    e.apply(
+        2,
+        20,
+        &conditional("lock", Some("b"), b, 2, Some(None), true, None),
+    );
+    let wake = submitted(e.apply(3, 10, &plain("lock", None, 10)));
+    // Someone writes unconditionally before the wake: b's condition no longer holds.
+    e.apply(4, 30, &plain("lock", Some("z"), 30));
+    assert!(
+        resolved(&e.apply(5, 20, &wake[0])).is_empty(),
+        "b stays parked"
+    );
+    assert_eq!(e.value("lock"), Value::from("z"));
+    // Its session ends: the parked write is answered and gone.
+    let out = e.apply(6, 20, &record::encode_session_ended("realm1", &b, false));
+    assert_eq!(resolved(&out), vec![(2, Err(Refused::SessionEnded))]);
+}
