@@ -13,7 +13,9 @@
 //! UNLOCKED is printed before the release is sent, so in a correct band every LOCKED comes at
 //! or after the previous holder's UNLOCKED. A worker killed while holding the lock never
 //! releases it: its will (null) clears the key when its connection drops, and the next
-//! waiting worker gets it.
+//! waiting worker gets it. A worker whose connection drops while it holds the lock (its
+//! router, or a cluster entry, was killed) prints LOST at once and exits (supervisord starts
+//! it again): the lock was its session's, and its will hands it on.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -103,7 +105,14 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("lock")?;
         println!("{} {name} pid={pid} LOCKED", now_ms());
-        tokio::time::sleep(Duration::from_millis(args.hold_ms)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(args.hold_ms)) => {}
+            () = client.closed() => {
+                // The lock was held by this session (its will frees it): it is gone now.
+                println!("{} {name} pid={pid} LOST", now_ms());
+                anyhow::bail!("connection to the router lost while holding the lock");
+            }
+        }
         println!("{} {name} pid={pid} UNLOCKED", now_ms());
         client
             .publish(&args.key, Vec::new(), Dict::new(), options(false))

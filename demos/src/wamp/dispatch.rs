@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use fox_wamp_proto::{code, Dict, Id, Message, Serializer, ID_MAX};
 
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     subscriptions: Mutex<HashMap<Id, Vec<mpsc::Sender<Event>>>>,
     registrations: Mutex<HashMap<Id, Handler>>,
     pub(crate) goodbye: Mutex<Option<oneshot::Sender<()>>>,
+    /// Becomes `true` when the connection has ended.
+    pub(crate) closed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
             subscriptions: Mutex::new(HashMap::new()),
             registrations: Mutex::new(HashMap::new()),
             goodbye: Mutex::new(None),
+            closed: watch::Sender::new(false),
         }
     }
 
@@ -111,6 +114,7 @@ pub(crate) async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
 }
 
 fn close(shared: &Shared) {
+    shared.closed.send_replace(true);
     if let Ok(mut pending) = shared.pending.lock() {
         pending.clear(); // Dropping the senders wakes every waiter with `Closed`.
     }

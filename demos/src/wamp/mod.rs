@@ -250,6 +250,18 @@ impl WampClient {
         self.session
     }
 
+    /// Resolves when the connection has ended (at once if it has, or if the session was
+    /// never joined): a client holding something by its session (a lock with a will) has
+    /// lost it then.
+    pub async fn closed(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut closed = shared.closed.subscribe();
+        // An error means the sender is gone: the connection is gone too.
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
     /// Publishes an event. With `options.acknowledge = true` waits for PUBLISHED and
     /// returns the publication ID; otherwise returns `None` once the message is queued.
     pub async fn publish(
