@@ -7,6 +7,8 @@ will. The same checks as the single node's `test_sync_service.py`, with the writ
 over the entries."""
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from cluster_nodes import running_cluster
 from conftest import poll_until
 from mqtt_client import Client, new_id
+import test_sync_service as single_node
 from test_sync_service import kv_publish, lock
 from wamp_client import abort_transport, assert_stays, connect, run, wait_until
 
@@ -172,3 +175,62 @@ def test_kill_9_of_the_holders_entry_hands_the_lock_over_when_it_restarts(cluste
         assert waiting.result().id > 0
     finally:
         loop.close()
+
+
+def test_kill_9_of_the_holders_entry_hands_the_lock_over_when_its_lease_expires(cluster):
+    """The holder's entry does not come back: its lease (1.5 s of log time after its last
+    beat) expires in the log, and the lowest live entry writes the holder's will."""
+    one, two, _ = cluster.entries
+
+    async def main():
+        holder = await connect(two)
+        await lock(holder, "c.lock.lease", "holder")
+        waiter = await connect(one)
+        waiting = lock(waiter, "c.lock.lease", "waiter")
+        await assert_stays(lambda: not waiting.done(), 0.3, "the lock is the holder's")
+        killed = time.monotonic()
+        two.kill9()
+        await wait_until(waiting.done, timeout=10, what="the waiter gets the lock")
+        handover = time.monotonic() - killed
+        print(f"hand-over after kill -9 of the holder's entry, not restarted: {handover * 1000:.0f} ms")
+        assert waiting.result().id > 0
+        assert handover < 3.0, handover
+
+    run(main(), timeout=60)
+
+
+def test_a_frozen_entry_is_fenced_its_holder_loses_the_lock_and_it_rejoins(cluster):
+    """SIGSTOP freezes the holder's entry (as a partition or a stall would): its lease
+    expires, the waiter on another entry gets the lock; SIGCONT: the entry sees that it was
+    fenced, ends its sessions that held keys (the holder's connection is closed), starts a
+    new life, and serves locks again."""
+    one, two, _ = cluster.entries
+
+    async def main():
+        holder = await connect(two)
+        await lock(holder, "c.lock.frozen", "holder")
+        waiter = await connect(one)
+        waiting = lock(waiter, "c.lock.frozen", "waiter")
+        await assert_stays(lambda: not waiting.done(), 0.3, "the lock is the holder's")
+        os.kill(two.proc.pid, signal.SIGSTOP)
+        try:
+            await wait_until(waiting.done, timeout=10, what="the waiter gets the lock")
+        finally:
+            os.kill(two.proc.pid, signal.SIGCONT)
+        await asyncio.wait_for(holder.disconnected, 10)
+        # The entry serves locks again, in its new life.
+        again = await connect(two)
+        second = lock(again, "c.lock.frozen.2", "again")
+        await wait_until(second.done, timeout=10, what="the thawed entry takes a free lock")
+        assert second.result().id > 0
+        observer = await connect(two)
+        got = await retained_values(observer, "c.lock.frozen")
+        await wait_until(lambda: got == ["waiter"], timeout=10, what="the thawed entry sees the waiter hold it")
+
+    run(main(), timeout=60)
+
+
+@pytest.mark.parametrize("check", [name for name in dir(single_node) if name.startswith("test_")])
+def test_the_single_node_sync_checks_pass_against_an_entry(cluster, check):
+    """test_sync_service.py's checks, unchanged, with every session on entry 2."""
+    getattr(single_node, check)(cluster.entries[1])

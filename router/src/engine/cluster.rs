@@ -48,7 +48,7 @@ pub struct ClusterEngine {
     members: Vec<Member>,
     acks: Arc<AckStats>,
     /// This entry's life: sessions of an earlier one are gone (see [`record::Owner`]).
-    incarnation: u64,
+    incarnation: AtomicU64,
     /// Conditional writes waiting for this entry's verdict, by token.
     verdicts: Mutex<HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>>,
     next_token: AtomicU64,
@@ -113,7 +113,7 @@ impl ClusterEngine {
             node,
             members,
             acks: Arc::default(),
-            incarnation: super::unix_ms(),
+            incarnation: AtomicU64::new(super::unix_ms()),
             verdicts: Mutex::default(),
             next_token: AtomicU64::new(1),
             kv_sessions: Mutex::default(),
@@ -125,9 +125,25 @@ impl ClusterEngine {
         self.node
     }
 
-    /// This entry's incarnation (its start time, Unix ms).
+    /// This entry's incarnation (its start time, Unix ms; then the time it was fenced).
     pub fn incarnation(&self) -> u64 {
-        self.incarnation
+        self.incarnation.load(Ordering::Acquire)
+    }
+
+    /// Ends this entry's life: returns the sessions (realm, session) that hold keys (wills,
+    /// parked writes), which the caller must end; every writer still waiting is answered
+    /// with an error; later conditional writes belong to the new incarnation (returned).
+    pub fn fence(&self) -> (Vec<(String, SessionId)>, u64) {
+        let sessions: Vec<_> = lock(&self.kv_sessions).drain().collect();
+        let next = super::unix_ms().max(self.incarnation() + 1);
+        self.incarnation.store(next, Ordering::Release);
+        lock(&self.verdicts).clear(); // dropped answers resolve as `Stopped`
+        (sessions, next)
+    }
+
+    /// Whether sessions of this entry hold keys (wills, parked writes).
+    pub fn holds_keys(&self) -> bool {
+        !lock(&self.kv_sessions).is_empty()
     }
 
     /// Hands a record the router wrote to the cluster, in the order of calls; `publisher`
@@ -155,7 +171,7 @@ impl ClusterEngine {
 
     /// Whether `owner` is a session of this entry's present life.
     pub fn owns(&self, owner: &Owner) -> bool {
-        owner.node == self.node && owner.incarnation == self.incarnation
+        owner.node == self.node && owner.incarnation == self.incarnation()
     }
 
     /// The entry this engine publishes through.
@@ -206,7 +222,7 @@ impl Engine for ClusterEngine {
             write: write.clone(),
             owner: Owner {
                 node: self.node,
-                incarnation: self.incarnation,
+                incarnation: self.incarnation(),
                 session: publisher,
             },
             token,
@@ -235,7 +251,7 @@ impl Engine for ClusterEngine {
         }
         let owner = Owner {
             node: self.node,
-            incarnation: self.incarnation,
+            incarnation: self.incarnation(),
             session,
         };
         let record = record::encode_session_ended(realm.name(), &owner, abnormal);

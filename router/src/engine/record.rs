@@ -13,6 +13,7 @@
 //! SessionEnded  "op": "end": a session that holds sync-service state ended ("ab": without
 //!               GOODBYE, so its wills fire)
 //! EntryStarted  "op": "start": an entry (re)started; its earlier sessions are gone
+//! Beat          "op": "beat": an entry renews its lease (see `crate::follow::applier`)
 //! ```
 //!
 //! A condition is decided where the record is applied ([`crate::follow`]), so every entry
@@ -97,6 +98,13 @@ pub enum Record {
         /// The entry.
         node: u32,
         /// Its new incarnation.
+        incarnation: u64,
+    },
+    /// An entry renews its lease: its sessions hold their keys while its beats keep coming.
+    Beat {
+        /// The entry.
+        node: u32,
+        /// Its incarnation.
         incarnation: u64,
     },
 }
@@ -272,8 +280,17 @@ pub fn encode_session_ended(realm: &str, owner: &Owner, abnormal: bool) -> Vec<u
 
 /// An entry (re)started.
 pub fn encode_entry_started(node: u32, incarnation: u64) -> Vec<u8> {
+    encode_entry_record("start", node, incarnation)
+}
+
+/// An entry's lease renewal.
+pub fn encode_beat(node: u32, incarnation: u64) -> Vec<u8> {
+    encode_entry_record("beat", node, incarnation)
+}
+
+fn encode_entry_record(op: &str, node: u32, incarnation: u64) -> Vec<u8> {
     let mut o = Dict::new();
-    o.insert("op".into(), Value::from("start"));
+    o.insert("op".into(), Value::from(op));
     let owner = Owner {
         node,
         incarnation,
@@ -316,6 +333,13 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
         Some("start") => {
             let owner = owner_from(o.remove("o"))?;
             return Some(Record::EntryStarted {
+                node: owner.node,
+                incarnation: owner.incarnation,
+            });
+        }
+        Some("beat") => {
+            let owner = owner_from(o.remove("o"))?;
+            return Some(Record::Beat {
                 node: owner.node,
                 incarnation: owner.incarnation,
             });
@@ -518,6 +542,13 @@ mod tests {
         assert!(matches!(
             decode(53, 0, &start),
             Some(Record::EntryStarted {
+                node: 4,
+                incarnation: 9
+            })
+        ));
+        assert!(matches!(
+            decode(54, 0, &encode_beat(4, 9)),
+            Some(Record::Beat {
                 node: 4,
                 incarnation: 9
             })

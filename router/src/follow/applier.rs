@@ -20,6 +20,16 @@
 //! conditional write parks behind it or is refused, first come first served as on one node.
 //! A dead session's wills are written the same way (Will), one record per key. Requests
 //! that got lost (the entry's publish timed out) are asked again by [`Applier::tick`].
+//!
+//! Leases: every entry writes a Beat record every [`BEAT_MS`]. The log is its own clock (a
+//! permanent ID is the time of its vote, DESIGN.md): when a record is applied whose time is
+//! more than [`LEASE_MS`] past an entry's last beat, that entry's lease has expired *at that
+//! point of the log*, on every entry alike. Its sessions with keys end there (their wills
+//! fire, written by the lowest entry whose lease is live), and any later conditional write
+//! of that incarnation is refused: the incarnation is its fencing epoch. The entry itself
+//! stops its sessions with keys before that can happen (`follow::SELF_FENCE_MS` after the
+//! last beat it saw ordered), and when it applies its own expiry it starts a new life
+//! ([`Action::Fenced`]).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -35,6 +45,18 @@ pub const PARKED_PER_KEY_MAX: usize = 10_000;
 
 /// A request to the log not answered by its record within this time is asked again.
 pub const ASK_AGAIN_MS: u64 = 3_000;
+
+/// How often an entry writes a Beat record.
+pub const BEAT_MS: u64 = 300;
+
+/// An entry whose last beat is older than this, in log time, has lost its lease.
+pub const LEASE_MS: u64 = 1_500;
+
+/// The time of permanent ID `id` (Unix ms): its vote's, to the ms (DESIGN.md's ID format).
+pub fn log_time_ms(id: u64) -> u64 {
+    (id >> fox_sequencer::PermanentId::TIME_SHIFT_BITS)
+        .saturating_add(fox_sequencer::PermanentId::EPOCH_UNIX_MS)
+}
 
 /// What the applier needs of a realm.
 pub trait Keys {
@@ -60,6 +82,9 @@ pub enum Action {
         /// The ID it was applied with.
         outcome: Result<u64, Refused>,
     },
+    /// This entry's own lease expired in the log: its sessions with keys are gone
+    /// everywhere; it must end them here and start a new life.
+    Fenced,
     /// A record this entry hands to the log, in `publisher`'s order.
     Submit {
         /// The session whose order it keeps (0: the router's).
@@ -115,6 +140,10 @@ pub struct Applier {
     realms: HashMap<String, RealmKv>,
     /// The last incarnation each entry announced: sessions of earlier ones are gone.
     started: HashMap<u32, u64>,
+    /// Live leases: entry -> (incarnation, log time of its last beat).
+    leases: HashMap<u32, (u64, u64)>,
+    /// Per entry, the highest incarnation whose lease expired: its sessions are gone.
+    expired: HashMap<u32, u64>,
     /// This entry's requests not answered yet, and when they were made (not derived state).
     asked: HashMap<Ask, u64>,
 }
@@ -127,8 +156,15 @@ impl Applier {
             incarnation,
             realms: HashMap::new(),
             started: HashMap::new(),
+            leases: HashMap::new(),
+            expired: HashMap::new(),
             asked: HashMap::new(),
         }
+    }
+
+    /// This entry's new life (after it was fenced): its writers answer by it from now on.
+    pub fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = incarnation;
     }
 
     fn mine(&self, owner: &Owner) -> bool {
@@ -136,9 +172,80 @@ impl Applier {
     }
 
     fn gone(&self, owner: &Owner) -> bool {
-        self.started
+        let restarted = self
+            .started
             .get(&owner.node)
-            .is_some_and(|&started| started > owner.incarnation)
+            .is_some_and(|&started| started > owner.incarnation);
+        let expired = self
+            .expired
+            .get(&owner.node)
+            .is_some_and(|&expired| expired >= owner.incarnation);
+        restarted || expired
+    }
+
+    /// Records that entry `node` in life `incarnation` is alive at log time `at_ms`.
+    fn renew(&mut self, node: u32, incarnation: u64, at_ms: u64) {
+        if self.expired.get(&node).is_some_and(|&e| e >= incarnation) {
+            return; // a beat of a fenced life: too late
+        }
+        let lease = self.leases.entry(node).or_insert((incarnation, at_ms));
+        if incarnation > lease.0 {
+            *lease = (incarnation, at_ms);
+        } else if incarnation == lease.0 {
+            lease.1 = lease.1.max(at_ms);
+        }
+    }
+
+    /// Ends the leases whose last beat is more than [`LEASE_MS`] before log time `at_ms`.
+    fn expire<K: Keys>(
+        &mut self,
+        at_ms: u64,
+        realm: &impl Fn(&str) -> Option<K>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let lapsed: Vec<(u32, u64)> = self
+            .leases
+            .iter()
+            .filter(|(_, (_, beat))| at_ms > beat.saturating_add(LEASE_MS))
+            .map(|(&node, &(incarnation, _))| (node, incarnation))
+            .collect();
+        for (node, incarnation) in lapsed {
+            self.leases.remove(&node);
+            let highest = self.expired.entry(node).or_insert(0);
+            *highest = (*highest).max(incarnation);
+            tracing::info!(node, incarnation, "an entry's lease expired in the log");
+            if node == self.node && incarnation == self.incarnation {
+                out.push(Action::Fenced);
+            }
+            let names: Vec<String> = self.realms.keys().cloned().collect();
+            for name in names {
+                let gone = |o: &Owner| o.node == node && o.incarnation <= incarnation;
+                let touched = self.end(&name, gone, true, out);
+                if let Some(keys) = realm(&name) {
+                    for topic in touched {
+                        self.check_wakes(&name, &topic, &keys, now_ms, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this entry writes the (dead) will of `owner`: its own entry while that one
+    /// lives (a session that ended, a restart), else, once that entry's lease expired, the
+    /// lowest entry whose lease is live.
+    fn writes_will_of(&self, owner: &Owner) -> bool {
+        let lapsed = self
+            .expired
+            .get(&owner.node)
+            .is_some_and(|&e| e >= owner.incarnation)
+            && !self.leases.contains_key(&owner.node);
+        if lapsed {
+            if let Some(lowest) = self.leases.keys().min() {
+                return *lowest == self.node;
+            }
+        }
+        owner.node == self.node
     }
 
     fn resolve(&self, kv: &Conditional, outcome: Result<u64, Refused>, out: &mut Vec<Action>) {
@@ -161,6 +268,23 @@ impl Applier {
         now_ms: u64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        let at_ms = log_time_ms(id);
+        self.apply_one(id, publisher, record, &realm, now_ms, &mut out);
+        self.expire(at_ms, &realm, now_ms, &mut out);
+        self.ask_wills(now_ms, &mut out);
+        out
+    }
+
+    fn apply_one<K: Keys>(
+        &mut self,
+        id: u64,
+        publisher: SessionId,
+        record: Record,
+        realm: &impl Fn(&str) -> Option<K>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let at_ms = log_time_ms(id);
         match record {
             Record::Publish {
                 realm: name,
@@ -170,7 +294,7 @@ impl Applier {
             } => {
                 let Some(keys) = realm(&name) else {
                     tracing::warn!(id, realm = %name, "record of a realm that is not configured");
-                    return out;
+                    return;
                 };
                 match kv {
                     None => {
@@ -179,7 +303,7 @@ impl Applier {
                         keys.deliver(publication, Some(publisher), &options);
                         if retain {
                             self.state(&name).wills.remove(&topic);
-                            self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                            self.check_wakes(&name, &topic, &keys, now_ms, out);
                         }
                     }
                     Some(kv) => self.conditional(
@@ -192,7 +316,7 @@ impl Applier {
                             kv,
                         },
                         now_ms,
-                        &mut out,
+                        out,
                     ),
                 }
             }
@@ -205,7 +329,7 @@ impl Applier {
             } => {
                 self.asked.remove(&Ask::Wake(parked));
                 let Some(keys) = realm(&name) else {
-                    return out;
+                    return;
                 };
                 let topic = publication.topic.clone();
                 let value = keys.value(&topic);
@@ -213,12 +337,12 @@ impl Applier {
                 if first == Some(parked) {
                     if let Some(woken) = self.unpark(&name, &topic, parked) {
                         if self.write(&name, &keys, publication, &options, &woken.kv) {
-                            self.ask_wills(now_ms, &mut out);
+                            self.ask_wills(now_ms, out);
                         }
-                        self.resolve(&woken.kv, Ok(id), &mut out);
+                        self.resolve(&woken.kv, Ok(id), out);
                     }
                 }
-                self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                self.check_wakes(&name, &topic, &keys, now_ms, out);
             }
             Record::Will {
                 realm: name,
@@ -228,7 +352,7 @@ impl Applier {
                 let topic = publication.topic.clone();
                 self.asked.remove(&Ask::Will(name.clone(), topic.clone()));
                 let Some(keys) = realm(&name) else {
-                    return out;
+                    return;
                 };
                 let st = self.state(&name);
                 let held = st
@@ -242,7 +366,7 @@ impl Applier {
                         ..PublishOptions::default()
                     };
                     keys.deliver(publication, None, &options);
-                    self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                    self.check_wakes(&name, &topic, &keys, now_ms, out);
                 }
             }
             Record::SessionEnded {
@@ -250,31 +374,32 @@ impl Applier {
                 owner,
                 abnormal,
             } => {
-                let touched = self.end(&name, |o| *o == owner, abnormal, &mut out);
+                let touched = self.end(&name, |o| *o == owner, abnormal, out);
                 if let Some(keys) = realm(&name) {
                     for topic in touched {
-                        self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                        self.check_wakes(&name, &topic, &keys, now_ms, out);
                     }
                 }
-                self.ask_wills(now_ms, &mut out);
+                self.ask_wills(now_ms, out);
             }
+            Record::Beat { node, incarnation } => self.renew(node, incarnation, at_ms),
             Record::EntryStarted { node, incarnation } => {
                 let started = self.started.entry(node).or_insert(0);
                 *started = (*started).max(incarnation);
+                self.renew(node, incarnation, at_ms);
                 let names: Vec<String> = self.realms.keys().cloned().collect();
                 for name in names {
                     let gone = |o: &Owner| o.node == node && o.incarnation < incarnation;
-                    let touched = self.end(&name, gone, true, &mut out);
+                    let touched = self.end(&name, gone, true, out);
                     if let Some(keys) = realm(&name) {
                         for topic in touched {
-                            self.check_wakes(&name, &topic, &keys, now_ms, &mut out);
+                            self.check_wakes(&name, &topic, &keys, now_ms, out);
                         }
                     }
                 }
-                self.ask_wills(now_ms, &mut out);
+                self.ask_wills(now_ms, out);
             }
         }
-        out
     }
 
     /// Asks again what the log did not answer within [`ASK_AGAIN_MS`].
@@ -310,6 +435,12 @@ impl Applier {
         now_ms: u64,
         out: &mut Vec<Action>,
     ) {
+        if self.gone(&write.kv.owner) {
+            // Its entry's lease expired (or the entry restarted) before it was ordered: the
+            // fencing epoch refuses it.
+            self.resolve(&write.kv, Err(Refused::NotAccepted), out);
+            return;
+        }
         let topic = write.publication.topic.clone();
         let value = keys.value(&topic);
         let holds = write.kv.write.when.as_ref().is_none_or(|w| fits(w, &value));
@@ -329,9 +460,8 @@ impl Applier {
             self.check_wakes(name, &topic, keys, now_ms, out);
             return;
         }
-        let gone = self.gone(&write.kv.owner);
         let queue = self.state(name).parked.entry(topic.clone()).or_default();
-        if write.kv.write.watch && !gone && queue.len() < PARKED_PER_KEY_MAX {
+        if write.kv.write.watch && queue.len() < PARKED_PER_KEY_MAX {
             queue.push_back(write);
             self.check_wakes(name, &topic, keys, now_ms, out);
         } else {
@@ -468,7 +598,9 @@ impl Applier {
                 will.dead = true;
             }
         } else {
-            st.wills.retain(|_, w| !gone(&w.owner));
+            // A will already to be written (its lease expired) stays so: a later goodbye
+            // of the fenced session must not keep its key held.
+            st.wills.retain(|_, w| w.dead || !gone(&w.owner));
         }
         for kv in dropped {
             self.resolve(&kv, Err(Refused::SessionEnded), out);
@@ -480,7 +612,7 @@ impl Applier {
     fn ask_wills(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         for (name, st) in &self.realms {
             for (topic, will) in &st.wills {
-                if !will.dead || will.owner.node != self.node {
+                if !will.dead || !self.writes_will_of(&will.owner) {
                     continue;
                 }
                 let ask = Ask::Will(name.clone(), topic.clone());

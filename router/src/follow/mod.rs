@@ -9,6 +9,7 @@
 
 pub mod applier;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::message::{Publication, PublishOptions, SessionId};
 use crate::realm::Realm;
 use crate::router::Router;
 use crate::topic::Topic;
-use applier::{Action, Applier, Keys, Refused};
+use applier::{Action, Applier, Keys, Refused, BEAT_MS, LEASE_MS};
 
 /// How long the log follower waits before it subscribes again after the entry stopped
 /// answering, in ms.
@@ -29,6 +30,12 @@ const FOLLOW_RETRY_MS: u64 = 200;
 
 /// How often the applier asks again for what the log did not answer.
 const TICK_MS: u64 = 1_000;
+
+/// An entry whose last beat seen ordered was sent this long ago ends its sessions that hold
+/// keys (and starts a new life) on its own: the others expire its lease [`LEASE_MS`] after
+/// that beat's vote at the earliest, so its clients learn they lost their keys before any
+/// other client can take them (the margin covers the beat period and scheduling).
+pub const SELF_FENCE_MS: u64 = LEASE_MS - 500;
 
 impl Keys for Arc<Realm> {
     fn value(&self, topic: &Topic) -> Value {
@@ -55,6 +62,9 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
     let mut applier = Applier::new(engine.node(), engine.incarnation());
     let mut after = PermanentId(0);
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+    let mut beat = tokio::time::interval(Duration::from_millis(BEAT_MS));
+    // The send time of the last beat the cluster ordered (Unix ms).
+    let renewed = Arc::new(AtomicU64::new(unix_ms()));
     loop {
         let mut subscription = match engine.entry().subscribe(after).await {
             Ok(subscription) => subscription,
@@ -70,14 +80,18 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
                 next = subscription.next() => next,
                 _ = tick.tick() => {
                     let actions = applier.tick(|name| router.realm(name), unix_ms());
-                    run(&engine, actions);
+                    run(&router, &engine, &mut applier, actions);
+                    continue;
+                }
+                _ = beat.tick() => {
+                    renew_lease(&router, &engine, &mut applier, &renewed);
                     continue;
                 }
             };
             match next {
                 Ok(record) => {
                     let actions = apply_record(&router, &engine, &mut applier, &record);
-                    run(&engine, actions);
+                    run(&router, &engine, &mut applier, actions);
                 }
                 Err(SubscriptionError::Lagged { last }) => {
                     tracing::warn!(last, "log follower lagged; resubscribing");
@@ -88,6 +102,53 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
             }
         }
     }
+}
+
+/// Writes a beat; if none was ordered for [`SELF_FENCE_MS`] while sessions hold keys, ends
+/// them (the others will soon expire this entry's lease).
+fn renew_lease(
+    router: &Arc<Router>,
+    engine: &Arc<ClusterEngine>,
+    applier: &mut Applier,
+    renewed: &Arc<AtomicU64>,
+) {
+    let now = unix_ms();
+    if now.saturating_sub(renewed.load(Ordering::Acquire)) > SELF_FENCE_MS && engine.holds_keys() {
+        tracing::warn!(
+            "no beat of this entry was ordered for {SELF_FENCE_MS} ms: ending its sessions that hold keys"
+        );
+        fence(router, engine, applier);
+        renewed.store(now, Ordering::Release);
+    }
+    let decided = engine.submit(0, record::encode_beat(engine.node(), engine.incarnation()));
+    let renewed = renewed.clone();
+    tokio::spawn(async move {
+        if decided.await.is_ok() {
+            renewed.fetch_max(now, Ordering::AcqRel);
+        }
+    });
+}
+
+/// Ends this entry's life: its sessions that hold keys end (abnormally: their wills are
+/// written by the log's rules), and a new incarnation is announced.
+fn fence(router: &Router, engine: &Arc<ClusterEngine>, applier: &mut Applier) {
+    let (sessions, incarnation) = engine.fence();
+    applier.set_incarnation(incarnation);
+    tracing::warn!(
+        incarnation,
+        sessions = sessions.len(),
+        "fenced: a new life for this entry"
+    );
+    for (realm, session) in sessions {
+        let Some(realm) = router.realm(&realm) else {
+            continue;
+        };
+        if let Some(handle) = realm.session(session) {
+            realm.leave_abnormally(session);
+            handle.kill();
+        }
+    }
+    tokio::spawn(announce(engine.clone()));
 }
 
 /// Logs this entry's incarnation, retrying until the cluster orders it or the entry stops.
@@ -129,10 +190,11 @@ fn apply_record(
 }
 
 /// Carries out the applier's actions: answers this entry's writers, hands records to the
-/// log (a lost one is asked again by the applier's tick).
-fn run(engine: &ClusterEngine, actions: Vec<Action>) {
+/// log (a lost one is asked again by the applier's tick), starts a new life when fenced.
+fn run(router: &Router, engine: &Arc<ClusterEngine>, applier: &mut Applier, actions: Vec<Action>) {
     for action in actions {
         match action {
+            Action::Fenced => fence(router, engine, applier),
             Action::Resolve { token, outcome } => {
                 let outcome = outcome.map_err(|refused| match refused {
                     Refused::NotAccepted => EngineError::NotAccepted,

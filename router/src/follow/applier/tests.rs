@@ -141,7 +141,7 @@ fn resolved(actions: &[Action]) -> Vec<(u64, Result<u64, Refused>)> {
         .iter()
         .filter_map(|a| match a {
             Action::Resolve { token, outcome } => Some((*token, *outcome)),
-            Action::Submit { .. } => None,
+            Action::Submit { .. } | Action::Fenced => None,
         })
         .collect()
 }
@@ -151,7 +151,7 @@ fn submitted(actions: Vec<Action>) -> Vec<Vec<u8>> {
         .into_iter()
         .filter_map(|a| match a {
             Action::Submit { record, .. } => Some(record),
-            Action::Resolve { .. } => None,
+            Action::Resolve { .. } | Action::Fenced => None,
         })
         .collect()
 }
@@ -418,4 +418,136 @@ fn a_wake_for_a_write_no_longer_first_does_nothing() {
     // Its session ends: the parked write is answered and gone.
     let out = e.apply(6, 20, &record::encode_session_ended("realm1", &b, false));
     assert_eq!(resolved(&out), vec![(2, Err(Refused::SessionEnded))]);
+}
+
+/// The permanent ID of the `seq`th record voted `t_ms` after the ID epoch.
+fn at(t_ms: u64, seq: u64) -> u64 {
+    (t_ms << fox_sequencer::PermanentId::TIME_SHIFT_BITS) + seq
+}
+
+fn owner_of(node: u32, incarnation: u64, session: SessionId) -> Owner {
+    Owner {
+        node,
+        incarnation,
+        session,
+    }
+}
+
+#[test]
+fn an_entry_whose_beats_stop_loses_its_lease_and_the_lowest_live_entry_writes_its_wills() {
+    let mut two = Entry::new(2);
+    let mut three = Entry::new(3);
+    let a = owner(1, 10);
+    let b = owner(3, 30);
+    let mut log = vec![
+        (at(0, 1), 0, record::encode_entry_started(1, INC)),
+        (at(0, 2), 0, record::encode_entry_started(2, INC)),
+        (at(0, 3), 0, record::encode_entry_started(3, INC)),
+        (
+            at(10, 0),
+            10,
+            conditional("lock", Some("a"), a, 1, Some(None), true, Some(None)),
+        ),
+        (
+            at(20, 0),
+            30,
+            conditional("lock", Some("b"), b, 2, Some(None), true, None),
+        ),
+    ];
+    // Entries 2 and 3 beat every 300 ms; entry 1 (the holder's) is dead after its start.
+    for k in 1..=6 {
+        log.push((at(300 * k, 0), 0, record::encode_beat(2, INC)));
+        log.push((at(300 * k, 1), 0, record::encode_beat(3, INC)));
+    }
+    let mut wills = Vec::new();
+    for (id, publisher, bytes) in &log {
+        wills.extend(submitted(two.apply(*id, *publisher, bytes)));
+        let from_three = three.apply(*id, *publisher, bytes);
+        assert!(
+            submitted(from_three).is_empty(),
+            "entry 3 is not the lowest live entry"
+        );
+        if log_time_ms(*id) - fox_sequencer::PermanentId::EPOCH_UNIX_MS <= LEASE_MS {
+            assert!(wills.is_empty(), "no expiry within the lease");
+        }
+    }
+    assert_eq!(wills.len(), 1, "entry 2 writes the dead holder's will once");
+    let will = at(1_900, 0);
+    assert!(submitted(two.apply(will, 0, &wills[0])).is_empty());
+    let wake = submitted(three.apply(will, 0, &wills[0]));
+    assert_eq!(wake.len(), 1, "entry 3 asks for its parked writer's wake");
+    let woken = at(1_901, 0);
+    two.apply(woken, 30, &wake[0]);
+    assert_eq!(
+        resolved(&three.apply(woken, 30, &wake[0])),
+        vec![(2, Ok(woken))]
+    );
+    assert_eq!(two.value("lock"), Value::from("b"));
+    assert_eq!(
+        *two.table.delivered.borrow(),
+        *three.table.delivered.borrow()
+    );
+}
+
+#[test]
+fn beats_keep_a_lease_and_its_sessions_keys() {
+    let mut two = Entry::new(2);
+    let a = owner(1, 10);
+    two.apply(at(0, 0), 0, &record::encode_entry_started(1, INC));
+    two.apply(
+        at(5, 0),
+        10,
+        &conditional("k", Some("a"), a, 1, None, false, Some(None)),
+    );
+    for k in 1..=10 {
+        let out = two.apply(at(300 * k, 0), 0, &record::encode_beat(1, INC));
+        assert!(out.is_empty(), "{out:?}");
+    }
+    assert_eq!(two.value("k"), Value::from("a"));
+}
+
+#[test]
+fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refused() {
+    let mut one = Entry::new(1);
+    let mut two = Entry::new(2);
+    let log = [
+        (at(0, 0), 0, record::encode_entry_started(1, INC)),
+        (at(0, 1), 0, record::encode_entry_started(2, INC)),
+        (
+            at(5, 0),
+            10,
+            conditional("k", Some("a"), owner(1, 10), 1, None, false, Some(None)),
+        ),
+        (at(1_600, 0), 0, record::encode_beat(2, INC)),
+    ];
+    let mut fenced = Vec::new();
+    for (id, publisher, bytes) in &log {
+        fenced.extend(one.apply(*id, *publisher, bytes));
+        two.apply(*id, *publisher, bytes);
+    }
+    assert!(fenced.contains(&Action::Fenced), "{fenced:?}");
+    // A write of the fenced life that the cluster orders after the expiry is refused on
+    // every entry (here entry 1 already answers by its new life, so only its verdict's
+    // absence and the value show it).
+    let late = conditional("k2", Some("late"), owner(1, 10), 2, None, false, None);
+    one.applier.set_incarnation(INC + 7);
+    assert!(resolved(&one.apply(at(1_601, 0), 10, &late)).is_empty());
+    two.apply(at(1_601, 0), 10, &late);
+    assert_eq!(two.value("k2"), Value::Null);
+    // The new life's writes go through.
+    let fresh = conditional(
+        "k2",
+        Some("new"),
+        owner_of(1, INC + 7, 11),
+        3,
+        None,
+        false,
+        None,
+    );
+    one.apply(at(1_602, 0), 0, &record::encode_entry_started(1, INC + 7));
+    assert_eq!(
+        resolved(&one.apply(at(1_603, 0), 11, &fresh)),
+        vec![(3, Ok(at(1_603, 0)))]
+    );
+    assert_eq!(one.value("k2"), Value::from("new"));
 }
