@@ -17,6 +17,11 @@
 //! admin = "127.0.0.1:7104"      # optional: admin HTTP listener (docs/admin.md); on ndb and
 //!                               # sync nodes loopback only (/healthz /readyz /metrics)
 //!
+//! [gossip]                      # optional: UDP gossip on each node's peer port
+//! enabled = true                # (default) role, version, load and app keys spread
+//! interval_ms = 500             # (default) gossip round
+//! phi_threshold = 8.0           # (default) phi-accrual failure detector threshold
+//!
 //! [[node]]
 //! id = 4
 //! role = "ndb"
@@ -116,6 +121,10 @@ pub struct NodeSpec {
     /// ndb / sync: data directory; a relative path is relative to the cluster file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
+    /// Entry: its rank for the coordinator (lowest rank, then lowest ID, among the entries
+    /// whose lease is live); 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
 }
 
 impl NodeSpec {
@@ -148,6 +157,56 @@ pub struct ClusterFile {
     /// Every node.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeSpec>,
+    /// Gossip among the nodes (membership metadata, failure detection, an application
+    /// key/value set); on by default.
+    #[serde(default, skip_serializing_if = "GossipSettings::is_default")]
+    pub gossip: GossipSettings,
+}
+
+/// `[gossip]`: scuttlebutt gossip over UDP on each node's `peer` port (the same number as
+/// its TCP node link), authenticated with the cluster secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipSettings {
+    /// Whether the nodes gossip at all.
+    pub enabled: bool,
+    /// How often a node gossips with a few others, in ms (10..=60000).
+    pub interval_ms: u64,
+    /// The phi-accrual failure detector's threshold (higher: slower to call a node dead,
+    /// fewer false alarms; 1.0..=32.0).
+    pub phi_threshold: f64,
+}
+
+impl Eq for GossipSettings {}
+
+impl Default for GossipSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 500,
+            phi_threshold: 8.0,
+        }
+    }
+}
+
+impl GossipSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(10..=60_000).contains(&self.interval_ms) {
+            return Err(ConfigError::Invalid(
+                "gossip.interval_ms must be 10..=60000".into(),
+            ));
+        }
+        if !(1.0..=32.0).contains(&self.phi_threshold) {
+            return Err(ConfigError::Invalid(
+                "gossip.phi_threshold must be 1.0..=32.0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ClusterFile {
@@ -181,6 +240,7 @@ impl ClusterFile {
             return invalid(format!("name must be 1..={CLUSTER_NAME_MAX_BYTES} bytes"));
         }
         self.secret_bytes()?;
+        self.gossip.validate()?;
         let mut ids = BTreeSet::new();
         let mut addresses = BTreeSet::new();
         for node in &self.nodes {
@@ -363,10 +423,28 @@ data = "/abs/d3"
             SAMPLE.replace("role = \"entry\"", "role = \"boss\""),
             SAMPLE.replace("[[node]]\nid = 1", "[[node]]\nsurprise = 1\nid = 1"),
             "not toml at all [".to_string(),
+            format!("{SAMPLE}[gossip]\ninterval_ms = 0\n"),
+            format!("{SAMPLE}[gossip]\nphi_threshold = 0.5\n"),
+            format!("{SAMPLE}[gossip]\nfanout = 3\n"),
         ];
         for case in cases {
             assert!(load(&case).is_err(), "accepted:\n{case}");
         }
+    }
+
+    #[test]
+    fn gossip_is_on_by_default_and_can_be_tuned_or_turned_off() {
+        let (file, _) = load(SAMPLE).unwrap();
+        assert_eq!(file.gossip, GossipSettings::default());
+        assert!(file.gossip.enabled);
+        let tuned = format!("{SAMPLE}[gossip]\ninterval_ms = 200\nphi_threshold = 4.0\n");
+        let (file, _) = load(&tuned).unwrap();
+        assert_eq!(
+            (file.gossip.interval_ms, file.gossip.phi_threshold),
+            (200, 4.0)
+        );
+        let (file, _) = load(&format!("{SAMPLE}[gossip]\nenabled = false\n")).unwrap();
+        assert!(!file.gossip.enabled);
     }
 
     #[test]

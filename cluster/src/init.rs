@@ -122,6 +122,7 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 mqtt: None,
                 admin: None,
                 data: None,
+                rank: None,
             };
             if role == Role::Entry {
                 node.ws = Some(next_address()?);
@@ -139,6 +140,7 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
         name: options.name.clone(),
         secret: hex_encode(&secret),
         nodes,
+        gossip: Default::default(),
     })
 }
 

@@ -30,6 +30,7 @@ pub mod ctl;
 pub mod durable;
 pub mod engine;
 pub mod follow;
+pub mod gossip;
 mod locks;
 pub mod message;
 pub mod metrics;

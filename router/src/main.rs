@@ -353,6 +353,14 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
         .block_on(async move {
             let started_ms = fox_router::engine::unix_ms();
             let node = fox_cluster::start_node(&args.cluster, args.id, options).await?;
+            let gossip = fox_router::gossip::Gossip::start(
+                &cluster,
+                args.id,
+                started_ms,
+                fox_router::gossip::metadata(&cluster, args.id),
+            )
+            .await?;
+            let load = gossip.map(|g| g.refresh_load(Vec::new));
             let admin = match spec.admin {
                 None => None,
                 Some(address) => {
@@ -375,6 +383,9 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
                 }
             };
             let ended = fox_cluster::run_until_signal(node).await;
+            if let Some(load) = load {
+                load.abort();
+            }
             if let Some(admin) = admin {
                 admin.stop().await;
             }
@@ -427,6 +438,8 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
                     id: n.id,
                     role: n.role.name(),
                     peer: n.peer,
+                    rank: n.rank.unwrap_or(0),
+                    listeners: [n.ws, n.rawsocket, n.mqtt],
                 })
                 .collect();
             let engine = Arc::new(fox_router::engine::ClusterEngine::new(
@@ -435,6 +448,26 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
                 members,
             ));
             let router = Router::with_engine(config, engine.clone());
+            let gossip = fox_router::gossip::Gossip::start(
+                &cluster,
+                args.id,
+                engine.incarnation(),
+                fox_router::gossip::metadata(&cluster, args.id),
+            )
+            .await?;
+            let mut gossip_tasks = Vec::new();
+            if let Some(gossip) = gossip {
+                engine.set_gossip(gossip.clone());
+                let counted = Arc::downgrade(&router);
+                gossip_tasks.push(gossip.refresh_load(move || {
+                    let sessions = counted.upgrade().map_or(0, |r| r.session_count());
+                    vec![("load.sessions".into(), sessions.to_string())]
+                }));
+                gossip_tasks.push(tokio::spawn(fox_router::gossip::events::publish(
+                    router.clone(),
+                    gossip,
+                )));
+            }
             let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
             let reloadable = Reloadable {
                 tls,
@@ -443,6 +476,7 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             serve_until_signal(router, listeners, admin, reloadable).await;
             entry.stop().await;
             follower.abort();
+            gossip_tasks.iter().for_each(tokio::task::JoinHandle::abort);
             anyhow::Ok(())
         })
         .with_context(|| format!("entry {} failed", args.id))
@@ -501,6 +535,7 @@ async fn serve_until_signal(
         tokio::spawn(async move {
             signal.wait().await;
             tracing::info!("shutting down");
+            router.shared().engine.leave().await;
             router.shut_down();
         })
     };

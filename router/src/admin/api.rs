@@ -30,6 +30,62 @@ pub(super) fn routes() -> axum::Router<Arc<Admin>> {
         .route("/api/v1/registrations", get(registrations))
         .route("/api/v1/retained", get(retained))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/gossip", get(gossip))
+        .route(
+            "/api/v1/gossip/keys/{key}",
+            axum::routing::put(set_gossip_key).delete(delete_gossip_key),
+        )
+}
+
+/// This entry's gossip, or 404 where there is none (a single node, or `[gossip]` off).
+fn gossip_of(admin: &Admin) -> Result<Arc<crate::gossip::Gossip>, ApiError> {
+    admin.router()?.shared().engine.gossip().ok_or_else(|| {
+        ApiError::not_found("no gossip here (a single node, or [gossip] enabled = false)")
+    })
+}
+
+/// `GET /api/v1/gossip`: every node gossip knows (liveness, metadata, application keys)
+/// and the datagrams this node refused.
+async fn gossip(
+    State(admin): State<Arc<Admin>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let gossip = gossip_of(&admin)?;
+    Ok(Json(json!(gossip.view().await)))
+}
+
+/// `PUT /api/v1/gossip/keys/{key}`: sets this node's application key to the body (UTF-8
+/// text); 204.
+async fn set_gossip_key(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let gossip = gossip_of(&admin)?;
+    let value = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("a gossip value is UTF-8 text"))?;
+    gossip
+        .set_app(&key, value)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/gossip/keys/{key}`: removes this node's application key; 204, or 404
+/// when it held none.
+async fn delete_gossip_key(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let gossip = gossip_of(&admin)?;
+    match gossip.delete_app(&key).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found(format!(
+            "this node holds no key '{key}'"
+        ))),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
 }
 
 /// Where acknowledged messages are kept: `cluster` (the ndb nodes' permanent log, on a

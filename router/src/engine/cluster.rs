@@ -17,10 +17,12 @@
 //! MQTT persistent sessions.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fox_cluster::EntryHandle;
 use fox_sequencer::PermanentId;
@@ -55,7 +57,22 @@ pub struct ClusterEngine {
     /// Sessions (realm, session) that wrote a will or parked a write: their end goes in the
     /// log.
     kv_sessions: Mutex<HashSet<(String, SessionId)>>,
+    /// Where a clean stop stands: [`RUNNING`], [`LEAVING`] or [`LEFT`].
+    leaving: Arc<AtomicU8>,
+    /// This entry's gossip, once started.
+    gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
 }
+
+/// The entry serves.
+const RUNNING: u8 = 0;
+/// The entry stops: sessions that end now end abnormally (their wills fire: the clients
+/// did not choose to leave).
+const LEAVING: u8 = 1;
+/// The log ordered the entry's leave, which ended all its sessions that hold keys.
+const LEFT: u8 = 2;
+
+/// How long a clean stop waits for the cluster to order the entry's leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A node of the cluster file.
 #[derive(Debug, Clone)]
@@ -66,6 +83,10 @@ pub struct Member {
     pub role: &'static str,
     /// Node-to-node address.
     pub peer: SocketAddr,
+    /// Entry: its rank for the coordinator (0 when `cluster.toml` gives none).
+    pub rank: u32,
+    /// Entry: its client listeners (WebSocket, RawSocket, MQTT).
+    pub listeners: [Option<SocketAddr>; 3],
 }
 
 /// Acknowledgements and their latency, counted as the answers come.
@@ -104,6 +125,16 @@ impl AckStats {
 }
 
 impl ClusterEngine {
+    /// Attaches this entry's gossip (the admin API and the `$fox/gossip` topics use it).
+    pub fn set_gossip(&self, gossip: Arc<crate::gossip::Gossip>) {
+        let _ = self.gossip.set(gossip);
+    }
+
+    /// The cluster's members, as `cluster.toml` names them.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
     /// An engine publishing through `entry`, node `node` of a cluster of `members`.
     pub fn new(entry: EntryHandle, node: u32, members: Vec<Member>) -> Self {
         Self {
@@ -117,6 +148,8 @@ impl ClusterEngine {
             verdicts: Mutex::default(),
             next_token: AtomicU64::new(1),
             kv_sessions: Mutex::default(),
+            leaving: Arc::new(AtomicU8::new(RUNNING)),
+            gossip: std::sync::OnceLock::new(),
         }
     }
 
@@ -249,6 +282,11 @@ impl Engine for ClusterEngine {
         if !lock(&self.kv_sessions).remove(&key) {
             return;
         }
+        let abnormal = match self.leaving.load(Ordering::Acquire) {
+            RUNNING => abnormal,
+            LEAVING => true,
+            _ => return, // the leave record ended it
+        };
         let owner = Owner {
             node: self.node,
             incarnation: self.incarnation(),
@@ -262,6 +300,38 @@ impl Engine for ClusterEngine {
                 tracing::warn!(session, %error, "the end of a session could not be logged");
             }
         });
+    }
+
+    fn leave(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        if self.leaving.swap(LEAVING, Ordering::AcqRel) != RUNNING {
+            return Box::pin(std::future::ready(()));
+        }
+        let (node, incarnation) = (self.node, self.incarnation());
+        let decided = self.submit(0, record::encode_entry_left(node, incarnation));
+        let leaving = self.leaving.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(LEAVE_TIMEOUT, decided).await {
+                Ok(Ok(id)) => {
+                    leaving.store(LEFT, Ordering::Release);
+                    tracing::info!(
+                        node,
+                        incarnation,
+                        id = id.0,
+                        "the cluster ordered this entry's leave"
+                    );
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "this entry's leave was not ordered; its lease will expire")
+                }
+                Err(_) => tracing::warn!(
+                    "this entry's leave was not ordered in time; its lease will expire"
+                ),
+            }
+        })
+    }
+
+    fn gossip(&self) -> Option<Arc<crate::gossip::Gossip>> {
+        self.gossip.get().cloned()
     }
 
     fn last_applied(&self) -> u64 {

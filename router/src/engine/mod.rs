@@ -25,6 +25,8 @@ pub mod cluster;
 pub mod local;
 pub mod record;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, MutexGuard};
 
 use crate::durable::Durable;
@@ -84,6 +86,13 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         let _ = (realm, session, abnormal);
     }
 
+    /// The router is about to stop cleanly (SIGTERM), before it closes its sessions: a
+    /// cluster entry tells the cluster it leaves, so another entry writes its sessions'
+    /// wills at once. Resolves when that is done or given up.
+    fn leave(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// The last permanent ID applied on this node: a subscription made now (under the
     /// realm's order lock) receives every later publication live.
     fn last_applied(&self) -> u64;
@@ -96,6 +105,11 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// that uses it with their protocol's error and this text.
     fn refuses(&self, feature: Feature) -> Option<&'static str> {
         let _ = feature;
+        None
+    }
+
+    /// This cluster entry's gossip (`None`: a single node, or gossip turned off).
+    fn gossip(&self) -> Option<Arc<crate::gossip::Gossip>> {
         None
     }
 

@@ -14,6 +14,7 @@
 //!               GOODBYE, so its wills fire)
 //! EntryStarted  "op": "start": an entry (re)started; its earlier sessions are gone
 //! Beat          "op": "beat": an entry renews its lease (see `crate::follow::applier`)
+//! EntryLeft     "op": "leave": an entry stops cleanly; its sessions' wills are written
 //! ```
 //!
 //! A condition is decided where the record is applied ([`crate::follow`]), so every entry
@@ -98,6 +99,14 @@ pub enum Record {
         /// The entry.
         node: u32,
         /// Its new incarnation.
+        incarnation: u64,
+    },
+    /// An entry stops cleanly (SIGTERM): its lease ends now, its sessions that hold keys
+    /// with it (their wills are written by another entry).
+    EntryLeft {
+        /// The entry.
+        node: u32,
+        /// Its incarnation.
         incarnation: u64,
     },
     /// An entry renews its lease: its sessions hold their keys while its beats keep coming.
@@ -283,6 +292,11 @@ pub fn encode_entry_started(node: u32, incarnation: u64) -> Vec<u8> {
     encode_entry_record("start", node, incarnation)
 }
 
+/// An entry's clean stop.
+pub fn encode_entry_left(node: u32, incarnation: u64) -> Vec<u8> {
+    encode_entry_record("leave", node, incarnation)
+}
+
 /// An entry's lease renewal.
 pub fn encode_beat(node: u32, incarnation: u64) -> Vec<u8> {
     encode_entry_record("beat", node, incarnation)
@@ -333,6 +347,13 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
         Some("start") => {
             let owner = owner_from(o.remove("o"))?;
             return Some(Record::EntryStarted {
+                node: owner.node,
+                incarnation: owner.incarnation,
+            });
+        }
+        Some("leave") => {
+            let owner = owner_from(o.remove("o"))?;
+            return Some(Record::EntryLeft {
                 node: owner.node,
                 incarnation: owner.incarnation,
             });
@@ -542,6 +563,13 @@ mod tests {
         assert!(matches!(
             decode(53, 0, &start),
             Some(Record::EntryStarted {
+                node: 4,
+                incarnation: 9
+            })
+        ));
+        assert!(matches!(
+            decode(55, 0, &encode_entry_left(4, 9)),
+            Some(Record::EntryLeft {
                 node: 4,
                 incarnation: 9
             })

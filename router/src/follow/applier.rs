@@ -71,9 +71,49 @@ pub trait Keys {
     );
 }
 
+/// A change of an entry's membership, decided at a point of the log.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Change {
+    /// Its lease began (a start, or the first beat this log shows of that life).
+    Joined,
+    /// It stopped cleanly.
+    Left,
+    /// Its lease expired.
+    Lost,
+}
+
+impl Change {
+    /// The name events and member states carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Joined => "joined",
+            Change::Left => "left",
+            Change::Lost => "lost",
+        }
+    }
+}
+
 /// What the follower does for the applier.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Clone)]
 pub enum Action {
+    /// An entry's membership changed at record `at`.
+    Member {
+        /// The entry.
+        node: u32,
+        /// Its life.
+        incarnation: u64,
+        /// What happened.
+        change: Change,
+        /// The record at which it happened.
+        at: u64,
+    },
+    /// The coordinator changed at record `at` (`None`: no entry's lease is live).
+    Coordinator {
+        /// The entry with the lowest rank, then ID, among those whose lease is live.
+        node: Option<u32>,
+        /// The record at which it changed.
+        at: u64,
+    },
     /// The verdict on this entry's conditional write `token`: applied with this ID, or not
     /// accepted (`Err`).
     Resolve {
@@ -144,6 +184,10 @@ pub struct Applier {
     leases: HashMap<u32, (u64, u64)>,
     /// Per entry, the highest incarnation whose lease expired: its sessions are gone.
     expired: HashMap<u32, u64>,
+    /// Entries' ranks for the coordinator (absent: 0).
+    ranks: HashMap<u32, u32>,
+    /// The coordinator as of the last record.
+    coordinator: Option<u32>,
     /// This entry's requests not answered yet, and when they were made (not derived state).
     asked: HashMap<Ask, u64>,
 }
@@ -158,8 +202,16 @@ impl Applier {
             started: HashMap::new(),
             leases: HashMap::new(),
             expired: HashMap::new(),
+            ranks: HashMap::new(),
+            coordinator: None,
             asked: HashMap::new(),
         }
+    }
+
+    /// With the entries' ranks for the coordinator (`cluster.toml` `rank`).
+    pub fn with_ranks(mut self, ranks: HashMap<u32, u32>) -> Self {
+        self.ranks = ranks;
+        self
     }
 
     /// This entry's new life (after it was fenced): its writers answer by it from now on.
@@ -183,27 +235,96 @@ impl Applier {
         restarted || expired
     }
 
-    /// Records that entry `node` in life `incarnation` is alive at log time `at_ms`.
-    fn renew(&mut self, node: u32, incarnation: u64, at_ms: u64) {
+    /// Records that entry `node` in life `incarnation` is alive at record `id`.
+    fn renew(&mut self, node: u32, incarnation: u64, id: u64, out: &mut Vec<Action>) {
         if self.expired.get(&node).is_some_and(|&e| e >= incarnation) {
             return; // a beat of a fenced life: too late
         }
-        let lease = self.leases.entry(node).or_insert((incarnation, at_ms));
-        if incarnation > lease.0 {
-            *lease = (incarnation, at_ms);
-        } else if incarnation == lease.0 {
-            lease.1 = lease.1.max(at_ms);
+        let at_ms = log_time_ms(id);
+        let joined = match self.leases.get_mut(&node) {
+            Some(lease) if incarnation < lease.0 => false,
+            Some(lease) if incarnation == lease.0 => {
+                lease.1 = lease.1.max(at_ms);
+                false
+            }
+            _ => {
+                self.leases.insert(node, (incarnation, at_ms));
+                true
+            }
+        };
+        if joined {
+            out.push(Action::Member {
+                node,
+                incarnation,
+                change: Change::Joined,
+                at: id,
+            });
         }
     }
 
-    /// Ends the leases whose last beat is more than [`LEASE_MS`] before log time `at_ms`.
-    fn expire<K: Keys>(
+    /// Ends entry `node`'s lease of life `incarnation` (`change`: left or lost): its
+    /// sessions that hold keys end abnormally.
+    fn end_lease<K: Keys>(
         &mut self,
-        at_ms: u64,
+        (node, incarnation): (u32, u64),
+        change: Change,
+        at: u64,
         realm: &impl Fn(&str) -> Option<K>,
         now_ms: u64,
         out: &mut Vec<Action>,
     ) {
+        let had = self.leases.get(&node).is_some_and(|l| l.0 <= incarnation);
+        if had {
+            self.leases.remove(&node);
+            out.push(Action::Member {
+                node,
+                incarnation,
+                change,
+                at,
+            });
+        }
+        let highest = self.expired.entry(node).or_insert(0);
+        *highest = (*highest).max(incarnation);
+        if change == Change::Lost && node == self.node && incarnation == self.incarnation {
+            out.push(Action::Fenced);
+        }
+        let names: Vec<String> = self.realms.keys().cloned().collect();
+        for name in names {
+            let gone = |o: &Owner| o.node == node && o.incarnation <= incarnation;
+            let touched = self.end(&name, gone, true, out);
+            if let Some(keys) = realm(&name) {
+                for topic in touched {
+                    self.check_wakes(&name, &topic, &keys, now_ms, out);
+                }
+            }
+        }
+    }
+
+    /// Names the coordinator anew if the live leases changed it.
+    fn coordinate(&mut self, at: u64, out: &mut Vec<Action>) {
+        let coordinator = self
+            .leases
+            .keys()
+            .min_by_key(|node| (self.ranks.get(node).copied().unwrap_or(0), **node))
+            .copied();
+        if coordinator != self.coordinator {
+            self.coordinator = coordinator;
+            out.push(Action::Coordinator {
+                node: coordinator,
+                at,
+            });
+        }
+    }
+
+    /// Ends the leases whose last beat is more than [`LEASE_MS`] before record `at`'s time.
+    fn expire<K: Keys>(
+        &mut self,
+        at: u64,
+        realm: &impl Fn(&str) -> Option<K>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let at_ms = log_time_ms(at);
         let lapsed: Vec<(u32, u64)> = self
             .leases
             .iter()
@@ -211,23 +332,8 @@ impl Applier {
             .map(|(&node, &(incarnation, _))| (node, incarnation))
             .collect();
         for (node, incarnation) in lapsed {
-            self.leases.remove(&node);
-            let highest = self.expired.entry(node).or_insert(0);
-            *highest = (*highest).max(incarnation);
             tracing::info!(node, incarnation, "an entry's lease expired in the log");
-            if node == self.node && incarnation == self.incarnation {
-                out.push(Action::Fenced);
-            }
-            let names: Vec<String> = self.realms.keys().cloned().collect();
-            for name in names {
-                let gone = |o: &Owner| o.node == node && o.incarnation <= incarnation;
-                let touched = self.end(&name, gone, true, out);
-                if let Some(keys) = realm(&name) {
-                    for topic in touched {
-                        self.check_wakes(&name, &topic, &keys, now_ms, out);
-                    }
-                }
-            }
+            self.end_lease((node, incarnation), Change::Lost, at, realm, now_ms, out);
         }
     }
 
@@ -268,9 +374,9 @@ impl Applier {
         now_ms: u64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let at_ms = log_time_ms(id);
         self.apply_one(id, publisher, record, &realm, now_ms, &mut out);
-        self.expire(at_ms, &realm, now_ms, &mut out);
+        self.expire(id, &realm, now_ms, &mut out);
+        self.coordinate(id, &mut out);
         self.ask_wills(now_ms, &mut out);
         out
     }
@@ -284,7 +390,6 @@ impl Applier {
         now_ms: u64,
         out: &mut Vec<Action>,
     ) {
-        let at_ms = log_time_ms(id);
         match record {
             Record::Publish {
                 realm: name,
@@ -382,11 +487,14 @@ impl Applier {
                 }
                 self.ask_wills(now_ms, out);
             }
-            Record::Beat { node, incarnation } => self.renew(node, incarnation, at_ms),
+            Record::Beat { node, incarnation } => self.renew(node, incarnation, id, out),
+            Record::EntryLeft { node, incarnation } => {
+                self.end_lease((node, incarnation), Change::Left, id, realm, now_ms, out);
+            }
             Record::EntryStarted { node, incarnation } => {
                 let started = self.started.entry(node).or_insert(0);
                 *started = (*started).max(incarnation);
-                self.renew(node, incarnation, at_ms);
+                self.renew(node, incarnation, id, out);
                 let names: Vec<String> = self.realms.keys().cloned().collect();
                 for name in names {
                     let gone = |o: &Owner| o.node == node && o.incarnation < incarnation;

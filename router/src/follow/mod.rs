@@ -8,6 +8,7 @@
 //! because it needs the router's realms.
 
 pub mod applier;
+pub mod members;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::realm::Realm;
 use crate::router::Router;
 use crate::topic::Topic;
 use applier::{Action, Applier, Keys, Refused, BEAT_MS, LEASE_MS};
+use members::Membership;
 
 /// How long the log follower waits before it subscribes again after the entry stopped
 /// answering, in ms.
@@ -59,7 +61,15 @@ impl Keys for Arc<Realm> {
 /// announces this entry's incarnation, which ends the sessions of its earlier lives.
 pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
     tokio::spawn(announce(engine.clone()));
-    let mut applier = Applier::new(engine.node(), engine.incarnation());
+    let ranks = engine
+        .members()
+        .iter()
+        .filter(|m| m.role == "entry")
+        .map(|m| (m.id, m.rank))
+        .collect();
+    let mut applier = Applier::new(engine.node(), engine.incarnation()).with_ranks(ranks);
+    let mut membership = Membership::new(engine.members().to_vec());
+    membership.catch_up(&router);
     let mut after = PermanentId(0);
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     let mut beat = tokio::time::interval(Duration::from_millis(BEAT_MS));
@@ -80,7 +90,8 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
                 next = subscription.next() => next,
                 _ = tick.tick() => {
                     let actions = applier.tick(|name| router.realm(name), unix_ms());
-                    run(&router, &engine, &mut applier, actions);
+                    membership.catch_up(&router);
+                    run(&router, &engine, &mut applier, &mut membership, actions);
                     continue;
                 }
                 _ = beat.tick() => {
@@ -91,7 +102,7 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
             match next {
                 Ok(record) => {
                     let actions = apply_record(&router, &engine, &mut applier, &record);
-                    run(&router, &engine, &mut applier, actions);
+                    run(&router, &engine, &mut applier, &mut membership, actions);
                 }
                 Err(SubscriptionError::Lagged { last }) => {
                     tracing::warn!(last, "log follower lagged; resubscribing");
@@ -190,10 +201,20 @@ fn apply_record(
 }
 
 /// Carries out the applier's actions: answers this entry's writers, hands records to the
-/// log (a lost one is asked again by the applier's tick), starts a new life when fenced.
-fn run(router: &Router, engine: &Arc<ClusterEngine>, applier: &mut Applier, actions: Vec<Action>) {
+/// log (a lost one is asked again by the applier's tick), starts a new life when fenced,
+/// publishes membership changes.
+fn run(
+    router: &Router,
+    engine: &Arc<ClusterEngine>,
+    applier: &mut Applier,
+    membership: &mut Membership,
+    actions: Vec<Action>,
+) {
     for action in actions {
         match action {
+            Action::Member { .. } | Action::Coordinator { .. } => {
+                membership.note(router, &action);
+            }
             Action::Fenced => fence(router, engine, applier),
             Action::Resolve { token, outcome } => {
                 let outcome = outcome.map_err(|refused| match refused {

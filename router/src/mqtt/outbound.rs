@@ -182,10 +182,10 @@ impl Session {
             return Some(single);
         }
         let id = delivery.publication.id;
-        if id <= self.state.merged_through {
+        if id == self.state.merged_last {
             return None;
         }
-        self.state.merged_through = id;
+        self.state.merged_last = id;
         if self.state.subscriptions.len() == 1 {
             return Some(single);
         }

@@ -107,10 +107,12 @@ pub struct SessionState {
     /// The highest permanent ID taken from the realm queue (live deliveries arrive in ID
     /// order, so everything at or below it not in `inflight` or `pending` is done).
     pub received_through: u64,
-    /// The highest permanent ID sent as one merged copy for all matching non-shared
-    /// subscriptions: further deliveries of it (through the other subscriptions) are
-    /// already covered (`outbound.rs`).
-    pub merged_through: u64,
+    /// The permanent ID of the last publication sent as one merged copy for all matching
+    /// non-shared subscriptions: further deliveries of it (through the other
+    /// subscriptions, in the same fan-out) are already covered (`outbound.rs`). Compared
+    /// for equality, not order: a cluster entry's router-originated messages (meta
+    /// events, `$fox/cluster`) carry random IDs outside the log's order.
+    pub merged_last: u64,
 }
 
 /// A session waiting for its client to come back.

@@ -141,7 +141,7 @@ fn resolved(actions: &[Action]) -> Vec<(u64, Result<u64, Refused>)> {
         .iter()
         .filter_map(|a| match a {
             Action::Resolve { token, outcome } => Some((*token, *outcome)),
-            Action::Submit { .. } | Action::Fenced => None,
+            _ => None,
         })
         .collect()
 }
@@ -151,7 +151,7 @@ fn submitted(actions: Vec<Action>) -> Vec<Vec<u8>> {
         .into_iter()
         .filter_map(|a| match a {
             Action::Submit { record, .. } => Some(record),
-            Action::Resolve { .. } | Action::Fenced => None,
+            _ => None,
         })
         .collect()
 }
@@ -550,4 +550,135 @@ fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refu
         vec![(3, Ok(at(1_603, 0)))]
     );
     assert_eq!(one.value("k2"), Value::from("new"));
+}
+
+/// The membership actions (joins, leaves, losses, coordinators) among `actions`.
+fn membership(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Member { .. } | Action::Coordinator { .. }))
+        .cloned()
+        .collect()
+}
+
+fn member(node: u32, change: Change, at: u64) -> Action {
+    Action::Member {
+        node,
+        incarnation: INC,
+        change,
+        at,
+    }
+}
+
+#[test]
+fn every_entry_sees_the_same_joins_losses_and_coordinators_at_the_same_records() {
+    let mut two = Entry::new(2);
+    let mut three = Entry::new(3);
+    let mut log = vec![
+        (at(0, 1), 0, record::encode_entry_started(3, INC)),
+        (at(0, 2), 0, record::encode_entry_started(1, INC)),
+        (at(0, 3), 0, record::encode_entry_started(2, INC)),
+    ];
+    for k in 1..=6 {
+        log.push((at(300 * k, 0), 0, record::encode_beat(2, INC)));
+        log.push((at(300 * k, 1), 0, record::encode_beat(3, INC)));
+    }
+    let (mut seen_two, mut seen_three) = (Vec::new(), Vec::new());
+    for (id, publisher, bytes) in &log {
+        seen_two.extend(membership(&two.apply(*id, *publisher, bytes)));
+        seen_three.extend(membership(&three.apply(*id, *publisher, bytes)));
+    }
+    assert_eq!(seen_two, seen_three, "the same log, the same membership");
+    // Entry 1's last beat was its start at 0 ms: the first record after 1,500 ms of log
+    // time (entry 2's beat at 1,800 ms) expires its lease, and names entry 2.
+    let expiry = at(1_800, 0);
+    assert_eq!(
+        seen_two,
+        vec![
+            member(3, Change::Joined, at(0, 1)),
+            Action::Coordinator {
+                node: Some(3),
+                at: at(0, 1)
+            },
+            member(1, Change::Joined, at(0, 2)),
+            Action::Coordinator {
+                node: Some(1),
+                at: at(0, 2)
+            },
+            member(2, Change::Joined, at(0, 3)),
+            member(1, Change::Lost, expiry),
+            Action::Coordinator {
+                node: Some(2),
+                at: expiry
+            },
+        ]
+    );
+}
+
+#[test]
+fn the_coordinator_is_the_lowest_rank_then_the_lowest_id() {
+    let ranks = HashMap::from([(1, 5), (2, 1), (3, 1)]);
+    let mut one = Entry::new(1);
+    one.applier = Applier::new(1, INC).with_ranks(ranks);
+    let mut coordinators = Vec::new();
+    for (seq, node) in [1, 3, 2].into_iter().enumerate() {
+        let id = at(0, seq as u64);
+        for action in membership(&one.apply(id, 0, &record::encode_entry_started(node, INC))) {
+            if let Action::Coordinator { node, .. } = action {
+                coordinators.push(node);
+            }
+        }
+    }
+    assert_eq!(coordinators, vec![Some(1), Some(3), Some(2)]);
+    let left = membership(&one.apply(at(10, 0), 0, &record::encode_entry_left(2, INC)));
+    assert_eq!(
+        left,
+        vec![
+            member(2, Change::Left, at(10, 0)),
+            Action::Coordinator {
+                node: Some(3),
+                at: at(10, 0)
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_clean_leave_ends_the_entrys_sessions_at_once_and_another_entry_writes_their_wills() {
+    let mut one = Entry::new(1);
+    let mut two = Entry::new(2);
+    let a = owner(1, 10);
+    let log = [
+        (at(0, 0), 0, record::encode_entry_started(1, INC)),
+        (at(0, 1), 0, record::encode_entry_started(2, INC)),
+        (
+            at(5, 0),
+            10,
+            conditional("lock", Some("a"), a, 1, Some(None), true, Some(None)),
+        ),
+    ];
+    for (id, publisher, bytes) in &log {
+        one.apply(*id, *publisher, bytes);
+        two.apply(*id, *publisher, bytes);
+    }
+    let leave = record::encode_entry_left(1, INC);
+    let on_one = one.apply(at(100, 0), 0, &leave);
+    assert!(!on_one.contains(&Action::Fenced), "a leave is not a fence");
+    assert!(
+        submitted(on_one).is_empty(),
+        "the leaving entry writes no will"
+    );
+    let wills = submitted(two.apply(at(100, 0), 0, &leave));
+    assert_eq!(
+        wills.len(),
+        1,
+        "entry 2 writes the will well before a lease would lapse"
+    );
+    for entry in [&mut one, &mut two] {
+        entry.apply(at(101, 0), 0, &wills[0]);
+        assert_eq!(entry.value("lock"), Value::Null);
+    }
+    // A beat of the life that left comes too late: it does not join again.
+    let late = two.apply(at(400, 0), 0, &record::encode_beat(1, INC));
+    assert!(membership(&late).is_empty(), "{late:?}");
 }

@@ -91,7 +91,7 @@ impl WampSession {
 
 /// What the hooks are asked about a message; `None` for other messages and for those
 /// refused whatever they would say (invalid URI, unknown match policy, publishing or
-/// registering under `wamp.`).
+/// registering under `wamp.`, publishing under `$`).
 fn hook_key(message: &Message) -> Option<Key> {
     let policy_of =
         |options: &Dict| MatchPolicy::parse(options.get("match").and_then(Value::as_str));
@@ -106,7 +106,8 @@ fn hook_key(message: &Message) -> Option<Key> {
         } => (Action::Register, policy_of(options)?, procedure),
         _ => return None,
     };
-    let reserved = matches!(action, Action::Publish | Action::Register) && uri.starts_with("wamp.");
+    let reserved = matches!(action, Action::Publish | Action::Register)
+        && (uri.starts_with("wamp.") || (action == Action::Publish && uri.starts_with('$')));
     let valid = valid_uri(uri, policy != MatchPolicy::Exact)
         || (policy == MatchPolicy::Prefix && uri.is_empty());
     (valid && !reserved).then(|| (action, policy, uri.clone()))

@@ -86,7 +86,9 @@ impl WampSession {
         if !valid_uri(&topic, false) {
             return Err((ErrorUri::InvalidUri, "invalid topic URI"));
         }
+        // `wamp.` meta events and `$` topics ($SYS, $fox/cluster) are the router's.
         if topic.starts_with("wamp.")
+            || topic.starts_with('$')
             || !self.permits(handle, Action::Publish, MatchPolicy::Exact, &topic)
         {
             return Err((ErrorUri::NotAuthorized, "not authorized to publish"));
@@ -409,6 +411,12 @@ mod tests {
         let (replies, _) = publisher.send(publish(4, "com..a", acknowledge(), 1), START_MS);
         assert_eq!(uri_of(&replies[0]), ErrorUri::InvalidUri.as_str());
         let (replies, _) = publisher.send(publish(5, "wamp.x", acknowledge(), 1), START_MS);
+        assert_eq!(uri_of(&replies[0]), ErrorUri::NotAuthorized.as_str());
+        // `$` topics are the router's ($SYS, $fox.cluster), as in MQTT.
+        let (replies, _) = publisher.send(
+            publish(6, "$fox.cluster.coordinator", acknowledge(), 1),
+            START_MS,
+        );
         assert_eq!(uri_of(&replies[0]), ErrorUri::NotAuthorized.as_str());
     }
 

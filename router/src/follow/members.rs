@@ -1,0 +1,209 @@
+//! The cluster's membership on system topics, in every realm of this entry:
+//!
+//! - `$fox/cluster/members/<id>` (retained): one node, as `cluster.toml` names it (role,
+//!   rank, addresses) with, for an entry, the state of its lease in the log (`joined`,
+//!   `left`, `lost`; `unknown` before the log showed any), its incarnation and whether it
+//!   is the coordinator. ndb and sync nodes hold no lease: their state is `configured`.
+//! - `$fox/cluster/coordinator` (retained): the coordinator (`id` null when no entry's
+//!   lease is live) and the record at which it was named.
+//! - `$fox/cluster/events`: `joined`, `left`, `lost` and `coordinator` events.
+//!
+//! Every entry derives these from the permanent log by the applier's rules, so every entry
+//! shows the same changes in the same order, and a partition cannot name two coordinators.
+//! They are not written to the log: each entry publishes them to its own subscribers. A
+//! client cannot publish on `$` topics (MQTT and WAMP refuse it).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use fox_wamp_proto::{Dict, Value};
+
+use super::applier::{Action, Change};
+use crate::engine::cluster::Member;
+use crate::message::{Payload, PublishOptions};
+use crate::realm::Realm;
+use crate::router::Router;
+use crate::topic::Topic;
+
+/// The prefix of the membership topics.
+pub const PREFIX: &str = "$fox/cluster";
+
+/// One entry's lease as the log showed it last.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    change: Change,
+    incarnation: u64,
+    at: u64,
+}
+
+/// What this entry publishes of the cluster's membership.
+pub struct Membership {
+    members: Vec<Member>,
+    leases: BTreeMap<u32, Lease>,
+    coordinator: Option<u32>,
+    coordinator_at: u64,
+    /// The realms that got the current retained state.
+    realms: HashSet<String>,
+}
+
+impl Membership {
+    /// The membership of a cluster of `members`, with nothing seen in the log yet.
+    pub fn new(members: Vec<Member>) -> Self {
+        Self {
+            members,
+            leases: BTreeMap::new(),
+            coordinator: None,
+            coordinator_at: 0,
+            realms: HashSet::new(),
+        }
+    }
+
+    /// Publishes the retained state in every realm that has not got it yet (a realm made on
+    /// first use after the follower started, say).
+    pub fn catch_up(&mut self, router: &Router) {
+        for realm in router.realms() {
+            if self.realms.insert(realm.name.clone()) {
+                for member in &self.members {
+                    publish(&realm, &member_topic(member.id), self.member(member), true);
+                }
+                publish(&realm, &coordinator_topic(), self.coordinator(), true);
+            }
+        }
+    }
+
+    /// Takes in a membership action (others are ignored) and publishes what it changed.
+    pub fn note(&mut self, router: &Router, action: &Action) {
+        self.catch_up(router);
+        let mut changed = Vec::new();
+        let event = match *action {
+            Action::Member {
+                node,
+                incarnation,
+                change,
+                at,
+            } => {
+                self.leases.insert(
+                    node,
+                    Lease {
+                        change,
+                        incarnation,
+                        at,
+                    },
+                );
+                changed.push(node);
+                dict([
+                    ("event", Value::Str(change.name().into())),
+                    ("id", Value::Int(node.into())),
+                    ("incarnation", int(incarnation)),
+                    ("at", int(at)),
+                ])
+            }
+            Action::Coordinator { node, at } => {
+                changed.extend(self.coordinator);
+                changed.extend(node);
+                self.coordinator = node;
+                self.coordinator_at = at;
+                dict([
+                    ("event", Value::Str("coordinator".into())),
+                    ("id", node.map_or(Value::Null, |n| Value::Int(n.into()))),
+                    ("at", int(at)),
+                ])
+            }
+            _ => return,
+        };
+        let coordinator_changed = matches!(action, Action::Coordinator { .. });
+        for realm in router.realms() {
+            for member in self.members.iter().filter(|m| changed.contains(&m.id)) {
+                publish(&realm, &member_topic(member.id), self.member(member), true);
+            }
+            if coordinator_changed {
+                publish(&realm, &coordinator_topic(), self.coordinator(), true);
+            }
+            publish(&realm, &events_topic(), event.clone(), false);
+        }
+    }
+
+    fn member(&self, member: &Member) -> Value {
+        let address =
+            |a: Option<std::net::SocketAddr>| a.map_or(Value::Null, |a| Value::Str(a.to_string()));
+        let [ws, rawsocket, mqtt] = member.listeners;
+        let mut fields = dict([
+            ("id", Value::Int(member.id.into())),
+            ("role", Value::Str(member.role.into())),
+            ("peer", Value::Str(member.peer.to_string())),
+        ]);
+        let Value::Dict(d) = &mut fields else {
+            unreachable!("dict() makes a dictionary")
+        };
+        if member.role == "entry" {
+            let lease = self.leases.get(&member.id);
+            d.insert("rank".into(), Value::Int(member.rank.into()));
+            d.insert("ws".into(), address(ws));
+            d.insert("rawsocket".into(), address(rawsocket));
+            d.insert("mqtt".into(), address(mqtt));
+            let state = lease.map_or("unknown", |l| l.change.name());
+            d.insert("state".into(), Value::Str(state.into()));
+            d.insert(
+                "incarnation".into(),
+                lease.map_or(Value::Null, |l| int(l.incarnation)),
+            );
+            d.insert("at".into(), lease.map_or(Value::Null, |l| int(l.at)));
+            d.insert(
+                "coordinator".into(),
+                Value::Bool(self.coordinator == Some(member.id)),
+            );
+        } else {
+            d.insert("state".into(), Value::Str("configured".into()));
+        }
+        fields
+    }
+
+    fn coordinator(&self) -> Value {
+        dict([
+            (
+                "id",
+                self.coordinator
+                    .map_or(Value::Null, |n| Value::Int(n.into())),
+            ),
+            ("at", int(self.coordinator_at)),
+        ])
+    }
+}
+
+fn int(n: u64) -> Value {
+    i64::try_from(n).map_or(Value::UInt(n), Value::Int)
+}
+
+fn dict<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Dict(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<Dict>(),
+    )
+}
+
+fn member_topic(id: u32) -> Topic {
+    Topic::from_mqtt_owned(format!("{PREFIX}/members/{id}"))
+}
+
+fn coordinator_topic() -> Topic {
+    Topic::from_mqtt_owned(format!("{PREFIX}/coordinator"))
+}
+
+fn events_topic() -> Topic {
+    Topic::from_mqtt_owned(format!("{PREFIX}/events"))
+}
+
+/// A router-originated publication in `realm`, applied here only (not logged).
+fn publish(realm: &Arc<Realm>, topic: &Topic, value: Value, retain: bool) {
+    let payload = Payload::Wamp {
+        args: Some(vec![value]),
+        kwargs: None,
+    };
+    let options = PublishOptions {
+        retain,
+        ..Default::default()
+    };
+    realm.publish(None, topic, payload, &options);
+}
