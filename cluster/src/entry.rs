@@ -10,7 +10,9 @@
 //! One task owns the `Entry`: it feeds commands, peer messages and timers, carries out
 //! `ready()` (the entry writes nothing: send, then answer publishers and subscribers).
 //! Publishes the entry cannot take yet (`Busy`: one segment in flight and one full) wait in
-//! a bounded queue, in order; a publish whose caller gave up (timeout) is skipped there.
+//! a bounded queue, in order. A publish is ordered even if its caller stopped waiting (a
+//! QoS 0 or unacknowledged publish never waits; a timed-out one may still be ordered, as
+//! `docs/cluster.md` says): skipping it would silently drop fire-and-forget messages.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -503,9 +505,6 @@ impl EntryTask {
         let mut fed = false;
         // Each turn takes one publish off the bounded queue.
         while let Some((publication, reply)) = self.queue.pop_front() {
-            if reply.is_closed() {
-                continue;
-            }
             match self.entry.publish(publication.clone(), self.clock.now_ms()) {
                 Ok(advance) => {
                     self.waiting.insert(advance, reply);

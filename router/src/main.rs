@@ -360,7 +360,7 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
                 fox_router::gossip::metadata(&cluster, args.id),
             )
             .await?;
-            let load = gossip.map(|g| g.refresh_load(Vec::new));
+            let load = gossip.as_ref().map(|g| g.refresh_load(Vec::new));
             let admin = match spec.admin {
                 None => None,
                 Some(address) => {
@@ -377,6 +377,7 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
                         mesh: node.mesh.clone(),
                         status: node.status.clone(),
                         started_ms,
+                        gossip: gossip.clone(),
                     });
                     server.announce();
                     Some(server)

@@ -16,7 +16,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from cluster_nodes import running_cluster
 from conftest import poll_until
 from mqtt_client import Client, new_id, props
-from wamp_client import connect, run, wait_until
+from wamp_client import abort_transport, connect, run, wait_until
 
 ACK = PublishOptions(acknowledge=True)
 
@@ -92,6 +92,65 @@ def test_every_entry_delivers_the_same_sequence_to_wamp_and_mqtt(cluster):
             assert got == values, "MQTT subscribers see the same order as WAMP ones"
 
     run(main(), timeout=90)
+
+
+def test_fire_and_forget_publishes_testaments_and_wills_reach_every_entry(cluster):
+    """MQTT QoS 0 and unacknowledged WAMP publishes (nobody waits for their ID), a WAMP
+    testament and an MQTT will (their session's last publication) are ordered through the
+    log like any other: subscribers on the other entries receive them."""
+    one, two, three = cluster.entries
+    device = Client(one, new_id("dev"), 5)
+    device.connect(will={"topic": "c/status/dev", "payload": b"offline", "qos": 1})
+    watcher = Client(three, new_id(), 5)
+    watcher.connect()
+    watcher.subscribe("c/status/dev", qos=1)
+
+    async def main():
+        listener = await connect(two)
+        got = await subscribe_events(listener, "c.status.app")
+        app = await connect(one)
+        app.publish("c.status.app", "hello")  # no acknowledge: nothing waits for it
+        await app.call("wamp.session.add_testament", "c.status.app", ["gone"], {})
+        abort_transport(app)
+        try:
+            await wait_until(lambda: [v for _, v in got] == ["hello", "gone"], timeout=10,
+                             what="entry 2 receives entry 1's publish and testament")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; got {got}") from None
+        assert 0 < got[0][0] < got[1][0]
+
+    run(main(), timeout=30)
+    device.publish("c/status/dev", b"online", qos=0)
+    time.sleep(0.3)  # paho sends from its loop thread; a kill right away may beat it
+    device.kill()
+    for expected in (b"online", b"offline"):
+        got = watcher.get(timeout=10)
+        assert (got.topic, got.payload) == ("c/status/dev", expected)
+    watcher.disconnect()
+
+
+def test_a_testament_outlives_its_entry_killed_with_9(cluster):
+    """The testament is in the log from the moment it was added: when its session's entry
+    dies and its lease expires, another entry publishes it, once."""
+    one, two, _ = cluster.entries
+
+    async def main():
+        listener = await connect(two)
+        got = await subscribe_events(listener, "c.status.crash")
+        app = await connect(one)
+        await app.call("wamp.session.add_testament", "c.status.crash", ["crashed"], {})
+        flushed = await connect(one)
+        await flushed.call("wamp.session.add_testament", "c.status.crash", ["flushed"], {})
+        assert await flushed.call("wamp.session.flush_testaments") == 1
+        await asyncio.sleep(0.5)  # both ordered (add_testament answers before that)
+        killed = time.monotonic()
+        one.kill9()
+        await wait_until(lambda: got, timeout=10, what="another entry publishes the testament")
+        print(f"kill -9 to the testament on another entry: {(time.monotonic() - killed) * 1000:.0f} ms")
+        await asyncio.sleep(1.0)
+        assert [v for _, v in got] == ["crashed"], got
+
+    run(main(), timeout=40)
 
 
 def test_a_publish_acknowledged_before_another_is_sent_has_the_smaller_id(cluster):

@@ -1,6 +1,7 @@
 //! The admin listener of an ndb or sync node (`admin` of its `[[node]]` in
 //! `cluster.toml`): `GET /healthz`, `GET /readyz`, `GET /metrics` and
-//! `GET /api/v1/status`, read from the node's driver ([`fox_cluster::NodeStatus`], updated
+//! `GET /api/v1/status` and `GET /api/v1/gossip` (what this node's gossip shows, as on
+//! an entry), read from the node's driver ([`fox_cluster::NodeStatus`], updated
 //! after every turn) and its mesh. Loopback only (the cluster file refuses another
 //! address): it has no token.
 
@@ -32,6 +33,8 @@ pub struct NodeView {
     pub status: watch::Receiver<NodeStatus>,
     /// When the node started (Unix ms).
     pub started_ms: u64,
+    /// The node's gossip (`None`: turned off).
+    pub gossip: Option<Arc<crate::gossip::Gossip>>,
 }
 
 impl NodeView {
@@ -85,10 +88,20 @@ impl AdminListener {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/api/v1/status", get(status))
+            .route("/api/v1/gossip", get(gossip))
             .fallback(super::not_found)
             .method_not_allowed_fallback(super::method_not_allowed)
             .with_state(Arc::new(view));
         self.serve(app, None)
+    }
+}
+
+/// `GET /api/v1/gossip`: as on an entry (`docs/admin.md`); 404 with gossip off.
+async fn gossip(State(view): State<Arc<NodeView>>) -> Response {
+    match &view.gossip {
+        Some(gossip) => Json(json!(gossip.view().await)).into_response(),
+        None => super::ApiError::not_found("gossip is turned off ([gossip] enabled = false)")
+            .into_response(),
     }
 }
 

@@ -174,6 +174,25 @@ impl ClusterEngine {
         (sessions, next)
     }
 
+    /// Session `session` of this entry's present life.
+    fn owner(&self, session: SessionId) -> Owner {
+        Owner {
+            node: self.node,
+            incarnation: self.incarnation(),
+            session,
+        }
+    }
+
+    /// Hands `record` to the log in `session`'s order; a failure is only logged (`what`).
+    fn log_quietly(&self, session: SessionId, record: Vec<u8>, what: &'static str) {
+        let decided = self.submit(session, record);
+        tokio::spawn(async move {
+            if let Err(error) = decided.await {
+                tracing::warn!(session, %error, "{what} could not be logged");
+            }
+        });
+    }
+
     /// Whether sessions of this entry hold keys (wills, parked writes).
     pub fn holds_keys(&self) -> bool {
         !lock(&self.kv_sessions).is_empty()
@@ -300,6 +319,41 @@ impl Engine for ClusterEngine {
                 tracing::warn!(session, %error, "the end of a session could not be logged");
             }
         });
+    }
+
+    fn testament_added(&self, realm: &dyn Target, draft: Draft<'_>, index: u32) {
+        let Some(session) = draft.publisher.map(|p| p.id) else {
+            return;
+        };
+        // Its end goes in the log, so the testament is published once when it ends.
+        lock(&self.kv_sessions).insert((realm.name().to_owned(), session));
+        let owner = self.owner(session);
+        let (publication, _, options) = draft.into_publication(0);
+        let record = record::encode_testament(realm.name(), &publication, options, &owner, index);
+        self.log_quietly(session, record, "a testament");
+    }
+
+    fn testaments_flushed(&self, realm: &dyn Target, session: SessionId) {
+        let owner = self.owner(session);
+        let record = record::encode_testaments_flushed(realm.name(), &owner);
+        self.log_quietly(session, record, "a flush of testaments");
+    }
+
+    fn publish_testament(&self, realm: &dyn Target, draft: Draft<'_>, index: u32) -> Ack {
+        let Some(session) = draft.publisher.map(|p| p.id) else {
+            return self.apply_here(realm, draft);
+        };
+        let owner = self.owner(session);
+        let (publication, _, options) = draft.into_publication(0);
+        let record =
+            record::encode_testament_fired(realm.name(), &publication, options, &owner, index);
+        let decided = self.submit(session, record);
+        Ack::Remote(Box::pin(async move {
+            decided
+                .await
+                .map(|id| id.0)
+                .map_err(|error| EngineError::Cluster(error.to_string()))
+        }))
     }
 
     fn leave(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {

@@ -86,6 +86,24 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         let _ = (realm, session, abnormal);
     }
 
+    /// Testament `index` of the draft's publisher (a WAMP session) was added: a cluster
+    /// entry logs it, so that another entry publishes it if this one dies first.
+    fn testament_added(&self, realm: &dyn Target, draft: Draft<'_>, index: u32) {
+        let _ = (realm, draft, index);
+    }
+
+    /// A session dropped its testaments (`wamp.session.flush_testaments`).
+    fn testaments_flushed(&self, realm: &dyn Target, session: SessionId) {
+        let _ = (realm, session);
+    }
+
+    /// Publishes testament `index` of the leaving session (the draft's publisher); a
+    /// cluster entry publishes it at most once, whichever entry gets there first.
+    fn publish_testament(&self, realm: &dyn Target, draft: Draft<'_>, index: u32) -> Ack {
+        let _ = index;
+        self.publish(realm, draft)
+    }
+
     /// The router is about to stop cleanly (SIGTERM), before it closes its sessions: a
     /// cluster entry tells the cluster it leaves, so another entry writes its sessions'
     /// wills at once. Resolves when that is done or given up.

@@ -10,8 +10,11 @@
 //! Wake          "op": "wake": applies a parked write (the Publish record "p") if its
 //!               condition holds now; written by the parked writer's entry
 //! Will          "op": "will": writes a dead session's will to its key, if still its own
-//! SessionEnded  "op": "end": a session that holds sync-service state ended ("ab": without
-//!               GOODBYE, so its wills fire)
+//! Testament     "op": "testament": a session's testament ("o" owner, "ti" index), held
+//! TestamentFired "op": "fire": publishes a testament, if it is still held (once)
+//! TestamentsFlushed "op": "flush": a session dropped its testaments
+//! SessionEnded  "op": "end": a session that holds sync-service state or testaments ended
+//!               ("ab": without GOODBYE, so its wills fire; testaments fire either way)
 //! EntryStarted  "op": "start": an entry (re)started; its earlier sessions are gone
 //! Beat          "op": "beat": an entry renews its lease (see `crate::follow::applier`)
 //! EntryLeft     "op": "leave": an entry stops cleanly; its sessions' wills are written
@@ -83,6 +86,41 @@ pub enum Record {
         /// The will, on its key.
         publication: Publication,
         /// The dead session.
+        owner: Owner,
+    },
+    /// A session's testament (WAMP `wamp.session.add_testament`), `index` among its
+    /// testaments: held until the session ends, then published once, by its entry or,
+    /// when that entry is gone, by another.
+    Testament {
+        /// Realm.
+        realm: String,
+        /// The session.
+        owner: Owner,
+        /// Its place among the session's testaments.
+        index: u32,
+        /// The message to publish.
+        publication: Publication,
+        /// Its delivery options.
+        options: PublishOptions,
+    },
+    /// A testament published: delivered if it is still held (so at most once).
+    TestamentFired {
+        /// Realm.
+        realm: String,
+        /// The session.
+        owner: Owner,
+        /// Its place among the session's testaments.
+        index: u32,
+        /// The message (its ID is the record's).
+        publication: Publication,
+        /// Its delivery options.
+        options: PublishOptions,
+    },
+    /// A session dropped its testaments (`wamp.session.flush_testaments`).
+    TestamentsFlushed {
+        /// Realm.
+        realm: String,
+        /// The session.
         owner: Owner,
     },
     /// A session with wills or parked writes ended; `abnormal`: without GOODBYE.
@@ -273,6 +311,51 @@ pub fn encode_will(realm: &str, publication: &Publication, owner: &Owner) -> Vec
     encode_message(realm, publication, &options, extra)
 }
 
+/// Testament `index` of `owner`, held until its session ends.
+pub fn encode_testament(
+    realm: &str,
+    publication: &Publication,
+    options: &PublishOptions,
+    owner: &Owner,
+    index: u32,
+) -> Vec<u8> {
+    let extra = vec![
+        ("op", Value::from("testament")),
+        ("o", owner_value(owner)),
+        ("ti", Value::from(u64::from(index))),
+    ];
+    encode_message(realm, publication, options, extra)
+}
+
+/// Testament `index` of `owner`, published.
+pub fn encode_testament_fired(
+    realm: &str,
+    publication: &Publication,
+    options: &PublishOptions,
+    owner: &Owner,
+    index: u32,
+) -> Vec<u8> {
+    let extra = vec![
+        ("op", Value::from("fire")),
+        ("o", owner_value(owner)),
+        ("ti", Value::from(u64::from(index))),
+    ];
+    encode_message(realm, publication, options, extra)
+}
+
+/// `owner` dropped its testaments.
+pub fn encode_testaments_flushed(realm: &str, owner: &Owner) -> Vec<u8> {
+    let mut o = Dict::new();
+    o.insert("op".into(), Value::from("flush"));
+    o.insert("o".into(), owner_value(owner));
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(""),
+        Value::Null,
+        Value::Dict(o),
+    ]))
+}
+
 /// A session with sync-service state ended.
 pub fn encode_session_ended(realm: &str, owner: &Owner, abnormal: bool) -> Vec<u8> {
     let mut o = Dict::new();
@@ -365,7 +448,11 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
                 incarnation: owner.incarnation,
             });
         }
-        None | Some("wake" | "will") => {}
+        Some("flush") => {
+            let owner = owner_from(o.remove("o"))?;
+            return Some(Record::TestamentsFlushed { realm, owner });
+        }
+        None | Some("wake" | "will" | "testament" | "fire") => {}
         Some(_) => return None,
     }
     let mut publication = history_publication(id, Topic::from_wamp(&topic), message)?;
@@ -379,6 +466,27 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
                 realm,
                 publication,
                 owner,
+            })
+        }
+        Some(kind @ ("testament" | "fire")) => {
+            let owner = owner_from(o.remove("o"))?;
+            let index = u32::try_from(o.remove("ti")?.as_u64()?).ok()?;
+            Some(if kind == "testament" {
+                Record::Testament {
+                    realm,
+                    owner,
+                    index,
+                    publication,
+                    options,
+                }
+            } else {
+                Record::TestamentFired {
+                    realm,
+                    owner,
+                    index,
+                    publication,
+                    options,
+                }
             })
         }
         Some("wake") => {

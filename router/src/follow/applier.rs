@@ -31,7 +31,7 @@
 //! last beat it saw ordered), and when it applies its own expiry it starts a new life
 //! ([`Action::Fenced`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use fox_wamp_proto::Value;
 
@@ -160,16 +160,42 @@ struct Will {
     dead: bool,
 }
 
+/// A session's testament, held until it is published.
+#[derive(Debug)]
+struct Testament {
+    publication: Publication,
+    options: PublishOptions,
+    /// Its session is gone: the testament is to be published.
+    dead: bool,
+}
+
+/// A testament's key: its owner (node, incarnation, session) and its index.
+type TestamentKey = (u32, u64, SessionId, u32);
+
+fn testament_key(owner: &Owner, index: u32) -> TestamentKey {
+    (owner.node, owner.incarnation, owner.session, index)
+}
+
+fn owner_of(key: &TestamentKey) -> Owner {
+    Owner {
+        node: key.0,
+        incarnation: key.1,
+        session: key.2,
+    }
+}
+
 #[derive(Debug, Default)]
 struct RealmKv {
     parked: HashMap<Topic, VecDeque<Parked>>,
     wills: HashMap<Topic, Will>,
+    testaments: BTreeMap<TestamentKey, Testament>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Ask {
     Wake(u64),
     Will(String, Topic),
+    Testament(String, TestamentKey),
 }
 
 /// The derived state of the sync service on one entry, and its requests to the log.
@@ -474,6 +500,47 @@ impl Applier {
                     self.check_wakes(&name, &topic, &keys, now_ms, out);
                 }
             }
+            Record::Testament {
+                realm: name,
+                owner,
+                index,
+                publication,
+                options,
+            } => {
+                // A testament of a session already gone is published at once.
+                let dead = self.gone(&owner);
+                let testament = Testament {
+                    publication,
+                    options,
+                    dead,
+                };
+                let key = testament_key(&owner, index);
+                self.state(&name).testaments.insert(key, testament);
+            }
+            Record::TestamentFired {
+                realm: name,
+                owner,
+                index,
+                publication,
+                options,
+            } => {
+                let key = testament_key(&owner, index);
+                self.asked.remove(&Ask::Testament(name.clone(), key));
+                let held = self.state(&name).testaments.remove(&key).is_some();
+                if let (true, Some(keys)) = (held, realm(&name)) {
+                    let topic = publication.topic.clone();
+                    let retain = options.retain;
+                    keys.deliver(publication, Some(owner.session), &options);
+                    if retain {
+                        self.state(&name).wills.remove(&topic);
+                        self.check_wakes(&name, &topic, &keys, now_ms, out);
+                    }
+                }
+            }
+            Record::TestamentsFlushed { realm: name, owner } => {
+                let of_owner = |k: &TestamentKey| owner_of(k) == owner;
+                self.state(&name).testaments.retain(|k, _| !of_owner(k));
+            }
             Record::SessionEnded {
                 realm: name,
                 owner,
@@ -526,8 +593,9 @@ impl Applier {
             }
         }
         self.ask_wills(now_ms, &mut out);
-        self.realms
-            .retain(|_, st| !st.parked.is_empty() || !st.wills.is_empty());
+        self.realms.retain(|_, st| {
+            !st.parked.is_empty() || !st.wills.is_empty() || !st.testaments.is_empty()
+        });
         out
     }
 
@@ -701,6 +769,12 @@ impl Applier {
             }
         }
         st.parked.retain(|_, q| !q.is_empty());
+        // A testament is published however its session ends (GOODBYE or not).
+        for (key, testament) in &mut st.testaments {
+            if gone(&owner_of(key)) {
+                testament.dead = true;
+            }
+        }
         if abnormal {
             for will in st.wills.values_mut().filter(|w| gone(&w.owner)) {
                 will.dead = true;
@@ -740,6 +814,27 @@ impl Applier {
                 out.push(Action::Submit {
                     publisher: 0,
                     record: record::encode_will(name, &publication, &will.owner),
+                });
+                self.asked.insert(ask, now_ms);
+            }
+            for (key, testament) in &st.testaments {
+                let owner = owner_of(key);
+                if !testament.dead || !self.writes_will_of(&owner) {
+                    continue;
+                }
+                let ask = Ask::Testament(name.clone(), *key);
+                if self.asked.contains_key(&ask) {
+                    continue;
+                }
+                out.push(Action::Submit {
+                    publisher: 0,
+                    record: record::encode_testament_fired(
+                        name,
+                        &testament.publication,
+                        &testament.options,
+                        &owner,
+                        key.3,
+                    ),
                 });
                 self.asked.insert(ask, now_ms);
             }

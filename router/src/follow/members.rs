@@ -64,9 +64,14 @@ impl Membership {
         for realm in router.realms() {
             if self.realms.insert(realm.name.clone()) {
                 for member in &self.members {
-                    publish(&realm, &member_topic(member.id), self.member(member), true);
+                    publish(
+                        &realm,
+                        &member_topic(member.id),
+                        Some(self.member(member)),
+                        true,
+                    );
                 }
-                publish(&realm, &coordinator_topic(), self.coordinator(), true);
+                publish(&realm, &coordinator_topic(), Some(self.coordinator()), true);
             }
         }
     }
@@ -114,12 +119,17 @@ impl Membership {
         let coordinator_changed = matches!(action, Action::Coordinator { .. });
         for realm in router.realms() {
             for member in self.members.iter().filter(|m| changed.contains(&m.id)) {
-                publish(&realm, &member_topic(member.id), self.member(member), true);
+                publish(
+                    &realm,
+                    &member_topic(member.id),
+                    Some(self.member(member)),
+                    true,
+                );
             }
             if coordinator_changed {
-                publish(&realm, &coordinator_topic(), self.coordinator(), true);
+                publish(&realm, &coordinator_topic(), Some(self.coordinator()), true);
             }
-            publish(&realm, &events_topic(), event.clone(), false);
+            publish(&realm, &events_topic(), Some(event.clone()), false);
         }
     }
 
@@ -174,7 +184,8 @@ fn int(n: u64) -> Value {
     i64::try_from(n).map_or(Value::UInt(n), Value::Int)
 }
 
-fn dict<const N: usize>(fields: [(&str, Value); N]) -> Value {
+/// A dictionary of `fields`.
+pub(crate) fn dict<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
     Value::Dict(
         fields
             .into_iter()
@@ -195,10 +206,12 @@ fn events_topic() -> Topic {
     Topic::from_mqtt_owned(format!("{PREFIX}/events"))
 }
 
-/// A router-originated publication in `realm`, applied here only (not logged).
-fn publish(realm: &Arc<Realm>, topic: &Topic, value: Value, retain: bool) {
+/// A router-originated publication of `value` (the first argument; an MQTT subscriber
+/// gets its JSON) in `realm`, applied on this entry only (not logged). `None` with
+/// `retain` clears the topic.
+pub(crate) fn publish(realm: &Arc<Realm>, topic: &Topic, value: Option<Value>, retain: bool) {
     let payload = Payload::Wamp {
-        args: Some(vec![value]),
+        args: value.map(|v| vec![v]),
         kwargs: None,
     };
     let options = PublishOptions {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use fox_wamp_proto::Value;
 
 use super::{Gossip, NodeView};
-use crate::message::{Payload, PublishOptions};
+use crate::follow::members::dict;
 use crate::realm::Realm;
 use crate::router::Router;
 use crate::topic::Topic;
@@ -120,7 +120,12 @@ pub async fn publish(router: Arc<Router>, gossip: Arc<Gossip>) {
                             fields.push(("key", Value::Str(key.clone())));
                             fields.push(("value", value.clone().map_or(Value::Null, Value::Str)));
                         }
-                        send(&realm, &format!("{PREFIX}/events"), dict(fields), false);
+                        send(
+                            &realm,
+                            &format!("{PREFIX}/events"),
+                            Some(dict(fields)),
+                            false,
+                        );
                     }
                 }
             }
@@ -155,7 +160,7 @@ fn retain_node(realm: &Arc<Realm>, view: &NodeView, before: Option<&NodeView>) {
     send(
         realm,
         &format!("{PREFIX}/nodes/{}", view.id),
-        dict(fields),
+        Some(dict(fields)),
         true,
     );
     let empty = BTreeMap::new();
@@ -163,53 +168,19 @@ fn retain_node(realm: &Arc<Realm>, view: &NodeView, before: Option<&NodeView>) {
     for (key, value) in &view.app {
         if old_app.get(key) != Some(value) {
             let topic = format!("{PREFIX}/keys/{}/{key}", view.id);
-            send(realm, &topic, Value::Str(value.clone()), true);
+            send(realm, &topic, Some(Value::Str(value.clone())), true);
         }
     }
     for key in old_app.keys().filter(|k| !view.app.contains_key(*k)) {
         let topic = format!("{PREFIX}/keys/{}/{key}", view.id);
-        clear(realm, &topic);
+        send(realm, &topic, None, true);
     }
 }
 
-fn dict(fields: Vec<(&str, Value)>) -> Value {
-    Value::Dict(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-/// A router-originated publication in `realm`, applied on this entry only.
-fn send(realm: &Arc<Realm>, topic: &str, value: Value, retain: bool) {
-    let payload = Payload::Wamp {
-        args: Some(vec![value]),
-        kwargs: None,
-    };
-    let options = PublishOptions {
-        retain,
-        ..Default::default()
-    };
-    realm.publish(
-        None,
-        &Topic::from_mqtt_owned(topic.to_owned()),
-        payload,
-        &options,
-    );
-}
-
-/// Clears a retained topic (an empty retained publication).
-fn clear(realm: &Arc<Realm>, topic: &str) {
-    let options = PublishOptions {
-        retain: true,
-        ..Default::default()
-    };
-    let payload = Payload::Wamp {
-        args: None,
-        kwargs: None,
-    };
-    realm.publish(
-        None,
-        &Topic::from_mqtt_owned(topic.to_owned()),
-        payload,
-        &options,
-    );
+/// A router-originated publication on this entry only (`None` with `retain`: a clear).
+fn send(realm: &Arc<Realm>, topic: &str, value: Option<Value>, retain: bool) {
+    let topic = Topic::from_mqtt_owned(topic.to_owned());
+    crate::follow::members::publish(realm, &topic, value, retain);
 }
 
 #[cfg(test)]

@@ -165,11 +165,22 @@ impl Realm {
             return;
         };
         self.kv_session_ended(session, abnormal);
-        self.shared.engine.session_ended(self, session, abnormal);
+        // A testament is the session's last message: published as its own (after its other
+        // publications, and, on a cluster entry, through the log to every entry, before
+        // the session's end).
         let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
-        for t in testaments {
-            self.publish(None, &Topic::from_wamp(&t.topic), t.payload, &t.options);
+        for (index, t) in (0u32..).zip(testaments) {
+            let topic = Topic::from_wamp(&t.topic);
+            let draft = Draft {
+                publisher: Some(publisher_of(&handle.info)),
+                topic: &topic,
+                payload: t.payload,
+                options: &t.options,
+                properties: MessageProperties::default(),
+            };
+            drop(self.shared.engine.publish_testament(self, draft, index));
         }
+        self.shared.engine.session_ended(self, session, abnormal);
         let removed = write(&self.broker).remove_session(session);
         for (sub_id, deleted) in removed {
             self.subscription_meta(session, sub_id, None, deleted, false);
@@ -260,11 +271,7 @@ impl Realm {
         options: &PublishOptions,
         properties: MessageProperties,
     ) -> Ack {
-        let publisher = publisher.map(|p| Publisher {
-            id: p.id,
-            authid: &p.identity.authid,
-            authrole: &p.identity.authrole,
-        });
+        let publisher = publisher.map(publisher_of);
         let draft = Draft {
             publisher,
             topic,
@@ -563,17 +570,32 @@ impl Realm {
 
     /// Stores a testament for a session (published when it leaves).
     pub fn add_testament(&self, session: SessionId, testament: Testament) {
-        lock(&self.testaments)
-            .entry(session)
-            .or_default()
-            .push(testament);
+        let mut testaments = lock(&self.testaments);
+        let held = testaments.entry(session).or_default();
+        if let Some(handle) = self.session(session) {
+            let topic = Topic::from_wamp(&testament.topic);
+            let draft = Draft {
+                publisher: Some(publisher_of(&handle.info)),
+                topic: &topic,
+                payload: testament.payload.clone(),
+                options: &testament.options,
+                properties: MessageProperties::default(),
+            };
+            let index = u32::try_from(held.len()).unwrap_or(u32::MAX);
+            self.shared.engine.testament_added(self, draft, index);
+        }
+        held.push(testament);
     }
 
     /// Drops a session's testaments; how many there were.
     pub fn flush_testaments(&self, session: SessionId) -> usize {
-        lock(&self.testaments)
+        let flushed = lock(&self.testaments)
             .remove(&session)
-            .map_or(0, |t| t.len())
+            .map_or(0, |t| t.len());
+        if flushed > 0 {
+            self.shared.engine.testaments_flushed(self, session);
+        }
+        flushed
     }
 
     /// Sends a WAMP message to a session; `false` if it is gone or was closed as a slow
@@ -600,6 +622,15 @@ impl Target for Realm {
         options: &PublishOptions,
     ) {
         Realm::apply(self, publication, publisher, options);
+    }
+}
+
+/// The engine's view of a session as a publisher.
+fn publisher_of(info: &SessionInfo) -> Publisher<'_> {
+    Publisher {
+        id: info.id,
+        authid: &info.identity.authid,
+        authrole: &info.identity.authrole,
     }
 }
 

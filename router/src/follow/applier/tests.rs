@@ -682,3 +682,107 @@ fn a_clean_leave_ends_the_entrys_sessions_at_once_and_another_entry_writes_their
     let late = two.apply(at(400, 0), 0, &record::encode_beat(1, INC));
     assert!(membership(&late).is_empty(), "{late:?}");
 }
+
+fn testament(owner: Owner, index: u32, topic: &str, value: &str, fired: bool) -> Vec<u8> {
+    let mut p = publication(topic, Some(value), owner.session);
+    p.retain = false;
+    let options = PublishOptions::default();
+    if fired {
+        record::encode_testament_fired("realm1", &p, &options, &owner, index)
+    } else {
+        record::encode_testament("realm1", &p, &options, &owner, index)
+    }
+}
+
+fn delivered(entry: &Entry) -> Vec<String> {
+    entry
+        .table
+        .delivered
+        .borrow()
+        .iter()
+        .map(|(_, topic, _)| topic.clone())
+        .collect()
+}
+
+#[test]
+fn a_testament_its_entry_publishes_is_delivered_once_and_the_end_does_not_repeat_it() {
+    let mut two = Entry::new(2);
+    let a = owner(1, 10);
+    two.apply(at(0, 0), 0, &record::encode_entry_started(1, INC));
+    two.apply(at(0, 1), 0, &record::encode_entry_started(2, INC));
+    two.apply(at(1, 0), 10, &testament(a, 0, "gone.a", "bye", false));
+    assert!(delivered(&two).is_empty(), "held until the session ends");
+    // Entry 1 publishes it as the session leaves, then logs the end.
+    two.apply(at(2, 0), 10, &testament(a, 0, "gone.a", "bye", true));
+    let out = two.apply(
+        at(3, 0),
+        10,
+        &record::encode_session_ended("realm1", &a, false),
+    );
+    assert!(submitted(out).is_empty(), "nothing left to publish");
+    // A second copy (another entry's, say) is not delivered again.
+    two.apply(at(4, 0), 0, &testament(a, 0, "gone.a", "bye", true));
+    assert_eq!(delivered(&two), vec!["gone.a".to_owned()]);
+}
+
+#[test]
+fn the_testaments_of_a_dead_entrys_session_are_published_by_the_lowest_live_entry() {
+    let mut two = Entry::new(2);
+    let mut three = Entry::new(3);
+    let a = owner(1, 10);
+    let mut log = vec![
+        (at(0, 0), 0, record::encode_entry_started(1, INC)),
+        (at(0, 1), 0, record::encode_entry_started(2, INC)),
+        (at(0, 2), 0, record::encode_entry_started(3, INC)),
+        (at(1, 0), 10, testament(a, 0, "gone.a", "bye", false)),
+        (at(1, 1), 10, testament(a, 1, "gone.b", "bye", false)),
+    ];
+    for k in 1..=6 {
+        log.push((at(300 * k, 0), 0, record::encode_beat(2, INC)));
+        log.push((at(300 * k, 1), 0, record::encode_beat(3, INC)));
+    }
+    let mut fires = Vec::new();
+    for (id, publisher, bytes) in &log {
+        fires.extend(submitted(two.apply(*id, *publisher, bytes)));
+        assert!(submitted(three.apply(*id, *publisher, bytes)).is_empty());
+    }
+    assert_eq!(fires.len(), 2, "entry 2 publishes both testaments once");
+    for (n, fire) in fires.iter().chain(fires.iter()).enumerate() {
+        let id = at(2_000, n as u64);
+        two.apply(id, 0, fire);
+        three.apply(id, 0, fire);
+    }
+    assert_eq!(
+        delivered(&two),
+        vec!["gone.a".to_owned(), "gone.b".to_owned()]
+    );
+    assert_eq!(
+        *two.table.delivered.borrow(),
+        *three.table.delivered.borrow()
+    );
+}
+
+#[test]
+fn flushed_testaments_are_not_published_and_a_late_one_of_a_gone_session_is() {
+    let mut two = Entry::new(2);
+    let a = owner(2, 10);
+    two.apply(at(0, 0), 0, &record::encode_entry_started(2, INC));
+    two.apply(at(1, 0), 10, &testament(a, 0, "gone.a", "bye", false));
+    two.apply(
+        at(2, 0),
+        10,
+        &record::encode_testaments_flushed("realm1", &a),
+    );
+    let out = two.apply(
+        at(3, 0),
+        10,
+        &record::encode_session_ended("realm1", &a, true),
+    );
+    assert!(submitted(out).is_empty(), "flushed: nothing to publish");
+    // A testament ordered after its session's entry restarted is published at once.
+    two.apply(at(4, 0), 0, &record::encode_entry_started(2, INC + 1));
+    let fires = submitted(two.apply(at(5, 0), 10, &testament(a, 1, "late", "bye", false)));
+    assert_eq!(fires.len(), 1);
+    two.apply(at(6, 0), 0, &fires[0]);
+    assert_eq!(delivered(&two), vec!["late".to_owned()]);
+}
