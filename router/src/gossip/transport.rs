@@ -27,6 +27,8 @@ const MAGIC: &[u8; 4] = b"FXG1";
 const TAG_BYTES: usize = 16;
 /// The largest UDP payload over IPv4.
 const DATAGRAM_MAX: usize = 65_507;
+/// How long a message may take between chitchat's socket and the relay (loopback).
+const RELAY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Counters of what the gossip socket refused.
 #[derive(Debug, Default)]
@@ -144,10 +146,22 @@ impl Socket for SealedSocket {
         // chitchat encodes it and sends it to the relay, on loopback: nothing else sends
         // to the relay but another local process, whose datagrams are skipped.
         self.inner.send(self.relay_addr, envelope).await?;
-        let payload = loop {
-            let (n, from) = self.relay.recv_from(&mut self.buf).await?;
-            if from == self.inner_addr {
-                break &self.buf[..n];
+        // Loopback delivers it at once; the bound only keeps a lost datagram from stalling
+        // chitchat's loop (gossip repeats itself).
+        let relayed = tokio::time::timeout(RELAY_WAIT, async {
+            loop {
+                let (n, from) = self.relay.recv_from(&mut self.buf).await?;
+                if from == self.inner_addr {
+                    return Ok::<usize, std::io::Error>(n);
+                }
+            }
+        })
+        .await;
+        let payload = match relayed {
+            Ok(received) => &self.buf[..received?],
+            Err(_) => {
+                tracing::debug!("a gossip message did not reach the relay; not sent");
+                return Ok(SendOutcome { num_bytes_sent: 0 });
             }
         };
         let sealed = seal(&self.key, payload);
@@ -194,9 +208,7 @@ impl Socket for SealedSocket {
             self.relay.send_to(payload, self.inner_addr).await?;
             // chitchat drops what it cannot decode and waits for the next datagram, so the
             // wait is bounded: a decodable message of a genuine peer is what it returns.
-            let received =
-                tokio::time::timeout(std::time::Duration::from_millis(100), self.inner.recv())
-                    .await;
+            let received = tokio::time::timeout(RELAY_WAIT, self.inner.recv()).await;
             match received {
                 Ok(Ok(mut outcome)) if outcome.from_addr == self.relay_addr => {
                     outcome.from_addr = from;
