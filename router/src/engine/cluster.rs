@@ -329,7 +329,8 @@ impl Engine for ClusterEngine {
         lock(&self.kv_sessions).insert((realm.name().to_owned(), session));
         let owner = self.owner(session);
         let (publication, _, options) = draft.into_publication(0);
-        let record = record::encode_testament(realm.name(), &publication, options, &owner, index);
+        let record =
+            record::encode_testament(realm.name(), &publication, options, (&owner, index), false);
         self.log_quietly(session, record, "a testament");
     }
 
@@ -346,7 +347,7 @@ impl Engine for ClusterEngine {
         let owner = self.owner(session);
         let (publication, _, options) = draft.into_publication(0);
         let record =
-            record::encode_testament_fired(realm.name(), &publication, options, &owner, index);
+            record::encode_testament(realm.name(), &publication, options, (&owner, index), true);
         let decided = self.submit(session, record);
         Ack::Remote(Box::pin(async move {
             decided

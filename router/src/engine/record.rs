@@ -311,32 +311,16 @@ pub fn encode_will(realm: &str, publication: &Publication, owner: &Owner) -> Vec
     encode_message(realm, publication, &options, extra)
 }
 
-/// Testament `index` of `owner`, held until its session ends.
+/// Testament `index` of `owner`: held until its session ends, or, `fired`, published.
 pub fn encode_testament(
     realm: &str,
     publication: &Publication,
     options: &PublishOptions,
-    owner: &Owner,
-    index: u32,
+    (owner, index): (&Owner, u32),
+    fired: bool,
 ) -> Vec<u8> {
     let extra = vec![
-        ("op", Value::from("testament")),
-        ("o", owner_value(owner)),
-        ("ti", Value::from(u64::from(index))),
-    ];
-    encode_message(realm, publication, options, extra)
-}
-
-/// Testament `index` of `owner`, published.
-pub fn encode_testament_fired(
-    realm: &str,
-    publication: &Publication,
-    options: &PublishOptions,
-    owner: &Owner,
-    index: u32,
-) -> Vec<u8> {
-    let extra = vec![
-        ("op", Value::from("fire")),
+        ("op", Value::from(if fired { "fire" } else { "testament" })),
         ("o", owner_value(owner)),
         ("ti", Value::from(u64::from(index))),
     ];

@@ -828,12 +828,12 @@ impl Applier {
                 }
                 out.push(Action::Submit {
                     publisher: 0,
-                    record: record::encode_testament_fired(
+                    record: record::encode_testament(
                         name,
                         &testament.publication,
                         &testament.options,
-                        &owner,
-                        key.3,
+                        (&owner, key.3),
+                        true,
                     ),
                 });
                 self.asked.insert(ask, now_ms);

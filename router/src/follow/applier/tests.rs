@@ -687,11 +687,7 @@ fn testament(owner: Owner, index: u32, topic: &str, value: &str, fired: bool) ->
     let mut p = publication(topic, Some(value), owner.session);
     p.retain = false;
     let options = PublishOptions::default();
-    if fired {
-        record::encode_testament_fired("realm1", &p, &options, &owner, index)
-    } else {
-        record::encode_testament("realm1", &p, &options, &owner, index)
-    }
+    record::encode_testament("realm1", &p, &options, (&owner, index), fired)
 }
 
 fn delivered(entry: &Entry) -> Vec<String> {
