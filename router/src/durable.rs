@@ -225,6 +225,13 @@ impl Durable {
         Ok(Self { store, committer })
     }
 
+    /// Waits until every write queued so far is durable (the committer writes in order,
+    /// so an empty batch queued now is answered after them). At a clean stop: the wills
+    /// that closing sessions fired are on disk before the process exits.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.committer.commit_blocking(Batch::new())
+    }
+
     /// The group committer's counters: writes, failures, write latency (admin metrics).
     pub fn commit_stats(&self) -> fox_storage::CommitStats {
         self.committer.stats()
@@ -244,6 +251,28 @@ impl Durable {
         retain: bool,
         now_ms: u64,
     ) -> Result<Pending, StoreError> {
+        self.record_with(realm, publication, retain, true, now_ms)
+    }
+
+    /// A router-originated retained write (a will that fired): the retained table only,
+    /// no history (router-originated messages stay out of it, as in memory).
+    pub fn record_retained(
+        &self,
+        realm: &str,
+        publication: &Publication,
+        now_ms: u64,
+    ) -> Result<Pending, StoreError> {
+        self.record_with(realm, publication, true, false, now_ms)
+    }
+
+    fn record_with(
+        &self,
+        realm: &str,
+        publication: &Publication,
+        retain: bool,
+        history: bool,
+        now_ms: u64,
+    ) -> Result<Pending, StoreError> {
         let k = key(realm, &publication.topic);
         let payload = payload_value(&publication.payload);
         let mut batch = Batch::new();
@@ -259,12 +288,14 @@ impl Durable {
                 batch.put_retained(k.clone(), encode(&record));
             }
         }
-        batch.append_history(HistoryRecord {
-            id: publication.id,
-            timestamp_ms: now_ms,
-            topic: k,
-            payload: encode(&history_value(publication)),
-        });
+        if history {
+            batch.append_history(HistoryRecord {
+                id: publication.id,
+                timestamp_ms: now_ms,
+                topic: k,
+                payload: encode(&history_value(publication)),
+            });
+        }
         self.submit(batch)
     }
 

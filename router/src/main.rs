@@ -666,12 +666,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let listeners = bind_listeners(&config, tls.as_ref()).await?;
             // Restoring a large store takes a while: off the runtime's workers, so the
             // admin listener keeps answering meanwhile.
+            let store = durable.clone();
             let router = tokio::task::block_in_place(|| start_router(config, durable))?;
             let reloadable = Reloadable {
                 tls,
                 config: config_path,
             };
             serve_until_signal(router, listeners, admin, reloadable).await;
+            if let Some(store) = store {
+                // What the closing sessions wrote (their wills, say) is durable before exit.
+                if let Err(error) = tokio::task::block_in_place(|| store.flush_blocking()) {
+                    tracing::error!(%error, "the last writes may not be durable");
+                }
+            }
             anyhow::Ok(())
         })
         .context("router failed")?;

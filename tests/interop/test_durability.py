@@ -3,10 +3,11 @@ directory, and permanent IDs keep increasing across restarts."""
 
 import asyncio
 
+import pytest
 from autobahn.wamp import message as wamp_message
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from wamp_client import connect, run, wait_for
+from wamp_client import abort_transport, connect, run, wait_for
 
 ACK_RETAIN = PublishOptions(acknowledge=True, retain=True)
 
@@ -99,6 +100,45 @@ def test_wills_of_sessions_that_died_with_the_process_apply_at_restart(router_fa
         await s.publish("res.lock", "new-holder", options=ACK_RETAIN)
 
     run(relock())
+
+
+@pytest.mark.parametrize("end", ["sigterm", "dropped"])
+def test_a_will_that_fired_is_durable_and_a_restart_finds_the_lock_free(router_factory, tmp_path, end):
+    """A will that fired is stored like a client's write, so a restart does not bring back
+    the value it replaced. `sigterm`: the router's GOODBYE at shutdown counts as an
+    abnormal end (the client did not choose to leave), and the store is flushed before
+    the process exits; `dropped`: the holder's connection drops, then the router is
+    killed with -9."""
+    from autobahn.wamp import message as wamp_message
+
+    data = str(tmp_path / "data")
+    first = router_factory(args=["--data", data])
+
+    async def take_lock():
+        s = await connect(first)
+        s.extra_options[wamp_message.Publish] = {"when": None, "watch": True, "will": None}
+        await s.publish("res.lock", "holder", options=ACK_RETAIN)
+        s.extra_options[wamp_message.Publish] = {"will": "released"}
+        await s.publish("res.other", "held", options=ACK_RETAIN)
+        if end == "sigterm":
+            assert first.terminate() == 0  # while the session is open
+            return
+        abort_transport(s)
+        for _ in range(20):
+            seen = await retained_under(first, "res.")
+            if "res.lock" not in seen and seen.get("res.other", [None])[0] == "released":
+                break
+        assert "res.lock" not in seen and seen["res.other"][0] == "released", seen
+        watcher = await connect(first)
+        # Acknowledged once durable, and written after the wills: they are durable too.
+        await watcher.publish("res.barrier", 1, options=ACK_RETAIN)
+        first.kill9()
+
+    run(take_lock())
+    second = router_factory(args=["--data", data])
+    got = run(retained_under(second, "res."))
+    assert "res.lock" not in got, "the will of null cleared the lock"
+    assert got["res.other"][0] == "released"
 
 
 def test_mqtt_puback_means_durable(router_factory, tmp_path):

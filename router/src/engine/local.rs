@@ -82,10 +82,15 @@ impl Engine for LocalEngine {
         let _order = realm.order();
         let id = self.sequencer.next(now_ms);
         let (publication, publisher, options) = draft.into_publication(id);
-        // Router-originated messages (meta events, wills) are not stored.
+        // Router-originated messages (meta events) are not stored, but a router-written
+        // retained value is (a will that fired: else a restart would bring back the value
+        // it replaced); `$` topics ($SYS) stay in memory.
         let write = match (&self.durable, publisher) {
             (Some(durable), Some(_)) => {
                 Some(durable.record(realm.name(), &publication, options.retain, now_ms))
+            }
+            (Some(durable), None) if options.retain && !publication.topic.is_system() => {
+                Some(durable.record_retained(realm.name(), &publication, now_ms))
             }
             _ => None,
         };

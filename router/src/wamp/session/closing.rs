@@ -28,8 +28,11 @@ impl WampSession {
                 // The session ends now: it may send nothing but the GOODBYE reply, which is
                 // only awaited for a clean close. A peer that saw our GOODBYE (or its
                 // transport close) must not still find the session in the realm's lists,
-                // its registrations or its subscriptions.
-                realm.leave(handle.info.id);
+                // its registrations or its subscriptions. The client did not choose to
+                // leave (shutdown, kick, slow consumer): its retained-key wills fire, as an
+                // MQTT will does when the server disconnects; only the client's own
+                // GOODBYE is a clean end that keeps them from firing.
+                realm.leave_abnormally(handle.info.id);
                 State::Closing {
                     deadline_ms: now_ms.saturating_add(GOODBYE_WAIT_MS),
                 }
