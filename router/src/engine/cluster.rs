@@ -272,11 +272,7 @@ impl Engine for ClusterEngine {
         lock(&self.verdicts).insert(token, answer);
         let kv = Conditional {
             write: write.clone(),
-            owner: Owner {
-                node: self.node,
-                incarnation: self.incarnation(),
-                session: publisher,
-            },
+            owner: self.owner(publisher),
             token,
         };
         let (publication, _, options) = draft.into_publication(0);
@@ -306,19 +302,9 @@ impl Engine for ClusterEngine {
             LEAVING => true,
             _ => return, // the leave record ended it
         };
-        let owner = Owner {
-            node: self.node,
-            incarnation: self.incarnation(),
-            session,
-        };
-        let record = record::encode_session_ended(realm.name(), &owner, abnormal);
-        let decided = self.submit(session, record);
-        tokio::spawn(async move {
-            if let Err(error) = decided.await {
-                // The entry's next start ends this session for good (EntryStarted).
-                tracing::warn!(session, %error, "the end of a session could not be logged");
-            }
-        });
+        let record = record::encode_session_ended(realm.name(), &self.owner(session), abnormal);
+        // If it is lost, the entry's next start ends this session for good (EntryStarted).
+        self.log_quietly(session, record, "the end of a session");
     }
 
     fn testament_added(&self, realm: &dyn Target, draft: Draft<'_>, index: u32) {

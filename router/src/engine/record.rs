@@ -10,8 +10,8 @@
 //! Wake          "op": "wake": applies a parked write (the Publish record "p") if its
 //!               condition holds now; written by the parked writer's entry
 //! Will          "op": "will": writes a dead session's will to its key, if still its own
-//! Testament     "op": "testament": a session's testament ("o" owner, "ti" index), held
-//! TestamentFired "op": "fire": publishes a testament, if it is still held (once)
+//! Testament     "op": "testament": a session's testament ("o" owner, "ti" index), held;
+//!               "op": "fire": publishes it, if it is still held (once)
 //! TestamentsFlushed "op": "flush": a session dropped its testaments
 //! SessionEnded  "op": "end": a session that holds sync-service state or testaments ended
 //!               ("ab": without GOODBYE, so its wills fire; testaments fire either way)
@@ -90,7 +90,8 @@ pub enum Record {
     },
     /// A session's testament (WAMP `wamp.session.add_testament`), `index` among its
     /// testaments: held until the session ends, then published once, by its entry or,
-    /// when that entry is gone, by another.
+    /// when that entry is gone, by another. `fired`: that publication, delivered only if
+    /// the testament is still held (so at most once).
     Testament {
         /// Realm.
         realm: String,
@@ -98,23 +99,12 @@ pub enum Record {
         owner: Owner,
         /// Its place among the session's testaments.
         index: u32,
-        /// The message to publish.
+        /// The message (when fired, its ID is the record's).
         publication: Publication,
         /// Its delivery options.
         options: PublishOptions,
-    },
-    /// A testament published: delivered if it is still held (so at most once).
-    TestamentFired {
-        /// Realm.
-        realm: String,
-        /// The session.
-        owner: Owner,
-        /// Its place among the session's testaments.
-        index: u32,
-        /// The message (its ID is the record's).
-        publication: Publication,
-        /// Its delivery options.
-        options: PublishOptions,
+        /// A publication of the testament rather than its registration.
+        fired: bool,
     },
     /// A session dropped its testaments (`wamp.session.flush_testaments`).
     TestamentsFlushed {
@@ -455,22 +445,13 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
         Some(kind @ ("testament" | "fire")) => {
             let owner = owner_from(o.remove("o"))?;
             let index = u32::try_from(o.remove("ti")?.as_u64()?).ok()?;
-            Some(if kind == "testament" {
-                Record::Testament {
-                    realm,
-                    owner,
-                    index,
-                    publication,
-                    options,
-                }
-            } else {
-                Record::TestamentFired {
-                    realm,
-                    owner,
-                    index,
-                    publication,
-                    options,
-                }
+            Some(Record::Testament {
+                realm,
+                owner,
+                index,
+                publication,
+                options,
+                fired: kind == "fire",
             })
         }
         Some("wake") => {

@@ -429,13 +429,7 @@ impl Applier {
                 };
                 match kv {
                     None => {
-                        let topic = publication.topic.clone();
-                        let retain = options.retain;
-                        keys.deliver(publication, Some(publisher), &options);
-                        if retain {
-                            self.state(&name).wills.remove(&topic);
-                            self.check_wakes(&name, &topic, &keys, now_ms, out);
-                        }
+                        self.deliver(&name, &keys, publication, publisher, &options, now_ms, out);
                     }
                     Some(kv) => self.conditional(
                         &name,
@@ -506,6 +500,7 @@ impl Applier {
                 index,
                 publication,
                 options,
+                fired: false,
             } => {
                 // A testament of a session already gone is published at once.
                 let dead = self.gone(&owner);
@@ -517,24 +512,20 @@ impl Applier {
                 let key = testament_key(&owner, index);
                 self.state(&name).testaments.insert(key, testament);
             }
-            Record::TestamentFired {
+            Record::Testament {
                 realm: name,
                 owner,
                 index,
                 publication,
                 options,
+                fired: true,
             } => {
                 let key = testament_key(&owner, index);
                 self.asked.remove(&Ask::Testament(name.clone(), key));
                 let held = self.state(&name).testaments.remove(&key).is_some();
                 if let (true, Some(keys)) = (held, realm(&name)) {
-                    let topic = publication.topic.clone();
-                    let retain = options.retain;
-                    keys.deliver(publication, Some(owner.session), &options);
-                    if retain {
-                        self.state(&name).wills.remove(&topic);
-                        self.check_wakes(&name, &topic, &keys, now_ms, out);
-                    }
+                    let publisher = owner.session;
+                    self.deliver(&name, &keys, publication, publisher, &options, now_ms, out);
                 }
             }
             Record::TestamentsFlushed { realm: name, owner } => {
@@ -597,6 +588,27 @@ impl Applier {
             !st.parked.is_empty() || !st.wills.is_empty() || !st.testaments.is_empty()
         });
         out
+    }
+
+    /// Delivers a plain (unconditional) publication; a retained one cancels its key's
+    /// will and may wake the writes parked on the key.
+    #[allow(clippy::too_many_arguments)] // the applier's context, as check_wakes takes it
+    fn deliver<K: Keys>(
+        &mut self,
+        name: &str,
+        keys: &K,
+        publication: Publication,
+        publisher: SessionId,
+        options: &PublishOptions,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let topic = publication.topic.clone();
+        keys.deliver(publication, Some(publisher), options);
+        if options.retain {
+            self.state(name).wills.remove(&topic);
+            self.check_wakes(name, &topic, keys, now_ms, out);
+        }
     }
 
     fn state(&mut self, realm: &str) -> &mut RealmKv {

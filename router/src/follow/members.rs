@@ -97,10 +97,10 @@ impl Membership {
                 );
                 changed.push(node);
                 dict([
-                    ("event", Value::Str(change.name().into())),
-                    ("id", Value::Int(node.into())),
-                    ("incarnation", int(incarnation)),
-                    ("at", int(at)),
+                    ("event", Value::from(change.name())),
+                    ("id", Value::from(node)),
+                    ("incarnation", Value::from(incarnation)),
+                    ("at", Value::from(at)),
                 ])
             }
             Action::Coordinator { node, at } => {
@@ -110,8 +110,8 @@ impl Membership {
                 self.coordinator_at = at;
                 dict([
                     ("event", Value::Str("coordinator".into())),
-                    ("id", node.map_or(Value::Null, |n| Value::Int(n.into()))),
-                    ("at", int(at)),
+                    ("id", node.map_or(Value::Null, Value::from)),
+                    ("at", Value::from(at)),
                 ])
             }
             _ => return,
@@ -135,53 +135,46 @@ impl Membership {
 
     fn member(&self, member: &Member) -> Value {
         let address =
-            |a: Option<std::net::SocketAddr>| a.map_or(Value::Null, |a| Value::Str(a.to_string()));
-        let [ws, rawsocket, mqtt] = member.listeners;
-        let mut fields = dict([
-            ("id", Value::Int(member.id.into())),
-            ("role", Value::Str(member.role.into())),
-            ("peer", Value::Str(member.peer.to_string())),
-        ]);
-        let Value::Dict(d) = &mut fields else {
-            unreachable!("dict() makes a dictionary")
-        };
+            |a: Option<std::net::SocketAddr>| a.map_or(Value::Null, |a| a.to_string().into());
+        let mut fields = vec![
+            ("id", Value::from(member.id)),
+            ("role", Value::from(member.role)),
+            ("peer", Value::from(member.peer.to_string())),
+        ];
         if member.role == "entry" {
             let lease = self.leases.get(&member.id);
-            d.insert("rank".into(), Value::Int(member.rank.into()));
-            d.insert("ws".into(), address(ws));
-            d.insert("rawsocket".into(), address(rawsocket));
-            d.insert("mqtt".into(), address(mqtt));
-            let state = lease.map_or("unknown", |l| l.change.name());
-            d.insert("state".into(), Value::Str(state.into()));
-            d.insert(
-                "incarnation".into(),
-                lease.map_or(Value::Null, |l| int(l.incarnation)),
-            );
-            d.insert("at".into(), lease.map_or(Value::Null, |l| int(l.at)));
-            d.insert(
-                "coordinator".into(),
-                Value::Bool(self.coordinator == Some(member.id)),
-            );
+            let [ws, rawsocket, mqtt] = member.listeners;
+            fields.extend([
+                ("rank", Value::from(member.rank)),
+                ("ws", address(ws)),
+                ("rawsocket", address(rawsocket)),
+                ("mqtt", address(mqtt)),
+                (
+                    "state",
+                    Value::from(lease.map_or("unknown", |l| l.change.name())),
+                ),
+                (
+                    "incarnation",
+                    lease.map_or(Value::Null, |l| l.incarnation.into()),
+                ),
+                ("at", lease.map_or(Value::Null, |l| l.at.into())),
+                (
+                    "coordinator",
+                    Value::from(self.coordinator == Some(member.id)),
+                ),
+            ]);
         } else {
-            d.insert("state".into(), Value::Str("configured".into()));
+            fields.push(("state", Value::from("configured")));
         }
-        fields
+        dict(fields)
     }
 
     fn coordinator(&self) -> Value {
         dict([
-            (
-                "id",
-                self.coordinator
-                    .map_or(Value::Null, |n| Value::Int(n.into())),
-            ),
-            ("at", int(self.coordinator_at)),
+            ("id", self.coordinator.map_or(Value::Null, Value::from)),
+            ("at", Value::from(self.coordinator_at)),
         ])
     }
-}
-
-fn int(n: u64) -> Value {
-    i64::try_from(n).map_or(Value::UInt(n), Value::Int)
 }
 
 /// A dictionary of `fields`.

@@ -149,10 +149,7 @@ fn retain_node(realm: &Arc<Realm>, view: &NodeView, before: Option<&NodeView>) {
     let fields = vec![
         ("id", Value::Int(view.id.into())),
         ("live", Value::Bool(view.live)),
-        (
-            "generation",
-            i64::try_from(view.generation).map_or(Value::UInt(view.generation), Value::Int),
-        ),
+        ("generation", Value::from(view.generation)),
         ("address", Value::Str(view.address.clone())),
         ("meta", Value::Dict(meta)),
         ("app", Value::Dict(app)),

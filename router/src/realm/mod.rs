@@ -171,13 +171,7 @@ impl Realm {
         let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
         for (index, t) in (0u32..).zip(testaments) {
             let topic = Topic::from_wamp(&t.topic);
-            let draft = Draft {
-                publisher: Some(publisher_of(&handle.info)),
-                topic: &topic,
-                payload: t.payload,
-                options: &t.options,
-                properties: MessageProperties::default(),
-            };
+            let draft = testament_draft(&handle.info, &topic, t.payload, &t.options);
             drop(self.shared.engine.publish_testament(self, draft, index));
         }
         self.shared.engine.session_ended(self, session, abnormal);
@@ -574,13 +568,8 @@ impl Realm {
         let held = testaments.entry(session).or_default();
         if let Some(handle) = self.session(session) {
             let topic = Topic::from_wamp(&testament.topic);
-            let draft = Draft {
-                publisher: Some(publisher_of(&handle.info)),
-                topic: &topic,
-                payload: testament.payload.clone(),
-                options: &testament.options,
-                properties: MessageProperties::default(),
-            };
+            let payload = testament.payload.clone();
+            let draft = testament_draft(&handle.info, &topic, payload, &testament.options);
             let index = u32::try_from(held.len()).unwrap_or(u32::MAX);
             self.shared.engine.testament_added(self, draft, index);
         }
@@ -622,6 +611,22 @@ impl Target for Realm {
         options: &PublishOptions,
     ) {
         Realm::apply(self, publication, publisher, options);
+    }
+}
+
+/// A testament of `info`'s session, as the engine takes it.
+fn testament_draft<'a>(
+    info: &'a SessionInfo,
+    topic: &'a Topic,
+    payload: Payload,
+    options: &'a PublishOptions,
+) -> Draft<'a> {
+    Draft {
+        publisher: Some(publisher_of(info)),
+        topic,
+        payload,
+        options,
+        properties: MessageProperties::default(),
     }
 }
 
