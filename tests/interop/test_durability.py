@@ -74,18 +74,22 @@ def test_clearing_a_retained_key_is_durable(router_factory, tmp_path):
     assert set(got) == {"clr.b"}
 
 
-def test_wills_of_sessions_that_died_with_the_process_apply_at_restart(router_factory, tmp_path):
-    from autobahn.wamp import message as wamp_message
+async def hold_with_wills(router, other_will):
+    """A session holding `res.lock` (will: clear it) and `res.other` (will: `other_will`)."""
+    s = await connect(router)
+    s.extra_options[wamp_message.Publish] = {"when": None, "watch": True, "will": None}
+    await s.publish("res.lock", "holder", options=ACK_RETAIN)
+    s.extra_options[wamp_message.Publish] = {"will": other_will}
+    await s.publish("res.other", "held", options=ACK_RETAIN)
+    return s
 
+
+def test_wills_of_sessions_that_died_with_the_process_apply_at_restart(router_factory, tmp_path):
     data = str(tmp_path / "data")
     first = router_factory(args=["--data", data])
 
     async def take_lock():
-        s = await connect(first)
-        s.extra_options[wamp_message.Publish] = {"when": None, "watch": True, "will": None}
-        await s.publish("res.lock", "holder", options=ACK_RETAIN)
-        s.extra_options[wamp_message.Publish] = {"will": "orphaned"}
-        await s.publish("res.other", "held", options=ACK_RETAIN)
+        await hold_with_wills(first, "orphaned")
         first.kill9()
 
     run(take_lock())
@@ -109,17 +113,11 @@ def test_a_will_that_fired_is_durable_and_a_restart_finds_the_lock_free(router_f
     abnormal end (the client did not choose to leave), and the store is flushed before
     the process exits; `dropped`: the holder's connection drops, then the router is
     killed with -9."""
-    from autobahn.wamp import message as wamp_message
-
     data = str(tmp_path / "data")
     first = router_factory(args=["--data", data])
 
     async def take_lock():
-        s = await connect(first)
-        s.extra_options[wamp_message.Publish] = {"when": None, "watch": True, "will": None}
-        await s.publish("res.lock", "holder", options=ACK_RETAIN)
-        s.extra_options[wamp_message.Publish] = {"will": "released"}
-        await s.publish("res.other", "held", options=ACK_RETAIN)
+        s = await hold_with_wills(first, "released")
         if end == "sigterm":
             assert first.terminate() == 0  # while the session is open
             return
