@@ -412,9 +412,6 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
     // puts it, or off; never the default address.
     config.admin.listen = spec.admin.map_or(AdminListen::Off, AdminListen::At);
     config.admin.validate().map_err(anyhow::Error::msg)?;
-    // MQTT sessions do not outlive their connection on an entry yet: MQTT 5 clients are
-    // told Session Expiry 0 in CONNACK; 3.1.1 clients that ask for a session are refused.
-    config.limits.mqtt_session_expiry_max_secs = 0;
     if let Some(workers) = args.workers {
         config.router.workers = workers;
     }

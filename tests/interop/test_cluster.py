@@ -1,8 +1,8 @@
 """The masterfree cluster as real processes (3 entries, 3 ndb, 3 sync), used by autobahn-python
 and paho-mqtt like a single router: acknowledgements carry permanent IDs, every entry
-delivers the same events in the same order, `after` replays across entries, and what the
-cluster does not serve yet (MQTT persistent sessions) is refused with a protocol error.
-Retained keys and the sync service: `test_cluster_sync.py`."""
+delivers the same events in the same order, `after` replays across entries, and MQTT
+sessions may outlive their connection. Retained keys and the sync service:
+`test_cluster_sync.py`; MQTT sessions across entries: `test_cluster_mqtt_sessions.py`."""
 
 import asyncio
 import queue
@@ -182,16 +182,20 @@ def test_after_replays_what_another_entry_published_then_goes_live(cluster):
     run(main(), timeout=60)
 
 
-def test_what_the_cluster_does_not_serve_yet_is_refused_clearly(cluster):
+def test_mqtt_sessions_that_outlive_their_connection_are_offered(cluster):
+    """MQTT 5 clients keep the Session Expiry they ask for, 3.1.1 clients their persistent
+    session (their takeover across entries: `test_cluster_mqtt_sessions.py`)."""
     entry = cluster.entries[0]
     v5 = Client(entry, new_id(), 5)
     _, reason, properties = v5.connect(properties=props(SessionExpiryInterval=300))
     assert reason == 0
-    assert getattr(properties, "SessionExpiryInterval", 0) == 0, "no session outlives its connection"
+    assert getattr(properties, "SessionExpiryInterval", 300) == 300, "the session outlives its connection"
     assert getattr(properties, "RetainAvailable", 1) == 1, "retained messages are served"
     v3 = Client(entry, new_id(), 4, clean=False)
     _, reason, _ = v3.connect()
-    assert reason != 0, "a 3.1.1 persistent session is refused, not silently dropped"
+    assert reason == 0, "a 3.1.1 persistent session is served"
+    v5.disconnect()
+    v3.disconnect()
 
 
 def test_no_acknowledgement_without_a_quorum_and_acks_resume_after_restart(cluster):

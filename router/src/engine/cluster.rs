@@ -12,9 +12,9 @@
 //!
 //! Retained messages and the `when` / `watch` / `will` sync service go through the log too:
 //! a conditional write is decided where it is applied (see [`crate::follow`]), and its
-//! publisher's answer waits for this entry's verdict ([`ClusterEngine::resolve`]). Not yet
-//! across the cluster (refused with a protocol error by the gates, see [`Engine::refuses`]):
-//! MQTT persistent sessions.
+//! publisher's answer waits for this entry's verdict ([`ClusterEngine::resolve`]). So do
+//! MQTT sessions that outlive their connection: their state is written to the log, and a
+//! connection to another entry claims it there ([`crate::follow::applier::sessions`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -61,6 +61,8 @@ pub struct ClusterEngine {
     leaving: Arc<AtomicU8>,
     /// This entry's gossip, once started.
     gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
+    /// The MQTT clients whose sessions the log holds (kept by the log follower).
+    mqtt_known: crate::follow::applier::sessions::Known,
 }
 
 /// The entry serves.
@@ -150,7 +152,13 @@ impl ClusterEngine {
             kv_sessions: Mutex::default(),
             leaving: Arc::new(AtomicU8::new(RUNNING)),
             gossip: std::sync::OnceLock::new(),
+            mqtt_known: Arc::default(),
         }
+    }
+
+    /// The MQTT clients whose sessions the log holds, for the log follower to keep.
+    pub fn mqtt_known(&self) -> crate::follow::applier::sessions::Known {
+        self.mqtt_known.clone()
     }
 
     /// This node's ID.
@@ -383,12 +391,36 @@ impl Engine for ClusterEngine {
         None
     }
 
+    fn keeps_sessions(&self) -> bool {
+        true
+    }
+
+    fn record_session(
+        &self,
+        realm: &str,
+        client: &str,
+        session: SessionId,
+        body: Option<Vec<u8>>,
+        handover: bool,
+    ) {
+        let owner = self.owner(session);
+        let record = record::encode_mqtt_session(realm, client, &owner, body.as_deref(), handover);
+        self.log_quietly(session, record, "an MQTT session's state");
+    }
+
+    fn claim_session(&self, realm: &str, client: &str, session: SessionId) -> bool {
+        let key = (realm.to_owned(), client.to_owned());
+        if !lock(&self.mqtt_known).contains(&key) {
+            return false;
+        }
+        let record = record::encode_mqtt_claim(realm, client, &self.owner(session));
+        self.log_quietly(session, record, "an MQTT session's claim");
+        true
+    }
+
     fn refuses(&self, feature: Feature) -> Option<&'static str> {
         match feature {
-            Feature::Retain | Feature::SyncService => None,
-            Feature::PersistentSession => {
-                Some("MQTT persistent sessions are not available on a cluster entry yet")
-            }
+            Feature::Retain | Feature::SyncService | Feature::PersistentSession => None,
         }
     }
 
@@ -490,10 +522,12 @@ impl Tier {
 }
 
 impl ClusterEngine {
-    /// A router-originated message: applied on this entry only, with a random ID (WAMP
-    /// publication IDs are random in [1, 2^53]); not in the log, not in the history.
+    /// A router-originated message: applied on this entry only, with a random ID at or
+    /// above [`super::LOCAL_ID_MIN`] (WAMP publication IDs are random in [1, 2^53]; these
+    /// are never taken for a place in the log); not in the log, not in the history.
     fn apply_here(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack {
-        let id = rand::random::<u64>() % super::PERMANENT_ID_MAX + 1;
+        let id = super::LOCAL_ID_MIN
+            + rand::random::<u64>() % (super::PERMANENT_ID_MAX - super::LOCAL_ID_MIN);
         let _order = realm.order();
         let (publication, _, options) = draft.into_publication(id);
         realm.apply(&publication, None, options);

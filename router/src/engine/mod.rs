@@ -111,6 +111,37 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         Box::pin(std::future::ready(()))
     }
 
+    /// Whether MQTT sessions outlive this process here: written to the store (`--data`) or
+    /// to the cluster's log by [`Engine::record_session`].
+    fn keeps_sessions(&self) -> bool {
+        self.durable().is_some()
+    }
+
+    /// Writes MQTT client `client`'s session state (`crate::mqtt::persist`'s record), or
+    /// deletes it (`None`); `session` is the realm session serving it. `handover`: the last
+    /// word of a cluster entry whose session another entry claimed.
+    fn record_session(
+        &self,
+        realm: &str,
+        client: &str,
+        session: SessionId,
+        record: Option<Vec<u8>>,
+        handover: bool,
+    ) {
+        let _ = (session, handover);
+        if let Some(durable) = self.durable() {
+            durable.record_session(realm, client, record);
+        }
+    }
+
+    /// A connection of `client` (realm session `session`) found no session of it on this
+    /// node: a cluster entry whose log knows the client's session claims it (the answer
+    /// comes through the log follower, `crate::mqtt::cluster`); `false`: nothing to claim.
+    fn claim_session(&self, realm: &str, client: &str, session: SessionId) -> bool {
+        let _ = (realm, client, session);
+        false
+    }
+
     /// The last permanent ID applied on this node: a subscription made now (under the
     /// realm's order lock) receives every later publication live.
     fn last_applied(&self) -> u64;
@@ -395,6 +426,16 @@ impl Ack {
             Self::Remote(decided) => decided.await,
         }
     }
+}
+
+/// Router-originated messages of a cluster entry (meta events, `$SYS`), which are not in
+/// the log, take random IDs at or above this one, far beyond the log's (a permanent ID's
+/// time reaches it in 2054), so that nothing takes them for a place in the log.
+pub const LOCAL_ID_MIN: u64 = 1 << 52;
+
+/// Whether `id` can be a place in the permanent log (not a cluster entry's local message).
+pub fn is_logged(id: u64) -> bool {
+    id < LOCAL_ID_MIN
 }
 
 /// Milliseconds since the Unix epoch (edge code only; cores take time as an argument).

@@ -18,6 +18,10 @@
 //! EntryStarted  "op": "start": an entry (re)started; its earlier sessions are gone
 //! Beat          "op": "beat": an entry renews its lease (see `crate::follow::applier`)
 //! EntryLeft     "op": "leave": an entry stops cleanly; its sessions' wills are written
+//! MqttSession   "op": "ms": an MQTT session's state (`crate::mqtt::persist`'s record, in
+//!               the message slot; nil: the session ended), by the entry that serves it
+//!               ("h": handed over, the last word of an entry whose session was claimed)
+//! MqttClaim     "op": "mc": a connection of another entry takes an MQTT session over
 //! ```
 //!
 //! A condition is decided where the record is applied ([`crate::follow`]), so every entry
@@ -143,6 +147,29 @@ pub enum Record {
         node: u32,
         /// Its incarnation.
         incarnation: u64,
+    },
+    /// The state of MQTT client `client`'s session (`None`: it ended), written by `owner`,
+    /// the session serving it; `handover`: its last word after another entry claimed it.
+    MqttSession {
+        /// Realm.
+        realm: String,
+        /// The MQTT client identifier.
+        client: String,
+        /// The session that serves the client.
+        owner: Owner,
+        /// The stored record (`crate::mqtt::persist`).
+        body: Option<Vec<u8>>,
+        /// Written in answer to a claim.
+        handover: bool,
+    },
+    /// `owner`, a new connection of `client`, takes its session over.
+    MqttClaim {
+        /// Realm.
+        realm: String,
+        /// The MQTT client identifier.
+        client: String,
+        /// The claiming session.
+        owner: Owner,
     },
 }
 
@@ -344,6 +371,42 @@ pub fn encode_session_ended(realm: &str, owner: &Owner, abnormal: bool) -> Vec<u
     ]))
 }
 
+/// The state of MQTT client `client`'s session, by `owner` (`None`: it ended).
+pub fn encode_mqtt_session(
+    realm: &str,
+    client: &str,
+    owner: &Owner,
+    body: Option<&[u8]>,
+    handover: bool,
+) -> Vec<u8> {
+    let mut o = Dict::new();
+    o.insert("op".into(), Value::from("ms"));
+    o.insert("o".into(), owner_value(owner));
+    if handover {
+        o.insert("h".into(), Value::Bool(true));
+    }
+    let body = body.map_or(Value::Null, |b| Value::Bytes(b.to_vec()));
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(client),
+        body,
+        Value::Dict(o),
+    ]))
+}
+
+/// `owner` claims MQTT client `client`'s session.
+pub fn encode_mqtt_claim(realm: &str, client: &str, owner: &Owner) -> Vec<u8> {
+    let mut o = Dict::new();
+    o.insert("op".into(), Value::from("mc"));
+    o.insert("o".into(), owner_value(owner));
+    encode(&Value::List(vec![
+        Value::from(realm),
+        Value::from(client),
+        Value::Null,
+        Value::Dict(o),
+    ]))
+}
+
 /// An entry (re)started.
 pub fn encode_entry_started(node: u32, incarnation: u64) -> Vec<u8> {
     encode_entry_record("start", node, incarnation)
@@ -425,6 +488,30 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
         Some("flush") => {
             let owner = owner_from(o.remove("o"))?;
             return Some(Record::TestamentsFlushed { realm, owner });
+        }
+        Some("ms") => {
+            let owner = owner_from(o.remove("o"))?;
+            let body = match message {
+                Value::Null => None,
+                Value::Bytes(body) => Some(body),
+                _ => return None,
+            };
+            let handover = matches!(o.remove("h"), Some(Value::Bool(true)));
+            return Some(Record::MqttSession {
+                realm,
+                client: topic,
+                owner,
+                body,
+                handover,
+            });
+        }
+        Some("mc") => {
+            let owner = owner_from(o.remove("o"))?;
+            return Some(Record::MqttClaim {
+                realm,
+                client: topic,
+                owner,
+            });
         }
         None | Some("wake" | "will" | "testament" | "fire") => {}
         Some(_) => return None,
@@ -595,6 +682,41 @@ mod tests {
         };
         assert!(!options.retain);
         assert!(kv.is_none());
+    }
+
+    #[test]
+    fn mqtt_session_and_claim_records_read_back() {
+        let body = vec![0x81, 0xc1, 0, 255];
+        let bytes = encode_mqtt_session("r", "dev-1", &owner(), Some(&body), true);
+        let Some(Record::MqttSession {
+            realm,
+            client,
+            owner: o,
+            body: Some(back),
+            handover: true,
+        }) = decode(60, 7, &bytes)
+        else {
+            panic!("not a handed-over session record");
+        };
+        assert_eq!(
+            (realm.as_str(), client.as_str(), o),
+            ("r", "dev-1", owner())
+        );
+        assert_eq!(back, body);
+        let ended = encode_mqtt_session("r", "dev-1", &owner(), None, false);
+        assert!(matches!(
+            decode(61, 7, &ended),
+            Some(Record::MqttSession {
+                body: None,
+                handover: false,
+                ..
+            })
+        ));
+        let claim = encode_mqtt_claim("r", "dev-1", &owner());
+        assert!(matches!(
+            decode(62, 7, &claim),
+            Some(Record::MqttClaim { ref client, owner: o, .. }) if client == "dev-1" && o == owner()
+        ));
     }
 
     #[test]

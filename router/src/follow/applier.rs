@@ -125,6 +125,39 @@ pub enum Action {
     /// This entry's own lease expired in the log: its sessions with keys are gone
     /// everywhere; it must end them here and start a new life.
     Fenced,
+    /// This entry's MQTT session of `client` was claimed by `claimer` (a connection to
+    /// another entry): end it here and write its last state (a handover).
+    MqttTakeOver {
+        /// Realm.
+        realm: String,
+        /// The MQTT client identifier.
+        client: String,
+        /// The claiming session.
+        claimer: Owner,
+    },
+    /// This entry's claim of `client`'s session is answered: resume from `body` (`None`:
+    /// nothing to resume).
+    MqttResume {
+        /// Realm.
+        realm: String,
+        /// The MQTT client identifier.
+        client: String,
+        /// The claiming session.
+        claimer: Owner,
+        /// The session's last state.
+        body: Option<Vec<u8>>,
+    },
+    /// The entry that served `client`'s session is gone and nobody claimed it: this entry
+    /// parks it from its last state (`body`), publishes its will when due, ends it when it
+    /// expires, and hands it over when its client comes back.
+    MqttAdopt {
+        /// Realm.
+        realm: String,
+        /// The MQTT client identifier.
+        client: String,
+        /// The session's last state.
+        body: Vec<u8>,
+    },
     /// A record this entry hands to the log, in `publisher`'s order.
     Submit {
         /// The session whose order it keeps (0: the router's).
@@ -216,6 +249,8 @@ pub struct Applier {
     coordinator: Option<u32>,
     /// This entry's requests not answered yet, and when they were made (not derived state).
     asked: HashMap<Ask, u64>,
+    /// MQTT sessions: who serves each, and its last state.
+    sessions: sessions::Sessions,
 }
 
 impl Applier {
@@ -231,7 +266,19 @@ impl Applier {
             ranks: HashMap::new(),
             coordinator: None,
             asked: HashMap::new(),
+            sessions: sessions::Sessions::default(),
         }
+    }
+
+    /// Shares the set of MQTT clients whose sessions the log holds (the engine asks it).
+    pub fn with_known(mut self, known: sessions::Known) -> Self {
+        self.sessions.share(known);
+        self
+    }
+
+    /// How many MQTT sessions the log holds.
+    pub fn mqtt_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// With the entries' ranks for the coordinator (`cluster.toml` `rank`).
@@ -324,6 +371,7 @@ impl Applier {
                 }
             }
         }
+        self.mqtt_owners_gone(out);
     }
 
     /// Names the coordinator anew if the live leases changed it.
@@ -549,6 +597,18 @@ impl Applier {
             Record::EntryLeft { node, incarnation } => {
                 self.end_lease((node, incarnation), Change::Left, id, realm, now_ms, out);
             }
+            Record::MqttSession {
+                realm: name,
+                client,
+                owner,
+                body,
+                handover,
+            } => self.mqtt_state((name, client), owner, body, handover, out),
+            Record::MqttClaim {
+                realm: name,
+                client,
+                owner,
+            } => self.mqtt_claim((name, client), owner, now_ms, out),
             Record::EntryStarted { node, incarnation } => {
                 let started = self.started.entry(node).or_insert(0);
                 *started = (*started).max(incarnation);
@@ -564,6 +624,7 @@ impl Applier {
                     }
                 }
                 self.ask_wills(now_ms, out);
+                self.mqtt_owners_gone(out);
             }
         }
     }
@@ -573,6 +634,7 @@ impl Applier {
         self.asked
             .retain(|_, asked| now_ms.saturating_sub(*asked) < ASK_AGAIN_MS);
         let mut out = Vec::new();
+        self.mqtt_tick(now_ms, &mut out);
         let keys: Vec<(String, Topic)> = self
             .realms
             .iter()
@@ -853,6 +915,8 @@ impl Applier {
         }
     }
 }
+
+pub mod sessions;
 
 #[cfg(test)]
 mod tests;

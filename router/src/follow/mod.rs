@@ -67,7 +67,9 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
         .filter(|m| m.role == "entry")
         .map(|m| (m.id, m.rank))
         .collect();
-    let mut applier = Applier::new(engine.node(), engine.incarnation()).with_ranks(ranks);
+    let mut applier = Applier::new(engine.node(), engine.incarnation())
+        .with_ranks(ranks)
+        .with_known(engine.mqtt_known());
     let mut membership = Membership::new(engine.members().to_vec());
     membership.catch_up(&router);
     let mut after = PermanentId(0);
@@ -222,6 +224,24 @@ fn run(
                     Refused::SessionEnded => EngineError::Stopped,
                 });
                 engine.resolve(token, outcome);
+            }
+            Action::MqttTakeOver { realm, client, .. } => {
+                if let Some(registry) = router.mqtt(&realm) {
+                    tokio::spawn(crate::mqtt::cluster::hand_over(registry, client));
+                }
+            }
+            Action::MqttResume {
+                realm,
+                client,
+                body,
+                ..
+            } => crate::mqtt::cluster::resume(router, &realm, &client, body),
+            Action::MqttAdopt {
+                realm,
+                client,
+                body,
+            } => {
+                crate::mqtt::cluster::adopt(router, &realm, &client, &body);
             }
             Action::Submit { publisher, record } => {
                 let decided = engine.submit(publisher, record);

@@ -26,6 +26,10 @@ use crate::topic::{MatchPolicy, Topic};
 /// How long a new connection waits for the one it takes over to hand its session over.
 const TAKEOVER_WAIT_MS: u64 = 5_000;
 
+/// How long a connection to a cluster entry waits for the session it claimed there (the
+/// log answers within `follow::applier::sessions::CLAIM_WAIT_MS` while it orders records).
+const CLAIM_WAIT_MS: u64 = 8_000;
+
 /// An accepted connection: its session, realm queue and takeover channel.
 #[derive(Debug)]
 pub struct Accepted {
@@ -145,9 +149,23 @@ pub async fn accept(
     let (kick, kicks) = oneshot::channel();
     let (generation, previous) = registry.claim(&settings.client_id, kick);
     // With a store, a client id seen before may have a stored record (persist.rs).
-    let maybe_stored = !matches!(previous, Previous::None);
+    let mut maybe_stored = !matches!(previous, Previous::None);
     let previous = match previous {
-        Previous::None => None,
+        Previous::None => {
+            let claimed = claim_elsewhere(router, &registry, &settings.client_id, info.id).await;
+            match claimed {
+                Ok(claimed) => {
+                    maybe_stored |= claimed.is_some();
+                    claimed
+                }
+                Err(refused) => {
+                    if let Some(stale) = registry.release(&settings.client_id, generation) {
+                        realm.leave(stale.handle.info.id);
+                    }
+                    return Err(refused);
+                }
+            }
+        }
         Previous::Parked(parked) => Some(*parked),
         Previous::Live(kick, stale) => {
             if let Some(stale) = stale {
@@ -170,10 +188,11 @@ pub async fn accept(
             let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
             realm.join(handle.clone());
             // Nothing before now is owed to a new session (durable watermark, persist.rs);
-            // only a store needs that cut, which costs the realm's order lock.
-            let received_through = match realm.shared().durable() {
-                Some(_) => realm.fanned_out_through(),
-                None => 0,
+            // only a kept session needs that cut, which costs the realm's order lock.
+            let received_through = if realm.shared().engine.keeps_sessions() {
+                realm.fanned_out_through()
+            } else {
+                0
             };
             let state = SessionState {
                 received_through,
@@ -247,6 +266,32 @@ async fn will_permitted(
         }
     }
     authorizer.permits(&info.identity.authrole, Action::Publish, &uri)
+}
+
+/// On a cluster entry, the session of `client_id` that another entry serves (or served):
+/// claimed through the log, handed over by that entry, resumed here (`crate::mqtt::cluster`).
+/// `Ok(None)`: no session anywhere. Refused (Server unavailable) when the cluster does not
+/// answer in time: starting afresh would lose what the session is owed.
+async fn claim_elsewhere(
+    router: &Router,
+    registry: &Registry,
+    client_id: &str,
+    session: crate::realm::SessionId,
+) -> Result<Option<Parked>, ConnAck> {
+    let answer = registry.await_claim(client_id);
+    let engine = &router.shared().engine;
+    if !engine.claim_session(&registry.realm().name, client_id, session) {
+        registry.take_claim(client_id);
+        return Ok(None);
+    }
+    match tokio::time::timeout(Duration::from_millis(CLAIM_WAIT_MS), answer).await {
+        Ok(Ok(parked)) => Ok(parked.map(|p| *p)),
+        _ => {
+            registry.take_claim(client_id);
+            tracing::warn!(client = %client_id, "the cluster did not answer the claim of an MQTT session in time");
+            Err(refusal(ReasonCode::ServerUnavailable))
+        }
+    }
 }
 
 /// Asks the live connection to give up its session; `None` if it ended meanwhile.

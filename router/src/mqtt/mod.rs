@@ -16,7 +16,9 @@
 //! subscribe.rs  SUBSCRIBE / UNSUBSCRIBE, shared subscriptions, retain handling
 //! registry.rs   sessions by client id per realm (the router keeps one beside each realm):
 //!               live, parked (persistent), expiry
-//! persist.rs    with --data: session records in the store, restored at start
+//! persist.rs    session records: in the store with --data (restored at start), or in
+//!               the cluster's log on an entry
+//! cluster.rs    a session's takeover between cluster entries (handover, resume)
 //! sys.rs        $SYS/broker/... statistics
 //! ```
 //!
@@ -66,6 +68,7 @@
 //! are queued for offline sessions too (the spec allows it).
 
 mod authorization;
+pub mod cluster;
 mod conn;
 mod connect;
 mod inbound;

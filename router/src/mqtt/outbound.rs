@@ -41,9 +41,12 @@ impl Session {
     pub fn handle_outbound(&mut self, outbound: Outbound, now_ms: u64) -> Result<(), Violation> {
         match outbound {
             Outbound::Event(delivery) => {
-                // Live deliveries come in ID order (retained replays never come this way).
-                self.state.received_through =
-                    self.state.received_through.max(delivery.publication.id);
+                // Live deliveries come in ID order (retained replays never come this way);
+                // a cluster entry's own messages (not in the log) have no place in it.
+                let id = delivery.publication.id;
+                if crate::engine::is_logged(id) {
+                    self.state.received_through = self.state.received_through.max(id);
+                }
                 self.state.pending.push_back(delivery);
                 self.drain_pending(now_ms);
                 Ok(())

@@ -31,14 +31,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use std::collections::HashSet;
+
+use bytes::{Bytes, BytesMut};
+use fox_mqtt_proto::{Packet, Protocol};
 use serde::{Deserialize, Serialize};
 
+use super::inflight::{Entry, Phase};
 use super::session::{Parked, Session, SessionState, SubscriptionRecord, Will};
 use crate::auth::Identity;
 use crate::engine::unix_ms;
 use crate::realm::{
-    Delivery, MessageProperties, Realm, SessionHandle, SessionInfo, SubscribeOptions,
+    Delivery, MessageProperties, Publication, Realm, SessionHandle, SessionId, SessionInfo,
+    SubscribeOptions,
 };
 use crate::router::Router;
 use crate::topic::{Pattern, Topic};
@@ -63,6 +68,71 @@ struct SessionRecord {
     through: u64,
     /// When the connection ended (Unix ms); `None` while connected.
     parked_ms: Option<u64>,
+    /// The highest ID taken from the realm queue: of the messages at or below it, only
+    /// `waiting` and `inflight` ones are owed (`None`: every one after `through`).
+    #[serde(default)]
+    taken: Option<u64>,
+    /// Messages taken from the realm queue and waiting for the inflight window.
+    #[serde(default)]
+    waiting: Vec<u64>,
+    /// Messages sent and not acknowledged, with their packet IDs: sent again as they were
+    /// (DUP), or their PUBREL, so that a client's QoS 2 state stays valid.
+    #[serde(default)]
+    inflight: Vec<StoredInflight>,
+    /// Inbound QoS 2 packet IDs: PUBREC sent, PUBREL awaited.
+    #[serde(default)]
+    inbound_qos2: Vec<u16>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct StoredInflight {
+    /// The message's permanent ID (0: a retained replay).
+    id: u64,
+    packet_id: u16,
+    /// 1: PUBACK awaited, 2: PUBREC awaited, 3: PUBCOMP awaited.
+    phase: u8,
+    /// The PUBLISH as first sent, encoded as MQTT 5.
+    #[serde(with = "serde_bytes_compat")]
+    publish: Vec<u8>,
+}
+
+impl StoredInflight {
+    fn of(entry: &Entry) -> Option<Self> {
+        let mut bytes = BytesMut::new();
+        let packet = Packet::Publish(entry.publish.clone());
+        fox_mqtt_proto::encode(&packet, Protocol::V5, &mut bytes).ok()?;
+        Some(Self {
+            id: entry.id,
+            packet_id: entry.packet_id,
+            phase: match entry.phase {
+                Phase::AwaitPubAck => 1,
+                Phase::AwaitPubRec => 2,
+                Phase::AwaitPubComp => 3,
+            },
+            publish: bytes.to_vec(),
+        })
+    }
+
+    fn into_entry(self) -> Option<Entry> {
+        let mut bytes = BytesMut::from(&self.publish[..]);
+        let Ok(Some(Packet::Publish(publish))) =
+            fox_mqtt_proto::decode(&mut bytes, Some(Protocol::V5), usize::MAX)
+        else {
+            return None;
+        };
+        let phase = match self.phase {
+            1 => Phase::AwaitPubAck,
+            2 => Phase::AwaitPubRec,
+            3 => Phase::AwaitPubComp,
+            _ => return None,
+        };
+        Some(Entry {
+            packet_id: self.packet_id,
+            publish,
+            phase,
+            id: self.id,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -221,22 +291,38 @@ fn record(
         will: will.map(StoredWill::of),
         through: done_through(state),
         parked_ms,
+        taken: Some(state.received_through),
+        waiting: state
+            .pending
+            .iter()
+            .filter(|d| !d.retained)
+            .map(|d| d.publication.id)
+            .collect(),
+        inflight: state
+            .inflight
+            .iter()
+            .filter_map(StoredInflight::of)
+            .collect(),
+        inbound_qos2: state.inbound_qos2.iter().copied().collect(),
     }
 }
 
-fn write(realm: &Realm, client_id: &str, record: Option<&SessionRecord>) {
-    let Some(durable) = realm.shared().durable() else {
+/// Hands a session's record to the engine (the store, or the cluster's log); `session`
+/// is the realm session that serves the client.
+fn write(realm: &Realm, client_id: &str, session: SessionId, record: Option<&SessionRecord>) {
+    let engine = &realm.shared().engine;
+    if !engine.keeps_sessions() {
         return;
-    };
+    }
     let bytes = record.map(|r| rmp_serde::to_vec_named(r).unwrap_or_default());
-    durable.record_session(&realm.name, client_id, bytes);
+    engine.record_session(&realm.name, client_id, session, bytes, false);
 }
 
 impl Session {
     /// Writes this live session's record (with `--data`), or deletes it when nothing of
     /// the session outlives the connection.
     pub(super) fn persist(&mut self, now_ms: u64) {
-        if self.realm().shared().durable().is_none() {
+        if !self.realm().shared().engine.keeps_sessions() {
             return;
         }
         self.persisted_ms = now_ms;
@@ -251,7 +337,12 @@ impl Session {
             self.will.as_deref(),
             None,
         );
-        write(self.realm(), &self.settings.client_id, Some(&record));
+        write(
+            self.realm(),
+            &self.settings.client_id,
+            self.handle.info.id,
+            Some(&record),
+        );
         self.stored = true;
     }
 
@@ -267,16 +358,37 @@ impl Session {
     /// Deletes this session's record, if it may have one: it ends with its connection.
     pub(super) fn forget(&mut self) {
         if std::mem::take(&mut self.stored) {
-            write(self.realm(), &self.settings.client_id, None);
+            write(
+                self.realm(),
+                &self.settings.client_id,
+                self.handle.info.id,
+                None,
+            );
         }
     }
 }
 
 /// Writes a parked session's record.
 pub(super) fn persist_parked(realm: &Realm, client_id: &str, parked: &Parked) {
-    if realm.shared().durable().is_none() {
+    if !realm.shared().engine.keeps_sessions() {
         return;
     }
+    let record = parked_record(realm, parked, parked.parked_ms);
+    write(realm, client_id, parked.handle.info.id, Some(&record));
+}
+
+/// A parked session's last state, to hand over to the entry that claimed it (the cluster):
+/// the encoded record, as if parked at `now_ms`.
+pub(super) fn handover_body(realm: &Realm, parked: &Parked, now_ms: u64) -> Vec<u8> {
+    let parked_ms = if parked.parked_ms == 0 {
+        now_ms
+    } else {
+        parked.parked_ms
+    };
+    rmp_serde::to_vec_named(&parked_record(realm, parked, parked_ms)).unwrap_or_default()
+}
+
+fn parked_record(realm: &Realm, parked: &Parked, parked_ms: u64) -> SessionRecord {
     // Read the cut before looking at the queue: every message at or below it that was for
     // this session is in the queue by then. Nothing waiting anywhere means nothing up to
     // the cut is owed, so a restart need not read the history below it.
@@ -289,17 +401,18 @@ pub(super) fn persist_parked(realm: &Realm, client_id: &str, parked: &Parked) {
         &parked.state,
         parked.expiry_secs,
         parked.will.as_ref(),
-        Some(parked.parked_ms),
+        Some(parked_ms),
     );
     if idle {
         record.through = record.through.max(cut);
+        record.taken = record.taken.map(|taken| taken.max(cut));
     }
-    write(realm, client_id, Some(&record));
+    record
 }
 
-/// Deletes a session's record.
-pub(super) fn forget(realm: &Realm, client_id: &str) {
-    write(realm, client_id, None);
+/// Deletes a session's record (`session`: the realm session that served it).
+pub(super) fn forget(realm: &Realm, client_id: &str, session: SessionId) {
+    write(realm, client_id, session, None);
 }
 
 /// A stored session brought back, before its messages are queued.
@@ -312,6 +425,22 @@ struct Restored {
     subscriptions: Vec<(u64, Pattern, u8, bool, u64)>,
     will_delay_ms: Option<u64>,
     expiry_ms: u64,
+    /// Of the messages at or below this ID, only `waiting` ones are owed.
+    taken: Option<u64>,
+    waiting: HashSet<u64>,
+    /// Messages restored in flight: sent again from there, not queued.
+    in_flight: HashSet<u64>,
+}
+
+impl Restored {
+    /// Whether `id` (after `through`) is still owed to the client.
+    fn owes(&self, id: u64) -> bool {
+        id > self.through
+            && !self.in_flight.contains(&id)
+            && self
+                .taken
+                .is_none_or(|taken| id > taken || self.waiting.contains(&id))
+    }
 }
 
 /// At start, with a store: parks every stored MQTT session again, queues what it is owed,
@@ -332,7 +461,7 @@ pub fn restore(router: &Arc<Router>) -> Result<usize, fox_storage::StoreError> {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(client = %client_id, error = %e, "dropping a malformed stored MQTT session");
-                forget(&realm, &client_id);
+                forget(&realm, &client_id, 0);
                 continue;
             }
         };
@@ -395,7 +524,7 @@ fn revive(
         if let Some(will) = will {
             will.publish(realm, &handle);
         }
-        forget(realm, &client_id);
+        forget(realm, &client_id, handle.info.id);
         return None;
     }
     let will_due = will.as_ref().is_some_and(|w| {
@@ -408,9 +537,21 @@ fn revive(
     }
     realm.join(handle.clone());
     let mut state = SessionState {
-        received_through: record.through,
+        received_through: record.taken.unwrap_or(record.through),
+        inbound_qos2: record.inbound_qos2.into_iter().collect(),
         ..SessionState::default()
     };
+    let mut in_flight = HashSet::new();
+    for entry in record
+        .inflight
+        .into_iter()
+        .filter_map(StoredInflight::into_entry)
+    {
+        if entry.id > 0 {
+            in_flight.insert(entry.id);
+        }
+        state.inflight.push(entry);
+    }
     let mut subscriptions = Vec::new();
     for stored in record.subscriptions {
         let (group, inner) = match fox_mqtt_proto::parse_shared(&stored.filter) {
@@ -469,6 +610,9 @@ fn revive(
         subscriptions,
         will_delay_ms,
         expiry_ms: expiry_ms - away_ms,
+        taken: record.taken,
+        waiting: record.waiting.into_iter().collect(),
+        in_flight,
     })
 }
 
@@ -484,9 +628,14 @@ fn queue_owed(realm: &Realm, durable: &crate::durable::Durable, sessions: &[Rest
             .any(|s| s.subscriptions.iter().any(|(_, p, ..)| p.matches(topic)))
     };
     let owed = durable.history_where(&realm.name, after, u64::MAX, wanted);
-    for publication in owed {
+    deliver_owed(owed, sessions);
+}
+
+/// Queues, in ID order, what of `history` each restored session is owed.
+fn deliver_owed(history: Vec<Arc<Publication>>, sessions: &[Restored]) {
+    for publication in history {
         let dollar = publication.topic.is_system();
-        for s in sessions.iter().filter(|s| publication.id > s.through) {
+        for s in sessions.iter().filter(|s| s.owes(publication.id)) {
             for (broker_id, pattern, qos, no_local, since) in &s.subscriptions {
                 let qos = (*qos).min(publication.qos);
                 if qos == 0
@@ -507,6 +656,74 @@ fn queue_owed(realm: &Realm, durable: &crate::durable::Durable, sessions: &[Rest
             }
         }
     }
+}
+
+/// A cluster entry resumes a session another entry served, from its last state in the
+/// log (`body`), with the messages it is owed from the realm's history. Called by the log
+/// follower between two records, so that nothing is applied meanwhile: every message after
+/// the session's watermark is either in that history or comes live. `None`: the record
+/// was malformed, or the session had ended (expired; its will then published).
+pub fn revive_claimed(
+    router: &Router,
+    realm: &Arc<Realm>,
+    client_id: &str,
+    body: &[u8],
+) -> Option<Parked> {
+    revive_from_log(router, realm, client_id, body).map(|r| r.parked)
+}
+
+/// A cluster entry adopts a session whose entry is gone and whose client has not come
+/// back: parked here from its last state in the log (its will published now if due, later
+/// when its delay passes), until its client comes back to some entry or it expires.
+/// Called by the log follower between two records.
+pub fn adopt(
+    router: &Router,
+    registry: &Arc<super::registry::Registry>,
+    client_id: &str,
+    body: &[u8],
+) {
+    let realm = registry.realm();
+    let Some(restored) = revive_from_log(router, realm, client_id, body) else {
+        return;
+    };
+    tracing::info!(client = %client_id, "adopted the MQTT session of an entry that is gone");
+    persist_parked(realm, client_id, &restored.parked);
+    registry.restore(
+        client_id,
+        Box::new(restored.parked),
+        restored.will_delay_ms,
+        restored.expiry_ms,
+    );
+}
+
+fn revive_from_log(
+    router: &Router,
+    realm: &Arc<Realm>,
+    client_id: &str,
+    body: &[u8],
+) -> Option<Restored> {
+    let record: SessionRecord = match rmp_serde::from_slice(body) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(client = %client_id, %error, "a malformed MQTT session state in the log: starting a new session");
+            return None;
+        }
+    };
+    let restored = revive(router, realm, client_id.to_owned(), record, unix_ms())?;
+    let (mut history, oldest) = realm.history_after(restored.through);
+    history.retain(|p| crate::engine::is_logged(p.id));
+    if oldest.is_some_and(|oldest| oldest > restored.through + 1) && restored.through > 0 {
+        tracing::warn!(
+            client = %client_id,
+            through = restored.through,
+            oldest,
+            "the realm's history no longer holds every message a resumed MQTT session is owed"
+        );
+    }
+    let restored = [restored];
+    deliver_owed(history, &restored);
+    let [restored] = restored;
+    Some(restored)
 }
 
 #[cfg(test)]
@@ -578,6 +795,11 @@ mod tests {
                 will: None,
                 through: 10,
                 parked_ms: Some(now),
+                // A record written before these fields existed.
+                taken: None,
+                waiting: Vec::new(),
+                inflight: Vec::new(),
+                inbound_qos2: Vec::new(),
             };
             durable.record_session(
                 "realm1",
@@ -621,5 +843,99 @@ mod tests {
             .map(|(_, c, _)| c)
             .collect();
         assert!(!left.contains(&"bad".to_string()), "{left:?}");
+    }
+
+    /// A record with the exact state (what was taken from the queue, what waits, what is in
+    /// flight with its packet IDs): only what is still owed is queued, the messages in flight
+    /// come back in the window with their packet IDs and phases, and the inbound QoS 2 IDs
+    /// stay known.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_exact_record_restores_the_window_and_owes_only_what_was_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let inflight = |id: u64, packet_id: u16, phase: Phase| {
+            let publish = fox_mqtt_proto::Publish {
+                qos: fox_mqtt_proto::QoS::ExactlyOnce,
+                topic: "a/x".into(),
+                packet_id: Some(packet_id),
+                payload: Bytes::from(format!("m{id}")),
+                ..fox_mqtt_proto::Publish::default()
+            };
+            StoredInflight::of(&Entry {
+                packet_id,
+                publish,
+                phase,
+                id,
+            })
+            .expect("encodable")
+        };
+        {
+            let durable = Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap();
+            let now = unix_ms();
+            for id in 10..=16 {
+                let _pending = durable
+                    .record("realm1", &publication(id, "a/x", 2, 1), false, now)
+                    .unwrap();
+            }
+            let record = SessionRecord {
+                sid: 5,
+                authid: "dev".into(),
+                authrole: "anonymous".into(),
+                authmethod: "anonymous".into(),
+                authprovider: "static".into(),
+                expiry_secs: 600,
+                subscriptions: vec![stored("a/+", 2, false, 0)],
+                will: None,
+                through: 10,
+                parked_ms: Some(now),
+                taken: Some(14),
+                waiting: vec![12],
+                inflight: vec![
+                    inflight(11, 7, Phase::AwaitPubComp),
+                    inflight(13, 8, Phase::AwaitPubRec),
+                ],
+                inbound_qos2: vec![5],
+            };
+            durable.record_session(
+                "realm1",
+                "exact",
+                Some(rmp_serde::to_vec_named(&record).unwrap()),
+            );
+        }
+        let durable = Arc::new(Durable::open(dir.path(), fox_storage::SyncMode::None).unwrap());
+        let router = Router::with_store(Config::default(), 16, Some(durable));
+        assert_eq!(restore(&router).unwrap(), 1);
+        let registry = router.mqtt("realm1").unwrap();
+        let (kick, _kicks) = tokio::sync::oneshot::channel();
+        let Previous::Parked(mut parked) = registry.claim("exact", kick).1 else {
+            panic!("the stored session is parked again");
+        };
+        let owed: Vec<u64> = std::iter::from_fn(|| parked.rx.try_recv().ok())
+            .filter_map(|o| match o {
+                Outbound::Event(d) => Some(d.publication.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            owed,
+            vec![12, 15, 16],
+            "14 was done; 11 and 13 are in flight"
+        );
+        let window: Vec<(u16, Phase, u64)> = parked
+            .state
+            .inflight
+            .iter()
+            .map(|e| (e.packet_id, e.phase, e.id))
+            .collect();
+        assert_eq!(
+            window,
+            vec![(7, Phase::AwaitPubComp, 11), (8, Phase::AwaitPubRec, 13)]
+        );
+        let resent = &parked.state.inflight.iter().next().unwrap().publish;
+        assert_eq!(
+            (resent.topic.as_str(), &resent.payload[..]),
+            ("a/x", &b"m11"[..])
+        );
+        assert!(parked.state.inbound_qos2.contains(&5));
+        assert_eq!(parked.state.received_through, 14);
     }
 }

@@ -76,7 +76,15 @@ pub struct Registry {
     /// MQTT statistics of the realm (`$SYS`).
     pub stats: Stats,
     sys_started: AtomicBool,
+    /// Connections waiting for the session they claimed on another cluster entry.
+    claims: Mutex<HashMap<String, Claimed>>,
 }
+
+/// Where a claimed session is handed to its new connection (`None`: nothing to resume).
+pub type Claimed = oneshot::Sender<Option<Box<Parked>>>;
+
+/// How long a cluster entry waits for a live connection it ends to hand its session over.
+const EVICT_WAIT_MS: u64 = 5_000;
 
 impl Registry {
     /// An empty registry of `realm`'s MQTT clients.
@@ -87,6 +95,7 @@ impl Registry {
             next_generation: AtomicU64::default(),
             stats: Stats::default(),
             sys_started: AtomicBool::default(),
+            claims: Mutex::default(),
         }
     }
 
@@ -188,6 +197,47 @@ impl Registry {
         }
     }
 
+    /// A connection of `client_id` waits for the session it claimed on another cluster
+    /// entry: the answer, from [`Registry::take_claim`]'s holder.
+    pub fn await_claim(&self, client_id: &str) -> oneshot::Receiver<Option<Box<Parked>>> {
+        let (claimed, answer) = oneshot::channel();
+        crate::locks::lock(&self.claims).insert(client_id.to_owned(), claimed);
+        answer
+    }
+
+    /// The connection waiting for `client_id`'s claimed session, if it still waits.
+    pub fn take_claim(&self, client_id: &str) -> Option<Claimed> {
+        crate::locks::lock(&self.claims).remove(client_id)
+    }
+
+    /// Ends this node's hold on `client_id`'s session for a connection on another cluster
+    /// entry: a live connection is closed (DISCONNECT 0x8E, as for a takeover here) and
+    /// hands its state over, a parked session is taken as it is. `None`: no session here,
+    /// or its connection ended before it could answer.
+    pub async fn evict(&self, client_id: &str) -> Option<Box<Parked>> {
+        let slot = self.clients().remove(client_id)?;
+        match slot {
+            Slot::Parked { parked, .. } => Some(parked),
+            Slot::Live { kick, handoff, .. } => {
+                if let Some(stale) = handoff {
+                    self.realm.leave(stale.handle.info.id);
+                }
+                let (reply, answer) = oneshot::channel();
+                kick.send(reply).ok()?;
+                let waited =
+                    tokio::time::timeout(Duration::from_millis(EVICT_WAIT_MS), answer).await;
+                waited.ok()?.ok()?.map(Box::new)
+            }
+        }
+    }
+
+    /// Whether a connection or parked session here serves `client_id`, or a connection
+    /// waits for its claim.
+    pub fn serves(&self, client_id: &str) -> bool {
+        self.clients().contains_key(client_id)
+            || crate::locks::lock(&self.claims).contains_key(client_id)
+    }
+
     /// Clients known: (connected, parked).
     pub fn counts(&self) -> (usize, usize) {
         let clients = self.clients();
@@ -279,7 +329,7 @@ async fn expire(
     if let Some(parked) = registry.take_parked(&client_id, generation) {
         let realm = &registry.realm;
         tracing::debug!(client = %client_id, "persistent session expired");
-        super::persist::forget(realm, &client_id);
+        super::persist::forget(realm, &client_id, parked.handle.info.id);
         if let Some(will) = parked.will {
             will.publish(realm, &parked.handle);
         }
@@ -311,7 +361,7 @@ impl Registry {
         };
         tracing::info!(client = %client_id, session, "parked MQTT session ended by the administrator");
         let realm = &self.realm;
-        super::persist::forget(realm, &client_id);
+        super::persist::forget(realm, &client_id, parked.handle.info.id);
         if let Some(will) = parked.will {
             will.publish(realm, &parked.handle);
         }

@@ -451,6 +451,16 @@ impl Realm {
         read(&self.retained).values().cloned().collect()
     }
 
+    /// The in-memory history after `after`, oldest first, and the oldest ID it still holds
+    /// (`None`: empty).
+    pub fn history_after(&self, after: u64) -> (Vec<Arc<Publication>>, Option<u64>) {
+        let history = lock(&self.history);
+        let oldest = history.front().map(|p| p.id);
+        let after: Vec<Arc<Publication>> =
+            history.iter().filter(|p| p.id > after).cloned().collect();
+        (after, oldest)
+    }
+
     /// Messages in the in-memory history.
     pub fn history_len(&self) -> usize {
         lock(&self.history).len()

@@ -782,3 +782,203 @@ fn flushed_testaments_are_not_published_and_a_late_one_of_a_gone_session_is() {
     two.apply(at(6, 0), 0, &fires[0]);
     assert_eq!(delivered(&two), vec!["late".to_owned()]);
 }
+
+fn mqtt_actions(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| matches!(a, Action::MqttTakeOver { .. } | Action::MqttResume { .. }))
+        .collect()
+}
+
+fn resume(client: &str, claimer: Owner, body: Option<&[u8]>) -> Action {
+    Action::MqttResume {
+        realm: "realm1".into(),
+        client: client.into(),
+        claimer,
+        body: body.map(<[u8]>::to_vec),
+    }
+}
+
+#[test]
+fn a_claimed_mqtt_session_is_handed_over_by_its_entry_and_resumed_by_the_claimer() {
+    let mut one = Entry::new(1);
+    let mut two = Entry::new(2);
+    let served = owner(1, 10);
+    let claimer = owner(2, 20);
+    let log = [
+        (
+            1,
+            10,
+            record::encode_mqtt_session("realm1", "dev", &served, Some(b"s1"), false),
+        ),
+        (
+            2,
+            10,
+            record::encode_mqtt_session("realm1", "dev", &served, Some(b"s2"), false),
+        ),
+        (3, 20, record::encode_mqtt_claim("realm1", "dev", &claimer)),
+    ];
+    for (id, publisher, bytes) in &log[..2] {
+        assert!(mqtt_actions(one.apply(*id, *publisher, bytes)).is_empty());
+        assert!(mqtt_actions(two.apply(*id, *publisher, bytes)).is_empty());
+    }
+    let (id, publisher, claim) = &log[2];
+    assert_eq!(
+        mqtt_actions(one.apply(*id, *publisher, claim)),
+        vec![Action::MqttTakeOver {
+            realm: "realm1".into(),
+            client: "dev".into(),
+            claimer,
+        }],
+        "the serving entry hands over"
+    );
+    assert!(
+        mqtt_actions(two.apply(*id, *publisher, claim)).is_empty(),
+        "the claimer waits for the handover"
+    );
+    // A late progress write of the old owner is ignored; its handover is the answer.
+    let late = record::encode_mqtt_session("realm1", "dev", &owner(1, 10), Some(b"late"), false);
+    let handover = record::encode_mqtt_session("realm1", "dev", &owner(1, 0), Some(b"last"), true);
+    for entry in [&mut one, &mut two] {
+        assert!(mqtt_actions(entry.apply(4, 10, &late)).is_empty());
+    }
+    assert!(mqtt_actions(one.apply(5, 0, &handover)).is_empty());
+    assert_eq!(
+        mqtt_actions(two.apply(5, 0, &handover)),
+        vec![resume("dev", claimer, Some(b"last"))]
+    );
+    // The claimer serves it now: its writes count, a handover nobody waits for does not.
+    let mine = record::encode_mqtt_session("realm1", "dev", &claimer, Some(b"s3"), false);
+    for entry in [&mut one, &mut two] {
+        assert!(mqtt_actions(entry.apply(6, 20, &mine)).is_empty());
+        assert!(mqtt_actions(entry.apply(7, 0, &handover)).is_empty());
+        assert_eq!(entry.applier.mqtt_sessions(), 1);
+    }
+    let ended = record::encode_mqtt_session("realm1", "dev", &claimer, None, false);
+    for entry in [&mut one, &mut two] {
+        entry.apply(8, 20, &ended);
+        assert_eq!(
+            entry.applier.mqtt_sessions(),
+            0,
+            "an ended session is forgotten"
+        );
+    }
+}
+
+#[test]
+fn a_claim_of_a_session_whose_entry_died_resumes_from_its_last_record_when_the_lease_lapses() {
+    let mut two = Entry::new(2);
+    let served = owner(1, 10);
+    let claimer = owner(2, 20);
+    let mut log = vec![
+        (at(0, 1), 0, record::encode_entry_started(1, INC)),
+        (at(0, 2), 0, record::encode_entry_started(2, INC)),
+        (
+            at(5, 0),
+            10,
+            record::encode_mqtt_session("realm1", "dev", &served, Some(b"kept"), false),
+        ),
+        (
+            at(10, 0),
+            20,
+            record::encode_mqtt_claim("realm1", "dev", &claimer),
+        ),
+    ];
+    for k in 1..=6 {
+        log.push((at(300 * k, 0), 0, record::encode_beat(2, INC)));
+    }
+    let mut answers = Vec::new();
+    for (id, publisher, bytes) in &log {
+        let before = log_time_ms(*id) - fox_sequencer::PermanentId::EPOCH_UNIX_MS <= LEASE_MS;
+        let got = mqtt_actions(two.apply(*id, *publisher, bytes));
+        if before {
+            assert!(
+                got.is_empty(),
+                "entry 1 may still hand over within its lease"
+            );
+        }
+        answers.extend(got);
+    }
+    assert_eq!(answers, vec![resume("dev", claimer, Some(b"kept"))]);
+}
+
+#[test]
+fn a_claim_nobody_hands_over_is_answered_after_the_wait_and_an_unknown_client_at_once() {
+    let mut two = Entry::new(2);
+    let served = owner(1, 10);
+    let claimer = owner(2, 20);
+    two.apply(
+        1,
+        10,
+        &record::encode_mqtt_session("realm1", "dev", &served, Some(b"kept"), false),
+    );
+    two.apply(2, 20, &record::encode_mqtt_claim("realm1", "dev", &claimer));
+    let table = &two.table;
+    let realm = |name: &str| (name == "realm1").then_some(table);
+    assert!(mqtt_actions(two.applier.tick(realm, sessions::CLAIM_WAIT_MS - 1)).is_empty());
+    assert_eq!(
+        mqtt_actions(two.applier.tick(realm, sessions::CLAIM_WAIT_MS)),
+        vec![resume("dev", claimer, Some(b"kept"))]
+    );
+    assert!(mqtt_actions(two.applier.tick(realm, 2 * sessions::CLAIM_WAIT_MS)).is_empty());
+    let fresh = owner(2, 21);
+    assert_eq!(
+        mqtt_actions(two.apply(3, 21, &record::encode_mqtt_claim("realm1", "new", &fresh))),
+        vec![resume("new", fresh, None)]
+    );
+}
+
+#[test]
+fn a_write_of_an_entry_that_never_served_the_session_takes_it_over() {
+    let mut one = Entry::new(1);
+    let first = owner(1, 10);
+    let second = owner(3, 30);
+    one.apply(
+        1,
+        10,
+        &record::encode_mqtt_session("realm1", "dev", &first, Some(b"a"), false),
+    );
+    assert_eq!(
+        mqtt_actions(one.apply(
+            2,
+            30,
+            &record::encode_mqtt_session("realm1", "dev", &second, Some(b"b"), false)
+        )),
+        vec![Action::MqttTakeOver {
+            realm: "realm1".into(),
+            client: "dev".into(),
+            claimer: second,
+        }],
+        "entry 1 ends its copy"
+    );
+    // Entry 1's late writes no longer count; a claim now resumes entry 3's state.
+    one.apply(
+        3,
+        10,
+        &record::encode_mqtt_session("realm1", "dev", &first, Some(b"late"), false),
+    );
+    let again = owner(1, 11);
+    one.apply(
+        4,
+        11,
+        &record::encode_mqtt_session("realm1", "dev", &second, Some(b"c"), false),
+    );
+    let actions =
+        mqtt_actions(one.apply(5, 11, &record::encode_mqtt_claim("realm1", "dev", &again)));
+    assert!(actions.is_empty(), "entry 3 is alive: it hands over first");
+    let handover = record::encode_mqtt_session("realm1", "dev", &second, Some(b"d"), true);
+    assert_eq!(
+        mqtt_actions(one.apply(6, 0, &handover)),
+        vec![resume("dev", again, Some(b"d"))]
+    );
+    one.apply(
+        7,
+        11,
+        &record::encode_mqtt_session("realm1", "dev", &again, None, false),
+    );
+    assert_eq!(
+        one.applier.mqtt_sessions(),
+        0,
+        "entry 1 serves it again: its end counts"
+    );
+}
