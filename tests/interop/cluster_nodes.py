@@ -52,9 +52,13 @@ class Node(Listeners):
         self.proc = None
         self.addr = {}
         self.log_path = cluster.dir / f"node-{node_id}.log"
+        # The cluster file this node starts with (another copy than the others' when a
+        # test reroutes this node's links, e.g. through a partitioning proxy).
+        self.file = None
 
     def start(self, timeout=20.0):
-        cmd = [str(BIN), "node", "--cluster", str(self.cluster.file), "--id", str(self.id)]
+        file = self.file or self.cluster.file
+        cmd = [str(BIN), "node", "--cluster", str(file), "--id", str(self.id)]
         cmd += self.cluster.node_args
         if self.role == "entry":
             cmd += self.cluster.entry_args

@@ -128,6 +128,62 @@ def test_a_session_moved_between_entries_mid_stream_loses_no_qos1_and_repeats_no
     again.disconnect()
 
 
+# paho 2.x resends every queued message at once after a reconnect (its inflight count is
+# not kept while it resets its messages), past the Receive Maximum we announce (64), which
+# we answer with DISCONNECT 0x93 as MQTT 5 requires; this cluster announces more.
+WIDE_WINDOW = "[limits]\nmqtt_receive_max = 1024\n"
+
+
+def test_a_qos2_publisher_moved_mid_burst_publishes_each_message_exactly_once():
+    """Inbound QoS 2 across a move: the old entry settles every publish it received before
+    it hands the session over, so the new one knows which packet IDs are in the log; the
+    client's resends of those (DUP) are answered without publishing them again, the others
+    are published."""
+    with running_cluster(entry_config=WIDE_WINDOW) as cluster:
+        qos2_burst_across_a_move(cluster)
+
+
+def qos2_burst_across_a_move(cluster):
+    one, two, three = cluster.entries
+    watcher = Client(three, new_id("watch"), 5)
+    watcher.connect()
+    watcher.subscribe("ms/in2", qos=2)
+    publisher = Client(one, new_id("burst"), 5, clean=False)
+    publisher.c.max_inflight_messages_set(40)
+    completed = []
+    publisher.c.on_publish = lambda c, u, mid, rc, p: completed.append(mid)
+    publisher.connect(properties=EXPIRY)
+    count = 400
+    infos = [publisher.c.publish("ms/in2", str(n).encode(), qos=2) for n in range(count)]
+    deadline = time.monotonic() + 30
+    while len(completed) < 100 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(completed) >= 100, f"the burst started ({len(completed)} completed)"
+    publisher.kill()
+    moved_at = len(completed)
+    publisher.router = two
+    present, reason, _ = publisher.connect(properties=EXPIRY, timeout=15)
+    assert (present, reason) == (True, 0)
+    deadline = time.monotonic() + 30
+    while not all(info.is_published() for info in infos) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    unfinished = sum(not info.is_published() for info in infos)
+    assert unfinished == 0, f"every publish completes after the move ({unfinished} did not)"
+    got = []
+    deadline = time.monotonic() + 30
+    while len(set(got)) < count and time.monotonic() < deadline:
+        try:
+            got.append(int(watcher.get(timeout=0.5).payload))
+        except queue.Empty:
+            pass
+    watcher.expect_none(1.0)
+    duplicates = sorted(n for n, k in collections.Counter(got).items() if k > 1)
+    assert not duplicates, f"published twice after the move at {moved_at}: {duplicates}"
+    assert sorted(got) == list(range(count)), "every message published once"
+    publisher.disconnect()
+    watcher.disconnect()
+
+
 def test_a_311_persistent_session_resumes_on_another_entry_with_what_it_missed(cluster):
     one, two, three = cluster.entries
     client_id = new_id("v311")

@@ -158,7 +158,7 @@ fn fence(router: &Router, engine: &Arc<ClusterEngine>, applier: &mut Applier) {
         };
         if let Some(handle) = realm.session(session) {
             realm.leave_abnormally(session);
-            handle.kill();
+            handle.fence();
         }
     }
     tokio::spawn(announce(engine.clone()));

@@ -15,13 +15,22 @@
 use std::sync::Arc;
 
 use super::persist;
-use super::registry::Registry;
+use super::registry::{Evicted, Registry};
 use crate::engine::unix_ms;
 use crate::router::Router;
 
-/// Another entry claimed `client`'s session: ends it here and writes its last state.
+/// Another entry claimed `client`'s session: ends it here and writes its last state. When
+/// the connection does not hand its session over in time, nothing is written: the claim is
+/// then answered with the last state recorded (`CLAIM_WAIT_MS`), which is at least as old.
 pub async fn hand_over(registry: Arc<Registry>, client: String) {
-    let parked = registry.evict(&client).await;
+    let parked = match registry.evict(&client).await {
+        Evicted::Session(parked) => Some(parked),
+        Evicted::Nothing => None,
+        Evicted::Unknown => {
+            tracing::warn!(client = %client, "an MQTT connection did not hand its session over in time; the claimer resumes from its last recorded state");
+            return;
+        }
+    };
     let realm = registry.realm();
     let body = parked
         .as_ref()

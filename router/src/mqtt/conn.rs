@@ -342,6 +342,29 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
+/// Waits for every received publish to be ordered or stored. One that was not is
+/// acknowledged with 0x80 (MQTT 5) or, in 3.x, which has no failure acknowledgement,
+/// makes the caller close the connection (`false`). Either way its QoS 2 packet ID is
+/// forgotten, so that the session handed on (parked, taken over, moved to another cluster
+/// entry) treats the client's resend as a new publish, and keeps the IDs of those that
+/// were ordered, so that a resend of one is not published twice.
+async fn settle_acknowledgements(session: &mut Session) -> bool {
+    let mut acknowledged = true;
+    for (ack, packet_id) in session.take_durability() {
+        let Err(e) = ack.wait().await else {
+            continue;
+        };
+        if session.protocol().is_v5() {
+            tracing::warn!(error = %e, packet_id, "publish not ordered or stored; acknowledged with 0x80");
+        } else {
+            tracing::error!(error = %e, packet_id, "publish not ordered or stored; closing without acknowledging");
+            acknowledged = false;
+        }
+        session.refuse_acknowledgement(packet_id);
+    }
+    acknowledged
+}
+
 /// Writes what the session queued. A write that blocks longer than `timeout`
 /// (`limits.write_timeout_ms`: a client that stopped reading) is an error.
 async fn write_packets<W: AsyncWrite + Unpin>(
@@ -352,16 +375,7 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     timeout: Duration,
 ) -> std::io::Result<()> {
     // Acknowledgements of received publishes go out only once those are durable.
-    for (ack, packet_id) in session.take_durability() {
-        let Err(e) = ack.wait().await else {
-            continue;
-        };
-        if session.protocol().is_v5() {
-            tracing::warn!(error = %e, packet_id, "publish not ordered or stored; acknowledged with 0x80");
-            session.refuse_acknowledgement(packet_id);
-            continue;
-        }
-        tracing::error!(error = %e, "publish not ordered or stored; closing without acknowledging");
+    if !settle_acknowledgements(session).await {
         return Err(std::io::Error::other("publish not acknowledged"));
     }
     let protocol = session.protocol();
@@ -510,7 +524,10 @@ where
             _ = crate::router::stopped(&mut shutdown) => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
             _ = session_stats.overflow.notified() => {
                 // Taken back: a persistent session outlives this connection.
-                if session_stats.killed.swap(false, Ordering::AcqRel) {
+                if session_stats.fenced.swap(false, Ordering::AcqRel) {
+                    session_stats.killed.store(false, Ordering::Release);
+                    tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: this entry was fenced");
+                } else if session_stats.killed.swap(false, Ordering::AcqRel) {
                     tracing::info!(%peer, client = %session.client_id(), "MQTT session killed by the administrator");
                 } else {
                     tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: queue full for a close request");
@@ -578,7 +595,11 @@ where
     {
         session.queue(packet);
     }
-    if !writer_stuck {
+    if writer_stuck {
+        // Nothing more is written, but what the session hands on must know which of its
+        // received publishes were ordered.
+        settle_acknowledgements(&mut session).await;
+    } else {
         let _ = write_packets(&mut session, &mut writer, &mut out, stats, write_timeout).await;
         let _ = writer.shutdown().await;
     }

@@ -21,12 +21,18 @@
 //! when the process died ended abnormally then: its will is due (after its delay), and its
 //! expiry counts from the restart.
 //!
-//! What this does not keep, by design (documented in `docs/mqtt.md`): the packet IDs in
-//! flight (a message sent but not acknowledged comes back as a new delivery, without DUP,
-//! and a QoS 2 message whose PUBREC arrived but not its PUBCOMP may be delivered twice);
-//! acknowledgements of the last second before a crash (those messages come again: at least
-//! once); messages for shared subscriptions (one member had them, none gets them again);
-//! retained messages being replayed at SUBSCRIBE time.
+//! The record holds the messages in flight with their packet IDs and phases, what was
+//! taken from the realm queue and what waits for the window, so a session rebuilt from a
+//! record written when its connection ended (or handed over between cluster entries) owes
+//! exactly what it owed. What this does not keep, by design (documented in
+//! `docs/mqtt.md`): acknowledgements of the last second before a crash (the record is up to
+//! a second old: those messages come again, at least once); messages for shared
+//! subscriptions (one member had them, none gets them again); retained messages being
+//! replayed at SUBSCRIBE time.
+//!
+//! On a cluster entry the engine writes the record to the log instead of a store
+//! ([`crate::engine::Engine::record_session`]); [`revive_claimed`] and [`adopt`] rebuild a
+//! session from it there (`crate::mqtt::cluster`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -83,6 +83,17 @@ pub struct Registry {
 /// Where a claimed session is handed to its new connection (`None`: nothing to resume).
 pub type Claimed = oneshot::Sender<Option<Box<Parked>>>;
 
+/// What ending a session here for another cluster entry found.
+#[derive(Debug)]
+pub enum Evicted {
+    /// The session, to hand over.
+    Session(Box<Parked>),
+    /// No session outlives the connection here.
+    Nothing,
+    /// The connection did not hand its session over in time: its state is unknown.
+    Unknown,
+}
+
 /// How long a cluster entry waits for a live connection it ends to hand its session over.
 const EVICT_WAIT_MS: u64 = 5_000;
 
@@ -212,22 +223,51 @@ impl Registry {
 
     /// Ends this node's hold on `client_id`'s session for a connection on another cluster
     /// entry: a live connection is closed (DISCONNECT 0x8E, as for a takeover here) and
-    /// hands its state over, a parked session is taken as it is. `None`: no session here,
-    /// or its connection ended before it could answer.
-    pub async fn evict(&self, client_id: &str) -> Option<Box<Parked>> {
-        let slot = self.clients().remove(client_id)?;
-        match slot {
-            Slot::Parked { parked, .. } => Some(parked),
-            Slot::Live { kick, handoff, .. } => {
-                if let Some(stale) = handoff {
-                    self.realm.leave(stale.handle.info.id);
+    /// hands its state over once its received publishes are settled; a parked session is
+    /// taken as it is.
+    pub async fn evict(&self, client_id: &str) -> Evicted {
+        // A live connection's slot stays, under a generation of its own, while it ends: if
+        // it ends on its own meanwhile (its client went away), it leaves its state there
+        // (`park`'s handoff), as for a takeover here.
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let kick = {
+            let mut clients = self.clients();
+            match clients.remove(client_id) {
+                None => return Evicted::Nothing,
+                Some(Slot::Parked { parked, .. }) => return Evicted::Session(parked),
+                Some(Slot::Live { kick, handoff, .. }) => {
+                    if let Some(stale) = handoff {
+                        self.realm.leave(stale.handle.info.id);
+                    }
+                    let (placeholder, _) = oneshot::channel();
+                    let slot = Slot::Live {
+                        generation,
+                        kick: placeholder,
+                        handoff: None,
+                    };
+                    clients.insert(client_id.to_owned(), slot);
+                    kick
                 }
-                let (reply, answer) = oneshot::channel();
-                kick.send(reply).ok()?;
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        // `None`: no answer in time; `Some(None)`: the connection ended without answering.
+        let answered = match kick.send(reply) {
+            Ok(()) => {
                 let waited =
                     tokio::time::timeout(Duration::from_millis(EVICT_WAIT_MS), answer).await;
-                waited.ok()?.ok()?.map(Box::new)
+                waited.ok().map(Result::ok)
             }
+            Err(_) => Some(None),
+        };
+        let left = self.release(client_id, generation);
+        match answered {
+            Some(Some(Some(parked))) => Evicted::Session(Box::new(parked)),
+            // The session ended with its connection (expiry 0).
+            Some(Some(None)) => Evicted::Nothing,
+            // The connection ended on its own: what it left, if anything.
+            Some(None) => left.map_or(Evicted::Nothing, Evicted::Session),
+            None => Evicted::Unknown,
         }
     }
 

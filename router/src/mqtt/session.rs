@@ -337,22 +337,27 @@ impl Session {
     }
 
     /// The publish of `packet_id` could not be ordered or stored: its queued PUBACK or
-    /// PUBREC reports 0x80 (Unspecified error) instead of success, and a QoS 2 packet ID is
-    /// forgotten, so a resend is a new publish. MQTT 5 only; 3.1.1 has no failure
-    /// acknowledgement (the caller closes the connection instead).
+    /// PUBREC reports 0x80 (Unspecified error) instead of success (MQTT 5), or is not sent
+    /// at all (3.x has no failure acknowledgement: the caller closes the connection), and a
+    /// QoS 2 packet ID is forgotten, so a resend is a new publish.
     pub fn refuse_acknowledgement(&mut self, packet_id: u16) {
-        for packet in self.out.iter_mut() {
+        let v5 = self.settings.protocol.is_v5();
+        let acknowledges = |packet: &Packet| match packet {
+            Packet::PubAck(ack) => ack.packet_id == packet_id,
+            Packet::PubRec(rec) => rec.packet_id == packet_id,
+            _ => false,
+        };
+        if !v5 {
+            self.out.retain(|packet| !acknowledges(packet));
+        }
+        for packet in self.out.iter_mut().filter(|p| acknowledges(p)) {
             match packet {
-                Packet::PubAck(ack) if ack.packet_id == packet_id => {
-                    ack.reason = ReasonCode::UnspecifiedError;
-                }
-                Packet::PubRec(rec) if rec.packet_id == packet_id => {
-                    rec.reason = ReasonCode::UnspecifiedError;
-                    self.state.inbound_qos2.remove(&packet_id);
-                }
+                Packet::PubAck(ack) => ack.reason = ReasonCode::UnspecifiedError,
+                Packet::PubRec(rec) => rec.reason = ReasonCode::UnspecifiedError,
                 _ => {}
             }
         }
+        self.state.inbound_qos2.remove(&packet_id);
     }
 
     /// The next packet to write.

@@ -155,6 +155,9 @@ pub struct SessionStats {
     pub overflowed: AtomicBool,
     /// Set when the router's administrator closes the session ([`SessionHandle::kill`]).
     pub killed: AtomicBool,
+    /// Set with `killed` when the router closes the session because its cluster entry
+    /// was fenced ([`SessionHandle::fence`]): for what the client and the log are told.
+    pub fenced: AtomicBool,
     /// Wakes the session task when `overflowed` or `killed` is set.
     pub overflow: Notify,
     /// Messages from the client (WAMP messages, MQTT packets) since the session began.
@@ -332,6 +335,13 @@ impl SessionHandle {
     pub fn kill(&self) {
         self.stats.killed.store(true, Ordering::Release);
         self.stats.overflow.notify_one();
+    }
+
+    /// Closes the session as [`SessionHandle::kill`] does, because its cluster entry lost
+    /// its lease (cut off from the cluster): the keys it held are someone else's now.
+    pub fn fence(&self) {
+        self.stats.fenced.store(true, Ordering::Release);
+        self.kill();
     }
 
     fn congested(&self) {

@@ -47,6 +47,9 @@ const CLOSE_WAIT_MS: u64 = 1_000;
 pub const KILLED_REASON: &str = CloseUri::Killed.as_str();
 /// GOODBYE message of such a session.
 const KILLED_MESSAGE: &str = "closed by the router's administrator";
+/// GOODBYE message of a session closed because its cluster entry was fenced.
+const FENCED_MESSAGE: &str =
+    "this cluster entry lost its lease (cut off from the cluster): the keys its sessions held are released";
 
 /// What a transport's reader hands the connection task.
 #[derive(Debug)]
@@ -402,7 +405,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             }
             _ = overflowed(&stats) => {
                 let killed = stats.as_ref().is_some_and(|s| s.killed.load(std::sync::atomic::Ordering::Acquire));
-                if killed {
+                let fenced = stats.as_ref().is_some_and(|s| s.fenced.load(std::sync::atomic::Ordering::Acquire));
+                if fenced {
+                    tracing::info!(%peer, session = session_id, "WAMP session closed: this entry was fenced");
+                    session.goodbye(KILLED_REASON, FENCED_MESSAGE, unix_ms(), &mut answers.replies);
+                } else if killed {
                     tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
                     session.goodbye(KILLED_REASON, KILLED_MESSAGE, unix_ms(), &mut answers.replies);
                 } else {
