@@ -281,6 +281,45 @@ impl Applier {
         self.sessions.len()
     }
 
+    /// A digest of the state derived from the log (parked writes, wills, testaments,
+    /// entries' lives and leases, the coordinator, MQTT sessions), leaving out what is this
+    /// entry's own (its identity, its requests, its claims): every entry that applied the
+    /// same records has the same digest, whatever its clock did meanwhile.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.digest_lines().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// What [`Applier::digest`] hashes: one line per item of derived state, sorted.
+    pub fn digest_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (name, kv) in &self.realms {
+            let parked = kv
+                .parked
+                .iter()
+                .filter(|(_, queue)| !queue.is_empty())
+                .map(|(topic, queue)| format!("{name} parked {topic:?} {queue:?}"));
+            let wills = kv
+                .wills
+                .iter()
+                .map(|(topic, will)| format!("{name} will {topic:?} {will:?}"));
+            let testaments = kv
+                .testaments
+                .iter()
+                .map(|(key, t)| format!("{name} testament {key:?} {t:?}"));
+            lines.extend(parked.chain(wills).chain(testaments));
+        }
+        lines.extend(self.started.iter().map(|e| format!("started {e:?}")));
+        lines.extend(self.leases.iter().map(|e| format!("lease {e:?}")));
+        lines.extend(self.expired.iter().map(|e| format!("expired {e:?}")));
+        lines.push(format!("coordinator {:?}", self.coordinator));
+        self.sessions.digest_lines(&mut lines);
+        lines.sort();
+        lines
+    }
+
     /// With the entries' ranks for the coordinator (`cluster.toml` `rank`).
     pub fn with_ranks(mut self, ranks: HashMap<u32, u32>) -> Self {
         self.ranks = ranks;
@@ -399,12 +438,16 @@ impl Applier {
         out: &mut Vec<Action>,
     ) {
         let at_ms = log_time_ms(at);
-        let lapsed: Vec<(u32, u64)> = self
+        let mut lapsed: Vec<(u32, u64)> = self
             .leases
             .iter()
             .filter(|(_, (_, beat))| at_ms > beat.saturating_add(LEASE_MS))
             .map(|(&node, &(incarnation, _))| (node, incarnation))
             .collect();
+        // In node order, not the map's (which differs between entries): leases that lapse
+        // at the same record end in the same order everywhere, and so do what each end
+        // decides (membership events, who adopts the sessions of the dead).
+        lapsed.sort_unstable();
         for (node, incarnation) in lapsed {
             tracing::info!(node, incarnation, "an entry's lease expired in the log");
             self.end_lease((node, incarnation), Change::Lost, at, realm, now_ms, out);

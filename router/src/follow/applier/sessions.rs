@@ -104,6 +104,15 @@ impl Sessions {
     pub(super) fn len(&self) -> usize {
         self.held.len()
     }
+
+    /// The derived state, one line per session, for [`Applier::digest`].
+    pub(super) fn digest_lines(&self, lines: &mut Vec<String>) {
+        lines.extend(
+            self.held
+                .iter()
+                .map(|(key, held)| format!("mqtt {key:?} {held:?}")),
+        );
+    }
 }
 
 impl Applier {

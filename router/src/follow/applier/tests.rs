@@ -982,3 +982,196 @@ fn a_write_of_an_entry_that_never_served_the_session_takes_it_over() {
         "entry 1 serves it again: its end counts"
     );
 }
+
+/// Every entry derives the same state from the same log, whoever it is and whatever its
+/// clock does: random logs of every record kind (conditional writes with `when` / `watch` /
+/// `will`, plain writes, session ends, testaments, entries starting, beating, leaving and
+/// lapsing, MQTT session states, claims and handovers) applied by three entries, with
+/// ticks at random times on one of them, give the same digest after every record and the
+/// same retained values and deliveries at the end.
+mod same_state_everywhere {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write {
+            key: u8,
+            value: Option<u8>,
+            node: u32,
+            session: u64,
+            when: Option<Option<u8>>,
+            watch: bool,
+            will: bool,
+        },
+        Plain(u8, Option<u8>),
+        End(u32, u64, bool),
+        Testament(u32, u64, u32, bool),
+        Flush(u32, u64),
+        Start(u32),
+        Beat(u32),
+        Leave(u32),
+        MqttState(u8, u32, Option<u8>, bool),
+        MqttClaim(u8, u32),
+        /// Log time passes (ms): leases lapse.
+        Pause(u64),
+        /// Entry 3 ticks (its own clock).
+        Tick(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let node = 1u32..=3;
+        let session = 1u64..=3;
+        prop_oneof![
+            6 => (0u8..3, proptest::option::of(0u8..3), node.clone(), session.clone(),
+                  proptest::option::of(proptest::option::of(0u8..3)), any::<bool>(), any::<bool>())
+                .prop_map(|(key, value, node, session, when, watch, will)| Op::Write {
+                    key, value, node, session, when, watch, will,
+                }),
+            2 => (0u8..3, proptest::option::of(0u8..3)).prop_map(|(k, v)| Op::Plain(k, v)),
+            2 => (node.clone(), session.clone(), any::<bool>()).prop_map(|(n, s, a)| Op::End(n, s, a)),
+            2 => (node.clone(), session.clone(), 0u32..2, any::<bool>())
+                .prop_map(|(n, s, i, f)| Op::Testament(n, s, i, f)),
+            1 => (node.clone(), session.clone()).prop_map(|(n, s)| Op::Flush(n, s)),
+            1 => node.clone().prop_map(Op::Start),
+            6 => node.clone().prop_map(Op::Beat),
+            1 => node.clone().prop_map(Op::Leave),
+            4 => (0u8..3, node.clone(), proptest::option::of(0u8..3), any::<bool>())
+                .prop_map(|(c, n, b, h)| Op::MqttState(c, n, b, h)),
+            2 => (0u8..3, node.clone()).prop_map(|(c, n)| Op::MqttClaim(c, n)),
+            3 => (1u64..1_000).prop_map(Op::Pause),
+            2 => (0u64..10_000).prop_map(Op::Tick),
+        ]
+    }
+
+    /// The record of `op`, with the lives each entry is in (starts move them on).
+    fn record_of(op: &Op, lives: &HashMap<u32, u64>) -> Option<(SessionId, Vec<u8>)> {
+        let life = |node: u32, session: u64| owner_of(node, lives[&node], session);
+        let name = |v: u8| format!("v{v}");
+        Some(match op.clone() {
+            Op::Write {
+                key,
+                value,
+                node,
+                session,
+                when,
+                watch,
+                will,
+            } => {
+                let o = life(node, session);
+                let value = value.map(name);
+                let when = when.map(|w| w.map(name));
+                let bytes = conditional(
+                    &format!("k{key}"),
+                    value.as_deref(),
+                    o,
+                    session,
+                    when.as_ref().map(|w| w.as_deref()),
+                    watch,
+                    will.then_some(None),
+                );
+                (session, bytes)
+            }
+            Op::Plain(key, value) => (9, plain(&format!("k{key}"), value.map(name).as_deref(), 9)),
+            Op::End(node, session, abnormal) => (
+                session,
+                record::encode_session_ended("realm1", &life(node, session), abnormal),
+            ),
+            Op::Testament(node, session, index, fired) => {
+                let p = publication("t.gone", Some("gone"), session);
+                let o = life(node, session);
+                let bytes = record::encode_testament(
+                    "realm1",
+                    &p,
+                    &PublishOptions::default(),
+                    (&o, index),
+                    fired,
+                );
+                (session, bytes)
+            }
+            Op::Flush(node, session) => (
+                session,
+                record::encode_testaments_flushed("realm1", &life(node, session)),
+            ),
+            Op::Start(node) => (0, record::encode_entry_started(node, lives[&node])),
+            Op::Beat(node) => (0, record::encode_beat(node, lives[&node])),
+            Op::Leave(node) => (0, record::encode_entry_left(node, lives[&node])),
+            Op::MqttState(client, node, body, handover) => {
+                let body = body.map(|b| vec![b]);
+                let bytes = record::encode_mqtt_session(
+                    "realm1",
+                    &format!("c{client}"),
+                    &life(node, 7),
+                    body.as_deref(),
+                    handover,
+                );
+                (7, bytes)
+            }
+            Op::MqttClaim(client, node) => (
+                8,
+                record::encode_mqtt_claim("realm1", &format!("c{client}"), &life(node, 8)),
+            ),
+            Op::Pause(_) | Op::Tick(_) => return None,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn three_entries_derive_the_same_state(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut entries = [Entry::new(1), Entry::new(2), Entry::new(3)];
+            let mut lives: HashMap<u32, u64> = (1..=3).map(|n| (n, INC)).collect();
+            let (mut t_ms, mut seq) = (0u64, 0u64);
+            for op in &ops {
+                match op {
+                    Op::Pause(ms) => {
+                        t_ms += ms;
+                        continue;
+                    }
+                    Op::Tick(now) => {
+                        let [_, _, three] = &mut entries;
+                        let table = &three.table;
+                        three.applier.tick(|n: &str| (n == "realm1").then_some(table), *now);
+                        continue;
+                    }
+                    Op::Start(node) => *lives.get_mut(node).unwrap() += 1,
+                    _ => {}
+                }
+                let Some((publisher, bytes)) = record_of(op, &lives) else {
+                    continue;
+                };
+                seq += 1;
+                let id = at(t_ms, seq);
+                for entry in entries.iter_mut() {
+                    entry.apply(id, publisher, &bytes);
+                }
+                let digests: Vec<u64> = entries.iter().map(|e| e.applier.digest()).collect();
+                if let Some(other) = digests.iter().position(|d| *d != digests[0]) {
+                    let (a, b) = (entries[0].applier.digest_lines(), entries[other].applier.digest_lines());
+                    let only_a: Vec<_> = a.iter().filter(|l| !b.contains(l)).collect();
+                    let only_b: Vec<_> = b.iter().filter(|l| !a.contains(l)).collect();
+                    prop_assert!(false, "derived states differ after {:?}: entry 1 has {:?}, entry {} has {:?}",
+                        op, only_a, other + 1, only_b);
+                }
+            }
+            let delivered: Vec<_> = entries.iter().map(|e| e.table.delivered.borrow().clone()).collect();
+            prop_assert_eq!(&delivered[0], &delivered[1]);
+            prop_assert_eq!(&delivered[0], &delivered[2]);
+            for key in ["k0", "k1", "k2"] {
+                prop_assert_eq!(entries[0].value(key), entries[2].value(key));
+            }
+        }
+    }
+
+    /// The digest sees a difference: two entries that applied different logs differ.
+    #[test]
+    fn the_digest_tells_different_states_apart() {
+        let mut one = Entry::new(1);
+        let mut two = Entry::new(2);
+        let record = record::encode_mqtt_session("realm1", "c", &owner(1, 7), Some(b"x"), false);
+        one.apply(1, 7, &record);
+        assert_ne!(one.applier.digest(), two.applier.digest());
+        two.apply(1, 7, &record);
+        assert_eq!(one.applier.digest(), two.applier.digest());
+    }
+}
