@@ -184,6 +184,41 @@ def qos2_burst_across_a_move(cluster):
     watcher.disconnect()
 
 
+def test_a_session_bounced_between_entries_under_a_stream_loses_nothing(cluster):
+    """A device behind a load balancer that reconnects to another entry every few hundred
+    ms, sometimes cleanly, sometimes dropping the connection: every reconnect resumes the
+    session, and no QoS 1 message of the stream is lost."""
+    client_id = new_id("bounce")
+    device = Client(cluster.entries[0], client_id, 5, clean=False)
+    device.connect(properties=EXPIRY)
+    device.subscribe("ms/q1", qos=1)
+    time.sleep(0.3)
+    count = 800
+    publisher = Publisher(cluster.entries[2], count, pause=0.003)
+    publisher.start()
+    seen = collections.defaultdict(list)
+    moves = 0
+    while publisher.is_alive() and moves < 24:
+        receive_until(device, seen, len(set(seen["ms/q1"])) + len(set(seen["ms/q2"])) + 20, timeout=10)
+        if moves % 3 == 2:
+            device.disconnect()
+        else:
+            device.kill()
+        moves += 1
+        device.router = cluster.entries[moves % 3]
+        present, reason, _ = device.connect(properties=EXPIRY, timeout=15)
+        assert (present, reason) == (True, 0), f"move {moves} to entry {moves % 3 + 1}"
+    publisher.join(timeout=60)
+    assert publisher.error is None, publisher.error
+    # Only the QoS 1 half of the stream is subscribed to.
+    assert receive_until(device, seen, count // 2, timeout=30), (
+        f"after {moves} moves: {len(set(seen['ms/q1']))} of {count // 2} QoS 1 messages"
+    )
+    assert set(seen["ms/q1"]) == set(range(0, count, 2)), "no QoS 1 message lost"
+    print(f"{moves} moves, {len(seen['ms/q1']) - count // 2} QoS 1 messages delivered again")
+    device.disconnect()
+
+
 def test_a_311_persistent_session_resumes_on_another_entry_with_what_it_missed(cluster):
     one, two, three = cluster.entries
     client_id = new_id("v311")
