@@ -300,3 +300,68 @@ def test_a_will_outlives_its_entry_killed_with_9(cluster, expiry):
     watcher.expect_none(1.5)
     print(f"will after kill -9: {took:.2f} s")
     watcher.disconnect()
+
+
+def test_a_restarted_entry_takes_its_sessions_back_from_the_log(cluster):
+    """kill -9 and restart of the entry serving a persistent session: the restarted entry
+    adopts its former sessions from the log (there is no other copy), so a client that comes
+    back to it resumes with what was published meanwhile."""
+    one, two, three = cluster.entries
+    client_id = new_id("back")
+    device = Client(one, client_id, 4, clean=False)
+    device.connect()
+    device.subscribe("ms/back", qos=1)
+    device.disconnect()
+    time.sleep(0.3)  # the parked session's record is ordered
+    cluster.restart(one.id)
+    sender = Client(three, new_id("pub"), 4)
+    sender.connect()
+    for n in range(10):
+        sender.publish("ms/back", str(n).encode(), qos=1)
+    sender.disconnect()
+    device = Client(one, client_id, 4, clean=False)
+    present, reason, _ = device.connect(timeout=15)
+    assert (present, reason) == (True, 0), "the restarted entry resumes the session"
+    got = [int(device.get(timeout=10).payload) for _ in range(10)]
+    assert got == list(range(10)), "what was published while the entry was down, in order"
+    device.expect_none(0.5)
+    device.disconnect()
+
+
+def test_an_entry_that_has_not_caught_up_refuses_to_resume_rather_than_start_afresh(cluster):
+    """A restarted entry knows the log's sessions only once it applied its own start. With
+    the ndb tier down it can neither read the log nor have its start ordered: a client
+    asking for its persistent session is refused (Server unavailable), never given an empty
+    one; a clean session is served; once the ndb tier is back the session resumes."""
+    one, two, three = cluster.entries
+    client_id = new_id("early")
+    device = Client(two, client_id, 4, clean=False)
+    device.connect()
+    device.subscribe("ms/early", qos=1)
+    device.disconnect()
+    time.sleep(0.3)
+    for ndb in (4, 5, 6):
+        cluster.nodes[ndb].kill9()
+    cluster.restart(one.id)
+    clean = Client(one, new_id("clean"), 4)
+    assert clean.connect()[1] == 0, "a clean session does not wait for the log"
+    clean.disconnect()
+    started = time.monotonic()
+    early = Client(one, client_id, 4, clean=False)
+    _, reason, _ = early.connect(timeout=15)
+    assert str(reason) == "Server unavailable", f"return code 3, not a fresh session: {reason}"
+    print(f"refused after {time.monotonic() - started:.1f} s")
+    for ndb in (4, 5, 6):
+        cluster.nodes[ndb].start()
+    for ndb in (4, 5, 6):
+        cluster.nodes[ndb].wait_listening()
+    deadline = time.monotonic() + 30
+    while True:
+        device = Client(one, client_id, 4, clean=False)
+        present, reason, _ = device.connect(timeout=15)
+        if reason == 0 or time.monotonic() > deadline:
+            break
+        device.c.loop_stop()
+        time.sleep(0.5)
+    assert (present, reason) == (True, 0), "the session resumes once the entry caught up"
+    device.disconnect()

@@ -63,6 +63,9 @@ pub struct ClusterEngine {
     gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
     /// The MQTT clients whose sessions the log holds (kept by the log follower).
     mqtt_known: crate::follow::applier::sessions::Known,
+    /// Set once the log follower applied this entry's start: what the log knew of MQTT
+    /// sessions before it is known here.
+    caught_up: tokio::sync::watch::Sender<bool>,
 }
 
 /// The entry serves.
@@ -153,7 +156,13 @@ impl ClusterEngine {
             leaving: Arc::new(AtomicU8::new(RUNNING)),
             gossip: std::sync::OnceLock::new(),
             mqtt_known: Arc::default(),
+            caught_up: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The log follower applied this entry's start (see [`Engine::sessions_known`]).
+    pub fn set_caught_up(&self) {
+        self.caught_up.send_replace(true);
     }
 
     /// The MQTT clients whose sessions the log holds, for the log follower to keep.
@@ -406,6 +415,13 @@ impl Engine for ClusterEngine {
         let owner = self.owner(session);
         let record = record::encode_mqtt_session(realm, client, &owner, body.as_deref(), handover);
         self.log_quietly(session, record, "an MQTT session's state");
+    }
+
+    fn sessions_known(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let mut caught_up = self.caught_up.subscribe();
+        Box::pin(async move {
+            let _ = caught_up.wait_for(|up| *up).await;
+        })
     }
 
     fn claim_session(&self, realm: &str, client: &str, session: SessionId) -> bool {

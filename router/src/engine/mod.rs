@@ -134,6 +134,14 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Resolves once this node knows every MQTT session that may be claimed: at once on a
+    /// single node; on a cluster entry, once its log follower applied the entry's own start
+    /// (a restarted entry replays the log first; a client connecting meanwhile would
+    /// otherwise start afresh and lose its session).
+    fn sessions_known(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// A connection of `client` (realm session `session`) found no session of it on this
     /// node: a cluster entry whose log knows the client's session claims it (the answer
     /// comes through the log follower, `crate::mqtt::cluster`); `false`: nothing to claim.

@@ -191,7 +191,16 @@ fn apply_record(
     let publisher = record.publication.publisher;
     let actions = match record::decode(id, publisher, &record.publication.payload) {
         Some(decoded) => {
-            applier.apply(id, publisher, decoded, |name| router.realm(name), unix_ms())
+            // This life's own start: every record before it (this entry's earlier lives'
+            // sessions among them) has been applied here.
+            let own_start = matches!(&decoded, record::Record::EntryStarted { node, incarnation }
+                if *node == engine.node() && *incarnation == engine.incarnation());
+            let actions =
+                applier.apply(id, publisher, decoded, |name| router.realm(name), unix_ms());
+            if own_start {
+                engine.set_caught_up();
+            }
+            actions
         }
         None => {
             tracing::warn!(id, "skipping a malformed record of the permanent log");

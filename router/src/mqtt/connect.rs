@@ -152,7 +152,11 @@ pub async fn accept(
     let mut maybe_stored = !matches!(previous, Previous::None);
     let previous = match previous {
         Previous::None => {
-            let claimed = claim_elsewhere(router, &registry, &settings.client_id, info.id).await;
+            // A session that may outlive this connection, or one to resume, needs what the
+            // log knows; a clean one that ends with its connection does not wait for it.
+            let keeps = !connect.clean_start || settings.expiry_secs > 0;
+            let claimed =
+                claim_elsewhere(router, &registry, &settings.client_id, info.id, keeps).await;
             match claimed {
                 Ok(claimed) => {
                     maybe_stored |= claimed.is_some();
@@ -271,15 +275,27 @@ async fn will_permitted(
 /// On a cluster entry, the session of `client_id` that another entry serves (or served):
 /// claimed through the log, handed over by that entry, resumed here (`crate::mqtt::cluster`).
 /// `Ok(None)`: no session anywhere. Refused (Server unavailable) when the cluster does not
-/// answer in time: starting afresh would lose what the session is owed.
+/// answer in time, or (`keeps`: a session that may outlive its connection or resume)
+/// while this entry has not caught up with the log: starting afresh would lose what the
+/// session is owed.
 async fn claim_elsewhere(
     router: &Router,
     registry: &Registry,
     client_id: &str,
     session: crate::realm::SessionId,
+    keeps: bool,
 ) -> Result<Option<Parked>, ConnAck> {
-    let answer = registry.await_claim(client_id);
     let engine = &router.shared().engine;
+    let waited = Duration::from_millis(CLAIM_WAIT_MS);
+    if keeps
+        && tokio::time::timeout(waited, engine.sessions_known())
+            .await
+            .is_err()
+    {
+        tracing::warn!(client = %client_id, "this entry has not caught up with the log yet: MQTT CONNECT refused");
+        return Err(refusal(ReasonCode::ServerUnavailable));
+    }
+    let answer = registry.await_claim(client_id);
     if !engine.claim_session(&registry.realm().name, client_id, session) {
         registry.take_claim(client_id);
         return Ok(None);
