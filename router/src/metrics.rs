@@ -216,6 +216,40 @@ pub struct Metrics {
     queue_dropped: AtomicU64,
     backpressure_pauses: AtomicU64,
     auth_failures: [AtomicU64; Protocol::ALL.len()],
+    session_moves: [AtomicU64; SessionMove::ALL.len()],
+}
+
+/// A step of an MQTT session's move between cluster entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionMove {
+    /// A connection here claimed a session the log knew (served elsewhere, or before).
+    Claimed,
+    /// A claim here resumed a session (`session present`).
+    Resumed,
+    /// This entry ended its copy of a session another entry claimed, and handed it over.
+    HandedOver,
+    /// This entry adopted the session of an entry that is gone.
+    Adopted,
+}
+
+impl SessionMove {
+    /// Every step, in label order.
+    pub const ALL: [SessionMove; 4] = [
+        SessionMove::Claimed,
+        SessionMove::Resumed,
+        SessionMove::HandedOver,
+        SessionMove::Adopted,
+    ];
+
+    /// The `kind` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionMove::Claimed => "claimed",
+            SessionMove::Resumed => "resumed",
+            SessionMove::HandedOver => "handed_over",
+            SessionMove::Adopted => "adopted",
+        }
+    }
 }
 
 /// Counters of [`Metrics`] that are not traffic, as read at one moment.
@@ -280,6 +314,16 @@ impl Metrics {
     /// Authentication failures of `protocol` since start.
     pub fn auth_failures(&self, protocol: Protocol) -> u64 {
         self.auth_failures[protocol.index()].load(Ordering::Relaxed)
+    }
+
+    /// An MQTT session's move between cluster entries took a step here.
+    pub fn session_moved(&self, step: SessionMove) {
+        self.session_moves[step as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often `step` happened here since start.
+    pub fn session_moves(&self, step: SessionMove) -> u64 {
+        self.session_moves[step as usize].load(Ordering::Relaxed)
     }
 
     /// The other counters now.

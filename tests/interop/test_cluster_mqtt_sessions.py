@@ -99,7 +99,9 @@ def test_a_session_moved_between_entries_mid_stream_loses_no_qos1_and_repeats_no
     assert any(qos == 2 for _, qos in lag), "QoS 2 exchanges are in flight at the move"
     device.c.manual_ack_set(False)
     device.router = two
+    started = time.monotonic()
     present, reason, _ = device.connect(properties=EXPIRY, timeout=15)
+    print(f"takeover on another entry: CONNACK after {(time.monotonic() - started) * 1000:.0f} ms")
     assert (present, reason) == (True, 0), "the session is taken over on the other entry"
     moved_at = publisher.sent
     publisher.join(timeout=60)
@@ -121,6 +123,10 @@ def test_a_session_moved_between_entries_mid_stream_loses_no_qos1_and_repeats_no
     assert not duplicates, f"QoS 2 delivered exactly once across the move at {moved_at}: repeated {duplicates}"
     assert sorted(q2) == list(range(1, count, 2)), "no QoS 2 message lost"
     device.disconnect()
+    from test_admin import key, scrape
+    moves = lambda entry, kind: scrape(entry).get(key("foxrouter_mqtt_session_moves_total", kind=kind), 0)
+    assert moves(one, "handed_over") == 1, "entry 1 handed the session over"
+    assert (moves(two, "claimed"), moves(two, "resumed")) == (1, 1), "entry 2 claimed and resumed it"
     # The old entry no longer serves the client: a second move back takes it over again.
     again = Client(one, client_id, 5, clean=False)
     present, reason, _ = again.connect(properties=EXPIRY, timeout=15)
@@ -299,6 +305,10 @@ def test_a_will_outlives_its_entry_killed_with_9(cluster, expiry):
     assert (got.topic, got.payload) == (f"ms/status/{device_id}", b"offline"), took
     watcher.expect_none(1.5)
     print(f"will after kill -9: {took:.2f} s")
+    if expiry:
+        from test_admin import key, scrape
+        adopted = scrape(one).get(key("foxrouter_mqtt_session_moves_total", kind="adopted"), 0)
+        assert adopted == 1, "entry 1, the lowest live entry, adopted the session (it keeps it parked)"
     watcher.disconnect()
 
 

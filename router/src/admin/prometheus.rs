@@ -421,6 +421,20 @@ impl RouterCollector {
             "backpressure_pauses",
             "Times a publisher's reads were paused until a subscriber's queue drained.",
             events.backpressure_pauses,
+        )?;
+        let metrics = self.router.metrics();
+        let moves: Vec<_> = crate::metrics::SessionMove::ALL
+            .iter()
+            .map(|step| ([("kind", step.name())], metrics.session_moves(*step)))
+            .collect();
+        family.labelled(
+            MetricType::Counter,
+            "mqtt_session_moves",
+            "Steps of MQTT sessions moving between cluster entries, on this entry: claimed (a \
+             connection here asked for a session the log knew), resumed (such a claim resumed \
+             it), handed_over (a session here went to another entry), adopted (the session of \
+             an entry that is gone was taken up here).",
+            &moves,
         )
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::persist;
 use super::registry::{Evicted, Registry};
 use crate::engine::unix_ms;
+use crate::metrics::SessionMove;
 use crate::router::Router;
 
 /// Another entry claimed `client`'s session: ends it here and writes its last state. When
@@ -37,6 +38,13 @@ pub async fn hand_over(registry: Arc<Registry>, client: String) {
         .map(|p| persist::handover_body(realm, p, unix_ms()));
     let session = parked.as_ref().map_or(0, |p| p.handle.info.id);
     tracing::debug!(client = %client, resumable = body.is_some(), "MQTT session handed over to another entry");
+    if body.is_some() {
+        registry
+            .realm()
+            .shared()
+            .metrics
+            .session_moved(SessionMove::HandedOver);
+    }
     realm
         .shared()
         .engine
@@ -58,6 +66,9 @@ pub fn resume(router: &Router, realm: &str, client: &str, body: Option<Vec<u8>>)
     };
     let realm = registry.realm();
     let parked = body.and_then(|body| persist::revive_claimed(router, realm, client, &body));
+    if parked.is_some() {
+        router.metrics().session_moved(SessionMove::Resumed);
+    }
     if let Err(Some(parked)) = waiting.send(parked.map(Box::new)) {
         realm.leave(parked.handle.info.id);
     }
@@ -72,5 +83,7 @@ pub fn adopt(router: &Router, realm: &str, client: &str, body: &[u8]) {
     if registry.serves(client) {
         return;
     }
-    persist::adopt(router, &registry, client, body);
+    if persist::adopt(router, &registry, client, body) {
+        router.metrics().session_moved(SessionMove::Adopted);
+    }
 }

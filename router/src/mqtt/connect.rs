@@ -300,6 +300,9 @@ async fn claim_elsewhere(
         registry.take_claim(client_id);
         return Ok(None);
     }
+    router
+        .metrics()
+        .session_moved(crate::metrics::SessionMove::Claimed);
     match tokio::time::timeout(Duration::from_millis(CLAIM_WAIT_MS), answer).await {
         Ok(Ok(parked)) => Ok(parked.map(|p| *p)),
         _ => {

@@ -681,16 +681,17 @@ pub fn revive_claimed(
 /// A cluster entry adopts a session whose entry is gone and whose client has not come
 /// back: parked here from its last state in the log (its will published now if due, later
 /// when its delay passes), until its client comes back to some entry or it expires.
-/// Called by the log follower between two records.
+/// Called by the log follower between two records; whether the session was adopted (not:
+/// it had expired, or its record was malformed).
 pub fn adopt(
     router: &Router,
     registry: &Arc<super::registry::Registry>,
     client_id: &str,
     body: &[u8],
-) {
+) -> bool {
     let realm = registry.realm();
     let Some(restored) = revive_from_log(router, realm, client_id, body) else {
-        return;
+        return false;
     };
     tracing::info!(client = %client_id, "adopted the MQTT session of an entry that is gone");
     persist_parked(realm, client_id, &restored.parked);
@@ -700,6 +701,7 @@ pub fn adopt(
         restored.will_delay_ms,
         restored.expiry_ms,
     );
+    true
 }
 
 fn revive_from_log(
