@@ -1,5 +1,7 @@
 //! The `foxrouter` binary.
 
+#![allow(clippy::disallowed_methods)] // the edge: see router/clippy.toml
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

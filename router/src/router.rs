@@ -62,6 +62,7 @@ impl Router {
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
             metrics: Arc::default(),
+            edge: Arc::new(crate::realm::edge::SystemEdge),
         });
         let realms = config
             .router

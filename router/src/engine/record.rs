@@ -27,6 +27,9 @@
 //! A condition is decided where the record is applied ([`crate::follow`]), so every entry
 //! reaches the same verdict for the same log.
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use fox_wamp_proto::{Dict, Value};
 
 use crate::durable::{encode, history_publication, history_value, payload_from, payload_value};

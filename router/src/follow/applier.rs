@@ -31,6 +31,9 @@
 //! last beat it saw ordered), and when it applies its own expiry it starts a new life
 //! ([`Action::Fenced`]).
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use fox_wamp_proto::Value;

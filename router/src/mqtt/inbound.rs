@@ -2,6 +2,9 @@
 //! once: the message is published on the first PUBLISH of a packet ID and its ID kept
 //! until PUBREL, so a DUP resend is acknowledged, not published again).
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use fox_mqtt_proto::{
     Packet, PayloadFormat, Properties, PubAck, PubComp, PubRec, Publish, QoS, ReasonCode,
 };

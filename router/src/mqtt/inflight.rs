@@ -4,6 +4,9 @@
 //! The window is small (at most `mqtt_inflight_max`, itself a `u16`), so entries live
 //! in a `VecDeque` searched linearly: order is what retransmission needs.
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::VecDeque;
 
 use fox_mqtt_proto::Publish;

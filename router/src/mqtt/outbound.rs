@@ -15,6 +15,9 @@
 //! [`Session::wants_deliveries`], so a client that does not acknowledge leaves messages in
 //! its bounded realm queue (whose policy, when full, is to drop the newest and count them).
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use fox_mqtt_proto::{
     Packet, PayloadFormat, Properties, PropertyFields, PubRel, Publish, QoS, ReasonCode,
 };

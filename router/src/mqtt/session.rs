@@ -14,6 +14,9 @@
 //! Inbound PUBLISH handling is in `inbound.rs`, outbound delivery and the inflight window
 //! in `outbound.rs`, SUBSCRIBE / UNSUBSCRIBE in `subscribe.rs`.
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 

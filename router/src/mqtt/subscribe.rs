@@ -5,6 +5,9 @@
 //! `fox-id` opt-in: a SUBSCRIBE carrying the user property `fox-id: true` asks for the
 //! permanent ID on the deliveries of the filters it subscribes.
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use fox_mqtt_proto::{
     parse_shared, Packet, Properties, ReasonCode, RetainHandling, SubAck, Subscribe,
     SubscriptionOptions, UnsubAck, Unsubscribe,

@@ -6,6 +6,9 @@
 //! topic (deny rules), and picks one member per MQTT shared-subscription group (round
 //! robin) among the others.
 
+// Time and randomness come from the realm's edge (`super::edge`, router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -119,6 +122,7 @@ impl Broker {
         handle: &SessionHandle,
         pattern: Pattern,
         options: SubscribeOptions,
+        now_ms: u64,
     ) -> (u64, bool) {
         let (id, created) = match self.by_pattern.get(&pattern) {
             Some(id) => (*id, false),
@@ -130,7 +134,7 @@ impl Broker {
                 let sub = Subscription {
                     id,
                     pattern,
-                    created: iso8601(crate::engine::unix_ms()),
+                    created: iso8601(now_ms),
                     subscribers: HashMap::new(),
                     next_in_group: AtomicUsize::new(0),
                 };

@@ -6,11 +6,15 @@
 //! the router-enforced timeout, or either side leaving. A callee that leaves or drops its
 //! connection fails every pending call at once with `wamp.error.canceled`.
 
+// Time and randomness come from the realm's edge (`super::edge`, router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
+use super::edge::Now;
 use super::{SessionHandle, SessionId};
 use crate::topic::{Pattern, Topic, Trie};
 use crate::util::iso8601;
@@ -155,7 +159,8 @@ struct QueuedCall {
     caller: SessionHandle,
     call: CallRequest,
     timeout_ms: Option<u64>,
-    queued_at: tokio::time::Instant,
+    /// When it was queued (the edge's monotonic ms).
+    queued_at_ms: u64,
 }
 
 /// Calls one registration queues at most; more are refused.
@@ -176,7 +181,7 @@ impl Registration {
 
     /// The callee for the next invocation by the invocation policy, among callees under
     /// their concurrency limit; `None` when all are busy (the call then queues).
-    fn pick(&mut self) -> Option<SessionHandle> {
+    fn pick(&mut self, now: Now) -> Option<SessionHandle> {
         let ready: Vec<usize> = (0..self.callees.len())
             .filter(|i| self.has_room(self.callees[*i].info.id))
             .collect();
@@ -184,8 +189,8 @@ impl Registration {
             _ if ready.is_empty() => return None,
             InvokePolicy::Single | InvokePolicy::First => ready[0],
             InvokePolicy::Last => ready[ready.len() - 1],
-            InvokePolicy::Random => ready[rand::random::<u64>() as usize % ready.len()],
-            InvokePolicy::LeastLoaded => self.least_loaded(&ready)?,
+            InvokePolicy::Random => ready[now.draw as usize % ready.len()],
+            InvokePolicy::LeastLoaded => self.least_loaded(&ready, now.ms)?,
             InvokePolicy::RoundRobin => {
                 let n = self.callees.len();
                 let start = self.next % n;
@@ -203,7 +208,7 @@ impl Registration {
 
     /// Notes how an invocation of `callee` ended. Cheap when nothing changes (the
     /// common case: a healthy callee answered).
-    pub(super) fn note(&mut self, callee: SessionId, outcome: Outcome) {
+    pub(super) fn note(&mut self, callee: SessionId, outcome: Outcome, now_ms: u64) {
         let Some(health) = self.health.get_mut(&callee) else {
             return;
         };
@@ -218,25 +223,25 @@ impl Registration {
                 health.last_error = Some(error);
             }
             Outcome::TimedOut => {
-                health.unhealthy_since_ms = Some(crate::engine::unix_ms());
+                health.unhealthy_since_ms = Some(now_ms);
             }
         }
     }
 
-    fn healthy(&self, callee: SessionId) -> bool {
+    fn healthy(&self, callee: SessionId, now_ms: u64) -> bool {
         match self.health.get(&callee) {
             // The clock is read only for a callee that was marked.
-            Some(h) if h.unhealthy_since_ms.is_some() => h.is_healthy(crate::engine::unix_ms()),
+            Some(h) if h.unhealthy_since_ms.is_some() => h.is_healthy(now_ms),
             _ => true,
         }
     }
 
     /// The index of the least loaded callee among `ready`, healthy ones first.
-    fn least_loaded(&self, ready: &[usize]) -> Option<usize> {
+    fn least_loaded(&self, ready: &[usize], now_ms: u64) -> Option<usize> {
         let load = |i: &usize| {
             let id = self.callees[*i].info.id;
             (
-                !self.healthy(id),
+                !self.healthy(id, now_ms),
                 self.in_flight.get(&id).copied().unwrap_or(0),
             )
         };
@@ -246,19 +251,23 @@ impl Registration {
     /// The callee the dealer would invoke now by `policy` (default: the registration's
     /// own), skipping unhealthy callees, without invoking it (the service registry's
     /// `pick`); round robin moves its own position.
-    pub fn pick_for_registry(&mut self, policy: Option<InvokePolicy>) -> Option<CalleeView> {
+    pub fn pick_for_registry(
+        &mut self,
+        policy: Option<InvokePolicy>,
+        now: Now,
+    ) -> Option<CalleeView> {
         let ready: Vec<usize> = (0..self.callees.len())
             .filter(|i| {
                 let id = self.callees[*i].info.id;
-                self.has_room(id) && self.healthy(id)
+                self.has_room(id) && self.healthy(id, now.ms)
             })
             .collect();
         let index = match policy.unwrap_or(self.invoke) {
             _ if ready.is_empty() => return None,
             InvokePolicy::Single | InvokePolicy::First => ready[0],
             InvokePolicy::Last => ready[ready.len() - 1],
-            InvokePolicy::Random => ready[rand::random::<u64>() as usize % ready.len()],
-            InvokePolicy::LeastLoaded => self.least_loaded(&ready)?,
+            InvokePolicy::Random => ready[now.draw as usize % ready.len()],
+            InvokePolicy::LeastLoaded => self.least_loaded(&ready, now.ms)?,
             InvokePolicy::RoundRobin => {
                 let chosen = ready[self.pick_next % ready.len()];
                 self.pick_next = self.pick_next.wrapping_add(1);
@@ -352,6 +361,7 @@ impl Dealer {
         pattern: Pattern,
         invoke: InvokePolicy,
         concurrency: Option<u32>,
+        now_ms: u64,
     ) -> Result<(u64, Option<Dict>), RegisterError> {
         let session = handle.info.id;
         if let Some(id) = self.by_pattern.get(&pattern).copied() {
@@ -371,7 +381,7 @@ impl Dealer {
             reg.health.insert(
                 session,
                 CalleeHealth {
-                    since: iso8601(crate::engine::unix_ms()),
+                    since: iso8601(now_ms),
                     ..CalleeHealth::default()
                 },
             );
@@ -386,7 +396,7 @@ impl Dealer {
         let reg = Registration {
             id,
             pattern: pattern.clone(),
-            created: iso8601(crate::engine::unix_ms()),
+            created: iso8601(now_ms),
             invoke,
             callees: vec![handle.clone()],
             next: 0,
@@ -396,7 +406,7 @@ impl Dealer {
             health: HashMap::from([(
                 session,
                 CalleeHealth {
-                    since: iso8601(crate::engine::unix_ms()),
+                    since: iso8601(now_ms),
                     ..CalleeHealth::default()
                 },
             )]),
@@ -641,6 +651,8 @@ mod calls;
 
 #[cfg(test)]
 mod tests {
+    /// The time and draw the dealer is given in these tests.
+    const T: Now = Now { ms: 1_000, draw: 0 };
     use super::*;
     use crate::auth::Identity;
     use crate::realm::SessionInfo;
@@ -669,7 +681,7 @@ mod tests {
         let mut id = 0;
         for c in callees {
             id = dealer
-                .register(&callee(*c), pattern.clone(), invoke, None)
+                .register(&callee(*c), pattern.clone(), invoke, None, T.ms)
                 .unwrap()
                 .0;
         }
@@ -680,20 +692,20 @@ mod tests {
     fn least_loaded_takes_the_idlest_healthy_callee() {
         let (mut dealer, id) = registration(&[1, 2, 3], InvokePolicy::LeastLoaded);
         let reg = dealer.registrations.get_mut(&id).unwrap();
-        let picked: Vec<SessionId> = (0..3).map(|_| reg.pick().unwrap().info.id).collect();
+        let picked: Vec<SessionId> = (0..3).map(|_| reg.pick(T).unwrap().info.id).collect();
         assert_eq!(picked, [1, 2, 3], "each idle callee once, first on a tie");
         reg.release(2);
         assert_eq!(
-            reg.pick().unwrap().info.id,
+            reg.pick(T).unwrap().info.id,
             2,
             "the one with the fewest in flight"
         );
         // Callee 1's invocation timed out: the others are preferred, even busier.
         reg.release(1);
-        reg.note(1, Outcome::TimedOut);
-        assert_eq!(reg.pick().unwrap().info.id, 2);
+        reg.note(1, Outcome::TimedOut, T.ms);
+        assert_eq!(reg.pick(T).unwrap().info.id, 2);
         assert_eq!(
-            reg.pick_for_registry(Some(InvokePolicy::First))
+            reg.pick_for_registry(Some(InvokePolicy::First), T)
                 .unwrap()
                 .session
                 .info
@@ -702,12 +714,12 @@ mod tests {
             "the registry skips an unhealthy callee whatever the policy"
         );
         // An answer makes it healthy again; an ERROR is kept as its last error.
-        reg.note(1, Outcome::Failed("com.oops".to_owned()));
+        reg.note(1, Outcome::Failed("com.oops".to_owned()), T.ms);
         let view = reg.view();
         let first = &view.callees[0];
         assert_eq!(first.health.last_error.as_deref(), Some("com.oops"));
         assert!(first.health.unhealthy_since_ms.is_none());
-        assert_eq!(reg.pick().unwrap().info.id, 1);
+        assert_eq!(reg.pick(T).unwrap().info.id, 1);
     }
 
     #[test]
@@ -726,7 +738,7 @@ mod tests {
         let (mut dealer, id) = registration(&[1, 2], InvokePolicy::RoundRobin);
         let reg = dealer.registrations.get_mut(&id).unwrap();
         let picks: Vec<SessionId> = (0..4)
-            .map(|_| reg.pick_for_registry(None).unwrap().session.info.id)
+            .map(|_| reg.pick_for_registry(None, T).unwrap().session.info.id)
             .collect();
         assert_eq!(picks, [1, 2, 1, 2]);
         assert!(

@@ -16,6 +16,7 @@
 pub mod backpressure;
 pub mod broker;
 pub mod dealer;
+pub mod edge;
 pub mod meta;
 pub mod queue;
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Counters for the admin listener's `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The time and random numbers the broker and the dealer are given.
+    pub edge: Arc<dyn edge::Edge>,
 }
 
 impl Shared {
@@ -357,7 +360,12 @@ impl Realm {
             } else {
                 Vec::new()
             };
-            let (sub_id, created) = write(&self.broker).subscribe(handle, pattern.clone(), options);
+            let (sub_id, created) = write(&self.broker).subscribe(
+                handle,
+                pattern.clone(),
+                options,
+                self.shared.edge.now_ms(),
+            );
             drop(_order);
             self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
             (sub_id, recent, oldest, retained, cut)
@@ -504,7 +512,8 @@ impl Realm {
         pattern: Pattern,
         options: SubscribeOptions,
     ) -> u64 {
-        let (sub_id, created) = write(&self.broker).subscribe(handle, pattern, options);
+        let (sub_id, created) =
+            write(&self.broker).subscribe(handle, pattern, options, self.shared.edge.now_ms());
         self.subscription_meta(handle.info.id, sub_id, Some(created), false, true);
         sub_id
     }

@@ -49,6 +49,8 @@ fn realm() -> Arc<Realm> {
         authorizer: Authorizer::new(config.clone()),
         limits: config.limits.clone(),
         metrics: Default::default(),
+        // Virtual time and a fixed seed: the dealer's random policy repeats run to run.
+        edge: Arc::new(super::edge::SeededEdge::new(1, 1_800_000_000_000)),
     });
     Realm::new("realm1".into(), shared)
 }

@@ -16,6 +16,7 @@ use super::{
     call_error, interrupt, CallRequest, CancelMode, Dealer, InvokePolicy, Outcome, PendingCall,
     QueuedCall, RegisterError, QUEUED_CALLS_MAX,
 };
+use crate::realm::edge::Now;
 use crate::topic::Pattern;
 
 impl Realm {
@@ -38,7 +39,13 @@ impl Realm {
         invoke: InvokePolicy,
         concurrency: Option<u32>,
     ) -> Result<u64, RegisterError> {
-        let (id, created) = lock(&self.dealer).register(handle, pattern, invoke, concurrency)?;
+        let (id, created) = lock(&self.dealer).register(
+            handle,
+            pattern,
+            invoke,
+            concurrency,
+            self.shared.edge.now_ms(),
+        )?;
         self.registration_meta(handle.info.id, id, created, false, true);
         Ok(id)
     }
@@ -85,7 +92,7 @@ impl Realm {
             caller: caller.clone(),
             call,
             timeout_ms,
-            queued_at: tokio::time::Instant::now(),
+            queued_at_ms: self.shared.edge.monotonic_ms(),
         };
         self.dispatch(dealer, reg_id, queued)
     }
@@ -104,7 +111,7 @@ impl Realm {
                 "the registration is gone",
             ));
         };
-        let Some(callee) = reg.pick() else {
+        let Some(callee) = reg.pick(Now::of(&*self.shared.edge)) else {
             if reg.queue.len() >= QUEUED_CALLS_MAX {
                 return Some(call_error(
                     queued.call.request,
@@ -120,9 +127,8 @@ impl Realm {
             reg.queue.push_back(queued);
             drop(dealer);
             if let (Some(t), Some(realm)) = (timeout_ms, self.me.upgrade()) {
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(t)).await;
-                    realm.queued_call_timed_out(reg_id, caller, request);
+                after_ms(t, move || {
+                    realm.queued_call_timed_out(reg_id, caller, request)
                 });
             }
             return None;
@@ -131,7 +137,7 @@ impl Realm {
             caller,
             call,
             timeout_ms,
-            queued_at,
+            queued_at_ms,
         } = queued;
         let pattern_based = !matches!(reg.pattern, Pattern::Exact(_));
         let receive_progress = call
@@ -140,8 +146,8 @@ impl Realm {
             .and_then(Value::as_bool)
             == Some(true);
         let remaining_ms = timeout_ms.map(|t| {
-            t.saturating_sub(queued_at.elapsed().as_millis() as u64)
-                .max(1)
+            let waited_ms = self.shared.edge.monotonic_ms().saturating_sub(queued_at_ms);
+            t.saturating_sub(waited_ms).max(1)
         });
         let details = invocation_details(
             &call,
@@ -180,10 +186,7 @@ impl Realm {
             ));
         }
         if let (Some(t), Some(realm)) = (remaining_ms, self.me.upgrade()) {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(t)).await;
-                realm.call_timed_out(key);
-            });
+            after_ms(t, move || realm.call_timed_out(key));
         }
         None
     }
@@ -251,7 +254,7 @@ impl Realm {
             if let (Some(outcome), Some(reg)) =
                 (outcome, dealer.registrations.get_mut(&call.registration))
             {
-                reg.note(key.0, outcome);
+                reg.note(key.0, outcome, self.shared.edge.now_ms());
             }
             call
         };
@@ -317,7 +320,8 @@ impl Realm {
         let mut dealer = lock(&self.dealer);
         let reg = dealer.registration_for(procedure)?;
         let id = reg.id;
-        reg.pick_for_registry(policy).map(|callee| (id, callee))
+        reg.pick_for_registry(policy, Now::of(&*self.shared.edge))
+            .map(|callee| (id, callee))
     }
 
     /// A callee's YIELD: forwards RESULT to the caller.
@@ -354,7 +358,7 @@ impl Realm {
             return;
         };
         if let Some(reg) = dealer.registrations.get_mut(&call.registration) {
-            reg.note(key.0, Outcome::Answered);
+            reg.note(key.0, Outcome::Answered, self.shared.edge.now_ms());
         }
         drop(dealer);
         self.drain(call.registration);
@@ -503,4 +507,15 @@ fn invocation_details(
         details.insert("timeout".into(), Value::from(t));
     }
     details
+}
+
+/// Runs `fire` after `ms`: the dealer's two timers (a queued call's timeout, an
+/// invocation's timeout), each a tokio task. Issue 17 wants them driven by one timer wheel
+/// as a closed enum of timers; until then this is the one place the dealer starts a task.
+#[allow(clippy::disallowed_methods)]
+fn after_ms(ms: u64, fire: impl FnOnce() + Send + 'static) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        fire();
+    });
 }

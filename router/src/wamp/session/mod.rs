@@ -34,6 +34,9 @@
 //!                   virtual time
 //! ```
 
+// A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
