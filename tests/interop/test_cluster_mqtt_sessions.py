@@ -75,6 +75,20 @@ def receive_until(client, seen, want, timeout, lag=None):
 LAG = 20
 
 
+def send_numbered(entry, topic, count, version=4):
+    """Publishes 0..count-1 at QoS 1 through `entry`, each acknowledged."""
+    sender = Client(entry, new_id("pub"), version)
+    sender.connect()
+    for n in range(count):
+        sender.publish(topic, str(n).encode(), qos=1)
+    sender.disconnect()
+
+
+def receive_numbered(device, count):
+    """The next `count` payloads of `device`, as numbers."""
+    return [int(device.get(timeout=10).payload) for _ in range(count)]
+
+
 def test_a_session_moved_between_entries_mid_stream_loses_no_qos1_and_repeats_no_qos2(cluster):
     one, two, three = cluster.entries
     client_id = new_id("mover")
@@ -233,16 +247,11 @@ def test_a_311_persistent_session_resumes_on_another_entry_with_what_it_missed(c
     assert (present, reason) == (False, 0), "a 3.1.1 persistent session is served"
     device.subscribe("ms/away", qos=1)
     device.disconnect()
-    sender = Client(three, new_id("pub"), 4)
-    sender.connect()
-    for n in range(20):
-        sender.publish("ms/away", str(n).encode(), qos=1)
-    sender.disconnect()
+    send_numbered(three, "ms/away", 20)
     device = Client(two, client_id, 4, clean=False)
     present, reason, _ = device.connect(timeout=15)
     assert (present, reason) == (True, 0)
-    got = [int(device.get(timeout=10).payload) for _ in range(20)]
-    assert got == list(range(20)), "what was published while away, in order"
+    assert receive_numbered(device, 20) == list(range(20)), "what was published while away, in order"
     device.expect_none(0.5)
     device.disconnect()
 
@@ -324,16 +333,11 @@ def test_a_restarted_entry_takes_its_sessions_back_from_the_log(cluster):
     device.disconnect()
     time.sleep(0.3)  # the parked session's record is ordered
     cluster.restart(one.id)
-    sender = Client(three, new_id("pub"), 4)
-    sender.connect()
-    for n in range(10):
-        sender.publish("ms/back", str(n).encode(), qos=1)
-    sender.disconnect()
+    send_numbered(three, "ms/back", 10)
     device = Client(one, client_id, 4, clean=False)
     present, reason, _ = device.connect(timeout=15)
     assert (present, reason) == (True, 0), "the restarted entry resumes the session"
-    got = [int(device.get(timeout=10).payload) for _ in range(10)]
-    assert got == list(range(10)), "what was published while the entry was down, in order"
+    assert receive_numbered(device, 10) == list(range(10)), "what was published while the entry was down, in order"
     device.expect_none(0.5)
     device.disconnect()
 

@@ -767,6 +767,31 @@ mod tests {
         }
     }
 
+    /// The record of a session of `dev` parked at `now` with these subscriptions and
+    /// watermark, and nothing of the exact state.
+    fn stored_record(
+        subscriptions: Vec<StoredSubscription>,
+        through: u64,
+        now: u64,
+    ) -> SessionRecord {
+        SessionRecord {
+            sid: 5,
+            authid: "dev".into(),
+            authrole: "anonymous".into(),
+            authmethod: "anonymous".into(),
+            authprovider: "static".into(),
+            expiry_secs: 600,
+            subscriptions,
+            will: None,
+            through,
+            parked_ms: Some(now),
+            taken: None,
+            waiting: Vec::new(),
+            inflight: Vec::new(),
+            inbound_qos2: Vec::new(),
+        }
+    }
+
     /// A restart brings back a stored session with exactly what it is owed (after its
     /// watermark and each subscription's start, QoS > 0, not its own messages under no
     /// local), and drops a malformed record with a warning instead of failing.
@@ -788,27 +813,16 @@ mod tests {
                 // Durable once the store is dropped below (its writer drains).
                 let _pending = durable.record("realm1", &p, false, now).unwrap();
             }
-            let record = SessionRecord {
-                sid: 5,
-                authid: "dev".into(),
-                authrole: "anonymous".into(),
-                authmethod: "anonymous".into(),
-                authprovider: "static".into(),
-                expiry_secs: 600,
-                subscriptions: vec![
+            // A record written before `taken`, `waiting`, `inflight` and `inbound_qos2`.
+            let record = stored_record(
+                vec![
                     stored("a/+", 2, false, 0),
                     stored("b/#", 1, false, 13),
                     stored("own/t", 1, true, 0),
                 ],
-                will: None,
-                through: 10,
-                parked_ms: Some(now),
-                // A record written before these fields existed.
-                taken: None,
-                waiting: Vec::new(),
-                inflight: Vec::new(),
-                inbound_qos2: Vec::new(),
-            };
+                10,
+                now,
+            );
             durable.record_session(
                 "realm1",
                 "good",
@@ -885,16 +899,6 @@ mod tests {
                     .unwrap();
             }
             let record = SessionRecord {
-                sid: 5,
-                authid: "dev".into(),
-                authrole: "anonymous".into(),
-                authmethod: "anonymous".into(),
-                authprovider: "static".into(),
-                expiry_secs: 600,
-                subscriptions: vec![stored("a/+", 2, false, 0)],
-                will: None,
-                through: 10,
-                parked_ms: Some(now),
                 taken: Some(14),
                 waiting: vec![12],
                 inflight: vec![
@@ -902,6 +906,7 @@ mod tests {
                     inflight(13, 8, Phase::AwaitPubRec),
                 ],
                 inbound_qos2: vec![5],
+                ..stored_record(vec![stored("a/+", 2, false, 0)], 10, now)
             };
             durable.record_session(
                 "realm1",
