@@ -33,23 +33,13 @@ pub async fn hand_over(registry: Arc<Registry>, client: String) {
         }
     };
     let realm = registry.realm();
-    let body = parked
-        .as_ref()
-        .map(|p| persist::handover_body(realm, p, unix_ms()));
-    let session = parked.as_ref().map_or(0, |p| p.handle.info.id);
-    tracing::debug!(client = %client, resumable = body.is_some(), "MQTT session handed over to another entry");
-    if body.is_some() {
-        registry
-            .realm()
+    persist::hand_over(realm, &client, parked.as_deref(), unix_ms());
+    tracing::debug!(client = %client, resumable = parked.is_some(), "MQTT session handed over to another entry");
+    if let Some(parked) = parked {
+        realm
             .shared()
             .metrics
             .session_moved(SessionMove::HandedOver);
-    }
-    realm
-        .shared()
-        .engine
-        .record_session(&realm.name, &client, session, body, true);
-    if let Some(parked) = parked {
         realm.leave(parked.handle.info.id);
     }
 }

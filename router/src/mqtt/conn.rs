@@ -4,7 +4,6 @@
 //! through an in-memory duplex pipe (MQTT over WebSocket is a byte stream in binary
 //! frames; a packet may span frames).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use crate::metrics::{ConnectionKind, Count, Metrics, Traffic};
 use crate::realm::backpressure::{
     drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
 };
-use crate::realm::{Outbound, SessionStats};
+use crate::realm::{Kill, Outbound, SessionStats};
 use crate::router::Router;
 use crate::tls::TlsContext;
 
@@ -524,13 +523,10 @@ where
             _ = crate::router::stopped(&mut shutdown) => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
             _ = session_stats.overflow.notified() => {
                 // Taken back: a persistent session outlives this connection.
-                if session_stats.fenced.swap(false, Ordering::AcqRel) {
-                    session_stats.killed.store(false, Ordering::Release);
-                    tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: this entry was fenced");
-                } else if session_stats.killed.swap(false, Ordering::AcqRel) {
-                    tracing::info!(%peer, client = %session.client_id(), "MQTT session killed by the administrator");
-                } else {
-                    tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: queue full for a close request");
+                match session_stats.take_kill() {
+                    Some(Kill::Fenced) => tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: this entry was fenced"),
+                    Some(Kill::Administrator) => tracing::info!(%peer, client = %session.client_id(), "MQTT session killed by the administrator"),
+                    None => tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: queue full for a close request"),
                 }
                 break Exit::new(End::Abnormal, Some(ReasonCode::AdministrativeAction));
             }

@@ -13,7 +13,7 @@ use fox_mqtt_proto::{ConnAck, Connect, LastWill, Properties, Protocol, ReasonCod
 use tokio::sync::oneshot;
 
 use super::inbound::message_properties;
-use super::registry::{Previous, Registry};
+use super::registry::{Handed, Previous, Registry};
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::external::verify;
 use crate::auth::hooks::{Answer, Query};
@@ -22,9 +22,6 @@ use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
 use crate::router::Router;
 use crate::tls::TlsContext;
 use crate::topic::{MatchPolicy, Topic};
-
-/// How long a new connection waits for the one it takes over to hand its session over.
-const TAKEOVER_WAIT_MS: u64 = 5_000;
 
 /// How long a connection to a cluster entry waits for the session it claimed there (the
 /// log answers within `follow::applier::sessions::CLAIM_WAIT_MS` while it orders records).
@@ -175,10 +172,10 @@ pub async fn accept(
             if let Some(stale) = stale {
                 realm.leave(stale.handle.info.id);
             }
-            match take_over(kick).await {
-                Some(parked) => Some(parked),
+            match super::registry::ask_for_session(kick).await {
+                Handed::Session(parked) => Some(*parked),
                 // The old connection ended before it could answer: it left its state here.
-                None => registry
+                Handed::Ended | Handed::Late => registry
                     .take_handoff(&settings.client_id, generation)
                     .map(|p| *p),
             }
@@ -192,12 +189,14 @@ pub async fn accept(
             let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
             realm.join(handle.clone());
             // Nothing before now is owed to a new session (durable watermark, persist.rs);
-            // only a kept session needs that cut, which costs the realm's order lock.
-            let received_through = if realm.shared().engine.keeps_sessions() {
-                realm.fanned_out_through()
-            } else {
-                0
-            };
+            // only a session that may outlive its connection needs that cut, which costs
+            // the realm's order lock.
+            let received_through =
+                if settings.expiry_secs > 0 && realm.shared().engine.keeps_sessions() {
+                    realm.fanned_out_through()
+                } else {
+                    0
+                };
             let state = SessionState {
                 received_through,
                 ..SessionState::default()
@@ -286,9 +285,9 @@ async fn claim_elsewhere(
     keeps: bool,
 ) -> Result<Option<Parked>, ConnAck> {
     let engine = &router.shared().engine;
-    let waited = Duration::from_millis(CLAIM_WAIT_MS);
+    let wait = Duration::from_millis(CLAIM_WAIT_MS);
     if keeps
-        && tokio::time::timeout(waited, engine.sessions_known())
+        && tokio::time::timeout(wait, engine.sessions_known())
             .await
             .is_err()
     {
@@ -303,7 +302,7 @@ async fn claim_elsewhere(
     router
         .metrics()
         .session_moved(crate::metrics::SessionMove::Claimed);
-    match tokio::time::timeout(Duration::from_millis(CLAIM_WAIT_MS), answer).await {
+    match tokio::time::timeout(wait, answer).await {
         Ok(Ok(parked)) => Ok(parked.map(|p| *p)),
         _ => {
             registry.take_claim(client_id);
@@ -311,14 +310,6 @@ async fn claim_elsewhere(
             Err(refusal(ReasonCode::ServerUnavailable))
         }
     }
-}
-
-/// Asks the live connection to give up its session; `None` if it ended meanwhile.
-async fn take_over(kick: super::registry::Kick) -> Option<Parked> {
-    let (reply, answer) = oneshot::channel();
-    kick.send(reply).ok()?;
-    let waited = tokio::time::timeout(Duration::from_millis(TAKEOVER_WAIT_MS), answer).await;
-    waited.ok()?.ok()?
 }
 
 /// A previous session is resumed unless the client asked for a clean start; a discarded

@@ -316,12 +316,23 @@ fn record(
 /// Hands a session's record to the engine (the store, or the cluster's log); `session`
 /// is the realm session that serves the client.
 fn write(realm: &Realm, client_id: &str, session: SessionId, record: Option<&SessionRecord>) {
+    write_as(realm, client_id, session, record, false);
+}
+
+/// [`write`], or (`handover`) the last word of a cluster entry whose session was claimed.
+fn write_as(
+    realm: &Realm,
+    client_id: &str,
+    session: SessionId,
+    record: Option<&SessionRecord>,
+    handover: bool,
+) {
     let engine = &realm.shared().engine;
     if !engine.keeps_sessions() {
         return;
     }
     let bytes = record.map(|r| rmp_serde::to_vec_named(r).unwrap_or_default());
-    engine.record_session(&realm.name, client_id, session, bytes, false);
+    engine.record_session(&realm.name, client_id, session, bytes, handover);
 }
 
 impl Session {
@@ -383,15 +394,20 @@ pub(super) fn persist_parked(realm: &Realm, client_id: &str, parked: &Parked) {
     write(realm, client_id, parked.handle.info.id, Some(&record));
 }
 
-/// A parked session's last state, to hand over to the entry that claimed it (the cluster):
-/// the encoded record, as if parked at `now_ms`.
-pub(super) fn handover_body(realm: &Realm, parked: &Parked, now_ms: u64) -> Vec<u8> {
-    let parked_ms = if parked.parked_ms == 0 {
-        now_ms
-    } else {
-        parked.parked_ms
-    };
-    rmp_serde::to_vec_named(&parked_record(realm, parked, parked_ms)).unwrap_or_default()
+/// Writes a session's last state for the cluster entry that claimed it (a handover), as if
+/// parked at `now_ms` when it was still connected; `None`: no session outlives its
+/// connection here.
+pub(super) fn hand_over(realm: &Realm, client_id: &str, parked: Option<&Parked>, now_ms: u64) {
+    let record = parked.map(|p| {
+        let parked_ms = if p.parked_ms == 0 {
+            now_ms
+        } else {
+            p.parked_ms
+        };
+        parked_record(realm, p, parked_ms)
+    });
+    let session = parked.map_or(0, |p| p.handle.info.id);
+    write_as(realm, client_id, session, record.as_ref(), true);
 }
 
 fn parked_record(realm: &Realm, parked: &Parked, parked_ms: u64) -> SessionRecord {

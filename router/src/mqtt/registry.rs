@@ -94,8 +94,33 @@ pub enum Evicted {
     Unknown,
 }
 
-/// How long a cluster entry waits for a live connection it ends to hand its session over.
-const EVICT_WAIT_MS: u64 = 5_000;
+/// How long a live connection asked for its session (a takeover here, or for another
+/// cluster entry) is waited for.
+const TAKEOVER_WAIT_MS: u64 = 5_000;
+
+/// What a live connection asked for its session answered.
+#[derive(Debug)]
+pub enum Handed {
+    /// Its session (expiry > 0).
+    Session(Box<Parked>),
+    /// Its session ended with it (expiry 0), or it ended before it could answer.
+    Ended,
+    /// No answer in time.
+    Late,
+}
+
+/// Asks a live connection to give up its session (it sends DISCONNECT 0x8E).
+pub async fn ask_for_session(kick: Kick) -> Handed {
+    let (reply, answer) = oneshot::channel();
+    if kick.send(reply).is_err() {
+        return Handed::Ended;
+    }
+    match tokio::time::timeout(Duration::from_millis(TAKEOVER_WAIT_MS), answer).await {
+        Ok(Ok(Some(parked))) => Handed::Session(Box::new(parked)),
+        Ok(_) => Handed::Ended,
+        Err(_) => Handed::Late,
+    }
+}
 
 impl Registry {
     /// An empty registry of `realm`'s MQTT clients.
@@ -250,24 +275,13 @@ impl Registry {
                 }
             }
         };
-        let (reply, answer) = oneshot::channel();
-        // `None`: no answer in time; `Some(None)`: the connection ended without answering.
-        let answered = match kick.send(reply) {
-            Ok(()) => {
-                let waited =
-                    tokio::time::timeout(Duration::from_millis(EVICT_WAIT_MS), answer).await;
-                waited.ok().map(Result::ok)
-            }
-            Err(_) => Some(None),
-        };
+        let answer = ask_for_session(kick).await;
         let left = self.release(client_id, generation);
-        match answered {
-            Some(Some(Some(parked))) => Evicted::Session(Box::new(parked)),
-            // The session ended with its connection (expiry 0).
-            Some(Some(None)) => Evicted::Nothing,
-            // The connection ended on its own: what it left, if anything.
-            Some(None) => left.map_or(Evicted::Nothing, Evicted::Session),
-            None => Evicted::Unknown,
+        match answer {
+            Handed::Session(parked) => Evicted::Session(parked),
+            // Expiry 0, or the connection ended on its own: what it left, if anything.
+            Handed::Ended => left.map_or(Evicted::Nothing, Evicted::Session),
+            Handed::Late => Evicted::Unknown,
         }
     }
 

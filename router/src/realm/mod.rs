@@ -36,7 +36,7 @@ use crate::topic::{Pattern, Topic};
 
 pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
 pub use dealer::Dealer;
-pub use session::{Delivery, Outbound, SessionHandle, SessionInfo, SessionStats};
+pub use session::{Delivery, Kill, Outbound, SessionHandle, SessionInfo, SessionStats};
 
 /// The receiving end of a session's outbound queue.
 pub type OutboundQueue = queue::Receiver<Outbound>;

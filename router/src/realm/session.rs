@@ -6,7 +6,7 @@
 //! `wamp.close.slow_consumer`, so no caller or callee ever waits on a message that was
 //! silently thrown away.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fox_wamp_proto::{Dict, Message, Value};
@@ -145,6 +145,15 @@ impl Outbound {
     }
 }
 
+/// Why the router closes a session at once (what the client and the log are told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    /// The router's administrator (the admin API, `wamp.session.kill`).
+    Administrator = 1,
+    /// This cluster entry lost its lease: the keys its sessions held are released.
+    Fenced = 2,
+}
+
 /// Counters of one session.
 #[derive(Debug, Default)]
 pub struct SessionStats {
@@ -153,12 +162,10 @@ pub struct SessionStats {
     /// Set when the session must close because a non-droppable message found its queue
     /// full.
     pub overflowed: AtomicBool,
-    /// Set when the router's administrator closes the session ([`SessionHandle::kill`]).
-    pub killed: AtomicBool,
-    /// Set with `killed` when the router closes the session because its cluster entry
-    /// was fenced ([`SessionHandle::fence`]): for what the client and the log are told.
-    pub fenced: AtomicBool,
-    /// Wakes the session task when `overflowed` or `killed` is set.
+    /// Why the router closes the session at once, if it does ([`Kill`] as a number, 0:
+    /// not killed): see [`SessionHandle::kill`], [`SessionStats::kill`].
+    killed: AtomicU8,
+    /// Wakes the session task when `overflowed` is set or the session is killed.
     pub overflow: Notify,
     /// Messages from the client (WAMP messages, MQTT packets) since the session began.
     pub messages_received: AtomicU64,
@@ -206,6 +213,24 @@ pub struct Connection {
 }
 
 impl SessionStats {
+    /// Why the router closes the session at once (`None`: it does not).
+    pub fn kill(&self) -> Option<Kill> {
+        match self.killed.load(Ordering::Acquire) {
+            1 => Some(Kill::Administrator),
+            2 => Some(Kill::Fenced),
+            _ => None,
+        }
+    }
+
+    /// [`SessionStats::kill`], clearing it (a parked MQTT session may be resumed later).
+    pub fn take_kill(&self) -> Option<Kill> {
+        match self.killed.swap(0, Ordering::AcqRel) {
+            1 => Some(Kill::Administrator),
+            2 => Some(Kill::Fenced),
+            _ => None,
+        }
+    }
+
     /// A connection starts serving the session (it drains the queue from now on).
     pub fn attach(&self, peer: &str, now_ms: u64) {
         let connection = Connection {
@@ -333,15 +358,18 @@ impl SessionHandle {
     /// that no connection serves (a parked MQTT session) closes when one resumes it; the
     /// admin API ends those through the MQTT gate's registry (`Registry::end_parked`).
     pub fn kill(&self) {
-        self.stats.killed.store(true, Ordering::Release);
-        self.stats.overflow.notify_one();
+        self.close_now(Kill::Administrator);
     }
 
     /// Closes the session as [`SessionHandle::kill`] does, because its cluster entry lost
     /// its lease (cut off from the cluster): the keys it held are someone else's now.
     pub fn fence(&self) {
-        self.stats.fenced.store(true, Ordering::Release);
-        self.kill();
+        self.close_now(Kill::Fenced);
+    }
+
+    fn close_now(&self, why: Kill) {
+        self.stats.killed.store(why as u8, Ordering::Release);
+        self.stats.overflow.notify_one();
     }
 
     fn congested(&self) {

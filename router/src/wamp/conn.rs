@@ -25,7 +25,7 @@ use crate::realm::backpressure::{
     drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
 };
 use crate::realm::queue::WakeBatch;
-use crate::realm::{Outbound, OutboundQueue, SessionStats};
+use crate::realm::{Kill, Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
 
 /// How many queued outbound messages are written before one flush.
@@ -404,16 +404,16 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 Flow::Continue
             }
             _ = overflowed(&stats) => {
-                let killed = stats.as_ref().is_some_and(|s| s.killed.load(std::sync::atomic::Ordering::Acquire));
-                let fenced = stats.as_ref().is_some_and(|s| s.fenced.load(std::sync::atomic::Ordering::Acquire));
-                if fenced {
-                    tracing::info!(%peer, session = session_id, "WAMP session closed: this entry was fenced");
-                    session.goodbye(KILLED_REASON, FENCED_MESSAGE, unix_ms(), &mut answers.replies);
-                } else if killed {
-                    tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
-                    session.goodbye(KILLED_REASON, KILLED_MESSAGE, unix_ms(), &mut answers.replies);
-                } else {
-                    session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", unix_ms(), &mut answers.replies);
+                match stats.as_ref().and_then(|s| s.kill()) {
+                    Some(Kill::Fenced) => {
+                        tracing::info!(%peer, session = session_id, "WAMP session closed: this entry was fenced");
+                        session.goodbye(KILLED_REASON, FENCED_MESSAGE, unix_ms(), &mut answers.replies);
+                    }
+                    Some(Kill::Administrator) => {
+                        tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
+                        session.goodbye(KILLED_REASON, KILLED_MESSAGE, unix_ms(), &mut answers.replies);
+                    }
+                    None => session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", unix_ms(), &mut answers.replies),
                 }
                 stats = None;
                 Flow::Continue
