@@ -219,10 +219,11 @@ async fn store(caller: &Caller, headers: &HeaderMap, key: &str, payload: Payload
             };
             match caller
                 .realm
-                .publish_kv(&writer, None, &topic, payload, &options, write)
+                .publish_kv(&writer, &topic, payload, &options, write)
             {
                 KvOutcome::Applied(ack) => ack,
-                KvOutcome::Refused | KvOutcome::Parked => {
+                // Not asked to wait (`watch`): a write is applied or refused.
+                KvOutcome::Refused | KvOutcome::Parked(_) => {
                     return ApiError::new(
                         StatusCode::PRECONDITION_FAILED,
                         format!("not written: the condition on '{key}' does not hold"),

@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 
 use super::record::{self, Conditional, Owner};
 use super::{
-    Ack, ClusterView, Draft, Engine, EngineError, Feature, MemberStatus, MemberView, MeshView,
-    Target,
+    Ack, ClusterView, Draft, Engine, EngineError, Feature, KvOutcome, MemberStatus, MemberView,
+    MeshView, Target,
 };
 use crate::locks::lock;
 use crate::message::{KvWrite, SessionId};
@@ -273,13 +273,14 @@ impl Engine for ClusterEngine {
         }))
     }
 
-    fn decides_conditions(&self) -> bool {
-        true
-    }
-
-    fn publish_conditional(&self, realm: &dyn Target, draft: Draft<'_>, write: &KvWrite) -> Ack {
+    fn publish_conditional(
+        &self,
+        realm: &dyn Target,
+        draft: Draft<'_>,
+        write: &KvWrite,
+    ) -> KvOutcome {
         let Some(publisher) = draft.publisher.map(|p| p.id) else {
-            return self.apply_here(realm, draft);
+            return KvOutcome::Applied(self.apply_here(realm, draft));
         };
         if write.watch || write.will.is_some() {
             lock(&self.kv_sessions).insert((realm.name().to_owned(), publisher));
@@ -296,7 +297,7 @@ impl Engine for ClusterEngine {
         let record = record::encode_publish(realm.name(), &publication, options, Some(&kv));
         let decided = self.submit(publisher, record);
         let (acks, started) = (self.acks.clone(), Instant::now());
-        Ack::Remote(Box::pin(async move {
+        KvOutcome::Applied(Ack::Remote(Box::pin(async move {
             let ordered = decided
                 .await
                 .map(|id| id.0)
@@ -306,7 +307,7 @@ impl Engine for ClusterEngine {
             // Applied here, refused, or (parked) applied once a wake of it is: the verdict of
             // this entry's log follower. It is gone only when the session ended.
             verdict.await.unwrap_or(Err(EngineError::Stopped))
-        }))
+        })))
     }
 
     fn session_ended(&self, realm: &dyn Target, session: SessionId, abnormal: bool) {

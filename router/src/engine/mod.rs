@@ -42,6 +42,9 @@ pub trait Target {
     fn name(&self) -> &str;
     /// The realm's order lock: publications are applied under it in permanent-ID order.
     fn order(&self) -> MutexGuard<'_, ()>;
+    /// The value of retained key `topic`, as the sync service's conditions see it
+    /// (`crate::realm::sync::key_value`).
+    fn value(&self, topic: &Topic) -> fox_wamp_proto::Value;
     /// Applies an ordered publication (retained table, history, fan-out), holding
     /// [`Target::order`], in permanent-ID order. `publisher` is `None` for
     /// router-originated messages.
@@ -64,21 +67,18 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// may be acknowledged, and with which ID.
     fn publish(&self, realm: &dyn Target, draft: Draft<'_>) -> Ack;
 
-    /// Whether this engine decides conditional writes to retained keys (`when` / `watch`
-    /// / `will`) itself, through [`Engine::publish_conditional`]; `false`: the realm's sync
-    /// service decides them at once, under its own lock (a single node).
-    fn decides_conditions(&self) -> bool {
-        false
-    }
-
-    /// Orders a conditional write and decides it where it is applied, in log order, so that
-    /// every node reaches the same verdict: the answer resolves with the ID it was applied
-    /// with (after a parked write's wake), or with [`EngineError::NotAccepted`]. Only called
-    /// when [`Engine::decides_conditions`]; the default orders it as a plain publish.
-    fn publish_conditional(&self, realm: &dyn Target, draft: Draft<'_>, write: &KvWrite) -> Ack {
-        let _ = write;
-        self.publish(realm, draft)
-    }
+    /// Orders a conditional write to a retained key (`when` / `watch` / `will`) and decides
+    /// it where it is applied, by the sync service's applier ([`crate::follow::applier`]),
+    /// so every node reaches the same verdict: a single node applies it at once and knows
+    /// the outcome; a cluster entry learns it from its log follower (the answer resolves
+    /// with the ID it was applied with, after a parked write's wake, or with
+    /// [`EngineError::NotAccepted`]).
+    fn publish_conditional(
+        &self,
+        realm: &dyn Target,
+        draft: Draft<'_>,
+        write: &KvWrite,
+    ) -> KvOutcome;
 
     /// A session of `realm` ended (`abnormal`: without GOODBYE): the engine forgets or fires
     /// what it holds for it (a cluster entry tells the log about its wills and parked writes).
@@ -342,6 +342,12 @@ impl<'a> Draft<'a> {
         self,
         id: u64,
     ) -> (Arc<Publication>, Option<Publisher<'a>>, &'a PublishOptions) {
+        let (publication, publisher, options) = self.into_owned(id);
+        (Arc::new(publication), publisher, options)
+    }
+
+    /// [`Draft::into_publication`], the publication owned (a record of the log owns its).
+    pub fn into_owned(self, id: u64) -> (Publication, Option<Publisher<'a>>, &'a PublishOptions) {
         let Draft {
             publisher,
             topic,
@@ -352,7 +358,7 @@ impl<'a> Draft<'a> {
         let disclosed = publisher
             .filter(|_| options.disclose_me)
             .map(|p| (p.id, p.authid.to_owned(), p.authrole.to_owned()));
-        let publication = Arc::new(Publication {
+        let publication = Publication {
             id,
             topic: topic.clone(),
             payload,
@@ -361,7 +367,7 @@ impl<'a> Draft<'a> {
             qos: options.qos,
             retain: options.retain,
             properties,
-        });
+        };
         (publication, publisher, options)
     }
 }
@@ -384,6 +390,20 @@ pub enum EngineError {
     /// parked): not written, not delivered.
     #[error("not accepted: the when condition does not hold")]
     NotAccepted,
+}
+
+/// What became of a conditional write ([`Engine::publish_conditional`]).
+#[derive(Debug)]
+pub enum KvOutcome {
+    /// Applied now (a single node), or ordered and decided later (a cluster entry): the
+    /// answer resolves with the ID it was applied with, or why not.
+    Applied(Ack),
+    /// `when` does not hold and `watch` was not asked (or too many writes are parked on
+    /// the key): refused at once, not delivered.
+    Refused,
+    /// Parked until `when` holds (a single node): the answer resolves once it is applied,
+    /// or fails when its session ends first.
+    Parked(Ack),
 }
 
 /// When a publisher may be acknowledged, and with which permanent ID.

@@ -254,6 +254,9 @@ pub struct Applier {
     asked: HashMap<Ask, u64>,
     /// MQTT sessions: who serves each, and its last state.
     sessions: sessions::Sessions,
+    /// Some will or testament may be dead (to be written): only then does
+    /// [`Applier::ask_wills`] look through them, not on every record.
+    dying: bool,
 }
 
 impl Applier {
@@ -270,6 +273,7 @@ impl Applier {
             coordinator: None,
             asked: HashMap::new(),
             sessions: sessions::Sessions::default(),
+            dying: false,
         }
     }
 
@@ -321,6 +325,13 @@ impl Applier {
         self.sessions.digest_lines(&mut lines);
         lines.sort();
         lines
+    }
+
+    /// The will held on key `topic` of `realm` while its writer lives: a single node keeps
+    /// it in its store too, so that it still fires after the process dies.
+    pub fn will(&self, realm: &str, topic: &Topic) -> Option<&Payload> {
+        let will = self.realms.get(realm)?.wills.get(topic)?;
+        (!will.dead).then_some(&will.payload)
     }
 
     /// With the entries' ranks for the coordinator (`cluster.toml` `rank`).
@@ -598,6 +609,7 @@ impl Applier {
             } => {
                 // A testament of a session already gone is published at once.
                 let dead = self.gone(&owner);
+                self.dying |= dead;
                 let testament = Testament {
                     publication,
                     options,
@@ -780,6 +792,7 @@ impl Applier {
     ) -> bool {
         let topic = publication.topic.clone();
         let dead = self.gone(&kv.owner);
+        self.dying |= dead;
         let st = self.state(name);
         match &kv.write.will {
             Some(will) => {
@@ -890,20 +903,24 @@ impl Applier {
         }
         st.parked.retain(|_, q| !q.is_empty());
         // A testament is published however its session ends (GOODBYE or not).
+        let mut dying = false;
         for (key, testament) in &mut st.testaments {
             if gone(&owner_of(key)) {
                 testament.dead = true;
+                dying = true;
             }
         }
         if abnormal {
             for will in st.wills.values_mut().filter(|w| gone(&w.owner)) {
                 will.dead = true;
+                dying = true;
             }
         } else {
             // A will already to be written (its lease expired) stays so: a later goodbye
             // of the fenced session must not keep its key held.
             st.wills.retain(|_, w| w.dead || !gone(&w.owner));
         }
+        self.dying |= dying;
         for kv in dropped {
             self.resolve(&kv, Err(Refused::SessionEnded), out);
         }
@@ -912,8 +929,15 @@ impl Applier {
 
     /// Asks the log to write the wills of this entry's dead sessions (once each).
     fn ask_wills(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.dying {
+            return;
+        }
+        // Whether any is dead, asked for or not (its entry's lease may end, or the log may
+        // not answer, and this entry write it after all).
+        let mut dying = false;
         for (name, st) in &self.realms {
             for (topic, will) in &st.wills {
+                dying |= will.dead;
                 if !will.dead || !self.writes_will_of(&will.owner) {
                     continue;
                 }
@@ -939,6 +963,7 @@ impl Applier {
             }
             for (key, testament) in &st.testaments {
                 let owner = owner_of(key);
+                dying |= testament.dead;
                 if !testament.dead || !self.writes_will_of(&owner) {
                     continue;
                 }
@@ -959,6 +984,7 @@ impl Applier {
                 self.asked.insert(ask, now_ms);
             }
         }
+        self.dying = dying;
     }
 }
 

@@ -80,7 +80,6 @@ pub struct Realm {
     dealer: Mutex<Dealer>,
     testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
     retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
-    kv: Mutex<sync::KvState>,
     history: Mutex<std::collections::VecDeque<Arc<Publication>>>,
 }
 
@@ -134,7 +133,6 @@ impl Realm {
             dealer: Mutex::new(Dealer::default()),
             testaments: Mutex::new(HashMap::new()),
             retained: RwLock::new(BTreeMap::new()),
-            kv: Mutex::new(sync::KvState::default()),
             history: Mutex::new(std::collections::VecDeque::new()),
         })
     }
@@ -167,7 +165,6 @@ impl Realm {
         let Some(handle) = write(&self.sessions).remove(&session) else {
             return;
         };
-        self.kv_session_ended(session, abnormal);
         // A testament is the session's last message: published as its own (after its other
         // publications, and, on a cluster entry, through the log to every entry, before
         // the session's end).
@@ -242,25 +239,8 @@ impl Realm {
 
     /// Publishes through the engine: the answer says when the publisher may be
     /// acknowledged (with `--data`, once the write is durable). A retained write also
-    /// cancels the key's will and wakes writes parked on it (the sync service).
+    /// cancels the key's will and wakes writes parked on it (the engine's sync service).
     pub fn publish_durable(
-        &self,
-        publisher: Option<&SessionInfo>,
-        topic: &Topic,
-        payload: Payload,
-        options: &PublishOptions,
-        properties: MessageProperties,
-    ) -> Ack {
-        let published = self.publish_ordered(publisher, topic, payload, options, properties);
-        if options.retain {
-            self.kv_written(topic);
-        }
-        published
-    }
-
-    /// The publish itself, through the engine. The sync service calls this directly,
-    /// holding its own lock.
-    fn publish_ordered(
         &self,
         publisher: Option<&SessionInfo>,
         topic: &Topic,
@@ -621,6 +601,10 @@ impl Target for Realm {
 
     fn order(&self) -> std::sync::MutexGuard<'_, ()> {
         Realm::order(self)
+    }
+
+    fn value(&self, topic: &Topic) -> Value {
+        self.current_value(topic)
     }
 
     fn apply(

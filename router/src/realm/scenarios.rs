@@ -519,6 +519,7 @@ fn cancel_modes() {
 mod sync_model {
     use super::*;
     use crate::realm::sync::{key_value, KvOutcome, KvWrite};
+    use futures_util::FutureExt;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
@@ -598,6 +599,8 @@ mod sync_model {
             let topic = Topic::from_wamp("kv.key");
             let mut model = Model::default();
             let mut acked: Vec<u64> = Vec::new();
+            type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, crate::engine::EngineError>>>>;
+            let mut waiting: Vec<(u64, Answer)> = Vec::new();
             for (step, op) in ops.into_iter().enumerate() {
                 let request = step as u64 + 1;
                 match op {
@@ -609,18 +612,20 @@ mod sync_model {
                             will: will.map(payload),
                         };
                         let options = PublishOptions { retain: true, ..Default::default() };
-                        let outcome = realm.publish_kv(&p.handle, Some(request), &topic, payload(value), &options, write);
+                        let outcome = realm.publish_kv(&p.handle, &topic, payload(value), &options, write);
                         let fits = when.is_none_or(|w| model.fits(w));
                         match outcome {
-                            KvOutcome::Applied(..) => {
+                            KvOutcome::Applied(ack) => {
                                 prop_assert!(fits, "applied although when does not hold");
+                                prop_assert!(ack.is_ready(), "one node answers an applied write at once");
                                 model.apply(Some(session), value, will);
                                 model.wake();
                             }
                             KvOutcome::Refused => prop_assert!(!fits && !watch),
-                            KvOutcome::Parked => {
+                            KvOutcome::Parked(ack) => {
                                 prop_assert!(!fits && watch);
                                 model.parked.push_back((session, value, when.flatten(), will, request));
+                                waiting.push((request, Box::pin(ack.wait())));
                             }
                         }
                     }
@@ -639,18 +644,22 @@ mod sync_model {
                         }
                     }
                 }
-                for p in peers.iter_mut().flatten() {
-                    for m in p.wamp() {
-                        if let Message::Published { request, .. } = m {
-                            acked.push(request);
-                        }
+                // A parked write's answer resolves when it applies (the gate then sends
+                // PUBLISHED), or fails when its session ends first.
+                let mut still = Vec::new();
+                for (request, mut answer) in waiting.drain(..) {
+                    match answer.as_mut().now_or_never() {
+                        Some(Ok(_)) => acked.push(request),
+                        Some(Err(_)) => {}
+                        None => still.push((request, answer)),
                     }
                 }
+                waiting = still;
                 let value = key_value(realm.retained_matching(&Pattern::Exact(topic.clone())).first().map(|p| &p.payload));
                 prop_assert_eq!(value, model.value.map_or(Value::Null, Value::Int), "step {}", step);
             }
             // A write applied at once is acknowledged by the gate from the returned outcome;
-            // a parked write is acknowledged through its session's queue when it applies.
+            // a parked write once its answer resolves.
             let mut want: Vec<u64> = model.acked.clone();
             want.sort_unstable();
             acked.sort_unstable();

@@ -17,47 +17,19 @@
 //!   connection dropped without GOODBYE); `will: null` clears the key. Any later write to
 //!   the key cancels the will (replacing it with the new writer's, if any).
 
-use std::collections::{HashMap, VecDeque};
+//!
+//! The decisions are the applier's ([`crate::follow::applier`]), reached through the engine
+//! ([`crate::engine::Engine::publish_conditional`]): a single node applies each write at
+//! once, a cluster entry as its log follower applies the permanent log; one implementation.
 
 use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
-use super::{
-    lock, MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle, SessionId,
-};
+use super::{MessageProperties, Outbound, Payload, PublishOptions, Realm, SessionHandle};
 use crate::topic::Topic;
 
-/// Parked writes per key at most; more are refused (bounded queues everywhere).
-const PARKED_PER_KEY_MAX: usize = 10_000;
-
+pub use crate::engine::KvOutcome;
 pub use crate::message::KvWrite;
-
-/// What became of a write.
-#[derive(Debug)]
-pub enum KvOutcome {
-    /// Applied now; acknowledge the writer when the engine's answer resolves.
-    Applied(crate::engine::Ack),
-    /// `when` does not hold and `watch` was not asked: refused, not delivered.
-    Refused,
-    /// Parked until `when` holds; acknowledged then.
-    Parked,
-}
-
-#[derive(Debug)]
-struct Parked {
-    writer: SessionHandle,
-    ack: Option<Id>,
-    payload: Payload,
-    options: PublishOptions,
-    write: KvWrite,
-}
-
-/// Sync-service state of a realm.
-#[derive(Debug, Default)]
-pub struct KvState {
-    parked: HashMap<Topic, VecDeque<Parked>>,
-    wills: HashMap<Topic, (SessionId, Payload)>,
-}
 
 /// The value a condition is checked against.
 pub fn key_value(payload: Option<&Payload>) -> Value {
@@ -98,176 +70,32 @@ impl Realm {
         key_value(retained.get(topic).map(|p| &p.payload))
     }
 
-    /// A conditional write to a retained key (the publish carries `retain`).
-    /// `ack` is the PUBLISH request to acknowledge once applied, if acknowledgement was
-    /// asked for.
+    /// A conditional write to a retained key (the publish carries `retain`), decided by
+    /// the engine where it is applied. A parked write's answer resolves once it applies.
     pub fn publish_kv(
         &self,
         writer: &SessionHandle,
-        ack: Option<Id>,
         topic: &Topic,
         payload: Payload,
         options: &PublishOptions,
         write: KvWrite,
     ) -> KvOutcome {
-        // A cluster decides the write where the log is applied, on every entry alike.
-        if self.shared.engine.decides_conditions() {
-            let mut retained = options.clone();
-            retained.retain = true;
-            let draft = crate::engine::Draft {
-                publisher: Some(crate::engine::Publisher {
-                    id: writer.info.id,
-                    authid: &writer.info.identity.authid,
-                    authrole: &writer.info.identity.authrole,
-                }),
-                topic,
-                payload,
-                options: &retained,
-                properties: MessageProperties::default(),
-            };
-            let ack = self.shared.engine.publish_conditional(self, draft, &write);
-            return KvOutcome::Applied(ack);
-        }
-        let mut kv = lock(&self.kv);
-        if let Some(when) = &write.when {
-            if !fits(when, &self.current_value(topic)) {
-                if !write.watch {
-                    return KvOutcome::Refused;
-                }
-                let queue = kv.parked.entry(topic.clone()).or_default();
-                if queue.len() >= PARKED_PER_KEY_MAX {
-                    return KvOutcome::Refused;
-                }
-                queue.push_back(Parked {
-                    writer: writer.clone(),
-                    ack,
-                    payload,
-                    options: options.clone(),
-                    write,
-                });
-                return KvOutcome::Parked;
-            }
-        }
-        let ack = self.apply_kv(&mut kv, Some(writer), topic, payload, options, write.will);
-        self.wake_parked(&mut kv, topic);
-        KvOutcome::Applied(ack)
+        let mut retained = options.clone();
+        retained.retain = true;
+        let draft = crate::engine::Draft {
+            publisher: Some(crate::engine::Publisher {
+                id: writer.info.id,
+                authid: &writer.info.identity.authid,
+                authrole: &writer.info.identity.authrole,
+            }),
+            topic,
+            payload,
+            options: &retained,
+            properties: MessageProperties::default(),
+        };
+        self.shared.engine.publish_conditional(self, draft, &write)
     }
 
-    fn apply_kv(
-        &self,
-        kv: &mut KvState,
-        writer: Option<&SessionHandle>,
-        topic: &Topic,
-        payload: Payload,
-        options: &PublishOptions,
-        will: Option<Payload>,
-    ) -> crate::engine::Ack {
-        let durable = self.shared.durable();
-        match (writer, will) {
-            (Some(w), Some(will)) => {
-                if let Some(d) = durable {
-                    d.record_will(&self.name, topic, Some(&will));
-                }
-                kv.wills.insert(topic.clone(), (w.info.id, will));
-            }
-            _ => {
-                if kv.wills.remove(topic).is_some() {
-                    if let Some(d) = durable {
-                        d.record_will(&self.name, topic, None);
-                    }
-                }
-            }
-        }
-        let mut options = options.clone();
-        options.retain = true;
-        let info = writer.map(|w| &*w.info);
-        self.publish_ordered(info, topic, payload, &options, MessageProperties::default())
-    }
-
-    /// After a write to `topic`: applies parked writes whose condition now holds, oldest
-    /// first, each acknowledged to its writer.
-    fn wake_parked(&self, kv: &mut KvState, topic: &Topic) {
-        loop {
-            let value = self.current_value(topic);
-            let Some(queue) = kv.parked.get_mut(topic) else {
-                return;
-            };
-            let position = queue
-                .iter()
-                .position(|p| p.write.when.as_ref().is_none_or(|w| fits(w, &value)));
-            let Some(parked) = position.and_then(|i| queue.remove(i)) else {
-                return;
-            };
-            if queue.is_empty() {
-                kv.parked.remove(topic);
-            }
-            let Parked {
-                writer,
-                ack,
-                payload,
-                options,
-                write,
-            } = parked;
-            let answer = self.apply_kv(kv, Some(&writer), topic, payload, &options, write.will);
-            if let Some(request) = ack {
-                acknowledge_later(writer, request, answer);
-            }
-        }
-    }
-
-    /// A session ended: drop its parked writes; if `abnormal`, apply its wills.
-    pub(super) fn kv_session_ended(&self, session: SessionId, abnormal: bool) {
-        let mut kv = lock(&self.kv);
-        for queue in kv.parked.values_mut() {
-            queue.retain(|p| p.writer.info.id != session);
-        }
-        kv.parked.retain(|_, q| !q.is_empty());
-        let mine: Vec<Topic> = kv
-            .wills
-            .iter()
-            .filter(|(_, (s, _))| *s == session)
-            .map(|(t, _)| t.clone())
-            .collect();
-        for topic in mine {
-            let Some((_, will)) = kv.wills.remove(&topic) else {
-                continue;
-            };
-            if let Some(d) = self.shared.durable() {
-                d.record_will(&self.name, &topic, None);
-            }
-            if abnormal {
-                let options = PublishOptions {
-                    retain: true,
-                    ..Default::default()
-                };
-                // The router writes the will; it is stored like any client write.
-                let pending = self.publish_ordered(
-                    None,
-                    &topic,
-                    will,
-                    &options,
-                    MessageProperties::default(),
-                );
-                drop(pending);
-                self.wake_parked(&mut kv, &topic);
-            }
-        }
-    }
-
-    /// Any retained write that did not go through [`Realm::publish_kv`] (plain retained
-    /// publish, MQTT retain) cancels the key's will and may wake parked writes.
-    pub fn kv_written(&self, topic: &Topic) {
-        let mut kv = lock(&self.kv);
-        if kv.wills.remove(topic).is_some() {
-            if let Some(d) = self.shared.durable() {
-                d.record_will(&self.name, topic, None);
-            }
-        }
-        self.wake_parked(&mut kv, topic);
-    }
-}
-
-impl Realm {
     /// At start: applies a will left by a session that died with the previous process.
     pub fn apply_orphan_will(&self, topic: &Topic, will: Payload) {
         let options = PublishOptions {
@@ -275,7 +103,7 @@ impl Realm {
             ..Default::default()
         };
         let pending =
-            self.publish_ordered(None, topic, will, &options, MessageProperties::default());
+            self.publish_durable(None, topic, will, &options, MessageProperties::default());
         drop(pending);
         if let Some(d) = self.shared.durable() {
             d.record_will(&self.name, topic, None);

@@ -108,13 +108,13 @@ impl WampSession {
         let topic = Topic::from_wamp(&topic);
         let done = match kv {
             Some(write) => {
-                match realm.publish_kv(handle, ack, &topic, payload, &publish_options, write) {
-                    KvOutcome::Applied(done) => done,
+                match realm.publish_kv(handle, &topic, payload, &publish_options, write) {
+                    // A parked write is acknowledged once it applies.
+                    KvOutcome::Applied(done) | KvOutcome::Parked(done) => done,
                     KvOutcome::Refused => {
                         let why = "not accepted: the when condition does not hold";
                         return Err((ErrorUri::InvalidArgument, why));
                     }
-                    KvOutcome::Parked => return Ok(()),
                 }
             }
             None => {
