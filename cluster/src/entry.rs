@@ -157,7 +157,6 @@ impl EntryHandle {
             config,
             stall_reset: Duration::from_millis(options.stall_reset_ms),
             last_progress: tokio::time::Instant::now(),
-            publish_timeout_ms: options.publish_timeout_ms,
             clock,
             mesh: mesh.clone(),
             inbox,
@@ -338,7 +337,6 @@ struct EntryTask {
     config: EntryConfig,
     stall_reset: Duration,
     last_progress: tokio::time::Instant,
-    publish_timeout_ms: u64,
     clock: Clock,
     mesh: Mesh,
     inbox: mpsc::Receiver<(NodeId, Message)>,
@@ -422,9 +420,9 @@ impl EntryTask {
             waiting = self.waiting.len(),
             "entry made no progress; starting a fresh entry (waiting publishes time out)"
         );
-        let timeout_ms = self.publish_timeout_ms;
+        let stalled_ms = u64::try_from(self.stall_reset.as_millis()).unwrap_or(u64::MAX);
         for (_, reply) in self.waiting.drain() {
-            let _ = reply.send(Err(EntryError::Timeout { timeout_ms }));
+            let _ = reply.send(Err(EntryError::Stalled { stalled_ms }));
         }
         self.config.seed = rand::thread_rng().gen();
         self.entry = Entry::new(self.config.clone(), self.clock.now_ms());

@@ -82,6 +82,14 @@ pub enum EntryError {
         /// The timeout.
         timeout_ms: u64,
     },
+    /// The cluster decided nothing for this long while publishes waited: the entry gave
+    /// them all up at once and started afresh (`EntryOptions::stall_reset_ms`). The outcome
+    /// is unknown, as after a timeout.
+    #[error("the cluster decided nothing for {stalled_ms} ms (outcome unknown)")]
+    Stalled {
+        /// How long nothing was decided.
+        stalled_ms: u64,
+    },
     /// The segment was aborted: the message is not and will never be in the log.
     #[error("the cluster aborted the message's segment; it is not in the log")]
     Rejected,
