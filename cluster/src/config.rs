@@ -118,7 +118,8 @@ pub struct NodeSpec {
     /// or sync node: loopback only (it has no token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
-    /// ndb / sync: data directory; a relative path is relative to the cluster file.
+    /// ndb / sync: data directory; entry (optional): where it keeps the snapshot of the
+    /// state it derives from the log. A relative path is relative to the cluster file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
     /// Entry: its rank for the coordinator (lowest rank, then lowest ID, among the entries
@@ -323,7 +324,6 @@ fn check_role_fields(node: &NodeSpec) -> Result<(), ConfigError> {
     // An ndb or sync node's admin listener has no token: loopback only.
     let admin_exposed = node.admin.is_some_and(|a| !a.ip().is_loopback());
     let message = match node.role {
-        Role::Entry if node.data.is_some() => "an entry keeps no data: remove `data`",
         Role::Ndb | Role::Sync if node.data.is_none() => "ndb and sync nodes need `data`",
         Role::Ndb | Role::Sync if has_clients => "only entries have ws / rawsocket / mqtt",
         Role::Ndb | Role::Sync if admin_exposed => {
@@ -412,7 +412,6 @@ data = "/abs/d3"
                 "secret = \"00\"",
             ),
             SAMPLE.replace("data = \"d2\"", ""),
-            SAMPLE.replace("ws = ", "data = \"x\"\nws = "),
             SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nadmin = \"10.0.0.1:7190\""),
             SAMPLE.replace("data = \"d2\"", "data = \"d2\"\nmqtt = \"127.0.0.1:7190\""),
             SAMPLE.replace(
@@ -430,6 +429,13 @@ data = "/abs/d3"
         for case in cases {
             assert!(load(&case).is_err(), "accepted:\n{case}");
         }
+    }
+
+    #[test]
+    fn an_entry_may_keep_its_snapshot_in_data() {
+        let (file, _) = load(&SAMPLE.replace("ws = ", "data = \"e1\"\nws = ")).unwrap();
+        let entry = file.nodes.iter().find(|n| n.role == Role::Entry).unwrap();
+        assert!(entry.data.as_ref().unwrap().ends_with("e1"));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! realms = ["realm1"]
 //! mqtt_default_realm = "realm1"
 //! workers = 0                    # runtime worker threads; 0: one per CPU core
+//! snapshot_records = 10000       # cluster entry with `data`: snapshot its state this often
 //!
 //! [auth]
 //! anonymous = true
@@ -371,6 +372,11 @@ pub struct RouterSettings {
     pub mqtt_default_realm: String,
     /// Runtime worker threads; 0 (the default) is one per CPU core.
     pub workers: usize,
+    /// A cluster entry whose `cluster.toml` node has `data` writes a snapshot of the state
+    /// it derives from the log there after this many records (and every 30 s while fewer
+    /// come), and restarts from it instead of replaying the log from its start. Default
+    /// 10,000.
+    pub snapshot_records: u64,
 }
 
 impl Default for RouterSettings {
@@ -380,6 +386,7 @@ impl Default for RouterSettings {
             realms: vec!["realm1".to_owned()],
             mqtt_default_realm: "realm1".to_owned(),
             workers: 0,
+            snapshot_records: 10_000,
         }
     }
 }

@@ -468,7 +468,15 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
                     gossip,
                 )));
             }
-            let follower = tokio::spawn(fox_router::follow::follow_log(router.clone(), engine));
+            let snapshots = spec.data.clone().map(|dir| {
+                let every = router.config.router.snapshot_records;
+                fox_router::follow::snapshot::Snapshots::new(dir, args.id, every)
+            });
+            let follower = tokio::spawn(fox_router::follow::follow_log(
+                router.clone(),
+                engine,
+                snapshots,
+            ));
             let reloadable = Reloadable {
                 tls,
                 config: args.config.clone(),

@@ -176,7 +176,7 @@ pub enum Record {
     },
 }
 
-fn owner_value(owner: &Owner) -> Value {
+pub(crate) fn owner_value(owner: &Owner) -> Value {
     Value::List(vec![
         Value::from(owner.node),
         Value::from(owner.incarnation),
@@ -184,7 +184,7 @@ fn owner_value(owner: &Owner) -> Value {
     ])
 }
 
-fn owner_from(value: Option<Value>) -> Option<Owner> {
+pub(crate) fn owner_from(value: Option<Value>) -> Option<Owner> {
     let Value::List(parts) = value? else {
         return None;
     };

@@ -989,6 +989,7 @@ impl Applier {
 }
 
 pub mod sessions;
+mod snapshot;
 
 #[cfg(test)]
 mod tests;

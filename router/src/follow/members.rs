@@ -169,6 +169,65 @@ impl Membership {
         dict(fields)
     }
 
+    /// What the log showed of the leases and the coordinator, for the entry's snapshot.
+    pub fn snapshot(&self) -> Value {
+        let leases = self
+            .leases
+            .iter()
+            .map(|(node, l)| {
+                Value::List(vec![
+                    Value::from(*node),
+                    Value::from(l.change.name()),
+                    Value::from(l.incarnation),
+                    Value::from(l.at),
+                ])
+            })
+            .collect();
+        dict([
+            ("leases", Value::List(leases)),
+            (
+                "coordinator",
+                self.coordinator.map_or(Value::Null, Value::from),
+            ),
+            ("at", Value::from(self.coordinator_at)),
+        ])
+    }
+
+    /// Takes back what [`Membership::snapshot`] wrote (`None`: it cannot be read).
+    pub fn restore(&mut self, snapshot: Value) -> Option<()> {
+        let Value::Dict(mut s) = snapshot else {
+            return None;
+        };
+        let Value::List(leases) = s.remove("leases")? else {
+            return None;
+        };
+        for lease in leases {
+            let Value::List(parts) = lease else {
+                return None;
+            };
+            let [node, change, incarnation, at] = <[Value; 4]>::try_from(parts).ok()?;
+            let change = match change.as_str()? {
+                "joined" => Change::Joined,
+                "left" => Change::Left,
+                "lost" => Change::Lost,
+                _ => return None,
+            };
+            let lease = Lease {
+                change,
+                incarnation: incarnation.as_u64()?,
+                at: at.as_u64()?,
+            };
+            self.leases
+                .insert(u32::try_from(node.as_u64()?).ok()?, lease);
+        }
+        self.coordinator = match s.remove("coordinator")? {
+            Value::Null => None,
+            node => Some(u32::try_from(node.as_u64()?).ok()?),
+        };
+        self.coordinator_at = s.remove("at")?.as_u64()?;
+        Some(())
+    }
+
     fn coordinator(&self) -> Value {
         dict([
             ("id", self.coordinator.map_or(Value::Null, Value::from)),

@@ -9,6 +9,7 @@
 
 pub mod applier;
 pub mod members;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::router::Router;
 use crate::topic::Topic;
 use applier::{Action, Applier, Keys, Refused, BEAT_MS, LEASE_MS};
 use members::Membership;
+use snapshot::Snapshots;
 
 /// How long the log follower waits before it subscribes again after the entry stopped
 /// answering, in ms.
@@ -55,24 +57,44 @@ impl Keys for Arc<Realm> {
     }
 }
 
-/// Tails the permanent log from its start and applies every record to its realm, in
-/// permanent-ID order, until the entry stops. Realms are created on first use as the
-/// configuration allows; a record of an unknown realm is skipped with a warning. First it
-/// announces this entry's incarnation, which ends the sessions of its earlier lives.
-pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
+/// Tails the permanent log and applies every record to its realm, in permanent-ID order,
+/// until the entry stops: from its start, or, with `snapshots` (the entry's `data`), after
+/// the last snapshot, whose state is put back first. Realms are created on first use as
+/// the configuration allows; a record of an unknown realm is skipped with a warning. First
+/// it announces this entry's incarnation, which ends the sessions of its earlier lives.
+pub async fn follow_log(
+    router: Arc<Router>,
+    engine: Arc<ClusterEngine>,
+    mut snapshots: Option<Snapshots>,
+) {
     tokio::spawn(announce(engine.clone()));
-    let ranks = engine
+    let ranks: std::collections::HashMap<u32, u32> = engine
         .members()
         .iter()
         .filter(|m| m.role == "entry")
         .map(|m| (m.id, m.rank))
         .collect();
-    let mut applier = Applier::new(engine.node(), engine.incarnation())
-        .with_ranks(ranks)
-        .with_known(engine.mqtt_known());
     let mut membership = Membership::new(engine.members().to_vec());
-    membership.catch_up(&router);
+    let restored = snapshots
+        .as_ref()
+        .and_then(|s| s.load(&router, &mut membership, engine.incarnation()));
     let mut after = PermanentId(0);
+    let applier = match restored {
+        Some(restored) => {
+            tracing::info!(
+                at = restored.at,
+                messages = restored.messages,
+                mqtt_sessions = restored.applier.mqtt_sessions(),
+                "state restored from the snapshot; following the log after it"
+            );
+            after = PermanentId(restored.at);
+            engine.set_last_applied(restored.at);
+            restored.applier
+        }
+        None => Applier::new(engine.node(), engine.incarnation()),
+    };
+    let mut applier = applier.with_ranks(ranks).with_known(engine.mqtt_known());
+    membership.catch_up(&router);
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     let mut beat = tokio::time::interval(Duration::from_millis(BEAT_MS));
     // The send time of the last beat the cluster ordered (Unix ms).
@@ -94,6 +116,9 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
                     let actions = applier.tick(|name| router.realm(name), unix_ms());
                     membership.catch_up(&router);
                     run(&router, &engine, &mut applier, &mut membership, actions);
+                    if let Some(snapshots) = &mut snapshots {
+                        snapshots.tick(&router, &applier, &membership, after.0);
+                    }
                     continue;
                 }
                 _ = beat.tick() => {
@@ -105,6 +130,10 @@ pub async fn follow_log(router: Arc<Router>, engine: Arc<ClusterEngine>) {
                 Ok(record) => {
                     let actions = apply_record(&router, &engine, &mut applier, &record);
                     run(&router, &engine, &mut applier, &mut membership, actions);
+                    after = record.id;
+                    if let Some(snapshots) = &mut snapshots {
+                        snapshots.applied(&router, &applier, &membership, after.0);
+                    }
                 }
                 Err(SubscriptionError::Lagged { last }) => {
                     tracing::warn!(last, "log follower lagged; resubscribing");

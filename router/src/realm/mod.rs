@@ -302,6 +302,32 @@ impl Realm {
         write(&self.retained).insert(publication.topic.clone(), Arc::new(publication));
     }
 
+    /// What a cluster entry's realm derived from the log, for its snapshot: the retained
+    /// messages (the router's own `$` topics left out: each entry publishes those itself)
+    /// and the in-memory history, oldest first.
+    pub fn derived(&self) -> (Vec<Arc<Publication>>, Vec<Arc<Publication>>) {
+        let retained = read(&self.retained)
+            .values()
+            .filter(|p| !p.topic.is_system())
+            .cloned()
+            .collect();
+        let history = lock(&self.history).iter().cloned().collect();
+        (retained, history)
+    }
+
+    /// Puts a message of a snapshot back into the in-memory history (oldest first).
+    pub fn restore_history(&self, publication: Publication) {
+        let max = self.shared.limits.history_max_messages;
+        let mut history = lock(&self.history);
+        if max == 0 {
+            return;
+        }
+        if history.len() >= max {
+            history.pop_front();
+        }
+        history.push_back(Arc::new(publication));
+    }
+
     /// Subscribes and returns what the subscriber asked to see first, with no gap and no
     /// duplicate against the live events that follow: the messages after `after` that match
     /// (history) and, with `retained`, the retained messages that match as of the same cut.

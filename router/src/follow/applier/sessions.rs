@@ -28,8 +28,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Action, Applier};
-use crate::engine::record::Owner;
+use crate::engine::record::{owner_from, owner_value, Owner};
 use crate::locks::lock;
+use fox_wamp_proto::Value;
 
 /// A claim of this entry not answered by a handover within this time (this entry's clock)
 /// resumes from the last state the log holds.
@@ -307,5 +308,57 @@ impl Applier {
             claimer,
             body,
         });
+    }
+}
+
+impl Sessions {
+    /// The sessions held, encoded (claims are this entry's own: not kept).
+    pub(super) fn snapshot(&self) -> Value {
+        let mut held: Vec<_> = self.held.iter().collect();
+        held.sort_by(|a, b| a.0.cmp(b.0));
+        Value::List(
+            held.into_iter()
+                .map(|((realm, client), h)| {
+                    Value::List(vec![
+                        Value::from(realm.as_str()),
+                        Value::from(client.as_str()),
+                        owner_value(&h.owner),
+                        h.body.clone().map_or(Value::Null, Value::Bytes),
+                        h.handing.as_ref().map_or(Value::Null, owner_value),
+                        Value::List(h.superseded.iter().map(owner_value).collect()),
+                    ])
+                })
+                .collect(),
+        )
+    }
+
+    /// Takes the sessions of [`Self::snapshot`] (the shared set of known clients too).
+    pub(super) fn restore(&mut self, held: Vec<Value>) -> Option<()> {
+        for session in held {
+            let parts = <[Value; 6]>::try_from(super::snapshot::list(Some(session))?).ok()?;
+            let [realm, client, owner, body, handing, superseded] = parts;
+            let key = (realm.as_str()?.to_owned(), client.as_str()?.to_owned());
+            let body = match body {
+                Value::Null => None,
+                Value::Bytes(bytes) => Some(bytes),
+                _ => return None,
+            };
+            let handing = match handing {
+                Value::Null => None,
+                owner => Some(owner_from(Some(owner))?),
+            };
+            let superseded = super::snapshot::list(Some(superseded))?
+                .into_iter()
+                .map(|o| owner_from(Some(o)))
+                .collect::<Option<Vec<_>>>()?;
+            let held = Held {
+                owner: owner_from(Some(owner))?,
+                body,
+                handing,
+                superseded,
+            };
+            self.insert(key, held);
+        }
+        Some(())
     }
 }

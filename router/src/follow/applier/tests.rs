@@ -1017,6 +1017,9 @@ mod same_state_everywhere {
         Pause(u64),
         /// Entry 3 ticks (its own clock).
         Tick(u64),
+        /// Entry 2 restarts from a snapshot of its applier (its realm's table is kept, as
+        /// the router's snapshot keeps it).
+        Restore,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1041,6 +1044,7 @@ mod same_state_everywhere {
             2 => (0u8..3, node.clone()).prop_map(|(c, n)| Op::MqttClaim(c, n)),
             3 => (1u64..1_000).prop_map(Op::Pause),
             2 => (0u64..10_000).prop_map(Op::Tick),
+            1 => Just(Op::Restore),
         ]
     }
 
@@ -1111,7 +1115,7 @@ mod same_state_everywhere {
                 8,
                 record::encode_mqtt_claim("realm1", &format!("c{client}"), &life(node, 8)),
             ),
-            Op::Pause(_) | Op::Tick(_) => return None,
+            Op::Pause(_) | Op::Tick(_) | Op::Restore => return None,
         })
     }
 
@@ -1132,6 +1136,14 @@ mod same_state_everywhere {
                         let [_, _, three] = &mut entries;
                         let table = &three.table;
                         three.applier.tick(|n: &str| (n == "realm1").then_some(table), *now);
+                        continue;
+                    }
+                    Op::Restore => {
+                        let two = &mut entries[1];
+                        let before = two.applier.digest_lines();
+                        let bytes = two.applier.snapshot();
+                        two.applier = Applier::restore(2, INC, &bytes).expect("a snapshot reads back");
+                        prop_assert_eq!(before, two.applier.digest_lines());
                         continue;
                     }
                     Op::Start(node) => *lives.get_mut(node).unwrap() += 1,
