@@ -4,6 +4,7 @@ node starts as its own process, entries are read from their `LISTEN <gate> <addr
 and look like a `conftest.Router` to the client helpers (ws_url, rawsocket, mqtt)."""
 
 import contextlib
+import json
 import queue
 import random
 import shutil
@@ -13,9 +14,10 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
-from conftest import BIN, Listeners, _pump, read_listeners
+from conftest import BIN, Listeners, _pump, poll_until, read_listeners
 
 # Ports per cluster: entries use five (peer, ws, rawsocket, mqtt, admin), ndb and sync two (peer, admin).
 PORTS_PER_CLUSTER = 3 * 5 + 3 * 2 + 3 * 2
@@ -171,3 +173,23 @@ class Cluster:
             if hasattr(node, "log"):
                 node.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def same_state_at_a_common_checkpoint(entries):
+    """Every entry derived the same state from the log: at a record where each took a
+    checkpoint (the first record of every 5 s of log time), their digests are equal, however
+    each got there (a replay from the log's start, a snapshot, a partition healed)."""
+
+    def get_json(entry, path):
+        with urllib.request.urlopen(entry.admin_url + path, timeout=5) as response:
+            return response.status, json.loads(response.read())
+
+    def common():
+        views = [get_json(entry, "/api/v1/cluster")[1]["checkpoints"] for entry in entries]
+        digests = [{c["at"]: c["digest"] for c in checkpoints} for checkpoints in views]
+        shared = set(digests[0]).intersection(*digests[1:])
+        return max(shared, default=None) and (max(shared), [d[max(shared)] for d in digests])
+
+    at, digests = poll_until(common, 20, "a checkpoint every entry took")
+    assert len(set(digests)) == 1, f"entries derived different states at record {at}: {digests}"
+    print(f"the same digest on every entry at record {at}: {digests[0]}")

@@ -36,7 +36,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
-from cluster_nodes import Cluster
+from cluster_nodes import same_state_at_a_common_checkpoint, Cluster
 from mqtt_client import Client, new_id
 from test_cluster import subscribe_events
 from test_cluster_members import Watcher, all_joined
@@ -450,6 +450,8 @@ def test_an_isolated_entry_acknowledges_nothing_loses_its_lock_and_rejoins(parti
 
     try:
         run(main(), timeout=90)
+        # The isolated entry, back, derived the same state from the log as the others.
+        same_state_at_a_common_checkpoint(cluster.entries)
     except BaseException:
         print(cluster.logs())
         raise

@@ -13,7 +13,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
-from cluster_nodes import running_cluster
+from cluster_nodes import running_cluster, same_state_at_a_common_checkpoint
 from conftest import poll_until
 from mqtt_client import Client, new_id
 from test_cluster_sync import applied, retained_values
@@ -132,6 +132,7 @@ def test_a_restarted_entry_starts_from_its_snapshot_and_serves_what_it_served(cl
     assert got == list(range(5)), got
     device.expect_none(0.5)
     device.disconnect()
+    same_state_at_a_common_checkpoint(cluster.entries)
 
 
 def test_an_unreadable_snapshot_is_set_aside_and_the_log_replayed(cluster):

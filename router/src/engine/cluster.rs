@@ -66,6 +66,8 @@ pub struct ClusterEngine {
     /// Set once the log follower applied this entry's start: what the log knew of MQTT
     /// sessions before it is known here.
     caught_up: tokio::sync::watch::Sender<bool>,
+    /// The applier's newest checkpoints (kept by the log follower).
+    checkpoints: Mutex<Vec<crate::follow::applier::Checkpoint>>,
 }
 
 /// The entry serves.
@@ -157,7 +159,13 @@ impl ClusterEngine {
             gossip: std::sync::OnceLock::new(),
             mqtt_known: Arc::default(),
             caught_up: tokio::sync::watch::Sender::new(false),
+            checkpoints: Mutex::default(),
         }
+    }
+
+    /// The applier's newest checkpoints, for [`Engine::cluster`].
+    pub fn set_checkpoints(&self, checkpoints: Vec<crate::follow::applier::Checkpoint>) {
+        *lock(&self.checkpoints) = checkpoints;
     }
 
     /// The log follower applied this entry's start (see [`Engine::sessions_known`]).
@@ -471,6 +479,7 @@ impl Engine for ClusterEngine {
             acks: self.acks.acks.load(Ordering::Relaxed),
             ack_errors: self.acks.errors.load(Ordering::Relaxed),
             ack_latency: self.acks.latency(),
+            checkpoints: lock(&self.checkpoints).clone(),
             mesh: MeshView {
                 links_established: stats.links_established,
                 connections_refused: stats.connections_refused,

@@ -205,6 +205,10 @@ pub struct ClusterView {
     pub ack_latency: fox_storage::LatencyHistogram,
     /// The node-to-node mesh's counters.
     pub mesh: MeshView,
+    /// The digest of the state derived from the log at this entry's newest checkpoints:
+    /// every entry that applied the log through a checkpoint's record has the same digest
+    /// there (one checkpoint per 5 s of log time; the newest 12).
+    pub checkpoints: Vec<crate::follow::applier::Checkpoint>,
 }
 
 /// One node of the cluster as this entry sees it.

@@ -55,6 +55,23 @@ pub const BEAT_MS: u64 = 300;
 /// An entry whose last beat is older than this, in log time, has lost its lease.
 pub const LEASE_MS: u64 = 1_500;
 
+/// An entry that keeps checkpoints ([`Applier::with_checkpoints`]) takes one at the first
+/// record of every period this long of log time.
+pub const CHECKPOINT_MS: u64 = 5_000;
+
+/// Checkpoints kept (the newest).
+pub const CHECKPOINTS_KEPT: usize = 12;
+
+/// The digest of the derived state after one record: every entry that applied the log
+/// through `at` has the same `digest` there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    /// The record.
+    pub at: u64,
+    /// [`Applier::digest`] after it.
+    pub digest: u64,
+}
+
 /// The time of permanent ID `id` (Unix ms): its vote's, to the ms (DESIGN.md's ID format).
 pub fn log_time_ms(id: u64) -> u64 {
     (id >> fox_sequencer::PermanentId::TIME_SHIFT_BITS)
@@ -257,6 +274,10 @@ pub struct Applier {
     /// Some will or testament may be dead (to be written): only then does
     /// [`Applier::ask_wills`] look through them, not on every record.
     dying: bool,
+    /// Checkpoints taken (`None`: none are kept), and the log-time period of the last
+    /// record applied.
+    checkpoints: Option<VecDeque<Checkpoint>>,
+    period: u64,
 }
 
 impl Applier {
@@ -274,6 +295,8 @@ impl Applier {
             asked: HashMap::new(),
             sessions: sessions::Sessions::default(),
             dying: false,
+            checkpoints: None,
+            period: 0,
         }
     }
 
@@ -281,6 +304,41 @@ impl Applier {
     pub fn with_known(mut self, known: sessions::Known) -> Self {
         self.sessions.share(known);
         self
+    }
+
+    /// Takes a [`Checkpoint`] at the first record of every [`CHECKPOINT_MS`] of log time
+    /// after record `after` (the start of what it applies: 0, or a snapshot's record).
+    pub fn with_checkpoints(mut self, after: u64) -> Self {
+        self.checkpoints = Some(VecDeque::new());
+        self.period = log_time_ms(after) / CHECKPOINT_MS;
+        self
+    }
+
+    /// The newest checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        self.checkpoints
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.iter().copied().collect())
+    }
+
+    /// The newest checkpoint.
+    pub fn last_checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoints.as_ref()?.back().copied()
+    }
+
+    fn checkpoint(&mut self, id: u64) {
+        let period = log_time_ms(id) / CHECKPOINT_MS;
+        if self.checkpoints.is_none() || period == self.period {
+            return;
+        }
+        self.period = period;
+        let digest = self.digest();
+        if let Some(kept) = &mut self.checkpoints {
+            if kept.len() >= CHECKPOINTS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(Checkpoint { at: id, digest });
+        }
     }
 
     /// How many MQTT sessions the log holds.
@@ -509,6 +567,7 @@ impl Applier {
         self.expire(id, &realm, now_ms, &mut out);
         self.coordinate(id, &mut out);
         self.ask_wills(now_ms, &mut out);
+        self.checkpoint(id);
         out
     }
 

@@ -93,7 +93,10 @@ pub async fn follow_log(
         }
         None => Applier::new(engine.node(), engine.incarnation()),
     };
-    let mut applier = applier.with_ranks(ranks).with_known(engine.mqtt_known());
+    let mut applier = applier
+        .with_ranks(ranks)
+        .with_known(engine.mqtt_known())
+        .with_checkpoints(after.0);
     membership.catch_up(&router);
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     let mut beat = tokio::time::interval(Duration::from_millis(BEAT_MS));
@@ -131,6 +134,9 @@ pub async fn follow_log(
                     let actions = apply_record(&router, &engine, &mut applier, &record);
                     run(&router, &engine, &mut applier, &mut membership, actions);
                     after = record.id;
+                    if applier.last_checkpoint().is_some_and(|c| c.at == after.0) {
+                        engine.set_checkpoints(applier.checkpoints());
+                    }
                     if let Some(snapshots) = &mut snapshots {
                         snapshots.applied(&router, &applier, &membership, after.0);
                     }
