@@ -37,34 +37,42 @@ def cluster_view(entry):
         return json.loads(r.read())
 
 
-def fill(entry, messages, keys):
-    """Publishes `messages` QoS 1 messages through `entry`, many in flight; waits for every
-    PUBACK."""
+def fill(entry, messages, keys, chunk=10_000):
+    """Publishes `messages` QoS 1 messages through `entry`, 100 in flight, over one
+    connection per `chunk`; waits for every PUBACK and fails on a refusal or a dropped
+    connection."""
     host, port = entry.mqtt
-    acked = 0
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fill", protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(256)
-    client.max_queued_messages_set(0)
-
-    def on_publish(_client, _userdata, _mid, _reason, _properties):
-        nonlocal acked
-        acked += 1
-
-    client.on_publish = on_publish
-    client.connect(host, int(port))
-    client.loop_start()
     payload = b"x" * 100
     started = time.monotonic()
-    for n in range(messages):
-        client.publish(f"bench/restart/{n % keys}", payload, qos=1, retain=True)
-    while acked < messages:
-        if time.monotonic() - started > 600:
-            raise RuntimeError(f"only {acked} of {messages} acknowledged")
-        time.sleep(0.05)
-    took = time.monotonic() - started
-    client.loop_stop()
-    client.disconnect()
-    return took
+    for first in range(0, messages, chunk):
+        count = min(chunk, messages - first)
+        acked, refused, dropped = 0, [], []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fill{first}",
+                             protocol=mqtt.MQTTv5)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+
+        def on_publish(_client, _userdata, _mid, reason, _properties):
+            nonlocal acked
+            acked += 1
+            if reason.is_failure:
+                refused.append(str(reason))
+
+        client.on_publish = on_publish
+        client.on_disconnect = lambda _c, _u, _f, reason, _p: dropped.append(str(reason))
+        client.connect(host, port)
+        client.loop_start()
+        for n in range(first, first + count):
+            client.publish(f"bench/restart/{n % keys}", payload, qos=1, retain=True)
+        deadline = time.monotonic() + 120
+        while acked < count and not dropped and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.loop_stop()
+        client.disconnect()
+        if acked < count or refused:
+            raise RuntimeError(f"messages {first}..{first + count}: {acked} acknowledged, "
+                               f"refused {refused[:3]}, disconnected {dropped}")
+    return time.monotonic() - started
 
 
 def caught_up(entry, started):

@@ -225,7 +225,18 @@ impl Entry {
     /// From before the records cached here, the subscriber is first served from ndb.
     pub fn subscribe(&mut self, subscriber: u64, after: PermanentId) {
         self.subscribers.insert(subscriber, after.0);
-        if after.0 < self.cache_after {
+        if after.0 > self.tail_end {
+            // Nobody needs what the tail has not read up to there (every cached record
+            // went to the live subscribers; one that lags reads from ndb): the tail goes
+            // on from `after`, not through the whole log first (an entry that starts from
+            // its snapshot would otherwise wait for that).
+            self.cache.clear();
+            self.cache_after = after.0;
+            self.tail_end = after.0;
+            // The READ in flight asked from the old end: the next poll reads from here.
+            self.tail_read_retry_ms = 0;
+            self.tail_read_since_ms = None;
+        } else if after.0 < self.cache_after {
             self.send_refill_read(after.0, self.read_at_ms);
         }
         self.deliver();

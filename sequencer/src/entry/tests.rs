@@ -213,3 +213,69 @@ fn an_aborted_segment_hands_its_after_to_the_segment_sealed_after_it() {
     });
     assert!(repeated, "C's SEGMENT_OVER names A once B is aborted");
 }
+
+fn reads_of(entry: &mut Entry) -> Vec<u64> {
+    messages_of(entry)
+        .into_iter()
+        .filter_map(|(_, message)| match message {
+            Message::Read { after } => Some(after),
+            _ => None,
+        })
+        .collect()
+}
+
+fn record(id: u64) -> LogRecord {
+    LogRecord {
+        id: PermanentId(id),
+        publication: publication(id, 10),
+    }
+}
+
+#[test]
+fn a_subscriber_ahead_of_the_tail_is_served_from_its_position_not_after_the_whole_log() {
+    let mut entry = entry();
+    entry.handle_timeout(1_000);
+    assert_eq!(
+        reads_of(&mut entry),
+        [0],
+        "a fresh entry's tail reads from the start"
+    );
+    // An entry restarting from a snapshot at 500: the tail reads on from there.
+    entry.subscribe(7, PermanentId(500));
+    entry.handle_timeout(1_000 + entry.config.tail_poll_ms);
+    assert_eq!(reads_of(&mut entry), [500]);
+    entry.handle_message(
+        NodeId(1),
+        Message::Log {
+            after: 500,
+            records: vec![record(501)],
+        },
+        1_010,
+    );
+    let delivered: Vec<u64> = entry
+        .ready()
+        .events
+        .into_iter()
+        .filter_map(|event| match event {
+            EntryEvent::Deliver {
+                subscriber: 7,
+                record,
+            } => Some(record.id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [501]);
+    // The answer to the tail's first READ (from 0) comes late: nobody needs it.
+    entry.handle_message(
+        NodeId(2),
+        Message::Log {
+            after: 0,
+            records: vec![record(1)],
+        },
+        1_020,
+    );
+    assert!(entry.ready().events.is_empty());
+    // A second subscriber from the start lags behind the tail: it reads from ndb.
+    entry.subscribe(8, PermanentId(0));
+    assert!(reads_of(&mut entry).contains(&0));
+}
