@@ -42,6 +42,7 @@ pub mod mqtt;
 pub mod realm;
 pub mod router;
 pub mod server;
+pub mod timers;
 pub mod tls;
 pub mod topic;
 pub mod util;

@@ -57,12 +57,14 @@ impl Router {
     /// A router whose publishes go through `engine` (a cluster entry's, for one).
     pub fn with_engine(config: Config, engine: Arc<dyn Engine>) -> Arc<Self> {
         let config = Arc::new(config);
+        let edge: Arc<dyn crate::realm::edge::Edge> = Arc::new(crate::realm::edge::SystemEdge);
         let shared = Arc::new(Shared {
             engine,
             authorizer: Authorizer::new(config.clone()),
             limits: config.limits.clone(),
             metrics: Arc::default(),
-            edge: Arc::new(crate::realm::edge::SystemEdge),
+            timers: crate::timers::Timers::new(edge.clone()),
+            edge,
         });
         let realms = config
             .router

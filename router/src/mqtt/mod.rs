@@ -84,6 +84,7 @@ pub use conn::{run, serve_tcp, serve_tls, serve_websocket};
 pub use outbound::FOX_ID_PROPERTY;
 pub use persist::restore;
 pub use registry::Registry;
+pub(crate) use registry::{expired as session_expired, will_delay_passed};
 pub use session::{
     packet_max_bytes, End, Flow, Negotiated, Parked, Session, SessionState, Violation, Will,
 };

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -342,48 +342,40 @@ fn arm_expiry(
     will_delay_ms: Option<u64>,
     expiry_ms: u64,
 ) {
-    tokio::spawn(expire(
-        Arc::downgrade(registry),
-        client_id.to_owned(),
+    use crate::timers::Timer;
+    let timers = &registry.realm.shared().timers;
+    if let Some(delay_ms) = will_delay_ms.filter(|d| *d < expiry_ms) {
+        let will = Timer::MqttWill {
+            registry: Arc::downgrade(registry),
+            client: client_id.to_owned(),
+            generation,
+        };
+        timers.schedule_in(delay_ms, will);
+    }
+    let expiry = Timer::MqttExpiry {
+        registry: Arc::downgrade(registry),
+        client: client_id.to_owned(),
         generation,
-        will_delay_ms,
-        expiry_ms,
-    ));
+    };
+    timers.schedule_in(expiry_ms, expiry);
 }
 
-/// Publishes a parked session's delayed will when its delay passes, and ends the session
-/// when it expires, unless the client came back (the generation changed).
-async fn expire(
-    registry: Weak<Registry>,
-    client_id: String,
-    generation: u64,
-    will_delay_ms: Option<u64>,
-    expiry_ms: u64,
-) {
-    let started_ms = unix_ms();
-    if let Some(delay_ms) = will_delay_ms.filter(|d| *d < expiry_ms) {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        match registry.take_will(&client_id, generation) {
-            Some((will, handle)) => {
-                will.publish(&registry.realm, &handle);
-                registry.persist_parked(&client_id, generation);
-            }
-            None if !registry.is_parked(&client_id, generation) => return,
-            None => {}
-        }
+/// A parked session's will delay passed: its will is published, unless the client came
+/// back (the generation changed) or the will is gone.
+pub(crate) fn will_delay_passed(registry: &Arc<Registry>, client_id: &str, generation: u64) {
+    if let Some((will, handle)) = registry.take_will(client_id, generation) {
+        will.publish(&registry.realm, &handle);
+        registry.persist_parked(client_id, generation);
     }
-    let elapsed_ms = unix_ms().saturating_sub(started_ms);
-    tokio::time::sleep(Duration::from_millis(expiry_ms.saturating_sub(elapsed_ms))).await;
-    let Some(registry) = registry.upgrade() else {
-        return;
-    };
-    if let Some(parked) = registry.take_parked(&client_id, generation) {
+}
+
+/// A parked session expired: it ends (its will, if still held, is published), unless the
+/// client came back.
+pub(crate) fn expired(registry: &Arc<Registry>, client_id: &str, generation: u64) {
+    if let Some(parked) = registry.take_parked(client_id, generation) {
         let realm = &registry.realm;
         tracing::debug!(client = %client_id, "persistent session expired");
-        super::persist::forget(realm, &client_id, parked.handle.info.id);
+        super::persist::forget(realm, client_id, parked.handle.info.id);
         if let Some(will) = parked.will {
             will.publish(realm, &parked.handle);
         }
@@ -434,9 +426,5 @@ impl Registry {
                 super::persist::persist_parked(&self.realm, client_id, parked);
             }
         }
-    }
-
-    fn is_parked(&self, client_id: &str, generation: u64) -> bool {
-        matches!(self.clients().get(client_id), Some(Slot::Parked { generation: g, .. }) if *g == generation)
     }
 }

@@ -57,6 +57,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The time and random numbers the broker and the dealer are given.
     pub edge: Arc<dyn edge::Edge>,
+    /// The router's timers (call timeouts, MQTT session expiry), on `edge`'s clock.
+    pub timers: Arc<crate::timers::Timers>,
 }
 
 impl Shared {

@@ -43,14 +43,21 @@ impl Peer {
 }
 
 fn realm() -> Arc<Realm> {
+    realm_on(Arc::new(super::edge::SeededEdge::new(1, 1_800_000_000_000)))
+}
+
+/// A realm on `edge`'s virtual time (its timers fire when the test says so).
+fn realm_on(edge: Arc<super::edge::SeededEdge>) -> Arc<Realm> {
     let config = Arc::new(Config::default());
+    let edge: Arc<dyn super::edge::Edge> = edge;
     let shared = Arc::new(Shared {
         engine: Arc::new(crate::engine::LocalEngine::new(0, None)),
         authorizer: Authorizer::new(config.clone()),
         limits: config.limits.clone(),
         metrics: Default::default(),
         // Virtual time and a fixed seed: the dealer's random policy repeats run to run.
-        edge: Arc::new(super::edge::SeededEdge::new(1, 1_800_000_000_000)),
+        edge: edge.clone(),
+        timers: crate::timers::Timers::new(edge),
     });
     Realm::new("realm1".into(), shared)
 }
@@ -461,6 +468,60 @@ fn progressive_results_then_final() {
         matches!(&results[0], Message::Result { details, .. } if details.contains_key("progress"))
     );
     assert!(matches!(&results[1], Message::Result { details, .. } if details.is_empty()));
+}
+
+#[test]
+fn timeouts_fire_on_the_realms_clock_from_one_wheel() {
+    let edge = Arc::new(super::edge::SeededEdge::new(1, 1_800_000_000_000));
+    let realm = realm_on(edge.clone());
+    let mut caller = peer(&realm, 1, "r", false);
+    let mut callee = peer(&realm, 2, "r", true);
+    realm
+        .register(
+            &callee.handle,
+            Pattern::from_wamp("p", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
+    let timeout = |ms: u64| {
+        let mut d = Dict::new();
+        d.insert("timeout".into(), Value::from(ms));
+        d
+    };
+    call(&realm, &caller, 1, "p", timeout(100));
+    call(&realm, &caller, 2, "p", timeout(50));
+    let invoked = callee.wamp();
+    assert!(
+        invoked
+            .iter()
+            .all(|m| matches!(m, Message::Invocation { .. }))
+            && invoked.len() == 2
+    );
+    let timers = &realm.shared().timers;
+    assert_eq!(timers.len(), 2, "one timer each, no task");
+    edge.advance(49);
+    assert_eq!(timers.fire_due(), 0);
+    assert!(caller.wamp().is_empty());
+    edge.advance(1);
+    assert_eq!(timers.fire_due(), 1, "the 50 ms call first");
+    assert!(matches!(
+        caller.wamp().as_slice(),
+        [Message::Error { request: 2, error, .. }] if error == "wamp.error.timeout"
+    ));
+    assert!(matches!(
+        callee.wamp().as_slice(),
+        [Message::Interrupt { .. }]
+    ));
+    // The 100 ms call's, 50 ms later.
+    edge.advance(49);
+    assert_eq!(timers.fire_due(), 0);
+    edge.advance(1);
+    assert_eq!(timers.fire_due(), 1);
+    assert!(matches!(
+        caller.wamp().as_slice(),
+        [Message::Error { request: 1, .. }]
+    ));
+    assert!(timers.is_empty());
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! [`Realm::drain`], which invokes the calls queued for that registration in order.
 
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
 
 use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
@@ -17,6 +16,7 @@ use super::{
     QueuedCall, RegisterError, QUEUED_CALLS_MAX,
 };
 use crate::realm::edge::Now;
+use crate::timers::Timer;
 use crate::topic::Pattern;
 
 impl Realm {
@@ -126,10 +126,14 @@ impl Realm {
             );
             reg.queue.push_back(queued);
             drop(dealer);
-            if let (Some(t), Some(realm)) = (timeout_ms, self.me.upgrade()) {
-                after_ms(t, move || {
-                    realm.queued_call_timed_out(reg_id, caller, request)
-                });
+            if let Some(t) = timeout_ms {
+                let timer = Timer::QueuedCall {
+                    realm: self.me.clone(),
+                    registration: reg_id,
+                    caller,
+                    request,
+                };
+                self.shared.timers.schedule_in(t, timer);
             }
             return None;
         };
@@ -185,8 +189,12 @@ impl Realm {
                 "the callee is unavailable",
             ));
         }
-        if let (Some(t), Some(realm)) = (remaining_ms, self.me.upgrade()) {
-            after_ms(t, move || realm.call_timed_out(key));
+        if let Some(t) = remaining_ms {
+            let timer = Timer::Invocation {
+                realm: self.me.clone(),
+                key,
+            };
+            self.shared.timers.schedule_in(t, timer);
         }
         None
     }
@@ -262,7 +270,7 @@ impl Realm {
         Some(call)
     }
 
-    fn queued_call_timed_out(&self, reg_id: u64, caller: SessionId, request: Id) {
+    pub(crate) fn queued_call_timed_out(&self, reg_id: u64, caller: SessionId, request: Id) {
         let mut dealer = lock(&self.dealer);
         let Some(reg) = dealer.registrations.get_mut(&reg_id) else {
             return;
@@ -284,7 +292,7 @@ impl Realm {
         }
     }
 
-    fn call_timed_out(&self, key: (SessionId, Id)) {
+    pub(crate) fn call_timed_out(&self, key: (SessionId, Id)) {
         let Some(call) = self.forget_call_noting(key, Some(Outcome::TimedOut)) else {
             return;
         };
@@ -507,15 +515,4 @@ fn invocation_details(
         details.insert("timeout".into(), Value::from(t));
     }
     details
-}
-
-/// Runs `fire` after `ms`: the dealer's two timers (a queued call's timeout, an
-/// invocation's timeout), each a tokio task. Issue 17 wants them driven by one timer wheel
-/// as a closed enum of timers; until then this is the one place the dealer starts a task.
-#[allow(clippy::disallowed_methods)]
-fn after_ms(ms: u64, fire: impl FnOnce() + Send + 'static) {
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        fire();
-    });
 }
