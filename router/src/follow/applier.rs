@@ -1004,19 +1004,9 @@ impl Applier {
                 if self.asked.contains_key(&ask) {
                     continue;
                 }
-                let publication = Publication {
-                    id: 0,
-                    topic: topic.clone(),
-                    payload: will.payload.clone(),
-                    publisher: 0,
-                    disclosed: None,
-                    qos: 0,
-                    retain: true,
-                    properties: MessageProperties::default(),
-                };
                 out.push(Action::Submit {
                     publisher: 0,
-                    record: record::encode_will(name, &publication, &will.owner),
+                    record: will_record(name, topic, will),
                 });
                 self.asked.insert(ask, now_ms);
             }
@@ -1045,6 +1035,21 @@ impl Applier {
         }
         self.dying = dying;
     }
+}
+
+/// The record that writes `will` to key `topic` of `realm` (and names whose it is).
+fn will_record(realm: &str, topic: &Topic, will: &Will) -> Vec<u8> {
+    let publication = Publication {
+        id: 0,
+        topic: topic.clone(),
+        payload: will.payload.clone(),
+        publisher: 0,
+        disclosed: None,
+        qos: 0,
+        retain: true,
+        properties: MessageProperties::default(),
+    };
+    record::encode_will(realm, &publication, &will.owner)
 }
 
 pub mod sessions;

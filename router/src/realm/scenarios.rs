@@ -340,6 +340,20 @@ fn call(
     )
 }
 
+/// Session 1 (caller) and session 2 (callee of procedure `p`, single), in role `r`.
+fn caller_and_callee(realm: &Arc<Realm>, canceling: bool) -> (Peer, Peer) {
+    let caller = peer(realm, 1, "r", false);
+    let callee = peer(realm, 2, "r", canceling);
+    realm
+        .register(
+            &callee.handle,
+            Pattern::from_wamp("p", MatchPolicy::Exact),
+            InvokePolicy::Single,
+        )
+        .unwrap();
+    (caller, callee)
+}
+
 fn invocation_id(messages: &[Message]) -> u64 {
     match messages {
         [Message::Invocation { request, .. }] => *request,
@@ -440,15 +454,7 @@ fn callee_leaving_fails_pending_calls() {
 #[test]
 fn progressive_results_then_final() {
     let realm = realm();
-    let mut caller = peer(&realm, 1, "r", false);
-    let mut callee = peer(&realm, 2, "r", false);
-    realm
-        .register(
-            &callee.handle,
-            Pattern::from_wamp("p", MatchPolicy::Exact),
-            InvokePolicy::Single,
-        )
-        .unwrap();
+    let (mut caller, mut callee) = caller_and_callee(&realm, false);
     let mut options = Dict::new();
     options.insert("receive_progress".into(), Value::Bool(true));
     call(&realm, &caller, 1, "p", options);
@@ -474,15 +480,7 @@ fn progressive_results_then_final() {
 fn timeouts_fire_on_the_realms_clock_from_one_wheel() {
     let edge = Arc::new(super::edge::SeededEdge::new(1, 1_800_000_000_000));
     let realm = realm_on(edge.clone());
-    let mut caller = peer(&realm, 1, "r", false);
-    let mut callee = peer(&realm, 2, "r", true);
-    realm
-        .register(
-            &callee.handle,
-            Pattern::from_wamp("p", MatchPolicy::Exact),
-            InvokePolicy::Single,
-        )
-        .unwrap();
+    let (mut caller, mut callee) = caller_and_callee(&realm, true);
     let timeout = |ms: u64| {
         let mut d = Dict::new();
         d.insert("timeout".into(), Value::from(ms));
@@ -527,15 +525,7 @@ fn timeouts_fire_on_the_realms_clock_from_one_wheel() {
 #[test]
 fn cancel_modes() {
     let realm = realm();
-    let mut caller = peer(&realm, 1, "r", false);
-    let mut callee = peer(&realm, 2, "r", true);
-    realm
-        .register(
-            &callee.handle,
-            Pattern::from_wamp("p", MatchPolicy::Exact),
-            InvokePolicy::Single,
-        )
-        .unwrap();
+    let (mut caller, mut callee) = caller_and_callee(&realm, true);
     let mode = |m: &str| {
         let mut d = Dict::new();
         d.insert("mode".into(), Value::from(m));

@@ -19,7 +19,6 @@ use fox_wamp_proto::{Dict, Value};
 use super::{testament_key, Applier, Parked, RealmKv, Testament, Will};
 use crate::durable::encode;
 use crate::engine::record::{self, Record};
-use crate::message::{MessageProperties, Publication};
 
 /// The format's version: a snapshot of another version is not read (the log is replayed).
 const VERSION: u64 = 1;
@@ -47,17 +46,7 @@ impl Applier {
                 .wills
                 .iter()
                 .map(|(topic, will)| {
-                    let publication = Publication {
-                        id: 0,
-                        topic: topic.clone(),
-                        payload: will.payload.clone(),
-                        publisher: 0,
-                        disclosed: None,
-                        qos: 0,
-                        retain: true,
-                        properties: MessageProperties::default(),
-                    };
-                    let bytes = record::encode_will(name, &publication, &will.owner);
+                    let bytes = super::will_record(name, topic, will);
                     Value::List(vec![Value::Bytes(bytes), Value::Bool(will.dead)])
                 })
                 .collect();
