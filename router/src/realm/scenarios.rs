@@ -718,3 +718,5 @@ mod sync_model {
         }
     }
 }
+
+mod harness;
