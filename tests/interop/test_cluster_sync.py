@@ -211,13 +211,21 @@ def test_a_frozen_entry_is_fenced_its_holder_loses_the_lock_and_it_rejoins(clust
         await lock(holder, "c.lock.frozen", "holder")
         waiter = await connect(one)
         waiting = lock(waiter, "c.lock.frozen", "waiter")
-        await assert_stays(lambda: not waiting.done(), 0.3, "the lock is the holder's")
+        # A writer parked through the holder's entry: its session ends with the fence too.
+        parked_here = await connect(two)
+        parked = lock(parked_here, "c.lock.frozen", "parked on entry 2")
+        await assert_stays(lambda: not waiting.done() and not parked.done(), 0.3, "the lock is the holder's")
         os.kill(two.proc.pid, signal.SIGSTOP)
         try:
             await wait_until(waiting.done, timeout=10, what="the waiter gets the lock")
         finally:
             os.kill(two.proc.pid, signal.SIGCONT)
         await asyncio.wait_for(holder.disconnected, 10)
+        # The parked write is answered (not left pending) before its session is closed.
+        await wait_until(parked.done, timeout=10, what="the fenced entry answers its parked write")
+        assert isinstance(parked.exception(), ApplicationError), parked
+        assert parked.exception().error == "wamp.error.unavailable", parked.exception()
+        await asyncio.wait_for(parked_here.disconnected, 10)
         # The entry serves locks again, in its new life.
         again = await connect(two)
         second = lock(again, "c.lock.frozen.2", "again")

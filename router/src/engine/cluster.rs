@@ -78,6 +78,9 @@ const LEAVING: u8 = 1;
 /// The log ordered the entry's leave, which ended all its sessions that hold keys.
 const LEFT: u8 = 2;
 
+/// The answer to a conditional write still waiting when its entry was fenced.
+const FENCED: &str = "this entry lost its lease (it was fenced): the write is not applied";
+
 /// How long a clean stop waits for the cluster to order the entry's leave.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -195,7 +198,11 @@ impl ClusterEngine {
         let sessions: Vec<_> = lock(&self.kv_sessions).drain().collect();
         let next = super::unix_ms().max(self.incarnation() + 1);
         self.incarnation.store(next, Ordering::Release);
-        lock(&self.verdicts).clear(); // dropped answers resolve as `Stopped`
+        // Writes still waiting are of the old life, which the log now refuses.
+        let waiting: Vec<_> = lock(&self.verdicts).drain().collect();
+        for (_, answer) in waiting {
+            let _ = answer.send(Err(EngineError::Cluster(FENCED.into())));
+        }
         (sessions, next)
     }
 

@@ -32,6 +32,11 @@ use snapshot::Snapshots;
 /// answering, in ms.
 const FOLLOW_RETRY_MS: u64 = 200;
 
+/// How long a fenced session's GOODBYE waits for the answers to its writes to be queued
+/// before it. The session has left the realm already; only the client's notice waits, well
+/// within the 500 ms by which an entry's own fence precedes its lease's expiry elsewhere.
+const FENCE_ANSWERS_MS: u64 = 20;
+
 /// How often the applier asks again for what the log did not answer.
 const TICK_MS: u64 = 1_000;
 
@@ -193,7 +198,12 @@ fn fence(router: &Router, engine: &Arc<ClusterEngine>, applier: &mut Applier) {
         };
         if let Some(handle) = realm.session(session) {
             realm.leave_abnormally(session);
-            handle.fence();
+            // Its writes still waiting were answered just now (ERROR, by the tasks that
+            // await them): those answers go out before the GOODBYE.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(FENCE_ANSWERS_MS)).await;
+                handle.fence();
+            });
         }
     }
     tokio::spawn(announce(engine.clone()));
