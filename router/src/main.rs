@@ -470,20 +470,31 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
             }
             let snapshots = spec.data.clone().map(|dir| {
                 let every = router.config.router.snapshot_records;
-                fox_router::follow::snapshot::Snapshots::new(dir, args.id, every)
+                let stats = engine.snapshot_stats();
+                fox_router::follow::snapshot::Snapshots::new(dir, args.id, every, stats)
             });
+            let (stop_follower, stopping) = tokio::sync::watch::channel(false);
             let follower = tokio::spawn(fox_router::follow::follow_log(
                 router.clone(),
                 engine,
                 snapshots,
+                stopping,
             ));
             let reloadable = Reloadable {
                 tls,
                 config: args.config.clone(),
             };
             serve_until_signal(router, listeners, admin, reloadable).await;
+            // The follower writes its last snapshot (bounded: a stop does not hang on it).
+            let _ = stop_follower.send(true);
+            let follower_abort = follower.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), follower)
+                .await
+                .is_err()
+            {
+                follower_abort.abort();
+            }
             entry.stop().await;
-            follower.abort();
             gossip_tasks.iter().for_each(tokio::task::JoinHandle::abort);
             anyhow::Ok(())
         })

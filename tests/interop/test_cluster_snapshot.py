@@ -66,6 +66,13 @@ def test_a_restarted_entry_starts_from_its_snapshot_and_serves_what_it_served(cl
     applied(three, ids[-1])
     poll_until(lambda: snapshot_file(cluster, three).exists(), 10, "entry 3 wrote a snapshot")
     assert not restorations(three), "a first start has no snapshot"
+    # Operators see it: the record it stands at, its size, how many were written.
+    from test_admin import key, scrape
+    metrics = poll_until(lambda: (m := scrape(three)).get(key("foxrouter_cluster_snapshot_writes_total")) and m,
+                         10, "the snapshot metrics")
+    assert metrics[key("foxrouter_cluster_snapshot_at_id")] >= ids[EVERY - 1]
+    assert metrics[key("foxrouter_cluster_snapshot_bytes")] > 0
+    assert metrics.get(key("foxrouter_cluster_snapshot_failures_total"), 0) == 0
 
     # A lock held through entry 2, with a writer parked behind it on entry 1; what the
     # device missed; then kill -9 of entry 3 and a start from its snapshot.
@@ -161,3 +168,32 @@ def test_an_unreadable_snapshot_is_set_aside_and_the_log_replayed(cluster):
         await wait_until(lambda: got == ["kept"], timeout=10, what="the value, from the replayed log")
 
     run(read(), timeout=30)
+
+
+def test_a_clean_stop_writes_the_last_snapshot_and_the_restart_replays_nothing(cluster):
+    one, _, three = cluster.entries
+
+    async def publish():
+        session = await connect(one)
+        published = await session.publish(
+            "snap.stop", "kept", options=PublishOptions(acknowledge=True, retain=True))
+        return published.id
+
+    id = run(publish(), timeout=30)
+    applied(three, id)
+    assert three.terminate() == 0, "SIGTERM: a clean stop"
+    lines = [l for l in three.log_path.read_text().splitlines() if "snapshot written at the stop" in l]
+    assert lines, "the entry wrote its last snapshot as it stopped"
+    stopped_at = int(re.search(r"\bat=(\d+)", lines[-1]).group(1))
+    assert stopped_at >= id
+    three.start().wait_listening()
+    poll_until(lambda: restorations(three), 20, "entry 3 restored its snapshot")
+    assert restorations(three)[-1][0] == stopped_at, "it goes on from where it stopped"
+
+    async def read():
+        session = await connect(three)
+        got = await retained_values(session, "snap.stop")
+        await wait_until(lambda: got == ["kept"], timeout=10, what="the value, from the snapshot")
+
+    run(read(), timeout=30)
+

@@ -586,6 +586,40 @@ impl RouterCollector {
             "The highest last permanent ID an ndb node reported.",
             view.log_end,
         )?;
+        if let Some(snapshot) = view.snapshot {
+            let gauges = [
+                (
+                    "cluster_snapshot_at_id",
+                    "The record of the log this entry's last snapshot stands at.",
+                    snapshot.at,
+                ),
+                (
+                    "cluster_snapshot_bytes",
+                    "The size of this entry's last snapshot.",
+                    snapshot.bytes,
+                ),
+                (
+                    "cluster_snapshot_written_unix_ms",
+                    "When this entry's last snapshot was written.",
+                    snapshot.written_ms,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                family.single(MetricType::Gauge, name, help, value)?;
+            }
+            family.single(
+                MetricType::Counter,
+                "cluster_snapshot_writes",
+                "Snapshots of its derived state this entry wrote.",
+                snapshot.writes,
+            )?;
+            family.single(
+                MetricType::Counter,
+                "cluster_snapshot_failures",
+                "Snapshots this entry could not write.",
+                snapshot.failures,
+            )?;
+        }
         histogram(
             family,
             "cluster_ack_duration_seconds",

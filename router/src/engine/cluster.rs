@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use super::record::{self, Conditional, Owner};
 use super::{
     Ack, ClusterView, Draft, Engine, EngineError, Feature, KvOutcome, MemberStatus, MemberView,
-    MeshView, Target,
+    MeshView, SnapshotView, Target,
 };
 use crate::locks::lock;
 use crate::message::{KvWrite, SessionId};
@@ -68,6 +68,8 @@ pub struct ClusterEngine {
     caught_up: tokio::sync::watch::Sender<bool>,
     /// The applier's newest checkpoints (kept by the log follower).
     checkpoints: Mutex<Vec<crate::follow::applier::Checkpoint>>,
+    /// What this entry's snapshots did (written by the log follower).
+    snapshots: Arc<crate::follow::snapshot::SnapshotStats>,
 }
 
 /// The entry serves.
@@ -163,7 +165,13 @@ impl ClusterEngine {
             mqtt_known: Arc::default(),
             caught_up: tokio::sync::watch::Sender::new(false),
             checkpoints: Mutex::default(),
+            snapshots: Arc::default(),
         }
+    }
+
+    /// Where the log follower counts this entry's snapshots.
+    pub fn snapshot_stats(&self) -> Arc<crate::follow::snapshot::SnapshotStats> {
+        self.snapshots.clone()
     }
 
     /// The applier's newest checkpoints, for [`Engine::cluster`].
@@ -487,6 +495,7 @@ impl Engine for ClusterEngine {
             ack_errors: self.acks.errors.load(Ordering::Relaxed),
             ack_latency: self.acks.latency(),
             checkpoints: lock(&self.checkpoints).clone(),
+            snapshot: SnapshotView::of(&self.snapshots),
             mesh: MeshView {
                 links_established: stats.links_established,
                 connections_refused: stats.connections_refused,

@@ -209,6 +209,38 @@ pub struct ClusterView {
     /// every entry that applied the log through a checkpoint's record has the same digest
     /// there (one checkpoint per 5 s of log time; the newest 12).
     pub checkpoints: Vec<crate::follow::applier::Checkpoint>,
+    /// This entry's snapshots (`None`: it keeps none: no `data` in `cluster.toml`, or
+    /// none written yet).
+    pub snapshot: Option<SnapshotView>,
+}
+
+/// The last snapshot an entry wrote, and how many it wrote.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SnapshotView {
+    /// The record it stands at.
+    pub at: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was written (Unix ms).
+    pub written_ms: u64,
+    /// Snapshots written since the entry started.
+    pub writes: u64,
+    /// Snapshots that could not be written.
+    pub failures: u64,
+}
+
+impl SnapshotView {
+    fn of(stats: &crate::follow::snapshot::SnapshotStats) -> Option<Self> {
+        use std::sync::atomic::Ordering::Acquire;
+        let view = Self {
+            at: stats.at.load(Acquire),
+            bytes: stats.bytes.load(Acquire),
+            written_ms: stats.written_ms.load(Acquire),
+            writes: stats.writes.load(Acquire),
+            failures: stats.failures.load(Acquire),
+        };
+        (view.writes + view.failures > 0).then_some(view)
+    }
 }
 
 /// One node of the cluster as this entry sees it.

@@ -63,14 +63,16 @@ impl Keys for Arc<Realm> {
 }
 
 /// Tails the permanent log and applies every record to its realm, in permanent-ID order,
-/// until the entry stops: from its start, or, with `snapshots` (the entry's `data`), after
-/// the last snapshot, whose state is put back first. Realms are created on first use as
+/// until the entry stops (or `stopping` says so: then, with snapshots, it writes the last
+/// one): from its start, or, with `snapshots` (the entry's `data`), after the last
+/// snapshot, whose state is put back first. Realms are created on first use as
 /// the configuration allows; a record of an unknown realm is skipped with a warning. First
 /// it announces this entry's incarnation, which ends the sessions of its earlier lives.
 pub async fn follow_log(
     router: Arc<Router>,
     engine: Arc<ClusterEngine>,
     mut snapshots: Option<Snapshots>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(announce(engine.clone()));
     let ranks: std::collections::HashMap<u32, u32> = engine
@@ -132,6 +134,15 @@ pub async fn follow_log(
                 _ = beat.tick() => {
                     renew_lease(&router, &engine, &mut applier, &renewed);
                     continue;
+                }
+                _ = stopping.changed() => {
+                    // A clean stop: the last snapshot, so that the next start applies
+                    // nothing again.
+                    if let Some(snapshots) = &mut snapshots {
+                        snapshots.write_last(&router, &applier, &membership, after.0).await;
+                        tracing::info!(at = after.0, "snapshot written at the stop");
+                    }
+                    return;
                 }
             };
             match next {

@@ -21,7 +21,7 @@
 //! are not kept: its new life asks again.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,10 +43,36 @@ pub const FILE: &str = "snapshot.msgpack";
 /// The file format's version.
 const VERSION: u64 = 1;
 
+/// What an entry's snapshots did since it started (for `/api/v1/cluster` and metrics).
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    /// The record the last snapshot written stands at (0: none written yet).
+    pub at: AtomicU64,
+    /// Its size, in bytes.
+    pub bytes: AtomicU64,
+    /// When it was written (Unix ms).
+    pub written_ms: AtomicU64,
+    /// Snapshots written.
+    pub writes: AtomicU64,
+    /// Snapshots that could not be written.
+    pub failures: AtomicU64,
+}
+
+impl SnapshotStats {
+    fn written(&self, at: u64, bytes: usize) {
+        self.at.store(at, Ordering::Release);
+        self.bytes.store(bytes as u64, Ordering::Release);
+        self.written_ms
+            .store(crate::engine::unix_ms(), Ordering::Release);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Where and how often an entry writes its snapshots.
 #[derive(Debug)]
 pub struct Snapshots {
     dir: PathBuf,
+    stats: Arc<SnapshotStats>,
     node: u32,
     every_records: u64,
     /// Records applied since the last snapshot.
@@ -68,10 +94,12 @@ pub struct Restored {
 }
 
 impl Snapshots {
-    /// Snapshots of entry `node` in `dir`, every `every_records` records.
-    pub fn new(dir: PathBuf, node: u32, every_records: u64) -> Self {
+    /// Snapshots of entry `node` in `dir`, every `every_records` records, counted in
+    /// `stats`.
+    pub fn new(dir: PathBuf, node: u32, every_records: u64, stats: Arc<SnapshotStats>) -> Self {
         Self {
             dir,
+            stats,
             node,
             every_records: every_records.max(1),
             since: 0,
@@ -197,16 +225,41 @@ impl Snapshots {
         let bytes = capture(self.node, router, applier, membership, at);
         self.since = 0;
         self.last = Instant::now();
-        let (path, writing) = (self.path(), self.writing.clone());
+        let (path, writing, stats) = (self.path(), self.writing.clone(), self.stats.clone());
         tokio::task::spawn_blocking(move || {
-            match write_atomically(&path, &bytes) {
-                Ok(()) => tracing::debug!(at, bytes = bytes.len(), "snapshot written"),
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "cannot write the snapshot")
-                }
-            }
+            store(&path, &bytes, at, &stats);
             writing.store(false, Ordering::Release);
         });
+    }
+
+    /// The last snapshot, at a clean stop: written now (waiting for one in progress), so
+    /// that the next start applies nothing twice.
+    pub async fn write_last(
+        &mut self,
+        router: &Router,
+        applier: &Applier,
+        membership: &Membership,
+        at: u64,
+    ) {
+        while self.writing.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let bytes = capture(self.node, router, applier, membership, at);
+        let (path, stats) = (self.path(), self.stats.clone());
+        let _ = tokio::task::spawn_blocking(move || store(&path, &bytes, at, &stats)).await;
+    }
+}
+
+fn store(path: &Path, bytes: &[u8], at: u64, stats: &SnapshotStats) {
+    match write_atomically(path, bytes) {
+        Ok(()) => {
+            stats.written(at, bytes.len());
+            tracing::debug!(at, bytes = bytes.len(), "snapshot written");
+        }
+        Err(error) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(path = %path.display(), %error, "cannot write the snapshot");
+        }
     }
 }
 
