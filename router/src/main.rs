@@ -729,7 +729,7 @@ fn start_router(config: Config, durable: Option<Arc<Durable>>) -> anyhow::Result
             tracing::warn!(realm = %r.realm, "retained message of a realm that is not configured");
             continue;
         };
-        realm.restore_retained(Publication {
+        realm.memory().restore_retained(Publication {
             id: r.id,
             topic: r.topic,
             payload: r.payload,

@@ -179,8 +179,8 @@ impl Counts {
             });
             counts.subscriptions += realm.broker().len();
             counts.registrations += realm.dealer().len();
-            counts.retained += realm.retained_count();
-            counts.history += realm.history_len();
+            counts.retained += realm.memory().retained_count();
+            counts.history += realm.memory().history_len();
         }
         counts
     }
@@ -505,7 +505,7 @@ async fn retained(
     let router = admin.router()?;
     let mut found: Vec<(String, Arc<Publication>)> = Vec::new();
     for realm in realms_of(router, &params)? {
-        let matching = realm.retained_all().into_iter().filter(|p| {
+        let matching = realm.memory().retained_all().into_iter().filter(|p| {
             p.topic.wamp_uri().starts_with(prefix) || p.topic.mqtt_name().starts_with(prefix)
         });
         found.extend(matching.map(|p| (realm.name.clone(), p)));

@@ -181,10 +181,10 @@ impl Snapshots {
             };
             messages += retained.len() + history.len();
             for publication in retained {
-                realm.restore_retained(publication);
+                realm.memory().restore_retained(publication);
             }
             for publication in history {
-                realm.restore_history(publication);
+                realm.memory().restore_history(publication);
             }
         }
         Some(Restored {
@@ -275,7 +275,7 @@ fn capture(
         .realms()
         .into_iter()
         .map(|realm| {
-            let (retained, history) = realm.derived();
+            let (retained, history) = realm.memory().derived();
             let encoded = |messages: Vec<Arc<Publication>>| {
                 Value::List(
                     messages

@@ -734,7 +734,7 @@ fn revive_from_log(
         }
     };
     let restored = revive(router, realm, client_id.to_owned(), record, unix_ms())?;
-    let (mut history, oldest) = realm.history_after(restored.through);
+    let (mut history, oldest) = realm.memory().history_after(restored.through);
     history.retain(|p| crate::engine::is_logged(p.id));
     if oldest.is_some_and(|oldest| oldest > restored.through + 1) && restored.through > 0 {
         tracing::warn!(

@@ -117,7 +117,7 @@ pub fn snapshot(registry: &Registry) -> Vec<(&'static str, String)> {
         ("$SYS/broker/bytes/sent", sent.bytes.to_string()),
         (
             "$SYS/broker/retained messages/count",
-            registry.realm().retained_count().to_string(),
+            registry.realm().memory().retained_count().to_string(),
         ),
     ]
 }

@@ -17,6 +17,7 @@ pub mod backpressure;
 pub mod broker;
 pub mod dealer;
 pub mod edge;
+pub mod memory;
 pub mod meta;
 pub mod queue;
 #[cfg(test)]
@@ -24,14 +25,14 @@ mod scenarios;
 mod session;
 pub mod sync;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use fox_wamp_proto::{Dict, Message, Value};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
-use crate::engine::{unix_ms, Ack, Draft, Engine, Publisher, Target};
+use crate::engine::{Ack, Draft, Engine, Publisher, Target};
 use crate::topic::{Pattern, Topic};
 
 pub use broker::{Broker, PublishOptions, SubscribeOptions, Subscription};
@@ -81,8 +82,7 @@ pub struct Realm {
     order: Mutex<()>,
     dealer: Mutex<Dealer>,
     testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
-    retained: RwLock<BTreeMap<Topic, Arc<Publication>>>,
-    history: Mutex<std::collections::VecDeque<Arc<Publication>>>,
+    memory: memory::Memory,
 }
 
 /// What a new subscription replays before its live events (see
@@ -125,6 +125,7 @@ use crate::locks::{lock, read, write};
 impl Realm {
     /// A new, empty realm.
     pub fn new(name: String, shared: Arc<Shared>) -> Arc<Self> {
+        let history_max = shared.limits.history_max_messages;
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             name,
@@ -134,8 +135,7 @@ impl Realm {
             order: Mutex::new(()),
             dealer: Mutex::new(Dealer::default()),
             testaments: Mutex::new(HashMap::new()),
-            retained: RwLock::new(BTreeMap::new()),
-            history: Mutex::new(std::collections::VecDeque::new()),
+            memory: memory::Memory::new(history_max),
         })
     }
 
@@ -277,57 +277,11 @@ impl Realm {
         publisher: Option<SessionId>,
         options: &PublishOptions,
     ) {
-        if options.retain {
-            let mut retained = write(&self.retained);
-            if publication.payload.is_empty() {
-                retained.remove(&publication.topic);
-            } else {
-                retained.insert(publication.topic.clone(), publication.clone());
-            }
-        }
-        if publisher.is_some() {
-            let mut history = lock(&self.history);
-            if history.len() >= self.shared.limits.history_max_messages {
-                history.pop_front();
-            }
-            if self.shared.limits.history_max_messages > 0 {
-                history.push_back(publication.clone());
-            }
-        }
+        self.memory
+            .apply(publication, options.retain, publisher.is_some());
         let dropped =
             read(&self.broker).fan_out(publication, publisher, options, &self.shared.authorizer);
         self.shared.metrics.queue_dropped(dropped);
-    }
-
-    /// Puts a retained message read back from the store (at start).
-    pub fn restore_retained(&self, publication: Publication) {
-        write(&self.retained).insert(publication.topic.clone(), Arc::new(publication));
-    }
-
-    /// What a cluster entry's realm derived from the log, for its snapshot: the retained
-    /// messages (the router's own `$` topics left out: each entry publishes those itself)
-    /// and the in-memory history, oldest first.
-    pub fn derived(&self) -> (Vec<Arc<Publication>>, Vec<Arc<Publication>>) {
-        let retained = read(&self.retained)
-            .values()
-            .filter(|p| !p.topic.is_system())
-            .cloned()
-            .collect();
-        let history = lock(&self.history).iter().cloned().collect();
-        (retained, history)
-    }
-
-    /// Puts a message of a snapshot back into the in-memory history (oldest first).
-    pub fn restore_history(&self, publication: Publication) {
-        let max = self.shared.limits.history_max_messages;
-        let mut history = lock(&self.history);
-        if max == 0 {
-            return;
-        }
-        if history.len() >= max {
-            history.pop_front();
-        }
-        history.push_back(Arc::new(publication));
     }
 
     /// Subscribes and returns what the subscriber asked to see first, with no gap and no
@@ -352,15 +306,9 @@ impl Realm {
             let _order = lock(&self.order);
             let cut = self.shared.engine.last_applied();
             let (recent, oldest) = match after {
-                Some(after) => {
-                    let history = lock(&self.history);
-                    let recent: Vec<Arc<Publication>> = history
-                        .iter()
-                        .filter(|p| p.id > after && pattern.matches(&p.topic))
-                        .cloned()
-                        .collect();
-                    (recent, history.front().map(|p| p.id))
-                }
+                Some(after) => self
+                    .memory
+                    .history_where(after, |p| pattern.matches(&p.topic)),
                 None => (Vec::new(), None),
             };
             let retained = if retained {
@@ -427,59 +375,23 @@ impl Realm {
         limit: usize,
         role: &str,
     ) -> Vec<Arc<Publication>> {
-        let history = lock(&self.history);
         let authorizer = &self.shared.authorizer;
-        let mut found: Vec<Arc<Publication>> = history
-            .iter()
-            .rev()
-            .filter(|p| {
-                pattern.matches(&p.topic) && authorizer.may_receive(&self.name, role, &p.topic)
-            })
-            .take(limit)
-            .cloned()
-            .collect();
-        found.reverse();
-        found
+        self.memory.last_where(limit, |p| {
+            pattern.matches(&p.topic) && authorizer.may_receive(&self.name, role, &p.topic)
+        })
     }
 
     /// Retained messages whose topic matches `pattern`, in topic order. MQTT and WAMP share
     /// this one store: a publish with `retain` replaces the topic's message, and an empty
     /// payload (MQTT zero bytes, WAMP no arguments) clears it.
     pub fn retained_matching(&self, pattern: &Pattern) -> Vec<Arc<Publication>> {
-        let dollar_ok = pattern.first_level_is_literal();
-        let now_ms = unix_ms();
-        read(&self.retained)
-            .iter()
-            .filter(|(topic, _)| pattern.matches(topic) && (dollar_ok || !topic.is_system()))
-            // An MQTT 5 message past its expiry is not replayed, whichever gate asks.
-            .filter(|(_, p)| p.properties.expires_at_ms.is_none_or(|t| t > now_ms))
-            .map(|(_, p)| p.clone())
-            .collect()
+        self.memory
+            .retained_matching(pattern, self.shared.edge.now_ms())
     }
 
-    /// How many topics have a retained message.
-    pub fn retained_count(&self) -> usize {
-        read(&self.retained).len()
-    }
-
-    /// Every retained message, in topic order (the admin API; expired ones included).
-    pub fn retained_all(&self) -> Vec<Arc<Publication>> {
-        read(&self.retained).values().cloned().collect()
-    }
-
-    /// The in-memory history after `after`, oldest first, and the oldest ID it still holds
-    /// (`None`: empty).
-    pub fn history_after(&self, after: u64) -> (Vec<Arc<Publication>>, Option<u64>) {
-        let history = lock(&self.history);
-        let oldest = history.front().map(|p| p.id);
-        let after: Vec<Arc<Publication>> =
-            history.iter().filter(|p| p.id > after).cloned().collect();
-        (after, oldest)
-    }
-
-    /// Messages in the in-memory history.
-    pub fn history_len(&self) -> usize {
-        lock(&self.history).len()
+    /// The realm's retained messages and history.
+    pub fn memory(&self) -> &memory::Memory {
+        &self.memory
     }
 
     /// Visits every session under the lock (counting them clones nothing). `visit` must

@@ -259,7 +259,7 @@ fn retained_store_replaces_and_clears() {
         empty,
         &retain,
     );
-    assert_eq!(realm.retained_count(), 1);
+    assert_eq!(realm.memory().retained_count(), 1);
 }
 
 /// A subscriber that asks for the retained state while another thread keeps rewriting the
@@ -290,7 +290,7 @@ fn retained_replay_and_live_events_meet_without_gap_or_duplicate() {
                 .collect::<Vec<u64>>()
         });
         // Subscribe while the writer runs.
-        while realm.retained_count() == 0 {
+        while realm.memory().retained_count() == 0 {
             std::hint::spin_loop();
         }
         let (_, replay) = realm.subscribe_replay(

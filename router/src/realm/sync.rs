@@ -66,8 +66,7 @@ fn fits_inner(want: &Value, have: &Value) -> bool {
 impl Realm {
     /// The value of retained key `topic`, as conditions see it ([`key_value`]).
     pub fn current_value(&self, topic: &Topic) -> Value {
-        let retained = super::read(&self.retained);
-        key_value(retained.get(topic).map(|p| &p.payload))
+        self.memory.value(topic)
     }
 
     /// A conditional write to a retained key (the publish carries `retain`), decided by
