@@ -113,7 +113,7 @@ def main():
     parser.add_argument("--keys", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    with running_cluster() as cluster:
+    with running_cluster(entry_data=True) as cluster:
         one, _, three = cluster.entries
         took = fill(one, args.messages, args.keys)
         print(f"filled: {args.messages} QoS 1 publishes in {took:.1f} s ({args.messages / took:.0f}/s)")

@@ -124,13 +124,13 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 data: None,
                 rank: None,
             };
-            node.data = Some(dir.join("data").join(format!("n{id}")));
             if role == Role::Entry {
                 node.ws = Some(next_address()?);
                 node.rawsocket = Some(next_address()?);
                 node.mqtt = Some(next_address()?);
                 node.admin = Some(next_address()?);
             } else {
+                node.data = Some(dir.join("data").join(format!("n{id}")));
                 node.admin = Some(next_address()?);
             }
             nodes.push(node);

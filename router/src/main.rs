@@ -473,10 +473,13 @@ fn entry_node(args: NodeArgs, cluster: &fox_cluster::ClusterFile) -> anyhow::Res
                 let stats = engine.snapshot_stats();
                 fox_router::follow::snapshot::Snapshots::new(dir, args.id, every, stats)
             });
+            // The snapshot's state is back before any client is served.
+            let start = fox_router::follow::restore(&router, &engine, snapshots.as_ref());
             let (stop_follower, stopping) = tokio::sync::watch::channel(false);
             let follower = tokio::spawn(fox_router::follow::follow_log(
                 router.clone(),
                 engine,
+                start,
                 snapshots,
                 stopping,
             ));

@@ -91,6 +91,7 @@ class Node(Listeners):
     def terminate(self, timeout=10.0):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
+        self.addr = {}  # a later start waits for its LISTEN lines again
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
@@ -116,7 +117,7 @@ def running_cluster(**options):
 class Cluster:
     """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
 
-    def __init__(self, node_args=(), entry_config=None):
+    def __init__(self, node_args=(), entry_config=None, entry_data=False):
         self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
         self.file = self.dir / "cluster.toml"
         self.node_args = list(node_args)
@@ -127,6 +128,13 @@ class Cluster:
         base = _free_base_port(PORTS_PER_CLUSTER)
         subprocess.run([str(BIN), "cluster", "init", str(self.dir), "--base-port", str(base)],
                        check=True, capture_output=True, timeout=30)
+        if entry_data:
+            # Entries keep snapshots of their derived state (docs/cluster.md).
+            text = self.file.read_text()
+            for id in (1, 2, 3):
+                text = text.replace(f'[[node]]\nid = {id}\nrole = "entry"\n',
+                                    f'[[node]]\nid = {id}\nrole = "entry"\ndata = "data/n{id}"\n')
+            self.file.write_text(text)
         roles = ["entry"] * 3 + ["ndb"] * 3 + ["sync"] * 3
         self.nodes = {i + 1: Node(self, i + 1, role) for i, role in enumerate(roles)}
 

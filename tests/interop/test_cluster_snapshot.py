@@ -26,7 +26,7 @@ EVERY = 40
 
 @pytest.fixture
 def cluster():
-    with running_cluster(entry_config=f"[router]\nsnapshot_records = {EVERY}\n") as c:
+    with running_cluster(entry_config=f"[router]\nsnapshot_records = {EVERY}\n", entry_data=True) as c:
         yield c
 
 
@@ -197,3 +197,27 @@ def test_a_clean_stop_writes_the_last_snapshot_and_the_restart_replays_nothing(c
 
     run(read(), timeout=30)
 
+
+
+def test_a_subscriber_at_the_restarted_entrys_door_gets_the_whole_history(cluster):
+    """The snapshot's state is back before the entry serves anyone: a subscription made
+    the moment it listens replays every message of the history (the restored ones are not
+    delivered again, so a subscription made before the restore would miss them)."""
+    from test_cluster_faults import read_log
+    one, _, three = cluster.entries
+    count = 3000
+
+    async def fill():
+        session = await connect(one)
+        last = None
+        for first in range(0, count, 200):
+            sent = [session.publish("snap.many", n, options=PublishOptions(acknowledge=True))
+                    for n in range(first, min(first + 200, count))]
+            last = (await asyncio.gather(*sent))[-1].id
+        return last
+
+    applied(three, run(fill(), timeout=120))
+    assert three.terminate() == 0
+    three.start().wait_listening()
+    got = run(read_log(three, "snap.many", count, timeout=20), timeout=60)
+    assert [v for _, v in got] == list(range(count)), "the whole history, in order"

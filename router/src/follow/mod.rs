@@ -62,19 +62,19 @@ impl Keys for Arc<Realm> {
     }
 }
 
-/// Tails the permanent log and applies every record to its realm, in permanent-ID order,
-/// until the entry stops (or `stopping` says so: then, with snapshots, it writes the last
-/// one): from its start, or, with `snapshots` (the entry's `data`), after the last
-/// snapshot, whose state is put back first. Realms are created on first use as
-/// the configuration allows; a record of an unknown realm is skipped with a warning. First
-/// it announces this entry's incarnation, which ends the sessions of its earlier lives.
-pub async fn follow_log(
-    router: Arc<Router>,
-    engine: Arc<ClusterEngine>,
-    mut snapshots: Option<Snapshots>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::spawn(announce(engine.clone()));
+/// Where the log follower starts: the state put back from the entry's snapshot, if any
+/// ([`restore`]), and the record after which it reads the log.
+pub struct Start {
+    applier: Applier,
+    membership: Membership,
+    after: PermanentId,
+}
+
+/// Puts back the state of the entry's last snapshot (with `snapshots`, the entry's `data`),
+/// before the entry serves any client: a subscription made before the restore would miss
+/// the restored history, which is not delivered again. Without a snapshot the follower
+/// starts from the log's start.
+pub fn restore(router: &Router, engine: &ClusterEngine, snapshots: Option<&Snapshots>) -> Start {
     let ranks: std::collections::HashMap<u32, u32> = engine
         .members()
         .iter()
@@ -82,9 +82,7 @@ pub async fn follow_log(
         .map(|m| (m.id, m.rank))
         .collect();
     let mut membership = Membership::new(engine.members().to_vec());
-    let restored = snapshots
-        .as_ref()
-        .and_then(|s| s.load(&router, &mut membership, engine.incarnation()));
+    let restored = snapshots.and_then(|s| s.load(router, &mut membership, engine.incarnation()));
     let mut after = PermanentId(0);
     let applier = match restored {
         Some(restored) => {
@@ -100,11 +98,37 @@ pub async fn follow_log(
         }
         None => Applier::new(engine.node(), engine.incarnation()),
     };
-    let mut applier = applier
+    let applier = applier
         .with_ranks(ranks)
         .with_known(engine.mqtt_known())
         .with_checkpoints(after.0);
-    membership.catch_up(&router);
+    membership.catch_up(router);
+    Start {
+        applier,
+        membership,
+        after,
+    }
+}
+
+/// Tails the permanent log and applies every record to its realm, in permanent-ID order,
+/// until the entry stops (or `stopping` says so: then, with snapshots, it writes the last
+/// one), from where [`restore`] left it: the log's start, or the last snapshot's record.
+/// Realms are created on first use as the configuration allows; a record of an unknown
+/// realm is skipped with a warning. First it announces this entry's incarnation, which ends
+/// the sessions of its earlier lives.
+pub async fn follow_log(
+    router: Arc<Router>,
+    engine: Arc<ClusterEngine>,
+    start: Start,
+    mut snapshots: Option<Snapshots>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(announce(engine.clone()));
+    let Start {
+        mut applier,
+        mut membership,
+        mut after,
+    } = start;
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     let mut beat = tokio::time::interval(Duration::from_millis(BEAT_MS));
     // The send time of the last beat the cluster ordered (Unix ms).

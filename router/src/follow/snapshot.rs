@@ -2,8 +2,11 @@
 //! restart does not replay the log from its start.
 //!
 //! An entry whose `cluster.toml` node has `data` writes `snapshot.msgpack` there after
-//! every `[router] snapshot_records` records it applied (10,000 by default), and every
-//! [`SNAPSHOT_EVERY_MS`] while fewer came. A snapshot is taken between two records, in
+//! every `[router] snapshot_records` records it applied (10,000 by default; at least as
+//! many records as the last snapshot held messages, so that the cost of snapshots stays a
+//! bounded share of the cost of applying the log), and every [`SNAPSHOT_EVERY_MS`] while
+//! fewer came. The follower only takes the snapshot (it shares the messages); encoding and
+//! writing it are a blocking task's. A snapshot is taken between two records, in
 //! the log follower (the only task that applies the log), so every part of it stands at
 //! the same record `at`:
 //!
@@ -77,6 +80,10 @@ pub struct Snapshots {
     every_records: u64,
     /// Records applied since the last snapshot.
     since: u64,
+    /// Messages the last snapshot held: the next one waits for at least as many records,
+    /// so that writing snapshots costs a bounded share of applying the log however large
+    /// the state grows.
+    last_messages: u64,
     last: Instant,
     /// A snapshot is being written (the next one waits for it).
     writing: Arc<AtomicBool>,
@@ -103,6 +110,7 @@ impl Snapshots {
             node,
             every_records: every_records.max(1),
             since: 0,
+            last_messages: 0,
             last: Instant::now(),
             writing: Arc::default(),
         }
@@ -203,7 +211,7 @@ impl Snapshots {
         at: u64,
     ) {
         self.since += 1;
-        if self.since >= self.every_records {
+        if self.since >= self.every_records.max(self.last_messages) {
             self.write(router, applier, membership, at);
         }
     }
@@ -222,12 +230,13 @@ impl Snapshots {
         if self.writing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let bytes = capture(self.node, router, applier, membership, at);
+        let captured = capture(self.node, router, applier, membership, at);
         self.since = 0;
+        self.last_messages = captured.messages();
         self.last = Instant::now();
         let (path, writing, stats) = (self.path(), self.writing.clone(), self.stats.clone());
         tokio::task::spawn_blocking(move || {
-            store(&path, &bytes, at, &stats);
+            store(&path, &captured.encode(), at, &stats);
             writing.store(false, Ordering::Release);
         });
     }
@@ -244,9 +253,10 @@ impl Snapshots {
         while self.writing.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let bytes = capture(self.node, router, applier, membership, at);
+        let captured = capture(self.node, router, applier, membership, at);
         let (path, stats) = (self.path(), self.stats.clone());
-        let _ = tokio::task::spawn_blocking(move || store(&path, &bytes, at, &stats)).await;
+        let _ =
+            tokio::task::spawn_blocking(move || store(&path, &captured.encode(), at, &stats)).await;
     }
 }
 
@@ -263,42 +273,83 @@ fn store(path: &Path, bytes: &[u8], at: u64, stats: &SnapshotStats) {
     }
 }
 
-/// The entry's derived state at record `at`, encoded.
+/// The entry's derived state at record `at`, taken between two records: the applier's
+/// part encoded (it is small), the realms' messages only shared (encoding them, which costs
+/// in proportion to the history, is [`Captured::encode`]'s, off the log follower).
 fn capture(
     node: u32,
     router: &Router,
     applier: &Applier,
     membership: &Membership,
     at: u64,
-) -> Vec<u8> {
+) -> Captured {
     let realms = router
         .realms()
         .into_iter()
         .map(|realm| {
             let (retained, history) = realm.memory().derived();
-            let encoded = |messages: Vec<Arc<Publication>>| {
-                Value::List(
-                    messages
-                        .iter()
-                        .map(|p| publication_value(&realm.name, p))
-                        .collect(),
-                )
-            };
-            let mut d = Dict::new();
-            d.insert("name".into(), Value::from(realm.name.as_str()));
-            d.insert("retained".into(), encoded(retained));
-            d.insert("history".into(), encoded(history));
-            Value::Dict(d)
+            (realm.name.clone(), retained, history)
         })
         .collect();
-    let mut s = Dict::new();
-    s.insert("v".into(), Value::from(VERSION));
-    s.insert("node".into(), Value::from(node));
-    s.insert("at".into(), Value::from(at));
-    s.insert("applier".into(), Value::Bytes(applier.snapshot()));
-    s.insert("realms".into(), Value::List(realms));
-    s.insert("membership".into(), membership.snapshot());
-    encode(&Value::Dict(s))
+    Captured {
+        node,
+        at,
+        applier: applier.snapshot(),
+        membership: membership.snapshot(),
+        realms,
+    }
+}
+
+/// A snapshot taken, not yet encoded.
+struct Captured {
+    node: u32,
+    at: u64,
+    applier: Vec<u8>,
+    membership: Value,
+    realms: Vec<RealmMessages>,
+}
+
+/// A realm's name, retained messages and history.
+type RealmMessages = (String, Vec<Arc<Publication>>, Vec<Arc<Publication>>);
+
+impl Captured {
+    /// Messages it holds, over all realms.
+    fn messages(&self) -> u64 {
+        let count = |(_, retained, history): &RealmMessages| retained.len() + history.len();
+        self.realms.iter().map(count).sum::<usize>() as u64
+    }
+}
+
+impl Captured {
+    fn encode(self) -> Vec<u8> {
+        let realms = self
+            .realms
+            .iter()
+            .map(|(name, retained, history)| {
+                let encoded = |messages: &Vec<Arc<Publication>>| {
+                    Value::List(
+                        messages
+                            .iter()
+                            .map(|p| publication_value(name, p))
+                            .collect(),
+                    )
+                };
+                let mut d = Dict::new();
+                d.insert("name".into(), Value::from(name.as_str()));
+                d.insert("retained".into(), encoded(retained));
+                d.insert("history".into(), encoded(history));
+                Value::Dict(d)
+            })
+            .collect();
+        let mut s = Dict::new();
+        s.insert("v".into(), Value::from(VERSION));
+        s.insert("node".into(), Value::from(self.node));
+        s.insert("at".into(), Value::from(self.at));
+        s.insert("applier".into(), Value::Bytes(self.applier));
+        s.insert("realms".into(), Value::List(realms));
+        s.insert("membership".into(), self.membership);
+        encode(&Value::Dict(s))
+    }
 }
 
 /// A message as the log's record of it: [id, publisher, record].
