@@ -45,6 +45,20 @@ def restorations(entry):
     return found
 
 
+async def publish_retained(entry, topic, value):
+    """Publishes `value` retained on `topic` through `entry`; its ID once acknowledged."""
+    session = await connect(entry)
+    published = await session.publish(topic, value, options=PublishOptions(acknowledge=True, retain=True))
+    return published.id
+
+
+async def read_retained(entry, topic, want, what):
+    """Waits until a subscriber on `entry` sees `want` as `topic`'s retained value."""
+    session = await connect(entry)
+    got = await retained_values(session, topic)
+    await wait_until(lambda: got == [want], timeout=10, what=what)
+
+
 def test_a_restarted_entry_starts_from_its_snapshot_and_serves_what_it_served(cluster):
     one, two, three = cluster.entries
     device_id = new_id("snap")
@@ -145,13 +159,7 @@ def test_a_restarted_entry_starts_from_its_snapshot_and_serves_what_it_served(cl
 def test_an_unreadable_snapshot_is_set_aside_and_the_log_replayed(cluster):
     one, _, three = cluster.entries
 
-    async def publish():
-        session = await connect(one)
-        published = await session.publish(
-            "snap.bad", "kept", options=PublishOptions(acknowledge=True, retain=True))
-        return published.id
-
-    applied(three, run(publish(), timeout=30))
+    applied(three, run(publish_retained(one, "snap.bad", "kept"), timeout=30))
     three.kill9()
     path = snapshot_file(cluster, three)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,24 +170,13 @@ def test_an_unreadable_snapshot_is_set_aside_and_the_log_replayed(cluster):
     assert path.with_suffix(".unreadable").exists(), "the damaged snapshot is set aside"
     assert "the snapshot cannot be read" in three.log_path.read_text()
 
-    async def read():
-        session = await connect(three)
-        got = await retained_values(session, "snap.bad")
-        await wait_until(lambda: got == ["kept"], timeout=10, what="the value, from the replayed log")
-
-    run(read(), timeout=30)
+    run(read_retained(three, "snap.bad", "kept", "the value, from the replayed log"), timeout=30)
 
 
 def test_a_clean_stop_writes_the_last_snapshot_and_the_restart_replays_nothing(cluster):
     one, _, three = cluster.entries
 
-    async def publish():
-        session = await connect(one)
-        published = await session.publish(
-            "snap.stop", "kept", options=PublishOptions(acknowledge=True, retain=True))
-        return published.id
-
-    id = run(publish(), timeout=30)
+    id = run(publish_retained(one, "snap.stop", "kept"), timeout=30)
     applied(three, id)
     assert three.terminate() == 0, "SIGTERM: a clean stop"
     lines = [l for l in three.log_path.read_text().splitlines() if "snapshot written at the stop" in l]
@@ -190,13 +187,7 @@ def test_a_clean_stop_writes_the_last_snapshot_and_the_restart_replays_nothing(c
     poll_until(lambda: restorations(three), 20, "entry 3 restored its snapshot")
     assert restorations(three)[-1][0] == stopped_at, "it goes on from where it stopped"
 
-    async def read():
-        session = await connect(three)
-        got = await retained_values(session, "snap.stop")
-        await wait_until(lambda: got == ["kept"], timeout=10, what="the value, from the snapshot")
-
-    run(read(), timeout=30)
-
+    run(read_retained(three, "snap.stop", "kept", "the value, from the snapshot"), timeout=30)
 
 
 def test_a_subscriber_at_the_restarted_entrys_door_gets_the_whole_history(cluster):

@@ -425,15 +425,7 @@ fn roundrobin_and_policy_conflicts() {
 #[test]
 fn callee_leaving_fails_pending_calls() {
     let realm = realm();
-    let mut caller = peer(&realm, 1, "r", false);
-    let callee = peer(&realm, 2, "r", false);
-    realm
-        .register(
-            &callee.handle,
-            Pattern::from_wamp("p", MatchPolicy::Exact),
-            InvokePolicy::Single,
-        )
-        .unwrap();
+    let (mut caller, _callee) = caller_and_callee(&realm, false);
     assert!(call(&realm, &caller, 7, "p", Dict::new()).is_none());
     realm.leave(2);
     match caller.wamp().as_slice() {
