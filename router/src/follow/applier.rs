@@ -1053,7 +1053,7 @@ fn will_record(realm: &str, topic: &Topic, will: &Will) -> Vec<u8> {
 }
 
 pub mod sessions;
-mod snapshot;
+pub(crate) mod snapshot;
 
 #[cfg(test)]
 mod tests;

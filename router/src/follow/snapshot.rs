@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use fox_wamp_proto::{Dict, Value};
 
-use super::applier::Applier;
+use super::applier::{snapshot::list, Applier};
 use super::members::Membership;
 use crate::durable::encode;
 use crate::engine::record::{self, Record};
@@ -385,13 +385,6 @@ fn publications(realm: &str, value: Option<Value>) -> Option<Vec<Publication>> {
             }
         })
         .collect()
-}
-
-fn list(value: Option<Value>) -> Option<Vec<Value>> {
-    match value? {
-        Value::List(items) => Some(items),
-        _ => None,
-    }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one.

@@ -231,7 +231,8 @@ fn dict<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Dict(d)
 }
 
-pub(super) fn list(value: Option<Value>) -> Option<Vec<Value>> {
+/// The items of a list value (`None`: absent, or not a list).
+pub(crate) fn list(value: Option<Value>) -> Option<Vec<Value>> {
     match value? {
         Value::List(items) => Some(items),
         _ => None,
