@@ -38,9 +38,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use fox_wamp_proto::Value;
 
-use crate::engine::record::{self, Conditional, Owner, Record};
-use crate::message::{MessageProperties, Payload, Publication, PublishOptions, SessionId};
-use crate::realm::sync::fits;
+use crate::engine::record::{Conditional, Owner, Record};
+use crate::message::{Payload, Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
 
 /// Parked writes per key at most (as on one node); more are refused.
@@ -54,23 +53,6 @@ pub const BEAT_MS: u64 = 300;
 
 /// An entry whose last beat is older than this, in log time, has lost its lease.
 pub const LEASE_MS: u64 = 1_500;
-
-/// An entry that keeps checkpoints ([`Applier::with_checkpoints`]) takes one at the first
-/// record of every period this long of log time.
-pub const CHECKPOINT_MS: u64 = 5_000;
-
-/// Checkpoints kept (the newest).
-pub const CHECKPOINTS_KEPT: usize = 12;
-
-/// The digest of the derived state after one record: every entry that applied the log
-/// through `at` has the same `digest` there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Checkpoint {
-    /// The record.
-    pub at: u64,
-    /// [`Applier::digest`] after it.
-    pub digest: u64,
-}
 
 /// The time of permanent ID `id` (Unix ms): its vote's, to the ms (DESIGN.md's ID format).
 pub fn log_time_ms(id: u64) -> u64 {
@@ -306,83 +288,9 @@ impl Applier {
         self
     }
 
-    /// Takes a [`Checkpoint`] at the first record of every [`CHECKPOINT_MS`] of log time
-    /// after record `after` (the start of what it applies: 0, or a snapshot's record).
-    pub fn with_checkpoints(mut self, after: u64) -> Self {
-        self.checkpoints = Some(VecDeque::new());
-        self.period = log_time_ms(after) / CHECKPOINT_MS;
-        self
-    }
-
-    /// The newest checkpoints, oldest first.
-    pub fn checkpoints(&self) -> Vec<Checkpoint> {
-        self.checkpoints
-            .as_ref()
-            .map_or_else(Vec::new, |c| c.iter().copied().collect())
-    }
-
-    /// The newest checkpoint.
-    pub fn last_checkpoint(&self) -> Option<Checkpoint> {
-        self.checkpoints.as_ref()?.back().copied()
-    }
-
-    fn checkpoint(&mut self, id: u64) {
-        let period = log_time_ms(id) / CHECKPOINT_MS;
-        if self.checkpoints.is_none() || period == self.period {
-            return;
-        }
-        self.period = period;
-        let digest = self.digest();
-        if let Some(kept) = &mut self.checkpoints {
-            if kept.len() >= CHECKPOINTS_KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(Checkpoint { at: id, digest });
-        }
-    }
-
     /// How many MQTT sessions the log holds.
     pub fn mqtt_sessions(&self) -> usize {
         self.sessions.len()
-    }
-
-    /// A digest of the state derived from the log (parked writes, wills, testaments,
-    /// entries' lives and leases, the coordinator, MQTT sessions), leaving out what is this
-    /// entry's own (its identity, its requests, its claims): every entry that applied the
-    /// same records has the same digest, whatever its clock did meanwhile.
-    pub fn digest(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.digest_lines().hash(&mut hasher);
-        hasher.finish()
-    }
-
-    /// What [`Applier::digest`] hashes: one line per item of derived state, sorted.
-    pub fn digest_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for (name, kv) in &self.realms {
-            let parked = kv
-                .parked
-                .iter()
-                .filter(|(_, queue)| !queue.is_empty())
-                .map(|(topic, queue)| format!("{name} parked {topic:?} {queue:?}"));
-            let wills = kv
-                .wills
-                .iter()
-                .map(|(topic, will)| format!("{name} will {topic:?} {will:?}"));
-            let testaments = kv
-                .testaments
-                .iter()
-                .map(|(key, t)| format!("{name} testament {key:?} {t:?}"));
-            lines.extend(parked.chain(wills).chain(testaments));
-        }
-        lines.extend(self.started.iter().map(|e| format!("started {e:?}")));
-        lines.extend(self.leases.iter().map(|e| format!("lease {e:?}")));
-        lines.extend(self.expired.iter().map(|e| format!("expired {e:?}")));
-        lines.push(format!("coordinator {:?}", self.coordinator));
-        self.sessions.digest_lines(&mut lines);
-        lines.sort();
-        lines
     }
 
     /// The will held on key `topic` of `realm` while its writer lives: a single node keeps
@@ -401,155 +309,6 @@ impl Applier {
     /// This entry's new life (after it was fenced): its writers answer by it from now on.
     pub fn set_incarnation(&mut self, incarnation: u64) {
         self.incarnation = incarnation;
-    }
-
-    fn mine(&self, owner: &Owner) -> bool {
-        owner.node == self.node && owner.incarnation == self.incarnation
-    }
-
-    fn gone(&self, owner: &Owner) -> bool {
-        let restarted = self
-            .started
-            .get(&owner.node)
-            .is_some_and(|&started| started > owner.incarnation);
-        let expired = self
-            .expired
-            .get(&owner.node)
-            .is_some_and(|&expired| expired >= owner.incarnation);
-        restarted || expired
-    }
-
-    /// Records that entry `node` in life `incarnation` is alive at record `id`.
-    fn renew(&mut self, node: u32, incarnation: u64, id: u64, out: &mut Vec<Action>) {
-        if self.expired.get(&node).is_some_and(|&e| e >= incarnation) {
-            return; // a beat of a fenced life: too late
-        }
-        let at_ms = log_time_ms(id);
-        let joined = match self.leases.get_mut(&node) {
-            Some(lease) if incarnation < lease.0 => false,
-            Some(lease) if incarnation == lease.0 => {
-                lease.1 = lease.1.max(at_ms);
-                false
-            }
-            _ => {
-                self.leases.insert(node, (incarnation, at_ms));
-                true
-            }
-        };
-        if joined {
-            out.push(Action::Member {
-                node,
-                incarnation,
-                change: Change::Joined,
-                at: id,
-            });
-        }
-    }
-
-    /// Ends entry `node`'s lease of life `incarnation` (`change`: left or lost): its
-    /// sessions that hold keys end abnormally.
-    fn end_lease<K: Keys>(
-        &mut self,
-        (node, incarnation): (u32, u64),
-        change: Change,
-        at: u64,
-        realm: &impl Fn(&str) -> Option<K>,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let had = self.leases.get(&node).is_some_and(|l| l.0 <= incarnation);
-        if had {
-            self.leases.remove(&node);
-            out.push(Action::Member {
-                node,
-                incarnation,
-                change,
-                at,
-            });
-        }
-        let highest = self.expired.entry(node).or_insert(0);
-        *highest = (*highest).max(incarnation);
-        if change == Change::Lost && node == self.node && incarnation == self.incarnation {
-            out.push(Action::Fenced);
-        }
-        let names: Vec<String> = self.realms.keys().cloned().collect();
-        for name in names {
-            let gone = |o: &Owner| o.node == node && o.incarnation <= incarnation;
-            let touched = self.end(&name, gone, true, out);
-            if let Some(keys) = realm(&name) {
-                for topic in touched {
-                    self.check_wakes(&name, &topic, &keys, now_ms, out);
-                }
-            }
-        }
-        self.mqtt_owners_gone(out);
-    }
-
-    /// Names the coordinator anew if the live leases changed it.
-    fn coordinate(&mut self, at: u64, out: &mut Vec<Action>) {
-        let coordinator = self
-            .leases
-            .keys()
-            .min_by_key(|node| (self.ranks.get(node).copied().unwrap_or(0), **node))
-            .copied();
-        if coordinator != self.coordinator {
-            self.coordinator = coordinator;
-            out.push(Action::Coordinator {
-                node: coordinator,
-                at,
-            });
-        }
-    }
-
-    /// Ends the leases whose last beat is more than [`LEASE_MS`] before record `at`'s time.
-    fn expire<K: Keys>(
-        &mut self,
-        at: u64,
-        realm: &impl Fn(&str) -> Option<K>,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let at_ms = log_time_ms(at);
-        let mut lapsed: Vec<(u32, u64)> = self
-            .leases
-            .iter()
-            .filter(|(_, (_, beat))| at_ms > beat.saturating_add(LEASE_MS))
-            .map(|(&node, &(incarnation, _))| (node, incarnation))
-            .collect();
-        // In node order, not the map's (which differs between entries): leases that lapse
-        // at the same record end in the same order everywhere, and so do what each end
-        // decides (membership events, who adopts the sessions of the dead).
-        lapsed.sort_unstable();
-        for (node, incarnation) in lapsed {
-            tracing::info!(node, incarnation, "an entry's lease expired in the log");
-            self.end_lease((node, incarnation), Change::Lost, at, realm, now_ms, out);
-        }
-    }
-
-    /// Whether this entry writes the (dead) will of `owner`: its own entry while that one
-    /// lives (a session that ended, a restart), else, once that entry's lease expired, the
-    /// lowest entry whose lease is live.
-    fn writes_will_of(&self, owner: &Owner) -> bool {
-        let lapsed = self
-            .expired
-            .get(&owner.node)
-            .is_some_and(|&e| e >= owner.incarnation)
-            && !self.leases.contains_key(&owner.node);
-        if lapsed {
-            if let Some(lowest) = self.leases.keys().min() {
-                return *lowest == self.node;
-            }
-        }
-        owner.node == self.node
-    }
-
-    fn resolve(&self, kv: &Conditional, outcome: Result<u64, Refused>, out: &mut Vec<Action>) {
-        if self.mine(&kv.owner) {
-            out.push(Action::Resolve {
-                token: kv.token,
-                outcome,
-            });
-        }
     }
 
     /// Applies record `id` (written by session `publisher`); `realm` finds a realm by name
@@ -571,6 +330,7 @@ impl Applier {
         out
     }
 
+    /// One record's own effect (what follows every record is in [`Applier::apply`]).
     fn apply_one<K: Keys>(
         &mut self,
         id: u64,
@@ -595,18 +355,15 @@ impl Applier {
                     None => {
                         self.deliver(&name, &keys, publication, publisher, &options, now_ms, out);
                     }
-                    Some(kv) => self.conditional(
-                        &name,
-                        &keys,
-                        Parked {
+                    Some(kv) => {
+                        let write = Parked {
                             id,
                             publication,
                             options,
                             kv,
-                        },
-                        now_ms,
-                        out,
-                    ),
+                        };
+                        self.conditional(&name, &keys, write, now_ms, out);
+                    }
                 }
             }
             Record::Wake {
@@ -617,80 +374,30 @@ impl Applier {
                 kv: _,
             } => {
                 self.asked.remove(&Ask::Wake(parked));
-                let Some(keys) = realm(&name) else {
-                    return;
-                };
-                let topic = publication.topic.clone();
-                let value = keys.value(&topic);
-                let first = self.first_eligible(&name, &topic, &value);
-                if first == Some(parked) {
-                    if let Some(woken) = self.unpark(&name, &topic, parked) {
-                        if self.write(&name, &keys, publication, &options, &woken.kv) {
-                            self.ask_wills(now_ms, out);
-                        }
-                        self.resolve(&woken.kv, Ok(id), out);
-                    }
+                if let Some(keys) = realm(&name) {
+                    let written = (publication, options);
+                    self.wake(&name, &keys, (parked, id), written, now_ms, out);
                 }
-                self.check_wakes(&name, &topic, &keys, now_ms, out);
             }
             Record::Will {
                 realm: name,
                 publication,
                 owner,
-            } => {
-                let topic = publication.topic.clone();
-                self.asked.remove(&Ask::Will(name.clone(), topic.clone()));
-                let Some(keys) = realm(&name) else {
-                    return;
-                };
-                let st = self.state(&name);
-                let held = st
-                    .wills
-                    .get(&topic)
-                    .is_some_and(|w| w.owner == owner && w.dead);
-                if held {
-                    st.wills.remove(&topic);
-                    let options = PublishOptions {
-                        retain: true,
-                        ..PublishOptions::default()
-                    };
-                    keys.deliver(publication, None, &options);
-                    self.check_wakes(&name, &topic, &keys, now_ms, out);
-                }
-            }
+            } => self.apply_will(&name, publication, owner, realm, now_ms, out),
             Record::Testament {
                 realm: name,
                 owner,
                 index,
                 publication,
                 options,
-                fired: false,
-            } => {
-                // A testament of a session already gone is published at once.
-                let dead = self.gone(&owner);
-                self.dying |= dead;
-                let testament = Testament {
-                    publication,
-                    options,
-                    dead,
-                };
-                let key = testament_key(&owner, index);
-                self.state(&name).testaments.insert(key, testament);
-            }
-            Record::Testament {
-                realm: name,
-                owner,
-                index,
-                publication,
-                options,
-                fired: true,
+                fired,
             } => {
                 let key = testament_key(&owner, index);
-                self.asked.remove(&Ask::Testament(name.clone(), key));
-                let held = self.state(&name).testaments.remove(&key).is_some();
-                if let (true, Some(keys)) = (held, realm(&name)) {
-                    let publisher = owner.session;
-                    self.deliver(&name, &keys, publication, publisher, &options, now_ms, out);
+                let testament = (publication, options);
+                if fired {
+                    self.fire_testament(&name, key, testament, realm, now_ms, out);
+                } else {
+                    self.keep_testament(&name, key, testament);
                 }
             }
             Record::TestamentsFlushed { realm: name, owner } => {
@@ -727,21 +434,7 @@ impl Applier {
                 owner,
             } => self.mqtt_claim((name, client), owner, now_ms, out),
             Record::EntryStarted { node, incarnation } => {
-                let started = self.started.entry(node).or_insert(0);
-                *started = (*started).max(incarnation);
-                self.renew(node, incarnation, id, out);
-                let names: Vec<String> = self.realms.keys().cloned().collect();
-                for name in names {
-                    let gone = |o: &Owner| o.node == node && o.incarnation < incarnation;
-                    let touched = self.end(&name, gone, true, out);
-                    if let Some(keys) = realm(&name) {
-                        for topic in touched {
-                            self.check_wakes(&name, &topic, &keys, now_ms, out);
-                        }
-                    }
-                }
-                self.ask_wills(now_ms, out);
-                self.mqtt_owners_gone(out);
+                self.entry_started((node, incarnation), id, realm, now_ms, out);
             }
         }
     }
@@ -768,292 +461,15 @@ impl Applier {
         });
         out
     }
-
-    /// Delivers a plain (unconditional) publication; a retained one cancels its key's
-    /// will and may wake the writes parked on the key.
-    #[allow(clippy::too_many_arguments)] // the applier's context, as check_wakes takes it
-    fn deliver<K: Keys>(
-        &mut self,
-        name: &str,
-        keys: &K,
-        publication: Publication,
-        publisher: SessionId,
-        options: &PublishOptions,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let topic = publication.topic.clone();
-        keys.deliver(publication, Some(publisher), options);
-        if options.retain {
-            self.state(name).wills.remove(&topic);
-            self.check_wakes(name, &topic, keys, now_ms, out);
-        }
-    }
-
-    fn state(&mut self, realm: &str) -> &mut RealmKv {
-        self.realms.entry(realm.to_owned()).or_default()
-    }
-
-    fn conditional<K: Keys>(
-        &mut self,
-        name: &str,
-        keys: &K,
-        write: Parked,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
-        if self.gone(&write.kv.owner) {
-            // Its entry's lease expired (or the entry restarted) before it was ordered: the
-            // fencing epoch refuses it.
-            self.resolve(&write.kv, Err(Refused::NotAccepted), out);
-            return;
-        }
-        let topic = write.publication.topic.clone();
-        let value = keys.value(&topic);
-        let holds = write.kv.write.when.as_ref().is_none_or(|w| fits(w, &value));
-        // A parked write whose condition holds is waiting for its wake: the key is its.
-        let reserved = self.first_eligible(name, &topic, &value).is_some();
-        if holds && !reserved {
-            let Parked {
-                id,
-                publication,
-                options,
-                kv,
-            } = write;
-            if self.write(name, keys, publication, &options, &kv) {
-                self.ask_wills(now_ms, out);
-            }
-            self.resolve(&kv, Ok(id), out);
-            self.check_wakes(name, &topic, keys, now_ms, out);
-            return;
-        }
-        let queue = self.state(name).parked.entry(topic.clone()).or_default();
-        if write.kv.write.watch && queue.len() < PARKED_PER_KEY_MAX {
-            queue.push_back(write);
-            self.check_wakes(name, &topic, keys, now_ms, out);
-        } else {
-            if queue.is_empty() {
-                self.state(name).parked.remove(&topic);
-            }
-            self.resolve(&write.kv, Err(Refused::NotAccepted), out);
-        }
-    }
-
-    /// Applies a conditional write: the retained value and the key's will. Returns whether
-    /// the writer is already gone (its will is then to be written at once).
-    fn write<K: Keys>(
-        &mut self,
-        name: &str,
-        keys: &K,
-        mut publication: Publication,
-        options: &PublishOptions,
-        kv: &Conditional,
-    ) -> bool {
-        let topic = publication.topic.clone();
-        let dead = self.gone(&kv.owner);
-        self.dying |= dead;
-        let st = self.state(name);
-        match &kv.write.will {
-            Some(will) => {
-                let will = Will {
-                    owner: kv.owner,
-                    payload: will.clone(),
-                    dead,
-                };
-                st.wills.insert(topic, will);
-            }
-            None => {
-                st.wills.remove(&topic);
-            }
-        }
-        let mut options = options.clone();
-        options.retain = true;
-        publication.retain = true;
-        keys.deliver(publication, Some(kv.owner.session), &options);
-        dead
-    }
-
-    /// The ID of the first parked write on `topic` whose condition `value` satisfies.
-    fn first_eligible(&self, name: &str, topic: &Topic, value: &Value) -> Option<u64> {
-        let queue = self.realms.get(name)?.parked.get(topic)?;
-        queue
-            .iter()
-            .find(|p| p.kv.write.when.as_ref().is_none_or(|w| fits(w, value)))
-            .map(|p| p.id)
-    }
-
-    fn unpark(&mut self, name: &str, topic: &Topic, id: u64) -> Option<Parked> {
-        let st = self.realms.get_mut(name)?;
-        let queue = st.parked.get_mut(topic)?;
-        let at = queue.iter().position(|p| p.id == id)?;
-        let parked = queue.remove(at);
-        if queue.is_empty() {
-            st.parked.remove(topic);
-        }
-        parked
-    }
-
-    /// If the first parked write on `topic` that may go now is this entry's, asks the log
-    /// for its wake (once).
-    fn check_wakes<K: Keys>(
-        &mut self,
-        name: &str,
-        topic: &Topic,
-        keys: &K,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let value = keys.value(topic);
-        let Some(id) = self.first_eligible(name, topic, &value) else {
-            return;
-        };
-        let Some(parked) = self
-            .realms
-            .get(name)
-            .and_then(|st| st.parked.get(topic))
-            .and_then(|q| q.iter().find(|p| p.id == id))
-        else {
-            return;
-        };
-        if !self.mine(&parked.kv.owner) || self.asked.contains_key(&Ask::Wake(id)) {
-            return;
-        }
-        let record = record::encode_wake(
-            name,
-            &parked.publication,
-            &parked.options,
-            parked.id,
-            &parked.kv,
-        );
-        out.push(Action::Submit {
-            publisher: parked.kv.owner.session,
-            record,
-        });
-        self.asked.insert(Ask::Wake(id), now_ms);
-    }
-
-    /// Ends the sessions `gone` selects: drops their parked writes; fires (`abnormal`) or
-    /// forgets their wills. Returns the keys whose parked writes changed.
-    fn end(
-        &mut self,
-        name: &str,
-        gone: impl Fn(&Owner) -> bool,
-        abnormal: bool,
-        out: &mut Vec<Action>,
-    ) -> Vec<Topic> {
-        let mut dropped = Vec::new();
-        let mut touched = Vec::new();
-        let Some(st) = self.realms.get_mut(name) else {
-            return touched;
-        };
-        for (topic, queue) in &mut st.parked {
-            let before = queue.len();
-            queue.retain_mut(|p| {
-                if gone(&p.kv.owner) {
-                    dropped.push(p.kv.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            if queue.len() != before {
-                touched.push(topic.clone());
-            }
-        }
-        st.parked.retain(|_, q| !q.is_empty());
-        // A testament is published however its session ends (GOODBYE or not).
-        let mut dying = false;
-        for (key, testament) in &mut st.testaments {
-            if gone(&owner_of(key)) {
-                testament.dead = true;
-                dying = true;
-            }
-        }
-        if abnormal {
-            for will in st.wills.values_mut().filter(|w| gone(&w.owner)) {
-                will.dead = true;
-                dying = true;
-            }
-        } else {
-            // A will already to be written (its lease expired) stays so: a later goodbye
-            // of the fenced session must not keep its key held.
-            st.wills.retain(|_, w| w.dead || !gone(&w.owner));
-        }
-        self.dying |= dying;
-        for kv in dropped {
-            self.resolve(&kv, Err(Refused::SessionEnded), out);
-        }
-        touched
-    }
-
-    /// Asks the log to write the wills of this entry's dead sessions (once each).
-    fn ask_wills(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        if !self.dying {
-            return;
-        }
-        // Whether any is dead, asked for or not (its entry's lease may end, or the log may
-        // not answer, and this entry write it after all).
-        let mut dying = false;
-        for (name, st) in &self.realms {
-            for (topic, will) in &st.wills {
-                dying |= will.dead;
-                if !will.dead || !self.writes_will_of(&will.owner) {
-                    continue;
-                }
-                let ask = Ask::Will(name.clone(), topic.clone());
-                if self.asked.contains_key(&ask) {
-                    continue;
-                }
-                out.push(Action::Submit {
-                    publisher: 0,
-                    record: will_record(name, topic, will),
-                });
-                self.asked.insert(ask, now_ms);
-            }
-            for (key, testament) in &st.testaments {
-                let owner = owner_of(key);
-                dying |= testament.dead;
-                if !testament.dead || !self.writes_will_of(&owner) {
-                    continue;
-                }
-                let ask = Ask::Testament(name.clone(), *key);
-                if self.asked.contains_key(&ask) {
-                    continue;
-                }
-                out.push(Action::Submit {
-                    publisher: 0,
-                    record: record::encode_testament(
-                        name,
-                        &testament.publication,
-                        &testament.options,
-                        (&owner, key.3),
-                        true,
-                    ),
-                });
-                self.asked.insert(ask, now_ms);
-            }
-        }
-        self.dying = dying;
-    }
 }
 
-/// The record that writes `will` to key `topic` of `realm` (and names whose it is).
-fn will_record(realm: &str, topic: &Topic, will: &Will) -> Vec<u8> {
-    let publication = Publication {
-        id: 0,
-        topic: topic.clone(),
-        payload: will.payload.clone(),
-        publisher: 0,
-        disclosed: None,
-        qos: 0,
-        retain: true,
-        properties: MessageProperties::default(),
-    };
-    record::encode_will(realm, &publication, &will.owner)
-}
-
+mod checkpoint;
+mod kv;
+mod leases;
 pub mod sessions;
 pub(crate) mod snapshot;
+
+pub use checkpoint::{Checkpoint, CHECKPOINTS_KEPT, CHECKPOINT_MS};
 
 #[cfg(test)]
 mod tests;

@@ -46,7 +46,7 @@ impl Applier {
                 .wills
                 .iter()
                 .map(|(topic, will)| {
-                    let bytes = super::will_record(name, topic, will);
+                    let bytes = super::kv::will_record(name, topic, will);
                     Value::List(vec![Value::Bytes(bytes), Value::Bool(will.dead)])
                 })
                 .collect();

@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::*;
-use crate::message::KvWrite;
+use crate::engine::record;
+use crate::message::{KvWrite, MessageProperties};
 use crate::realm::sync::key_value;
 
 /// A realm's retained table and what it delivered, in order.
