@@ -16,16 +16,12 @@ use fox_wamp_proto::{code, Message, Serializer};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use super::session::{event_message, Entropy, Flow, WampSession};
-use crate::auth::external::{verify, Verdict};
+use super::session::{event_message, Flow, WampSession};
+use crate::auth::external::Verdict;
 use crate::auth::{Denied, Identity};
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Count, Metrics};
-use crate::realm::backpressure::{
-    drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
-};
-use crate::realm::queue::WakeBatch;
-use crate::realm::{Kill, Outbound, OutboundQueue, SessionStats};
+use crate::realm::{Outbound, OutboundQueue, SessionStats};
 use crate::router::Router;
 
 /// How many queued outbound messages are written before one flush.
@@ -341,242 +337,27 @@ async fn linger<R: FrameReader>(reader: &mut R) {
 pub async fn drive<R: FrameReader, W: FrameWriter>(
     router: Arc<Router>,
     serializer: Serializer,
-    mut writer: W,
-    mut incoming: R,
+    writer: W,
+    incoming: R,
     transport: &'static str,
     peer: String,
     tls: Option<Arc<crate::tls::TlsContext>>,
 ) {
     let _open = ConnectionKind::of_session_transport(transport)
         .map(|kind| router.metrics().connection_opened(kind));
-    let metrics = router.metrics().clone();
-    let limits = router.config.limits.clone();
-    let write_timeout = Duration::from_millis(limits.write_timeout_ms);
-    let entropy = Entropy {
-        session_id: crate::realm::new_session_id(),
-        nonce: rand::random(),
-    };
-    let mut session = WampSession::new(router.clone(), transport, peer.clone(), unix_ms(), entropy);
-    session.set_tls(tls);
-    let mut shutdown = router.shutdown_signal();
-    let mut shutting_down = *shutdown.borrow_and_update();
-    if shutting_down {
-        writer.close().await;
+    let io = (serializer, writer, incoming);
+    let mut connection = Connection::new(router, io, transport, peer, tls);
+    if connection.shutting_down {
+        connection.writer.close().await;
         return;
     }
-    // The handshake's deadline, then the GOODBYE wait's.
-    let mut timer = SessionTimer::default();
-    let mut outbound: Option<OutboundQueue> = None;
-    let mut stats: Option<Arc<SessionStats>> = None;
-    // The same stats, kept to the end even after an overflow dropped `stats`: publishers
-    // paused on our queue are released when the connection ends, however it ends.
-    let mut queue_stats: Option<Arc<SessionStats>> = None;
-    let mut answers = Answers::default();
-    // The established session's ID, for the log.
-    let mut session_id = 0;
-    let limit = limits.message_size_max_bytes;
-    // Set while a subscriber queue our publishes filled is draining: no reads meanwhile
-    // (see `engine::Backpressure`).
-    let mut backpressure: Option<Draining> = None;
-    // `limits.session_message_rate_max`, when set (boxed: most connections have none).
-    let mut rate = match limits.session_message_rate_max {
-        0 => None,
-        max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
-    };
-    // Whether the peer's input ended (nothing to linger for), and whether our writing side
-    // still works (something was or can be written: linger so that the peer reads it).
-    let mut input_ended = false;
-    let mut writable = true;
-    // An external authenticator's verdict on AUTHENTICATE, awaited without reading.
-    let mut verdict: Option<Verdict> = None;
-    // The authorization hooks' answers for a parked message, awaited without reading.
-    let mut authorizing: Option<crate::auth::hooks::Pending> = None;
-    loop {
-        let deadline = timer.follow(session.poll_timeout());
-        let flow = tokio::select! {
-            biased;
-            _ = crate::router::stopped(&mut shutdown), if !shutting_down => {
-                shutting_down = true;
-                if session.is_handshaking() {
-                    break;
-                }
-                session.goodbye(CloseUri::SystemShutdown.as_str(), "the router is shutting down", unix_ms(), &mut answers.replies);
-                Flow::Continue
-            }
-            _ = overflowed(&stats) => {
-                match stats.as_ref().and_then(|s| s.kill()) {
-                    Some(Kill::Fenced) => {
-                        tracing::info!(%peer, session = session_id, "WAMP session closed: this entry was fenced");
-                        session.goodbye(KILLED_REASON, FENCED_MESSAGE, unix_ms(), &mut answers.replies);
-                    }
-                    Some(Kill::Administrator) => {
-                        tracing::info!(%peer, session = session_id, "WAMP session killed by the administrator");
-                        session.goodbye(KILLED_REASON, KILLED_MESSAGE, unix_ms(), &mut answers.replies);
-                    }
-                    None => session.goodbye(CloseUri::SlowConsumer.as_str(), "outbound queue full", unix_ms(), &mut answers.replies),
-                }
-                stats = None;
-                Flow::Continue
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                // The handshake or the GOODBYE wait is over: close without writing.
-                if session.handle_timeout(timer.fired_ms()) == Flow::Close {
-                    break;
-                }
-                Flow::Continue
-            }
-            result = next_verdict(&mut verdict), if verdict.is_some() => {
-                verdict = None;
-                session.handle_verdict(result, &mut answers.replies)
-            }
-            answers_of_hooks = next_authorization(&mut authorizing), if authorizing.is_some() => {
-                authorizing = None;
-                let wakes = WakeBatch::begin();
-                let flow = session.handle_authorization(answers_of_hooks, unix_ms(), &mut answers.replies);
-                drop(wakes);
-                if let Some(own) = &stats {
-                    backpressure = draining(Backpressure::take(own));
-                }
-                flow
-            }
-            frame = incoming.next_frame(), if backpressure.is_none() && verdict.is_none() && authorizing.is_none() => {
-                let Some(frame) = frame else {
-                    input_ended = true;
-                    break;
-                };
-                Backpressure::clear();
-                // Other sessions' connections are woken once, after the whole batch.
-                let wakes = WakeBatch::begin();
-                let budget = rate_budget(&mut rate);
-                // One clock read for the batch.
-                let now_ms = unix_ms();
-                let mut flow = handle_incoming(&mut session, serializer, limit, &peer, frame, now_ms, &mut answers);
-                // Frames already waiting are handled before writing, so their answers go
-                // out in one flush (as many as the session's rate allows).
-                for _ in 0..INCOMING_BATCH_MAX.min(budget.saturating_sub(1) as usize) {
-                    if flow != Flow::Continue
-                        || stats.as_ref().is_some_and(Backpressure::is_recorded_for)
-                        || session.awaits_verdict()
-                        || session.awaits_authorization()
-                    {
-                        break;
-                    }
-                    let Some(frame) = incoming.ready_frame() else { break };
-                    flow = handle_incoming(&mut session, serializer, limit, &peer, frame, now_ms, &mut answers);
-                }
-                drop(wakes);
-                answers.count_received(&metrics, stats.as_deref());
-                if let Some(own) = &stats {
-                    backpressure = draining(Backpressure::take(own));
-                    if backpressure.is_some() {
-                        metrics.backpressure_paused();
-                    } else {
-                        backpressure = over_rate(&mut rate, own, &peer);
-                    }
-                }
-                flow
-            }
-            _ = drained(&mut backpressure), if backpressure.is_some() => {
-                backpressure = None;
-                Flow::Continue
-            }
-            Some(out) = next_outbound(&mut outbound) => {
-                outbound_message(&mut session, out, &mut answers.replies);
-                if let Some(rx) = outbound.as_mut() {
-                    for _ in 0..OUTBOUND_BATCH_MAX {
-                        let Ok(out) = rx.try_recv() else { break };
-                        outbound_message(&mut session, out, &mut answers.replies);
-                    }
-                    if let Some(stats) = &stats {
-                        stats.drained_to(rx.len(), rx.max_capacity());
-                    }
-                }
-                Flow::Continue
-            }
-        };
-        if let Some(login) = session.take_login() {
-            verdict = Some(verify(router.clone(), login));
-        }
-        if let Some(pending) = session.take_authorization() {
-            authorizing = Some(pending);
-        }
-        if outbound.is_none() {
-            if let Some(rx) = session.take_outbound() {
-                outbound = Some(rx);
-                stats = session.handle().map(|h| h.stats.clone());
-                if let Some(handle) = session.handle() {
-                    session_id = handle.info.id;
-                    handle.stats.attach(&peer, unix_ms());
-                    let info = &handle.info;
-                    tracing::info!(%peer, session = info.id, realm = %info.realm, authid = %info.identity.authid, transport, "WAMP session opened");
-                }
-                queue_stats = stats.clone();
-                if shutting_down {
-                    session.goodbye(
-                        CloseUri::SystemShutdown.as_str(),
-                        "",
-                        unix_ms(),
-                        &mut answers.replies,
-                    );
-                }
-            }
-        }
-        // A peer that stops reading blocks this write; its queue then fills and the realm
-        // signals overflow, which must still end the session (and its registrations).
-        let mut sent = Sent::default();
-        // While handshaking or closing, the write has the same deadline as the session: a
-        // GOODBYE (or CHALLENGE) to a peer that stopped reading must not wait forever, nor
-        // keep the connection and its buffers (the overflow signal is gone by then).
-        let write_deadline = timer.follow(session.poll_timeout());
-        let written = tokio::select! {
-            result = write_all(&mut writer, serializer, &mut answers.pongs, &mut answers.replies, &mut sent) => result.is_ok(),
-            _ = overflowed(&stats) => {
-                tracing::info!(%peer, "closing a session that stopped reading");
-                false
-            }
-            _ = sleep_until(write_deadline), if write_deadline.is_some() => {
-                tracing::info!(%peer, session = session_id, "closing a connection that stopped reading before its session ended");
-                false
-            }
-            // Events alone never overflow the queue into a close (they are dropped): a
-            // write blocked this long is a peer that stopped reading.
-            _ = tokio::time::sleep(write_timeout) => {
-                tracing::info!(%peer, session = session_id, timeout_ms = limits.write_timeout_ms, "closing a WAMP connection whose write blocked (limits.write_timeout_ms): the peer stopped reading");
-                false
-            }
-        };
-        count_sent(&metrics, queue_stats.as_deref(), sent);
-        if !written || flow == Flow::Close {
-            writable = written;
-            break;
-        }
-    }
-    if let (Some(stats), Some(rx)) = (&queue_stats, &outbound) {
-        // Nobody drains the queue now: publishers paused on it go on.
-        stats.detach();
-        stats.drained_to(0, rx.max_capacity());
-    }
-    if let Some(stats) = &queue_stats {
-        let (received, sent) = (
-            stats
-                .messages_received
-                .load(std::sync::atomic::Ordering::Relaxed),
-            stats
-                .messages_sent
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
-        tracing::info!(%peer, session = session_id, received, sent, "WAMP session closed");
-    }
-    session.finish();
-    let closed = tokio::time::timeout(Duration::from_millis(CLOSE_WAIT_MS), writer.close()).await;
-    if closed.is_err() {
-        // Dropping the writer (and the reader) closes the socket without the flush.
-        writable = false;
-    }
-    if writable && !input_ended {
-        linger(&mut incoming).await;
-    }
+    connection.run().await;
+    connection.finish().await;
 }
+
+mod connection;
+
+use connection::Connection;
 
 #[cfg(test)]
 mod tests;
