@@ -8,21 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use fox_mqtt_proto::{decode, encode, ConnAck, Connect, Error, Packet, Protocol, ReasonCode};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use fox_mqtt_proto::{decode, encode, Protocol, ReasonCode};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
-use super::connect::{accept, Accepted};
+use super::connect::Accepted;
 use super::registry::Registry;
 use super::session::{packet_max_bytes, End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::unix_ms;
-use crate::metrics::{ConnectionKind, Count, Metrics, Traffic};
+use crate::metrics::{ConnectionKind, Metrics};
 use crate::realm::backpressure::{
     drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
 };
@@ -83,110 +78,6 @@ impl Exit {
     }
 }
 
-/// Serves one MQTT connection over any byte stream.
-pub async fn run<S>(
-    router: Arc<Router>,
-    stream: S,
-    transport: &'static str,
-    peer: String,
-    tls: Option<Arc<TlsContext>>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (reader, writer) = tokio::io::split(stream);
-    serve(router, reader, writer, transport, peer, tls).await;
-}
-
-/// The reading half of a connection.
-trait Source: AsyncRead + Unpin + Send {
-    /// Reads at least one byte into `input`, reserving room only once data is there (so an
-    /// idle connection holds no read buffer); `Ok(0)` at the end of the stream. Cancel safe.
-    fn read_some(
-        &mut self,
-        input: &mut BytesMut,
-    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
-}
-
-impl Source for OwnedReadHalf {
-    /// A hand-written poll: `readable().await` would keep a ~200-byte readiness future in
-    /// every connection's select loop (issue 6: memory per idle connection).
-    fn read_some(
-        &mut self,
-        input: &mut BytesMut,
-    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send {
-        std::future::poll_fn(move |cx| loop {
-            std::task::ready!(AsRef::<TcpStream>::as_ref(self).poll_read_ready(cx))?;
-            // `try_read_buf` spends no task budget (`read_buf` does): without this a
-            // publisher that always has input never yields, and the subscriber tasks it
-            // wakes wait behind it on the same worker.
-            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-            let was_empty = input.is_empty();
-            input.reserve(READ_CHUNK_BYTES);
-            match read_draining(self, input) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // Stale readiness (now cleared): wait again without holding the chunk.
-                    if was_empty {
-                        *input = BytesMut::new();
-                    }
-                }
-                Ok(read) => {
-                    coop.made_progress();
-                    compact_small_read(input, was_empty, read);
-                    return std::task::Poll::Ready(Ok(read));
-                }
-                Err(e) => return std::task::Poll::Ready(Err(e)),
-            }
-        })
-    }
-}
-
-impl<T: AsyncRead + Send> Source for ReadHalf<T> {
-    async fn read_some(&mut self, input: &mut BytesMut) -> std::io::Result<usize> {
-        let was_empty = input.is_empty();
-        input.reserve(READ_CHUNK_BYTES);
-        let read = self.read_buf(input).await?;
-        compact_small_read(input, was_empty, read);
-        Ok(read)
-    }
-}
-
-/// Reads into `input`'s spare room. A read that did not fill it emptied the socket's
-/// receive buffer, so the socket's read readiness is cleared as well: the next wait then
-/// sleeps until new data, where it would otherwise find the old readiness, read, and get
-/// `WouldBlock` (one wasted `recvfrom` per wake-up, a quarter of a busy connection's
-/// system calls). tokio's own `poll_read` does the same; `try_read_buf` does not.
-///
-/// The readiness is cleared by the outer `try_io`, which took its snapshot of the
-/// readiness before the read: data that arrives after the read marks the socket ready
-/// again with a newer tick, which that clear leaves alone.
-fn read_draining(half: &OwnedReadHalf, input: &mut BytesMut) -> std::io::Result<usize> {
-    let room = input.capacity() - input.len();
-    let mut read = None;
-    let cleared = AsRef::<TcpStream>::as_ref(half).try_io(tokio::io::Interest::READABLE, || {
-        let n = half.try_read_buf(input)?;
-        read = Some(n);
-        if n > 0 && n < room {
-            // Drained: report WouldBlock so that try_io clears the readiness it saw.
-            Err(std::io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match (cleared, read) {
-        (_, Some(n)) => Ok(n),
-        (result, None) => result,
-    }
-}
-
-/// After a small read into an empty buffer, moves the bytes into an allocation of their
-/// size: decoded payloads share the buffer and may live on (retained, history), and a
-/// trickle of small messages should not each keep a whole read chunk alive.
-fn compact_small_read(input: &mut BytesMut, was_empty: bool, read: usize) {
-    if was_empty && read > 0 && read <= SMALL_READ_MAX_BYTES {
-        *input = BytesMut::from(&input[..]);
-    }
-}
-
 async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
     router: Arc<Router>,
     reader: R,
@@ -204,141 +95,6 @@ async fn serve<R: Source, W: AsyncWrite + Unpin + Send>(
     {
         established(router, started, peer).await;
     }
-}
-
-/// An accepted connection: its session, its streams and what was read past the CONNECT.
-struct Started<R, W> {
-    accepted: Accepted,
-    reader: R,
-    writer: W,
-    input: BytesMut,
-}
-
-/// CONNECT: the session, the streams and what was read past the CONNECT; `None` when the
-/// connection was refused (CONNACK written) or went away.
-async fn handshake<R: Source, W: AsyncWrite + Unpin + Send>(
-    router: &Arc<Router>,
-    mut reader: R,
-    mut writer: W,
-    transport: &'static str,
-    peer: &str,
-    tls: Option<Arc<TlsContext>>,
-) -> Option<Box<Started<R, W>>> {
-    let max_in = packet_max_bytes(&router.config.limits);
-    let mut input = BytesMut::new();
-    let handshake = Duration::from_millis(router.config.limits.handshake_timeout_ms);
-    let first =
-        tokio::time::timeout(handshake, read_connect(&mut reader, &mut input, max_in)).await;
-    let handshake_traffic = &router.metrics().mqtt_handshake;
-    let connect = match first {
-        Ok(Ok(Some((connect, connect_bytes)))) => {
-            let mut received = Count::default();
-            received.message(connect_bytes);
-            handshake_traffic.received(received);
-            connect
-        }
-        Ok(Err((error, guess))) => {
-            tracing::info!(%peer, %error, "bad MQTT CONNECT");
-            refuse(&mut writer, guess, error.reason_code(), handshake_traffic).await;
-            linger(&mut reader, input).await;
-            return None;
-        }
-        Ok(Ok(None)) | Err(_) => return None,
-    };
-    let protocol = connect.protocol;
-    match accept(router, connect, transport, peer, tls.as_deref(), unix_ms()).await {
-        Ok(accepted) => Some(Box::new(Started {
-            accepted,
-            reader,
-            writer,
-            input,
-        })),
-        Err(connack) => {
-            refuse(
-                &mut writer,
-                Some(protocol),
-                connack.reason,
-                handshake_traffic,
-            )
-            .await;
-            linger(&mut reader, input).await;
-            None
-        }
-    }
-}
-
-/// Reads until the first packet, which must be CONNECT: the packet and its size in bytes.
-/// `Ok(None)`: the peer went away.
-async fn read_connect<R: Source>(
-    reader: &mut R,
-    input: &mut BytesMut,
-    max_in: usize,
-) -> Result<Option<(Connect, usize)>, (Error, Option<Protocol>)> {
-    loop {
-        let guess = guess_protocol(input);
-        let before = input.len();
-        match decode(input, None, max_in) {
-            Ok(Some(Packet::Connect(connect))) => {
-                return Ok(Some((*connect, before - input.len())))
-            }
-            Ok(Some(_)) => {
-                return Err((Error::ProtocolError("first packet is not CONNECT"), guess))
-            }
-            Ok(None) => {}
-            Err(error) => return Err((error, guess)),
-        }
-        match reader.read_some(input).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
-        }
-    }
-}
-
-/// The protocol a (possibly bad) CONNECT asks for, from its level byte, so a refusal can
-/// be answered in it.
-fn guess_protocol(input: &[u8]) -> Option<Protocol> {
-    let header_len = 1 + input.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
-    let name_len = usize::from(u16::from_be_bytes([
-        *input.get(header_len)?,
-        *input.get(header_len + 1)?,
-    ]));
-    let level = *input.get(header_len + 2 + name_len)?;
-    match level {
-        3 => Some(Protocol::V3_1),
-        4 => Some(Protocol::V3_1_1),
-        5 => Some(Protocol::V5),
-        _ => None,
-    }
-}
-
-/// Answers a refused or bad CONNECT with a CONNACK where the protocol has a code for the
-/// reason (an unknown protocol level gets the 3.1.1 "unacceptable protocol version"),
-/// then closes.
-async fn refuse<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    protocol: Option<Protocol>,
-    reason: ReasonCode,
-    traffic: &Traffic,
-) {
-    let protocol = match protocol {
-        Some(p) => p,
-        None if reason == ReasonCode::UnsupportedProtocolVersion => Protocol::V3_1_1,
-        None => return,
-    };
-    let connack = Packet::ConnAck(ConnAck {
-        session_present: false,
-        reason,
-        properties: Default::default(),
-    });
-    let mut out = BytesMut::new();
-    if encode(&connack, protocol, &mut out).is_ok() {
-        let mut sent = Count::default();
-        sent.message(out.len());
-        traffic.sent(sent);
-        let _ = writer.write_all(&out).await;
-        let _ = writer.flush().await;
-    }
-    let _ = writer.shutdown().await;
 }
 
 /// Waits for every received publish to be ordered or stored. One that was not is
@@ -787,74 +543,6 @@ pub(super) fn handle_outbound(
     }
 }
 
-/// Serves MQTT over a TCP connection.
-pub async fn serve_tcp(router: Arc<Router>, stream: TcpStream, peer: String) {
-    let (reader, writer) = stream.into_split();
-    serve(router, reader, writer, TRANSPORT_TCP, peer, None).await;
-}
-
-/// Serves MQTT over TLS (or any other byte stream that stands for a TCP connection: it
-/// counts as one, `listen.mqtt_fox_id` included).
-pub async fn serve_tls<S>(
-    router: Arc<Router>,
-    stream: S,
-    peer: String,
-    tls: Option<Arc<TlsContext>>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    run(router, stream, TRANSPORT_TCP, peer, tls).await;
-}
-
-/// Serves MQTT over an upgraded WebSocket (subprotocol `mqtt`): binary frames carry the
-/// byte stream; a text frame closes the connection (MQTT over WebSocket, spec 6.0).
-pub async fn serve_websocket<S>(
-    router: Arc<Router>,
-    ws: WebSocketStream<S>,
-    peer: String,
-    tls: Option<Arc<TlsContext>>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (near, far) = tokio::io::duplex(BRIDGE_BUFFER_BYTES);
-    let (mut far_read, mut far_write) = tokio::io::split(far);
-    let (mut sink, mut stream) = ws.split();
-    let inbound = tokio::spawn(async move {
-        while let Some(Ok(message)) = stream.next().await {
-            let done = match message {
-                WsMessage::Binary(bytes) => far_write.write_all(&bytes).await.is_err(),
-                WsMessage::Text(_) | WsMessage::Close(_) => true,
-                _ => false,
-            };
-            if done {
-                break;
-            }
-        }
-        let _ = far_write.shutdown().await;
-    });
-    let outbound = tokio::spawn(async move {
-        let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
-        loop {
-            match far_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if sink
-                        .send(WsMessage::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = sink.close().await;
-    });
-    run(router, near, TRANSPORT_WEBSOCKET, peer, tls).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), outbound).await;
-    inbound.abort();
-}
-
 /// The takeover request of a newer connection with the same client identifier; never
 /// completes once the sender is gone (the slot was taken without a kick). Cancel safe.
 async fn kicked(kicks: &mut Option<super::registry::Kicks>) -> oneshot::Sender<Option<Parked>> {
@@ -867,6 +555,13 @@ async fn kicked(kicks: &mut Option<super::registry::Kicks>) -> oneshot::Sender<O
     }
     std::future::pending().await
 }
+
+mod handshake;
+mod transport;
+
+use handshake::{handshake, Started};
+use transport::Source;
+pub use transport::{run, serve_tcp, serve_tls, serve_websocket};
 
 #[cfg(test)]
 mod tests;
