@@ -35,283 +35,20 @@
 //! session from it there (`crate::mqtt::cluster`).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use std::collections::HashSet;
-
-use bytes::{Bytes, BytesMut};
-use fox_mqtt_proto::{Packet, Protocol};
-use serde::{Deserialize, Serialize};
-
-use super::inflight::{Entry, Phase};
-use super::session::{Parked, Session, SessionState, SubscriptionRecord, Will};
+use super::session::{Parked, Session, SessionState, SubscriptionRecord};
 use crate::auth::Identity;
 use crate::engine::unix_ms;
 use crate::realm::{
-    Delivery, MessageProperties, Publication, Realm, SessionHandle, SessionId, SessionInfo,
-    SubscribeOptions,
+    Delivery, Publication, Realm, SessionHandle, SessionId, SessionInfo, SubscribeOptions,
 };
 use crate::router::Router;
 use crate::topic::{Pattern, Topic};
 
 /// How often, at most, acknowledgements move a live session's stored watermark.
 const PROGRESS_WRITE_INTERVAL_MS: u64 = 1_000;
-
-/// The stored form of a session.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct SessionRecord {
-    /// The session ID in the process that wrote the record (history keeps publishers by
-    /// session ID: no local).
-    sid: u64,
-    authid: String,
-    authrole: String,
-    authmethod: String,
-    authprovider: String,
-    expiry_secs: u32,
-    subscriptions: Vec<StoredSubscription>,
-    will: Option<StoredWill>,
-    /// Every message up to this ID has been dealt with.
-    through: u64,
-    /// When the connection ended (Unix ms); `None` while connected.
-    parked_ms: Option<u64>,
-    /// The highest ID taken from the realm queue: of the messages at or below it, only
-    /// `waiting` and `inflight` ones are owed (`None`: every one after `through`).
-    #[serde(default)]
-    taken: Option<u64>,
-    /// Messages taken from the realm queue and waiting for the inflight window.
-    #[serde(default)]
-    waiting: Vec<u64>,
-    /// Messages sent and not acknowledged, with their packet IDs: sent again as they were
-    /// (DUP), or their PUBREL, so that a client's QoS 2 state stays valid.
-    #[serde(default)]
-    inflight: Vec<StoredInflight>,
-    /// Inbound QoS 2 packet IDs: PUBREC sent, PUBREL awaited.
-    #[serde(default)]
-    inbound_qos2: Vec<u16>,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct StoredInflight {
-    /// The message's permanent ID (0: a retained replay).
-    id: u64,
-    packet_id: u16,
-    /// 1: PUBACK awaited, 2: PUBREC awaited, 3: PUBCOMP awaited.
-    phase: u8,
-    /// The PUBLISH as first sent, encoded as MQTT 5.
-    #[serde(with = "serde_bytes_compat")]
-    publish: Vec<u8>,
-}
-
-impl StoredInflight {
-    fn of(entry: &Entry) -> Option<Self> {
-        let mut bytes = BytesMut::new();
-        let packet = Packet::Publish(entry.publish.clone());
-        fox_mqtt_proto::encode(&packet, Protocol::V5, &mut bytes).ok()?;
-        Some(Self {
-            id: entry.id,
-            packet_id: entry.packet_id,
-            phase: match entry.phase {
-                Phase::AwaitPubAck => 1,
-                Phase::AwaitPubRec => 2,
-                Phase::AwaitPubComp => 3,
-            },
-            publish: bytes.to_vec(),
-        })
-    }
-
-    fn into_entry(self) -> Option<Entry> {
-        let mut bytes = BytesMut::from(&self.publish[..]);
-        let Ok(Some(Packet::Publish(publish))) =
-            fox_mqtt_proto::decode(&mut bytes, Some(Protocol::V5), usize::MAX)
-        else {
-            return None;
-        };
-        let phase = match self.phase {
-            1 => Phase::AwaitPubAck,
-            2 => Phase::AwaitPubRec,
-            3 => Phase::AwaitPubComp,
-            _ => return None,
-        };
-        Some(Entry {
-            packet_id: self.packet_id,
-            publish,
-            phase,
-            id: self.id,
-        })
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct StoredSubscription {
-    filter: String,
-    qos: u8,
-    no_local: bool,
-    retain_as_published: bool,
-    identifier: Option<u32>,
-    since: u64,
-    /// Written since the `fox-id` opt-in; older records read as false.
-    #[serde(default)]
-    fox_id: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct StoredWill {
-    /// WAMP spelling of the topic.
-    topic: String,
-    #[serde(with = "serde_bytes_compat")]
-    payload: Vec<u8>,
-    qos: u8,
-    retain: bool,
-    delay_secs: u32,
-    expires_at_ms: Option<u64>,
-    payload_utf8: Option<bool>,
-    content_type: Option<String>,
-    response_topic: Option<String>,
-    correlation_data: Option<Vec<u8>>,
-    user_properties: Vec<(String, String)>,
-}
-
-/// Byte strings as MessagePack bin (not an array of numbers).
-mod serde_bytes_compat {
-    use serde::de::{SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a byte string")
-        }
-
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(b) = seq.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
-    }
-}
-
-impl StoredWill {
-    fn of(will: &Will) -> Self {
-        let p = &will.properties;
-        Self {
-            topic: will.topic.to_wamp(),
-            payload: will.payload.to_vec(),
-            qos: will.qos,
-            retain: will.retain,
-            delay_secs: will.delay_secs,
-            expires_at_ms: p.expires_at_ms,
-            payload_utf8: p.payload_utf8,
-            content_type: p.content_type.clone(),
-            response_topic: p.response_topic.clone(),
-            correlation_data: p.correlation_data.as_ref().map(|b| b.to_vec()),
-            user_properties: p.user_properties.clone(),
-        }
-    }
-
-    fn into_will(self) -> Will {
-        Will {
-            topic: Topic::from_wamp(&self.topic),
-            payload: Bytes::from(self.payload),
-            qos: self.qos.min(2),
-            retain: self.retain,
-            properties: MessageProperties {
-                expires_at_ms: self.expires_at_ms,
-                payload_utf8: self.payload_utf8,
-                content_type: self.content_type,
-                response_topic: self.response_topic,
-                correlation_data: self.correlation_data.map(Bytes::from),
-                user_properties: self.user_properties,
-            },
-            delay_secs: self.delay_secs,
-        }
-    }
-}
-
-/// Everything at or below this ID has been dealt with: below the oldest live message still
-/// in flight or pending, else the last one taken from the realm queue (later ones are
-/// still in it, and have higher IDs).
-fn done_through(state: &SessionState) -> u64 {
-    let in_flight = state.inflight.iter().map(|e| e.id);
-    let pending = state
-        .pending
-        .iter()
-        .filter(|d| !d.retained)
-        .map(|d| d.publication.id);
-    match in_flight.chain(pending).filter(|id| *id > 0).min() {
-        Some(oldest) => oldest - 1,
-        None => state.received_through,
-    }
-}
-
-fn record(
-    handle: &SessionHandle,
-    state: &SessionState,
-    expiry_secs: u32,
-    will: Option<&Will>,
-    parked_ms: Option<u64>,
-) -> SessionRecord {
-    let identity = &handle.info.identity;
-    let mut subscriptions: Vec<StoredSubscription> = state
-        .subscriptions
-        .iter()
-        .map(|(filter, r)| StoredSubscription {
-            filter: filter.clone(),
-            qos: r.qos,
-            no_local: r.no_local,
-            retain_as_published: r.retain_as_published,
-            identifier: r.identifier,
-            since: r.since,
-            fox_id: r.fox_id,
-        })
-        .collect();
-    subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
-    SessionRecord {
-        sid: handle.info.id,
-        authid: identity.authid.clone(),
-        authrole: identity.authrole.clone(),
-        authmethod: identity.authmethod.clone(),
-        authprovider: identity.authprovider.clone(),
-        expiry_secs,
-        subscriptions,
-        will: will.map(StoredWill::of),
-        through: done_through(state),
-        parked_ms,
-        taken: Some(state.received_through),
-        waiting: state
-            .pending
-            .iter()
-            .filter(|d| !d.retained)
-            .map(|d| d.publication.id)
-            .collect(),
-        inflight: state
-            .inflight
-            .iter()
-            .filter_map(StoredInflight::of)
-            .collect(),
-        inbound_qos2: state.inbound_qos2.iter().copied().collect(),
-    }
-}
 
 /// Hands a session's record to the engine (the store, or the cluster's log); `session`
 /// is the realm session that serves the client.
@@ -574,8 +311,41 @@ fn revive(
         }
         state.inflight.push(entry);
     }
+    let subscriptions = resubscribe(realm, &handle, record.subscriptions, &mut state);
+    let will_delay_ms = will
+        .as_ref()
+        .map(|w| (u64::from(w.delay_secs) * 1000).saturating_sub(away_ms));
+    Some(Restored {
+        client_id,
+        old_sid: record.sid,
+        through: record.through,
+        parked: Parked {
+            handle,
+            rx,
+            state,
+            expiry_secs: record.expiry_secs,
+            will,
+            parked_ms,
+        },
+        subscriptions,
+        will_delay_ms,
+        expiry_ms: expiry_ms - away_ms,
+        taken: record.taken,
+        waiting: record.waiting.into_iter().collect(),
+        in_flight,
+    })
+}
+
+/// Subscribes a revived session again: its broker subscriptions and its state's; returns
+/// those whose missed messages it is owed (shared ones are not: one member had them).
+fn resubscribe(
+    realm: &Realm,
+    handle: &SessionHandle,
+    stored: Vec<StoredSubscription>,
+    state: &mut SessionState,
+) -> Vec<(u64, Pattern, u8, bool, u64)> {
     let mut subscriptions = Vec::new();
-    for stored in record.subscriptions {
+    for stored in stored {
         let (group, inner) = match fox_mqtt_proto::parse_shared(&stored.filter) {
             Some((group, inner)) => (Some(group.to_owned()), inner.to_owned()),
             None => (None, stored.filter.clone()),
@@ -588,7 +358,7 @@ fn revive(
             share_group: group.clone(),
             ..SubscribeOptions::default()
         };
-        let broker_id = realm.subscribe(&handle, pattern.clone(), options);
+        let broker_id = realm.subscribe(handle, pattern.clone(), options);
         if group.is_none() {
             subscriptions.push((
                 broker_id,
@@ -614,28 +384,7 @@ fn revive(
             },
         );
     }
-    let will_delay_ms = will
-        .as_ref()
-        .map(|w| (u64::from(w.delay_secs) * 1000).saturating_sub(away_ms));
-    Some(Restored {
-        client_id,
-        old_sid: record.sid,
-        through: record.through,
-        parked: Parked {
-            handle,
-            rx,
-            state,
-            expiry_secs: record.expiry_secs,
-            will,
-            parked_ms,
-        },
-        subscriptions,
-        will_delay_ms,
-        expiry_ms: expiry_ms - away_ms,
-        taken: record.taken,
-        waiting: record.waiting.into_iter().collect(),
-        in_flight,
-    })
+    subscriptions
 }
 
 /// Queues, in ID order, the stored messages each restored session is owed: after its
@@ -749,6 +498,10 @@ fn revive_from_log(
     let [restored] = restored;
     Some(restored)
 }
+
+mod record;
+
+use record::{record, SessionRecord, StoredInflight, StoredSubscription, StoredWill};
 
 #[cfg(test)]
 mod tests;

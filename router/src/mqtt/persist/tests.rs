@@ -1,7 +1,11 @@
+use bytes::Bytes;
+
 use super::*;
 use crate::config::Config;
 use crate::durable::Durable;
+use crate::mqtt::inflight::{Entry, Phase};
 use crate::mqtt::registry::Previous;
+use crate::realm::MessageProperties;
 use crate::realm::{Outbound, Payload, Publication};
 
 fn publication(id: u64, topic: &str, qos: u8, publisher: u64) -> Publication {
