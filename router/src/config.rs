@@ -391,196 +391,9 @@ impl Default for RouterSettings {
     }
 }
 
-/// Authentication settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// Allow anonymous sessions. Default true.
-    pub anonymous: bool,
-    /// Role of anonymous sessions. Default `anonymous`; a role of that name that is not
-    /// configured permits everything.
-    pub anonymous_role: String,
-    /// JWT tickets and passwords (`[auth.jwt]`). Default none.
-    pub jwt: Option<JwtSettings>,
-    /// The HTTP authentication hook (`[auth.http]`). Default none.
-    pub http: Option<HttpHookSettings>,
-    /// The dynamic authenticator (`[auth.dynamic]`). Default none.
-    pub dynamic: Option<DynamicSettings>,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            anonymous: true,
-            anonymous_role: "anonymous".to_owned(),
-            jwt: None,
-            http: None,
-            dynamic: None,
-        }
-    }
-}
-
-/// A role: permissions on URI patterns, and deny rules.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Role {
-    /// The role's name (`authrole`).
-    pub name: String,
-    /// Permissions; the most specific matching rule decides, none matching denies.
-    #[serde(default)]
-    pub permissions: Vec<Permission>,
-    /// Deny rules: each denies the actions it sets to `true` on its URIs. For an action,
-    /// the most specific rule among the permissions and the deny rules naming that action
-    /// decides; at equal specificity a deny rule wins (see [`crate::auth::Authorizer`]).
-    #[serde(default)]
-    pub deny: Vec<Deny>,
-}
-
-/// One deny rule: the same shape as a [`Permission`], where `true` denies the action.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Deny {
-    /// The URI, or URI prefix with `match = "prefix"`. Empty prefix matches all.
-    pub uri: String,
-    /// `exact` (default) or `prefix`.
-    #[serde(default, rename = "match")]
-    pub match_policy: PermissionMatch,
-    /// Deny publishing.
-    #[serde(default)]
-    pub publish: bool,
-    /// Deny subscribing, and deliveries to pattern subscriptions from the denied URIs.
-    #[serde(default)]
-    pub subscribe: bool,
-    /// Deny calling.
-    #[serde(default)]
-    pub call: bool,
-    /// Deny registering, and invocations of pattern registrations for the denied URIs.
-    #[serde(default)]
-    pub register: bool,
-}
-
-/// One permission rule.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Permission {
-    /// The URI, or URI prefix with `match = "prefix"`. Empty prefix matches all.
-    pub uri: String,
-    /// `exact` (default) or `prefix`.
-    #[serde(default, rename = "match")]
-    pub match_policy: PermissionMatch,
-    /// May publish.
-    #[serde(default)]
-    pub publish: bool,
-    /// May subscribe.
-    #[serde(default)]
-    pub subscribe: bool,
-    /// May call.
-    #[serde(default)]
-    pub call: bool,
-    /// May register.
-    #[serde(default)]
-    pub register: bool,
-}
-
-/// How a permission's URI matches.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PermissionMatch {
-    /// The URI exactly.
-    #[default]
-    Exact,
-    /// Any URI starting with it.
-    Prefix,
-}
-
-/// A user.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    /// The user's authid (MQTT username without `@realm`).
-    pub authid: String,
-    /// The shared secret: the ticket, the WAMP-CRA key (before salting) and the MQTT
-    /// password. Empty (or absent): those methods are refused for this user.
-    #[serde(default)]
-    pub secret: String,
-    /// WAMP-Cryptosign: the user's Ed25519 public keys, hex.
-    #[serde(default)]
-    pub pubkeys: Vec<String>,
-    /// The user's role.
-    pub role: String,
-    /// WAMP-CRA salt; with it the key is PBKDF2-HMAC-SHA256(secret, salt, iterations, keylen).
-    #[serde(default)]
-    pub salt: Option<String>,
-    /// PBKDF2 iterations (default 1000).
-    #[serde(default)]
-    pub iterations: Option<u32>,
-    /// PBKDF2 key length in bytes (default 32).
-    #[serde(default)]
-    pub keylen: Option<u32>,
-    /// Realms this user may join; empty means any.
-    #[serde(default)]
-    pub realms: Vec<String>,
-    /// Bearer tokens that act as this user on the HTTP bridge (`POST /api/v1/publish`,
-    /// `/api/v1/call`; `docs/admin.md`). At least 16 characters each.
-    #[serde(default)]
-    pub http_tokens: Vec<String>,
-}
-
 /// The client listeners' names (`LISTEN <name> <addr>`), as
 /// `limits.listener_connections_max` names them.
 pub const LISTENER_NAMES: &[&str] = &["ws", "rawsocket", "mqtt", "wss", "rawsockets", "mqtts"];
-
-/// The prefix of environment overrides: `FOXROUTER_<SECTION>__<KEY>` (see
-/// [`Config::from_sources`]).
-pub const ENV_PREFIX: &str = "FOXROUTER_";
-
-/// The environment overrides among `vars`: names `FOXROUTER_...` with at least one `__`
-/// (so `FOXROUTER_BIN` and such are not taken for settings), sorted by name.
-pub fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = vars
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
-        .collect();
-    found.sort();
-    found
-}
-
-/// A TOML value (number, boolean, array, inline table, quoted string) as written, else
-/// the text itself as a string (`127.0.0.1:8080`, `off`, `realm1`).
-fn env_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut table| table.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
-/// Sets each override's key in `table`: `FOXROUTER_LIMITS__SESSION_QUEUE_MAX=100` is
-/// `[limits] session_queue_max = 100`, `FOXROUTER_AUTH__HTTP__URL=...` is `[auth.http] url`.
-fn apply_env(table: &mut toml::Table, overrides: &[(String, String)]) -> Result<(), String> {
-    for (name, raw) in overrides {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let Some((key, sections)) = path.split_last() else {
-            continue;
-        };
-        if path.iter().any(String::is_empty) {
-            return Err(format!("{name}: an empty section or key name"));
-        }
-        let mut at = &mut *table;
-        for section in sections {
-            let entry = at
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            at = match entry {
-                toml::Value::Table(inner) => inner,
-                _ => return Err(format!("{name}: '{section}' is not a section")),
-            };
-        }
-        at.insert(key.clone(), env_value(raw));
-    }
-    Ok(())
-}
 
 impl Config {
     /// Reads and validates a file, with the environment's overrides.
@@ -793,6 +606,13 @@ impl Config {
         self.roles.iter().find(|r| r.name == name)
     }
 }
+
+mod auth;
+mod env;
+
+pub use auth::{AuthSettings, Deny, Permission, PermissionMatch, Role, User};
+use env::apply_env;
+pub use env::{env_overrides, ENV_PREFIX};
 
 #[cfg(test)]
 mod tests;
