@@ -11,7 +11,7 @@ use fox_wamp_proto::{code, Dict, Message, Value};
 
 use super::broker::PublishOptions;
 use super::dealer::CallRequest;
-use super::{read, Outbound, Payload, Realm, SessionHandle, Testament};
+use super::{read, Outbound, Payload, Realm, SessionHandle, SessionId, Testament};
 use crate::topic::{MatchPolicy, Pattern, Topic};
 
 type Reply = Result<Vec<Value>, (ErrorUri, String)>;
@@ -25,7 +25,43 @@ pub(super) fn call(
     let args = call.args.as_deref().unwrap_or(&[]);
     let empty = Dict::new();
     let kwargs = call.kwargs.as_ref().unwrap_or(&empty);
-    let reply: Reply = match call.procedure.as_str() {
+    let procedure = call.procedure.as_str();
+    let at = (args, kwargs);
+    let reply = if procedure.starts_with("wamp.session.") {
+        session_procedure(realm, caller, procedure, at)
+    } else if procedure.starts_with("wamp.subscription.") {
+        subscription_procedure(realm, caller, procedure, args)
+    } else if procedure.starts_with("wamp.registration.") {
+        registration_procedure(realm, procedure, args)
+    } else {
+        None
+    }?;
+    Some(match reply {
+        Ok(args) => Message::Result {
+            request: call.request,
+            details: Dict::new(),
+            args: Some(args),
+            kwargs: None,
+        },
+        Err((error, message)) => Message::Error {
+            request_type: code::CALL,
+            request: call.request,
+            details: Dict::new(),
+            error: error.into(),
+            args: Some(vec![Value::from(message)]),
+            kwargs: None,
+        },
+    })
+}
+
+/// `wamp.session.*`.
+fn session_procedure(
+    realm: &Arc<Realm>,
+    caller: &SessionHandle,
+    procedure: &str,
+    (args, kwargs): (&[Value], &Dict),
+) -> Option<Reply> {
+    let reply = match procedure {
         "wamp.session.count" => Ok(vec![Value::from(
             filtered_sessions(realm, args).len() as u64
         )]),
@@ -47,6 +83,19 @@ pub(super) fn call(
         "wamp.session.flush_testaments" => Ok(vec![Value::from(
             realm.flush_testaments(caller.info.id) as u64,
         )]),
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// `wamp.subscription.*`.
+fn subscription_procedure(
+    realm: &Arc<Realm>,
+    caller: &SessionHandle,
+    procedure: &str,
+    args: &[Value],
+) -> Option<Reply> {
+    let reply = match procedure {
         "wamp.subscription.list" => Ok(vec![Value::Dict(read(&realm.broker).list())]),
         "wamp.subscription.lookup" => lookup(args, |p| read(&realm.broker).lookup(p)),
         "wamp.subscription.match" => uri_arg(args).map(|topic| {
@@ -89,6 +138,14 @@ pub(super) fn call(
                 .collect();
             Ok(vec![Value::List(events)])
         }),
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// `wamp.registration.*`.
+fn registration_procedure(realm: &Arc<Realm>, procedure: &str, args: &[Value]) -> Option<Reply> {
+    let reply = match procedure {
         "wamp.registration.list" => Ok(vec![Value::Dict(realm.with_dealer(|d| d.list()))]),
         "wamp.registration.lookup" => lookup(args, |p| realm.with_dealer(|d| d.lookup(p))),
         "wamp.registration.match" => uri_arg(args).map(|procedure| {
@@ -118,22 +175,86 @@ pub(super) fn call(
         }),
         _ => return None,
     };
-    Some(match reply {
-        Ok(args) => Message::Result {
-            request: call.request,
-            details: Dict::new(),
+    Some(reply)
+}
+
+/// Meta events (`on_join`, `on_create`, ...), published by the realm as the changes happen.
+impl Realm {
+    /// Publishes a router-originated meta event with positional arguments.
+    pub fn publish_meta(&self, topic: &str, args: Vec<Value>) {
+        let payload = Payload::Wamp {
             args: Some(args),
             kwargs: None,
-        },
-        Err((error, message)) => Message::Error {
-            request_type: code::CALL,
-            request: call.request,
-            details: Dict::new(),
-            error: error.into(),
-            args: Some(vec![Value::from(message)]),
-            kwargs: None,
-        },
-    })
+        };
+        self.publish(
+            None,
+            &Topic::from_wamp(topic),
+            payload,
+            &PublishOptions::default(),
+        );
+    }
+
+    pub(super) fn subscription_meta(
+        &self,
+        session: SessionId,
+        sub_id: u64,
+        created: Option<bool>,
+        deleted: bool,
+        joined: bool,
+    ) {
+        if created == Some(true) {
+            let details = read(&self.broker).details(sub_id).unwrap_or_default();
+            self.publish_meta(
+                "wamp.subscription.on_create",
+                vec![Value::from(session), Value::Dict(details)],
+            );
+        }
+        let args = || vec![Value::from(session), Value::from(sub_id)];
+        if joined {
+            self.publish_meta("wamp.subscription.on_subscribe", args());
+            return;
+        }
+        self.publish_meta("wamp.subscription.on_unsubscribe", args());
+        if deleted {
+            self.publish_meta("wamp.subscription.on_delete", args());
+        }
+    }
+
+    pub(super) fn registration_meta(
+        &self,
+        session: SessionId,
+        reg_id: u64,
+        created: Option<Dict>,
+        deleted: bool,
+        joined: bool,
+    ) {
+        if let Some(details) = created {
+            self.publish_meta(
+                "wamp.registration.on_create",
+                vec![Value::from(session), Value::Dict(details)],
+            );
+        }
+        let args = || vec![Value::from(session), Value::from(reg_id)];
+        if joined {
+            self.publish_meta("wamp.registration.on_register", args());
+            return;
+        }
+        self.publish_meta("wamp.registration.on_unregister", args());
+        if deleted {
+            self.publish_meta("wamp.registration.on_delete", args());
+        }
+    }
+}
+
+/// The meta API's details of a subscription or registration: id, created, uri, match.
+pub(crate) fn meta_details(id: u64, created: &str, pattern: &Pattern) -> Dict {
+    let (uri, policy) = pattern.to_wamp();
+    let mut d = Dict::new();
+    d.insert("id".into(), Value::from(id));
+    d.insert("created".into(), Value::from(created));
+    d.insert("uri".into(), Value::from(uri));
+    d.insert("match".into(), Value::from(policy.name()));
+    d
 }
 
 /// One event of `wamp.subscription.get_events`: publication, topic, timestamp-free.

@@ -8,9 +8,14 @@
 //!
 //! ```text
 //! gate task --publish/subscribe/call--> Realm --try_send--> other sessions' queues
+//!                                        |-- Sessions (own locks): the table, testaments
 //!                                        |-- Broker (RwLock): trie of subscriptions
 //!                                        |-- Dealer (Mutex): registrations, pending calls
-//!                                        '-- meta events published back into the realm
+//!                                        |-- Memory (own locks): retained table, history
+//!                                        |-- sync: `when` / `watch` / `will` (the engine's
+//!                                        |         applier decides; `sync.rs`)
+//!                                        '-- meta: procedures, and events published back
+//!                                            into the realm (`meta.rs`)
 //! ```
 
 pub mod backpressure;
@@ -23,12 +28,14 @@ pub mod queue;
 #[cfg(test)]
 mod scenarios;
 mod session;
+mod sessions;
 pub mod sync;
 
-use std::collections::HashMap;
+use meta::meta_details;
+
 use std::sync::{Arc, Mutex, RwLock};
 
-use fox_wamp_proto::{Dict, Message, Value};
+use fox_wamp_proto::{Message, Value};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
@@ -77,11 +84,10 @@ pub struct Realm {
     /// This realm itself, for timers that outlive a call into it.
     me: std::sync::Weak<Realm>,
     shared: Arc<Shared>,
-    sessions: RwLock<HashMap<SessionId, SessionHandle>>,
+    sessions: sessions::Sessions,
     broker: RwLock<Broker>,
     order: Mutex<()>,
     dealer: Mutex<Dealer>,
-    testaments: Mutex<HashMap<SessionId, Vec<Testament>>>,
     memory: memory::Memory,
 }
 
@@ -109,17 +115,6 @@ pub struct Testament {
     pub options: PublishOptions,
 }
 
-/// The meta API's details of a subscription or registration: id, created, uri, match.
-fn meta_details(id: u64, created: &str, pattern: &Pattern) -> Dict {
-    let (uri, policy) = pattern.to_wamp();
-    let mut d = Dict::new();
-    d.insert("id".into(), Value::from(id));
-    d.insert("created".into(), Value::from(created));
-    d.insert("uri".into(), Value::from(uri));
-    d.insert("match".into(), Value::from(policy.name()));
-    d
-}
-
 use crate::locks::{lock, read, write};
 
 impl Realm {
@@ -130,11 +125,10 @@ impl Realm {
             me: me.clone(),
             name,
             shared,
-            sessions: RwLock::new(HashMap::new()),
+            sessions: sessions::Sessions::default(),
             broker: RwLock::new(Broker::default()),
             order: Mutex::new(()),
             dealer: Mutex::new(Dealer::default()),
-            testaments: Mutex::new(HashMap::new()),
             memory: memory::Memory::new(history_max),
         })
     }
@@ -147,7 +141,7 @@ impl Realm {
     /// Adds a session and announces it (`wamp.session.on_join`).
     pub fn join(&self, handle: SessionHandle) {
         let details = handle.info.details();
-        write(&self.sessions).insert(handle.info.id, handle);
+        self.sessions.insert(handle);
         self.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
     }
 
@@ -164,13 +158,12 @@ impl Realm {
     }
 
     fn end_session(&self, session: SessionId, abnormal: bool) {
-        let Some(handle) = write(&self.sessions).remove(&session) else {
+        let Some((handle, testaments)) = self.sessions.remove(session) else {
             return;
         };
         // A testament is the session's last message: published as its own (after its other
         // publications, and, on a cluster entry, through the log to every entry, before
         // the session's end).
-        let testaments = lock(&self.testaments).remove(&session).unwrap_or_default();
         for (index, t) in (0u32..).zip(testaments) {
             let topic = Topic::from_wamp(&t.topic);
             let draft = testament_draft(&handle.info, &topic, t.payload, &t.options);
@@ -199,12 +192,12 @@ impl Realm {
 
     /// The session with this ID.
     pub fn session(&self, id: SessionId) -> Option<SessionHandle> {
-        read(&self.sessions).get(&id).cloned()
+        self.sessions.get(id)
     }
 
     /// Every session (a snapshot).
     pub fn sessions(&self) -> Vec<SessionHandle> {
-        read(&self.sessions).values().cloned().collect()
+        self.sessions.all()
     }
 
     /// Publishes a message; returns its permanent ID when the engine knows it at once (a
@@ -396,8 +389,8 @@ impl Realm {
 
     /// Visits every session under the lock (counting them clones nothing). `visit` must
     /// not call back into the realm.
-    pub fn visit_sessions(&self, mut visit: impl FnMut(&SessionHandle)) {
-        read(&self.sessions).values().for_each(&mut visit);
+    pub fn visit_sessions(&self, visit: impl FnMut(&SessionHandle)) {
+        self.sessions.visit(visit);
     }
 
     /// The broker, read-locked (the admin API lists its subscriptions).
@@ -409,20 +402,6 @@ impl Realm {
     /// wait on it.
     pub fn dealer(&self) -> std::sync::MutexGuard<'_, Dealer> {
         lock(&self.dealer)
-    }
-
-    /// Publishes a router-originated meta event with positional arguments.
-    pub fn publish_meta(&self, topic: &str, args: Vec<Value>) {
-        let payload = Payload::Wamp {
-            args: Some(args),
-            kwargs: None,
-        };
-        self.publish(
-            None,
-            &Topic::from_wamp(topic),
-            payload,
-            &PublishOptions::default(),
-        );
     }
 
     /// Subscribes a session; returns the subscription ID.
@@ -450,76 +429,21 @@ impl Realm {
         }
     }
 
-    fn subscription_meta(
-        &self,
-        session: SessionId,
-        sub_id: u64,
-        created: Option<bool>,
-        deleted: bool,
-        joined: bool,
-    ) {
-        if created == Some(true) {
-            let details = read(&self.broker).details(sub_id).unwrap_or_default();
-            self.publish_meta(
-                "wamp.subscription.on_create",
-                vec![Value::from(session), Value::Dict(details)],
-            );
-        }
-        let args = || vec![Value::from(session), Value::from(sub_id)];
-        if joined {
-            self.publish_meta("wamp.subscription.on_subscribe", args());
-            return;
-        }
-        self.publish_meta("wamp.subscription.on_unsubscribe", args());
-        if deleted {
-            self.publish_meta("wamp.subscription.on_delete", args());
-        }
-    }
-
-    fn registration_meta(
-        &self,
-        session: SessionId,
-        reg_id: u64,
-        created: Option<Dict>,
-        deleted: bool,
-        joined: bool,
-    ) {
-        if let Some(details) = created {
-            self.publish_meta(
-                "wamp.registration.on_create",
-                vec![Value::from(session), Value::Dict(details)],
-            );
-        }
-        let args = || vec![Value::from(session), Value::from(reg_id)];
-        if joined {
-            self.publish_meta("wamp.registration.on_register", args());
-            return;
-        }
-        self.publish_meta("wamp.registration.on_unregister", args());
-        if deleted {
-            self.publish_meta("wamp.registration.on_delete", args());
-        }
-    }
-
     /// Stores a testament for a session (published when it leaves).
     pub fn add_testament(&self, session: SessionId, testament: Testament) {
-        let mut testaments = lock(&self.testaments);
-        let held = testaments.entry(session).or_default();
-        if let Some(handle) = self.session(session) {
-            let topic = Topic::from_wamp(&testament.topic);
-            let payload = testament.payload.clone();
-            let draft = testament_draft(&handle.info, &topic, payload, &testament.options);
-            let index = u32::try_from(held.len()).unwrap_or(u32::MAX);
-            self.shared.engine.testament_added(self, draft, index);
-        }
-        held.push(testament);
+        self.sessions
+            .add_testament(session, testament, |handle, testament, index| {
+                let Some(handle) = handle else { return };
+                let topic = Topic::from_wamp(&testament.topic);
+                let payload = testament.payload.clone();
+                let draft = testament_draft(&handle.info, &topic, payload, &testament.options);
+                self.shared.engine.testament_added(self, draft, index);
+            });
     }
 
     /// Drops a session's testaments; how many there were.
     pub fn flush_testaments(&self, session: SessionId) -> usize {
-        let flushed = lock(&self.testaments)
-            .remove(&session)
-            .map_or(0, |t| t.len());
+        let flushed = self.sessions.flush_testaments(session);
         if flushed > 0 {
             self.shared.engine.testaments_flushed(self, session);
         }
@@ -583,50 +507,4 @@ fn publisher_of(info: &SessionInfo) -> Publisher<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    fn raw(s: &str) -> Payload {
-        Payload::Raw(Bytes::from(s.to_owned()))
-    }
-
-    #[test]
-    fn mqtt_json_payload_becomes_one_argument() {
-        let (args, kwargs) = raw(r#"{"a":1}"#).to_wamp();
-        let mut d = Dict::new();
-        d.insert("a".into(), Value::Int(1));
-        assert_eq!(args, Some(vec![Value::Dict(d)]));
-        assert_eq!(kwargs, None);
-        let (args, _) = raw("not json").to_wamp();
-        assert_eq!(args, Some(vec![Value::Bytes(b"not json".to_vec())]));
-    }
-
-    #[test]
-    fn wamp_arguments_become_mqtt_payload() {
-        let one = Payload::Wamp {
-            args: Some(vec![Value::from("hi")]),
-            kwargs: None,
-        };
-        assert_eq!(one.to_mqtt(), Bytes::from_static(b"\"hi\""));
-        let bin = Payload::Wamp {
-            args: Some(vec![Value::Bytes(vec![0, 1])]),
-            kwargs: None,
-        };
-        assert_eq!(bin.to_mqtt(), Bytes::from_static(&[0, 1]));
-        let mut kw = Dict::new();
-        kw.insert("k".into(), Value::Bool(true));
-        let both = Payload::Wamp {
-            args: Some(vec![Value::Int(1), Value::Int(2)]),
-            kwargs: Some(kw),
-        };
-        assert_eq!(
-            both.to_mqtt(),
-            Bytes::from_static(br#"{"args":[1,2],"kwargs":{"k":true}}"#)
-        );
-        let mqtt = raw("[1,2]");
-        let (args, _) = mqtt.to_wamp();
-        let back = Payload::Wamp { args, kwargs: None }.to_mqtt();
-        assert_eq!(back, Bytes::from_static(b"[1,2]"));
-    }
-}
+mod tests;
