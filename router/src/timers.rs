@@ -12,6 +12,9 @@
 //! MQTT registry: MqttWill (a parked session's will delay), MqttExpiry (its expiry)
 //! ```
 
+// A core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

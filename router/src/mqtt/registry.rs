@@ -21,6 +21,9 @@
 //! its bounded queue fills (when full, the newest events are dropped and counted in
 //! `SessionStats::events_dropped`).
 
+// A core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +33,6 @@ use tokio::sync::oneshot;
 
 use super::session::Parked;
 use super::sys::Stats;
-use crate::engine::unix_ms;
 use crate::realm::Realm;
 
 /// How a live connection is asked to give up its session.
@@ -174,7 +176,7 @@ impl Registry {
     ) -> Result<(), Box<Parked>> {
         let expiry_ms = u64::from(parked.expiry_secs) * 1000;
         let will_delay_ms = parked.will.as_ref().map(|w| u64::from(w.delay_secs) * 1000);
-        parked.parked_ms = unix_ms();
+        parked.parked_ms = self.realm().shared().edge.now_ms();
         {
             let mut clients = self.clients();
             match clients.get_mut(client_id) {

@@ -1,5 +1,8 @@
 //! Backpressure from subscribers to publishers (see [`Backpressure`]).
 
+// An edge: the connection task waits here (deadlines on the clock), outside the cores.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 
 use crate::realm::SessionStats;

@@ -3,6 +3,9 @@
 //! the realm passes them what its [`Edge`] says, so a test or a scenario run can drive
 //! them with virtual time and a seed ([`SeededEdge`]).
 
+// The edge itself: the one place the realm reads the clock and draws random numbers.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where a realm gets the time and its random numbers.

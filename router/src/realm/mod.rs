@@ -18,6 +18,9 @@
 //!                                            into the realm (`meta.rs`)
 //! ```
 
+// A core: time, randomness and tasks come from its caller (router/clippy.toml).
+#![deny(clippy::disallowed_methods)]
+
 pub mod backpressure;
 pub mod broker;
 pub mod dealer;

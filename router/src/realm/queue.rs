@@ -16,6 +16,9 @@
 //! another worker thread runs it while this one is still pushing, and it writes one message
 //! per socket write: a whole read's worth of answers then costs a write each instead of one.
 
+// An edge: the bounded queues between the realm and the connection tasks.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
