@@ -4,11 +4,15 @@
 #
 #   bench/compare.sh [--quick] [--runs N] [--duration SECONDS] [--no-install] [--no-build]
 #                    [--idle N] [--only all|load|idle] [--out DIR]
-#                    [--routers foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay,foxrouter-noadmin]
+#                    [--routers foxrouter,mosquitto,rumqttd,rmqttd,crossbar,relay,foxrouter-noadmin,
+#                               foxrouter-before]
 #                    [--protocols mqtt,wamp]
 #                    [--fox-workers N] [--no-pin] [--no-fresh] [--no-split]
 #   FOXROUTER_BIN / FOX_BENCH_BIN / FOX_RELAY_BIN override the binaries (default
-#   target/release/…).
+#   target/release/…). FOXROUTER_BEFORE_BIN is the router `foxrouter-before` (an older
+#   build, run exactly as `foxrouter` is, admin listener and scrapes included): before and
+#   after a change in one fresh, interleaved run, `RATIO <row> foxrouter-before` = after /
+#   before.
 #
 # Installs missing peers (Mosquitto from Debian, rumqttd and rmqttd with cargo install into
 # bench/.peers/rumqttd and bench/.peers/rmqttd — rmqttd needs Debian's protobuf-compiler and
@@ -506,6 +510,7 @@ run_routers() {
     if [ "$IDLE_ROW" = mqtt ]; then wamp=0; else mqtt=0; fi
   fi
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter; then run_foxrouter; fi
+  if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter-before; then run_foxrouter foxrouter-before; fi
   if [ $((mqtt + wamp)) -gt 0 ] && wanted "$ROUTERS" foxrouter-noadmin; then run_foxrouter foxrouter-noadmin; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" mosquitto; then run_mosquitto; fi
   if [ "$mqtt" = 1 ] && wanted "$ROUTERS" rumqttd; then run_rumqttd; fi

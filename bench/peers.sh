@@ -7,18 +7,29 @@
 # foxrouter as operators run it: its admin listener on, scraped once a second (/metrics
 # and /api/v1/status, as Prometheus and a status page would). `foxrouter-noadmin` (only
 # when --routers names it) runs it with --admin off, so its rows and RATIO lines show what
-# the admin listener costs the message path.
+# the admin listener costs the message path. `foxrouter-before` (only when --routers names
+# it) is $FOXROUTER_BEFORE_BIN run exactly as foxrouter: a change measured before and after.
 run_foxrouter() { # [label]
-  local label=${1:-foxrouter} ws rs mqtt admin cfg admin_args scraper=""
+  local label=${1:-foxrouter} ws rs mqtt admin cfg admin_args scraper="" bin=$FOXROUTER
+  if [ "$label" = foxrouter-before ]; then
+    bin=${FOXROUTER_BEFORE_BIN:-}
+    if [ ! -x "$bin" ]; then
+      # Every row, as errors, as for a missing peer.
+      log "foxrouter-before: FOXROUTER_BEFORE_BIN is not an executable ('$bin')"
+      mqtt_scenarios "$label" "" 127.0.0.1:1 127.0.0.1:1
+      wamp_scenarios "$label" "" 127.0.0.1:1 127.0.0.1:1
+      return 0
+    fi
+  fi
   ws=$(free_port); rs=$(free_port); mqtt=$(free_port); cfg="$WORK/foxrouter.toml"
   printf '[limits]\nsession_queue_max = %s\nmqtt_inflight_max = %s\nconnections_max = 100000\n' \
     "$QUEUE_MAX" "$WINDOW" > "$cfg"
-  if [ "$label" = foxrouter ]; then
+  if [ "$label" != foxrouter-noadmin ]; then
     admin=$(free_port); admin_args=(--admin "127.0.0.1:$admin")
   else
     admin=""; admin_args=(--admin off)
   fi
-  start_peer "$label" "$mqtt" "$WORK/$label.log" "$FOXROUTER" serve --config "$cfg" \
+  start_peer "$label" "$mqtt" "$WORK/$label.log" "$bin" serve --config "$cfg" \
     --ws "127.0.0.1:$ws" --rawsocket "127.0.0.1:$rs" --mqtt "127.0.0.1:$mqtt" \
     "${admin_args[@]}" --workers "$FOX_WORKERS" --log warn || return 0
   if [ -n "$admin" ] && [ "${DRY:-0}" != 1 ]; then
