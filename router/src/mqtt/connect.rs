@@ -17,8 +17,8 @@ use super::registry::{Handed, Previous, Registry};
 use super::session::{packet_max_bytes, Negotiated, Parked, Session, SessionState, Will};
 use crate::auth::external::verify;
 use crate::auth::hooks::{Answer, Query};
-use crate::auth::{Action, LoginRefused, Verification};
-use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionInfo};
+use crate::auth::{Action, Identity, LoginRefused, Verification};
+use crate::realm::{OutboundQueue, Realm, SessionHandle, SessionId, SessionInfo};
 use crate::router::Router;
 use crate::tls::TlsContext;
 use crate::topic::{MatchPolicy, Topic};
@@ -62,18 +62,15 @@ fn will_of(will: &LastWill, now_ms: u64) -> Will {
     }
 }
 
-/// Checks CONNECT and establishes the session, or gives the refusing CONNACK.
-pub async fn accept(
+/// The CONNECT's login: its client ID (assigned when empty, and whether it was), realm and
+/// identity, or the refusing CONNACK.
+async fn login(
     router: &Arc<Router>,
-    connect: Connect,
+    connect: &Connect,
     transport: &'static str,
     peer: &str,
     tls: Option<&TlsContext>,
-    now_ms: u64,
-) -> Result<Accepted, ConnAck> {
-    if connect.properties.authentication_method.is_some() {
-        return Err(refusal(ReasonCode::BadAuthenticationMethod));
-    }
+) -> Result<(String, bool, String, Identity), ConnAck> {
     let assigned = connect.client_id.is_empty();
     let client_id = if assigned {
         format!("fox-{:016x}", rand::random::<u64>())
@@ -109,6 +106,68 @@ pub async fn accept(
             }));
         }
     };
+    Ok((client_id, assigned, realm_name, identity))
+}
+
+/// The session this connection takes over, if any: from another entry of the cluster
+/// (what the log knows), parked here, or from a live connection, which is kicked; or the
+/// refusing CONNACK.
+async fn take_over(
+    router: &Arc<Router>,
+    registry: &Arc<Registry>,
+    connect: &Connect,
+    (settings, session, generation): (&Negotiated, SessionId, u64),
+    previous: Previous,
+) -> Result<Option<Parked>, ConnAck> {
+    let realm = registry.realm();
+    let previous = match previous {
+        Previous::None => {
+            // A session that may outlive this connection, or one to resume, needs what the
+            // log knows; a clean one that ends with its connection does not wait for it.
+            let keeps = !connect.clean_start || settings.expiry_secs > 0;
+            let claimed =
+                claim_elsewhere(router, registry, &settings.client_id, session, keeps).await;
+            match claimed {
+                Ok(claimed) => claimed,
+                Err(refused) => {
+                    if let Some(stale) = registry.release(&settings.client_id, generation) {
+                        realm.leave(stale.handle.info.id);
+                    }
+                    return Err(refused);
+                }
+            }
+        }
+        Previous::Parked(parked) => Some(*parked),
+        Previous::Live(kick, stale) => {
+            if let Some(stale) = stale {
+                realm.leave(stale.handle.info.id);
+            }
+            match super::registry::ask_for_session(kick).await {
+                Handed::Session(parked) => Some(*parked),
+                // The old connection ended before it could answer: it left its state here.
+                Handed::Ended | Handed::Late => registry
+                    .take_handoff(&settings.client_id, generation)
+                    .map(|p| *p),
+            }
+        }
+    };
+    Ok(previous)
+}
+
+/// Checks CONNECT and establishes the session, or gives the refusing CONNACK.
+pub async fn accept(
+    router: &Arc<Router>,
+    connect: Connect,
+    transport: &'static str,
+    peer: &str,
+    tls: Option<&TlsContext>,
+    now_ms: u64,
+) -> Result<Accepted, ConnAck> {
+    if connect.properties.authentication_method.is_some() {
+        return Err(refusal(ReasonCode::BadAuthenticationMethod));
+    }
+    let (client_id, assigned, realm_name, identity) =
+        login(router, &connect, transport, peer, tls).await?;
     let Some(registry) = router.mqtt(&realm_name) else {
         return Err(refusal(ReasonCode::NotAuthorized));
     };
@@ -147,62 +206,14 @@ pub async fn accept(
     let (generation, previous) = registry.claim(&settings.client_id, kick);
     // With a store, a client id seen before may have a stored record (persist.rs).
     let mut maybe_stored = !matches!(previous, Previous::None);
-    let previous = match previous {
-        Previous::None => {
-            // A session that may outlive this connection, or one to resume, needs what the
-            // log knows; a clean one that ends with its connection does not wait for it.
-            let keeps = !connect.clean_start || settings.expiry_secs > 0;
-            let claimed =
-                claim_elsewhere(router, &registry, &settings.client_id, info.id, keeps).await;
-            match claimed {
-                Ok(claimed) => {
-                    maybe_stored |= claimed.is_some();
-                    claimed
-                }
-                Err(refused) => {
-                    if let Some(stale) = registry.release(&settings.client_id, generation) {
-                        realm.leave(stale.handle.info.id);
-                    }
-                    return Err(refused);
-                }
-            }
-        }
-        Previous::Parked(parked) => Some(*parked),
-        Previous::Live(kick, stale) => {
-            if let Some(stale) = stale {
-                realm.leave(stale.handle.info.id);
-            }
-            match super::registry::ask_for_session(kick).await {
-                Handed::Session(parked) => Some(*parked),
-                // The old connection ended before it could answer: it left its state here.
-                Handed::Ended | Handed::Late => registry
-                    .take_handoff(&settings.client_id, generation)
-                    .map(|p| *p),
-            }
-        }
-    };
+    let claim = (&settings, info.id, generation);
+    let previous = take_over(router, &registry, &connect, claim, previous).await?;
+    maybe_stored |= previous.is_some();
     let previous = previous.and_then(|p| resume_or_discard(realm, p, connect.clean_start));
     let session_present = previous.is_some();
     let (handle, rx, state) = match previous {
         Some(parked) => (parked.handle, parked.rx, parked.state),
-        None => {
-            let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
-            realm.join(handle.clone());
-            // Nothing before now is owed to a new session (durable watermark, persist.rs);
-            // only a session that may outlive its connection needs that cut, which costs
-            // the realm's order lock.
-            let received_through =
-                if settings.expiry_secs > 0 && realm.shared().engine.keeps_sessions() {
-                    realm.fanned_out_through()
-                } else {
-                    0
-                };
-            let state = SessionState {
-                received_through,
-                ..SessionState::default()
-            };
-            (handle, rx, state)
-        }
+        None => fresh_session(router, realm, info, &settings),
     };
     super::sys::ensure_started(router, &registry);
     let connack = connack(&connect, &settings, session_present, assigned, router);
@@ -224,6 +235,29 @@ pub async fn accept(
         generation,
         registry,
     })
+}
+
+/// A new session in `realm`: nothing before now is owed to it.
+fn fresh_session(
+    router: &Router,
+    realm: &Realm,
+    info: SessionInfo,
+    settings: &Negotiated,
+) -> (SessionHandle, OutboundQueue, SessionState) {
+    let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
+    realm.join(handle.clone());
+    // The durable watermark (persist.rs): only a session that may outlive its connection
+    // needs that cut, which costs the realm's order lock.
+    let received_through = if settings.expiry_secs > 0 && realm.shared().engine.keeps_sessions() {
+        realm.fanned_out_through()
+    } else {
+        0
+    };
+    let state = SessionState {
+        received_through,
+        ..SessionState::default()
+    };
+    (handle, rx, state)
 }
 
 /// Whether the listener a connection came through sends the permanent ID to every MQTT 5
