@@ -111,39 +111,61 @@ impl Realm {
                 "the registration is gone",
             ));
         };
-        let Some(callee) = reg.pick(Now::of(&*self.shared.edge)) else {
-            if reg.queue.len() >= QUEUED_CALLS_MAX {
-                return Some(call_error(
-                    queued.call.request,
-                    ErrorUri::Canceled,
-                    "too many calls queued for this procedure",
-                ));
-            }
-            let (caller, request, timeout_ms) = (
-                queued.caller.info.id,
+        let pattern_based = !matches!(reg.pattern, Pattern::Exact(_));
+        match reg.pick(Now::of(&*self.shared.edge)) {
+            Some(callee) => self.invoke(dealer, (reg_id, pattern_based), callee, queued),
+            None => self.queue_call(dealer, reg_id, queued),
+        }
+    }
+
+    /// Queues a call until a callee of `reg_id` has room (and times it out if it asked).
+    fn queue_call(
+        &self,
+        mut dealer: MutexGuard<'_, Dealer>,
+        reg_id: u64,
+        queued: QueuedCall,
+    ) -> Option<Message> {
+        let reg = dealer.registrations.get_mut(&reg_id)?;
+        if reg.queue.len() >= QUEUED_CALLS_MAX {
+            return Some(call_error(
                 queued.call.request,
-                queued.timeout_ms,
-            );
-            reg.queue.push_back(queued);
-            drop(dealer);
-            if let Some(t) = timeout_ms {
-                let timer = Timer::QueuedCall {
-                    realm: self.me.clone(),
-                    registration: reg_id,
-                    caller,
-                    request,
-                };
-                self.shared.timers.schedule_in(t, timer);
-            }
-            return None;
-        };
+                ErrorUri::Canceled,
+                "too many calls queued for this procedure",
+            ));
+        }
+        let (caller, request, timeout_ms) = (
+            queued.caller.info.id,
+            queued.call.request,
+            queued.timeout_ms,
+        );
+        reg.queue.push_back(queued);
+        drop(dealer);
+        if let Some(t) = timeout_ms {
+            let timer = Timer::QueuedCall {
+                realm: self.me.clone(),
+                registration: reg_id,
+                caller,
+                request,
+            };
+            self.shared.timers.schedule_in(t, timer);
+        }
+        None
+    }
+
+    /// Sends the INVOCATION of a call to `callee`, tracked until its answer or timeout.
+    fn invoke(
+        &self,
+        mut dealer: MutexGuard<'_, Dealer>,
+        (reg_id, pattern_based): (u64, bool),
+        callee: SessionHandle,
+        queued: QueuedCall,
+    ) -> Option<Message> {
         let QueuedCall {
             caller,
             call,
             timeout_ms,
             queued_at_ms,
         } = queued;
-        let pattern_based = !matches!(reg.pattern, Pattern::Exact(_));
         let receive_progress = call
             .options
             .get("receive_progress")
