@@ -136,25 +136,6 @@ impl Message {
             Message::Status(_) => "STATUS",
         }
     }
-
-    /// The 1-byte tag used in trace hashes.
-    pub fn tag(&self) -> u8 {
-        match self {
-            Message::Keep { .. } => 1,
-            Message::Stored { .. } => 2,
-            Message::SegmentOver { .. } => 3,
-            Message::Abort { .. } => 4,
-            Message::PullResolutions { .. } => 5,
-            Message::Resolved { .. } => 6,
-            Message::Fetch { .. } => 7,
-            Message::SegmentData { .. } => 8,
-            Message::Read { .. } => 9,
-            Message::Log { .. } => 10,
-            Message::Raft(_) => 11,
-            Message::StatusQuery => 12,
-            Message::Status(_) => 13,
-        }
-    }
 }
 
 /// The final fate of a segment, decided by a committed sync vote.

@@ -5,7 +5,9 @@ use fox_sequencer::config::Mutation;
 use fox_sequencer::sim::{run, SimConfig};
 use std::time::Instant;
 
-/// Run the cluster simulation; print failing seeds, a trace hash per seed, and a summary.
+/// Run the cluster simulation; print failing seeds, a trace hash per seed, and a summary
+/// with one digest of all the seeds' trace hashes (equal digests: equal trajectories, so
+/// two builds are compared by one line).
 #[derive(Parser, Debug)]
 #[command(name = "fox-sim")]
 struct Args {
@@ -75,6 +77,8 @@ fn main() -> anyhow::Result<()> {
     let (mut passed, mut failed) = (0u64, 0u64);
     let (mut acked, mut votes, mut simulated_ms) = (0u64, 0u64, 0u64);
     let mut aborted = 0u64;
+    // FNV-1a 64 over the seeds' trace hashes, in seed order.
+    let mut trace_digest = 0xcbf2_9ce4_8422_2325u64;
     let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -90,6 +94,9 @@ fn main() -> anyhow::Result<()> {
         config.liveness_ms = args.liveness_ms.unwrap_or(config.liveness_ms);
         config.mutation = mutation;
         let report = run(&config);
+        for byte in report.trace_hash.to_le_bytes() {
+            trace_digest = (trace_digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
         acked += report.acked;
         published += report.published;
         rejected += report.rejected;
@@ -139,6 +146,11 @@ fn main() -> anyhow::Result<()> {
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
         "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock), {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
+    );
+    let last = args.seed + args.seeds;
+    println!(
+        "trace digest of seeds {}..{last}: {trace_digest:016x}",
+        args.seed
     );
     println!("sim: {passed} passed, {failed} failed");
     if failed > 0 {

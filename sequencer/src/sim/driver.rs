@@ -3,6 +3,7 @@
 mod effects;
 mod faults;
 mod finish;
+mod trace;
 mod workload;
 
 use super::checker::{Checker, DurableView};
@@ -211,7 +212,8 @@ pub struct SimReport {
     pub seed: u64,
     /// Invariant violations; empty when the run passed.
     pub violations: Vec<String>,
-    /// Hash of the whole trace (deliveries, acks, faults), equal for equal seeds.
+    /// Hash of the whole trace (faults, every message delivered, acks, deliveries,
+    /// resolutions), equal for equal seeds, also across builds.
     pub trace_hash: u64,
     /// Publishes accepted by entries.
     pub published: u64,
@@ -454,7 +456,7 @@ impl Sim {
             fsync_error_ppm,
             fsync_errors: 0,
             clock_steps: 0,
-            trace_hash: 0xcbf2_9ce4_8422_2325,
+            trace_hash: trace::TRACE_HASH_START,
             published: 0,
             crashes: 0,
             partitions: 0,
@@ -606,15 +608,6 @@ impl Sim {
         self.process(index, now_ms);
     }
 
-    fn trace(&mut self, values: &[u64]) {
-        for value in values {
-            for byte in value.to_le_bytes() {
-                self.trace_hash ^= u64::from(byte);
-                self.trace_hash = self.trace_hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-    }
-
     fn run(mut self) -> SimReport {
         let total_ms = self.config.safety_ms + self.config.liveness_ms;
         for step in 0..=total_ms {
@@ -648,13 +641,8 @@ impl Sim {
         while let Some((from, to, message)) = self.network.next_due(now_ms) {
             let index = to.0 as usize;
             let local_ms = self.local_ms(index, now_ms);
-            self.trace(&[
-                7,
-                now_ms,
-                u64::from(from.0),
-                u64::from(to.0),
-                u64::from(message.tag()),
-            ]);
+            self.trace(&[7, now_ms, u64::from(from.0), u64::from(to.0)]);
+            self.trace_message(&message);
             match &mut self.slots[index].node {
                 Some(Node::Entry(node)) => node.handle_message(from, message, local_ms),
                 Some(Node::Ndb(node)) => node.handle_message(from, message, local_ms),
@@ -725,6 +713,8 @@ impl Sim {
                 }
                 for event in ready.events {
                     if let SyncEvent::Applied(resolution) = event {
+                        let (index, raft_index) = (resolution.index, resolution.raft_index);
+                        self.trace(&[12, now_ms, u64::from(from.0), index, raft_index]);
                         self.checker.on_resolution(from, &resolution, now_ms);
                     }
                 }

@@ -1,9 +1,11 @@
 //! Deterministic simulation of a whole cluster in one thread, from one seed.
 //!
 //! One `SeededRng` drives everything, in 1 ms steps; the same seed gives the same trace
-//! (and trace hash). A safety phase with faults is followed by a liveness phase: the
-//! network heals, crashed nodes restart, a random minority of ndb and sync goes down for
-//! good, and every publish from then on must be acked.
+//! (and trace hash, over every message delivered and every client event), in any build
+//! of the same source: `tests/simulation.rs` pins a few seeds' hashes. A safety phase
+//! with faults is followed by a liveness phase: the network heals, crashed nodes
+//! restart, a random minority of ndb and sync goes down for good, and every publish from
+//! then on must be acked.
 //!
 //! ## Faults (the safety phase; loss, duplication and damage go on in the liveness phase)
 //!

@@ -115,6 +115,9 @@ impl Sim {
                 self.answered(publisher, sequence, false, now_ms);
             }
             EntryEvent::Deliver { subscriber, record } => {
+                let (id, publication) = (record.id.0, &record.publication);
+                let (publisher, sequence) = (publication.publisher, publication.sequence);
+                self.trace(&[11, now_ms, subscriber, id, publisher, sequence]);
                 let Some(position) = self
                     .subscribers
                     .iter()
