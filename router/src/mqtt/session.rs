@@ -138,7 +138,8 @@ pub struct Parked {
 /// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
-    /// The client sent DISCONNECT (or the router shut down): no will.
+    /// The client sent DISCONNECT (or the router shut down): no will, unless the
+    /// DISCONNECT asked for it (MQTT 5, reason 0x04).
     Normal,
     /// Network error, keep alive timeout, protocol violation, kill: the will is due.
     Abnormal,
@@ -255,6 +256,9 @@ pub struct Session {
     /// Boxed, as the aliases: most sessions have none, and the session is held for the
     /// whole connection (an inline will is 180 bytes per idle connection).
     pub(super) will: Option<Box<Will>>,
+    /// The client's DISCONNECT asked for its will (0x04): it is due at the end as after a
+    /// lost connection (after its delay, or when the session ends: MQTT-3.1.2-8).
+    pub(super) will_asked: bool,
     pub(super) last_packet_ms: u64,
     pub(super) aliases: Option<Box<TopicAliases>>,
     pub(super) out: VecDeque<Packet>,
@@ -288,6 +292,7 @@ impl Session {
             settings,
             state,
             will: will.map(Box::new),
+            will_asked: false,
             last_packet_ms: now_ms,
             aliases: None,
             out: VecDeque::new(),
@@ -440,11 +445,10 @@ impl Session {
             }
             self.settings.expiry_secs = expiry_secs;
         }
-        let will = self.will.take();
         if disconnect.reason == ReasonCode::DisconnectWithWillMessage {
-            if let Some(will) = will {
-                will.publish(self.realm(), &self.handle);
-            }
+            self.will_asked = true;
+        } else {
+            self.will = None;
         }
         Ok(Flow::Disconnected)
     }
@@ -462,9 +466,11 @@ impl Session {
     /// Ends the connection: publishes the will if it is due now, then either parks the
     /// session (expiry > 0) or removes it from the realm. A will with a delay is parked
     /// with the session and published by the registry when the delay passes, unless the
-    /// client comes back first.
+    /// client comes back first. The will is due after an abnormal end, or when the
+    /// client's DISCONNECT asked for it.
     pub fn end(mut self, rx: OutboundQueue, how: End) -> Option<Parked> {
-        let mut will = self.will.take().filter(|_| how == End::Abnormal);
+        let due = how == End::Abnormal || self.will_asked;
+        let mut will = self.will.take().filter(|_| due);
         let expiry_secs = self.settings.expiry_secs;
         if let Some(w) = will.take_if(|w| w.delay_secs == 0 || expiry_secs == 0) {
             w.publish(self.realm(), &self.handle);

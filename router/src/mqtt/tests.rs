@@ -492,6 +492,65 @@ fn disconnect_cannot_turn_on_session_expiry() {
     assert_eq!(error.reason, ReasonCode::ProtocolError);
 }
 
+/// DISCONNECT 0x04 (with will) keeps the will as a lost connection would (MQTT-3.1.2-8):
+/// one with a delay is parked with the session, so that a client back in time cancels it;
+/// one without is published as the connection ends. A normal DISCONNECT deletes it.
+#[test]
+fn disconnect_with_will_waits_for_the_will_delay() {
+    let mqtt = registry();
+    let mut sub = Peer::new(&mqtt, 1, Protocol::V5, SessionState::default());
+    let _ = sub.send(subscribe("wd/#", QoS::AtMostOnce));
+    let _ = sub.out();
+    let cases = [
+        (ReasonCode::DisconnectWithWillMessage, 5, true, 0),
+        (ReasonCode::DisconnectWithWillMessage, 0, false, 1),
+        (ReasonCode::Success, 5, false, 0),
+    ];
+    for (id, (reason, delay_secs, held, published)) in (2..).zip(cases) {
+        let (handle, rx) = handle(id, 16);
+        mqtt.realm().join(handle.clone());
+        let limits = &mqtt.realm().shared().limits;
+        let mut settings = Negotiated::from_limits(limits, Protocol::V5, format!("c{id}"));
+        settings.expiry_secs = 60;
+        let will = super::Will {
+            topic: crate::topic::Topic::from_mqtt("wd/x"),
+            payload: Bytes::from_static(b"gone"),
+            qos: 0,
+            retain: false,
+            properties: Default::default(),
+            delay_secs,
+        };
+        let connack = ConnAck::default();
+        let state = SessionState::default();
+        let mut session = Session::new(
+            mqtt.clone(),
+            handle,
+            settings,
+            state,
+            Some(will),
+            connack,
+            T0,
+        );
+        let disconnect = Packet::Disconnect(Disconnect {
+            reason,
+            ..Disconnect::default()
+        });
+        assert_eq!(
+            session.handle_packet(disconnect, T0),
+            Ok(Flow::Disconnected)
+        );
+        let parked = session.end(rx, End::Normal).expect("expiry 60 s: parked");
+        assert_eq!(
+            parked.will.is_some(),
+            held,
+            "{reason:?}, delay {delay_secs} s"
+        );
+        sub.pump();
+        assert_eq!(publishes(&sub.out()).len(), published, "{reason:?}");
+        mqtt.realm().leave(parked.handle.info.id);
+    }
+}
+
 #[test]
 fn qos2_receive_maximum_enforced() {
     let mqtt = registry();
