@@ -56,8 +56,22 @@ impl Router {
 
     /// A router whose publishes go through `engine` (a cluster entry's, for one).
     pub fn with_engine(config: Config, engine: Arc<dyn Engine>) -> Arc<Self> {
+        Self::on_edge(config, engine, Arc::new(crate::realm::edge::SystemEdge))
+    }
+
+    /// A single-node router on `edge`'s time and random numbers: a scenario test drives
+    /// its timers (MQTT will delays, session expiry, call timeouts) with virtual time.
+    #[cfg(test)]
+    pub fn with_edge(config: Config, edge: Arc<dyn crate::realm::edge::Edge>) -> Arc<Self> {
+        Self::on_edge(config, Arc::new(LocalEngine::new(0, None)), edge)
+    }
+
+    fn on_edge(
+        config: Config,
+        engine: Arc<dyn Engine>,
+        edge: Arc<dyn crate::realm::edge::Edge>,
+    ) -> Arc<Self> {
         let config = Arc::new(config);
-        let edge: Arc<dyn crate::realm::edge::Edge> = Arc::new(crate::realm::edge::SystemEdge);
         let shared = Arc::new(Shared {
             engine,
             authorizer: Authorizer::new(config.clone()),

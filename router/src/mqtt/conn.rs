@@ -361,7 +361,9 @@ where
         .is_some_and(|reason| reason != ReasonCode::ServerShuttingDown);
     // The session's own copy is the only one kept while the connection lasts.
     let client_id = session.client_id().to_owned();
-    finish(&registry, &client_id, generation, session, rx, exit);
+    finish(
+        &registry, &client_id, generation, session, rx, exit.end, exit.kick,
+    );
     if lingers {
         // Boxed: only a closing connection carries this future.
         Box::pin(linger(&mut reader, input)).await;
@@ -378,19 +380,20 @@ async fn next_authorization(
     }
 }
 
-/// Ends the session and hands it on: to the connection that took it over, to the registry
-/// (parked, expiry > 0), or out of the realm.
-fn finish(
+/// Ends the session (`end`: how the connection ended) and hands it on: to the connection
+/// that took it over (`kick`), to the registry (parked, expiry > 0), or out of the realm.
+pub(crate) fn finish(
     registry: &Arc<Registry>,
     client_id: &str,
     generation: u64,
     session: Box<Session>,
     rx: crate::realm::OutboundQueue,
-    exit: Exit,
+    end: End,
+    kick: Option<oneshot::Sender<Option<Parked>>>,
 ) {
     let realm = registry.realm();
-    let parked = (*session).end(rx, exit.end);
-    match (exit.kick, parked) {
+    let parked = (*session).end(rx, end);
+    match (kick, parked) {
         (Some(reply), parked) => {
             // The new connection gave up waiting: nobody resumes this session.
             if let Err(Some(parked)) = reply.send(parked) {

@@ -90,5 +90,14 @@ pub use session::{
 };
 pub use sys::Stats;
 
+// The scenario harness (`crate::realm::scenarios::mqtt`) drives sessions as the connection
+// task does, without its sockets: CONNECT, then the session core, then the hand-off.
+#[cfg(test)]
+pub(crate) use conn::finish;
+#[cfg(test)]
+pub(crate) use connect::{accept, Accepted};
+#[cfg(test)]
+pub(crate) use registry::Kicks;
+
 #[cfg(test)]
 mod tests;

@@ -712,3 +712,4 @@ mod sync_model {
 }
 
 mod harness;
+mod mqtt;
