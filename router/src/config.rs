@@ -470,6 +470,7 @@ impl Config {
         Ok(self)
     }
 
+    // Long, as a checklist is: one check after another, each with its own message.
     fn validate(&self) -> Result<(), String> {
         if let Some(tls) = &self.tls {
             tls.validate()?;

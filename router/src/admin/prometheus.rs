@@ -68,6 +68,7 @@ pub(super) fn render_node(view: &super::node::NodeView) -> Result<String, std::f
 struct NodeCollector(super::node::NodeView);
 
 impl Collector for NodeCollector {
+    // Long, as a table is: one metric family after another (name, help, value).
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let view = &self.0;
         let status = *view.status.borrow();
@@ -349,6 +350,7 @@ impl RouterCollector {
     }
 
     /// Messages, bytes and publications in and out, by protocol.
+    // Long, as a table is: one metric family after another (name, help, value).
     fn encode_traffic(&self, family: &mut Family) -> std::fmt::Result {
         let traffic = Traffic::of(&self.router);
         let rows: [TrafficRow; 6] = [
@@ -514,6 +516,7 @@ impl RouterCollector {
     }
 
     /// On a cluster entry: its links, acknowledgements and their latency.
+    // Long, as a table is: one metric family after another (name, help, value).
     fn encode_cluster(&self, family: &mut Family) -> std::fmt::Result {
         let Some(view) = self.router.shared().engine.cluster() else {
             return Ok(());

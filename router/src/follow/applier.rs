@@ -331,6 +331,7 @@ impl Applier {
     }
 
     /// One record's own effect (what follows every record is in [`Applier::apply`]).
+    // Long, as a dispatch is: one arm per record kind, handing its fields to its method.
     fn apply_one<K: Keys>(
         &mut self,
         id: u64,

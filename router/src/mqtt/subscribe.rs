@@ -50,6 +50,26 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Why a subscription to `filter` is refused, if it is: not authorized, or past the
+    /// session's limit (a new one).
+    fn refusal(&self, filter: &str, pattern: &Pattern, is_new: bool) -> Option<ReasonCode> {
+        let limits = &self.realm().shared().limits;
+        if !self.may_subscribe(pattern) {
+            tracing::debug!(client = %self.settings.client_id, %filter, "subscribe not authorized");
+            return Some(if limits.mqtt_v5_subscribe_refused_unspecified {
+                ReasonCode::UnspecifiedError
+            } else {
+                ReasonCode::NotAuthorized
+            });
+        }
+        let max = limits.subscriptions_per_session_max;
+        if is_new && self.state.subscriptions.len() >= max {
+            tracing::debug!(client = %self.settings.client_id, %filter, max, "subscription refused: limit reached");
+            return Some(ReasonCode::QuotaExceeded);
+        }
+        None
+    }
+
     /// Subscribes one filter: its SUBACK reason code and the retained messages to replay.
     fn subscribe_one(
         &mut self,
@@ -69,23 +89,11 @@ impl Session {
             ));
         }
         let pattern = Pattern::from_mqtt_filter(inner);
-        if !self.may_subscribe(&pattern) {
-            tracing::debug!(client = %self.settings.client_id, %filter, "subscribe not authorized");
-            let limits = &self.realm().shared().limits;
-            let reason = if limits.mqtt_v5_subscribe_refused_unspecified {
-                ReasonCode::UnspecifiedError
-            } else {
-                ReasonCode::NotAuthorized
-            };
+        let is_new = !self.state.subscriptions.contains_key(filter);
+        if let Some(reason) = self.refusal(filter, &pattern, is_new) {
             return Ok((reason, Vec::new()));
         }
         let qos = options.qos.value();
-        let is_new = !self.state.subscriptions.contains_key(filter);
-        let max = self.realm().shared().limits.subscriptions_per_session_max;
-        if is_new && self.state.subscriptions.len() >= max {
-            tracing::debug!(client = %self.settings.client_id, %filter, max, "subscription refused: limit reached");
-            return Ok((ReasonCode::QuotaExceeded, Vec::new()));
-        }
         let shared = group.is_some();
         let subscribe_options = SubscribeOptions {
             qos,

@@ -25,6 +25,7 @@ const VERSION: u64 = 1;
 
 impl Applier {
     /// The derived state, encoded.
+    // Long, as a format is: the snapshot field by field; `restore` reads it back in the same order.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut realms = Vec::new();
         for (name, kv) in &self.realms {
@@ -114,6 +115,7 @@ impl Applier {
 
     /// The applier of entry `node` in its life `incarnation`, with the derived state of
     /// `bytes` ([`Applier::snapshot`]); `None` if they cannot be read.
+    // Long, as a format is: `snapshot` read back field by field.
     pub fn restore(node: u32, incarnation: u64, bytes: &[u8]) -> Option<Applier> {
         let Value::Dict(mut s) = rmp_serde::from_slice::<Value>(bytes).ok()? else {
             return None;
