@@ -326,7 +326,7 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
     }
 
     /// Ends the session, closes the transport and lingers for the peer's last input.
-    pub(super) async fn finish(mut self) {
+    pub(super) async fn finish(&mut self) {
         if let (Some(stats), Some(rx)) = (&self.queue_stats, &self.outbound) {
             // Nobody drains the queue now: publishers paused on it go on.
             stats.detach();
