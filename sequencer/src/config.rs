@@ -73,7 +73,9 @@ pub struct EntryConfig {
     /// that its KEEP fits in a frame; at most `wire_limits::FRAME_CONTENT_BYTES_MAX` and
     /// not above ndb's. A single publication above it is refused at `publish` (`TooLarge`).
     pub segment_bytes_max: usize,
-    /// Resend KEEP / SEGMENT_OVER to silent peers after this long, in ms.
+    /// Resend KEEP / SEGMENT_OVER to silent peers after this long, in ms; also how often
+    /// at most the entry names its undecided segments to every ndb (UNDECIDED), once one
+    /// has waited this long: well below ndb's `abort_after_ms`.
     pub retry_ms: u64,
     /// Look at the permanent log this often, in ms: send a tail READ if none is waiting
     /// (ndb holds one at the end of the log until records come: a long poll) and a READ
@@ -128,7 +130,9 @@ pub struct NdbConfig {
     pub read_park_ms: u64,
     /// Ask sync for resolutions this often, in ms.
     pub pull_ms: u64,
-    /// Ask sync to abort a temporary segment nobody resolved after this long, in ms.
+    /// Ask sync to abort a temporary segment once its owner has not named it (a KEEP, an
+    /// UNDECIDED) for this long, in ms: its entry died, or restarted and forgot it. A live
+    /// entry names its undecided segments every `retry_ms` (its own), far below this.
     pub abort_after_ms: u64,
     /// Resend FETCH / ABORT after this long, in ms.
     pub retry_ms: u64,
@@ -233,6 +237,9 @@ pub mod wire_limits {
     pub const LOG_READ_BYTES_MAX_DEFAULT: usize = 8 << 20;
     const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= FRAME_CONTENT_BYTES_MAX);
     const _: () = assert!(LOG_READ_BYTES_MAX_DEFAULT <= FRAME_CONTENT_BYTES_MAX);
+    /// Segments one UNDECIDED names at most (an ndb reads no more); an entry's
+    /// `segments_in_flight_max` may not exceed it.
+    pub const UNDECIDED_SEGMENTS_MAX: usize = 64;
     /// Longest cluster name, in bytes.
     pub const CLUSTER_NAME_MAX_BYTES: usize = 64;
     /// Longest shared secret, in bytes.

@@ -1,7 +1,7 @@
 //! The entry: cuts client publishes into segments, stores them on ndb, has sync vote them,
 //! acks publishers with permanent IDs, and tails the permanent log for its subscribers.
 
-use crate::config::wire_limits::FRAME_CONTENT_BYTES_MAX;
+use crate::config::wire_limits::{FRAME_CONTENT_BYTES_MAX, UNDECIDED_SEGMENTS_MAX};
 use crate::config::{EntryConfig, Mutation};
 use crate::id::{
     segment_digest, AdvanceId, NodeId, PermanentId, Publication, SeededRng, SegmentId,
@@ -25,8 +25,10 @@ pub enum EntryEvent {
         id: PermanentId,
     },
     /// The segment was aborted: the publish is not and will never be in the log. This
-    /// happens when the segment stalled past ndb's `abort_after_ms` (also before a quorum
-    /// stored it) or when the ID space is exhausted (the sync leader refuses the range).
+    /// happens when an ndb heard nothing of the segment from this entry for its
+    /// `abort_after_ms` (cut off from ndb, or a restart forgot it), when another entry
+    /// passed on this entry's lease expiry (also before a quorum stored it), or when the
+    /// ID space is exhausted (the sync leader refuses the range).
     Rejected {
         /// Where it sat.
         advance: AdvanceId,
@@ -80,6 +82,8 @@ struct SealedSegment {
     after: Option<SegmentId>,
     messages: Vec<Publication>,
     digest: u64,
+    /// When it was sealed (and its KEEP sent).
+    sealed_ms: u64,
     stored_by: BTreeSet<NodeId>,
     expect_resolved: bool,
     acked_early: bool,
@@ -101,6 +105,8 @@ pub struct Entry {
     sealed: VecDeque<SealedSegment>,
     /// The sync node that last announced a resolution to us: the leader, most likely.
     leader_hint: Option<NodeId>,
+    /// When the undecided segments may be named to ndb again (UNDECIDED).
+    name_at_ms: u64,
     /// The newest part of the permanent log: every record with an ID in
     /// `(cache_after, tail_end]`, at most `log_cache_records_max` of them.
     cache: VecDeque<LogRecord>,
@@ -142,6 +148,10 @@ impl Entry {
             config.segment_bytes_max <= FRAME_CONTENT_BYTES_MAX,
             "segment_bytes_max must leave a KEEP within the frame limit"
         );
+        assert!(
+            config.segments_in_flight_max <= UNDECIDED_SEGMENTS_MAX,
+            "one UNDECIDED must name every segment in flight"
+        );
         let rng = SeededRng::new(config.seed);
         Entry {
             config,
@@ -149,6 +159,7 @@ impl Entry {
             open: None,
             sealed: VecDeque::new(),
             leader_hint: None,
+            name_at_ms: 0,
             cache: VecDeque::new(),
             cache_after: 0,
             tail_end: 0,
@@ -268,10 +279,12 @@ impl Entry {
         }
     }
 
-    /// Timers: seal the open segment, retry silent peers, poll the permanent log.
+    /// Timers: seal the open segment, retry silent peers, name the undecided segments,
+    /// poll the permanent log.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.maybe_seal(now_ms);
         self.retry(now_ms);
+        self.name_undecided(now_ms);
         if now_ms >= self.read_at_ms {
             self.read_log(now_ms);
         }
@@ -283,6 +296,10 @@ impl Entry {
         let mut deadline = self.read_at_ms;
         for sealed in &self.sealed {
             deadline = deadline.min(sealed.retry_at_ms);
+        }
+        if let Some(oldest) = self.sealed.front() {
+            let name_at_ms = oldest.sealed_ms + self.config.retry_ms;
+            deadline = deadline.min(name_at_ms.max(self.name_at_ms));
         }
         if let Some(open) = &self.open {
             if self.sealed.len() < self.config.segments_in_flight_max {
@@ -359,6 +376,7 @@ impl Entry {
             after,
             messages: open.messages,
             digest,
+            sealed_ms: now_ms,
             stored_by: BTreeSet::new(),
             expect_resolved: false,
             acked_early: false,
@@ -710,5 +728,6 @@ impl Entry {
     }
 }
 
+mod aborts;
 #[cfg(test)]
 mod tests;

@@ -248,8 +248,8 @@ fn handshake_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
-/// One message of each kind: the seeds of the frame targets, and the samples of the wire
-/// format's own tests.
+/// One message of each kind, in the order of `Message`'s variants (their wire tags): the
+/// seeds of the frame targets, and the samples of the wire format's own tests.
 pub(crate) fn sample_messages() -> Vec<Message> {
     let segment = SegmentId::new_v7(1_700_000_000_000, [7; 10]);
     let publication = Publication {
@@ -276,6 +276,11 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             digest: 77,
             after: Some(segment),
         },
+        Message::Abort {
+            segment,
+            owner: NodeId(1),
+        },
+        Message::PullResolutions { from_index: 12 },
         Message::Resolved {
             resolutions: vec![Resolution {
                 index: 1,
@@ -290,6 +295,13 @@ pub(crate) fn sample_messages() -> Vec<Message> {
                 raft_term: 2,
             }],
         },
+        Message::Fetch { segment },
+        Message::SegmentData {
+            segment,
+            owner: NodeId(1),
+            messages: vec![publication.clone()],
+        },
+        Message::Read { after: 4095 },
         Message::Log {
             after: 0,
             records: vec![LogRecord {
@@ -313,6 +325,14 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             last_id: 0,
             temp_segments: 0,
         }),
+        Message::Undecided {
+            owner: NodeId(1),
+            segments: vec![segment, SegmentId::new_v7(1_700_000_000_020, [8; 10])],
+        },
+        Message::AbortOwner {
+            owner: NodeId(1),
+            cut_until_ms: 1_700_000_001_500,
+        },
     ]
 }
 

@@ -84,6 +84,15 @@ impl SegmentId {
     pub fn new_v7(unix_ms: u64, random_bytes: [u8; 10]) -> SegmentId {
         SegmentId(uuid::Builder::from_unix_timestamp_millis(unix_ms, &random_bytes).into_uuid())
     }
+
+    /// When its entry cut it, in Unix ms (by that entry's clock): the UUIDv7 timestamp,
+    /// its first 48 bits (read as such from any UUID).
+    pub fn unix_ms(self) -> u64 {
+        let bytes = self.0.as_bytes();
+        let mut time = [0u8; 8];
+        time[2..].copy_from_slice(&bytes[..6]);
+        u64::from_be_bytes(time)
+    }
 }
 
 impl fmt::Display for SegmentId {
@@ -192,6 +201,14 @@ mod tests {
     use super::*;
 
     const YEAR_2089_UNIX_MS: u64 = 3_755_376_000_000; // 2089-01-01T00:00:00Z
+
+    #[test]
+    fn a_segment_id_tells_when_it_was_cut() {
+        for unix_ms in [0, 1, 1_767_225_600_123, (1 << 48) - 1] {
+            let segment = SegmentId::new_v7(unix_ms, [0xff; 10]);
+            assert_eq!(segment.unix_ms(), unix_ms);
+        }
+    }
 
     #[test]
     fn floor_counts_from_2020() {

@@ -27,16 +27,23 @@
 //! most `read_records_max` records) until it reaches the cache, then goes on live.
 //!
 //! Recovery: an entry keeps no durable state. An ndb asks sync to ABORT a temporary
-//! segment nobody resolved within `abort_after_ms`; the first committed decision for a
-//! segment wins, so a late SEGMENT_OVER of an aborted segment is answered "aborted" and its
-//! publishers are rejected, never acked. This holds also for a segment aborted before a
+//! segment once its owner has not named it (KEEP, UNDECIDED) for `abort_after_ms`: the
+//! entry died, or restarted and forgot it; a live entry names its undecided segments to
+//! every ndb every `retry_ms`, so they wait for sync however long that takes. When an
+//! entry's lease expires (the router applies it from the log), the other entries pass it
+//! on (ABORT_OWNER) and ndb asks at once for the segments that entry cut until then. The
+//! first committed decision for a segment wins, so a late SEGMENT_OVER of an aborted
+//! segment is answered "aborted" and its publishers are rejected, never acked, and an
+//! ABORT of a segment already made permanent changes nothing. This holds also for a segment aborted before a
 //! quorum stored it: the entry acts on RESOLVED(aborted) whether or not it sent
 //! SEGMENT_OVER, and an ndb answers a KEEP of an aborted segment with that RESOLVED (an
 //! entry that missed the leader's message learns it from its own KEEP retries). An ndb rebuilds from its fsynced records; a sync
 //! node from its Raft log and hard state, then replays the committed votes and rejoins.
 //!
 //! Beyond DESIGN.md's messages: KEEP carries a whole sealed segment (offsets `0..n`);
-//! ABORT (ndb -> sync) resolves orphaned segments; PULL_RESOLUTIONS lets a lagging ndb
+//! ABORT (ndb -> sync) resolves orphaned segments; UNDECIDED (entry -> ndb) names the
+//! segments a live entry still waits for, ABORT_OWNER (entry -> ndb) passes on another
+//! entry's lease expiry (both protocol version 6); PULL_RESOLUTIONS lets a lagging ndb
 //! fill gaps in the resolution log; FETCH / SEGMENT_DATA let an ndb that missed a KEEP
 //! copy the segment from a peer; READ / LOG is how entries tail the permanent log.
 //!

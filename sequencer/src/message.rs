@@ -95,6 +95,28 @@ pub enum Message {
     StatusQuery,
     /// ndb / sync -> entry: the answer to a STATUS_QUERY.
     Status(NodeReport),
+    /// entry -> ndb: these sealed segments of mine are still undecided; I live and still
+    /// want them (protocol version 6). An ndb asks sync to abort a temporary segment only
+    /// once its owner has not named it (here or by a KEEP) for `abort_after_ms`. Sent to
+    /// every ndb at most every `retry_ms`, and only while a segment sealed at least
+    /// `retry_ms` ago waits, so an entry whose segments are decided in time sends none.
+    Undecided {
+        /// The entry that cut them: the sender.
+        owner: NodeId,
+        /// Its undecided segments, at most `wire_limits::UNDECIDED_SEGMENTS_MAX` (an ndb
+        /// reads no more).
+        segments: Vec<SegmentId>,
+    },
+    /// entry -> ndb: entry `owner`'s lease expired (at log time `cut_until_ms`): ask sync
+    /// at once to abort the temporary segments of it held now that it cut (their UUIDv7
+    /// time) at or before then (protocol version 6). Sync's first decision for a segment
+    /// stands, so one it already made permanent stays so.
+    AbortOwner {
+        /// The entry whose lease expired.
+        owner: NodeId,
+        /// Its segments cut at or before this time, in Unix ms, are abandoned.
+        cut_until_ms: u64,
+    },
 }
 
 /// What an ndb or sync node tells an entry about itself (STATUS). Fields that do not
@@ -134,6 +156,8 @@ impl Message {
             Message::Raft(_) => "RAFT",
             Message::StatusQuery => "STATUS_QUERY",
             Message::Status(_) => "STATUS",
+            Message::Undecided { .. } => "UNDECIDED",
+            Message::AbortOwner { .. } => "ABORT_OWNER",
         }
     }
 }

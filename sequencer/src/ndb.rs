@@ -45,7 +45,12 @@ struct TempSegment {
     owner: NodeId,
     messages: Vec<Publication>,
     digest: u64,
+    /// When to ask sync to abort it: `abort_after_ms` after its owner last named it (its
+    /// KEEP, an UNDECIDED) or this ndb got it; once `aborting`, when to ask again.
     abort_at_ms: u64,
+    /// This ndb asks sync to abort it (its owner fell silent, or its lease expired): a
+    /// name from the owner no longer defers it, since an ABORT may be on its way already.
+    aborting: bool,
 }
 
 /// Where a decided segment went.
@@ -173,11 +178,19 @@ impl Ndb {
                 messages,
             } => self.on_segment_data(segment, owner, messages, now_ms),
             Message::Read { after } => self.on_read(from, after, now_ms),
+            Message::Undecided { owner, segments } => {
+                self.on_undecided(from, owner, &segments, now_ms);
+            }
+            Message::AbortOwner {
+                owner,
+                cut_until_ms,
+            } => self.on_abort_owner(from, owner, cut_until_ms, now_ms),
             _ => {}
         }
     }
 
-    /// Timers: group commit, pulling resolutions, fetching, aborting orphaned segments.
+    /// Timers: group commit, pulling resolutions, fetching, aborting segments whose owner
+    /// fell silent.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if self.commit_at_ms.is_some_and(|at| now_ms >= at) {
             self.commit_at_ms = None;
@@ -291,6 +304,7 @@ impl Ndb {
                 messages,
                 digest,
                 abort_at_ms,
+                aborting: false,
             },
         );
     }
@@ -341,7 +355,9 @@ impl Ndb {
             }
             None => {}
         }
-        if !self.temp.contains_key(&segment) {
+        if self.temp.contains_key(&segment) {
+            self.named(owner, segment, now_ms);
+        } else {
             self.keep_temp(segment, owner, messages, held_digest, now_ms);
             self.unsynced.insert(segment);
         }
@@ -652,24 +668,8 @@ impl Ndb {
             Message::PullResolutions { from_index },
         ));
     }
-
-    fn request_aborts(&mut self, now_ms: u64) {
-        let syncs = &self.config.membership.syncs;
-        for (segment, temp) in &mut self.temp {
-            if now_ms < temp.abort_at_ms {
-                continue;
-            }
-            temp.abort_at_ms = now_ms + self.config.retry_ms;
-            // Its own rotation: sharing the pull's could land on the same down node forever.
-            self.abort_target = (self.abort_target + 1) % syncs.len();
-            let abort = Message::Abort {
-                segment: *segment,
-                owner: temp.owner,
-            };
-            self.out.messages.push((syncs[self.abort_target], abort));
-        }
-    }
 }
 
+mod aborts;
 #[cfg(test)]
 mod tests;

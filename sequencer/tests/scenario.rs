@@ -9,8 +9,9 @@ enum Node {
     Sync(Box<Sync>),
 }
 
-/// One entry (n0), three ndb (n1..n3), three sync (n4..n6); every message arrives 1 ms
-/// later unless `blocked` says the link is cut.
+/// The entry that publishes (n0), three ndb (n1..n3), three sync (n4..n6) and a second
+/// entry (n7) that only passes on n0's lease expiry; every message arrives 1 ms later
+/// unless `blocked` says the link is cut.
 struct Cluster {
     nodes: Vec<Node>,
     in_flight: Vec<(u64, NodeId, NodeId, Message)>,
@@ -26,11 +27,11 @@ impl Cluster {
 
     /// A cluster whose entry and ndb configurations are adjusted first.
     fn with(entry: fn(&mut EntryConfig), ndb: fn(&mut NdbConfig)) -> Cluster {
-        let ids: Vec<NodeId> = (0..7).map(NodeId).collect();
+        let ids: Vec<NodeId> = (0..8).map(NodeId).collect();
         let membership = Membership {
-            entries: ids[..1].to_vec(),
+            entries: vec![ids[0], ids[7]],
             ndbs: ids[1..4].to_vec(),
-            syncs: ids[4..].to_vec(),
+            syncs: ids[4..7].to_vec(),
         };
         let now_ms = 1_767_225_600_000;
         let mut entry_config = EntryConfig::new(ids[0], membership.clone(), 1);
@@ -41,11 +42,13 @@ impl Cluster {
             ndb(&mut ndb_config);
             nodes.push(Node::Ndb(Ndb::new(ndb_config, now_ms)));
         }
-        for id in &ids[4..] {
+        for id in &ids[4..7] {
             let config = SyncConfig::new(*id, membership.clone(), u64::from(id.0));
             let sync = Sync::new(config, now_ms).expect("valid sync config");
             nodes.push(Node::Sync(Box::new(sync)));
         }
+        let other = EntryConfig::new(ids[7], membership.clone(), 7);
+        nodes.push(Node::Entry(Entry::new(other, now_ms)));
         Cluster {
             nodes,
             in_flight: Vec::new(),
@@ -60,6 +63,17 @@ impl Cluster {
             Node::Entry(entry) => entry,
             _ => unreachable!("n0 is the entry"),
         }
+    }
+
+    /// n7 applies n0's lease expiry (as its router does when the log says so) at log
+    /// time now, and tells the ndbs.
+    fn expire_lease_of_n0(&mut self) {
+        let now_ms = self.now_ms;
+        match &mut self.nodes[7] {
+            Node::Entry(entry) => entry.abort_owner(NodeId(0), now_ms),
+            _ => unreachable!("n7 is an entry"),
+        }
+        self.collect(7);
     }
 
     fn collect(&mut self, index: usize) {
@@ -169,7 +183,7 @@ fn a_publish_is_acked_only_after_ndb_stored_it_and_sync_voted() {
 fn no_ack_when_sync_is_unreachable_then_progress_when_it_returns() {
     let mut cluster = Cluster::new();
     cluster.run_ms(200);
-    cluster.blocked = |from, to| from.0 == 0 && to.0 >= 4;
+    cluster.blocked = |from, to| from.0 == 0 && (4..=6).contains(&to.0);
     cluster.publish(1);
     cluster.run_ms(100);
     assert!(cluster.events.is_empty(), "{:?}", cluster.events);
@@ -185,15 +199,43 @@ fn no_ack_when_sync_is_unreachable_then_progress_when_it_returns() {
     );
 }
 
+/// The case of simulator seed 17791: a live entry's segment waits for sync far longer
+/// than ndb's `abort_after_ms` (no leader after a heal, or sync cut off). It names the
+/// segment to every ndb meanwhile (UNDECIDED), so nothing aborts it, and it is acked
+/// when sync is back. Before protocol version 6 ndb aborted it after 300 ms.
 #[test]
-fn a_segment_stalled_past_the_abort_deadline_is_rejected_never_acked() {
+fn a_live_entrys_segment_waits_for_sync_however_long_and_is_acked() {
     let mut cluster = Cluster::new();
     cluster.run_ms(200);
-    // The entry reaches ndb but not sync: its SEGMENT_OVER never arrives, so ndb asks sync
-    // to abort the segment after `abort_after_ms`; the leader tells the entry.
-    cluster.blocked = |from, to| from.0 == 0 && to.0 >= 4;
+    cluster.blocked = |from, to| from.0 == 0 && (4..=6).contains(&to.0);
     cluster.publish(1);
-    cluster.run_ms(250);
+    cluster.run_ms(1_000);
+    assert!(cluster.events.is_empty(), "{:?}", cluster.events);
+    cluster.blocked = |_, _| false;
+    cluster.run_ms(100);
+    assert!(
+        matches!(
+            cluster.events.as_slice(),
+            [EntryEvent::Acked { sequence: 1, .. }]
+        ),
+        "{:?}",
+        cluster.events
+    );
+    assert_eq!(cluster.ndb_logs(), vec![1, 1, 1]);
+}
+
+#[test]
+fn a_segment_whose_entry_falls_silent_is_rejected_never_acked() {
+    let mut cluster = Cluster::new();
+    cluster.run_ms(200);
+    // The KEEPs leave; then the entry reaches neither ndb nor sync (it hears them): its
+    // SEGMENT_OVER never arrives, and ndb, hearing nothing of it for `abort_after_ms`,
+    // asks sync to abort the segment; the leader tells the entry.
+    cluster.blocked = |from, to| from.0 == 0 && (4..=6).contains(&to.0);
+    cluster.publish(1);
+    cluster.run_ms(1);
+    cluster.blocked = |from, to| from.0 == 0 && (1..=6).contains(&to.0);
+    cluster.run_ms(249);
     assert!(cluster.events.is_empty(), "{:?}", cluster.events);
     cluster.run_ms(250);
     assert!(
@@ -224,11 +266,14 @@ fn a_segment_stalled_past_the_abort_deadline_is_rejected_never_acked() {
 fn a_segment_aborted_before_a_stored_quorum_rejects_its_publishers_and_the_entry_goes_on() {
     let mut cluster = Cluster::new();
     cluster.run_ms(200);
-    // Only n1 gets the KEEP: one STORED, no quorum, so no SEGMENT_OVER. n1 asks sync to
-    // abort the orphan after `abort_after_ms`; the leader tells the entry.
+    // Only n1 gets the KEEP: one STORED, no quorum, so no SEGMENT_OVER. Then the entry is
+    // cut off from n1 as well: n1 asks sync to abort the orphan after its silence; the
+    // leader tells the entry.
     cluster.blocked = |from, to| from.0 == 0 && (to.0 == 2 || to.0 == 3);
     cluster.publish(1);
-    cluster.run_ms(600);
+    cluster.run_ms(1);
+    cluster.blocked = |from, to| from.0 == 0 && (1..=3).contains(&to.0);
+    cluster.run_ms(599);
     assert!(
         matches!(
             cluster.events.as_slice(),
@@ -252,17 +297,76 @@ fn a_segment_aborted_before_a_stored_quorum_rejects_its_publishers_and_the_entry
 }
 
 #[test]
+fn a_lease_expiry_aborts_the_entrys_segments_at_once() {
+    let mut cluster = Cluster::new();
+    cluster.run_ms(200);
+    // n0 reaches ndb but not sync, and keeps naming its segment. Then the log says its
+    // lease expired: n7 passes that on, and the segment is aborted within a few round
+    // trips, not after `abort_after_ms`.
+    cluster.blocked = |from, to| from.0 == 0 && (4..=6).contains(&to.0);
+    cluster.publish(1);
+    cluster.run_ms(100);
+    assert!(cluster.events.is_empty(), "{:?}", cluster.events);
+    cluster.expire_lease_of_n0();
+    cluster.run_ms(20);
+    assert!(
+        matches!(
+            cluster.events.as_slice(),
+            [EntryEvent::Rejected { sequence: 1, .. }]
+        ),
+        "{:?}",
+        cluster.events
+    );
+    // What it publishes later is not touched (the expiry named segments cut until then).
+    cluster.run_ms(1);
+    cluster.publish(2);
+    cluster.blocked = |_, _| false;
+    cluster.run_ms(100);
+    assert!(
+        matches!(
+            cluster.events.last(),
+            Some(EntryEvent::Acked { sequence: 2, .. })
+        ),
+        "{:?}",
+        cluster.events
+    );
+    assert_eq!(cluster.ndb_logs(), vec![1, 1, 1]);
+}
+
+#[test]
+fn a_lease_expiry_leaves_a_segment_decided_permanent_as_it_is() {
+    let mut cluster = Cluster::new();
+    cluster.run_ms(200);
+    cluster.publish(1);
+    cluster.run_ms(100);
+    let acked = cluster.events.clone();
+    assert!(
+        matches!(acked.as_slice(), [EntryEvent::Acked { sequence: 1, .. }]),
+        "{acked:?}"
+    );
+    // A late expiry (a lagging entry, a replay of the log) changes nothing decided.
+    cluster.expire_lease_of_n0();
+    cluster.run_ms(400);
+    assert_eq!(cluster.events, acked);
+    assert_eq!(cluster.ndb_logs(), vec![1, 1, 1]);
+}
+
+#[test]
 fn an_entry_that_missed_the_abort_learns_it_from_the_ndb_it_retries() {
     let mut cluster = Cluster::new();
     cluster.run_ms(200);
-    // As above, and the leader's RESOLVED(aborted) to the entry is lost as well.
-    cluster.blocked =
-        |from, to| (from.0 == 0 && (to.0 == 2 || to.0 == 3)) || (from.0 >= 4 && to.0 == 0);
+    // Only n1 gets the KEEP (no quorum), the leader's messages to the entry are lost,
+    // and the entry's lease expires: n1 aborts the segment, the entry does not hear it.
+    cluster.blocked = |from, to| {
+        (from.0 == 0 && (to.0 == 2 || to.0 == 3)) || ((4..=6).contains(&from.0) && to.0 == 0)
+    };
     cluster.publish(1);
-    cluster.run_ms(600);
+    cluster.run_ms(50);
+    cluster.expire_lease_of_n0();
+    cluster.run_ms(550);
     assert!(cluster.events.is_empty(), "{:?}", cluster.events);
     // The KEEP retries now reach n2 and n3, which applied the abort: they say so.
-    cluster.blocked = |from, to| from.0 >= 4 && to.0 == 0;
+    cluster.blocked = |from, to| (4..=6).contains(&from.0) && to.0 == 0;
     cluster.run_ms(100);
     assert!(
         matches!(

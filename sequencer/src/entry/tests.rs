@@ -279,3 +279,130 @@ fn a_subscriber_ahead_of_the_tail_is_served_from_its_position_not_after_the_whol
     entry.subscribe(8, PermanentId(0));
     assert!(reads_of(&mut entry).contains(&0));
 }
+
+/// The UNDECIDED messages of a batch: (ndb, segments named).
+fn undecided_of(entry: &mut Entry) -> Vec<(NodeId, Vec<SegmentId>)> {
+    let mut named = Vec::new();
+    for (to, message) in entry.ready().messages {
+        if let Message::Undecided { owner, segments } = message {
+            assert_eq!(owner, NodeId(0));
+            named.push((to, segments));
+        }
+    }
+    named
+}
+
+/// Runs the entry's timers at each ms of `from_ms..=until_ms` that it asks for (sealing
+/// at once); the UNDECIDED messages, with their time.
+fn run_timers(
+    entry: &mut Entry,
+    from_ms: u64,
+    until_ms: u64,
+) -> Vec<(u64, NodeId, Vec<SegmentId>)> {
+    let mut sent = Vec::new();
+    for now_ms in from_ms..=until_ms {
+        if entry.poll_timeout() <= now_ms {
+            entry.handle_timeout(now_ms);
+        }
+        for (to, segments) in undecided_of(entry) {
+            sent.push((now_ms, to, segments));
+        }
+    }
+    sent
+}
+
+#[test]
+fn undecided_segments_are_named_to_every_ndb_every_retry_ms_once_they_wait() {
+    let mut entry = entry();
+    let retry_ms = entry.config.retry_ms;
+    assert!(entry.publish(publication(1, 10), 1_000).is_ok());
+    entry.handle_timeout(1_000);
+    let first = entry.sealed[0].id;
+    let _ = entry.ready();
+    assert!(entry.publish(publication(2, 10), 1_005).is_ok());
+    entry.handle_timeout(1_005);
+    let second = entry.sealed[1].id;
+    let _ = entry.ready();
+    // Nothing until the oldest has waited retry_ms, then one per ndb every retry_ms,
+    // naming those that waited that long, oldest first.
+    let sent = run_timers(&mut entry, 1_005, 1_000 + 3 * retry_ms);
+    let times: Vec<u64> = sent.iter().map(|(at, ..)| *at).collect();
+    let each = |at| [at; 3];
+    let expected: Vec<u64> = [1_000 + retry_ms, 1_000 + 2 * retry_ms, 1_000 + 3 * retry_ms]
+        .into_iter()
+        .flat_map(each)
+        .collect();
+    assert_eq!(times, expected);
+    let ndbs: Vec<NodeId> = sent[..3].iter().map(|(_, to, _)| *to).collect();
+    assert_eq!(ndbs, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    assert_eq!(
+        sent[0].2,
+        vec![first],
+        "the second has not waited retry_ms yet"
+    );
+    assert_eq!(sent[3].2, vec![first, second]);
+    // Decided: no longer named, and no UNDECIDED at all once none waits.
+    for segment in [first, second] {
+        let resolutions = vec![Resolution {
+            index: 1,
+            segment,
+            owner: NodeId(0),
+            outcome: Outcome::Aborted,
+            raft_index: 1,
+            raft_term: 1,
+        }];
+        entry.handle_message(NodeId(4), Message::Resolved { resolutions }, 1_070);
+    }
+    assert!(run_timers(&mut entry, 1_070, 1_200).is_empty());
+}
+
+#[test]
+fn a_segment_decided_within_retry_ms_costs_no_undecided() {
+    let mut entry = entry();
+    assert!(entry.publish(publication(1, 10), 1_000).is_ok());
+    entry.handle_timeout(1_000);
+    let keep = messages_of(&mut entry)
+        .into_iter()
+        .map(|(_, message)| message)
+        .find(|message| matches!(message, Message::Keep { .. }))
+        .expect("a KEEP");
+    stored_by_quorum(&mut entry, &keep, 1_003);
+    let Message::Keep {
+        segment, messages, ..
+    } = keep
+    else {
+        unreachable!()
+    };
+    let resolutions = vec![Resolution {
+        index: 1,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(4096),
+            count: 1,
+            digest: crate::id::segment_digest(&messages),
+        },
+        raft_index: 1,
+        raft_term: 1,
+    }];
+    entry.handle_message(NodeId(4), Message::Resolved { resolutions }, 1_010);
+    assert!(run_timers(&mut entry, 1_010, 1_500).is_empty());
+    assert!(!entry.has_segment_in_flight());
+}
+
+#[test]
+fn a_lost_lease_is_passed_to_every_ndb() {
+    let mut entry = entry();
+    entry.abort_owner(NodeId(7), 1_500);
+    let sent = messages_of(&mut entry);
+    let expected: Vec<(NodeId, Message)> = [1, 2, 3]
+        .map(|ndb| {
+            let abort = Message::AbortOwner {
+                owner: NodeId(7),
+                cut_until_ms: 1_500,
+            };
+            (NodeId(ndb), abort)
+        })
+        .to_vec();
+    assert_eq!(sent, expected);
+}

@@ -5,7 +5,7 @@ use crate::config::Membership;
 
 fn ndb() -> Ndb {
     let membership = Membership {
-        entries: vec![NodeId(0)],
+        entries: vec![NodeId(0), NodeId(4)],
         ndbs: vec![NodeId(1), NodeId(2)],
         syncs: vec![NodeId(3)],
     };
@@ -234,4 +234,188 @@ fn a_full_resolution_buffer_keeps_the_ones_applied_next() {
         3,
         "1 and 2 got in, 3 stayed, 4 is pulled again"
     );
+}
+
+/// A KEEP from entry 0 of a one-message segment cut at `cut_ms`.
+fn keep_cut_at(cut_ms: u64, seed: u8) -> (SegmentId, Message) {
+    let messages = vec![Publication {
+        publisher: 1,
+        sequence: u64::from(seed),
+        payload: vec![seed],
+    }];
+    let segment = SegmentId::new_v7(cut_ms, [seed; 10]);
+    let keep = Message::Keep {
+        segment,
+        owner: NodeId(0),
+        digest: segment_digest(&messages),
+        messages,
+    };
+    (segment, keep)
+}
+
+/// The segments of the ABORTs in the ndb's batch (each to the sync node).
+fn aborts_sent(ndb: &mut Ndb) -> Vec<SegmentId> {
+    let mut segments = Vec::new();
+    for (to, message) in ndb.ready().messages {
+        if let Message::Abort { segment, owner } = message {
+            assert_eq!((to, owner), (NodeId(3), NodeId(0)));
+            segments.push(segment);
+        }
+    }
+    segments
+}
+
+/// Runs the ndb's timers at each ms of `from_ms..=until_ms` that it asks for; the ABORTs
+/// it sends, with their time.
+fn run_timers(ndb: &mut Ndb, from_ms: u64, until_ms: u64) -> Vec<(u64, SegmentId)> {
+    let mut sent = Vec::new();
+    for now_ms in from_ms..=until_ms {
+        if ndb.poll_timeout() <= now_ms {
+            ndb.handle_timeout(now_ms);
+        }
+        sent.extend(
+            aborts_sent(ndb)
+                .into_iter()
+                .map(|segment| (now_ms, segment)),
+        );
+    }
+    sent
+}
+
+fn undecided(segments: &[SegmentId]) -> Message {
+    Message::Undecided {
+        owner: NodeId(0),
+        segments: segments.to_vec(),
+    }
+}
+
+/// The case of simulator seed 17791 (and 3878 before): the sync tier had no stable leader
+/// for 190-300 ms after a heal, and the ndb's fixed timer aborted a live entry's
+/// segments, so a publish after the heal was rejected. Now a segment whose owner keeps
+/// naming it waits as long as it takes.
+#[test]
+fn a_segment_its_owner_names_within_abort_after_ms_is_not_aborted() {
+    let mut ndb = ndb();
+    let abort_after_ms = ndb.config.abort_after_ms;
+    let (segment, keep) = keep_cut_at(1_000, 1);
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    let mut sent = Vec::new();
+    // Named every 20 ms for 2 s, far longer than abort_after_ms.
+    for tick in 1..=100 {
+        let now_ms = 1_000 + tick * 20;
+        sent.extend(run_timers(&mut ndb, now_ms - 19, now_ms));
+        ndb.handle_message(NodeId(0), undecided(&[segment]), now_ms);
+    }
+    assert!(
+        sent.is_empty(),
+        "aborted while its owner named it: {sent:?}"
+    );
+    // A KEEP resent counts as naming it too.
+    ndb.handle_message(NodeId(0), keep_cut_at(1_000, 1).1, 3_100);
+    assert!(run_timers(&mut ndb, 3_001, 3_399).is_empty());
+    // Then silence: the abort is asked for abort_after_ms after the last name.
+    let sent = run_timers(&mut ndb, 3_400, 3_500);
+    assert_eq!(sent.first(), Some(&(3_100 + abort_after_ms, segment)));
+}
+
+#[test]
+fn an_orphan_is_aborted_after_its_owners_silence_even_if_the_owner_speaks_again() {
+    let mut ndb = ndb();
+    let (abort_after_ms, retry_ms) = (ndb.config.abort_after_ms, ndb.config.retry_ms);
+    let (orphan, keep) = keep_cut_at(1_000, 1);
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    // The entry restarted (same node, no memory): it names only its new segment and reads
+    // the log. Names from another node, or for another owner, do not count either.
+    let (fresh, keep) = keep_cut_at(1_050, 2);
+    ndb.handle_message(NodeId(0), keep, 1_050);
+    for now_ms in (1_060..1_400).step_by(20) {
+        ndb.handle_message(NodeId(0), undecided(&[fresh]), now_ms);
+        ndb.handle_message(NodeId(0), Message::Read { after: 0 }, now_ms);
+        let stranger = Message::Undecided {
+            owner: NodeId(4),
+            segments: vec![orphan],
+        };
+        ndb.handle_message(NodeId(4), stranger, now_ms);
+        ndb.handle_message(NodeId(4), undecided(&[orphan]), now_ms);
+    }
+    let sent = run_timers(&mut ndb, 1_000, 1_400);
+    let expected: Vec<(u64, SegmentId)> = (0..6)
+        .map(|attempt| (1_000 + abort_after_ms + attempt * retry_ms, orphan))
+        .collect();
+    assert_eq!(
+        sent, expected,
+        "asked at once after the silence, then every retry_ms"
+    );
+}
+
+#[test]
+fn an_expired_lease_aborts_the_owners_segments_at_once() {
+    let mut ndb = ndb();
+    let (abort_after_ms, retry_ms) = (ndb.config.abort_after_ms, ndb.config.retry_ms);
+    let (before, keep) = keep_cut_at(1_000, 1);
+    ndb.handle_message(NodeId(0), keep, 1_590);
+    let (after, keep) = keep_cut_at(1_600, 2);
+    ndb.handle_message(NodeId(0), keep, 1_600);
+    assert!(run_timers(&mut ndb, 1_590, 1_610).is_empty());
+    // Only from an entry of the cluster, about an entry of the cluster.
+    let expired = |owner| Message::AbortOwner {
+        owner: NodeId(owner),
+        cut_until_ms: 1_500,
+    };
+    ndb.handle_message(NodeId(2), expired(0), 1_610);
+    ndb.handle_message(NodeId(4), expired(3), 1_610);
+    assert!(aborts_sent(&mut ndb).is_empty());
+    // Entry 4 applied entry 0's lease expiry at log time 1500.
+    ndb.handle_message(NodeId(4), expired(0), 1_610);
+    assert_eq!(
+        aborts_sent(&mut ndb),
+        vec![before],
+        "at once, cut before the expiry only"
+    );
+    // Its owner naming it no longer defers it: the ABORT may be on its way.
+    ndb.handle_message(NodeId(0), undecided(&[before, after]), 1_615);
+    let sent = run_timers(&mut ndb, 1_611, 1_611 + retry_ms);
+    assert_eq!(sent, vec![(1_610 + retry_ms, before)]);
+    // Not remembered: a KEEP that arrives later waits for its owner's silence.
+    let (late, keep) = keep_cut_at(1_400, 3);
+    ndb.handle_message(NodeId(0), keep, 1_640);
+    let sent = run_timers(&mut ndb, 1_640, 1_640 + abort_after_ms - 1);
+    assert!(sent.iter().all(|(_, segment)| *segment != late));
+}
+
+#[test]
+fn an_expired_lease_leaves_a_segment_decided_permanent_as_it_is() {
+    let mut ndb = ndb();
+    let (segment, keep) = keep_cut_at(1_000, 1);
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    let Message::Keep { messages, .. } = keep_cut_at(1_000, 1).1 else {
+        unreachable!()
+    };
+    let resolution = Resolution {
+        index: 1,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(100),
+            count: 1,
+            digest: segment_digest(&messages),
+        },
+        raft_index: 1,
+        raft_term: 1,
+    };
+    let resolutions = vec![resolution];
+    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_010);
+    assert_eq!(ndb.log().len(), 1);
+    let _ = ndb.ready();
+    let expired = Message::AbortOwner {
+        owner: NodeId(0),
+        cut_until_ms: 2_000,
+    };
+    ndb.handle_message(NodeId(4), expired, 1_020);
+    // The owner's KEEP, resent late, is answered STORED from the log, not aborted.
+    ndb.handle_message(NodeId(0), keep_cut_at(1_000, 1).1, 1_030);
+    assert!(run_timers(&mut ndb, 1_020, 2_000).is_empty());
+    assert_eq!(ndb.log().len(), 1);
+    assert_eq!(ndb.log()[0].id, PermanentId(100));
+    assert_eq!((ndb.applied_index(), ndb.temp_segment_count()), (1, 0));
 }

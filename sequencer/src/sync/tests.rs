@@ -353,3 +353,23 @@ fn two_of_three_sync_nodes_elect_a_leader_despite_slow_links() {
         "no leader within 300 ms for seeds {slow:?}"
     );
 }
+
+/// An ABORT (an ndb's, after its owner's silence or its lease's expiry) of a segment sync
+/// already made permanent changes nothing: the first decision stands.
+#[test]
+fn an_abort_of_a_segment_decided_permanent_changes_nothing() {
+    let mut now_ms = 1_000;
+    let (mut sync, _) = leader(&mut now_ms);
+    sync.handle_message(NodeId(0), over_after(1, None), now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
+    let decided = sync.resolutions().to_vec();
+    assert_eq!(decided.len(), 1);
+    assert!(matches!(decided[0].outcome, Outcome::Permanent { .. }));
+    let abort = Message::Abort {
+        segment: decided[0].segment,
+        owner: NodeId(0),
+    };
+    sync.handle_message(NodeId(1), abort, now_ms);
+    run_for(&mut sync, &mut now_ms, 20);
+    assert_eq!(sync.resolutions(), &decided[..]);
+}

@@ -6,6 +6,28 @@ use crate::message::Message;
 /// Bytes of the frame length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
+/// The lowest protocol version that has `message`. A link that negotiated an older one
+/// must not carry it: its peer would read a bad frame and close the link. New kinds are
+/// appended to `Message`, so the encoding of the older ones does not change.
+pub fn message_version(message: &Message) -> u16 {
+    match message {
+        Message::Undecided { .. } | Message::AbortOwner { .. } => 6,
+        Message::Keep { .. }
+        | Message::Stored { .. }
+        | Message::SegmentOver { .. }
+        | Message::Abort { .. }
+        | Message::PullResolutions { .. }
+        | Message::Resolved { .. }
+        | Message::Fetch { .. }
+        | Message::SegmentData { .. }
+        | Message::Read { .. }
+        | Message::Log { .. }
+        | Message::Raft(_)
+        | Message::StatusQuery
+        | Message::Status(_) => 5,
+    }
+}
+
 /// Encode one message as a frame.
 pub fn encode_frame(message: &Message, frame_size_max_bytes: usize) -> Result<Vec<u8>, WireError> {
     let mut frame = vec![0u8; FRAME_HEADER_BYTES];
@@ -77,6 +99,7 @@ pub fn decode_frame_or_heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{PROTOCOL_VERSION, PROTOCOL_VERSION_MIN};
     use proptest::prelude::*;
 
     const LIMIT: usize = 1 << 20;
@@ -100,6 +123,39 @@ mod tests {
                     "truncated at {cut}"
                 );
             }
+        }
+    }
+
+    /// Postcard writes a variant's index first: appending kinds keeps every older kind's
+    /// encoding, which is what lets a version-5 peer go on reading what it knows.
+    #[test]
+    fn every_kind_keeps_its_tag_and_names_its_version() {
+        let tags = [
+            ("KEEP", 0),
+            ("STORED", 1),
+            ("SEGMENT_OVER", 2),
+            ("ABORT", 3),
+            ("PULL_RESOLUTIONS", 4),
+            ("RESOLVED", 5),
+            ("FETCH", 6),
+            ("SEGMENT_DATA", 7),
+            ("READ", 8),
+            ("LOG", 9),
+            ("RAFT", 10),
+            ("STATUS_QUERY", 11),
+            ("STATUS", 12),
+            ("UNDECIDED", 13),
+            ("ABORT_OWNER", 14),
+        ];
+        let samples = samples();
+        assert_eq!(samples.len(), tags.len(), "one sample of each kind");
+        for (message, (kind, tag)) in samples.iter().zip(tags) {
+            assert_eq!(message.kind(), kind);
+            let frame = encode_frame(message, LIMIT).unwrap();
+            assert_eq!(frame[FRAME_HEADER_BYTES], tag, "{kind}");
+            let version = message_version(message);
+            assert!((PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version));
+            assert_eq!(version == 6, tag >= 13, "{kind}");
         }
     }
 

@@ -9,12 +9,17 @@ use std::collections::BTreeSet;
 
 /// Handshake magic bytes.
 pub const MAGIC: [u8; 4] = *b"FOXS";
-/// Current protocol version (the highest this build speaks).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Current protocol version (the highest this build speaks). Version 6 added UNDECIDED
+/// and ABORT_OWNER (entry -> ndb): an ndb aborts a segment when its owner stops naming
+/// it or its lease expires, not a fixed time after it arrived.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Lowest protocol version this build speaks (version 1 sent the secret in clear;
 /// version 2 had no `after` in SEGMENT_OVER, so its entries could not pipeline segments;
 /// version 3 had no STATUS_QUERY / STATUS, which it would read as a bad frame;
 /// version 4 had no digest in KEEP, so an ndb could hold a damaged copy of a segment).
+/// A link to a version-5 peer works: it is not sent the version-6 messages
+/// ([`super::message_version`]), and an ndb that hears no UNDECIDED from an entry aborts
+/// its segments `abort_after_ms` after their last KEEP, as version 5 did.
 pub const PROTOCOL_VERSION_MIN: u16 = 5;
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;

@@ -27,7 +27,8 @@
 //! hellos, so over both nonces. A recorded proof is worthless on a new connection, where
 //! the peer's nonce differs. Each side checks the peer's magic, cluster name, node ID
 //! (one of the cluster's members, and the one it dialed, for the initiator) and version
-//! range; the connection speaks the highest version both ranges contain. Proofs are
+//! range; the connection speaks the highest version both ranges contain, and carries only
+//! the messages that version has ([`message_version`]). Proofs are
 //! compared in constant time. Every node shares one secret, so any member can claim any
 //! member's ID: the handshake keeps strangers out, it does not tell members apart. Frames
 //! are neither encrypted nor MACed: run node links on a private network (or inside TLS).
@@ -47,8 +48,8 @@ mod frame;
 mod handshake;
 
 pub use frame::{
-    decode_frame, decode_frame_or_heartbeat, encode_frame, Frame, FRAME_HEADER_BYTES,
-    HEARTBEAT_FRAME,
+    decode_frame, decode_frame_or_heartbeat, encode_frame, message_version, Frame,
+    FRAME_HEADER_BYTES, HEARTBEAT_FRAME,
 };
 pub use handshake::{
     negotiate, Established, Handshake, HandshakeConfig, Hello, Step, DOMAIN_TAG,
