@@ -310,10 +310,22 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     }
 
     /// One message to the state machine; a STATUS_QUERY is answered here, with the status
-    /// as of the last turn (the state machines know nothing of it).
+    /// as of the last turn (the state machines know nothing of it). A lease expiry passed
+    /// on (ABORT_OWNER, rare) is logged.
     fn feed<C: Core>(&mut self, core: &mut C, from: NodeId, message: Message, status: &NodeStatus) {
         match message {
             Message::StatusQuery => self.mesh.send(from, Message::Status(status.report())),
+            Message::AbortOwner {
+                owner,
+                cut_until_ms,
+            } => {
+                tracing::info!(%from, %owner, cut_until_ms, "an entry's lease expired: aborting its segments cut until then");
+                let message = Message::AbortOwner {
+                    owner,
+                    cut_until_ms,
+                };
+                core.handle_message(from, message, self.clock.now_ms());
+            }
             message => core.handle_message(from, message, self.clock.now_ms()),
         }
     }

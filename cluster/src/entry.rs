@@ -88,6 +88,8 @@ enum Command {
     Publish(Publication, Reply),
     Subscribe(u64, PermanentId, Sink),
     Unsubscribe(u64),
+    /// Another entry's lease expired: abort its segments cut until then (Unix ms).
+    AbortOwner(NodeId, u64),
 }
 
 struct Sink {
@@ -211,6 +213,19 @@ impl EntryHandle {
                 Ok(Err(_)) => Err(EntryError::Stopped),
                 Err(_) => Err(EntryError::Timeout { timeout_ms }),
             }
+        }
+    }
+
+    /// Entry `owner`'s lease expired at log time `expired_at_ms` (Unix ms; the router
+    /// applied its expiry): every ndb is told to have sync abort that entry's segments cut
+    /// at or before then, at once rather than after `abort_after_ms` of its silence. What
+    /// sync already decided stays decided, and a segment cut later is not touched, so this
+    /// is idempotent and a late call (a replay of the log) aborts nothing live. A full
+    /// command queue drops the request (logged): the silence still aborts them.
+    pub fn abort_segments_of(&self, owner: u32, expired_at_ms: u64) {
+        let command = Command::AbortOwner(NodeId(owner), expired_at_ms);
+        if let Err(error) = self.commands.try_send(command) {
+            tracing::warn!(owner, %error, "cannot ask to abort a lost entry's segments");
         }
     }
 
@@ -493,6 +508,9 @@ impl EntryTask {
             Command::Unsubscribe(id) => {
                 self.sinks.remove(&id);
                 self.entry.unsubscribe(id);
+            }
+            Command::AbortOwner(owner, cut_until_ms) => {
+                self.entry.abort_owner(owner, cut_until_ms);
             }
         }
     }

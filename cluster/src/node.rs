@@ -28,8 +28,11 @@ pub const INBOX_MESSAGES_MAX: usize = 65_536;
 /// election. The sequencer's default (2 ms) suits its simulator, not processes sharing a
 /// loaded machine, where a 20 ms election timeout makes leaders churn.
 pub const SYNC_TICK_MS: u64 = 10;
-/// An ndb asks sync to abort a segment nobody resolved after this long, in ms: above a
-/// leader failover, so that a segment caught in one is ordered rather than aborted.
+/// An ndb asks sync to abort a segment once its owner has not named it for this long, in
+/// ms: its entry died (usually its lease expiry, 1.5 s after its last beat, has the
+/// segment aborted first) or restarted. A live entry names its segments every 20 ms, also
+/// through a leader failover; the margin covers an entry process stalled on a loaded
+/// machine, whose segments would otherwise be aborted while it lives.
 pub const NDB_ABORT_AFTER_MS: u64 = 2000;
 
 /// How to run a node.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fox_sequencer::wire::{self, Frame, Handshake, WireError, HANDSHAKE_MAX_BYTES};
+use fox_sequencer::wire::{self, Established, Frame, Handshake, WireError, HANDSHAKE_MAX_BYTES};
 use fox_sequencer::{Message, NodeId};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -47,12 +47,13 @@ fn nonce() -> [u8; wire::NONCE_BYTES] {
     nonce
 }
 
-/// Runs the handshake on `socket`: the peer and the bytes read past its end.
+/// Runs the handshake on `socket`: the peer, the version spoken and the bytes read past
+/// its end.
 async fn handshake(
     socket: &mut TcpStream,
     mut state: Handshake,
     first: Vec<u8>,
-) -> Result<(NodeId, Vec<u8>), LinkError> {
+) -> Result<(Established, Vec<u8>), LinkError> {
     socket.write_all(&first).await?;
     let mut buffer = Vec::with_capacity(HANDSHAKE_MAX_BYTES);
     let mut chunk = [0u8; HANDSHAKE_MAX_BYTES];
@@ -64,7 +65,7 @@ async fn handshake(
         }
         state = step.state;
         if let Some(established) = state.established() {
-            return Ok((established.peer, buffer));
+            return Ok((established, buffer));
         }
         if step.used > 0 {
             continue;
@@ -91,9 +92,10 @@ pub(super) async fn accepted(shared: Arc<Shared>, mut socket: TcpStream, remote:
         Err(error) => Err(error.into()),
     };
     match result {
-        Ok((peer, leftover)) => {
-            tracing::debug!(%peer, %remote, "inbound link up");
-            let ended = run(&shared, socket, peer, leftover).await;
+        Ok((established, leftover)) => {
+            let (peer, version) = (established.peer, established.version);
+            tracing::debug!(%peer, %remote, version, "inbound link up");
+            let ended = run(&shared, socket, established, leftover).await;
             tracing::debug!(%peer, %remote, reason = %ended, "inbound link down");
         }
         Err(error) => refuse(&shared, remote, &error),
@@ -160,26 +162,28 @@ async fn dial_once(
     let connect = async {
         let mut socket = TcpStream::connect(address).await?;
         socket.set_nodelay(true)?;
-        let (_, leftover) = handshake(&mut socket, state, hello).await?;
-        Ok::<_, LinkError>((socket, leftover))
+        let (established, leftover) = handshake(&mut socket, state, hello).await?;
+        Ok::<_, LinkError>((socket, established, leftover))
     };
-    let (socket, leftover) = timeout(limit, connect)
+    let (socket, established, leftover) = timeout(limit, connect)
         .await
         .unwrap_or(Err(LinkError::Timeout))?;
-    tracing::debug!(%peer, %address, "outbound link up");
-    Ok(run(shared, socket, peer, leftover).await)
+    let version = established.version;
+    tracing::debug!(%peer, %address, version, "outbound link up");
+    Ok(run(shared, socket, established, leftover).await)
 }
 
 /// Runs an established link until it fails, idles out, or the node stops.
 async fn run(
     shared: &Arc<Shared>,
     socket: TcpStream,
-    peer: NodeId,
+    established: Established,
     leftover: Vec<u8>,
 ) -> LinkError {
     let _ = socket.set_nodelay(true);
+    let peer = established.peer;
     let (frames_sender, frames) = mpsc::channel(shared.limits.peer_queue_frames_max);
-    let link_id = shared.register(peer, frames_sender);
+    let link_id = shared.register(peer, frames_sender, established.version);
     // Unregisters also when this future is dropped (the dialer stops at shutdown).
     let _registered = Registered {
         shared,

@@ -12,6 +12,11 @@
 //! (ndb and sync answer them on the link the entry opened). Two nodes that both dial keep
 //! two links; the protocol tolerates the reordering that brings.
 //!
+//! A link carries only the messages of the protocol version its handshake negotiated
+//! (`wire::message_version`): a message too new for the peer is dropped and counted, as
+//! the sender's protocol expects of a lost one (version-6 UNDECIDED / ABORT_OWNER to a
+//! version-5 ndb, which then aborts by its own timer).
+//!
 //! Every queue is bounded: a per-peer outbound queue (`peer_queue_frames_max`, a full one
 //! drops the frame and counts it: the protocol retries), the node inbox (a full one stops
 //! reading the socket: TCP backpressure), and inbound connections in handshake or running
@@ -30,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fox_sequencer::config::wire_limits::FRAME_SIZE_MAX_BYTES;
-use fox_sequencer::wire::HandshakeConfig;
+use fox_sequencer::wire::{message_version, HandshakeConfig};
 use fox_sequencer::{Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -90,6 +95,8 @@ pub struct MeshStats {
     pub frames_dropped_no_link: u64,
     /// Messages that did not encode (larger than `frame_size_max_bytes`), not sent.
     pub frames_unencodable: u64,
+    /// Messages not sent because the peer's protocol version does not have them.
+    pub frames_dropped_old_peer: u64,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +106,7 @@ struct Counters {
     frames_dropped_queue_full: AtomicU64,
     frames_dropped_no_link: AtomicU64,
     frames_unencodable: AtomicU64,
+    frames_dropped_old_peer: AtomicU64,
 }
 
 /// Where a message received from a peer goes: the node's bounded inbox.
@@ -107,6 +115,8 @@ pub type Inbox = mpsc::Sender<(NodeId, Message)>;
 struct LinkSlot {
     link_id: u64,
     frames: mpsc::Sender<Message>,
+    /// The protocol version the handshake negotiated.
+    version: u16,
 }
 
 struct Shared {
@@ -122,10 +132,15 @@ struct Shared {
 }
 
 impl Shared {
-    fn register(&self, peer: NodeId, frames: mpsc::Sender<Message>) -> u64 {
+    fn register(&self, peer: NodeId, frames: mpsc::Sender<Message>, version: u16) -> u64 {
         let link_id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        links.insert(peer, LinkSlot { link_id, frames });
+        let slot = LinkSlot {
+            link_id,
+            frames,
+            version,
+        };
+        links.insert(peer, slot);
         self.counters
             .links_established
             .fetch_add(1, Ordering::Relaxed);
@@ -211,8 +226,8 @@ impl Mesh {
         self.local_addr
     }
 
-    /// Queues `message` for `to`; drops it (counted) when there is no link or its queue
-    /// is full. The link's writer task encodes it, so a large message does not hold up the
+    /// Queues `message` for `to`; drops it (counted) when there is no link, its queue is
+    /// full, or the link's protocol version does not have it. The link's writer task encodes it, so a large message does not hold up the
     /// caller. A message to this node itself goes straight to the inbox.
     pub fn send(&self, to: NodeId, message: Message) {
         let counters = &self.shared.counters;
@@ -231,6 +246,9 @@ impl Mesh {
             .unwrap_or_else(PoisonError::into_inner);
         let counter = match links.get(&to) {
             None => &counters.frames_dropped_no_link,
+            Some(slot) if message_version(&message) > slot.version => {
+                &counters.frames_dropped_old_peer
+            }
             Some(slot) => match slot.frames.try_send(message) {
                 Ok(()) => return,
                 Err(_) => &counters.frames_dropped_queue_full,
@@ -258,6 +276,7 @@ impl Mesh {
             frames_dropped_queue_full: counters.frames_dropped_queue_full.load(Ordering::Relaxed),
             frames_dropped_no_link: counters.frames_dropped_no_link.load(Ordering::Relaxed),
             frames_unencodable: counters.frames_unencodable.load(Ordering::Relaxed),
+            frames_dropped_old_peer: counters.frames_dropped_old_peer.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Two meshes on loopback: links come up both ways, messages flow, strangers are refused.
+//! Two meshes on loopback: links come up both ways, messages flow, strangers are refused,
+//! an older peer is sent only what its version has.
 
 use super::*;
 use fox_sequencer::wire::HandshakeConfig;
@@ -103,4 +104,34 @@ async fn shutdown_ends_the_links() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("links outlived the shutdown");
+}
+
+#[tokio::test]
+async fn a_version_5_peer_links_and_is_sent_only_what_version_5_has() {
+    let (stop, shutdown) = watch::channel(false);
+    let (inbox, mut old_inbox) = mpsc::channel(64);
+    let mut old_handshake = handshake(2, SECRET);
+    old_handshake.version_max = 5;
+    let old = MeshConfig {
+        handshake: old_handshake,
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        dial: vec![],
+        limits: quick_limits(),
+    };
+    let old = Mesh::start(old, inbox, shutdown.clone()).await.unwrap();
+    let address = old.local_addr().unwrap();
+    let (new, _new_inbox) = start(1, SECRET, false, vec![(NodeId(2), address)], shutdown).await;
+    wait_linked(&new, NodeId(2)).await;
+    let too_new = Message::AbortOwner {
+        owner: NodeId(3),
+        cut_until_ms: 1,
+    };
+    new.send(NodeId(2), too_new);
+    let known = Message::PullResolutions { from_index: 3 };
+    new.send(NodeId(2), known.clone());
+    let received = tokio::time::timeout(Duration::from_secs(5), old_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(1), known)));
+    assert_eq!(new.stats().frames_dropped_old_peer, 1);
+    assert!(new.is_linked(NodeId(2)), "the link stays up");
+    let _ = stop.send(true);
 }
