@@ -24,7 +24,7 @@ use crate::message::{Publication, PublishOptions, SessionId};
 use crate::realm::Realm;
 use crate::router::Router;
 use crate::topic::Topic;
-use applier::{Action, Applier, Keys, Refused, BEAT_MS, LEASE_MS};
+use applier::{log_time_ms, Action, Applier, Change, Keys, Refused, BEAT_MS, LEASE_MS};
 use members::Membership;
 use snapshot::Snapshots;
 
@@ -293,7 +293,8 @@ fn apply_record(
 
 /// Carries out the applier's actions: answers this entry's writers, hands records to the
 /// log (a lost one is asked again by the applier's tick), starts a new life when fenced,
-/// publishes membership changes.
+/// publishes membership changes, and has the segments of an entry whose lease expired
+/// aborted at once.
 fn run(
     router: &Router,
     engine: &Arc<ClusterEngine>,
@@ -303,6 +304,19 @@ fn run(
 ) {
     for action in actions {
         match action {
+            Action::Member {
+                node,
+                change: Change::Lost,
+                at,
+                ..
+            } if node != engine.node() => {
+                // Every entry asks, not only the lowest live one: it is one small message
+                // per ndb for a rare event, idempotent, and needs no one entry to be up.
+                // The scope is the segments cut until the expiry's log time, so a replay
+                // of an old expiry aborts nothing live.
+                engine.entry().abort_segments_of(node, log_time_ms(at));
+                membership.note(router, &action);
+            }
             Action::Member { .. } | Action::Coordinator { .. } => {
                 membership.note(router, &action);
             }
