@@ -125,13 +125,13 @@ fn same_seed_gives_same_trace_hash_in_another_thread_and_heap() {
 /// the compiler) leaks into a trajectory. A change that moves trajectories on purpose
 /// updates them, and says so in its commit message.
 const PINNED_TRACE_HASHES: [(u64, u64); 7] = [
-    (0, 0xb131_1603_69c8_cbda),
-    (1, 0xc505_495a_20dc_3b31),
-    (5, 0x215d_1600_0b68_7d2f),
-    (7, 0x18ca_e8d6_5bd8_bcaa),
-    (3878, 0xb2fe_cb59_1ae9_9a77),
-    (17791, 0x6653_56fc_372b_0428),
-    (23299, 0x038f_71d8_4080_6425),
+    (0, 0x3f31_6c71_c79a_c316),
+    (1, 0x75ea_f0db_a0fe_ae73),
+    (5, 0xbb2f_1a45_5586_b695),
+    (7, 0x7c89_a984_b408_3d45),
+    (3878, 0xd5c3_0dcf_10b4_d30b),
+    (17791, 0x4fe6_5216_5525_1e8a),
+    (23299, 0x30c6_8418_37cf_114a),
 ];
 
 #[test]

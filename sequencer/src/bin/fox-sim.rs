@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
     // FNV-1a 64 over the seeds' trace hashes, in seed order.
     let mut trace_digest = 0xcbf2_9ce4_8422_2325u64;
     let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
+    let (mut entries_killed, mut lease_expiries) = (0u64, 0u64);
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
@@ -108,6 +109,8 @@ fn main() -> anyhow::Result<()> {
         fsync_errors += report.fsync_errors;
         clock_steps += report.clock_steps;
         corrupted += report.messages_corrupted;
+        entries_killed += report.entries_killed;
+        lease_expiries += report.lease_expiries;
         votes += report.votes;
         simulated_ms += report.simulated_ms;
         if report.passed() {
@@ -145,7 +148,7 @@ fn main() -> anyhow::Result<()> {
     let per_simulated_s = acked as f64 * 1000.0 / simulated_ms.max(1) as f64;
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
-        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock), {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
+        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock, {entries_killed} entries killed for good with segments in flight), {lease_expiries} lease expiries passed on, {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
     );
     let last = args.seed + args.seeds;
     println!(

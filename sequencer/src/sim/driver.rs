@@ -3,6 +3,7 @@
 mod effects;
 mod faults;
 mod finish;
+mod orphans;
 mod trace;
 mod workload;
 
@@ -54,7 +55,8 @@ pub struct SimConfig {
     /// Each ndb's `log_read_bytes_max` (small, so that LOG answers are cut in bytes).
     pub log_read_bytes_max: usize,
     /// Longest partition, in ms: above ndb's `abort_after_ms` (300) on some seeds, so
-    /// that segments cut off from sync are aborted while their entries live.
+    /// that segments whose entries are cut off from the ndbs are aborted while their
+    /// entries live (cut off from sync only, they wait: their entries name them).
     pub partition_ms_max: u64,
     /// Queue and batch limits of the nodes.
     pub caps: Caps,
@@ -237,6 +239,11 @@ pub struct SimReport {
     pub crashes: u64,
     /// Network partitions (groups, or one-way cuts).
     pub partitions: u64,
+    /// Entries killed for good with segments in flight (their segments are orphans).
+    pub entries_killed: u64,
+    /// Lease expiries an entry passed on to ndb (ABORT_OWNER): of a killed entry, or of
+    /// any entry at random in the safety phase.
+    pub lease_expiries: u64,
     /// Failed fsyncs (each stopped its node).
     pub fsync_errors: u64,
     /// Restarts that found the node's clock stepped.
@@ -418,6 +425,10 @@ struct Sim {
     published: u64,
     crashes: u64,
     partitions: u64,
+    /// Lease expiries due: (when, entry slot).
+    expiries_due: Vec<(u64, usize)>,
+    entries_killed: u64,
+    lease_expiries: u64,
 }
 
 const START_UNIX_MS: u64 = 1_767_225_600_000;
@@ -460,6 +471,9 @@ impl Sim {
             published: 0,
             crashes: 0,
             partitions: 0,
+            expiries_due: Vec::new(),
+            entries_killed: 0,
+            lease_expiries: 0,
             rng,
             config,
         };
@@ -618,6 +632,7 @@ impl Sim {
             if self.config.faults && step < self.config.safety_ms {
                 self.inject_faults(now_ms);
             }
+            self.expire_due_leases(now_ms);
             self.restart_due(now_ms);
             self.workload(now_ms);
             self.deliver_due(now_ms);

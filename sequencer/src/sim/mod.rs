@@ -15,6 +15,13 @@
 //!   tell); partitions into two groups; one-way cuts of a few links (asymmetric
 //!   partitions). On one seed in 8 the safety phase lasts 1 s and partitions up to 700 ms,
 //!   longer than ndb's `abort_after_ms`.
+//! - Orphans and leases (`driver/orphans.rs`; the simulated entries have no router, so
+//!   the driver plays its part): on some seeds an entry is killed for good while it has
+//!   segments in flight (its clients move; the ndbs must abort its segments after its
+//!   silence), and 100 to 250 ms later a live entry passes on its lease expiry
+//!   (ABORT_OWNER); in the safety phase, lease expiries of entries picked at random, alive
+//!   or not, are passed on too (what ndb holds of theirs then is aborted; what sync
+//!   decided stands).
 //! - Nodes: crashes and restarts of any node. A crash keeps a random prefix of the writes
 //!   not yet fsynced (torn writes: a torn record is dropped with everything after it) and
 //!   loses the rest. A failed fsync stops the node before its batch's messages and events

@@ -100,6 +100,7 @@ impl Sim {
             let restart_at_ms = now_ms + self.rng.range(5, 150);
             self.crash(index, now_ms, Some(restart_at_ms));
         }
+        self.orphan_faults(now_ms);
         if self.heal_at_ms.is_none() && self.rng.chance_ppm(4_000) {
             let groups = (0..self.slots.len())
                 .map(|_| self.rng.range(0, 1) as u8)

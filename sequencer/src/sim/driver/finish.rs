@@ -91,6 +91,8 @@ impl Sim {
             aborted_segments: self.checker.aborted_count(),
             crashes: self.crashes,
             partitions: self.partitions,
+            entries_killed: self.entries_killed,
+            lease_expiries: self.lease_expiries,
             fsync_errors: self.fsync_errors,
             clock_steps: self.clock_steps,
             messages_corrupted: self.network.corrupted,

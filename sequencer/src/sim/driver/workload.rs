@@ -71,10 +71,16 @@ impl Sim {
         }
     }
 
-    /// Another entry than `entry`, at random.
-    fn other_entry(&mut self, entry: usize) -> usize {
-        let entries = self.config.entries as u64;
-        ((entry as u64 + self.rng.range(1, entries - 1)) % entries) as usize
+    /// Another entry than `entry`, at random, that is not gone for good (a client fails
+    /// to connect there and tries another); `entry` itself if there is none.
+    pub(super) fn other_entry(&mut self, entry: usize) -> usize {
+        let candidates: Vec<usize> = (0..self.config.entries)
+            .filter(|index| *index != entry && !self.slots[*index].keep_down)
+            .collect();
+        if candidates.is_empty() {
+            return entry;
+        }
+        candidates[self.rng.range(0, candidates.len() as u64 - 1) as usize]
     }
 
     /// Now and then a subscriber leaves its entry (or gives up on a dead one) and
