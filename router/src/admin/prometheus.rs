@@ -108,6 +108,11 @@ impl<'a> Family<'_, 'a> {
                 "Frames to a peer dropped: no link to it.",
                 counters.frames_dropped_no_link,
             ),
+            (
+                "cluster_frames_dropped_old_peer",
+                "Frames to a peer dropped: its protocol version lacks the message (an older node).",
+                counters.frames_dropped_old_peer,
+            ),
         ];
         for (name, help, value) in counters {
             self.single(MetricType::Counter, name, help, value)?;

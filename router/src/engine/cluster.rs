@@ -501,6 +501,7 @@ impl Engine for ClusterEngine {
                 connections_refused: stats.connections_refused,
                 frames_dropped_queue_full: stats.frames_dropped_queue_full,
                 frames_dropped_no_link: stats.frames_dropped_no_link,
+                frames_dropped_old_peer: stats.frames_dropped_old_peer,
             },
         })
     }

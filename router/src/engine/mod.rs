@@ -321,6 +321,9 @@ pub struct MeshView {
     pub frames_dropped_queue_full: u64,
     /// Frames dropped: no link to the peer.
     pub frames_dropped_no_link: u64,
+    /// Frames dropped: the peer's protocol version has no such message (a node of an
+    /// older version, during a rolling upgrade).
+    pub frames_dropped_old_peer: u64,
 }
 
 impl ClusterView {

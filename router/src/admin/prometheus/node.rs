@@ -130,6 +130,7 @@ impl Collector for NodeCollector {
                 connections_refused: mesh.connections_refused,
                 frames_dropped_queue_full: mesh.frames_dropped_queue_full,
                 frames_dropped_no_link: mesh.frames_dropped_no_link,
+                frames_dropped_old_peer: mesh.frames_dropped_old_peer,
             },
         )
     }
