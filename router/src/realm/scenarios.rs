@@ -713,3 +713,18 @@ mod sync_model {
 
 mod harness;
 mod mqtt;
+
+/// Whether WAMP pattern `uri` with `policy` matches the WAMP URI `topic`, for the
+/// harnesses' models (written here, not taken from the broker: a model must not share the
+/// code it checks).
+fn model_matches(uri: &str, policy: MatchPolicy, topic: &str) -> bool {
+    match policy {
+        MatchPolicy::Exact => uri == topic,
+        MatchPolicy::Prefix => topic.starts_with(uri),
+        MatchPolicy::Wildcard => {
+            let want: Vec<&str> = uri.split('.').collect();
+            let have: Vec<&str> = topic.split('.').collect();
+            want.len() == have.len() && want.iter().zip(&have).all(|(w, h)| w.is_empty() || w == h)
+        }
+    }
+}

@@ -64,15 +64,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// broker: the model must not share the code it checks).
 fn matches(pattern: usize, topic: &str) -> bool {
     let (uri, policy) = PATTERNS[pattern];
-    match policy {
-        MatchPolicy::Exact => uri == topic,
-        MatchPolicy::Prefix => topic.starts_with(uri),
-        MatchPolicy::Wildcard => {
-            let want: Vec<&str> = uri.split('.').collect();
-            let have: Vec<&str> = topic.split('.').collect();
-            want.len() == have.len() && want.iter().zip(&have).all(|(w, h)| w.is_empty() || w == h)
-        }
-    }
+    super::model_matches(uri, policy, topic)
 }
 
 /// One session as the harness drives it and as the model sees it.

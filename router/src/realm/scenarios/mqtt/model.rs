@@ -61,15 +61,7 @@ pub(super) fn filter_matches(filter: &str, topic: &str) -> bool {
 /// Whether WAMP `pattern` matches the WAMP URI `topic`.
 pub(super) fn pattern_matches(pattern: usize, topic: &str) -> bool {
     let (uri, policy) = PATTERNS[pattern];
-    match policy {
-        MatchPolicy::Exact => uri == topic,
-        MatchPolicy::Prefix => topic.starts_with(uri),
-        MatchPolicy::Wildcard => {
-            let want: Vec<&str> = uri.split('.').collect();
-            let have: Vec<&str> = topic.split('.').collect();
-            want.len() == have.len() && want.iter().zip(&have).all(|(w, h)| w.is_empty() || w == h)
-        }
-    }
+    super::super::model_matches(uri, policy, topic)
 }
 
 /// Who published a message.
