@@ -1,4 +1,4 @@
-//! The router's configuration file with environment overrides (router/src/config.rs and
+//! The router's configuration file with environment overrides (router/src/config/mod.rs and
 //! the settings it re-exports, compiled in by path: the fox-router crate itself would
 //! build RocksDB). The input is `FOXROUTER_<SECTION>__<KEY>=<value>` lines, then the TOML
 //! text. Never panics; a configuration that is accepted holds what the router relies on
@@ -7,7 +7,7 @@
 #![no_main]
 
 #[allow(dead_code, missing_docs, unused_imports)]
-#[path = "../../router/src/config.rs"]
+#[path = "../../router/src/config/mod.rs"]
 mod config;
 
 #[allow(dead_code, missing_docs)]

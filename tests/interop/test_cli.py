@@ -1,6 +1,6 @@
 """The command line operators use besides `serve`: `foxrouter check --config FILE`,
 `foxrouter version`, and `FOXROUTER_<SECTION>__<KEY>` environment overrides (README,
-router/src/config.rs)."""
+router/src/config/mod.rs)."""
 
 import asyncio
 import json
