@@ -114,6 +114,36 @@ pub struct Authenticator {
     hooks: Arc<external::Hooks>,
 }
 
+/// The user a cryptosign HELLO names: by its `authid`, else the one whose key is `offered`
+/// (`authextra.pubkey`). `Ok(None)`: that user has no keys; `Err`: why it is refused.
+fn cryptosign_user<'c>(
+    config: &'c Config,
+    authid: Option<&str>,
+    offered: Option<&str>,
+) -> Result<Option<&'c User>, &'static str> {
+    let has_offered =
+        |u: &User| offered.is_none_or(|k| u.pubkeys.iter().any(|p| p.eq_ignore_ascii_case(k)));
+    let user = match authid {
+        Some(a) => match config.user(a) {
+            None => return Err("unknown authid"),
+            Some(u) if u.pubkeys.is_empty() => return Ok(None),
+            Some(u) => u,
+        },
+        None => match offered {
+            Some(_) => config
+                .users
+                .iter()
+                .find(|u| has_offered(u))
+                .ok_or("unknown public key")?,
+            None => return Err("cryptosign needs an authid or authextra.pubkey"),
+        },
+    };
+    if !has_offered(user) {
+        return Err("the public key is not one of this user's");
+    }
+    Ok(Some(user))
+}
+
 impl Authenticator {
     /// An authenticator over this configuration.
     pub fn new(config: Arc<Config>) -> Self {
@@ -348,35 +378,18 @@ impl Authenticator {
                 })
             }
         };
-        let has_offered = |u: &User| {
-            offered
-                .as_deref()
-                .is_none_or(|k| u.pubkeys.iter().any(|p| p.eq_ignore_ascii_case(k)))
-        };
         let refused = |message: &str| {
             Some(HelloOutcome::Abort {
                 reason: ErrorUri::NotAuthorized,
                 message: message.to_owned(),
             })
         };
-        let user = match authid {
-            Some(a) => match config.user(a) {
-                None => return refused("unknown authid"),
-                // No keys: this user authenticates otherwise; try the next offered method.
-                Some(u) if u.pubkeys.is_empty() => return None,
-                Some(u) => u,
-            },
-            None => match offered {
-                Some(_) => match config.users.iter().find(|u| has_offered(u)) {
-                    Some(u) => u,
-                    None => return refused("unknown public key"),
-                },
-                None => return refused("cryptosign needs an authid or authextra.pubkey"),
-            },
+        let user = match cryptosign_user(&config, authid, offered.as_deref()) {
+            Ok(Some(user)) => user,
+            // No keys: this user authenticates otherwise; try the next offered method.
+            Ok(None) => return None,
+            Err(message) => return refused(message),
         };
-        if !has_offered(user) {
-            return refused("the public key is not one of this user's");
-        }
         if !user_may_join(user, realm) {
             return refused("not allowed on this realm");
         }

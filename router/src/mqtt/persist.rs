@@ -249,20 +249,18 @@ pub fn restore(router: &Arc<Router>) -> Result<usize, fox_storage::StoreError> {
     Ok(count)
 }
 
-/// Brings one stored session back into `realm`, or ends it (will published, record
-/// deleted) when it has expired or was not to outlive its connection.
-fn revive(
+/// The realm session of a session restored from `record` (its identity taken from it),
+/// not joined yet.
+fn restored_handle(
     router: &Router,
-    realm: &Arc<Realm>,
-    client_id: String,
-    record: SessionRecord,
-    now_ms: u64,
-) -> Option<Restored> {
+    realm: &Realm,
+    record: &mut SessionRecord,
+) -> (SessionHandle, crate::realm::OutboundQueue) {
     let identity = Identity {
-        authid: record.authid,
-        authrole: record.authrole,
-        authmethod: record.authmethod,
-        authprovider: record.authprovider,
+        authid: std::mem::take(&mut record.authid),
+        authrole: std::mem::take(&mut record.authrole),
+        authmethod: std::mem::take(&mut record.authmethod),
+        authprovider: std::mem::take(&mut record.authprovider),
     };
     let info = SessionInfo {
         id: crate::realm::new_session_id(),
@@ -272,7 +270,19 @@ fn revive(
         peer: "restored".into(),
         roles: fox_wamp_proto::Dict::new(),
     };
-    let (handle, rx) = SessionHandle::new(info, router.config.limits.session_queue_max);
+    SessionHandle::new(info, router.config.limits.session_queue_max)
+}
+
+/// Brings one stored session back into `realm`, or ends it (will published, record
+/// deleted) when it has expired or was not to outlive its connection.
+fn revive(
+    router: &Router,
+    realm: &Arc<Realm>,
+    client_id: String,
+    mut record: SessionRecord,
+    now_ms: u64,
+) -> Option<Restored> {
+    let (handle, rx) = restored_handle(router, realm, &mut record);
     // A session that was connected when the process died ended then, abnormally.
     let was_connected = record.parked_ms.is_none();
     let parked_ms = record.parked_ms.unwrap_or(now_ms);
