@@ -593,9 +593,11 @@ impl Ndb {
 
     fn on_read(&mut self, from: NodeId, after: u64, now_ms: u64) {
         if after >= self.log_end() {
-            // Nothing to send yet: hold it.
+            // Nothing to send yet: hold it. A reader sends an unanswered READ again every
+            // few ms; the copy keeps the first one's deadline, so an idle log still answers
+            // empty after `read_park_ms` (a reader that hears nothing turns to another ndb).
             let until = now_ms + self.config.read_park_ms;
-            self.parked.insert((from, after), until);
+            self.parked.entry((from, after)).or_insert(until);
             let mine = self.parked.range((from, 0)..=(from, u64::MAX));
             if mine.count() > PARKED_PER_READER_MAX {
                 if let Some((&oldest, _)) = self.parked.range((from, 0)..=(from, u64::MAX)).next() {

@@ -125,13 +125,13 @@ fn same_seed_gives_same_trace_hash_in_another_thread_and_heap() {
 /// the compiler) leaks into a trajectory. A change that moves trajectories on purpose
 /// updates them, and says so in its commit message.
 const PINNED_TRACE_HASHES: [(u64, u64); 7] = [
-    (0, 0x3f31_6c71_c79a_c316),
-    (1, 0x75ea_f0db_a0fe_ae73),
-    (5, 0xbb2f_1a45_5586_b695),
-    (7, 0x7c89_a984_b408_3d45),
-    (3878, 0xd5c3_0dcf_10b4_d30b),
-    (17791, 0x4fe6_5216_5525_1e8a),
-    (23299, 0x30c6_8418_37cf_114a),
+    (0, 0xf403_7ff6_84ba_1631),
+    (1, 0xb388_4ff7_c97c_3350),
+    (5, 0x486e_038e_d97d_f1a6),
+    (7, 0x030b_1f82_7c2f_555a),
+    (3878, 0xb278_d89e_2a70_f7eb),
+    (17791, 0x3740_bbf3_4997_3e31),
+    (23299, 0xbc1c_82fc_e34c_e9a0),
 ];
 
 #[test]

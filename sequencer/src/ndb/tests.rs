@@ -419,3 +419,33 @@ fn an_expired_lease_leaves_a_segment_decided_permanent_as_it_is() {
     assert_eq!(ndb.log()[0].id, PermanentId(100));
     assert_eq!((ndb.applied_index(), ndb.temp_segment_count()), (1, 0));
 }
+
+#[test]
+fn a_read_sent_again_keeps_its_first_deadline_so_an_idle_log_answers_empty() {
+    // An entry resends its unanswered tail READ every `retry_ms` (20 ms), far below
+    // `read_park_ms`: if each copy pushed the deadline on, an idle log would never
+    // answer, and the reader, hearing nothing, would turn to another (maybe dead) ndb.
+    let mut ndb = ndb();
+    let park = ndb.config.read_park_ms;
+    let _ = ndb.ready();
+    let mut now_ms = 1_000;
+    let mut answered_at = None;
+    while now_ms <= 1_000 + 2 * park {
+        ndb.handle_message(NodeId(0), Message::Read { after: 0 }, now_ms);
+        ndb.handle_timeout(now_ms);
+        let empty_log = ndb.ready().messages.into_iter().any(|(to, m)| {
+            to == NodeId(0)
+                && matches!(m, Message::Log { after: 0, ref records } if records.is_empty())
+        });
+        if empty_log {
+            answered_at = Some(now_ms);
+            break;
+        }
+        now_ms += 20;
+    }
+    let answered_at = answered_at.expect("the parked READ was never answered");
+    assert!(
+        answered_at >= 1_000 + park && answered_at <= 1_000 + park + 20,
+        "answered at {answered_at}, parked at 1000 for {park} ms"
+    );
+}
