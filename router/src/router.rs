@@ -164,6 +164,11 @@ impl Router {
     /// Tells every session to close.
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
+        // Idle MQTT connections wait on their session's queue, not on this signal: each
+        // is woken and reads it. A session that joins after this reads the signal set.
+        for entry in crate::locks::read(&self.realms).values() {
+            entry.realm.wake_sessions();
+        }
     }
 
     /// Sessions in all realms.

@@ -14,14 +14,12 @@ use tokio::sync::oneshot;
 
 use super::connect::Accepted;
 use super::registry::Registry;
-use super::session::{packet_max_bytes, End, Flow, Parked, Session};
+use super::session::{End, Flow, Parked, Session};
 use super::sys::Stats;
 use crate::engine::unix_ms;
 use crate::metrics::{ConnectionKind, Metrics};
-use crate::realm::backpressure::{
-    drained, draining, over_rate, rate_budget, Backpressure, Draining, MessageRate,
-};
-use crate::realm::{Kill, Outbound, SessionStats};
+use crate::realm::backpressure::{draining, Backpressure, Draining, MessageRate};
+use crate::realm::{Outbound, SessionStats};
 use crate::router::Router;
 use crate::tls::TlsContext;
 
@@ -168,7 +166,8 @@ async fn write_packets<W: AsyncWrite + Unpin>(
     written.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
 }
 
-#[allow(clippy::too_many_lines)] // One select loop; its arms call out to short helpers.
+/// The established connection: activations of the select loop, each in a box of its
+/// own, and idle waits between them (see [`active`]); then the close.
 async fn established<R, W>(router: Arc<Router>, started: Box<Started<R, W>>, peer: String)
 where
     R: Source,
@@ -176,9 +175,9 @@ where
 {
     let Started {
         accepted,
-        mut reader,
-        mut writer,
-        mut input,
+        reader,
+        writer,
+        input,
     } = {
         // Moved out in a block of its own so that the box is freed here, not when the
         // connection ends (a destructured box lives to the end of its scope).
@@ -186,157 +185,78 @@ where
         *started
     };
     let Accepted {
-        mut session,
-        mut rx,
+        session,
+        rx,
         kicks,
         generation,
         registry,
     } = accepted;
-    let mut kicks = Some(kicks);
-    let protocol = session.protocol();
-    let max_in = packet_max_bytes(&router.config.limits);
-    let write_timeout = Duration::from_millis(router.config.limits.write_timeout_ms);
-    // Set when a write timed out: nothing more is written (it would block as long again).
-    let mut writer_stuck = false;
-    let mut shutdown = router.shutdown_signal();
-    let mut out = BytesMut::new();
-    let stats = &registry.stats;
-    let session_stats = session.handle().stats.clone();
-    let metrics = router.metrics();
-    tracing::info!(%peer, client = %session.client_id(), realm = %registry.realm().name, version = protocol.level(), "MQTT client connected");
-    // Packets that arrived in the same read as CONNECT (a client that pipelines SUBSCRIBE or
-    // PUBLISH behind it, as paho does) are already in `input`.
-    let mut leftover = !input.is_empty();
-    // The keep alive timer is armed at the deadline known when it is armed; deadlines only
-    // move later, so when it fires the session checks the real one and it is re-armed.
+    let mut connection = Connection {
+        shutdown: router.shutdown_signal(),
+        rate: match registry.realm().shared().limits.session_message_rate_max {
+            0 => None,
+            max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
+        },
+        router,
+        session,
+        rx,
+        kicks: Some(kicks),
+        registry,
+        reader,
+        writer,
+        peer,
+        generation,
+        keep_alive_armed: false,
+        writer_stuck: false,
+    };
+    tracing::info!(peer = %connection.peer, client = %connection.session.client_id(), realm = %connection.registry.realm().name, version = connection.session.protocol().level(), "MQTT client connected");
+    connection
+        .session
+        .handle()
+        .stats
+        .attach(&connection.peer, unix_ms());
     let keep_alive = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(keep_alive);
-    let mut keep_alive_armed = false;
-    // Set while a subscriber queue our publishes filled is draining: no reads meanwhile.
-    let mut backpressure: Option<Draining> = None;
-    // `limits.session_message_rate_max`, when set (boxed: most connections have none).
-    let mut rate = match registry.realm().shared().limits.session_message_rate_max {
-        0 => None,
-        max => Some(Box::new(MessageRate::new(max, std::time::Instant::now()))),
+    let mut input = input;
+    let (exit, input) = loop {
+        // Boxed: an idle connection does not carry the select loop's state.
+        match Box::pin(active(&mut connection, keep_alive.as_mut(), input)).await {
+            Step::Exit(exit, rest) => break (exit, rest),
+            Step::Idle => {}
+        }
+        if let Wake::Kicked(reply) = idle(&mut connection, keep_alive.as_mut()).await {
+            let exit = Exit {
+                end: End::Abnormal,
+                disconnect: Some(ReasonCode::SessionTakenOver),
+                kick: Some(reply),
+            };
+            break (exit, BytesMut::new());
+        }
+        input = BytesMut::new();
     };
-    session_stats.attach(&peer, unix_ms());
-    // The authorization hooks' answers for a parked packet, awaited without reading.
-    let mut authorizing: Option<crate::auth::hooks::Pending> = None;
-    let exit = loop {
-        if backpressure.is_none()
-            && !session.awaits_authorization()
-            && std::mem::take(&mut leftover)
-        {
-            Backpressure::clear();
-            let now_ms = unix_ms();
-            let budget = rate_budget(&mut rate);
-            if let Some(exit) = handle_input(
-                &mut session,
-                &mut input,
-                protocol,
-                max_in,
-                stats,
-                &peer,
-                now_ms,
-                budget,
-            ) {
-                break exit;
-            }
-            backpressure = paused(metrics, &session_stats)
-                .or_else(|| over_rate(&mut rate, &session_stats, &peer));
-            leftover = backpressure.is_some() && !input.is_empty();
-        }
-        if let Err(error) =
-            write_packets(&mut session, &mut writer, &mut out, stats, write_timeout).await
-        {
-            if error.kind() == std::io::ErrorKind::TimedOut {
-                tracing::info!(%peer, client = %session.client_id(), timeout_ms = write_timeout.as_millis() as u64, "closing an MQTT connection whose write blocked (limits.write_timeout_ms): the client stopped reading");
-                writer_stuck = true;
-            }
-            break Exit::new(End::Abnormal, None);
-        }
-        if input.is_empty() {
-            // Nothing partial is buffered: let the read buffer go while waiting (decoded
-            // payloads keep their own share of it alive as long as they need it).
-            input = BytesMut::new();
-        }
-        if !keep_alive_armed {
-            if let Some(deadline_ms) = session.poll_timeout() {
-                let wait = Duration::from_millis(deadline_ms.saturating_sub(unix_ms()));
-                keep_alive
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + wait);
-                keep_alive_armed = true;
-            }
-        }
-        if authorizing.is_none() {
-            authorizing = session.take_authorization(&router);
-        }
-        let wants = session.wants_deliveries();
-        let reading = backpressure.is_none() && !session.awaits_authorization();
-        tokio::select! {
-            biased;
-            _ = crate::router::stopped(&mut shutdown) => break Exit::new(End::Normal, Some(ReasonCode::ServerShuttingDown)),
-            _ = session_stats.overflow.notified() => {
-                // Taken back: a persistent session outlives this connection.
-                match session_stats.take_kill() {
-                    Some(Kill::Fenced) => tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: this entry was fenced"),
-                    Some(Kill::Administrator) => tracing::info!(%peer, client = %session.client_id(), "MQTT session killed by the administrator"),
-                    None => tracing::info!(%peer, client = %session.client_id(), "MQTT session closed: queue full for a close request"),
-                }
-                break Exit::new(End::Abnormal, Some(ReasonCode::AdministrativeAction));
-            }
-            reply = kicked(&mut kicks) => {
-                break Exit { end: End::Abnormal, disconnect: Some(ReasonCode::SessionTakenOver), kick: Some(reply) };
-            }
-            () = &mut keep_alive, if keep_alive_armed => {
-                keep_alive_armed = false;
-                if let Err(v) = session.handle_timeout(unix_ms()) {
-                    tracing::info!(%peer, client = %session.client_id(), "MQTT {}", v.message);
-                    break Exit::new(End::Abnormal, Some(v.reason));
-                }
-            }
-            answers = next_authorization(&mut authorizing), if authorizing.is_some() => {
-                authorizing = None;
-                let wakes = crate::realm::queue::WakeBatch::begin();
-                let handled = session.handle_authorization(answers, unix_ms());
-                drop(wakes);
-                match handled {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Disconnected) => break Exit::new(End::Normal, None),
-                    Err(v) => {
-                        tracing::info!(%peer, client = %session.client_id(), reason = ?v.reason, "MQTT protocol violation: {}", v.message);
-                        break Exit::new(End::Abnormal, Some(v.reason));
-                    }
-                }
-                backpressure = paused(metrics, &session_stats);
-                leftover = !input.is_empty();
-            }
-            read = reader.read_some(&mut input), if reading => {
-                match read {
-                    Ok(0) | Err(_) => break Exit::new(End::Abnormal, None),
-                    Ok(_) => {}
-                }
-                Backpressure::clear();
-                let budget = rate_budget(&mut rate);
-                if let Some(exit) = handle_input(&mut session, &mut input, protocol, max_in, stats, &peer, unix_ms(), budget) {
-                    break exit;
-                }
-                backpressure = paused(metrics, &session_stats)
-                    .or_else(|| over_rate(&mut rate, &session_stats, &peer));
-                // Packets after the one that congested a queue (or past the session's
-                // rate) wait until it has drained (or the rate allows them).
-                leftover = backpressure.is_some() && !input.is_empty();
-            }
-            Some(message) = rx.recv(), if wants => {
-                if let Some(exit) = handle_outbound(&mut session, &mut rx, message, &peer, unix_ms()) {
-                    break exit;
-                }
-                session_stats.drained_to(rx.len(), rx.max_capacity());
-            }
-            _ = drained(&mut backpressure), if backpressure.is_some() => backpressure = None,
-        }
-    };
+    // Boxed: only a closing connection carries this future.
+    Box::pin(close(connection, exit, input)).await;
+}
+
+/// Says goodbye (the DISCONNECT `exit` asks for), hands the session on and lingers.
+async fn close<R, W>(connection: Connection<R, W>, exit: Exit, input: BytesMut)
+where
+    R: Source,
+    W: AsyncWrite + Unpin,
+{
+    let Connection {
+        mut session,
+        rx,
+        registry,
+        mut reader,
+        mut writer,
+        peer,
+        generation,
+        writer_stuck,
+        router,
+        ..
+    } = connection;
+    let session_stats = session.handle().stats.clone();
     session_stats.detach();
     tracing::info!(%peer, client = %session.client_id(), how = exit.describe(), "MQTT client disconnected");
     // Nobody drains the queue now: publishers paused on it go on.
@@ -352,6 +272,9 @@ where
         // received publishes were ordered.
         settle_acknowledgements(&mut session).await;
     } else {
+        let write_timeout = Duration::from_millis(router.config.limits.write_timeout_ms);
+        let mut out = BytesMut::new();
+        let stats = &registry.stats;
         let _ = write_packets(&mut session, &mut writer, &mut out, stats, write_timeout).await;
         let _ = writer.shutdown().await;
     }
@@ -365,8 +288,7 @@ where
         &registry, &client_id, generation, session, rx, exit.end, exit.kick,
     );
     if lingers {
-        // Boxed: only a closing connection carries this future.
-        Box::pin(linger(&mut reader, input)).await;
+        linger(&mut reader, input).await;
     }
 }
 
@@ -559,10 +481,14 @@ async fn kicked(kicks: &mut Option<super::registry::Kicks>) -> oneshot::Sender<O
     std::future::pending().await
 }
 
+mod active;
 mod handshake;
+mod idle;
 mod transport;
 
+use active::{active, Connection, Step};
 use handshake::{handshake, Started};
+use idle::{idle, Wake};
 use transport::Source;
 pub use transport::{run, serve_tcp, serve_tls, serve_websocket};
 

@@ -122,17 +122,22 @@ pub fn snapshot(registry: &Registry) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Starts the realm's `$SYS` publisher once (on its first MQTT connection).
+/// Starts the realm's `$SYS` publisher once (on its first MQTT connection). The first
+/// values are published here, before that connection goes on, so that a client which
+/// subscribes afterwards finds them retained (as Mosquitto's, published at its start).
 pub fn ensure_started(router: &Arc<Router>, registry: &Arc<Registry>) {
     let interval_ms = router.config.limits.mqtt_sys_interval_ms;
     started();
     if interval_ms == 0 || !registry.start_sys() {
         return;
     }
+    let mut last = HashMap::new();
+    publish_changed(registry, &mut last);
     let shutdown = router.shutdown_signal();
     tokio::spawn(publish_loop(
         Arc::downgrade(registry),
         interval_ms,
+        last,
         shutdown,
     ));
 }
@@ -140,10 +145,11 @@ pub fn ensure_started(router: &Arc<Router>, registry: &Arc<Registry>) {
 async fn publish_loop(
     registry: std::sync::Weak<Registry>,
     interval_ms: u64,
+    mut last: HashMap<&'static str, String>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last: HashMap<&'static str, String> = HashMap::new();
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+    let period = Duration::from_millis(interval_ms);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = crate::router::stopped(&mut shutdown) => return,
@@ -152,19 +158,24 @@ async fn publish_loop(
         let Some(registry) = registry.upgrade() else {
             return;
         };
-        for (topic, value) in snapshot(&registry) {
-            if last.get(topic) == Some(&value) {
-                continue;
-            }
-            let options = PublishOptions {
-                retain: true,
-                ..PublishOptions::default()
-            };
-            let payload = Payload::Raw(Bytes::from(value.clone()));
-            registry
-                .realm()
-                .publish(None, &Topic::from_mqtt(topic), payload, &options);
-            last.insert(topic, value);
+        publish_changed(&registry, &mut last);
+    }
+}
+
+/// Publishes (retained) each value that differs from the one in `last`.
+fn publish_changed(registry: &Registry, last: &mut HashMap<&'static str, String>) {
+    for (topic, value) in snapshot(registry) {
+        if last.get(topic) == Some(&value) {
+            continue;
         }
+        let options = PublishOptions {
+            retain: true,
+            ..PublishOptions::default()
+        };
+        let payload = Payload::Raw(Bytes::from(value.clone()));
+        registry
+            .realm()
+            .publish(None, &Topic::from_mqtt(topic), payload, &options);
+        last.insert(topic, value);
     }
 }

@@ -203,6 +203,11 @@ impl Realm {
         self.sessions.all()
     }
 
+    /// Wakes every session's connection task (see [`SessionHandle::wake`]).
+    pub fn wake_sessions(&self) {
+        self.sessions.visit(SessionHandle::wake);
+    }
+
     /// Publishes a message; returns its permanent ID when the engine knows it at once (a
     /// single node always does). The caller checked permissions.
     pub fn publish(

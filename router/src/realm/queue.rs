@@ -124,6 +124,18 @@ impl<T> Sender<T> {
     pub fn max_capacity(&self) -> usize {
         self.shared.capacity
     }
+
+    /// Wakes the consumer if it waits, without queueing anything: the caller set a flag
+    /// of its own first (a kill, an overflow, the router shutting down), which the
+    /// consumer reads after [`Receiver::poll_queued`] registered it. One wake-up source
+    /// per session, in the queue's existing waker slot, lets an idle connection wait on
+    /// everything without a future per event.
+    pub fn wake_consumer(&self) {
+        let waker = self.shared.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 std::thread_local! {
@@ -233,6 +245,21 @@ impl<T> Receiver<T> {
             }
         })
         .await
+    }
+
+    /// Registers the consumer to be woken by the next push (or
+    /// [`Sender::wake_consumer`], or the last sender leaving) and tells whether an item is
+    /// queued now. Takes nothing; `recv` or `try_recv` does.
+    pub fn poll_queued(&self, cx: &mut std::task::Context<'_>) -> bool {
+        let mut state = self.shared.lock();
+        if !state.items.is_empty() {
+            return true;
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            none => *none = Some(cx.waker().clone()),
+        }
+        false
     }
 
     /// The next item if one is queued now.
@@ -424,6 +451,24 @@ mod tests {
         drop(tx2);
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn poll_queued_registers_the_consumer_for_a_push_or_a_bare_wake() {
+        let (tx, rx) = channel::<u32>(4);
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(!rx.poll_queued(&mut cx), "nothing queued");
+        tx.wake_consumer();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken without an item");
+        tx.wake_consumer();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "once per registration");
+        assert!(!rx.poll_queued(&mut cx));
+        tx.try_send(7).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2, "woken by the push");
+        assert!(rx.poll_queued(&mut cx), "an item is queued");
+        assert_eq!(rx.len(), 1, "and left in the queue");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,10 @@ pub struct SessionStats {
     killed: AtomicU8,
     /// Wakes the session task when `overflowed` is set or the session is killed.
     pub overflow: Notify,
+    /// Set with every `overflow` notification and taken by an idle MQTT connection,
+    /// which waits on its queue's waker rather than on `overflow` (see
+    /// [`SessionHandle::wake`]): it wakes, and its select loop takes the notification.
+    alerted: AtomicBool,
     /// Messages from the client (WAMP messages, MQTT packets) since the session began.
     pub messages_received: AtomicU64,
     /// Messages to the client since the session began.
@@ -217,6 +221,13 @@ pub struct Connection {
 }
 
 impl SessionStats {
+    /// Whether the session was alerted (killed, overflowed) since the last call: an idle
+    /// MQTT connection then goes back to its select loop, which takes `overflow`'s
+    /// notification. Clears the alert.
+    pub fn take_alert(&self) -> bool {
+        self.alerted.swap(false, Ordering::AcqRel)
+    }
+
     /// Why the router closes the session at once (`None`: it does not).
     pub fn kill(&self) -> Option<Kill> {
         match self.killed.load(Ordering::Acquire) {
@@ -373,7 +384,21 @@ impl SessionHandle {
 
     fn close_now(&self, why: Kill) {
         self.stats.killed.store(why as u8, Ordering::Release);
+        self.alert();
+    }
+
+    /// Notifies `overflow`, and the idle wait of an MQTT connection through the queue.
+    fn alert(&self) {
         self.stats.overflow.notify_one();
+        self.stats.alerted.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Wakes the session's connection task if it waits idle on its queue (an MQTT
+    /// connection between activations, see `mqtt::conn`): a flag it reads on waking
+    /// (killed, overflowed, the router shutting down) was set.
+    pub fn wake(&self) {
+        self.tx.wake_consumer();
     }
 
     fn congested(&self) {
@@ -397,7 +422,7 @@ impl SessionHandle {
                 if !self.stats.overflowed.swap(true, Ordering::AcqRel) {
                     tracing::warn!(session = self.info.id, "slow consumer: closing session");
                 }
-                self.stats.overflow.notify_one();
+                self.alert();
                 false
             }
             Err(queue::TrySendError::Closed(_)) => false,

@@ -41,9 +41,25 @@ pub(super) trait Source: AsyncRead + Unpin + Send {
         &mut self,
         input: &mut BytesMut,
     ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+
+    /// Whether the connection may wait idle ([`super::idle`]): the stream can say that it
+    /// has input without a read (and so without a buffer or a future held meanwhile).
+    const IDLES: bool;
+
+    /// Ready once the stream has input (or an error or its end) to read; registers `cx`
+    /// otherwise. Only called when [`Source::IDLES`].
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()>;
 }
 
 impl Source for OwnedReadHalf {
+    const IDLES: bool = true;
+
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        AsRef::<TcpStream>::as_ref(self)
+            .poll_read_ready(cx)
+            .map(|_| ())
+    }
+
     /// A hand-written poll: `readable().await` would keep a ~200-byte readiness future in
     /// every connection's select loop (issue 6: memory per idle connection).
     fn read_some(
@@ -76,7 +92,15 @@ impl Source for OwnedReadHalf {
     }
 }
 
+/// TLS and WebSocket streams stay in the select loop: their readiness is their inner
+/// stream's, which a read may leave with decrypted (or unframed) bytes buffered.
 impl<T: AsyncRead + Send> Source for ReadHalf<T> {
+    const IDLES: bool = false;
+
+    fn poll_readable(&self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+
     async fn read_some(&mut self, input: &mut BytesMut) -> std::io::Result<usize> {
         let was_empty = input.is_empty();
         input.reserve(READ_CHUNK_BYTES);
