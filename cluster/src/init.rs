@@ -128,11 +128,11 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 node.ws = Some(next_address()?);
                 node.rawsocket = Some(next_address()?);
                 node.mqtt = Some(next_address()?);
-                node.admin = Some(next_address()?);
-            } else {
-                node.data = Some(dir.join("data").join(format!("n{id}")));
-                node.admin = Some(next_address()?);
             }
+            // Every node keeps data: ndb and sync their store, an entry the snapshot of
+            // the state it derives from the log (without one it replays the whole log).
+            node.data = Some(dir.join("data").join(format!("n{id}")));
+            node.admin = Some(next_address()?);
             nodes.push(node);
         }
     }

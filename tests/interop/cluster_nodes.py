@@ -117,7 +117,7 @@ def running_cluster(**options):
 class Cluster:
     """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
 
-    def __init__(self, node_args=(), entry_config=None, entry_data=False):
+    def __init__(self, node_args=(), entry_config=None, entry_data=True):
         self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
         self.file = self.dir / "cluster.toml"
         self.node_args = list(node_args)
@@ -128,13 +128,14 @@ class Cluster:
         base = _free_base_port(PORTS_PER_CLUSTER)
         subprocess.run([str(BIN), "cluster", "init", str(self.dir), "--base-port", str(base)],
                        check=True, capture_output=True, timeout=30)
-        if entry_data:
-            # Entries keep snapshots of their derived state (docs/cluster.md).
-            text = self.file.read_text()
-            for id in (1, 2, 3):
-                text = text.replace(f'[[node]]\nid = {id}\nrole = "entry"\n',
-                                    f'[[node]]\nid = {id}\nrole = "entry"\ndata = "data/n{id}"\n')
-            self.file.write_text(text)
+        if not entry_data:
+            # `cluster init` gives entries a data directory, where they keep snapshots of
+            # their derived state (docs/cluster.md); without it they replay the log.
+            blocks = self.file.read_text().split("[[node]]\n")
+            blocks = [b if 'role = "entry"' not in b else
+                      "".join(l for l in b.splitlines(keepends=True) if not l.startswith("data = "))
+                      for b in blocks]
+            self.file.write_text("[[node]]\n".join(blocks))
         roles = ["entry"] * 3 + ["ndb"] * 3 + ["sync"] * 3
         self.nodes = {i + 1: Node(self, i + 1, role) for i, role in enumerate(roles)}
 

@@ -30,7 +30,7 @@ history_max_messages = 1000000
 @pytest.fixture(params=["fsync", "no-fsync"])
 def cluster(request):
     args = ["--no-fsync"] if request.param == "no-fsync" else []
-    with running_cluster(node_args=args, entry_config=ENTRY_CONFIG) as c:
+    with running_cluster(node_args=args, entry_config=ENTRY_CONFIG, entry_data=os.environ.get("FOX_CLUSTER_ENTRY_DATA", "1") == "1") as c:
         yield c
 
 
