@@ -4,7 +4,7 @@
 #
 #   bench/cluster.sh [--duration SECONDS] [--inflight "1 16 256"] [--runs N]
 #                    [--sides foxrouter,jetstream] [--no-fsync] [--jetstream-sync-always]
-#                    [--no-install] [--no-build] [--workers N]
+#                    [--no-install] [--no-build] [--workers N] [--delivery]
 #   FOXROUTER_BIN / FOX_BENCH_BIN / NATS_SERVER_BIN override the binaries (default:
 #   target/release/..., and nats-server from PATH or /usr/sbin).
 #
@@ -23,6 +23,17 @@
 # Output: one table (key acked-K<k>, one row per side), then per K the line
 #   RATIO acked-K<k> jetstream <foxrouter msgs/s / jetstream msgs/s>
 # Exit 1 if any row is an ERROR row: `--duration 1 --inflight 16` is the smoke test.
+#
+# --delivery: on the foxrouter side, each fox-bench also subscribes one more session to
+# its topic on the same entry and records every event's latency from its publish (the
+# log's delivery beside the acknowledgement): the note says `delivery p50 .. p99 .. (ack
+# p99 ..)`. The subscriber adds the entries' delivery work, so these rows are not the
+# throughput comparison; JetStream runs without a consumer either way.
+#
+# Elections: the note of every foxrouter row says how many sync elections happened while
+# the load ran (the highest Raft term among the sync nodes, read from their admin
+# /metrics before and after the row) and whether the leader changed: with nine processes
+# on two cores a flapping election timeout shows there.
 #
 # --workers N starts every node with N runtime worker threads (`foxrouter node --workers`;
 # default one per core): nine nodes and the load share this machine's cores.
@@ -49,6 +60,7 @@ SIDES=foxrouter,jetstream
 NODE_ARGS=""
 WORKERS=""
 JS_SYNC_ALWAYS=0
+DELIVERY=""
 INSTALL=1
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -59,6 +71,7 @@ while [ $# -gt 0 ]; do
     --sides) SIDES=$2; shift ;;
     --no-fsync) NODE_ARGS="--no-fsync" ;;
     --workers) WORKERS=$2; shift ;;
+    --delivery) DELIVERY="--delivery" ;;
     --jetstream-sync-always) JS_SYNC_ALWAYS=1 ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
@@ -201,16 +214,17 @@ stop_side() {
   SIDE_PIDS=()
 }
 
-# run_load DIR K TARGET...: fox-bench acked on each target with K split over them (K=1:
-# the first target alone); writes DIR/bench-<i>.json.
+# run_load DIR K EXTRA TARGET...: fox-bench acked on each target with K split over them
+# (K=1: the first target alone), EXTRA (may be empty) added to each; writes
+# DIR/bench-<i>.json.
 run_load() {
-  local dir=$1 k=$2; shift 2
+  local dir=$1 k=$2 extra=$3; shift 3
   local targets=("$@") shares runs=() i
   if [ "$k" = 1 ]; then shares=(1); else shares=($((k - 2 * (k / 3))) $((k / 3)) $((k / 3))); fi
   for i in "${!shares[@]}"; do
     timeout $((${DURATION%.*} + 60)) "$FOX_BENCH_BIN" run --target "${targets[$i]}" --scenario acked \
       --connections 1 --inflight "${shares[$i]}" --duration "$DURATION" --warmup "$WARMUP" \
-      --label "node$((i + 1))" --json >"$dir/bench-$i.json" 2>"$dir/bench-$i.err" &
+      --label "node$((i + 1))" $extra --json >"$dir/bench-$i.json" 2>"$dir/bench-$i.err" &
     runs+=($!)
   done
   for i in "${runs[@]}"; do wait "$i" || true; done
@@ -229,6 +243,43 @@ error_row() { # label k message
   message=$(printf '%s' "$3" | tr -dc '[:print:]' | tr -d '"\\')
   printf '{"label":"%s","key":"acked-K%s","error":"%s"}\n' "$1" "$2" "$message" >>"$RESULTS"
   log "$1 K=$2: $message"
+}
+
+# raft_state CLUSTER_TOML: "TERM LEADER", the highest Raft term and the leader its sync
+# nodes know, from their admin /metrics ("? ?" when none answers).
+raft_state() {
+  python3 - "$1" <<'PY'
+import re, sys, urllib.request
+text = open(sys.argv[1]).read()
+best = None
+for block in text.split("[[node]]")[1:]:
+    if 'role = "sync"' not in block:
+        continue
+    admin = re.search(r'^admin = "([^"]+)"', block, re.M)
+    if not admin:
+        continue
+    try:
+        body = urllib.request.urlopen(f"http://{admin.group(1)}/metrics", timeout=2).read().decode()
+    except OSError:
+        continue
+    term = re.search(r"^foxrouter_raft_term(?:_total)? (\d+)", body, re.M)
+    leader = re.search(r"^foxrouter_raft_leader_id(?:_total)? (\d+)", body, re.M)
+    if term and leader and (best is None or int(term.group(1)) > best[0]):
+        best = (int(term.group(1)), int(leader.group(1)))
+print(*(best or ("?", "?")))
+PY
+}
+
+# elections "TERM LEADER" "TERM LEADER": what changed between two raft_state readings.
+elections() {
+  local before=($1) after=($2)
+  if [[ "${before[0]}" =~ ^[0-9]+$ && "${after[0]}" =~ ^[0-9]+$ ]]; then
+    local moved=kept
+    [ "${before[1]}" = "${after[1]}" ] || moved="moved ${before[1]}->${after[1]}"
+    echo "elections $((after[0] - before[0])), leader $moved"
+  else
+    echo "elections unknown (no sync admin answered)"
+  fi
 }
 
 # ---------------------------------------------------------------- foxrouter
@@ -256,12 +307,19 @@ run_foxrouter() { # k run
     done
   done
   ws() { grep '^LISTEN ws ' "$dir/n$1.out" | awk '{print $3}'; }
-  local snapshot cpu
+  local snapshot cpu raft_before raft_after
+  # The first election is not the load's: wait (bounded) until the sync nodes know a leader.
+  deadline=$((SECONDS + 15))
+  raft_before=$(raft_state "$dir/cluster.toml")
+  while [[ ! "$raft_before" =~ ^[0-9]+\ [1-9] ]] && [ $SECONDS -lt $deadline ]; do
+    sleep 0.2; raft_before=$(raft_state "$dir/cluster.toml")
+  done
   snapshot=$(cpu_snapshot)
-  run_load "$dir" "$k" "ws+msgpack://$(ws 1)/ws" "ws+msgpack://$(ws 2)/ws" "ws+msgpack://$(ws 3)/ws"
+  run_load "$dir" "$k" "$DELIVERY" "ws+msgpack://$(ws 1)/ws" "ws+msgpack://$(ws 2)/ws" "ws+msgpack://$(ws 3)/ws"
   cpu=$(cpu_since "$snapshot")
+  raft_after=$(raft_state "$dir/cluster.toml")
   record foxrouter "$k" "$dir" "$(sum_fields "$cpu" 1 9)" \
-    "entries $(sum_fields "$cpu" 1 3) ndb $(sum_fields "$cpu" 4 6) sync $(sum_fields "$cpu" 7 9)"
+    "entries $(sum_fields "$cpu" 1 3) ndb $(sum_fields "$cpu" 4 6) sync $(sum_fields "$cpu" 7 9); $(elections "$raft_before" "$raft_after")"
   stop_side
   rm -rf "$dir"
 }
@@ -315,7 +373,7 @@ run_jetstream() { # k run
   log "$placement"
   local snapshot cpu
   snapshot=$(cpu_snapshot)
-  run_load "$dir" "$k" "$stream" "jetstream://127.0.0.1:$((base + 1))/FOXBENCH?replicas=3" \
+  run_load "$dir" "$k" "" "$stream" "jetstream://127.0.0.1:$((base + 1))/FOXBENCH?replicas=3" \
     "jetstream://127.0.0.1:$((base + 2))/FOXBENCH?replicas=3"
   cpu=$(cpu_since "$snapshot")
   record jetstream "$k" "$dir" "$(sum_fields "$cpu" 1 3)" \

@@ -127,6 +127,9 @@ pub struct Config {
     pub realm: String,
     /// Callees in the rpc scenario.
     pub callees: usize,
+    /// WAMP acked: one more session on the same router subscribes to the topic and records
+    /// each event's latency from its publish (delivery beside the acknowledgement).
+    pub delivery: bool,
     /// Router PID for CPU and memory figures.
     pub router_pid: Option<u32>,
     /// Source addresses 127.0.0.2 .. 127.0.0.(1 + source_ips) for idle connections.
@@ -226,6 +229,8 @@ pub fn scenario_name(scenario: Scenario) -> &'static str {
 pub struct Measured {
     /// Deliveries (or acks, or call results) and their latency.
     pub recorder: Option<Recorder>,
+    /// WAMP acked with `delivery`: the subscriber's events and their latency.
+    pub delivery: Option<Recorder>,
     /// Window length in seconds.
     pub seconds: f64,
     /// Idle scenario: router RSS growth per connection, in bytes.
@@ -408,6 +413,16 @@ impl Outcome {
                     fields.insert("p999_us".into(), json!(us(0.999)));
                     fields.insert("max_us".into(), json!(r.latency_ns.max() as f64 / 1000.0));
                 }
+                if let Some(r) = &m.delivery {
+                    fields.insert("delivery_messages".into(), json!(r.count));
+                    let us = |q: f64| r.latency_ns.value_at_quantile(q) as f64 / 1000.0;
+                    fields.insert("delivery_p50_us".into(), json!(us(0.5)));
+                    fields.insert("delivery_p99_us".into(), json!(us(0.99)));
+                    fields.insert(
+                        "delivery_max_us".into(),
+                        json!(r.latency_ns.max() as f64 / 1000.0),
+                    );
+                }
                 if let Some(b) = m.idle_bytes_per_connection {
                     fields.insert("idle_bytes_per_connection".into(), json!(b));
                     fields.insert("connected".into(), json!(m.connected));
@@ -466,6 +481,7 @@ mod tests {
             mqtt_protocol: fox_mqtt_proto::Protocol::V3_1_1,
             realm: "realm1".into(),
             callees: 1,
+            delivery: false,
             router_pid: None,
             source_ips: 1,
             threads: 1,
@@ -493,6 +509,7 @@ mod tests {
             mqtt_protocol: fox_mqtt_proto::Protocol::V3_1_1,
             realm: "realm1".into(),
             callees: 1,
+            delivery: false,
             router_pid: None,
             source_ips: 1,
             threads: 1,

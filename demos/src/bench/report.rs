@@ -183,6 +183,14 @@ pub fn render_one_table(lines: &[Value]) -> String {
     out + &ratios
 }
 
+/// "delivery p50 A ms p99 B ms (ack p99 C ms)" for a row with a delivery subscriber.
+pub fn delivery_note(row: &Value) -> Option<String> {
+    let ms = |key: &str| row.get(key).and_then(Value::as_f64).map(|us| us / 1000.0);
+    let (p50, p99) = (ms("delivery_p50_us")?, ms("delivery_p99_us")?);
+    let ack = ms("p99_us").map_or(String::new(), |ack| format!(" (ack p99 {ack:.1} ms)"));
+    Some(format!("delivery p50 {p50:.1} ms p99 {p99:.1} ms{ack}"))
+}
+
 /// One row for load generators that ran at once against one system: messages and
 /// messages/s summed, p50 the median of their p50s, p99 / p99.9 / max the worst of theirs
 /// (no process has the others' samples), in flight and connections summed, CPU steal the
@@ -230,10 +238,27 @@ pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>
             Value::from(numbers(summed).iter().sum::<f64>()),
         );
     }
-    if let Some(p50) = median_of(numbers("p50_us")) {
-        fields.insert("p50_us".into(), Value::from(p50));
+    for (median, summed) in [
+        ("p50_us", None),
+        ("delivery_p50_us", Some("delivery_messages")),
+    ] {
+        if let Some(p50) = median_of(numbers(median)) {
+            fields.insert(median.into(), Value::from(p50));
+        }
+        if let Some(summed) = summed.filter(|key| !numbers(key).is_empty()) {
+            let total = numbers(summed).iter().sum::<f64>();
+            fields.insert(summed.into(), Value::from(total));
+        }
     }
-    for worst in ["p99_us", "p999_us", "max_us", "steal_pct", "bench_busy_pct"] {
+    for worst in [
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "delivery_p99_us",
+        "delivery_max_us",
+        "steal_pct",
+        "bench_busy_pct",
+    ] {
         if let Some(v) = highest(worst) {
             fields.insert(worst.into(), Value::from(v));
         }
@@ -462,9 +487,17 @@ mod tests {
                 "p50_us": 100.0, "p99_us": 4000.0, "p999_us": 5000.0, "max_us": 9000.0,
                 "bench_busy_pct": 91.0, "steal_pct": 3.0}),
             json!({"inflight": 85, "connections": 1, "messages_per_s": 500.0, "messages": 2500,
-                "p50_us": 200.0, "p99_us": 700.0, "p999_us": 800.0, "max_us": 1000.0}),
+                "p50_us": 200.0, "p99_us": 700.0, "p999_us": 800.0, "max_us": 1000.0,
+                "delivery_messages": 2400, "delivery_p50_us": 900.0, "delivery_p99_us": 4500.0}),
         ];
         let row = combine(&parts, "foxrouter", "acked-K256", Some(9.5));
+        assert_eq!(row["delivery_messages"], 2400.0);
+        assert_eq!(row["delivery_p50_us"], 900.0);
+        assert_eq!(row["delivery_p99_us"], 4500.0);
+        assert_eq!(
+            delivery_note(&row).as_deref(),
+            Some("delivery p50 0.9 ms p99 4.5 ms (ack p99 4.0 ms)")
+        );
         assert_eq!(row["label"], "foxrouter");
         assert_eq!(row["key"], "acked-K256");
         assert_eq!(row["scenario"], "acked");

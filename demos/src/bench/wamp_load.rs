@@ -143,13 +143,31 @@ async fn acked(config: &Config, target: Target<'_>, topic: &str) -> Result<Measu
     for _ in config.share((0..config.connections.max(1)).collect()) {
         publishers.push((join(config, target).await?, topic.to_owned()));
     }
+    // Subscribed before the window opens, so that every publish counted has its event.
+    let mut subscriber = None;
+    let mut events = None;
+    if config.delivery {
+        let client = join(config, target).await?;
+        let (_, stream) = client
+            .subscribe(topic, Dict::new())
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+        subscriber = Some(client);
+        events = Some(stream);
+    }
     let clock = Clock::for_parts(config.part.1);
     let window = window(&clock, config);
+    let delivered = events.map(|events| tokio::spawn(receive(events, clock, window)));
     let senders = spawn_senders(config, &publishers, clock, window, Send::AckedPublish);
     let recorders = collect(JoinSet::new(), senders).await?;
-    leave_all(publishers.into_iter().map(|(c, _)| c)).await;
+    let delivery = match delivered {
+        Some(task) => Some(task.await.map_err(|e| format!("subscriber: {e}"))??),
+        None => None,
+    };
+    leave_all(publishers.into_iter().map(|(c, _)| c).chain(subscriber)).await;
     Ok(Measured {
         recorder: Some(merge(window, &recorders)),
+        delivery,
         seconds: window.seconds(),
         ..Measured::default()
     })

@@ -116,6 +116,10 @@ struct RunArgs {
     /// Callees registering the rpc procedure (round robin when more than one).
     #[arg(long, default_value_t = 1)]
     callees: usize,
+    /// WAMP acked: one more session subscribes to the topic and records each event's
+    /// latency from its publish (`delivery_p50_us`, `delivery_p99_us` in the row).
+    #[arg(long)]
+    delivery: bool,
     /// Router process ID: adds its CPU seconds and peak RSS.
     #[arg(long)]
     router_pid: Option<u32>,
@@ -200,7 +204,12 @@ fn print_combined(
         ));
     }
     let mut row = report::combine(&parts, label, key, cpu_seconds);
-    if let (Some(note), Some(fields)) = (note, row.as_object_mut()) {
+    let note = [note, report::delivery_note(&row)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let (false, Some(fields)) = (note.is_empty(), row.as_object_mut()) {
         fields.insert("note".into(), note.into());
     }
     println!("{row}");
@@ -271,6 +280,7 @@ fn config(args: &RunArgs) -> anyhow::Result<Config> {
         mqtt_protocol,
         realm: args.realm.clone(),
         callees: args.callees,
+        delivery: args.delivery,
         router_pid: args.router_pid,
         source_ips: args.source_ips,
         threads: args.threads.max(1),
