@@ -636,7 +636,7 @@ impl Ndb {
             self.parked.remove(&(reader, after));
             let records = Vec::new();
             self.out
-                .messages
+                .early
                 .push((reader, Message::Log { after, records }));
         }
     }
@@ -655,9 +655,12 @@ impl Ndb {
             }
             records.push(record.clone());
         }
-        self.out
-            .messages
-            .push((from, Message::Log { after, records }));
+        // Early: a LOG need not wait for this batch's fsync. Its records are final (the
+        // resolution is in sync's Raft log, the segment fsynced on a quorum of ndb before
+        // it was decided), so after a crash this ndb applies the same records again, or
+        // fetches the segment from a peer, with the same IDs. Under load every batch
+        // fsyncs KEEPs, and tailing entries would otherwise deliver one fsync later.
+        self.out.early.push((from, Message::Log { after, records }));
     }
 
     fn pull(&mut self, now_ms: u64) {

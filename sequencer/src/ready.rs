@@ -11,7 +11,8 @@ use crate::message::Message;
 #[derive(Debug)]
 #[must_use = "a Ready batch holds writes, messages and acks that must be carried out"]
 pub struct Ready<W, E> {
-    /// Messages that may leave before `writes` are durable (a Raft leader's appends).
+    /// Messages that may leave before `writes` are durable (a Raft leader's appends, an
+    /// ndb's LOG answers: their records are final before this ndb's copy is durable).
     pub early: Vec<(NodeId, Message)>,
     /// Records to append to this node's durable log, in order.
     pub writes: Vec<W>,

@@ -126,12 +126,12 @@ fn same_seed_gives_same_trace_hash_in_another_thread_and_heap() {
 /// updates them, and says so in its commit message.
 const PINNED_TRACE_HASHES: [(u64, u64); 7] = [
     (0, 0xf403_7ff6_84ba_1631),
-    (1, 0xb388_4ff7_c97c_3350),
-    (5, 0x486e_038e_d97d_f1a6),
-    (7, 0x030b_1f82_7c2f_555a),
-    (3878, 0xb278_d89e_2a70_f7eb),
-    (17791, 0x3740_bbf3_4997_3e31),
-    (23299, 0xbc1c_82fc_e34c_e9a0),
+    (1, 0xa9aa_76ff_c40b_89d1),
+    (5, 0xcd89_14a1_1a04_a4dc),
+    (7, 0x2fdb_3b09_40bc_9306),
+    (3878, 0x6932_f456_94e4_fbb1),
+    (17791, 0x74fe_4c7f_a701_1d02),
+    (23299, 0x43fb_fb86_c586_e845),
 ];
 
 #[test]

@@ -111,7 +111,7 @@ fn log_answers_are_cut_in_bytes_so_every_one_fits_in_a_frame() {
         ndb.handle_message(NodeId(0), Message::Read { after }, 1_000);
         let ready = ndb.ready();
         let Some((_, log)) = ready
-            .messages
+            .early
             .into_iter()
             .find(|(_, m)| matches!(m, Message::Log { .. }))
         else {
@@ -433,7 +433,7 @@ fn a_read_sent_again_keeps_its_first_deadline_so_an_idle_log_answers_empty() {
     while now_ms <= 1_000 + 2 * park {
         ndb.handle_message(NodeId(0), Message::Read { after: 0 }, now_ms);
         ndb.handle_timeout(now_ms);
-        let empty_log = ndb.ready().messages.into_iter().any(|(to, m)| {
+        let empty_log = ndb.ready().early.into_iter().any(|(to, m)| {
             to == NodeId(0)
                 && matches!(m, Message::Log { after: 0, ref records } if records.is_empty())
         });
@@ -448,4 +448,55 @@ fn a_read_sent_again_keeps_its_first_deadline_so_an_idle_log_answers_empty() {
         answered_at >= 1_000 + park && answered_at <= 1_000 + park + 20,
         "answered at {answered_at}, parked at 1000 for {park} ms"
     );
+}
+
+/// A LOG does not wait for the fsync of the batch it leaves in: its records are final
+/// (decided by sync, the segment durable on a quorum), so a tailing entry delivers them
+/// without waiting for this ndb's group commit, while STORED still waits for it.
+#[test]
+fn a_log_answer_leaves_before_the_fsync_that_stored_waits_for() {
+    let mut ndb = ndb();
+    let _ = ndb.ready();
+    ndb.handle_message(NodeId(0), Message::Read { after: 0 }, 1_000);
+    assert!(ndb.ready().is_empty(), "parked: the log is empty");
+    let Message::Keep {
+        segment, digest, ..
+    } = keep()
+    else {
+        unreachable!()
+    };
+    ndb.handle_message(NodeId(0), keep(), 1_000);
+    let resolution = Resolution {
+        index: 1,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(100),
+            count: 1,
+            digest,
+        },
+        raft_index: 1,
+        raft_term: 1,
+    };
+    let resolutions = vec![resolution];
+    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_000);
+    ndb.handle_timeout(1_000);
+    let ready = ndb.ready();
+    assert!(
+        ready.fsync,
+        "the KEEP's temp record is fsynced in this batch"
+    );
+    let early_log = ready.early.iter().find_map(|(to, m)| match m {
+        Message::Log { records, .. } if *to == NodeId(0) => Some(records.len()),
+        _ => None,
+    });
+    assert_eq!(early_log, Some(1), "the parked READ is answered early");
+    assert!(ready
+        .messages
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Log { .. })));
+    assert!(ready
+        .messages
+        .iter()
+        .any(|(_, m)| matches!(m, Message::Stored { .. })));
 }

@@ -704,7 +704,10 @@ impl Sim {
                 ready.messages
             }
             Some(Node::Ndb(node)) => {
-                let ready = node.ready();
+                let mut ready = node.ready();
+                for (to, message) in std::mem::take(&mut ready.early) {
+                    self.send(now_ms, from, to, message);
+                }
                 if !self.persist_ndb(index, ready.writes, ready.fsync, now_ms) {
                     return self.fail_stop(index, now_ms);
                 }
