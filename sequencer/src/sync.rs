@@ -568,6 +568,11 @@ impl Sync {
 
     fn process_one_ready(&mut self) {
         let mut ready = self.raft.ready();
+        // raft-rs's verdict: entries, a new term or a vote must be durable before this
+        // ready's persisted messages leave; a hard state whose commit alone moved need
+        // not (a follower learns each commit in an append of its own, which would
+        // otherwise cost a second fsync per vote).
+        self.out.fsync |= ready.must_sync();
         if !ready.entries().is_empty() {
             let entries = ready.take_entries();
             // raft-rs hands entries that follow the persisted log; MemStorage accepts them.
@@ -577,12 +582,10 @@ impl Sync {
                 .append(&entries)
                 .expect("raft entries follow the log");
             self.out.writes.push(SyncWrite::Entries(entries));
-            self.out.fsync = true;
         }
         if let Some(state) = ready.hs() {
             self.raft.mut_store().wl().set_hardstate(state.clone());
             self.out.writes.push(SyncWrite::HardState(state.clone()));
-            self.out.fsync = true;
         }
         // A leader's appends may leave before its own copy is durable (Raft thesis 10.2.1;
         // raft-rs's `messages`): its fsync and its followers' then overlap. Votes and a

@@ -373,3 +373,85 @@ fn an_abort_of_a_segment_decided_permanent_changes_nothing() {
     run_for(&mut sync, &mut now_ms, 20);
     assert_eq!(sync.resolutions(), &decided[..]);
 }
+
+/// A follower fsyncs once per vote, for the entry it appends: the commit index it learns
+/// in the leader's next append (or heartbeat) is written without an fsync of its own
+/// (raft-rs's `must_sync`), as a leader's own commit index already was.
+#[test]
+fn a_follower_fsyncs_once_per_vote_not_again_for_the_commit() {
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1)],
+        syncs: vec![NodeId(2), NodeId(3), NodeId(4)],
+    };
+    let ids = [NodeId(2), NodeId(3)];
+    let mut nodes: Vec<Sync> = ids
+        .iter()
+        .map(|id| {
+            Sync::new(
+                SyncConfig::new(*id, membership.clone(), 11 + u64::from(id.0)),
+                1_000,
+            )
+            .unwrap()
+        })
+        .collect();
+    // One step: every node's timers, then its ready; messages between the two arrive at
+    // once. Returns the fsyncs made per node.
+    let mut step = |nodes: &mut Vec<Sync>, now_ms: u64, input: Option<Message>| {
+        let mut fsyncs = [0; 2];
+        let mut queue: Vec<(usize, NodeId, Message)> = Vec::new();
+        if let Some(message) = input {
+            let leader = nodes.iter().position(Sync::is_leader).expect("a leader");
+            queue.push((leader, NodeId(0), message));
+        }
+        for _ in 0..50 {
+            for (to, from, message) in std::mem::take(&mut queue) {
+                nodes[to].handle_message(from, message, now_ms);
+            }
+            for (index, node) in nodes.iter_mut().enumerate() {
+                if node.poll_timeout() <= now_ms {
+                    node.handle_timeout(now_ms);
+                }
+                let ready = node.ready();
+                fsyncs[index] += usize::from(ready.fsync);
+                for (to, message) in ready.early.into_iter().chain(ready.messages) {
+                    if let Some(to) = ids.iter().position(|n| *n == to) {
+                        queue.push((to, ids[index], message));
+                    }
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+        }
+        fsyncs
+    };
+    let mut now_ms = 1_000;
+    while !nodes.iter().any(Sync::is_leader) {
+        now_ms += 1;
+        assert!(now_ms < 3_000, "no leader");
+        step(&mut nodes, now_ms, None);
+    }
+    // Quiet: the new leader's first entry committed everywhere.
+    for _ in 0..50 {
+        now_ms += 1;
+        step(&mut nodes, now_ms, None);
+    }
+    let follower = nodes.iter().position(|n| !n.is_leader()).unwrap();
+    let mut follower_fsyncs = 0;
+    for seed in 1..=5 {
+        now_ms += 1;
+        follower_fsyncs += step(&mut nodes, now_ms, Some(over_after(seed, None)))[follower];
+        // Until the vote is applied on both (the follower learns its commit from the
+        // leader's next message).
+        for _ in 0..30 {
+            now_ms += 1;
+            follower_fsyncs += step(&mut nodes, now_ms, None)[follower];
+        }
+    }
+    assert!(
+        nodes.iter().all(|n| n.resolutions().len() == 5),
+        "five votes applied"
+    );
+    assert_eq!(follower_fsyncs, 5, "one fsync per vote on the follower");
+}
