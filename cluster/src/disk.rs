@@ -5,16 +5,24 @@
 //!       resolutions  index (u64 BE)          -> postcard Resolution
 //!       log          permanent ID (u64 BE)   -> postcard Publication
 //!       meta         "applied_index"         -> u64 BE
-//! sync  raft_log     raft index (u64 BE)     -> protobuf Entry
+//! sync  raft_log     raft index (u64 BE)     -> protobuf Entry (after the snapshot only)
 //!       raft_state   "hard_state"            -> protobuf HardState
 //!                    "conf_state"            -> protobuf ConfState (voters; checked at start)
+//!                    "snapshot"              -> postcard SyncSnapshot (the latest)
+//!       resolutions  index (u64 BE)          -> postcard Resolution (the resolution log)
 //! ```
+//!
+//! A sync snapshot taken locally is written (and fsynced) first; the entries it covers
+//! are deleted by the next batch (`SyncWrite::CompactLog`), so there is never a moment
+//! without either. A leader's snapshot replaces the whole log in one atomic batch.
 //!
 //! Applying a resolution is one batch: the resolution, its log records, the applied index,
 //! and the deletion of the temporary segment. Recovery hands the state machines records
 //! in an order their `recover` accepts: ndb temp segments then resolutions by index; sync
-//! the Raft log from index 1 up to the first gap, then the hard state.
+//! the latest snapshot and the resolutions it counts, then the Raft log after the snapshot
+//! up to the first gap, then the hard state.
 
+use fox_sequencer::sync::SyncSnapshot;
 use fox_sequencer::{LogRecord, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite};
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
@@ -25,7 +33,7 @@ use crate::error::ClusterError;
 /// Column families of an ndb store.
 pub const NDB_FAMILIES: &[&str] = &[TEMP, RESOLUTIONS, LOG, META];
 /// Column families of a sync store.
-pub const SYNC_FAMILIES: &[&str] = &[RAFT_LOG, RAFT_STATE];
+pub const SYNC_FAMILIES: &[&str] = &[RAFT_LOG, RAFT_STATE, RESOLUTIONS];
 
 const TEMP: &str = "temp";
 const RESOLUTIONS: &str = "resolutions";
@@ -36,6 +44,7 @@ const RAFT_LOG: &str = "raft_log";
 const RAFT_STATE: &str = "raft_state";
 const HARD_STATE: &[u8] = b"hard_state";
 const CONF_STATE: &[u8] = b"conf_state";
+const SNAPSHOT: &[u8] = b"snapshot";
 
 /// Most pages one recovery scan reads (each `SCAN_RESULTS_MAX` records): a cap far above
 /// any real store, so the loop is bounded.
@@ -97,13 +106,23 @@ fn applied(
     Ok(())
 }
 
-/// Every entry of `family` from `from` on, page by page (bounded).
+/// Every entry of `family`, page by page (bounded).
 fn scan_all(
     store: &NodeStore,
     family: &'static str,
+    visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ClusterError>,
+) -> Result<(), ClusterError> {
+    scan_from(store, family, &[], visit)
+}
+
+/// Every entry of `family` from key `start` on, page by page (bounded).
+fn scan_from(
+    store: &NodeStore,
+    family: &'static str,
+    start: &[u8],
     mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ClusterError>,
 ) -> Result<(), ClusterError> {
-    let mut from = Vec::new();
+    let mut from = start.to_vec();
     for _ in 0..RECOVERY_PAGES_MAX {
         let page = store.scan(family, &from, SCAN_RESULTS_MAX)?;
         let Some((last, _)) = page.last() else {
@@ -226,19 +245,56 @@ pub fn sync_batch(
                     .map_err(protobuf_error("hard state"))?;
                 batch.put(RAFT_STATE, HARD_STATE, bytes);
             }
+            SyncWrite::Resolutions(resolutions) => {
+                for resolution in resolutions {
+                    batch.put(RESOLUTIONS, u64_key(resolution.index), encode(resolution)?);
+                }
+            }
+            SyncWrite::Snapshot {
+                snapshot,
+                installed,
+            } => {
+                batch.put(RAFT_STATE, SNAPSHOT, encode(snapshot)?);
+                if *installed {
+                    // It replaces the log: every entry goes with it, atomically.
+                    let end = (*log_last_index).max(snapshot.raft_index).saturating_add(1);
+                    batch.delete_range(RAFT_LOG, u64_key(0), u64_key(end));
+                    *log_last_index = snapshot.raft_index;
+                }
+            }
+            SyncWrite::CompactLog { through } => {
+                batch.delete_range(RAFT_LOG, u64_key(0), u64_key(through.saturating_add(1)));
+            }
         }
     }
     Ok(batch)
 }
 
 /// Checks (or, on a new store, writes) the voters; returns the records a sync node
-/// rebuilds from: the Raft log from index 1 to the first gap, then the hard state.
+/// rebuilds from: the latest snapshot, the resolution log, the Raft log after the
+/// snapshot up to the first gap, then the hard state.
 pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>, ClusterError> {
     check_conf_state(store, voters)?;
+    let mut records = Vec::new();
+    let snapshot: Option<SyncSnapshot> = match store.get(RAFT_STATE, SNAPSHOT)? {
+        Some(bytes) => Some(decode("sync snapshot", &bytes)?),
+        None => None,
+    };
+    let after = snapshot.as_ref().map_or(0, |snapshot| snapshot.raft_index);
+    if let Some(snapshot) = snapshot {
+        let resolutions = sync_resolutions(store, snapshot.resolutions)?;
+        records.push(SyncWrite::Snapshot {
+            snapshot,
+            installed: false,
+        });
+        if !resolutions.is_empty() {
+            records.push(SyncWrite::Resolutions(resolutions));
+        }
+    }
     let mut entries: Vec<RaftEntry> = Vec::new();
-    scan_all(store, RAFT_LOG, |key, value| {
+    scan_from(store, RAFT_LOG, &u64_key(after + 1), |key, value| {
         let index = u64_from_key(key).unwrap_or(0);
-        if index != entries.len() as u64 + 1 {
+        if index != after + entries.len() as u64 + 1 {
             tracing::warn!(index, "gap in the stored raft log; the rest is re-learned");
             return Ok(false);
         }
@@ -252,8 +308,7 @@ pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>,
         entries.push(entry);
         Ok(true)
     })?;
-    let mut records = Vec::new();
-    let last_index = entries.len() as u64;
+    let last_index = after + entries.len() as u64;
     if !entries.is_empty() {
         records.push(SyncWrite::Entries(entries));
     }
@@ -271,6 +326,29 @@ pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>,
         records.push(SyncWrite::HardState(state));
     }
     Ok(records)
+}
+
+/// The resolution log of a sync store, from index 1 to the first gap; at least the
+/// snapshot's `count` is needed to start without pulling from a peer (the rest, if any,
+/// is derived again from the Raft log).
+fn sync_resolutions(store: &NodeStore, count: u64) -> Result<Vec<Resolution>, ClusterError> {
+    let mut resolutions: Vec<Resolution> = Vec::new();
+    scan_all(store, RESOLUTIONS, |key, value| {
+        let index = u64_from_key(key).unwrap_or(0);
+        if index != resolutions.len() as u64 + 1 || index > count {
+            return Ok(false);
+        }
+        let resolution: Resolution = decode("resolution", value)?;
+        if resolution.index != index {
+            return Err(ClusterError::Corrupt {
+                what: "resolution",
+                reason: format!("resolution {} stored under index {index}", resolution.index),
+            });
+        }
+        resolutions.push(resolution);
+        Ok(true)
+    })?;
+    Ok(resolutions)
 }
 
 fn check_conf_state(store: &NodeStore, voters: &[u64]) -> Result<(), ClusterError> {
@@ -400,6 +478,73 @@ mod tests {
         assert!(matches!(
             sync_records(&store, &[1, 2]),
             Err(ClusterError::MembershipChanged { .. })
+        ));
+    }
+
+    #[test]
+    fn sync_records_start_at_the_snapshot_and_compacted_entries_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
+        let entry = |index| RaftEntry {
+            index,
+            term: 1,
+            ..Default::default()
+        };
+        let resolution = |index| Resolution {
+            index,
+            segment: SegmentId::new_v7(1_000, [index as u8; 10]),
+            owner: NodeId(1),
+            outcome: Outcome::Aborted,
+            raft_index: index + 1,
+            raft_term: 1,
+        };
+        let snapshot = |raft_index, resolutions| SyncSnapshot {
+            raft_index,
+            raft_term: 1,
+            voters: vec![1],
+            resolutions,
+            end: 0,
+        };
+        let mut last = 0;
+        let writes = [
+            SyncWrite::Entries((1..=5).map(entry).collect()),
+            SyncWrite::Resolutions(vec![resolution(1), resolution(2), resolution(3)]),
+            SyncWrite::Snapshot {
+                snapshot: snapshot(4, 3),
+                installed: false,
+            },
+        ];
+        store
+            .write(&sync_batch(&writes, &mut last).unwrap(), true)
+            .unwrap();
+        let compact = [SyncWrite::CompactLog { through: 4 }];
+        store
+            .write(&sync_batch(&compact, &mut last).unwrap(), true)
+            .unwrap();
+        assert_eq!(store.scan(RAFT_LOG, &[], 10).unwrap().len(), 1);
+        let records = sync_records(&store, &[1]).unwrap();
+        assert!(
+            matches!(&records[0], SyncWrite::Snapshot { snapshot, .. } if snapshot.raft_index == 4)
+        );
+        assert!(matches!(&records[1], SyncWrite::Resolutions(r) if r.len() == 3));
+        assert!(matches!(&records[2], SyncWrite::Entries(e) if e.len() == 1 && e[0].index == 5));
+        // A leader's snapshot replaces the whole log, in the batch that holds it.
+        let installed = [SyncWrite::Snapshot {
+            snapshot: snapshot(9, 7),
+            installed: true,
+        }];
+        store
+            .write(&sync_batch(&installed, &mut last).unwrap(), true)
+            .unwrap();
+        assert!(store.scan(RAFT_LOG, &[], 10).unwrap().is_empty());
+        assert_eq!(last, 9);
+        // A damaged snapshot record is an error.
+        let mut batch = NodeBatch::new();
+        batch.put(RAFT_STATE, SNAPSHOT, b"\xff\xff\xff".to_vec());
+        store.write(&batch, false).unwrap();
+        assert!(matches!(
+            sync_records(&store, &[1]),
+            Err(ClusterError::Corrupt { .. })
         ));
     }
 

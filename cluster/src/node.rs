@@ -253,7 +253,8 @@ async fn spawn_core(
                 .iter()
                 .filter_map(|record| match record {
                     SyncWrite::Entries(entries) => entries.last().map(|e| e.index),
-                    SyncWrite::HardState(_) => None,
+                    SyncWrite::Snapshot { snapshot, .. } => Some(snapshot.raft_index),
+                    _ => None,
                 })
                 .max()
                 .unwrap_or(0);

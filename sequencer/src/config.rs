@@ -174,6 +174,9 @@ impl NdbConfig {
     }
 }
 
+/// Default `snapshot_interval_entries` of a sync node.
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 10_000;
+
 /// Timings and limits of a sync node.
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -198,6 +201,9 @@ pub struct SyncConfig {
     pub queue_items_max: usize,
     /// Resolutions per RESOLVED answer at most.
     pub resolved_batch_max: usize,
+    /// Take a snapshot of the state machine and compact the Raft log below it every this
+    /// many applied entries (0: never).
+    pub snapshot_interval_entries: u64,
     /// Self-test only.
     #[doc(hidden)]
     pub mutation: Mutation,
@@ -217,6 +223,7 @@ impl SyncConfig {
             votes_in_flight_max: 4,
             queue_items_max: 8192,
             resolved_batch_max: 512,
+            snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES_DEFAULT,
             mutation: Mutation::None,
         }
     }

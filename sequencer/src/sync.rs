@@ -6,19 +6,45 @@ use crate::config::{Mutation, SyncConfig};
 use crate::id::{NodeId, PermanentId, SeededRng, SegmentId};
 use crate::message::{Message, Outcome, RaftMessage, Resolution};
 use crate::ready::Ready;
-use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
-use raft::storage::MemStorage;
+use raft::eraftpb::{Entry as RaftEntry, EntryType, HardState};
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// One record of a sync node's durable log (the Raft log and hard state).
+mod snapshot;
+mod storage;
+
+use snapshot::Filling;
+pub use storage::SyncSnapshot;
+use storage::{Replayed, SyncStorage};
+
+/// One record of a sync node's durable log (the Raft log and hard state, the resolution
+/// log, snapshots).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SyncWrite {
     /// Raft entries to append; an entry at an existing index replaces it and all after it.
     Entries(Vec<RaftEntry>),
     /// The latest Raft hard state (term, vote, commit).
     HardState(HardState),
+    /// Resolutions applied (or pulled from a peer after installing a snapshot), by index;
+    /// one at an index held replaces it and all after it. Not fsynced on their own: those
+    /// after the latest snapshot are derived again from the Raft log.
+    Resolutions(Vec<Resolution>),
+    /// The state machine as of a Raft index (always fsynced). `installed`: a leader's
+    /// snapshot, which replaces the whole Raft log (delete every entry with it, in one
+    /// atomic write); else taken here, and the entries it covers go only with the
+    /// `CompactLog` that a later batch carries, once this one is durable.
+    Snapshot {
+        /// What the state machine was.
+        snapshot: SyncSnapshot,
+        /// Received from a leader rather than taken here.
+        installed: bool,
+    },
+    /// Delete Raft entries up to `through`: a durable snapshot covers them.
+    CompactLog {
+        /// The last index deleted.
+        through: u64,
+    },
 }
 
 /// What a sync node reports to its observer (metrics; the simulator's checker).
@@ -49,6 +75,23 @@ pub enum SyncError {
         index: u64,
         /// Last index of the log replayed so far.
         last_index: u64,
+    },
+    /// The durable resolutions do not form one log (a damaged or foreign disk).
+    #[error("durable resolutions damaged: resolution {index} does not follow the {held} held")]
+    ResolutionsNotContiguous {
+        /// Index of the resolution that does not fit.
+        index: u64,
+        /// Resolutions replayed so far.
+        held: u64,
+    },
+    /// The durable snapshot names other voters than this cluster's sync nodes (a damaged
+    /// or foreign disk).
+    #[error("durable snapshot damaged or foreign: its voters {found:?} are not {expected:?}")]
+    SnapshotVoters {
+        /// The Raft IDs of the voters configured.
+        expected: Vec<u64>,
+        /// Those the snapshot names.
+        found: Vec<u64>,
     },
     /// The durable hard state commits entries the durable log does not have.
     #[error(
@@ -103,6 +146,13 @@ pub struct RaftStatus {
     pub leader: Option<NodeId>,
     /// The highest log index known committed.
     pub commit_index: u64,
+    /// The Raft index of the latest snapshot (0: none); the log is compacted up to it.
+    pub snapshot_index: u64,
+    /// The snapshot index this node started from (0: it replayed its log from index 1).
+    pub started_from_snapshot: u64,
+    /// While this node fills its resolution log after installing a leader's snapshot:
+    /// the length it fills to.
+    pub filling_to: Option<u64>,
 }
 
 /// A sync node's core (sans-IO) around a raft-rs `RawNode`.
@@ -123,7 +173,7 @@ pub struct RaftStatus {
 /// (the simulator saw 350 ms without a leader).
 pub struct Sync {
     config: SyncConfig,
-    raft: RawNode<MemStorage>,
+    raft: RawNode<SyncStorage>,
     rng: SeededRng,
     resolutions: Vec<Resolution>,
     by_segment: BTreeMap<SegmentId, u64>,
@@ -148,6 +198,22 @@ pub struct Sync {
     role_seen: (u64, StateRole),
     /// Ticks not handed to Raft yet (a follower's or candidate's seeded extra timeout).
     ticks_withheld: usize,
+    /// The latest snapshot of the state machine (taken here or installed).
+    snapshot: SyncSnapshot,
+    /// The snapshot index this node was recovered from (0: none).
+    started_from_snapshot: u64,
+    /// The last Raft entry applied: index and term (where the next snapshot is taken).
+    applied: (u64, u64),
+    /// A snapshot taken here whose entries are deleted with the next batch (once the
+    /// batch that holds the snapshot is durable).
+    compact_through: Option<u64>,
+    /// After installing a leader's snapshot: the resolutions still to pull from peers.
+    filling: Option<Filling>,
+    /// While leading: snapshots sent, by Raft ID, with the time after which one not yet
+    /// acknowledged counts as lost (raft-rs then sends it again).
+    snapshots_sent: BTreeMap<u64, u64>,
+    /// The `now_ms` of the latest input.
+    now_ms: u64,
     out: Ready<SyncWrite, SyncEvent>,
 }
 
@@ -179,8 +245,17 @@ impl Sync {
             .iter()
             .map(|n| raft_id(*n))
             .collect();
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
-        replay(&storage, records)?;
+        let replayed = Replayed::from_records(records)?;
+        let snapshot = replayed.snapshot.clone().unwrap_or_default();
+        if replayed.snapshot.is_some() && !snapshot.has_voters(&voters) {
+            let found = snapshot.voters;
+            return Err(SyncError::SnapshotVoters {
+                expected: voters,
+                found,
+            });
+        }
+        let mut storage = SyncStorage::new(voters);
+        load(&mut storage, &replayed)?;
         let raft_config = raft::Config {
             id: raft_id(config.id),
             election_tick: config.election_ticks,
@@ -189,7 +264,7 @@ impl Sync {
             max_election_tick: config.election_ticks + 1,
             check_quorum: true,
             pre_vote: true,
-            applied: 0,
+            applied: snapshot.raft_index,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             ..Default::default()
@@ -213,14 +288,23 @@ impl Sync {
             tick_at_ms,
             role_seen: (0, StateRole::Follower),
             ticks_withheld: 0,
+            started_from_snapshot: snapshot.raft_index,
+            applied: (snapshot.raft_index, snapshot.raft_term),
+            snapshot,
+            compact_through: None,
+            filling: None,
+            snapshots_sent: BTreeMap::new(),
+            now_ms,
             out: Ready::default(),
         };
+        sync.restore(replayed.resolutions);
         sync.process_ready();
         Ok(sync)
     }
 
     /// One message from `from`. Messages that make no sense here are ignored.
     pub fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         match message {
             Message::Raft(RaftMessage(raft_message))
                 if self.config.membership.syncs.contains(&from) =>
@@ -247,6 +331,9 @@ impl Sync {
                 self.on_item(from, Item::Abort { segment, owner }, None);
             }
             Message::PullResolutions { from_index } => self.on_pull(from, from_index),
+            Message::Resolved { resolutions } if self.config.membership.syncs.contains(&from) => {
+                self.on_fill(from, resolutions, now_ms);
+            }
             _ => {}
         }
         self.note_role();
@@ -272,6 +359,7 @@ impl Sync {
 
     /// Timers: Raft ticks (jittered) and proposals.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         // Catch up on missed ticks, at most a few per call.
         for _ in 0..8 {
             if now_ms < self.tick_at_ms {
@@ -290,6 +378,8 @@ impl Sync {
             // Fell far behind (a long pause): skip the missed ticks rather than burst them.
             self.tick_at_ms = now_ms + 1;
         }
+        self.report_lost_snapshots(now_ms);
+        self.pull_missing(now_ms);
         self.propose(now_ms);
         self.process_ready();
     }
@@ -301,7 +391,15 @@ impl Sync {
 
     /// The batch of outputs accumulated since the last call.
     pub fn ready(&mut self) -> Ready<SyncWrite, SyncEvent> {
-        std::mem::take(&mut self.out)
+        let ready = std::mem::take(&mut self.out);
+        if ready.fsync {
+            // The snapshot that covers these entries is in `ready`, fsynced before any
+            // write of the next batch.
+            if let Some(through) = self.compact_through.take() {
+                self.out.writes.push(SyncWrite::CompactLog { through });
+            }
+        }
+        ready
     }
 
     /// The final resolutions applied here, in order.
@@ -325,6 +423,9 @@ impl Sync {
                 .then(|| u32::try_from(raft.leader_id - 1).ok().map(NodeId))
                 .flatten(),
             commit_index: raft.raft_log.committed,
+            snapshot_index: self.snapshot.raft_index,
+            started_from_snapshot: self.started_from_snapshot,
+            filling_to: self.filling.as_ref().map(|filling| filling.target),
         }
     }
 
@@ -421,7 +522,7 @@ impl Sync {
 
     /// Stage one: draft the next batch, if leading and no vote is in flight.
     fn propose(&mut self, now_ms: u64) {
-        if !self.is_leader() || self.queue.is_empty() {
+        if !self.is_leader() || self.queue.is_empty() || self.filling.is_some() {
             return;
         }
         // Only once every entry of earlier terms is applied: one of them may decide a
@@ -573,18 +674,23 @@ impl Sync {
         // not (a follower learns each commit in an append of its own, which would
         // otherwise cost a second fsync per vote).
         self.out.fsync |= ready.must_sync();
+        if !ready.snapshot().is_empty() {
+            // raft-rs hands a snapshot before the entries that follow it.
+            self.install(ready.snapshot().clone());
+        }
         if !ready.entries().is_empty() {
             let entries = ready.take_entries();
             // raft-rs hands entries that follow the persisted log; MemStorage accepts them.
             self.raft
                 .mut_store()
+                .log
                 .wl()
                 .append(&entries)
                 .expect("raft entries follow the log");
             self.out.writes.push(SyncWrite::Entries(entries));
         }
         if let Some(state) = ready.hs() {
-            self.raft.mut_store().wl().set_hardstate(state.clone());
+            self.raft.mut_store().log.wl().set_hardstate(state.clone());
             self.out.writes.push(SyncWrite::HardState(state.clone()));
         }
         // A leader's appends may leave before its own copy is durable (Raft thesis 10.2.1;
@@ -592,6 +698,7 @@ impl Sync {
         // follower's answers (`persisted_messages`) wait for the fsync.
         let early = ready.take_messages();
         for message in early {
+            self.note_snapshot_sent(&message);
             let to = node_id(message.to);
             self.out
                 .early
@@ -603,7 +710,7 @@ impl Sync {
         if let Some(commit) = light.commit_index() {
             // Not fsynced on its own: a commit index lost in a crash is learned again from
             // the leader, and the entries it covers are durable on a quorum already.
-            let mut store = self.raft.mut_store().wl();
+            let mut store = self.raft.mut_store().log.wl();
             store.mut_hard_state().commit = commit;
             self.out
                 .writes
@@ -612,19 +719,30 @@ impl Sync {
         self.send_raft(light.take_messages());
         self.apply(light.take_committed_entries());
         self.raft.advance_apply();
+        self.maybe_snapshot();
     }
 
     fn send_raft(&mut self, messages: Vec<raft::eraftpb::Message>) {
         for message in messages {
+            self.note_snapshot_sent(&message);
             self.out
                 .messages
                 .push((node_id(message.to), Message::Raft(RaftMessage(message))));
         }
     }
 
-    /// Stage two done: apply committed votes, in log order, on every node alike.
+    /// Stage two done: apply committed votes, in log order, on every node alike. While
+    /// the resolution log is being filled, they wait in the Raft log (`Filling`).
     fn apply(&mut self, entries: Vec<RaftEntry>) {
+        if let Some(filling) = &mut self.filling {
+            if let Some(last) = entries.last() {
+                filling.committed = filling.committed.max(last.index);
+            }
+            return;
+        }
+        let first_resolution = self.resolutions.len();
         for entry in entries {
+            self.applied = (entry.index, entry.term);
             while self
                 .inflight
                 .front()
@@ -648,6 +766,10 @@ impl Sync {
             if self.is_leader() && decided > 0 {
                 self.announce(first);
             }
+        }
+        if self.resolutions.len() > first_resolution {
+            let applied = self.resolutions[first_resolution..].to_vec();
+            self.out.writes.push(SyncWrite::Resolutions(applied));
         }
     }
 
@@ -734,43 +856,28 @@ impl Sync {
     }
 }
 
-/// Replays durable records into `storage`, checking what MemStorage would panic on.
-fn replay(storage: &MemStorage, records: &[SyncWrite]) -> Result<(), SyncError> {
-    let mut core = storage.wl();
-    // A new MemStorage holds no entry; an append replaces everything from its first index.
-    let mut last_index = 0;
-    for record in records {
-        match record {
-            SyncWrite::Entries(entries) => {
-                let Some(first) = entries.first() else {
-                    continue;
-                };
-                let mut expected = first.index;
-                if expected == 0 || expected > last_index + 1 {
-                    let index = expected;
-                    return Err(SyncError::LogNotContiguous { index, last_index });
-                }
-                for entry in entries {
-                    if entry.index != expected {
-                        let index = entry.index;
-                        return Err(SyncError::LogNotContiguous { index, last_index });
-                    }
-                    expected += 1;
-                }
-                // Checked above: the first index lies in [1, last + 1], the rest follow it.
-                core.append(entries)
-                    .map_err(|_| SyncError::LogNotContiguous {
-                        index: first.index,
-                        last_index,
-                    })?;
-                last_index = expected - 1;
-            }
-            SyncWrite::HardState(state) => core.set_hardstate(state.clone()),
-        }
+/// Loads replayed records into the Raft storage: the snapshot, the log after it, the
+/// hard state.
+fn load(storage: &mut SyncStorage, replayed: &Replayed) -> Result<(), SyncError> {
+    let last_index = replayed.entries.last().map_or(0, |entry| entry.index);
+    if let Some(snapshot) = &replayed.snapshot {
+        // A new storage holds no entry: the snapshot is past its first index.
+        storage
+            .install(snapshot.to_raft())
+            .map_err(|_| SyncError::LogNotContiguous {
+                index: snapshot.raft_index,
+                last_index,
+            })?;
     }
-    let commit = core.hard_state().commit;
-    if commit > last_index {
-        return Err(SyncError::CommitBeyondLog { commit, last_index });
+    let mut core = storage.log.wl();
+    // `Replayed` checked that the entries follow the snapshot and each other.
+    core.append(&replayed.entries)
+        .map_err(|_| SyncError::LogNotContiguous {
+            index: replayed.entries.first().map_or(0, |entry| entry.index),
+            last_index,
+        })?;
+    if let Some(state) = &replayed.hard_state {
+        core.set_hardstate(state.clone());
     }
     Ok(())
 }

@@ -125,13 +125,13 @@ fn same_seed_gives_same_trace_hash_in_another_thread_and_heap() {
 /// the compiler) leaks into a trajectory. A change that moves trajectories on purpose
 /// updates them, and says so in its commit message.
 const PINNED_TRACE_HASHES: [(u64, u64); 7] = [
-    (0, 0xf403_7ff6_84ba_1631),
-    (1, 0xa9aa_76ff_c40b_89d1),
-    (5, 0xcd89_14a1_1a04_a4dc),
-    (7, 0x2fdb_3b09_40bc_9306),
-    (3878, 0x6932_f456_94e4_fbb1),
-    (17791, 0x74fe_4c7f_a701_1d02),
-    (23299, 0x43fb_fb86_c586_e845),
+    (0, 0x25b0_9d6d_1e8e_60e5),
+    (1, 0x35fd_b827_15da_8921),
+    (5, 0x6d2d_d356_eb81_56fe),
+    (7, 0xea39_99e4_cde8_2e0d),
+    (3878, 0xc4d3_ad45_7dec_7f93),
+    (17791, 0x71b1_7c6c_f637_8a72),
+    (23299, 0xd1e7_d24d_c517_6969),
 ];
 
 #[test]

@@ -81,6 +81,10 @@ fn main() -> anyhow::Result<()> {
     let mut trace_digest = 0xcbf2_9ce4_8422_2325u64;
     let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
     let (mut entries_killed, mut lease_expiries) = (0u64, 0u64);
+    // Sync restarts from a snapshot, snapshots installed by followers, snapshots taken,
+    // fills of the resolution log done; then the seeds that saw each.
+    let mut snapshots = [0u64; 4];
+    let mut seeds_with = [0u64; 4];
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
@@ -111,6 +115,19 @@ fn main() -> anyhow::Result<()> {
         corrupted += report.messages_corrupted;
         entries_killed += report.entries_killed;
         lease_expiries += report.lease_expiries;
+        snapshots[0] += report.sync_restarts_from_snapshot;
+        snapshots[1] += report.sync_snapshots_installed;
+        snapshots[2] += report.sync_snapshots_taken;
+        snapshots[3] += report.sync_fills;
+        let counts = [
+            report.sync_restarts_from_snapshot,
+            report.sync_snapshots_installed,
+            report.sync_snapshots_taken,
+            report.sync_fills,
+        ];
+        for (seeds, count) in seeds_with.iter_mut().zip(counts) {
+            *seeds += u64::from(count > 0);
+        }
         votes += report.votes;
         simulated_ms += report.simulated_ms;
         if report.passed() {
@@ -149,6 +166,11 @@ fn main() -> anyhow::Result<()> {
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
         "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock, {entries_killed} entries killed for good with segments in flight), {lease_expiries} lease expiries passed on, {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
+    );
+    println!(
+        "snapshots: {} taken (seeds: {}), {} installed by lagging sync followers (seeds: {}), {} resolution fills from a peer (seeds: {}), {} sync restarts from a snapshot (seeds: {})",
+        snapshots[2], seeds_with[2], snapshots[1], seeds_with[1], snapshots[3], seeds_with[3],
+        snapshots[0], seeds_with[0]
     );
     let last = args.seed + args.seeds;
     println!(

@@ -60,6 +60,9 @@ pub struct SimConfig {
     pub partition_ms_max: u64,
     /// Queue and batch limits of the nodes.
     pub caps: Caps,
+    /// Each sync node's `snapshot_interval_entries`: small, so that most seeds compact
+    /// their Raft logs, restart from snapshots and send snapshots to lagging followers.
+    pub snapshot_interval_entries: u64,
 }
 
 /// Queue and batch limits of the nodes: their defaults, or small ones on the seeds with a
@@ -143,7 +146,9 @@ impl SimConfig {
         };
         let (log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max) =
             cache_and_read_limits(&mut limits, small, big);
+        let snapshot_interval_entries = limits.range(2, 12);
         SimConfig {
+            snapshot_interval_entries,
             log_cache_records_max,
             read_records_max,
             segment_bytes_max,
@@ -250,6 +255,14 @@ pub struct SimReport {
     pub clock_steps: u64,
     /// KEEP / SEGMENT_DATA messages damaged on the way.
     pub messages_corrupted: u64,
+    /// Sync restarts that started from a snapshot (not from Raft index 1).
+    pub sync_restarts_from_snapshot: u64,
+    /// Leader snapshots installed by lagging sync followers.
+    pub sync_snapshots_installed: u64,
+    /// Snapshots taken (Raft log compactions).
+    pub sync_snapshots_taken: u64,
+    /// Resolution logs filled from a peer after a snapshot was installed.
+    pub sync_fills: u64,
 }
 
 impl SimReport {
@@ -288,6 +301,9 @@ struct Disk {
     sync_pending: Vec<SyncWrite>,
     /// Term of each durable Raft index (position = index - 1).
     sync_terms: Vec<u64>,
+    /// The Raft index of the latest durable snapshot: it holds every vote committed up to
+    /// it (entries of a log it replaced may be missing or stale in `sync_terms`).
+    sync_snapshot_index: u64,
 }
 
 impl Disk {
@@ -321,17 +337,44 @@ impl Disk {
     /// The first `count` unsynced sync writes reach the disk (as `ndb_make_durable`).
     fn sync_make_durable(&mut self, count: usize) {
         let count = count.min(self.sync_pending.len());
-        for write in self.sync_pending.drain(..count) {
-            if let SyncWrite::Entries(entries) = &write {
-                if let Some(first) = entries.first() {
-                    self.sync_terms
-                        .truncate(first.index.saturating_sub(1) as usize);
-                    self.sync_terms
-                        .extend(entries.iter().map(|entry| entry.term));
+        let durable: Vec<SyncWrite> = self.sync_pending.drain(..count).collect();
+        for write in durable {
+            match &write {
+                SyncWrite::Entries(entries) => {
+                    if let Some(first) = entries.first() {
+                        // After an installed snapshot, the log resumes past the old one.
+                        self.sync_terms
+                            .resize(first.index.saturating_sub(1) as usize, 0);
+                        self.sync_terms
+                            .extend(entries.iter().map(|entry| entry.term));
+                    }
                 }
+                SyncWrite::Snapshot {
+                    snapshot,
+                    installed,
+                } => {
+                    self.sync_snapshot_index = self.sync_snapshot_index.max(snapshot.raft_index);
+                    if *installed {
+                        // One atomic write with the snapshot: every entry is deleted.
+                        self.sync_compact(u64::MAX);
+                    }
+                }
+                SyncWrite::CompactLog { through } => self.sync_compact(*through),
+                SyncWrite::HardState(_) | SyncWrite::Resolutions(_) => {}
             }
             self.sync_records.push(write);
         }
+    }
+
+    /// Deletes durable Raft entries up to `through`, as a store's range delete does.
+    fn sync_compact(&mut self, through: u64) {
+        for record in &mut self.sync_records {
+            if let SyncWrite::Entries(entries) = record {
+                entries.retain(|entry| entry.index > through);
+            }
+        }
+        self.sync_records
+            .retain(|record| !matches!(record, SyncWrite::Entries(entries) if entries.is_empty()));
     }
 }
 
@@ -395,10 +438,14 @@ impl DurableView for SlotsView<'_> {
 
     fn syncs_holding(&self, raft_index: u64, raft_term: u64) -> usize {
         let position = raft_index.saturating_sub(1) as usize;
+        // The checker asks about committed votes only: a durable snapshot at or past one
+        // holds it, whatever the entries it replaced were.
         self.0
             .iter()
             .filter(|slot| {
-                slot.role == Role::Sync && slot.disk.sync_terms.get(position) == Some(&raft_term)
+                slot.role == Role::Sync
+                    && (slot.disk.sync_terms.get(position) == Some(&raft_term)
+                        || raft_index <= slot.disk.sync_snapshot_index)
             })
             .count()
     }
@@ -421,6 +468,11 @@ struct Sim {
     fsync_error_ppm: u32,
     fsync_errors: u64,
     clock_steps: u64,
+    /// Sync restarts from a snapshot, snapshots installed, snapshots taken, fills of the
+    /// resolution log done.
+    snapshot_counts: [u64; 4],
+    /// Sync slots filling their resolution log after installing a snapshot.
+    filling: Vec<bool>,
     trace_hash: u64,
     published: u64,
     crashes: u64,
@@ -467,6 +519,8 @@ impl Sim {
             fsync_error_ppm,
             fsync_errors: 0,
             clock_steps: 0,
+            snapshot_counts: [0; 4],
+            filling: Vec::new(),
             trace_hash: trace::TRACE_HASH_START,
             published: 0,
             crashes: 0,
@@ -598,8 +652,19 @@ impl Sim {
                 config.batch_items_max = caps.batch_items_max;
                 config.votes_in_flight_max = caps.votes_in_flight_max;
                 config.resolved_batch_max = caps.resolved_batch_max;
+                config.snapshot_interval_entries = self.config.snapshot_interval_entries;
                 match Sync::recover(config, &slot.disk.sync_records, local_ms) {
-                    Ok(sync) => Node::Sync(Box::new(sync)),
+                    Ok(sync) => {
+                        let from_snapshot = sync.raft_status().started_from_snapshot > 0;
+                        self.snapshot_counts[0] += u64::from(from_snapshot);
+                        // Resolutions restored from disk, not applied again: checked like
+                        // applied ones (the batch that held one may have failed its fsync
+                        // after the write, so the checker may not have seen it yet).
+                        for resolution in sync.resolutions() {
+                            self.checker.on_resolution(slot.id, resolution, now_ms);
+                        }
+                        Node::Sync(Box::new(sync))
+                    }
                     Err(error) => {
                         // The simulated disk holds only the node's own writes: a bug.
                         let text = format!("sync {} does not recover: {error}", slot.id);
@@ -714,17 +779,30 @@ impl Sim {
                 ready.messages
             }
             Some(Node::Sync(node)) => {
+                let filling = node.raft_status().filling_to.is_some();
                 let mut ready = node.ready();
+                if index >= self.filling.len() {
+                    self.filling.resize(index + 1, false);
+                }
+                if self.filling[index] && !filling {
+                    self.snapshot_counts[3] += 1;
+                }
+                self.filling[index] = filling;
                 assert!(
                     ready.fsync
-                        || ready
-                            .writes
-                            .iter()
-                            .all(|write| matches!(write, SyncWrite::HardState(_))),
-                    "raft entries are always fsynced"
+                        || ready.writes.iter().all(|write| !matches!(
+                            write,
+                            SyncWrite::Entries(_) | SyncWrite::Snapshot { .. }
+                        )),
+                    "raft entries and snapshots are always fsynced"
                 );
                 for (to, message) in std::mem::take(&mut ready.early) {
                     self.send(now_ms, from, to, message);
+                }
+                for write in &ready.writes {
+                    if let SyncWrite::Snapshot { installed, .. } = write {
+                        self.snapshot_counts[if *installed { 1 } else { 2 }] += 1;
+                    }
                 }
                 if !self.persist_sync(index, ready.writes, ready.fsync) {
                     return self.fail_stop(index, now_ms);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Membership;
+use raft::Storage as _;
 
 /// 2096: the floor is saturated at `FLOOR_MAX`, 2^32 IDs below the end of the space.
 const LATE_UNIX_MS: u64 = 4_000_000_000_000;
@@ -374,6 +375,321 @@ fn an_abort_of_a_segment_decided_permanent_changes_nothing() {
     assert_eq!(sync.resolutions(), &decided[..]);
 }
 
+/// The config of sync node `id` of three (2, 3, 4), snapshotting every `interval` entries.
+fn trio_config(id: u32, interval: u64) -> SyncConfig {
+    let membership = Membership {
+        entries: vec![NodeId(0)],
+        ndbs: vec![NodeId(1)],
+        syncs: vec![NodeId(2), NodeId(3), NodeId(4)],
+    };
+    let mut config = SyncConfig::new(NodeId(id), membership, u64::from(id));
+    config.snapshot_interval_entries = interval;
+    config
+}
+
+/// What a store keeps of `writes`, as `cluster/src/disk.rs` writes them: a `CompactLog`
+/// deletes the entries it covers, an installed snapshot all of them.
+fn durable(writes: &[SyncWrite]) -> Vec<SyncWrite> {
+    let mut kept: Vec<SyncWrite> = Vec::new();
+    for write in writes {
+        let through = match write {
+            SyncWrite::CompactLog { through } => *through,
+            SyncWrite::Snapshot {
+                installed: true, ..
+            } => u64::MAX,
+            _ => 0,
+        };
+        for record in &mut kept {
+            if let SyncWrite::Entries(entries) = record {
+                entries.retain(|entry| entry.index > through);
+            }
+        }
+        if !matches!(write, SyncWrite::CompactLog { .. }) {
+            kept.push(write.clone());
+        }
+    }
+    kept
+}
+
+/// Three sync nodes on 1 ms links; a node in `cut` neither sends nor receives.
+struct Trio {
+    nodes: Vec<Sync>,
+    writes: Vec<Vec<SyncWrite>>,
+    in_flight: Vec<(u64, usize, NodeId, Message)>,
+    cut: BTreeSet<usize>,
+    now_ms: u64,
+}
+
+impl Trio {
+    fn new(interval: u64) -> Trio {
+        let now_ms = 1_000;
+        let nodes = (2..5)
+            .map(|id| Sync::new(trio_config(id, interval), now_ms).expect("valid config"))
+            .collect();
+        Trio {
+            nodes,
+            writes: vec![Vec::new(); 3],
+            in_flight: Vec::new(),
+            cut: BTreeSet::new(),
+            now_ms,
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        for _ in 0..ms {
+            self.now_ms += 1;
+            let now_ms = self.now_ms;
+            let due: Vec<_> = self
+                .in_flight
+                .iter()
+                .filter(|m| m.0 <= now_ms)
+                .cloned()
+                .collect();
+            self.in_flight.retain(|m| m.0 > now_ms);
+            for (_, to, from, message) in due {
+                let from_index = from.0 as usize - 2;
+                if !self.cut.contains(&to) && !self.cut.contains(&from_index) {
+                    self.nodes[to].handle_message(from, message, now_ms);
+                }
+            }
+            for index in 0..self.nodes.len() {
+                let node = &mut self.nodes[index];
+                if node.poll_timeout() <= now_ms {
+                    node.handle_timeout(now_ms);
+                }
+                let ready = node.ready();
+                self.writes[index].extend(ready.writes);
+                let from = NodeId(2 + index as u32);
+                for (to, message) in ready.early.into_iter().chain(ready.messages) {
+                    if (2..5).contains(&to.0) {
+                        self.in_flight
+                            .push((now_ms + 1, to.0 as usize - 2, from, message));
+                    }
+                }
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(Sync::is_leader)
+    }
+
+    /// Segments `seeds`, one every 5 ms, sent to the leader (entry 0 as the owner).
+    fn decide(&mut self, seeds: std::ops::Range<u8>) {
+        for seed in seeds {
+            let leader = self.leader().expect("a leader");
+            let now_ms = self.now_ms;
+            self.nodes[leader].handle_message(NodeId(0), over(seed, 3), now_ms);
+            self.run(5);
+        }
+        self.run(100);
+    }
+}
+
+fn snapshots_taken(writes: &[SyncWrite], installed: bool) -> usize {
+    let taken = |write: &&SyncWrite| matches!(write, SyncWrite::Snapshot { installed: i, .. } if *i == installed);
+    writes.iter().filter(taken).count()
+}
+
+#[test]
+fn a_snapshot_is_taken_every_interval_and_the_log_below_it_compacted() {
+    let mut now_ms = 1_000;
+    let mut config = config();
+    config.snapshot_interval_entries = 4;
+    let mut sync = Sync::new(config, now_ms).expect("valid config");
+    let mut writes = sync.ready().writes;
+    while !sync.is_leader() && now_ms < 2_000 {
+        now_ms += 1;
+        sync.handle_timeout(now_ms);
+        writes.extend(sync.ready().writes);
+    }
+    for seed in 1..=20 {
+        sync.handle_message(NodeId(0), over(seed, 3), now_ms);
+        for _ in 0..20 {
+            now_ms += 1;
+            sync.handle_timeout(now_ms);
+            writes.extend(sync.ready().writes);
+        }
+    }
+    assert_eq!(sync.resolutions().len(), 20);
+    let status = sync.raft_status();
+    let snapshots: Vec<&SyncSnapshot> = (writes.iter())
+        .filter_map(|write| match write {
+            SyncWrite::Snapshot { snapshot, .. } => Some(snapshot),
+            _ => None,
+        })
+        .collect();
+    // 20 votes and the leader's empty entry: a snapshot at each 4th index or soon after.
+    assert!(snapshots.len() >= 4, "{snapshots:?}");
+    for pair in snapshots.windows(2) {
+        assert!(pair[1].raft_index >= pair[0].raft_index + 4);
+    }
+    assert_eq!(
+        status.snapshot_index,
+        snapshots[snapshots.len() - 1].raft_index
+    );
+    // The entries a durable snapshot covers are deleted, on disk and in memory.
+    let compacted: Vec<u64> = (writes.iter())
+        .filter_map(|write| match write {
+            SyncWrite::CompactLog { through } => Some(*through),
+            _ => None,
+        })
+        .collect();
+    assert!(compacted.len() + 1 >= snapshots.len(), "{compacted:?}");
+    assert_eq!(compacted[0], snapshots[0].raft_index);
+    let first_index = sync.raft.store().first_index().expect("memory storage");
+    assert_eq!(first_index, status.snapshot_index + 1);
+    let kept = durable(&writes);
+    let lowest = (kept.iter())
+        .filter_map(|write| match write {
+            SyncWrite::Entries(entries) => entries.first().map(|entry| entry.index),
+            _ => None,
+        })
+        .min();
+    assert!(lowest.is_some_and(|index| index > compacted[compacted.len() - 1]));
+}
+
+#[test]
+fn a_node_recovered_from_a_snapshot_keeps_its_resolutions_and_does_not_replay_from_index_1() {
+    let mut trio = Trio::new(4);
+    trio.run(300);
+    trio.decide(1..25);
+    let leader = trio.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let before = trio.nodes[follower].resolutions().to_vec();
+    assert_eq!(before.len(), 24);
+    let records = durable(&trio.writes[follower]);
+    let config = trio_config(2 + follower as u32, 4);
+    let recovered = Sync::recover(config, &records, trio.now_ms).expect("own writes recover");
+    let status = recovered.raft_status();
+    assert!(status.started_from_snapshot > 1, "{status:?}");
+    assert_eq!(status.filling_to, None);
+    let first_index = recovered
+        .raft
+        .store()
+        .first_index()
+        .expect("memory storage");
+    assert_eq!(first_index, status.started_from_snapshot + 1);
+    assert_eq!(recovered.resolutions(), &before[..]);
+    // The recovered node rejoins and decides on with the others.
+    trio.nodes[follower] = recovered;
+    trio.decide(25..30);
+    let after = trio.nodes[follower].resolutions();
+    assert_eq!(after.len(), 29);
+    assert_eq!(after, trio.nodes[leader].resolutions());
+}
+
+#[test]
+fn a_follower_behind_a_compacted_log_installs_a_snapshot_and_fills_its_resolutions() {
+    let mut trio = Trio::new(4);
+    trio.run(300);
+    let leader = trio.leader().expect("a leader");
+    let behind = (leader + 1) % 3;
+    trio.cut.insert(behind);
+    trio.decide(1..25);
+    assert!(trio.nodes[behind].resolutions().len() < 24);
+    trio.cut.clear();
+    trio.run(500);
+    let leader = trio.leader().expect("a leader");
+    assert_eq!(snapshots_taken(&trio.writes[behind], true), 1);
+    let status = trio.nodes[behind].raft_status();
+    assert_eq!(status.filling_to, None, "{status:?}");
+    assert_eq!(
+        trio.nodes[behind].resolutions(),
+        trio.nodes[leader].resolutions()
+    );
+    // Votes after the snapshot are applied on it, in the same order everywhere.
+    trio.decide(25..30);
+    for node in &trio.nodes {
+        assert_eq!(node.resolutions().len(), 29);
+        assert_eq!(node.resolutions(), trio.nodes[leader].resolutions());
+    }
+    // What it pulled is durable: a restart needs no peer.
+    let records = durable(&trio.writes[behind]);
+    let config = trio_config(2 + behind as u32, 4);
+    let recovered = Sync::recover(config, &records, trio.now_ms).expect("own writes recover");
+    assert_eq!(recovered.raft_status().filling_to, None);
+    assert_eq!(recovered.resolutions(), trio.nodes[leader].resolutions());
+}
+
+/// A leader's MsgSnapshot at index 50 whose data is `data`.
+fn snapshot_message(data: Vec<u8>) -> Message {
+    let mut metadata = raft::eraftpb::SnapshotMetadata {
+        index: 50,
+        term: 3,
+        ..Default::default()
+    };
+    metadata.set_conf_state(raft::eraftpb::ConfState::from((vec![3, 4, 5], vec![])));
+    let mut snapshot = raft::eraftpb::Snapshot::default();
+    snapshot.set_metadata(metadata);
+    snapshot.data = data.into();
+    let mut message = raft::eraftpb::Message::default();
+    message.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    message.from = 3;
+    message.to = 4;
+    message.term = 3;
+    message.set_snapshot(snapshot);
+    Message::Raft(RaftMessage(message))
+}
+
+#[test]
+fn a_foreign_snapshot_from_a_peer_stalls_visibly_and_does_not_panic() {
+    let foreign_voters = SyncSnapshot {
+        raft_index: 50,
+        raft_term: 3,
+        voters: vec![7, 8, 9],
+        resolutions: 10,
+        end: 100,
+    };
+    let foreign_voters = postcard::to_allocvec(&foreign_voters).expect("encodes");
+    for data in [b"not a sync snapshot".to_vec(), foreign_voters] {
+        let mut now_ms = 1_000;
+        let mut sync = Sync::new(trio_config(3, 4), now_ms).expect("valid config");
+        now_ms += 1;
+        sync.handle_message(NodeId(2), snapshot_message(data), now_ms);
+        let _ = sync.ready();
+        run_for(&mut sync, &mut now_ms, 50);
+        let status = sync.raft_status();
+        assert_eq!(status.filling_to, Some(u64::MAX), "{status:?}");
+        assert!(sync.resolutions().is_empty());
+    }
+}
+
+#[test]
+fn a_damaged_or_foreign_snapshot_on_disk_is_an_error_not_a_panic() {
+    let snapshot = |raft_index: u64, voters: Vec<u64>| SyncWrite::Snapshot {
+        snapshot: SyncSnapshot {
+            raft_index,
+            raft_term: 1,
+            voters,
+            resolutions: 0,
+            end: 0,
+        },
+        installed: false,
+    };
+    // The single voter of `config()` is node 2, Raft ID 3.
+    assert!(matches!(
+        Sync::recover(config(), &[snapshot(10, vec![7, 8])], 0),
+        Err(SyncError::SnapshotVoters { .. })
+    ));
+    assert!(matches!(
+        Sync::recover(config(), &[snapshot(0, vec![3])], 0),
+        Err(SyncError::LogNotContiguous { .. })
+    ));
+    let gap = RaftEntry {
+        index: 12,
+        term: 1,
+        ..RaftEntry::default()
+    };
+    let records = [snapshot(10, vec![3]), SyncWrite::Entries(vec![gap])];
+    assert!(matches!(
+        Sync::recover(config(), &records, 0),
+        Err(SyncError::LogNotContiguous { index: 12, .. })
+    ));
+    let sync = Sync::recover(config(), &[snapshot(10, vec![3])], 0).expect("a good snapshot");
+    assert_eq!(sync.raft_status().started_from_snapshot, 10);
+}
+
 /// A follower fsyncs once per vote, for the entry it appends: the commit index it learns
 /// in the leader's next append (or heartbeat) is written without an fsync of its own
 /// (raft-rs's `must_sync`), as a leader's own commit index already was.
@@ -397,7 +713,7 @@ fn a_follower_fsyncs_once_per_vote_not_again_for_the_commit() {
         .collect();
     // One step: every node's timers, then its ready; messages between the two arrive at
     // once. Returns the fsyncs made per node.
-    let mut step = |nodes: &mut Vec<Sync>, now_ms: u64, input: Option<Message>| {
+    let step = |nodes: &mut Vec<Sync>, now_ms: u64, input: Option<Message>| {
         let mut fsyncs = [0; 2];
         let mut queue: Vec<(usize, NodeId, Message)> = Vec::new();
         if let Some(message) = input {

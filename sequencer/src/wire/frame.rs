@@ -11,6 +11,12 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 /// appended to `Message`, so the encoding of the older ones does not change.
 pub fn message_version(message: &Message) -> u16 {
     match message {
+        // A sync node of version 6 neither compacts nor installs snapshots: a snapshot
+        // would break its log. It stays behind a leader that compacted past it (the
+        // leader sends the snapshot again while it waits) until it is upgraded.
+        Message::Raft(raft) if raft.0.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot => {
+            7
+        }
         Message::Undecided { .. } | Message::AbortOwner { .. } => 6,
         Message::Keep { .. }
         | Message::Stored { .. }
@@ -157,6 +163,17 @@ mod tests {
             assert!((PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version));
             assert_eq!(version == 6, tag >= 13, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_raft_snapshot_needs_version_7() {
+        let mut raft = raft::eraftpb::Message::default();
+        raft.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        let snapshot = Message::Raft(crate::message::RaftMessage(raft.clone()));
+        assert_eq!(message_version(&snapshot), 7);
+        raft.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+        let append = Message::Raft(crate::message::RaftMessage(raft));
+        assert_eq!(message_version(&append), 5);
     }
 
     #[test]

@@ -11,8 +11,10 @@ use std::collections::BTreeSet;
 pub const MAGIC: [u8; 4] = *b"FOXS";
 /// Current protocol version (the highest this build speaks). Version 6 added UNDECIDED
 /// and ABORT_OWNER (entry -> ndb): an ndb aborts a segment when its owner stops naming
-/// it or its lease expires, not a fixed time after it arrived.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// it or its lease expires, not a fixed time after it arrived. Version 7 added Raft
+/// snapshots between sync nodes (a Raft MsgSnapshot whose data is a `SyncSnapshot`;
+/// the follower then pulls the resolutions it lacks from a peer with PULL_RESOLUTIONS).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Lowest protocol version this build speaks (version 1 sent the secret in clear;
 /// version 2 had no `after` in SEGMENT_OVER, so its entries could not pipeline segments;
 /// version 3 had no STATUS_QUERY / STATUS, which it would read as a bad frame;

@@ -96,6 +96,10 @@ impl Sim {
             fsync_errors: self.fsync_errors,
             clock_steps: self.clock_steps,
             messages_corrupted: self.network.corrupted,
+            sync_restarts_from_snapshot: self.snapshot_counts[0],
+            sync_snapshots_installed: self.snapshot_counts[1],
+            sync_snapshots_taken: self.snapshot_counts[2],
+            sync_fills: self.snapshot_counts[3],
         }
     }
 }
