@@ -136,6 +136,7 @@ fn config(target: Target, scenario: Scenario, connections: usize, qos: QoS) -> C
         mqtt_protocol: Protocol::V3_1_1,
         realm: "realm1".into(),
         callees: 1,
+        delivery: false,
         router_pid: None,
         source_ips: 1,
         threads: 1,
