@@ -16,6 +16,8 @@
 //! mqtt = "127.0.0.1:7103"       # entry only: MQTT (TCP) listener
 //! admin = "127.0.0.1:7104"      # optional: admin HTTP listener (docs/admin.md); on ndb and
 //!                               # sync nodes loopback only (/healthz /readyz /metrics)
+//! snapshot_interval_entries = 10000  # sync only, optional: Raft snapshot (and log
+//!                               # compaction) every this many applied entries; 0: never
 //!
 //! [gossip]                      # optional: UDP gossip on each node's peer port
 //! enabled = true                # (default) role, version, load and app keys spread
@@ -126,6 +128,11 @@ pub struct NodeSpec {
     /// whose lease is live); 0 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<u32>,
+    /// Sync: take a snapshot of its state machine, and delete the Raft entries it covers,
+    /// every this many applied entries (0: never); the sequencer's default (10,000) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_interval_entries: Option<u64>,
 }
 
 impl NodeSpec {
@@ -329,6 +336,9 @@ fn check_role_fields(node: &NodeSpec) -> Result<(), ConfigError> {
         Role::Ndb | Role::Sync if admin_exposed => {
             "the admin listener of an ndb or sync node has no token: a loopback address only"
         }
+        Role::Entry | Role::Ndb if node.snapshot_interval_entries.is_some() => {
+            "only sync nodes have `snapshot_interval_entries`"
+        }
         _ => return Ok(()),
     };
     Err(ConfigError::Invalid(format!("node {}: {message}", node.id)))
@@ -429,6 +439,16 @@ data = "/abs/d3"
         for case in cases {
             assert!(load(&case).is_err(), "accepted:\n{case}");
         }
+    }
+
+    #[test]
+    fn a_sync_node_may_set_its_snapshot_interval_and_only_a_sync_node() {
+        let interval = "data = \"/abs/d3\"\nsnapshot_interval_entries = 64";
+        let (file, _) = load(&SAMPLE.replace("data = \"/abs/d3\"", interval)).unwrap();
+        assert_eq!(file.node(3).unwrap().snapshot_interval_entries, Some(64));
+        assert_eq!(file.node(2).unwrap().snapshot_interval_entries, None);
+        let on_ndb = "data = \"d2\"\nsnapshot_interval_entries = 64";
+        assert!(load(&SAMPLE.replace("data = \"d2\"", on_ndb)).is_err());
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub struct NodeStatus {
     pub commit_index: u64,
     /// Sync: segments resolved (ordered or aborted) so far.
     pub resolutions: u64,
+    /// Sync: the Raft index of its latest snapshot (0: none); its log starts after it.
+    pub snapshot_index: u64,
+    /// Sync: the snapshot index it started from (0: it replayed its log from index 1).
+    pub started_from_snapshot: u64,
+    /// Sync: after installing a leader's snapshot, the resolution count it still pulls
+    /// from peers up to (0: none).
+    pub filling_to: u64,
     /// Ndb: the last resolution applied to its permanent log.
     pub applied_index: u64,
     /// Ndb: records in its permanent log.
@@ -182,6 +189,32 @@ impl Core for Sync {
         status.leader_id = raft.leader;
         status.commit_index = raft.commit_index;
         status.resolutions = self.resolutions().len() as u64;
+        status.snapshot_index = raft.snapshot_index;
+        status.started_from_snapshot = raft.started_from_snapshot;
+        status.filling_to = raft.filling_to.unwrap_or(0);
+    }
+}
+
+/// Logs a sync node's snapshots: one installed from the leader (then a fill of the
+/// resolutions it lacks), the fill done; its own are routine (debug).
+fn note_snapshots(before: &NodeStatus, now: &NodeStatus) {
+    if now.filling_to == u64::MAX && before.filling_to != u64::MAX {
+        tracing::error!(
+            snapshot_index = now.snapshot_index,
+            "sync got a Raft snapshot that is not a sync snapshot (a foreign or damaged peer): \
+             it applies nothing more; restart it with an empty data directory"
+        );
+    } else if now.filling_to != 0 && now.filling_to != before.filling_to {
+        tracing::info!(
+            snapshot_index = now.snapshot_index,
+            resolutions = now.resolutions,
+            filling_to = now.filling_to,
+            "sync installed the leader's snapshot; pulling the resolutions it lacks from peers"
+        );
+    } else if now.filling_to == 0 && before.filling_to != 0 {
+        tracing::info!(resolutions = now.resolutions, "sync resolutions filled");
+    } else if now.snapshot_index > before.snapshot_index {
+        tracing::debug!(snapshot_index = now.snapshot_index, "sync snapshot taken");
     }
 }
 
@@ -284,7 +317,9 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
                 leading = !leading;
                 tracing::info!(leader = leading, "sync leadership changed");
             }
+            let before = status;
             core.status(&mut status);
+            note_snapshots(&before, &status);
             // A few integers; only an admin scrape reads them.
             self.status.send_if_modified(|shown| {
                 let changed = *shown != status;

@@ -123,6 +123,7 @@ fn layout(dir: &Path, options: &InitOptions) -> Result<ClusterFile, ConfigError>
                 admin: None,
                 data: None,
                 rank: None,
+                snapshot_interval_entries: None,
             };
             if role == Role::Entry {
                 node.ws = Some(next_address()?);

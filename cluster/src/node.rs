@@ -226,6 +226,7 @@ async fn spawn_core(
 ) -> Result<Core, ClusterError> {
     let membership = cluster.membership();
     let (id, role) = (spec.node_id(), spec.role);
+    let snapshot_interval_entries = spec.snapshot_interval_entries;
     let seed: u64 = rand::thread_rng().gen();
     let rebuilt = tokio::task::spawn_blocking(move || match role {
         Role::Ndb => {
@@ -260,13 +261,22 @@ async fn spawn_core(
                 .unwrap_or(0);
             let mut config = SyncConfig::new(id, membership, seed);
             config.tick_ms = SYNC_TICK_MS;
+            if let Some(interval) = snapshot_interval_entries {
+                config.snapshot_interval_entries = interval;
+            }
             let sync = Sync::recover(config, &records, clock.now_ms()).map_err(|error| {
                 ClusterError::Corrupt {
                     what: "sync Raft log",
                     reason: error.to_string(),
                 }
             })?;
-            tracing::info!(resolutions = sync.resolutions().len(), "sync state rebuilt");
+            let raft = sync.raft_status();
+            tracing::info!(
+                resolutions = sync.resolutions().len(),
+                started_from_snapshot = raft.started_from_snapshot,
+                commit_index = raft.commit_index,
+                "sync state rebuilt"
+            );
             Ok(Core::Sync(Box::new(sync), log_last_index))
         }
     })

@@ -117,7 +117,7 @@ def running_cluster(**options):
 class Cluster:
     """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
 
-    def __init__(self, node_args=(), entry_config=None, entry_data=True):
+    def __init__(self, node_args=(), entry_config=None, entry_data=True, sync_snapshot_interval=None):
         self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
         self.file = self.dir / "cluster.toml"
         self.node_args = list(node_args)
@@ -136,6 +136,15 @@ class Cluster:
                       "".join(l for l in b.splitlines(keepends=True) if not l.startswith("data = "))
                       for b in blocks]
             self.file.write_text("[[node]]\n".join(blocks))
+        if sync_snapshot_interval is not None:
+            # Sync nodes snapshot their state and compact their Raft logs this often.
+            text = self.file.read_text()
+            for id in (7, 8, 9):
+                text = text.replace(f'[[node]]\nid = {id}\nrole = "sync"\n',
+                                    f'[[node]]\nid = {id}\nrole = "sync"\n'
+                                    f'snapshot_interval_entries = {sync_snapshot_interval}\n')
+            assert text.count("snapshot_interval_entries") == 3, text
+            self.file.write_text(text)
         roles = ["entry"] * 3 + ["ndb"] * 3 + ["sync"] * 3
         self.nodes = {i + 1: Node(self, i + 1, role) for i, role in enumerate(roles)}
 

@@ -112,6 +112,11 @@ impl Collector for NodeCollector {
                     "Segments resolved (ordered or aborted) so far.",
                     status.resolutions,
                 ),
+                (
+                    "raft_snapshot_index",
+                    "The Raft index of the latest snapshot; the log is compacted up to it.",
+                    status.snapshot_index,
+                ),
             ],
         };
         for (name, help, value) in gauges {
