@@ -84,7 +84,12 @@ impl Cluster {
                 self.events.extend(ready.events);
                 ready.messages
             }
-            Node::Ndb(node) => node.ready().messages,
+            Node::Ndb(node) => {
+                // LOG answers leave early, before the batch's writes (none are lost here).
+                let mut ready = node.ready();
+                ready.early.append(&mut ready.messages);
+                ready.early
+            }
             Node::Sync(node) => {
                 let mut ready = node.ready();
                 ready.early.append(&mut ready.messages);

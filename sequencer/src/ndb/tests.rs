@@ -26,6 +26,25 @@ fn keep() -> Message {
     }
 }
 
+/// RESOLVED of the first resolution: `segment` (one message, `digest`) made permanent
+/// at ID 100, by entry 0.
+fn resolved_first(segment: SegmentId, digest: u64) -> Message {
+    let resolution = Resolution {
+        index: 1,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(100),
+            count: 1,
+            digest,
+        },
+        raft_index: 1,
+        raft_term: 1,
+    };
+    let resolutions = vec![resolution];
+    Message::Resolved { resolutions }
+}
+
 #[test]
 fn stored_is_released_only_in_the_batch_that_fsyncs() {
     let mut ndb = ndb();
@@ -177,20 +196,8 @@ fn a_held_copy_that_is_not_the_decided_one_is_fetched_again_and_replaced() {
     };
     let mut ndb = Ndb::recover(ndb().config.clone(), [&held], 1_000);
     let _ = ndb.ready();
-    let resolution = Resolution {
-        index: 1,
-        segment,
-        owner: NodeId(0),
-        outcome: Outcome::Permanent {
-            base: PermanentId(100),
-            count: 1,
-            digest: segment_digest(&decided),
-        },
-        raft_index: 1,
-        raft_term: 1,
-    };
-    let resolutions = vec![resolution];
-    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_000);
+    let digest = segment_digest(&decided);
+    ndb.handle_message(NodeId(3), resolved_first(segment, digest), 1_000);
     assert!(ndb.log().is_empty(), "the held copy is not the decided one");
     let ready = ndb.ready();
     assert!(ready
@@ -466,20 +473,7 @@ fn a_log_answer_leaves_before_the_fsync_that_stored_waits_for() {
         unreachable!()
     };
     ndb.handle_message(NodeId(0), keep(), 1_000);
-    let resolution = Resolution {
-        index: 1,
-        segment,
-        owner: NodeId(0),
-        outcome: Outcome::Permanent {
-            base: PermanentId(100),
-            count: 1,
-            digest,
-        },
-        raft_index: 1,
-        raft_term: 1,
-    };
-    let resolutions = vec![resolution];
-    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_000);
+    ndb.handle_message(NodeId(3), resolved_first(segment, digest), 1_000);
     ndb.handle_timeout(1_000);
     let ready = ndb.ready();
     assert!(
