@@ -380,6 +380,7 @@ impl Sync {
         }
         self.report_lost_snapshots(now_ms);
         self.pull_missing(now_ms);
+        self.hand_over_while_filling();
         self.propose(now_ms);
         self.process_ready();
     }

@@ -40,6 +40,10 @@ pub(super) struct Filling {
     pull_at_ms: u64,
     /// Pulls sent (picks the next peer when one does not answer).
     pulls: u64,
+    /// The peer that answered the last pull: asked again while it answers.
+    source: Option<NodeId>,
+    /// Leadership hand-overs asked for while filling (picks the next peer each time).
+    hand_overs: u64,
 }
 
 /// Committed entries applied per step once a fill is done, at most.
@@ -71,6 +75,8 @@ impl Sync {
             committed: self.snapshot.raft_index,
             pull_at_ms: self.now_ms,
             pulls: 0,
+            source: None,
+            hand_overs: 0,
         });
     }
 
@@ -154,7 +160,7 @@ impl Sync {
         }
     }
 
-    fn snapshot_lost_ms(&self) -> u64 {
+    pub(super) fn snapshot_lost_ms(&self) -> u64 {
         4 * self.config.tick_ms * self.config.election_ticks as u64
     }
 
@@ -183,13 +189,46 @@ impl Sync {
 
     /// While filling: ask a peer for the next page when it is time.
     pub(super) fn pull_missing(&mut self, now_ms: u64) {
-        let Some(filling) = &self.filling else {
+        let Some(filling) = &mut self.filling else {
             return;
         };
         if now_ms < filling.pull_at_ms {
             return;
         }
+        // No answer in time: the next pull goes to the next peer.
+        filling.source = None;
         self.send_pull(now_ms);
+    }
+
+    /// A leader that is filling cannot draft (its resolution log is short), so it hands
+    /// the leadership to a peer, one that was heard from recently if any; raft-rs gives
+    /// up a transfer that does not finish within an election timeout, and then the next
+    /// peer is asked. (Seed 62907: a filling node elected while the one peer holding
+    /// every resolution followed, and nothing was decided for the rest of the run.)
+    pub(super) fn hand_over_while_filling(&mut self) {
+        if self.filling.is_none() || !self.is_leader() || self.raft.raft.lead_transferee.is_some() {
+            return;
+        }
+        let own = raft_id(self.config.id);
+        let peers: Vec<(u64, bool)> = (self.raft.raft.prs().iter())
+            .filter(|(id, _)| **id != own)
+            .map(|(id, progress)| (*id, progress.recent_active))
+            .collect();
+        let active: Vec<u64> = peers.iter().filter(|p| p.1).map(|p| p.0).collect();
+        let candidates = if active.is_empty() {
+            peers.iter().map(|p| p.0).collect()
+        } else {
+            active
+        };
+        let Some(filling) = &mut self.filling else {
+            return;
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        let to = candidates[filling.hand_overs as usize % candidates.len()];
+        filling.hand_overs += 1;
+        self.raft.transfer_leader(to);
     }
 
     fn send_pull(&mut self, now_ms: u64) {
@@ -204,10 +243,12 @@ impl Sync {
         let Some(filling) = &mut self.filling else {
             return;
         };
-        // The leader first (it sent the snapshot), then each peer in turn.
-        let to = match filling.pulls {
-            0 if leader != raft::INVALID_ID && leader != raft_id(own) => node_id(leader),
-            pulls if !peers.is_empty() => peers[pulls as usize % peers.len()],
+        // The peer that answered last, else the leader first (it sent the snapshot), then
+        // each peer in turn.
+        let to = match (filling.source, filling.pulls) {
+            (Some(source), _) => source,
+            (None, 0) if leader != raft::INVALID_ID && leader != raft_id(own) => node_id(leader),
+            (None, pulls) if !peers.is_empty() => peers[pulls as usize % peers.len()],
             _ => return,
         };
         filling.pulls += 1;
@@ -218,7 +259,7 @@ impl Sync {
     }
 
     /// RESOLVED from a peer sync node: the resolutions this node lacks, in order.
-    pub(super) fn on_fill(&mut self, _from: NodeId, resolutions: Vec<Resolution>, now_ms: u64) {
+    pub(super) fn on_fill(&mut self, from: NodeId, resolutions: Vec<Resolution>, now_ms: u64) {
         let Some(filling) = &self.filling else {
             return;
         };
@@ -243,7 +284,7 @@ impl Sync {
         self.out.writes.push(SyncWrite::Resolutions(added));
         if (self.resolutions.len() as u64) < target {
             if let Some(filling) = &mut self.filling {
-                filling.pulls = 0;
+                filling.source = Some(from);
             }
             self.send_pull(now_ms);
             return;

@@ -417,6 +417,8 @@ struct Trio {
     writes: Vec<Vec<SyncWrite>>,
     in_flight: Vec<(u64, usize, NodeId, Message)>,
     cut: BTreeSet<usize>,
+    /// Drop PULL_RESOLUTIONS and RESOLVED between sync nodes (no fill can finish).
+    no_fills: bool,
     now_ms: u64,
 }
 
@@ -431,6 +433,7 @@ impl Trio {
             writes: vec![Vec::new(); 3],
             in_flight: Vec::new(),
             cut: BTreeSet::new(),
+            no_fills: false,
             now_ms,
         }
     }
@@ -448,6 +451,13 @@ impl Trio {
             self.in_flight.retain(|m| m.0 > now_ms);
             for (_, to, from, message) in due {
                 let from_index = from.0 as usize - 2;
+                let fill = matches!(
+                    message,
+                    Message::PullResolutions { .. } | Message::Resolved { .. }
+                );
+                if self.no_fills && fill {
+                    continue;
+                }
                 if !self.cut.contains(&to) && !self.cut.contains(&from_index) {
                     self.nodes[to].handle_message(from, message, now_ms);
                 }
@@ -770,4 +780,80 @@ fn a_follower_fsyncs_once_per_vote_not_again_for_the_commit() {
         "five votes applied"
     );
     assert_eq!(follower_fsyncs, 5, "one fsync per vote on the follower");
+}
+
+/// A leader whose resolution log is still being filled cannot draft: it hands the
+/// leadership to a peer, so that votes go on (seed 62907 of fox-sim: a filling node was
+/// elected, and nothing was decided for the rest of the run). Here its fill cannot finish
+/// and the third node is down; the leadership is handed to it by its peer.
+#[test]
+fn a_leader_still_filling_its_resolutions_hands_the_leadership_over() {
+    let mut trio = Trio::new(4);
+    trio.run(300);
+    let leader = trio.leader().expect("a leader");
+    trio.decide(1..13);
+    // Another node, restarted from its disk without its resolution records: it fills.
+    let filling = (leader + 1) % 3;
+    let records: Vec<SyncWrite> = durable(&trio.writes[filling])
+        .into_iter()
+        .filter(|write| !matches!(write, SyncWrite::Resolutions(_)))
+        .collect();
+    let config = trio_config(2 + filling as u32, 4);
+    trio.nodes[filling] = Sync::recover(config, &records, trio.now_ms).expect("recovers");
+    assert!(trio.nodes[filling].raft_status().filling_to.is_some());
+    trio.no_fills = true;
+    trio.cut.insert((leader + 2) % 3);
+    trio.run(100);
+    // The leader hands over to the filling node (as an operator's transfer, or an
+    // election it happens to win, would).
+    trio.nodes[leader]
+        .raft
+        .transfer_leader(raft_id(NodeId(2 + filling as u32)));
+    trio.run(30);
+    assert!(
+        trio.nodes[filling].raft_status().filling_to.is_some(),
+        "still filling"
+    );
+    trio.run(600);
+    let now = trio.leader().expect("a leader");
+    assert_ne!(now, filling, "a filling node does not stay leader");
+    let before = trio.nodes[now].resolutions().len();
+    trio.decide(13..16);
+    assert_eq!(
+        trio.nodes[now].resolutions().len(),
+        before + 3,
+        "votes go on"
+    );
+}
+
+/// With one peer down, a node that restarts without its resolution records fills them
+/// in pages of two from the peer that answers, within one retry timeout (it asks that
+/// peer again after each page, whoever leads).
+#[test]
+fn a_fill_keeps_pulling_from_the_peer_that_answers() {
+    let mut trio = Trio::new(4);
+    trio.run(300);
+    let leader = trio.leader().expect("a leader");
+    trio.decide(1..13);
+    trio.nodes[leader].config.resolved_batch_max = 2;
+    let filling = (leader + 1) % 3;
+    let records: Vec<SyncWrite> = durable(&trio.writes[filling])
+        .into_iter()
+        .filter(|write| !matches!(write, SyncWrite::Resolutions(_)))
+        .collect();
+    let config = trio_config(2 + filling as u32, 4);
+    trio.nodes[filling] = Sync::recover(config, &records, trio.now_ms).expect("recovers");
+    let target = trio.nodes[filling]
+        .raft_status()
+        .filling_to
+        .expect("filling");
+    assert!(target >= 10, "six pages or more to pull");
+    trio.cut.insert((leader + 2) % 3);
+    let lost_ms = trio.nodes[filling].snapshot_lost_ms();
+    trio.run(lost_ms + 40);
+    assert_eq!(trio.nodes[filling].raft_status().filling_to, None, "filled");
+    assert_eq!(
+        trio.nodes[filling].resolutions(),
+        trio.nodes[leader].resolutions()
+    );
 }
