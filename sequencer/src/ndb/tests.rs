@@ -398,20 +398,8 @@ fn an_expired_lease_leaves_a_segment_decided_permanent_as_it_is() {
     let Message::Keep { messages, .. } = keep_cut_at(1_000, 1).1 else {
         unreachable!()
     };
-    let resolution = Resolution {
-        index: 1,
-        segment,
-        owner: NodeId(0),
-        outcome: Outcome::Permanent {
-            base: PermanentId(100),
-            count: 1,
-            digest: segment_digest(&messages),
-        },
-        raft_index: 1,
-        raft_term: 1,
-    };
-    let resolutions = vec![resolution];
-    ndb.handle_message(NodeId(3), Message::Resolved { resolutions }, 1_010);
+    let digest = segment_digest(&messages);
+    ndb.handle_message(NodeId(3), resolved_first(segment, digest), 1_010);
     assert_eq!(ndb.log().len(), 1);
     let _ = ndb.ready();
     let expired = Message::AbortOwner {

@@ -484,6 +484,17 @@ impl Trio {
         self.nodes.iter().position(Sync::is_leader)
     }
 
+    /// Node `index` restarted from its disk without its resolution records (snapshot
+    /// interval 4): it has to fill them from a peer.
+    fn restart_without_resolutions(&mut self, index: usize) {
+        let records: Vec<SyncWrite> = durable(&self.writes[index])
+            .into_iter()
+            .filter(|write| !matches!(write, SyncWrite::Resolutions(_)))
+            .collect();
+        let config = trio_config(2 + index as u32, 4);
+        self.nodes[index] = Sync::recover(config, &records, self.now_ms).expect("recovers");
+    }
+
     /// Segments `seeds`, one every 5 ms, sent to the leader (entry 0 as the owner).
     fn decide(&mut self, seeds: std::ops::Range<u8>) {
         for seed in seeds {
@@ -794,12 +805,7 @@ fn a_leader_still_filling_its_resolutions_hands_the_leadership_over() {
     trio.decide(1..13);
     // Another node, restarted from its disk without its resolution records: it fills.
     let filling = (leader + 1) % 3;
-    let records: Vec<SyncWrite> = durable(&trio.writes[filling])
-        .into_iter()
-        .filter(|write| !matches!(write, SyncWrite::Resolutions(_)))
-        .collect();
-    let config = trio_config(2 + filling as u32, 4);
-    trio.nodes[filling] = Sync::recover(config, &records, trio.now_ms).expect("recovers");
+    trio.restart_without_resolutions(filling);
     assert!(trio.nodes[filling].raft_status().filling_to.is_some());
     trio.no_fills = true;
     trio.cut.insert((leader + 2) % 3);
@@ -837,12 +843,7 @@ fn a_fill_keeps_pulling_from_the_peer_that_answers() {
     trio.decide(1..13);
     trio.nodes[leader].config.resolved_batch_max = 2;
     let filling = (leader + 1) % 3;
-    let records: Vec<SyncWrite> = durable(&trio.writes[filling])
-        .into_iter()
-        .filter(|write| !matches!(write, SyncWrite::Resolutions(_)))
-        .collect();
-    let config = trio_config(2 + filling as u32, 4);
-    trio.nodes[filling] = Sync::recover(config, &records, trio.now_ms).expect("recovers");
+    trio.restart_without_resolutions(filling);
     let target = trio.nodes[filling]
         .raft_status()
         .filling_to
