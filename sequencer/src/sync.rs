@@ -803,10 +803,16 @@ impl Sync {
                 raft_index,
                 raft_term,
             };
-            self.by_segment.insert(segment, index);
-            self.out.events.push(SyncEvent::Applied(resolution.clone()));
-            self.resolutions.push(resolution);
+            self.record(resolution);
         }
+    }
+
+    /// Appends `resolution` (the next index) to the resolution log, applied here or pulled
+    /// from a peer; the observer sees it applied.
+    fn record(&mut self, resolution: Resolution) {
+        self.by_segment.insert(resolution.segment, resolution.index);
+        self.out.events.push(SyncEvent::Applied(resolution.clone()));
+        self.resolutions.push(resolution);
     }
 
     /// `base = max(previous_end + 1, floor)`. A range past `PermanentId::MAX` is refused

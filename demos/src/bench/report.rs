@@ -238,17 +238,14 @@ pub fn combine(parts: &[Value], label: &str, key: &str, cpu_seconds: Option<f64>
             Value::from(numbers(summed).iter().sum::<f64>()),
         );
     }
-    for (median, summed) in [
-        ("p50_us", None),
-        ("delivery_p50_us", Some("delivery_messages")),
-    ] {
-        if let Some(p50) = median_of(numbers(median)) {
-            fields.insert(median.into(), Value::from(p50));
-        }
-        if let Some(summed) = summed.filter(|key| !numbers(key).is_empty()) {
-            let total = numbers(summed).iter().sum::<f64>();
-            fields.insert(summed.into(), Value::from(total));
-        }
+    if let Some(p50) = median_of(numbers("p50_us")) {
+        fields.insert("p50_us".into(), Value::from(p50));
+    }
+    // Rows with a delivery subscriber (`run --delivery`) only.
+    if let Some(p50) = median_of(numbers("delivery_p50_us")) {
+        fields.insert("delivery_p50_us".into(), Value::from(p50));
+        let delivered = numbers("delivery_messages").iter().sum::<f64>();
+        fields.insert("delivery_messages".into(), Value::from(delivered));
     }
     for worst in [
         "p99_us",

@@ -212,10 +212,7 @@ impl<T> Drop for Sender<T> {
         }
         // The last sender: a consumer that saw a sender alive under the lock registered its
         // waker before we could take the lock, so it is woken here and sees none.
-        let waker = self.shared.lock().waker.take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.wake_consumer();
     }
 }
 
@@ -224,6 +221,14 @@ impl<T> std::fmt::Debug for Sender<T> {
         f.debug_struct("Sender")
             .field("capacity", &self.shared.capacity)
             .finish_non_exhaustive()
+    }
+}
+
+/// Makes `cx`'s task the consumer the next push (or wake) wakes.
+fn register<T>(state: &mut State<T>, cx: &std::task::Context<'_>) {
+    match &mut state.waker {
+        Some(waker) => waker.clone_from(cx.waker()),
+        none => *none = Some(cx.waker().clone()),
     }
 }
 
@@ -236,10 +241,7 @@ impl<T> Receiver<T> {
                 Some(item) => Poll::Ready(Some(item)),
                 None if self.shared.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
                 None => {
-                    match &mut state.waker {
-                        Some(waker) => waker.clone_from(cx.waker()),
-                        none => *none = Some(cx.waker().clone()),
-                    }
+                    register(&mut state, cx);
                     Poll::Pending
                 }
             }
@@ -255,10 +257,7 @@ impl<T> Receiver<T> {
         if !state.items.is_empty() {
             return true;
         }
-        match &mut state.waker {
-            Some(waker) => waker.clone_from(cx.waker()),
-            none => *none = Some(cx.waker().clone()),
-        }
+        register(&mut state, cx);
         false
     }
 

@@ -115,17 +115,14 @@ fn main() -> anyhow::Result<()> {
         corrupted += report.messages_corrupted;
         entries_killed += report.entries_killed;
         lease_expiries += report.lease_expiries;
-        snapshots[0] += report.sync_restarts_from_snapshot;
-        snapshots[1] += report.sync_snapshots_installed;
-        snapshots[2] += report.sync_snapshots_taken;
-        snapshots[3] += report.sync_fills;
         let counts = [
             report.sync_restarts_from_snapshot,
             report.sync_snapshots_installed,
             report.sync_snapshots_taken,
             report.sync_fills,
         ];
-        for (seeds, count) in seeds_with.iter_mut().zip(counts) {
+        for ((total, seeds), count) in snapshots.iter_mut().zip(&mut seeds_with).zip(counts) {
+            *total += count;
             *seeds += u64::from(count > 0);
         }
         votes += report.votes;

@@ -18,7 +18,7 @@
 //! that restarts far behind needs them) and needs every decided segment to keep "the
 //! first decision for a segment wins". Only the Raft entries go.
 
-use super::{node_id, raft_id, Sync, SyncEvent, SyncSnapshot, SyncWrite};
+use super::{node_id, raft_id, Sync, SyncSnapshot, SyncWrite};
 use crate::id::NodeId;
 use crate::message::{Message, Outcome, Resolution};
 use raft::eraftpb::{MessageType, Snapshot};
@@ -264,23 +264,21 @@ impl Sync {
             return;
         };
         let (target, after) = (filling.target, filling.after);
-        let mut added = Vec::new();
+        let held = self.resolutions.len();
         for resolution in resolutions {
             let next = self.resolutions.len() as u64 + 1;
             if resolution.index != next || next > target || resolution.raft_index > after {
                 continue;
             }
-            self.by_segment.insert(resolution.segment, resolution.index);
             if let Outcome::Permanent { base, count, .. } = resolution.outcome {
                 self.end = self.end.max(base.0 + u64::from(count) - 1);
             }
-            self.out.events.push(SyncEvent::Applied(resolution.clone()));
-            self.resolutions.push(resolution.clone());
-            added.push(resolution);
+            self.record(resolution);
         }
-        if added.is_empty() {
+        if self.resolutions.len() == held {
             return;
         }
+        let added = self.resolutions[held..].to_vec();
         self.out.writes.push(SyncWrite::Resolutions(added));
         if (self.resolutions.len() as u64) < target {
             if let Some(filling) = &mut self.filling {
