@@ -259,12 +259,19 @@ impl Mesh {
 
     /// Whether a link with `peer` is up now.
     pub fn is_linked(&self, peer: NodeId) -> bool {
+        self.link_version(peer).is_some()
+    }
+
+    /// The protocol version a link with `peer` speaks (what its handshake negotiated), or
+    /// `None` while there is no link. During a rolling upgrade, a link between an upgraded
+    /// node and one not yet upgraded shows the older node's version.
+    pub fn link_version(&self, peer: NodeId) -> Option<u16> {
         let links = self
             .shared
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        links.contains_key(&peer)
+        links.get(&peer).map(|slot| slot.version)
     }
 
     /// Counters since start.

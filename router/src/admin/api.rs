@@ -117,6 +117,10 @@ async fn cluster(
     let latency = view.ack_latency;
     let mut body = json!(view);
     body["mode"] = json!("entry");
+    body["protocol"] = json!({
+        "min": fox_sequencer::wire::PROTOCOL_VERSION_MIN,
+        "max": fox_sequencer::wire::PROTOCOL_VERSION,
+    });
     body["ack_latency_ms"] = json!({
         "p50_at_most": percentile_ms(&latency, 0.50),
         "p99_at_most": percentile_ms(&latency, 0.99),

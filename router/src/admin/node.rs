@@ -136,13 +136,18 @@ async fn status(State(view): State<Arc<NodeView>>) -> Json<Value> {
         .members
         .iter()
         .map(|(id, role)| {
-            let linked = (*id != view.id && *role != Role::Entry)
-                .then(|| view.mesh.is_linked(fox_sequencer::NodeId(*id)));
-            json!({ "id": id, "role": role.name(), "linked": linked })
+            let link = (*id != view.id && *role != Role::Entry)
+                .then(|| view.mesh.link_version(fox_sequencer::NodeId(*id)));
+            let linked = link.map(|version| version.is_some());
+            json!({ "id": id, "role": role.name(), "linked": linked, "protocol": link.flatten() })
         })
         .collect();
     let mut body = json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "protocol": {
+            "min": fox_sequencer::wire::PROTOCOL_VERSION_MIN,
+            "max": fox_sequencer::wire::PROTOCOL_VERSION,
+        },
         "node": view.id,
         "role": view.role.name(),
         "uptime_seconds": crate::engine::unix_ms().saturating_sub(view.started_ms) / 1000,

@@ -471,16 +471,20 @@ impl Engine for ClusterEngine {
         let members = self
             .members
             .iter()
-            .map(|m| MemberView {
-                id: m.id,
-                role: m.role,
-                peer: m.peer.to_string(),
-                linked: (m.id != self.node && m.role != "entry")
-                    .then(|| mesh.is_linked(fox_sequencer::NodeId(m.id))),
-                status: reports
-                    .iter()
-                    .find(|peer| peer.node.0 == m.id)
-                    .map(|peer| tier.status(m.role, peer)),
+            .map(|m| {
+                let peer = (m.id != self.node && m.role != "entry")
+                    .then(|| mesh.link_version(fox_sequencer::NodeId(m.id)));
+                MemberView {
+                    id: m.id,
+                    role: m.role,
+                    peer: m.peer.to_string(),
+                    linked: peer.map(|version| version.is_some()),
+                    protocol: peer.flatten(),
+                    status: reports
+                        .iter()
+                        .find(|peer| peer.node.0 == m.id)
+                        .map(|peer| tier.status(m.role, peer)),
+                }
             })
             .collect();
         let stats = mesh.stats();

@@ -255,6 +255,10 @@ pub struct MemberView {
     /// Whether this entry has a link to it now (`None`: this node, or an entry: entries
     /// do not link to each other).
     pub linked: Option<bool>,
+    /// The node protocol version of that link (what its handshake negotiated; `None`
+    /// without a link). During a rolling upgrade, a link to a node not yet upgraded shows
+    /// its older version.
+    pub protocol: Option<u16>,
     /// What an ndb or sync node last reported to this entry (`None`: an entry, or no
     /// answer yet).
     pub status: Option<MemberStatus>,
