@@ -273,6 +273,42 @@ def test_sigterm_stops_every_role_cleanly(cluster):
         assert time.monotonic() - started < 15
 
 
+def test_an_entry_stopped_with_sigterm_answers_the_publishes_in_flight_before_goodbye(cluster):
+    """A clean stop drains: each acknowledged publish a client has in flight when its entry
+    is told to stop gets its PUBLISHED (or an ERROR) before the GOODBYE, so no publisher is
+    left to its own timeout to learn what became of it (a WAMP publisher cannot ask)."""
+    outcomes = []
+
+    async def publisher(session, n):
+        i = 0
+        while True:
+            try:
+                publication = await asyncio.wait_for(session.publish("c.drain", f"{n}-{i}", options=ACK), 10)
+            except asyncio.TimeoutError:
+                outcomes.append("unanswered")
+                return
+            except Exception:
+                return  # the session ended: its next publish fails at once
+            outcomes.append(publication.id)
+            i += 1
+
+    async def main():
+        sessions = [await connect(cluster.entries[0]) for _ in range(4)]
+        tasks = [asyncio.ensure_future(publisher(s, n)) for n, s in enumerate(sessions)]
+        await wait_until(lambda: len(outcomes) >= 200, timeout=20, what="acknowledged publishes")
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, cluster.nodes[1].terminate, 15) == 0
+        await asyncio.wait(tasks, timeout=15)
+        assert "unanswered" not in outcomes, f"{outcomes.count('unanswered')} publishes in flight got no answer"
+        for session in sessions:
+            kinds = [type(m).__name__ for m in session.received]
+            assert "Goodbye" in kinds, kinds[-5:]
+            assert "Published" not in kinds[kinds.index("Goodbye"):], \
+                f"PUBLISHED after the router's GOODBYE: {kinds[-5:]}"
+
+    run(main(), timeout=60)
+
+
 def test_an_entry_admin_listener_shows_the_cluster_its_acks_and_readiness(cluster):
     """GET /api/v1/cluster on an entry lists the nine members with their links; the
     foxrouter_cluster_* metrics count exactly the acknowledgements this entry gave and

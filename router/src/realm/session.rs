@@ -10,7 +10,7 @@
 // window is measured on the clock when a delivery finds the queue full).
 #![allow(clippy::disallowed_methods)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fox_wamp_proto::{Dict, Message, Value};
@@ -175,6 +175,10 @@ pub struct SessionStats {
     /// which waits on its queue's waker rather than on `overflow` (see
     /// [`SessionHandle::wake`]): it wakes, and its select loop takes the notification.
     alerted: AtomicBool,
+    /// Acknowledged WAMP publishes whose PUBLISHED (or ERROR) is not queued yet: a
+    /// connection that shuts down waits for them before its GOODBYE (bounded), so that a
+    /// publisher learns the fate of each (`crate::realm::sync::acknowledge_later`).
+    pub acks_pending: AtomicU32,
     /// Messages from the client (WAMP messages, MQTT packets) since the session began.
     pub messages_received: AtomicU64,
     /// Messages to the client since the session began.

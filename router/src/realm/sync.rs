@@ -22,6 +22,8 @@
 //! ([`crate::engine::Engine::publish_conditional`]): a single node applies each write at
 //! once, a cluster entry as its log follower applies the permanent log; one implementation.
 
+use std::sync::atomic::Ordering;
+
 use fox_wamp_proto::ErrorUri;
 use fox_wamp_proto::{code, Dict, Id, Message, Value};
 
@@ -123,6 +125,7 @@ pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine:
         }));
         return;
     }
+    writer.stats.acks_pending.fetch_add(1, Ordering::AcqRel);
     tokio::spawn(async move {
         let reply = match ack.wait().await {
             Ok(publication) => Message::Published {
@@ -155,6 +158,7 @@ pub fn acknowledge_later(writer: SessionHandle, request: Id, ack: crate::engine:
             }
         };
         writer.send(Outbound::wamp(reply));
+        writer.stats.acks_pending.fetch_sub(1, Ordering::AcqRel);
     });
 }
 

@@ -26,6 +26,11 @@ use crate::router::Router;
 
 /// How many queued outbound messages are written before one flush.
 const OUTBOUND_BATCH_MAX: usize = 256;
+/// At shutdown, how long a session waits for the answers to its acknowledged publishes
+/// before its GOODBYE (a healthy cluster orders them within milliseconds).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+/// How often a draining session looks whether those answers are queued.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// How many more waiting incoming frames are handled before writing the answers.
 const INCOMING_BATCH_MAX: usize = 64;
 /// After the router ends a session (ABORT, GOODBYE, its reply to the peer's GOODBYE) and

@@ -2,6 +2,7 @@
 //! (a frame, a queued outbound message, a deadline, a verdict, a shutdown) and writes the
 //! answers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use fox_wamp_proto::{CloseUri, Serializer};
 use super::{
     count_sent, handle_incoming, linger, next_authorization, next_outbound, next_verdict,
     outbound_message, overflowed, sleep_until, write_all, Answers, FrameReader, FrameWriter, Sent,
-    SessionTimer, CLOSE_WAIT_MS, FENCED_MESSAGE, INCOMING_BATCH_MAX, KILLED_MESSAGE, KILLED_REASON,
-    OUTBOUND_BATCH_MAX,
+    SessionTimer, CLOSE_WAIT_MS, DRAIN_POLL, FENCED_MESSAGE, INCOMING_BATCH_MAX, KILLED_MESSAGE,
+    KILLED_REASON, OUTBOUND_BATCH_MAX, SHUTDOWN_DRAIN,
 };
 use crate::auth::external::{verify, Verdict};
 use crate::auth::hooks::{Decided, Key, Pending};
@@ -52,6 +53,9 @@ pub(super) struct Connection<R, W> {
     /// Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     /// (see `engine::Backpressure`).
     backpressure: Option<Draining>,
+    /// Shutting down with acknowledged publishes still unanswered: no reads, and the
+    /// GOODBYE waits until their answers are queued or this deadline passes.
+    drain_until: Option<tokio::time::Instant>,
     /// `limits.session_message_rate_max`, when set (boxed: most connections have none).
     rate: Option<Box<MessageRate>>,
     /// Whether the peer's input ended (nothing to linger for), and whether our writing
@@ -107,6 +111,7 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
             answers: Answers::default(),
             session_id: 0,
             backpressure: None,
+            drain_until: None,
             rate,
             input_ended: false,
             writable: true,
@@ -119,8 +124,10 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
     pub(super) async fn run(&mut self) {
         loop {
             let deadline = self.timer.follow(self.session.poll_timeout());
-            let reading =
-                self.backpressure.is_none() && self.verdict.is_none() && self.authorizing.is_none();
+            let reading = self.backpressure.is_none()
+                && self.verdict.is_none()
+                && self.authorizing.is_none()
+                && self.drain_until.is_none();
             let flow = tokio::select! {
                 biased;
                 _ = crate::router::stopped(&mut self.shutdown), if !self.shutting_down => {
@@ -128,9 +135,15 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
                     if self.session.is_handshaking() {
                         break;
                     }
-                    self.goodbye(CloseUri::SystemShutdown.as_str(), "the router is shutting down");
+                    if self.acks_pending() {
+                        self.drain_until = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
+                    } else {
+                        self.shutdown_goodbye();
+                    }
                     Flow::Continue
                 }
+                // While draining, look again shortly: the answers come from other tasks.
+                _ = tokio::time::sleep(DRAIN_POLL), if self.drain_until.is_some() => Flow::Continue,
                 _ = overflowed(&self.stats) => self.on_overflow(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     // The handshake or the GOODBYE wait is over: close without writing.
@@ -159,6 +172,12 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
                 }
                 Some(out) = next_outbound(&mut self.outbound) => self.on_outbound(out),
             };
+            if let Some(until) = self.drain_until {
+                if !self.acks_pending() || tokio::time::Instant::now() >= until {
+                    self.drain_until = None;
+                    self.shutdown_goodbye();
+                }
+            }
             self.take_requests();
             let written = self.write().await;
             if !written || flow == Flow::Close {
@@ -166,6 +185,27 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
                 break;
             }
         }
+    }
+
+    /// Whether acknowledged publishes of this session still wait for their answer.
+    fn acks_pending(&self) -> bool {
+        self.stats
+            .as_ref()
+            .is_some_and(|stats| stats.acks_pending.load(Ordering::Acquire) > 0)
+    }
+
+    /// The router shuts down: what is queued for the client goes first (the answers a
+    /// drain waited for among it), then GOODBYE.
+    fn shutdown_goodbye(&mut self) {
+        if let Some(rx) = self.outbound.as_mut() {
+            while let Ok(out) = rx.try_recv() {
+                outbound_message(&mut self.session, out, &mut self.answers.replies);
+            }
+        }
+        self.goodbye(
+            CloseUri::SystemShutdown.as_str(),
+            "the router is shutting down",
+        );
     }
 
     fn goodbye(&mut self, reason: &str, message: &str) {
