@@ -32,6 +32,11 @@ fi
 echo "== cargo build"
 cargo build --workspace --all-targets
 export FOXROUTER_BIN="$target_dir/debug/foxrouter"
+# The previous node protocol version's binary, for the rolling-upgrade test: built from an
+# earlier commit in this target directory (its own crates only; cached after the first run).
+echo "== build the rolling-upgrade base (scripts/upgrade-base.sh)"
+FOXROUTER_BASE_BIN=$(bash scripts/upgrade-base.sh)
+export FOXROUTER_BASE_BIN
 echo "== cargo test"
 cargo test --workspace
 # Each cargo-fuzz target for a few seconds (installs cargo-fuzz the first time, builds the

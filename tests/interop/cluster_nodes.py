@@ -54,13 +54,15 @@ class Node(Listeners):
         self.proc = None
         self.addr = {}
         self.log_path = cluster.dir / f"node-{node_id}.log"
+        # The binary this node runs (a rolling-upgrade test swaps it between starts).
+        self.bin = cluster.bin
         # The cluster file this node starts with (another copy than the others' when a
         # test reroutes this node's links, e.g. through a partitioning proxy).
         self.file = None
 
     def start(self, timeout=20.0):
         file = self.file or self.cluster.file
-        cmd = [str(BIN), "node", "--cluster", str(file), "--id", str(self.id)]
+        cmd = [str(self.bin), "node", "--cluster", str(file), "--id", str(self.id)]
         cmd += self.cluster.node_args
         if self.role == "entry":
             cmd += self.cluster.entry_args
@@ -117,7 +119,10 @@ def running_cluster(**options):
 class Cluster:
     """3 entries (ids 1-3), 3 ndb (4-6), 3 sync (7-9), as `cluster init` lays them out."""
 
-    def __init__(self, node_args=(), entry_config=None, entry_data=True, sync_snapshot_interval=None):
+    def __init__(self, node_args=(), entry_config=None, entry_data=True, sync_snapshot_interval=None,
+                 bin=BIN):
+        # `bin` writes the cluster file and is every node's binary at first.
+        self.bin = bin
         self.dir = Path(tempfile.mkdtemp(prefix="foxrouter-cluster-"))
         self.file = self.dir / "cluster.toml"
         self.node_args = list(node_args)
@@ -126,7 +131,7 @@ class Cluster:
             (self.dir / "entry.toml").write_text(entry_config)
             self.entry_args = ["--config", str(self.dir / "entry.toml")]
         base = _free_base_port(PORTS_PER_CLUSTER)
-        subprocess.run([str(BIN), "cluster", "init", str(self.dir), "--base-port", str(base)],
+        subprocess.run([str(bin), "cluster", "init", str(self.dir), "--base-port", str(base)],
                        check=True, capture_output=True, timeout=30)
         if not entry_data:
             # `cluster init` gives entries a data directory, where they keep snapshots of
@@ -162,6 +167,17 @@ class Cluster:
     def restart(self, node_id, timeout=60.0):
         node = self.nodes[node_id]
         node.kill9()
+        started = time.monotonic()
+        node.start().wait_listening(timeout)
+        node.restart_seconds = time.monotonic() - started
+        return node
+
+    def replace(self, node_id, bin, timeout=60.0):
+        """Stops a node as an operator would (SIGTERM) and starts `bin` in its place, with
+        the same ID, cluster file and data directory: one step of a rolling upgrade."""
+        node = self.nodes[node_id]
+        node.terminate()
+        node.bin = bin
         started = time.monotonic()
         node.start().wait_listening(timeout)
         node.restart_seconds = time.monotonic() - started

@@ -12,13 +12,11 @@ import random
 import time
 
 import pytest
-from autobahn.wamp import message as wamp_message
-from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
+from cluster_load import ACK, Load, read_log
 from cluster_nodes import running_cluster
-from wamp_client import connect, run, wait_until
+from wamp_client import connect, run
 
-ACK = PublishOptions(acknowledge=True)
 SECONDS = float(os.environ.get("FOX_CLUSTER_FAULT_SECONDS", "60"))
 IN_FLIGHT_PER_ENTRY = 6  # 18 in flight over three entries
 ENTRY_CONFIG = """
@@ -34,58 +32,6 @@ def cluster(request):
         yield c
 
 
-async def read_log(entry, topic, expected_count, timeout=30.0):
-    """Every (ID, payload) on `topic` from the start of the log, through `after: 0`."""
-    session = await connect(entry)
-    got = []
-    session.extra_options[wamp_message.Subscribe] = {"after": 0}
-    try:
-        await session.subscribe(lambda v, details=None: got.append((details.publication, v)), topic,
-                                options=SubscribeOptions(details=True))
-    finally:
-        session.extra_options.pop(wamp_message.Subscribe, None)
-    await wait_until(lambda: len(got) >= expected_count, timeout=timeout, what=f"{expected_count} records")
-    await asyncio.sleep(0.5)
-    session.leave()
-    return got
-
-
-class Load:
-    """Publishers on every entry; reconnect when their entry dies."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.acked = {}  # payload -> ID
-        self.failed = 0
-        self.stop = False
-        self.next_payload = 0
-
-    async def publisher(self, entry_index, slot):
-        entry = self.cluster.entries[entry_index]
-        while not self.stop:
-            try:
-                session = await asyncio.wait_for(connect(entry), 5)
-            except Exception:
-                await asyncio.sleep(0.3)
-                continue
-            try:
-                while not self.stop:
-                    payload = f"e{entry_index}-s{slot}-{self.next_payload}"
-                    self.next_payload += 1
-                    try:
-                        publication = await asyncio.wait_for(session.publish("f.load", payload, options=ACK), 15)
-                    except Exception:
-                        self.failed += 1
-                        if not session.is_connected():
-                            break
-                        continue
-                    assert payload not in self.acked
-                    self.acked[payload] = publication.id
-            finally:
-                if session.is_connected():
-                    session.leave()
-
-
 @pytest.mark.timeout(SECONDS + 300)
 def test_kill9_of_a_random_minority_under_load_loses_nothing_acknowledged(cluster):
     rng = random.Random(int(time.time()))
@@ -93,8 +39,7 @@ def test_kill9_of_a_random_minority_under_load_loses_nothing_acknowledged(cluste
 
     async def main():
         load = Load(cluster)
-        tasks = [asyncio.ensure_future(load.publisher(e, s))
-                 for e in range(3) for s in range(IN_FLIGHT_PER_ENTRY)]
+        tasks = load.start(IN_FLIGHT_PER_ENTRY)
         deadline = time.monotonic() + SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(2.0, 4.0))
@@ -118,21 +63,8 @@ def test_kill9_of_a_random_minority_under_load_loses_nothing_acknowledged(cluste
         acked = load.acked
         assert len(acked) > 100, f"the load ran: {len(acked)} acked, {load.failed} failed"
         # Let every entry catch up, then read the whole log back from each.
-        logs = []
-        for entry in cluster.entries:
-            logs.append(await read_log(entry, "f.load", len(acked)))
-        reference = logs[0]
+        reference = await load.check_log(cluster.entries)
         ids = [i for i, _ in reference]
-        assert ids == sorted(ids) and len(set(ids)) == len(ids), "IDs strictly increase"
-        payloads = [p for _, p in reference]
-        assert len(set(payloads)) == len(payloads), "no message is in the log twice"
-        in_log = dict((p, i) for i, p in reference)
-        lost = [p for p in acked if p not in in_log]
-        assert not lost, f"acknowledged but lost: {lost[:5]}"
-        wrong = [p for p, i in acked.items() if in_log[p] != i]
-        assert not wrong, f"acknowledged with another ID than the log's: {wrong[:5]}"
-        for other in logs[1:]:
-            assert other == reference, "every entry replays the identical log"
         print(f"{len(acked)} acked, {load.failed} failed or unknown, {len(reference)} in the log, killed {killed}")
 
         # kill -9 of all nine, restart: the log is intact, new IDs are higher.
