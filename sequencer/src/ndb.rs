@@ -9,7 +9,7 @@ use crate::ready::Ready;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Segments asked for in one FETCH round at most, from the next pending resolutions.
-const FETCH_AHEAD_MAX: usize = 16;
+const FETCH_AHEAD_MAX: usize = 64;
 
 /// Parked READs per reader at most (a tail and a few lagging positions).
 const PARKED_PER_READER_MAX: usize = 16;
@@ -84,6 +84,10 @@ pub struct Ndb {
     pull_target: usize,
     fetch_at_ms: u64,
     fetch_target: usize,
+    /// Segments of the fetch window asked for, and when: asked again only `retry_ms`
+    /// later, so that each arrival that moves the window does not ask the whole window
+    /// again (at most `FETCH_AHEAD_MAX` entries).
+    asked: BTreeMap<SegmentId, u64>,
     abort_target: usize,
     /// Long polls: READs at (or past) the end of the log, by reader and `after`, with
     /// their deadline; answered when the log grows past `after` or at the deadline. At
@@ -120,6 +124,7 @@ impl Ndb {
             pull_at_ms: now_ms,
             pull_target: 0,
             fetch_at_ms: now_ms,
+            asked: BTreeMap::new(),
             fetch_target: 0,
             abort_target: 0,
             parked: BTreeMap::new(),
@@ -406,6 +411,12 @@ impl Ndb {
     }
 
     /// The last permanent ID here (0: none yet).
+    /// Whether this ndb knows of more decided resolutions than one fetch round covers
+    /// and has not applied them: it is catching up, and its log's end is not the log's.
+    fn catching_up(&self) -> bool {
+        self.pending.len() > FETCH_AHEAD_MAX
+    }
+
     fn log_end(&self) -> u64 {
         self.log.last().map_or(0, |record| record.id.0)
     }
@@ -510,7 +521,15 @@ impl Ndb {
             .filter(|resolution| self.matching_temp(resolution).is_none())
             .map(|resolution| resolution.segment)
             .collect();
+        let retry_ms = self.config.retry_ms;
+        self.asked.retain(|segment, _| missing.contains(segment));
         for segment in missing {
+            match self.asked.get(&segment) {
+                Some(at) if now_ms < at + retry_ms => continue,
+                _ => {
+                    self.asked.insert(segment, now_ms);
+                }
+            }
             self.out
                 .messages
                 .push((peers[self.fetch_target], Message::Fetch { segment }));
@@ -536,8 +555,10 @@ impl Ndb {
             .map(|r| r.publication.clone())
             .collect();
         // The owner is not kept for permanent segments; the receiver checks count and digest.
+        // Decided and applied, these records are final (as a LOG's): they leave before
+        // this batch's fsync, so a peer catching up is not held to this ndb's group commit.
         let owner = self.config.id;
-        self.out.messages.push((
+        self.out.early.push((
             from,
             Message::SegmentData {
                 segment,
@@ -593,6 +614,12 @@ impl Ndb {
 
     fn on_read(&mut self, from: NodeId, after: u64, now_ms: u64) {
         if after >= self.log_end() {
+            if self.catching_up() {
+                // Far behind (a wiped disk, a long absence): the log has certainly grown
+                // past this ndb's end, so an empty answer would hold the reader here until
+                // it caught up. Silence sends the reader to another ndb.
+                return;
+            }
             // Nothing to send yet: hold it. A reader sends an unanswered READ again every
             // few ms; the copy keeps the first one's deadline, so an idle log still answers
             // empty after `read_park_ms` (a reader that hears nothing turns to another ndb).

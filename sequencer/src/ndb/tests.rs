@@ -482,3 +482,102 @@ fn a_log_answer_leaves_before_the_fsync_that_stored_waits_for() {
         .iter()
         .any(|(_, m)| matches!(m, Message::Stored { .. })));
 }
+
+/// An ndb that knows of many more decided resolutions than it applied (a wiped disk
+/// catching up) leaves a READ at its log's end unanswered: an empty LOG would keep the
+/// reader on it, its subscribers stalled until it caught up; silence sends the reader to
+/// another ndb. Its own history it still serves, and once caught up it parks as before.
+#[test]
+fn a_catching_up_ndb_is_silent_to_a_read_at_its_end_and_serves_what_it_has() {
+    let mut ndb = ndb();
+    let _ = ndb.ready();
+    let messages = |i: u64| {
+        vec![Publication {
+            publisher: 1,
+            sequence: i,
+            payload: vec![i as u8],
+        }]
+    };
+    let count = FETCH_AHEAD_MAX as u64 + 10;
+    let resolutions: Vec<Resolution> = (1..=count)
+        .map(|i| Resolution {
+            index: i,
+            segment: SegmentId::new_v7(1_000 + i, [i as u8; 10]),
+            owner: NodeId(0),
+            outcome: Outcome::Permanent {
+                base: PermanentId(100 * i),
+                count: 1,
+                digest: segment_digest(&messages(i)),
+            },
+            raft_index: i,
+            raft_term: 1,
+        })
+        .collect();
+    // It learned every resolution, and got the first segment's data from a peer: one
+    // record applied, the rest to fetch.
+    ndb.handle_message(
+        NodeId(3),
+        Message::Resolved {
+            resolutions: resolutions.clone(),
+        },
+        1_000,
+    );
+    let first = &resolutions[0];
+    ndb.handle_message(
+        NodeId(2),
+        Message::SegmentData {
+            segment: first.segment,
+            owner: NodeId(0),
+            messages: messages(1),
+        },
+        1_000,
+    );
+    ndb.handle_timeout(1_000);
+    let _ = ndb.ready();
+    assert_eq!(ndb.applied_index(), 1);
+
+    // At its end: no answer, not even after the park time.
+    ndb.handle_message(NodeId(0), Message::Read { after: 100 }, 1_000);
+    ndb.handle_timeout(1_000 + 3 * ndb.config.read_park_ms);
+    let ready = ndb.ready();
+    assert!(
+        ready
+            .early
+            .iter()
+            .chain(&ready.messages)
+            .all(|(_, m)| !matches!(m, Message::Log { .. })),
+        "a catching-up ndb answered a READ at its end"
+    );
+    // Below its end: the records it has.
+    ndb.handle_message(NodeId(0), Message::Read { after: 0 }, 1_400);
+    let answered = ndb.ready().early.into_iter().find_map(|(to, m)| match m {
+        Message::Log { after: 0, records } if to == NodeId(0) => Some(records.len()),
+        _ => None,
+    });
+    assert_eq!(answered, Some(1));
+
+    // Caught up (every segment's data arrived): a READ at the end parks and is answered.
+    for (i, resolution) in resolutions.iter().enumerate().skip(1) {
+        ndb.handle_message(
+            NodeId(2),
+            Message::SegmentData {
+                segment: resolution.segment,
+                owner: NodeId(0),
+                messages: messages(i as u64 + 1),
+            },
+            1_500,
+        );
+    }
+    assert_eq!(ndb.applied_index(), count);
+    let _ = ndb.ready();
+    let end = 100 * count;
+    ndb.handle_message(NodeId(0), Message::Read { after: end }, 1_500);
+    ndb.handle_timeout(1_500 + ndb.config.read_park_ms);
+    let empty = ndb.ready().early.into_iter().any(|(to, m)| {
+        to == NodeId(0) && matches!(m, Message::Log { after, ref records } if after == end && records.is_empty())
+    });
+    assert!(
+        empty,
+        "a caught-up ndb parks a READ at its end and answers it empty"
+    );
+}
