@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
     // FNV-1a 64 over the seeds' trace hashes, in seed order.
     let mut trace_digest = 0xcbf2_9ce4_8422_2325u64;
     let (mut fsync_errors, mut clock_steps, mut corrupted) = (0u64, 0u64, 0u64);
+    let mut ndb_wipes = 0u64;
     let (mut entries_killed, mut lease_expiries) = (0u64, 0u64);
     // Sync restarts from a snapshot, snapshots installed by followers, snapshots taken,
     // fills of the resolution log done; then the seeds that saw each.
@@ -112,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         dropped += report.messages_dropped;
         fsync_errors += report.fsync_errors;
         clock_steps += report.clock_steps;
+        ndb_wipes += report.ndb_wipes;
         corrupted += report.messages_corrupted;
         entries_killed += report.entries_killed;
         lease_expiries += report.lease_expiries;
@@ -162,7 +164,7 @@ fn main() -> anyhow::Result<()> {
     let per_simulated_s = acked as f64 * 1000.0 / simulated_ms.max(1) as f64;
     println!("stats: {seeds_per_s:.1} seeds/s, {acked} acked, {per_vote:.2} acked per vote, {per_simulated_s:.0} acked per simulated s");
     println!(
-        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock, {entries_killed} entries killed for good with segments in flight), {lease_expiries} lease expiries passed on, {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
+        "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock, {ndb_wipes} ndb disks lost, {entries_killed} entries killed for good with segments in flight), {lease_expiries} lease expiries passed on, {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
     );
     println!(
         "snapshots: {} taken (seeds: {}), {} installed by lagging sync followers (seeds: {}), {} resolution fills from a peer (seeds: {}), {} sync restarts from a snapshot (seeds: {})",

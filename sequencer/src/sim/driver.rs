@@ -253,6 +253,8 @@ pub struct SimReport {
     pub fsync_errors: u64,
     /// Restarts that found the node's clock stepped.
     pub clock_steps: u64,
+    /// ndb crashes that lost the whole disk (the node came back empty).
+    pub ndb_wipes: u64,
     /// KEEP / SEGMENT_DATA messages damaged on the way.
     pub messages_corrupted: u64,
     /// Sync restarts that started from a snapshot (not from Raft index 1).
@@ -294,7 +296,10 @@ enum Role {
 struct Disk {
     ndb_synced: Vec<NdbWrite>,
     ndb_pending: Vec<NdbWrite>,
-    /// Segments held in fsynced records, with the digest of the copy held.
+    /// Segments held in fsynced records, with the digest of the copy held. A lost disk
+    /// (`wipe_ndb`) keeps them here: the checker asks whether a quorum held a segment
+    /// durably when it was acknowledged, which a later loss does not undo; a loss that
+    /// does lose an acknowledged message shows in what the ndb nodes serve afterwards.
     ndb_segments: BTreeSet<(SegmentId, u64)>,
     sync_records: Vec<SyncWrite>,
     /// Sync writes not yet fsynced (a commit index alone); lost in a crash.
@@ -307,6 +312,12 @@ struct Disk {
 }
 
 impl Disk {
+    /// The disk is lost (a new machine): the node starts with no ndb records at all.
+    fn wipe_ndb(&mut self) {
+        self.ndb_synced.clear();
+        self.ndb_pending.clear();
+    }
+
     /// The first `count` unsynced ndb writes reach the disk (all of them at an fsync; a
     /// prefix in a crash: records are written in order, and a torn one is dropped with
     /// everything after it by the store's checksums).
@@ -468,6 +479,8 @@ struct Sim {
     fsync_error_ppm: u32,
     fsync_errors: u64,
     clock_steps: u64,
+    /// ndb disks lost (at most one per seed: the cluster tolerates one ndb failure).
+    ndb_wipes: u64,
     /// Sync restarts from a snapshot, snapshots installed, snapshots taken, fills of the
     /// resolution log done.
     snapshot_counts: [u64; 4],
@@ -519,6 +532,7 @@ impl Sim {
             fsync_error_ppm,
             fsync_errors: 0,
             clock_steps: 0,
+            ndb_wipes: 0,
             snapshot_counts: [0; 4],
             filling: Vec::new(),
             trace_hash: trace::TRACE_HASH_START,

@@ -25,7 +25,10 @@
 //! - Nodes: crashes and restarts of any node. A crash keeps a random prefix of the writes
 //!   not yet fsynced (torn writes: a torn record is dropped with everything after it) and
 //!   loses the rest. A failed fsync stops the node before its batch's messages and events
-//!   leave (fail-stop; safety phase only, like crashes). Clocks are skewed, and a restart may find the clock stepped back
+//!   leave (fail-stop; safety phase only, like crashes). One ndb crash in eight, on a
+//!   seed that lost none yet, loses the whole disk: the node comes back empty and must
+//!   fetch the permanent log again (one lost disk per seed, the one ndb failure a cluster
+//!   of three tolerates; no other ndb is then kept down in the liveness phase). Clocks are skewed, and a restart may find the clock stepped back
 //!   up to 3 s or forward up to 10 minutes (a running node's driver counts time with a
 //!   monotonic clock, so steps show across restarts only).
 //! - Clients: publishers reconnect to another entry (a new session), and subscribers move

@@ -1,4 +1,5 @@
-//! Faults: crashes and restarts, partitions, the heal before the liveness phase.
+//! Faults: crashes and restarts (one ndb may lose its disk), partitions, the heal before
+//! the liveness phase.
 
 use super::*;
 
@@ -99,6 +100,15 @@ impl Sim {
             let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
             let restart_at_ms = now_ms + self.rng.range(5, 150);
             self.crash(index, now_ms, Some(restart_at_ms));
+            // One ndb crash in eight on a seed that has lost no disk yet loses its disk.
+            if self.slots[index].role == Role::Ndb
+                && self.ndb_wipes == 0
+                && self.rng.chance_ppm(125_000)
+            {
+                self.slots[index].disk.wipe_ndb();
+                self.ndb_wipes += 1;
+                self.trace(&[11, now_ms, index as u64]);
+            }
         }
         self.orphan_faults(now_ms);
         if self.heal_at_ms.is_none() && self.rng.chance_ppm(4_000) {
@@ -125,7 +135,11 @@ impl Sim {
             }
         }
         if self.config.faults {
-            self.crash_minority(Role::Ndb, self.config.ndbs, now_ms);
+            // A lost ndb disk is the one ndb failure a seed may have: the wiped node may
+            // still be fetching what it lost, so no other ndb is kept down.
+            if self.ndb_wipes == 0 {
+                self.crash_minority(Role::Ndb, self.config.ndbs, now_ms);
+            }
             self.crash_minority(Role::Sync, self.config.syncs, now_ms);
         }
         for publisher in &mut self.publishers {

@@ -95,6 +95,7 @@ impl Sim {
             lease_expiries: self.lease_expiries,
             fsync_errors: self.fsync_errors,
             clock_steps: self.clock_steps,
+            ndb_wipes: self.ndb_wipes,
             messages_corrupted: self.network.corrupted,
             sync_restarts_from_snapshot: self.snapshot_counts[0],
             sync_snapshots_installed: self.snapshot_counts[1],
