@@ -100,8 +100,10 @@ impl Sim {
             let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
             let restart_at_ms = now_ms + self.rng.range(5, 150);
             self.crash(index, now_ms, Some(restart_at_ms));
-            // One ndb crash in eight on a seed that has lost no disk yet loses its disk.
+            // One ndb crash in eight on a seed that has lost no disk yet loses its disk
+            // (with three ndb nodes or more: a lone ndb's disk is the only copy).
             if self.slots[index].role == Role::Ndb
+                && self.config.ndbs >= 3
                 && self.ndb_wipes == 0
                 && self.rng.chance_ppm(125_000)
             {
