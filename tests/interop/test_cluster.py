@@ -6,6 +6,7 @@ sessions may outlive their connection. Retained keys and the sync service:
 
 import asyncio
 import queue
+import signal
 import time
 
 import pytest
@@ -276,7 +277,9 @@ def test_sigterm_stops_every_role_cleanly(cluster):
 def test_an_entry_stopped_with_sigterm_answers_the_publishes_in_flight_before_goodbye(cluster):
     """A clean stop drains: each acknowledged publish a client has in flight when its entry
     is told to stop gets its PUBLISHED (or an ERROR) before the GOODBYE, so no publisher is
-    left to its own timeout to learn what became of it (a WAMP publisher cannot ask)."""
+    left to its own timeout to learn what became of it (a WAMP publisher cannot ask); one
+    sent while the entry drains is refused at once. The sync nodes are held (SIGSTOP) for a
+    moment around the SIGTERM, so that publishes are surely read and waiting then."""
     outcomes = []
 
     async def publisher(session, n):
@@ -285,21 +288,40 @@ def test_an_entry_stopped_with_sigterm_answers_the_publishes_in_flight_before_go
             try:
                 publication = await asyncio.wait_for(session.publish("c.drain", f"{n}-{i}", options=ACK), 10)
             except asyncio.TimeoutError:
-                outcomes.append("unanswered")
+                outcomes.append(("unanswered", n))
+                return
+            except ApplicationError as e:
+                outcomes.append(("refused", e.error))
                 return
             except Exception:
                 return  # the session ended: its next publish fails at once
-            outcomes.append(publication.id)
+            outcomes.append(("acked", publication.id))
             i += 1
 
     async def main():
         sessions = [await connect(cluster.entries[0]) for _ in range(4)]
         tasks = [asyncio.ensure_future(publisher(s, n)) for n, s in enumerate(sessions)]
-        await wait_until(lambda: len(outcomes) >= 200, timeout=20, what="acknowledged publishes")
+        await wait_until(lambda: len(outcomes) >= 100, timeout=20, what="acknowledged publishes")
+        syncs = [cluster.nodes[i].proc for i in (7, 8, 9)]
         loop = asyncio.get_running_loop()
-        assert await loop.run_in_executor(None, cluster.nodes[1].terminate, 15) == 0
+        try:
+            for proc in syncs:
+                proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.5)
+            before = len(outcomes)
+            stopped = loop.run_in_executor(None, cluster.nodes[1].terminate, 15)
+            await asyncio.sleep(0.3)
+        finally:
+            for proc in syncs:
+                proc.send_signal(signal.SIGCONT)
+        assert await stopped == 0
         await asyncio.wait(tasks, timeout=15)
-        assert "unanswered" not in outcomes, f"{outcomes.count('unanswered')} publishes in flight got no answer"
+        unanswered = [o for o in outcomes if o[0] == "unanswered"]
+        assert not unanswered, f"{len(unanswered)} publishes in flight got no answer: {cluster.nodes[1].logs()}"
+        after = outcomes[before:]
+        assert sum(1 for o in after if o[0] == "acked") >= 4, f"the held publishes were acknowledged: {after}"
+        refused = [o for o in after if o[0] == "refused"]
+        assert all(uri == "wamp.error.unavailable" for _, uri in refused), refused
         for session in sessions:
             kinds = [type(m).__name__ for m in session.received]
             assert "Goodbye" in kinds, kinds[-5:]

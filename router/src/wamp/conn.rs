@@ -29,6 +29,9 @@ const OUTBOUND_BATCH_MAX: usize = 256;
 /// At shutdown, how long a session waits for the answers to its acknowledged publishes
 /// before its GOODBYE (a healthy cluster orders them within milliseconds).
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+/// At shutdown, how long a session reads at least before its GOODBYE: a PUBLISH already
+/// on its way is answered (refused) rather than crossing the GOODBYE unanswered.
+const DRAIN_MIN: Duration = Duration::from_millis(50);
 /// How often a draining session looks whether those answers are queued.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// How many more waiting incoming frames are handled before writing the answers.
@@ -129,6 +132,12 @@ async fn write_all<W: FrameWriter>(
     messages: &mut Vec<Message>,
     sent: &mut Sent,
 ) -> std::io::Result<()> {
+    // Nothing new (a turn that only looked, as a shutdown's drain does every few ms): no
+    // flush either, since every earlier write ended with one; a peer that stopped reading
+    // would block it with no deadline yet.
+    if pongs.is_empty() && messages.is_empty() {
+        return Ok(());
+    }
     for payload in pongs.drain(..) {
         writer.pong(payload).await?;
     }

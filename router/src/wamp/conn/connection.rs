@@ -11,8 +11,8 @@ use fox_wamp_proto::{CloseUri, Serializer};
 use super::{
     count_sent, handle_incoming, linger, next_authorization, next_outbound, next_verdict,
     outbound_message, overflowed, sleep_until, write_all, Answers, FrameReader, FrameWriter, Sent,
-    SessionTimer, CLOSE_WAIT_MS, DRAIN_POLL, FENCED_MESSAGE, INCOMING_BATCH_MAX, KILLED_MESSAGE,
-    KILLED_REASON, OUTBOUND_BATCH_MAX, SHUTDOWN_DRAIN,
+    SessionTimer, CLOSE_WAIT_MS, DRAIN_MIN, DRAIN_POLL, FENCED_MESSAGE, INCOMING_BATCH_MAX,
+    KILLED_MESSAGE, KILLED_REASON, OUTBOUND_BATCH_MAX, SHUTDOWN_DRAIN,
 };
 use crate::auth::external::{verify, Verdict};
 use crate::auth::hooks::{Decided, Key, Pending};
@@ -53,9 +53,10 @@ pub(super) struct Connection<R, W> {
     /// Set while a subscriber queue our publishes filled is draining: no reads meanwhile
     /// (see `engine::Backpressure`).
     backpressure: Option<Draining>,
-    /// Shutting down with acknowledged publishes still unanswered: no reads, and the
-    /// GOODBYE waits until their answers are queued or this deadline passes.
-    drain_until: Option<tokio::time::Instant>,
+    /// Shutting down: new acknowledged publishes are refused (`WampSession::drain`), and
+    /// the GOODBYE waits until the answers to those in flight are queued, at least the
+    /// first instant and at most the second.
+    drain_until: Option<(tokio::time::Instant, tokio::time::Instant)>,
     /// `limits.session_message_rate_max`, when set (boxed: most connections have none).
     rate: Option<Box<MessageRate>>,
     /// Whether the peer's input ended (nothing to linger for), and whether our writing
@@ -124,10 +125,8 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
     pub(super) async fn run(&mut self) {
         loop {
             let deadline = self.timer.follow(self.session.poll_timeout());
-            let reading = self.backpressure.is_none()
-                && self.verdict.is_none()
-                && self.authorizing.is_none()
-                && self.drain_until.is_none();
+            let reading =
+                self.backpressure.is_none() && self.verdict.is_none() && self.authorizing.is_none();
             let flow = tokio::select! {
                 biased;
                 _ = crate::router::stopped(&mut self.shutdown), if !self.shutting_down => {
@@ -135,15 +134,14 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
                     if self.session.is_handshaking() {
                         break;
                     }
-                    if self.acks_pending() {
-                        self.drain_until = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
-                    } else {
-                        self.shutdown_goodbye();
-                    }
+                    // Reads go on: a PUBLISH that crossed our GOODBYE would go unanswered
+                    // (autobahn never fails it); one read while draining is refused at
+                    // once. At least DRAIN_MIN, so that one already on its way is read.
+                    self.session.drain();
+                    let now = tokio::time::Instant::now();
+                    self.drain_until = Some((now + DRAIN_MIN, now + SHUTDOWN_DRAIN));
                     Flow::Continue
                 }
-                // While draining, look again shortly: the answers come from other tasks.
-                _ = tokio::time::sleep(DRAIN_POLL), if self.drain_until.is_some() => Flow::Continue,
                 _ = overflowed(&self.stats) => self.on_overflow(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     // The handshake or the GOODBYE wait is over: close without writing.
@@ -171,9 +169,14 @@ impl<R: FrameReader, W: FrameWriter> Connection<R, W> {
                     Flow::Continue
                 }
                 Some(out) = next_outbound(&mut self.outbound) => self.on_outbound(out),
+                // While draining, look again shortly: the answers come from other tasks.
+                // Last, so that a frame or an answer that is ready goes first: a PUBLISH
+                // read before our GOODBYE is answered, one that crosses it is not.
+                _ = tokio::time::sleep(DRAIN_POLL), if self.drain_until.is_some() => Flow::Continue,
             };
-            if let Some(until) = self.drain_until {
-                if !self.acks_pending() || tokio::time::Instant::now() >= until {
+            if let Some((earliest, latest)) = self.drain_until {
+                let now = tokio::time::Instant::now();
+                if (!self.acks_pending() && now >= earliest) || now >= latest {
                     self.drain_until = None;
                     self.shutdown_goodbye();
                 }

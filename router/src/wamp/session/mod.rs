@@ -120,6 +120,10 @@ pub struct WampSession {
     handshake_deadline_ms: u64,
     /// The random values the handshake uses.
     entropy: Entropy,
+    /// The router shuts down and this session waits for the answers to its acknowledged
+    /// publishes before its GOODBYE: a new acknowledged publish is refused at once, so
+    /// that the wait ends and the publisher hears of it.
+    draining: bool,
 }
 
 /// The random values a session uses, drawn by its caller: the session itself draws none,
@@ -236,7 +240,14 @@ impl WampSession {
             parked: None,
             handshake_deadline_ms,
             entropy,
+            draining: false,
         }
+    }
+
+    /// The router shuts down: acknowledged publishes from now on are answered with
+    /// `wamp.error.unavailable` instead of being published (see [`WampSession::draining`]).
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// The TLS connection's context (before HELLO).

@@ -66,6 +66,16 @@ impl WampSession {
         out: &mut Vec<Message>,
     ) {
         let acknowledge = option_bool(options, "acknowledge") == Some(true);
+        if acknowledge && self.draining {
+            let message = "the router is shutting down";
+            out.push(error(
+                code::PUBLISH,
+                request,
+                ErrorUri::Unavailable,
+                message,
+            ));
+            return;
+        }
         let ack = acknowledge.then_some(request);
         let published = self.publish_or_refuse(realm, handle, ack, options, topic, payload);
         if let (Err((uri, message)), true) = (published, acknowledge) {
