@@ -410,13 +410,13 @@ impl Ndb {
         }
     }
 
-    /// The last permanent ID here (0: none yet).
     /// Whether this ndb knows of more decided resolutions than one fetch round covers
     /// and has not applied them: it is catching up, and its log's end is not the log's.
     fn catching_up(&self) -> bool {
         self.pending.len() > FETCH_AHEAD_MAX
     }
 
+    /// The last permanent ID here (0: none yet).
     fn log_end(&self) -> u64 {
         self.log.last().map_or(0, |record| record.id.0)
     }

@@ -245,7 +245,7 @@ impl WampSession {
     }
 
     /// The router shuts down: acknowledged publishes from now on are answered with
-    /// `wamp.error.unavailable` instead of being published (see [`WampSession::draining`]).
+    /// `wamp.error.unavailable` instead of being published (the connection's drain).
     pub fn drain(&mut self) {
         self.draining = true;
     }
