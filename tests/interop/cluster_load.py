@@ -12,6 +12,12 @@ from wamp_client import connect, wait_until
 ACK = PublishOptions(acknowledge=True)
 
 
+async def in_thread(function, *args):
+    """Runs a blocking call (HTTP, a process start or stop) off the event loop, so that the
+    publishers' acknowledgements keep their own times meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
 async def read_log(entry, topic, expected_count, timeout=30.0):
     """Every (ID, payload) on `topic` from the start of the log, through `after: 0`."""
     session = await connect(entry)

@@ -209,17 +209,19 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def admin_json(node, path):
+    """A node's admin API answer (an entry's, an ndb's or a sync node's), decoded."""
+    with urllib.request.urlopen(node.admin_url + path, timeout=5) as response:
+        return json.loads(response.read())
+
+
 def same_state_at_a_common_checkpoint(entries):
     """Every entry derived the same state from the log: at a record where each took a
     checkpoint (the first record of every 5 s of log time), their digests are equal, however
     each got there (a replay from the log's start, a snapshot, a partition healed)."""
 
-    def get_json(entry, path):
-        with urllib.request.urlopen(entry.admin_url + path, timeout=5) as response:
-            return response.status, json.loads(response.read())
-
     def common():
-        views = [get_json(entry, "/api/v1/cluster")[1]["checkpoints"] for entry in entries]
+        views = [admin_json(entry, "/api/v1/cluster")["checkpoints"] for entry in entries]
         digests = [{c["at"]: c["digest"] for c in checkpoints} for checkpoints in views]
         shared = set(digests[0]).intersection(*digests[1:])
         return max(shared, default=None) and (max(shared), [d[max(shared)] for d in digests])

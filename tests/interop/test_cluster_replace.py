@@ -8,15 +8,13 @@ after all three ndb disks were replaced, the log read back from every entry hold
 acknowledged message with its ID (docs/cluster.md, *Replacing a node*)."""
 
 import asyncio
-import json
 import shutil
 import time
-import urllib.request
 
 import pytest
 
-from cluster_load import Load
-from cluster_nodes import running_cluster
+from cluster_load import Load, in_thread
+from cluster_nodes import admin_json, running_cluster
 from conftest import poll_until
 from wamp_client import run, wait_until
 
@@ -29,12 +27,7 @@ PAUSE_MAX_SECONDS = 5.0
 
 
 def ndb_status(node):
-    with urllib.request.urlopen(node.admin_url + "/api/v1/status", timeout=5) as response:
-        return json.loads(response.read())["ndb"]
-
-
-async def in_thread(function, *args):
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+    return admin_json(node, "/api/v1/status")["ndb"]
 
 
 def data_dir(cluster, node_id):

@@ -8,7 +8,6 @@ speaks the new version and no acknowledged message is lost (docs/cluster.md, *Ro
 upgrades*)."""
 
 import asyncio
-import json
 import os
 import subprocess
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster_load import Load
-from cluster_nodes import running_cluster
+from cluster_load import Load, in_thread
+from cluster_nodes import admin_json, running_cluster
 from conftest import BIN, ROOT, poll_until
 from wamp_client import run, wait_until
 
@@ -47,11 +46,6 @@ def base_binary():
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def ready(node):
     try:
         with urllib.request.urlopen(node.admin_url + "/readyz", timeout=5) as response:
@@ -63,15 +57,9 @@ def ready(node):
 def node_links(node):
     """An upgraded ndb or sync node's own view: the protocol range it speaks and the
     version each of its links negotiated ({peer ID: version or None})."""
-    status = get_json(node.admin_url + "/api/v1/status")
+    status = admin_json(node, "/api/v1/status")
     links = {m["id"]: m["protocol"] for m in status["members"] if m["linked"] is not None}
     return status["protocol"], links
-
-
-async def in_thread(function, *args):
-    """Runs a blocking call (HTTP, a process start) off the event loop, so that the
-    publishers' acknowledgements keep their own times meanwhile."""
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 @pytest.mark.timeout(900)
@@ -134,7 +122,7 @@ def test_the_previous_version_is_upgraded_node_by_node_under_load():
 
             # Every entry's links now speak the new version.
             def all_new():
-                views = [get_json(e.admin_url + "/api/v1/cluster") for e in cluster.entries]
+                views = [admin_json(e, "/api/v1/cluster") for e in cluster.entries]
                 versions = [m["protocol"] for v in views for m in v["members"] if m["linked"] is not None]
                 return versions if versions and all(v == new_max for v in versions) else None
             await in_thread(poll_until, all_new, 20, f"every entry's links at protocol {new_max}")
