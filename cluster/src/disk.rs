@@ -188,6 +188,37 @@ pub fn ndb_records(store: &NodeStore) -> Result<Vec<NdbWrite>, ClusterError> {
     Ok(records)
 }
 
+/// Where an ndb's store stands: its last applied resolution and the last permanent ID in
+/// its log (0 for none), read without loading the log.
+pub fn ndb_position(store: &NodeStore) -> Result<(u64, u64), ClusterError> {
+    let applied = match store.get(META, APPLIED_INDEX)? {
+        Some(value) => u64_from_key(&value).ok_or(ClusterError::Corrupt {
+            what: "applied index",
+            reason: format!("{} bytes", value.len()),
+        })?,
+        None => 0,
+    };
+    let last_id = match store.last(LOG)? {
+        Some((key, _)) => u64_from_key(&key).ok_or(ClusterError::Corrupt {
+            what: "log key",
+            reason: format!("{} bytes", key.len()),
+        })?,
+        None => 0,
+    };
+    Ok((applied, last_id))
+}
+
+/// A batch that copies every temporary segment of `store` (as stored) into another ndb
+/// store: a catching-up ndb keeps the segments it answered STORED for.
+pub fn ndb_temp_copy(store: &NodeStore) -> Result<NodeBatch, ClusterError> {
+    let mut batch = NodeBatch::new();
+    scan_all(store, TEMP, |key, value| {
+        batch.put(TEMP, key.to_vec(), value.to_vec());
+        Ok(true)
+    })?;
+    Ok(batch)
+}
+
 fn read_log(store: &NodeStore) -> Result<Vec<LogRecord>, ClusterError> {
     let mut log = Vec::new();
     scan_all(store, LOG, |key, value| {

@@ -84,6 +84,16 @@ pub struct NodeStatus {
     pub last_id: u64,
     /// Ndb: temporary segments held, not yet resolved.
     pub temp_segments: u64,
+    /// Ndb: pulling a peer's checkpoint at start (it serves nothing meanwhile).
+    pub catching_up: bool,
+    /// Ndb: the peer it pulls from.
+    pub catch_up_peer: Option<NodeId>,
+    /// Ndb: bytes of the checkpoint being pulled (of the last one, once done).
+    pub catch_up_bytes_total: u64,
+    /// Ndb: of them, staged so far.
+    pub catch_up_bytes_done: u64,
+    /// Ndb: checkpoints pulled and swapped in since start (0 or 1).
+    pub catch_ups: u64,
     /// Store writes made (group commits).
     pub store_writes: u64,
     /// Of them, with an fsync.
@@ -275,8 +285,12 @@ pub struct Driver<D: Disk = NodeStore, O: Outbox = Mesh> {
     pub clock: Clock,
     /// Sync: the last Raft log index on disk (from recovery); 0 for ndb.
     pub log_last_index: u64,
-    /// Where the driver reports its [`NodeStatus`] after every turn.
+    /// Where the driver reports its [`NodeStatus`] after every turn (it starts from what
+    /// is there: an ndb's catch-up counts).
     pub status: watch::Sender<NodeStatus>,
+    /// Ndb: where CHECKPOINT_OPEN and CHECKPOINT_READ go (the checkpoint server); without
+    /// one they are dropped.
+    pub checkpoints: Option<mpsc::Sender<(NodeId, Message)>>,
 }
 
 impl<D: Disk, O: Outbox> Driver<D, O> {
@@ -285,7 +299,7 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     pub async fn run<C: Core>(mut self, mut core: C) -> Result<(), ClusterError> {
         let mut pending = NodeBatch::new();
         let mut leading = false;
-        let mut status = NodeStatus::default();
+        let mut status = *self.status.borrow();
         // Runs until shutdown; each turn waits for input or a deadline.
         loop {
             let now_ms = self.clock.now_ms();
@@ -350,6 +364,12 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     fn feed<C: Core>(&mut self, core: &mut C, from: NodeId, message: Message, status: &NodeStatus) {
         match message {
             Message::StatusQuery => self.mesh.send(from, Message::Status(status.report())),
+            Message::CheckpointOpen | Message::CheckpointRead { .. } => {
+                if let Some(server) = &self.checkpoints {
+                    // Full: the puller asks again.
+                    let _ = server.try_send((from, message));
+                }
+            }
             Message::AbortOwner {
                 owner,
                 cut_until_ms,

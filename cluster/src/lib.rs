@@ -16,6 +16,8 @@
 //! - [`disk`]: how ndb and sync records sit in a `fox_storage::NodeStore`, and recovery.
 //! - [`mesh`]: listener, dialers with backoff, handshake, framed links, heartbeats.
 //! - [`driver`]: the ndb / sync task: inputs, `ready()`, persist + fsync, then send.
+//! - [`checkpoint`]: an ndb far behind pulls a peer's RocksDB checkpoint at start; every
+//!   ndb serves its own.
 //! - [`node`]: [`run_node`] / [`start_node`]; [`entry`]: [`EntryHandle`] for the router.
 //!
 //! ## Calling order
@@ -28,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod disk;
@@ -38,6 +41,7 @@ pub mod init;
 pub mod mesh;
 pub mod node;
 
+pub use checkpoint::CatchUpOptions;
 pub use config::{ClusterFile, ConfigError, NodeSpec, Role};
 pub use driver::NodeStatus;
 pub use entry::{EntryHandle, EntryOptions, PeerReport, Subscription};

@@ -14,6 +14,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{CatchUp, CatchUpOptions, Puller};
 use crate::clock::Clock;
 use crate::config::{ClusterFile, NodeSpec, Role};
 use crate::disk;
@@ -44,6 +45,8 @@ pub struct NodeOptions {
     pub announce_listen: bool,
     /// Mesh limits and timings.
     pub mesh: MeshLimits,
+    /// Ndb: when and how fast it catches up from a peer's checkpoint at start.
+    pub catch_up: CatchUpOptions,
 }
 
 /// A started ndb or sync node.
@@ -138,7 +141,12 @@ pub async fn start_node(
         limits: options.mesh.clone(),
     };
     let clock = Clock::new();
-    let task = spawn_core(&cluster, &spec, Arc::clone(&store), clock).await?;
+    // A sync node's state is rebuilt before its links come up; an ndb's after it has
+    // asked its peers whether it is far behind (and pulled a checkpoint if so).
+    let sync_core = match spec.role {
+        Role::Ndb => None,
+        _ => Some(spawn_core(&cluster, &spec, Arc::clone(&store), clock).await?),
+    };
     let mesh = Mesh::start(mesh_config, inbox_sender, shutdown_receiver.clone()).await?;
     let peer_addr = mesh.local_addr().unwrap_or(spec.peer);
     if options.announce_listen {
@@ -152,24 +160,119 @@ pub async fn start_node(
         inbox,
         shutdown: shutdown_receiver,
         clock,
-        log_last_index: task.log_last_index(),
+        log_last_index: sync_core.as_ref().map_or(0, Core::log_last_index),
         status,
+        checkpoints: None,
     };
-    let task = tokio::spawn(async move {
-        match task {
-            Core::Ndb(ndb) => driver.run(*ndb).await,
-            Core::Sync(sync, _) => driver.run(*sync).await,
+    let (node_id, role) = (spec.node_id(), spec.role);
+    let task = match sync_core {
+        Some(core) => tokio::spawn(async move {
+            match core {
+                Core::Ndb(ndb) => driver.run(*ndb).await,
+                Core::Sync(sync, _) => driver.run(*sync).await,
+            }
+        }),
+        None => {
+            let ndb = NdbStart {
+                cluster,
+                spec,
+                sync_mode,
+                catch_up: options.catch_up.clone(),
+            };
+            tokio::spawn(async move {
+                let Some((driver, core)) = ndb.prepare(driver).await? else {
+                    return Ok(());
+                };
+                driver.run(core).await
+            })
         }
-    });
+    };
     Ok(RunningNode {
-        id: spec.node_id(),
-        role: spec.role,
+        id: node_id,
+        role,
         peer_addr,
         mesh,
         status: status_receiver,
         shutdown,
         task,
     })
+}
+
+/// What an ndb's task needs before its state machine runs.
+struct NdbStart {
+    cluster: ClusterFile,
+    spec: NodeSpec,
+    sync_mode: SyncMode,
+    catch_up: CatchUpOptions,
+}
+
+impl NdbStart {
+    /// Catches up from a peer's checkpoint if it is far behind, starts serving
+    /// checkpoints, and rebuilds the state machine. `None`: stopped meanwhile.
+    async fn prepare(self, driver: Driver) -> Result<Option<(Driver, Ndb)>, ClusterError> {
+        let Driver {
+            store,
+            mesh,
+            mut inbox,
+            shutdown,
+            clock,
+            log_last_index,
+            status,
+            checkpoints: _,
+        } = driver;
+        let (applied_index, last_id) = disk::ndb_position(&store)?;
+        let me = self.spec.node_id();
+        let peers = self
+            .cluster
+            .nodes
+            .iter()
+            .filter(|node| node.role == Role::Ndb && node.node_id() != me)
+            .map(|node| node.node_id())
+            .collect();
+        let puller = Puller {
+            mesh: &mesh,
+            inbox: &mut inbox,
+            shutdown: shutdown.clone(),
+            status: &status,
+            peers,
+            data: store.path().to_path_buf(),
+            sync_mode: self.sync_mode,
+            options: self.catch_up,
+            own: fox_sequencer::NodeReport {
+                term: 0,
+                leader: None,
+                commit_index: 0,
+                resolutions: 0,
+                applied_index,
+                last_id,
+                temp_segments: 0,
+            },
+            dropped: 0,
+        };
+        // Only this task holds the store: the puller may close and replace it.
+        let store = match puller.run(store).await? {
+            CatchUp::Run(store) => store,
+            CatchUp::Stopped => return Ok(None),
+        };
+        let server =
+            crate::checkpoint::spawn_server(Arc::clone(&store), mesh.clone(), shutdown.clone())
+                .await?;
+        let core = spawn_core(&self.cluster, &self.spec, Arc::clone(&store), clock).await?;
+        let Core::Ndb(ndb) = core else {
+            return Err(ClusterError::Task("an ndb rebuilt as sync".into()));
+        };
+        let driver = Driver {
+            store,
+            mesh,
+            inbox,
+            shutdown,
+            clock,
+            log_last_index,
+            status,
+            checkpoints: Some(server),
+        };
+        Ok(Some((driver, *ndb)))
+    }
 }
 
 /// Every other ndb and sync node: entries dial us, we answer on their links.
@@ -194,8 +297,15 @@ async fn open_store(spec: &NodeSpec, sync_mode: SyncMode) -> Result<Arc<NodeStor
         Role::Ndb => disk::NDB_FAMILIES,
         _ => disk::SYNC_FAMILIES,
     };
-    let opened =
-        tokio::task::spawn_blocking(move || NodeStore::open(&data, families, sync_mode)).await;
+    let ndb = spec.role == Role::Ndb;
+    let opened = tokio::task::spawn_blocking(move || {
+        // A checkpoint swap that a crash cut short is finished before the store opens.
+        if ndb && crate::checkpoint::finish_swap(&data)? {
+            tracing::info!("finished swapping in a pulled checkpoint");
+        }
+        Ok::<_, ClusterError>(NodeStore::open(&data, families, sync_mode)?)
+    })
+    .await;
     match opened {
         Ok(store) => Ok(Arc::new(store?)),
         Err(error) => Err(ClusterError::Task(error.to_string())),

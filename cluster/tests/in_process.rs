@@ -113,3 +113,100 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
         node.stop().await.expect("clean stop");
     }
 }
+
+/// How an ndb's status reads now.
+fn status_of(node: &RunningNode) -> fox_cluster::NodeStatus {
+    *node.status.borrow()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_ndb_pulls_a_peers_checkpoint_and_then_holds_the_whole_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = InitOptions {
+        entries: 1,
+        base_port: free_base_port(),
+        ..InitOptions::default()
+    };
+    let report = init(dir.path(), &options).expect("init");
+    let (file, cluster) = (report.cluster_file, report.cluster);
+    let entry_id = cluster.ids(Role::Entry)[0].0;
+    let node_options = || NodeOptions {
+        catch_up: fox_cluster::CatchUpOptions {
+            checkpoint_after_resolutions: 0,
+            ..fox_cluster::CatchUpOptions::default()
+        },
+        ..NodeOptions::default()
+    };
+    let mut nodes = Vec::new();
+    for id in cluster
+        .ids(Role::Ndb)
+        .iter()
+        .chain(&cluster.ids(Role::Sync))
+    {
+        nodes.push(
+            start_node(&file, id.0, node_options())
+                .await
+                .expect("node starts"),
+        );
+    }
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    let mut acked = publish_all(&entry, 0..1500).await;
+    // The first ndb loses its disk; the others go on.
+    let wiped = nodes.remove(0);
+    let wiped_id = wiped.id;
+    wiped.stop().await.expect("clean stop");
+    let data = cluster
+        .node(wiped_id.0)
+        .and_then(|n| n.data.clone())
+        .expect("data");
+    std::fs::remove_dir_all(&data).expect("wipe");
+    acked.extend(publish_all(&entry, 1500..2000).await);
+    let last_id = acked.values().copied().max().unwrap_or(0);
+    let back = start_node(&file, wiped_id.0, node_options())
+        .await
+        .expect("restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = status_of(&back);
+        if status.catch_ups == 1 && status.last_id >= last_id && !status.catching_up {
+            assert!(status.catch_up_bytes_total > 0);
+            assert_eq!(status.catch_up_bytes_done, status.catch_up_bytes_total);
+            assert_eq!(status.log_records, acked.len() as u64);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "caught up in time: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Publishing goes on with it, and with the other ndb nodes gone the entry reads the
+    // whole log from it alone.
+    acked.extend(publish_all(&entry, 2000..2100).await);
+    let others: Vec<RunningNode> = {
+        let (ndbs, syncs): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.role == Role::Ndb);
+        for ndb in ndbs {
+            ndb.stop().await.expect("clean stop");
+        }
+        syncs
+    };
+    let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
+    for (sequence, id) in &acked {
+        let record = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+            .await
+            .expect("log in time")
+            .expect("open");
+        assert_eq!((record.publication.sequence, record.id.0), (*sequence, *id));
+    }
+    assert!(
+        !data.join(fox_cluster::checkpoint::STAGING_DIR).exists(),
+        "nothing staged is left"
+    );
+    entry.stop().await;
+    back.stop().await.expect("clean stop");
+    for node in others {
+        node.stop().await.expect("clean stop");
+    }
+}

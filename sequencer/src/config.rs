@@ -247,6 +247,16 @@ pub mod wire_limits {
     /// Segments one UNDECIDED names at most (an ndb reads no more); an entry's
     /// `segments_in_flight_max` may not exceed it.
     pub const UNDECIDED_SEGMENTS_MAX: usize = 64;
+    /// Files one CHECKPOINT_FILES lists at most (a checkpoint with more is not served).
+    pub const CHECKPOINT_FILES_MAX: usize = 65_536;
+    /// Bytes one CHECKPOINT_READ asks for at most (a larger ask is answered with this).
+    pub const CHECKPOINT_CHUNK_BYTES_MAX: usize = 1 << 20;
+    /// Longest checkpoint file name, in bytes.
+    pub const CHECKPOINT_FILE_NAME_MAX_BYTES: usize = 255;
+    const _: () = assert!(
+        CHECKPOINT_CHUNK_BYTES_MAX + ENVELOPE_BYTES_MAX + CHECKPOINT_FILE_NAME_MAX_BYTES
+            <= FRAME_SIZE_MAX_BYTES
+    );
     /// Longest cluster name, in bytes.
     pub const CLUSTER_NAME_MAX_BYTES: usize = 64;
     /// Longest shared secret, in bytes.

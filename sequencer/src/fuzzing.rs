@@ -333,6 +333,30 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             owner: NodeId(1),
             cut_until_ms: 1_700_000_001_500,
         },
+        Message::CheckpointOpen,
+        Message::CheckpointFiles {
+            checkpoint: 3,
+            applied_index: 12,
+            last_id: 4096,
+            files: vec![crate::message::CheckpointFile {
+                name: "000012.sst".into(),
+                bytes: 1 << 20,
+                sha256: [9; 32],
+            }],
+        },
+        Message::CheckpointRead {
+            checkpoint: 3,
+            file: "000012.sst".into(),
+            offset: 1 << 20,
+            bytes: 1 << 20,
+        },
+        Message::CheckpointData {
+            checkpoint: 3,
+            file: "000012.sst".into(),
+            offset: 0,
+            data: vec![1, 2, 3],
+            gone: false,
+        },
     ]
 }
 

@@ -109,7 +109,7 @@ pub mod wire;
 pub use config::{EntryConfig, Membership, NdbConfig, SyncConfig};
 pub use entry::{Entry, EntryEvent, PublishError};
 pub use id::{AdvanceId, NodeId, PermanentId, Publication, SegmentId};
-pub use message::{LogRecord, Message, NodeReport, Outcome, Resolution};
+pub use message::{CheckpointFile, LogRecord, Message, NodeReport, Outcome, Resolution};
 pub use ndb::{Ndb, NdbWrite};
 pub use ready::Ready;
 pub use sync::{RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};

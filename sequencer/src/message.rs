@@ -117,6 +117,59 @@ pub enum Message {
         /// Its segments cut at or before this time, in Unix ms, are abandoned.
         cut_until_ms: u64,
     },
+    /// ndb -> ndb: make (or reuse) a checkpoint of your store for me to pull (protocol
+    /// version 8). Sent by an ndb that starts empty or far behind; no state machine acts
+    /// on it, the node's checkpoint server answers with CHECKPOINT_FILES.
+    CheckpointOpen,
+    /// ndb -> ndb: the files of checkpoint `checkpoint` (a consistent copy of the whole
+    /// store), each with its size and SHA-256 (protocol version 8).
+    CheckpointFiles {
+        /// The checkpoint's number on the serving ndb.
+        checkpoint: u64,
+        /// The last resolution applied in it.
+        applied_index: u64,
+        /// The last permanent ID in it (0: empty log).
+        last_id: u64,
+        /// Its files, at most `wire_limits::CHECKPOINT_FILES_MAX`.
+        files: Vec<CheckpointFile>,
+    },
+    /// ndb -> ndb: send me `bytes` of file `file` of checkpoint `checkpoint` from `offset`
+    /// (protocol version 8).
+    CheckpointRead {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// One of its files, by name.
+        file: String,
+        /// First byte wanted.
+        offset: u64,
+        /// Bytes wanted, at most `wire_limits::CHECKPOINT_CHUNK_BYTES_MAX`.
+        bytes: u32,
+    },
+    /// ndb -> ndb: a piece of a checkpoint file (empty at or past its end), or
+    /// `gone` if the checkpoint is no longer served (protocol version 8).
+    CheckpointData {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// The file.
+        file: String,
+        /// Where `data` starts in it.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The checkpoint expired, or the ndb restarted: open a new one.
+        gone: bool,
+    },
+}
+
+/// One file of an ndb checkpoint (CHECKPOINT_FILES).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    /// Its name in the store's directory (no path).
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its content.
+    pub sha256: [u8; 32],
 }
 
 /// What an ndb or sync node tells an entry about itself (STATUS). Fields that do not
@@ -158,6 +211,10 @@ impl Message {
             Message::Status(_) => "STATUS",
             Message::Undecided { .. } => "UNDECIDED",
             Message::AbortOwner { .. } => "ABORT_OWNER",
+            Message::CheckpointOpen => "CHECKPOINT_OPEN",
+            Message::CheckpointFiles { .. } => "CHECKPOINT_FILES",
+            Message::CheckpointRead { .. } => "CHECKPOINT_READ",
+            Message::CheckpointData { .. } => "CHECKPOINT_DATA",
         }
     }
 }

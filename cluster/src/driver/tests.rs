@@ -93,6 +93,7 @@ fn ndb_driver(keeps: u8) -> Running {
         clock,
         log_last_index: 0,
         status,
+        checkpoints: None,
     };
     let task = tokio::spawn(driver.run(ndb));
     Running {

@@ -60,6 +60,11 @@ impl NodeView {
         let mut reasons = Vec::new();
         match self.role {
             Role::Ndb => {
+                if status.catching_up {
+                    reasons.push(
+                        "pulling a peer's checkpoint: it stores and serves nothing until it is swapped in",
+                    );
+                }
                 let (linked, total) = self.linked(Role::Sync);
                 if linked <= total / 2 {
                     reasons.push(
@@ -160,6 +165,13 @@ async fn status(State(view): State<Arc<NodeView>>) -> Json<Value> {
             "applied_index": status.applied_index,
             "log_records": status.log_records,
             "temp_segments": status.temp_segments,
+            "catch_up": {
+                "active": status.catching_up,
+                "peer": status.catch_up_peer.map(|n| n.0),
+                "bytes_total": status.catch_up_bytes_total,
+                "bytes_done": status.catch_up_bytes_done,
+                "checkpoints_pulled": status.catch_ups,
+            },
         }),
         _ => json!({
             "leader": status.leader,

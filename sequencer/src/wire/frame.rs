@@ -17,6 +17,10 @@ pub fn message_version(message: &Message) -> u16 {
         Message::Raft(raft) if raft.0.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot => {
             7
         }
+        Message::CheckpointOpen
+        | Message::CheckpointFiles { .. }
+        | Message::CheckpointRead { .. }
+        | Message::CheckpointData { .. } => 8,
         Message::Undecided { .. } | Message::AbortOwner { .. } => 6,
         Message::Keep { .. }
         | Message::Stored { .. }
@@ -152,6 +156,10 @@ mod tests {
             ("STATUS", 12),
             ("UNDECIDED", 13),
             ("ABORT_OWNER", 14),
+            ("CHECKPOINT_OPEN", 15),
+            ("CHECKPOINT_FILES", 16),
+            ("CHECKPOINT_READ", 17),
+            ("CHECKPOINT_DATA", 18),
         ];
         let samples = samples();
         assert_eq!(samples.len(), tags.len(), "one sample of each kind");
@@ -161,7 +169,12 @@ mod tests {
             assert_eq!(frame[FRAME_HEADER_BYTES], tag, "{kind}");
             let version = message_version(message);
             assert!((PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version));
-            assert_eq!(version == 6, tag >= 13, "{kind}");
+            let expected = match tag {
+                13 | 14 => 6,
+                15.. => 8,
+                _ => 5,
+            };
+            assert_eq!(version, expected, "{kind}");
         }
     }
 

@@ -14,7 +14,10 @@ pub const MAGIC: [u8; 4] = *b"FOXS";
 /// it or its lease expires, not a fixed time after it arrived. Version 7 added Raft
 /// snapshots between sync nodes (a Raft MsgSnapshot whose data is a `SyncSnapshot`;
 /// the follower then pulls the resolutions it lacks from a peer with PULL_RESOLUTIONS).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// Version 8 added CHECKPOINT_OPEN / FILES / READ / DATA: an ndb that starts empty or far
+/// behind pulls a checkpoint of a peer ndb's store instead of fetching the log record by
+/// record.
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Lowest protocol version this build speaks (version 1 sent the secret in clear;
 /// version 2 had no `after` in SEGMENT_OVER, so its entries could not pipeline segments;
 /// version 3 had no STATUS_QUERY / STATUS, which it would read as a bad frame;

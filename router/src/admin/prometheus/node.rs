@@ -85,6 +85,21 @@ impl Collector for NodeCollector {
                     "Temporary segments held, not yet resolved.",
                     status.temp_segments,
                 ),
+                (
+                    "ndb_catching_up",
+                    "1 while the ndb pulls a peer's checkpoint at start.",
+                    u64::from(status.catching_up),
+                ),
+                (
+                    "ndb_catch_up_bytes_total",
+                    "Bytes of the checkpoint pulled (being pulled) at start.",
+                    status.catch_up_bytes_total,
+                ),
+                (
+                    "ndb_catch_up_bytes_done",
+                    "Of them, staged so far.",
+                    status.catch_up_bytes_done,
+                ),
             ],
             _ => vec![
                 (

@@ -110,6 +110,15 @@ pub(crate) struct NodeArgs {
     /// Runtime worker threads (0: one per CPU core).
     #[arg(long, value_name = "N")]
     pub(crate) workers: Option<usize>,
+    /// ndb: at start, pull a peer ndb's checkpoint when it has applied more than this many
+    /// resolutions (decided segments) beyond this one (an empty, wiped or long-stopped
+    /// ndb); fewer are fetched segment by segment.
+    #[arg(long, value_name = "RESOLUTIONS", default_value_t = 5_000)]
+    pub(crate) catch_up_after: u64,
+    /// ndb: pull a checkpoint at most this fast, in MB/s (0: no bound), so that live
+    /// traffic keeps its latency.
+    #[arg(long, value_name = "MB_PER_S", default_value_t = 100)]
+    pub(crate) catch_up_rate: u64,
     #[command(flatten)]
     pub(crate) logging: Logging,
 }

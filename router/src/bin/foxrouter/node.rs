@@ -25,6 +25,11 @@ pub(crate) fn node(args: NodeArgs) -> anyhow::Result<()> {
     let options = fox_cluster::NodeOptions {
         no_fsync: args.no_fsync,
         announce_listen: true,
+        catch_up: fox_cluster::CatchUpOptions {
+            checkpoint_after_resolutions: args.catch_up_after,
+            bytes_per_s: args.catch_up_rate.saturating_mul(1_000_000),
+            ..fox_cluster::CatchUpOptions::default()
+        },
         ..fox_cluster::NodeOptions::default()
     };
     let runtime = router_runtime(args.workers.unwrap_or(0))?;
