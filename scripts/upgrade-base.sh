@@ -12,8 +12,8 @@
 # Cached: a second call only prints the path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# Protocol version 6, landed at stop 32 (this tree speaks 7).
-base="${FOX_UPGRADE_BASE:-66600cfc79d485b4be0cfe644bd2a71e786eb59d}"
+# Protocol version 7, landed at stop 34 (this tree speaks 8).
+base="${FOX_UPGRADE_BASE:-6b33d3d811c8b0505b6101cce1fca8c20192c2d8}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$target_dir/upgrade-base/foxrouter-${base:0:12}"
 if [ -x "$out" ]; then

@@ -121,6 +121,18 @@ fn status_of(node: &RunningNode) -> fox_cluster::NodeStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_ndb_pulls_a_peers_checkpoint_and_then_holds_the_whole_log() {
+    catch_up_from_a_checkpoint(true).await;
+}
+
+/// An ndb stopped while the others went on (more than `checkpoint_after_resolutions`
+/// behind) pulls a checkpoint too, and keeps the temporary segment it held (it answered
+/// STORED for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ndb_far_behind_pulls_a_checkpoint_and_keeps_its_temporary_segments() {
+    catch_up_from_a_checkpoint(false).await;
+}
+
+async fn catch_up_from_a_checkpoint(wipe: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let options = InitOptions {
         entries: 1,
@@ -153,23 +165,31 @@ async fn a_wiped_ndb_pulls_a_peers_checkpoint_and_then_holds_the_whole_log() {
         .await
         .expect("entry");
     let mut acked = publish_all(&entry, 0..1500).await;
-    // The first ndb loses its disk; the others go on.
-    let wiped = nodes.remove(0);
-    let wiped_id = wiped.id;
-    wiped.stop().await.expect("clean stop");
+    // The first ndb stops (and loses its disk, or not); the others go on.
+    let behind = nodes.remove(0);
+    let behind_id = behind.id;
+    behind.stop().await.expect("clean stop");
     let data = cluster
-        .node(wiped_id.0)
+        .node(behind_id.0)
         .and_then(|n| n.data.clone())
         .expect("data");
-    std::fs::remove_dir_all(&data).expect("wipe");
+    if wipe {
+        std::fs::remove_dir_all(&data).expect("wipe");
+    } else {
+        hold_a_temporary_segment(&data, fox_sequencer::NodeId(entry_id));
+    }
     acked.extend(publish_all(&entry, 1500..2000).await);
     let last_id = acked.values().copied().max().unwrap_or(0);
-    let back = start_node(&file, wiped_id.0, node_options())
+    let back = start_node(&file, behind_id.0, node_options())
         .await
         .expect("restarts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut temp_seen = false;
     loop {
         let status = status_of(&back);
+        // The held segment is there until its owner, which never heard of it, lets the
+        // ndb have it aborted (after 2 s).
+        temp_seen |= status.catch_ups == 1 && status.temp_segments > 0;
         if status.catch_ups == 1 && status.last_id >= last_id && !status.catching_up {
             assert!(status.catch_up_bytes_total > 0);
             assert_eq!(status.catch_up_bytes_done, status.catch_up_bytes_total);
@@ -180,8 +200,9 @@ async fn a_wiped_ndb_pulls_a_peers_checkpoint_and_then_holds_the_whole_log() {
             tokio::time::Instant::now() < deadline,
             "caught up in time: {status:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(wipe || temp_seen, "the temporary segment it held was kept");
     // Publishing goes on with it, and with the other ndb nodes gone the entry reads the
     // whole log from it alone.
     acked.extend(publish_all(&entry, 2000..2100).await);
@@ -209,4 +230,21 @@ async fn a_wiped_ndb_pulls_a_peers_checkpoint_and_then_holds_the_whole_log() {
     for node in others {
         node.stop().await.expect("clean stop");
     }
+}
+
+/// Writes a temporary segment into a stopped ndb's store, as if an entry had sent it.
+fn hold_a_temporary_segment(data: &std::path::Path, owner: fox_sequencer::NodeId) {
+    let store = fox_storage::NodeStore::open(
+        data,
+        fox_cluster::disk::NDB_FAMILIES,
+        fox_storage::SyncMode::Fsync,
+    )
+    .expect("store");
+    let held = fox_sequencer::NdbWrite::Temp {
+        segment: fox_sequencer::SegmentId::new_v7(1_700_000_000_000, [7; 10]),
+        owner,
+        messages: vec![publication(999_999)],
+    };
+    let batch = fox_cluster::disk::ndb_batch(&[held]).expect("batch");
+    store.write(&batch, true).expect("written");
 }
