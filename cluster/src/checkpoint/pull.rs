@@ -19,6 +19,9 @@ use super::{
     READ_TIMEOUT, SOURCE, STAGING_DIR, STATUS_EVERY,
 };
 use crate::disk;
+
+/// A pulled file is fsynced every this many bytes.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
 use crate::driver::NodeStatus;
 use crate::error::ClusterError;
 use crate::mesh::Mesh;
@@ -333,6 +336,7 @@ impl Puller<'_> {
         let part = staging.join(part_name(file));
         let mut pull = FilePull::new(checkpoint, file, resume);
         let mut shown = Instant::now();
+        let mut unsynced = 0u64;
         while pull.written < file.bytes {
             let refill_at = pull.ask(self.mesh, peer, bucket);
             match self.next(pull.deadline(refill_at)).await {
@@ -353,8 +357,15 @@ impl Puller<'_> {
                 Input::Message(..) => {}
             }
             if let Some((at, ready)) = pull.take_ready() {
+                // Written back a few MiB at a time: a file's worth of dirty pages flushed at
+                // once would hold up the fsyncs of the live nodes sharing the disk.
+                unsynced += ready.iter().map(|piece| piece.len() as u64).sum::<u64>();
+                let sync = unsynced >= SYNC_EVERY_BYTES;
+                if sync {
+                    unsynced = 0;
+                }
                 let path = part.clone();
-                blocking(move || write_at(&path, at, &ready)).await?;
+                blocking(move || write_at(&path, at, &ready, sync)).await?;
                 if shown.elapsed() >= STATUS_EVERY {
                     shown = Instant::now();
                     self.show_progress(done + pull.written - resume);

@@ -69,7 +69,14 @@ pub(super) fn part_name(file: &CheckpointFile) -> String {
 }
 
 /// Writes `chunks` one after the other into `path` from `at` (creating it). Blocking.
-pub(super) fn write_at(path: &Path, at: u64, chunks: &[Vec<u8>]) -> Result<(), ClusterError> {
+/// Writes `chunks` one after the other into `path` from `at` (creating it), and with
+/// `sync` waits for them on disk. Blocking.
+pub(super) fn write_at(
+    path: &Path,
+    at: u64,
+    chunks: &[Vec<u8>],
+    sync: bool,
+) -> Result<(), ClusterError> {
     let context = || format!("writing {}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -81,6 +88,9 @@ pub(super) fn write_at(path: &Path, at: u64, chunks: &[Vec<u8>]) -> Result<(), C
         .map_err(io_error(context()))?;
     for chunk in chunks {
         file.write_all(chunk).map_err(io_error(context()))?;
+    }
+    if sync {
+        file.sync_data().map_err(io_error(context()))?;
     }
     Ok(())
 }
@@ -190,7 +200,7 @@ pub(super) fn seal_file(
     file: &CheckpointFile,
 ) -> Result<bool, ClusterError> {
     if file.bytes == 0 {
-        write_at(part, 0, &[])?;
+        write_at(part, 0, &[], false)?;
     }
     std::fs::File::open(part)
         .and_then(|opened| opened.sync_all())
