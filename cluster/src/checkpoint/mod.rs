@@ -170,7 +170,8 @@ struct Bucket {
 impl Bucket {
     fn new(bytes_per_s: u64) -> Bucket {
         let rate = bytes_per_s as f64;
-        let burst = (rate / 10.0).max((READS_IN_FLIGHT * CHECKPOINT_CHUNK_BYTES_MAX) as f64);
+        // No more at once than the reads in flight: a burst would be a spike on the peer.
+        let burst = (READS_IN_FLIGHT * CHECKPOINT_CHUNK_BYTES_MAX) as f64;
         Bucket {
             rate,
             burst,
