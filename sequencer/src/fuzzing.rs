@@ -341,7 +341,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             files: vec![crate::message::CheckpointFile {
                 name: "000012.sst".into(),
                 bytes: 1 << 20,
-                sha256: [9; 32],
+                sha256: Some([9; 32]),
             }],
         },
         Message::CheckpointRead {
@@ -355,6 +355,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             file: "000012.sst".into(),
             offset: 0,
             data: vec![1, 2, 3],
+            sha256: None,
             gone: false,
         },
     ]

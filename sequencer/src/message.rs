@@ -122,7 +122,8 @@ pub enum Message {
     /// on it, the node's checkpoint server answers with CHECKPOINT_FILES.
     CheckpointOpen,
     /// ndb -> ndb: the files of checkpoint `checkpoint` (a consistent copy of the whole
-    /// store), each with its size and SHA-256 (protocol version 8).
+    /// store), each with its size and, when the serving ndb knows it already, its SHA-256
+    /// (protocol version 8).
     CheckpointFiles {
         /// The checkpoint's number on the serving ndb.
         checkpoint: u64,
@@ -156,6 +157,9 @@ pub enum Message {
         offset: u64,
         /// The bytes.
         data: Vec<u8>,
+        /// On the piece that ends the file: its SHA-256 (the serving ndb hashes a file as
+        /// it reads it for the puller, so no byte is read twice).
+        sha256: Option<[u8; 32]>,
         /// The checkpoint expired, or the ndb restarted: open a new one.
         gone: bool,
     },
@@ -168,8 +172,9 @@ pub struct CheckpointFile {
     pub name: String,
     /// Its size in bytes.
     pub bytes: u64,
-    /// SHA-256 of its content.
-    pub sha256: [u8; 32],
+    /// SHA-256 of its content, if the serving ndb has it already (an SST file it hashed
+    /// before: they never change); else it comes with the file's last piece.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// What an ndb or sync node tells an entry about itself (STATUS). Fields that do not

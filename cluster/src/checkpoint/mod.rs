@@ -6,12 +6,14 @@
 //!   a peer more than `checkpoint_after_resolutions` ahead?  no: start as usual
 //!   CHECKPOINT_OPEN                  ─────────────────────>   RocksDB checkpoint in
 //!                                                              data/.checkpoints/N (hard links)
-//!                                    <─────────────────────   CHECKPOINT_FILES (name, size, SHA-256)
+//!                                    <─────────────────────   CHECKPOINT_FILES (name, size, and
+//!                                                              SHA-256 of SSTs served before)
 //!   data/.catchup: keep the staged files whose SHA-256 matches, drop the rest,
-//!   resume a partial file (NAME.part) from its length
-//!   CHECKPOINT_READ (1 MiB each, 4 in flight, rate-bounded) ─> read one at a time
-//!                                    <─────────────────────   CHECKPOINT_DATA
-//!   per file: fsync, check SHA-256, rename NAME.part -> NAME
+//!   resume a partial file (NAME.n<peer>-<size>.part) from its last whole MiB
+//!   CHECKPOINT_READ (1 MiB each, 4 in flight, rate-bounded) ─> read one at a time, hashing
+//!                                    <─────────────────────   CHECKPOINT_DATA (the last piece
+//!                                                              of a file: with its SHA-256)
+//!   per file: fsync, check SHA-256, rename the part file to NAME
 //!   copy its own temporary segments into the staged store, write .catchup/COMPLETE
 //!   swap: the old store's files go, the staged ones move in; reopen
 //! then the state machine recovers from the new store and fetches what was decided since
@@ -20,9 +22,10 @@
 //!
 //! A catching-up ndb answers STATUS_QUERY with its old position and stores nothing else
 //! until the swap: it counts in no quorum (its KEEPs are dropped, entries have the others).
-//! The serving side holds no state per puller: each read is answered on its own, a
-//! checkpoint nobody read for a minute is deleted, and a puller that stops asking costs
-//! nothing. A crash during the swap is finished at the next start (`finish_swap`), before
+//! The serving side holds no state per puller: each read is answered on its own (a
+//! file's running hash is the checkpoint's, not the puller's), a checkpoint nobody read
+//! for a minute is deleted, and a puller that stops asking costs nothing. Every byte is
+//! read once: the listing reads no file. A crash during the swap is finished at the next start (`finish_swap`), before
 //! the store opens; a crash during the pull resumes from what is staged.
 
 use std::io::Read;

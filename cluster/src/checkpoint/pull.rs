@@ -270,7 +270,7 @@ impl Puller<'_> {
         let staging = self.data.join(STAGING_DIR);
         let (stage, listed) = (staging.clone(), files.clone());
         let todo = blocking(move || {
-            let todo = prepare_staging(&stage, &listed)?;
+            let todo = prepare_staging(&stage, &listed, peer)?;
             std::fs::write(stage.join(SOURCE), format!("{}\n", peer.0))
                 .map_err(io_error("writing the staging directory's source"))?;
             Ok(todo)
@@ -333,7 +333,7 @@ impl Puller<'_> {
         done: u64,
         bucket: &mut Bucket,
     ) -> Result<u64, Failed> {
-        let part = staging.join(part_name(file));
+        let part = staging.join(part_name(file, peer));
         let mut pull = FilePull::new(checkpoint, file, resume);
         let mut shown = Instant::now();
         let mut unsynced = 0u64;
@@ -349,10 +349,11 @@ impl Puller<'_> {
                         file: name,
                         offset,
                         data,
+                        sha256,
                         gone,
                     },
                 ) if from == peer && answered == checkpoint && name == file.name => {
-                    pull.on_data(offset, data, gone)?;
+                    pull.on_data(offset, data, sha256, gone)?;
                 }
                 Input::Message(..) => {}
             }
@@ -372,8 +373,13 @@ impl Puller<'_> {
                 }
             }
         }
+        let sha256 = pull.sha256;
+        if sha256.is_none() && file.bytes > 0 {
+            let name = &file.name;
+            return Err(Failed::Peer(format!("no SHA-256 came for {name}")));
+        }
         let (target, sealed) = (staging.join(&file.name), file.clone());
-        if !blocking(move || seal_file(&part, &target, &sealed)).await? {
+        if !blocking(move || seal_file(&part, &target, &sealed, sha256)).await? {
             let name = &file.name;
             return Err(Failed::Peer(format!("{name} does not match its SHA-256")));
         }
@@ -397,6 +403,8 @@ struct FilePull<'f> {
     in_flight: BTreeMap<u64, Instant>,
     arrived: BTreeMap<u64, Vec<u8>>,
     retries: u32,
+    /// The file's SHA-256: the listing's, or the one its last piece came with.
+    sha256: Option<[u8; 32]>,
 }
 
 impl<'f> FilePull<'f> {
@@ -409,6 +417,7 @@ impl<'f> FilePull<'f> {
             in_flight: BTreeMap::new(),
             arrived: BTreeMap::new(),
             retries: 0,
+            sha256: file.sha256,
         }
     }
 
@@ -481,9 +490,22 @@ impl<'f> FilePull<'f> {
     }
 
     /// An answer from the peer; one to a read asked twice is ignored.
-    fn on_data(&mut self, offset: u64, data: Vec<u8>, gone: bool) -> Result<(), Failed> {
+    fn on_data(
+        &mut self,
+        offset: u64,
+        data: Vec<u8>,
+        sha256: Option<[u8; 32]>,
+        gone: bool,
+    ) -> Result<(), Failed> {
         if gone {
             return Err(Failed::Peer("the checkpoint is gone".into()));
+        }
+        if let Some(hash) = sha256 {
+            if self.sha256.is_some_and(|listed| listed != hash) {
+                let name = &self.file.name;
+                return Err(Failed::Peer(format!("two SHA-256 for {name}")));
+            }
+            self.sha256 = Some(hash);
         }
         if self.in_flight.remove(&offset).is_none() {
             return Ok(());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use fox_sequencer::config::wire_limits::{CHECKPOINT_CHUNK_BYTES_MAX, CHECKPOINT_FILES_MAX};
 use fox_sequencer::{CheckpointFile, Message, NodeId};
 use fox_storage::NodeStore;
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use super::{
@@ -16,6 +17,7 @@ use super::{
     SERVED_MAX, SERVED_REUSE, SERVER_QUEUE_MAX,
 };
 use crate::disk;
+use crate::driver::Outbox;
 use crate::error::ClusterError;
 use crate::mesh::Mesh;
 
@@ -23,6 +25,8 @@ struct Served {
     id: u64,
     dir: PathBuf,
     files: Vec<CheckpointFile>,
+    /// Files whose hash is not known yet, hashed as their pieces are read in order.
+    hashing: HashMap<String, Hashing>,
     applied_index: u64,
     last_id: u64,
     created: Instant,
@@ -40,13 +44,13 @@ impl Served {
     }
 }
 
-/// SHA-256 of SST files by name and size: they never change once written, so a
-/// checkpoint made again hashes only the new ones.
+/// SHA-256 of SST files by name and size, learnt while serving them: they never change
+/// once written, so a later listing names their hashes at once.
 pub(super) type HashCache = Arc<Mutex<HashMap<String, (u64, [u8; 32])>>>;
 
-struct Server {
+pub(super) struct Server<O: Outbox = Mesh> {
     store: Arc<NodeStore>,
-    mesh: Mesh,
+    mesh: O,
     root: PathBuf,
     served: Vec<Served>,
     next_id: u64,
@@ -56,33 +60,13 @@ struct Server {
 /// Starts the task that serves checkpoints of `store` to catching-up peers; returns where
 /// the driver forwards their CHECKPOINT_OPEN and CHECKPOINT_READ. Checkpoints left by an
 /// earlier run are deleted first.
-pub async fn spawn_server(
+pub async fn spawn_server<O: Outbox>(
     store: Arc<NodeStore>,
-    mesh: Mesh,
+    mesh: O,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<mpsc::Sender<(NodeId, Message)>, ClusterError> {
-    let root = store.path().join(CHECKPOINTS_DIR);
-    let fresh = root.clone();
-    blocking(move || {
-        if fresh.exists() {
-            std::fs::remove_dir_all(&fresh).map_err(io_error("removing old checkpoints"))?;
-        }
-        Ok(())
-    })
-    .await?;
+    let mut server = Server::new(store, mesh).await?;
     let (sender, mut requests) = mpsc::channel(SERVER_QUEUE_MAX);
-    // Numbers from the clock: a restarted server never reuses one a puller still holds.
-    let next_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |elapsed| elapsed.as_millis() as u64);
-    let mut server = Server {
-        store,
-        mesh,
-        root,
-        served: Vec::new(),
-        next_id,
-        hashes: HashCache::default(),
-    };
     tokio::spawn(async move {
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -100,8 +84,34 @@ pub async fn spawn_server(
     Ok(sender)
 }
 
-impl Server {
-    async fn handle(&mut self, from: NodeId, message: Message) {
+impl<O: Outbox> Server<O> {
+    /// A server of `store`'s checkpoints; those an earlier run left are deleted.
+    pub(super) async fn new(store: Arc<NodeStore>, mesh: O) -> Result<Server<O>, ClusterError> {
+        let root = store.path().join(CHECKPOINTS_DIR);
+        let fresh = root.clone();
+        blocking(move || {
+            if fresh.exists() {
+                std::fs::remove_dir_all(&fresh).map_err(io_error("removing old checkpoints"))?;
+            }
+            Ok(())
+        })
+        .await?;
+        // Numbers from the clock: a restarted server never reuses one a puller still holds.
+        let next_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |elapsed| elapsed.as_millis() as u64);
+        Ok(Server {
+            store,
+            mesh,
+            root,
+            served: Vec::new(),
+            next_id,
+            hashes: HashCache::default(),
+        })
+    }
+
+    /// One request (others are ignored); answers go out through the outbox.
+    pub(super) async fn handle(&mut self, from: NodeId, message: Message) {
         match message {
             Message::CheckpointOpen => self.open(from).await,
             Message::CheckpointRead {
@@ -155,6 +165,7 @@ impl Server {
                     id,
                     dir,
                     files,
+                    hashing: HashMap::new(),
                     applied_index,
                     last_id,
                     created: now,
@@ -176,6 +187,7 @@ impl Server {
             file,
             offset,
             data: Vec::new(),
+            sha256: None,
             gone: true,
         };
         let Some(served) = self
@@ -186,28 +198,43 @@ impl Server {
             self.mesh.send(from, gone(file));
             return;
         };
-        let Some(known) = served.files.iter().find(|known| known.name == file) else {
+        let Some(index) = served.files.iter().position(|known| known.name == file) else {
             self.mesh.send(from, gone(file));
             return;
         };
         served.used = Instant::now();
+        let known = served.files[index].clone();
         let path = served.dir.join(&known.name);
+        let hashing = served.hashing.remove(&known.name);
         let wanted = (bytes as usize).min(CHECKPOINT_CHUNK_BYTES_MAX);
         let read = blocking(move || {
-            read_at(&path, offset, wanted).map_err(io_error(format!("reading {}", path.display())))
+            read_and_hash(&path, &known, offset, wanted, hashing)
+                .map_err(io_error(format!("reading {}", path.display())))
         })
         .await;
         match read {
-            Ok(data) => self.mesh.send(
-                from,
-                Message::CheckpointData {
+            Ok((data, sha256, hashing)) => {
+                let file_entry = &mut served.files[index];
+                if let Some(hashing) = hashing {
+                    served.hashing.insert(file_entry.name.clone(), hashing);
+                }
+                if file_entry.sha256.is_none() && sha256.is_some() {
+                    file_entry.sha256 = sha256;
+                    if let (true, Some(hash)) = (file_entry.name.ends_with(".sst"), sha256) {
+                        let mut cache = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+                        cache.insert(file_entry.name.clone(), (file_entry.bytes, hash));
+                    }
+                }
+                let message = Message::CheckpointData {
                     checkpoint,
                     file,
                     offset,
                     data,
+                    sha256,
                     gone: false,
-                },
-            ),
+                };
+                self.mesh.send(from, message);
+            }
             Err(error) => {
                 tracing::warn!(peer = %from, %error, "a checkpoint read failed");
                 self.mesh.send(from, gone(file));
@@ -216,7 +243,7 @@ impl Server {
     }
 
     /// Deletes checkpoints nobody read for [`SERVED_IDLE`] (all of them with `all`).
-    async fn expire(&mut self, all: bool) {
+    pub(super) async fn expire(&mut self, all: bool) {
         let now = Instant::now();
         let (gone, kept): (Vec<Served>, Vec<Served>) = std::mem::take(&mut self.served)
             .into_iter()
@@ -236,17 +263,64 @@ async fn remove_served(served: Served) {
             .await;
 }
 
-/// Up to `bytes` of `path` from `offset` (fewer at its end). Blocking.
-fn read_at(path: &Path, offset: u64, bytes: usize) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut data = Vec::with_capacity(bytes);
-    file.take(bytes as u64).read_to_end(&mut data)?;
-    Ok(data)
+/// A file hashed as the puller reads it: the bytes up to `next` are in `hasher`.
+pub(super) struct Hashing {
+    next: u64,
+    hasher: Sha256,
 }
 
-/// Makes a checkpoint of `store` in `dir` and lists its files with their hashes, and
-/// where the store stood just before it (the checkpoint holds at least that). Blocking.
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing {
+            next: 0,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+/// A piece read: its bytes, the file's hash if it ends the file, and the hashing state to
+/// keep if the file is not done.
+pub(super) type Piece = (Vec<u8>, Option<[u8; 32]>, Option<Hashing>);
+
+/// Up to `bytes` of `file` (at `path`) from `offset`, fewer at its end; and, on the piece
+/// that ends the file, its SHA-256: from the listing, else from the pieces hashed in order
+/// as they were read, else (pieces read out of order: a resumed or repeated read) from
+/// the whole file read again. The hashing state to keep, if the file is not done. Blocking.
+pub(super) fn read_and_hash(
+    path: &Path,
+    file: &CheckpointFile,
+    offset: u64,
+    bytes: usize,
+    hashing: Option<Hashing>,
+) -> std::io::Result<Piece> {
+    let mut opened = std::fs::File::open(path)?;
+    opened.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::with_capacity(bytes);
+    opened.take(bytes as u64).read_to_end(&mut data)?;
+    if file.sha256.is_some() {
+        let last = offset + data.len() as u64 == file.bytes && !data.is_empty();
+        return Ok((data, file.sha256.filter(|_| last), None));
+    }
+    let mut hashing = hashing.unwrap_or_default();
+    if offset == hashing.next {
+        hashing.hasher.update(&data);
+        hashing.next += data.len() as u64;
+    }
+    let last = offset + data.len() as u64 == file.bytes && !data.is_empty();
+    if !last {
+        return Ok((data, None, Some(hashing)));
+    }
+    let sha256 = if hashing.next == file.bytes {
+        hashing.hasher.finalize().into()
+    } else {
+        hash_file(path)?
+    };
+    Ok((data, Some(sha256), None))
+}
+
+/// Makes a checkpoint of `store` in `dir` and lists its files with the hashes known
+/// already, and where the store stood just before it (the checkpoint holds at least that).
+/// Reads no file: the cost of a listing is the checkpoint's. Blocking.
 pub(super) fn make_checkpoint(
     store: &NodeStore,
     root: &Path,
@@ -271,16 +345,10 @@ pub(super) fn make_checkpoint(
             });
         }
         let bytes = metadata.len();
-        let immutable = name.ends_with(".sst");
+        // Hashed already (SST files never change), or as the puller reads it.
         let sha256 = match cache.get(&name) {
-            Some((size, hash)) if immutable && *size == bytes => *hash,
-            _ => {
-                let hash = hash_file(&entry.path()).map_err(io_error("hashing a checkpoint"))?;
-                if immutable {
-                    cache.insert(name.clone(), (bytes, hash));
-                }
-                hash
-            }
+            Some((size, hash)) if name.ends_with(".sst") && *size == bytes => Some(*hash),
+            _ => None,
         };
         seen.insert(name.clone());
         files.push(CheckpointFile {
