@@ -36,14 +36,30 @@ fn publication(sequence: u64) -> Publication {
     }
 }
 
-async fn start_all(file: &std::path::Path, cluster: &ClusterFile) -> Vec<RunningNode> {
+/// `cluster init` of 3 ndb, 3 sync and one entry in `dir`: the file, the cluster, the entry.
+fn init_cluster(dir: &std::path::Path) -> (std::path::PathBuf, ClusterFile, u32) {
+    let options = InitOptions {
+        entries: 1,
+        base_port: free_base_port(),
+        ..InitOptions::default()
+    };
+    let report = init(dir, &options).expect("init");
+    let entry_id = report.cluster.ids(Role::Entry)[0].0;
+    (report.cluster_file, report.cluster, entry_id)
+}
+
+async fn start_all(
+    file: &std::path::Path,
+    cluster: &ClusterFile,
+    options: impl Fn() -> NodeOptions,
+) -> Vec<RunningNode> {
     let mut nodes = Vec::new();
     for id in cluster
         .ids(Role::Ndb)
         .iter()
         .chain(&cluster.ids(Role::Sync))
     {
-        let node = start_node(file, id.0, NodeOptions::default())
+        let node = start_node(file, id.0, options())
             .await
             .expect("node starts");
         nodes.push(node);
@@ -67,15 +83,8 @@ async fn publish_all(entry: &EntryHandle, sequences: std::ops::Range<u64>) -> BT
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = InitOptions {
-        entries: 1,
-        base_port: free_base_port(),
-        ..InitOptions::default()
-    };
-    let report = init(dir.path(), &options).expect("init");
-    let (file, cluster) = (report.cluster_file, report.cluster);
-    let entry_id = cluster.ids(Role::Entry)[0].0;
-    let nodes = start_all(&file, &cluster).await;
+    let (file, cluster, entry_id) = init_cluster(dir.path());
+    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
         .await
         .expect("entry");
@@ -90,7 +99,7 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
         node.stop().await.expect("clean stop");
     }
 
-    let nodes = start_all(&file, &cluster).await;
+    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
         .await
         .expect("entry");
@@ -134,14 +143,7 @@ async fn an_ndb_far_behind_pulls_a_checkpoint_and_keeps_its_temporary_segments()
 
 async fn catch_up_from_a_checkpoint(wipe: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = InitOptions {
-        entries: 1,
-        base_port: free_base_port(),
-        ..InitOptions::default()
-    };
-    let report = init(dir.path(), &options).expect("init");
-    let (file, cluster) = (report.cluster_file, report.cluster);
-    let entry_id = cluster.ids(Role::Entry)[0].0;
+    let (file, cluster, entry_id) = init_cluster(dir.path());
     let node_options = || NodeOptions {
         catch_up: fox_cluster::CatchUpOptions {
             checkpoint_after_resolutions: 0,
@@ -149,18 +151,7 @@ async fn catch_up_from_a_checkpoint(wipe: bool) {
         },
         ..NodeOptions::default()
     };
-    let mut nodes = Vec::new();
-    for id in cluster
-        .ids(Role::Ndb)
-        .iter()
-        .chain(&cluster.ids(Role::Sync))
-    {
-        nodes.push(
-            start_node(&file, id.0, node_options())
-                .await
-                .expect("node starts"),
-        );
-    }
+    let mut nodes = start_all(&file, &cluster, node_options).await;
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
         .await
         .expect("entry");
