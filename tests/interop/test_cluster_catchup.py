@@ -23,11 +23,11 @@ ENTRY_CONFIG = """
 [limits]
 history_max_messages = 1000000
 """
-# About 9 MB of incompressible payloads, pulled at 2 MB/s: a pull of several seconds,
+# About 5 MB of incompressible payloads, pulled at 1 MB/s: a pull of several seconds,
 # long enough to kill the puller in the middle.
-BULK_MESSAGES = 600
+BULK_MESSAGES = 400
 BULK_PAYLOAD_BYTES = 12 * 1024
-NODE_ARGS = ["--catch-up-after", "0", "--catch-up-rate", "2"]
+NODE_ARGS = ["--catch-up-after", "0", "--catch-up-rate", "1"]
 PAUSE_MAX_SECONDS = 5.0
 
 
@@ -36,18 +36,35 @@ def ndb_status(node):
 
 
 async def bulk_publish(entry, count):
-    """`count` large acknowledged publishes on f.bulk, 16 at a time: {payload: ID}."""
-    session = await connect(entry)
-    acked = {}
+    """`count` large acknowledged publishes on f.bulk through `entry`, 8 in flight: {payload:
+    ID}. A publish the cluster refuses is published again: bulk load can get the entry's
+    lease expired in the log (its beats ordered late, more so in a debug build) and its
+    segments aborted, which is not what this test is about (see the closing note of
+    session 21)."""
+    sessions = [await connect(entry)]
+    acked, refused = {}, []
+    pending = [f"bulk-{i}-" + base64.b64encode(os.urandom(BULK_PAYLOAD_BYTES * 3 // 4)).decode()
+               for i in range(count)]
+
+    async def publisher(session):
+        while pending:
+            payload = pending.pop()
+            try:
+                publication = await asyncio.wait_for(session.publish("f.bulk", payload, options=ACK), 30)
+                acked[payload] = publication.id
+            except Exception as error:
+                refused.append(str(error)[:120])
+                pending.append(payload)
+                await asyncio.sleep(0.2)
+                if len(refused) > count:
+                    raise
     try:
-        for start in range(0, count, 16):
-            payloads = [f"bulk-{i}-" + base64.b64encode(os.urandom(BULK_PAYLOAD_BYTES * 3 // 4)).decode()
-                        for i in range(start, min(count, start + 16))]
-            publications = await asyncio.gather(
-                *(asyncio.wait_for(session.publish("f.bulk", p, options=ACK), 30) for p in payloads))
-            acked.update((p, pub.id) for p, pub in zip(payloads, publications))
+        await asyncio.gather(*(publisher(s) for s in sessions for _ in range(8)))
     finally:
-        session.leave()
+        for session in sessions:
+            session.leave()
+    if refused:
+        print(f"bulk: {len(refused)} publishes refused and published again; first: {refused[0]}")
     return acked
 
 
