@@ -80,6 +80,18 @@ async fn publish_all(entry: &EntryHandle, sequences: std::ops::Range<u64>) -> BT
     acked
 }
 
+/// The log from its start through `entry` holds exactly `acked` (sequence -> ID), in order.
+async fn read_all_back(entry: &EntryHandle, acked: &BTreeMap<u64, u64>) {
+    let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
+    for (sequence, id) in acked {
+        let record = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+            .await
+            .expect("log in time")
+            .expect("open");
+        assert_eq!((record.publication.sequence, record.id.0), (*sequence, *id));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -103,14 +115,7 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
         .await
         .expect("entry");
-    let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
-    for (sequence, id) in &acked {
-        let record = tokio::time::timeout(Duration::from_secs(20), subscription.next())
-            .await
-            .expect("log in time")
-            .expect("open");
-        assert_eq!((record.publication.sequence, record.id.0), (*sequence, *id));
-    }
+    read_all_back(&entry, &acked).await;
     let later = publish_all(&entry, 400..410).await;
     let highest = ids.last().copied().unwrap_or(0);
     assert!(
@@ -204,14 +209,7 @@ async fn catch_up_from_a_checkpoint(wipe: bool) {
         }
         syncs
     };
-    let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
-    for (sequence, id) in &acked {
-        let record = tokio::time::timeout(Duration::from_secs(20), subscription.next())
-            .await
-            .expect("log in time")
-            .expect("open");
-        assert_eq!((record.publication.sequence, record.id.0), (*sequence, *id));
-    }
+    read_all_back(&entry, &acked).await;
     assert!(
         !data.join(fox_cluster::checkpoint::STAGING_DIR).exists(),
         "nothing staged is left"
