@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::disk;
-use crate::error::ClusterError;
+use crate::error::{blocking, ClusterError};
 use crate::mesh::Mesh;
 
 /// Inbox messages handled per turn at most, so timers and the disk get their turn.
@@ -417,11 +417,7 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
 
     async fn persist(&self, batch: NodeBatch, fsync: bool) -> Result<(), ClusterError> {
         let store = Arc::clone(&self.store);
-        let write = tokio::task::spawn_blocking(move || store.persist(&batch, fsync));
-        match write.await {
-            Ok(result) => result,
-            Err(error) => Err(ClusterError::Task(error.to_string())),
-        }
+        blocking(move || store.persist(&batch, fsync)).await
     }
 }
 

@@ -70,6 +70,17 @@ pub enum ClusterError {
     },
 }
 
+/// Runs `work` on tokio's blocking pool (disk reads, fsyncs, hashing); a task that
+/// panicked or was cancelled is a [`ClusterError::Task`].
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => Err(ClusterError::Task(error.to_string())),
+    }
+}
+
 /// Why a publish through an [`EntryHandle`](crate::EntryHandle) got no permanent ID.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::{ClusterFile, NodeSpec, Role};
 use crate::disk;
 use crate::driver::{Driver, NodeStatus, SHUTDOWN_GRACE};
-use crate::error::ClusterError;
+use crate::error::{blocking, ClusterError};
 use crate::mesh::{Mesh, MeshConfig, MeshLimits};
 
 /// Messages from peers waiting for the node's task at most.
@@ -238,15 +238,12 @@ impl NdbStart {
             data: store.path().to_path_buf(),
             sync_mode: self.sync_mode,
             options: self.catch_up,
-            own: fox_sequencer::NodeReport {
-                term: 0,
-                leader: None,
-                commit_index: 0,
-                resolutions: 0,
+            own: NodeStatus {
                 applied_index,
                 last_id,
-                temp_segments: 0,
-            },
+                ..NodeStatus::default()
+            }
+            .report(),
             dropped: 0,
         };
         // Only this task holds the store: the puller may close and replace it.
@@ -298,18 +295,15 @@ async fn open_store(spec: &NodeSpec, sync_mode: SyncMode) -> Result<Arc<NodeStor
         _ => disk::SYNC_FAMILIES,
     };
     let ndb = spec.role == Role::Ndb;
-    let opened = tokio::task::spawn_blocking(move || {
+    let store = blocking(move || {
         // A checkpoint swap that a crash cut short is finished before the store opens.
         if ndb && crate::checkpoint::finish_swap(&data)? {
             tracing::info!("finished swapping in a pulled checkpoint");
         }
-        Ok::<_, ClusterError>(NodeStore::open(&data, families, sync_mode)?)
+        Ok(NodeStore::open(&data, families, sync_mode)?)
     })
-    .await;
-    match opened {
-        Ok(store) => Ok(Arc::new(store?)),
-        Err(error) => Err(ClusterError::Task(error.to_string())),
-    }
+    .await?;
+    Ok(Arc::new(store))
 }
 
 enum Core {
@@ -338,7 +332,7 @@ async fn spawn_core(
     let (id, role) = (spec.node_id(), spec.role);
     let snapshot_interval_entries = spec.snapshot_interval_entries;
     let seed: u64 = rand::thread_rng().gen();
-    let rebuilt = tokio::task::spawn_blocking(move || match role {
+    blocking(move || match role {
         Role::Ndb => {
             let records = disk::ndb_records(&store)?;
             let mut config = NdbConfig::new(id, membership);
@@ -390,11 +384,7 @@ async fn spawn_core(
             Ok(Core::Sync(Box::new(sync), log_last_index))
         }
     })
-    .await;
-    match rebuilt {
-        Ok(core) => core,
-        Err(error) => Err(ClusterError::Task(error.to_string())),
-    }
+    .await
 }
 
 async fn wait_for_signal() {

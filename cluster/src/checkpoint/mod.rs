@@ -38,7 +38,7 @@ use fox_sequencer::config::wire_limits::{
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::error::ClusterError;
+use crate::error::{blocking, ClusterError};
 
 mod pull;
 mod serve;
@@ -114,15 +114,6 @@ impl Default for CatchUpOptions {
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     let context = context.into();
     move |source| ClusterError::Io { context, source }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
-) -> Result<T, ClusterError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(error) => Err(ClusterError::Task(error.to_string())),
-    }
 }
 
 /// Whether `name` may be a checkpoint file: a plain name of RocksDB's kind, never a
