@@ -33,6 +33,7 @@
 use fox_wamp_proto::{Dict, Value};
 
 use crate::durable::{encode, history_publication, history_value, payload_from, payload_value};
+use crate::follow::applier::LEASE_RULE;
 use crate::message::{KvWrite, Publication, PublishOptions, SessionId};
 use crate::topic::Topic;
 
@@ -135,6 +136,9 @@ pub enum Record {
         node: u32,
         /// Its new incarnation.
         incarnation: u64,
+        /// The lease rule its binary applies (`follow::applier::LEASE_RULE`; 1 when the
+        /// record does not say: a binary from before the rule had a number).
+        rule: u64,
     },
     /// An entry stops cleanly (SIGTERM): its lease ends now, its sessions that hold keys
     /// with it (their wills are written by another entry).
@@ -150,6 +154,8 @@ pub enum Record {
         node: u32,
         /// Its incarnation.
         incarnation: u64,
+        /// The lease rule its binary applies (as in `EntryStarted`).
+        rule: u64,
     },
     /// The state of MQTT client `client`'s session (`None`: it ended), written by `owner`,
     /// the session serving it; `handover`: its last word after another entry claimed it.
@@ -412,22 +418,32 @@ pub fn encode_mqtt_claim(realm: &str, client: &str, owner: &Owner) -> Vec<u8> {
 
 /// An entry (re)started.
 pub fn encode_entry_started(node: u32, incarnation: u64) -> Vec<u8> {
-    encode_entry_record("start", node, incarnation)
+    encode_entry_record("start", node, incarnation, Some(LEASE_RULE))
 }
 
 /// An entry's clean stop.
 pub fn encode_entry_left(node: u32, incarnation: u64) -> Vec<u8> {
-    encode_entry_record("leave", node, incarnation)
+    encode_entry_record("leave", node, incarnation, None)
 }
 
 /// An entry's lease renewal.
 pub fn encode_beat(node: u32, incarnation: u64) -> Vec<u8> {
-    encode_entry_record("beat", node, incarnation)
+    encode_entry_record("beat", node, incarnation, Some(LEASE_RULE))
 }
 
-fn encode_entry_record(op: &str, node: u32, incarnation: u64) -> Vec<u8> {
+/// A start or a beat as a binary of lease rule `rule` writes it (1: without the field, as
+/// binaries from before the rule had a number did), for tests of mixed clusters.
+#[cfg(test)]
+pub fn encode_entry_record_of_rule(op: &str, node: u32, incarnation: u64, rule: u64) -> Vec<u8> {
+    encode_entry_record(op, node, incarnation, (rule > 1).then_some(rule))
+}
+
+fn encode_entry_record(op: &str, node: u32, incarnation: u64, rule: Option<u64>) -> Vec<u8> {
     let mut o = Dict::new();
     o.insert("op".into(), Value::from(op));
+    if let Some(rule) = rule {
+        o.insert("lr".into(), Value::from(rule));
+    }
     let owner = Owner {
         node,
         incarnation,
@@ -466,6 +482,14 @@ pub fn decode(id: u64, publisher: SessionId, bytes: &[u8]) -> Option<Record> {
     }
 }
 
+/// The lease rule a start or a beat names: 1 if it names none (`None`: not a number).
+fn lease_rule(o: &mut Dict) -> Option<u64> {
+    match o.remove("lr") {
+        None => Some(1),
+        Some(rule) => rule.as_u64(),
+    }
+}
+
 /// A record about a session or an entry, not a message.
 fn decode_control(
     op: &str,
@@ -485,9 +509,17 @@ fn decode_control(
                 abnormal,
             }
         }
-        "start" => Record::EntryStarted { node, incarnation },
+        "start" => Record::EntryStarted {
+            node,
+            incarnation,
+            rule: lease_rule(&mut o)?,
+        },
         "leave" => Record::EntryLeft { node, incarnation },
-        "beat" => Record::Beat { node, incarnation },
+        "beat" => Record::Beat {
+            node,
+            incarnation,
+            rule: lease_rule(&mut o)?,
+        },
         "flush" => Record::TestamentsFlushed { realm, owner },
         "ms" => {
             let body = match message {

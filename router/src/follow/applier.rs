@@ -30,6 +30,18 @@
 //! stops its sessions with keys before that can happen (`follow::SELF_FENCE_MS` after the
 //! last beat it saw ordered), and when it applies its own expiry it starts a new life
 //! ([`Action::Fenced`]).
+//!
+//! A stall is not a death: when the whole log stops (every ndb's disk stalls, the sync
+//! tier pauses), no record is decided, and the first one after it is far later in log time
+//! than every entry's last beat. Under lease rule 2 ([`LEASE_RULE`]) the lease counts log
+//! time without stalls: of the gap between two consecutive records, only
+//! [`STALL_GAP_MS`] counts. While any entry lives its beats are at most [`BEAT_MS`]
+//! apart, so a dead entry's lease still lapses [`LEASE_MS`] after its last beat; a log
+//! that stopped for everyone expires nobody. (The entry's own `SELF_FENCE_MS` still counts
+//! real time: it cannot tell a stall from a partition that cuts it off alone.) Every start
+//! and beat names the rule of its binary, and rule 2 holds at a record only when every live
+//! lease's last start or beat named it: a cluster that still runs an older binary decides
+//! by rule 1, as that binary does.
 
 // A sans-IO core: time, randomness and tasks come from its caller (router/clippy.toml).
 #![deny(clippy::disallowed_methods)]
@@ -53,6 +65,15 @@ pub const BEAT_MS: u64 = 300;
 
 /// An entry whose last beat is older than this, in log time, has lost its lease.
 pub const LEASE_MS: u64 = 1_500;
+
+/// The lease rule this binary applies and names in its starts and beats: 1, log time as it
+/// is; 2, log time without stalls (the module's comment).
+pub const LEASE_RULE: u64 = 2;
+
+/// Under lease rule 2, the most of the gap between two consecutive records that counts
+/// toward a lease: above [`BEAT_MS`], so that a log carried by live entries' beats counts
+/// in full.
+pub const STALL_GAP_MS: u64 = 500;
 
 /// The time of permanent ID `id` (Unix ms): its vote's, to the ms (DESIGN.md's ID format).
 pub fn log_time_ms(id: u64) -> u64 {
@@ -243,6 +264,11 @@ pub struct Applier {
     started: HashMap<u32, u64>,
     /// Live leases: entry -> (incarnation, log time of its last beat).
     leases: HashMap<u32, (u64, u64)>,
+    /// Per live lease, the rule its last start or beat named and the stalled log time
+    /// ([`LogClock::stalled_ms`]) at that beat.
+    marks: HashMap<u32, leases::Mark>,
+    /// The log time of the last record applied, and how much of it was stalls.
+    clock: leases::LogClock,
     /// Per entry, the highest incarnation whose lease expired: its sessions are gone.
     expired: HashMap<u32, u64>,
     /// Entries' ranks for the coordinator (absent: 0).
@@ -271,6 +297,8 @@ impl Applier {
             realms: HashMap::new(),
             started: HashMap::new(),
             leases: HashMap::new(),
+            marks: HashMap::new(),
+            clock: leases::LogClock::default(),
             expired: HashMap::new(),
             ranks: HashMap::new(),
             coordinator: None,
@@ -322,6 +350,7 @@ impl Applier {
         now_ms: u64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        self.tick_clock(id);
         self.apply_one(id, publisher, record, &realm, now_ms, &mut out);
         self.expire(id, &realm, now_ms, &mut out);
         self.coordinate(id, &mut out);
@@ -418,7 +447,11 @@ impl Applier {
                 }
                 self.ask_wills(now_ms, out);
             }
-            Record::Beat { node, incarnation } => self.renew(node, incarnation, id, out),
+            Record::Beat {
+                node,
+                incarnation,
+                rule,
+            } => self.renew((node, incarnation), rule, id, out),
             Record::EntryLeft { node, incarnation } => {
                 self.end_lease((node, incarnation), Change::Left, id, realm, now_ms, out);
             }
@@ -434,8 +467,12 @@ impl Applier {
                 client,
                 owner,
             } => self.mqtt_claim((name, client), owner, now_ms, out),
-            Record::EntryStarted { node, incarnation } => {
-                self.entry_started((node, incarnation), id, realm, now_ms, out);
+            Record::EntryStarted {
+                node,
+                incarnation,
+                rule,
+            } => {
+                self.entry_started((node, incarnation), rule, id, realm, now_ms, out);
             }
         }
     }

@@ -273,7 +273,7 @@ fn apply_record(
         Some(decoded) => {
             // This life's own start: every record before it (this entry's earlier lives'
             // sessions among them) has been applied here.
-            let own_start = matches!(&decoded, record::Record::EntryStarted { node, incarnation }
+            let own_start = matches!(&decoded, record::Record::EntryStarted { node, incarnation, .. }
                 if *node == engine.node() && *incarnation == engine.incarnation());
             let actions =
                 applier.apply(id, publisher, decoded, |name| router.realm(name), unix_ms());

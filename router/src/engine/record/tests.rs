@@ -151,7 +151,8 @@ fn wake_will_end_and_start_records_read_back() {
         decode(53, 0, &start),
         Some(Record::EntryStarted {
             node: 4,
-            incarnation: 9
+            incarnation: 9,
+            rule: crate::follow::applier::LEASE_RULE,
         })
     ));
     assert!(matches!(
@@ -165,8 +166,14 @@ fn wake_will_end_and_start_records_read_back() {
         decode(54, 0, &encode_beat(4, 9)),
         Some(Record::Beat {
             node: 4,
-            incarnation: 9
+            incarnation: 9,
+            rule: crate::follow::applier::LEASE_RULE,
         })
+    ));
+    // A binary from before lease rules had numbers names none: rule 1.
+    assert!(matches!(
+        decode(56, 0, &encode_entry_record_of_rule("beat", 4, 9, 1)),
+        Some(Record::Beat { rule: 1, .. })
     ));
 }
 

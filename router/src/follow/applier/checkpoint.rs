@@ -91,6 +91,12 @@ impl Applier {
         lines.extend(self.started.iter().map(|e| format!("started {e:?}")));
         lines.extend(self.leases.iter().map(|e| format!("lease {e:?}")));
         lines.extend(self.expired.iter().map(|e| format!("expired {e:?}")));
+        // Only while rule 2 holds (no live entry runs a binary without it), so that entries
+        // of both binaries have the same digest while they share the log.
+        if self.stalls_excluded() {
+            lines.push(format!("stalled {}", self.clock.stalled_ms));
+            lines.extend(self.marks.iter().map(|e| format!("mark {e:?}")));
+        }
         lines.push(format!("coordinator {:?}", self.coordinator));
         self.sessions.digest_lines(&mut lines);
         lines.sort();

@@ -21,7 +21,9 @@ use crate::durable::encode;
 use crate::engine::record::{self, Record};
 
 /// The format's version: a snapshot of another version is not read (the log is replayed).
-const VERSION: u64 = 1;
+/// 2: with the log clock and the leases' marks (lease rule 2), which a snapshot of version 1
+/// cannot give back exactly.
+const VERSION: u64 = 2;
 
 impl Applier {
     /// The derived state, encoded.
@@ -98,12 +100,30 @@ impl Applier {
                 ])
             })
             .collect();
+        let mut marks: Vec<_> = self.marks.iter().collect();
+        marks.sort_unstable_by_key(|(node, _)| **node);
+        let marks = marks
+            .into_iter()
+            .map(|(node, mark)| {
+                Value::List(vec![
+                    Value::from(*node),
+                    Value::from(mark.rule),
+                    Value::from(mark.stalled_ms),
+                ])
+            })
+            .collect();
+        let clock = Value::List(vec![
+            Value::from(self.clock.last_ms),
+            Value::from(self.clock.stalled_ms),
+        ]);
         let snapshot = dict([
             ("v", Value::from(VERSION)),
             ("realms", Value::List(realms)),
             ("started", pairs(&self.started)),
             ("expired", pairs(&self.expired)),
             ("leases", Value::List(leases)),
+            ("marks", Value::List(marks)),
+            ("clock", clock),
             (
                 "coordinator",
                 self.coordinator.map_or(Value::Null, Value::from),
@@ -208,6 +228,20 @@ impl Applier {
                 .leases
                 .insert(node, (life.as_u64()?, beat.as_u64()?));
         }
+        for mark in list(s.remove("marks"))? {
+            let [node, rule, stalled_ms] = <[Value; 3]>::try_from(list(Some(mark))?).ok()?;
+            let node = u32::try_from(node.as_u64()?).ok()?;
+            let mark = super::leases::Mark {
+                rule: rule.as_u64()?,
+                stalled_ms: stalled_ms.as_u64()?,
+            };
+            applier.marks.insert(node, mark);
+        }
+        let [last_ms, stalled_ms] = <[Value; 2]>::try_from(list(s.remove("clock"))?).ok()?;
+        applier.clock = super::leases::LogClock {
+            last_ms: last_ms.as_u64()?,
+            stalled_ms: stalled_ms.as_u64()?,
+        };
         applier.coordinator = match s.remove("coordinator")? {
             Value::Null => None,
             node => Some(u32::try_from(node.as_u64()?).ok()?),

@@ -511,7 +511,7 @@ fn beats_keep_a_lease_and_its_sessions_keys() {
 fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refused() {
     let mut one = Entry::new(1);
     let mut two = Entry::new(2);
-    let log = [
+    let mut log = vec![
         (at(0, 0), 0, record::encode_entry_started(1, INC)),
         (at(0, 1), 0, record::encode_entry_started(2, INC)),
         (
@@ -519,8 +519,11 @@ fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refu
             10,
             conditional("k", Some("a"), owner(1, 10), 1, None, false, Some(None)),
         ),
-        (at(1_600, 0), 0, record::encode_beat(2, INC)),
     ];
+    // Entry 2 beats on; entry 1's beats are not ordered (it is cut off).
+    for k in 1..=6 {
+        log.push((at(300 * k, 0), 0, record::encode_beat(2, INC)));
+    }
     let mut fenced = Vec::new();
     for (id, publisher, bytes) in &log {
         fenced.extend(one.apply(*id, *publisher, bytes));
@@ -532,8 +535,8 @@ fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refu
     // absence and the value show it).
     let late = conditional("k2", Some("late"), owner(1, 10), 2, None, false, None);
     one.applier.set_incarnation(INC + 7);
-    assert!(resolved(&one.apply(at(1_601, 0), 10, &late)).is_empty());
-    two.apply(at(1_601, 0), 10, &late);
+    assert!(resolved(&one.apply(at(1_801, 0), 10, &late)).is_empty());
+    two.apply(at(1_801, 0), 10, &late);
     assert_eq!(two.value("k2"), Value::Null);
     // The new life's writes go through.
     let fresh = conditional(
@@ -545,12 +548,86 @@ fn an_entry_that_sees_its_own_lease_expire_is_fenced_and_its_old_writes_are_refu
         false,
         None,
     );
-    one.apply(at(1_602, 0), 0, &record::encode_entry_started(1, INC + 7));
+    one.apply(at(1_802, 0), 0, &record::encode_entry_started(1, INC + 7));
     assert_eq!(
-        resolved(&one.apply(at(1_603, 0), 11, &fresh)),
-        vec![(3, Ok(at(1_603, 0)))]
+        resolved(&one.apply(at(1_803, 0), 11, &fresh)),
+        vec![(3, Ok(at(1_803, 0)))]
     );
     assert_eq!(one.value("k2"), Value::from("new"));
+}
+
+/// Entries 1-3 (entry `n` of lease rule `rules[n - 1]`) start and beat every 300 ms until
+/// 900 ms; then nothing is decided for 5 s (a whole tier stalled); then entries
+/// `after` beat on every 300 ms until 7,400 ms. The leases lost, as entries 1 and 2 both see
+/// them (they must agree).
+fn losses_over_a_stall(rules: [u64; 3], after: &[u32]) -> Vec<Action> {
+    let mut one = Entry::new(1);
+    let mut two = Entry::new(2);
+    let mut log = Vec::new();
+    for node in 1..=3u32 {
+        let rule = rules[node as usize - 1];
+        let start = record::encode_entry_record_of_rule("start", node, INC, rule);
+        log.push((at(0, u64::from(node)), start));
+    }
+    let beat = |node: u32, t: u64| {
+        let rule = rules[node as usize - 1];
+        let bytes = record::encode_entry_record_of_rule("beat", node, INC, rule);
+        (at(t, u64::from(node)), bytes)
+    };
+    for t in [300, 600, 900] {
+        log.extend((1..=3).map(|node| beat(node, t)));
+    }
+    for t in (5_900..=7_400).step_by(300) {
+        log.extend(after.iter().map(|&node| beat(node, t)));
+    }
+    let mut lost = Vec::new();
+    for (id, bytes) in &log {
+        let seen = membership(&one.apply(*id, 0, bytes));
+        assert_eq!(seen, membership(&two.apply(*id, 0, bytes)), "at {id}");
+        lost.extend(seen.into_iter().filter(|a| {
+            matches!(
+                a,
+                Action::Member {
+                    change: Change::Lost,
+                    ..
+                }
+            )
+        }));
+    }
+    assert_eq!(one.applier.digest(), two.applier.digest());
+    lost
+}
+
+#[test]
+fn a_log_that_stalls_for_everyone_expires_no_lease() {
+    let rule = LEASE_RULE;
+    assert_eq!(losses_over_a_stall([rule; 3], &[1, 2, 3]), vec![]);
+}
+
+#[test]
+fn under_lease_rule_1_or_with_one_entry_of_it_a_stall_expires_every_other_lease() {
+    // The first record after the stall (entry 1's beat) expires entries 2 and 3: rule 1, as
+    // binaries before rule 2 decide, and so every entry while one of them lives.
+    let expected = vec![
+        member(2, Change::Lost, at(5_900, 1)),
+        member(3, Change::Lost, at(5_900, 1)),
+    ];
+    assert_eq!(losses_over_a_stall([1; 3], &[1, 2, 3]), expected);
+    let mixed = [LEASE_RULE, LEASE_RULE, 1];
+    assert_eq!(losses_over_a_stall(mixed, &[1, 2, 3]), expected);
+}
+
+#[test]
+fn an_entry_that_died_in_a_stall_lapses_a_lease_time_of_the_others_beats_after_it() {
+    // Entry 3 beat last at 900 ms. Of the 5 s stall, STALL_GAP_MS counts: its lease lapses
+    // at the first record more than LEASE_MS - STALL_GAP_MS after the stall (6,900 ms), the
+    // beat at 7,100 ms.
+    assert_eq!(STALL_GAP_MS, 500);
+    let rule = LEASE_RULE;
+    assert_eq!(
+        losses_over_a_stall([rule; 3], &[1, 2]),
+        vec![member(3, Change::Lost, at(7_100, 1))]
+    );
 }
 
 /// The membership actions (joins, leaves, losses, coordinators) among `actions`.
@@ -1010,7 +1087,8 @@ mod same_state_everywhere {
         Testament(u32, u64, u32, bool),
         Flush(u32, u64),
         Start(u32),
-        Beat(u32),
+        /// A beat; `true`: as a binary of lease rule 1 writes it.
+        Beat(u32, bool),
         Leave(u32),
         MqttState(u8, u32, Option<u8>, bool),
         MqttClaim(u8, u32),
@@ -1038,12 +1116,12 @@ mod same_state_everywhere {
                 .prop_map(|(n, s, i, f)| Op::Testament(n, s, i, f)),
             1 => (node.clone(), session.clone()).prop_map(|(n, s)| Op::Flush(n, s)),
             1 => node.clone().prop_map(Op::Start),
-            6 => node.clone().prop_map(Op::Beat),
+            6 => (node.clone(), proptest::bool::weighted(0.2)).prop_map(|(n, old)| Op::Beat(n, old)),
             1 => node.clone().prop_map(Op::Leave),
             4 => (0u8..3, node.clone(), proptest::option::of(0u8..3), any::<bool>())
                 .prop_map(|(c, n, b, h)| Op::MqttState(c, n, b, h)),
             2 => (0u8..3, node.clone()).prop_map(|(c, n)| Op::MqttClaim(c, n)),
-            3 => (1u64..1_000).prop_map(Op::Pause),
+            3 => (1u64..2_500).prop_map(Op::Pause),
             2 => (0u64..10_000).prop_map(Op::Tick),
             1 => Just(Op::Restore),
         ]
@@ -1099,7 +1177,11 @@ mod same_state_everywhere {
                 record::encode_testaments_flushed("realm1", &life(node, session)),
             ),
             Op::Start(node) => (0, record::encode_entry_started(node, lives[&node])),
-            Op::Beat(node) => (0, record::encode_beat(node, lives[&node])),
+            Op::Beat(node, false) => (0, record::encode_beat(node, lives[&node])),
+            Op::Beat(node, true) => (
+                0,
+                record::encode_entry_record_of_rule("beat", node, lives[&node], 1),
+            ),
             Op::Leave(node) => (0, record::encode_entry_left(node, lives[&node])),
             Op::MqttState(client, node, body, handover) => {
                 let body = body.map(|b| vec![b]);
