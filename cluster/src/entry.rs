@@ -44,10 +44,12 @@ pub struct EntryOptions {
     pub queue_publishes_max: usize,
     /// Records queued per subscriber at most; beyond, it gets `Lagged`. Default 65536.
     pub subscriber_queue_records_max: usize,
-    /// With publishes waiting and no ack or rejection for this long, the entry starts
-    /// afresh (an entry keeps no durable state): its waiting publishes fail with `Timeout`.
-    /// This frees an entry whose segment the cluster aborted before a quorum stored it
-    /// (ndb then ignores its KEEP retries). In ms; default 3000.
+    /// With publishes waiting and no ack or rejection for this long while a quorum of ndb
+    /// and a sync node answer (so the cluster runs, and this entry's segments do not move),
+    /// the entry starts afresh (an entry keeps no durable state): its waiting publishes
+    /// fail with `Stalled` (outcome unknown). A safety net for an entry wedged by what it
+    /// did not hear; a stalled tier (every ndb's disk, the whole sync tier) answers nothing
+    /// and resets nobody: a fresh entry would wait for the same nodes. In ms; default 3000.
     pub stall_reset_ms: u64,
     /// Mesh limits and timings.
     pub mesh: MeshLimits,
@@ -159,6 +161,7 @@ impl EntryHandle {
             config,
             stall_reset: Duration::from_millis(options.stall_reset_ms),
             last_progress: tokio::time::Instant::now(),
+            heard: HashMap::new(),
             clock,
             mesh: mesh.clone(),
             inbox,
@@ -352,6 +355,9 @@ struct EntryTask {
     config: EntryConfig,
     stall_reset: Duration,
     last_progress: tokio::time::Instant,
+    /// When each node was last heard from (any message; STATUS answers at least every
+    /// `status_query` while it runs).
+    heard: HashMap<NodeId, tokio::time::Instant>,
     clock: Clock,
     mesh: Mesh,
     inbox: mpsc::Receiver<(NodeId, Message)>,
@@ -422,10 +428,16 @@ impl EntryTask {
         }
     }
 
-    /// Starts a fresh `Entry` when publishes wait and nothing was decided for too long.
+    /// Starts a fresh `Entry` when publishes wait and nothing was decided for too long
+    /// while the cluster answered.
     fn reset_if_stalled(&mut self) {
         if self.waiting.is_empty() {
-            self.last_progress = tokio::time::Instant::now();
+            self.progressed();
+            return;
+        }
+        if !self.cluster_answers() {
+            // A stalled tier: the clock of the reset runs only while the cluster answers.
+            self.progressed();
             return;
         }
         if self.last_progress.elapsed() < self.stall_reset {
@@ -444,7 +456,7 @@ impl EntryTask {
         for (id, sink) in &self.sinks {
             self.entry.subscribe(*id, PermanentId(sink.last));
         }
-        self.last_progress = tokio::time::Instant::now();
+        self.progressed();
         self.carry_out();
         self.feed_queue();
     }
@@ -464,7 +476,25 @@ impl EntryTask {
         }
     }
 
+    /// Something of this entry's was decided (or nothing waits).
+    fn progressed(&mut self) {
+        self.last_progress = tokio::time::Instant::now();
+    }
+
+    /// Whether a quorum of ndb and a sync node answer: each was heard from within two
+    /// status queries.
+    fn cluster_answers(&self) -> bool {
+        let membership = &self.config.membership;
+        let recent = self.status_query * 2;
+        let heard = |nodes: &[NodeId]| {
+            let answers = |n: &&NodeId| self.heard.get(*n).is_some_and(|at| at.elapsed() < recent);
+            nodes.iter().filter(answers).count()
+        };
+        heard(&membership.ndbs) >= membership.ndb_quorum() && heard(&membership.syncs) >= 1
+    }
+
     fn on_message(&mut self, from: NodeId, message: Message) {
+        self.heard.insert(from, tokio::time::Instant::now());
         match message {
             Message::Status(report) => {
                 let now = tokio::time::Instant::now();
@@ -548,13 +578,13 @@ impl EntryTask {
     fn on_event(&mut self, event: EntryEvent) {
         match event {
             EntryEvent::Acked { advance, id, .. } => {
-                self.last_progress = tokio::time::Instant::now();
+                self.progressed();
                 if let Some(reply) = self.waiting.remove(&advance) {
                     let _ = reply.send(Ok(id));
                 }
             }
             EntryEvent::Rejected { advance, .. } => {
-                self.last_progress = tokio::time::Instant::now();
+                self.progressed();
                 if let Some(reply) = self.waiting.remove(&advance) {
                     let _ = reply.send(Err(EntryError::Rejected));
                 }

@@ -89,6 +89,9 @@ pub struct Ndb {
     /// again (at most `FETCH_AHEAD_MAX` entries).
     asked: BTreeMap<SegmentId, u64>,
     abort_target: usize,
+    /// The latest `now_ms` seen: a jump beyond [`PAUSE_GAP_MS`] is a pause of this node
+    /// (`aborts.rs`), not its owners' silence.
+    last_now_ms: u64,
     /// Long polls: READs at (or past) the end of the log, by reader and `after`, with
     /// their deadline; answered when the log grows past `after` or at the deadline. At
     /// most `PARKED_PER_READER_MAX` per reader (its oldest position goes first).
@@ -127,6 +130,7 @@ impl Ndb {
             asked: BTreeMap::new(),
             fetch_target: 0,
             abort_target: 0,
+            last_now_ms: 0,
             parked: BTreeMap::new(),
             out: Ready::default(),
         }
@@ -168,6 +172,7 @@ impl Ndb {
 
     /// One message from `from`. Messages that make no sense here are ignored.
     pub fn handle_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        self.observe_time(now_ms);
         match message {
             Message::Keep {
                 segment,
@@ -197,6 +202,7 @@ impl Ndb {
     /// Timers: group commit, pulling resolutions, fetching, aborting segments whose owner
     /// fell silent.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.observe_time(now_ms);
         if self.commit_at_ms.is_some_and(|at| now_ms >= at) {
             self.commit_at_ms = None;
             self.out.fsync = true;

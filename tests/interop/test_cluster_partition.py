@@ -14,10 +14,9 @@ fenced by it) is not cut.
 What clients see (autobahn-python, paho-mqtt), as `docs/cluster.md` says:
 - before: a lock is held by a client on entry 1, a client on entry 2 waits for it (`watch`);
 - partitioned: entry 1 answers acknowledged publishes with an error (WAMP
-  `wamp.error.unavailable`, MQTT 5 PUBACK 0x80) within its publish timeout (measured: 3 s,
-  when the entry resets after `stall_reset_ms` without progress), never an ack; entries 2
-  and 3 keep
-  acknowledging; entry 1 ends the holder's session itself (no beat ordered for 1 s; GOODBYE
+  `wamp.error.unavailable`, MQTT 5 PUBACK 0x80) within its publish timeout (5 s: the
+  entry does not reset its core while no ndb or sync node answers it), never an ack;
+  entries 2 and 3 keep acknowledging; entry 1 ends the holder's session itself (no beat ordered for 1 s; GOODBYE
   `wamp.close.killed`, saying the entry lost its lease) before
   the lease (1.5 s) passes the lock to the waiter; a conditional write through entry 1 that
   its stale table would accept is never acknowledged; entries 2 and 3 show entry 1 `lost`;

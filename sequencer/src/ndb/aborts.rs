@@ -4,13 +4,33 @@
 //! fixed time after the segment arrived: a live entry whose segments wait for a sync
 //! leader keeps naming them, and they wait. The ABORT goes through sync's vote, whose
 //! first decision for a segment stands: one already made permanent stays so.
+//!
+//! A pause of this ndb (a stopped process, a stalled disk under the driver, a host that
+//! slept) is not its owners' silence: their UNDECIDED wait unread in its input meanwhile.
+//! Time that passes between two calls more than [`PAUSE_GAP_MS`] apart (the driver calls
+//! at least every `pull_ms` while it runs) is added to every waiting abort's deadline.
 
 use super::Ndb;
 use crate::config::wire_limits::UNDECIDED_SEGMENTS_MAX;
 use crate::id::{NodeId, SegmentId};
 use crate::message::Message;
 
+/// A gap between two calls of the ndb above this is a pause of this node, in ms.
+pub const PAUSE_GAP_MS: u64 = 250;
+
 impl Ndb {
+    /// Notes the time of a call; after a pause, the aborts not asked for yet wait as long
+    /// again.
+    pub(super) fn observe_time(&mut self, now_ms: u64) {
+        let gap = now_ms.saturating_sub(self.last_now_ms);
+        if self.last_now_ms != 0 && gap > PAUSE_GAP_MS {
+            for temp in self.temp.values_mut().filter(|temp| !temp.aborting) {
+                temp.abort_at_ms = temp.abort_at_ms.saturating_add(gap);
+            }
+        }
+        self.last_now_ms = self.last_now_ms.max(now_ms);
+    }
+
     /// Its owner named `segment` (a KEEP, an UNDECIDED): it lives and wants it, so the
     /// abort waits `abort_after_ms` from now, unless this ndb asks for it already.
     pub(super) fn named(&mut self, owner: NodeId, segment: SegmentId, now_ms: u64) {

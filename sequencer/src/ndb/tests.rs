@@ -325,6 +325,30 @@ fn a_segment_its_owner_names_within_abort_after_ms_is_not_aborted() {
     assert_eq!(sent.first(), Some(&(3_100 + abort_after_ms, segment)));
 }
 
+/// The ndb itself stopped for 4 s (SIGSTOP, a stalled disk under its driver): its owner's
+/// UNDECIDED waited unread in its input meanwhile, so the pause does not count as the
+/// owner's silence. The abort waits abort_after_ms of time this ndb ran.
+#[test]
+fn a_pause_of_the_ndb_is_not_its_owners_silence() {
+    let mut ndb = ndb();
+    let abort_after_ms = ndb.config.abort_after_ms;
+    let (segment, keep) = keep_cut_at(1_000, 1);
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    assert!(run_timers(&mut ndb, 1_001, 1_100).is_empty());
+    // Resumed 4 s later: the timers run before the input is read.
+    let resumed_ms = 5_100;
+    assert!(run_timers(&mut ndb, resumed_ms, resumed_ms).is_empty());
+    ndb.handle_message(NodeId(0), undecided(&[segment]), resumed_ms);
+    assert!(run_timers(&mut ndb, resumed_ms + 1, resumed_ms + abort_after_ms - 1).is_empty());
+    // Its owner silent from then on: aborted abort_after_ms after the last name.
+    let sent = run_timers(
+        &mut ndb,
+        resumed_ms + abort_after_ms,
+        resumed_ms + abort_after_ms,
+    );
+    assert_eq!(sent, vec![(resumed_ms + abort_after_ms, segment)]);
+}
+
 #[test]
 fn an_orphan_is_aborted_after_its_owners_silence_even_if_the_owner_speaks_again() {
     let mut ndb = ndb();
