@@ -88,6 +88,8 @@ type Reply = oneshot::Sender<Result<PermanentId, EntryError>>;
 
 enum Command {
     Publish(Publication, Reply),
+    /// A publish that goes ahead of the queued ones (an entry's lease beat).
+    PublishFirst(Publication, Reply),
     Subscribe(u64, PermanentId, Sink),
     Unsubscribe(u64),
     /// Another entry's lease expired: abort its segments cut until then (Unix ms).
@@ -168,6 +170,7 @@ impl EntryHandle {
             commands,
             shutdown: shutdown_receiver,
             queue: VecDeque::new(),
+            first: VecDeque::new(),
             queue_max: options.queue_publishes_max,
             waiting: HashMap::new(),
             sinks: HashMap::new(),
@@ -199,9 +202,30 @@ impl EntryHandle {
         &self,
         publication: Publication,
     ) -> impl Future<Output = Result<PermanentId, EntryError>> + Send + 'static {
+        self.send_publish(publication, Command::Publish)
+    }
+
+    /// As [`EntryHandle::publish`], but ahead of every publish that waits for the entry
+    /// (not of those it took already): for records whose time matters more than their
+    /// order among the others, such as the lease beats, which a queue of client
+    /// publishes would otherwise hold back until the entry's lease lapsed. Its order
+    /// among other publishes of its `publisher` is kept only among these. At most
+    /// [`FIRST_QUEUED_MAX`] wait; beyond, `Overloaded`.
+    pub fn publish_first(
+        &self,
+        publication: Publication,
+    ) -> impl Future<Output = Result<PermanentId, EntryError>> + Send + 'static {
+        self.send_publish(publication, Command::PublishFirst)
+    }
+
+    fn send_publish(
+        &self,
+        publication: Publication,
+        command: fn(Publication, Reply) -> Command,
+    ) -> impl Future<Output = Result<PermanentId, EntryError>> + Send + 'static {
         let timeout_ms = self.publish_timeout_ms;
         let (reply, answer) = oneshot::channel();
-        let queued = match self.commands.try_send(Command::Publish(publication, reply)) {
+        let queued = match self.commands.try_send(command(publication, reply)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(EntryError::Overloaded {
                 queued: self.commands.max_capacity(),
@@ -364,12 +388,17 @@ struct EntryTask {
     commands: mpsc::Receiver<Command>,
     shutdown: watch::Receiver<bool>,
     queue: VecDeque<(Publication, Reply)>,
+    /// Publishes that go ahead of `queue` (at most [`FIRST_QUEUED_MAX`]).
+    first: VecDeque<(Publication, Reply)>,
     queue_max: usize,
     waiting: HashMap<AdvanceId, Reply>,
     sinks: HashMap<u64, Sink>,
     reports: Reports,
     status_query: Duration,
 }
+
+/// Publishes waiting to go ahead of the queue at most (`EntryHandle::publish_first`).
+pub const FIRST_QUEUED_MAX: usize = 64;
 
 /// Rounds of timers, sends and queued publishes per wake-up at most (each round seals what
 /// the previous one queued), so that input gets its turn.
@@ -423,7 +452,7 @@ impl EntryTask {
             }
             self.reset_if_stalled();
         }
-        for (_, reply) in self.queue.drain(..) {
+        for (_, reply) in self.first.drain(..).chain(self.queue.drain(..)) {
             let _ = reply.send(Err(EntryError::Stopped));
         }
     }
@@ -531,6 +560,15 @@ impl EntryTask {
                 self.queue.push_back((publication, reply));
                 self.feed_queue();
             }
+            Command::PublishFirst(publication, reply) => {
+                if self.first.len() >= FIRST_QUEUED_MAX {
+                    let queued = self.first.len();
+                    let _ = reply.send(Err(EntryError::Overloaded { queued }));
+                    return;
+                }
+                self.first.push_back((publication, reply));
+                self.feed_queue();
+            }
             Command::Subscribe(id, after, sink) => {
                 self.sinks.insert(id, sink);
                 self.entry.subscribe(id, after);
@@ -549,15 +587,23 @@ impl EntryTask {
     /// handed any.
     fn feed_queue(&mut self) -> bool {
         let mut fed = false;
-        // Each turn takes one publish off the bounded queue.
-        while let Some((publication, reply)) = self.queue.pop_front() {
+        // Each turn takes one publish off a bounded queue, `first` before `queue`.
+        loop {
+            let queue = if self.first.is_empty() {
+                &mut self.queue
+            } else {
+                &mut self.first
+            };
+            let Some((publication, reply)) = queue.pop_front() else {
+                break;
+            };
             match self.entry.publish(publication.clone(), self.clock.now_ms()) {
                 Ok(advance) => {
                     self.waiting.insert(advance, reply);
                     fed = true;
                 }
                 Err(_) => {
-                    self.queue.push_front((publication, reply));
+                    queue.push_front((publication, reply));
                     break;
                 }
             }

@@ -237,3 +237,47 @@ fn hold_a_temporary_segment(data: &std::path::Path, owner: fox_sequencer::NodeId
     let batch = fox_cluster::disk::ndb_batch(&[held]).expect("batch");
     store.write(&batch, true).expect("written");
 }
+
+/// A publish handed over with `publish_first` goes ahead of the thousands that wait for
+/// the entry (what an entry's lease beat needs under a flood of client publishes), and the
+/// publishes behind it keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_first_goes_ahead_of_a_long_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, cluster, entry_id) = init_cluster(dir.path());
+    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    publish_all(&entry, 0..10).await;
+    const QUEUED: u64 = 30_000;
+    let mut futures = Vec::new();
+    for sequence in 10..10 + QUEUED {
+        futures.push(entry.publish(publication(sequence)));
+    }
+    let beat = entry.publish_first(Publication {
+        publisher: u64::MAX,
+        sequence: 0,
+        payload: b"beat".to_vec(),
+    });
+    let beat = beat.await.expect("the beat is acked").0;
+    let mut ids = Vec::new();
+    for future in futures {
+        ids.push(future.await.expect("acked").0);
+    }
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "the queue keeps its order"
+    );
+    let ahead_of = ids.iter().filter(|id| **id > beat).count();
+    // The entry holds at most 9 segments of 1,024 messages; everything queued behind them
+    // is ordered after the beat.
+    assert!(
+        ahead_of as u64 >= QUEUED - 9 * 1024,
+        "the beat went ahead of {ahead_of} of {QUEUED} queued publishes"
+    );
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+}

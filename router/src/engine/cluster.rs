@@ -36,6 +36,10 @@ use super::{
 use crate::locks::lock;
 use crate::message::{KvWrite, SessionId};
 
+/// The publisher of every entry's lease beats: no session's ID (those are WAMP IDs, below
+/// 2^53), so the order of no session's records is touched when beats go first.
+pub const BEAT_PUBLISHER: SessionId = u64::MAX;
+
 /// The engine of a cluster entry.
 #[derive(Debug)]
 pub struct ClusterEngine {
@@ -249,6 +253,23 @@ impl ClusterEngine {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         self.entry.publish(fox_sequencer::Publication {
             publisher,
+            sequence,
+            payload,
+        })
+    }
+
+    /// Hands this entry's lease beat to the cluster ahead of every publish that waits for
+    /// the entry ([`EntryHandle::publish_first`]), as publisher [`BEAT_PUBLISHER`], whose
+    /// order no other record shares: a queue of client publishes cannot hold it back
+    /// until the lease lapses.
+    pub fn submit_beat(
+        &self,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<PermanentId, fox_cluster::EntryError>> + Send + 'static
+    {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        self.entry.publish_first(fox_sequencer::Publication {
+            publisher: BEAT_PUBLISHER,
             sequence,
             payload,
         })

@@ -208,7 +208,7 @@ fn renew_lease(
         fence(router, engine, applier);
         renewed.store(now, Ordering::Release);
     }
-    let decided = engine.submit(0, record::encode_beat(engine.node(), engine.incarnation()));
+    let decided = engine.submit_beat(record::encode_beat(engine.node(), engine.incarnation()));
     let renewed = renewed.clone();
     tokio::spawn(async move {
         if decided.await.is_ok() {

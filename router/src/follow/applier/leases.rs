@@ -54,7 +54,15 @@ impl Applier {
         let at_ms = log_time_ms(id);
         if self.clock.last_ms != 0 && self.stalls_excluded() {
             let gap = at_ms.saturating_sub(self.clock.last_ms);
-            self.clock.stalled_ms += gap.saturating_sub(STALL_GAP_MS);
+            let stall = gap.saturating_sub(STALL_GAP_MS);
+            if stall >= LEASE_MS - STALL_GAP_MS {
+                tracing::info!(
+                    gap_ms = gap,
+                    record = id,
+                    "the log stalled: no record for {gap} ms (leases count {STALL_GAP_MS} ms of it)"
+                );
+            }
+            self.clock.stalled_ms += stall;
         }
         self.clock.last_ms = self.clock.last_ms.max(at_ms);
     }
