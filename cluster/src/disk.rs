@@ -23,7 +23,9 @@
 //! up to the first gap, then the hard state.
 
 use fox_sequencer::sync::SyncSnapshot;
-use fox_sequencer::{LogRecord, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite};
+use fox_sequencer::{
+    LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite,
+};
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
@@ -49,6 +51,9 @@ const SNAPSHOT: &[u8] = b"snapshot";
 /// Most pages one recovery scan reads (each `SCAN_RESULTS_MAX` records): a cap far above
 /// any real store, so the loop is bounded.
 const RECOVERY_PAGES_MAX: usize = 1 << 20;
+
+/// Records per store read when an ndb serves a read from disk.
+const READ_PAGE_RECORDS: usize = 64;
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
     postcard::to_allocvec(value).map_err(|error| ClusterError::Corrupt {
@@ -120,11 +125,23 @@ fn scan_from(
     store: &NodeStore,
     family: &'static str,
     start: &[u8],
+    visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ClusterError>,
+) -> Result<(), ClusterError> {
+    scan_paged(store, family, start, SCAN_RESULTS_MAX, visit)
+}
+
+/// As [`scan_from`], `page` entries per store read: reads that stop early (a LOG's byte
+/// cap) read little more than they keep.
+fn scan_paged(
+    store: &NodeStore,
+    family: &'static str,
+    start: &[u8],
+    page: usize,
     mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ClusterError>,
 ) -> Result<(), ClusterError> {
     let mut from = start.to_vec();
     for _ in 0..RECOVERY_PAGES_MAX {
-        let page = store.scan(family, &from, SCAN_RESULTS_MAX)?;
+        let page = store.scan(family, &from, page)?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -139,8 +156,11 @@ fn scan_from(
     Ok(())
 }
 
-/// The records an ndb rebuilds from, in an order `Ndb::recover` accepts.
-pub fn ndb_records(store: &NodeStore) -> Result<Vec<NdbWrite>, ClusterError> {
+/// The records an ndb rebuilds from, in an order `Ndb::recover` accepts: every temporary
+/// segment and resolution, and the permanent log's records only for the newest
+/// resolutions that hold `tail_records` of them (the rest stays on disk, which
+/// `Ndb::recover` accepts: memory holds only the newest records anyway).
+pub fn ndb_records(store: &NodeStore, tail_records: usize) -> Result<Vec<NdbWrite>, ClusterError> {
     let mut records = Vec::new();
     scan_all(store, TEMP, |key, value| {
         let bytes: [u8; 16] = key.try_into().map_err(|_| ClusterError::Corrupt {
@@ -156,11 +176,41 @@ pub fn ndb_records(store: &NodeStore) -> Result<Vec<NdbWrite>, ClusterError> {
         });
         Ok(true)
     })?;
-    let log = read_log(store)?;
-    let mut position = 0usize;
+    let mut resolutions = Vec::new();
     scan_all(store, RESOLUTIONS, |_, value| {
-        let resolution: Resolution = decode("resolution", value)?;
+        resolutions.push(decode::<Resolution>("resolution", value)?);
+        Ok(true)
+    })?;
+    // The newest resolutions whose records make up the tail memory holds.
+    let mut tail = 0usize;
+    let mut tail_from = resolutions.len();
+    while tail_from > 0 && tail < tail_records {
+        tail_from -= 1;
+        if let Outcome::Permanent { count, .. } = resolutions[tail_from].outcome {
+            tail += count as usize;
+        }
+    }
+    let first_id =
+        resolutions[tail_from..]
+            .iter()
+            .find_map(|resolution| match resolution.outcome {
+                Outcome::Permanent { base, .. } => Some(base.0),
+                Outcome::Aborted => None,
+            });
+    let log = match first_id {
+        Some(first_id) => read_log_from(store, first_id)?,
+        None => Vec::new(),
+    };
+    let mut position = 0usize;
+    for (number, resolution) in resolutions.into_iter().enumerate() {
         let mut messages = Vec::new();
+        if number < tail_from {
+            records.push(NdbWrite::Applied {
+                resolution,
+                messages,
+            });
+            continue;
+        }
         if let Outcome::Permanent { base, count, .. } = resolution.outcome {
             let start = log[position..].partition_point(|r| r.id.0 < base.0) + position;
             let end = (start + count as usize).min(log.len());
@@ -183,9 +233,78 @@ pub fn ndb_records(store: &NodeStore) -> Result<Vec<NdbWrite>, ClusterError> {
             resolution,
             messages,
         });
-        Ok(true)
-    })?;
+    }
     Ok(records)
+}
+
+/// Carries out an ndb's read of the records it keeps on disk only ([`NdbEvent`]): the
+/// message to send and to whom.
+pub fn ndb_read(store: &NodeStore, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
+    match *read {
+        NdbEvent::ReadLog {
+            to,
+            after,
+            records_max,
+            bytes_max,
+        } => {
+            let mut records = Vec::new();
+            let mut bytes = 0;
+            let start = u64_key(after.saturating_add(1));
+            scan_paged(store, LOG, &start, READ_PAGE_RECORDS, |key, value| {
+                let record = log_record(key, value)?;
+                bytes += record.encoded_bytes_max();
+                if records.len() >= records_max || (bytes > bytes_max && !records.is_empty()) {
+                    return Ok(false);
+                }
+                records.push(record);
+                Ok(true)
+            })?;
+            Ok((to, Message::Log { after, records }))
+        }
+        NdbEvent::ReadSegment {
+            to,
+            segment,
+            owner,
+            first,
+            count,
+        } => {
+            let mut messages = Vec::new();
+            scan_paged(
+                store,
+                LOG,
+                &u64_key(first),
+                READ_PAGE_RECORDS,
+                |key, value| {
+                    let record = log_record(key, value)?;
+                    if record.id.0 != first + messages.len() as u64 {
+                        return Err(ClusterError::Corrupt {
+                            what: "permanent log",
+                            reason: format!("segment {segment} lacks record {}", record.id.0),
+                        });
+                    }
+                    messages.push(record.publication);
+                    Ok(messages.len() < count)
+                },
+            )?;
+            let data = Message::SegmentData {
+                segment,
+                owner,
+                messages,
+            };
+            Ok((to, data))
+        }
+    }
+}
+
+fn log_record(key: &[u8], value: &[u8]) -> Result<LogRecord, ClusterError> {
+    let id = u64_from_key(key).ok_or(ClusterError::Corrupt {
+        what: "log key",
+        reason: format!("{} bytes", key.len()),
+    })?;
+    Ok(LogRecord {
+        id: fox_sequencer::PermanentId(id),
+        publication: decode("log record", value)?,
+    })
 }
 
 /// Where an ndb's store stands: its last applied resolution and the last permanent ID in
@@ -219,18 +338,11 @@ pub fn ndb_temp_copy(store: &NodeStore) -> Result<NodeBatch, ClusterError> {
     Ok(batch)
 }
 
-fn read_log(store: &NodeStore) -> Result<Vec<LogRecord>, ClusterError> {
+/// The permanent log's records from ID `first_id` on.
+fn read_log_from(store: &NodeStore, first_id: u64) -> Result<Vec<LogRecord>, ClusterError> {
     let mut log = Vec::new();
-    scan_all(store, LOG, |key, value| {
-        let id = u64_from_key(key).ok_or(ClusterError::Corrupt {
-            what: "log key",
-            reason: format!("{} bytes", key.len()),
-        })?;
-        let publication = decode("log record", value)?;
-        log.push(LogRecord {
-            id: fox_sequencer::PermanentId(id),
-            publication,
-        });
+    scan_from(store, LOG, &u64_key(first_id), |key, value| {
+        log.push(log_record(key, value)?);
         Ok(true)
     })?;
     Ok(log)
@@ -459,7 +571,7 @@ mod tests {
             },
         ];
         store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
-        let records = ndb_records(&store).unwrap();
+        let records = ndb_records(&store, usize::MAX).unwrap();
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0], NdbWrite::Temp { segment, .. } if *segment == second));
         assert_eq!(
@@ -469,6 +581,88 @@ mod tests {
                 messages
             }
         );
+    }
+
+    /// Recovery reads back only the newest records memory holds; older ones are read from
+    /// the disk for peers (READ, FETCH), in order and within the caps.
+    #[test]
+    fn ndb_recovery_reads_the_tail_and_older_records_are_read_for_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), NDB_FAMILIES, SyncMode::None).unwrap();
+        let segment = |n: u8| fox_sequencer::SegmentId(uuid::Uuid::from_bytes([n; 16]));
+        let mut writes = Vec::new();
+        for index in 1..=3u64 {
+            let messages: Vec<Publication> = (0..3).map(|i| publication(index * 10 + i)).collect();
+            let resolution = Resolution {
+                index,
+                segment: segment(index as u8),
+                owner: NodeId(1),
+                outcome: Outcome::Permanent {
+                    base: PermanentId(index * 100),
+                    count: 3,
+                    digest: fox_sequencer::id::segment_digest(&messages),
+                },
+                raft_index: index,
+                raft_term: 1,
+            };
+            writes.push(NdbWrite::Applied {
+                resolution,
+                messages,
+            });
+        }
+        store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
+        let records = ndb_records(&store, 4).unwrap();
+        let held: Vec<usize> = records
+            .iter()
+            .map(|r| match r {
+                NdbWrite::Applied { messages, .. } => messages.len(),
+                NdbWrite::Temp { .. } => usize::MAX,
+            })
+            .collect();
+        assert_eq!(
+            held,
+            vec![0, 3, 3],
+            "the newest resolutions that hold 4 records"
+        );
+        let read = NdbEvent::ReadLog {
+            to: NodeId(7),
+            after: 101,
+            records_max: 4,
+            bytes_max: 1 << 20,
+        };
+        let (to, Message::Log { after, records }) = ndb_read(&store, &read).unwrap() else {
+            panic!("a LOG");
+        };
+        let ids: Vec<u64> = records.iter().map(|r| r.id.0).collect();
+        assert_eq!((to, after, ids), (NodeId(7), 101, vec![102, 200, 201, 202]));
+        let read = NdbEvent::ReadLog {
+            to: NodeId(7),
+            after: 0,
+            records_max: 100,
+            bytes_max: 1,
+        };
+        let (_, Message::Log { records, .. }) = ndb_read(&store, &read).unwrap() else {
+            panic!("a LOG");
+        };
+        assert_eq!(records.len(), 1, "one record goes whatever the byte cap");
+        let read = NdbEvent::ReadSegment {
+            to: NodeId(2),
+            segment: segment(2),
+            owner: NodeId(9),
+            first: 200,
+            count: 3,
+        };
+        let (
+            _,
+            Message::SegmentData {
+                messages, owner, ..
+            },
+        ) = ndb_read(&store, &read).unwrap()
+        else {
+            panic!("SEGMENT_DATA");
+        };
+        let sequences: Vec<u64> = messages.iter().map(|m| m.sequence).collect();
+        assert_eq!((owner, sequences), (NodeId(9), vec![20, 21, 22]));
     }
 
     #[test]
@@ -588,7 +782,7 @@ mod tests {
             let mut batch = NodeBatch::new();
             batch.put(TEMP, [7u8; 16].to_vec(), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store).is_err());
+            assert!(ndb_records(&store, usize::MAX).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, [7u8; 16].to_vec());
             batch.put(
@@ -597,12 +791,12 @@ mod tests {
                 encode(&(NodeId(1), Vec::<Publication>::new())).unwrap(),
             );
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store).is_err());
+            assert!(ndb_records(&store, usize::MAX).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, b"short key".to_vec());
             batch.put(RESOLUTIONS, u64_key(1), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store).is_err());
+            assert!(ndb_records(&store, usize::MAX).is_err());
 
             let dir = tempfile::tempdir().unwrap();
             let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();

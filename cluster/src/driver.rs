@@ -15,7 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fox_sequencer::{Message, Ndb, NdbWrite, NodeId, NodeReport, Sync, SyncEvent, SyncWrite};
+use fox_sequencer::{
+    Message, Ndb, NdbEvent, NdbWrite, NodeId, NodeReport, Sync, SyncEvent, SyncWrite,
+};
 use fox_storage::{NodeBatch, NodeStore};
 use tokio::sync::{mpsc, watch};
 
@@ -30,6 +32,9 @@ pub const INBOX_DRAIN_MAX: usize = 4096;
 pub const DEADLINE_MAX_MS: u64 = 60_000;
 /// Writes gathered without an fsync before they are written anyway (still unsynced).
 const PENDING_WRITES_MAX: usize = 65_536;
+/// Reads of the disk for peers (an ndb's records older than its memory holds) running at
+/// once at most; beyond, a read is dropped (its reader asks again).
+pub const STORE_READS_MAX: usize = 4;
 
 /// The part of a state machine the driver needs: ndb and sync alike.
 pub trait Core: Send + 'static {
@@ -139,6 +144,7 @@ impl Core for Ndb {
             writes: ready.writes,
             fsync: ready.fsync,
             messages: ready.messages,
+            reads: ready.events,
         }
     }
 
@@ -148,8 +154,8 @@ impl Core for Ndb {
 
     fn status(&self, status: &mut NodeStatus) {
         status.applied_index = self.applied_index();
-        status.log_records = self.log().len() as u64;
-        status.last_id = self.log().last().map_or(0, |record| record.id.0);
+        status.log_records = self.log_records();
+        status.last_id = self.last_id();
         status.temp_segments = self.temp_segment_count() as u64;
     }
 }
@@ -181,6 +187,7 @@ impl Core for Sync {
             writes: ready.writes,
             fsync: ready.fsync,
             messages: ready.messages,
+            reads: Vec::new(),
         }
     }
 
@@ -239,12 +246,16 @@ pub struct Carry<W> {
     pub fsync: bool,
     /// Messages that leave after.
     pub messages: Vec<(NodeId, Message)>,
+    /// Ndb: reads of its disk, each answered with a message once the writes are written.
+    pub reads: Vec<NdbEvent>,
 }
 
 /// Where a driver's batches go: a [`NodeStore`] in production, a fake in tests.
 pub trait Disk: Send + std::marker::Sync + 'static {
     /// Writes `batch` atomically (an empty one: nothing), then fsyncs if `fsync`. Blocking.
     fn persist(&self, batch: &NodeBatch, fsync: bool) -> Result<(), ClusterError>;
+    /// Carries out an ndb's read of its disk: the message to send, and to whom. Blocking.
+    fn read(&self, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError>;
 }
 
 impl Disk for NodeStore {
@@ -257,10 +268,14 @@ impl Disk for NodeStore {
         }
         Ok(self.write(batch, fsync)?)
     }
+
+    fn read(&self, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
+        disk::ndb_read(self, read)
+    }
 }
 
 /// Where a driver's messages go: the [`Mesh`] in production, a fake in tests.
-pub trait Outbox: Send + 'static {
+pub trait Outbox: Clone + Send + 'static {
     /// Queues `message` for `to` (dropping it is allowed: the protocol retries).
     fn send(&self, to: NodeId, message: Message);
 }
@@ -291,7 +306,13 @@ pub struct Driver<D: Disk = NodeStore, O: Outbox = Mesh> {
     /// Ndb: where CHECKPOINT_OPEN and CHECKPOINT_READ go (the checkpoint server); without
     /// one they are dropped.
     pub checkpoints: Option<mpsc::Sender<(NodeId, Message)>>,
+    /// Ndb: the reads of its disk running now, by reader and position.
+    pub reading: Reading,
 }
+
+/// The reads of an ndb's disk running now (reader, position): a reader that asks again
+/// while its read runs is not read for twice.
+pub type Reading = Arc<std::sync::Mutex<std::collections::HashSet<(NodeId, u64)>>>;
 
 impl<D: Disk, O: Outbox> Driver<D, O> {
     /// Runs `core` until shutdown (`Ok`) or a store failure (`Err`: the node must stop,
@@ -397,6 +418,7 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
             writes,
             fsync,
             messages,
+            reads,
         } = core.take_ready();
         for (to, message) in early {
             self.mesh.send(to, message);
@@ -412,7 +434,44 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
         for (to, message) in messages {
             self.mesh.send(to, message);
         }
+        if !reads.is_empty() {
+            if !pending.is_empty() {
+                // The records to read may be among them.
+                self.persist(std::mem::take(pending), false).await?;
+                written = written.or(Some(false));
+            }
+            for read in reads {
+                self.spawn_read(read);
+            }
+        }
         Ok(written)
+    }
+
+    /// Reads the disk for a peer on a blocking thread and sends the answer from there, so
+    /// that the state machine goes on meanwhile. A read that fails is logged and not
+    /// answered (the reader asks again, or another ndb).
+    fn spawn_read(&self, read: NdbEvent) {
+        let key = match read {
+            NdbEvent::ReadLog { to, after, .. } => (to, after),
+            NdbEvent::ReadSegment { to, first, .. } => (to, first),
+        };
+        {
+            let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+            if reading.len() >= STORE_READS_MAX || !reading.insert(key) {
+                return;
+            }
+        }
+        let (store, mesh, reading) = (self.store.clone(), self.mesh.clone(), self.reading.clone());
+        tokio::task::spawn_blocking(move || {
+            match store.read(&read) {
+                Ok((to, message)) => mesh.send(to, message),
+                Err(error) => tracing::error!(%error, ?key, "cannot read the log from disk"),
+            }
+            reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        });
     }
 
     async fn persist(&self, batch: NodeBatch, fsync: bool) -> Result<(), ClusterError> {

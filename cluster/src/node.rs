@@ -47,6 +47,10 @@ pub struct NodeOptions {
     pub mesh: MeshLimits,
     /// Ndb: when and how fast it catches up from a peer's checkpoint at start.
     pub catch_up: CatchUpOptions,
+    /// Ndb: the permanent log's newest records kept in memory, in bytes at most (`None`:
+    /// `fox_sequencer::config::LOG_CACHE_BYTES_MAX_DEFAULT`); older ones are read from
+    /// disk when a peer asks.
+    pub log_cache_bytes: Option<usize>,
 }
 
 /// A started ndb or sync node.
@@ -145,7 +149,7 @@ pub async fn start_node(
     // asked its peers whether it is far behind (and pulled a checkpoint if so).
     let sync_core = match spec.role {
         Role::Ndb => None,
-        _ => Some(spawn_core(&cluster, &spec, Arc::clone(&store), clock).await?),
+        _ => Some(spawn_core(&cluster, &spec, Arc::clone(&store), clock, None).await?),
     };
     let mesh = Mesh::start(mesh_config, inbox_sender, shutdown_receiver.clone()).await?;
     let peer_addr = mesh.local_addr().unwrap_or(spec.peer);
@@ -163,6 +167,7 @@ pub async fn start_node(
         log_last_index: sync_core.as_ref().map_or(0, Core::log_last_index),
         status,
         checkpoints: None,
+        reading: Default::default(),
     };
     let (node_id, role) = (spec.node_id(), spec.role);
     let task = match sync_core {
@@ -178,6 +183,7 @@ pub async fn start_node(
                 spec,
                 sync_mode,
                 catch_up: options.catch_up.clone(),
+                log_cache_bytes: options.log_cache_bytes,
             };
             tokio::spawn(async move {
                 let Some((driver, core)) = ndb.prepare(driver).await? else {
@@ -204,6 +210,7 @@ struct NdbStart {
     spec: NodeSpec,
     sync_mode: SyncMode,
     catch_up: CatchUpOptions,
+    log_cache_bytes: Option<usize>,
 }
 
 impl NdbStart {
@@ -219,6 +226,7 @@ impl NdbStart {
             log_last_index,
             status,
             checkpoints: _,
+            reading,
         } = driver;
         let (applied_index, last_id) = disk::ndb_position(&store)?;
         let me = self.spec.node_id();
@@ -254,7 +262,8 @@ impl NdbStart {
         let server =
             crate::checkpoint::spawn_server(Arc::clone(&store), mesh.clone(), shutdown.clone())
                 .await?;
-        let core = spawn_core(&self.cluster, &self.spec, Arc::clone(&store), clock).await?;
+        let cache = self.log_cache_bytes;
+        let core = spawn_core(&self.cluster, &self.spec, Arc::clone(&store), clock, cache).await?;
         let Core::Ndb(ndb) = core else {
             return Err(ClusterError::Task("an ndb rebuilt as sync".into()));
         };
@@ -267,6 +276,7 @@ impl NdbStart {
             log_last_index,
             status,
             checkpoints: Some(server),
+            reading,
         };
         Ok(Some((driver, *ndb)))
     }
@@ -321,12 +331,14 @@ impl Core {
     }
 }
 
-/// Rebuilds the state machine from the store (on a blocking thread: it reads it all).
+/// Rebuilds the state machine from the store (on a blocking thread: it reads what memory
+/// will hold).
 async fn spawn_core(
     cluster: &ClusterFile,
     spec: &NodeSpec,
     store: Arc<NodeStore>,
     clock: Clock,
+    log_cache_bytes: Option<usize>,
 ) -> Result<Core, ClusterError> {
     let membership = cluster.membership();
     let (id, role) = (spec.node_id(), spec.role);
@@ -334,13 +346,17 @@ async fn spawn_core(
     let seed: u64 = rand::thread_rng().gen();
     blocking(move || match role {
         Role::Ndb => {
-            let records = disk::ndb_records(&store)?;
             let mut config = NdbConfig::new(id, membership);
             config.abort_after_ms = NDB_ABORT_AFTER_MS;
+            if let Some(bytes) = log_cache_bytes {
+                config.log_cache_bytes_max = bytes;
+            }
+            let records = disk::ndb_records(&store, config.log_cache_records_max)?;
             let ndb = Ndb::recover(config, &records, clock.now_ms());
             tracing::info!(
                 applied_index = ndb.applied_index(),
-                log = ndb.log().len(),
+                log = ndb.log_records(),
+                in_memory = ndb.log_cache().1.count(),
                 temp = ndb.temp_segments().len(),
                 "ndb state rebuilt"
             );

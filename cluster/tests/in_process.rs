@@ -281,3 +281,53 @@ async fn a_publish_first_goes_ahead_of_a_long_queue() {
         node.stop().await.expect("clean stop");
     }
 }
+
+/// ndb nodes that keep only a few KiB of the log in memory: a subscriber from the log's
+/// start reads it from their disks, in order and whole, also after they restart (which
+/// reads back only the tail), and new publishes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndb_nodes_serve_the_log_from_disk_beyond_their_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, cluster, entry_id) = init_cluster(dir.path());
+    let small = || NodeOptions {
+        log_cache_bytes: Some(4 << 10),
+        ..NodeOptions::default()
+    };
+    let nodes = start_all(&file, &cluster, small).await;
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    let mut acked = publish_all(&entry, 0..3_000).await;
+    // Every ndb applies every record (memory holds a few of them).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let held: Vec<u64> = nodes
+            .iter()
+            .filter(|node| node.role == Role::Ndb)
+            .map(|node| status_of(node).log_records)
+            .collect();
+        if held.iter().all(|n| *n == 3_000) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ndb nodes hold {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    read_all_back(&entry, &acked).await;
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+    let nodes = start_all(&file, &cluster, small).await;
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    acked.extend(publish_all(&entry, 3_000..3_100).await);
+    read_all_back(&entry, &acked).await;
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+}

@@ -148,6 +148,11 @@ pub struct NdbConfig {
     pub segment_bytes_max: usize,
     /// Resolutions buffered ahead of the applied index at most.
     pub pending_resolutions_max: usize,
+    /// Permanent-log records kept in memory at most, the newest ones (the tail that
+    /// entries read live); older ones are read from disk by the driver.
+    pub log_cache_records_max: usize,
+    /// The same in encoded bytes (`LogRecord::encoded_bytes_max` summed).
+    pub log_cache_bytes_max: usize,
     /// Self-test only.
     #[doc(hidden)]
     pub mutation: Mutation,
@@ -169,10 +174,17 @@ impl NdbConfig {
             segment_messages_max: 1024,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             pending_resolutions_max: 65_536,
+            log_cache_records_max: LOG_CACHE_RECORDS_MAX_DEFAULT,
+            log_cache_bytes_max: LOG_CACHE_BYTES_MAX_DEFAULT,
             mutation: Mutation::None,
         }
     }
 }
+
+/// Default `log_cache_records_max` of an ndb.
+pub const LOG_CACHE_RECORDS_MAX_DEFAULT: usize = 1 << 20;
+/// Default `log_cache_bytes_max` of an ndb: 256 MiB.
+pub const LOG_CACHE_BYTES_MAX_DEFAULT: usize = 256 << 20;
 
 /// Default `snapshot_interval_entries` of a sync node.
 pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 10_000;

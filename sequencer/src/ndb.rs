@@ -6,7 +6,7 @@ use crate::config::{Mutation, NdbConfig};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
 use crate::message::{LogRecord, Message, Outcome, Resolution};
 use crate::ready::Ready;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Segments asked for in one FETCH round at most, from the next pending resolutions.
 const FETCH_AHEAD_MAX: usize = 64;
@@ -36,9 +36,42 @@ pub enum NdbWrite {
     },
 }
 
-/// ndb has no client-facing events.
+/// Work for the driver: reads of the permanent log's records that this ndb keeps on disk
+/// only (older than its memory holds, [`NdbConfig::log_cache_records_max`] and
+/// `log_cache_bytes_max`). Every such record is final and was handed to the disk in an
+/// earlier or the same batch's writes: the driver reads after persisting them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NdbEvent {}
+pub enum NdbEvent {
+    /// Send `to` a LOG `{after, records}` (early: the records are final) with the records
+    /// of IDs above `after`, in order: at least one, at most `records_max`, and no more
+    /// encoded bytes (`LogRecord::encoded_bytes_max` summed) than `bytes_max` beyond the
+    /// first.
+    ReadLog {
+        /// The reader.
+        to: NodeId,
+        /// Its position.
+        after: u64,
+        /// Records at most.
+        records_max: usize,
+        /// Encoded bytes at most.
+        bytes_max: usize,
+    },
+    /// Send `to` a SEGMENT_DATA `{segment, owner, messages}` (early) with the publications
+    /// of IDs `first .. first + count`, the decided segment `segment`.
+    ReadSegment {
+        /// The peer that fetches it.
+        to: NodeId,
+        /// The segment.
+        segment: SegmentId,
+        /// What SEGMENT_DATA names as its owner (this ndb: the receiver checks count and
+        /// digest).
+        owner: NodeId,
+        /// Its first permanent ID.
+        first: u64,
+        /// Its records.
+        count: usize,
+    },
+}
 
 #[derive(Debug)]
 struct TempSegment {
@@ -56,8 +89,13 @@ struct TempSegment {
 /// Where a decided segment went.
 #[derive(Debug)]
 enum Decided {
-    /// Into the permanent log: `count` records from log position `start`.
-    Permanent { start: usize, count: usize },
+    /// Into the permanent log: `count` records with IDs from `first`, whose messages have
+    /// digest `digest` (a late KEEP is answered from these, without the records).
+    Permanent {
+        first: u64,
+        count: usize,
+        digest: u64,
+    },
     /// Dropped by this resolution, kept to answer its owner's late KEEP (else an entry
     /// that missed the RESOLVED would resend it forever).
     Aborted(Resolution),
@@ -75,7 +113,16 @@ pub struct Ndb {
     temp: BTreeMap<SegmentId, TempSegment>,
     unsynced: BTreeSet<SegmentId>,
     decided: BTreeMap<SegmentId, Decided>,
-    log: Vec<LogRecord>,
+    /// The newest records of the permanent log, in ID order; older ones are on disk only.
+    log: VecDeque<LogRecord>,
+    /// `LogRecord::encoded_bytes_max` summed over `log`.
+    log_bytes: usize,
+    /// Records of the permanent log in all (memory and disk).
+    log_count: u64,
+    /// The last permanent ID (0: none yet).
+    log_end_id: u64,
+    /// The last ID held on disk only (0: memory holds the whole log).
+    stored_end: u64,
     applied_index: u64,
     pending: BTreeMap<u64, Resolution>,
     held: Vec<(NodeId, Message)>,
@@ -119,7 +166,11 @@ impl Ndb {
             temp: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             decided: BTreeMap::new(),
-            log: Vec::new(),
+            log: VecDeque::new(),
+            log_bytes: 0,
+            log_count: 0,
+            log_end_id: 0,
+            stored_end: 0,
             applied_index: 0,
             pending: BTreeMap::new(),
             held: Vec::new(),
@@ -136,7 +187,10 @@ impl Ndb {
         }
     }
 
-    /// Rebuild from the durable records (those fsynced before a crash), in write order.
+    /// Rebuild from the durable records (those fsynced before a crash), in write order. An
+    /// `Applied` record of a permanent resolution may come without its messages: they are
+    /// on disk, and memory does not hold them (the driver reads only the newest records
+    /// back, as many as memory holds).
     pub fn recover<'a>(
         config: NdbConfig,
         records: impl IntoIterator<Item = &'a NdbWrite>,
@@ -241,9 +295,20 @@ impl Ndb {
         std::mem::take(&mut self.out)
     }
 
-    /// The permanent log (for checks and catch-up).
-    pub fn log(&self) -> &[LogRecord] {
-        &self.log
+    /// The newest records of the permanent log, those memory holds: every record with an
+    /// ID above the first value, oldest first (for checks).
+    pub fn log_cache(&self) -> (PermanentId, impl Iterator<Item = &LogRecord> + '_) {
+        (PermanentId(self.stored_end), self.log.iter())
+    }
+
+    /// Records in the permanent log (memory and disk).
+    pub fn log_records(&self) -> u64 {
+        self.log_count
+    }
+
+    /// The last permanent ID (0: none yet).
+    pub fn last_id(&self) -> u64 {
+        self.log_end_id
     }
 
     /// Resolutions applied so far.
@@ -343,15 +408,11 @@ impl Ndb {
             return;
         }
         match self.decided.get(&segment) {
-            Some(Decided::Permanent { start, count }) => {
-                let (start, count) = (*start, *count);
-                let stored = &self.log[start..start + count];
-                let publications: Vec<Publication> =
-                    stored.iter().map(|r| r.publication.clone()).collect();
+            Some(Decided::Permanent { count, digest, .. }) => {
                 let reply = Message::Stored {
                     segment,
-                    count: count as u32,
-                    digest: segment_digest(&publications),
+                    count: *count as u32,
+                    digest: *digest,
                 };
                 self.reply_durable(from, reply);
                 return;
@@ -424,7 +485,7 @@ impl Ndb {
 
     /// The last permanent ID here (0: none yet).
     fn log_end(&self) -> u64 {
-        self.log.last().map_or(0, |record| record.id.0)
+        self.log_end_id
     }
 
     fn apply_pending(&mut self, now_ms: u64) {
@@ -489,14 +550,41 @@ impl Ndb {
             self.decided.insert(resolution.segment, aborted);
             return;
         };
-        let start = self.log.len();
-        let count = messages.len();
+        let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
+            return;
+        };
+        let count = count as usize;
+        let decided = Decided::Permanent {
+            first: base.0,
+            count,
+            digest,
+        };
+        self.decided.insert(resolution.segment, decided);
+        self.log_count += count as u64;
+        self.log_end_id = self.log_end_id.max(base.0 + count as u64 - 1);
+        if messages.is_empty() {
+            // Recovered from disk without its messages: older than memory holds.
+            self.stored_end = self.log_end_id;
+            self.log.clear();
+            self.log_bytes = 0;
+            return;
+        }
         for (offset, publication) in messages.into_iter().enumerate() {
             let id = PermanentId(base.0 + offset as u64);
-            self.log.push(LogRecord { id, publication });
+            let record = LogRecord { id, publication };
+            self.log_bytes += record.encoded_bytes_max();
+            self.log.push_back(record);
         }
-        self.decided
-            .insert(resolution.segment, Decided::Permanent { start, count });
+        // Bounded by the records just added.
+        while self.log.len() > self.config.log_cache_records_max
+            || (self.log_bytes > self.config.log_cache_bytes_max && !self.log.is_empty())
+        {
+            let Some(oldest) = self.log.pop_front() else {
+                break;
+            };
+            self.log_bytes -= oldest.encoded_bytes_max();
+            self.stored_end = oldest.id.0;
+        }
     }
 
     /// Asks a peer for the segments this ndb lacks among the next pending resolutions
@@ -552,18 +640,31 @@ impl Ndb {
             self.out.messages.push((from, data));
             return;
         }
-        let Some(Decided::Permanent { start, count }) = self.decided.get(&segment) else {
+        let Some(Decided::Permanent { first, count, .. }) = self.decided.get(&segment) else {
             return;
         };
-        let (start, count) = (*start, *count);
-        let messages = self.log[start..start + count]
-            .iter()
-            .map(|r| r.publication.clone())
-            .collect();
+        let (first, count) = (*first, *count);
         // The owner is not kept for permanent segments; the receiver checks count and digest.
         // Decided and applied, these records are final (as a LOG's): they leave before
         // this batch's fsync, so a peer catching up is not held to this ndb's group commit.
         let owner = self.config.id;
+        if first <= self.stored_end {
+            let read = NdbEvent::ReadSegment {
+                to: from,
+                segment,
+                owner,
+                first,
+                count,
+            };
+            self.out.events.push(read);
+            return;
+        }
+        let start = self.log.partition_point(|record| record.id.0 < first);
+        let messages = self
+            .log
+            .range(start..(start + count).min(self.log.len()))
+            .map(|r| r.publication.clone())
+            .collect();
         self.out.early.push((
             from,
             Message::SegmentData {
@@ -675,13 +776,24 @@ impl Ndb {
     }
 
     fn answer_read(&mut self, from: NodeId, after: u64) {
+        if after < self.stored_end {
+            // From before what memory holds: the driver reads the disk.
+            let read = NdbEvent::ReadLog {
+                to: from,
+                after,
+                records_max: self.config.read_records_max,
+                bytes_max: self.config.log_read_bytes_max,
+            };
+            self.out.events.push(read);
+            return;
+        }
         let start = self.log.partition_point(|record| record.id.0 <= after);
         let end = (start + self.config.read_records_max).min(self.log.len());
         // Capped in bytes too, so that the LOG fits in a frame; the first record always
         // goes (it came in a KEEP, so it is no larger than a segment).
         let mut bytes = 0;
         let mut records = Vec::new();
-        for record in &self.log[start..end] {
+        for record in self.log.range(start..end) {
             bytes += record.encoded_bytes_max();
             if bytes > self.config.log_read_bytes_max && !records.is_empty() {
                 break;

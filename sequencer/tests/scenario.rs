@@ -152,7 +152,7 @@ impl Cluster {
             .iter()
             .filter_map(|node| {
                 if let Node::Ndb(ndb) = node {
-                    Some(ndb.log().len())
+                    Some(ndb.log_records() as usize)
                 } else {
                     None
                 }

@@ -32,6 +32,10 @@ impl Disk for Journal {
         });
         Ok(())
     }
+
+    fn read(&self, _: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
+        Err(ClusterError::Task("the journal holds no records".into()))
+    }
 }
 
 impl Outbox for Journal {
@@ -94,6 +98,7 @@ fn ndb_driver(keeps: u8) -> Running {
         log_last_index: 0,
         status,
         checkpoints: None,
+        reading: Default::default(),
     };
     let task = tokio::spawn(driver.run(ndb));
     Running {

@@ -123,7 +123,7 @@ fn log_answers_are_cut_in_bytes_so_every_one_fits_in_a_frame() {
     };
     let config = ndb().config.clone();
     let mut ndb = Ndb::recover(config, [&applied], 1_000);
-    assert_eq!(ndb.log().len(), 3);
+    assert_eq!(cached(&ndb).len(), 3);
     // Page through the log as an entry does: every LOG encodes, and reads make progress.
     let mut after = 0;
     for _ in 0..3 {
@@ -198,7 +198,10 @@ fn a_held_copy_that_is_not_the_decided_one_is_fetched_again_and_replaced() {
     let _ = ndb.ready();
     let digest = segment_digest(&decided);
     ndb.handle_message(NodeId(3), resolved_first(segment, digest), 1_000);
-    assert!(ndb.log().is_empty(), "the held copy is not the decided one");
+    assert!(
+        cached(&ndb).is_empty(),
+        "the held copy is not the decided one"
+    );
     let ready = ndb.ready();
     assert!(ready
         .messages
@@ -210,8 +213,8 @@ fn a_held_copy_that_is_not_the_decided_one_is_fetched_again_and_replaced() {
         messages: decided.clone(),
     };
     ndb.handle_message(NodeId(2), data, 1_001);
-    assert_eq!(ndb.log().len(), 1);
-    assert_eq!(ndb.log()[0].publication, decided[0]);
+    assert_eq!(cached(&ndb).len(), 1);
+    assert_eq!(cached(&ndb)[0].publication, decided[0]);
 }
 
 /// Found by the simulator (a big-workload seed with `pending_resolutions_max` small): the
@@ -424,7 +427,7 @@ fn an_expired_lease_leaves_a_segment_decided_permanent_as_it_is() {
     };
     let digest = segment_digest(&messages);
     ndb.handle_message(NodeId(3), resolved_first(segment, digest), 1_010);
-    assert_eq!(ndb.log().len(), 1);
+    assert_eq!(cached(&ndb).len(), 1);
     let _ = ndb.ready();
     let expired = Message::AbortOwner {
         owner: NodeId(0),
@@ -434,8 +437,8 @@ fn an_expired_lease_leaves_a_segment_decided_permanent_as_it_is() {
     // The owner's KEEP, resent late, is answered STORED from the log, not aborted.
     ndb.handle_message(NodeId(0), keep_cut_at(1_000, 1).1, 1_030);
     assert!(run_timers(&mut ndb, 1_020, 2_000).is_empty());
-    assert_eq!(ndb.log().len(), 1);
-    assert_eq!(ndb.log()[0].id, PermanentId(100));
+    assert_eq!(cached(&ndb).len(), 1);
+    assert_eq!(cached(&ndb)[0].id, PermanentId(100));
     assert_eq!((ndb.applied_index(), ndb.temp_segment_count()), (1, 0));
 }
 
@@ -604,4 +607,143 @@ fn a_catching_up_ndb_is_silent_to_a_read_at_its_end_and_serves_what_it_has() {
         empty,
         "a caught-up ndb parks a READ at its end and answers it empty"
     );
+}
+
+/// The records memory holds, oldest first.
+fn cached(ndb: &Ndb) -> Vec<LogRecord> {
+    ndb.log_cache().1.cloned().collect()
+}
+
+/// Resolution `index` of segment `segment`: `count` records from ID `base` (and them).
+fn applied_segment(index: u64, segment: SegmentId, base: u64, count: u64) -> NdbWrite {
+    let messages: Vec<Publication> = (0..count)
+        .map(|sequence| Publication {
+            publisher: 1,
+            sequence: base + sequence,
+            payload: vec![1; 10],
+        })
+        .collect();
+    let resolution = Resolution {
+        index,
+        segment,
+        owner: NodeId(0),
+        outcome: Outcome::Permanent {
+            base: PermanentId(base),
+            count: count as u32,
+            digest: segment_digest(&messages),
+        },
+        raft_index: index,
+        raft_term: 1,
+    };
+    NdbWrite::Applied {
+        resolution,
+        messages,
+    }
+}
+
+/// Memory holds the newest records only; a READ or a FETCH of older ones becomes a read
+/// of the disk for the driver, and what memory holds is answered as before.
+#[test]
+fn a_small_cache_keeps_the_newest_records_and_older_reads_go_to_the_disk() {
+    let mut config = ndb().config.clone();
+    config.log_cache_records_max = 2;
+    let first = SegmentId::new_v7(1_000, [1; 10]);
+    let second = SegmentId::new_v7(1_001, [2; 10]);
+    let writes = [
+        applied_segment(1, first, 100, 3),
+        applied_segment(2, second, 200, 2),
+    ];
+    let mut ndb = Ndb::recover(config, &writes, 1_000);
+    let ids: Vec<u64> = cached(&ndb).iter().map(|r| r.id.0).collect();
+    assert_eq!(ids, vec![200, 201]);
+    assert_eq!((ndb.log_records(), ndb.last_id()), (5, 201));
+    assert_eq!(ndb.log_cache().0, PermanentId(102));
+    // From the start: the disk.
+    ndb.handle_message(NodeId(0), Message::Read { after: 0 }, 1_000);
+    let ready = ndb.ready();
+    assert!(ready.early.is_empty() && ready.messages.is_empty());
+    assert_eq!(
+        ready.events,
+        vec![NdbEvent::ReadLog {
+            to: NodeId(0),
+            after: 0,
+            records_max: ndb.config.read_records_max,
+            bytes_max: ndb.config.log_read_bytes_max,
+        }]
+    );
+    // From what memory holds: answered at once.
+    ndb.handle_message(NodeId(0), Message::Read { after: 102 }, 1_000);
+    let ready = ndb.ready();
+    assert!(ready.events.is_empty());
+    let [(_, Message::Log { records, .. })] = &ready.early[..] else {
+        panic!("one LOG: {:?}", ready.early);
+    };
+    assert_eq!(
+        records.iter().map(|r| r.id.0).collect::<Vec<_>>(),
+        vec![200, 201]
+    );
+    // A peer fetches the older segment: the disk; the newer one: memory.
+    ndb.handle_message(NodeId(2), Message::Fetch { segment: first }, 1_000);
+    assert_eq!(
+        ndb.ready().events,
+        vec![NdbEvent::ReadSegment {
+            to: NodeId(2),
+            segment: first,
+            owner: NodeId(1),
+            first: 100,
+            count: 3,
+        }]
+    );
+    ndb.handle_message(NodeId(2), Message::Fetch { segment: second }, 1_000);
+    let ready = ndb.ready();
+    assert!(ready.events.is_empty());
+    assert!(
+        matches!(&ready.early[..], [(_, Message::SegmentData { messages, .. })] if messages.len() == 2)
+    );
+}
+
+/// Recovery may hand over old resolutions without their records (the driver reads only the
+/// newest back): the log's size and end are whole, and a late KEEP of such a segment is
+/// answered STORED from the resolution.
+#[test]
+fn recovery_without_the_old_records_answers_from_the_resolutions() {
+    let config = ndb().config.clone();
+    let first = SegmentId::new_v7(1_000, [1; 10]);
+    let second = SegmentId::new_v7(1_001, [2; 10]);
+    let NdbWrite::Applied {
+        resolution,
+        messages,
+    } = applied_segment(1, first, 100, 3)
+    else {
+        unreachable!()
+    };
+    let on_disk_only = NdbWrite::Applied {
+        resolution,
+        messages: Vec::new(),
+    };
+    let writes = [on_disk_only, applied_segment(2, second, 200, 2)];
+    let mut ndb = Ndb::recover(config, &writes, 1_000);
+    assert_eq!(
+        (ndb.log_records(), ndb.last_id(), ndb.applied_index()),
+        (5, 201, 2)
+    );
+    assert_eq!(ndb.log_cache().0, PermanentId(102));
+    assert_eq!(cached(&ndb).len(), 2);
+    let keep = Message::Keep {
+        segment: first,
+        owner: NodeId(0),
+        digest: segment_digest(&messages),
+        messages: messages.clone(),
+    };
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    let ready = ndb.ready();
+    let stored = ready
+        .early
+        .iter()
+        .chain(&ready.messages)
+        .find_map(|(_, m)| match m {
+            Message::Stored { count, digest, .. } => Some((*count, *digest)),
+            _ => None,
+        });
+    assert_eq!(stored, Some((3, segment_digest(&messages))));
 }

@@ -12,8 +12,8 @@ use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
-use crate::message::{Message, Outcome};
-use crate::ndb::{Ndb, NdbWrite};
+use crate::message::{LogRecord, Message, Outcome};
+use crate::ndb::{Ndb, NdbEvent, NdbWrite};
 use crate::sync::{Sync, SyncEvent, SyncWrite};
 use std::collections::BTreeSet;
 
@@ -312,6 +312,70 @@ struct Disk {
 }
 
 impl Disk {
+    /// The permanent log as this ndb's disk holds it (its writes, fsynced or not).
+    fn ndb_log(&self) -> Vec<LogRecord> {
+        let mut log = Vec::new();
+        for write in self.ndb_synced.iter().chain(&self.ndb_pending) {
+            if let NdbWrite::Applied {
+                resolution,
+                messages,
+            } = write
+            {
+                if let Outcome::Permanent { base, .. } = resolution.outcome {
+                    log.extend(messages.iter().enumerate().map(|(offset, m)| LogRecord {
+                        id: PermanentId(base.0 + offset as u64),
+                        publication: m.clone(),
+                    }));
+                }
+            }
+        }
+        log
+    }
+
+    /// Carries out an ndb's read of its disk (`NdbEvent`): the message to send.
+    fn ndb_read(&self, event: NdbEvent) -> (NodeId, Message) {
+        let log = self.ndb_log();
+        match event {
+            NdbEvent::ReadLog {
+                to,
+                after,
+                records_max,
+                bytes_max,
+            } => {
+                let start = log.partition_point(|record| record.id.0 <= after);
+                let mut bytes = 0;
+                let mut records = Vec::new();
+                for record in log[start..].iter().take(records_max) {
+                    bytes += record.encoded_bytes_max();
+                    if bytes > bytes_max && !records.is_empty() {
+                        break;
+                    }
+                    records.push(record.clone());
+                }
+                (to, Message::Log { after, records })
+            }
+            NdbEvent::ReadSegment {
+                to,
+                segment,
+                owner,
+                first,
+                count,
+            } => {
+                let start = log.partition_point(|record| record.id.0 < first);
+                let messages = log[start..(start + count).min(log.len())]
+                    .iter()
+                    .map(|record| record.publication.clone())
+                    .collect();
+                let data = Message::SegmentData {
+                    segment,
+                    owner,
+                    messages,
+                };
+                (to, data)
+            }
+        }
+    }
+
     /// The disk is lost (a new machine): the node starts with no ndb records at all.
     fn wipe_ndb(&mut self) {
         self.ndb_synced.clear();
@@ -654,6 +718,9 @@ impl Sim {
                 config.read_records_max = self.config.read_records_max;
                 config.segment_bytes_max = self.config.segment_bytes_max;
                 config.log_read_bytes_max = self.config.log_read_bytes_max;
+                // The entries' cache size: on odd seeds and the big workload the ndb nodes
+                // serve most reads from their disks.
+                config.log_cache_records_max = self.config.log_cache_records_max;
                 let ndb = Ndb::recover(config, &slot.disk.ndb_synced, local_ms);
                 self.checker.on_ndb_start(slot.id, ndb.applied_index());
                 Node::Ndb(ndb)
@@ -789,6 +856,12 @@ impl Sim {
                 }
                 if !self.persist_ndb(index, ready.writes, ready.fsync, now_ms) {
                     return self.fail_stop(index, now_ms);
+                }
+                // Reads of what the ndb keeps on disk only: its writes are on the disk now
+                // (fsynced or not, as a store reads them).
+                for event in ready.events {
+                    let (to, message) = self.slots[index].disk.ndb_read(event);
+                    self.send(now_ms, from, to, message);
                 }
                 ready.messages
             }

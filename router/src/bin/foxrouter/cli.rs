@@ -119,6 +119,10 @@ pub(crate) struct NodeArgs {
     /// traffic keeps its latency.
     #[arg(long, value_name = "MB_PER_S", default_value_t = 100)]
     pub(crate) catch_up_rate: u64,
+    /// ndb: keep the permanent log's newest records in memory, up to this many MB (and a
+    /// million records); older ones are read from disk when an entry or a peer asks.
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub(crate) log_cache_mb: usize,
     #[command(flatten)]
     pub(crate) logging: Logging,
 }

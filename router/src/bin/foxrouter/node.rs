@@ -30,6 +30,7 @@ pub(crate) fn node(args: NodeArgs) -> anyhow::Result<()> {
             bytes_per_s: args.catch_up_rate.saturating_mul(1_000_000),
             ..fox_cluster::CatchUpOptions::default()
         },
+        log_cache_bytes: Some(args.log_cache_mb.saturating_mul(1 << 20)),
         ..fox_cluster::NodeOptions::default()
     };
     let runtime = router_runtime(args.workers.unwrap_or(0))?;

@@ -36,8 +36,10 @@ impl Sim {
                     }
                 }
                 Some(Node::Ndb(node)) => {
-                    self.checker
-                        .check_log_complete(&format!("ndb {}", slot.id), node.log());
+                    let what = format!("ndb {}", slot.id);
+                    self.checker.check_log_complete(&what, &slot.disk.ndb_log());
+                    let (after, records) = node.log_cache();
+                    self.checker.check_log_window(&what, after, records);
                     for segment in node.temp_segments().into_iter().take(2) {
                         let fate = self.checker.fate(segment);
                         failures.push(format!(
