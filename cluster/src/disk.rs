@@ -160,7 +160,11 @@ fn scan_paged(
 /// segment and resolution, and the permanent log's records only for the newest
 /// resolutions that hold `tail_records` of them (the rest stays on disk, which
 /// `Ndb::recover` accepts: memory holds only the newest records anyway).
-pub fn ndb_records(store: &NodeStore, tail_records: usize) -> Result<Vec<NdbWrite>, ClusterError> {
+pub fn ndb_records(
+    store: &NodeStore,
+    tail_records: usize,
+    tail_bytes: usize,
+) -> Result<Vec<NdbWrite>, ClusterError> {
     let mut records = Vec::new();
     scan_all(store, TEMP, |key, value| {
         let bytes: [u8; 16] = key.try_into().map_err(|_| ClusterError::Corrupt {
@@ -181,13 +185,14 @@ pub fn ndb_records(store: &NodeStore, tail_records: usize) -> Result<Vec<NdbWrit
         resolutions.push(decode::<Resolution>("resolution", value)?);
         Ok(true)
     })?;
-    // The newest resolutions whose records make up the tail memory holds.
-    let mut tail = 0usize;
+    // The newest resolutions whose records make up the tail memory holds: those from the
+    // first whose records all have IDs from `tail_id` on.
+    let tail_id = tail_start(store, tail_records, tail_bytes)?;
     let mut tail_from = resolutions.len();
-    while tail_from > 0 && tail < tail_records {
-        tail_from -= 1;
-        if let Outcome::Permanent { count, .. } = resolutions[tail_from].outcome {
-            tail += count as usize;
+    while tail_from > 0 {
+        match resolutions[tail_from - 1].outcome {
+            Outcome::Permanent { base, .. } if base.0 < tail_id => break,
+            _ => tail_from -= 1,
         }
     }
     let first_id =
@@ -235,6 +240,31 @@ pub fn ndb_records(store: &NodeStore, tail_records: usize) -> Result<Vec<NdbWrit
         });
     }
     Ok(records)
+}
+
+/// The first ID of the newest records of the log that make up at most `records` records
+/// and `bytes` encoded bytes (`u64::MAX`: none fit, or the log is empty), read backwards
+/// from the end, a page at a time.
+fn tail_start(store: &NodeStore, records: usize, bytes: usize) -> Result<u64, ClusterError> {
+    let (mut count, mut total, mut first) = (0usize, 0usize, u64::MAX);
+    let mut before: Option<Vec<u8>> = None;
+    for _ in 0..RECOVERY_PAGES_MAX {
+        let page = store.scan_back(LOG, before.as_deref(), READ_PAGE_RECORDS)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(first);
+        };
+        before = Some(last.clone());
+        for (key, value) in &page {
+            let record = log_record(key, value)?;
+            total += record.encoded_bytes_max();
+            count += 1;
+            if count > records || total > bytes {
+                return Ok(first);
+            }
+            first = record.id.0;
+        }
+    }
+    Ok(first)
 }
 
 /// Carries out an ndb's read of the records it keeps on disk only ([`NdbEvent`]): the
@@ -571,7 +601,7 @@ mod tests {
             },
         ];
         store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
-        let records = ndb_records(&store, usize::MAX).unwrap();
+        let records = ndb_records(&store, usize::MAX, usize::MAX).unwrap();
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0], NdbWrite::Temp { segment, .. } if *segment == second));
         assert_eq!(
@@ -611,7 +641,14 @@ mod tests {
             });
         }
         store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
-        let records = ndb_records(&store, 4).unwrap();
+        let records = ndb_records(&store, 4, usize::MAX).unwrap();
+        let record_bytes = LogRecord {
+            id: PermanentId(100),
+            publication: publication(10),
+        }
+        .encoded_bytes_max();
+        let by_bytes = ndb_records(&store, usize::MAX, 4 * record_bytes).unwrap();
+        assert_eq!(records, by_bytes, "the bytes of 4 records");
         let held: Vec<usize> = records
             .iter()
             .map(|r| match r {
@@ -621,8 +658,8 @@ mod tests {
             .collect();
         assert_eq!(
             held,
-            vec![0, 3, 3],
-            "the newest resolutions that hold 4 records"
+            vec![0, 0, 3],
+            "the newest resolutions whose records fit in 4"
         );
         let read = NdbEvent::ReadLog {
             to: NodeId(7),
@@ -782,7 +819,7 @@ mod tests {
             let mut batch = NodeBatch::new();
             batch.put(TEMP, [7u8; 16].to_vec(), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, [7u8; 16].to_vec());
             batch.put(
@@ -791,12 +828,12 @@ mod tests {
                 encode(&(NodeId(1), Vec::<Publication>::new())).unwrap(),
             );
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, b"short key".to_vec());
             batch.put(RESOLUTIONS, u64_key(1), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
 
             let dir = tempfile::tempdir().unwrap();
             let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();

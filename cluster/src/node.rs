@@ -351,7 +351,9 @@ async fn spawn_core(
             if let Some(bytes) = log_cache_bytes {
                 config.log_cache_bytes_max = bytes;
             }
-            let records = disk::ndb_records(&store, config.log_cache_records_max)?;
+            let (tail_records, tail_bytes) =
+                (config.log_cache_records_max, config.log_cache_bytes_max);
+            let records = disk::ndb_records(&store, tail_records, tail_bytes)?;
             let ndb = Ndb::recover(config, &records, clock.now_ms());
             tracing::info!(
                 applied_index = ndb.applied_index(),

@@ -247,6 +247,32 @@ impl NodeStore {
         Ok(())
     }
 
+    /// Up to `limit` entries of `family` before key `before` (`None`: from its end), last
+    /// first (`limit` clamped to [`SCAN_RESULTS_MAX`]).
+    pub fn scan_back(
+        &self,
+        family: &'static str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let mode = match before {
+            Some(key) => IteratorMode::From(key, Direction::Reverse),
+            None => IteratorMode::End,
+        };
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf(self.family(family)?, mode) {
+            let (key, value) = item?;
+            if before.is_some_and(|before| *key >= *before) {
+                continue;
+            }
+            found.push((key.into_vec(), value.into_vec()));
+            if found.len() >= limit.min(SCAN_RESULTS_MAX) {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     /// The last entry of `family`, by key order.
     pub fn last(&self, family: &'static str) -> Result<Option<KeyValue>, StoreError> {
         let mut iterator = self.db.iterator_cf(self.family(family)?, IteratorMode::End);
@@ -265,6 +291,24 @@ mod tests {
     use super::*;
 
     const FAMILIES: &[&str] = &["log", "meta"];
+
+    #[test]
+    fn scan_back_reads_from_the_end_or_before_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), FAMILIES, SyncMode::None).unwrap();
+        let mut batch = NodeBatch::new();
+        for key in 1u8..=5 {
+            batch.put("log", vec![key], vec![key]);
+        }
+        store.write(&batch, false).unwrap();
+        let keys = |found: Vec<KeyValue>| found.into_iter().map(|(k, _)| k[0]).collect::<Vec<_>>();
+        assert_eq!(keys(store.scan_back("log", None, 2).unwrap()), vec![5, 4]);
+        assert_eq!(
+            keys(store.scan_back("log", Some(&[4]), 10).unwrap()),
+            vec![3, 2, 1]
+        );
+        assert!(store.scan_back("meta", None, 10).unwrap().is_empty());
+    }
 
     #[test]
     fn batches_are_atomic_ordered_and_survive_reopen() {
