@@ -153,6 +153,11 @@ pub struct NdbConfig {
     pub log_cache_records_max: usize,
     /// The same in encoded bytes (`LogRecord::encoded_bytes_max` summed).
     pub log_cache_bytes_max: usize,
+    /// Decided segments remembered at most, the latest (to answer a late KEEP, and a
+    /// FETCH of a peer that is behind: a peer further behind than this cannot fetch
+    /// segment by segment, and pulls a checkpoint, which it does from 5,000 resolutions
+    /// behind). About 80 bytes each.
+    pub decided_segments_max: usize,
     /// Self-test only.
     #[doc(hidden)]
     pub mutation: Mutation,
@@ -176,6 +181,7 @@ impl NdbConfig {
             pending_resolutions_max: 65_536,
             log_cache_records_max: LOG_CACHE_RECORDS_MAX_DEFAULT,
             log_cache_bytes_max: LOG_CACHE_BYTES_MAX_DEFAULT,
+            decided_segments_max: 1 << 20,
             mutation: Mutation::None,
         }
     }

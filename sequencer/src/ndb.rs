@@ -113,6 +113,9 @@ pub struct Ndb {
     temp: BTreeMap<SegmentId, TempSegment>,
     unsynced: BTreeSet<SegmentId>,
     decided: BTreeMap<SegmentId, Decided>,
+    /// `decided`'s segments in the order they were decided: the oldest are forgotten
+    /// beyond `decided_segments_max`.
+    decided_order: VecDeque<SegmentId>,
     /// The newest records of the permanent log, in ID order; older ones are on disk only.
     log: VecDeque<LogRecord>,
     /// `LogRecord::encoded_bytes_max` summed over `log`.
@@ -166,6 +169,7 @@ impl Ndb {
             temp: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             decided: BTreeMap::new(),
+            decided_order: VecDeque::new(),
             log: VecDeque::new(),
             log_bytes: 0,
             log_count: 0,
@@ -451,6 +455,11 @@ impl Ndb {
     fn on_resolved(&mut self, resolutions: Vec<Resolution>, now_ms: u64) {
         for resolution in resolutions {
             if resolution.index <= self.applied_index {
+                // Applied already: a copy held since (a KEEP that came after this ndb
+                // forgot the decision, then asked sync to abort it) is not the log's.
+                if self.temp.remove(&resolution.segment).is_some() {
+                    self.unsynced.remove(&resolution.segment);
+                }
                 continue;
             }
             // Full: keep the lowest indices, those applied next. Dropping the new one
@@ -547,7 +556,7 @@ impl Ndb {
         self.pending.remove(&resolution.index);
         let Outcome::Permanent { base, .. } = resolution.outcome else {
             let aborted = Decided::Aborted(resolution.clone());
-            self.decided.insert(resolution.segment, aborted);
+            self.remember(resolution.segment, aborted);
             return;
         };
         let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
@@ -559,7 +568,7 @@ impl Ndb {
             count,
             digest,
         };
-        self.decided.insert(resolution.segment, decided);
+        self.remember(resolution.segment, decided);
         self.log_count += count as u64;
         self.log_end_id = self.log_end_id.max(base.0 + count as u64 - 1);
         if messages.is_empty() {
@@ -584,6 +593,21 @@ impl Ndb {
             };
             self.log_bytes -= oldest.encoded_bytes_max();
             self.stored_end = oldest.id.0;
+        }
+    }
+
+    /// Remembers where `segment` went, forgetting the oldest decisions beyond
+    /// `decided_segments_max` (a late KEEP or a FETCH of one that old no longer comes: its
+    /// entry stopped asking long ago, and a peer that far behind pulls a checkpoint).
+    fn remember(&mut self, segment: SegmentId, decided: Decided) {
+        if self.decided.insert(segment, decided).is_none() {
+            self.decided_order.push_back(segment);
+        }
+        while self.decided_order.len() > self.config.decided_segments_max {
+            let Some(oldest) = self.decided_order.pop_front() else {
+                break;
+            };
+            self.decided.remove(&oldest);
         }
     }
 

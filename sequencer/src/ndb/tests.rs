@@ -747,3 +747,46 @@ fn recovery_without_the_old_records_answers_from_the_resolutions() {
         });
     assert_eq!(stored, Some((3, segment_digest(&messages))));
 }
+
+/// Decisions are remembered up to `decided_segments_max`; a KEEP of a segment decided
+/// before them is held as a new copy, and dropped when sync answers that it was decided
+/// (its resolution is applied already).
+#[test]
+fn old_decisions_are_forgotten_and_a_late_copy_is_dropped_when_sync_answers() {
+    let mut config = ndb().config.clone();
+    config.decided_segments_max = 2;
+    let segments: Vec<SegmentId> = (1..=3u8)
+        .map(|n| SegmentId::new_v7(1_000, [n; 10]))
+        .collect();
+    let writes: Vec<NdbWrite> = (0..3)
+        .map(|i| applied_segment(i as u64 + 1, segments[i], 100 * (i as u64 + 1), 2))
+        .collect();
+    let mut ndb = Ndb::recover(config, &writes, 1_000);
+    assert_eq!(ndb.decided.len(), 2);
+    assert!(!ndb.decided.contains_key(&segments[0]));
+    let NdbWrite::Applied {
+        resolution,
+        messages,
+    } = &writes[0]
+    else {
+        unreachable!()
+    };
+    let keep = Message::Keep {
+        segment: segments[0],
+        owner: NodeId(0),
+        digest: segment_digest(messages),
+        messages: messages.clone(),
+    };
+    ndb.handle_message(NodeId(0), keep, 1_000);
+    assert_eq!(ndb.temp_segment_count(), 1, "held as a new copy");
+    let resolved = Message::Resolved {
+        resolutions: vec![resolution.clone()],
+    };
+    ndb.handle_message(NodeId(3), resolved, 1_001);
+    assert_eq!(
+        ndb.temp_segment_count(),
+        0,
+        "dropped: its resolution is applied"
+    );
+    assert_eq!(ndb.applied_index(), 3);
+}
