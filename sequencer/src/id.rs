@@ -122,7 +122,42 @@ pub struct Publication {
     /// Per-publisher sequence number, increasing in publish order.
     pub sequence: u64,
     /// Topic, arguments and options, encoded by the router; opaque here.
+    #[serde(with = "byte_string")]
     pub payload: Vec<u8>,
+}
+
+/// A `Vec<u8>` as one byte string: in postcard (the only format it is written in) the same
+/// bytes as a sequence of `u8` (a varint length, then the bytes), written and read in one
+/// copy rather than byte by byte.
+mod byte_string {
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
 }
 
 impl Publication {
@@ -201,6 +236,33 @@ mod tests {
     use super::*;
 
     const YEAR_2089_UNIX_MS: u64 = 3_755_376_000_000; // 2089-01-01T00:00:00Z
+
+    /// The payload is one byte string on the wire: the same bytes as the sequence of
+    /// `u8` it was before (nodes of both binaries talk), and it reads back.
+    #[test]
+    fn a_publication_encodes_as_before_and_reads_back() {
+        let publication = Publication {
+            publisher: 1,
+            sequence: 300,
+            payload: vec![1, 2, 3, 0xff],
+        };
+        let bytes = postcard::to_allocvec(&publication).unwrap();
+        assert_eq!(bytes, vec![0x01, 0xac, 0x02, 0x04, 1, 2, 3, 0xff]);
+        #[derive(Serialize)]
+        struct AsBefore {
+            publisher: u64,
+            sequence: u64,
+            payload: Vec<u8>,
+        }
+        let before = AsBefore {
+            publisher: 1,
+            sequence: 300,
+            payload: vec![1, 2, 3, 0xff],
+        };
+        assert_eq!(bytes, postcard::to_allocvec(&before).unwrap());
+        let read: Publication = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(read, publication);
+    }
 
     #[test]
     fn a_segment_id_tells_when_it_was_cut() {
