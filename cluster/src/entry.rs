@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub struct EntryOptions {
     pub publish_timeout_ms: u64,
     /// Publishes waiting for the entry (beyond its two segments) at most. Default 65536.
     pub queue_publishes_max: usize,
+    /// The same in bytes (`Publication::encoded_bytes_max` summed), so that a flood of
+    /// large publishes cannot fill the entry's memory; one publish is taken whatever its
+    /// size while nothing waits. Default 256 MiB.
+    pub queue_bytes_max: usize,
     /// Records queued per subscriber at most; beyond, it gets `Lagged`. Default 65536.
     pub subscriber_queue_records_max: usize,
     /// With publishes waiting and no ack or rejection for this long while a quorum of ndb
@@ -76,6 +80,7 @@ impl Default for EntryOptions {
         EntryOptions {
             publish_timeout_ms: 5000,
             queue_publishes_max: 65_536,
+            queue_bytes_max: 256 << 20,
             subscriber_queue_records_max: 65_536,
             stall_reset_ms: 3000,
             mesh: MeshLimits::default(),
@@ -108,6 +113,11 @@ struct Sink {
 #[derive(Clone, Debug)]
 pub struct EntryHandle {
     commands: mpsc::Sender<Command>,
+    /// Bytes of the publishes sent to the entry task and not yet taken by its core.
+    queued_bytes: Arc<AtomicUsize>,
+    queue_bytes_max: usize,
+    /// The core's `segment_bytes_max`: a larger publication is refused at once.
+    segment_bytes_max: usize,
     next_subscriber: Arc<AtomicU64>,
     publish_timeout_ms: u64,
     subscriber_queue_records_max: usize,
@@ -158,7 +168,9 @@ impl EntryHandle {
         let config = EntryConfig::new(spec.node_id(), cluster.membership(), seed);
         let (commands_sender, commands) = mpsc::channel(options.queue_publishes_max.max(1));
         let reports = Reports::default();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let task = EntryTask {
+            queued_bytes: Arc::clone(&queued_bytes),
             entry: Entry::new(config.clone(), clock.now_ms()),
             config,
             stall_reset: Duration::from_millis(options.stall_reset_ms),
@@ -177,9 +189,13 @@ impl EntryHandle {
             reports: Arc::clone(&reports),
             status_query: Duration::from_millis(options.status_query_ms.max(1)),
         };
+        let segment_bytes_max = task.config.segment_bytes_max;
         let task = tokio::spawn(task.run());
         Ok(EntryHandle {
             commands: commands_sender,
+            queued_bytes,
+            queue_bytes_max: options.queue_bytes_max,
+            segment_bytes_max,
             next_subscriber: Arc::new(AtomicU64::new(1)),
             publish_timeout_ms: options.publish_timeout_ms,
             subscriber_queue_records_max: options.subscriber_queue_records_max,
@@ -225,13 +241,27 @@ impl EntryHandle {
     ) -> impl Future<Output = Result<PermanentId, EntryError>> + Send + 'static {
         let timeout_ms = self.publish_timeout_ms;
         let (reply, answer) = oneshot::channel();
-        let queued = match self.commands.try_send(command(publication, reply)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(EntryError::Overloaded {
-                queued: self.commands.max_capacity(),
-            }),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(EntryError::Stopped),
+        let bytes = publication.encoded_bytes_max();
+        let bytes_max = self.segment_bytes_max;
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let queued = if bytes > bytes_max {
+            Err(EntryError::TooLarge { bytes, bytes_max })
+        } else if before > 0 && before.saturating_add(bytes) > self.queue_bytes_max {
+            Err(EntryError::Overloaded {
+                queued: self.commands.max_capacity() - self.commands.capacity(),
+            })
+        } else {
+            match self.commands.try_send(command(publication, reply)) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(EntryError::Overloaded {
+                    queued: self.commands.max_capacity(),
+                }),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(EntryError::Stopped),
+            }
         };
+        if queued.is_err() {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
         async move {
             queued?;
             let limit = Duration::from_millis(timeout_ms);
@@ -376,6 +406,8 @@ enum Wake {
 
 struct EntryTask {
     entry: Entry,
+    /// Shared with the handles: what a publish no longer waits here releases.
+    queued_bytes: Arc<AtomicUsize>,
     config: EntryConfig,
     stall_reset: Duration,
     last_progress: tokio::time::Instant,
@@ -505,6 +537,12 @@ impl EntryTask {
         }
     }
 
+    /// `publication` no longer waits here (refused, or taken by the core).
+    fn release(&self, publication: &Publication) {
+        let bytes = publication.encoded_bytes_max();
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
     /// Something of this entry's was decided (or nothing waits).
     fn progressed(&mut self) {
         self.last_progress = tokio::time::Instant::now();
@@ -553,6 +591,7 @@ impl EntryTask {
         match command {
             Command::Publish(publication, reply) => {
                 if self.queue.len() >= self.queue_max {
+                    self.release(&publication);
                     let queued = self.queue.len();
                     let _ = reply.send(Err(EntryError::Overloaded { queued }));
                     return;
@@ -562,6 +601,7 @@ impl EntryTask {
             }
             Command::PublishFirst(publication, reply) => {
                 if self.first.len() >= FIRST_QUEUED_MAX {
+                    self.release(&publication);
                     let queued = self.first.len();
                     let _ = reply.send(Err(EntryError::Overloaded { queued }));
                     return;
@@ -599,10 +639,19 @@ impl EntryTask {
             };
             match self.entry.publish(publication.clone(), self.clock.now_ms()) {
                 Ok(advance) => {
+                    let bytes = publication.encoded_bytes_max();
+                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                     self.waiting.insert(advance, reply);
                     fed = true;
                 }
+                Err(fox_sequencer::PublishError::TooLarge { bytes, bytes_max }) => {
+                    // Refused at `publish` already; never wedge the queue on one.
+                    let _ = reply.send(Err(EntryError::TooLarge { bytes, bytes_max }));
+                    let bytes = publication.encoded_bytes_max();
+                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                }
                 Err(_) => {
+                    // Busy: the next round feeds it.
                     queue.push_front((publication, reply));
                     break;
                 }

@@ -104,7 +104,15 @@ pub enum EntryError {
     /// The segment was aborted: the message is not and will never be in the log.
     #[error("the cluster aborted the message's segment; it is not in the log")]
     Rejected,
-    /// Too many publishes wait already; nothing was sent.
+    /// The publication is larger than a segment may be; nothing was sent.
+    #[error("message of {bytes} bytes exceeds the cluster's segment limit of {bytes_max} bytes")]
+    TooLarge {
+        /// Its encoded size (upper bound).
+        bytes: usize,
+        /// The entry's `segment_bytes_max`.
+        bytes_max: usize,
+    },
+    /// Too many publishes (or bytes of them) wait already; nothing was sent.
     #[error("entry overloaded: {queued} publishes wait already")]
     Overloaded {
         /// Publishes waiting.

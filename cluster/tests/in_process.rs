@@ -331,3 +331,58 @@ async fn ndb_nodes_serve_the_log_from_disk_beyond_their_memory() {
         node.stop().await.expect("clean stop");
     }
 }
+
+/// A flood of large publishes is refused beyond `queue_bytes_max` (`Overloaded`, nothing
+/// sent) instead of filling the entry's memory; what was taken is ordered, and once the
+/// queue drains publishes go through again. A publication larger than a segment is refused
+/// at once and does not hold the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_large_publishes_is_refused_beyond_the_queue_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, cluster, entry_id) = init_cluster(dir.path());
+    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
+    let options = EntryOptions {
+        queue_bytes_max: 1 << 20,
+        ..EntryOptions::default()
+    };
+    let entry = EntryHandle::start(&cluster, entry_id, options)
+        .await
+        .expect("entry");
+    let large = |sequence: u64| Publication {
+        publisher: 3,
+        sequence,
+        payload: vec![7; 64 << 10],
+    };
+    let futures: Vec<_> = (0..400)
+        .map(|sequence| entry.publish(large(sequence)))
+        .collect();
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for future in futures {
+        match future.await {
+            Ok(id) => acked.push(id.0),
+            Err(fox_cluster::EntryError::Overloaded { .. }) => refused += 1,
+            Err(error) => panic!("unexpected {error}"),
+        }
+    }
+    assert!(refused > 0, "26 MB offered at once against a 1 MiB queue");
+    assert!(
+        acked.len() >= 8,
+        "what was taken is ordered: {}",
+        acked.len()
+    );
+    assert!(acked.windows(2).all(|pair| pair[0] < pair[1]));
+    let too_large = Publication {
+        publisher: 3,
+        sequence: 1_000,
+        payload: vec![1; 9 << 20],
+    };
+    assert!(matches!(
+        entry.publish(too_large).await,
+        Err(fox_cluster::EntryError::TooLarge { .. })
+    ));
+    publish_all(&entry, 2_000..2_010).await;
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+}

@@ -126,17 +126,20 @@ pub struct Publication {
     pub payload: Vec<u8>,
 }
 
-/// A `Vec<u8>` as one byte string: in postcard (the only format it is written in) the same
-/// bytes as a sequence of `u8` (a varint length, then the bytes), written and read in one
-/// copy rather than byte by byte.
-mod byte_string {
-    use serde::de::Visitor;
+/// A `Vec<u8>` as one byte string (`#[serde(with = "fox_sequencer::byte_string")]`): in
+/// postcard the same bytes as a sequence of `u8` (a varint length, then the bytes), written
+/// and read in one copy rather than byte by byte; in MessagePack a `bin`, not an array of
+/// numbers. Reads an array of numbers too (what a plain `Vec<u8>` was written as).
+pub mod byte_string {
+    use serde::de::{SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 
+    /// Writes `bytes` as one byte string.
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
+    /// Reads a byte string (or an array of numbers).
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         deserializer.deserialize_byte_buf(Bytes)
     }
@@ -156,6 +159,15 @@ mod byte_string {
 
         fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
             Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // As long as the input's sequence, which the format bounds.
+            let mut bytes = Vec::new();
+            while let Some(byte) = seq.next_element::<u8>()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
         }
     }
 }

@@ -51,7 +51,7 @@ pub(super) struct StoredInflight {
     /// 1: PUBACK awaited, 2: PUBREC awaited, 3: PUBCOMP awaited.
     pub(super) phase: u8,
     /// The PUBLISH as first sent, encoded as MQTT 5.
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "fox_sequencer::byte_string")]
     pub(super) publish: Vec<u8>,
 }
 
@@ -111,7 +111,7 @@ pub(super) struct StoredSubscription {
 pub(super) struct StoredWill {
     /// WAMP spelling of the topic.
     pub(super) topic: String,
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "fox_sequencer::byte_string")]
     pub(super) payload: Vec<u8>,
     pub(super) qos: u8,
     pub(super) retain: bool,
@@ -122,46 +122,6 @@ pub(super) struct StoredWill {
     pub(super) response_topic: Option<String>,
     pub(super) correlation_data: Option<Vec<u8>>,
     pub(super) user_properties: Vec<(String, String)>,
-}
-
-/// Byte strings as MessagePack bin (not an array of numbers).
-mod serde_bytes_compat {
-    use serde::de::{SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a byte string")
-        }
-
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(b) = seq.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
-    }
 }
 
 impl StoredWill {
