@@ -24,7 +24,8 @@
 
 use fox_sequencer::sync::SyncSnapshot;
 use fox_sequencer::{
-    LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite,
+    LogPage, LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution,
+    SyncWrite,
 };
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
@@ -277,18 +278,12 @@ pub fn ndb_read(store: &NodeStore, read: &NdbEvent) -> Result<(NodeId, Message),
             records_max,
             bytes_max,
         } => {
-            let mut records = Vec::new();
-            let mut bytes = 0;
+            let mut page = LogPage::new(records_max, bytes_max);
             let start = u64_key(after.saturating_add(1));
             scan_paged(store, LOG, &start, READ_PAGE_RECORDS, |key, value| {
-                let record = log_record(key, value)?;
-                bytes += record.encoded_bytes_max();
-                if records.len() >= records_max || (bytes > bytes_max && !records.is_empty()) {
-                    return Ok(false);
-                }
-                records.push(record);
-                Ok(true)
+                Ok(page.push(log_record(key, value)?))
             })?;
+            let records = page.into_records();
             Ok((to, Message::Log { after, records }))
         }
         NdbEvent::ReadSegment {

@@ -80,6 +80,14 @@ async fn publish_all(entry: &EntryHandle, sequences: std::ops::Range<u64>) -> BT
     acked
 }
 
+/// Stops the entry, then every node, cleanly.
+async fn stop_all(entry: EntryHandle, nodes: Vec<RunningNode>) {
+    entry.stop().await;
+    for node in nodes {
+        node.stop().await.expect("clean stop");
+    }
+}
+
 /// The log from its start through `entry` holds exactly `acked` (sequence -> ID), in order.
 async fn read_all_back(entry: &EntryHandle, acked: &BTreeMap<u64, u64>) {
     let mut subscription = entry.subscribe(PermanentId(0)).await.expect("subscribe");
@@ -106,10 +114,7 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
         ids.windows(2).all(|pair| pair[0] < pair[1]),
         "IDs increase in publish order"
     );
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
 
     let nodes = start_all(&file, &cluster, NodeOptions::default).await;
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
@@ -122,10 +127,7 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
         later.values().all(|id| *id > highest),
         "new IDs above the old"
     );
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
 }
 
 /// How an ndb's status reads now.
@@ -276,10 +278,7 @@ async fn a_publish_first_goes_ahead_of_a_long_queue() {
         ahead_of as u64 >= QUEUED - 9 * 1024,
         "the beat went ahead of {ahead_of} of {QUEUED} queued publishes"
     );
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
 }
 
 /// ndb nodes that keep only a few KiB of the log in memory: a subscriber from the log's
@@ -316,20 +315,14 @@ async fn ndb_nodes_serve_the_log_from_disk_beyond_their_memory() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     read_all_back(&entry, &acked).await;
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
     let nodes = start_all(&file, &cluster, small).await;
     let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
         .await
         .expect("entry");
     acked.extend(publish_all(&entry, 3_000..3_100).await);
     read_all_back(&entry, &acked).await;
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
 }
 
 /// A flood of large publishes is refused beyond `queue_bytes_max` (`Overloaded`, nothing
@@ -381,8 +374,5 @@ async fn a_flood_of_large_publishes_is_refused_beyond_the_queue_bytes() {
         Err(fox_cluster::EntryError::TooLarge { .. })
     ));
     publish_all(&entry, 2_000..2_010).await;
-    entry.stop().await;
-    for node in nodes {
-        node.stop().await.expect("clean stop");
-    }
+    stop_all(entry, nodes).await;
 }

@@ -109,7 +109,7 @@ pub mod wire;
 pub use config::{EntryConfig, Membership, NdbConfig, SyncConfig};
 pub use entry::{Entry, EntryEvent, PublishError};
 pub use id::{byte_string, AdvanceId, NodeId, PermanentId, Publication, SegmentId};
-pub use message::{CheckpointFile, LogRecord, Message, NodeReport, Outcome, Resolution};
+pub use message::{CheckpointFile, LogPage, LogRecord, Message, NodeReport, Outcome, Resolution};
 pub use ndb::{Ndb, NdbEvent, NdbWrite};
 pub use ready::Ready;
 pub use sync::{RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};

@@ -273,6 +273,46 @@ impl LogRecord {
     }
 }
 
+/// The records of one LOG answer, gathered in order: at most `records_max`, and no more
+/// encoded bytes than `bytes_max` beyond the first (which always goes: it came in a KEEP,
+/// so it is no larger than a segment), so that the LOG fits in a frame.
+#[derive(Debug)]
+pub struct LogPage {
+    records: Vec<LogRecord>,
+    bytes: usize,
+    records_max: usize,
+    bytes_max: usize,
+}
+
+impl LogPage {
+    /// An empty page with these caps.
+    pub fn new(records_max: usize, bytes_max: usize) -> LogPage {
+        LogPage {
+            records: Vec::new(),
+            bytes: 0,
+            records_max,
+            bytes_max,
+        }
+    }
+
+    /// Adds `record` if it fits; whether it did (once one does not, the page is full).
+    pub fn push(&mut self, record: LogRecord) -> bool {
+        let bytes = self.bytes.saturating_add(record.encoded_bytes_max());
+        let fits = self.records.is_empty() || bytes <= self.bytes_max;
+        if self.records.len() >= self.records_max || !fits {
+            return false;
+        }
+        self.bytes = bytes;
+        self.records.push(record);
+        true
+    }
+
+    /// The records gathered.
+    pub fn into_records(self) -> Vec<LogRecord> {
+        self.records
+    }
+}
+
 /// A Raft message; on the wire, its protobuf bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaftMessage(pub eraftpb::Message);

@@ -4,7 +4,7 @@
 use crate::config::wire_limits::FRAME_CONTENT_BYTES_MAX;
 use crate::config::{Mutation, NdbConfig};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SegmentId};
-use crate::message::{LogRecord, Message, Outcome, Resolution};
+use crate::message::{LogPage, LogRecord, Message, Outcome, Resolution};
 use crate::ready::Ready;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -813,17 +813,13 @@ impl Ndb {
         }
         let start = self.log.partition_point(|record| record.id.0 <= after);
         let end = (start + self.config.read_records_max).min(self.log.len());
-        // Capped in bytes too, so that the LOG fits in a frame; the first record always
-        // goes (it came in a KEEP, so it is no larger than a segment).
-        let mut bytes = 0;
-        let mut records = Vec::new();
+        let mut page = LogPage::new(self.config.read_records_max, self.config.log_read_bytes_max);
         for record in self.log.range(start..end) {
-            bytes += record.encoded_bytes_max();
-            if bytes > self.config.log_read_bytes_max && !records.is_empty() {
+            if !page.push(record.clone()) {
                 break;
             }
-            records.push(record.clone());
         }
+        let records = page.into_records();
         // Early: a LOG need not wait for this batch's fsync. Its records are final (the
         // resolution is in sync's Raft log, the segment fsynced on a quorum of ndb before
         // it was decided), so after a crash this ndb applies the same records again, or

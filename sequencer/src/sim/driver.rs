@@ -12,7 +12,7 @@ use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
-use crate::message::{LogRecord, Message, Outcome};
+use crate::message::{LogPage, LogRecord, Message, Outcome};
 use crate::ndb::{Ndb, NdbEvent, NdbWrite};
 use crate::sync::{Sync, SyncEvent, SyncWrite};
 use std::collections::BTreeSet;
@@ -343,15 +343,13 @@ impl Disk {
                 bytes_max,
             } => {
                 let start = log.partition_point(|record| record.id.0 <= after);
-                let mut bytes = 0;
-                let mut records = Vec::new();
-                for record in log[start..].iter().take(records_max) {
-                    bytes += record.encoded_bytes_max();
-                    if bytes > bytes_max && !records.is_empty() {
+                let mut page = LogPage::new(records_max, bytes_max);
+                for record in &log[start..] {
+                    if !page.push(record.clone()) {
                         break;
                     }
-                    records.push(record.clone());
                 }
+                let records = page.into_records();
                 (to, Message::Log { after, records })
             }
             NdbEvent::ReadSegment {
