@@ -85,6 +85,10 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Ndb: records in its permanent log.
     pub log_records: u64,
+    /// Ndb: of them, the newest, which memory holds (`--log-cache-mb`).
+    pub log_cached_records: u64,
+    /// Ndb: their encoded bytes.
+    pub log_cached_bytes: u64,
     /// Ndb: the last permanent ID in its log (0: empty).
     pub last_id: u64,
     /// Ndb: temporary segments held, not yet resolved.
@@ -155,6 +159,7 @@ impl Core for Ndb {
     fn status(&self, status: &mut NodeStatus) {
         status.applied_index = self.applied_index();
         status.log_records = self.log_records();
+        (status.log_cached_records, status.log_cached_bytes) = self.log_cached();
         status.last_id = self.last_id();
         status.temp_segments = self.temp_segment_count() as u64;
     }

@@ -310,6 +310,12 @@ impl Ndb {
         self.log_count
     }
 
+    /// Of them, those memory holds, and their encoded bytes (`LogRecord::encoded_bytes_max`
+    /// summed).
+    pub fn log_cached(&self) -> (u64, u64) {
+        (self.log.len() as u64, self.log_bytes as u64)
+    }
+
     /// The last permanent ID (0: none yet).
     pub fn last_id(&self) -> u64 {
         self.log_end_id

@@ -510,6 +510,13 @@ def test_ndb_and_sync_nodes_serve_health_readiness_and_metrics(cluster):
         return len(set(now.values())) == 1 and all(now[i] - before_log[i] >= 10 for i in now) and now
 
     poll_until(logs_grew, 10, "every ndb's permanent log holds the 10 new records, the same on each")
+    # A small log: memory holds all of it, and says how much.
+    ndb = get_json(ndbs[0], "/api/v1/status")[1]["ndb"]
+    assert ndb["log_cached"]["records"] == ndb["log_records"] > 0, ndb
+    assert ndb["log_cached"]["bytes"] > 10 * ndb["log_cached"]["records"], ndb
+    sample = scrape(ndbs[0])
+    assert sample[key("foxrouter_ndb_log_cached_records")] >= ndb["log_records"]
+    assert sample[key("foxrouter_ndb_log_cached_bytes")] >= ndb["log_cached"]["bytes"]
     after = scrape(cluster.nodes[leader])
     assert after[key("foxrouter_raft_commit_index")] > before_commit
     assert scrape(ndbs[0])[key("foxrouter_node_store_fsyncs_total")] > before_fsyncs

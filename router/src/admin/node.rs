@@ -164,6 +164,10 @@ async fn status(State(view): State<Arc<NodeView>>) -> Json<Value> {
         Role::Ndb => json!({
             "applied_index": status.applied_index,
             "log_records": status.log_records,
+            "log_cached": {
+                "records": status.log_cached_records,
+                "bytes": status.log_cached_bytes,
+            },
             "temp_segments": status.temp_segments,
             "catch_up": {
                 "active": status.catching_up,

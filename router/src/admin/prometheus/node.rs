@@ -81,6 +81,16 @@ impl Collector for NodeCollector {
                     status.log_records,
                 ),
                 (
+                    "ndb_log_cached_records",
+                    "Of them, the newest, which memory holds (--log-cache-mb).",
+                    status.log_cached_records,
+                ),
+                (
+                    "ndb_log_cached_bytes",
+                    "Their encoded bytes.",
+                    status.log_cached_bytes,
+                ),
+                (
                     "ndb_temp_segments",
                     "Temporary segments held, not yet resolved.",
                     status.temp_segments,
