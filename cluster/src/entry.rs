@@ -429,6 +429,11 @@ struct EntryTask {
     status_query: Duration,
 }
 
+/// `publication` no longer waits for the entry: its bytes leave `queued_bytes`.
+fn release(queued_bytes: &AtomicUsize, publication: &Publication) {
+    queued_bytes.fetch_sub(publication.encoded_bytes_max(), Ordering::AcqRel);
+}
+
 /// Publishes waiting to go ahead of the queue at most (`EntryHandle::publish_first`).
 pub const FIRST_QUEUED_MAX: usize = 64;
 
@@ -537,12 +542,6 @@ impl EntryTask {
         }
     }
 
-    /// `publication` no longer waits here (refused, or taken by the core).
-    fn release(&self, publication: &Publication) {
-        let bytes = publication.encoded_bytes_max();
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-
     /// Something of this entry's was decided (or nothing waits).
     fn progressed(&mut self) {
         self.last_progress = tokio::time::Instant::now();
@@ -589,26 +588,8 @@ impl EntryTask {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Publish(publication, reply) => {
-                if self.queue.len() >= self.queue_max {
-                    self.release(&publication);
-                    let queued = self.queue.len();
-                    let _ = reply.send(Err(EntryError::Overloaded { queued }));
-                    return;
-                }
-                self.queue.push_back((publication, reply));
-                self.feed_queue();
-            }
-            Command::PublishFirst(publication, reply) => {
-                if self.first.len() >= FIRST_QUEUED_MAX {
-                    self.release(&publication);
-                    let queued = self.first.len();
-                    let _ = reply.send(Err(EntryError::Overloaded { queued }));
-                    return;
-                }
-                self.first.push_back((publication, reply));
-                self.feed_queue();
-            }
+            Command::Publish(publication, reply) => self.enqueue(false, publication, reply),
+            Command::PublishFirst(publication, reply) => self.enqueue(true, publication, reply),
             Command::Subscribe(id, after, sink) => {
                 self.sinks.insert(id, sink);
                 self.entry.subscribe(id, after);
@@ -621,6 +602,24 @@ impl EntryTask {
                 self.entry.abort_owner(owner, cut_until_ms);
             }
         }
+    }
+
+    /// Queues a publish (`first`: ahead of the others) and feeds the entry; a full queue
+    /// refuses it.
+    fn enqueue(&mut self, first: bool, publication: Publication, reply: Reply) {
+        let (queue, max) = if first {
+            (&mut self.first, FIRST_QUEUED_MAX)
+        } else {
+            (&mut self.queue, self.queue_max)
+        };
+        if queue.len() >= max {
+            let queued = queue.len();
+            release(&self.queued_bytes, &publication);
+            let _ = reply.send(Err(EntryError::Overloaded { queued }));
+            return;
+        }
+        queue.push_back((publication, reply));
+        self.feed_queue();
     }
 
     /// Hands queued publishes to the entry, in order, until it is busy. Whether it
@@ -639,16 +638,14 @@ impl EntryTask {
             };
             match self.entry.publish(publication.clone(), self.clock.now_ms()) {
                 Ok(advance) => {
-                    let bytes = publication.encoded_bytes_max();
-                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    release(&self.queued_bytes, &publication);
                     self.waiting.insert(advance, reply);
                     fed = true;
                 }
                 Err(fox_sequencer::PublishError::TooLarge { bytes, bytes_max }) => {
                     // Refused at `publish` already; never wedge the queue on one.
+                    release(&self.queued_bytes, &publication);
                     let _ = reply.send(Err(EntryError::TooLarge { bytes, bytes_max }));
-                    let bytes = publication.encoded_bytes_max();
-                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 }
                 Err(_) => {
                     // Busy: the next round feeds it.
