@@ -24,8 +24,7 @@
 
 use fox_sequencer::sync::SyncSnapshot;
 use fox_sequencer::{
-    LogPage, LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution,
-    SyncWrite,
+    LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite,
 };
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
@@ -187,8 +186,9 @@ pub fn ndb_records(
         Ok(true)
     })?;
     // The newest resolutions whose records make up the tail memory holds: those from the
-    // first whose records all have IDs from `tail_id` on.
-    let tail_id = tail_start(store, tail_records, tail_bytes)?;
+    // first whose records all have IDs from the tail's first on.
+    let tail = read_tail(store, tail_records, tail_bytes)?;
+    let tail_id = tail.first().map_or(u64::MAX, |record| record.id.0);
     let mut tail_from = resolutions.len();
     while tail_from > 0 {
         match resolutions[tail_from - 1].outcome {
@@ -196,17 +196,7 @@ pub fn ndb_records(
             _ => tail_from -= 1,
         }
     }
-    let first_id =
-        resolutions[tail_from..]
-            .iter()
-            .find_map(|resolution| match resolution.outcome {
-                Outcome::Permanent { base, .. } => Some(base.0),
-                Outcome::Aborted => None,
-            });
-    let log = match first_id {
-        Some(first_id) => read_log_from(store, first_id)?,
-        None => Vec::new(),
-    };
+    let log = tail;
     let mut position = 0usize;
     for (number, resolution) in resolutions.into_iter().enumerate() {
         let mut messages = Vec::new();
@@ -243,82 +233,49 @@ pub fn ndb_records(
     Ok(records)
 }
 
-/// The first ID of the newest records of the log that make up at most `records` records
-/// and `bytes` encoded bytes (`u64::MAX`: none fit, or the log is empty), read backwards
-/// from the end, a page at a time.
-fn tail_start(store: &NodeStore, records: usize, bytes: usize) -> Result<u64, ClusterError> {
-    let (mut count, mut total, mut first) = (0usize, 0usize, u64::MAX);
+/// The newest records of the log, oldest first, at most `records` of them and `bytes`
+/// encoded bytes, read backwards from the end a page at a time.
+fn read_tail(
+    store: &NodeStore,
+    records: usize,
+    bytes: usize,
+) -> Result<Vec<LogRecord>, ClusterError> {
+    let mut tail = Vec::new();
+    let mut total = 0usize;
     let mut before: Option<Vec<u8>> = None;
-    for _ in 0..RECOVERY_PAGES_MAX {
+    'pages: for _ in 0..RECOVERY_PAGES_MAX {
         let page = store.scan_back(LOG, before.as_deref(), READ_PAGE_RECORDS)?;
         let Some((last, _)) = page.last() else {
-            return Ok(first);
+            break;
         };
         before = Some(last.clone());
         for (key, value) in &page {
             let record = log_record(key, value)?;
             total += record.encoded_bytes_max();
-            count += 1;
-            if count > records || total > bytes {
-                return Ok(first);
+            if tail.len() >= records || total > bytes {
+                break 'pages;
             }
-            first = record.id.0;
+            tail.push(record);
         }
     }
-    Ok(first)
+    tail.reverse();
+    Ok(tail)
 }
 
 /// Carries out an ndb's read of the records it keeps on disk only ([`NdbEvent`]): the
 /// message to send and to whom.
 pub fn ndb_read(store: &NodeStore, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
-    match *read {
-        NdbEvent::ReadLog {
-            to,
-            after,
-            records_max,
-            bytes_max,
-        } => {
-            let mut page = LogPage::new(records_max, bytes_max);
-            let start = u64_key(after.saturating_add(1));
-            scan_paged(store, LOG, &start, READ_PAGE_RECORDS, |key, value| {
-                Ok(page.push(log_record(key, value)?))
-            })?;
-            let records = page.into_records();
-            Ok((to, Message::Log { after, records }))
-        }
-        NdbEvent::ReadSegment {
-            to,
-            segment,
-            owner,
-            first,
-            count,
-        } => {
-            let mut messages = Vec::new();
-            scan_paged(
-                store,
-                LOG,
-                &u64_key(first),
-                READ_PAGE_RECORDS,
-                |key, value| {
-                    let record = log_record(key, value)?;
-                    if record.id.0 != first + messages.len() as u64 {
-                        return Err(ClusterError::Corrupt {
-                            what: "permanent log",
-                            reason: format!("segment {segment} lacks record {}", record.id.0),
-                        });
-                    }
-                    messages.push(record.publication);
-                    Ok(messages.len() < count)
-                },
-            )?;
-            let data = Message::SegmentData {
-                segment,
-                owner,
-                messages,
-            };
-            Ok((to, data))
-        }
-    }
+    let mut answer = read.clone().answer();
+    let start = u64_key(read.first_id());
+    scan_paged(store, LOG, &start, READ_PAGE_RECORDS, |key, value| {
+        answer
+            .push(log_record(key, value)?)
+            .map_err(|missing| ClusterError::Corrupt {
+                what: "permanent log",
+                reason: format!("a decided segment lacks record {missing}"),
+            })
+    })?;
+    Ok(answer.finish())
 }
 
 fn log_record(key: &[u8], value: &[u8]) -> Result<LogRecord, ClusterError> {
@@ -361,16 +318,6 @@ pub fn ndb_temp_copy(store: &NodeStore) -> Result<NodeBatch, ClusterError> {
         Ok(true)
     })?;
     Ok(batch)
-}
-
-/// The permanent log's records from ID `first_id` on.
-fn read_log_from(store: &NodeStore, first_id: u64) -> Result<Vec<LogRecord>, ClusterError> {
-    let mut log = Vec::new();
-    scan_from(store, LOG, &u64_key(first_id), |key, value| {
-        log.push(log_record(key, value)?);
-        Ok(true)
-    })?;
-    Ok(log)
 }
 
 fn protobuf_error(what: &'static str) -> impl Fn(protobuf::ProtobufError) -> ClusterError {

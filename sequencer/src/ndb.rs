@@ -73,6 +73,123 @@ pub enum NdbEvent {
     },
 }
 
+impl NdbEvent {
+    /// The first permanent ID the read wants: it takes records from there on, in order.
+    pub fn first_id(&self) -> u64 {
+        match *self {
+            NdbEvent::ReadLog { after, .. } => after.saturating_add(1),
+            NdbEvent::ReadSegment { first, .. } => first,
+        }
+    }
+
+    /// Its answer, to be filled with the log's records from [`NdbEvent::first_id`] on.
+    pub fn answer(self) -> ReadAnswer {
+        match self {
+            NdbEvent::ReadLog {
+                to,
+                after,
+                records_max,
+                bytes_max,
+            } => ReadAnswer::Log {
+                to,
+                after,
+                page: LogPage::new(records_max, bytes_max),
+            },
+            NdbEvent::ReadSegment {
+                to,
+                segment,
+                owner,
+                first,
+                count,
+            } => ReadAnswer::Segment {
+                to,
+                segment,
+                owner,
+                first,
+                count,
+                messages: Vec::new(),
+            },
+        }
+    }
+}
+
+/// A read's answer being filled, from memory (the ndb itself) or from disk (its driver,
+/// the simulator's model of its disk): the same caps and checks either way.
+#[derive(Debug)]
+pub enum ReadAnswer {
+    /// A LOG.
+    Log {
+        /// The reader.
+        to: NodeId,
+        /// Its position.
+        after: u64,
+        /// The records.
+        page: LogPage,
+    },
+    /// A SEGMENT_DATA.
+    Segment {
+        /// The peer that fetches it.
+        to: NodeId,
+        /// The segment.
+        segment: SegmentId,
+        /// What it names as the owner.
+        owner: NodeId,
+        /// Its first permanent ID.
+        first: u64,
+        /// Its records.
+        count: usize,
+        /// Its publications so far.
+        messages: Vec<Publication>,
+    },
+}
+
+impl ReadAnswer {
+    /// Adds the next record of the log; whether more are wanted. `Err(id)`: the log lacks
+    /// record `id` of a segment (whose IDs are consecutive).
+    pub fn push(&mut self, record: LogRecord) -> Result<bool, u64> {
+        match self {
+            ReadAnswer::Log { page, .. } => Ok(page.push(record)),
+            ReadAnswer::Segment {
+                first,
+                count,
+                messages,
+                ..
+            } => {
+                let expected = *first + messages.len() as u64;
+                if record.id.0 != expected {
+                    return Err(expected);
+                }
+                messages.push(record.publication);
+                Ok(messages.len() < *count)
+            }
+        }
+    }
+
+    /// The message to send, and to whom.
+    pub fn finish(self) -> (NodeId, Message) {
+        match self {
+            ReadAnswer::Log { to, after, page } => {
+                let records = page.into_records();
+                (to, Message::Log { after, records })
+            }
+            ReadAnswer::Segment {
+                to,
+                segment,
+                owner,
+                messages,
+                ..
+            } => {
+                let data = Message::SegmentData {
+                    segment,
+                    owner,
+                    messages,
+                };
+                (to, data)
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct TempSegment {
     owner: NodeId,
@@ -560,12 +677,14 @@ impl Ndb {
         self.applied_index = resolution.index;
         self.temp.remove(&resolution.segment);
         self.pending.remove(&resolution.index);
-        let Outcome::Permanent { base, .. } = resolution.outcome else {
+        let Outcome::Permanent {
+            base,
+            count,
+            digest,
+        } = resolution.outcome
+        else {
             let aborted = Decided::Aborted(resolution.clone());
             self.remember(resolution.segment, aborted);
-            return;
-        };
-        let Outcome::Permanent { count, digest, .. } = resolution.outcome else {
             return;
         };
         let count = count as usize;
@@ -678,31 +797,32 @@ impl Ndb {
         // Decided and applied, these records are final (as a LOG's): they leave before
         // this batch's fsync, so a peer catching up is not held to this ndb's group commit.
         let owner = self.config.id;
-        if first <= self.stored_end {
-            let read = NdbEvent::ReadSegment {
-                to: from,
-                segment,
-                owner,
-                first,
-                count,
-            };
+        self.read(NdbEvent::ReadSegment {
+            to: from,
+            segment,
+            owner,
+            first,
+            count,
+        });
+    }
+
+    /// Answers `read` from memory (early: its records are final), or hands it to the
+    /// driver when it starts before what memory holds.
+    fn read(&mut self, read: NdbEvent) {
+        if read.first_id() <= self.stored_end {
             self.out.events.push(read);
             return;
         }
-        let start = self.log.partition_point(|record| record.id.0 < first);
-        let messages = self
+        let start = self
             .log
-            .range(start..(start + count).min(self.log.len()))
-            .map(|r| r.publication.clone())
-            .collect();
-        self.out.early.push((
-            from,
-            Message::SegmentData {
-                segment,
-                owner,
-                messages,
-            },
-        ));
+            .partition_point(|record| record.id.0 < read.first_id());
+        let mut answer = read.answer();
+        for record in self.log.range(start..) {
+            if answer.push(record.clone()) != Ok(true) {
+                break;
+            }
+        }
+        self.out.early.push(answer.finish());
     }
 
     fn on_segment_data(
@@ -806,32 +926,17 @@ impl Ndb {
     }
 
     fn answer_read(&mut self, from: NodeId, after: u64) {
-        if after < self.stored_end {
-            // From before what memory holds: the driver reads the disk.
-            let read = NdbEvent::ReadLog {
-                to: from,
-                after,
-                records_max: self.config.read_records_max,
-                bytes_max: self.config.log_read_bytes_max,
-            };
-            self.out.events.push(read);
-            return;
-        }
-        let start = self.log.partition_point(|record| record.id.0 <= after);
-        let end = (start + self.config.read_records_max).min(self.log.len());
-        let mut page = LogPage::new(self.config.read_records_max, self.config.log_read_bytes_max);
-        for record in self.log.range(start..end) {
-            if !page.push(record.clone()) {
-                break;
-            }
-        }
-        let records = page.into_records();
         // Early: a LOG need not wait for this batch's fsync. Its records are final (the
         // resolution is in sync's Raft log, the segment fsynced on a quorum of ndb before
         // it was decided), so after a crash this ndb applies the same records again, or
         // fetches the segment from a peer, with the same IDs. Under load every batch
         // fsyncs KEEPs, and tailing entries would otherwise deliver one fsync later.
-        self.out.early.push((from, Message::Log { after, records }));
+        self.read(NdbEvent::ReadLog {
+            to: from,
+            after,
+            records_max: self.config.read_records_max,
+            bytes_max: self.config.log_read_bytes_max,
+        });
     }
 
     fn pull(&mut self, now_ms: u64) {

@@ -12,7 +12,7 @@ use super::network::{Network, NetworkFaults};
 use crate::config::{wire_limits, EntryConfig, Membership, Mutation, NdbConfig, SyncConfig};
 use crate::entry::{Entry, EntryEvent};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
-use crate::message::{LogPage, LogRecord, Message, Outcome};
+use crate::message::{LogRecord, Message, Outcome};
 use crate::ndb::{Ndb, NdbEvent, NdbWrite};
 use crate::sync::{Sync, SyncEvent, SyncWrite};
 use std::collections::BTreeSet;
@@ -335,43 +335,14 @@ impl Disk {
     /// Carries out an ndb's read of its disk (`NdbEvent`): the message to send.
     fn ndb_read(&self, event: NdbEvent) -> (NodeId, Message) {
         let log = self.ndb_log();
-        match event {
-            NdbEvent::ReadLog {
-                to,
-                after,
-                records_max,
-                bytes_max,
-            } => {
-                let start = log.partition_point(|record| record.id.0 <= after);
-                let mut page = LogPage::new(records_max, bytes_max);
-                for record in &log[start..] {
-                    if !page.push(record.clone()) {
-                        break;
-                    }
-                }
-                let records = page.into_records();
-                (to, Message::Log { after, records })
-            }
-            NdbEvent::ReadSegment {
-                to,
-                segment,
-                owner,
-                first,
-                count,
-            } => {
-                let start = log.partition_point(|record| record.id.0 < first);
-                let messages = log[start..(start + count).min(log.len())]
-                    .iter()
-                    .map(|record| record.publication.clone())
-                    .collect();
-                let data = Message::SegmentData {
-                    segment,
-                    owner,
-                    messages,
-                };
-                (to, data)
+        let start = log.partition_point(|record| record.id.0 < event.first_id());
+        let mut answer = event.answer();
+        for record in &log[start..] {
+            if answer.push(record.clone()) != Ok(true) {
+                break;
             }
         }
+        answer.finish()
     }
 
     /// The disk is lost (a new machine): the node starts with no ndb records at all.
