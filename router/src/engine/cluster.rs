@@ -250,12 +250,17 @@ impl ClusterEngine {
         payload: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<PermanentId, fox_cluster::EntryError>> + Send + 'static
     {
+        self.entry.publish(self.publication(publisher, payload))
+    }
+
+    /// A record of `publisher` for the entry, with the next sequence number.
+    fn publication(&self, publisher: SessionId, payload: Vec<u8>) -> fox_sequencer::Publication {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        self.entry.publish(fox_sequencer::Publication {
+        fox_sequencer::Publication {
             publisher,
             sequence,
             payload,
-        })
+        }
     }
 
     /// Hands this entry's lease beat to the cluster ahead of every publish that waits for
@@ -267,12 +272,8 @@ impl ClusterEngine {
         payload: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<PermanentId, fox_cluster::EntryError>> + Send + 'static
     {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        self.entry.publish_first(fox_sequencer::Publication {
-            publisher: BEAT_PUBLISHER,
-            sequence,
-            payload,
-        })
+        self.entry
+            .publish_first(self.publication(BEAT_PUBLISHER, payload))
     }
 
     /// The verdict on the conditional write of `token` (this entry's), once applied here.
