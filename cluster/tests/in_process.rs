@@ -67,6 +67,21 @@ async fn start_all(
     nodes
 }
 
+/// Every ndb and sync node started with `options`, then entry `entry_id` with `entry`.
+async fn start_with_entry(
+    file: &std::path::Path,
+    cluster: &ClusterFile,
+    entry_id: u32,
+    options: impl Fn() -> NodeOptions,
+    entry: EntryOptions,
+) -> (Vec<RunningNode>, EntryHandle) {
+    let nodes = start_all(file, cluster, options).await;
+    let entry = EntryHandle::start(cluster, entry_id, entry)
+        .await
+        .expect("entry");
+    (nodes, entry)
+}
+
 async fn publish_all(entry: &EntryHandle, sequences: std::ops::Range<u64>) -> BTreeMap<u64, u64> {
     let mut futures = Vec::new();
     for sequence in sequences {
@@ -104,10 +119,14 @@ async fn read_all_back(entry: &EntryHandle, acked: &BTreeMap<u64, u64>) {
 async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (file, cluster, entry_id) = init_cluster(dir.path());
-    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
+    let (nodes, entry) = start_with_entry(
+        &file,
+        &cluster,
+        entry_id,
+        NodeOptions::default,
+        EntryOptions::default(),
+    )
+    .await;
     let acked = publish_all(&entry, 0..400).await;
     let ids: Vec<u64> = acked.values().copied().collect();
     assert!(
@@ -116,10 +135,14 @@ async fn a_cluster_in_one_process_orders_and_survives_a_full_restart() {
     );
     stop_all(entry, nodes).await;
 
-    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
+    let (nodes, entry) = start_with_entry(
+        &file,
+        &cluster,
+        entry_id,
+        NodeOptions::default,
+        EntryOptions::default(),
+    )
+    .await;
     read_all_back(&entry, &acked).await;
     let later = publish_all(&entry, 400..410).await;
     let highest = ids.last().copied().unwrap_or(0);
@@ -247,10 +270,14 @@ fn hold_a_temporary_segment(data: &std::path::Path, owner: fox_sequencer::NodeId
 async fn a_publish_first_goes_ahead_of_a_long_queue() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (file, cluster, entry_id) = init_cluster(dir.path());
-    let nodes = start_all(&file, &cluster, NodeOptions::default).await;
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
+    let (nodes, entry) = start_with_entry(
+        &file,
+        &cluster,
+        entry_id,
+        NodeOptions::default,
+        EntryOptions::default(),
+    )
+    .await;
     publish_all(&entry, 0..10).await;
     const QUEUED: u64 = 30_000;
     let mut futures = Vec::new();
@@ -292,10 +319,8 @@ async fn ndb_nodes_serve_the_log_from_disk_beyond_their_memory() {
         log_cache_bytes: Some(4 << 10),
         ..NodeOptions::default()
     };
-    let nodes = start_all(&file, &cluster, small).await;
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
+    let (nodes, entry) =
+        start_with_entry(&file, &cluster, entry_id, small, EntryOptions::default()).await;
     let mut acked = publish_all(&entry, 0..3_000).await;
     // Every ndb applies every record (memory holds a few of them).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -316,10 +341,8 @@ async fn ndb_nodes_serve_the_log_from_disk_beyond_their_memory() {
     }
     read_all_back(&entry, &acked).await;
     stop_all(entry, nodes).await;
-    let nodes = start_all(&file, &cluster, small).await;
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
+    let (nodes, entry) =
+        start_with_entry(&file, &cluster, entry_id, small, EntryOptions::default()).await;
     acked.extend(publish_all(&entry, 3_000..3_100).await);
     read_all_back(&entry, &acked).await;
     stop_all(entry, nodes).await;
