@@ -466,6 +466,41 @@ fn sync_resolutions(store: &NodeStore, count: u64) -> Result<Vec<Resolution>, Cl
     Ok(resolutions)
 }
 
+/// A sync node's read for a peer ([`fox_sequencer::SyncEvent::ReadResolutions`]): at
+/// most `count` resolutions from `from_index`, consecutive (a gap ends the page).
+pub fn sync_read(
+    store: &NodeStore,
+    from_index: u64,
+    count: u64,
+) -> Result<Vec<Resolution>, ClusterError> {
+    let mut resolutions: Vec<Resolution> = Vec::new();
+    let from_index = from_index.max(1);
+    let page = count.clamp(1, SCAN_RESULTS_MAX as u64) as usize;
+    scan_paged(
+        store,
+        RESOLUTIONS,
+        &u64_key(from_index),
+        page,
+        |key, value| {
+            let index = u64_from_key(key).unwrap_or(0);
+            let next = from_index + resolutions.len() as u64;
+            if index != next || resolutions.len() as u64 >= count {
+                return Ok(false);
+            }
+            let resolution: Resolution = decode("resolution", value)?;
+            if resolution.index != index {
+                return Err(ClusterError::Corrupt {
+                    what: "resolution",
+                    reason: format!("resolution {} stored under index {index}", resolution.index),
+                });
+            }
+            resolutions.push(resolution);
+            Ok((resolutions.len() as u64) < count)
+        },
+    )?;
+    Ok(resolutions)
+}
+
 fn check_conf_state(store: &NodeStore, voters: &[u64]) -> Result<(), ClusterError> {
     let mut configured = voters.to_vec();
     configured.sort_unstable();
@@ -683,6 +718,39 @@ mod tests {
             sync_records(&store, &[1, 2]),
             Err(ClusterError::MembershipChanged { .. })
         ));
+    }
+
+    #[test]
+    fn a_sync_read_answers_consecutive_resolutions_from_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
+        let resolution = |index| Resolution {
+            index,
+            segment: SegmentId::new_v7(1_000, [index as u8; 10]),
+            owner: NodeId(1),
+            outcome: Outcome::Aborted,
+            raft_index: index + 1,
+            raft_term: 1,
+        };
+        let mut last = 0;
+        let writes = [SyncWrite::Resolutions((1..=5).map(resolution).collect())];
+        store
+            .write(&sync_batch(&writes, &mut last).unwrap(), false)
+            .unwrap();
+        let read = |from, count| -> Vec<u64> {
+            let page = sync_read(&store, from, count).unwrap();
+            page.iter().map(|r| r.index).collect()
+        };
+        assert_eq!(read(2, 3), vec![2, 3, 4]);
+        assert_eq!(read(0, 2), vec![1, 2]);
+        assert_eq!(read(4, 100), vec![4, 5]);
+        assert!(read(6, 10).is_empty());
+        // A gap ends the page (a damaged disk answers less, never out of order).
+        let gap = [SyncWrite::Resolutions(vec![resolution(8)])];
+        store
+            .write(&sync_batch(&gap, &mut last).unwrap(), false)
+            .unwrap();
+        assert_eq!(read(5, 10), vec![5]);
     }
 
     #[test]

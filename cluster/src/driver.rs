@@ -74,6 +74,8 @@ pub struct NodeStatus {
     pub commit_index: u64,
     /// Sync: segments resolved (ordered or aborted) so far.
     pub resolutions: u64,
+    /// Sync: of their resolutions, the newest, which memory holds.
+    pub resolutions_cached: u64,
     /// Sync: the Raft index of its latest snapshot (0: none); its log starts after it.
     pub snapshot_index: u64,
     /// Sync: the snapshot index it started from (0: it replayed its log from index 1).
@@ -148,7 +150,7 @@ impl Core for Ndb {
             writes: ready.writes,
             fsync: ready.fsync,
             messages: ready.messages,
-            reads: ready.events,
+            reads: ready.events.into_iter().map(StoreRead::Ndb).collect(),
         }
     }
 
@@ -182,9 +184,20 @@ impl Core for Sync {
 
     fn take_ready(&mut self) -> Carry<SyncWrite> {
         let ready = self.ready();
-        for event in &ready.events {
-            if let SyncEvent::VoteApplied { decided } = event {
-                tracing::trace!(decided, "vote applied");
+        let mut reads = Vec::new();
+        for event in ready.events {
+            match event {
+                SyncEvent::VoteApplied { decided } => tracing::trace!(decided, "vote applied"),
+                SyncEvent::ReadResolutions {
+                    to,
+                    from_index,
+                    count,
+                } => reads.push(StoreRead::Resolutions {
+                    to,
+                    from_index,
+                    count,
+                }),
+                SyncEvent::Applied(_) => {}
             }
         }
         Carry {
@@ -192,7 +205,7 @@ impl Core for Sync {
             writes: ready.writes,
             fsync: ready.fsync,
             messages: ready.messages,
-            reads: Vec::new(),
+            reads,
         }
     }
 
@@ -210,7 +223,8 @@ impl Core for Sync {
         status.term = raft.term;
         status.leader_id = raft.leader;
         status.commit_index = raft.commit_index;
-        status.resolutions = self.resolutions().len() as u64;
+        status.resolutions = self.resolution_count();
+        status.resolutions_cached = self.resolutions_cached();
         status.snapshot_index = raft.snapshot_index;
         status.started_from_snapshot = raft.started_from_snapshot;
         status.filling_to = raft.filling_to.unwrap_or(0);
@@ -251,16 +265,45 @@ pub struct Carry<W> {
     pub fsync: bool,
     /// Messages that leave after.
     pub messages: Vec<(NodeId, Message)>,
-    /// Ndb: reads of its disk, each answered with a message once the writes are written.
-    pub reads: Vec<NdbEvent>,
+    /// Reads of its disk, each answered with a message once the writes are written.
+    pub reads: Vec<StoreRead>,
+}
+
+/// A read of a node's disk for a peer, answered with one message.
+#[derive(Debug, Clone)]
+pub enum StoreRead {
+    /// An ndb's: records of its permanent log.
+    Ndb(NdbEvent),
+    /// A sync node's: `count` resolutions from `from_index` (one RESOLVED).
+    Resolutions {
+        /// Who asked.
+        to: NodeId,
+        /// The first index.
+        from_index: u64,
+        /// How many, at most.
+        count: u64,
+    },
+}
+
+impl StoreRead {
+    /// Who asked, and from where: a reader that asks again while its read runs is not
+    /// read for twice.
+    fn key(&self) -> (NodeId, u64) {
+        match self {
+            StoreRead::Ndb(NdbEvent::ReadLog { to, after, .. }) => (*to, *after),
+            StoreRead::Ndb(NdbEvent::ReadSegment { to, first, .. }) => (*to, *first),
+            StoreRead::Resolutions { to, from_index, .. } => (*to, *from_index),
+        }
+    }
 }
 
 /// Where a driver's batches go: a [`NodeStore`] in production, a fake in tests.
 pub trait Disk: Send + std::marker::Sync + 'static {
     /// Writes `batch` atomically (an empty one: nothing), then fsyncs if `fsync`. Blocking.
     fn persist(&self, batch: &NodeBatch, fsync: bool) -> Result<(), ClusterError>;
-    /// Carries out an ndb's read of its disk: the message to send, and to whom. Blocking.
-    fn read(&self, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError>;
+    /// Carries out a read of its disk for a peer: the message to send, and to whom.
+    /// Blocking.
+    fn read(&self, read: &StoreRead) -> Result<(NodeId, Message), ClusterError>;
 }
 
 impl Disk for NodeStore {
@@ -274,8 +317,18 @@ impl Disk for NodeStore {
         Ok(self.write(batch, fsync)?)
     }
 
-    fn read(&self, read: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
-        disk::ndb_read(self, read)
+    fn read(&self, read: &StoreRead) -> Result<(NodeId, Message), ClusterError> {
+        match read {
+            StoreRead::Ndb(read) => disk::ndb_read(self, read),
+            StoreRead::Resolutions {
+                to,
+                from_index,
+                count,
+            } => {
+                let resolutions = disk::sync_read(self, *from_index, *count)?;
+                Ok((*to, Message::Resolved { resolutions }))
+            }
+        }
     }
 }
 
@@ -455,11 +508,8 @@ impl<D: Disk, O: Outbox> Driver<D, O> {
     /// Reads the disk for a peer on a blocking thread and sends the answer from there, so
     /// that the state machine goes on meanwhile. A read that fails is logged and not
     /// answered (the reader asks again, or another ndb).
-    fn spawn_read(&self, read: NdbEvent) {
-        let key = match read {
-            NdbEvent::ReadLog { to, after, .. } => (to, after),
-            NdbEvent::ReadSegment { to, first, .. } => (to, first),
-        };
+    fn spawn_read(&self, read: StoreRead) {
+        let key = read.key();
         {
             let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
             if reading.len() >= STORE_READS_MAX || !reading.insert(key) {

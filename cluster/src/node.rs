@@ -51,6 +51,10 @@ pub struct NodeOptions {
     /// `fox_sequencer::config::LOG_CACHE_BYTES_MAX_DEFAULT`); older ones are read from
     /// disk when a peer asks.
     pub log_cache_bytes: Option<usize>,
+    /// Sync: the newest resolutions kept in memory, at most (`None`:
+    /// `fox_sequencer::config::RESOLUTION_CACHE_MAX_DEFAULT`); older ones are read from
+    /// disk when a peer asks.
+    pub resolution_cache: Option<usize>,
 }
 
 /// A started ndb or sync node.
@@ -149,7 +153,10 @@ pub async fn start_node(
     // asked its peers whether it is far behind (and pulled a checkpoint if so).
     let sync_core = match spec.role {
         Role::Ndb => None,
-        _ => Some(spawn_core(&cluster, &spec, Arc::clone(&store), clock, None).await?),
+        _ => {
+            let caches = (None, options.resolution_cache);
+            Some(spawn_core(&cluster, &spec, Arc::clone(&store), clock, caches).await?)
+        }
     };
     let mesh = Mesh::start(mesh_config, inbox_sender, shutdown_receiver.clone()).await?;
     let peer_addr = mesh.local_addr().unwrap_or(spec.peer);
@@ -262,8 +269,8 @@ impl NdbStart {
         let server =
             crate::checkpoint::spawn_server(Arc::clone(&store), mesh.clone(), shutdown.clone())
                 .await?;
-        let cache = self.log_cache_bytes;
-        let core = spawn_core(&self.cluster, &self.spec, Arc::clone(&store), clock, cache).await?;
+        let caches = (self.log_cache_bytes, None);
+        let core = spawn_core(&self.cluster, &self.spec, Arc::clone(&store), clock, caches).await?;
         let Core::Ndb(ndb) = core else {
             return Err(ClusterError::Task("an ndb rebuilt as sync".into()));
         };
@@ -332,14 +339,16 @@ impl Core {
 }
 
 /// Rebuilds the state machine from the store (on a blocking thread: it reads what memory
-/// will hold).
+/// will hold). `caches`: an ndb's log cache in bytes, a sync node's resolution cache
+/// (`None`: the defaults).
 async fn spawn_core(
     cluster: &ClusterFile,
     spec: &NodeSpec,
     store: Arc<NodeStore>,
     clock: Clock,
-    log_cache_bytes: Option<usize>,
+    caches: (Option<usize>, Option<usize>),
 ) -> Result<Core, ClusterError> {
+    let (log_cache_bytes, resolution_cache) = caches;
     let membership = cluster.membership();
     let (id, role) = (spec.node_id(), spec.role);
     let snapshot_interval_entries = spec.snapshot_interval_entries;
@@ -386,6 +395,9 @@ async fn spawn_core(
             if let Some(interval) = snapshot_interval_entries {
                 config.snapshot_interval_entries = interval;
             }
+            if let Some(cache) = resolution_cache {
+                config.resolution_cache_max = cache.max(1);
+            }
             let sync = Sync::recover(config, &records, clock.now_ms()).map_err(|error| {
                 ClusterError::Corrupt {
                     what: "sync Raft log",
@@ -394,7 +406,8 @@ async fn spawn_core(
             })?;
             let raft = sync.raft_status();
             tracing::info!(
-                resolutions = sync.resolutions().len(),
+                resolutions = sync.resolution_count(),
+                in_memory = sync.resolutions().len(),
                 started_from_snapshot = raft.started_from_snapshot,
                 commit_index = raft.commit_index,
                 "sync state rebuilt"

@@ -399,3 +399,112 @@ async fn a_flood_of_large_publishes_is_refused_beyond_the_queue_bytes() {
     publish_all(&entry, 2_000..2_010).await;
     stop_all(entry, nodes).await;
 }
+
+/// Sync nodes that keep only the two newest resolutions in memory: an ndb that was
+/// stopped while hundreds of segments were decided pulls the resolutions it missed,
+/// which the sync nodes read from their disks, and then holds the whole log; a sync node
+/// restarted with so small a memory decides nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_nodes_answer_old_resolutions_from_disk_beyond_their_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, cluster, entry_id) = init_cluster(dir.path());
+    let small = || NodeOptions {
+        resolution_cache: Some(2),
+        ..NodeOptions::default()
+    };
+    let mut nodes = start_all(&file, &cluster, small).await;
+    // One publish at a time: each is a segment (and a resolution) of its own.
+    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
+        .await
+        .expect("entry");
+    let mut acked = BTreeMap::new();
+    for sequence in 0..50 {
+        acked.extend(publish_all(&entry, sequence..sequence + 1).await);
+    }
+    let behind = nodes.remove(0);
+    assert_eq!(behind.role, Role::Ndb);
+    let behind_id = behind.id;
+    behind.stop().await.expect("clean stop");
+    for sequence in 50..300 {
+        acked.extend(publish_all(&entry, sequence..sequence + 1).await);
+    }
+    // A sync node restarts (its memory: the two newest resolutions, read back).
+    let sync_at = nodes
+        .iter()
+        .position(|node| node.role == Role::Sync)
+        .expect("a sync node");
+    let sync = nodes.remove(sync_at);
+    let sync_id = sync.id;
+    sync.stop().await.expect("clean stop");
+    nodes.push(
+        start_node(&file, sync_id.0, small())
+            .await
+            .expect("restarts"),
+    );
+    let resolutions = nodes
+        .iter()
+        .filter(|node| node.role == Role::Sync)
+        .map(|node| status_of(node).resolutions)
+        .max()
+        .unwrap_or(0);
+    assert!(resolutions >= 250, "{resolutions} resolutions");
+    let back = start_node(&file, behind_id.0, NodeOptions::default())
+        .await
+        .expect("restarts");
+    pulled_up_to(&back, &acked).await;
+    acked.extend(publish_all(&entry, 300..310).await);
+    // A quorum of ndb may have stored these without it: it fetches them before the others
+    // stop.
+    pulled_up_to(&back, &acked).await;
+    for node in nodes.iter().filter(|node| node.role == Role::Sync) {
+        let status = status_of(node);
+        assert!(status.resolutions_cached <= 2, "{status:?}");
+    }
+    // With the other ndb nodes gone, the entry reads the whole log from it alone: every
+    // acknowledged publish, once each, in order.
+    let (ndbs, syncs): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.role == Role::Ndb);
+    for ndb in ndbs {
+        ndb.stop().await.expect("clean stop");
+    }
+    read_all_back(&entry, &acked).await;
+    // Lease beats go on deciding segments: the counts meet between two of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts: Vec<u64> = syncs.iter().map(|n| status_of(n).resolutions).collect();
+        if counts.iter().all(|n| *n == counts[0]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every sync node holds one log: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    entry.stop().await;
+    back.stop().await.expect("clean stop");
+    for node in syncs {
+        node.stop().await.expect("clean stop");
+    }
+}
+
+/// Waits until ndb `node` holds the log through the last of `acked`, pulled resolution by
+/// resolution (not from a checkpoint).
+async fn pulled_up_to(node: &RunningNode, acked: &BTreeMap<u64, u64>) {
+    let last_id = acked.values().copied().max().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = status_of(node);
+        if status.last_id >= last_id {
+            assert_eq!(
+                status.catch_ups, 0,
+                "it pulled resolutions, not a checkpoint"
+            );
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ndb caught up in time: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

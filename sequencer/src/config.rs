@@ -195,6 +195,10 @@ pub const LOG_CACHE_BYTES_MAX_DEFAULT: usize = 256 << 20;
 /// Default `snapshot_interval_entries` of a sync node.
 pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 10_000;
 
+/// Default `resolution_cache_max` of a sync node: the newest 262,144 resolutions (about
+/// 21 MB), minutes of a busy cluster's decisions.
+pub const RESOLUTION_CACHE_MAX_DEFAULT: usize = 1 << 18;
+
 /// Timings and limits of a sync node.
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -219,6 +223,10 @@ pub struct SyncConfig {
     pub queue_items_max: usize,
     /// Resolutions per RESOLVED answer at most.
     pub resolved_batch_max: usize,
+    /// The newest resolutions memory holds, at most (about 80 bytes each); older ones
+    /// asked for (an ndb or sync node far behind) are read from disk
+    /// ([`crate::SyncEvent::ReadResolutions`]).
+    pub resolution_cache_max: usize,
     /// Take a snapshot of the state machine and compact the Raft log below it every this
     /// many applied entries (0: never).
     pub snapshot_interval_entries: u64,
@@ -241,6 +249,7 @@ impl SyncConfig {
             votes_in_flight_max: 4,
             queue_items_max: 8192,
             resolved_batch_max: 512,
+            resolution_cache_max: RESOLUTION_CACHE_MAX_DEFAULT,
             snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES_DEFAULT,
             mutation: Mutation::None,
         }

@@ -57,6 +57,27 @@ pub enum SyncEvent {
         /// Segments the vote decided (duplicates of earlier decisions excluded).
         decided: usize,
     },
+    /// A peer asked for resolutions older than memory holds: the driver reads
+    /// `count` of them from `from_index` on its disk (every one held is written there
+    /// before this event is read) and sends them to `to` as one RESOLVED.
+    ReadResolutions {
+        /// Who asked.
+        to: NodeId,
+        /// The first index to send.
+        from_index: u64,
+        /// How many, at most (fewer if the disk holds fewer).
+        count: u64,
+    },
+}
+
+/// What a sync node remembers of each decided segment (the resolution itself may have
+/// left memory: see [`SyncConfig::resolution_cache_max`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Decided {
+    /// Its resolution's index.
+    index: u64,
+    /// Whether it got a permanent range (else it was aborted).
+    range: bool,
 }
 
 /// Why a sync node could not be built.
@@ -175,8 +196,13 @@ pub struct Sync {
     config: SyncConfig,
     raft: RawNode<SyncStorage>,
     rng: SeededRng,
-    resolutions: Vec<Resolution>,
-    by_segment: BTreeMap<SegmentId, u64>,
+    /// The newest resolutions, at most `resolution_cache_max`; the older ones are on disk.
+    resolutions: VecDeque<Resolution>,
+    /// The resolution log's length (the index of the last one held).
+    held: u64,
+    /// Resolutions recorded and not yet handed out as a `SyncWrite::Resolutions`.
+    unwritten: Vec<Resolution>,
+    by_segment: BTreeMap<SegmentId, Decided>,
     end: u64,
     /// Decisions waiting for a draft, each with the segment it must follow (SEGMENT_OVER's
     /// `after`; none for aborts), in arrival order.
@@ -221,7 +247,7 @@ impl std::fmt::Debug for Sync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sync")
             .field("id", &self.config.id)
-            .field("resolutions", &self.resolutions.len())
+            .field("resolutions", &self.held)
             .finish()
     }
 }
@@ -277,7 +303,9 @@ impl Sync {
             config,
             raft,
             rng,
-            resolutions: Vec::new(),
+            resolutions: VecDeque::new(),
+            held: 0,
+            unwritten: Vec::new(),
             by_segment: BTreeMap::new(),
             end: 0,
             queue: Vec::new(),
@@ -403,9 +431,27 @@ impl Sync {
         ready
     }
 
-    /// The final resolutions applied here, in order.
-    pub fn resolutions(&self) -> &[Resolution] {
-        &self.resolutions
+    /// The newest final resolutions applied here, in order: the whole log while it is
+    /// shorter than `resolution_cache_max`, else its tail (the rest is on disk).
+    pub fn resolutions(&self) -> Vec<Resolution> {
+        self.resolutions.iter().cloned().collect()
+    }
+
+    /// The resolution log's length: the index of the last resolution applied here.
+    pub fn resolution_count(&self) -> u64 {
+        self.held
+    }
+
+    /// How many resolutions memory holds (the newest).
+    pub fn resolutions_cached(&self) -> u64 {
+        self.resolutions.len() as u64
+    }
+
+    /// Resolution `index`, if memory holds it.
+    fn cached(&self, index: u64) -> Option<&Resolution> {
+        let first = self.held + 1 - self.resolutions.len() as u64;
+        let position = index.checked_sub(first)?;
+        self.resolutions.get(usize::try_from(position).ok()?)
     }
 
     /// Whether this node leads the vote now.
@@ -432,14 +478,21 @@ impl Sync {
 
     fn on_item(&mut self, from: NodeId, item: Item, after: Option<SegmentId>) {
         let segment = item.segment();
-        if let Some(index) = self.by_segment.get(&segment) {
-            let resolution = self.resolutions[(*index - 1) as usize].clone();
-            self.out.messages.push((
-                from,
-                Message::Resolved {
-                    resolutions: vec![resolution],
-                },
-            ));
+        if let Some(decided) = self.by_segment.get(&segment) {
+            let index = decided.index;
+            match self.cached(index).cloned() {
+                Some(resolution) => self.out.messages.push((
+                    from,
+                    Message::Resolved {
+                        resolutions: vec![resolution],
+                    },
+                )),
+                None => self.out.events.push(SyncEvent::ReadResolutions {
+                    to: from,
+                    from_index: index,
+                    count: 1,
+                }),
+            }
             return;
         }
         if self.is_leader() {
@@ -509,13 +562,25 @@ impl Sync {
         true
     }
 
+    /// PULL_RESOLUTIONS: a page from `from_index`, from memory, or read from disk if it
+    /// starts before the resolutions memory holds.
     fn on_pull(&mut self, from: NodeId, from_index: u64) {
-        let start = from_index.max(1) as usize - 1;
-        if start >= self.resolutions.len() {
+        let from_index = from_index.max(1);
+        if from_index > self.held {
             return;
         }
-        let end = (start + self.config.resolved_batch_max).min(self.resolutions.len());
-        let resolutions = self.resolutions[start..end].to_vec();
+        let count = (self.held - from_index + 1).min(self.config.resolved_batch_max as u64);
+        if self.cached(from_index).is_none() {
+            self.out.events.push(SyncEvent::ReadResolutions {
+                to: from,
+                from_index,
+                count,
+            });
+            return;
+        }
+        let resolutions = (from_index..from_index + count)
+            .filter_map(|index| self.cached(index).cloned())
+            .collect();
         self.out
             .messages
             .push((from, Message::Resolved { resolutions }));
@@ -616,9 +681,8 @@ impl Sync {
 
     /// Whether `segment` was decided a range, or drafted for one in a vote in flight.
     fn got_a_range(&self, segment: SegmentId) -> bool {
-        if let Some(index) = self.by_segment.get(&segment) {
-            let resolution = &self.resolutions[(*index - 1) as usize];
-            return matches!(resolution.outcome, Outcome::Permanent { .. });
+        if let Some(decided) = self.by_segment.get(&segment) {
+            return decided.range;
         }
         self.drafted.get(&segment).is_some_and(|(_, range)| *range)
     }
@@ -741,7 +805,6 @@ impl Sync {
             }
             return;
         }
-        let first_resolution = self.resolutions.len();
         for entry in entries {
             self.applied = (entry.index, entry.term);
             while self
@@ -760,17 +823,22 @@ impl Sync {
             let Ok(draft) = postcard::from_bytes::<Draft>(&entry.data) else {
                 continue;
             };
-            let first = self.resolutions.len();
+            let first = self.unwritten.len();
             self.apply_draft(draft, entry.index, entry.term);
-            let decided = self.resolutions.len() - first;
+            let decided = self.unwritten.len() - first;
             self.out.events.push(SyncEvent::VoteApplied { decided });
             if self.is_leader() && decided > 0 {
                 self.announce(first);
             }
         }
-        if self.resolutions.len() > first_resolution {
-            let applied = self.resolutions[first_resolution..].to_vec();
-            self.out.writes.push(SyncWrite::Resolutions(applied));
+        self.write_resolutions();
+    }
+
+    /// The resolutions recorded since the last call, as one write.
+    fn write_resolutions(&mut self) {
+        if !self.unwritten.is_empty() {
+            let recorded = std::mem::take(&mut self.unwritten);
+            self.out.writes.push(SyncWrite::Resolutions(recorded));
         }
     }
 
@@ -794,7 +862,7 @@ impl Sync {
                     ..
                 } => (owner, self.assign_range(draft.floor, count, digest)),
             };
-            let index = self.resolutions.len() as u64 + 1;
+            let index = self.held + 1;
             let resolution = Resolution {
                 index,
                 segment,
@@ -810,9 +878,25 @@ impl Sync {
     /// Appends `resolution` (the next index) to the resolution log, applied here or pulled
     /// from a peer; the observer sees it applied.
     fn record(&mut self, resolution: Resolution) {
-        self.by_segment.insert(resolution.segment, resolution.index);
         self.out.events.push(SyncEvent::Applied(resolution.clone()));
-        self.resolutions.push(resolution);
+        self.unwritten.push(resolution.clone());
+        self.remember(resolution);
+    }
+
+    /// Holds `resolution` (the next index): its segment as decided, itself in memory
+    /// while it is among the newest.
+    fn remember(&mut self, resolution: Resolution) {
+        let range = matches!(resolution.outcome, Outcome::Permanent { .. });
+        let decided = Decided {
+            index: resolution.index,
+            range,
+        };
+        self.by_segment.insert(resolution.segment, decided);
+        self.held = resolution.index;
+        self.resolutions.push_back(resolution);
+        while self.resolutions.len() > self.config.resolution_cache_max.max(1) {
+            self.resolutions.pop_front();
+        }
     }
 
     /// `base = max(previous_end + 1, floor)`. A range past `PermanentId::MAX` is refused
@@ -835,9 +919,10 @@ impl Sync {
         }
     }
 
-    /// The leader pushes fresh resolutions: each to its entry, all to every ndb.
+    /// The leader pushes fresh resolutions (those recorded from `unwritten[first]` on):
+    /// each to its entry, all to every ndb.
     fn announce(&mut self, first: usize) {
-        let fresh = &self.resolutions[first..];
+        let fresh = &self.unwritten[first..];
         for ndb in &self.config.membership.ndbs {
             self.out.messages.push((
                 *ndb,

@@ -2,7 +2,8 @@
 snapshot every 20 applied entries compact their Raft logs; a sync node killed with -9 and
 restarted starts from its latest snapshot (not from Raft index 1); one that stays down
 while the others compact past it gets the leader's snapshot and pulls the resolutions it
-lacks from a peer. Throughout, publishes are acknowledged and the log read back from an
+lacks from a peer. Sync nodes keep only the 16 newest resolutions in memory
+(`--resolution-cache 16`), so that fill is read from the peer's disk. Throughout, publishes are acknowledged and the log read back from an
 entry holds every acknowledged message once, with the ID it was acknowledged with."""
 
 import asyncio
@@ -20,11 +21,13 @@ from wamp_client import connect, run
 ACK = PublishOptions(acknowledge=True)
 INTERVAL = 20
 SYNCS = (7, 8, 9)
+CACHE = 16
 
 
 @pytest.fixture
 def cluster():
-    with running_cluster(sync_snapshot_interval=INTERVAL) as c:
+    with running_cluster(sync_snapshot_interval=INTERVAL,
+                         node_args=["--resolution-cache", str(CACHE)]) as c:
         yield c
 
 
@@ -112,6 +115,7 @@ def test_sync_nodes_compact_restart_from_a_snapshot_and_fill_a_lagging_one(clust
     run(publish(cluster.entries[0], "d", 20, acked))
     views = poll_until(caught_up, 30, "the lagging sync node holds every resolution again")
     print("after the fill:", views)
+    assert all(v["resolutions_cached"] <= CACHE < v["resolutions"] for v in views.values()), views
     text = lagging.log_path.read_text()
     assert "sync installed the leader's snapshot" in text, lagging.logs()
     assert "sync resolutions filled" in text, lagging.logs()

@@ -33,7 +33,7 @@ impl Disk for Journal {
         Ok(())
     }
 
-    fn read(&self, _: &NdbEvent) -> Result<(NodeId, Message), ClusterError> {
+    fn read(&self, _: &StoreRead) -> Result<(NodeId, Message), ClusterError> {
         Err(ClusterError::Task("the journal holds no records".into()))
     }
 }

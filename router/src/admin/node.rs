@@ -183,6 +183,7 @@ async fn status(State(view): State<Arc<NodeView>>) -> Json<Value> {
             "term": status.term,
             "commit_index": status.commit_index,
             "resolutions": status.resolutions,
+            "resolutions_cached": status.resolutions_cached,
             "snapshot_index": status.snapshot_index,
             "started_from_snapshot": status.started_from_snapshot,
             "filling_to": status.filling_to,

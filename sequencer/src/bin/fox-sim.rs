@@ -84,8 +84,8 @@ fn main() -> anyhow::Result<()> {
     let (mut entries_killed, mut lease_expiries) = (0u64, 0u64);
     // Sync restarts from a snapshot, snapshots installed by followers, snapshots taken,
     // fills of the resolution log done; then the seeds that saw each.
-    let mut snapshots = [0u64; 4];
-    let mut seeds_with = [0u64; 4];
+    let mut snapshots = [0u64; 5];
+    let mut seeds_with = [0u64; 5];
     let (mut published, mut rejected, mut crashes, mut partitions, mut sent, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
@@ -122,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             report.sync_snapshots_installed,
             report.sync_snapshots_taken,
             report.sync_fills,
+            report.sync_disk_reads,
         ];
         for ((total, seeds), count) in snapshots.iter_mut().zip(&mut seeds_with).zip(counts) {
             *total += count;
@@ -167,9 +168,9 @@ fn main() -> anyhow::Result<()> {
         "faults: {crashes} crashes ({fsync_errors} after a failed fsync, {clock_steps} restarts with a stepped clock, {ndb_wipes} ndb disks lost, {entries_killed} entries killed for good with segments in flight), {lease_expiries} lease expiries passed on, {partitions} partitions, {dropped} of {sent} messages lost, {corrupted} damaged; {published} published, {rejected} rejected, {aborted} segments aborted"
     );
     println!(
-        "snapshots: {} taken (seeds: {}), {} installed by lagging sync followers (seeds: {}), {} resolution fills from a peer (seeds: {}), {} sync restarts from a snapshot (seeds: {})",
+        "snapshots: {} taken (seeds: {}), {} installed by lagging sync followers (seeds: {}), {} resolution fills from a peer (seeds: {}), {} sync restarts from a snapshot (seeds: {}), {} sync reads of resolutions from disk (seeds: {})",
         snapshots[2], seeds_with[2], snapshots[1], seeds_with[1], snapshots[3], seeds_with[3],
-        snapshots[0], seeds_with[0]
+        snapshots[0], seeds_with[0], snapshots[4], seeds_with[4]
     );
     let last = args.seed + args.seeds;
     println!(

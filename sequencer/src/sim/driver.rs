@@ -63,6 +63,10 @@ pub struct SimConfig {
     /// Each sync node's `snapshot_interval_entries`: small, so that most seeds compact
     /// their Raft logs, restart from snapshots and send snapshots to lagging followers.
     pub snapshot_interval_entries: u64,
+    /// Each sync node's `resolution_cache_max`: 1 to 16 on odd seeds and the big
+    /// workload, so that pulls (ndb and sync nodes behind) and repeated decisions are
+    /// answered from disk.
+    pub resolution_cache_max: usize,
 }
 
 /// Queue and batch limits of the nodes: their defaults, or small ones on the seeds with a
@@ -147,8 +151,14 @@ impl SimConfig {
         let (log_cache_records_max, read_records_max, segment_bytes_max, log_read_bytes_max) =
             cache_and_read_limits(&mut limits, small, big);
         let snapshot_interval_entries = limits.range(2, 12);
+        let resolution_cache_max = if small || big {
+            limits.range(1, 16) as usize
+        } else {
+            crate::config::RESOLUTION_CACHE_MAX_DEFAULT
+        };
         SimConfig {
             snapshot_interval_entries,
+            resolution_cache_max,
             log_cache_records_max,
             read_records_max,
             segment_bytes_max,
@@ -265,6 +275,8 @@ pub struct SimReport {
     pub sync_snapshots_taken: u64,
     /// Resolution logs filled from a peer after a snapshot was installed.
     pub sync_fills: u64,
+    /// Resolutions read from a sync node's disk for a peer (older than its memory holds).
+    pub sync_disk_reads: u64,
 }
 
 impl SimReport {
@@ -343,6 +355,24 @@ impl Disk {
             }
         }
         answer.finish()
+    }
+
+    /// Carries out a sync node's read of its disk (`SyncEvent::ReadResolutions`): its
+    /// resolution log as written (fsynced or not; a write at an index replaces it and
+    /// all after it), `count` from `from_index`.
+    fn sync_read(&self, from_index: u64, count: u64) -> Vec<crate::Resolution> {
+        let mut log: Vec<crate::Resolution> = Vec::new();
+        for write in self.sync_records.iter().chain(&self.sync_pending) {
+            if let SyncWrite::Resolutions(resolutions) = write {
+                let Some(first) = resolutions.first() else {
+                    continue;
+                };
+                log.truncate(first.index.saturating_sub(1) as usize);
+                log.extend(resolutions.iter().cloned());
+            }
+        }
+        let start = (from_index.max(1) - 1) as usize;
+        log.into_iter().skip(start).take(count as usize).collect()
     }
 
     /// The disk is lost (a new machine): the node starts with no ndb records at all.
@@ -517,6 +547,8 @@ struct Sim {
     /// Sync restarts from a snapshot, snapshots installed, snapshots taken, fills of the
     /// resolution log done.
     snapshot_counts: [u64; 4],
+    /// Sync reads of old resolutions from disk.
+    sync_disk_reads: u64,
     /// Sync slots filling their resolution log after installing a snapshot.
     filling: Vec<bool>,
     trace_hash: u64,
@@ -567,6 +599,7 @@ impl Sim {
             clock_steps: 0,
             ndb_wipes: 0,
             snapshot_counts: [0; 4],
+            sync_disk_reads: 0,
             filling: Vec::new(),
             trace_hash: trace::TRACE_HASH_START,
             published: 0,
@@ -703,6 +736,7 @@ impl Sim {
                 config.votes_in_flight_max = caps.votes_in_flight_max;
                 config.resolved_batch_max = caps.resolved_batch_max;
                 config.snapshot_interval_entries = self.config.snapshot_interval_entries;
+                config.resolution_cache_max = self.config.resolution_cache_max;
                 match Sync::recover(config, &slot.disk.sync_records, local_ms) {
                     Ok(sync) => {
                         let from_snapshot = sync.raft_status().started_from_snapshot > 0;
@@ -711,7 +745,7 @@ impl Sim {
                         // applied ones (the batch that held one may have failed its fsync
                         // after the write, so the checker may not have seen it yet).
                         for resolution in sync.resolutions() {
-                            self.checker.on_resolution(slot.id, resolution, now_ms);
+                            self.checker.on_resolution(slot.id, &resolution, now_ms);
                         }
                         Node::Sync(Box::new(sync))
                     }
@@ -864,10 +898,27 @@ impl Sim {
                     return self.fail_stop(index, now_ms);
                 }
                 for event in ready.events {
-                    if let SyncEvent::Applied(resolution) = event {
-                        let (index, raft_index) = (resolution.index, resolution.raft_index);
-                        self.trace(&[12, now_ms, u64::from(from.0), index, raft_index]);
-                        self.checker.on_resolution(from, &resolution, now_ms);
+                    match event {
+                        SyncEvent::Applied(resolution) => {
+                            let (index, raft_index) = (resolution.index, resolution.raft_index);
+                            self.trace(&[12, now_ms, u64::from(from.0), index, raft_index]);
+                            self.checker.on_resolution(from, &resolution, now_ms);
+                        }
+                        SyncEvent::ReadResolutions {
+                            to,
+                            from_index,
+                            count,
+                        } => {
+                            // Written before it is read, as the real driver does.
+                            let disk = &self.slots[index].disk;
+                            let resolutions = disk.sync_read(from_index, count);
+                            self.sync_disk_reads += 1;
+                            if !resolutions.is_empty() {
+                                let answer = Message::Resolved { resolutions };
+                                self.send(now_ms, from, to, answer);
+                            }
+                        }
+                        SyncEvent::VoteApplied { .. } => {}
                     }
                 }
                 ready.messages

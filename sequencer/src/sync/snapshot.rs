@@ -52,10 +52,9 @@ const APPLY_BATCH_ENTRIES_MAX: u64 = 1024;
 impl Sync {
     /// After recovery: the resolutions held durably (up to the snapshot's length).
     pub(super) fn restore(&mut self, resolutions: Vec<Resolution>) {
-        for resolution in &resolutions {
-            self.by_segment.insert(resolution.segment, resolution.index);
+        for resolution in resolutions {
+            self.remember(resolution);
         }
-        self.resolutions = resolutions;
         self.end = self.snapshot.end;
         self.start_fill();
     }
@@ -63,7 +62,7 @@ impl Sync {
     /// Fill the resolution log from peers if it is shorter than the snapshot's.
     fn start_fill(&mut self) {
         let target = self.snapshot.resolutions;
-        if self.resolutions.len() as u64 >= target {
+        if self.held >= target {
             self.end = self.snapshot.end;
             self.filling = None;
             return;
@@ -98,7 +97,7 @@ impl Sync {
             raft_index: index,
             raft_term: term,
             voters,
-            resolutions: self.resolutions.len() as u64,
+            resolutions: self.held,
             end: self.end,
         };
         if self.raft.mut_store().compact(snapshot.to_raft()).is_err() {
@@ -144,9 +143,13 @@ impl Sync {
         self.applied = (snapshot.raft_index, snapshot.raft_term);
         // What this node applied is a prefix of the leader's (committed entries only), so
         // none goes here unless the snapshot is not ours.
-        let kept = snapshot.resolutions.min(self.resolutions.len() as u64) as usize;
-        for resolution in self.resolutions.drain(kept..) {
-            self.by_segment.remove(&resolution.segment);
+        if snapshot.resolutions < self.held {
+            let kept = snapshot.resolutions;
+            self.by_segment.retain(|_, decided| decided.index <= kept);
+            while self.resolutions.back().is_some_and(|r| r.index > kept) {
+                self.resolutions.pop_back();
+            }
+            self.held = kept;
         }
         self.snapshot = snapshot;
         self.start_fill();
@@ -235,7 +238,7 @@ impl Sync {
         let own = self.config.id;
         let leader = self.raft.raft.leader_id;
         let retry_ms = self.snapshot_lost_ms();
-        let from_index = self.resolutions.len() as u64 + 1;
+        let from_index = self.held + 1;
         let peers: Vec<NodeId> = (self.config.membership.syncs.iter())
             .copied()
             .filter(|node| *node != own)
@@ -264,9 +267,9 @@ impl Sync {
             return;
         };
         let (target, after) = (filling.target, filling.after);
-        let held = self.resolutions.len();
+        let held = self.held;
         for resolution in resolutions {
-            let next = self.resolutions.len() as u64 + 1;
+            let next = self.held + 1;
             if resolution.index != next || next > target || resolution.raft_index > after {
                 continue;
             }
@@ -275,12 +278,11 @@ impl Sync {
             }
             self.record(resolution);
         }
-        if self.resolutions.len() == held {
+        if self.held == held {
             return;
         }
-        let added = self.resolutions[held..].to_vec();
-        self.out.writes.push(SyncWrite::Resolutions(added));
-        if (self.resolutions.len() as u64) < target {
+        self.write_resolutions();
+        if self.held < target {
             if let Some(filling) = &mut self.filling {
                 filling.source = Some(from);
             }

@@ -424,9 +424,18 @@ struct Trio {
 
 impl Trio {
     fn new(interval: u64) -> Trio {
+        Trio::with_cache(interval, crate::config::RESOLUTION_CACHE_MAX_DEFAULT)
+    }
+
+    /// Three nodes whose memory holds the newest `cache` resolutions.
+    fn with_cache(interval: u64, cache: usize) -> Trio {
         let now_ms = 1_000;
         let nodes = (2..5)
-            .map(|id| Sync::new(trio_config(id, interval), now_ms).expect("valid config"))
+            .map(|id| {
+                let mut config = trio_config(id, interval);
+                config.resolution_cache_max = cache;
+                Sync::new(config, now_ms).expect("valid config")
+            })
             .collect();
         Trio {
             nodes,
@@ -470,7 +479,20 @@ impl Trio {
                 let ready = node.ready();
                 self.writes[index].extend(ready.writes);
                 let from = NodeId(2 + index as u32);
-                for (to, message) in ready.early.into_iter().chain(ready.messages) {
+                let mut messages: Vec<(NodeId, Message)> = Vec::new();
+                for event in ready.events {
+                    if let SyncEvent::ReadResolutions {
+                        to,
+                        from_index,
+                        count,
+                    } = event
+                    {
+                        let resolutions = read_resolutions(&self.writes[index], from_index, count);
+                        messages.push((to, Message::Resolved { resolutions }));
+                    }
+                }
+                let sent = ready.early.into_iter().chain(ready.messages);
+                for (to, message) in sent.chain(messages) {
                     if (2..5).contains(&to.0) {
                         self.in_flight
                             .push((now_ms + 1, to.0 as usize - 2, from, message));
@@ -505,6 +527,24 @@ impl Trio {
         }
         self.run(100);
     }
+}
+
+/// What a disk holding `writes` answers to `SyncEvent::ReadResolutions` (a write at an
+/// index replaces it and all after it).
+fn read_resolutions(writes: &[SyncWrite], from_index: u64, count: u64) -> Vec<Resolution> {
+    let mut log: Vec<Resolution> = Vec::new();
+    for write in writes {
+        if let SyncWrite::Resolutions(resolutions) = write {
+            if let Some(first) = resolutions.first() {
+                log.truncate(first.index as usize - 1);
+                log.extend(resolutions.iter().cloned());
+            }
+        }
+    }
+    log.into_iter()
+        .skip(from_index as usize - 1)
+        .take(count as usize)
+        .collect()
 }
 
 fn snapshots_taken(writes: &[SyncWrite], installed: bool) -> usize {
@@ -857,4 +897,132 @@ fn a_fill_keeps_pulling_from_the_peer_that_answers() {
         trio.nodes[filling].resolutions(),
         trio.nodes[leader].resolutions()
     );
+}
+
+/// A one-voter leader whose memory holds the newest `cache` resolutions, after deciding
+/// segments `1..=count` (one vote each), with its writes.
+fn leader_with_cache(cache: usize, count: u8, now_ms: &mut u64) -> (Sync, Vec<SyncWrite>) {
+    let mut config = config();
+    config.resolution_cache_max = cache;
+    let mut sync = Sync::new(config, *now_ms).expect("valid config");
+    let mut writes = sync.ready().writes;
+    while !sync.is_leader() {
+        *now_ms += 1;
+        sync.handle_timeout(*now_ms);
+        writes.extend(sync.ready().writes);
+    }
+    for seed in 1..=count {
+        sync.handle_message(NodeId(0), over(seed, 2), *now_ms);
+        for _ in 0..5 {
+            *now_ms += 1;
+            sync.handle_timeout(*now_ms);
+            writes.extend(sync.ready().writes);
+        }
+    }
+    (sync, writes)
+}
+
+#[test]
+fn memory_holds_the_newest_resolutions_and_older_ones_are_read_from_disk() {
+    let mut now_ms = 1_000;
+    let (mut sync, writes) = leader_with_cache(4, 10, &mut now_ms);
+    assert_eq!(sync.resolution_count(), 10);
+    let cached: Vec<u64> = sync.resolutions().iter().map(|r| r.index).collect();
+    assert_eq!(cached, vec![7, 8, 9, 10]);
+    // A pull from the start is a read of the disk, for the asker, of a whole page.
+    sync.handle_message(
+        NodeId(1),
+        Message::PullResolutions { from_index: 1 },
+        now_ms,
+    );
+    let ready = sync.ready();
+    assert!(ready.messages.is_empty(), "{:?}", ready.messages);
+    let read = SyncEvent::ReadResolutions {
+        to: NodeId(1),
+        from_index: 1,
+        count: 10,
+    };
+    assert_eq!(ready.events, vec![read]);
+    let page = read_resolutions(&writes, 1, 10);
+    let indexes: Vec<u64> = page.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, (1..=10).collect::<Vec<u64>>());
+    assert_eq!(page[6..], sync.resolutions()[..]);
+    // A pull within memory is answered from it.
+    sync.handle_message(
+        NodeId(1),
+        Message::PullResolutions { from_index: 8 },
+        now_ms,
+    );
+    let ready = sync.ready();
+    assert!(ready.events.is_empty());
+    assert!(
+        matches!(&ready.messages[..], [(NodeId(1), Message::Resolved { resolutions })]
+        if resolutions.iter().map(|r| r.index).eq(8..=10))
+    );
+    // A segment decided long ago is still decided: its SEGMENT_OVER again is answered
+    // with its resolution, read from disk, and is never decided twice.
+    sync.handle_message(NodeId(0), over(2, 2), now_ms);
+    let ready = sync.ready();
+    let read = SyncEvent::ReadResolutions {
+        to: NodeId(0),
+        from_index: 2,
+        count: 1,
+    };
+    assert_eq!(ready.events, vec![read]);
+    sync.handle_message(NodeId(0), over(10, 2), now_ms);
+    let ready = sync.ready();
+    assert!(
+        matches!(&ready.messages[..], [(NodeId(0), Message::Resolved { resolutions })]
+        if resolutions[0].index == 10)
+    );
+    for _ in 0..20 {
+        now_ms += 1;
+        sync.handle_timeout(now_ms);
+        let _ = sync.ready();
+    }
+    assert_eq!(sync.resolution_count(), 10);
+}
+
+#[test]
+fn a_node_recovered_with_a_small_cache_remembers_every_decided_segment() {
+    let mut now_ms = 1_000;
+    let (sync, writes) = leader_with_cache(3, 8, &mut now_ms);
+    let mut config = config();
+    config.resolution_cache_max = 3;
+    let mut recovered = Sync::recover(config, &writes, now_ms).expect("own writes replay");
+    assert_eq!(recovered.resolution_count(), 8);
+    assert_eq!(recovered.resolutions(), sync.resolutions());
+    while !recovered.is_leader() {
+        now_ms += 1;
+        recovered.handle_timeout(now_ms);
+        let _ = recovered.ready();
+    }
+    // Segment 1 left memory long ago: it is not decided again.
+    recovered.handle_message(NodeId(0), over(1, 2), now_ms);
+    for _ in 0..20 {
+        now_ms += 1;
+        recovered.handle_timeout(now_ms);
+        let _ = recovered.ready();
+    }
+    assert_eq!(recovered.resolution_count(), 8);
+}
+
+#[test]
+fn a_follower_fills_from_peers_that_read_old_resolutions_from_disk() {
+    let mut trio = Trio::with_cache(4, 3);
+    trio.run(300);
+    let leader = trio.leader().expect("a leader");
+    let behind = (leader + 1) % 3;
+    trio.cut.insert(behind);
+    trio.decide(1..25);
+    trio.cut.clear();
+    trio.run(800);
+    let leader = trio.leader().expect("a leader");
+    assert_eq!(snapshots_taken(&trio.writes[behind], true), 1);
+    let status = trio.nodes[behind].raft_status();
+    assert_eq!(status.filling_to, None, "{status:?}");
+    let log = |index: usize| read_resolutions(&trio.writes[index], 1, 100);
+    assert_eq!(log(behind).len(), 24);
+    assert_eq!(log(behind), log(leader));
+    assert_eq!(trio.nodes[behind].resolution_count(), 24);
 }

@@ -138,6 +138,11 @@ impl Collector for NodeCollector {
                     status.resolutions,
                 ),
                 (
+                    "sync_resolutions_cached",
+                    "Of their resolutions, the newest, which memory holds (--resolution-cache).",
+                    status.resolutions_cached,
+                ),
+                (
                     "raft_snapshot_index",
                     "The Raft index of the latest snapshot; the log is compacted up to it.",
                     status.snapshot_index,

@@ -123,6 +123,10 @@ pub(crate) struct NodeArgs {
     /// million records); older ones are read from disk when an entry or a peer asks.
     #[arg(long, value_name = "MB", default_value_t = 256)]
     pub(crate) log_cache_mb: usize,
+    /// sync: keep the newest resolutions in memory, up to this many (about 80 bytes
+    /// each); older ones are read from disk when an ndb or a sync node far behind asks.
+    #[arg(long, value_name = "N", default_value_t = fox_sequencer::config::RESOLUTION_CACHE_MAX_DEFAULT)]
+    pub(crate) resolution_cache: usize,
     #[command(flatten)]
     pub(crate) logging: Logging,
 }

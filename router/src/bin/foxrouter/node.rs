@@ -31,6 +31,7 @@ pub(crate) fn node(args: NodeArgs) -> anyhow::Result<()> {
             ..fox_cluster::CatchUpOptions::default()
         },
         log_cache_bytes: Some(args.log_cache_mb.saturating_mul(1 << 20)),
+        resolution_cache: Some(args.resolution_cache),
         ..fox_cluster::NodeOptions::default()
     };
     let runtime = router_runtime(args.workers.unwrap_or(0))?;

@@ -50,12 +50,12 @@ impl Sim {
                     }
                 }
                 Some(Node::Sync(node))
-                    if node.resolutions().len() as u64 != self.checker.resolution_count() =>
+                    if node.resolution_count() != self.checker.resolution_count() =>
                 {
                     failures.push(format!(
                         "sync {} applied {} of {} resolutions",
                         slot.id,
-                        node.resolutions().len(),
+                        node.resolution_count(),
                         self.checker.resolution_count()
                     ));
                 }
@@ -103,6 +103,7 @@ impl Sim {
             sync_snapshots_installed: self.snapshot_counts[1],
             sync_snapshots_taken: self.snapshot_counts[2],
             sync_fills: self.snapshot_counts[3],
+            sync_disk_reads: self.sync_disk_reads,
         }
     }
 }
