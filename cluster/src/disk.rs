@@ -24,7 +24,8 @@
 
 use fox_sequencer::sync::SyncSnapshot;
 use fox_sequencer::{
-    LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication, Resolution, SyncWrite,
+    DecidedSegment, LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication,
+    Resolution, SyncWrite,
 };
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
@@ -385,19 +386,44 @@ pub fn sync_batch(
     Ok(batch)
 }
 
-/// Checks (or, on a new store, writes) the voters; returns the records a sync node
-/// rebuilds from: the latest snapshot, the resolution log, the Raft log after the
-/// snapshot up to the first gap, then the hard state.
-pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>, ClusterError> {
+/// What a sync node rebuilds from ([`fox_sequencer::Sync::recover_with`]): the oldest
+/// resolutions as only their decided segments, and the records (the latest snapshot, the
+/// newest `tail` resolutions, the Raft log after the snapshot up to the first gap, then
+/// the hard state).
+pub struct SyncRecovery {
+    /// Resolutions 1 to `older.len()`, as decided segments.
+    pub older: Vec<DecidedSegment>,
+    /// The records after them.
+    pub records: Vec<SyncWrite>,
+}
+
+/// Checks (or, on a new store, writes) the voters; returns what a sync node rebuilds
+/// from, with at most the newest `tail` resolutions whole.
+pub fn sync_records(
+    store: &NodeStore,
+    voters: &[u64],
+    tail: usize,
+) -> Result<SyncRecovery, ClusterError> {
     check_conf_state(store, voters)?;
     let mut records = Vec::new();
+    let mut older = Vec::new();
     let snapshot: Option<SyncSnapshot> = match store.get(RAFT_STATE, SNAPSHOT)? {
         Some(bytes) => Some(decode("sync snapshot", &bytes)?),
         None => None,
     };
     let after = snapshot.as_ref().map_or(0, |snapshot| snapshot.raft_index);
     if let Some(snapshot) = snapshot {
-        let resolutions = sync_resolutions(store, snapshot.resolutions)?;
+        // From index 1 to the first gap; at least the snapshot's count is needed to start
+        // without pulling from a peer (the rest, if any, is derived again from the Raft log).
+        let whole_from = snapshot.resolutions.saturating_sub(tail as u64) + 1;
+        let mut resolutions = Vec::new();
+        scan_resolutions(store, 1, snapshot.resolutions, |resolution| {
+            if resolution.index < whole_from {
+                older.push(DecidedSegment::from(&resolution));
+            } else {
+                resolutions.push(resolution);
+            }
+        })?;
         records.push(SyncWrite::Snapshot {
             snapshot,
             installed: false,
@@ -440,30 +466,7 @@ pub fn sync_records(store: &NodeStore, voters: &[u64]) -> Result<Vec<SyncWrite>,
         }
         records.push(SyncWrite::HardState(state));
     }
-    Ok(records)
-}
-
-/// The resolution log of a sync store, from index 1 to the first gap; at least the
-/// snapshot's `count` is needed to start without pulling from a peer (the rest, if any,
-/// is derived again from the Raft log).
-fn sync_resolutions(store: &NodeStore, count: u64) -> Result<Vec<Resolution>, ClusterError> {
-    let mut resolutions: Vec<Resolution> = Vec::new();
-    scan_all(store, RESOLUTIONS, |key, value| {
-        let index = u64_from_key(key).unwrap_or(0);
-        if index != resolutions.len() as u64 + 1 || index > count {
-            return Ok(false);
-        }
-        let resolution: Resolution = decode("resolution", value)?;
-        if resolution.index != index {
-            return Err(ClusterError::Corrupt {
-                what: "resolution",
-                reason: format!("resolution {} stored under index {index}", resolution.index),
-            });
-        }
-        resolutions.push(resolution);
-        Ok(true)
-    })?;
-    Ok(resolutions)
+    Ok(SyncRecovery { older, records })
 }
 
 /// A sync node's read for a peer ([`fox_sequencer::SyncEvent::ReadResolutions`]): at
@@ -473,9 +476,24 @@ pub fn sync_read(
     from_index: u64,
     count: u64,
 ) -> Result<Vec<Resolution>, ClusterError> {
-    let mut resolutions: Vec<Resolution> = Vec::new();
+    let mut resolutions = Vec::new();
+    scan_resolutions(store, from_index, count, |resolution| {
+        resolutions.push(resolution)
+    })?;
+    Ok(resolutions)
+}
+
+/// Visits at most `count` consecutive resolutions from `from_index` (a gap ends the
+/// scan); the number visited.
+fn scan_resolutions(
+    store: &NodeStore,
+    from_index: u64,
+    count: u64,
+    mut visit: impl FnMut(Resolution),
+) -> Result<u64, ClusterError> {
     let from_index = from_index.max(1);
     let page = count.clamp(1, SCAN_RESULTS_MAX as u64) as usize;
+    let mut visited = 0u64;
     scan_paged(
         store,
         RESOLUTIONS,
@@ -483,8 +501,7 @@ pub fn sync_read(
         page,
         |key, value| {
             let index = u64_from_key(key).unwrap_or(0);
-            let next = from_index + resolutions.len() as u64;
-            if index != next || resolutions.len() as u64 >= count {
+            if index != from_index + visited || visited >= count {
                 return Ok(false);
             }
             let resolution: Resolution = decode("resolution", value)?;
@@ -494,11 +511,12 @@ pub fn sync_read(
                     reason: format!("resolution {} stored under index {index}", resolution.index),
                 });
             }
-            resolutions.push(resolution);
-            Ok((resolutions.len() as u64) < count)
+            visit(resolution);
+            visited += 1;
+            Ok(visited < count)
         },
     )?;
-    Ok(resolutions)
+    Ok(visited)
 }
 
 fn check_conf_state(store: &NodeStore, voters: &[u64]) -> Result<(), ClusterError> {
@@ -683,7 +701,10 @@ mod tests {
     fn sync_records_truncate_replaced_entries_and_check_voters() {
         let dir = tempfile::tempdir().unwrap();
         let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
-        assert!(sync_records(&store, &[1, 2, 3]).unwrap().is_empty());
+        assert!(sync_records(&store, &[1, 2, 3], 8)
+            .unwrap()
+            .records
+            .is_empty());
         let entry = |index, term| RaftEntry {
             index,
             term,
@@ -704,7 +725,7 @@ mod tests {
             .write(&sync_batch(&writes, &mut last).unwrap(), true)
             .unwrap();
         assert_eq!(last, 2);
-        let records = sync_records(&store, &[3, 2, 1]).unwrap();
+        let records = sync_records(&store, &[3, 2, 1], 8).unwrap().records;
         let SyncWrite::Entries(entries) = &records[0] else {
             panic!("entries first")
         };
@@ -715,7 +736,7 @@ mod tests {
         };
         assert_eq!(state.commit, 2, "commit clamped to the stored log");
         assert!(matches!(
-            sync_records(&store, &[1, 2]),
+            sync_records(&store, &[1, 2], 8).map(|r| r.records),
             Err(ClusterError::MembershipChanged { .. })
         ));
     }
@@ -794,12 +815,18 @@ mod tests {
             .write(&sync_batch(&compact, &mut last).unwrap(), true)
             .unwrap();
         assert_eq!(store.scan(RAFT_LOG, &[], 10).unwrap().len(), 1);
-        let records = sync_records(&store, &[1]).unwrap();
+        let records = sync_records(&store, &[1], 8).unwrap().records;
         assert!(
             matches!(&records[0], SyncWrite::Snapshot { snapshot, .. } if snapshot.raft_index == 4)
         );
         assert!(matches!(&records[1], SyncWrite::Resolutions(r) if r.len() == 3));
         assert!(matches!(&records[2], SyncWrite::Entries(e) if e.len() == 1 && e[0].index == 5));
+        // With memory for the newest 2, the first comes back as its decided segment only.
+        let recovery = sync_records(&store, &[1], 2).unwrap();
+        assert_eq!(recovery.older, vec![DecidedSegment::from(&resolution(1))]);
+        assert!(
+            matches!(&recovery.records[1], SyncWrite::Resolutions(r) if r.len() == 2 && r[0].index == 2)
+        );
         // A leader's snapshot replaces the whole log, in the batch that holds it.
         let installed = [SyncWrite::Snapshot {
             snapshot: snapshot(9, 7),
@@ -815,7 +842,7 @@ mod tests {
         batch.put(RAFT_STATE, SNAPSHOT, b"\xff\xff\xff".to_vec());
         store.write(&batch, false).unwrap();
         assert!(matches!(
-            sync_records(&store, &[1]),
+            sync_records(&store, &[1], 8).map(|r| r.records),
             Err(ClusterError::Corrupt { .. })
         ));
     }
@@ -852,7 +879,7 @@ mod tests {
             batch.put(RAFT_STATE, HARD_STATE, value.to_vec());
             store.write(&batch, false).unwrap();
             // Whatever parses must also be consistent (an entry's index is its key).
-            assert!(sync_records(&store, &[1]).is_err());
+            assert!(sync_records(&store, &[1], 8).is_err());
         }
     }
 }

@@ -380,7 +380,16 @@ async fn spawn_core(
                 .iter()
                 .map(|n| u64::from(n.0) + 1)
                 .collect();
-            let records = disk::sync_records(&store, &voters)?;
+            let mut config = SyncConfig::new(id, membership, seed);
+            config.tick_ms = SYNC_TICK_MS;
+            if let Some(interval) = snapshot_interval_entries {
+                config.snapshot_interval_entries = interval;
+            }
+            if let Some(cache) = resolution_cache {
+                config.resolution_cache_max = cache.max(1);
+            }
+            let disk::SyncRecovery { older, records } =
+                disk::sync_records(&store, &voters, config.resolution_cache_max)?;
             let log_last_index = records
                 .iter()
                 .filter_map(|record| match record {
@@ -390,19 +399,11 @@ async fn spawn_core(
                 })
                 .max()
                 .unwrap_or(0);
-            let mut config = SyncConfig::new(id, membership, seed);
-            config.tick_ms = SYNC_TICK_MS;
-            if let Some(interval) = snapshot_interval_entries {
-                config.snapshot_interval_entries = interval;
-            }
-            if let Some(cache) = resolution_cache {
-                config.resolution_cache_max = cache.max(1);
-            }
-            let sync = Sync::recover(config, &records, clock.now_ms()).map_err(|error| {
-                ClusterError::Corrupt {
-                    what: "sync Raft log",
-                    reason: error.to_string(),
-                }
+            let sync = Sync::recover_with(config, &older, &records, clock.now_ms());
+            drop(older);
+            let sync = sync.map_err(|error| ClusterError::Corrupt {
+                what: "sync Raft log",
+                reason: error.to_string(),
             })?;
             let raft = sync.raft_status();
             tracing::info!(

@@ -112,4 +112,4 @@ pub use id::{byte_string, AdvanceId, NodeId, PermanentId, Publication, SegmentId
 pub use message::{CheckpointFile, LogPage, LogRecord, Message, NodeReport, Outcome, Resolution};
 pub use ndb::{Ndb, NdbEvent, NdbWrite, ReadAnswer};
 pub use ready::Ready;
-pub use sync::{RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};
+pub use sync::{DecidedSegment, RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};

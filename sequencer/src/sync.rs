@@ -80,6 +80,28 @@ struct Decided {
     range: bool,
 }
 
+/// What recovery needs of a resolution older than memory will hold
+/// ([`Sync::recover_with`]): its segment, its index, whether it got a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecidedSegment {
+    /// The segment.
+    pub segment: SegmentId,
+    /// Its resolution's index.
+    pub index: u64,
+    /// Whether it got a permanent range (else it was aborted).
+    pub range: bool,
+}
+
+impl From<&Resolution> for DecidedSegment {
+    fn from(resolution: &Resolution) -> DecidedSegment {
+        DecidedSegment {
+            segment: resolution.segment,
+            index: resolution.index,
+            range: matches!(resolution.outcome, Outcome::Permanent { .. }),
+        }
+    }
+}
+
 /// Why a sync node could not be built.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -265,13 +287,32 @@ impl Sync {
         records: &[SyncWrite],
         now_ms: u64,
     ) -> Result<Sync, SyncError> {
+        Self::recover_with(config, &[], records, now_ms)
+    }
+
+    /// As [`Sync::recover`], where the resolution log starts with `older` (indexes 1 to
+    /// `older.len()`, only what recovery needs of each) and `records` hold the rest of it
+    /// (a `SyncWrite::Resolutions` from `older.len() + 1`): so that a restart need not hold
+    /// every resolution in memory at once.
+    pub fn recover_with(
+        config: SyncConfig,
+        older: &[DecidedSegment],
+        records: &[SyncWrite],
+        now_ms: u64,
+    ) -> Result<Sync, SyncError> {
+        if let Some((position, decided)) = (older.iter().enumerate())
+            .find(|(position, decided)| decided.index != *position as u64 + 1)
+        {
+            let (index, held) = (decided.index, position as u64);
+            return Err(SyncError::ResolutionsNotContiguous { index, held });
+        }
         let voters: Vec<u64> = config
             .membership
             .syncs
             .iter()
             .map(|n| raft_id(*n))
             .collect();
-        let replayed = Replayed::from_records(records)?;
+        let replayed = Replayed::from_records(records, older.len() as u64)?;
         let snapshot = replayed.snapshot.clone().unwrap_or_default();
         if replayed.snapshot.is_some() && !snapshot.has_voters(&voters) {
             let found = snapshot.voters;
@@ -325,7 +366,7 @@ impl Sync {
             now_ms,
             out: Ready::default(),
         };
-        sync.restore(replayed.resolutions);
+        sync.restore(older, replayed.resolutions);
         sync.process_ready();
         Ok(sync)
     }

@@ -14,7 +14,7 @@ use crate::entry::{Entry, EntryEvent};
 use crate::id::{segment_digest, NodeId, PermanentId, Publication, SeededRng, SegmentId};
 use crate::message::{LogRecord, Message, Outcome};
 use crate::ndb::{Ndb, NdbEvent, NdbWrite};
-use crate::sync::{Sync, SyncEvent, SyncWrite};
+use crate::sync::{DecidedSegment, Sync, SyncEvent, SyncWrite};
 use std::collections::BTreeSet;
 
 /// What to simulate.
@@ -361,18 +361,43 @@ impl Disk {
     /// resolution log as written (fsynced or not; a write at an index replaces it and
     /// all after it), `count` from `from_index`.
     fn sync_read(&self, from_index: u64, count: u64) -> Vec<crate::Resolution> {
-        let mut log: Vec<crate::Resolution> = Vec::new();
-        for write in self.sync_records.iter().chain(&self.sync_pending) {
-            if let SyncWrite::Resolutions(resolutions) = write {
-                let Some(first) = resolutions.first() else {
-                    continue;
-                };
-                log.truncate(first.index.saturating_sub(1) as usize);
-                log.extend(resolutions.iter().cloned());
-            }
-        }
+        let log = resolution_log(self.sync_records.iter().chain(&self.sync_pending));
         let start = (from_index.max(1) - 1) as usize;
         log.into_iter().skip(start).take(count as usize).collect()
+    }
+
+    /// What a restarted sync node reads back, as `cluster/src/disk.rs` hands it: the
+    /// resolutions the latest snapshot covers, except the newest `tail`, as decided
+    /// segments only, and the records without them.
+    fn sync_recovery(&self, tail: usize) -> (Vec<DecidedSegment>, Vec<SyncWrite>) {
+        let covered = self
+            .sync_records
+            .iter()
+            .rev()
+            .find_map(|record| match record {
+                SyncWrite::Snapshot { snapshot, .. } => Some(snapshot.resolutions),
+                _ => None,
+            });
+        let older_count = covered.unwrap_or(0).saturating_sub(tail as u64);
+        let older: Vec<DecidedSegment> = resolution_log(self.sync_records.iter())
+            .iter()
+            .take(older_count as usize)
+            .map(DecidedSegment::from)
+            .collect();
+        let after = older.len() as u64;
+        let records = (self.sync_records.iter())
+            .filter_map(|record| match record {
+                SyncWrite::Resolutions(resolutions) => {
+                    let kept: Vec<crate::Resolution> = (resolutions.iter())
+                        .filter(|resolution| resolution.index > after)
+                        .cloned()
+                        .collect();
+                    (!kept.is_empty()).then_some(SyncWrite::Resolutions(kept))
+                }
+                record => Some(record.clone()),
+            })
+            .collect();
+        (older, records)
     }
 
     /// The disk is lost (a new machine): the node starts with no ndb records at all.
@@ -450,6 +475,24 @@ impl Disk {
         self.sync_records
             .retain(|record| !matches!(record, SyncWrite::Entries(entries) if entries.is_empty()));
     }
+}
+
+/// The resolution log that `writes` leave (a write at an index replaces it and all after
+/// it).
+pub(crate) fn resolution_log<'a>(
+    writes: impl Iterator<Item = &'a SyncWrite>,
+) -> Vec<crate::Resolution> {
+    let mut log: Vec<crate::Resolution> = Vec::new();
+    for write in writes {
+        if let SyncWrite::Resolutions(resolutions) = write {
+            let Some(first) = resolutions.first() else {
+                continue;
+            };
+            log.truncate(first.index.saturating_sub(1) as usize);
+            log.extend(resolutions.iter().cloned());
+        }
+    }
+    log
 }
 
 struct Slot {
@@ -737,7 +780,8 @@ impl Sim {
                 config.resolved_batch_max = caps.resolved_batch_max;
                 config.snapshot_interval_entries = self.config.snapshot_interval_entries;
                 config.resolution_cache_max = self.config.resolution_cache_max;
-                match Sync::recover(config, &slot.disk.sync_records, local_ms) {
+                let (older, records) = slot.disk.sync_recovery(config.resolution_cache_max);
+                match Sync::recover_with(config, &older, &records, local_ms) {
                     Ok(sync) => {
                         let from_snapshot = sync.raft_status().started_from_snapshot > 0;
                         self.snapshot_counts[0] += u64::from(from_snapshot);

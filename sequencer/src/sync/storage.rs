@@ -169,9 +169,11 @@ pub(super) struct Replayed {
     /// The Raft log after it, contiguous.
     pub entries: Vec<RaftEntry>,
     pub hard_state: Option<HardState>,
-    /// The resolution log (at most the snapshot's count: the rest is derived again from
-    /// the entries after it; none without a snapshot).
+    /// The resolution log from `after + 1` (at most to the snapshot's count: the rest is
+    /// derived again from the entries after it; none without a snapshot).
     pub resolutions: Vec<Resolution>,
+    /// Resolutions before `resolutions`, held elsewhere (`Sync::recover_with`'s `older`).
+    after: u64,
 }
 
 impl Replayed {
@@ -185,8 +187,12 @@ impl Replayed {
     /// (a log runs ahead of what is applied), so the latest snapshot is found first: the
     /// log starts after it, and if it was installed, the entries written before it are
     /// the log it replaced.
-    pub fn from_records(records: &[SyncWrite]) -> Result<Replayed, SyncError> {
-        let mut replayed = Replayed::default();
+    /// The resolution log's first `after` resolutions are held elsewhere.
+    pub fn from_records(records: &[SyncWrite], after: u64) -> Result<Replayed, SyncError> {
+        let mut replayed = Replayed {
+            after,
+            ..Replayed::default()
+        };
         let latest = records
             .iter()
             .rposition(|record| matches!(record, SyncWrite::Snapshot { .. }));
@@ -211,7 +217,8 @@ impl Replayed {
             }
         }
         let kept = replayed.snapshot.as_ref().map_or(0, |s| s.resolutions);
-        replayed.resolutions.truncate(kept as usize);
+        let kept_here = kept.saturating_sub(replayed.after);
+        replayed.resolutions.truncate(kept_here as usize);
         let log_start = replayed.log_start();
         let last_index = log_start + replayed.entries.len() as u64 - 1;
         if let Some(state) = &mut replayed.hard_state {
@@ -260,9 +267,9 @@ impl Replayed {
         let Some(first) = resolutions.first() else {
             return Ok(());
         };
-        let held = self.resolutions.len() as u64;
+        let held = self.after + self.resolutions.len() as u64;
         for (offset, resolution) in resolutions.iter().enumerate() {
-            if resolution.index != first.index + offset as u64 || first.index == 0 {
+            if resolution.index != first.index + offset as u64 || first.index <= self.after {
                 let index = resolution.index;
                 return Err(SyncError::ResolutionsNotContiguous { index, held });
             }
@@ -271,7 +278,8 @@ impl Replayed {
             let index = first.index;
             return Err(SyncError::ResolutionsNotContiguous { index, held });
         }
-        self.resolutions.truncate((first.index - 1) as usize);
+        self.resolutions
+            .truncate((first.index - 1 - self.after) as usize);
         self.resolutions.extend_from_slice(resolutions);
         Ok(())
     }

@@ -532,16 +532,8 @@ impl Trio {
 /// What a disk holding `writes` answers to `SyncEvent::ReadResolutions` (a write at an
 /// index replaces it and all after it).
 fn read_resolutions(writes: &[SyncWrite], from_index: u64, count: u64) -> Vec<Resolution> {
-    let mut log: Vec<Resolution> = Vec::new();
-    for write in writes {
-        if let SyncWrite::Resolutions(resolutions) = write {
-            if let Some(first) = resolutions.first() {
-                log.truncate(first.index as usize - 1);
-                log.extend(resolutions.iter().cloned());
-            }
-        }
-    }
-    log.into_iter()
+    crate::sim::driver::resolution_log(writes.iter())
+        .into_iter()
         .skip(from_index as usize - 1)
         .take(count as usize)
         .collect()
@@ -904,6 +896,7 @@ fn a_fill_keeps_pulling_from_the_peer_that_answers() {
 fn leader_with_cache(cache: usize, count: u8, now_ms: &mut u64) -> (Sync, Vec<SyncWrite>) {
     let mut config = config();
     config.resolution_cache_max = cache;
+    config.snapshot_interval_entries = 2;
     let mut sync = Sync::new(config, *now_ms).expect("valid config");
     let mut writes = sync.ready().writes;
     while !sync.is_leader() {
@@ -975,11 +968,7 @@ fn memory_holds_the_newest_resolutions_and_older_ones_are_read_from_disk() {
         matches!(&ready.messages[..], [(NodeId(0), Message::Resolved { resolutions })]
         if resolutions[0].index == 10)
     );
-    for _ in 0..20 {
-        now_ms += 1;
-        sync.handle_timeout(now_ms);
-        let _ = sync.ready();
-    }
+    run_for(&mut sync, &mut now_ms, 20);
     assert_eq!(sync.resolution_count(), 10);
 }
 
@@ -993,17 +982,11 @@ fn a_node_recovered_with_a_small_cache_remembers_every_decided_segment() {
     assert_eq!(recovered.resolution_count(), 8);
     assert_eq!(recovered.resolutions(), sync.resolutions());
     while !recovered.is_leader() {
-        now_ms += 1;
-        recovered.handle_timeout(now_ms);
-        let _ = recovered.ready();
+        run_for(&mut recovered, &mut now_ms, 1);
     }
     // Segment 1 left memory long ago: it is not decided again.
     recovered.handle_message(NodeId(0), over(1, 2), now_ms);
-    for _ in 0..20 {
-        now_ms += 1;
-        recovered.handle_timeout(now_ms);
-        let _ = recovered.ready();
-    }
+    run_for(&mut recovered, &mut now_ms, 20);
     assert_eq!(recovered.resolution_count(), 8);
 }
 
@@ -1025,4 +1008,50 @@ fn a_follower_fills_from_peers_that_read_old_resolutions_from_disk() {
     assert_eq!(log(behind).len(), 24);
     assert_eq!(log(behind), log(leader));
     assert_eq!(trio.nodes[behind].resolution_count(), 24);
+}
+
+#[test]
+fn a_node_recovered_from_decided_segments_and_a_tail_is_the_one_recovered_from_everything() {
+    let mut now_ms = 1_000;
+    let (_, writes) = leader_with_cache(3, 12, &mut now_ms);
+    let small = || {
+        let mut config = config();
+        config.resolution_cache_max = 3;
+        config
+    };
+    let whole = Sync::recover(small(), &writes, now_ms).expect("own writes replay");
+    assert!(whole.raft_status().started_from_snapshot > 0);
+    // As the disk hands it: resolutions 1 to 6 as decided segments, the rest whole.
+    let all = read_resolutions(&writes, 1, 100);
+    let older: Vec<DecidedSegment> = all[..6].iter().map(DecidedSegment::from).collect();
+    let tail: Vec<SyncWrite> = writes
+        .iter()
+        .filter_map(|write| match write {
+            SyncWrite::Resolutions(resolutions) => {
+                let kept: Vec<Resolution> = resolutions
+                    .iter()
+                    .filter(|r| r.index > 6)
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then_some(SyncWrite::Resolutions(kept))
+            }
+            write => Some(write.clone()),
+        })
+        .collect();
+    let mut split = Sync::recover_with(small(), &older, &tail, now_ms).expect("recovers");
+    assert_eq!(split.resolution_count(), whole.resolution_count());
+    assert_eq!(split.resolutions(), whole.resolutions());
+    assert_eq!(split.by_segment, whole.by_segment);
+    while !split.is_leader() {
+        run_for(&mut split, &mut now_ms, 1);
+    }
+    split.handle_message(NodeId(0), over(2, 2), now_ms);
+    run_for(&mut split, &mut now_ms, 20);
+    assert_eq!(split.resolution_count(), whole.resolution_count());
+    // Decided segments that do not start at index 1, one by one, are a damaged disk.
+    let gap = Sync::recover_with(small(), &older[1..], &tail, now_ms);
+    assert!(matches!(
+        gap,
+        Err(SyncError::ResolutionsNotContiguous { .. })
+    ));
 }
