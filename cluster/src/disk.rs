@@ -27,9 +27,11 @@ use fox_sequencer::{
     DecidedSegment, LogRecord, Message, NdbEvent, NdbWrite, NodeId, Outcome, Publication,
     Resolution, SyncWrite,
 };
+use fox_sequencer::{NdbBase, SegmentId};
 use fox_storage::{u64_from_key, u64_key, NodeBatch, NodeStore, SCAN_RESULTS_MAX};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::error::ClusterError;
 
@@ -157,15 +159,18 @@ fn scan_paged(
     Ok(())
 }
 
-/// The records an ndb rebuilds from, in an order `Ndb::recover` accepts: every temporary
-/// segment and resolution, and the permanent log's records only for the newest
-/// resolutions that hold `tail_records` of them (the rest stays on disk, which
-/// `Ndb::recover` accepts: memory holds only the newest records anyway).
+/// What an ndb rebuilds from, in an order `Ndb::recover_from` accepts: the oldest
+/// resolutions summed up (all but the newest `keep`: it remembers no more decisions than
+/// that), then every temporary segment and the newest resolutions, with the permanent
+/// log's records only for the newest resolutions that hold `tail_records` of them (the
+/// rest stays on disk, which `Ndb::recover_from` accepts: memory holds only the newest
+/// records anyway).
 pub fn ndb_records(
     store: &NodeStore,
     tail_records: usize,
     tail_bytes: usize,
-) -> Result<Vec<NdbWrite>, ClusterError> {
+    keep: usize,
+) -> Result<(NdbBase, Vec<NdbWrite>), ClusterError> {
     let mut records = Vec::new();
     scan_all(store, TEMP, |key, value| {
         let bytes: [u8; 16] = key.try_into().map_err(|_| ClusterError::Corrupt {
@@ -181,11 +186,24 @@ pub fn ndb_records(
         });
         Ok(true)
     })?;
-    let mut resolutions = Vec::new();
+    let mut resolutions: VecDeque<Resolution> = VecDeque::new();
+    let mut summed = NdbBase::default();
+    let mut folded: BTreeSet<SegmentId> = BTreeSet::new();
     scan_all(store, RESOLUTIONS, |_, value| {
-        resolutions.push(decode::<Resolution>("resolution", value)?);
+        resolutions.push_back(decode::<Resolution>("resolution", value)?);
+        if resolutions.len() > keep.max(1) {
+            if let Some(oldest) = resolutions.pop_front() {
+                summed.add(&oldest);
+                folded.insert(oldest.segment);
+            }
+        }
         Ok(true)
     })?;
+    // A temporary segment of a resolution applied already is not held (it left `temp`
+    // in the batch that applied it); drop one anyway rather than hold it again.
+    records.retain(
+        |record| !matches!(record, NdbWrite::Temp { segment, .. } if folded.contains(segment)),
+    );
     // The newest resolutions whose records make up the tail memory holds: those from the
     // first whose records all have IDs from the tail's first on.
     let tail = read_tail(store, tail_records, tail_bytes)?;
@@ -231,7 +249,7 @@ pub fn ndb_records(
             messages,
         });
     }
-    Ok(records)
+    Ok((summed, records))
 }
 
 /// The newest records of the log, oldest first, at most `records` of them and `bytes`
@@ -596,7 +614,7 @@ mod tests {
             },
         ];
         store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
-        let records = ndb_records(&store, usize::MAX, usize::MAX).unwrap();
+        let (_, records) = ndb_records(&store, usize::MAX, usize::MAX, 8).unwrap();
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0], NdbWrite::Temp { segment, .. } if *segment == second));
         assert_eq!(
@@ -636,14 +654,22 @@ mod tests {
             });
         }
         store.write(&ndb_batch(&writes).unwrap(), true).unwrap();
-        let records = ndb_records(&store, 4, usize::MAX).unwrap();
+        let (_, records) = ndb_records(&store, 4, usize::MAX, 8).unwrap();
         let record_bytes = LogRecord {
             id: PermanentId(100),
             publication: publication(10),
         }
         .encoded_bytes_max();
-        let by_bytes = ndb_records(&store, usize::MAX, 4 * record_bytes).unwrap();
+        let (_, by_bytes) = ndb_records(&store, usize::MAX, 4 * record_bytes, 8).unwrap();
         assert_eq!(records, by_bytes, "the bytes of 4 records");
+        // Remembering 2 decisions, the first resolution comes back summed up only.
+        let (base, newest) = ndb_records(&store, 4, usize::MAX, 2).unwrap();
+        let summed = fox_sequencer::NdbBase {
+            applied_index: 1,
+            log_records: 3,
+            last_id: 102,
+        };
+        assert_eq!((base, &newest[..]), (summed, &records[1..]));
         let held: Vec<usize> = records
             .iter()
             .map(|r| match r {
@@ -856,7 +882,7 @@ mod tests {
             let mut batch = NodeBatch::new();
             batch.put(TEMP, [7u8; 16].to_vec(), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX, 8).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, [7u8; 16].to_vec());
             batch.put(
@@ -865,12 +891,12 @@ mod tests {
                 encode(&(NodeId(1), Vec::<Publication>::new())).unwrap(),
             );
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX, 8).is_err());
             let mut batch = NodeBatch::new();
             batch.delete(TEMP, b"short key".to_vec());
             batch.put(RESOLUTIONS, u64_key(1), value.to_vec());
             store.write(&batch, false).unwrap();
-            assert!(ndb_records(&store, usize::MAX, usize::MAX).is_err());
+            assert!(ndb_records(&store, usize::MAX, usize::MAX, 8).is_err());
 
             let dir = tempfile::tempdir().unwrap();
             let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();

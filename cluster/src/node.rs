@@ -362,8 +362,10 @@ async fn spawn_core(
             }
             let (tail_records, tail_bytes) =
                 (config.log_cache_records_max, config.log_cache_bytes_max);
-            let records = disk::ndb_records(&store, tail_records, tail_bytes)?;
-            let ndb = Ndb::recover(config, &records, clock.now_ms());
+            let keep = config.decided_segments_max;
+            let (base, records) = disk::ndb_records(&store, tail_records, tail_bytes, keep)?;
+            let ndb = Ndb::recover_from(config, base, &records, clock.now_ms());
+            drop(records);
             tracing::info!(
                 applied_index = ndb.applied_index(),
                 log = ndb.log_records(),

@@ -110,6 +110,6 @@ pub use config::{EntryConfig, Membership, NdbConfig, SyncConfig};
 pub use entry::{Entry, EntryEvent, PublishError};
 pub use id::{byte_string, AdvanceId, NodeId, PermanentId, Publication, SegmentId};
 pub use message::{CheckpointFile, LogPage, LogRecord, Message, NodeReport, Outcome, Resolution};
-pub use ndb::{Ndb, NdbEvent, NdbWrite, ReadAnswer};
+pub use ndb::{Ndb, NdbBase, NdbEvent, NdbWrite, ReadAnswer};
 pub use ready::Ready;
 pub use sync::{DecidedSegment, RaftStatus, Sync, SyncError, SyncEvent, SyncWrite};

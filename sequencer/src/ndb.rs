@@ -204,7 +204,7 @@ struct TempSegment {
 }
 
 /// Where a decided segment went.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Decided {
     /// Into the permanent log: `count` records with IDs from `first`, whose messages have
     /// digest `digest` (a late KEEP is answered from these, without the records).
@@ -266,6 +266,29 @@ pub struct Ndb {
     out: Ready<NdbWrite, NdbEvent>,
 }
 
+/// What recovery needs of the oldest applied resolutions ([`Ndb::recover_from`]): how far
+/// they go, and the permanent log they made (its records are on disk).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NdbBase {
+    /// The last of them.
+    pub applied_index: u64,
+    /// Records of the permanent log they made.
+    pub log_records: u64,
+    /// The last permanent ID among them (0: none).
+    pub last_id: u64,
+}
+
+impl NdbBase {
+    /// `resolution` (the next index) applied on top.
+    pub fn add(&mut self, resolution: &Resolution) {
+        self.applied_index = resolution.index;
+        if let Outcome::Permanent { base, count, .. } = resolution.outcome {
+            self.log_records += u64::from(count);
+            self.last_id = self.last_id.max(base.0 + u64::from(count) - 1);
+        }
+    }
+}
+
 impl Ndb {
     /// A new, empty ndb.
     pub fn new(config: NdbConfig, now_ms: u64) -> Ndb {
@@ -317,7 +340,24 @@ impl Ndb {
         records: impl IntoIterator<Item = &'a NdbWrite>,
         now_ms: u64,
     ) -> Ndb {
+        Self::recover_from(config, NdbBase::default(), records, now_ms)
+    }
+
+    /// As [`Ndb::recover`], where the resolutions up to `base.applied_index` were applied
+    /// and are summed up in `base` (older than any decision this node remembers), and
+    /// `records` hold the temporary segments and the resolutions after them: so that a
+    /// restart need not hold every resolution in memory at once.
+    pub fn recover_from<'a>(
+        config: NdbConfig,
+        base: NdbBase,
+        records: impl IntoIterator<Item = &'a NdbWrite>,
+        now_ms: u64,
+    ) -> Ndb {
         let mut ndb = Ndb::new(config, now_ms);
+        ndb.applied_index = base.applied_index;
+        ndb.log_count = base.log_records;
+        ndb.log_end_id = base.last_id;
+        ndb.stored_end = base.last_id;
         for record in records {
             match record {
                 NdbWrite::Temp {

@@ -790,3 +790,39 @@ fn old_decisions_are_forgotten_and_a_late_copy_is_dropped_when_sync_answers() {
     );
     assert_eq!(ndb.applied_index(), 3);
 }
+
+/// Recovery from the oldest resolutions summed up (`NdbBase`) and the newest ones rebuilds
+/// what recovery from all of them does: the same position, log, cache and decisions.
+#[test]
+fn recovery_from_a_summed_up_start_is_recovery_from_every_resolution() {
+    let mut config = ndb().config.clone();
+    config.decided_segments_max = 2;
+    config.log_cache_records_max = 3;
+    let segments: Vec<SegmentId> = (1..=5u8)
+        .map(|n| SegmentId::new_v7(1_000, [n; 10]))
+        .collect();
+    let mut writes: Vec<NdbWrite> = (0..5)
+        .map(|i| applied_segment(i as u64 + 1, segments[i], 100 * (i as u64 + 1), 2))
+        .collect();
+    // The oldest three as the driver hands them: without their records.
+    for write in &mut writes[..3] {
+        if let NdbWrite::Applied { messages, .. } = write {
+            messages.clear();
+        }
+    }
+    let whole = Ndb::recover(config.clone(), &writes, 1_000);
+    let mut base = NdbBase::default();
+    for write in &writes[..3] {
+        if let NdbWrite::Applied { resolution, .. } = write {
+            base.add(resolution);
+        }
+    }
+    let split = Ndb::recover_from(config, base, &writes[3..], 1_000);
+    let position = |ndb: &Ndb| (ndb.applied_index(), ndb.log_records(), ndb.last_id());
+    assert_eq!(position(&split), (5, 10, 501));
+    assert_eq!(position(&split), position(&whole));
+    assert_eq!(cached(&split), cached(&whole));
+    assert_eq!(split.log_cache().0, whole.log_cache().0);
+    assert_eq!(split.decided, whole.decided);
+    assert_eq!(split.stored_end, whole.stored_end);
+}
