@@ -767,20 +767,24 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_sync_read_answers_consecutive_resolutions_from_an_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
-        let resolution = |index| Resolution {
+    /// Resolution `index`: an aborted segment.
+    fn aborted(index: u64) -> Resolution {
+        Resolution {
             index,
             segment: SegmentId::new_v7(1_000, [index as u8; 10]),
             owner: NodeId(1),
             outcome: Outcome::Aborted,
             raft_index: index + 1,
             raft_term: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn a_sync_read_answers_consecutive_resolutions_from_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path(), SYNC_FAMILIES, SyncMode::None).unwrap();
         let mut last = 0;
-        let writes = [SyncWrite::Resolutions((1..=5).map(resolution).collect())];
+        let writes = [SyncWrite::Resolutions((1..=5).map(aborted).collect())];
         store
             .write(&sync_batch(&writes, &mut last).unwrap(), false)
             .unwrap();
@@ -793,7 +797,7 @@ mod tests {
         assert_eq!(read(4, 100), vec![4, 5]);
         assert!(read(6, 10).is_empty());
         // A gap ends the page (a damaged disk answers less, never out of order).
-        let gap = [SyncWrite::Resolutions(vec![resolution(8)])];
+        let gap = [SyncWrite::Resolutions(vec![aborted(8)])];
         store
             .write(&sync_batch(&gap, &mut last).unwrap(), false)
             .unwrap();
@@ -809,14 +813,6 @@ mod tests {
             term: 1,
             ..Default::default()
         };
-        let resolution = |index| Resolution {
-            index,
-            segment: SegmentId::new_v7(1_000, [index as u8; 10]),
-            owner: NodeId(1),
-            outcome: Outcome::Aborted,
-            raft_index: index + 1,
-            raft_term: 1,
-        };
         let snapshot = |raft_index, resolutions| SyncSnapshot {
             raft_index,
             raft_term: 1,
@@ -827,7 +823,7 @@ mod tests {
         let mut last = 0;
         let writes = [
             SyncWrite::Entries((1..=5).map(entry).collect()),
-            SyncWrite::Resolutions(vec![resolution(1), resolution(2), resolution(3)]),
+            SyncWrite::Resolutions(vec![aborted(1), aborted(2), aborted(3)]),
             SyncWrite::Snapshot {
                 snapshot: snapshot(4, 3),
                 installed: false,
@@ -849,7 +845,7 @@ mod tests {
         assert!(matches!(&records[2], SyncWrite::Entries(e) if e.len() == 1 && e[0].index == 5));
         // With memory for the newest 2, the first comes back as its decided segment only.
         let recovery = sync_records(&store, &[1], 2).unwrap();
-        assert_eq!(recovery.older, vec![DecidedSegment::from(&resolution(1))]);
+        assert_eq!(recovery.older, vec![DecidedSegment::from(&aborted(1))]);
         assert!(
             matches!(&recovery.records[1], SyncWrite::Resolutions(r) if r.len() == 2 && r[0].index == 2)
         );
