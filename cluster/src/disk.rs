@@ -186,24 +186,34 @@ pub fn ndb_records(
         });
         Ok(true)
     })?;
+    // A temporary segment of a resolution applied already is not held (it left `temp`
+    // in the batch that applied it); one that is summed up below is dropped rather than
+    // held again. Only the temporary segments are kept in a set, not every summed one.
+    let mut temp: BTreeSet<SegmentId> = records
+        .iter()
+        .filter_map(|record| match record {
+            NdbWrite::Temp { segment, .. } => Some(*segment),
+            NdbWrite::Applied { .. } => None,
+        })
+        .collect();
+    let held = temp.len();
     let mut resolutions: VecDeque<Resolution> = VecDeque::new();
     let mut summed = NdbBase::default();
-    let mut folded: BTreeSet<SegmentId> = BTreeSet::new();
     scan_all(store, RESOLUTIONS, |_, value| {
         resolutions.push_back(decode::<Resolution>("resolution", value)?);
         if resolutions.len() > keep.max(1) {
             if let Some(oldest) = resolutions.pop_front() {
                 summed.add(&oldest);
-                folded.insert(oldest.segment);
+                temp.remove(&oldest.segment);
             }
         }
         Ok(true)
     })?;
-    // A temporary segment of a resolution applied already is not held (it left `temp`
-    // in the batch that applied it); drop one anyway rather than hold it again.
-    records.retain(
-        |record| !matches!(record, NdbWrite::Temp { segment, .. } if folded.contains(segment)),
-    );
+    if temp.len() < held {
+        records.retain(
+            |record| !matches!(record, NdbWrite::Temp { segment, .. } if !temp.contains(segment)),
+        );
+    }
     // The newest resolutions whose records make up the tail memory holds: those from the
     // first whose records all have IDs from the tail's first on.
     let tail = read_tail(store, tail_records, tail_bytes)?;
@@ -670,6 +680,23 @@ mod tests {
             last_id: 102,
         };
         assert_eq!((base, &newest[..]), (summed, &records[1..]));
+        // A stray temporary copy of a summed-up segment is dropped; of a newer one, kept.
+        let stray = |n: u8| NdbWrite::Temp {
+            segment: segment(n),
+            owner: NodeId(1),
+            messages: vec![publication(1)],
+        };
+        store
+            .write(&ndb_batch(&[stray(1), stray(2)]).unwrap(), true)
+            .unwrap();
+        let (_, newest) = ndb_records(&store, 4, usize::MAX, 2).unwrap();
+        let temps: Vec<SegmentId> = (newest.iter())
+            .filter_map(|record| match record {
+                NdbWrite::Temp { segment, .. } => Some(*segment),
+                NdbWrite::Applied { .. } => None,
+            })
+            .collect();
+        assert_eq!(temps, vec![segment(2)]);
         let held: Vec<usize> = records
             .iter()
             .map(|r| match r {
