@@ -410,7 +410,7 @@ async fn spawn_core(
             let raft = sync.raft_status();
             tracing::info!(
                 resolutions = sync.resolution_count(),
-                in_memory = sync.resolutions().len(),
+                in_memory = sync.resolutions_cached(),
                 started_from_snapshot = raft.started_from_snapshot,
                 commit_index = raft.commit_index,
                 "sync state rebuilt"

@@ -415,11 +415,9 @@ async fn sync_nodes_answer_old_resolutions_from_disk_beyond_their_memory() {
         resolution_cache: Some(2),
         ..NodeOptions::default()
     };
-    let mut nodes = start_all(&file, &cluster, small).await;
+    let (mut nodes, entry) =
+        start_with_entry(&file, &cluster, entry_id, small, EntryOptions::default()).await;
     // One publish at a time: each is a segment (and a resolution) of its own.
-    let entry = EntryHandle::start(&cluster, entry_id, EntryOptions::default())
-        .await
-        .expect("entry");
     let mut acked = BTreeMap::new();
     for sequence in 0..50 {
         acked.extend(publish_all(&entry, sequence..sequence + 1).await);

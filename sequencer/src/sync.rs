@@ -927,17 +927,19 @@ impl Sync {
     /// Holds `resolution` (the next index): its segment as decided, itself in memory
     /// while it is among the newest.
     fn remember(&mut self, resolution: Resolution) {
-        let range = matches!(resolution.outcome, Outcome::Permanent { .. });
-        let decided = Decided {
-            index: resolution.index,
-            range,
-        };
-        self.by_segment.insert(resolution.segment, decided);
-        self.held = resolution.index;
+        self.note_decided(DecidedSegment::from(&resolution));
         self.resolutions.push_back(resolution);
         while self.resolutions.len() > self.config.resolution_cache_max.max(1) {
             self.resolutions.pop_front();
         }
+    }
+
+    /// Holds `decided` (the next index) as decided: the first decision for its segment.
+    fn note_decided(&mut self, decided: DecidedSegment) {
+        let (index, range) = (decided.index, decided.range);
+        self.by_segment
+            .insert(decided.segment, Decided { index, range });
+        self.held = index;
     }
 
     /// `base = max(previous_end + 1, floor)`. A range past `PermanentId::MAX` is refused

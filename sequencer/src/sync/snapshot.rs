@@ -18,7 +18,7 @@
 //! that restarts far behind needs them) and needs every decided segment to keep "the
 //! first decision for a segment wins". Only the Raft entries go.
 
-use super::{node_id, raft_id, Decided, DecidedSegment, Sync, SyncSnapshot, SyncWrite};
+use super::{node_id, raft_id, DecidedSegment, Sync, SyncSnapshot, SyncWrite};
 use crate::id::NodeId;
 use crate::message::{Message, Outcome, Resolution};
 use raft::eraftpb::{MessageType, Snapshot};
@@ -55,11 +55,7 @@ impl Sync {
     pub(super) fn restore(&mut self, older: &[DecidedSegment], resolutions: Vec<Resolution>) {
         let kept = self.snapshot.resolutions;
         for decided in older.iter().take_while(|decided| decided.index <= kept) {
-            let range = decided.range;
-            let index = decided.index;
-            self.by_segment
-                .insert(decided.segment, Decided { index, range });
-            self.held = index;
+            self.note_decided(*decided);
         }
         for resolution in resolutions {
             self.remember(resolution);
