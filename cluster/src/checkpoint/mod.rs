@@ -74,8 +74,10 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 const ATTEMPTS_MAX: usize = 6;
 /// Pause between attempts.
 const ATTEMPT_PAUSE: Duration = Duration::from_millis(500);
-/// A served checkpoint younger than this is handed out again (a resumed pull finds its
-/// files unchanged).
+/// A served checkpoint younger than this is handed out again to the ndb it was made for
+/// (a resumed pull finds its files unchanged). Another ndb gets a new one: a checkpoint
+/// made for an ndb that started with the cluster would hand a later, wiped one an empty
+/// log to fetch segment by segment.
 const SERVED_REUSE: Duration = Duration::from_secs(30);
 /// A served checkpoint nobody read for this long is deleted.
 const SERVED_IDLE: Duration = Duration::from_secs(60);

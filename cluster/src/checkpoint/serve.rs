@@ -31,6 +31,9 @@ struct Served {
     last_id: u64,
     created: Instant,
     used: Instant,
+    /// The ndb nodes it was made for or handed to: only they get it again (a resumed
+    /// pull); another puller gets a checkpoint of the store as it is now.
+    pullers: Vec<NodeId>,
 }
 
 impl Served {
@@ -126,12 +129,9 @@ impl<O: Outbox> Server<O> {
 
     async fn open(&mut self, from: NodeId) {
         let now = Instant::now();
-        if let Some(served) = self
-            .served
-            .iter_mut()
-            .rev()
-            .find(|served| now.duration_since(served.created) < SERVED_REUSE)
-        {
+        if let Some(served) = self.served.iter_mut().rev().find(|served| {
+            now.duration_since(served.created) < SERVED_REUSE && served.pullers.contains(&from)
+        }) {
             served.used = now;
             let listing = served.listing();
             self.mesh.send(from, listing);
@@ -170,6 +170,7 @@ impl<O: Outbox> Server<O> {
                     last_id,
                     created: now,
                     used: Instant::now(),
+                    pullers: vec![from],
                 };
                 self.mesh.send(from, served.listing());
                 self.served.push(served);

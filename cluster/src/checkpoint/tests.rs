@@ -370,6 +370,12 @@ async fn a_server_answers_only_reads_of_listed_files() {
         sent.take().as_slice(),
         [(_, Message::CheckpointFiles { checkpoint: again, .. })] if *again == checkpoint
     ));
+    // Another ndb gets a checkpoint of the store as it is now, not that one.
+    server.handle(NodeId(3), Message::CheckpointOpen).await;
+    assert!(matches!(
+        sent.take().as_slice(),
+        [(NodeId(3), Message::CheckpointFiles { checkpoint: other, .. })] if *other != checkpoint
+    ));
     server.expire(true).await;
     let left: Vec<_> = std::fs::read_dir(data.join(CHECKPOINTS_DIR))
         .unwrap()
